@@ -1,0 +1,125 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# shunt: make builds build/shuntd and build/shuntctl; make test runs every
+# test; make bench runs the benchmark; make check lints. V=1 for verbose.
+
+OUTPUT ?= build
+ARCH ?= $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+CLANG ?= clang
+CC ?= cc
+BPFTOOL ?= bpftool
+PYTHON ?= /usr/bin/python3
+LLHTTP_SRC ?= /usr/share/llhttp
+LLHTTP_INC ?= /usr/share/include/llhttp
+
+ifeq ($(V),1)
+Q =
+msg =
+else
+Q = @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+# Sanitizer build (SAN=1) goes to its own output tree.
+ifeq ($(SAN),1)
+OUTPUT := $(OUTPUT)/san
+SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+endif
+
+WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wmissing-prototypes -Wstrict-prototypes
+CFLAGS ?= -O2 -g
+ALL_CFLAGS := $(CFLAGS) $(WARN) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE -MMD -MP \
+	-Iinclude -Iagent -I$(OUTPUT) -I$(LLHTTP_INC)
+LDLIBS := -lbpf -lelf -lz
+LDFLAGS += $(SAN_FLAGS)
+
+BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__BPF__ -D__TARGET_ARCH_$(ARCH) \
+	-Ivmlinux/$(ARCH) -Iinclude -Ibpf
+
+BPF_PROGS := connect getpeername sockops
+BPF_OBJS := $(patsubst %,$(OUTPUT)/bpf/%.bpf.o,$(BPF_PROGS))
+SKELS := $(patsubst %,$(OUTPUT)/%.skel.h,$(BPF_PROGS))
+
+# Everything in agent/ except the two programs' main files is a library
+# that the unit tests link too.
+AGENT_LIB_SRCS := $(filter-out agent/shuntd.c agent/shuntctl.c,$(wildcard agent/*.c))
+AGENT_LIB_OBJS := $(patsubst agent/%.c,$(OUTPUT)/agent/%.o,$(AGENT_LIB_SRCS))
+LLHTTP_OBJS := $(patsubst %,$(OUTPUT)/llhttp/%.o,api http llhttp)
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_OBJS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%.o,$(UNIT_SRCS))
+
+.DELETE_ON_ERROR:
+.SECONDARY: $(BPF_OBJS)
+.PHONY: all clean test test-unit test-e2e bench check format vmlinux demo
+
+all: $(OUTPUT)/shuntd $(OUTPUT)/shuntctl
+
+$(OUTPUT)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) include/shunt/shunt.h | $(OUTPUT)/bpf
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@.tmp
+	$(Q)$(BPFTOOL) gen object $@ $@.tmp && rm -f $@.tmp
+
+$(OUTPUT)/%.skel.h: $(OUTPUT)/bpf/%.bpf.o
+	$(call msg,SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name shunt_$* > $@
+
+$(OUTPUT)/agent/%.o: agent/%.c $(SKELS) | $(OUTPUT)/agent
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# llhttp is third-party generated code: its own warnings are not ours.
+$(OUTPUT)/llhttp/%.o: $(LLHTTP_SRC)/%.c | $(OUTPUT)/llhttp
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(SAN_FLAGS) -w -I$(LLHTTP_INC) -c $< -o $@
+
+$(OUTPUT)/shuntd: $(OUTPUT)/agent/shuntd.o $(AGENT_LIB_OBJS) $(LLHTTP_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(OUTPUT)/shuntctl: $(OUTPUT)/agent/shuntctl.o $(AGENT_LIB_OBJS) $(LLHTTP_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+
+$(OUTPUT)/tests/%.o: tests/unit/%.c $(SKELS) | $(OUTPUT)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+$(OUTPUT)/unit-tests: $(UNIT_OBJS) $(AGENT_LIB_OBJS) $(LLHTTP_OBJS)
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcriterion -o $@
+
+$(OUTPUT)/bpf $(OUTPUT)/agent $(OUTPUT)/llhttp $(OUTPUT)/tests:
+	$(Q)mkdir -p $@
+
+test-unit: $(OUTPUT)/unit-tests
+	$(OUTPUT)/unit-tests
+
+# End-to-end: network namespaces, a cgroup, real servers and clients.
+test-e2e: all
+	$(PYTHON) tests/e2e/run.py --build $(OUTPUT) $(E2E_ARGS)
+
+test: test-unit test-e2e
+
+demo: all
+	bash tests/demo.sh $(OUTPUT)
+
+bench: all
+	$(PYTHON) tests/bench/bench.py --build $(OUTPUT) $(BENCH_ARGS)
+
+C_SRCS := $(wildcard agent/*.c agent/*.h include/shunt/*.h bpf/*.c bpf/lib/*.h tests/unit/*.c)
+format:
+	clang-format -i $(C_SRCS)
+
+check: all $(OUTPUT)/unit-tests
+	clang-format --dry-run --Werror $(C_SRCS)
+	cppcheck --quiet --error-exitcode=1 --enable=warning,portability,performance \
+		--inline-suppr --suppress=missingIncludeSystem -D__x86_64__ \
+		-Iinclude -Iagent -I$(OUTPUT) agent tests/unit
+
+vmlinux:
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > vmlinux/$(ARCH)/vmlinux.h
+
+clean:
+	rm -rf $(OUTPUT)
+
+-include $(wildcard $(OUTPUT)/agent/*.d $(OUTPUT)/tests/*.d)

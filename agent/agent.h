@@ -1,0 +1,32 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* The daemon's state, shared by shuntd.c and the control server. */
+#ifndef SHUNT_AGENT_H
+#define SHUNT_AGENT_H
+
+#include "bpf.h"
+#include "loop.h"
+#include "proxy.h"
+#include "store.h"
+
+struct control;
+
+struct agent {
+	struct loop loop;
+	struct shunt_bpf bpf;
+	struct store store;
+	struct proxy *proxy;
+	struct proxy_opts popts;
+	struct control *ctl;
+	const char *config_path;
+	const char *control_path;
+	const char *pin_dir;
+	const char *cgroup;
+	uint64_t started_unix;
+};
+
+/* Control socket: one request line per connection, answered and closed.
+ * The protocol is private between shuntd and shuntctl (ctl_proto.h). */
+int control_start(struct agent *a, const char *path);
+void control_stop(struct agent *a);
+
+#endif /* SHUNT_AGENT_H */

@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/magic.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "connect.skel.h"
+#include "getpeername.skel.h"
+#include "sockops.skel.h"
+#include "bpf.h"
+#include "log.h"
+
+#define BPFFS_DEFAULT_MOUNT "/sys/fs/bpf"
+
+int libbpf_debug;
+
+const char *const shunt_stat_names[SHUNT_STAT_MAX] = {
+	[SHUNT_STAT_CONNECT] = "connect",
+	[SHUNT_STAT_CAPTURED] = "captured",
+	[SHUNT_STAT_FAIL_OPEN] = "fail_open",
+	[SHUNT_STAT_OWN_SOCKET] = "own_socket",
+	[SHUNT_STAT_ORIG_FULL] = "orig_full",
+	[SHUNT_STAT_ESTABLISHED] = "established",
+	[SHUNT_STAT_PEER_RESTORED] = "peer_restored",
+};
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	if (level == LIBBPF_DEBUG && !libbpf_debug)
+		return 0;
+	/* libbpf's warnings carry the verifier log: always worth showing. */
+	return vfprintf(stderr, fmt, ap);
+}
+
+static int is_bpffs(const char *path)
+{
+	struct statfs st;
+
+	return statfs(path, &st) == 0 && st.f_type == BPF_FS_MAGIC;
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[256];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, path, len + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int ensure_pin_dir(const char *pin_dir)
+{
+	int err;
+
+	/* A fresh machine has no bpffs at /sys/fs/bpf: mount one, as a
+	 * Kubernetes node's systemd would have. */
+	if (!strncmp(pin_dir, BPFFS_DEFAULT_MOUNT, strlen(BPFFS_DEFAULT_MOUNT)) &&
+	    !is_bpffs(BPFFS_DEFAULT_MOUNT)) {
+		if (mount("bpf", BPFFS_DEFAULT_MOUNT, "bpf", 0, "mode=0700")) {
+			err = -errno;
+			pr_err("mount bpffs at %s: %s", BPFFS_DEFAULT_MOUNT, strerror(-err));
+			return err;
+		}
+		pr_info("mounted a bpffs at %s", BPFFS_DEFAULT_MOUNT);
+	}
+	err = mkdir_p(pin_dir);
+	if (err) {
+		pr_err("create pin directory %s: %s", pin_dir, strerror(-err));
+		return err;
+	}
+	if (!is_bpffs(pin_dir)) {
+		pr_err("pin directory %s is not on a bpffs (mount -t bpf bpf <dir>)", pin_dir);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+static int attach(struct shunt_bpf *b, int idx, struct bpf_program *prog)
+{
+	struct bpf_link *link = bpf_program__attach_cgroup(prog, b->cgroup_fd);
+	int err;
+
+	if (!link) {
+		err = -errno;
+		pr_err("attach %s to cgroup %s: %s", bpf_program__name(prog), b->cgroup,
+		       strerror(-err));
+		return err;
+	}
+	b->links[idx] = link;
+	return 0;
+}
+
+#define OPEN_LOAD(b, field, type, opts)                                                            \
+	({                                                                                         \
+		int __err = 0;                                                                     \
+		(b)->field = type##__open_opts(opts);                                              \
+		if (!(b)->field) {                                                                 \
+			__err = -errno;                                                            \
+			pr_err("open BPF object " #type ": %s", strerror(-__err));                \
+		} else if ((__err = type##__load((b)->field))) {                                   \
+			pr_err("load BPF object " #type ": %s (the verifier log is above)",        \
+			       strerror(-__err));                                                  \
+		}                                                                                  \
+		__err;                                                                             \
+	})
+
+int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup)
+{
+	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_dir);
+	int err;
+
+	memset(b, 0, sizeof(*b));
+	b->cgroup_fd = -1;
+	snprintf(b->pin_dir, sizeof(b->pin_dir), "%s", pin_dir);
+	snprintf(b->cgroup, sizeof(b->cgroup), "%s", cgroup);
+	libbpf_set_print(libbpf_print);
+
+	err = ensure_pin_dir(pin_dir);
+	if (err)
+		return err;
+	b->cgroup_fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (b->cgroup_fd < 0) {
+		err = -errno;
+		pr_err("open cgroup %s: %s", cgroup, strerror(-err));
+		return err;
+	}
+
+	/* The first object creates and pins the maps; the others reuse them. */
+	err = OPEN_LOAD(b, connect, shunt_connect, &opts);
+	if (!err)
+		err = OPEN_LOAD(b, getpeername, shunt_getpeername, &opts);
+	if (!err)
+		err = OPEN_LOAD(b, sockops, shunt_sockops, &opts);
+	if (err)
+		goto cleanup;
+
+	b->services_fd = bpf_map__fd(b->connect->maps.shunt_services);
+	b->routes_fd = bpf_map__fd(b->connect->maps.shunt_routes);
+	b->orig_fd = bpf_map__fd(b->connect->maps.shunt_orig);
+	b->conns_fd = bpf_map__fd(b->connect->maps.shunt_conns);
+	b->listeners_fd = bpf_map__fd(b->connect->maps.shunt_listeners);
+	b->config_fd = bpf_map__fd(b->connect->maps.shunt_config);
+	b->stats_fd = bpf_map__fd(b->connect->maps.shunt_stats);
+
+	/* sockops first: a connection captured by connect4 must find the
+	 * bookkeeping program already in place. */
+	err = attach(b, 0, b->sockops->progs.shunt_sockops);
+	if (!err)
+		err = attach(b, 1, b->getpeername->progs.shunt_getpeername4);
+	if (!err)
+		err = attach(b, 2, b->getpeername->progs.shunt_getpeername6);
+	if (!err)
+		err = attach(b, 3, b->connect->progs.shunt_connect4);
+	if (!err)
+		err = attach(b, 4, b->connect->progs.shunt_connect6);
+	if (err)
+		goto cleanup;
+	return 0;
+
+cleanup:
+	shunt_bpf_close(b);
+	return err;
+}
+
+void shunt_bpf_close(struct shunt_bpf *b)
+{
+	/* Capture goes first, bookkeeping last: the reverse of attach. */
+	for (int i = SHUNT_NR_PROGS - 1; i >= 0; i--) {
+		bpf_link__destroy(b->links[i]);
+		b->links[i] = NULL;
+	}
+	shunt_connect__destroy(b->connect);
+	shunt_getpeername__destroy(b->getpeername);
+	shunt_sockops__destroy(b->sockops);
+	b->connect = NULL;
+	b->getpeername = NULL;
+	b->sockops = NULL;
+	if (b->cgroup_fd >= 0)
+		close(b->cgroup_fd);
+	b->cgroup_fd = -1;
+}
+
+int shunt_bpf_set_config(struct shunt_bpf *b, const struct shunt_config *cfg)
+{
+	__u32 key = 0;
+
+	return bpf_map_update_elem(b->config_fd, &key, cfg, BPF_ANY) ? -errno : 0;
+}
+
+int shunt_bpf_set_listener(struct shunt_bpf *b, enum shunt_listener_slot slot, int fd)
+{
+	__u32 key = slot;
+	__u64 val = (__u64)fd;
+
+	if (fd < 0)
+		return bpf_map_delete_elem(b->listeners_fd, &key) && errno != ENOENT ? -errno : 0;
+	return bpf_map_update_elem(b->listeners_fd, &key, &val, BPF_ANY) ? -errno : 0;
+}
+
+int shunt_bpf_stats(struct shunt_bpf *b, uint64_t out[SHUNT_STAT_MAX])
+{
+	int ncpu = libbpf_num_possible_cpus();
+	__u64 vals[ncpu > 0 ? ncpu : 1];
+
+	if (ncpu <= 0)
+		return -EINVAL;
+	for (__u32 i = 0; i < SHUNT_STAT_MAX; i++) {
+		out[i] = 0;
+		if (bpf_map_lookup_elem(b->stats_fd, &i, vals))
+			return -errno;
+		for (int c = 0; c < ncpu; c++)
+			out[i] += vals[c];
+	}
+	return 0;
+}
+
+int shunt_bpf_progs(struct shunt_bpf *b, struct shunt_prog_info out[SHUNT_NR_PROGS])
+{
+	const struct bpf_program *progs[SHUNT_NR_PROGS] = {
+		b->sockops->progs.shunt_sockops,
+		b->getpeername->progs.shunt_getpeername4,
+		b->getpeername->progs.shunt_getpeername6,
+		b->connect->progs.shunt_connect4,
+		b->connect->progs.shunt_connect6,
+	};
+	int n = 0;
+
+	for (int i = 0; i < SHUNT_NR_PROGS; i++) {
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+
+		if (!b->links[i])
+			continue;
+		if (bpf_obj_get_info_by_fd(bpf_program__fd(progs[i]), &info, &len))
+			continue;
+		out[n].name = bpf_program__name(progs[i]);
+		out[n].attach = bpf_program__section_name(progs[i]);
+		out[n].id = info.id;
+		n++;
+	}
+	return n;
+}
+
+int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[7])
+{
+	const struct bpf_map *maps[7] = {
+		b->connect->maps.shunt_services, b->connect->maps.shunt_routes,
+		b->connect->maps.shunt_orig,	 b->connect->maps.shunt_conns,
+		b->connect->maps.shunt_listeners, b->connect->maps.shunt_config,
+		b->connect->maps.shunt_stats,
+	};
+
+	for (int i = 0; i < 7; i++) {
+		out[i].name = bpf_map__name(maps[i]);
+		out[i].fd = bpf_map__fd(maps[i]);
+		out[i].max_entries = bpf_map__max_entries(maps[i]);
+	}
+	return 7;
+}
+
+long shunt_bpf_map_count(int fd, uint32_t key_size)
+{
+	unsigned char key[128], next[128];
+	long n = 0;
+	void *prev = NULL;
+
+	if (key_size > sizeof(key))
+		return -EINVAL;
+	while (bpf_map_get_next_key(fd, prev, next) == 0) {
+		memcpy(key, next, key_size);
+		prev = key;
+		n++;
+	}
+	return n;
+}

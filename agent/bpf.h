@@ -1,0 +1,64 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Loading, pinning and attaching shunt's kernel programs. */
+#ifndef SHUNT_AGENT_BPF_H
+#define SHUNT_AGENT_BPF_H
+
+#include <stdint.h>
+#include <shunt/shunt.h>
+
+struct shunt_connect;
+struct shunt_getpeername;
+struct shunt_sockops;
+struct bpf_link;
+
+#define SHUNT_NR_PROGS 5
+
+struct shunt_bpf {
+	struct shunt_connect *connect;
+	struct shunt_getpeername *getpeername;
+	struct shunt_sockops *sockops;
+	struct bpf_link *links[SHUNT_NR_PROGS];
+	int cgroup_fd;
+	char pin_dir[256];
+	char cgroup[256];
+	/* fds of the shared (pinned) maps */
+	int services_fd, routes_fd, orig_fd, conns_fd, listeners_fd, config_fd, stats_fd;
+};
+
+/* Make sure a bpffs is mounted for pin_dir (mounting one at /sys/fs/bpf
+ * when pin_dir lives there and nothing is mounted), create pin_dir, load
+ * every object reusing maps already pinned there, and attach to cgroup.
+ * Returns 0 or -errno, having logged what failed. */
+int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup);
+
+/* Detach and unload; the pinned maps stay for the next agent. */
+void shunt_bpf_close(struct shunt_bpf *b);
+
+int shunt_bpf_set_config(struct shunt_bpf *b, const struct shunt_config *cfg);
+int shunt_bpf_set_listener(struct shunt_bpf *b, enum shunt_listener_slot slot, int fd);
+int shunt_bpf_stats(struct shunt_bpf *b, uint64_t out[SHUNT_STAT_MAX]);
+
+struct shunt_prog_info {
+	const char *name;
+	const char *attach;
+	uint32_t id;
+};
+/* The attached programs; returns how many were filled. */
+int shunt_bpf_progs(struct shunt_bpf *b, struct shunt_prog_info out[SHUNT_NR_PROGS]);
+
+struct shunt_map_info {
+	const char *name;
+	int fd;
+	uint32_t max_entries;
+};
+int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[7]);
+
+/* Entries in a hash map (walks the keys). */
+long shunt_bpf_map_count(int fd, uint32_t key_size);
+
+extern const char *const shunt_stat_names[SHUNT_STAT_MAX];
+
+/* libbpf's own debug output (loader and verifier details): -vv. */
+extern int libbpf_debug;
+
+#endif /* SHUNT_AGENT_BPF_H */

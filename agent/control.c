@@ -1,0 +1,480 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* The control socket server (protocol in ctl_proto.h). */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "agent.h"
+#include "ctl_proto.h"
+#include "log.h"
+#include "routekey.h"
+#include "util.h"
+
+struct control {
+	struct ev_handler h;
+	struct agent *a;
+	int fd;
+	char path[108];
+};
+
+struct ctl_conn {
+	struct ev_handler h;
+	struct agent *a;
+	int fd;
+	char in[CTL_MAX_REQUEST];
+	size_t inlen;
+	char *out;
+	size_t outlen, outpos, outcap;
+	int failed; /* could not grow the answer */
+};
+
+static void out_printf(struct ctl_conn *cc, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void out_printf(struct ctl_conn *cc, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		size_t room = cc->outcap - cc->outlen;
+
+		va_start(ap, fmt);
+		n = vsnprintf(cc->out ? cc->out + cc->outlen : NULL, room, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if ((size_t)n < room) {
+			cc->outlen += (size_t)n;
+			return;
+		}
+		size_t cap = cc->outcap ? cc->outcap * 2 : 4096;
+		while (cap - cc->outlen <= (size_t)n)
+			cap *= 2;
+		char *o = realloc(cc->out, cap);
+		if (!o) {
+			cc->failed = 1;
+			return;
+		}
+		cc->out = o;
+		cc->outcap = cap;
+	}
+}
+
+/* A JSON string; the values we print are addresses and validated keys,
+ * but escape anyway. */
+static void out_json_str(struct ctl_conn *cc, const char *s)
+{
+	out_printf(cc, "\"");
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			out_printf(cc, "\\%c", ch);
+		else if (ch < 0x20 || ch >= 0x7f)
+			out_printf(cc, "\\u%04x", ch);
+		else
+			out_printf(cc, "%c", ch);
+	}
+	out_printf(cc, "\"");
+}
+
+static int fail(struct ctl_conn *cc, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(struct ctl_conn *cc, int code, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	cc->outlen = 0;
+	out_printf(cc, "error %d\n%s\n", code, msg);
+	return -1;
+}
+
+static void cmd_route_add(struct ctl_conn *cc, char **f, int n)
+{
+	struct agent *a = cc->a;
+	struct shunt_addr svc, to;
+	struct shunt_route_key k;
+	struct shunt_route v = {};
+	uint64_t ttl = 0, now = (uint64_t)time(NULL);
+	char err[256], s1[ADDR_STR_LEN], s2[ADDR_STR_LEN];
+
+	if (n != 6) {
+		fail(cc, CTL_EXIT_USAGE, "route-add: expected 5 fields, got %d", n - 1);
+		return;
+	}
+	if (parse_addr_port(f[1], &svc)) {
+		fail(cc, CTL_EXIT_FAILED, "--service: '%s' is not IP:PORT", f[1]);
+		return;
+	}
+	if (rk_validate(f[2])) {
+		fail(cc, CTL_EXIT_FAILED,
+		     "--key: '%s' is not a valid routing key (1-63 visible ASCII characters, none of , ; = \" \\)",
+		     f[2]);
+		return;
+	}
+	if (parse_addr_port(f[3], &to)) {
+		fail(cc, CTL_EXIT_FAILED, "--to: '%s' is not IP:PORT", f[3]);
+		return;
+	}
+	if (parse_u64(f[4], 10ULL * 366 * 86400, &ttl)) {
+		fail(cc, CTL_EXIT_FAILED, "--ttl: '%s' is not a number of seconds", f[4]);
+		return;
+	}
+	if (!strcmp(f[5], "baseline"))
+		v.flags |= SHUNT_ROUTE_FALLBACK_BASELINE;
+	else if (strcmp(f[5], "error")) {
+		fail(cc, CTL_EXIT_FAILED, "--fallback: '%s' is not baseline or error", f[5]);
+		return;
+	}
+	route_key_make(&k, &svc, f[2], strlen(f[2]));
+	v.to = to;
+	v.created_unix = now;
+	v.expires_unix = ttl ? now + ttl : 0;
+	if (store_add(&a->store, &k, &v, err, sizeof(err))) {
+		fail(cc, CTL_EXIT_FAILED, "route add: %s", err);
+		return;
+	}
+	format_addr_port(&svc, s1, sizeof(s1));
+	format_addr_port(&to, s2, sizeof(s2));
+	pr_info("route added: service %s key %s -> %s%s", s1, f[2], s2,
+		v.flags & SHUNT_ROUTE_FALLBACK_BASELINE ? " (fallback baseline)" : "");
+	out_printf(cc, "ok\nroute added: %s key=%s -> %s\n", s1, f[2], s2);
+}
+
+static void cmd_route_del(struct ctl_conn *cc, char **f, int n)
+{
+	struct shunt_addr svc;
+	struct shunt_route_key k;
+	char s1[ADDR_STR_LEN];
+
+	if (n != 3) {
+		fail(cc, CTL_EXIT_USAGE, "route-del: expected 2 fields, got %d", n - 1);
+		return;
+	}
+	if (parse_addr_port(f[1], &svc)) {
+		fail(cc, CTL_EXIT_FAILED, "--service: '%s' is not IP:PORT", f[1]);
+		return;
+	}
+	if (rk_validate(f[2])) {
+		fail(cc, CTL_EXIT_FAILED, "--key: '%s' is not a valid routing key", f[2]);
+		return;
+	}
+	route_key_make(&k, &svc, f[2], strlen(f[2]));
+	format_addr_port(&svc, s1, sizeof(s1));
+	if (store_del(&cc->a->store, &k)) {
+		fail(cc, CTL_EXIT_FAILED, "route del: no route for service %s key %s", s1, f[2]);
+		return;
+	}
+	pr_info("route deleted: service %s key %s", s1, f[2]);
+	out_printf(cc, "ok\nroute deleted: %s key=%s\n", s1, f[2]);
+}
+
+static void cmd_route_list(struct ctl_conn *cc, char **f, int n)
+{
+	struct shunt_route_key *keys;
+	struct shunt_route *vals;
+	long cnt;
+	int json = n > 1 && !strcmp(f[1], "json");
+	uint64_t now = (uint64_t)time(NULL);
+	char s1[ADDR_STR_LEN], s2[ADDR_STR_LEN], d[32];
+
+	cnt = route_table_sorted(cc->a->store.t, &keys, &vals);
+	if (cnt < 0) {
+		fail(cc, CTL_EXIT_FAILED, "out of memory");
+		return;
+	}
+	out_printf(cc, "ok\n");
+	if (json)
+		out_printf(cc, "[");
+	else
+		out_printf(cc, "%-24s %-20s %-24s %-9s %-7s %s\n", "SERVICE", "KEY", "TO", "FALLBACK",
+			   "SOURCE", "TTL");
+	for (long i = 0; i < cnt; i++) {
+		const struct shunt_route *v = &vals[i];
+		uint64_t left = v->expires_unix > now ? v->expires_unix - now : 0;
+		const char *fb = v->flags & SHUNT_ROUTE_FALLBACK_BASELINE ? "baseline" : "error";
+		const char *src = v->flags & SHUNT_ROUTE_FROM_FILE ? "file" : "api";
+
+		format_addr_port(&keys[i].service, s1, sizeof(s1));
+		format_addr_port(&v->to, s2, sizeof(s2));
+		if (!json) {
+			out_printf(cc, "%-24s %-20s %-24s %-9s %-7s %s\n", s1, keys[i].key, s2, fb,
+				   src, v->expires_unix ? format_duration(left, d, sizeof(d)) : "-");
+			continue;
+		}
+		out_printf(cc, "%s{\"service\":", i ? "," : "");
+		out_json_str(cc, s1);
+		out_printf(cc, ",\"key\":");
+		out_json_str(cc, keys[i].key);
+		out_printf(cc, ",\"to\":");
+		out_json_str(cc, s2);
+		out_printf(cc,
+			   ",\"fallback\":\"%s\",\"source\":\"%s\",\"created_unix\":%llu,"
+			   "\"expires_unix\":%llu,\"ttl_left\":",
+			   fb, src, (unsigned long long)v->created_unix,
+			   (unsigned long long)v->expires_unix);
+		if (v->expires_unix)
+			out_printf(cc, "%llu}", (unsigned long long)left);
+		else
+			out_printf(cc, "null}");
+	}
+	if (json)
+		out_printf(cc, "]\n");
+	free(keys);
+	free(vals);
+}
+
+static void cmd_status(struct ctl_conn *cc, char **f, int n)
+{
+	struct agent *a = cc->a;
+	struct shunt_prog_info progs[SHUNT_NR_PROGS];
+	struct shunt_map_info maps[7];
+	uint64_t ks[SHUNT_STAT_MAX] = {};
+	const struct proxy_stats *ps = proxy_stats(a->proxy);
+	int json = n > 1 && !strcmp(f[1], "json");
+	int np = shunt_bpf_progs(&a->bpf, progs);
+	int nm = shunt_bpf_maps(&a->bpf, maps);
+	const struct {
+		const char *name;
+		uint64_t v;
+	} pc[] = {
+		{ "accepted", ps->accepted },
+		{ "active", ps->active },
+		{ "unknown", ps->unknown },
+		{ "requests", ps->requests },
+		{ "to_sandbox", ps->to_sandbox },
+		{ "to_baseline", ps->to_baseline },
+		{ "fallbacks", ps->fallbacks },
+		{ "errors", ps->errors },
+		{ "bad_requests", ps->bad_requests },
+		{ "bad_keys", ps->bad_keys },
+		{ "tunnels", ps->tunnels },
+		{ "timeouts", ps->timeouts },
+		{ "upstream_connects", ps->upstream_connects },
+		{ "upstream_reused", ps->upstream_reused },
+		{ "retries", ps->retries },
+	};
+	size_t npc = sizeof(pc) / sizeof(pc[0]);
+
+	shunt_bpf_stats(&a->bpf, ks);
+	out_printf(cc, "ok\n");
+	if (!json) {
+		out_printf(cc, "cgroup:   %s\npins:     %s\ncontrol:  %s\nroutes:   %zu\n\n",
+			   a->cgroup, a->pin_dir, a->control_path, route_table_count(a->store.t));
+		out_printf(cc, "programs:\n");
+		for (int i = 0; i < np; i++)
+			out_printf(cc, "  %-20s id %-6u %s\n", progs[i].name, progs[i].id,
+				   progs[i].attach);
+		out_printf(cc, "maps:\n");
+		for (int i = 0; i < nm; i++) {
+			long cnt = shunt_bpf_map_count(maps[i].fd, 128);
+
+			out_printf(cc, "  %-16s %s/%s  %ld/%u\n", maps[i].name, a->pin_dir,
+				   maps[i].name, cnt, maps[i].max_entries);
+		}
+		out_printf(cc, "kernel counters:\n");
+		for (int i = 0; i < SHUNT_STAT_MAX; i++)
+			out_printf(cc, "  %-18s %llu\n", shunt_stat_names[i],
+				   (unsigned long long)ks[i]);
+		out_printf(cc, "proxy counters:\n");
+		for (size_t i = 0; i < npc; i++)
+			out_printf(cc, "  %-18s %llu\n", pc[i].name, (unsigned long long)pc[i].v);
+		return;
+	}
+	out_printf(cc, "{\"cgroup\":");
+	out_json_str(cc, a->cgroup);
+	out_printf(cc, ",\"pin_dir\":");
+	out_json_str(cc, a->pin_dir);
+	out_printf(cc, ",\"routes\":%zu,\"programs\":[", route_table_count(a->store.t));
+	for (int i = 0; i < np; i++)
+		out_printf(cc, "%s{\"name\":\"%s\",\"id\":%u,\"attach\":\"%s\"}", i ? "," : "",
+			   progs[i].name, progs[i].id, progs[i].attach);
+	out_printf(cc, "],\"maps\":[");
+	for (int i = 0; i < nm; i++) {
+		long cnt = shunt_bpf_map_count(maps[i].fd, 128);
+
+		out_printf(cc, "%s{\"name\":\"%s\",\"path\":", i ? "," : "", maps[i].name);
+		{
+			char path[512];
+
+			snprintf(path, sizeof(path), "%s/%s", a->pin_dir, maps[i].name);
+			out_json_str(cc, path);
+		}
+		out_printf(cc, ",\"entries\":%ld,\"max_entries\":%u}", cnt, maps[i].max_entries);
+	}
+	out_printf(cc, "],\"kernel\":{");
+	for (int i = 0; i < SHUNT_STAT_MAX; i++)
+		out_printf(cc, "%s\"%s\":%llu", i ? "," : "", shunt_stat_names[i],
+			   (unsigned long long)ks[i]);
+	out_printf(cc, "},\"proxy\":{");
+	for (size_t i = 0; i < npc; i++)
+		out_printf(cc, "%s\"%s\":%llu", i ? "," : "", pc[i].name,
+			   (unsigned long long)pc[i].v);
+	out_printf(cc, "}}\n");
+}
+
+static void handle_request(struct ctl_conn *cc)
+{
+	char *f[16];
+	int n = 0;
+	char *save = NULL, *tok;
+
+	cc->in[cc->inlen - 1] = '\0'; /* the LF */
+	for (tok = strtok_r(cc->in, "\t", &save); tok && n < 16; tok = strtok_r(NULL, "\t", &save))
+		f[n++] = tok;
+	if (n == 0) {
+		fail(cc, CTL_EXIT_USAGE, "empty request");
+		return;
+	}
+	if (!strcmp(f[0], "route-add"))
+		cmd_route_add(cc, f, n);
+	else if (!strcmp(f[0], "route-del"))
+		cmd_route_del(cc, f, n);
+	else if (!strcmp(f[0], "route-list"))
+		cmd_route_list(cc, f, n);
+	else if (!strcmp(f[0], "status"))
+		cmd_status(cc, f, n);
+	else
+		fail(cc, CTL_EXIT_USAGE, "unknown request '%.64s'", f[0]);
+	if (cc->failed)
+		fail(cc, CTL_EXIT_FAILED, "out of memory");
+}
+
+static void conn_close(struct ctl_conn *cc)
+{
+	loop_del(&cc->a->loop, cc->fd);
+	close(cc->fd);
+	free(cc->out);
+	free(cc);
+}
+
+static void conn_event(struct ev_handler *h, uint32_t events)
+{
+	struct ctl_conn *cc = (struct ctl_conn *)h;
+	ssize_t n;
+
+	/* Read until the request line is complete. */
+	while (!cc->outlen) {
+		n = read(cc->fd, cc->in + cc->inlen, sizeof(cc->in) - cc->inlen);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			conn_close(cc);
+			return;
+		}
+		cc->inlen += (size_t)n;
+		if (memchr(cc->in, '\n', cc->inlen)) {
+			cc->inlen = (size_t)((char *)memchr(cc->in, '\n', cc->inlen) - cc->in) + 1;
+			handle_request(cc);
+			break;
+		}
+		if (cc->inlen == sizeof(cc->in)) {
+			fail(cc, CTL_EXIT_USAGE, "request too long");
+			break;
+		}
+	}
+	while (cc->outpos < cc->outlen) {
+		n = send(cc->fd, cc->out + cc->outpos, cc->outlen - cc->outpos,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0)
+			break;
+		cc->outpos += (size_t)n;
+	}
+	conn_close(cc);
+}
+
+static void ctl_event(struct ev_handler *h, uint32_t events)
+{
+	struct control *ctl = (struct control *)h;
+
+	for (;;) {
+		int fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct ctl_conn *cc;
+
+		if (fd < 0)
+			return;
+		cc = calloc(1, sizeof(*cc));
+		if (!cc) {
+			close(fd);
+			continue;
+		}
+		cc->h.fn = conn_event;
+		cc->a = ctl->a;
+		cc->fd = fd;
+		if (loop_add(&ctl->a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLET, &cc->h)) {
+			close(fd);
+			free(cc);
+		}
+	}
+}
+
+int control_start(struct agent *a, const char *path)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct control *ctl;
+	char dir[sizeof(sun.sun_path)];
+	char *slash;
+	int err;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		pr_err("control socket path too long: %s", path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sun.sun_path, path);
+	strcpy(dir, path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		mkdir(dir, 0755); /* /run/shunt on a fresh node */
+	}
+	ctl = calloc(1, sizeof(*ctl));
+	if (!ctl)
+		return -ENOMEM;
+	ctl->h.fn = ctl_event;
+	ctl->a = a;
+	strcpy(ctl->path, path);
+	ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (ctl->fd < 0) {
+		err = -errno;
+		free(ctl);
+		return err;
+	}
+	unlink(path); /* a stale socket from a crashed agent */
+	if (bind(ctl->fd, (struct sockaddr *)&sun, sizeof(sun)) || chmod(path, 0600) ||
+	    listen(ctl->fd, 64) || loop_add(&a->loop, ctl->fd, EPOLLIN | EPOLLET, &ctl->h)) {
+		err = -errno;
+		pr_err("control socket %s: %s", path, strerror(-err));
+		close(ctl->fd);
+		free(ctl);
+		return err;
+	}
+	a->ctl = ctl;
+	return 0;
+}
+
+void control_stop(struct agent *a)
+{
+	if (!a->ctl)
+		return;
+	loop_del(&a->loop, a->ctl->fd);
+	close(a->ctl->fd);
+	unlink(a->ctl->path);
+	free(a->ctl);
+	a->ctl = NULL;
+}

@@ -1,0 +1,172 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <string.h>
+#include <strings.h>
+
+#include "http.h"
+
+/* RFC 9110 tchar. */
+static int is_tchar(unsigned char c)
+{
+	if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
+		return 1;
+	return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* field-value bytes: visible ASCII, SP, HTAB, obs-text. */
+static int is_vchar_or_ws(unsigned char c)
+{
+	return c == '\t' || (c >= 0x20 && c != 0x7f);
+}
+
+static int name_is(const struct http_header *h, const char *name)
+{
+	size_t n = strlen(name);
+
+	return h->name_len == n && !strncasecmp(h->name, name, n);
+}
+
+static int value_is_digits(const struct http_header *h)
+{
+	size_t i = 0, end = h->value_len;
+
+	if (!end)
+		return 0;
+	for (; i < end; i++)
+		if (h->value[i] < '0' || h->value[i] > '9')
+			return 0;
+	return 1;
+}
+
+static int bad(struct head_result *res, const char *why)
+{
+	res->reason = why;
+	return 400;
+}
+
+/* The request line: method SP target SP HTTP/1.x. Returns its length
+ * without CRLF, or 0 when it is malformed. */
+static size_t check_request_line(const char *p, size_t len, struct head_result *res)
+{
+	size_t i = 0, start;
+
+	while (i < len && is_tchar(p[i]))
+		i++;
+	if (i == 0 || i >= len || p[i] != ' ')
+		return bad(res, "invalid method"), 0;
+	start = ++i;
+	while (i < len && (unsigned char)p[i] > 0x20 && (unsigned char)p[i] < 0x7f)
+		i++;
+	if (i == start || i >= len || p[i] != ' ')
+		return bad(res, "invalid request target"), 0;
+	i++;
+	if (len - i < 10 || memcmp(p + i, "HTTP/1.", 7) || (p[i + 7] != '0' && p[i + 7] != '1'))
+		return bad(res, "invalid HTTP version"), 0;
+	i += 8;
+	if (p[i] != '\r' || p[i + 1] != '\n')
+		return bad(res, "request line must end in CRLF"), 0;
+	return i;
+}
+
+int http_head_check(const char *head, size_t len, struct http_header *hdrs, size_t max_hdrs,
+		    struct head_result *res)
+{
+	size_t pos, n = 0, cl = 0, te = 0, host = 0;
+
+	res->n_headers = 0;
+	res->reason = NULL;
+	if (len < 4 || memcmp(head + len - 4, "\r\n\r\n", 4))
+		return bad(res, "head must end in CRLF CRLF");
+	pos = check_request_line(head, len, res);
+	if (!pos)
+		return 400;
+	pos += 2;
+
+	while (pos < len) {
+		const char *line = head + pos;
+		size_t i = 0, rest = len - pos, name_len, vstart, vend;
+
+		if (line[0] == '\r') {
+			/* The empty line; only valid as the very end. */
+			if (rest != 2 || line[1] != '\n')
+				return bad(res, "bare CR");
+			break;
+		}
+		if (line[0] == ' ' || line[0] == '\t')
+			return bad(res, "obsolete line folding");
+		while (i < rest && is_tchar(line[i]))
+			i++;
+		if (i == 0 || i >= rest || line[i] != ':')
+			return bad(res, i < rest && (line[i] == ' ' || line[i] == '\t')
+						? "whitespace before colon"
+						: "invalid header name");
+		name_len = i;
+		vstart = ++i;
+		while (i < rest && line[i] != '\r' && line[i] != '\n') {
+			if (!is_vchar_or_ws(line[i]))
+				return bad(res, "control character in header value");
+			i++;
+		}
+		if (i + 1 >= rest || line[i] != '\r' || line[i + 1] != '\n')
+			return bad(res, "bare LF");
+		vend = i;
+		while (vstart < vend && (line[vstart] == ' ' || line[vstart] == '\t'))
+			vstart++;
+		while (vend > vstart && (line[vend - 1] == ' ' || line[vend - 1] == '\t'))
+			vend--;
+		if (n >= max_hdrs) {
+			res->reason = "too many header fields";
+			return 431;
+		}
+		hdrs[n] = (struct http_header){ .name = line,
+						.name_len = name_len,
+						.value = line + vstart,
+						.value_len = vend - vstart };
+		if (name_is(&hdrs[n], "content-length")) {
+			if (!value_is_digits(&hdrs[n]))
+				return bad(res, "invalid Content-Length");
+			cl++;
+		} else if (name_is(&hdrs[n], "transfer-encoding")) {
+			/* Only the one coding every parser agrees on. */
+			if (hdrs[n].value_len != 7 || strncasecmp(hdrs[n].value, "chunked", 7))
+				return bad(res, "unsupported Transfer-Encoding");
+			te++;
+		} else if (name_is(&hdrs[n], "host")) {
+			host++;
+		}
+		n++;
+		pos += i + 2;
+	}
+	if (cl > 1)
+		return bad(res, "duplicate Content-Length");
+	if (te > 1)
+		return bad(res, "duplicate Transfer-Encoding");
+	if (cl && te)
+		return bad(res, "Content-Length with Transfer-Encoding");
+	if (host > 1)
+		return bad(res, "duplicate Host");
+	res->n_headers = n;
+	return 0;
+}
+
+int http_sniff(const char *buf, size_t len)
+{
+	static const char h2[] = "PRI * HTTP/2.0\r\n";
+	size_t i;
+
+	if (!len)
+		return -1;
+	/* The HTTP/2 preface looks like a request line: tell it apart. */
+	if (!memcmp(buf, h2, len < sizeof(h2) - 1 ? len : sizeof(h2) - 1))
+		return len < sizeof(h2) - 1 ? -1 : 0;
+	/* A method is a token of letters; TLS, HTTP/2 frames and other binary
+	 * protocols start otherwise. */
+	for (i = 0; i < len && i < 24; i++) {
+		unsigned char c = (unsigned char)buf[i];
+
+		if (c == ' ')
+			return i > 0;
+		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '-' || c == '_'))
+			return 0;
+	}
+	return i < 24 ? -1 : 0;
+}

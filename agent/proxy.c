@@ -1,0 +1,1244 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Per-request HTTP/1.x steering.
+ *
+ * Every file descriptor is edge-triggered; each side remembers whether it is
+ * readable or writable and client_pump() moves every byte it can, in both
+ * directions, until nothing moves. A client connection has at most one
+ * upstream at a time: the request in flight. The next request in the client
+ * buffer (pipelining) is parsed only once the previous response has been
+ * written out completely, so responses come back in request order.
+ *
+ * Bytes are forwarded exactly as received: the head and body framing that
+ * llhttp and http_head_check() accepted is what the upstream sees.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <bpf/bpf.h>
+#include <llhttp.h>
+
+#include "bpf.h"
+#include "http.h"
+#include "log.h"
+#include "proxy.h"
+#include "store.h"
+#include "util.h"
+
+#define BUF_INITIAL (16 * 1024)
+#define BUF_STREAM_MAX (64 * 1024) /* per direction, once the head is known */
+#define LINGER_MS 1000		   /* reading after an error response, before close */
+#define POOL_IDLE_MS 30000	   /* an idle pooled upstream is closed after this */
+
+struct buf {
+	char *data;
+	uint32_t start; /* first byte still needed */
+	uint32_t end;	/* one past the last byte read */
+	uint32_t cap;
+};
+
+struct client;
+
+enum up_state { UP_CONNECTING, UP_ACTIVE, UP_IDLE };
+
+struct upstream {
+	struct ev_handler h; /* first: the loop hands this pointer back */
+	struct proxy *p;
+	int fd;
+	bool rd, wr, eof, dead, reused;
+	int conn_err; /* connect() failed at once with this errno */
+	enum up_state state;
+	struct shunt_addr dst;
+	struct client *owner;
+	struct upstream *pool_next; /* in a pool, or on the dead list */
+	uint64_t idle_since;
+	llhttp_t resp;
+	struct buf in;	  /* response bytes; [start, parsed) may go to the client */
+	uint32_t parsed;
+};
+
+enum client_state {
+	C_HEAD,	   /* reading a request head */
+	C_REQUEST, /* a request is in flight */
+	C_TUNNEL,  /* raw bytes both ways (non-HTTP, or after an upgrade) */
+	C_ERROR,   /* writing a response the proxy generated, then close */
+};
+
+struct client {
+	struct ev_handler h;
+	struct proxy *p;
+	int fd;
+	bool rd, wr, eof, dead;
+	enum client_state state;
+	struct shunt_addr peer, orig;
+	struct buf in;	      /* request bytes from the client */
+	uint32_t parsed;      /* request parser position in in */
+	uint32_t sent;	      /* bytes up to here went to the upstream */
+	uint32_t req_start;   /* where the current request began */
+	uint32_t head_len;    /* bytes of the current head, once complete */
+	bool first;	      /* no request seen yet on this connection */
+	bool head_done, req_done, resp_done, resp_started;
+	bool keep_alive, is_head, want_upgrade, no_retry, to_sandbox, fallback;
+	bool shut_wr_up;      /* tunnel: client EOF passed on to the upstream */
+	uint8_t attempts;
+	llhttp_t req;
+	struct upstream *up;
+	struct shunt_addr dst;
+	char key[SHUNT_ROUTE_KEY_LEN];
+	struct buf out; /* generated responses */
+	uint64_t deadline;
+	struct client *prev, *next; /* all live clients, for timeouts */
+};
+
+struct pool {
+	struct shunt_addr dst;
+	struct upstream *idle; /* most recently used first */
+	size_t n;
+	struct pool *next;
+};
+
+struct listener {
+	struct ev_handler h;
+	struct proxy *p;
+	int fd;
+};
+
+struct proxy {
+	struct proxy_opts o;
+	struct loop *loop;
+	struct store *store;
+	struct shunt_bpf *bpf;
+	struct listener listeners[2];
+	int n_listeners;
+	struct client *clients;
+	struct client *dead_clients;
+	struct upstream *dead_ups;
+	struct pool *pools;
+	struct http_header *hdrs; /* scratch for one head at a time */
+	llhttp_settings_t req_settings, resp_settings;
+	struct proxy_stats st;
+};
+
+static void client_pump(struct client *c);
+static void client_close(struct client *c);
+static void client_error(struct client *c, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* ---------------------------------------------------------------- buffers */
+
+static int buf_reserve(struct buf *b, uint32_t limit)
+{
+	uint32_t cap;
+	char *d;
+
+	if (b->end < b->cap)
+		return 0;
+	if (b->cap >= limit)
+		return -ENOBUFS;
+	cap = b->cap ? b->cap * 2 : BUF_INITIAL;
+	if (cap > limit)
+		cap = limit;
+	d = realloc(b->data, cap);
+	if (!d)
+		return -ENOMEM;
+	b->data = d;
+	b->cap = cap;
+	return 0;
+}
+
+static void buf_free(struct buf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+/* ------------------------------------------------------------ upstreams */
+
+static uint32_t up_events(void)
+{
+	return EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+}
+
+static struct pool *pool_find(struct proxy *p, const struct shunt_addr *dst, bool create)
+{
+	struct pool *pl;
+
+	for (pl = p->pools; pl; pl = pl->next)
+		if (addr_equal(&pl->dst, dst))
+			return pl;
+	if (!create)
+		return NULL;
+	pl = calloc(1, sizeof(*pl));
+	if (!pl)
+		return NULL;
+	pl->dst = *dst;
+	pl->next = p->pools;
+	p->pools = pl;
+	return pl;
+}
+
+static void pool_remove(struct proxy *p, struct upstream *u)
+{
+	struct pool *pl = pool_find(p, &u->dst, false);
+	struct upstream **pp;
+
+	if (!pl)
+		return;
+	for (pp = &pl->idle; *pp; pp = &(*pp)->pool_next) {
+		if (*pp == u) {
+			*pp = u->pool_next;
+			u->pool_next = NULL;
+			pl->n--;
+			return;
+		}
+	}
+}
+
+static void up_close(struct upstream *u)
+{
+	struct proxy *p = u->p;
+
+	if (u->dead)
+		return;
+	if (u->state == UP_IDLE)
+		pool_remove(p, u);
+	if (u->owner && u->owner->up == u)
+		u->owner->up = NULL;
+	u->owner = NULL;
+	loop_del(p->loop, u->fd);
+	close(u->fd);
+	u->fd = -1;
+	u->dead = true;
+	buf_free(&u->in);
+	u->pool_next = p->dead_ups;
+	p->dead_ups = u;
+}
+
+/* A finished exchange: keep the connection for the next request to dst. */
+static void up_release(struct upstream *u)
+{
+	struct proxy *p = u->p;
+	struct pool *pl;
+
+	u->owner = NULL;
+	pl = pool_find(p, &u->dst, true);
+	if (!pl || pl->n >= p->o.max_idle_per_dst || u->eof || u->in.end != u->parsed) {
+		up_close(u);
+		return;
+	}
+	buf_free(&u->in);
+	u->parsed = 0;
+	u->state = UP_IDLE;
+	u->reused = true;
+	u->idle_since = p->loop->now_ms;
+	u->pool_next = pl->idle;
+	pl->idle = u;
+	pl->n++;
+}
+
+static void up_event(struct ev_handler *h, uint32_t events)
+{
+	struct upstream *u = (struct upstream *)h;
+
+	if (u->dead)
+		return;
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		u->rd = true;
+	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		u->wr = true;
+	if (u->state == UP_IDLE) {
+		/* An idle connection has nothing to say: the server closed it
+		 * (or broke protocol). Either way it is no longer usable. */
+		up_close(u);
+		return;
+	}
+	if (u->owner)
+		client_pump(u->owner);
+}
+
+static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = addr_to_sockaddr(dst, &ss);
+	struct upstream *u;
+	int one = 1, fd;
+
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return NULL;
+	/* The mark keeps our own connect() out of cgroup/connect's reach. */
+	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &p->o.mark, sizeof(p->o.mark)))
+		pr_debug("SO_MARK on upstream socket: %s", strerror(errno));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	u = calloc(1, sizeof(*u));
+	if (!u) {
+		close(fd);
+		return NULL;
+	}
+	u->h.fn = up_event;
+	u->p = p;
+	u->fd = fd;
+	u->dst = *dst;
+	u->state = UP_CONNECTING;
+	if (connect(fd, (struct sockaddr *)&ss, sl) && errno != EINPROGRESS) {
+		/* Reported by the pump like an asynchronous failure. */
+		u->conn_err = errno;
+		u->rd = u->wr = true;
+	}
+	if (loop_add(p->loop, fd, up_events(), &u->h)) {
+		close(fd);
+		free(u);
+		return NULL;
+	}
+	p->st.upstream_connects++;
+	return u;
+}
+
+/* A pooled connection if one is idle, else a new one. */
+static struct upstream *up_get(struct proxy *p, const struct shunt_addr *dst, bool fresh)
+{
+	struct pool *pl = fresh ? NULL : pool_find(p, dst, false);
+	struct upstream *u;
+
+	if (pl && pl->idle) {
+		u = pl->idle;
+		pl->idle = u->pool_next;
+		u->pool_next = NULL;
+		pl->n--;
+		u->state = UP_ACTIVE;
+		p->st.upstream_reused++;
+		return u;
+	}
+	return up_new(p, dst);
+}
+
+/* ------------------------------------------------------------- parsing */
+
+static int on_req_headers(llhttp_t *ll)
+{
+	struct client *c = ll->data;
+
+	c->head_done = true;
+	return HPE_PAUSED; /* stop at the end of the head: route first */
+}
+
+static int on_req_complete(llhttp_t *ll)
+{
+	struct client *c = ll->data;
+
+	c->req_done = true;
+	return HPE_PAUSED; /* stop at the request boundary */
+}
+
+static int on_resp_headers(llhttp_t *ll)
+{
+	struct client *c = ll->data;
+
+	if (!c)
+		return -1;
+	c->resp_started = true;
+	if (ll->status_code == 101 && c->want_upgrade)
+		return 2; /* the rest is the upgraded protocol */
+	if (c->is_head && ll->status_code >= 200)
+		return 1; /* a response to HEAD has no body, whatever it says */
+	return 0;
+}
+
+static int on_resp_complete(llhttp_t *ll)
+{
+	struct client *c = ll->data;
+
+	if (!c)
+		return -1;
+	if (ll->status_code >= 100 && ll->status_code < 200 && ll->status_code != 101)
+		return 0; /* interim (100 Continue, 103): the final one follows */
+	c->resp_done = true;
+	return HPE_PAUSED;
+}
+
+/* ------------------------------------------------------------- clients */
+
+static void client_set_deadline(struct client *c, uint64_t ms)
+{
+	c->deadline = ms ? c->p->loop->now_ms + ms : 0;
+}
+
+static void client_reset_request(struct client *c)
+{
+	c->head_done = c->req_done = c->resp_done = c->resp_started = false;
+	c->is_head = c->want_upgrade = c->no_retry = c->to_sandbox = c->fallback = false;
+	c->attempts = 0;
+	c->head_len = 0;
+	c->key[0] = '\0';
+	c->req_start = c->sent;
+	c->state = C_HEAD;
+	client_set_deadline(c, c->p->o.idle_timeout_ms);
+}
+
+static void client_close(struct client *c)
+{
+	struct proxy *p = c->p;
+
+	if (c->dead)
+		return;
+	if (c->up)
+		up_close(c->up);
+	loop_del(p->loop, c->fd);
+	close(c->fd);
+	c->fd = -1;
+	c->dead = true;
+	buf_free(&c->in);
+	buf_free(&c->out);
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		p->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	c->next = p->dead_clients;
+	p->dead_clients = c;
+	p->st.active--;
+}
+
+static const char *status_text(int status)
+{
+	switch (status) {
+	case 400:
+		return "Bad Request";
+	case 408:
+		return "Request Timeout";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 502:
+		return "Bad Gateway";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Error";
+	}
+}
+
+/* Answer with a response of our own and close: whatever the client sent
+ * after this point is not forwarded anywhere. */
+static void client_error(struct client *c, int status, const char *fmt, ...)
+{
+	char body[512], head[256];
+	va_list ap;
+	int bl, hl;
+
+	va_start(ap, fmt);
+	bl = vsnprintf(body, sizeof(body) - 1, fmt, ap);
+	va_end(ap);
+	if (bl < 0)
+		bl = 0;
+	if (bl > (int)sizeof(body) - 2)
+		bl = (int)sizeof(body) - 2;
+	body[bl++] = '\n';
+	hl = snprintf(head, sizeof(head),
+		      "HTTP/1.1 %d %s\r\nContent-Type: text/plain\r\nContent-Length: %d\r\n"
+		      "Connection: close\r\nX-Shunt-Error: %d\r\n\r\n",
+		      status, status_text(status), bl, status);
+	if (status >= 500)
+		c->p->st.errors++;
+	else
+		c->p->st.bad_requests++;
+	if (c->up)
+		up_close(c->up);
+	buf_free(&c->out);
+	c->out.data = malloc((size_t)hl + (size_t)bl);
+	if (!c->out.data) {
+		client_close(c);
+		return;
+	}
+	memcpy(c->out.data, head, (size_t)hl);
+	memcpy(c->out.data + hl, body, (size_t)bl);
+	c->out.cap = c->out.end = (uint32_t)(hl + bl);
+	c->state = C_ERROR;
+	client_set_deadline(c, LINGER_MS);
+}
+
+/* Decide where the request whose head is in[req_start, req_start+head_len)
+ * goes, and get a connection there. */
+static void route_request(struct client *c)
+{
+	struct proxy *p = c->p;
+	const char *head = c->in.data + c->req_start;
+	struct head_result hr;
+	const struct shunt_route *r = NULL;
+	char a[ADDR_STR_LEN];
+	int st, klen;
+
+	st = http_head_check(head, c->head_len, p->hdrs, p->o.max_headers, &hr);
+	if (st) {
+		pr_debug("client %s: %d %s", format_addr_port(&c->peer, a, sizeof(a)), st,
+			 hr.reason);
+		client_error(c, st, "shunt: %s", hr.reason);
+		return;
+	}
+	c->is_head = c->req.method == HTTP_HEAD;
+	c->want_upgrade = c->req.upgrade;
+	c->keep_alive = llhttp_should_keep_alive(&c->req);
+
+	klen = rk_extract(&p->o.rk, p->hdrs, hr.n_headers, c->key, sizeof(c->key));
+	if (klen < 0) {
+		p->st.bad_keys++;
+		klen = 0; /* an unusable key routes like no key: to the baseline */
+	}
+	if (klen > 0)
+		r = route_table_get(p->store->t, &c->orig, c->key, (size_t)klen);
+	if (r && r->expires_unix && r->expires_unix <= (uint64_t)time(NULL))
+		r = NULL; /* expired; the sweeper removes it shortly */
+
+	p->st.requests++;
+	if (r) {
+		c->dst = r->to;
+		c->to_sandbox = true;
+		c->fallback = r->flags & SHUNT_ROUTE_FALLBACK_BASELINE;
+		p->st.to_sandbox++;
+	} else {
+		c->dst = c->orig;
+		p->st.to_baseline++;
+	}
+	c->state = C_REQUEST;
+	client_set_deadline(c, 0);
+	c->up = up_get(p, &c->dst, false);
+	if (!c->up) {
+		client_error(c, 503, "shunt: no connection to %s: %s",
+			     format_addr_port(&c->dst, a, sizeof(a)), strerror(errno));
+		return;
+	}
+	c->up->owner = c;
+	c->up->resp.data = NULL;
+	llhttp_init(&c->up->resp, HTTP_RESPONSE, &p->resp_settings);
+	c->up->resp.data = c;
+	if (c->up->state == UP_CONNECTING)
+		client_set_deadline(c, p->o.connect_timeout_ms);
+}
+
+/* The upstream could not be reached or died before answering. */
+static void upstream_failed(struct client *c, int err)
+{
+	struct proxy *p = c->p;
+	char a[ADDR_STR_LEN], b[ADDR_STR_LEN];
+	bool retry = false;
+
+	format_addr_port(&c->dst, a, sizeof(a));
+	/* A pooled connection the server had already closed: send the same
+	 * request once more on a new one, if it is still all in our buffer. */
+	if (c->up && c->up->reused && !c->resp_started && !c->no_retry && c->attempts == 0) {
+		retry = true;
+		p->st.retries++;
+	} else if (c->to_sandbox && c->fallback && !c->resp_started && !c->no_retry) {
+		pr_info("sandbox %s for key %s unreachable (%s): falling back to baseline %s", a,
+			c->key, strerror(err), format_addr_port(&c->orig, b, sizeof(b)));
+		c->dst = c->orig;
+		c->to_sandbox = false;
+		p->st.fallbacks++;
+		retry = true;
+	}
+	if (c->up)
+		up_close(c->up);
+	if (retry) {
+		c->attempts++;
+		c->sent = c->req_start;
+		c->up = up_get(p, &c->dst, true);
+		if (c->up) {
+			c->up->owner = c;
+			llhttp_init(&c->up->resp, HTTP_RESPONSE, &p->resp_settings);
+			c->up->resp.data = c;
+			client_set_deadline(c, p->o.connect_timeout_ms);
+			return;
+		}
+		err = errno;
+	}
+	if (c->resp_started) {
+		client_close(c); /* part of a response went out: all we can do */
+		return;
+	}
+	if (c->to_sandbox)
+		client_error(c, err == ETIMEDOUT ? 503 : 502,
+			     "shunt: sandbox %s for routing key \"%s\" is unreachable: %s", a, c->key,
+			     strerror(err));
+	else
+		client_error(c, err == ETIMEDOUT ? 503 : 502, "shunt: upstream %s is unreachable: %s",
+			     a, strerror(err));
+}
+
+/* Accept the first bytes: HTTP, or a tunnel to the original destination. */
+static int sniff_first(struct client *c)
+{
+	int r = http_sniff(c->in.data + c->req_start, c->in.end - c->req_start);
+
+	if (r != 0)
+		return r;
+	c->state = C_TUNNEL;
+	c->dst = c->orig;
+	c->p->st.tunnels++;
+	client_set_deadline(c, 0);
+	c->up = up_get(c->p, &c->dst, true);
+	if (!c->up) {
+		client_close(c);
+		return 0;
+	}
+	c->up->owner = c;
+	c->up->state = UP_ACTIVE;
+	return 0;
+}
+
+/* Run the request parser over the bytes read so far. */
+static void parse_request(struct client *c)
+{
+	struct proxy *p = c->p;
+	const char *from, *pos;
+	llhttp_errno_t e;
+
+	while (c->parsed < c->in.end || (c->head_done && !c->req_done)) {
+		if (c->state == C_HEAD && c->first) {
+			int r = sniff_first(c);
+
+			if (r < 0 || c->state != C_HEAD)
+				return;
+			c->first = false;
+		}
+		if (c->state == C_HEAD && c->parsed == c->req_start)
+			client_set_deadline(c, p->o.head_timeout_ms);
+		if (c->state == C_REQUEST && c->req_done)
+			return;
+		if (c->state != C_HEAD && c->state != C_REQUEST)
+			return;
+		from = c->in.data + c->parsed;
+		e = llhttp_execute(&c->req, from, c->in.end - c->parsed);
+		pos = e == HPE_OK ? c->in.data + c->in.end : llhttp_get_error_pos(&c->req);
+		c->parsed = (uint32_t)(pos - c->in.data);
+
+		if (e == HPE_PAUSED_UPGRADE) {
+			/* Bytes after the request wait for the response: a 101
+			 * makes them tunnel data; after anything else we close. */
+			c->req_done = true;
+			return;
+		}
+		if (e != HPE_OK && e != HPE_PAUSED) {
+			client_error(c, 400, "shunt: %s", llhttp_get_error_reason(&c->req));
+			return;
+		}
+		if (e == HPE_PAUSED)
+			llhttp_resume(&c->req);
+		if (c->state == C_HEAD && !c->head_done &&
+		    c->parsed - c->req_start > p->o.max_head_bytes) {
+			client_error(c, 431, "shunt: request head larger than %zu bytes",
+				     p->o.max_head_bytes);
+			return;
+		}
+		if (c->state == C_HEAD && c->head_done) {
+			c->head_len = c->parsed - c->req_start;
+			if (c->head_len > p->o.max_head_bytes) {
+				client_error(c, 431, "shunt: request head larger than %zu bytes",
+					     p->o.max_head_bytes);
+				return;
+			}
+			route_request(c);
+			if (c->state != C_REQUEST)
+				return;
+			continue; /* body framing, or the end of a body-less request */
+		}
+		if (e == HPE_OK)
+			return; /* all consumed, want more bytes */
+	}
+}
+
+/* After the final response went out in full. */
+static void finish_exchange(struct client *c)
+{
+	struct upstream *u = c->up;
+	bool reuse = c->keep_alive && llhttp_should_keep_alive(&u->resp) && c->req_done &&
+		     c->sent == c->parsed && !c->want_upgrade;
+
+	c->up = NULL;
+	if (reuse)
+		up_release(u);
+	else
+		up_close(u);
+	if (!reuse || !c->req_done) {
+		/* Connection: close (either side), HTTP/1.0 without keep-alive,
+		 * or a response that came before the request was done. */
+		shutdown(c->fd, SHUT_WR);
+		client_close(c);
+		return;
+	}
+	client_reset_request(c);
+}
+
+/* Read what the upstream sent and parse it. Returns true on progress. */
+static bool read_upstream(struct client *c)
+{
+	struct upstream *u = c->up;
+	uint32_t limit = BUF_STREAM_MAX;
+	llhttp_errno_t e;
+	ssize_t n;
+
+	if (!u->rd || u->eof)
+		return false;
+	if (u->in.start && u->in.end == u->in.cap) {
+		/* Everything before start reached the client: slide down. */
+		memmove(u->in.data, u->in.data + u->in.start, u->in.end - u->in.start);
+		u->parsed -= u->in.start;
+		u->in.end -= u->in.start;
+		u->in.start = 0;
+	} else if (u->in.start && u->in.start == u->in.end) {
+		u->parsed -= u->in.start;
+		u->in.start = u->in.end = 0;
+	}
+	if (buf_reserve(&u->in, limit))
+		return false; /* full: the client must read first */
+	n = read(u->fd, u->in.data + u->in.end, u->in.cap - u->in.end);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			u->rd = false;
+			return false;
+		}
+		if (c->state == C_TUNNEL) {
+			client_close(c);
+			return true;
+		}
+		upstream_failed(c, errno);
+		return true;
+	}
+	if (n == 0) {
+		u->eof = true;
+		if (c->state == C_TUNNEL)
+			return true;
+		if (!c->resp_started && u->in.end == u->parsed) {
+			upstream_failed(c, ECONNRESET);
+			return true;
+		}
+		/* A response delimited by the connection close ends here. */
+		if (!c->resp_done && llhttp_finish(&u->resp) != HPE_OK && !c->resp_done) {
+			client_close(c);
+			return true;
+		}
+		if (!c->resp_done) {
+			client_close(c); /* truncated response */
+			return true;
+		}
+		return true;
+	}
+	c->resp_started = true;
+	c->no_retry = true;
+	u->in.end += (uint32_t)n;
+	if (c->state == C_TUNNEL) {
+		u->parsed = u->in.end;
+		return true;
+	}
+	if (c->resp_done)
+		return true; /* bytes after the response: never forwarded */
+	e = llhttp_execute(&u->resp, u->in.data + u->parsed, u->in.end - u->parsed);
+	if (e == HPE_OK) {
+		u->parsed = u->in.end;
+	} else if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+		u->parsed = (uint32_t)(llhttp_get_error_pos(&u->resp) - u->in.data);
+		if (e == HPE_PAUSED_UPGRADE || (c->want_upgrade && u->resp.status_code == 101)) {
+			/* Switching protocols: from here on both directions are
+			 * opaque. The client's bytes after the request go too. */
+			c->state = C_TUNNEL;
+			c->p->st.tunnels++;
+			c->resp_done = false;
+			u->parsed = u->in.end;
+			c->parsed = c->in.end;
+		}
+	} else {
+		char a[ADDR_STR_LEN];
+
+		pr_warn("invalid response from %s: %s", format_addr_port(&u->dst, a, sizeof(a)),
+			llhttp_get_error_reason(&u->resp));
+		if (u->in.start == 0 && u->parsed == 0 && !c->out.end) {
+			c->resp_started = false;
+			client_error(c, 502, "shunt: invalid response from %s", a);
+		} else {
+			client_close(c);
+		}
+	}
+	return true;
+}
+
+/* Write bytes from b[start, lim) to fd. Returns true on progress; sets
+ * *ready false on EAGAIN, returns false with *err on failure. */
+static bool write_out(int fd, struct buf *b, uint32_t lim, bool *ready, int *err)
+{
+	ssize_t n;
+
+	*err = 0;
+	if (!*ready || b->start >= lim)
+		return false;
+	n = send(fd, b->data + b->start, lim - b->start, MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			*ready = false;
+		else
+			*err = errno;
+		return false;
+	}
+	b->start += (uint32_t)n;
+	return n > 0;
+}
+
+/* Make room in c->in for more request bytes. */
+static int client_make_room(struct client *c)
+{
+	struct buf *b = &c->in;
+	uint32_t keep, limit, shift;
+
+	if (b->end < b->cap)
+		return 0;
+	/* Keep the current request from its start while a retry is still
+	 * possible, else only what was not sent yet. */
+	keep = c->state == C_HEAD || (!c->no_retry && c->state == C_REQUEST) ? c->req_start
+									       : c->sent;
+	if (keep > c->sent)
+		keep = c->sent;
+	if (keep == 0 && c->state == C_REQUEST && !c->no_retry) {
+		c->no_retry = true;
+		keep = c->sent;
+	}
+	if (keep > 0) {
+		shift = keep;
+		memmove(b->data, b->data + shift, b->end - shift);
+		b->end -= shift;
+		c->parsed -= shift;
+		c->sent -= shift;
+		c->req_start = c->req_start >= shift ? c->req_start - shift : 0;
+		b->start = 0;
+		if (b->end < b->cap)
+			return 0;
+	}
+	limit = c->state == C_HEAD ? (uint32_t)c->p->o.max_head_bytes + 4096 : BUF_STREAM_MAX;
+	if (c->state == C_HEAD && limit < BUF_STREAM_MAX)
+		limit = BUF_STREAM_MAX;
+	return buf_reserve(b, limit);
+}
+
+static bool read_client(struct client *c)
+{
+	ssize_t n;
+
+	if (!c->rd || c->eof)
+		return false;
+	/* While a request is in flight, its bytes are all we read: a
+	 * pipelined request stays in the kernel until its turn. */
+	if (c->state == C_REQUEST && c->req_done)
+		return false;
+	if (client_make_room(c)) {
+		if (c->state == C_HEAD) {
+			client_error(c, 431, "shunt: request head larger than %zu bytes",
+				     c->p->o.max_head_bytes);
+			return true;
+		}
+		return false;
+	}
+	n = read(c->fd, c->in.data + c->in.end, c->in.cap - c->in.end);
+	if (n < 0) {
+		if (errno == EAGAIN || errno == EWOULDBLOCK) {
+			c->rd = false;
+			return false;
+		}
+		client_close(c);
+		return true;
+	}
+	if (n == 0) {
+		c->eof = true;
+		return true;
+	}
+	c->in.end += (uint32_t)n;
+	return true;
+}
+
+/* Move every byte that can move, until nothing does. */
+static void client_pump(struct client *c)
+{
+	struct upstream *u;
+	bool progress;
+	int err, soerr;
+	socklen_t sl;
+
+	do {
+		progress = false;
+		if (c->dead)
+			return;
+
+		if (c->state == C_ERROR) {
+			if (c->out.start < c->out.end) {
+				progress |= write_out(c->fd, &c->out, c->out.end, &c->wr, &err);
+				if (err) {
+					client_close(c);
+					return;
+				}
+				if (c->out.start == c->out.end)
+					shutdown(c->fd, SHUT_WR);
+			}
+			/* Read and drop until the client closes, so our answer
+			 * is not destroyed by a reset. */
+			while (c->rd && !c->eof) {
+				char sink[4096];
+				ssize_t n = read(c->fd, sink, sizeof(sink));
+
+				if (n > 0)
+					continue;
+				if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+					c->eof = true;
+				c->rd = false;
+			}
+			if (c->eof && c->out.start == c->out.end)
+				client_close(c);
+			return;
+		}
+
+		progress |= read_client(c);
+		if (c->dead)
+			return;
+		if (c->state == C_HEAD || (c->state == C_REQUEST && !c->req_done)) {
+			uint32_t before = c->parsed;
+
+			parse_request(c);
+			if (c->dead)
+				return;
+			progress |= c->parsed != before || c->state != C_HEAD;
+			if (c->state == C_ERROR)
+				continue;
+		}
+
+		u = c->up;
+		if (!u) {
+			if (c->eof && c->state == C_HEAD && c->parsed == c->in.end) {
+				client_close(c); /* client went away between requests */
+				return;
+			}
+			continue;
+		}
+		if (u->state == UP_CONNECTING && u->wr) {
+			sl = sizeof(soerr);
+			soerr = 0;
+			if (u->conn_err)
+				soerr = u->conn_err;
+			else if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl))
+				soerr = errno;
+			if (soerr) {
+				upstream_failed(c, soerr);
+				progress = true;
+				continue;
+			}
+			u->state = UP_ACTIVE;
+			if (c->state == C_REQUEST)
+				client_set_deadline(c, 0);
+		}
+		if (u->state != UP_ACTIVE)
+			continue;
+
+		/* client -> upstream */
+		{
+			struct buf view = c->in;
+			uint32_t lim = c->state == C_TUNNEL ? c->in.end : c->parsed;
+
+			view.start = c->sent;
+			if (write_out(u->fd, &view, lim, &u->wr, &err))
+				progress = true;
+			c->sent = view.start;
+			if (err) {
+				if (c->state == C_TUNNEL)
+					client_close(c);
+				else
+					upstream_failed(c, err);
+				continue;
+			}
+			if (c->state == C_TUNNEL && c->eof && c->sent == c->in.end && !c->shut_wr_up) {
+				shutdown(u->fd, SHUT_WR);
+				c->shut_wr_up = true;
+			}
+		}
+
+		/* upstream -> client */
+		progress |= read_upstream(c);
+		if (c->dead || c->up != u || c->state == C_ERROR)
+			continue;
+		if (write_out(c->fd, &u->in, u->parsed, &c->wr, &err))
+			progress = true;
+		if (err) {
+			client_close(c);
+			return;
+		}
+		if (c->state == C_TUNNEL) {
+			if (u->eof && u->in.start == u->in.end) {
+				/* The server is done; once the client is too, close. */
+				shutdown(c->fd, SHUT_WR);
+				if (c->eof || c->shut_wr_up) {
+					client_close(c);
+					return;
+				}
+			}
+			continue;
+		}
+		if (c->resp_done && u->in.start == u->parsed) {
+			finish_exchange(c);
+			progress = true;
+		}
+	} while (progress);
+
+	if (!c->dead && c->eof && c->state == C_REQUEST && !c->req_done && c->up &&
+	    c->sent == c->in.end) {
+		/* The client stopped mid-request: nothing more can come. */
+		client_close(c);
+	}
+}
+
+static void client_event(struct ev_handler *h, uint32_t events)
+{
+	struct client *c = (struct client *)h;
+
+	if (c->dead)
+		return;
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->rd = true;
+	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		c->wr = true;
+	client_pump(c);
+}
+
+/* ------------------------------------------------------------- accept */
+
+static void accept_one(struct proxy *p, int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct shunt_orig orig;
+	struct client *c;
+	char a[ADDR_STR_LEN];
+
+	c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return;
+	}
+	c->h.fn = client_event;
+	c->p = p;
+	c->fd = fd;
+	c->first = true;
+	p->st.accepted++;
+	p->st.active++;
+	c->next = p->clients;
+	if (p->clients)
+		p->clients->prev = c;
+	p->clients = c;
+
+	/* Find the destination the application asked for. The sockops
+	 * program filed it under the client's address before the handshake
+	 * completed, so it is there by the time accept() returns. */
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) ||
+	    addr_from_sockaddr((struct sockaddr *)&ss, &c->peer) ||
+	    bpf_map_lookup_elem(p->bpf->conns_fd, &c->peer, &orig)) {
+		p->st.unknown++;
+		pr_debug("connection from %s was not captured by shunt: closing",
+			 format_addr_port(&c->peer, a, sizeof(a)));
+		client_close(c);
+		return;
+	}
+	bpf_map_delete_elem(p->bpf->conns_fd, &c->peer);
+	c->orig = orig.dst;
+	c->req.data = c;
+	llhttp_init(&c->req, HTTP_REQUEST, &p->req_settings);
+	c->req.data = c;
+	client_reset_request(c);
+	if (loop_add(p->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->h)) {
+		pr_warn("epoll add: %s", strerror(errno));
+		client_close(c);
+	}
+}
+
+static void listener_event(struct ev_handler *h, uint32_t events)
+{
+	struct listener *l = (struct listener *)h;
+
+	for (int i = 0; i < 64; i++) {
+		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+				pr_warn("accept: %s", strerror(errno));
+			return;
+		}
+		accept_one(l->p, fd);
+	}
+}
+
+static int listen_on(struct proxy *p, const struct shunt_addr *a)
+{
+	struct listener *l = &p->listeners[p->n_listeners];
+	struct sockaddr_storage ss;
+	socklen_t sl = addr_to_sockaddr(a, &ss);
+	char s[ADDR_STR_LEN];
+	int one = 1, err;
+
+	format_addr_port(a, s, sizeof(s));
+	l->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (l->fd < 0)
+		return -errno;
+	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* Accepted sockets inherit TCP_NODELAY from the listener. */
+	setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(l->fd, (struct sockaddr *)&ss, sl) || listen(l->fd, 4096)) {
+		err = -errno;
+		pr_err("proxy listen on %s: %s", s, strerror(-err));
+		close(l->fd);
+		return err;
+	}
+	l->h.fn = listener_event;
+	l->p = p;
+	err = loop_add(p->loop, l->fd, EPOLLIN | EPOLLET, &l->h);
+	if (!err)
+		err = shunt_bpf_set_listener(p->bpf,
+					     a->family == SHUNT_FAMILY_V4 ? SHUNT_LISTENER_V4
+									  : SHUNT_LISTENER_V6,
+					     l->fd);
+	if (err) {
+		pr_err("register proxy listener %s: %s", s, strerror(-err));
+		close(l->fd);
+		return err;
+	}
+	p->n_listeners++;
+	pr_info("proxy listening on %s", s);
+	return 0;
+}
+
+int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loop,
+		struct store *store, struct shunt_bpf *bpf)
+{
+	struct proxy *p = calloc(1, sizeof(*p));
+	int err = 0;
+
+	if (!p)
+		return -ENOMEM;
+	p->o = *o;
+	p->loop = loop;
+	p->store = store;
+	p->bpf = bpf;
+	p->hdrs = calloc(o->max_headers ? o->max_headers : 1, sizeof(*p->hdrs));
+	if (!p->hdrs) {
+		free(p);
+		return -ENOMEM;
+	}
+	llhttp_settings_init(&p->req_settings);
+	p->req_settings.on_headers_complete = on_req_headers;
+	p->req_settings.on_message_complete = on_req_complete;
+	llhttp_settings_init(&p->resp_settings);
+	p->resp_settings.on_headers_complete = on_resp_headers;
+	p->resp_settings.on_message_complete = on_resp_complete;
+
+	for (int i = 0; i < o->n_listen && !err; i++)
+		err = listen_on(p, &o->listen[i]);
+	if (err) {
+		proxy_stop(p);
+		return err;
+	}
+	*out = p;
+	return 0;
+}
+
+void proxy_stop(struct proxy *p)
+{
+	struct pool *pl, *next;
+
+	if (!p)
+		return;
+	for (int i = 0; i < p->n_listeners; i++) {
+		loop_del(p->loop, p->listeners[i].fd);
+		close(p->listeners[i].fd); /* leaves the sockmap: fail open */
+	}
+	p->n_listeners = 0;
+	while (p->clients)
+		client_close(p->clients);
+	for (pl = p->pools; pl; pl = next) {
+		next = pl->next;
+		while (pl->idle)
+			up_close(pl->idle);
+		free(pl);
+	}
+	p->pools = NULL;
+	proxy_reap(p);
+	free(p->hdrs);
+	free(p);
+}
+
+void proxy_tick(struct proxy *p)
+{
+	uint64_t now = p->loop->now_ms;
+	struct client *c, *next;
+	struct pool *pl;
+
+	for (c = p->clients; c; c = next) {
+		next = c->next;
+		if (!c->deadline || c->deadline > now)
+			continue;
+		switch (c->state) {
+		case C_HEAD:
+			p->st.timeouts++;
+			if (c->parsed == c->req_start && c->in.end == c->req_start) {
+				client_close(c); /* idle keep-alive connection */
+			} else {
+				client_error(c, 408, "shunt: request head not received in time");
+				client_pump(c);
+			}
+			break;
+		case C_REQUEST:
+			if (c->up && c->up->state == UP_CONNECTING) {
+				upstream_failed(c, ETIMEDOUT);
+				if (!c->dead)
+					client_pump(c);
+			}
+			break;
+		default:
+			client_close(c);
+			break;
+		}
+	}
+	for (pl = p->pools; pl; pl = pl->next) {
+		struct upstream *u = pl->idle;
+
+		while (u) {
+			struct upstream *n = u->pool_next;
+
+			if (now - u->idle_since > POOL_IDLE_MS)
+				up_close(u);
+			u = n;
+		}
+	}
+}
+
+void proxy_reap(struct proxy *p)
+{
+	while (p->dead_clients) {
+		struct client *c = p->dead_clients;
+
+		p->dead_clients = c->next;
+		free(c);
+	}
+	while (p->dead_ups) {
+		struct upstream *u = p->dead_ups;
+
+		p->dead_ups = u->pool_next;
+		free(u);
+	}
+}
+
+const struct proxy_stats *proxy_stats(const struct proxy *p)
+{
+	return &p->st;
+}

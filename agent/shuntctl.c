@@ -1,0 +1,249 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* shuntctl: the operator's CLI over shuntd's control socket. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "ctl_proto.h"
+#include "routekey.h"
+#include "util.h"
+
+static const char usage_text[] =
+	"Usage: shuntctl [--control PATH] COMMAND ...\n"
+	"\n"
+	"Commands:\n"
+	"  route add --service IP:PORT --key KEY --to IP:PORT [--ttl DURATION]\n"
+	"            [--fallback baseline|error]\n"
+	"  route del --service IP:PORT --key KEY\n"
+	"  route list [-o json]\n"
+	"  status [-o json]\n"
+	"\n"
+	"Options:\n"
+	"  --control PATH   shuntd's control socket (default " CTL_DEFAULT_PATH ")\n"
+	"  -h, --help       this text\n"
+	"\n"
+	"Exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 shuntd unreachable.\n"
+	"\n"
+	"Examples:\n"
+	"  shuntctl route add --service 10.96.0.10:80 --key dev-a --to 10.244.1.7:8080 --ttl 8h\n"
+	"  shuntctl route add --service [fd00::10]:80 --key dev-a --to [fd00::7]:8080 \\\n"
+	"           --fallback baseline\n"
+	"  shuntctl route del --service 10.96.0.10:80 --key dev-a\n"
+	"  shuntctl route list -o json\n"
+	"  shuntctl status\n";
+
+static int usage(const char *fmt, const char *arg)
+{
+	fprintf(stderr, "shuntctl: ");
+	fprintf(stderr, fmt, arg);
+	fprintf(stderr, "\nTry 'shuntctl --help'.\n");
+	return CTL_EXIT_USAGE;
+}
+
+/* Send one request line, print the answer, return the exit code. */
+static int call(const char *path, const char *req)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	char buf[65536];
+	size_t len = strlen(req), off = 0;
+	int fd, code = CTL_EXIT_OK, first = 1;
+	ssize_t n;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "shuntctl: control socket path too long: %s\n", path);
+		return CTL_EXIT_USAGE;
+	}
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
+		fprintf(stderr, "shuntctl: cannot reach shuntd at %s: %s\n", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return CTL_EXIT_UNREACHABLE;
+	}
+	while (off < len) {
+		n = write(fd, req + off, len - off);
+		if (n <= 0) {
+			fprintf(stderr, "shuntctl: write to %s: %s\n", path, strerror(errno));
+			close(fd);
+			return CTL_EXIT_UNREACHABLE;
+		}
+		off += (size_t)n;
+	}
+	/* First line: "ok" or "error N"; the rest goes to stdout or stderr. */
+	while ((n = read(fd, buf, sizeof(buf))) > 0) {
+		char *p = buf;
+		size_t rest = (size_t)n;
+
+		if (first) {
+			char *nl = memchr(buf, '\n', (size_t)n);
+
+			if (!nl) {
+				fprintf(stderr, "shuntctl: malformed answer from shuntd\n");
+				close(fd);
+				return CTL_EXIT_FAILED;
+			}
+			*nl = '\0';
+			if (strcmp(buf, "ok")) {
+				code = CTL_EXIT_FAILED;
+				if (!strncmp(buf, "error ", 6))
+					code = atoi(buf + 6) ? atoi(buf + 6) : CTL_EXIT_FAILED;
+			}
+			p = nl + 1;
+			rest = (size_t)n - (size_t)(p - buf);
+			first = 0;
+			if (code)
+				fputs("shuntctl: ", stderr);
+		}
+		fwrite(p, 1, rest, code ? stderr : stdout);
+	}
+	close(fd);
+	if (first) {
+		fprintf(stderr, "shuntctl: shuntd closed the connection without an answer\n");
+		return CTL_EXIT_UNREACHABLE;
+	}
+	return code;
+}
+
+/* "-o json" / "-o text" / nothing. */
+static int parse_output(int argc, char **argv, const char **fmt)
+{
+	*fmt = "text";
+	for (int i = 0; i < argc; i++) {
+		if ((!strcmp(argv[i], "-o") || !strcmp(argv[i], "--output")) && i + 1 < argc) {
+			if (strcmp(argv[i + 1], "json") && strcmp(argv[i + 1], "text"))
+				return usage("-o: '%s' is not json or text", argv[i + 1]);
+			*fmt = argv[++i];
+		} else {
+			return usage("unexpected argument '%s'", argv[i]);
+		}
+	}
+	return 0;
+}
+
+/* Flags of route add/del: --name VALUE pairs. */
+struct route_args {
+	const char *service, *key, *to, *ttl, *fallback;
+};
+
+static int parse_route_args(int argc, char **argv, struct route_args *ra)
+{
+	for (int i = 0; i < argc; i++) {
+		const char **slot = NULL;
+
+		if (!strcmp(argv[i], "--service"))
+			slot = &ra->service;
+		else if (!strcmp(argv[i], "--key"))
+			slot = &ra->key;
+		else if (!strcmp(argv[i], "--to"))
+			slot = &ra->to;
+		else if (!strcmp(argv[i], "--ttl"))
+			slot = &ra->ttl;
+		else if (!strcmp(argv[i], "--fallback"))
+			slot = &ra->fallback;
+		else
+			return usage("unknown option '%s'", argv[i]);
+		if (i + 1 >= argc)
+			return usage("%s needs a value", argv[i]);
+		*slot = argv[++i];
+	}
+	return 0;
+}
+
+static int route_cmd(const char *path, int argc, char **argv)
+{
+	struct route_args ra = {};
+	struct shunt_addr tmp;
+	char req[CTL_MAX_REQUEST];
+	uint64_t ttl = 0;
+	const char *fmt;
+	int err;
+
+	if (argc < 1)
+		return usage("route: add, del or list?%s", "");
+	if (!strcmp(argv[0], "list")) {
+		err = parse_output(argc - 1, argv + 1, &fmt);
+		if (err)
+			return err;
+		snprintf(req, sizeof(req), "route-list\t%s\n", fmt);
+		return call(path, req);
+	}
+	if (strcmp(argv[0], "add") && strcmp(argv[0], "del"))
+		return usage("route: unknown command '%s'", argv[0]);
+	err = parse_route_args(argc - 1, argv + 1, &ra);
+	if (err)
+		return err;
+	if (!ra.service)
+		return usage("route %s: --service is required", argv[0]);
+	if (!ra.key)
+		return usage("route %s: --key is required", argv[0]);
+	if (parse_addr_port(ra.service, &tmp))
+		return usage("--service: '%s' is not IP:PORT (e.g. 10.96.0.10:80, [fd00::10]:80)",
+			     ra.service);
+	if (rk_validate(ra.key))
+		return usage("--key: '%s' is not a valid routing key (1-63 visible ASCII "
+			     "characters, none of , ; = \" \\)",
+			     ra.key);
+	if (!strcmp(argv[0], "del")) {
+		if (ra.to || ra.ttl || ra.fallback)
+			return usage("route del takes only --service and --key%s", "");
+		snprintf(req, sizeof(req), "route-del\t%s\t%s\n", ra.service, ra.key);
+		return call(path, req);
+	}
+	if (!ra.to)
+		return usage("route add: --to is required%s", "");
+	if (parse_addr_port(ra.to, &tmp))
+		return usage("--to: '%s' is not IP:PORT", ra.to);
+	if (ra.ttl && parse_duration(ra.ttl, &ttl))
+		return usage("--ttl: '%s' is not a duration (e.g. 30m, 8h, 2d)", ra.ttl);
+	if (ra.fallback && strcmp(ra.fallback, "baseline") && strcmp(ra.fallback, "error"))
+		return usage("--fallback: '%s' is not baseline or error", ra.fallback);
+	snprintf(req, sizeof(req), "route-add\t%s\t%s\t%s\t%llu\t%s\n", ra.service, ra.key, ra.to,
+		 (unsigned long long)ttl, ra.fallback ? ra.fallback : "error");
+	return call(path, req);
+}
+
+int main(int argc, char **argv)
+{
+	const char *path = CTL_DEFAULT_PATH, *fmt;
+	char req[64];
+	int i = 1, err;
+
+	while (i < argc && argv[i][0] == '-') {
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+			fputs(usage_text, stdout);
+			return 0;
+		}
+		if (!strcmp(argv[i], "--control") && i + 1 < argc) {
+			path = argv[i + 1];
+			i += 2;
+			continue;
+		}
+		if (!strncmp(argv[i], "--control=", 10)) {
+			path = argv[i] + 10;
+			i++;
+			continue;
+		}
+		return usage("unknown option '%s'", argv[i]);
+	}
+	if (i >= argc)
+		return usage("a command is needed%s", "");
+	if (!strcmp(argv[i], "route"))
+		return route_cmd(path, argc - i - 1, argv + i + 1);
+	if (!strcmp(argv[i], "status")) {
+		err = parse_output(argc - i - 1, argv + i + 1, &fmt);
+		if (err)
+			return err;
+		snprintf(req, sizeof(req), "status\t%s\n", fmt);
+		return call(path, req);
+	}
+	if (!strcmp(argv[i], "help")) {
+		fputs(usage_text, stdout);
+		return 0;
+	}
+	return usage("unknown command '%s'", argv[i]);
+}

@@ -1,0 +1,203 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <bpf/bpf.h>
+
+#include "log.h"
+#include "store.h"
+#include "util.h"
+
+/* Tell the kernel how many routes name svc; 0 stops its capture. */
+static int sync_service(struct store *s, const struct shunt_addr *svc)
+{
+	struct shunt_service val = {};
+	size_t n = route_table_service_count(s->t, svc);
+
+	if (s->services_fd < 0)
+		return 0;
+	if (!n)
+		return bpf_map_delete_elem(s->services_fd, svc) && errno != ENOENT ? -errno : 0;
+	val.routes = (__u32)n;
+	return bpf_map_update_elem(s->services_fd, svc, &val, BPF_ANY) ? -errno : 0;
+}
+
+static int sync_all_services(struct store *s)
+{
+	struct shunt_route_key *keys;
+	struct shunt_route *vals;
+	long cnt = route_table_sorted(s->t, &keys, &vals);
+	int err = 0;
+
+	if (cnt < 0)
+		return (int)cnt;
+	for (long i = 0; i < cnt && !err; i++)
+		err = sync_service(s, &keys[i].service);
+	free(keys);
+	free(vals);
+	return err;
+}
+
+/* Drop services no route names any more (left by an earlier agent). */
+static int prune_services(struct store *s)
+{
+	struct shunt_addr key, next;
+	void *prev = NULL;
+
+	if (s->services_fd < 0)
+		return 0;
+	while (bpf_map_get_next_key(s->services_fd, prev, &next) == 0) {
+		key = next;
+		if (!route_table_service_count(s->t, &key)) {
+			if (bpf_map_delete_elem(s->services_fd, &key) && errno != ENOENT)
+				return -errno;
+			continue; /* restart from prev: key is gone */
+		}
+		prev = &key;
+	}
+	return 0;
+}
+
+long store_init(struct store *s, int routes_fd, int services_fd, uint64_t now_unix)
+{
+	struct shunt_route_key key, next;
+	struct shunt_route val;
+	void *prev = NULL;
+	long n = 0;
+	int err;
+
+	s->routes_fd = routes_fd;
+	s->services_fd = services_fd;
+	s->t = route_table_new();
+	if (!s->t)
+		return -ENOMEM;
+	if (routes_fd < 0)
+		return 0;
+
+	while (bpf_map_get_next_key(routes_fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(routes_fd, &key, &val))
+			continue; /* deleted under us */
+		err = route_table_put(s->t, &key, &val, NULL);
+		if (err)
+			return err;
+		n++;
+	}
+	/* The services map is derived state: bring it in line with the
+	 * routes without ever removing a service that is still steered. */
+	store_expire(s, now_unix);
+	err = sync_all_services(s);
+	if (!err)
+		err = prune_services(s);
+	if (err)
+		return err;
+	return n;
+}
+
+void store_free(struct store *s)
+{
+	route_table_free(s->t);
+	s->t = NULL;
+}
+
+int store_add(struct store *s, const struct shunt_route_key *k, const struct shunt_route *v,
+	      char *err, size_t errlen)
+{
+	int ret;
+
+	if (s->routes_fd >= 0 && bpf_map_update_elem(s->routes_fd, k, v, BPF_ANY)) {
+		ret = -errno;
+		if (ret == -E2BIG || ret == -ENOMEM || ret == -ENOSPC)
+			snprintf(err, errlen, "route table full (%u routes, the limit)",
+				 SHUNT_MAX_ROUTES);
+		else
+			snprintf(err, errlen, "update shunt_routes: %s", strerror(-ret));
+		return ret;
+	}
+	ret = route_table_put(s->t, k, v, NULL);
+	if (ret) {
+		snprintf(err, errlen, "out of memory");
+		if (s->routes_fd >= 0)
+			bpf_map_delete_elem(s->routes_fd, k);
+		return ret;
+	}
+	/* The route is in the index before capture starts, so the first
+	 * captured request already finds it. */
+	ret = sync_service(s, &k->service);
+	if (ret) {
+		snprintf(err, errlen, "update shunt_services: %s", strerror(-ret));
+		store_del(s, k);
+	}
+	return ret;
+}
+
+int store_del(struct store *s, const struct shunt_route_key *k)
+{
+	int ret = route_table_del(s->t, k);
+
+	if (ret)
+		return ret;
+	if (s->routes_fd >= 0)
+		bpf_map_delete_elem(s->routes_fd, k);
+	return sync_service(s, &k->service);
+}
+
+int store_expire(struct store *s, uint64_t now_unix)
+{
+	struct shunt_route_key *keys;
+	struct shunt_route *vals;
+	long cnt = route_table_sorted(s->t, &keys, &vals);
+	int removed = 0;
+	char a[ADDR_STR_LEN];
+
+	if (cnt < 0)
+		return (int)cnt;
+	for (long i = 0; i < cnt; i++) {
+		if (!vals[i].expires_unix || vals[i].expires_unix > now_unix)
+			continue;
+		if (store_del(s, &keys[i]) == 0) {
+			pr_info("route expired: service %s key %s",
+				format_addr_port(&keys[i].service, a, sizeof(a)), keys[i].key);
+			removed++;
+		}
+	}
+	free(keys);
+	free(vals);
+	return removed;
+}
+
+int store_apply_file(struct store *s, const struct config *cfg, uint64_t now_unix, char *err,
+		     size_t errlen)
+{
+	struct shunt_route_key *keys;
+	struct shunt_route *vals;
+	long cnt = route_table_sorted(s->t, &keys, &vals);
+	int ret = 0;
+
+	if (cnt < 0)
+		return (int)cnt;
+	for (long i = 0; i < cnt; i++) {
+		int keep = 0;
+
+		if (!(vals[i].flags & SHUNT_ROUTE_FROM_FILE))
+			continue;
+		for (size_t j = 0; j < cfg->n && !keep; j++)
+			keep = !memcmp(&cfg->routes[j].k, &keys[i], sizeof(keys[i]));
+		if (!keep)
+			store_del(s, &keys[i]);
+	}
+	free(keys);
+	free(vals);
+
+	for (size_t j = 0; j < cfg->n && !ret; j++) {
+		struct shunt_route v = cfg->routes[j].v;
+
+		v.flags |= SHUNT_ROUTE_FROM_FILE;
+		v.created_unix = now_unix;
+		v.expires_unix = cfg->routes[j].ttl_sec ? now_unix + cfg->routes[j].ttl_sec : 0;
+		ret = store_add(s, &cfg->routes[j].k, &v, err, errlen);
+	}
+	return ret;
+}

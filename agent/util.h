@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Small parsing and formatting helpers shared by shuntd and shuntctl. */
+#ifndef SHUNT_UTIL_H
+#define SHUNT_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <shunt/shunt.h>
+
+/* "10.0.0.2:80" or "[fd00::2]:80" -> *out. Strict: the port is 1..65535,
+ * no trailing bytes, no hostnames. Returns 0 or -EINVAL. */
+int parse_addr_port(const char *s, struct shunt_addr *out);
+
+/* An address without a port ("10.0.0.1", "fd00::1" or "[fd00::1]"; port
+ * left 0). Returns 0 or -EINVAL. In both parsers an IPv4-mapped IPv6
+ * address (::ffff:a.b.c.d) becomes a V4 shunt_addr, as in from_sockaddr. */
+int parse_addr(const char *s, struct shunt_addr *out);
+
+/* Longest text format_addr_port() writes, NUL included. */
+#define ADDR_STR_LEN 56
+
+/* "10.0.0.2:80" / "[fd00::2]:80" into buf (ADDR_STR_LEN bytes); returns buf. */
+char *format_addr_port(const struct shunt_addr *a, char *buf, size_t len);
+
+/* shunt_addr <-> sockaddr_storage. to_sockaddr returns the socklen
+ * (0 when the family is unknown); from_sockaddr returns 0 or -EAFNOSUPPORT.
+ * An IPv4-mapped IPv6 sockaddr (::ffff:a.b.c.d) becomes a V4 shunt_addr. */
+socklen_t addr_to_sockaddr(const struct shunt_addr *a, struct sockaddr_storage *ss);
+int addr_from_sockaddr(const struct sockaddr *sa, struct shunt_addr *out);
+
+/* Two addresses (family, address and port) are the same. */
+int addr_equal(const struct shunt_addr *a, const struct shunt_addr *b);
+
+/* Durations: one or more <number><unit> groups, unit one of ms s m h d
+ * ("90s", "1h30m", "2d"); the result is rounded up to whole seconds, must
+ * be > 0 and at most 10 years (3650 days). Returns 0 or -EINVAL (-ERANGE
+ * when too large). */
+int parse_duration(const char *s, uint64_t *out_sec);
+
+/* "1h2m3s"-style text for a number of seconds: units d, h, m, s from the
+ * largest down, units that are zero left out (86400 -> "1d", 3725 ->
+ * "1h2m5s", 90061 -> "1d1h1m1s"), and "0s" for 0. parse_duration() reads
+ * it back to the same value (within its range). Truncated after
+ * the last whole group when len is too small; 32 bytes fit any value. */
+char *format_duration(uint64_t sec, char *buf, size_t len);
+
+/* Strict unsigned decimal: digits only, no sign, no spaces, <= max.
+ * Returns 0, -EINVAL or -ERANGE. */
+int parse_u64(const char *s, uint64_t max, uint64_t *out);
+
+#endif /* SHUNT_UTIL_H */

@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Every shunt map, defined once. Each BPF object includes this file and
+ * libbpf shares the maps between objects through their pins
+ * (<bpffs>/<name>), so the first object loaded creates them and the others,
+ * and the next agent after a restart, reuse them.
+ */
+#ifndef SHUNT_BPF_MAPS_H
+#define SHUNT_BPF_MAPS_H
+
+#include "common.h"
+
+/* Services with at least one live route: their connections are captured. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SHUNT_MAX_SERVICES);
+	__type(key, struct shunt_addr);
+	__type(value, struct shunt_service);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shunt_services SEC(".maps");
+
+/* (service, routing key) -> sandbox. The kernel never reads it: it is the
+ * durable copy the agent recovers its routes from after a restart. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SHUNT_MAX_ROUTES);
+	__type(key, struct shunt_route_key);
+	__type(value, struct shunt_route);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shunt_routes SEC(".maps");
+
+/* Client socket cookie -> original destination, for getpeername() and for
+ * re-keying at establishment. Removed when the socket closes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SHUNT_MAX_CONNS);
+	__type(key, __u64);
+	__type(value, struct shunt_orig);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shunt_orig SEC(".maps");
+
+/* Client address:port (as the proxy's accept() sees it) -> original
+ * destination. The proxy deletes the entry once it has read it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SHUNT_MAX_CONNS);
+	__type(key, struct shunt_addr);
+	__type(value, struct shunt_orig);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shunt_conns SEC(".maps");
+
+/* The proxy's listening sockets. A socket leaves a sockmap when it closes,
+ * so an empty slot means "no live proxy": connect() goes straight through. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKMAP);
+	__uint(max_entries, SHUNT_LISTENER_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shunt_listeners SEC(".maps");
+
+/* Runtime settings written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct shunt_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shunt_config SEC(".maps");
+
+/* Counters, indexed by enum shunt_stat. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SHUNT_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shunt_stats SEC(".maps");
+
+static __always_inline void stat_inc(enum shunt_stat idx)
+{
+	__u32 key = idx;
+	__u64 *v = bpf_map_lookup_elem(&shunt_stats, &key);
+
+	if (v)
+		*v += 1; /* per-CPU slot: no atomics needed */
+}
+
+static __always_inline struct shunt_config *config_get(void)
+{
+	__u32 key = 0;
+
+	return bpf_map_lookup_elem(&shunt_config, &key);
+}
+
+#endif /* SHUNT_BPF_MAPS_H */

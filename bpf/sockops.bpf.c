@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * sockops: bookkeeping of captured connections. At establishment the
+ * client's source address is known; re-key the original destination by it
+ * so the proxy can find it from accept()'s peer address. At close, forget
+ * the socket.
+ */
+#include "lib/capture.h"
+
+static __always_inline void on_active_established(struct bpf_sock_ops *skops)
+{
+	__u64 cookie = bpf_get_socket_cookie(skops);
+	struct shunt_orig *orig;
+	struct shunt_addr client = {};
+	__u32 ip6[4];
+
+	orig = bpf_map_lookup_elem(&shunt_orig, &cookie);
+	if (!orig)
+		return;
+
+	/* local_port is host order in bpf_sock_ops (remote_port is not). */
+	client.port = bpf_htons((__u16)skops->local_port);
+	if (skops->family == AF_INET) {
+		client.family = SHUNT_FAMILY_V4;
+		client.ip4 = skops->local_ip4;
+	} else {
+		ip6[0] = skops->local_ip6[0];
+		ip6[1] = skops->local_ip6[1];
+		ip6[2] = skops->local_ip6[2];
+		ip6[3] = skops->local_ip6[3];
+		if (ip6_is_v4mapped(ip6)) {
+			client.family = SHUNT_FAMILY_V4;
+			client.ip4 = ip6[3];
+		} else {
+			client.family = SHUNT_FAMILY_V6;
+			__builtin_memcpy(client.ip6, ip6, sizeof(ip6));
+		}
+	}
+	bpf_map_update_elem(&shunt_conns, &client, orig, BPF_ANY);
+	/* Ask for a state callback so the record goes when the socket does. */
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	stat_inc(SHUNT_STAT_ESTABLISHED);
+}
+
+SEC("sockops")
+int shunt_sockops(struct bpf_sock_ops *skops)
+{
+	__u64 cookie;
+
+	switch (skops->op) {
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		on_active_established(skops);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] == BPF_TCP_CLOSE) {
+			cookie = bpf_get_socket_cookie(skops);
+			bpf_map_delete_elem(&shunt_orig, &cookie);
+		}
+		break;
+	default:
+		break;
+	}
+	return 1;
+}
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -1,0 +1,126 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The kernel/user ABI of shunt: every struct that lives in a BPF map, the
+ * map sizes, and the enums both sides agree on. Fixed-width types only,
+ * explicit padding, no bitfields, sizes checked at compile time.
+ */
+#ifndef SHUNT_SHUNT_H
+#define SHUNT_SHUNT_H
+
+#ifdef __BPF__
+/* vmlinux.h already provides the __u32/__be16 family. */
+#else
+#include <linux/types.h>
+#endif
+
+/* Address families as stored in maps; deliberately not AF_* so that a dump
+ * reads "4" or "6" and the value means the same on every libc. */
+#define SHUNT_FAMILY_V4 4
+#define SHUNT_FAMILY_V6 6
+
+/* Longest routing key, in bytes, including the terminating NUL. */
+#define SHUNT_ROUTE_KEY_LEN 64
+
+/* Socket mark carried by every socket the agent opens itself, so the
+ * connect hooks never capture the proxy's own upstream connections. */
+#ifndef SHUNT_DEFAULT_MARK
+#define SHUNT_DEFAULT_MARK 0x5348554eU /* "SHUN" */
+#endif
+
+/* Map sizes (max_entries). */
+#ifndef SHUNT_MAX_SERVICES
+#define SHUNT_MAX_SERVICES 4096
+#endif
+#ifndef SHUNT_MAX_ROUTES
+#define SHUNT_MAX_ROUTES 16384
+#endif
+#ifndef SHUNT_MAX_CONNS
+#define SHUNT_MAX_CONNS 65536
+#endif
+
+/* An IPv4 or IPv6 endpoint. For IPv4, ip6[1..3] are zero and ip4 aliases
+ * ip6[0]. Addresses and port are in network byte order. */
+struct shunt_addr {
+	union {
+		__be32 ip4;
+		__be32 ip6[4];
+	};
+	__be16 port; /* network byte order */
+	__u8 family; /* SHUNT_FAMILY_V4 or SHUNT_FAMILY_V6 */
+	__u8 pad;
+};
+
+/* shunt_services value: a service (ClusterIP:port or pod IP:port) that has
+ * at least one live route, so its connections are captured. */
+struct shunt_service {
+	__u32 routes; /* number of routes naming this service */
+	__u32 pad;
+};
+
+/* shunt_routes key: (service, routing key). key is NUL-padded. */
+struct shunt_route_key {
+	struct shunt_addr service;
+	char key[SHUNT_ROUTE_KEY_LEN];
+};
+
+enum shunt_route_flags {
+	/* Sandbox unreachable: send to the baseline instead of a 502. */
+	SHUNT_ROUTE_FALLBACK_BASELINE = 1U << 0,
+	/* Route came from the declarative file (replaced on reload). */
+	SHUNT_ROUTE_FROM_FILE = 1U << 1,
+};
+
+/* shunt_routes value: where requests with this key for this service go. */
+struct shunt_route {
+	struct shunt_addr to;	   /* the sandbox */
+	__u32 flags;		   /* enum shunt_route_flags */
+	__u64 expires_unix;	   /* seconds since the epoch, 0 = never */
+	__u64 created_unix;	   /* seconds since the epoch */
+};
+
+/* shunt_orig value (keyed by the client socket's cookie) and shunt_conns
+ * value (keyed by the client's address:port as the proxy's accept() sees
+ * it): the destination the application asked for. */
+struct shunt_orig {
+	struct shunt_addr dst;
+	__u32 pad;
+	__u64 cookie; /* client socket cookie, for correlation in dumps */
+};
+
+/* shunt_config, a one-entry array: runtime settings of the kernel side. */
+struct shunt_config {
+	struct shunt_addr proxy4; /* family 0 when there is no IPv4 listener */
+	struct shunt_addr proxy6; /* family 0 when there is no IPv6 listener */
+	__u32 mark;		  /* SO_MARK of the agent's own sockets */
+	__u32 pad;
+};
+
+/* Slots of shunt_listeners (a SOCKMAP holding the proxy's listening
+ * sockets). A slot empties by itself when the agent dies: fail open. */
+enum shunt_listener_slot {
+	SHUNT_LISTENER_V4 = 0,
+	SHUNT_LISTENER_V6 = 1,
+	SHUNT_LISTENER_MAX,
+};
+
+/* Indexes of shunt_stats, a per-CPU array of __u64. */
+enum shunt_stat {
+	SHUNT_STAT_CONNECT = 0,	   /* connect() seen by the hooks */
+	SHUNT_STAT_CAPTURED,	   /* ... redirected to the proxy */
+	SHUNT_STAT_FAIL_OPEN,	   /* steered, but no live listener */
+	SHUNT_STAT_OWN_SOCKET,	   /* the agent's own socket, left alone */
+	SHUNT_STAT_ORIG_FULL,	   /* could not record the original dst */
+	SHUNT_STAT_ESTABLISHED,	   /* captured connection established */
+	SHUNT_STAT_PEER_RESTORED,  /* getpeername() answered transparently */
+	SHUNT_STAT_MAX,
+};
+
+#ifndef __BPF__
+_Static_assert(sizeof(struct shunt_addr) == 20, "shunt_addr ABI");
+_Static_assert(sizeof(struct shunt_route_key) == 84, "shunt_route_key ABI");
+_Static_assert(sizeof(struct shunt_route) == 40, "shunt_route ABI");
+_Static_assert(sizeof(struct shunt_orig) == 32, "shunt_orig ABI");
+_Static_assert(sizeof(struct shunt_config) == 48, "shunt_config ABI");
+#endif
+
+#endif /* SHUNT_SHUNT_H */

@@ -1,0 +1,732 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+"""A throwaway single "node" for the shunt end-to-end tests.
+
+    netns <id>-node     plays the host: bridge <id>-br 10.211.0.1/24, fd00:211::1/64;
+                        shuntd runs here
+    netns <id>-client   10.211.0.10 / fd00:211::10   clients, inside the test cgroup
+    netns <id>-base     10.211.0.20 / fd00:211::20   baseline: HTTP :8080, TCP echo :9000
+    netns <id>-sbx      10.211.0.30 / fd00:211::30   sandbox:  HTTP :8080, TCP echo :9000
+    netns <id>-sbx2     10.211.0.31 / fd00:211::31   sandbox2: HTTP :8080
+
+Every name carries the node's random id ('sh' + 4 hex): netns, veths, the
+cgroup <cgroot>/shunt-e2e-<id>, the pin dir /sys/fs/bpf/shunt-e2e-<id>, the
+temp dir /tmp/shunt-e2e-<id> (control socket, logs). close() undoes all of
+it, and runs from atexit and on SIGINT/SIGTERM too.
+
+Processes that must live inside a namespace are started with
+`nsenter --net=/run/netns/<name>` (never `ip netns exec`, which remounts
+/sys and hides the cgroup tree and the bpffs). Client processes join the
+cgroup before they exec anything:
+    sh -c 'echo $$ > CG/cgroup.procs && exec nsenter --net=/run/netns/CLIENT cmd...'
+"""
+
+import atexit
+import ctypes
+import json
+import os
+import secrets
+import select
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+from httpmsg import Response, build_request
+
+E2E_DIR = os.path.dirname(os.path.abspath(__file__))
+PYTHON = "/usr/bin/python3"
+
+NET4 = "10.211.0"
+NET6 = "fd00:211::"
+NODE4, NODE6 = NET4 + ".1", NET6 + "1"
+CLIENT4, CLIENT6 = NET4 + ".10", NET6 + "10"
+BASE4, BASE6 = NET4 + ".20", NET6 + "20"
+SBX4, SBX6 = NET4 + ".30", NET6 + "30"
+SBX2_4, SBX2_6 = NET4 + ".31", NET6 + "31"
+HTTP_PORT = 8080
+ECHO_PORT = 9000
+PROXY_PORT = 15001
+DEAD_PORT = 8099  # nobody listens here, in any pod
+
+PODS = {  # name -> (short, v4, v6)
+    "client": ("cl", CLIENT4, CLIENT6),
+    "base": ("bs", BASE4, BASE6),
+    "sbx": ("sb", SBX4, SBX6),
+    "sbx2": ("s2", SBX2_4, SBX2_6),
+}
+
+
+def hostport(ip, port):
+    return "[%s]:%d" % (ip, port) if ":" in ip else "%s:%d" % (ip, port)
+
+
+class Skip(Exception):
+    """A prerequisite of the machine is missing."""
+
+
+class HarnessError(Exception):
+    pass
+
+
+_LIVE = set()  # nodes not yet closed
+ALL_IDS = []  # every id this process created, for the leak check
+
+
+def close_all_nodes():
+    for n in list(_LIVE):
+        n.close()
+
+
+atexit.register(close_all_nodes)
+
+_libc = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _child_setup():
+    # Die with the test runner even if it is SIGKILLed.
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+def _mounts():
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            parts = line.split()
+            sep = parts.index("-")
+            out.append((parts[4], parts[sep + 1]))
+    return out
+
+
+def cgroup2_root():
+    fs = dict(_mounts())
+    for cand in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+        if fs.get(cand) == "cgroup2":
+            return cand
+    return None
+
+
+def ensure_bpffs():
+    """Returns None when /sys/fs/bpf is (now) a bpffs, else the reason."""
+    if dict(_mounts()).get("/sys/fs/bpf") == "bpf":
+        return None
+    # shuntd mounts one here too when none is mounted; do what it would.
+    os.makedirs("/sys/fs/bpf", exist_ok=True)
+    p = subprocess.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"], capture_output=True, text=True)
+    if p.returncode != 0 or dict(_mounts()).get("/sys/fs/bpf") != "bpf":
+        return "no bpffs at /sys/fs/bpf and mounting one failed: %s" % p.stderr.strip()
+    return None
+
+
+def prereq_skip_reason(need=("ip", "nsenter", "bpftool", "mount")):
+    if os.geteuid() != 0:
+        return "not root (the e2e tests create netns, cgroups and BPF pins)"
+    for tool in need:
+        if not shutil.which(tool):
+            return "tool %r not found in PATH" % tool
+    if not os.path.exists(PYTHON):
+        return "%s not found" % PYTHON
+    if not cgroup2_root():
+        return "no cgroup2 mounted at /sys/fs/cgroup/unified or /sys/fs/cgroup"
+    return ensure_bpffs()
+
+
+def run(argv, check=True, timeout=20, **kw):
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, **kw)
+    if check and p.returncode != 0:
+        raise HarnessError("%s -> rc %d: %s%s" % (shlex.join(argv), p.returncode, p.stdout, p.stderr))
+    return p
+
+
+def _read_from(path, offset=0):
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+    except FileNotFoundError:
+        return ""
+
+
+def _size(path):
+    try:
+        return os.path.getsize(path)
+    except FileNotFoundError:
+        return 0
+
+
+class PodClient:
+    """Drives clientpod.py, a worker living in the client netns and the test cgroup."""
+
+    def __init__(self, node):
+        self.node = node
+        self.errlog = os.path.join(node.tmp, "client.stderr")
+        cmd = "echo $$ > %s && exec nsenter --net=%s %s -u %s" % (
+            shlex.quote(os.path.join(node.cg, "cgroup.procs")), shlex.quote(node.netns_path("client")),
+            PYTHON, shlex.quote(os.path.join(E2E_DIR, "clientpod.py")))
+        self.proc = node.spawn(["sh", "-c", cmd], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                               stderr=open(self.errlog, "ab"))
+        self.buf = b""
+        self.n = 0
+        hello = self._read_line(10)
+        if not hello.get("ready"):
+            raise HarnessError("client worker did not start: %r" % hello)
+        self.pid = hello["pid"]
+
+    def _read_line(self, timeout):
+        deadline = time.monotonic() + timeout
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise HarnessError("client worker gave no answer within %.0fs (stuck?); stderr: %s"
+                                   % (timeout, _read_from(self.errlog)[-2000:]))
+            r, _, _ = select.select([fd], [], [], left)
+            if r:
+                data = os.read(fd, 1 << 20)
+                if not data:
+                    raise HarnessError("client worker exited (rc %s); stderr: %s"
+                                       % (self.proc.poll(), _read_from(self.errlog)[-2000:]))
+                self.buf += data
+        line, _, self.buf = self.buf.partition(b"\n")
+        return json.loads(line)
+
+    def rpc(self, op, timeout=10.0, **kw):
+        """One command; {'ok': False, 'error': ...} comes back as a dict, not an exception."""
+        if self.proc.poll() is not None:
+            raise HarnessError("client worker is gone (rc %s)" % self.proc.returncode)
+        kw["op"] = op
+        self.proc.stdin.write((json.dumps(kw) + "\n").encode())
+        self.proc.stdin.flush()
+        return self._read_line(timeout + 10)
+
+    def call(self, op, timeout=10.0, **kw):
+        """Like rpc, but an error in the client becomes an AssertionError."""
+        r = self.rpc(op, timeout=timeout, **kw)
+        if not r.get("ok"):
+            raise AssertionError("client %s %s failed: %s" % (op, kw.get("id", ""), r.get("error")))
+        return r
+
+    def connect(self, host, port, timeout=5, nodelay=True):
+        self.n += 1
+        cid = "c%d" % self.n
+        r = self.call("connect", id=cid, host=host, port=port, timeout=timeout, nodelay=nodelay)
+        return ClientConn(self, cid, r)
+
+    def try_connect(self, host, port, timeout=5):
+        """(ClientConn or None, reply)"""
+        self.n += 1
+        cid = "c%d" % self.n
+        r = self.rpc("connect", id=cid, host=host, port=port, timeout=timeout)
+        return (ClientConn(self, cid, r) if r.get("ok") else None), r
+
+    def http_client(self, host, port, timeout=5):
+        self.n += 1
+        cid = "h%d" % self.n
+        r = self.call("hc_open", id=cid, host=host, port=port, timeout=timeout)
+        return HttpClientConn(self, cid, r)
+
+    def request(self, host, port, method="GET", path="/", headers=(), body=b"", timeout=5, **kw):
+        """One request on a fresh connection, which is then closed."""
+        c = self.connect(host, port, timeout=timeout)
+        try:
+            return c.request(method, path, headers=headers, body=body, host=hostport(host, port),
+                             timeout=timeout, **kw)
+        finally:
+            c.close()
+
+    def close(self):
+        if self.proc.poll() is None:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+            try:
+                self.proc.wait(2)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+class ClientConn:
+    def __init__(self, pod, cid, info):
+        self.pod = pod
+        self.id = cid
+        self.peer = tuple(info["peer"])
+        self.local = tuple(info["local"])
+        self.connect_s = info.get("connect_s")
+
+    def send(self, data, chunk=None, delay=0.0, timeout=5):
+        if isinstance(data, str):
+            data = data.encode()
+        total = timeout + (len(data) / chunk) * delay if chunk else timeout
+        return self.pod.call("send", id=self.id, data=_b64(data), chunk=chunk, delay=delay, timeout=total)
+
+    def try_send(self, data, timeout=5):
+        return self.pod.rpc("send", id=self.id, data=_b64(data), timeout=timeout)
+
+    def response(self, method="GET", timeout=5):
+        """The next response (interim 1xx included), or None on a clean EOF."""
+        r = self.pod.call("response", id=self.id, method=method, timeout=timeout)
+        if r.get("eof"):
+            return None
+        return Response(r)
+
+    def try_response(self, method="GET", timeout=5):
+        """(Response or None, reply) without raising on errors."""
+        r = self.pod.rpc("response", id=self.id, method=method, timeout=timeout)
+        if not r.get("ok") or r.get("eof"):
+            return None, r
+        return Response(r), r
+
+    def request(self, method="GET", path="/", headers=(), body=b"", timeout=5, host=None, **kw):
+        if host is None:
+            host = hostport(*self.peer[:2])
+        self.send(build_request(method, path, headers, body, host=host, **kw), timeout=timeout)
+        r = self.response(method=method, timeout=timeout)
+        if r is None:
+            raise AssertionError("connection closed before a response to %s %s" % (method, path))
+        return r
+
+    def recv(self, n=None, timeout=2):
+        r = self.pod.call("recv", id=self.id, n=n, timeout=timeout)
+        return _unb64(r["data"]), r["closed"]
+
+    def wait_closed(self, timeout=5):
+        r = self.pod.call("wait_closed", id=self.id, timeout=timeout)
+        r["data"] = _unb64(r["data"])
+        return r
+
+    def shutdown_wr(self):
+        self.pod.call("shutdown_wr", id=self.id)
+
+    def close(self):
+        self.pod.rpc("close", id=self.id)
+
+
+class HttpClientConn:
+    """http.client.HTTPConnection in the client pod, never silently reconnecting."""
+
+    def __init__(self, pod, cid, info):
+        self.pod = pod
+        self.id = cid
+        self.peer = tuple(info["peer"])
+        self.local = tuple(info["local"])
+
+    def request(self, method="GET", path="/", headers=(), body=b"", timeout=5):
+        r = self.pod.call("hc_request", id=self.id, method=method, path=path, headers=list(headers),
+                          body=_b64(body), timeout=timeout)
+        return Response(r)
+
+    def close(self):
+        self.pod.rpc("close", id=self.id)
+
+
+def _b64(data):
+    import base64
+
+    if isinstance(data, str):
+        data = data.encode()
+    return base64.b64encode(data).decode()
+
+
+def _unb64(s):
+    import base64
+
+    return base64.b64decode(s or "")
+
+
+class Node:
+    def __init__(self, build, shuntd=True, shuntd_args=(), config=None, verbose=False):
+        self.build = os.path.abspath(build)
+        self.shuntd_bin = os.path.join(self.build, "shuntd")
+        self.shuntctl_bin = os.path.join(self.build, "shuntctl")
+        self.want_shuntd = shuntd
+        self.shuntd_args = list(shuntd_args)
+        self.config_text = config
+        self.verbose = verbose
+        self.procs = []  # every Popen we started (each its own process group)
+        self.servers = {}
+        self.shuntd = None
+        self.shuntd_starts = 0
+        self.shuntd_log_start = 0
+        self.expected_exit = False  # a test stopped shuntd on purpose
+        self.start_error = None
+        self.client = None
+        self.closed = False
+        self.created = {"netns": [], "cg": False, "pin": False, "tmp": False}
+        cgroot = cgroup2_root()
+        if cgroot is None:
+            raise Skip("no cgroup2")
+        for _ in range(20):
+            self.id = "sh" + secrets.token_hex(2)
+            if not os.path.exists("/run/netns/%s-node" % self.id) and \
+                    not os.path.exists("/tmp/shunt-e2e-%s" % self.id):
+                break
+        ALL_IDS.append(self.id)
+        self.cgroot = cgroot
+        self.cg = os.path.join(cgroot, "shunt-e2e-" + self.id)
+        self.pin = "/sys/fs/bpf/shunt-e2e-" + self.id
+        self.tmp = "/tmp/shunt-e2e-" + self.id
+        self.sock = os.path.join(self.tmp, "shunt.sock")
+        self.shuntd_log = os.path.join(self.tmp, "shuntd.log")
+        self.config_path = os.path.join(self.tmp, "routes.conf")
+        _LIVE.add(self)
+
+    # ---- names -------------------------------------------------------------
+    def ns(self, pod):
+        return "%s-%s" % (self.id, pod)
+
+    def netns_path(self, pod):
+        return "/run/netns/" + self.ns(pod)
+
+    def nsenter(self, pod):
+        return ["nsenter", "--net=" + self.netns_path(pod)]
+
+    # ---- lifecycle -----------------------------------------------------------
+    def start(self, with_shuntd=True):
+        try:
+            os.makedirs(self.tmp)
+            self.created["tmp"] = True
+            self._topology()
+            os.mkdir(self.cg)
+            self.created["cg"] = True
+            self._servers()
+            self.client = PodClient(self)
+            if self.config_text is not None:
+                self.write_config(self.config_text)
+            if self.want_shuntd and with_shuntd:
+                self.shuntd_start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def spawn(self, argv, **kw):
+        kw.setdefault("stdin", subprocess.DEVNULL)
+        p = subprocess.Popen(argv, start_new_session=True, preexec_fn=_child_setup, **kw)
+        self.procs.append(p)
+        return p
+
+    def _topology(self):
+        for pod in ("node",) + tuple(PODS):
+            run(["ip", "netns", "add", self.ns(pod)])
+            self.created["netns"].append(self.ns(pod))
+            # No DAD anywhere: addresses must be usable at once.
+            run(self.nsenter(pod) + ["sh", "-c",
+                "echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad; "
+                "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad; "
+                "echo 0 > /proc/sys/net/ipv6/conf/all/dad_transmits; "
+                "echo 0 > /proc/sys/net/ipv6/conf/default/dad_transmits"])
+            run(["ip", "-n", self.ns(pod), "link", "set", "lo", "up"])
+        node = self.ns("node")
+        br = self.id + "-br"
+        run(["ip", "-n", node, "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
+        run(["ip", "-n", node, "addr", "add", NODE4 + "/24", "dev", br])
+        run(["ip", "-n", node, "addr", "add", NODE6 + "/64", "dev", br, "nodad"])
+        run(["ip", "-n", node, "link", "set", br, "up"])
+        for pod, (short, v4, v6) in PODS.items():
+            host_if = "%s-%s" % (self.id, short)
+            run(["ip", "-n", node, "link", "add", host_if, "type", "veth", "peer", "name", "eth0",
+                 "netns", self.ns(pod)])
+            run(["ip", "-n", node, "link", "set", host_if, "master", br, "up"])
+            run(["ip", "-n", self.ns(pod), "addr", "add", v4 + "/24", "dev", "eth0"])
+            run(["ip", "-n", self.ns(pod), "addr", "add", v6 + "/64", "dev", "eth0", "nodad"])
+            run(["ip", "-n", self.ns(pod), "link", "set", "eth0", "up"])
+        deadline = time.monotonic() + 10
+        for pod in ("node",) + tuple(PODS):
+            while run(["ip", "-n", self.ns(pod), "-6", "addr", "show", "tentative"]).stdout.strip():
+                if time.monotonic() > deadline:
+                    raise HarnessError("IPv6 addresses in %s stay tentative" % self.ns(pod))
+                time.sleep(0.05)
+
+    def _servers(self):
+        specs = [
+            ("base", "baseline", HTTP_PORT, False),
+            ("base", "baseline-echo", ECHO_PORT, True),
+            ("sbx", "sandbox", HTTP_PORT, False),
+            ("sbx", "sandbox-echo", ECHO_PORT, True),
+            ("sbx2", "sandbox2", HTTP_PORT, False),
+        ]
+        ready = []
+        for pod, name, port, echo in specs:
+            log = os.path.join(self.tmp, name + ".log")
+            rf = os.path.join(self.tmp, name + ".ready")
+            open(log, "a").close()
+            argv = self.nsenter(pod) + [PYTHON, "-u", os.path.join(E2E_DIR, "servers.py"), "--name", name,
+                                        "--port", str(port), "--log", log, "--ready", rf]
+            if echo:
+                argv.append("--echo")
+            p = self.spawn(argv, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, name + ".stderr"), "ab"))
+            self.servers[name] = {"proc": p, "log": log, "pod": pod, "port": port}
+            ready.append((name, rf, p))
+        deadline = time.monotonic() + 15
+        for name, rf, p in ready:
+            while not os.path.exists(rf):
+                if p.poll() is not None:
+                    raise HarnessError("server %s exited: %s" % (name, _read_from(os.path.join(self.tmp, name + ".stderr"))))
+                if time.monotonic() > deadline:
+                    raise HarnessError("server %s not ready" % name)
+                time.sleep(0.02)
+
+    def close(self):
+        """Tear everything down; safe to call twice; never raises."""
+        if self.closed:
+            return
+        self.closed = True
+        _LIVE.discard(self)
+        errors = []
+
+        def step(what, fn):
+            try:
+                fn()
+            except Exception as e:  # keep going: the rest must be cleaned up too
+                errors.append("%s: %r" % (what, e))
+
+        if self.client:
+            step("client", self.client.close)
+        if self.shuntd and self.shuntd.poll() is None:
+            step("shuntd", lambda: self.shuntd_stop(signal.SIGTERM, timeout=5))
+        for p in self.procs:
+            if p.poll() is None:
+                step("killpg", lambda p=p: _killpg(p))
+        for p in self.procs:
+            step("wait", lambda p=p: p.wait(5))
+        if self.created["cg"]:
+            step("cgroup", self._remove_cgroup)
+        for ns in reversed(self.created["netns"]):
+            step("netns " + ns, lambda ns=ns: run(["ip", "netns", "del", ns]))
+        if os.path.isdir(self.pin):
+            step("pin", lambda: shutil.rmtree(self.pin))
+        if self.created["tmp"]:
+            step("tmp", lambda: shutil.rmtree(self.tmp))
+        if errors:
+            print("[e2e %s] teardown problems: %s" % (self.id, "; ".join(errors)), file=sys.stderr)
+
+    def _remove_cgroup(self):
+        procs = os.path.join(self.cg, "cgroup.procs")
+        for attempt in range(50):
+            try:
+                pids = [int(x) for x in open(procs).read().split()]
+            except FileNotFoundError:
+                return
+            for pid in pids:  # move leftovers out first
+                try:
+                    with open(os.path.join(self.cgroot, "cgroup.procs"), "w") as f:
+                        f.write(str(pid))
+                except OSError:
+                    pass
+            try:
+                os.rmdir(self.cg)
+                return
+            except FileNotFoundError:
+                return
+            except OSError:
+                time.sleep(0.05)
+        os.rmdir(self.cg)
+
+    # ---- shuntd --------------------------------------------------------------
+    def shuntd_argv(self, extra=()):
+        argv = [self.shuntd_bin, "--cgroup", self.cg, "--proxy-addr", NODE4, "--proxy-addr", NODE6,
+                "--proxy-port", str(PROXY_PORT), "--control", self.sock, "--bpffs", self.pin, "-v"]
+        if self.config_text is not None:
+            argv += ["--config", self.config_path]
+        return argv + self.shuntd_args + list(extra)
+
+    def shuntd_start(self, extra=(), timeout=15):
+        if not os.access(self.shuntd_bin, os.X_OK):
+            raise HarnessError("%s does not exist or is not executable (run make first)" % self.shuntd_bin)
+        if self.shuntd and self.shuntd.poll() is None:
+            raise HarnessError("shuntd already running")
+        self.shuntd_starts += 1
+        argv = self.nsenter("node") + self.shuntd_argv(extra)
+        with open(self.shuntd_log, "ab") as f:
+            f.write(("=== e2e: shuntd start #%d: %s\n" % (self.shuntd_starts, shlex.join(argv))).encode())
+        off = _size(self.shuntd_log)
+        logf = open(self.shuntd_log, "ab")
+        self.shuntd = self.spawn(argv, stdout=logf, stderr=logf)
+        logf.close()
+        self.shuntd_log_start = off
+        deadline = time.monotonic() + timeout
+        while True:
+            text = _read_from(self.shuntd_log, off)
+            if "ready" in text:
+                break
+            if self.shuntd.poll() is not None:
+                raise HarnessError("shuntd exited with %d before 'ready':\n%s" % (self.shuntd.returncode, text[-4000:]))
+            if time.monotonic() > deadline:
+                raise HarnessError("shuntd not ready within %ds:\n%s" % (timeout, text[-4000:]))
+            time.sleep(0.02)
+        return self.shuntd
+
+    def shuntd_running(self):
+        return self.shuntd is not None and self.shuntd.poll() is None
+
+    def shuntd_stop(self, sig=signal.SIGTERM, timeout=10):
+        """Signal shuntd and wait; returns its exit status (negative = signal)."""
+        p = self.shuntd
+        if p is None or p.poll() is not None:
+            return None if p is None else p.returncode
+        p.send_signal(sig)
+        try:
+            return p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _killpg(p)
+            p.wait(5)
+            raise HarnessError("shuntd did not exit within %ss of signal %d" % (timeout, sig))
+
+    def shuntd_output(self, since=None):
+        return _read_from(self.shuntd_log, self.shuntd_log_start if since is None else since)
+
+    def write_config(self, text):
+        tmp = self.config_path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(text)
+        os.rename(tmp, self.config_path)
+
+    # ---- shuntctl --------------------------------------------------------------
+    def ctl(self, *args, control=None, timeout=10):
+        argv = [self.shuntctl_bin, "--control", control or self.sock] + [str(a) for a in args]
+        if not os.access(self.shuntctl_bin, os.X_OK):
+            raise HarnessError("%s does not exist (run make first)" % self.shuntctl_bin)
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        p.argv = argv
+        return p
+
+    def ctl_ok(self, *args, **kw):
+        p = self.ctl(*args, **kw)
+        if p.returncode != 0:
+            raise AssertionError("%s -> exit %d\nstdout: %s\nstderr: %s"
+                                 % (shlex.join(p.argv), p.returncode, p.stdout, p.stderr))
+        return p
+
+    def ctl_json(self, *args):
+        p = self.ctl_ok(*args, "-o", "json")
+        try:
+            return json.loads(p.stdout)
+        except ValueError:
+            raise AssertionError("%s printed no JSON: %r" % (shlex.join(p.argv), p.stdout[:2000]))
+
+    def route_add(self, service, key, to, ttl=None, fallback=None):
+        args = ["route", "add", "--service", service, "--key", key, "--to", to]
+        if ttl:
+            args += ["--ttl", ttl]
+        if fallback:
+            args += ["--fallback", fallback]
+        return self.ctl_ok(*args)
+
+    def route_del(self, service, key):
+        return self.ctl_ok("route", "del", "--service", service, "--key", key)
+
+    def routes(self):
+        return self.ctl_json("route", "list")
+
+    def status(self):
+        return self.ctl_json("status")
+
+    def clear_api_routes(self):
+        for r in self.routes():
+            if r.get("source", "api") == "api":
+                self.ctl("route", "del", "--service", r["service"], "--key", r["key"])
+
+    # ---- clients ---------------------------------------------------------------
+    def client_cmd(self, argv, timeout=20):
+        """Run a program in the client pod, in the test cgroup."""
+        cmd = "echo $$ > %s && exec %s" % (shlex.quote(os.path.join(self.cg, "cgroup.procs")),
+                                            shlex.join(self.nsenter("client") + list(argv)))
+        p = self.spawn(["sh", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _killpg(p)
+            out, err = p.communicate()
+            raise AssertionError("%s timed out after %ss" % (shlex.join(argv), timeout))
+        self.procs.remove(p)
+        return p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+    # ---- logs ------------------------------------------------------------------
+    def mark(self):
+        m = {name: _size(s["log"]) for name, s in self.servers.items()}
+        m["_shuntd"] = _size(self.shuntd_log)
+        m["_client"] = _size(self.client.errlog) if self.client else 0
+        return m
+
+    def events(self, name, since=None, kinds=None):
+        off = (since or {}).get(name, 0)
+        out = []
+        for line in _read_from(self.servers[name]["log"], off).splitlines():
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if kinds is None or ev.get("event") in kinds:
+                out.append(ev)
+        return out
+
+    def requests(self, name, since=None):
+        return self.events(name, since, kinds=("request",))
+
+    def upstream_traffic(self, since):
+        """Every request or unparsable input any upstream saw since the mark."""
+        out = []
+        for name in self.servers:
+            for ev in self.events(name, since, kinds=("request", "error")):
+                out.append(ev)
+        return out
+
+    def diagnostics(self, since=None, lines=40):
+        since = since or {}
+        out = ["---- e2e node %s (tmp %s) ----" % (self.id, self.tmp)]
+        if self.shuntd is not None:
+            st = self.shuntd.poll()
+            out.append("shuntd: %s" % ("running, pid %d" % self.shuntd.pid if st is None else "exited with %d" % st))
+        if self.want_shuntd:
+            text = _read_from(self.shuntd_log, since.get("_shuntd", 0))
+            tail = text.splitlines()[-lines:]
+            out.append("shuntd output since the test began (last %d lines):" % len(tail))
+            out += ["  | " + ln for ln in tail]
+        for name, s in self.servers.items():
+            evs = _read_from(s["log"], since.get(name, 0)).splitlines()[-12:]
+            out.append("server %s log since the test began (last %d):" % (name, len(evs)))
+            out += ["  | " + ln[:400] for ln in evs]
+        if self.client:
+            ce = _read_from(self.client.errlog, since.get("_client", 0)).strip()
+            if ce:
+                out.append("client worker stderr:")
+                out += ["  | " + ln for ln in ce.splitlines()[-lines:]]
+        return "\n".join(out)
+
+
+def _killpg(p):
+    try:
+        os.killpg(p.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def leaks(ids):
+    """What is left behind of the given node ids (empty list = nothing)."""
+    out = []
+    nss = run(["ip", "netns", "list"], check=False).stdout
+    for i in ids:
+        tag = "shunt-e2e-" + i
+        for ln in nss.splitlines():
+            if ln.split() and ln.split()[0].startswith(i + "-"):
+                out.append("netns " + ln.split()[0])
+        if os.path.exists("/sys/fs/bpf/" + tag):
+            out.append("pin dir /sys/fs/bpf/" + tag)
+        if os.path.exists("/tmp/" + tag):
+            out.append("temp dir /tmp/" + tag)
+        for root in ("/sys/fs/cgroup/unified", "/sys/fs/cgroup"):
+            if os.path.exists(os.path.join(root, tag)):
+                out.append("cgroup " + os.path.join(root, tag))
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                cmd = open("/proc/%s/cmdline" % pid, "rb").read().replace(b"\0", b" ").decode("utf-8", "replace")
+            except OSError:
+                continue
+            if tag in cmd or ("/run/netns/%s-" % i) in cmd:
+                out.append("process %s: %s" % (pid, cmd[:200]))
+    return out
