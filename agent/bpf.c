@@ -116,7 +116,7 @@ static int attach(struct shunt_bpf *b, int idx, struct bpf_program *prog)
 		(b)->field = type##__open_opts(opts);                                              \
 		if (!(b)->field) {                                                                 \
 			__err = -errno;                                                            \
-			pr_err("open BPF object " #type ": %s", strerror(-__err));                \
+			pr_err("open BPF object " #type ": %s", strerror(-__err));                 \
 		} else if ((__err = type##__load((b)->field))) {                                   \
 			pr_err("load BPF object " #type ": %s (the verifier log is above)",        \
 			       strerror(-__err));                                                  \
@@ -126,7 +126,7 @@ static int attach(struct shunt_bpf *b, int idx, struct bpf_program *prog)
 
 int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup)
 {
-	LIBBPF_OPTS(bpf_object_open_opts, opts, .pin_root_path = pin_dir);
+	struct bpf_object_open_opts opts = {.sz = sizeof(opts), .pin_root_path = pin_dir};
 	int err;
 
 	memset(b, 0, sizeof(*b));
@@ -237,10 +237,8 @@ int shunt_bpf_stats(struct shunt_bpf *b, uint64_t out[SHUNT_STAT_MAX])
 int shunt_bpf_progs(struct shunt_bpf *b, struct shunt_prog_info out[SHUNT_NR_PROGS])
 {
 	const struct bpf_program *progs[SHUNT_NR_PROGS] = {
-		b->sockops->progs.shunt_sockops,
-		b->getpeername->progs.shunt_getpeername4,
-		b->getpeername->progs.shunt_getpeername6,
-		b->connect->progs.shunt_connect4,
+		b->sockops->progs.shunt_sockops,	  b->getpeername->progs.shunt_getpeername4,
+		b->getpeername->progs.shunt_getpeername6, b->connect->progs.shunt_connect4,
 		b->connect->progs.shunt_connect6,
 	};
 	int n = 0;
@@ -264,8 +262,8 @@ int shunt_bpf_progs(struct shunt_bpf *b, struct shunt_prog_info out[SHUNT_NR_PRO
 int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[7])
 {
 	const struct bpf_map *maps[7] = {
-		b->connect->maps.shunt_services, b->connect->maps.shunt_routes,
-		b->connect->maps.shunt_orig,	 b->connect->maps.shunt_conns,
+		b->connect->maps.shunt_services,  b->connect->maps.shunt_routes,
+		b->connect->maps.shunt_orig,	  b->connect->maps.shunt_conns,
 		b->connect->maps.shunt_listeners, b->connect->maps.shunt_config,
 		b->connect->maps.shunt_stats,
 	};

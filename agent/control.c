@@ -122,7 +122,8 @@ static void cmd_route_add(struct ctl_conn *cc, char **f, int n)
 	}
 	if (rk_validate(f[2])) {
 		fail(cc, CTL_EXIT_FAILED,
-		     "--key: '%s' is not a valid routing key (1-63 visible ASCII characters, none of , ; = \" \\)",
+		     "--key: '%s' is not a valid routing key (1-63 visible ASCII characters, none "
+		     "of , ; = \" \\)",
 		     f[2]);
 		return;
 	}
@@ -201,8 +202,8 @@ static void cmd_route_list(struct ctl_conn *cc, char **f, int n)
 	if (json)
 		out_printf(cc, "[");
 	else
-		out_printf(cc, "%-24s %-20s %-24s %-9s %-7s %s\n", "SERVICE", "KEY", "TO", "FALLBACK",
-			   "SOURCE", "TTL");
+		out_printf(cc, "%-24s %-20s %-24s %-9s %-7s %s\n", "SERVICE", "KEY", "TO",
+			   "FALLBACK", "SOURCE", "TTL");
 	for (long i = 0; i < cnt; i++) {
 		const struct shunt_route *v = &vals[i];
 		uint64_t left = v->expires_unix > now ? v->expires_unix - now : 0;
@@ -213,7 +214,8 @@ static void cmd_route_list(struct ctl_conn *cc, char **f, int n)
 		format_addr_port(&v->to, s2, sizeof(s2));
 		if (!json) {
 			out_printf(cc, "%-24s %-20s %-24s %-9s %-7s %s\n", s1, keys[i].key, s2, fb,
-				   src, v->expires_unix ? format_duration(left, d, sizeof(d)) : "-");
+				   src,
+				   v->expires_unix ? format_duration(left, d, sizeof(d)) : "-");
 			continue;
 		}
 		out_printf(cc, "%s{\"service\":", i ? "," : "");
@@ -252,21 +254,21 @@ static void cmd_status(struct ctl_conn *cc, char **f, int n)
 		const char *name;
 		uint64_t v;
 	} pc[] = {
-		{ "accepted", ps->accepted },
-		{ "active", ps->active },
-		{ "unknown", ps->unknown },
-		{ "requests", ps->requests },
-		{ "to_sandbox", ps->to_sandbox },
-		{ "to_baseline", ps->to_baseline },
-		{ "fallbacks", ps->fallbacks },
-		{ "errors", ps->errors },
-		{ "bad_requests", ps->bad_requests },
-		{ "bad_keys", ps->bad_keys },
-		{ "tunnels", ps->tunnels },
-		{ "timeouts", ps->timeouts },
-		{ "upstream_connects", ps->upstream_connects },
-		{ "upstream_reused", ps->upstream_reused },
-		{ "retries", ps->retries },
+		{"accepted", ps->accepted},
+		{"active", ps->active},
+		{"unknown", ps->unknown},
+		{"requests", ps->requests},
+		{"to_sandbox", ps->to_sandbox},
+		{"to_baseline", ps->to_baseline},
+		{"fallbacks", ps->fallbacks},
+		{"errors", ps->errors},
+		{"bad_requests", ps->bad_requests},
+		{"bad_keys", ps->bad_keys},
+		{"tunnels", ps->tunnels},
+		{"timeouts", ps->timeouts},
+		{"upstream_connects", ps->upstream_connects},
+		{"upstream_reused", ps->upstream_reused},
+		{"retries", ps->retries},
 	};
 	size_t npc = sizeof(pc) / sizeof(pc[0]);
 
@@ -426,7 +428,7 @@ static void ctl_event(struct ev_handler *h, uint32_t events)
 
 int control_start(struct agent *a, const char *path)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	struct control *ctl;
 	char dir[sizeof(sun.sun_path)];
 	char *slash;

@@ -14,13 +14,13 @@
 #ifndef SHUNT_CTL_PROTO_H
 #define SHUNT_CTL_PROTO_H
 
-#define CTL_MAX_REQUEST 4096
+#define CTL_MAX_REQUEST	 4096
 #define CTL_DEFAULT_PATH "/run/shunt/shunt.sock"
 
 /* shuntctl exit codes */
-#define CTL_EXIT_OK 0
-#define CTL_EXIT_FAILED 1     /* the daemon refused the operation */
-#define CTL_EXIT_USAGE 2      /* bad command line */
+#define CTL_EXIT_OK	     0
+#define CTL_EXIT_FAILED	     1 /* the daemon refused the operation */
+#define CTL_EXIT_USAGE	     2 /* bad command line */
 #define CTL_EXIT_UNREACHABLE 3 /* no daemon on the control socket */
 
 #endif /* SHUNT_CTL_PROTO_H */

@@ -117,10 +117,10 @@ int http_head_check(const char *head, size_t len, struct http_header *hdrs, size
 			res->reason = "too many header fields";
 			return 431;
 		}
-		hdrs[n] = (struct http_header){ .name = line,
-						.name_len = name_len,
-						.value = line + vstart,
-						.value_len = vend - vstart };
+		hdrs[n] = (struct http_header){.name = line,
+					       .name_len = name_len,
+					       .value = line + vstart,
+					       .value_len = vend - vstart};
 		if (name_is(&hdrs[n], "content-length")) {
 			if (!value_is_digits(&hdrs[n]))
 				return bad(res, "invalid Content-Length");

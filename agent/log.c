@@ -8,7 +8,7 @@ enum log_level log_threshold = LOG_INFO;
 
 void log_msg(enum log_level lvl, const char *fmt, ...)
 {
-	static const char *const names[] = { "error", "warning", "info", "debug" };
+	static const char *const names[] = {"error", "warning", "info", "debug"};
 	char line[1024];
 	va_list ap;
 	int n;

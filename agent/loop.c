@@ -31,14 +31,14 @@ void loop_close(struct loop *l)
 
 int loop_add(struct loop *l, int fd, uint32_t events, struct ev_handler *h)
 {
-	struct epoll_event ev = { .events = events, .data.ptr = h };
+	struct epoll_event ev = {.events = events, .data.ptr = h};
 
 	return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
 }
 
 int loop_mod(struct loop *l, int fd, uint32_t events, struct ev_handler *h)
 {
-	struct epoll_event ev = { .events = events, .data.ptr = h };
+	struct epoll_event ev = {.events = events, .data.ptr = h};
 
 	return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) ? -errno : 0;
 }

@@ -35,10 +35,10 @@
 #include "store.h"
 #include "util.h"
 
-#define BUF_INITIAL (16 * 1024)
+#define BUF_INITIAL    (16 * 1024)
 #define BUF_STREAM_MAX (64 * 1024) /* per direction, once the head is known */
-#define LINGER_MS 1000		   /* reading after an error response, before close */
-#define POOL_IDLE_MS 30000	   /* an idle pooled upstream is closed after this */
+#define LINGER_MS      1000	   /* reading after an error response, before close */
+#define POOL_IDLE_MS   30000	   /* an idle pooled upstream is closed after this */
 
 struct buf {
 	char *data;
@@ -63,7 +63,7 @@ struct upstream {
 	struct upstream *pool_next; /* in a pool, or on the dead list */
 	uint64_t idle_since;
 	llhttp_t resp;
-	struct buf in;	  /* response bytes; [start, parsed) may go to the client */
+	struct buf in; /* response bytes; [start, parsed) may go to the client */
 	uint32_t parsed;
 };
 
@@ -81,15 +81,15 @@ struct client {
 	bool rd, wr, eof, dead;
 	enum client_state state;
 	struct shunt_addr peer, orig;
-	struct buf in;	      /* request bytes from the client */
-	uint32_t parsed;      /* request parser position in in */
-	uint32_t sent;	      /* bytes up to here went to the upstream */
-	uint32_t req_start;   /* where the current request began */
-	uint32_t head_len;    /* bytes of the current head, once complete */
-	bool first;	      /* no request seen yet on this connection */
+	struct buf in;	    /* request bytes from the client */
+	uint32_t parsed;    /* request parser position in in */
+	uint32_t sent;	    /* bytes up to here went to the upstream */
+	uint32_t req_start; /* where the current request began */
+	uint32_t head_len;  /* bytes of the current head, once complete */
+	bool first;	    /* no request seen yet on this connection */
 	bool head_done, req_done, resp_done, resp_started;
 	bool keep_alive, is_head, want_upgrade, no_retry, to_sandbox, fallback;
-	bool shut_wr_up;      /* tunnel: client EOF passed on to the upstream */
+	bool shut_wr_up; /* tunnel: client EOF passed on to the upstream */
 	uint8_t attempts;
 	llhttp_t req;
 	struct upstream *up;
@@ -567,11 +567,11 @@ static void upstream_failed(struct client *c, int err)
 	}
 	if (c->to_sandbox)
 		client_error(c, err == ETIMEDOUT ? 503 : 502,
-			     "shunt: sandbox %s for routing key \"%s\" is unreachable: %s", a, c->key,
-			     strerror(err));
+			     "shunt: sandbox %s for routing key \"%s\" is unreachable: %s", a,
+			     c->key, strerror(err));
 	else
-		client_error(c, err == ETIMEDOUT ? 503 : 502, "shunt: upstream %s is unreachable: %s",
-			     a, strerror(err));
+		client_error(c, err == ETIMEDOUT ? 503 : 502,
+			     "shunt: upstream %s is unreachable: %s", a, strerror(err));
 }
 
 /* Accept the first bytes: HTTP, or a tunnel to the original destination. */
@@ -802,7 +802,7 @@ static int client_make_room(struct client *c)
 	/* Keep the current request from its start while a retry is still
 	 * possible, else only what was not sent yet. */
 	keep = c->state == C_HEAD || (!c->no_retry && c->state == C_REQUEST) ? c->req_start
-									       : c->sent;
+									     : c->sent;
 	if (keep > c->sent)
 		keep = c->sent;
 	if (keep == 0 && c->state == C_REQUEST && !c->no_retry) {
@@ -958,7 +958,8 @@ static void client_pump(struct client *c)
 					upstream_failed(c, err);
 				continue;
 			}
-			if (c->state == C_TUNNEL && c->eof && c->sent == c->in.end && !c->shut_wr_up) {
+			if (c->state == C_TUNNEL && c->eof && c->sent == c->in.end &&
+			    !c->shut_wr_up) {
 				shutdown(u->fd, SHUT_WR);
 				c->shut_wr_up = true;
 			}

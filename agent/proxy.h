@@ -33,10 +33,10 @@ struct proxy_opts {
 };
 
 struct proxy_stats {
-	uint64_t accepted;	    /* client connections accepted */
-	uint64_t active;	    /* client connections open now */
-	uint64_t unknown;	    /* accepted, but no capture record: closed */
-	uint64_t requests;	    /* requests routed */
+	uint64_t accepted; /* client connections accepted */
+	uint64_t active;   /* client connections open now */
+	uint64_t unknown;  /* accepted, but no capture record: closed */
+	uint64_t requests; /* requests routed */
 	uint64_t to_sandbox;
 	uint64_t to_baseline;
 	uint64_t fallbacks;	    /* sandbox unreachable, sent to baseline by route */

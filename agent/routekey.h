@@ -22,7 +22,7 @@ struct http_header {
 	size_t value_len;
 };
 
-#define RK_NAME_MAX 128
+#define RK_NAME_MAX   128
 #define RK_MAX_DIRECT 4
 
 struct rk_config {

@@ -47,7 +47,7 @@ static int usage(const char *fmt, const char *arg)
 /* Send one request line, print the answer, return the exit code. */
 static int call(const char *path, const char *req)
 {
-	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	char buf[65536];
 	size_t len = strlen(req), off = 0;
 	int fd, code = CTL_EXIT_OK, first = 1;

@@ -19,9 +19,9 @@
 #include "log.h"
 #include "util.h"
 
-#define DEFAULT_PIN_DIR "/sys/fs/bpf/shunt"
+#define DEFAULT_PIN_DIR	   "/sys/fs/bpf/shunt"
 #define DEFAULT_PROXY_PORT 15001
-#define TICK_MS 250
+#define TICK_MS		   250
 
 static const char usage_text[] =
 	"Usage: shuntd --cgroup DIR --proxy-addr IP [options]\n"
@@ -75,22 +75,22 @@ enum {
 };
 
 static const struct option long_opts[] = {
-	{ "cgroup", required_argument, NULL, OPT_CGROUP },
-	{ "proxy-addr", required_argument, NULL, OPT_PROXY_ADDR },
-	{ "proxy-port", required_argument, NULL, OPT_PROXY_PORT },
-	{ "control", required_argument, NULL, OPT_CONTROL },
-	{ "bpffs", required_argument, NULL, OPT_BPFFS },
-	{ "config", required_argument, NULL, OPT_CONFIG },
-	{ "head-timeout", required_argument, NULL, OPT_HEAD_TIMEOUT },
-	{ "idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT },
-	{ "connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT },
-	{ "max-head-bytes", required_argument, NULL, OPT_MAX_HEAD },
-	{ "max-headers", required_argument, NULL, OPT_MAX_HEADERS },
-	{ "key-member", required_argument, NULL, OPT_KEY_MEMBER },
-	{ "key-header", required_argument, NULL, OPT_KEY_HEADER },
-	{ "mark", required_argument, NULL, OPT_MARK },
-	{ "verbose", no_argument, NULL, 'v' },
-	{ "help", no_argument, NULL, 'h' },
+	{"cgroup", required_argument, NULL, OPT_CGROUP},
+	{"proxy-addr", required_argument, NULL, OPT_PROXY_ADDR},
+	{"proxy-port", required_argument, NULL, OPT_PROXY_PORT},
+	{"control", required_argument, NULL, OPT_CONTROL},
+	{"bpffs", required_argument, NULL, OPT_BPFFS},
+	{"config", required_argument, NULL, OPT_CONFIG},
+	{"head-timeout", required_argument, NULL, OPT_HEAD_TIMEOUT},
+	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+	{"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+	{"max-head-bytes", required_argument, NULL, OPT_MAX_HEAD},
+	{"max-headers", required_argument, NULL, OPT_MAX_HEADERS},
+	{"key-member", required_argument, NULL, OPT_KEY_MEMBER},
+	{"key-header", required_argument, NULL, OPT_KEY_HEADER},
+	{"mark", required_argument, NULL, OPT_MARK},
+	{"verbose", no_argument, NULL, 'v'},
+	{"help", no_argument, NULL, 'h'},
 	{},
 };
 
@@ -154,7 +154,8 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 			if (po->n_listen == 2)
 				return usage_error("--proxy-addr given more than twice%s", "");
 			if (parse_addr(optarg, &po->listen[po->n_listen]))
-				return usage_error("--proxy-addr: '%s' is not an IP address", optarg);
+				return usage_error("--proxy-addr: '%s' is not an IP address",
+						   optarg);
 			if (po->n_listen == 1 && po->listen[0].family == po->listen[1].family)
 				return usage_error("--proxy-addr: two addresses of one family (%s)",
 						   optarg);
@@ -196,7 +197,8 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 			break;
 		case OPT_KEY_MEMBER:
 			if (strlen(optarg) >= RK_NAME_MAX || !*optarg)
-				return usage_error("--key-member: '%s' is empty or too long", optarg);
+				return usage_error("--key-member: '%s' is empty or too long",
+						   optarg);
 			strcpy(po->rk.member, optarg);
 			break;
 		case OPT_KEY_HEADER:
@@ -205,7 +207,8 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 			if (po->rk.n_direct == RK_MAX_DIRECT)
 				return usage_error("--key-header: at most 4%s", "");
 			if (strlen(optarg) >= RK_NAME_MAX || !*optarg)
-				return usage_error("--key-header: '%s' is empty or too long", optarg);
+				return usage_error("--key-header: '%s' is empty or too long",
+						   optarg);
 			strcpy(po->rk.direct[po->rk.n_direct++], optarg);
 			break;
 		case OPT_MARK:
@@ -299,7 +302,7 @@ static void on_signal(struct ev_handler *h, uint32_t events)
 int main(int argc, char **argv)
 {
 	struct agent a = {};
-	struct sig_handler sh = { .fd = -1 };
+	struct sig_handler sh = {.fd = -1};
 	struct shunt_config kcfg = {};
 	uint32_t mark = SHUNT_DEFAULT_MARK;
 	uint16_t port = DEFAULT_PROXY_PORT;

@@ -28,8 +28,8 @@ static __always_inline int listener_alive(__u32 slot)
  * connect to instead, having recorded the original destination under the
  * socket's cookie, or NULL to leave the connect() alone.
  */
-static __always_inline const struct shunt_addr *
-capture(struct bpf_sock_addr *ctx, const struct shunt_addr *dst, __u32 slot)
+static __always_inline const struct shunt_addr *capture(struct bpf_sock_addr *ctx,
+							const struct shunt_addr *dst, __u32 slot)
 {
 	struct shunt_config *cfg;
 	const struct shunt_addr *proxy;

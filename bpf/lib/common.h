@@ -9,8 +9,8 @@
 #include <shunt/shunt.h>
 
 /* Not in vmlinux.h: these are macros in the kernel headers. */
-#define AF_INET 2	/* struct bpf_sock_ops family, host order */
-#define AF_INET6 10
+#define AF_INET	    2 /* struct bpf_sock_ops family, host order */
+#define AF_INET6    10
 #define SOCK_STREAM 1
 #define IPPROTO_TCP 6
 

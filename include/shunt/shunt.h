@@ -29,13 +29,13 @@
 
 /* Map sizes (max_entries). */
 #ifndef SHUNT_MAX_SERVICES
-#define SHUNT_MAX_SERVICES 4096
+#define SHUNT_MAX_SERVICES 4096U
 #endif
 #ifndef SHUNT_MAX_ROUTES
-#define SHUNT_MAX_ROUTES 16384
+#define SHUNT_MAX_ROUTES 16384U
 #endif
 #ifndef SHUNT_MAX_CONNS
-#define SHUNT_MAX_CONNS 65536
+#define SHUNT_MAX_CONNS 65536U
 #endif
 
 /* An IPv4 or IPv6 endpoint. For IPv4, ip6[1..3] are zero and ip4 aliases
@@ -72,10 +72,10 @@ enum shunt_route_flags {
 
 /* shunt_routes value: where requests with this key for this service go. */
 struct shunt_route {
-	struct shunt_addr to;	   /* the sandbox */
-	__u32 flags;		   /* enum shunt_route_flags */
-	__u64 expires_unix;	   /* seconds since the epoch, 0 = never */
-	__u64 created_unix;	   /* seconds since the epoch */
+	struct shunt_addr to; /* the sandbox */
+	__u32 flags;	      /* enum shunt_route_flags */
+	__u64 expires_unix;   /* seconds since the epoch, 0 = never */
+	__u64 created_unix;   /* seconds since the epoch */
 };
 
 /* shunt_orig value (keyed by the client socket's cookie) and shunt_conns
@@ -105,13 +105,13 @@ enum shunt_listener_slot {
 
 /* Indexes of shunt_stats, a per-CPU array of __u64. */
 enum shunt_stat {
-	SHUNT_STAT_CONNECT = 0,	   /* connect() seen by the hooks */
-	SHUNT_STAT_CAPTURED,	   /* ... redirected to the proxy */
-	SHUNT_STAT_FAIL_OPEN,	   /* steered, but no live listener */
-	SHUNT_STAT_OWN_SOCKET,	   /* the agent's own socket, left alone */
-	SHUNT_STAT_ORIG_FULL,	   /* could not record the original dst */
-	SHUNT_STAT_ESTABLISHED,	   /* captured connection established */
-	SHUNT_STAT_PEER_RESTORED,  /* getpeername() answered transparently */
+	SHUNT_STAT_CONNECT = 0,	  /* connect() seen by the hooks */
+	SHUNT_STAT_CAPTURED,	  /* ... redirected to the proxy */
+	SHUNT_STAT_FAIL_OPEN,	  /* steered, but no live listener */
+	SHUNT_STAT_OWN_SOCKET,	  /* the agent's own socket, left alone */
+	SHUNT_STAT_ORIG_FULL,	  /* could not record the original dst */
+	SHUNT_STAT_ESTABLISHED,	  /* captured connection established */
+	SHUNT_STAT_PEER_RESTORED, /* getpeername() answered transparently */
 	SHUNT_STAT_MAX,
 };
 

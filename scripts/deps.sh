@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+# Install every Debian package shunt needs to build, test and benchmark.
+# Idempotent and quick when everything is already there.
+set -euo pipefail
+
+PKGS=(
+	make clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
+	libcriterion-dev node-llhttp
+	iproute2 util-linux procps python3 curl
+	wrk nginx-light
+	clang-format cppcheck
+)
+
+if [ "$(id -u)" != 0 ]; then
+	echo "deps.sh: run as root (apt-get install)" >&2
+	exit 1
+fi
+missing=()
+for p in "${PKGS[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "deps.sh: installing ${missing[*]}"
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# nginx-light's package starts a system nginx on port 80; shunt's tests and
+# benchmark run their own instances and do not need it.
+if command -v systemctl >/dev/null 2>&1; then
+	systemctl disable --now nginx >/dev/null 2>&1 || true
+fi
+echo "deps.sh: all dependencies present"
