@@ -101,7 +101,7 @@ test-e2e: all
 test: test-unit test-e2e
 
 demo: all
-	bash tests/demo.sh $(OUTPUT)
+	$(PYTHON) tests/demo.py $(OUTPUT)
 
 bench: all
 	$(PYTHON) tests/bench/bench.py --build $(OUTPUT) $(BENCH_ARGS)

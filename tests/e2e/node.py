@@ -578,6 +578,13 @@ class Node:
     def shuntd_output(self, since=None):
         return _read_from(self.shuntd_log, self.shuntd_log_start if since is None else since)
 
+    def config_text_now(self):
+        try:
+            with open(self.config_path) as f:
+                return f.read()
+        except FileNotFoundError:
+            return None
+
     def write_config(self, text):
         tmp = self.config_path + ".tmp"
         with open(tmp, "w") as f:
