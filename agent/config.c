@@ -240,7 +240,7 @@ static int add_route(struct parser *ps, const struct config_route *r)
 		return -EINVAL;
 	}
 	if (ps->out.n >= SHUNT_MAX_ROUTES) {
-		errf(ps, "more than %d routes", SHUNT_MAX_ROUTES);
+		errf(ps, "more than %u routes", (unsigned)SHUNT_MAX_ROUTES);
 		return -EINVAL;
 	}
 	if (ps->out.n == ps->cap) {
@@ -328,15 +328,22 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 		.err = err,
 		.errlen = errlen,
 	};
-	const char *p = text, *end = text + len;
+	const char *p, *end;
 	int ret = 0;
 
 	if (err && errlen)
 		err[0] = '\0';
 	out->routes = NULL;
 	out->n = 0;
-	if (!text && len)
-		return -EINVAL;
+	if (!text) {
+		if (len) {
+			errf(&ps, "no text");
+			return -EINVAL;
+		}
+		text = ""; /* NULL + 0 is undefined, "" + 0 is not */
+	}
+	p = text;
+	end = text + len;
 	ps.seen = route_table_new();
 	if (!ps.seen) {
 		errf(&ps, "out of memory");

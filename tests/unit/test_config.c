@@ -343,23 +343,23 @@ Test(config, first_error_wins)
 
 Test(config, too_many_routes)
 {
-	size_t cap = (SHUNT_MAX_ROUTES + 1) * 48, off = 0;
+	unsigned max = SHUNT_MAX_ROUTES;
+	size_t cap = (max + 1) * 48, off = 0;
 	char *text = malloc(cap + 1);
 	unsigned i;
 	char want[128];
 
 	cr_assert_not_null(text);
-	for (i = 0; i <= SHUNT_MAX_ROUTES; i++)
+	for (i = 0; i <= max; i++)
 		off += (size_t)snprintf(text + off, cap - off,
 					"route 10.0.0.1:80 k%u 10.0.1.5:80\n", i);
-	snprintf(want, sizeof(want), NAME ":%d: more than %d routes", SHUNT_MAX_ROUTES + 1,
-		 SHUNT_MAX_ROUTES);
+	snprintf(want, sizeof(want), NAME ":%u: more than %u routes", max + 1, max);
 	assert_error(text, want);
 
 	/* One fewer line is the most a file may hold. */
 	*strrchr(text, 'r') = '\0';
 	cr_assert_eq(parse(text), 0, "%s", err);
-	cr_assert_eq(cfg.n, SHUNT_MAX_ROUTES);
+	cr_assert_eq(cfg.n, max);
 	free(text);
 	cleanup();
 }

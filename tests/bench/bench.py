@@ -1,0 +1,638 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+"""shunt benchmark: `make bench` (a command that reports, not a test).
+
+    /usr/bin/python3 tests/bench/bench.py --build build [--client c|python]
+        [--requests N] [--warmup N] [--duration S] [--connections N]
+        [--threads N] [--idle N]
+
+Builds a throwaway node with tests/e2e/node.py (netns, test cgroup, shuntd
+in the node netns at 10.211.0.1:15001), then puts nginx in the pods as fast
+upstreams (each answers a 20-byte body with "X-Pod: <pod>" and
+"X-Peer: <client address it saw>"):
+
+    baseline pod 10.211.0.20  :8180 the steered service (route dev-a -> sandbox)
+                              :8181 the same server, no route: never captured
+    sandbox pod  10.211.0.30  :8180
+    node netns   10.211.0.1   :8280 nginx as the userspace routing peer:
+                                    map $http_baggage (sd-routing-key=dev-a)
+                                    -> proxy_pass sandbox or baseline,
+                                    upstream keepalive, 1 worker, no access log
+
+(the e2e harness's own Python test servers stay on :8080, idle). Clients run
+in the client pod inside the test cgroup, so shunt captures what it should.
+Six rows, each measured twice: one keep-alive connection (latclient, N
+sequential requests after a warmup, per-request latency) and wrk at 32
+connections. Every row is verified: the pod and peer named by the first
+response (the latency client checks the pod on every response), upstream
+request counters (nginx stub_status) and shuntd's proxy counters before and
+after each wrk run. Then shuntd's peak RSS with 1000 idle keep-alive
+connections. Targets print PASS/FAIL; the exit status is 0 unless something
+went wrong (misrouting, errors, a leftover), 2 when a prerequisite is missing,
+130 on Ctrl-C. Everything it creates carries the run id and is removed at the
+end, on failure and on Ctrl-C too.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import select
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import traceback
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(BENCH_DIR), "e2e"))
+
+import node as N  # noqa: E402  (the e2e harness: topology, cgroup, shuntd)
+
+NGINX = "/usr/sbin/nginx"
+WRK = "/usr/bin/wrk"
+SVC_PORT = 8180  # steered service on the baseline pod; sandbox listens here too
+DIRECT_PORT = 8181  # same nginx server block on the baseline pod, never routed
+STATUS_PORT = 8189  # stub_status of each upstream nginx
+PEER_PORT = 8280  # the nginx routing peer, in the node netns
+KEY = "dev-a"
+# A realistic W3C baggage: the key is one member among others.
+KEY_HEADER = "baggage: tenant=acme,sd-routing-key=%s;ttl=60,span.origin=web" % KEY
+TARGET_RATIO = 1.3
+TARGET_RSS_MIB = 32.0
+
+
+class BenchError(Exception):
+    """Something is wrong (misrouting, a failed client, a broken setup)."""
+
+
+class Row:
+    def __init__(self, name, host, port, keyed, pod, peer, ref, via):
+        self.name, self.host, self.port, self.keyed = name, host, port, keyed
+        self.pod = pod  # X-Pod every response must carry
+        self.peer = peer  # the address the upstream must see (captured or not)
+        self.ref = ref  # the direct row this one is compared with
+        self.via = via  # "direct", "shunt" or "nginx"
+        self.lat = None
+        self.wrk = None
+
+
+def make_rows():
+    return [
+        Row("direct-baseline", N.BASE4, DIRECT_PORT, False, "baseline", N.CLIENT4, "direct-baseline", "direct"),
+        Row("shunt-nokey", N.BASE4, SVC_PORT, False, "baseline", N.NODE4, "direct-baseline", "shunt"),
+        Row("shunt-key", N.BASE4, SVC_PORT, True, "sandbox", N.NODE4, "direct-sandbox", "shunt"),
+        Row("direct-sandbox", N.SBX4, SVC_PORT, False, "sandbox", N.CLIENT4, "direct-sandbox", "direct"),
+        Row("nginx-nokey", N.NODE4, PEER_PORT, False, "baseline", N.NODE4, "direct-baseline", "nginx"),
+        Row("nginx-key", N.NODE4, PEER_PORT, True, "sandbox", N.NODE4, "direct-sandbox", "nginx"),
+    ]
+
+
+# ---- nginx configurations ------------------------------------------------------
+
+NGINX_COMMON = """\
+daemon off;
+master_process on;
+pid {dir}/nginx.pid;
+error_log {dir}/error.log warn;
+worker_processes {workers};
+worker_rlimit_nofile 16384;
+events {{ worker_connections 8192; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/client_body;
+    proxy_temp_path {dir}/proxy;
+    fastcgi_temp_path {dir}/fastcgi;
+    uwsgi_temp_path {dir}/uwsgi;
+    scgi_temp_path {dir}/scgi;
+    keepalive_requests 10000000;
+    keepalive_timeout 300s;
+    server_tokens off;
+    default_type text/plain;
+{body}
+}}
+"""
+
+UPSTREAM_BODY = """\
+    server {{
+{listens}
+        location / {{
+            add_header X-Pod {pod} always;
+            add_header X-Peer $remote_addr always;
+            return 200 "hello from {pod}\\n";
+        }}
+    }}
+    server {{
+        listen {ip}:{status_port};
+        location / {{ stub_status; }}
+    }}
+"""
+
+# The routing peer: what shunt does for one service, done by nginx. A member
+# sd-routing-key=dev-a anywhere in the baggage list (optional whitespace,
+# optional ;properties) selects the sandbox; anything else the baseline.
+PEER_BODY = """\
+    map $http_baggage $shunt_upstream {{
+        default baseline;
+        "~(^|,)[ \\t]*sd-routing-key[ \\t]*=[ \\t]*{key}[ \\t]*(;|,|$)" sandbox;
+    }}
+    upstream baseline {{
+        server {base}:{port};
+        keepalive 64;
+        keepalive_requests 10000000;
+    }}
+    upstream sandbox {{
+        server {sbx}:{port};
+        keepalive 64;
+        keepalive_requests 10000000;
+    }}
+    server {{
+        listen {ip}:{peer_port};
+        location / {{
+            proxy_pass http://$shunt_upstream;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $http_host;
+        }}
+    }}
+"""
+
+STUB_READER = r"""
+import http.client, json, sys
+out = {}
+port = int(sys.argv[1])
+for arg in sys.argv[2:]:
+    name, ip = arg.split("=")
+    c = http.client.HTTPConnection(ip, port, timeout=5)
+    c.request("GET", "/")
+    lines = c.getresponse().read().decode().splitlines()
+    out[name] = int(lines[2].split()[2])
+print(json.dumps(out))
+"""
+
+
+# ---- helpers ---------------------------------------------------------------------
+
+
+def us(ns):
+    return ns / 1000.0
+
+
+def mib(kb):
+    return kb / 1024.0
+
+
+def fmt_ratio(x):
+    return "-" if x is None else "%.2fx" % x
+
+
+def proc_status(pid):
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM", "Threads", "Name"):
+                out[k] = v.strip()
+    return out
+
+
+def kb(s):
+    return int(s.split()[0])
+
+
+def parse_wrk(text):
+    def to_us(v):
+        m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", v)
+        if not m:
+            raise BenchError("wrk: cannot parse latency %r" % v)
+        return float(m.group(1)) * {"us": 1, "ms": 1e3, "s": 1e6, "m": 60e6}[m.group(2)]
+
+    pcts = {int(p): to_us(v) for p, v in re.findall(r"^\s+(\d+)%\s+([\d.]+(?:us|ms|s|m))\s*$", text, re.M)}
+    m_rps = re.search(r"Requests/sec:\s+([\d.]+)", text)
+    m_tot = re.search(r"(\d+) requests in ([\d.]+)(ms|s|m)", text)
+    if 50 not in pcts or 99 not in pcts or not m_rps or not m_tot:
+        raise BenchError("wrk output not understood:\n" + text)
+    m_non = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", text)
+    m_err = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
+    return {"p50_us": pcts[50], "p99_us": pcts[99], "rps": float(m_rps.group(1)), "requests": int(m_tot.group(1)),
+            "non2xx": int(m_non.group(1)) if m_non else 0,
+            "sock_errors": [int(x) for x in m_err.groups()] if m_err else [0, 0, 0, 0]}
+
+
+class Bench:
+    def __init__(self, args):
+        self.a = args
+        self.node = None
+        self.tmp = None
+        self.nginx = {}  # name -> Popen
+        self.rows = make_rows()
+        self.by_name = {r.name: r for r in self.rows}
+        self.rss_res = None
+        self.t0 = time.monotonic()
+
+    def log(self, msg):
+        print("[%5.1fs] %s" % (time.monotonic() - self.t0, msg), flush=True)
+
+    # ---- setup ---------------------------------------------------------------------
+    def setup(self):
+        self.node = N.Node(self.a.build)
+        self.tmp = "/tmp/shunt-bench-" + self.node.id
+        os.makedirs(self.tmp)  # fails loudly on a (very unlikely) id clash
+        self.log("node %s: starting topology, test cgroup and shuntd" % self.node.id)
+        self.node.start()
+        if self.a.client == "c":
+            self.latclient = [os.path.join(self.tmp, "latclient")]
+            N.run(["cc", "-O2", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-o", self.latclient[0],
+                   os.path.join(BENCH_DIR, "latclient.c")], timeout=60)
+        else:
+            self.latclient = [N.PYTHON, os.path.join(BENCH_DIR, "latclient.py")]
+        self.start_nginx("baseline", "base", self.a.upstream_workers, UPSTREAM_BODY.format(
+            listens="        listen %s:%d;\n        listen %s:%d;" % (N.BASE4, SVC_PORT, N.BASE4, DIRECT_PORT),
+            pod="baseline", ip=N.BASE4, status_port=STATUS_PORT))
+        self.start_nginx("sandbox", "sbx", self.a.upstream_workers, UPSTREAM_BODY.format(
+            listens="        listen %s:%d;" % (N.SBX4, SVC_PORT), pod="sandbox", ip=N.SBX4,
+            status_port=STATUS_PORT))
+        self.start_nginx("peer", "node", 1, PEER_BODY.format(
+            key=re.escape(KEY), base=N.BASE4, sbx=N.SBX4, port=SVC_PORT, ip=N.NODE4, peer_port=PEER_PORT))
+        self.wait_nginx()
+        svc = N.hostport(N.BASE4, SVC_PORT)
+        self.node.route_add(svc, KEY, N.hostport(N.SBX4, SVC_PORT))
+        self.log("route %s key %s -> %s; nginx upstreams and routing peer up" % (svc, KEY, N.hostport(N.SBX4, SVC_PORT)))
+        self.shuntd_pid = self.find_shuntd()
+
+    def start_nginx(self, name, pod, workers, body):
+        d = os.path.join(self.tmp, "nginx-" + name)
+        os.makedirs(d)
+        conf = os.path.join(d, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(NGINX_COMMON.format(dir=d, workers=workers, body=body))
+        p = N.run(self.node.nsenter(pod) + [NGINX, "-t", "-q", "-p", d + "/", "-e", os.path.join(d, "error.log"),
+                                            "-c", conf], check=False)
+        if p.returncode != 0:
+            raise BenchError("nginx %s: bad configuration:\n%s%s" % (name, p.stdout, p.stderr))
+        err = open(os.path.join(d, "stderr"), "ab")
+        proc = self.node.spawn(self.node.nsenter(pod) + [NGINX, "-p", d + "/", "-e", os.path.join(d, "error.log"),
+                                                          "-c", conf], stdout=err, stderr=err)
+        err.close()
+        self.nginx[name] = (proc, d)
+
+    def wait_nginx(self):
+        deadline = time.monotonic() + 10
+        for name, (proc, d) in self.nginx.items():
+            while not os.path.exists(os.path.join(d, "nginx.pid")):
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise BenchError("nginx %s did not start (rc %s):\n%s%s" % (
+                        name, proc.poll(), N._read_from(os.path.join(d, "stderr")),
+                        N._read_from(os.path.join(d, "error.log"))))
+                time.sleep(0.02)
+
+    def find_shuntd(self):
+        pid = self.node.shuntd.pid  # nsenter execs shuntd: same pid
+        if proc_status(pid).get("Name") != "shuntd":
+            raise BenchError("pid %d is %r, not shuntd" % (pid, proc_status(pid).get("Name")))
+        return pid
+
+    # ---- counters --------------------------------------------------------------------
+    def upstream_counts(self):
+        p = N.run(self.node.nsenter("node") + [N.PYTHON, "-c", STUB_READER, str(STATUS_PORT),
+                                               "baseline=" + N.BASE4, "sandbox=" + N.SBX4])
+        return json.loads(p.stdout)
+
+    def shunt_counts(self):
+        st = self.node.status()
+        px = st.get("proxy") or st.get("proxy_counters") or {}
+        if not isinstance(px, dict) or "accepted" not in px:
+            raise BenchError("shuntctl status -o json has no proxy counters: %r" % st)
+        return px
+
+    def client_run(self, argv, timeout):
+        try:
+            return self.node.client_cmd(argv, timeout=timeout)
+        except AssertionError as e:
+            raise BenchError(str(e))
+
+    def check_counts(self, row, up0, up1, sh0, sh1, completed, what):
+        """Upstream and shuntd counters moved as the row says, and only so."""
+        other = "sandbox" if row.pod == "baseline" else "baseline"
+        got = up1[row.pod] - up0[row.pod] - 1  # the second stub_status read counts itself
+        stray = up1[other] - up0[other] - 1
+        if got < completed:
+            raise BenchError("%s %s: %s served %d requests, the client completed %d"
+                             % (row.name, what, row.pod, got, completed))
+        if stray != 0:
+            raise BenchError("%s %s: MISROUTED: %d requests reached %s" % (row.name, what, stray, other))
+        acc = sh1["accepted"] - sh0["accepted"]
+        req = sh1["requests"] - sh0["requests"]
+        if row.via == "shunt":
+            field = "to_sandbox" if row.keyed else "to_baseline"
+            wrong = "to_baseline" if row.keyed else "to_sandbox"
+            if sh1[field] - sh0[field] < completed:
+                raise BenchError("%s %s: shuntd counted %d %s, the client completed %d"
+                                 % (row.name, what, sh1[field] - sh0[field], field, completed))
+            if sh1[wrong] - sh0[wrong]:
+                raise BenchError("%s %s: MISROUTED: shuntd counted %d %s"
+                                 % (row.name, what, sh1[wrong] - sh0[wrong], wrong))
+        elif acc or req:
+            raise BenchError("%s %s: shuntd captured %d connections / %d requests of a row that must bypass it"
+                             % (row.name, what, acc, req))
+
+    # ---- the single-connection latency test --------------------------------------------
+    def latency(self, row):
+        argv = self.latclient + [row.host, str(row.port), str(self.a.requests), str(self.a.warmup), row.pod]
+        if row.keyed:
+            argv.append(KEY_HEADER)
+        up0, sh0 = self.upstream_counts(), self.shunt_counts()
+        rc, out, err = self.client_run(argv, timeout=120)
+        if rc != 0:
+            raise BenchError("%s: latency client failed (rc %d): %s%s" % (row.name, rc, err.strip(), out.strip()))
+        res = json.loads(out.strip().splitlines()[-1])
+        if res["pod"] != row.pod:
+            raise BenchError("%s: MISROUTED: answer from %r, expected %r" % (row.name, res["pod"], row.pod))
+        if res["peer"] != row.peer:
+            raise BenchError("%s: upstream saw the client as %r, expected %r (%s)" % (
+                row.name, res["peer"], row.peer,
+                "captured by shunt" if row.peer == N.CLIENT4 else "not through the proxy"))
+        self.check_counts(row, up0, self.upstream_counts(), sh0, self.shunt_counts(),
+                          self.a.requests + self.a.warmup, "latency run")
+        res["rps"] = res["n"] / (res["total_ns"] / 1e9)
+        row.lat = res
+        self.log("1-conn %-16s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  (pod %s, peer %s)" % (
+            row.name, us(res["p50_ns"]), us(res["p99_ns"]), res["rps"], res["pod"], res["peer"]))
+
+    # ---- wrk -----------------------------------------------------------------------------
+    def wrk_argv(self, row, duration):
+        argv = [WRK, "-t%d" % self.a.threads, "-c%d" % self.a.connections, "-d%ds" % duration, "--latency"]
+        if row.keyed:
+            argv += ["-H", KEY_HEADER]
+        return argv + ["http://%s/" % N.hostport(row.host, row.port)]
+
+    def load(self, row):
+        if self.a.wrk_warmup > 0:
+            rc, out, err = self.client_run(self.wrk_argv(row, self.a.wrk_warmup), timeout=self.a.wrk_warmup + 30)
+            if rc != 0:
+                raise BenchError("%s: wrk warmup failed (rc %d): %s%s" % (row.name, rc, out, err))
+        up0, sh0 = self.upstream_counts(), self.shunt_counts()
+        rc, out, err = self.client_run(self.wrk_argv(row, self.a.duration), timeout=self.a.duration + 30)
+        if rc != 0:
+            raise BenchError("%s: wrk failed (rc %d): %s%s" % (row.name, rc, out, err))
+        res = parse_wrk(out)
+        if res["non2xx"] or any(res["sock_errors"]):
+            raise BenchError("%s: wrk saw %d non-2xx responses and socket errors (connect, read, write, "
+                             "timeout) %s:\n%s" % (row.name, res["non2xx"], res["sock_errors"], out))
+        self.check_counts(row, up0, self.upstream_counts(), sh0, self.shunt_counts(), res["requests"], "wrk run")
+        row.wrk = res
+        self.log("wrk    %-16s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  (%d requests, all 200 from %s)" % (
+            row.name, res["p50_us"], res["p99_us"], res["rps"], res["requests"], row.pod))
+
+    # ---- RSS with many idle keep-alive connections -------------------------------------
+    def rss(self):
+        pid, n = self.shuntd_pid, self.a.idle
+        before = proc_status(pid)
+        hwm_reset = True
+        try:
+            with open("/proc/%d/clear_refs" % pid, "w") as f:
+                f.write("5")  # resets VmHWM to the current RSS
+        except OSError:
+            hwm_reset = False
+        sh0 = self.shunt_counts()
+        cmd = "echo $$ > %s && exec %s" % (
+            shlex.quote(os.path.join(self.node.cg, "cgroup.procs")),
+            shlex.join(self.node.nsenter("client") + [N.PYTHON, os.path.join(BENCH_DIR, "idleconns.py"), N.BASE4,
+                                                      str(SVC_PORT), str(n), KEY_HEADER, "sandbox", "baseline"]))
+        errf = os.path.join(self.tmp, "idleconns.stderr")
+        p = self.node.spawn(["sh", "-c", cmd], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=open(errf, "ab"))
+
+        def line(timeout):
+            r, _, _ = select.select([p.stdout], [], [], timeout)
+            if not r:
+                raise BenchError("idle-connection client: no answer in %ds; stderr: %s" % (timeout, N._read_from(errf)))
+            txt = p.stdout.readline()
+            if not txt:
+                raise BenchError("idle-connection client exited (rc %s): %s" % (p.wait(5), N._read_from(errf)))
+            msg = json.loads(txt)
+            if "error" in msg:
+                raise BenchError("idle-connection client: %s" % msg["error"])
+            return msg
+
+        try:
+            ready = line(60)
+            time.sleep(1.0)  # let it settle: every connection idle, upstreams back in the pool or closed
+            sh1 = self.shunt_counts()
+            held = proc_status(pid)
+            fds = len(os.listdir("/proc/%d/fd" % pid))
+            p.stdin.write(b"close\n")
+            p.stdin.flush()
+            closed = line(30)
+            p.wait(10)
+        finally:
+            if p.poll() is None:
+                N._killpg(p)
+                p.wait(5)
+        time.sleep(0.5)
+        after = proc_status(pid)
+        if ready["pods"] != {"sandbox": (n + 1) // 2, "baseline": n // 2}:
+            raise BenchError("idle connections: wrong pods %r" % ready["pods"])
+        if sh1["accepted"] - sh0["accepted"] != n or sh1["active"] < n:
+            raise BenchError("idle connections: shuntd accepted %d (active %d), expected %d"
+                             % (sh1["accepted"] - sh0["accepted"], sh1["active"], n))
+        if closed["alive_before_close"] != n:
+            raise BenchError("idle connections: only %d of %d were still open after the measurement"
+                             % (closed["alive_before_close"], n))
+        self.rss_res = {"n": n, "before_kb": kb(before["VmRSS"]), "held_rss_kb": kb(held["VmRSS"]),
+                    "peak_kb": kb(held["VmHWM"]), "after_kb": kb(after["VmRSS"]), "hwm_reset": hwm_reset,
+                    "fds": fds, "active": sh1["active"], "threads": held["Threads"],
+                    "setup_s": ready["setup_s"]}
+        self.log("rss    %d idle keep-alive connections through shunt: VmHWM %.1f MiB, VmRSS %.1f MiB "
+                 "(before %.1f MiB), shuntd holds %d fds" % (n, mib(self.rss_res["peak_kb"]),
+                                                            mib(self.rss_res["held_rss_kb"]),
+                                                            mib(self.rss_res["before_kb"]), fds))
+
+    # ---- report ----------------------------------------------------------------------------
+    def report(self):
+        a = self.a
+        ncpu = os.cpu_count()
+        try:
+            model = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")][0]
+        except (OSError, IndexError):
+            model = "?"
+        client = ("C client (latclient.c, compiled into the run's temp dir)" if a.client == "c"
+                  else "Python http.client loop (latclient.py)")
+        P = print
+        P()
+        P("=" * 92)
+        P("shunt benchmark  run %s  %s" % (self.node.id, datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")))
+        P("machine   %d CPUs (%s), Linux %s: client, proxy and upstream servers share them"
+          % (ncpu, model, platform.release()))
+        P("shuntd    single-threaded (one epoll loop), in the node netns; captured via cgroup/connect4")
+        P("nginx     routing peer in the node netns: 1 worker, map $http_baggage -> proxy_pass, upstream")
+        P("          keepalive 64, access_log off (%s)" % self.nginx_version)
+        P("upstreams nginx in the baseline and sandbox pods, %s workers each, 20-byte body, access_log off"
+          % a.upstream_workers)
+        P("key       %s" % KEY_HEADER)
+        P("ratios    *-nokey rows against direct-baseline, *-key rows against direct-sandbox")
+        P()
+        P("One keep-alive connection: %s, %d requests after %d warmup" % (client, a.requests, a.warmup))
+        if a.client == "python":
+            P("  (the Python client's own per-request cost is in every row alike: ratios understate the proxy's)")
+        hdr = "  %-16s %9s %9s %10s %10s %10s"
+        P(hdr % ("row", "p50 us", "p99 us", "req/s", "p50 ratio", "p99 ratio"))
+        for r in self.rows:
+            ref = self.by_name[r.ref].lat
+            P("  %-16s %9.1f %9.1f %10.0f %10s %10s" % (
+                r.name, us(r.lat["p50_ns"]), us(r.lat["p99_ns"]), r.lat["rps"],
+                fmt_ratio(r.lat["p50_ns"] / ref["p50_ns"]), fmt_ratio(r.lat["p99_ns"] / ref["p99_ns"])))
+        P()
+        P("Load: wrk -t%d -c%d -d%ds --latency (after a %ds warmup per row)"
+          % (a.threads, a.connections, a.duration, a.wrk_warmup))
+        P(hdr % ("row", "p50 us", "p99 us", "req/s", "p50 ratio", "req/s ratio"))
+        for r in self.rows:
+            ref = self.by_name[r.ref].wrk
+            P("  %-16s %9.1f %9.1f %10.0f %10s %10s" % (
+                r.name, r.wrk["p50_us"], r.wrk["p99_us"], r.wrk["rps"],
+                fmt_ratio(r.wrk["p50_us"] / ref["p50_us"]), fmt_ratio(r.wrk["rps"] / ref["rps"])))
+        P()
+        s = self.rss_res
+        P("RSS       shuntd with %d idle keep-alive connections (half keyed -> sandbox, half -> baseline):"
+          % s["n"])
+        P("          peak VmHWM %.1f MiB%s, VmRSS %.1f MiB while held, %.1f MiB before, %.1f MiB after close"
+          % (mib(s["peak_kb"]), " (reset just before)" if s["hwm_reset"] else " (since start)",
+             mib(s["held_rss_kb"]), mib(s["before_kb"]), mib(s["after_kb"])))
+        P("          shuntd: %d open fds, %d active client connections, %s thread(s)"
+          % (s["fds"], s["active"], s["threads"]))
+        P()
+        P("Targets (reported; they do not change the exit status)")
+        res = []
+
+        def target(ok, text):
+            res.append(ok)
+            P("  %s  %s" % ("PASS" if ok else "FAIL", text))
+
+        for test, key, unit in (("1-conn", "lat", "p50_ns"), ("wrk-c%d" % a.connections, "wrk", "p50_us")):
+            for name in ("shunt-nokey", "shunt-key"):
+                r = self.by_name[name]
+                ref = self.by_name[r.ref]
+                x = getattr(r, key)[unit] / getattr(ref, key)[unit]
+                target(x <= TARGET_RATIO, "%-8s %-12s p50 %.2fx %s (target <= %.1fx)"
+                       % (test, name, x, ref.name, TARGET_RATIO))
+        for test, key, unit in (("1-conn", "lat", "p50_ns"), ("wrk-c%d" % a.connections, "wrk", "p50_us")):
+            for name, peer in (("shunt-nokey", "nginx-nokey"), ("shunt-key", "nginx-key")):
+                mine, theirs = getattr(self.by_name[name], key), getattr(self.by_name[peer], key)
+                scale = 1000.0 if unit == "p50_ns" else 1.0
+                target(mine[unit] < theirs[unit], "%-8s %-12s p50 %.1f us vs %s %.1f us (faster than nginx)"
+                       % (test, name, mine[unit] / scale, peer, theirs[unit] / scale))
+        for name, peer in (("shunt-nokey", "nginx-nokey"), ("shunt-key", "nginx-key")):
+            mine, theirs = self.by_name[name].wrk, self.by_name[peer].wrk
+            target(mine["rps"] > theirs["rps"], "%-8s %-12s %.0f req/s vs %s %.0f req/s (faster than nginx)"
+                   % ("wrk-c%d" % a.connections, name, mine["rps"], peer, theirs["rps"]))
+        target(mib(s["peak_kb"]) < TARGET_RSS_MIB, "rss      peak %.1f MiB with %d idle connections (target < %d MiB)"
+               % (mib(s["peak_kb"]), s["n"], TARGET_RSS_MIB))
+        P("  %d of %d targets met" % (sum(res), len(res)))
+
+    def run(self):
+        self.setup()
+        p = N.run([NGINX, "-v"], check=False)
+        self.nginx_version = (p.stderr or p.stdout).strip().replace("nginx version: ", "")
+        self.log("single keep-alive connection: %d requests per row after %d warmup" % (self.a.requests,
+                                                                                        self.a.warmup))
+        for r in self.rows:
+            self.latency(r)
+        self.log("load: wrk -t%d -c%d -d%ds per row" % (self.a.threads, self.a.connections, self.a.duration))
+        for r in self.rows:
+            self.load(r)
+        self.rss()
+        self.report()
+
+    def cleanup(self):
+        ids = []
+        if self.node is not None:
+            ids.append(self.node.id)
+            self.node.close()  # processes (nginx too: spawned through the node), netns, cgroup, pins, its tmp
+        if self.tmp and os.path.isdir(self.tmp):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        left = N.leaks(ids) if ids else []
+        if self.tmp and os.path.exists(self.tmp):
+            left.append("temp dir " + self.tmp)
+        for i in ids:
+            for ln in N.run(["ps", "-eo", "pid,args"], check=False).stdout.splitlines():
+                if "shunt-bench-" + i in ln and "ps -eo" not in ln:
+                    left.append("process " + ln.strip())
+        return left
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--build", default="build", help="directory with shuntd and shuntctl (default: build)")
+    ap.add_argument("--client", choices=("c", "python"), default="c",
+                    help="single-connection client: c (default, compiled on the fly) or python (http.client)")
+    ap.add_argument("--requests", type=int, default=5000, help="single-connection requests per row (default 5000)")
+    ap.add_argument("--warmup", type=int, default=500, help="single-connection warmup requests (default 500)")
+    ap.add_argument("--duration", type=int, default=10, help="wrk seconds per row (default 10)")
+    ap.add_argument("--wrk-warmup", type=int, default=2, help="wrk warmup seconds per row (default 2)")
+    ap.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
+    ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
+    ap.add_argument("--idle", type=int, default=1000, help="idle keep-alive connections for RSS (default 1000)")
+    ap.add_argument("--upstream-workers", default="auto", help="nginx workers of each upstream pod (default auto)")
+    args = ap.parse_args()
+
+    missing = []
+    if not os.access(WRK, os.X_OK):
+        missing.append("wrk not found at %s: install it with  apt-get install wrk" % WRK)
+    if not os.access(NGINX, os.X_OK):
+        missing.append("nginx not found at %s: install it with  apt-get install nginx-light" % NGINX)
+    if args.client == "c" and not shutil.which("cc"):
+        missing.append("no C compiler (cc) for the latency client: apt-get install gcc, or use --client python")
+    reason = N.prereq_skip_reason()
+    if reason:
+        missing.append(reason)
+    for f in ("shuntd", "shuntctl"):
+        if not os.access(os.path.join(args.build, f), os.X_OK):
+            missing.append("%s/%s missing: run make first" % (args.build, f))
+    if missing:
+        for m in missing:
+            print("bench: " + m, file=sys.stderr)
+        return 2
+
+    def on_signal(signum, frame):
+        raise KeyboardInterrupt("signal %d" % signum)
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    b = Bench(args)
+    rc = 0
+    try:
+        b.run()
+    except KeyboardInterrupt:
+        print("\nbench: interrupted; cleaning up", file=sys.stderr)
+        rc = 130
+    except (BenchError, N.HarnessError, N.Skip) as e:
+        print("\nbench: ERROR: %s" % e, file=sys.stderr)
+        if b.node is not None and not b.node.closed:
+            print(b.node.diagnostics(), file=sys.stderr)
+        rc = 1
+    except Exception:
+        traceback.print_exc()
+        if b.node is not None and not b.node.closed:
+            print(b.node.diagnostics(), file=sys.stderr)
+        rc = 1
+    finally:
+        # Ctrl-C during the cleanup must not stop it halfway.
+        old = signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        left = b.cleanup()
+        signal.signal(signal.SIGINT, old)
+    if left:
+        print("bench: ERROR: left behind: %s" % "; ".join(left), file=sys.stderr)
+        rc = rc or 1
+    else:
+        print("cleanup   ok: namespaces, cgroup, pins, processes and temp dirs of run %s removed"
+              % (b.node.id if b.node else "-"))
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
