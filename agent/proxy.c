@@ -906,11 +906,13 @@ static void client_pump(struct client *c)
 			return;
 		if (c->state == C_HEAD || (c->state == C_REQUEST && !c->req_done)) {
 			uint32_t before = c->parsed;
+			enum client_state st = c->state;
+			bool done = c->req_done;
 
 			parse_request(c);
 			if (c->dead)
 				return;
-			progress |= c->parsed != before || c->state != C_HEAD;
+			progress |= c->parsed != before || c->state != st || c->req_done != done;
 			if (c->state == C_ERROR)
 				continue;
 		}

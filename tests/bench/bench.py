@@ -79,6 +79,7 @@ class Row:
         self.via = via  # "direct", "shunt" or "nginx"
         self.lat = None
         self.wrk = None
+        self.first = None  # (pod, peer) of the last latency connection's first response
 
 
 def make_rows():
@@ -223,6 +224,37 @@ def parse_wrk(text):
             "sock_errors": [int(x) for x in m_err.groups()] if m_err else [0, 0, 0, 0]}
 
 
+def cpu_snapshot():
+    """{(pid, starttime): (cpu ticks, comm)} of every process but this one."""
+    out = {}
+    me = os.getpid()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        try:
+            with open("/proc/%s/stat" % pid) as f:
+                data = f.read()
+        except OSError:
+            continue
+        comm = data[data.find("(") + 1:data.rfind(")")]
+        rest = data[data.rfind(")") + 2:].split()
+        out[(int(pid), rest[19])] = (int(rest[11]) + int(rest[12]), comm)
+    return out
+
+
+def machine_busy(seconds=1.0):
+    """Share of all CPUs busy over the next `seconds` (from /proc/stat)."""
+    def read():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]
+
+    t0, i0 = read()
+    time.sleep(seconds)
+    t1, i1 = read()
+    return 1.0 - (i1 - i0) / max(1, t1 - t0)
+
+
 class Bench:
     def __init__(self, args):
         self.a = args
@@ -233,6 +265,9 @@ class Bench:
         self.by_name = {r.name: r for r in self.rows}
         self.rss_res = None
         self.t0 = time.monotonic()
+        self.busy_before = None
+        self.cpu0 = None
+        self.foreign = None  # (cpu seconds, [(seconds, comm, pid)]) of processes older than the run
 
     def log(self, msg):
         print("[%5.1fs] %s" % (time.monotonic() - self.t0, msg), flush=True)
@@ -341,8 +376,9 @@ class Bench:
                              % (row.name, what, acc, req))
 
     # ---- the single-connection latency test --------------------------------------------
-    def latency(self, row):
-        argv = self.latclient + [row.host, str(row.port), str(self.a.requests), str(self.a.warmup), row.pod]
+    def latency_once(self, row, n, warmup):
+        """One connection, warmup + n requests; returns latclient's JSON."""
+        argv = self.latclient + [row.host, str(row.port), str(n), str(warmup), row.pod]
         if row.keyed:
             argv.append(KEY_HEADER)
         up0, sh0 = self.upstream_counts(), self.shunt_counts()
@@ -356,12 +392,42 @@ class Bench:
             raise BenchError("%s: upstream saw the client as %r, expected %r (%s)" % (
                 row.name, res["peer"], row.peer,
                 "captured by shunt" if row.peer == N.CLIENT4 else "not through the proxy"))
-        self.check_counts(row, up0, self.upstream_counts(), sh0, self.shunt_counts(),
-                          self.a.requests + self.a.warmup, "latency run")
-        res["rps"] = res["n"] / (res["total_ns"] / 1e9)
-        row.lat = res
-        self.log("1-conn %-16s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  (pod %s, peer %s)" % (
-            row.name, us(res["p50_ns"]), us(res["p99_ns"]), res["rps"], res["pod"], res["peer"]))
+        self.check_counts(row, up0, self.upstream_counts(), sh0, self.shunt_counts(), n + warmup, "latency run")
+        return res
+
+    def latency_all(self):
+        """Interleaved rounds, one connection per row and round; samples pooled per row.
+
+        A discarded pass first (everything hot), then `rounds` passes over all
+        rows in a rotating order, so a slow spell of the machine lands on every
+        row alike instead of on whichever row happened to run then."""
+        a = self.a
+        rounds = max(1, a.rounds)
+        per = max(1, a.requests // rounds)
+        warm = max(1, a.warmup // rounds)
+        for r in self.rows:
+            self.latency_once(r, max(1, min(200, a.warmup)), 0)
+        samples = {r.name: [] for r in self.rows}
+        total_ns = {r.name: 0 for r in self.rows}
+        for k in range(rounds):
+            order = self.rows[k % len(self.rows):] + self.rows[:k % len(self.rows)]
+            for r in order:
+                res = self.latency_once(r, per, warm)
+                samples[r.name] += res["lat_ns"]
+                total_ns[r.name] += res["total_ns"]
+                r.first = (res["pod"], res["peer"])
+        for r in self.rows:
+            lat = sorted(samples[r.name])
+            n = len(lat)
+
+            def pct(p):
+                return lat[min(max(-(-p * n // 100), 1), n) - 1]
+
+            r.lat = {"n": n, "p50_ns": pct(50), "p99_ns": pct(99), "mean_ns": sum(lat) / n,
+                     "rps": n / (total_ns[r.name] / 1e9)}
+            self.log("1-conn %-16s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  (%d requests, every one from %s; "
+                     "peer seen %s)" % (r.name, us(r.lat["p50_ns"]), us(r.lat["p99_ns"]), r.lat["rps"], n,
+                                        r.first[0], r.first[1]))
 
     # ---- wrk -----------------------------------------------------------------------------
     def wrk_argv(self, row, duration):
@@ -473,11 +539,22 @@ class Bench:
         P("upstreams nginx in the baseline and sandbox pods, %s workers each, 20-byte body, access_log off"
           % a.upstream_workers)
         P("key       %s" % KEY_HEADER)
+        cpu_s, top, wall = self.foreign
+        share = cpu_s / (wall * (ncpu or 1))
+        P("other     CPUs %.0f%% busy just before the run; processes older than the run took %.1f CPU-s during"
+          % (100 * self.busy_before, cpu_s))
+        P("          its %.0f s (%.0f%% of the machine)%s" % (
+            wall, 100 * share, ": " + ", ".join("%s[%d] %.1fs" % (c, p, t) for t, c, p in top) if top else ""))
+        if share > 0.05 or self.busy_before > 0.10:
+            P("          WARNING: the machine was not idle; every number below is disturbed by that load")
         P("ratios    *-nokey rows against direct-baseline, *-key rows against direct-sandbox")
         P()
-        P("One keep-alive connection: %s, %d requests after %d warmup" % (client, a.requests, a.warmup))
+        P("One keep-alive connection per row and round: %s; %d requests per row (after %d warmup) in %d"
+          % (client, a.requests, a.warmup, a.rounds))
+        P("  interleaved rounds, percentiles over all of them; latency = first byte written to last byte read")
         if a.client == "python":
-            P("  (the Python client's own per-request cost is in every row alike: ratios understate the proxy's)")
+            P("  (the Python client's own per-request cost, tens of us, is in every row alike: the ratios")
+            P("  understate the proxy's share; the default C client avoids that)")
         hdr = "  %-16s %9s %9s %10s %10s %10s"
         P(hdr % ("row", "p50 us", "p99 us", "req/s", "p50 ratio", "p99 ratio"))
         for r in self.rows:
@@ -533,21 +610,46 @@ class Bench:
         P("  %d of %d targets met" % (sum(res), len(res)))
 
     def run(self):
+        self.busy_before = machine_busy(1.0)
+        self.log("CPUs busy before the run (other processes): %.0f%%" % (100 * self.busy_before))
+        self.cpu0, self.cpu_t0 = cpu_snapshot(), time.monotonic()
         self.setup()
         p = N.run([NGINX, "-v"], check=False)
         self.nginx_version = (p.stderr or p.stdout).strip().replace("nginx version: ", "")
-        self.log("single keep-alive connection: %d requests per row after %d warmup" % (self.a.requests,
-                                                                                        self.a.warmup))
-        for r in self.rows:
-            self.latency(r)
+        self.log("single keep-alive connection: %d requests per row after %d warmup, in %d interleaved rounds"
+                 % (self.a.requests, self.a.warmup, self.a.rounds))
+        self.latency_all()
         self.log("load: wrk -t%d -c%d -d%ds per row" % (self.a.threads, self.a.connections, self.a.duration))
         for r in self.rows:
             self.load(r)
         self.rss()
+        self.foreign_cpu()
         self.report()
+
+    def foreign_cpu(self):
+        """CPU time that processes which predate this run took while it ran (they disturb it)."""
+        tck = os.sysconf("SC_CLK_TCK")
+        cpu1, wall = cpu_snapshot(), time.monotonic() - self.cpu_t0
+        used = []
+        for k, (t, comm) in cpu1.items():
+            if k in self.cpu0 and t > self.cpu0[k][0]:
+                used.append(((t - self.cpu0[k][0]) / tck, comm, k[0]))
+        used.sort(reverse=True)
+        self.foreign = (sum(u[0] for u in used), used[:3], wall)
 
     def cleanup(self):
         ids = []
+        for proc, _ in self.nginx.values():  # fast shutdown: the master reaps its workers
+            if proc.poll() is None:
+                try:
+                    proc.send_signal(signal.SIGTERM)
+                except OSError:
+                    pass
+        for proc, _ in self.nginx.values():
+            try:
+                proc.wait(3)
+            except subprocess.TimeoutExpired:
+                pass
         if self.node is not None:
             ids.append(self.node.id)
             self.node.close()  # processes (nginx too: spawned through the node), netns, cgroup, pins, its tmp
@@ -571,6 +673,8 @@ def main():
                     help="single-connection client: c (default, compiled on the fly) or python (http.client)")
     ap.add_argument("--requests", type=int, default=5000, help="single-connection requests per row (default 5000)")
     ap.add_argument("--warmup", type=int, default=500, help="single-connection warmup requests (default 500)")
+    ap.add_argument("--rounds", type=int, default=5,
+                    help="single-connection test: interleaved rounds the requests are split into (default 5)")
     ap.add_argument("--duration", type=int, default=10, help="wrk seconds per row (default 10)")
     ap.add_argument("--wrk-warmup", type=int, default=2, help="wrk warmup seconds per row (default 2)")
     ap.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")

@@ -9,7 +9,8 @@
  * connection, times each one from the first byte written to the last byte of
  * the response read (CLOCK_MONOTONIC), and prints one JSON line:
  *   {"n":N,"p50_ns":..,"p90_ns":..,"p99_ns":..,"min_ns":..,"max_ns":..,
- *    "mean_ns":..,"total_ns":..,"pod":"..","peer":"..","status":200}
+ *    "mean_ns":..,"total_ns":..,"pod":"..","peer":"..","status":200,
+ *    "lat_ns":[every request's latency, in the order sent]}
  * Every response must be 200 with "X-Pod: EXPECT_POD" and arrive on the same
  * connection; anything else is printed on stderr and the exit status is 1.
  * Built by tests/bench/bench.py into its temp dir; not part of the product.
@@ -221,8 +222,12 @@ int main(int argc, char **argv)
 	}
 	t1 = now_ns();
 	close(fd);
+	printf("{\"lat_ns\":[");
+	for (i = 0; i < n; i++)
+		printf("%s%llu", i ? "," : "", (unsigned long long)lat[i]);
+	printf("],");
 	qsort(lat, (size_t)n, sizeof(*lat), cmp_u64);
-	printf("{\"n\":%ld,\"p50_ns\":%llu,\"p90_ns\":%llu,\"p99_ns\":%llu,\"min_ns\":%llu,"
+	printf("\"n\":%ld,\"p50_ns\":%llu,\"p90_ns\":%llu,\"p99_ns\":%llu,\"min_ns\":%llu,"
 	       "\"max_ns\":%llu,\"mean_ns\":%llu,\"total_ns\":%llu,\"pod\":\"%s\",\"peer\":\"%s\","
 	       "\"status\":%d}\n",
 	       n, (unsigned long long)pct(lat, n, 50), (unsigned long long)pct(lat, n, 90),

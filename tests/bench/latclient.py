@@ -51,6 +51,7 @@ def main():
             lat.append(t1 - t0)
     total = clock() - start
     c.close()
+    raw = list(lat)
     lat.sort()
 
     def pct(p):
@@ -59,7 +60,7 @@ def main():
 
     print(json.dumps({"n": n, "p50_ns": pct(50), "p90_ns": pct(90), "p99_ns": pct(99), "min_ns": lat[0],
                       "max_ns": lat[-1], "mean_ns": sum(lat) // n, "total_ns": total, "pod": pod, "peer": peer,
-                      "status": status}))
+                      "status": status, "lat_ns": raw}))
     return 0
 
 

@@ -5,6 +5,7 @@ Each test begins with a log mark (so failures show only what this test
 caused) and ends by removing the routes it added through the API."""
 
 import os
+import subprocess
 import traceback
 import unittest
 
@@ -94,6 +95,14 @@ class NodeTestCase(unittest.TestCase):
         if n is not None and n.shuntd_running():
             try:
                 n.clear_api_routes()
+            except subprocess.TimeoutExpired:
+                # Wedged (busy loop, deadlock): take a backtrace for the
+                # report, then kill it so the next test gets a fresh one.
+                bt = n.backtrace()
+                n.expected_exit = True
+                N._killpg(n.shuntd)
+                n.shuntd.wait(5)
+                self.fail("shuntd stopped answering its control socket; killed it. Backtrace:\n" + bt)
             except Exception as e:
                 print("\n[e2e] could not clear routes after %s: %s" % (self.id(), e))
 

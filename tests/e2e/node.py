@@ -162,7 +162,7 @@ class PodClient:
     def __init__(self, node):
         self.node = node
         self.errlog = os.path.join(node.tmp, "client.stderr")
-        cmd = "echo $$ > %s && exec nsenter --net=%s %s -u %s" % (
+        cmd = "echo $$ > %s && exec nsenter --net=%s %s -B -u %s" % (
             shlex.quote(os.path.join(node.cg, "cgroup.procs")), shlex.quote(node.netns_path("client")),
             PYTHON, shlex.quote(os.path.join(E2E_DIR, "clientpod.py")))
         self.proc = node.spawn(["sh", "-c", cmd], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -453,7 +453,7 @@ class Node:
             log = os.path.join(self.tmp, name + ".log")
             rf = os.path.join(self.tmp, name + ".ready")
             open(log, "a").close()
-            argv = self.nsenter(pod) + [PYTHON, "-u", os.path.join(E2E_DIR, "servers.py"), "--name", name,
+            argv = self.nsenter(pod) + [PYTHON, "-B", "-u", os.path.join(E2E_DIR, "servers.py"), "--name", name,
                                         "--port", str(port), "--log", log, "--ready", rf]
             if echo:
                 argv.append("--echo")
@@ -592,7 +592,14 @@ class Node:
         os.rename(tmp, self.config_path)
 
     # ---- shuntctl --------------------------------------------------------------
-    def ctl(self, *args, control=None, timeout=10):
+    def backtrace(self):
+        """Every thread's stack of a running shuntd (gdb), for reports."""
+        if not self.shuntd_running() or not shutil.which("gdb"):
+            return "(no backtrace: shuntd not running or gdb missing)"
+        p = run(["gdb", "-p", str(self.shuntd.pid), "-batch", "-ex", "thread apply all bt"], check=False, timeout=30)
+        return "\n".join(ln for ln in p.stdout.splitlines() if ln.startswith(("#", "Thread")))
+
+    def ctl(self, *args, control=None, timeout=5):
         argv = [self.shuntctl_bin, "--control", control or self.sock] + [str(a) for a in args]
         if not os.access(self.shuntctl_bin, os.X_OK):
             raise HarnessError("%s does not exist (run make first)" % self.shuntctl_bin)

@@ -21,6 +21,7 @@ import traceback
 import unittest
 
 E2E_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.dont_write_bytecode = True  # keep the source tree clean
 
 
 class Result(unittest.TestResult):
