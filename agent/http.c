@@ -151,6 +151,7 @@ int http_head_check(const char *head, size_t len, struct http_header *hdrs, size
 int http_sniff(const char *buf, size_t len)
 {
 	static const char h2[] = "PRI * HTTP/2.0\r\n";
+	const char *nl;
 	size_t i;
 
 	if (!len)
@@ -158,15 +159,30 @@ int http_sniff(const char *buf, size_t len)
 	/* The HTTP/2 preface looks like a request line: tell it apart. */
 	if (!memcmp(buf, h2, len < sizeof(h2) - 1 ? len : sizeof(h2) - 1))
 		return len < sizeof(h2) - 1 ? -1 : 0;
-	/* A method is a token of letters; TLS, HTTP/2 frames and other binary
-	 * protocols start otherwise. */
-	for (i = 0; i < len && i < 24; i++) {
+	/* TLS records, HTTP/2 frames and most binary protocols start with a
+	 * byte no request line starts with. */
+	if (!is_tchar((unsigned char)buf[0]))
+		return 0;
+	/* A method-like token (uppercase letters, then a space) is an attempt
+	 * at HTTP: it is parsed strictly, and refused if it is not valid. */
+	for (i = 0; i < len && i < 32; i++) {
+		if (buf[i] == ' ')
+			return 1;
+		if (buf[i] < 'A' || buf[i] > 'Z')
+			break;
+	}
+	if (i == len)
+		return -1;
+	/* Anything else is HTTP only if its first line says so; control bytes
+	 * or non-ASCII in it mean some other protocol. */
+	nl = memchr(buf, '\n', len);
+	for (i = 0; i < (nl ? (size_t)(nl - buf) : len); i++) {
 		unsigned char c = (unsigned char)buf[i];
 
-		if (c == ' ')
-			return i > 0;
-		if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c == '-' || c == '_'))
+		if ((c < 0x20 && c != '\r' && c != '\t') || c >= 0x7f)
 			return 0;
 	}
-	return i < 24 ? -1 : 0;
+	if (!nl)
+		return len < 8192 ? -1 : 0;
+	return memmem(buf, (size_t)(nl - buf), " HTTP/", 6) != NULL;
 }

@@ -17,7 +17,8 @@ class Failure(NodeTestCase):
     def _cgroup_progs(self):
         p = N.run(["bpftool", "-j", "cgroup", "show", self.node.cg], check=False)
         self.assertEqual(p.returncode, 0, "bpftool cgroup show failed: %s" % p.stderr)
-        return json.loads(p.stdout or "[]")
+        # bpftool -j prints a bare newline, not [], when nothing is attached.
+        return json.loads(p.stdout.strip() or "[]")
 
     def _kill9(self):
         self.node.expected_exit = True
