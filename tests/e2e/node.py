@@ -197,6 +197,7 @@ class PodClient:
         if self.proc.poll() is not None:
             raise HarnessError("client worker is gone (rc %s)" % self.proc.returncode)
         kw["op"] = op
+        kw["timeout"] = timeout  # the operation's own timeout; we wait 10s longer for the reply
         self.proc.stdin.write((json.dumps(kw) + "\n").encode())
         self.proc.stdin.flush()
         return self._read_line(timeout + 10)

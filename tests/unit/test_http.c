@@ -1,0 +1,125 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Strict request-head checks and first-bytes sniffing. */
+#include <string.h>
+#include <criterion/criterion.h>
+
+#include "http.h"
+
+static struct http_header hdrs[8];
+
+static int check(const char *head, struct head_result *res)
+{
+	return http_head_check(head, strlen(head), hdrs, 8, res);
+}
+
+#define ACCEPT(head)                                                                               \
+	do {                                                                                       \
+		struct head_result r_;                                                             \
+		cr_assert_eq(check(head, &r_), 0, "refused (%s): %s", r_.reason, head);            \
+	} while (0)
+
+#define REFUSE(head, status, why)                                                                  \
+	do {                                                                                       \
+		struct head_result r_;                                                             \
+		cr_assert_eq(check(head, &r_), status, "accepted: %s", head);                      \
+		cr_assert_str_eq(r_.reason, why);                                                  \
+	} while (0)
+
+Test(http_head, accepts_plain_requests)
+{
+	struct head_result r;
+
+	ACCEPT("GET / HTTP/1.1\r\n\r\n");
+	ACCEPT("GET /a?b=c HTTP/1.0\r\nHost: x\r\n\r\n");
+	ACCEPT("POST /x HTTP/1.1\r\nContent-Length: 10\r\n\r\n");
+	ACCEPT("POST /x HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n");
+	ACCEPT("GET / HTTP/1.1\r\nX-Empty:\r\nX-Obs: caf\xc3\xa9\r\n\r\n");
+	cr_assert_eq(check("GET / HTTP/1.1\r\nHost:  a b \t\r\nbaggage:k=v\r\n\r\n", &r), 0);
+	cr_assert_eq(r.n_headers, 2);
+	cr_assert_eq(hdrs[0].name_len, 4);
+	cr_assert_eq(hdrs[0].value_len, 3, "value must be trimmed of OWS");
+	cr_assert_eq(memcmp(hdrs[0].value, "a b", 3), 0);
+	cr_assert_eq(memcmp(hdrs[1].value, "k=v", 3), 0);
+}
+
+Test(http_head, refuses_bad_request_lines)
+{
+	REFUSE("G@T / HTTP/1.1\r\n\r\n", 400, "invalid method");
+	REFUSE(" GET / HTTP/1.1\r\n\r\n", 400, "invalid method");
+	REFUSE("GET  / HTTP/1.1\r\n\r\n", 400, "invalid request target");
+	REFUSE("GET /\x01 HTTP/1.1\r\n\r\n", 400, "invalid request target");
+	REFUSE("GET / HTTP/1.2\r\n\r\n", 400, "invalid HTTP version");
+	REFUSE("GET / HTTP/2.0\r\n\r\n", 400, "invalid HTTP version");
+	REFUSE("GET /\r\n\r\n", 400, "invalid request target");
+	REFUSE("GET / HTTP/1.1 \r\n\r\n", 400, "request line must end in CRLF");
+	REFUSE("GET / HTTP/1.1\nHost: a\r\n\r\n", 400, "request line must end in CRLF");
+}
+
+Test(http_head, refuses_ambiguous_framing)
+{
+	REFUSE("POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
+	       "Content-Length with Transfer-Encoding");
+	REFUSE("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400,
+	       "duplicate Content-Length");
+	REFUSE("POST / HTTP/1.1\r\nContent-Length: +1\r\n\r\n", 400, "invalid Content-Length");
+	REFUSE("POST / HTTP/1.1\r\nContent-Length: 1,1\r\n\r\n", 400, "invalid Content-Length");
+	REFUSE("POST / HTTP/1.1\r\nContent-Length:\r\n\r\n", 400, "invalid Content-Length");
+	REFUSE("POST / HTTP/1.1\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400,
+	       "unsupported Transfer-Encoding");
+	REFUSE("POST / HTTP/1.1\r\nTransfer-Encoding: xchunked\r\n\r\n", 400,
+	       "unsupported Transfer-Encoding");
+	REFUSE("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+	       "chunked\r\n\r\n",
+	       400, "duplicate Transfer-Encoding");
+	REFUSE("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400, "duplicate Host");
+}
+
+Test(http_head, refuses_bad_lines)
+{
+	REFUSE("GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", 400, "obsolete line folding");
+	REFUSE("GET / HTTP/1.1\r\nA: b\nB: c\r\n\r\n", 400, "bare LF");
+	REFUSE("GET / HTTP/1.1\r\nA: b\rB: c\r\n\r\n", 400, "bare LF");
+	REFUSE("GET / HTTP/1.1\r\nA : b\r\n\r\n", 400, "whitespace before colon");
+	REFUSE("GET / HTTP/1.1\r\nA\tb: b\r\n\r\n", 400, "whitespace before colon");
+	REFUSE("GET / HTTP/1.1\r\n: b\r\n\r\n", 400, "invalid header name");
+	REFUSE("GET / HTTP/1.1\r\nA(b): b\r\n\r\n", 400, "invalid header name");
+	REFUSE("GET / HTTP/1.1\r\nA: b\x01c\r\n\r\n", 400, "control character in header value");
+	REFUSE("GET / HTTP/1.1\r\nA: b\x7f\r\n\r\n", 400, "control character in header value");
+	REFUSE("GET / HTTP/1.1\r\nA: b\r\n\n", 400, "head must end in CRLF CRLF");
+	REFUSE("GET / HTTP/1.1\r\nA: b\r\n\r\r\n\r\n", 400, "bare CR");
+}
+
+Test(http_head, nul_in_value_is_refused)
+{
+	static const char head[] = "GET / HTTP/1.1\r\nA: b\0c\r\n\r\n";
+	struct head_result r;
+
+	cr_assert_eq(http_head_check(head, sizeof(head) - 1, hdrs, 8, &r), 400);
+	cr_assert_str_eq(r.reason, "control character in header value");
+}
+
+Test(http_head, too_many_headers_is_431)
+{
+	char head[1024] = "GET / HTTP/1.1\r\n";
+	struct head_result r;
+
+	for (int i = 0; i < 9; i++)
+		strcat(head, "X-A: b\r\n");
+	strcat(head, "\r\n");
+	cr_assert_eq(check(head, &r), 431);
+	cr_assert_str_eq(r.reason, "too many header fields");
+}
+
+Test(http_sniff, tells_http_from_other_protocols)
+{
+	cr_assert_eq(http_sniff("GET / HTTP/1.1\r\n", 16), 1);
+	cr_assert_eq(http_sniff("GE", 2), -1, "too early to tell");
+	cr_assert_eq(http_sniff("", 0), -1);
+	cr_assert_eq(http_sniff("G@T / HTTP/1.1\r\n", 16), 1, "bad HTTP is still HTTP: refused");
+	cr_assert_eq(http_sniff("get / HTTP/1.1\r\n", 16), 1);
+	cr_assert_eq(http_sniff("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 24), 0, "HTTP/2 preface");
+	cr_assert_eq(http_sniff("PRI * HTTP", 10), -1);
+	cr_assert_eq(http_sniff("\x16\x03\x01\x02\x00", 5), 0, "TLS ClientHello");
+	cr_assert_eq(http_sniff("a\x01\x02\x03", 4), 0, "binary");
+	cr_assert_eq(http_sniff("hello world\n", 12), 0, "a text protocol");
+}
