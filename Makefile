@@ -28,7 +28,7 @@ endif
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wmissing-prototypes -Wstrict-prototypes
 CFLAGS ?= -O2 -g
 ALL_CFLAGS := $(CFLAGS) $(WARN) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE -MMD -MP \
-	-Iinclude -Iagent -I$(OUTPUT) -I$(LLHTTP_INC)
+	-Iinclude -Iagent -Itests/unit -I$(OUTPUT) -I$(LLHTTP_INC)
 LDLIBS := -lbpf -lelf -lz
 LDFLAGS += $(SAN_FLAGS)
 
@@ -106,7 +106,7 @@ demo: all
 bench: all
 	$(PYTHON) tests/bench/bench.py --build $(OUTPUT) $(BENCH_ARGS)
 
-C_SRCS := $(wildcard agent/*.c agent/*.h include/shunt/*.h bpf/*.c bpf/lib/*.h tests/unit/*.c)
+C_SRCS := $(wildcard agent/*.c agent/*.h include/shunt/*.h bpf/*.c bpf/lib/*.h tests/unit/*.c tests/unit/*.h)
 format:
 	clang-format -i $(C_SRCS)
 

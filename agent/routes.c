@@ -60,7 +60,7 @@ static uint64_t hash_bytes(const void *p, size_t len)
 }
 
 /* Only the bytes the family uses are copied, so an address built by hand
- * with junk in pad or ip6[1..3] still makes the canonical key. */
+ * with junk in pad or addr[4..15] still makes the canonical key. */
 static void addr_canon(struct shunt_addr *dst, const struct shunt_addr *src)
 {
 	memset(dst, 0, sizeof(*dst));
@@ -69,9 +69,9 @@ static void addr_canon(struct shunt_addr *dst, const struct shunt_addr *src)
 	dst->family = src->family;
 	dst->port = src->port;
 	if (src->family == SHUNT_FAMILY_V4)
-		dst->ip4 = src->ip4;
+		memcpy(dst->addr, src->addr, 4);
 	else
-		memcpy(dst->ip6, src->ip6, sizeof(dst->ip6));
+		memcpy(dst->addr, src->addr, sizeof(dst->addr));
 }
 
 void route_key_make(struct shunt_route_key *k, const struct shunt_addr *svc, const char *key,
@@ -399,11 +399,11 @@ static int route_entry_cmp(const void *pa, const void *pb)
 	if (a->k.service.family != b->k.service.family)
 		return a->k.service.family < b->k.service.family ? -1 : 1;
 	/* Network byte order compares like the numbers it holds. */
-	c = memcmp(a->k.service.ip6, b->k.service.ip6, sizeof(a->k.service.ip6));
+	c = memcmp(a->k.service.addr, b->k.service.addr, sizeof(a->k.service.addr));
 	if (c)
 		return c;
-	pa_port = ntohs(a->k.service.port);
-	pb_port = ntohs(b->k.service.port);
+	pa_port = a->k.service.port;
+	pb_port = b->k.service.port;
 	if (pa_port != pb_port)
 		return pa_port < pb_port ? -1 : 1;
 	return memcmp(a->k.key, b->k.key, sizeof(a->k.key));

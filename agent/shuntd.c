@@ -316,7 +316,7 @@ int main(int argc, char **argv)
 		return err;
 	a.popts.mark = mark;
 	for (int i = 0; i < a.popts.n_listen; i++)
-		a.popts.listen[i].port = htons(port);
+		a.popts.listen[i].port = port;
 	a.started_unix = (uint64_t)time(NULL);
 	a.bpf.cgroup_fd = -1;
 	raise_nofile();

@@ -30,7 +30,7 @@ static int is_digit(char c)
 
 /* A port is 1..65535 written without sign, spaces or leading zeros: "080"
  * is refused because some tools read it as octal. */
-static int parse_port(const char *s, __be16 *out)
+static int parse_port(const char *s, __u16 *out)
 {
 	unsigned long v = 0;
 	size_t i;
@@ -44,7 +44,7 @@ static int parse_port(const char *s, __be16 *out)
 	}
 	if (v > 65535)
 		return -EINVAL;
-	*out = htons((uint16_t)v);
+	*out = (uint16_t)v;
 	return 0;
 }
 
@@ -55,11 +55,11 @@ static void set_v6(struct shunt_addr *out, const struct in6_addr *in6)
 {
 	if (IN6_IS_ADDR_V4MAPPED(in6)) {
 		out->family = SHUNT_FAMILY_V4;
-		memcpy(&out->ip4, &in6->s6_addr[12], 4);
+		memcpy(out->addr, &in6->s6_addr[12], 4);
 		return;
 	}
 	out->family = SHUNT_FAMILY_V6;
-	memcpy(out->ip6, in6->s6_addr, 16);
+	memcpy(out->addr, in6->s6_addr, 16);
 }
 
 /* Parse len bytes of s as an IPv4 (v4_ok) or IPv6 (v6_ok) literal. */
@@ -76,7 +76,7 @@ static int parse_host(const char *s, size_t len, int v4_ok, int v6_ok, struct sh
 	memset(out, 0, sizeof(*out));
 	if (v4_ok && inet_pton(AF_INET, buf, &in4) == 1) {
 		out->family = SHUNT_FAMILY_V4;
-		out->ip4 = in4.s_addr;
+		memcpy(out->addr, &in4.s_addr, 4);
 		return 0;
 	}
 	if (v6_ok && inet_pton(AF_INET6, buf, &in6) == 1) {
@@ -154,14 +154,14 @@ char *format_addr_port(const struct shunt_addr *a, char *buf, size_t len)
 		return buf;
 	switch (a->family) {
 	case SHUNT_FAMILY_V4:
-		if (!inet_ntop(AF_INET, &a->ip4, host, sizeof(host)))
+		if (!inet_ntop(AF_INET, a->addr, host, sizeof(host)))
 			break;
-		snprintf(buf, len, "%s:%u", host, ntohs(a->port));
+		snprintf(buf, len, "%s:%u", host, a->port);
 		return buf;
 	case SHUNT_FAMILY_V6:
-		if (!inet_ntop(AF_INET6, a->ip6, host, sizeof(host)))
+		if (!inet_ntop(AF_INET6, a->addr, host, sizeof(host)))
 			break;
-		snprintf(buf, len, "[%s]:%u", host, ntohs(a->port));
+		snprintf(buf, len, "[%s]:%u", host, a->port);
 		return buf;
 	default:
 		break;
@@ -179,13 +179,13 @@ socklen_t addr_to_sockaddr(const struct shunt_addr *a, struct sockaddr_storage *
 	switch (a->family) {
 	case SHUNT_FAMILY_V4:
 		sin->sin_family = AF_INET;
-		sin->sin_port = a->port;
-		sin->sin_addr.s_addr = a->ip4;
+		sin->sin_port = htons(a->port);
+		memcpy(&sin->sin_addr.s_addr, a->addr, 4);
 		return sizeof(*sin);
 	case SHUNT_FAMILY_V6:
 		sin6->sin6_family = AF_INET6;
-		sin6->sin6_port = a->port;
-		memcpy(sin6->sin6_addr.s6_addr, a->ip6, 16);
+		sin6->sin6_port = htons(a->port);
+		memcpy(sin6->sin6_addr.s6_addr, a->addr, 16);
 		return sizeof(*sin6);
 	default:
 		return 0;
@@ -206,14 +206,14 @@ int addr_from_sockaddr(const struct sockaddr *sa, struct shunt_addr *out)
 		memcpy(&sin, sa, sizeof(sin));
 		memset(out, 0, sizeof(*out));
 		out->family = SHUNT_FAMILY_V4;
-		out->ip4 = sin.sin_addr.s_addr;
-		out->port = sin.sin_port;
+		memcpy(out->addr, &sin.sin_addr.s_addr, 4);
+		out->port = ntohs(sin.sin_port);
 		return 0;
 	case AF_INET6:
 		memcpy(&sin6, sa, sizeof(sin6));
 		memset(out, 0, sizeof(*out));
 		set_v6(out, &sin6.sin6_addr);
-		out->port = sin6.sin6_port;
+		out->port = ntohs(sin6.sin6_port);
 		return 0;
 	default:
 		return -EAFNOSUPPORT;
@@ -225,10 +225,10 @@ int addr_equal(const struct shunt_addr *a, const struct shunt_addr *b)
 	if (a->family != b->family || a->port != b->port)
 		return 0;
 	/* Only the bytes the family uses count: a V4 address built by hand
-	 * may carry junk in ip6[1..3]. */
+	 * may carry junk in addr[4..15]. */
 	if (a->family == SHUNT_FAMILY_V4)
-		return a->ip4 == b->ip4;
-	return memcmp(a->ip6, b->ip6, sizeof(a->ip6)) == 0;
+		return memcmp(a->addr, b->addr, 4) == 0;
+	return memcmp(a->addr, b->addr, sizeof(a->addr)) == 0;
 }
 
 /* Milliseconds per unit; "ms" is tried before "m". */

@@ -7,17 +7,20 @@ int shunt_connect4(struct bpf_sock_addr *ctx)
 {
 	struct shunt_addr dst = {};
 	const struct shunt_addr *proxy;
+	__u32 ip4;
 
 	if (ctx->type != SOCK_STREAM)
 		return SHUNT_SOCK_ALLOW;
+	ip4 = ctx->user_ip4;
 	dst.family = SHUNT_FAMILY_V4;
-	dst.ip4 = ctx->user_ip4;
-	dst.port = (__be16)ctx->user_port; /* network order in the low 16 bits */
+	addr_set_words(&dst, &ip4, 1);
+	/* user_port holds the port in network order in its low 16 bits. */
+	dst.port = bpf_ntohs((__u16)ctx->user_port);
 
 	proxy = capture(ctx, &dst, SHUNT_LISTENER_V4);
 	if (proxy) {
-		ctx->user_ip4 = proxy->ip4;
-		ctx->user_port = proxy->port;
+		ctx->user_ip4 = addr_word(proxy, 0);
+		ctx->user_port = bpf_htons(proxy->port);
 	}
 	return SHUNT_SOCK_ALLOW;
 }
@@ -36,30 +39,30 @@ int shunt_connect6(struct bpf_sock_addr *ctx)
 	ip6[1] = ctx->user_ip6[1];
 	ip6[2] = ctx->user_ip6[2];
 	ip6[3] = ctx->user_ip6[3];
-	dst.port = (__be16)ctx->user_port;
+	dst.port = bpf_ntohs((__u16)ctx->user_port);
 
 	if (ip6_is_v4mapped(ip6)) {
 		/* A dual-stack socket reaching an IPv4 service: the kernel
 		 * will not run connect4 for it, so capture it here. */
 		dst.family = SHUNT_FAMILY_V4;
-		dst.ip4 = ip6[3];
+		addr_set_words(&dst, &ip6[3], 1);
 		proxy = capture(ctx, &dst, SHUNT_LISTENER_V4);
 		if (proxy) {
-			ctx->user_ip6[3] = proxy->ip4;
-			ctx->user_port = proxy->port;
+			ctx->user_ip6[3] = addr_word(proxy, 0);
+			ctx->user_port = bpf_htons(proxy->port);
 		}
 		return SHUNT_SOCK_ALLOW;
 	}
 
 	dst.family = SHUNT_FAMILY_V6;
-	__builtin_memcpy(dst.ip6, ip6, sizeof(ip6));
+	addr_set_words(&dst, ip6, 4);
 	proxy = capture(ctx, &dst, SHUNT_LISTENER_V6);
 	if (proxy) {
-		ctx->user_ip6[0] = proxy->ip6[0];
-		ctx->user_ip6[1] = proxy->ip6[1];
-		ctx->user_ip6[2] = proxy->ip6[2];
-		ctx->user_ip6[3] = proxy->ip6[3];
-		ctx->user_port = proxy->port;
+		ctx->user_ip6[0] = addr_word(proxy, 0);
+		ctx->user_ip6[1] = addr_word(proxy, 1);
+		ctx->user_ip6[2] = addr_word(proxy, 2);
+		ctx->user_ip6[3] = addr_word(proxy, 3);
+		ctx->user_port = bpf_htons(proxy->port);
 	}
 	return SHUNT_SOCK_ALLOW;
 }

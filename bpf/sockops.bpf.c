@@ -18,11 +18,13 @@ static __always_inline void on_active_established(struct bpf_sock_ops *skops)
 	if (!orig)
 		return;
 
-	/* local_port is host order in bpf_sock_ops (remote_port is not). */
-	client.port = bpf_htons((__u16)skops->local_port);
+	/* local_port is host order in bpf_sock_ops (remote_port is not),
+	 * as shunt_addr wants it. */
+	client.port = (__u16)skops->local_port;
 	if (skops->family == AF_INET) {
+		ip6[0] = skops->local_ip4;
 		client.family = SHUNT_FAMILY_V4;
-		client.ip4 = skops->local_ip4;
+		addr_set_words(&client, ip6, 1);
 	} else {
 		ip6[0] = skops->local_ip6[0];
 		ip6[1] = skops->local_ip6[1];
@@ -30,10 +32,10 @@ static __always_inline void on_active_established(struct bpf_sock_ops *skops)
 		ip6[3] = skops->local_ip6[3];
 		if (ip6_is_v4mapped(ip6)) {
 			client.family = SHUNT_FAMILY_V4;
-			client.ip4 = ip6[3];
+			addr_set_words(&client, &ip6[3], 1);
 		} else {
 			client.family = SHUNT_FAMILY_V6;
-			__builtin_memcpy(client.ip6, ip6, sizeof(ip6));
+			addr_set_words(&client, ip6, 4);
 		}
 	}
 	bpf_map_update_elem(&shunt_conns, &client, orig, BPF_ANY);

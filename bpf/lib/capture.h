@@ -5,6 +5,21 @@
 
 #include "maps.h"
 
+/* The address of a shunt_addr as 32-bit words, network order, for the
+ * 4-byte-wide fields of the BPF contexts. */
+static __always_inline __u32 addr_word(const struct shunt_addr *a, int i)
+{
+	__u32 w;
+
+	__builtin_memcpy(&w, a->addr + 4 * i, sizeof(w));
+	return w;
+}
+
+static __always_inline void addr_set_words(struct shunt_addr *a, const __u32 *w, int n)
+{
+	__builtin_memcpy(a->addr, w, 4 * n);
+}
+
 /* ::ffff:a.b.c.d, as a dual-stack socket spells an IPv4 destination. */
 static __always_inline int ip6_is_v4mapped(const __u32 ip6[4])
 {

@@ -38,15 +38,13 @@
 #define SHUNT_MAX_CONNS 65536U
 #endif
 
-/* An IPv4 or IPv6 endpoint. For IPv4, ip6[1..3] are zero and ip4 aliases
- * ip6[0]. Addresses and port are in network byte order. */
+/* An IPv4 or IPv6 endpoint, laid out so that `bpftool map dump` reads
+ * naturally: the address as bytes in network order (IPv4 in addr[0..3], the
+ * rest zero), the port as a number in host byte order. */
 struct shunt_addr {
-	union {
-		__be32 ip4;
-		__be32 ip6[4];
-	};
-	__be16 port; /* network byte order */
-	__u8 family; /* SHUNT_FAMILY_V4 or SHUNT_FAMILY_V6 */
+	__u8 addr[16] __attribute__((aligned(4))); /* network byte order */
+	__u16 port;				   /* host byte order */
+	__u8 family;				   /* SHUNT_FAMILY_V4 or _V6 */
 	__u8 pad;
 };
 

@@ -48,6 +48,7 @@ import sys
 import time
 import traceback
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(BENCH_DIR), "e2e"))
 
@@ -277,6 +278,17 @@ class Bench:
         self.node = N.Node(self.a.build)
         self.tmp = "/tmp/shunt-bench-" + self.node.id
         os.makedirs(self.tmp)  # fails loudly on a (very unlikely) id clash
+        # Private copies: a rebuild of the tree during the run must not change what is measured.
+        bindir = os.path.join(self.tmp, "bin")
+        os.makedirs(bindir)
+        for b in ("shuntd", "shuntctl"):
+            shutil.copy2(os.path.join(self.a.build, b), os.path.join(bindir, b))
+        self.node.shuntd_bin = os.path.join(bindir, "shuntd")
+        self.node.shuntctl_bin = os.path.join(bindir, "shuntctl")
+        p = N.run(["git", "-C", os.path.dirname(os.path.dirname(BENCH_DIR)), "describe", "--always", "--dirty"],
+                  check=False)
+        self.build_id = "%s, git %s" % (os.path.abspath(os.path.join(self.a.build, "shuntd")),
+                                        p.stdout.strip() or "?")
         self.log("node %s: starting topology, test cgroup and shuntd" % self.node.id)
         self.node.start()
         if self.a.client == "c":
@@ -533,7 +545,8 @@ class Bench:
         P("shunt benchmark  run %s  %s" % (self.node.id, datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")))
         P("machine   %d CPUs (%s), Linux %s: client, proxy and upstream servers share them"
           % (ncpu, model, platform.release()))
-        P("shuntd    single-threaded (one epoll loop), in the node netns; captured via cgroup/connect4")
+        P("shuntd    %s" % self.build_id)
+        P("          single-threaded (one epoll loop), in the node netns; captured via cgroup/connect4")
         P("nginx     routing peer in the node netns: 1 worker, map $http_baggage -> proxy_pass, upstream")
         P("          keepalive 64, access_log off (%s)" % self.nginx_version)
         P("upstreams nginx in the baseline and sandbox pods, %s workers each, 20-byte body, access_log off"

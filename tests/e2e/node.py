@@ -338,11 +338,12 @@ def _unb64(s):
 
 
 class Node:
-    def __init__(self, build, shuntd=True, shuntd_args=(), config=None, verbose=False):
+    def __init__(self, build, shuntd=True, shuntd_args=(), config=None, verbose=False, shuntd_in_cgroup=False):
         self.build = os.path.abspath(build)
         self.shuntd_bin = os.path.join(self.build, "shuntd")
         self.shuntctl_bin = os.path.join(self.build, "shuntctl")
         self.want_shuntd = shuntd
+        self.shuntd_in_cgroup = shuntd_in_cgroup  # like an agent pod under the attached cgroup
         self.shuntd_args = list(shuntd_args)
         self.config_text = config
         self.verbose = verbose
@@ -541,6 +542,9 @@ class Node:
             raise HarnessError("shuntd already running")
         self.shuntd_starts += 1
         argv = self.nsenter("node") + self.shuntd_argv(extra)
+        if self.shuntd_in_cgroup:
+            argv = ["sh", "-c", "echo $$ > %s && exec %s" % (shlex.quote(os.path.join(self.cg, "cgroup.procs")),
+                                                              shlex.join(argv))]
         with open(self.shuntd_log, "ab") as f:
             f.write(("=== e2e: shuntd start #%d: %s\n" % (self.shuntd_starts, shlex.join(argv))).encode())
         off = _size(self.shuntd_log)

@@ -132,6 +132,7 @@ def main():
     if args.verbose:
         os.environ["SHUNT_E2E_VERBOSE"] = "1"
     sys.path.insert(0, E2E_DIR)
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with SIGINT ignored
     signal.signal(signal.SIGTERM, _interrupt)
     signal.signal(signal.SIGHUP, _interrupt)
 

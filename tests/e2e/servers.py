@@ -19,6 +19,7 @@ HTTP mode (default):
     /slow?ms=N     wait N ms before answering
     /big?bytes=N   N bytes of a fixed pattern (&chunked=1 for chunked)
     /echo          the request body back (&chunked=1 for chunked)
+    /truncate      promises Content-Length: 1000, sends 10 bytes and closes
   Any method; HEAD answers like GET without a body. Keep-alive,
   Content-Length and chunked request bodies, Expect: 100-continue (the
   interim 100 is sent before the body is read).
@@ -298,6 +299,11 @@ class HttpConn:
                 self.sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+            return False
+        if path == "/truncate":
+            # Promise more than we send, then close: a broken upstream.
+            self.send(b"HTTP/1.1 200 OK\r\nX-Pod: %s\r\nContent-Length: 1000\r\n\r\n0123456789"
+                      % self.args.name.encode())
             return False
         if path == "/big":
             data = pattern_bytes(int(q.get("bytes", "1048576")))

@@ -3,6 +3,7 @@
 connection management, upgrades, upstream pooling and upstream failures."""
 
 import random
+import time
 
 import node as N
 from base import DEAD4, DEAD6, SVC4, SVC6, TO2_4, TO4, TO6, NodeTestCase
@@ -215,3 +216,60 @@ class Http(NodeTestCase):
                 self.assertEqual(r.status, 200)
                 self.assertPod(r, "baseline")
                 self.assertEqual(r.json()["path"], "/fb")
+
+    def test_client_half_close_still_gets_response(self):
+        c = self.connect(N.BASE4)
+        c.send(build_request("GET", "/half", KEY, host=SVC4))
+        c.shutdown_wr()
+        r = c.response()
+        self.assertIsNotNone(r, "no response after the client half-closed")
+        self.assertPod(r, "sandbox")
+        self.expect_closed(c, "after the response to a half-closed client")
+
+    def test_truncated_upstream_response_closes_client(self):
+        for hs in (KEY, []):
+            with self.subTest(keyed=bool(hs)):
+                c = self.connect(N.BASE4)
+                c.send(build_request("GET", "/truncate", hs, host=SVC4))
+                r = c.wait_closed(timeout=4)
+                self.assertTrue(r["closed"], "client left hanging after the upstream died mid-body (got %r)"
+                                % r["data"][:200])
+                # Never a complete-looking response with a short body followed by keep-alive.
+                self.assertLessEqual(len(r["data"].partition(b"\r\n\r\n")[2]), 10)
+
+    def test_slow_upstream_does_not_block_other_connections(self):
+        slow = self.connect(N.BASE4)
+        slow.send(build_request("GET", "/slow?ms=1500", KEY, host=SVC4))
+        fast = self.connect(N.BASE4)
+        for hs, pod in ((KEY, "sandbox"), ([], "baseline")):
+            c, _ = self.client.try_connect(N.BASE4, N.HTTP_PORT)
+            self.conns.append(c)
+            r = c.request("GET", "/fast", hs, timeout=1)
+            self.assertPod(r, pod, "while another request waits on a slow upstream")
+        self.assertPod(fast.request("GET", "/fast2", KEY, timeout=1), "sandbox")
+        self.assertPod(slow.response(timeout=5), "sandbox")
+
+    def test_many_concurrent_connections(self):
+        conns = [self.connect(N.BASE4 if i % 3 else N.BASE6) for i in range(40)]
+        keys = [("dev-a", "sandbox"), (None, "baseline"), ("dev-b", "sandbox2"), ("dev-zz", "baseline")]
+        for rnd in range(4):
+            for i, c in enumerate(conns):
+                key, _ = keys[(i + rnd) % len(keys)]
+                if c.peer[0] == N.BASE6 and key == "dev-b":
+                    key = "dev-zz"  # dev-b has no IPv6 route
+                c.send(build_request("GET", "/conc/%d/%d" % (i, rnd), [key_header(key)] if key else [], host="svc"))
+            for i, c in enumerate(conns):
+                key, pod = keys[(i + rnd) % len(keys)]
+                if c.peer[0] == N.BASE6 and key == "dev-b":
+                    pod = "baseline"
+                r = c.response(timeout=10)
+                self.assertPod(r, pod, "connection %d round %d" % (i, rnd))
+                self.assertEqual(r.json()["path"], "/conc/%d/%d" % (i, rnd))
+        for c in conns:
+            c.close()
+        # Nothing leaks: the proxy's count of client connections drains.
+        deadline = time.monotonic() + 3
+        while self.node.status()["proxy"]["active"] > 0:
+            self.assertLess(time.monotonic(), deadline,
+                            "proxy.active stays at %d after every client closed" % self.node.status()["proxy"]["active"])
+            time.sleep(0.1)

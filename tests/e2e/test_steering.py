@@ -2,6 +2,7 @@
 """Capture and steering: which pod answers, for every way of carrying a key."""
 
 import json
+import shutil
 
 import node as N
 from base import SVC4, SVC6, TO2_4, TO4, TO6, NodeTestCase
@@ -81,7 +82,7 @@ class Steering(NodeTestCase):
         return pod[0] if pod else None, json.loads(body)
 
     def test_curl_v4_and_v6(self):
-        if not __import__("shutil").which("curl"):
+        if not shutil.which("curl"):
             self.skipTest("curl not installed")
         self.route(SVC4, "dev-a", TO4)
         self.route(SVC6, "dev-a", TO6)

@@ -8,6 +8,8 @@
 
 #include <criterion/criterion.h>
 
+#include "addr_helpers.h"
+
 #include "routes.h"
 
 static struct shunt_addr svc4(uint32_t ip, uint16_t port)
@@ -16,8 +18,8 @@ static struct shunt_addr svc4(uint32_t ip, uint16_t port)
 
 	memset(&a, 0, sizeof(a));
 	a.family = SHUNT_FAMILY_V4;
-	a.ip4 = htonl(ip);
-	a.port = htons(port);
+	addr_set_w(&a, 0, htonl(ip));
+	a.port = port;
 	return a;
 }
 
@@ -27,9 +29,9 @@ static struct shunt_addr svc6(uint32_t last, uint16_t port)
 
 	memset(&a, 0, sizeof(a));
 	a.family = SHUNT_FAMILY_V6;
-	a.ip6[0] = htonl(0xfd000000);
-	a.ip6[3] = htonl(last);
-	a.port = htons(port);
+	addr_set_w(&a, 0, htonl(0xfd000000));
+	addr_set_w(&a, 3, htonl(last));
+	a.port = port;
 	return a;
 }
 
@@ -77,7 +79,7 @@ Test(routes_key, make_is_canonical)
 	cr_assert(memcmp(&a.service, &svc, sizeof(svc)) == 0);
 
 	/* Junk in bytes an IPv4 address does not use is dropped. */
-	junk.ip6[2] = 0x12345678;
+	addr_set_w(&junk, 2, 0x12345678);
 	junk.pad = 9;
 	memset(&b, 0, sizeof(b));
 	route_key_make(&b, &junk, "dev-a", 5);
@@ -157,7 +159,7 @@ Test(routes, put_get_replace_del)
 	cr_assert_eq(route_table_service_count(t, &svc), 1, "replace counted twice");
 	got = route_table_get(t, &svc, "dev-a", 5);
 	cr_assert_eq(got->flags, 3);
-	cr_assert_eq(got->to.ip4, v2.to.ip4);
+	cr_assert_eq(addr_w(&got->to, 0), addr_w(&v2.to, 0));
 
 	/* created may be NULL. */
 	cr_assert_eq(route_table_put(t, &k, &v1, NULL), 0);
@@ -216,7 +218,7 @@ Test(routes, service_and_key_both_matter)
 
 	/* A lookup address with junk in unused bytes still matches. */
 	d = a;
-	d.ip6[1] = 0xffffffff;
+	addr_set_w(&d, 1, 0xffffffff);
 	d.pad = 1;
 	got = route_table_get(t, &d, "x", 1);
 	cr_assert_not_null(got);
@@ -255,7 +257,7 @@ Test(routes, put_from_own_pointer)
 	got = route_table_get(t, &svc, "self", 4);
 	cr_assert_eq(route_table_put(t, &k, got, &created), 0);
 	cr_assert_eq(created, 0);
-	cr_assert_eq(route_table_get(t, &svc, "self", 4)->to.ip4, htonl(7));
+	cr_assert_eq(addr_w(&route_table_get(t, &svc, "self", 4)->to, 0), htonl(7));
 	teardown();
 }
 
@@ -307,7 +309,7 @@ Test(routes, many_entries_grow_and_shrink)
 		const struct shunt_route *got = many_get(i);
 
 		cr_assert_not_null(got, "route %u lost after growth", i);
-		cr_assert_eq(got->to.ip4, htonl(i));
+		cr_assert_eq(addr_w(&got->to, 0), htonl(i));
 	}
 	for (s = 0; s < MANY_SVCS; s++)
 		cr_assert_eq(many_svc_count(s), MANY / MANY_SVCS);
@@ -324,7 +326,7 @@ Test(routes, many_entries_grow_and_shrink)
 			cr_assert_null(got, "route %u still there", i);
 		} else {
 			cr_assert_not_null(got, "route %u lost after deletes", i);
-			cr_assert_eq(got->to.ip4, htonl(i));
+			cr_assert_eq(addr_w(&got->to, 0), htonl(i));
 		}
 	}
 	cr_assert_eq(route_table_count(t), MANY - (MANY + 2) / 3);
@@ -344,7 +346,7 @@ Test(routes, many_entries_grow_and_shrink)
 		cr_assert_eq(created, i % 3 == 0);
 	}
 	cr_assert_eq(route_table_count(t), MANY);
-	cr_assert_eq(many_get(4)->to.ip4, htonl(5));
+	cr_assert_eq(addr_w(&many_get(4)->to, 0), htonl(5));
 	for (i = MANY; i-- > 0;) {
 		many_key(i, &k, &svc);
 		cr_assert_eq(route_table_del(t, &k), 0);
@@ -419,7 +421,7 @@ static void random_ops(unsigned nkeys, uint32_t seed)
 			got = route_table_get(t, &svc, key, (size_t)len);
 			if (model[s][i]) {
 				cr_assert_not_null(got, "op %u: lost s%u k%u", op, s, i);
-				cr_assert_eq(got->to.ip4, htonl(model[s][i]));
+				cr_assert_eq(addr_w(&got->to, 0), htonl(model[s][i]));
 			} else {
 				cr_assert_null(got, "op %u: ghost s%u k%u", op, s, i);
 			}
@@ -464,7 +466,7 @@ struct visit_ctx {
 static int visit(const struct shunt_route_key *k, const struct shunt_route *v, void *ctx)
 {
 	struct visit_ctx *c = ctx;
-	unsigned i = ntohl(v->to.ip4);
+	unsigned i = ntohl(addr_w(&v->to, 0));
 
 	cr_assert_lt(i, MANY);
 	cr_assert_eq(c->seen[i], 0, "route %u visited twice", i);
@@ -554,7 +556,7 @@ Test(routes, sorted_order)
 
 		cr_assert(memcmp(&keys[i], &k, sizeof(k)) == 0, "position %zu: got key '%s'", i,
 			  keys[i].key);
-		cr_assert_eq(ntohl(vals[i].to.ip4), i, "value not with its key at %zu", i);
+		cr_assert_eq(ntohl(addr_w(&vals[i].to, 0)), i, "value not with its key at %zu", i);
 	}
 	free(keys);
 	free(vals);
@@ -569,11 +571,11 @@ static int key_cmp_ok(const struct shunt_route_key *a, const struct shunt_route_
 
 	if (a->service.family != b->service.family)
 		return a->service.family < b->service.family;
-	c = memcmp(a->service.ip6, b->service.ip6, 16);
+	c = memcmp(a->service.addr, b->service.addr, 16);
 	if (c)
 		return c < 0;
 	if (a->service.port != b->service.port)
-		return ntohs(a->service.port) < ntohs(b->service.port);
+		return a->service.port < b->service.port;
 	return memcmp(a->key, b->key, sizeof(a->key)) < 0;
 }
 

@@ -8,6 +8,8 @@
 
 #include <criterion/criterion.h>
 
+#include "addr_helpers.h"
+
 #include "util.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -18,8 +20,8 @@ static struct shunt_addr v4(const char *ip, uint16_t port)
 
 	memset(&a, 0, sizeof(a));
 	a.family = SHUNT_FAMILY_V4;
-	cr_assert_eq(inet_pton(AF_INET, ip, &a.ip4), 1);
-	a.port = htons(port);
+	cr_assert_eq(inet_pton(AF_INET, ip, a.addr), 1);
+	a.port = port;
 	return a;
 }
 
@@ -29,8 +31,8 @@ static struct shunt_addr v6(const char *ip, uint16_t port)
 
 	memset(&a, 0, sizeof(a));
 	a.family = SHUNT_FAMILY_V6;
-	cr_assert_eq(inet_pton(AF_INET6, ip, a.ip6), 1);
-	a.port = htons(port);
+	cr_assert_eq(inet_pton(AF_INET6, ip, a.addr), 1);
+	a.port = port;
 	return a;
 }
 
@@ -300,7 +302,7 @@ Test(util_sockaddr, v4_round_trip)
 	cr_assert_eq(addr_to_sockaddr(&a, &ss), sizeof(struct sockaddr_in));
 	cr_assert_eq(sin->sin_family, AF_INET);
 	cr_assert_eq(sin->sin_port, htons(8080));
-	cr_assert_eq(sin->sin_addr.s_addr, a.ip4);
+	cr_assert_eq(sin->sin_addr.s_addr, addr_w(&a, 0));
 
 	memset(&b, 0xa5, sizeof(b));
 	cr_assert_eq(addr_from_sockaddr((struct sockaddr *)&ss, &b), 0);
@@ -316,7 +318,7 @@ Test(util_sockaddr, v6_round_trip)
 	cr_assert_eq(addr_to_sockaddr(&a, &ss), sizeof(struct sockaddr_in6));
 	cr_assert_eq(sin6->sin6_family, AF_INET6);
 	cr_assert_eq(sin6->sin6_port, htons(443));
-	cr_assert(memcmp(sin6->sin6_addr.s6_addr, a.ip6, 16) == 0);
+	cr_assert(memcmp(sin6->sin6_addr.s6_addr, a.addr, 16) == 0);
 	cr_assert_eq(sin6->sin6_flowinfo, 0);
 	cr_assert_eq(sin6->sin6_scope_id, 0);
 
@@ -366,7 +368,7 @@ Test(util_addr_equal, cases)
 	struct shunt_addr a = v4("10.0.0.1", 80), b = a;
 
 	cr_assert(addr_equal(&a, &b));
-	b.port = htons(81);
+	b.port = 81;
 	cr_assert_not(addr_equal(&a, &b));
 	b = v4("10.0.0.2", 80);
 	cr_assert_not(addr_equal(&a, &b));
@@ -378,14 +380,14 @@ Test(util_addr_equal, cases)
 
 	/* Bytes a V4 address does not use do not count. */
 	b = a;
-	b.ip6[1] = 0xdeadbeef;
+	addr_set_w(&b, 1, 0xdeadbeef);
 	b.pad = 7;
 	cr_assert(addr_equal(&a, &b));
 
 	a = v6("fd00::1", 80);
 	b = v6("fd00::1", 80);
 	cr_assert(addr_equal(&a, &b));
-	b.ip6[3] ^= htonl(1);
+	b.addr[15] ^= 1;
 	cr_assert_not(addr_equal(&a, &b));
 	b = v6("fd00::1", 8080);
 	cr_assert_not(addr_equal(&a, &b));

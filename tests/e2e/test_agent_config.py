@@ -1,0 +1,62 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+"""shuntd options and placement: the agent inside the attached cgroup, custom
+routing-key names, configurable head limits."""
+
+import node as N
+from base import SVC4, TO4, NodeTestCase
+from httpmsg import build_request, key_header
+
+
+class AgentInCgroup(NodeTestCase):
+    """On a real node the agent's pod sits under the cgroup the programs are
+    attached to: its own upstream connections must never be captured."""
+
+    node_opts = {"shuntd_in_cgroup": True}
+
+    def test_own_upstream_connections_not_captured(self):
+        with open("/proc/%d/cgroup" % self.node.shuntd.pid) as f:
+            self.assertIn("shunt-e2e-%s" % self.node.id, f.read(), "shuntd is not in the test cgroup")
+        self.route(SVC4, "dev-a", TO4)
+        k0 = self.node.status()["kernel"]
+        # The baseline is itself the steered service: a captured upstream connect would loop.
+        self.assertPod(self.get(N.BASE4, "/", []), "baseline")
+        self.assertPod(self.get(N.BASE4, "/", [key_header("dev-a")]), "sandbox")
+        c = self.connect(N.BASE4)
+        for i in range(3):
+            self.assertPod(c.request("GET", "/%d" % i, [key_header("dev-a")] if i % 2 else []),
+                           "sandbox" if i % 2 else "baseline")
+        k1 = self.node.status()["kernel"]
+        self.assertGreaterEqual(k1["own_socket"] - k0["own_socket"], 1, "own_socket counter did not move")
+        self.assertEqual(k1["captured"] - k0["captured"], 3, "captured should count only the 3 client connections")
+
+
+class KeyNamesAndLimits(NodeTestCase):
+    node_opts = {"shuntd_args": ["--key-member", "tenant", "--key-header", "x-route-key",
+                                 "--max-headers", "20", "--max-head-bytes", "4096"]}
+
+    def setUp(self):
+        super().setUp()
+        self.route(SVC4, "dev-a", TO4)
+
+    def test_custom_member_and_header(self):
+        c = self.connect(N.BASE4)
+        self.assertPod(c.request("GET", "/", [("baggage", "a=1, tenant=dev-a")]), "sandbox", "--key-member")
+        self.assertPod(c.request("GET", "/", [("tracestate", "tenant=dev-a")]), "sandbox", "--key-member")
+        self.assertPod(c.request("GET", "/", [("X-Route-Key", "dev-a")]), "sandbox", "--key-header")
+        self.assertPod(c.request("GET", "/", [("baggage", "sd-routing-key=dev-a")]), "baseline",
+                       "the default member name still used after --key-member tenant")
+        self.assertPod(c.request("GET", "/", []), "baseline")
+
+    def test_configured_limits(self):
+        ok = [("X-H-%d" % i, "v") for i in range(15)] + [("X-Route-Key", "dev-a")]
+        self.assertPod(self.get(N.BASE4, "/", ok), "sandbox", "17 headers, under --max-headers 20")
+        for what, hs in (("25 headers > --max-headers 20", [("X-H-%d" % i, "v") for i in range(25)]),
+                         ("5000-byte head > --max-head-bytes 4096", [("X-Fill", "f" * 5000)])):
+            with self.subTest(what):
+                mark = self.node.mark()
+                c = self.connect(N.BASE4)
+                c.try_send(build_request("GET", "/limit", hs + [("X-Route-Key", "dev-a")], host=SVC4))
+                r, reply = c.try_response()
+                self.assertIsNotNone(r, "no response: %s" % reply.get("error"))
+                self.assertEqual(r.status, 431, what)
+                self.assertNoUpstreamTraffic(mark, what)
