@@ -380,6 +380,12 @@ static void client_reset_request(struct client *c)
 	c->attempts = 0;
 	c->head_len = 0;
 	c->key[0] = '\0';
+	if (c->sent == c->in.end) {
+		/* Nothing pipelined: an idle keep-alive connection holds no
+		 * buffer, so thousands of them cost little memory. */
+		buf_free(&c->in);
+		c->sent = c->parsed = 0;
+	}
 	c->req_start = c->sent;
 	c->state = C_HEAD;
 	client_set_deadline(c, c->p->o.idle_timeout_ms);

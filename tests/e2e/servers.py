@@ -28,6 +28,7 @@ HTTP mode (default):
     {"event":"accept","peer"}                       a connection came in
     {"event":"request","method","path","headers","body_len","body_sha256","peer"}
     {"event":"error","peer","detail","data"}        bytes that did not parse
+    {"event":"close","peer","requests"}             the connection ended
 
 Echo mode:
     servers.py --echo --name echo --port 9000 --log FILE
@@ -370,7 +371,11 @@ def serve_conn(sock, addr, args, log):
             total = echo_loop(sock)
             log.write(event="close", peer=peer, bytes=total)
         else:
-            HttpConn(sock, peer, args, log).serve()
+            hc = HttpConn(sock, peer, args, log)
+            try:
+                hc.serve()
+            finally:
+                log.write(event="close", peer=peer, requests=hc.seq)
     except OSError as e:
         log.write(event="conn-error", peer=peer, detail=repr(e))
     finally:
