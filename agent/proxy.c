@@ -257,9 +257,12 @@ static void up_event(struct ev_handler *h, uint32_t events)
 	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		u->wr = true;
 	if (u->state == UP_IDLE) {
-		/* An idle connection has nothing to say: the server closed it
-		 * (or broke protocol). Either way it is no longer usable. */
-		up_close(u);
+		/* An idle connection has nothing to say: readable means the
+		 * server closed it (or broke protocol), and either way it is
+		 * no longer usable. Write space (the ACK of the last request
+		 * arriving late) says nothing. */
+		if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			up_close(u);
 		return;
 	}
 	if (u->owner)

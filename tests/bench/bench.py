@@ -2,9 +2,11 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 """shunt benchmark: `make bench` (a command that reports, not a test).
 
+    make bench [BENCH_ARGS='...']     (as root; about 2 minutes)
     /usr/bin/python3 tests/bench/bench.py --build build [--client c|python]
-        [--requests N] [--warmup N] [--duration S] [--connections N]
-        [--threads N] [--idle N]
+        [--requests N] [--warmup N] [--rounds N] [--no-pinned] [--duration S]
+        [--wrk-warmup S] [--connections N] [--threads N] [--idle N]
+        [--upstream-workers N]
 
 Builds a throwaway node with tests/e2e/node.py (netns, test cgroup, shuntd
 in the node netns at 10.211.0.1:15001), then puts nginx in the pods as fast
@@ -21,16 +23,27 @@ upstreams (each answers a 20-byte body with "X-Pod: <pod>" and
 
 (the e2e harness's own Python test servers stay on :8080, idle). Clients run
 in the client pod inside the test cgroup, so shunt captures what it should.
-Six rows, each measured twice: one keep-alive connection (latclient, N
-sequential requests after a warmup, per-request latency) and wrk at 32
-connections. Every row is verified: the pod and peer named by the first
-response (the latency client checks the pod on every response), upstream
-request counters (nginx stub_status) and shuntd's proxy counters before and
-after each wrk run. Then shuntd's peak RSS with 1000 idle keep-alive
-connections. Targets print PASS/FAIL; the exit status is 0 unless something
-went wrong (misrouting, errors, a leftover), 2 when a prerequisite is missing,
-130 on Ctrl-C. Everything it creates carries the run id and is removed at the
-end, on failure and on Ctrl-C too.
+
+Six rows: direct-baseline (:8181), shunt-nokey and shunt-key (:8180, key in
+a W3C baggage), direct-sandbox, nginx-nokey and nginx-key (:8280).
+  1. One keep-alive connection per row: latclient.c (compiled on the fly;
+     --client python for the http.client twin, whose own ~40 us per request
+     would swamp a ~20 us direct round trip), 5000 requests after 500 warmup,
+     split into 5 rounds interleaved across the rows, percentiles over all.
+     Run twice: as scheduled, then with the client, shuntd and all nginx
+     processes pinned to CPU 0 (cross-CPU wakeups are slow and erratic on this
+     VM; pinned, what remains is each path's own cost). --no-pinned skips it.
+  2. wrk -t2 -c32 -d10s --latency per row, after a 2 s warmup.
+  3. shuntd's peak RSS (VmHWM, reset just before) with 1000 idle keep-alive
+     connections through it (idleconns.py), half keyed, half not.
+Every row is verified: the pod on every latency response, the peer the
+upstream saw (captured or not), nginx stub_status request counters and
+shuntd's proxy counters before and after every run (a single request at the
+wrong pod is an error). A thread watches the CPU time other processes take
+meanwhile, since the 2 CPUs are shared. Targets print PASS/FAIL; the exit
+status is 0 unless something went wrong (misrouting, errors, a leftover), 2
+when a prerequisite is missing, 130 on Ctrl-C. Everything it creates carries
+the run id and is removed at the end, on failure and on Ctrl-C too.
 """
 
 import argparse
@@ -45,6 +58,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 
@@ -64,6 +78,7 @@ KEY = "dev-a"
 # A realistic W3C baggage: the key is one member among others.
 KEY_HEADER = "baggage: tenant=acme,sd-routing-key=%s;ttl=60,span.origin=web" % KEY
 TARGET_RATIO = 1.3
+PIN_CPU = 0  # the CPU of the pinned single-connection test
 TARGET_RSS_MIB = 32.0
 
 
@@ -78,7 +93,7 @@ class Row:
         self.peer = peer  # the address the upstream must see (captured or not)
         self.ref = ref  # the direct row this one is compared with
         self.via = via  # "direct", "shunt" or "nginx"
-        self.lat = None
+        self.lat = {}  # "free" / "pinned" -> single-connection results
         self.wrk = None
         self.first = None  # (pod, peer) of the last latency connection's first response
 
@@ -225,22 +240,69 @@ def parse_wrk(text):
             "sock_errors": [int(x) for x in m_err.groups()] if m_err else [0, 0, 0, 0]}
 
 
-def cpu_snapshot():
-    """{(pid, starttime): (cpu ticks, comm)} of every process but this one."""
-    out = {}
-    me = os.getpid()
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == me:
-            continue
-        try:
-            with open("/proc/%s/stat" % pid) as f:
-                data = f.read()
-        except OSError:
-            continue
-        comm = data[data.find("(") + 1:data.rfind(")")]
-        rest = data[data.rfind(")") + 2:].split()
-        out[(int(pid), rest[19])] = (int(rest[11]) + int(rest[12]), comm)
-    return out
+class CpuWatch:
+    """CPU time taken during the run by user-space processes that are not this bench's.
+
+    A thread samples /proc every half second; a process counts as ours when
+    this process is among its ancestors. Foreign processes that existed at the
+    start count from their CPU time then; later ones from zero (so whatever
+    other work starts on a shared machine during the run is seen too, except
+    processes living less than one sampling interval)."""
+
+    def __init__(self, interval=0.5):
+        self.interval = interval
+        self.me = os.getpid()
+        self.first = {}  # key -> ticks when first seen (0 if born during the run)
+        self.last = {}  # key -> (ticks, comm, pid)
+        self.stop_ev = threading.Event()
+        self.t0 = time.monotonic()
+        self.sample(initial=True)
+        self.thread = threading.Thread(target=self.loop, daemon=True)
+        self.thread.start()
+
+    def sample(self, initial=False):
+        procs = {}
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit():
+                continue
+            try:
+                with open("/proc/%s/stat" % pid) as f:
+                    data = f.read()
+            except OSError:
+                continue
+            rest = data[data.rfind(")") + 2:].split()
+            procs[int(pid)] = (int(rest[1]), rest[19], int(rest[11]) + int(rest[12]),
+                               data[data.find("(") + 1:data.rfind(")")])
+        for pid, (ppid, start, ticks, comm) in procs.items():
+            p, ours = pid, False
+            for _ in range(64):  # ancestry
+                if p == self.me:
+                    ours = True
+                    break
+                if p not in procs or p <= 1:
+                    break
+                p = procs[p][0]
+            if ours or pid == 2 or ppid == 2:  # kernel threads (ksoftirqd may be doing our packets)
+                continue
+            key = (pid, start)
+            if key not in self.first:
+                self.first[key] = ticks if initial else 0
+            self.last[key] = (ticks, comm, pid)
+
+    def loop(self):
+        while not self.stop_ev.wait(self.interval):
+            self.sample()
+
+    def stop(self):
+        """(foreign CPU seconds, wall seconds, top three [(seconds, comm, pid)])"""
+        self.stop_ev.set()
+        self.thread.join()
+        self.sample()
+        tck = os.sysconf("SC_CLK_TCK")
+        used = sorted(((t - self.first[k]) / tck, c, pid) for k, (t, c, pid) in self.last.items()
+                      if t > self.first[k])
+        used.reverse()
+        return sum(u[0] for u in used), time.monotonic() - self.t0, used[:3]
 
 
 def machine_busy(seconds=1.0):
@@ -267,8 +329,9 @@ class Bench:
         self.rss_res = None
         self.t0 = time.monotonic()
         self.busy_before = None
-        self.cpu0 = None
-        self.foreign = None  # (cpu seconds, [(seconds, comm, pid)]) of processes older than the run
+        self.all_cpus = os.sched_getaffinity(0)
+        self.watch = None
+        self.foreign = None  # (cpu seconds, wall seconds, [(seconds, comm, pid)]) of other processes
 
     def log(self, msg):
         print("[%5.1fs] %s" % (time.monotonic() - self.t0, msg), flush=True)
@@ -367,11 +430,12 @@ class Bench:
         other = "sandbox" if row.pod == "baseline" else "baseline"
         got = up1[row.pod] - up0[row.pod] - 1  # the second stub_status read counts itself
         stray = up1[other] - up0[other] - 1
+        if stray != 0:
+            raise BenchError("%s %s: MISROUTED: %d requests reached %s (and %d %s)"
+                             % (row.name, what, stray, other, got, row.pod))
         if got < completed:
             raise BenchError("%s %s: %s served %d requests, the client completed %d"
                              % (row.name, what, row.pod, got, completed))
-        if stray != 0:
-            raise BenchError("%s %s: MISROUTED: %d requests reached %s" % (row.name, what, stray, other))
         acc = sh1["accepted"] - sh0["accepted"]
         req = sh1["requests"] - sh0["requests"]
         if row.via == "shunt":
@@ -407,27 +471,40 @@ class Bench:
         self.check_counts(row, up0, self.upstream_counts(), sh0, self.shunt_counts(), n + warmup, "latency run")
         return res
 
-    def latency_all(self):
+    def latency_all(self, pinned):
         """Interleaved rounds, one connection per row and round; samples pooled per row.
 
         A discarded pass first (everything hot), then `rounds` passes over all
         rows in a rotating order, so a slow spell of the machine lands on every
-        row alike instead of on whichever row happened to run then."""
+        row alike instead of on whichever row happened to run then. pinned:
+        the client, shuntd and every nginx process on CPU 0 (see pin())."""
         a = self.a
         rounds = max(1, a.rounds)
         per = max(1, a.requests // rounds)
         warm = max(1, a.warmup // rounds)
-        for r in self.rows:
-            self.latency_once(r, max(1, min(200, a.warmup)), 0)
-        samples = {r.name: [] for r in self.rows}
-        total_ns = {r.name: 0 for r in self.rows}
-        for k in range(rounds):
-            order = self.rows[k % len(self.rows):] + self.rows[:k % len(self.rows)]
-            for r in order:
-                res = self.latency_once(r, per, warm)
-                samples[r.name] += res["lat_ns"]
-                total_ns[r.name] += res["total_ns"]
-                r.first = (res["pod"], res["peer"])
+        mode = "pinned" if pinned else "free"
+        tag = "1-cpu0" if pinned else "1-conn"
+        prefix = ["taskset", "-c", str(PIN_CPU)] if pinned else []
+        base = self.latclient
+        self.latclient = prefix + base
+        try:
+            if pinned:
+                self.pin(True)
+            for r in self.rows:
+                self.latency_once(r, max(1, min(200, a.warmup)), 0)
+            samples = {r.name: [] for r in self.rows}
+            total_ns = {r.name: 0 for r in self.rows}
+            for k in range(rounds):
+                order = self.rows[k % len(self.rows):] + self.rows[:k % len(self.rows)]
+                for r in order:
+                    res = self.latency_once(r, per, warm)
+                    samples[r.name] += res["lat_ns"]
+                    total_ns[r.name] += res["total_ns"]
+                    r.first = (res["pod"], res["peer"])
+        finally:
+            self.latclient = base
+            if pinned:
+                self.pin(False)
         for r in self.rows:
             lat = sorted(samples[r.name])
             n = len(lat)
@@ -435,11 +512,27 @@ class Bench:
             def pct(p):
                 return lat[min(max(-(-p * n // 100), 1), n) - 1]
 
-            r.lat = {"n": n, "p50_ns": pct(50), "p99_ns": pct(99), "mean_ns": sum(lat) / n,
-                     "rps": n / (total_ns[r.name] / 1e9)}
-            self.log("1-conn %-16s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  (%d requests, every one from %s; "
-                     "peer seen %s)" % (r.name, us(r.lat["p50_ns"]), us(r.lat["p99_ns"]), r.lat["rps"], n,
+            r.lat[mode] = {"n": n, "p50_ns": pct(50), "p99_ns": pct(99), "mean_ns": sum(lat) / n,
+                           "rps": n / (total_ns[r.name] / 1e9)}
+            x = r.lat[mode]
+            self.log("%s %-16s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  (%d requests, every one from %s; "
+                     "peer seen %s)" % (tag, r.name, us(x["p50_ns"]), us(x["p99_ns"]), x["rps"], n,
                                         r.first[0], r.first[1]))
+
+    def pin(self, on):
+        """Every thread of shuntd and of the nginx processes on CPU PIN_CPU (on) or back on all CPUs."""
+        cpus = {PIN_CPU} if on else self.all_cpus
+        pids = [self.shuntd_pid]
+        for proc, _ in self.nginx.values():
+            pids.append(proc.pid)
+            try:
+                with open("/proc/%d/task/%d/children" % (proc.pid, proc.pid)) as f:
+                    pids += [int(x) for x in f.read().split()]
+            except OSError as e:
+                raise BenchError("cannot list the workers of nginx %d: %s" % (proc.pid, e))
+        for pid in pids:
+            for tid in os.listdir("/proc/%d/task" % pid):
+                os.sched_setaffinity(int(tid), cpus)
 
     # ---- wrk -----------------------------------------------------------------------------
     def wrk_argv(self, row, duration):
@@ -537,8 +630,7 @@ class Bench:
             model = [ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")][0]
         except (OSError, IndexError):
             model = "?"
-        client = ("C client (latclient.c, compiled into the run's temp dir)" if a.client == "c"
-                  else "Python http.client loop (latclient.py)")
+        client = "C client latclient.c" if a.client == "c" else "Python http.client loop latclient.py"
         P = print
         P()
         P("=" * 92)
@@ -552,9 +644,9 @@ class Bench:
         P("upstreams nginx in the baseline and sandbox pods, %s workers each, 20-byte body, access_log off"
           % a.upstream_workers)
         P("key       %s" % KEY_HEADER)
-        cpu_s, top, wall = self.foreign
+        cpu_s, wall, top = self.foreign
         share = cpu_s / (wall * (ncpu or 1))
-        P("other     CPUs %.0f%% busy just before the run; processes older than the run took %.1f CPU-s during"
+        P("other     CPUs %.0f%% busy just before the run; other user processes took %.1f CPU-s during"
           % (100 * self.busy_before, cpu_s))
         P("          its %.0f s (%.0f%% of the machine)%s" % (
             wall, 100 * share, ": " + ", ".join("%s[%d] %.1fs" % (c, p, t) for t, c, p in top) if top else ""))
@@ -562,19 +654,23 @@ class Bench:
             P("          WARNING: the machine was not idle; every number below is disturbed by that load")
         P("ratios    *-nokey rows against direct-baseline, *-key rows against direct-sandbox")
         P()
-        P("One keep-alive connection per row and round: %s; %d requests per row (after %d warmup) in %d"
-          % (client, a.requests, a.warmup, a.rounds))
-        P("  interleaved rounds, percentiles over all of them; latency = first byte written to last byte read")
+        P("Single keep-alive connection per row and round (%s): %d requests per row after %d warmup,"
+          % (client, a.requests, a.warmup))
+        P("in %d interleaved rounds, percentiles over all; latency = first byte written to last byte read"
+          % a.rounds)
         if a.client == "python":
-            P("  (the Python client's own per-request cost, tens of us, is in every row alike: the ratios")
-            P("  understate the proxy's share; the default C client avoids that)")
+            P("(the Python client's own per-request cost, tens of us, is in every row alike: the ratios")
+            P(" understate the proxy's share; the default C client avoids that)")
         hdr = "  %-16s %9s %9s %10s %10s %10s"
-        P(hdr % ("row", "p50 us", "p99 us", "req/s", "p50 ratio", "p99 ratio"))
-        for r in self.rows:
-            ref = self.by_name[r.ref].lat
-            P("  %-16s %9.1f %9.1f %10.0f %10s %10s" % (
-                r.name, us(r.lat["p50_ns"]), us(r.lat["p99_ns"]), r.lat["rps"],
-                fmt_ratio(r.lat["p50_ns"] / ref["p50_ns"]), fmt_ratio(r.lat["p99_ns"] / ref["p99_ns"])))
+        for mode, title in self.lat_modes():
+            P()
+            P(title)
+            P(hdr % ("row", "p50 us", "p99 us", "req/s", "p50 ratio", "p99 ratio"))
+            for r in self.rows:
+                x, ref = r.lat[mode], self.by_name[r.ref].lat[mode]
+                P("  %-16s %9.1f %9.1f %10.0f %10s %10s" % (
+                    r.name, us(x["p50_ns"]), us(x["p99_ns"]), x["rps"],
+                    fmt_ratio(x["p50_ns"] / ref["p50_ns"]), fmt_ratio(x["p99_ns"] / ref["p99_ns"])))
         P()
         P("Load: wrk -t%d -c%d -d%ds --latency (after a %ds warmup per row)"
           % (a.threads, a.connections, a.duration, a.wrk_warmup))
@@ -601,19 +697,22 @@ class Bench:
             res.append(ok)
             P("  %s  %s" % ("PASS" if ok else "FAIL", text))
 
-        for test, key, unit in (("1-conn", "lat", "p50_ns"), ("wrk-c%d" % a.connections, "wrk", "p50_us")):
+        # (label, row -> {p50, rps}, p50 unit scale to us)
+        tests = [(lab, (lambda r, m=mode: r.lat[m]), "p50_ns") for mode, lab in
+                 (("free", "1-conn"), ("pinned", "1-cpu0")) if mode in self.rows[0].lat]
+        tests.append(("wrk-c%d" % a.connections, lambda r: r.wrk, "p50_us"))
+        for lab, get, unit in tests:
             for name in ("shunt-nokey", "shunt-key"):
                 r = self.by_name[name]
-                ref = self.by_name[r.ref]
-                x = getattr(r, key)[unit] / getattr(ref, key)[unit]
+                x = get(r)[unit] / get(self.by_name[r.ref])[unit]
                 target(x <= TARGET_RATIO, "%-8s %-12s p50 %.2fx %s (target <= %.1fx)"
-                       % (test, name, x, ref.name, TARGET_RATIO))
-        for test, key, unit in (("1-conn", "lat", "p50_ns"), ("wrk-c%d" % a.connections, "wrk", "p50_us")):
+                       % (lab, name, x, r.ref, TARGET_RATIO))
+        for lab, get, unit in tests:
+            scale = 1000.0 if unit == "p50_ns" else 1.0
             for name, peer in (("shunt-nokey", "nginx-nokey"), ("shunt-key", "nginx-key")):
-                mine, theirs = getattr(self.by_name[name], key), getattr(self.by_name[peer], key)
-                scale = 1000.0 if unit == "p50_ns" else 1.0
-                target(mine[unit] < theirs[unit], "%-8s %-12s p50 %.1f us vs %s %.1f us (faster than nginx)"
-                       % (test, name, mine[unit] / scale, peer, theirs[unit] / scale))
+                mine, theirs = get(self.by_name[name])[unit], get(self.by_name[peer])[unit]
+                target(mine < theirs, "%-8s %-12s p50 %.1f us vs %s %.1f us (faster than nginx)"
+                       % (lab, name, mine / scale, peer, theirs / scale))
         for name, peer in (("shunt-nokey", "nginx-nokey"), ("shunt-key", "nginx-key")):
             mine, theirs = self.by_name[name].wrk, self.by_name[peer].wrk
             target(mine["rps"] > theirs["rps"], "%-8s %-12s %.0f req/s vs %s %.0f req/s (faster than nginx)"
@@ -622,16 +721,26 @@ class Bench:
                % (mib(s["peak_kb"]), s["n"], TARGET_RSS_MIB))
         P("  %d of %d targets met" % (sum(res), len(res)))
 
+    def lat_modes(self):
+        out = [("free", "Scheduler's choice of CPUs (as on a real node):")]
+        if "pinned" in self.rows[0].lat:
+            out.append(("pinned", "Client, shuntd and every nginx process pinned to CPU %d (no cross-CPU wakeups, which "
+                                  "are slow and erratic\non this VM: what remains is each path's own cost):" % PIN_CPU))
+        return out
+
     def run(self):
         self.busy_before = machine_busy(1.0)
         self.log("CPUs busy before the run (other processes): %.0f%%" % (100 * self.busy_before))
-        self.cpu0, self.cpu_t0 = cpu_snapshot(), time.monotonic()
+        self.watch = CpuWatch()
         self.setup()
         p = N.run([NGINX, "-v"], check=False)
         self.nginx_version = (p.stderr or p.stdout).strip().replace("nginx version: ", "")
         self.log("single keep-alive connection: %d requests per row after %d warmup, in %d interleaved rounds"
                  % (self.a.requests, self.a.warmup, self.a.rounds))
-        self.latency_all()
+        self.latency_all(pinned=False)
+        if self.a.pinned:
+            self.log("the same with the client, shuntd and every nginx process on CPU %d" % PIN_CPU)
+            self.latency_all(pinned=True)
         self.log("load: wrk -t%d -c%d -d%ds per row" % (self.a.threads, self.a.connections, self.a.duration))
         for r in self.rows:
             self.load(r)
@@ -640,15 +749,7 @@ class Bench:
         self.report()
 
     def foreign_cpu(self):
-        """CPU time that processes which predate this run took while it ran (they disturb it)."""
-        tck = os.sysconf("SC_CLK_TCK")
-        cpu1, wall = cpu_snapshot(), time.monotonic() - self.cpu_t0
-        used = []
-        for k, (t, comm) in cpu1.items():
-            if k in self.cpu0 and t > self.cpu0[k][0]:
-                used.append(((t - self.cpu0[k][0]) / tck, comm, k[0]))
-        used.sort(reverse=True)
-        self.foreign = (sum(u[0] for u in used), used[:3], wall)
+        self.foreign = self.watch.stop()
 
     def cleanup(self):
         ids = []
@@ -688,6 +789,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=500, help="single-connection warmup requests (default 500)")
     ap.add_argument("--rounds", type=int, default=5,
                     help="single-connection test: interleaved rounds the requests are split into (default 5)")
+    ap.add_argument("--no-pinned", dest="pinned", action="store_false",
+                    help="skip the second single-connection pass with everything pinned to CPU 0")
     ap.add_argument("--duration", type=int, default=10, help="wrk seconds per row (default 10)")
     ap.add_argument("--wrk-warmup", type=int, default=2, help="wrk warmup seconds per row (default 2)")
     ap.add_argument("--connections", type=int, default=32, help="wrk connections (default 32)")
@@ -701,6 +804,8 @@ def main():
         missing.append("wrk not found at %s: install it with  apt-get install wrk" % WRK)
     if not os.access(NGINX, os.X_OK):
         missing.append("nginx not found at %s: install it with  apt-get install nginx-light" % NGINX)
+    if args.pinned and not shutil.which("taskset"):
+        missing.append("taskset not found (util-linux): install it, or use --no-pinned")
     if args.client == "c" and not shutil.which("cc"):
         missing.append("no C compiler (cc) for the latency client: apt-get install gcc, or use --client python")
     reason = N.prereq_skip_reason()

@@ -10,7 +10,6 @@ import traceback
 import unittest
 
 import node as N
-from httpmsg import build_request, key_header  # noqa: F401  (re-exported for tests)
 
 BUILD = os.environ.get("SHUNT_E2E_BUILD", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 
@@ -78,6 +77,8 @@ class NodeTestCase(unittest.TestCase):
             except Exception as e:
                 n.start_error = str(e)
                 raise
+            # Routes live on in the pinned maps across restarts: start clean.
+            n.clear_api_routes()
             self.mark = n.mark()
         self.conns = []
 

@@ -20,6 +20,8 @@ HTTP mode (default):
     /big?bytes=N   N bytes of a fixed pattern (&chunked=1 for chunked)
     /echo          the request body back (&chunked=1 for chunked)
     /truncate      promises Content-Length: 1000, sends 10 bytes and closes
+    /early         an interim 103 Early Hints before the answer
+    /eof-body      a body delimited by the connection's end (no length, not chunked)
   Any method; HEAD answers like GET without a body. Keep-alive,
   Content-Length and chunked request bodies, Expect: 100-continue (the
   interim 100 is sent before the body is read).
@@ -300,6 +302,18 @@ class HttpConn:
                 self.sock.shutdown(socket.SHUT_WR)
             except OSError:
                 pass
+            return False
+        if path == "/early":
+            # Interim 103 Early Hints, then the real answer.
+            self.send(b"HTTP/1.1 103 Early Hints\r\nX-Pod: %s\r\nLink: </style.css>; rel=preload\r\n\r\n"
+                      % self.args.name.encode())
+            self.respond(200, "OK", jh, jbody, head_only=head_only, close=close)
+            return True
+        if path == "/eof-body":
+            # No Content-Length, not chunked: the body ends when the connection does.
+            self.send(b"HTTP/1.1 200 OK\r\nX-Pod: %s\r\nConnection: close\r\n\r\n" % self.args.name.encode()
+                      + (b"" if head_only else b"until-eof:" + jbody))
+            self.sock.shutdown(socket.SHUT_WR)
             return False
         if path == "/truncate":
             # Promise more than we send, then close: a broken upstream.

@@ -49,6 +49,7 @@ class Failure(NodeTestCase):
         self.route(SVC4, "dev-ttl", TO6, ttl="1h")
         want = sorted((r["service"], r["key"], r["to"], r["fallback"]) for r in self.node.routes())
         self.assertEqual(len(want), 3)
+        progs = sorted((p.get("attach_type"), p.get("name")) for p in self._cgroup_progs())
         self._kill9()
         self.assertPod(self.get(N.BASE4, "/", KEY), "baseline", "while shuntd is down")
         self.node.shuntd_start()
@@ -61,6 +62,12 @@ class Failure(NodeTestCase):
         self.assertPod(self.get(N.BASE4, "/", []), "baseline")
         st = self.node.status()
         self.assertEqual(st["routes"], 3)
+        # A second crash and restart: attachments are replaced, never stacked.
+        self._kill9()
+        self.node.shuntd_start()
+        self.assertEqual(sorted((p.get("attach_type"), p.get("name")) for p in self._cgroup_progs()), progs,
+                         "programs attached to the cgroup after two restarts differ from the first start")
+        self.assertPod(self.get(N.BASE4, "/", KEY), "sandbox", "keyed request after a second restart")
 
     def test_sigterm_exits_0_and_detaches(self):
         self.route(SVC4, "dev-a", TO4)

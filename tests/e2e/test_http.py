@@ -2,6 +2,7 @@
 """HTTP/1.1 semantics through the proxy: framing, bodies, interim responses,
 connection management, upgrades, upstream pooling and upstream failures."""
 
+import json
 import random
 import time
 
@@ -273,3 +274,38 @@ class Http(NodeTestCase):
             self.assertLess(time.monotonic(), deadline,
                             "proxy.active stays at %d after every client closed" % self.node.status()["proxy"]["active"])
             time.sleep(0.1)
+
+    def test_interim_103_then_final_response(self):
+        c = self.connect(N.BASE4)
+        for hs, pod in ((KEY, "sandbox"), ([], "baseline"), (KEY, "sandbox")):
+            c.send(build_request("GET", "/early", hs, host=SVC4))
+            r = c.response()
+            self.assertEqual(r.status, 103, "interim 103 not forwarded: %r" % r)
+            r = c.response()
+            self.assertEqual(r.status, 200)
+            self.assertPod(r, pod)
+            self.assertEqual(r.json()["path"], "/early")
+
+    def test_close_delimited_upstream_body(self):
+        for hs, pod in ((KEY, "sandbox"), ([], "baseline")):
+            with self.subTest(pod=pod):
+                c = self.connect(N.BASE4)
+                r = c.request("GET", "/eof-body", hs)
+                self.assertPod(r, pod)
+                self.assertTrue(r.body.startswith(b"until-eof:{"), r.body[:100])
+                self.assertEqual(json.loads(r.body[len(b"until-eof:"):])["path"], "/eof-body")
+                self.expect_closed(c, "after a close-delimited body")
+
+    def test_http_1_0_request(self):
+        for hs, pod in ((KEY, "sandbox"), ([], "baseline")):
+            with self.subTest(pod=pod):
+                c = self.connect(N.BASE4)
+                c.send(build_request("GET", "/old", hs, host=SVC4, version="HTTP/1.0"))
+                r = c.response()
+                self.assertEqual(r.status, 200)
+                self.assertPod(r, pod)
+                self.expect_closed(c, "HTTP/1.0 request without keep-alive")
+        c = self.connect(N.BASE4)
+        for i in range(2):
+            r = c.request("GET", "/old-ka/%d" % i, KEY + [("Connection", "keep-alive")], version="HTTP/1.0")
+            self.assertPod(r, "sandbox", "HTTP/1.0 keep-alive request %d" % i)

@@ -147,6 +147,8 @@ class Steering(NodeTestCase):
             ("suffixed member name", [("baggage", "sd-routing-key-2=dev-a")]),
             ("key in a property", [("baggage", "a=1;sd-routing-key=dev-a")]),
             ("longer value", [("baggage", "sd-routing-key=dev-ab")]),
+            ("empty value (unusable key)", [("baggage", "sd-routing-key=")]),
+            ("overlong value (unusable key)", [("baggage", "sd-routing-key=dev-a" + "x" * 80)]),
             ("baggage wins over uberctx (no route)", [("baggage", "sd-routing-key=dev-b"),
                                                      ("uberctx-sd-routing-key", "dev-a")]),
         ]
@@ -157,3 +159,14 @@ class Steering(NodeTestCase):
         for what, hs in miss:
             with self.subTest(what):
                 self.assertPod(c.request("GET", "/", hs), "baseline", what)
+
+    def test_v4_mapped_address_on_dual_stack_socket(self):
+        # Java and Node clients often use AF_INET6 sockets for IPv4 destinations.
+        self.route(SVC4, "dev-a", TO4)
+        mapped = "::ffff:" + N.BASE4
+        before = self.node.status()["kernel"]["captured"]
+        c = self.connect(mapped)
+        self.assertGreater(self.node.status()["kernel"]["captured"], before, "v4-mapped connect not captured")
+        self.assertEqual(c.peer[:2], (mapped, N.HTTP_PORT), "getpeername() on a dual-stack socket")
+        self.assertPod(c.request("GET", "/", [key_header("dev-a")]), "sandbox")
+        self.assertPod(c.request("GET", "/", []), "baseline")
