@@ -56,6 +56,7 @@ struct upstream {
 	struct proxy *p;
 	int fd;
 	bool rd, wr, eof, dead, reused;
+	bool rdhup; /* the peer's FIN is queued: read until EOF */
 	int conn_err; /* connect() failed at once with this errno */
 	enum up_state state;
 	struct shunt_addr dst;
@@ -79,6 +80,7 @@ struct client {
 	struct proxy *p;
 	int fd;
 	bool rd, wr, eof, dead;
+	bool rdhup; /* the peer's FIN is queued: read until EOF */
 	enum client_state state;
 	struct shunt_addr peer, orig;
 	struct buf in;	    /* request bytes from the client */
@@ -254,6 +256,8 @@ static void up_event(struct ev_handler *h, uint32_t events)
 		return;
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		u->rd = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		u->rdhup = true;
 	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		u->wr = true;
 	if (u->state == UP_IDLE) {
@@ -710,6 +714,8 @@ static bool read_upstream(struct client *c)
 	if (buf_reserve(&u->in, limit))
 		return false; /* full: the client must read first */
 	n = read(u->fd, u->in.data + u->in.end, u->in.cap - u->in.end);
+	if (n > 0 && (uint32_t)n < u->in.cap - u->in.end && !u->rdhup)
+		u->rd = false; /* short read: drained; the next byte brings an edge */
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
 			u->rd = false;
@@ -854,6 +860,8 @@ static bool read_client(struct client *c)
 		return false;
 	}
 	n = read(c->fd, c->in.data + c->in.end, c->in.cap - c->in.end);
+	if (n > 0 && (uint32_t)n < c->in.cap - c->in.end && !c->rdhup)
+		c->rd = false; /* short read: drained; the next byte brings an edge */
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
 			c->rd = false;
@@ -1018,6 +1026,8 @@ static void client_event(struct ev_handler *h, uint32_t events)
 		return;
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		c->rd = true;
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		c->rdhup = true;
 	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 		c->wr = true;
 	client_pump(c);
