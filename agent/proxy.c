@@ -1087,11 +1087,15 @@ static void listener_event(struct ev_handler *h, uint32_t events)
 {
 	struct listener *l = (struct listener *)h;
 
-	for (int i = 0; i < 64; i++) {
+	/* Edge-triggered: drain the whole backlog, or the connections left
+	 * in it wait for the next one to arrive. */
+	for (;;) {
 		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				pr_warn("accept: %s", strerror(errno));
 			return;
 		}
