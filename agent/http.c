@@ -37,6 +37,19 @@ static int value_is_digits(const struct http_header *h)
 	return 1;
 }
 
+static int parse_length(const struct http_header *h, uint64_t *out)
+{
+	uint64_t v = 0;
+
+	for (size_t i = 0; i < h->value_len; i++) {
+		v = v * 10 + (uint64_t)(h->value[i] - '0');
+		if (v > HTTP_MAX_CONTENT_LENGTH)
+			return -1;
+	}
+	*out = v;
+	return 0;
+}
+
 static int bad(struct head_result *res, const char *why)
 {
 	res->reason = why;
@@ -61,6 +74,7 @@ static size_t check_request_line(const char *p, size_t len, struct head_result *
 	i++;
 	if (len - i < 10 || memcmp(p + i, "HTTP/1.", 7) || (p[i + 7] != '0' && p[i + 7] != '1'))
 		return bad(res, "invalid HTTP version"), 0;
+	res->http_minor = p[i + 7] - '0';
 	i += 8;
 	if (p[i] != '\r' || p[i + 1] != '\n')
 		return bad(res, "request line must end in CRLF"), 0;
@@ -72,8 +86,7 @@ int http_head_check(const char *head, size_t len, struct http_header *hdrs, size
 {
 	size_t pos, n = 0, cl = 0, te = 0, host = 0;
 
-	res->n_headers = 0;
-	res->reason = NULL;
+	memset(res, 0, sizeof(*res));
 	if (len < 4 || memcmp(head + len - 4, "\r\n\r\n", 4))
 		return bad(res, "head must end in CRLF CRLF");
 	pos = check_request_line(head, len, res);
@@ -122,7 +135,8 @@ int http_head_check(const char *head, size_t len, struct http_header *hdrs, size
 					       .value = line + vstart,
 					       .value_len = vend - vstart};
 		if (name_is(&hdrs[n], "content-length")) {
-			if (!value_is_digits(&hdrs[n]))
+			if (!value_is_digits(&hdrs[n]) ||
+			    parse_length(&hdrs[n], &res->content_length))
 				return bad(res, "invalid Content-Length");
 			cl++;
 		} else if (name_is(&hdrs[n], "transfer-encoding")) {
@@ -144,6 +158,11 @@ int http_head_check(const char *head, size_t len, struct http_header *hdrs, size
 		return bad(res, "Content-Length with Transfer-Encoding");
 	if (host > 1)
 		return bad(res, "duplicate Host");
+	/* HTTP/1.0 has no chunked coding: such a message's framing is
+	 * faulty (RFC 9112 section 6.1). */
+	if (te && res->http_minor == 0)
+		return bad(res, "Transfer-Encoding in an HTTP/1.0 request");
+	res->body = te ? BODY_CHUNKED : cl ? BODY_LENGTH : BODY_NONE;
 	res->n_headers = n;
 	return 0;
 }
@@ -185,4 +204,153 @@ int http_sniff(const char *buf, size_t len)
 	if (!nl)
 		return len < 8192 ? -1 : 0;
 	return memmem(buf, (size_t)(nl - buf), " HTTP/", 6) != NULL;
+}
+
+enum {
+	CK_SIZE = 0, /* hex digits of a chunk size */
+	CK_SIZE_WS,  /* whitespace after the size, before ';' */
+	CK_EXT,	     /* a chunk extension, up to CR */
+	CK_SIZE_LF,  /* LF ending the size line */
+	CK_DATA,     /* chunk data */
+	CK_DATA_CR,  /* CR after the data */
+	CK_DATA_LF,  /* LF after the data */
+	CK_TRAILER,  /* start of a trailer line, or the final CRLF */
+	CK_FIELD,    /* inside a trailer field line */
+	CK_FIELD_LF, /* LF ending a trailer field line */
+	CK_END_LF,   /* LF of the final CRLF */
+};
+
+/* Longest chunk extension or trailer line, and all trailers together. */
+#define CK_MAX_LINE	4096
+#define CK_MAX_TRAILERS 65536
+
+static int hexval(unsigned char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+long chunked_feed(struct chunked *ck, const char *p, size_t len, bool *done, const char **reason)
+{
+	size_t i = 0;
+
+	*done = false;
+	while (i < len) {
+		unsigned char c = (unsigned char)p[i];
+
+		switch (ck->state) {
+		case CK_SIZE:
+			if (hexval(c) >= 0) {
+				/* 15 hex digits: 2^60, no overflow possible. */
+				if (++ck->digits > 15)
+					goto fail_size;
+				ck->size = ck->size * 16 + (uint64_t)hexval(c);
+				break;
+			}
+			if (!ck->digits)
+				goto fail_size;
+			if (c == ' ' || c == '\t')
+				ck->state = CK_SIZE_WS;
+			else if (c == ';')
+				ck->state = CK_EXT, ck->line_len = 0;
+			else if (c == '\r')
+				ck->state = CK_SIZE_LF;
+			else
+				goto fail_size;
+			break;
+		case CK_SIZE_WS:
+			if (c == ';')
+				ck->state = CK_EXT, ck->line_len = 0;
+			else if (c != ' ' && c != '\t')
+				goto fail_size;
+			break;
+		case CK_EXT:
+			if (c == '\r') {
+				ck->state = CK_SIZE_LF;
+			} else if ((c < 0x20 && c != '\t') || c == 0x7f ||
+				   ++ck->line_len > CK_MAX_LINE) {
+				*reason = "invalid chunk extension";
+				return -1;
+			}
+			break;
+		case CK_SIZE_LF:
+			if (c != '\n')
+				goto fail_size;
+			ck->state = ck->size ? CK_DATA : CK_TRAILER;
+			break;
+		case CK_DATA: {
+			size_t n = len - i < ck->size ? len - i : (size_t)ck->size;
+
+			ck->size -= n;
+			i += n;
+			if (!ck->size)
+				ck->state = CK_DATA_CR;
+			continue;
+		}
+		case CK_DATA_CR:
+		case CK_DATA_LF:
+			if (c != (ck->state == CK_DATA_CR ? '\r' : '\n')) {
+				*reason = "chunk data not followed by CRLF";
+				return -1;
+			}
+			if (ck->state == CK_DATA_LF) {
+				ck->state = CK_SIZE;
+				ck->digits = 0;
+			} else {
+				ck->state = CK_DATA_LF;
+			}
+			break;
+		case CK_TRAILER:
+			if (c == '\r') {
+				ck->state = CK_END_LF;
+				break;
+			}
+			if (!is_tchar(c)) {
+				*reason = c == ' ' || c == '\t' ? "obsolete line folding in trailer"
+								: "invalid trailer field";
+				return -1;
+			}
+			ck->state = CK_FIELD;
+			ck->line_len = 1;
+			break;
+		case CK_FIELD:
+			if (c == '\r') {
+				ck->state = CK_FIELD_LF;
+			} else if (!is_vchar_or_ws(c) || ++ck->line_len > CK_MAX_LINE) {
+				*reason = "invalid trailer field";
+				return -1;
+			}
+			break;
+		case CK_FIELD_LF:
+		case CK_END_LF:
+			if (c != '\n') {
+				*reason = "bare CR in chunked body";
+				return -1;
+			}
+			if (ck->state == CK_END_LF) {
+				*done = true;
+				return (long)(i + 1);
+			}
+			ck->state = CK_TRAILER;
+			break;
+		default:
+			*reason = "chunked parser state";
+			return -1;
+		}
+		if (ck->state >= CK_TRAILER && ++ck->trailers > CK_MAX_TRAILERS) {
+			*reason = "trailer section too large";
+			return -1;
+		}
+		i++;
+	}
+	return (long)i;
+
+fail_size:
+	*reason = "invalid chunk size";
+	return -1;
 }

@@ -56,7 +56,7 @@ struct upstream {
 	struct proxy *p;
 	int fd;
 	bool rd, wr, eof, dead, reused;
-	bool rdhup; /* the peer's FIN is queued: read until EOF */
+	bool rdhup;   /* the peer's FIN is queued: read until EOF */
 	int conn_err; /* connect() failed at once with this errno */
 	enum up_state state;
 	struct shunt_addr dst;
@@ -90,10 +90,16 @@ struct client {
 	uint32_t head_len;  /* bytes of the current head, once complete */
 	bool first;	    /* no request seen yet on this connection */
 	bool head_done, req_done, resp_done, resp_started;
-	bool keep_alive, is_head, want_upgrade, no_retry, to_sandbox, fallback;
+	bool keep_alive, is_head, is_connect, want_upgrade, idempotent;
+	bool no_retry;	   /* bytes of this request were dropped: cannot resend */
+	bool up_connected; /* the current attempt's connect() completed */
+	bool to_sandbox, fallback;
 	bool shut_wr_up; /* tunnel: client EOF passed on to the upstream */
 	uint8_t attempts;
-	llhttp_t req;
+	enum body_kind body;
+	uint64_t body_left; /* BODY_LENGTH: bytes still to come */
+	struct chunked ck;  /* BODY_CHUNKED: framing state */
+	llhttp_t req;	    /* request heads only; bodies are framed by us */
 	struct upstream *up;
 	struct shunt_addr dst;
 	char key[SHUNT_ROUTE_KEY_LEN];
@@ -317,12 +323,22 @@ static struct upstream *up_get(struct proxy *p, const struct shunt_addr *dst, bo
 	struct pool *pl = fresh ? NULL : pool_find(p, dst, false);
 	struct upstream *u;
 
-	if (pl && pl->idle) {
+	while (pl && pl->idle) {
+		char probe;
+		ssize_t n;
+
 		u = pl->idle;
 		pl->idle = u->pool_next;
 		u->pool_next = NULL;
 		pl->n--;
 		u->state = UP_ACTIVE;
+		/* A server that closed an idle connection (or wrote to it out
+		 * of turn) may not have been heard yet: look before reusing. */
+		n = recv(u->fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+			up_close(u);
+			continue;
+		}
 		p->st.upstream_reused++;
 		return u;
 	}
@@ -339,14 +355,6 @@ static int on_req_headers(llhttp_t *ll)
 	return HPE_PAUSED; /* stop at the end of the head: route first */
 }
 
-static int on_req_complete(llhttp_t *ll)
-{
-	struct client *c = ll->data;
-
-	c->req_done = true;
-	return HPE_PAUSED; /* stop at the request boundary */
-}
-
 static int on_resp_headers(llhttp_t *ll)
 {
 	struct client *c = ll->data;
@@ -354,8 +362,12 @@ static int on_resp_headers(llhttp_t *ll)
 	if (!c)
 		return -1;
 	c->resp_started = true;
-	if (ll->status_code == 101 && c->want_upgrade)
-		return 2; /* the rest is the upgraded protocol */
+	/* Switching protocols, or a CONNECT tunnel established: the rest is
+	 * opaque. A 101 nobody asked for switches all the same; the
+	 * connection is never reused after it. */
+	if (ll->status_code == 101 ||
+	    (c->is_connect && ll->status_code >= 200 && ll->status_code < 300))
+		return 2;
 	if (c->is_head && ll->status_code >= 200)
 		return 1; /* a response to HEAD has no body, whatever it says */
 	return 0;
@@ -383,8 +395,12 @@ static void client_set_deadline(struct client *c, uint64_t ms)
 static void client_reset_request(struct client *c)
 {
 	c->head_done = c->req_done = c->resp_done = c->resp_started = false;
-	c->is_head = c->want_upgrade = c->no_retry = c->to_sandbox = c->fallback = false;
+	c->is_head = c->is_connect = c->want_upgrade = c->idempotent = false;
+	c->no_retry = c->up_connected = c->to_sandbox = c->fallback = false;
 	c->attempts = 0;
+	c->body = BODY_NONE;
+	c->body_left = 0;
+	memset(&c->ck, 0, sizeof(c->ck));
 	c->head_len = 0;
 	c->key[0] = '\0';
 	if (c->sent == c->in.end) {
@@ -395,6 +411,8 @@ static void client_reset_request(struct client *c)
 	}
 	c->req_start = c->sent;
 	c->state = C_HEAD;
+	llhttp_init(&c->req, HTTP_REQUEST, &c->p->req_settings);
+	c->req.data = c;
 	client_set_deadline(c, c->p->o.idle_timeout_ms);
 }
 
@@ -432,6 +450,8 @@ static const char *status_text(int status)
 		return "Request Timeout";
 	case 431:
 		return "Request Header Fields Too Large";
+	case 504:
+		return "Gateway Timeout";
 	case 502:
 		return "Bad Gateway";
 	case 503:
@@ -480,6 +500,34 @@ static void client_error(struct client *c, int status, const char *fmt, ...)
 	client_set_deadline(c, LINGER_MS);
 }
 
+/* Get a connection to c->dst for the current request: pooled unless
+ * fresh, with a response parser ready. Returns false when none can be had. */
+static bool attach_upstream(struct client *c, bool fresh)
+{
+	struct proxy *p = c->p;
+	struct upstream *u = up_get(p, &c->dst, fresh);
+
+	if (!u)
+		return false;
+	c->up = u;
+	u->owner = c;
+	llhttp_init(&u->resp, HTTP_RESPONSE, &p->resp_settings);
+	/* An interim response that says "close" must not stop the parser
+	 * before the final response it announces. */
+	llhttp_set_lenient_keep_alive(&u->resp, 1);
+	u->resp.data = c;
+	c->up_connected = u->state != UP_CONNECTING;
+	client_set_deadline(c, c->up_connected ? p->o.idle_timeout_ms : p->o.connect_timeout_ms);
+	return true;
+}
+
+static bool method_is_idempotent(uint8_t m)
+{
+	/* RFC 9110 section 9.2.2: only these may be sent again on their own. */
+	return m == HTTP_GET || m == HTTP_HEAD || m == HTTP_OPTIONS || m == HTTP_TRACE ||
+	       m == HTTP_PUT || m == HTTP_DELETE;
+}
+
 /* Decide where the request whose head is in[req_start, req_start+head_len)
  * goes, and get a connection there. */
 static void route_request(struct client *c)
@@ -499,8 +547,12 @@ static void route_request(struct client *c)
 		return;
 	}
 	c->is_head = c->req.method == HTTP_HEAD;
-	c->want_upgrade = c->req.upgrade;
+	c->is_connect = c->req.method == HTTP_CONNECT;
+	c->idempotent = method_is_idempotent(c->req.method);
+	c->want_upgrade = c->req.upgrade || c->is_connect;
 	c->keep_alive = llhttp_should_keep_alive(&c->req);
+	c->body = hr.body;
+	c->body_left = hr.content_length;
 
 	klen = rk_extract(&p->o.rk, p->hdrs, hr.n_headers, c->key, sizeof(c->key));
 	if (klen < 0) {
@@ -523,35 +575,30 @@ static void route_request(struct client *c)
 		p->st.to_baseline++;
 	}
 	c->state = C_REQUEST;
-	client_set_deadline(c, 0);
-	c->up = up_get(p, &c->dst, false);
-	if (!c->up) {
+	if (!attach_upstream(c, false))
 		client_error(c, 503, "shunt: no connection to %s: %s",
 			     format_addr_port(&c->dst, a, sizeof(a)), strerror(errno));
-		return;
-	}
-	c->up->owner = c;
-	c->up->resp.data = NULL;
-	llhttp_init(&c->up->resp, HTTP_RESPONSE, &p->resp_settings);
-	c->up->resp.data = c;
-	if (c->up->state == UP_CONNECTING)
-		client_set_deadline(c, p->o.connect_timeout_ms);
 }
 
-/* The upstream could not be reached or died before answering. */
+/* The upstream could not be reached, or died before answering. */
 static void upstream_failed(struct client *c, int err)
 {
 	struct proxy *p = c->p;
 	char a[ADDR_STR_LEN], b[ADDR_STR_LEN];
-	bool retry = false;
+	bool retry = false, reused = c->up && c->up->reused;
 
 	format_addr_port(&c->dst, a, sizeof(a));
-	/* A pooled connection the server had already closed: send the same
-	 * request once more on a new one, if it is still all in our buffer. */
-	if (c->up && c->up->reused && !c->resp_started && !c->no_retry && c->attempts == 0) {
+	if (c->resp_started || c->no_retry) {
+		/* Nothing can be sent again. */
+	} else if (reused && c->up_connected && c->idempotent && c->attempts == 0) {
+		/* A pooled connection the server had closed: send the request
+		 * once more on a new one. Never a non-idempotent one: the
+		 * server may have acted on it before closing. */
 		retry = true;
 		p->st.retries++;
-	} else if (c->to_sandbox && c->fallback && !c->resp_started && !c->no_retry) {
+	} else if (c->to_sandbox && c->fallback && !c->up_connected) {
+		/* The sandbox cannot be reached at all: the route asks for the
+		 * baseline instead. Nothing was sent anywhere yet. */
 		pr_info("sandbox %s for key %s unreachable (%s): falling back to baseline %s", a,
 			c->key, strerror(err), format_addr_port(&c->orig, b, sizeof(b)));
 		c->dst = c->orig;
@@ -564,14 +611,8 @@ static void upstream_failed(struct client *c, int err)
 	if (retry) {
 		c->attempts++;
 		c->sent = c->req_start;
-		c->up = up_get(p, &c->dst, true);
-		if (c->up) {
-			c->up->owner = c;
-			llhttp_init(&c->up->resp, HTTP_RESPONSE, &p->resp_settings);
-			c->up->resp.data = c;
-			client_set_deadline(c, p->o.connect_timeout_ms);
+		if (attach_upstream(c, true))
 			return;
-		}
 		err = errno;
 	}
 	if (c->resp_started) {
@@ -587,86 +628,115 @@ static void upstream_failed(struct client *c, int err)
 			     "shunt: upstream %s is unreachable: %s", a, strerror(err));
 }
 
-/* Accept the first bytes: HTTP, or a tunnel to the original destination. */
-static int sniff_first(struct client *c)
+/* Not HTTP: a tunnel to the original destination, bytes unchanged. */
+static void start_tunnel(struct client *c)
 {
-	int r = http_sniff(c->in.data + c->req_start, c->in.end - c->req_start);
-
-	if (r != 0)
-		return r;
 	c->state = C_TUNNEL;
 	c->dst = c->orig;
 	c->p->st.tunnels++;
-	client_set_deadline(c, 0);
-	c->up = up_get(c->p, &c->dst, true);
-	if (!c->up) {
+	if (!attach_upstream(c, true))
 		client_close(c);
-		return 0;
-	}
-	c->up->owner = c;
-	c->up->state = UP_ACTIVE;
-	return 0;
 }
 
-/* Run the request parser over the bytes read so far. */
+/* A framing error in the request body: refuse it if we still can. */
+static void body_error(struct client *c, const char *reason)
+{
+	if (c->resp_started)
+		client_close(c); /* no 400 in the middle of a response */
+	else
+		client_error(c, 400, "shunt: %s", reason);
+}
+
+/* Advance over the body bytes read so far; sets req_done at its end. */
+static void frame_body(struct client *c)
+{
+	uint64_t avail = c->in.end - c->parsed;
+	const char *why = NULL;
+	bool done = false;
+	long n;
+
+	switch (c->body) {
+	case BODY_NONE:
+		c->req_done = true;
+		return;
+	case BODY_LENGTH:
+		n = (long)(avail < c->body_left ? avail : c->body_left);
+		c->parsed += (uint32_t)n;
+		c->body_left -= (uint64_t)n;
+		c->req_done = c->body_left == 0;
+		return;
+	case BODY_CHUNKED:
+		if (!avail)
+			return;
+		n = chunked_feed(&c->ck, c->in.data + c->parsed, avail, &done, &why);
+		if (n < 0) {
+			body_error(c, why);
+			return;
+		}
+		c->parsed += (uint32_t)n;
+		c->req_done = done;
+		return;
+	}
+}
+
+/* Parse what was read: the head with llhttp, then the body with our own
+ * framing, so that shunt and every upstream agree on where a request
+ * ends. */
 static void parse_request(struct client *c)
 {
 	struct proxy *p = c->p;
-	const char *from, *pos;
 	llhttp_errno_t e;
+	const char *pos;
+	int r;
 
-	while (c->parsed < c->in.end || (c->head_done && !c->req_done)) {
-		if (c->state == C_HEAD && c->first) {
-			int r = sniff_first(c);
-
-			if (r < 0 || c->state != C_HEAD)
-				return;
-			c->first = false;
-		}
-		if (c->state == C_HEAD && c->parsed == c->req_start)
-			client_set_deadline(c, p->o.head_timeout_ms);
-		if (c->state == C_REQUEST && c->req_done)
-			return;
-		if (c->state != C_HEAD && c->state != C_REQUEST)
-			return;
-		from = c->in.data + c->parsed;
-		e = llhttp_execute(&c->req, from, c->in.end - c->parsed);
-		pos = e == HPE_OK ? c->in.data + c->in.end : llhttp_get_error_pos(&c->req);
-		c->parsed = (uint32_t)(pos - c->in.data);
-
-		if (e == HPE_PAUSED_UPGRADE) {
-			/* Bytes after the request wait for the response: a 101
-			 * makes them tunnel data; after anything else we close. */
-			c->req_done = true;
-			return;
-		}
-		if (e != HPE_OK && e != HPE_PAUSED) {
-			client_error(c, 400, "shunt: %s", llhttp_get_error_reason(&c->req));
-			return;
-		}
-		if (e == HPE_PAUSED)
-			llhttp_resume(&c->req);
-		if (c->state == C_HEAD && !c->head_done &&
-		    c->parsed - c->req_start > p->o.max_head_bytes) {
-			client_error(c, 431, "shunt: request head larger than %zu bytes",
-				     p->o.max_head_bytes);
-			return;
-		}
-		if (c->state == C_HEAD && c->head_done) {
-			c->head_len = c->parsed - c->req_start;
-			if (c->head_len > p->o.max_head_bytes) {
-				client_error(c, 431, "shunt: request head larger than %zu bytes",
-					     p->o.max_head_bytes);
-				return;
-			}
-			route_request(c);
-			if (c->state != C_REQUEST)
-				return;
-			continue; /* body framing, or the end of a body-less request */
-		}
-		if (e == HPE_OK)
-			return; /* all consumed, want more bytes */
+	if (c->state == C_REQUEST) {
+		if (!c->req_done)
+			frame_body(c);
+		return;
 	}
+	if (c->state != C_HEAD)
+		return;
+
+	/* RFC 9112 section 2.2: empty lines before a request are ignored. */
+	while (c->parsed == c->req_start && c->in.end - c->req_start >= 2 &&
+	       c->in.data[c->req_start] == '\r' && c->in.data[c->req_start + 1] == '\n') {
+		c->req_start += 2;
+		c->parsed = c->sent = c->req_start;
+	}
+	if (c->parsed == c->in.end)
+		return;
+	if (c->first) {
+		r = http_sniff(c->in.data + c->req_start, c->in.end - c->req_start);
+		if (r < 0 && !c->eof)
+			return; /* too early to tell */
+		if (r <= 0) {
+			/* Not HTTP (or the client said all it will say). */
+			start_tunnel(c);
+			return;
+		}
+		c->first = false;
+	}
+	if (c->parsed == c->req_start)
+		client_set_deadline(c, p->o.head_timeout_ms);
+
+	e = llhttp_execute(&c->req, c->in.data + c->parsed, c->in.end - c->parsed);
+	pos = e == HPE_OK ? c->in.data + c->in.end : llhttp_get_error_pos(&c->req);
+	c->parsed = (uint32_t)(pos - c->in.data);
+	if (e != HPE_OK && e != HPE_PAUSED) {
+		client_error(c, 400, "shunt: %s", llhttp_get_error_reason(&c->req));
+		return;
+	}
+	if (c->parsed - c->req_start > p->o.max_head_bytes) {
+		client_error(c, 431, "shunt: request head larger than %zu bytes",
+			     p->o.max_head_bytes);
+		return;
+	}
+	if (!c->head_done)
+		return;
+	c->head_len = c->parsed - c->req_start;
+	route_request(c);
+	if (c->state == C_REQUEST)
+		frame_body(c);
 }
 
 /* After the final response went out in full. */
@@ -761,7 +831,10 @@ static bool read_upstream(struct client *c)
 		u->parsed = u->in.end;
 	} else if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
 		u->parsed = (uint32_t)(llhttp_get_error_pos(&u->resp) - u->in.data);
-		if (e == HPE_PAUSED_UPGRADE || (c->want_upgrade && u->resp.status_code == 101)) {
+		int status = u->resp.status_code;
+
+		if (e == HPE_PAUSED_UPGRADE || status == 101 ||
+		    (c->is_connect && status >= 200 && status < 300)) {
 			/* Switching protocols: from here on both directions are
 			 * opaque. The client's bytes after the request go too. */
 			c->state = C_TUNNEL;
@@ -807,38 +880,45 @@ static bool write_out(int fd, struct buf *b, uint32_t lim, bool *ready, int *err
 }
 
 /* Make room in c->in for more request bytes. */
+static void client_drop(struct client *c, uint32_t shift)
+{
+	struct buf *b = &c->in;
+
+	if (!shift)
+		return;
+	memmove(b->data, b->data + shift, b->end - shift);
+	b->end -= shift;
+	c->parsed -= shift;
+	c->sent -= shift;
+	c->req_start = c->req_start >= shift ? c->req_start - shift : 0;
+	b->start = 0;
+}
+
 static int client_make_room(struct client *c)
 {
 	struct buf *b = &c->in;
-	uint32_t keep, limit, shift;
+	uint32_t limit = BUF_STREAM_MAX;
 
 	if (b->end < b->cap)
 		return 0;
-	/* Keep the current request from its start while a retry is still
-	 * possible, else only what was not sent yet. */
-	keep = c->state == C_HEAD || (!c->no_retry && c->state == C_REQUEST) ? c->req_start
-									     : c->sent;
-	if (keep > c->sent)
-		keep = c->sent;
-	if (keep == 0 && c->state == C_REQUEST && !c->no_retry) {
+	if (c->state == C_HEAD && c->p->o.max_head_bytes + 4096 > limit)
+		limit = (uint32_t)c->p->o.max_head_bytes + 4096;
+	/* Bytes of earlier requests are done with; the current request's are
+	 * kept while it may have to be sent again. */
+	if (c->state == C_TUNNEL || c->no_retry)
+		client_drop(c, c->sent);
+	else
+		client_drop(c, c->req_start < c->sent ? c->req_start : c->sent);
+	if (b->end < b->cap || buf_reserve(b, limit) == 0)
+		return 0;
+	if (c->state == C_REQUEST && c->sent > c->req_start) {
+		/* Full of this request: let go of what was sent, and of any
+		 * chance to send it again. */
 		c->no_retry = true;
-		keep = c->sent;
+		client_drop(c, c->sent);
+		return b->end < b->cap ? 0 : -ENOBUFS;
 	}
-	if (keep > 0) {
-		shift = keep;
-		memmove(b->data, b->data + shift, b->end - shift);
-		b->end -= shift;
-		c->parsed -= shift;
-		c->sent -= shift;
-		c->req_start = c->req_start >= shift ? c->req_start - shift : 0;
-		b->start = 0;
-		if (b->end < b->cap)
-			return 0;
-	}
-	limit = c->state == C_HEAD ? (uint32_t)c->p->o.max_head_bytes + 4096 : BUF_STREAM_MAX;
-	if (c->state == C_HEAD && limit < BUF_STREAM_MAX)
-		limit = BUF_STREAM_MAX;
-	return buf_reserve(b, limit);
+	return -ENOBUFS; /* back-pressure: the upstream must take bytes first */
 }
 
 static bool read_client(struct client *c)
@@ -950,13 +1030,16 @@ static void client_pump(struct client *c)
 			else if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl))
 				soerr = errno;
 			if (soerr) {
-				upstream_failed(c, soerr);
+				if (c->state == C_TUNNEL)
+					client_close(c); /* as the app's connect() would */
+				else
+					upstream_failed(c, soerr);
 				progress = true;
 				continue;
 			}
 			u->state = UP_ACTIVE;
-			if (c->state == C_REQUEST)
-				client_set_deadline(c, 0);
+			c->up_connected = true;
+			progress = true;
 		}
 		if (u->state != UP_ACTIVE)
 			continue;
@@ -975,6 +1058,7 @@ static void client_pump(struct client *c)
 					client_close(c);
 				else
 					upstream_failed(c, err);
+				progress = true;
 				continue;
 			}
 			if (c->state == C_TUNNEL && c->eof && c->sent == c->in.end &&
@@ -1009,6 +1093,10 @@ static void client_pump(struct client *c)
 			finish_exchange(c);
 			progress = true;
 		}
+		if (progress && !c->dead && c->up && c->up->state == UP_ACTIVE)
+			/* Bytes moved: the inactivity clock starts over. */
+			client_set_deadline(c, c->state == C_TUNNEL ? c->p->o.tunnel_timeout_ms
+								    : c->p->o.idle_timeout_ms);
 	} while (progress);
 
 	if (!c->dead && c->eof && c->state == C_REQUEST && !c->req_done && c->up &&
@@ -1024,6 +1112,11 @@ static void client_event(struct ev_handler *h, uint32_t events)
 
 	if (c->dead)
 		return;
+	if (events & EPOLLERR) {
+		/* Reset by the client: nothing more can be said to it. */
+		client_close(c);
+		return;
+	}
 	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 		c->rd = true;
 	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
@@ -1163,7 +1256,6 @@ int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loo
 	}
 	llhttp_settings_init(&p->req_settings);
 	p->req_settings.on_headers_complete = on_req_headers;
-	p->req_settings.on_message_complete = on_req_complete;
 	llhttp_settings_init(&p->resp_settings);
 	p->resp_settings.on_headers_complete = on_resp_headers;
 	p->resp_settings.on_message_complete = on_resp_complete;
@@ -1203,39 +1295,60 @@ void proxy_stop(struct proxy *p)
 	free(p);
 }
 
+/* A deadline passed for c: what that means depends on where it is. */
+static void client_expired(struct client *c)
+{
+	struct proxy *p = c->p;
+	char a[ADDR_STR_LEN];
+
+	switch (c->state) {
+	case C_HEAD:
+		p->st.timeouts++;
+		if (c->parsed == c->req_start && c->in.end == c->req_start)
+			client_close(c); /* idle keep-alive connection */
+		else
+			client_error(c, 408, "shunt: request head not received in time");
+		break;
+	case C_REQUEST:
+		if (c->up && c->up->state == UP_CONNECTING) {
+			upstream_failed(c, ETIMEDOUT);
+			break;
+		}
+		p->st.timeouts++;
+		if (c->resp_started)
+			client_close(c); /* a response stalled half-way */
+		else if (!c->req_done)
+			client_error(c, 408, "shunt: request body not received in time");
+		else
+			client_error(c, 504, "shunt: %s %s did not answer in time",
+				     c->to_sandbox ? "sandbox" : "upstream",
+				     format_addr_port(&c->dst, a, sizeof(a)));
+		break;
+	case C_TUNNEL:
+		if (!c->up || c->up->state != UP_CONNECTING)
+			p->st.timeouts++;
+		client_close(c);
+		break;
+	case C_ERROR:
+		client_close(c); /* the client did not close after our answer */
+		break;
+	}
+	if (!c->dead)
+		client_pump(c);
+}
+
 void proxy_tick(struct proxy *p)
 {
 	uint64_t now = p->loop->now_ms;
 	struct client *c, *next;
-	struct pool *pl;
+	struct pool *pl, **pp;
 
 	for (c = p->clients; c; c = next) {
 		next = c->next;
-		if (!c->deadline || c->deadline > now)
-			continue;
-		switch (c->state) {
-		case C_HEAD:
-			p->st.timeouts++;
-			if (c->parsed == c->req_start && c->in.end == c->req_start) {
-				client_close(c); /* idle keep-alive connection */
-			} else {
-				client_error(c, 408, "shunt: request head not received in time");
-				client_pump(c);
-			}
-			break;
-		case C_REQUEST:
-			if (c->up && c->up->state == UP_CONNECTING) {
-				upstream_failed(c, ETIMEDOUT);
-				if (!c->dead)
-					client_pump(c);
-			}
-			break;
-		default:
-			client_close(c);
-			break;
-		}
+		if (c->deadline && c->deadline <= now)
+			client_expired(c);
 	}
-	for (pl = p->pools; pl; pl = pl->next) {
+	for (pp = &p->pools; (pl = *pp);) {
 		struct upstream *u = pl->idle;
 
 		while (u) {
@@ -1245,6 +1358,13 @@ void proxy_tick(struct proxy *p)
 				up_close(u);
 			u = n;
 		}
+		if (!pl->idle) {
+			/* No idle connection left: forget the destination. */
+			*pp = pl->next;
+			free(pl);
+			continue;
+		}
+		pp = &pl->next;
 	}
 }
 

@@ -26,6 +26,7 @@ struct proxy_opts {
 	uint64_t head_timeout_ms;
 	uint64_t idle_timeout_ms;
 	uint64_t connect_timeout_ms;
+	uint64_t tunnel_timeout_ms; /* an upgraded or non-HTTP connection, idle */
 	size_t max_head_bytes;
 	size_t max_headers;
 	size_t max_idle_per_dst;

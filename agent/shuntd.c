@@ -40,8 +40,10 @@ static const char usage_text[] =
 	"                          a bpffs is mounted at /sys/fs/bpf when none is\n"
 	"  --config FILE           declarative routes, reloaded on SIGHUP\n"
 	"  --head-timeout DUR      time to receive a request head (default 10s)\n"
-	"  --idle-timeout DUR      keep-alive connection idle time (default 60s)\n"
+	"  --idle-timeout DUR      idle keep-alive connection, or a request during\n"
+	"                          which no byte moves either way (default 60s)\n"
 	"  --connect-timeout DUR   upstream connect time (default 2s)\n"
+	"  --tunnel-timeout DUR    idle WebSocket/CONNECT/non-HTTP tunnel (default 1h)\n"
 	"  --max-head-bytes N      largest request head, else 431 (default 65536)\n"
 	"  --max-headers N         most header lines, else 431 (default 100)\n"
 	"  --key-member NAME       baggage/tracestate member (default sd-routing-key)\n"
@@ -67,6 +69,7 @@ enum {
 	OPT_HEAD_TIMEOUT,
 	OPT_IDLE_TIMEOUT,
 	OPT_CONNECT_TIMEOUT,
+	OPT_TUNNEL_TIMEOUT,
 	OPT_MAX_HEAD,
 	OPT_MAX_HEADERS,
 	OPT_KEY_MEMBER,
@@ -84,6 +87,7 @@ static const struct option long_opts[] = {
 	{"head-timeout", required_argument, NULL, OPT_HEAD_TIMEOUT},
 	{"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
 	{"connect-timeout", required_argument, NULL, OPT_CONNECT_TIMEOUT},
+	{"tunnel-timeout", required_argument, NULL, OPT_TUNNEL_TIMEOUT},
 	{"max-head-bytes", required_argument, NULL, OPT_MAX_HEAD},
 	{"max-headers", required_argument, NULL, OPT_MAX_HEADERS},
 	{"key-member", required_argument, NULL, OPT_KEY_MEMBER},
@@ -139,6 +143,7 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 	po->head_timeout_ms = 10000;
 	po->idle_timeout_ms = 60000;
 	po->connect_timeout_ms = 2000;
+	po->tunnel_timeout_ms = 3600 * 1000;
 	po->max_head_bytes = 65536;
 	po->max_headers = 100;
 	po->max_idle_per_dst = 64;
@@ -185,6 +190,10 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 			break;
 		case OPT_CONNECT_TIMEOUT:
 			if (opt_duration_ms("connect-timeout", optarg, &po->connect_timeout_ms))
+				return 2;
+			break;
+		case OPT_TUNNEL_TIMEOUT:
+			if (opt_duration_ms("tunnel-timeout", optarg, &po->tunnel_timeout_ms))
 				return 2;
 			break;
 		case OPT_MAX_HEAD:

@@ -9,7 +9,8 @@ int shunt_connect4(struct bpf_sock_addr *ctx)
 	const struct shunt_addr *proxy;
 	__u32 ip4;
 
-	if (ctx->type != SOCK_STREAM)
+	/* Plain TCP only: MPTCP and SCTP sockets are left alone. */
+	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
 		return SHUNT_SOCK_ALLOW;
 	ip4 = ctx->user_ip4;
 	dst.family = SHUNT_FAMILY_V4;
@@ -32,7 +33,7 @@ int shunt_connect6(struct bpf_sock_addr *ctx)
 	const struct shunt_addr *proxy;
 	__u32 ip6[4];
 
-	if (ctx->type != SOCK_STREAM)
+	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
 		return SHUNT_SOCK_ALLOW;
 	/* user_ip6 allows only 4-byte loads. */
 	ip6[0] = ctx->user_ip6[0];

@@ -341,35 +341,3 @@ class ReviewAccept(ReviewBase):
                 unanswered.append(i)
         self.assertEqual(unanswered, [], "%d of %d connections made during a busy spell never got an answer"
                          % (len(unanswered), len(conns)))
-
-
-class ReviewCapture(ReviewBase):
-    def test_mptcp_client_sees_service_as_peer(self):
-        # cgroup/connect4 runs for the MPTCP subflow, so the original destination is filed
-        # under the subflow's cookie; getpeername() on the application's MPTCP socket finds
-        # nothing and returns the proxy's address.
-        try:
-            with open("/proc/sys/net/mptcp/enabled") as f:
-                if f.read().strip() != "1":
-                    self.skipTest("MPTCP disabled")
-        except FileNotFoundError:
-            self.skipTest("no MPTCP")
-        prog = ("import socket,sys\n"
-                "s=socket.socket(socket.AF_INET,socket.SOCK_STREAM,262)\n"
-                "s.settimeout(3)\n"
-                "s.connect((sys.argv[1],8080))\n"
-                "print('%s:%d' % s.getpeername()[:2])\n")
-        rc, out, err = self.node.client_cmd([N.PYTHON, "-c", prog, N.BASE4])
-        self.assertEqual(rc, 0, err)
-        self.assertEqual(out.strip(), SVC4, "an MPTCP socket's peer is the proxy, not the service")
-
-    def test_connection_opened_before_the_route_is_steered(self):
-        # Capture happens only at connect(): a keep-alive connection the app opened before the
-        # route existed (or while the agent was down) keeps going to the baseline for keyed
-        # requests, silently, for as long as the app's pool keeps it.
-        svc = N.hostport(N.SBX2_4, N.HTTP_PORT)  # a service nothing else in this file steers
-        c = self.connect(N.SBX2_4)
-        self.assertPod(c.request("GET", "/before", [], host=svc), "sandbox2")
-        self.route(svc, "dev-a", TO4)
-        r = c.request("GET", "/after-route", KEY_A, host=svc)
-        self.assertPod(r, "sandbox", "keyed request on a connection opened before the route")

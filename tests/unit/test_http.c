@@ -123,3 +123,75 @@ Test(http_sniff, tells_http_from_other_protocols)
 	cr_assert_eq(http_sniff("a\x01\x02\x03", 4), 0, "binary");
 	cr_assert_eq(http_sniff("hello world\n", 12), 0, "a text protocol");
 }
+
+/* Feed a whole body, optionally one byte at a time; returns bytes consumed
+ * or -1, with *done. */
+static long feed(const char *body, size_t len, int bytewise, bool *done, const char **why)
+{
+	struct chunked ck = {};
+	size_t off = 0;
+
+	*done = false;
+	while (off < len && !*done) {
+		size_t n = bytewise ? 1 : len - off;
+		long r = chunked_feed(&ck, body + off, n, done, why);
+
+		if (r < 0)
+			return -1;
+		off += (size_t)r;
+	}
+	return (long)off;
+}
+
+#define CK_OK(body, rest)                                                                          \
+	do {                                                                                       \
+		for (int bw = 0; bw < 2; bw++) {                                                   \
+			bool d_;                                                                   \
+			const char *w_ = NULL;                                                     \
+			long n_ = feed(body, sizeof(body) - 1, bw, &d_, &w_);                      \
+			cr_assert(d_, "not done (%s): %s", w_ ? w_ : "-", body);                   \
+			cr_assert_eq(n_, (long)(sizeof(body) - 1 - (rest)), "end at %ld: %s", n_,  \
+				     body);                                                        \
+		}                                                                                  \
+	} while (0)
+
+#define CK_BAD(body, why)                                                                          \
+	do {                                                                                       \
+		for (int bw = 0; bw < 2; bw++) {                                                   \
+			bool d_;                                                                   \
+			const char *w_ = NULL;                                                     \
+			cr_assert_eq(feed(body, sizeof(body) - 1, bw, &d_, &w_), -1,               \
+				     "accepted: %s", body);                                        \
+			cr_assert_str_eq(w_, why);                                                 \
+		}                                                                                  \
+	} while (0)
+
+Test(chunked, finds_the_end_of_valid_bodies)
+{
+	CK_OK("0\r\n\r\n", 0);
+	CK_OK("5\r\nhello\r\n0\r\n\r\n", 0);
+	CK_OK("5\r\nhello\r\n0\r\n\r\nGET / HTTP/1.1\r\n\r\n", 18);
+	CK_OK("A\r\n0123456789\r\n000\r\n\r\n", 0);
+	CK_OK("a;ext=1;x=\"q\"\r\n0123456789\r\n0 ;last\r\n\r\n", 0);
+	CK_OK("3\r\nabc\r\n0\r\nX-Sum: 1\r\nX-Other:\tv\r\n\r\n", 0);
+}
+
+Test(chunked, refuses_ambiguous_framing)
+{
+	CK_BAD("5\r\nhelloXY0\r\n\r\n", "chunk data not followed by CRLF");
+	CK_BAD("5\nhello\r\n0\r\n\r\n", "invalid chunk size");
+	CK_BAD("5\r\nhello\n0\r\n\r\n", "chunk data not followed by CRLF");
+	CK_BAD("0\r\n\n", "invalid trailer field");
+	CK_BAD("0\r\nX: a\r\n b\r\n\r\n", "obsolete line folding in trailer");
+	CK_BAD("0\r\nX: a\n\r\n", "invalid trailer field");
+	CK_BAD("zz\r\n", "invalid chunk size");
+	CK_BAD("-5\r\n", "invalid chunk size");
+	CK_BAD("+5\r\n", "invalid chunk size");
+	CK_BAD("0x5\r\n", "invalid chunk size");
+	CK_BAD("\r\n", "invalid chunk size");
+	CK_BAD("1000000000000000\r\n", "invalid chunk size");
+	CK_BAD("5 5\r\n", "invalid chunk size");
+	CK_BAD("5;a\nb\r\n", "invalid chunk extension");
+	CK_BAD("5;a\x01\r\n", "invalid chunk extension");
+	CK_BAD("5\r\nhello\r\n0\r\nX: 1\r\x00", "bare CR in chunked body");
+}
