@@ -2,6 +2,11 @@
 """shuntd options and placement: the agent inside the attached cgroup, custom
 routing-key names, configurable head limits."""
 
+import os
+import shlex
+import signal
+import time
+
 import node as N
 from base import SVC4, TO4, NodeTestCase
 from httpmsg import build_request, key_header
@@ -60,3 +65,39 @@ class KeyNamesAndLimits(NodeTestCase):
                 self.assertIsNotNone(r, "no response: %s" % reply.get("error"))
                 self.assertEqual(r.status, 431, what)
                 self.assertNoUpstreamTraffic(mark, what)
+
+
+class FreshMachineBpffs(NodeTestCase):
+    """A fresh node has no bpffs at /sys/fs/bpf: shuntd mounts one. Run it in
+    a private mount namespace where /sys/fs/bpf is unmounted, so the host's
+    bpffs is neither needed nor touched."""
+
+    needs_shuntd = False
+
+    def test_shuntd_mounts_bpffs_when_none_is_mounted(self):
+        n = self.node
+        log = os.path.join(n.tmp, "fresh-shuntd.log")
+        script = ("while umount /sys/fs/bpf 2>/dev/null; do :; done; "
+                  "if grep -q ' /sys/fs/bpf bpf ' /proc/self/mounts; then exit 99; fi; "
+                  "exec " + shlex.join(n.nsenter("node") + n.shuntd_argv()))
+        with open(log, "wb") as f:
+            p = n.spawn(["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+                        stdout=f, stderr=f)
+        try:
+            deadline = time.monotonic() + 15
+            while "ready" not in open(log).read():
+                self.assertIsNone(p.poll(), "shuntd exited %s:\n%s" % (p.returncode, open(log).read()))
+                self.assertLess(time.monotonic(), deadline, "not ready:\n" + open(log).read())
+                time.sleep(0.05)
+            self.assertIn("mounted a bpffs at /sys/fs/bpf", open(log).read())
+            # Its pins live in its own bpffs, not in the host's.
+            self.assertFalse(os.path.exists(n.pin), "pins appeared in the host's bpffs")
+            self.route(SVC4, "dev-a", TO4)
+            self.assertPod(self.get(N.BASE4, "/", [key_header("dev-a")]), "sandbox")
+            self.assertPod(self.get(N.BASE4, "/", []), "baseline")
+            p.send_signal(signal.SIGTERM)
+            self.assertEqual(p.wait(10), 0, open(log).read())
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
