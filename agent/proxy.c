@@ -1283,10 +1283,13 @@ void proxy_stop(struct proxy *p)
 	p->n_listeners = 0;
 	while (p->clients)
 		client_close(p->clients);
-	for (pl = p->pools; pl; pl = next) {
-		next = pl->next;
+	/* Close every pooled connection first: up_close() looks its pool up
+	 * in the list, so no pool may be freed before all are empty. */
+	for (pl = p->pools; pl; pl = pl->next)
 		while (pl->idle)
 			up_close(pl->idle);
+	for (pl = p->pools; pl; pl = next) {
+		next = pl->next;
 		free(pl);
 	}
 	p->pools = NULL;
