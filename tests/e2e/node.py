@@ -71,6 +71,10 @@ class HarnessError(Exception):
 
 
 _LIVE = set()  # nodes not yet closed
+# Problems of the agent found at teardown (sanitizer reports, a bad exit):
+# run.py fails the run on any.
+AGENT_PROBLEMS = []
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:")
 ALL_IDS = []  # every id this process created, for the leak check
 
 
@@ -489,6 +493,9 @@ class Node:
             step("client", self.client.close)
         if self.shuntd and self.shuntd.poll() is None:
             step("shuntd", lambda: self.shuntd_stop(signal.SIGTERM, timeout=5))
+            if self.shuntd.returncode not in (0, None):
+                AGENT_PROBLEMS.append("node %s: shuntd exited %s at teardown (SIGTERM)"
+                                      % (self.id, self.shuntd.returncode))
         for p in self.procs:
             if p.poll() is None:
                 step("killpg", lambda p=p: _killpg(p))
@@ -501,9 +508,23 @@ class Node:
         if os.path.isdir(self.pin):
             step("pin", lambda: shutil.rmtree(self.pin))
         if self.created["tmp"]:
+            step("sanitizers", self._scan_logs)
             step("tmp", lambda: shutil.rmtree(self.tmp))
         if errors:
             print("[e2e %s] teardown problems: %s" % (self.id, "; ".join(errors)), file=sys.stderr)
+
+    def _scan_logs(self):
+        """A sanitizer report in any agent log fails the run, even when no
+        test noticed (the logs are deleted with the temp dir)."""
+        for name in sorted(os.listdir(self.tmp)):
+            if not name.endswith(".log"):
+                continue
+            text = _read_from(os.path.join(self.tmp, name))
+            for marker in SANITIZER_MARKERS:
+                i = text.find(marker)
+                if i >= 0:
+                    AGENT_PROBLEMS.append("node %s: %s in %s:\n%s" % (self.id, marker, name, text[i:i + 3000]))
+                    break
 
     def _remove_cgroup(self):
         procs = os.path.join(self.cg, "cgroup.procs")

@@ -168,6 +168,9 @@ def main():
         print("\ninterrupted: tearing down", flush=True)
     finally:
         N.close_all_nodes()
+    if N.AGENT_PROBLEMS:
+        print("FAIL  agent health at teardown:\n  " + "\n  ".join(N.AGENT_PROBLEMS))
+        result.failed.append("agent-health")
     left = N.leaks(N.ALL_IDS)
     if left:
         print("FAIL  harness leak check: left behind after teardown:\n  " + "\n  ".join(left))
