@@ -257,6 +257,7 @@ static void cmd_status(struct ctl_conn *cc, char **f, int n)
 		{"accepted", ps->accepted},
 		{"active", ps->active},
 		{"unknown", ps->unknown},
+		{"refused", ps->refused},
 		{"requests", ps->requests},
 		{"to_sandbox", ps->to_sandbox},
 		{"to_baseline", ps->to_baseline},

@@ -133,6 +133,7 @@ struct proxy {
 	struct upstream *dead_ups;
 	struct pool *pools;
 	struct http_header *hdrs; /* scratch for one head at a time */
+	int spare_fd;		  /* given up to refuse a connection at EMFILE */
 	llhttp_settings_t req_settings, resp_settings;
 	struct proxy_stats st;
 };
@@ -1188,6 +1189,21 @@ static void listener_event(struct ev_handler *h, uint32_t events)
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
+			if ((errno == EMFILE || errno == ENFILE) && l->p->spare_fd >= 0) {
+				/* Out of descriptors: refuse the oldest waiting
+				 * connection with a close instead of leaving the
+				 * backlog to stall until the next edge. */
+				close(l->p->spare_fd);
+				fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+				if (fd >= 0)
+					close(fd);
+				l->p->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+				l->p->st.refused++;
+				pr_warn("out of file descriptors: refused a connection");
+				if (fd >= 0)
+					continue;
+				return;
+			}
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
 				pr_warn("accept: %s", strerror(errno));
 			return;
@@ -1249,6 +1265,7 @@ int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loo
 	p->loop = loop;
 	p->store = store;
 	p->bpf = bpf;
+	p->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	p->hdrs = calloc(o->max_headers ? o->max_headers : 1, sizeof(*p->hdrs));
 	if (!p->hdrs) {
 		free(p);
@@ -1294,6 +1311,8 @@ void proxy_stop(struct proxy *p)
 	}
 	p->pools = NULL;
 	proxy_reap(p);
+	if (p->spare_fd >= 0)
+		close(p->spare_fd);
 	free(p->hdrs);
 	free(p);
 }

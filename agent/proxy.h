@@ -37,6 +37,7 @@ struct proxy_stats {
 	uint64_t accepted; /* client connections accepted */
 	uint64_t active;   /* client connections open now */
 	uint64_t unknown;  /* accepted, but no capture record: closed */
+	uint64_t refused;  /* closed at once: out of file descriptors */
 	uint64_t requests; /* requests routed */
 	uint64_t to_sandbox;
 	uint64_t to_baseline;

@@ -5,6 +5,7 @@ routing-key names, configurable head limits."""
 import os
 import shlex
 import signal
+import subprocess
 import time
 
 import node as N
@@ -101,3 +102,49 @@ class FreshMachineBpffs(NodeTestCase):
             if p.poll() is None:
                 p.kill()
                 p.wait(5)
+
+
+class FdExhaustion(NodeTestCase):
+    """Out of file descriptors, shuntd refuses connections with a close or
+    answers 503; it never leaves a connection hanging, and it recovers."""
+
+    def test_out_of_descriptors_refuses_cleanly_and_recovers(self):
+        n = self.node
+        self.route(SVC4, "dev-a", TO4)
+        pid = n.shuntd.pid
+        limit = len(os.listdir("/proc/%d/fd" % pid)) + 16
+        p = subprocess.run(["prlimit", "--pid", str(pid), "--nofile=%d:%d" % (limit, limit)],
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        outcomes = {"answered": 0, "503": 0, "closed": 0}
+        conns = [self.connect(N.BASE4) for _ in range(40)]
+        for c in conns:
+            c.try_send(build_request("GET", "/fd", [key_header("dev-a")], host=SVC4))
+        for c in conns:
+            r, reply = c.try_response(timeout=3)
+            if r is None:
+                self.assertTrue(reply.get("eof") or "reset" in str(reply.get("error", "")).lower(),
+                                "a connection neither answered nor closed: %r" % reply)
+                outcomes["closed"] += 1
+            elif r.status == 503:
+                outcomes["503"] += 1
+            else:
+                self.assertEqual(r.status, 200)
+                self.assertPod(r, "sandbox")
+                outcomes["answered"] += 1
+        # More clients than descriptors: some were refused (closed) or got a
+        # 503 (no descriptor left for their upstream); none was left hanging.
+        self.assertEqual(sum(outcomes.values()), len(conns), outcomes)
+        self.assertGreater(outcomes["closed"], 0, outcomes)
+        for c in conns:
+            c.close()
+        self.conns = []
+        deadline = time.monotonic() + 5
+        while True:  # the descriptors come back as the closes are seen
+            r = self.node.client.request(N.BASE4, N.HTTP_PORT, "GET", "/after",
+                                         headers=[key_header("dev-a")], timeout=3)
+            if r is not None and r.status == 200 or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        self.assertPod(r, "sandbox", "after the connections were released")
+        self.assertGreaterEqual(n.status()["proxy"]["refused"], outcomes["closed"])
