@@ -2,6 +2,7 @@
 /* The control socket server (protocol in ctl_proto.h). */
 #include <errno.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -111,6 +112,7 @@ static void cmd_route_add(struct ctl_conn *cc, char **f, int n)
 	struct shunt_route v = {};
 	uint64_t ttl = 0, now = (uint64_t)time(NULL);
 	char err[256], s1[ADDR_STR_LEN], s2[ADDR_STR_LEN];
+	bool newly_steered;
 
 	if (n != 6) {
 		fail(cc, CTL_EXIT_USAGE, "route-add: expected 5 fields, got %d", n - 1);
@@ -142,6 +144,7 @@ static void cmd_route_add(struct ctl_conn *cc, char **f, int n)
 		return;
 	}
 	route_key_make(&k, &svc, f[2], strlen(f[2]));
+	newly_steered = route_table_service_count(a->store.t, &svc) == 0;
 	v.to = to;
 	v.created_unix = now;
 	v.expires_unix = ttl ? now + ttl : 0;
@@ -154,6 +157,13 @@ static void cmd_route_add(struct ctl_conn *cc, char **f, int n)
 	pr_info("route added: service %s key %s -> %s%s", s1, f[2], s2,
 		v.flags & SHUNT_ROUTE_FALLBACK_BASELINE ? " (fallback baseline)" : "");
 	out_printf(cc, "ok\nroute added: %s key=%s -> %s\n", s1, f[2], s2);
+	if (newly_steered)
+		/* Capture happens at connect(): say so, or the first keyed
+		 * request on an old keep-alive connection looks like a bug. */
+		out_printf(cc,
+			   "note: %s is steered from now on; connections opened to it before now "
+			   "keep going to the baseline until they close\n",
+			   s1);
 }
 
 static void cmd_route_del(struct ctl_conn *cc, char **f, int n)

@@ -20,6 +20,13 @@ def seconds(v):
 
 
 class Shuntctl(NodeTestCase):
+    def test_route_add_says_when_a_service_becomes_steered(self):
+        first = self.route(SVC4, "dev-a", TO4).stdout
+        self.assertIn("route added: %s key=dev-a -> %s" % (SVC4, TO4), first)
+        self.assertIn("note: %s is steered from now on" % SVC4, first)
+        second = self.route(SVC4, "dev-b", TO4).stdout
+        self.assertNotIn("note:", second, "the service was already steered")
+
     def test_route_list_json(self):
         self.assertEqual(self.node.routes(), [], "routes left from an earlier test")
         self.route(SVC4, "dev-a", TO4)
