@@ -35,10 +35,11 @@
 #include "store.h"
 #include "util.h"
 
-#define BUF_INITIAL    (16 * 1024)
-#define BUF_STREAM_MAX (64 * 1024) /* per direction, once the head is known */
-#define LINGER_MS      1000	   /* reading after an error response, before close */
-#define POOL_IDLE_MS   30000	   /* an idle pooled upstream is closed after this */
+#define BUF_INITIAL	   (16 * 1024)
+#define BUF_STREAM_MAX	   (64 * 1024) /* per direction, once the head is known */
+#define LINGER_MS	   1000	       /* reading after an error response, before close */
+#define POOL_IDLE_MS	   30000       /* an idle pooled upstream is closed after this */
+#define POOL_PEEK_AFTER_MS 1000	       /* idle longer: check it is still open */
 
 struct buf {
 	char *data;
@@ -334,11 +335,16 @@ static struct upstream *up_get(struct proxy *p, const struct shunt_addr *dst, bo
 		pl->n--;
 		u->state = UP_ACTIVE;
 		/* A server that closed an idle connection (or wrote to it out
-		 * of turn) may not have been heard yet: look before reusing. */
-		n = recv(u->fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
-			up_close(u);
-			continue;
+		 * of turn) may not have been heard yet: look before reusing
+		 * one that sat idle a while. Servers do not close keep-alive
+		 * connections within a second of a response, so the request
+		 * loops of busy clients save the system call. */
+		if (p->loop->now_ms - u->idle_since >= POOL_PEEK_AFTER_MS) {
+			n = recv(u->fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+			if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
+				up_close(u);
+				continue;
+			}
 		}
 		p->st.upstream_reused++;
 		return u;
