@@ -758,9 +758,10 @@ static void finish_exchange(struct client *c)
 		up_release(u);
 	else
 		up_close(u);
-	if (!reuse || !c->req_done) {
+	if (!reuse) {
 		/* Connection: close (either side), HTTP/1.0 without keep-alive,
-		 * or a response that came before the request was done. */
+		 * a response that came before the request was done, or an
+		 * upgrade that was refused. */
 		shutdown(c->fd, SHUT_WR);
 		client_close(c);
 		return;
@@ -1173,9 +1174,6 @@ static void accept_one(struct proxy *p, int fd)
 	}
 	bpf_map_delete_elem(p->bpf->conns_fd, &c->peer);
 	c->orig = orig.dst;
-	c->req.data = c;
-	llhttp_init(&c->req, HTTP_REQUEST, &p->req_settings);
-	c->req.data = c;
 	client_reset_request(c);
 	if (loop_add(p->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->h)) {
 		pr_warn("epoll add: %s", strerror(errno));
