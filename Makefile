@@ -50,7 +50,7 @@ UNIT_OBJS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%.o,$(UNIT_SRCS))
 
 .DELETE_ON_ERROR:
 .SECONDARY: $(BPF_OBJS)
-.PHONY: all clean test test-unit test-e2e bench check format vmlinux demo
+.PHONY: all clean test test-unit test-e2e bench soak check format vmlinux demo
 
 all: $(OUTPUT)/shuntd $(OUTPUT)/shuntctl
 
@@ -105,6 +105,11 @@ demo: all
 
 bench: all
 	$(PYTHON) tests/bench/bench.py --build $(OUTPUT) $(BENCH_ARGS)
+
+# Randomized traffic under route churn; reports misroutes, failures, RSS/fds.
+DURATION ?= 10m
+soak: all
+	$(PYTHON) tests/soak/soak.py --build $(OUTPUT) --duration $(DURATION) $(SOAK_ARGS)
 
 C_SRCS := $(wildcard agent/*.c agent/*.h include/shunt/*.h bpf/*.c bpf/lib/*.h tests/unit/*.c tests/unit/*.h)
 format:
