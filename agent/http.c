@@ -96,7 +96,7 @@ int http_head_check(const char *head, size_t len, struct http_header *hdrs, size
 
 	while (pos < len) {
 		const char *line = head + pos;
-		size_t i = 0, rest = len - pos, name_len, vstart, vend;
+		size_t i = 0, rest = len - pos, name_len, vstart, vend, raw_end;
 
 		if (line[0] == '\r') {
 			/* The empty line; only valid as the very end. */
@@ -121,7 +121,7 @@ int http_head_check(const char *head, size_t len, struct http_header *hdrs, size
 		}
 		if (i + 1 >= rest || line[i] != '\r' || line[i + 1] != '\n')
 			return bad(res, "bare LF");
-		vend = i;
+		vend = raw_end = i;
 		while (vstart < vend && (line[vstart] == ' ' || line[vstart] == '\t'))
 			vstart++;
 		while (vend > vstart && (line[vend - 1] == ' ' || line[vend - 1] == '\t'))
@@ -134,6 +134,14 @@ int http_head_check(const char *head, size_t len, struct http_header *hdrs, size
 					       .name_len = name_len,
 					       .value = line + vstart,
 					       .value_len = vend - vstart};
+		if ((name_is(&hdrs[n], "content-length") ||
+		     name_is(&hdrs[n], "transfer-encoding")) &&
+		    (vend != raw_end ||
+		     memchr(line + name_len + 1, '\t', raw_end - name_len - 1))) {
+			/* Parsers disagree on tabs and trailing blanks around
+			 * framing values ("chunked\t"): refuse them. */
+			return bad(res, "whitespace around a framing header value");
+		}
 		if (name_is(&hdrs[n], "content-length")) {
 			if (!value_is_digits(&hdrs[n]) ||
 			    parse_length(&hdrs[n], &res->content_length))
@@ -182,12 +190,13 @@ int http_sniff(const char *buf, size_t len)
 	 * byte no request line starts with. */
 	if (!is_tchar((unsigned char)buf[0]))
 		return 0;
-	/* A method-like token (uppercase letters, then a space) is an attempt
-	 * at HTTP: it is parsed strictly, and refused if it is not valid. */
+	/* A method-like token (uppercase letters, '-' and '_' as in M-SEARCH,
+	 * then a space) is an attempt at HTTP: it is parsed strictly, and
+	 * refused if it is not valid. */
 	for (i = 0; i < len && i < 32; i++) {
 		if (buf[i] == ' ')
 			return 1;
-		if (buf[i] < 'A' || buf[i] > 'Z')
+		if ((buf[i] < 'A' || buf[i] > 'Z') && buf[i] != '-' && buf[i] != '_')
 			break;
 	}
 	if (i == len)

@@ -712,6 +712,9 @@ static void parse_request(struct client *c)
 	}
 	if (c->parsed == c->in.end)
 		return;
+	if (c->parsed == c->req_start && c->in.end - c->req_start == 1 &&
+	    c->in.data[c->req_start] == '\r' && !c->eof)
+		return; /* a CR whose LF is still on its way */
 	if (c->first) {
 		r = http_sniff(c->in.data + c->req_start, c->in.end - c->req_start);
 		if (r < 0 && !c->eof)

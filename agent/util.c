@@ -323,7 +323,8 @@ char *format_duration(uint64_t sec, char *buf, size_t len)
 		return buf;
 	buf[0] = '\0';
 	if (sec == 0) {
-		snprintf(buf, len, "0s");
+		if (len > 2)
+			memcpy(buf, "0s", 3); /* whole, or not at all */
 		return buf;
 	}
 	for (i = 0; i < sizeof(units) / sizeof(units[0]); i++) {

@@ -195,3 +195,25 @@ Test(chunked, refuses_ambiguous_framing)
 	CK_BAD("5;a\x01\r\n", "invalid chunk extension");
 	CK_BAD("5\r\nhello\r\n0\r\nX: 1\r\x00", "bare CR in chunked body");
 }
+
+Test(http_head, framing_values_without_tabs_or_trailing_blanks)
+{
+	ACCEPT("POST / HTTP/1.1\r\nContent-Length:   5\r\n\r\n");
+	REFUSE("POST / HTTP/1.1\r\nContent-Length: 5 \r\n\r\n", 400,
+	       "whitespace around a framing header value");
+	REFUSE("POST / HTTP/1.1\r\nContent-Length:\t5\r\n\r\n", 400,
+	       "whitespace around a framing header value");
+	REFUSE("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\t\r\n\r\n", 400,
+	       "whitespace around a framing header value");
+	REFUSE("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
+	       "Transfer-Encoding in an HTTP/1.0 request");
+}
+
+Test(http_sniff, methods_with_dashes_are_http)
+{
+	char buf[9000] = "M-SEARCH /";
+
+	memset(buf + 10, 'a', sizeof(buf) - 10);
+	cr_assert_eq(http_sniff(buf, sizeof(buf)), 1, "a long M-SEARCH line is still HTTP");
+	cr_assert_eq(http_sniff("M-SEARCH", 8), -1);
+}
