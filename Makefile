@@ -50,7 +50,7 @@ UNIT_OBJS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%.o,$(UNIT_SRCS))
 
 .DELETE_ON_ERROR:
 .SECONDARY: $(BPF_OBJS)
-.PHONY: all clean test test-unit test-e2e bench soak check format vmlinux demo
+.PHONY: all clean test test-unit test-e2e bench soak fuzz fuzz-smoke test-kernels check format vmlinux demo
 
 all: $(OUTPUT)/shuntd $(OUTPUT)/shuntctl
 
@@ -105,6 +105,19 @@ demo: all
 
 bench: all
 	$(PYTHON) tests/bench/bench.py --build $(OUTPUT) $(BENCH_ARGS)
+
+# libFuzzer harnesses (tests/fuzz/): FUZZ_TIME seconds each; fuzz-smoke ~10 s.
+FUZZ_TIME ?= 60
+FUZZ_ENV = OUTPUT=$(OUTPUT) CLANG=$(CLANG) LLHTTP_SRC=$(LLHTTP_SRC) LLHTTP_INC=$(LLHTTP_INC)
+fuzz:
+	$(FUZZ_ENV) bash tests/fuzz/run.sh $(FUZZ_TIME)
+
+fuzz-smoke:
+	$(FUZZ_ENV) bash tests/fuzz/run.sh --smoke
+
+# Verifier acceptance and the e2e suite under Debian's 6.1 and 6.12 kernels.
+test-kernels: all
+	bash tests/kernels/run.sh --build $(OUTPUT)
 
 # Randomized traffic under route churn; reports misroutes, failures, RSS/fds.
 DURATION ?= 10m
