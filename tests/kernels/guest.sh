@@ -135,6 +135,7 @@ rc=${PIPESTATUS[0]}
 result e2e_rc "$rc"
 result e2e_seconds "$(($(date +%s) - t0))"
 result e2e_summary "$(grep -E '^[0-9]+ passed, [0-9]+ failed, [0-9]+ skipped$' "$OUT/e2e.log" | tail -n 1)"
+result e2e_failed "$(grep -E '^failed: ' "$OUT/e2e.log" | tail -n 1)"
 
 # Kernel warnings during the run are findings too.
 dmesg | grep -E 'WARNING:|BUG:|Oops|Call Trace' >"$OUT/dmesg-warnings" || true
