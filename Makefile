@@ -117,7 +117,7 @@ fuzz-smoke:
 
 # Verifier acceptance and the e2e suite under Debian's 6.1 and 6.12 kernels.
 test-kernels: all
-	bash tests/kernels/run.sh --build $(OUTPUT)
+	bash tests/kernels/run.sh --build $(OUTPUT) $(KERNELS_ARGS)
 
 # Randomized traffic under route churn; reports misroutes, failures, RSS/fds.
 DURATION ?= 10m

@@ -237,6 +237,15 @@ initramfs() {
 
 # ---- booting -------------------------------------------------------------------
 TMPDIRS=()
+MAIN_PID=$$
+
+# A killed process stays a zombie until its parent reaps it: kill -0 says
+# nothing.
+main_alive() {
+	local st
+	st=$(sed -n 's/^State:[[:space:]]*\(.\).*/\1/p' "/proc/$MAIN_PID/status" 2>/dev/null)
+	[ -n "$st" ] && [ "$st" != Z ]
+}
 
 # kill_qemu TMP: stop the qemu whose -pidfile is in TMP, if it still runs.
 kill_qemu() {
@@ -314,6 +323,14 @@ boot_kernel() {
 		-device virtio-9p-pci,fsdev=out,mount_tag=out \
 		</dev/null >>"$tmp/console.log" 2>&1 &
 	local qpid=$!
+	# Belt and braces for the EXIT trap: should this script die without
+	# running it (SIGKILL), its qemu goes too, not only at the timeout.
+	(
+		while main_alive && kill -0 "$qpid" 2>/dev/null; do
+			sleep 2
+		done
+		main_alive || { kill_qemu "$tmp" && rm -rf "$tmp"; }
+	) &
 	# Stream the console, one prefixed line at a time, until qemu is gone.
 	tail -n +1 -f --pid="$qpid" "$tmp/console.log" | sed -u "s/\r\$//; s/^/[$spec] /" || true
 	qrc=0
