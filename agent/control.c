@@ -19,16 +19,28 @@
 #include "routekey.h"
 #include "util.h"
 
+/* A client gets this long to send its line and read the answer, and this
+ * many connections are served at once: one that connects and stalls
+ * cannot hold descriptors for ever, nor many of them starve the proxy. */
+#define CTL_TIMEOUT_MS 5000
+#define CTL_MAX_CONNS  32
+
+struct ctl_conn;
+
 struct control {
 	struct ev_handler h;
 	struct agent *a;
 	int fd;
+	unsigned int nconns;
+	struct ctl_conn *conns; /* oldest last */
 	char path[108];
 };
 
 struct ctl_conn {
 	struct ev_handler h;
 	struct agent *a;
+	struct ctl_conn *prev, *next;
+	uint64_t started_ms;
 	int fd;
 	char in[CTL_MAX_REQUEST];
 	size_t inlen;
@@ -104,59 +116,31 @@ static int fail(struct ctl_conn *cc, int code, const char *fmt, ...)
 	return -1;
 }
 
-static void cmd_route_add(struct ctl_conn *cc, char **f, int n)
+static void cmd_route_add(struct ctl_conn *cc, const struct ctl_request *r)
 {
 	struct agent *a = cc->a;
-	struct shunt_addr svc, to;
 	struct shunt_route_key k;
 	struct shunt_route v = {};
-	uint64_t ttl = 0, now = (uint64_t)time(NULL);
+	uint64_t now = (uint64_t)time(NULL);
 	char err[256], s1[ADDR_STR_LEN], s2[ADDR_STR_LEN];
 	bool newly_steered;
 
-	if (n != 6) {
-		fail(cc, CTL_EXIT_USAGE, "route-add: expected 5 fields, got %d", n - 1);
-		return;
-	}
-	if (parse_addr_port(f[1], &svc)) {
-		fail(cc, CTL_EXIT_FAILED, "--service: '%s' is not IP:PORT", f[1]);
-		return;
-	}
-	if (rk_validate(f[2])) {
-		fail(cc, CTL_EXIT_FAILED,
-		     "--key: '%s' is not a valid routing key (1-63 visible ASCII characters, none "
-		     "of , ; = \" \\)",
-		     f[2]);
-		return;
-	}
-	if (parse_addr_port(f[3], &to)) {
-		fail(cc, CTL_EXIT_FAILED, "--to: '%s' is not IP:PORT", f[3]);
-		return;
-	}
-	if (parse_u64(f[4], 10ULL * 366 * 86400, &ttl)) {
-		fail(cc, CTL_EXIT_FAILED, "--ttl: '%s' is not a number of seconds", f[4]);
-		return;
-	}
-	if (!strcmp(f[5], "baseline"))
+	if (r->fallback_baseline)
 		v.flags |= SHUNT_ROUTE_FALLBACK_BASELINE;
-	else if (strcmp(f[5], "error")) {
-		fail(cc, CTL_EXIT_FAILED, "--fallback: '%s' is not baseline or error", f[5]);
-		return;
-	}
-	route_key_make(&k, &svc, f[2], strlen(f[2]));
-	newly_steered = route_table_service_count(a->store.t, &svc) == 0;
-	v.to = to;
+	route_key_make(&k, &r->service, r->key, strlen(r->key));
+	newly_steered = route_table_service_count(a->store.t, &r->service) == 0;
+	v.to = r->to;
 	v.created_unix = now;
-	v.expires_unix = ttl ? now + ttl : 0;
+	v.expires_unix = r->ttl_sec ? now + r->ttl_sec : 0;
 	if (store_add(&a->store, &k, &v, err, sizeof(err))) {
 		fail(cc, CTL_EXIT_FAILED, "route add: %s", err);
 		return;
 	}
-	format_addr_port(&svc, s1, sizeof(s1));
-	format_addr_port(&to, s2, sizeof(s2));
-	pr_info("route added: service %s key %s -> %s%s", s1, f[2], s2,
+	format_addr_port(&r->service, s1, sizeof(s1));
+	format_addr_port(&r->to, s2, sizeof(s2));
+	pr_info("route added: service %s key %s -> %s%s", s1, r->key, s2,
 		v.flags & SHUNT_ROUTE_FALLBACK_BASELINE ? " (fallback baseline)" : "");
-	out_printf(cc, "ok\nroute added: %s key=%s -> %s\n", s1, f[2], s2);
+	out_printf(cc, "ok\nroute added: %s key=%s -> %s\n", s1, r->key, s2);
 	if (newly_steered)
 		/* Capture happens at connect(): say so, or the first keyed
 		 * request on an old keep-alive connection looks like a bug. */
@@ -166,40 +150,27 @@ static void cmd_route_add(struct ctl_conn *cc, char **f, int n)
 			   s1);
 }
 
-static void cmd_route_del(struct ctl_conn *cc, char **f, int n)
+static void cmd_route_del(struct ctl_conn *cc, const struct ctl_request *r)
 {
-	struct shunt_addr svc;
 	struct shunt_route_key k;
 	char s1[ADDR_STR_LEN];
 
-	if (n != 3) {
-		fail(cc, CTL_EXIT_USAGE, "route-del: expected 2 fields, got %d", n - 1);
-		return;
-	}
-	if (parse_addr_port(f[1], &svc)) {
-		fail(cc, CTL_EXIT_FAILED, "--service: '%s' is not IP:PORT", f[1]);
-		return;
-	}
-	if (rk_validate(f[2])) {
-		fail(cc, CTL_EXIT_FAILED, "--key: '%s' is not a valid routing key", f[2]);
-		return;
-	}
-	route_key_make(&k, &svc, f[2], strlen(f[2]));
-	format_addr_port(&svc, s1, sizeof(s1));
+	route_key_make(&k, &r->service, r->key, strlen(r->key));
+	format_addr_port(&r->service, s1, sizeof(s1));
 	if (store_del(&cc->a->store, &k)) {
-		fail(cc, CTL_EXIT_FAILED, "route del: no route for service %s key %s", s1, f[2]);
+		fail(cc, CTL_EXIT_FAILED, "route del: no route for service %s key %s", s1, r->key);
 		return;
 	}
-	pr_info("route deleted: service %s key %s", s1, f[2]);
-	out_printf(cc, "ok\nroute deleted: %s key=%s\n", s1, f[2]);
+	pr_info("route deleted: service %s key %s", s1, r->key);
+	out_printf(cc, "ok\nroute deleted: %s key=%s\n", s1, r->key);
 }
 
-static void cmd_route_list(struct ctl_conn *cc, char **f, int n)
+static void cmd_route_list(struct ctl_conn *cc, const struct ctl_request *r)
 {
 	struct shunt_route_key *keys;
 	struct shunt_route *vals;
 	long cnt;
-	int json = n > 1 && !strcmp(f[1], "json");
+	bool json = r->json;
 	uint64_t now = (uint64_t)time(NULL);
 	char s1[ADDR_STR_LEN], s2[ADDR_STR_LEN], d[32];
 
@@ -250,14 +221,14 @@ static void cmd_route_list(struct ctl_conn *cc, char **f, int n)
 	free(vals);
 }
 
-static void cmd_status(struct ctl_conn *cc, char **f, int n)
+static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 {
 	struct agent *a = cc->a;
 	struct shunt_prog_info progs[SHUNT_NR_PROGS];
 	struct shunt_map_info maps[7];
 	uint64_t ks[SHUNT_STAT_MAX] = {};
 	const struct proxy_stats *ps = proxy_stats(a->proxy);
-	int json = n > 1 && !strcmp(f[1], "json");
+	bool json = r->json;
 	int np = shunt_bpf_progs(&a->bpf, progs);
 	int nm = shunt_bpf_maps(&a->bpf, maps);
 	const struct {
@@ -340,36 +311,60 @@ static void cmd_status(struct ctl_conn *cc, char **f, int n)
 	out_printf(cc, "}}\n");
 }
 
-static void handle_request(struct ctl_conn *cc)
+static void handle_request(struct ctl_conn *cc, size_t len)
 {
-	char *f[16];
-	int n = 0;
-	char *save = NULL, *tok;
+	struct ctl_request r;
+	char err[512];
+	int code = ctl_parse_request(cc->in, len, &r, err, sizeof(err));
 
-	cc->in[cc->inlen - 1] = '\0'; /* the LF */
-	for (tok = strtok_r(cc->in, "\t", &save); tok && n < 16; tok = strtok_r(NULL, "\t", &save))
-		f[n++] = tok;
-	if (n == 0) {
-		fail(cc, CTL_EXIT_USAGE, "empty request");
+	if (code) {
+		fail(cc, code, "%s", err);
 		return;
 	}
-	if (!strcmp(f[0], "route-add"))
-		cmd_route_add(cc, f, n);
-	else if (!strcmp(f[0], "route-del"))
-		cmd_route_del(cc, f, n);
-	else if (!strcmp(f[0], "route-list"))
-		cmd_route_list(cc, f, n);
-	else if (!strcmp(f[0], "status"))
-		cmd_status(cc, f, n);
-	else
-		fail(cc, CTL_EXIT_USAGE, "unknown request '%.64s'", f[0]);
+	switch (r.op) {
+	case CTL_OP_ROUTE_ADD:
+		cmd_route_add(cc, &r);
+		break;
+	case CTL_OP_ROUTE_DEL:
+		cmd_route_del(cc, &r);
+		break;
+	case CTL_OP_ROUTE_LIST:
+		cmd_route_list(cc, &r);
+		break;
+	case CTL_OP_STATUS:
+		cmd_status(cc, &r);
+		break;
+	}
 	if (cc->failed)
 		fail(cc, CTL_EXIT_FAILED, "out of memory");
 }
 
+/* Read and drop what the client sent beyond its request: closing a unix
+ * socket with unread bytes resets the peer, which would lose the answer
+ * (a too-long request, a busy refusal). Bounded: a client that keeps
+ * writing gets its reset. */
+static void drain_input(int fd)
+{
+	char junk[4096];
+
+	for (int i = 0; i < 16; i++)
+		if (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0)
+			return;
+}
+
 static void conn_close(struct ctl_conn *cc)
 {
+	struct control *ctl = cc->a->ctl;
+
+	if (cc->prev)
+		cc->prev->next = cc->next;
+	else
+		ctl->conns = cc->next;
+	if (cc->next)
+		cc->next->prev = cc->prev;
+	ctl->nconns--;
 	loop_del(&cc->a->loop, cc->fd);
+	drain_input(cc->fd);
 	close(cc->fd);
 	free(cc->out);
 	free(cc);
@@ -391,8 +386,8 @@ static void conn_event(struct ev_handler *h, uint32_t events)
 		}
 		cc->inlen += (size_t)n;
 		if (memchr(cc->in, '\n', cc->inlen)) {
-			cc->inlen = (size_t)((char *)memchr(cc->in, '\n', cc->inlen) - cc->in) + 1;
-			handle_request(cc);
+			handle_request(cc,
+				       (size_t)((char *)memchr(cc->in, '\n', cc->inlen) - cc->in));
 			break;
 		}
 		if (cc->inlen == sizeof(cc->in)) {
@@ -422,6 +417,16 @@ static void ctl_event(struct ev_handler *h, uint32_t events)
 
 		if (fd < 0)
 			return;
+		if (ctl->nconns >= CTL_MAX_CONNS) {
+			static const char busy[] = "error 1\nshuntd: too many control connections "
+						   "at once, try again\n";
+
+			pr_warn("control: %u connections open, refusing one", ctl->nconns);
+			(void)!send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+			drain_input(fd);
+			close(fd);
+			continue;
+		}
 		cc = calloc(1, sizeof(*cc));
 		if (!cc) {
 			close(fd);
@@ -430,10 +435,17 @@ static void ctl_event(struct ev_handler *h, uint32_t events)
 		cc->h.fn = conn_event;
 		cc->a = ctl->a;
 		cc->fd = fd;
+		cc->started_ms = ctl->a->loop.now_ms;
 		if (loop_add(&ctl->a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLET, &cc->h)) {
 			close(fd);
 			free(cc);
+			continue;
 		}
+		cc->next = ctl->conns;
+		if (cc->next)
+			cc->next->prev = cc;
+		ctl->conns = cc;
+		ctl->nconns++;
 	}
 }
 
@@ -481,10 +493,28 @@ int control_start(struct agent *a, const char *path)
 	return 0;
 }
 
+void control_tick(struct agent *a)
+{
+	struct ctl_conn *cc, *next;
+
+	if (!a->ctl)
+		return;
+	for (cc = a->ctl->conns; cc; cc = next) {
+		next = cc->next;
+		if (a->loop.now_ms - cc->started_ms >= CTL_TIMEOUT_MS) {
+			pr_warn("control: a client did not finish its request in %d ms, closing it",
+				CTL_TIMEOUT_MS);
+			conn_close(cc);
+		}
+	}
+}
+
 void control_stop(struct agent *a)
 {
 	if (!a->ctl)
 		return;
+	while (a->ctl->conns)
+		conn_close(a->ctl->conns);
 	loop_del(&a->loop, a->ctl->fd);
 	close(a->ctl->fd);
 	unlink(a->ctl->path);

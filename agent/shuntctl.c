@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* shuntctl: the operator's CLI over shuntd's control socket. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,10 +37,16 @@ static const char usage_text[] =
 	"  shuntctl route list -o json\n"
 	"  shuntctl status\n";
 
-static int usage(const char *fmt, const char *arg)
+static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static int usage(const char *fmt, ...)
 {
+	va_list ap;
+
 	fprintf(stderr, "shuntctl: ");
-	fprintf(stderr, fmt, arg);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
 	fprintf(stderr, "\nTry 'shuntctl --help'.\n");
 	return CTL_EXIT_USAGE;
 }
@@ -50,7 +57,7 @@ static int call(const char *path, const char *req)
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	char buf[65536];
 	size_t len = strlen(req), off = 0;
-	int fd, code = CTL_EXIT_OK, first = 1;
+	int fd, code = CTL_EXIT_OK, first = 1, werr = 0;
 	ssize_t n;
 
 	if (strlen(path) >= sizeof(sun.sun_path)) {
@@ -66,11 +73,11 @@ static int call(const char *path, const char *req)
 		return CTL_EXIT_UNREACHABLE;
 	}
 	while (off < len) {
-		n = write(fd, req + off, len - off);
+		n = send(fd, req + off, len - off, MSG_NOSIGNAL);
 		if (n <= 0) {
-			fprintf(stderr, "shuntctl: write to %s: %s\n", path, strerror(errno));
-			close(fd);
-			return CTL_EXIT_UNREACHABLE;
+			/* shuntd may have answered (busy) and closed before reading */
+			werr = errno;
+			break;
 		}
 		off += (size_t)n;
 	}
@@ -103,10 +110,25 @@ static int call(const char *path, const char *req)
 	}
 	close(fd);
 	if (first) {
-		fprintf(stderr, "shuntctl: shuntd closed the connection without an answer\n");
+		if (werr)
+			fprintf(stderr, "shuntctl: write to %s: %s\n", path, strerror(werr));
+		else
+			fprintf(stderr,
+				"shuntctl: shuntd closed the connection without an answer\n");
 		return CTL_EXIT_UNREACHABLE;
 	}
 	return code;
+}
+
+static int send_request(const char *path, const struct ctl_request *r)
+{
+	char req[CTL_MAX_REQUEST];
+
+	if (ctl_format_request(r, req, sizeof(req)) < 0) {
+		fprintf(stderr, "shuntctl: request too long\n");
+		return CTL_EXIT_USAGE;
+	}
+	return call(path, req);
 }
 
 /* "-o json" / "-o text" / nothing. */
@@ -157,8 +179,7 @@ static int parse_route_args(int argc, char **argv, struct route_args *ra)
 static int route_cmd(const char *path, int argc, char **argv)
 {
 	struct route_args ra = {};
-	struct shunt_addr tmp;
-	char req[CTL_MAX_REQUEST];
+	struct ctl_request r = {};
 	uint64_t ttl = 0;
 	const char *fmt;
 	int err;
@@ -169,8 +190,9 @@ static int route_cmd(const char *path, int argc, char **argv)
 		err = parse_output(argc - 1, argv + 1, &fmt);
 		if (err)
 			return err;
-		snprintf(req, sizeof(req), "route-list\t%s\n", fmt);
-		return call(path, req);
+		r.op = CTL_OP_ROUTE_LIST;
+		r.json = !strcmp(fmt, "json");
+		return send_request(path, &r);
 	}
 	if (strcmp(argv[0], "add") && strcmp(argv[0], "del"))
 		return usage("route: unknown command '%s'", argv[0]);
@@ -181,7 +203,7 @@ static int route_cmd(const char *path, int argc, char **argv)
 		return usage("route %s: --service is required", argv[0]);
 	if (!ra.key)
 		return usage("route %s: --key is required", argv[0]);
-	if (parse_addr_port(ra.service, &tmp))
+	if (parse_addr_port(ra.service, &r.service))
 		return usage("--service: '%s' is not IP:PORT (e.g. 10.96.0.10:80, [fd00::10]:80)",
 			     ra.service);
 	if (rk_validate(ra.key))
@@ -191,26 +213,30 @@ static int route_cmd(const char *path, int argc, char **argv)
 	if (!strcmp(argv[0], "del")) {
 		if (ra.to || ra.ttl || ra.fallback)
 			return usage("route del takes only --service and --key%s", "");
-		snprintf(req, sizeof(req), "route-del\t%s\t%s\n", ra.service, ra.key);
-		return call(path, req);
+		r.op = CTL_OP_ROUTE_DEL;
+		strcpy(r.key, ra.key); /* rk_validate: at most 63 bytes */
+		return send_request(path, &r);
 	}
 	if (!ra.to)
 		return usage("route add: --to is required%s", "");
-	if (parse_addr_port(ra.to, &tmp))
+	if (parse_addr_port(ra.to, &r.to))
 		return usage("--to: '%s' is not IP:PORT", ra.to);
 	if (ra.ttl && parse_duration(ra.ttl, &ttl))
 		return usage("--ttl: '%s' is not a duration (e.g. 30m, 8h, 2d)", ra.ttl);
+	if (ttl > CTL_MAX_TTL)
+		return usage("--ttl: '%s' is longer than %llu days", ra.ttl, CTL_MAX_TTL / 86400);
 	if (ra.fallback && strcmp(ra.fallback, "baseline") && strcmp(ra.fallback, "error"))
 		return usage("--fallback: '%s' is not baseline or error", ra.fallback);
-	snprintf(req, sizeof(req), "route-add\t%s\t%s\t%s\t%llu\t%s\n", ra.service, ra.key, ra.to,
-		 (unsigned long long)ttl, ra.fallback ? ra.fallback : "error");
-	return call(path, req);
+	r.op = CTL_OP_ROUTE_ADD;
+	strcpy(r.key, ra.key);
+	r.ttl_sec = ttl;
+	r.fallback_baseline = ra.fallback && !strcmp(ra.fallback, "baseline");
+	return send_request(path, &r);
 }
 
 int main(int argc, char **argv)
 {
 	const char *path = CTL_DEFAULT_PATH, *fmt;
-	char req[64];
 	int i = 1, err;
 
 	while (i < argc && argv[i][0] == '-') {
@@ -238,8 +264,9 @@ int main(int argc, char **argv)
 		err = parse_output(argc - i - 1, argv + i + 1, &fmt);
 		if (err)
 			return err;
-		snprintf(req, sizeof(req), "status\t%s\n", fmt);
-		return call(path, req);
+		struct ctl_request r = {.op = CTL_OP_STATUS, .json = !strcmp(fmt, "json")};
+
+		return send_request(path, &r);
 	}
 	if (!strcmp(argv[i], "help")) {
 		fputs(usage_text, stdout);

@@ -390,6 +390,7 @@ int main(int argc, char **argv)
 		}
 		proxy_tick(a.proxy);
 		proxy_reap(a.proxy);
+		control_tick(&a);
 		if (a.loop.now_ms - last_sweep >= 1000) {
 			last_sweep = a.loop.now_ms;
 			store_expire(&a.store, (uint64_t)time(NULL));

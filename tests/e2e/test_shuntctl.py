@@ -2,6 +2,7 @@
 """shuntctl: JSON output, exit codes, and what bpftool shows of the pins."""
 
 import os
+import socket
 import re
 import time
 
@@ -111,3 +112,85 @@ class Shuntctl(NodeTestCase):
         p = N.run(["bpftool", "map", "dump", "pinned", path], check=False)
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertIn("dev-a", p.stdout, "key not printed as text (no BTF?):\n%s" % p.stdout[:2000])
+
+
+class ControlSocket(NodeTestCase):
+    """What a confused or hostile client of the control socket gets: an
+    error for a bad line, a closed connection when it stalls, a busy error
+    beyond the connection limit; never a crash, a hang or a changed table."""
+
+    def raw(self, data, shut=True, timeout=5):
+        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        s.settimeout(timeout)
+        s.connect(self.node.sock)
+        try:
+            if data:
+                s.sendall(data)
+            if shut:
+                s.shutdown(socket.SHUT_WR)
+        except BrokenPipeError:
+            pass  # answered and closed before reading: the answer is still there
+        out = b""
+        while True:
+            b = s.recv(65536)
+            if not b:
+                break
+            out += b
+        s.close()
+        return out
+
+    def test_bad_lines_get_an_error_and_change_nothing(self):
+        cases = [
+            (b"\n", b"error 2\nempty request\n"),
+            (b"reboot\tnow\n", b"error 2\nunknown request 'reboot'\n"),
+            (b"status\x00\ttext\n", b"error 2\nrequest has a NUL, CR or LF byte at offset 6\n"),
+            (b"status\ttext\r\n", b"error 2\nrequest has a NUL, CR or LF byte at offset 11\n"),
+            (b"route-add\t" + SVC4.encode() + b"\t\tdev-a\t" + TO4.encode() + b"\t0\n",
+             b"error 2\nfield 2 is empty\n"),
+            (b"route-add\t" + SVC4.encode() + b"\tdev-a\t" + TO4.encode() + b"\t99999999999\terror\n",
+             b"error 1\n--ttl: '99999999999' is not a number of seconds up to 316224000\n"),
+            (b"\xff" * 100 + b"\n", b"error 2\nunknown request '" + b"?" * 64 + b"'\n"),
+            (b"x" * 5000, b"error 2\nrequest too long\n"),
+        ]
+        for data, want in cases:
+            try:
+                got = self.raw(data)
+            except OSError as e:
+                self.fail("for %r: %s" % (data[:60], e))
+            self.assertEqual(got, want, "for %r" % data[:60])
+        # a line without its LF, then EOF: no answer, nothing done
+        self.assertEqual(self.raw(b"route-add\t%s\tdev-a\t%s\t0\terror" % (SVC4.encode(), TO4.encode())), b"")
+        self.assertEqual(self.node.routes(), [])
+        self.assertTrue(self.node.shuntd_running())
+        ok = self.raw(b"route-add\t%s\tdev-a\t%s\t0\terror\n" % (SVC4.encode(), TO4.encode()))
+        self.assertTrue(ok.startswith(b"ok\nroute added"), ok)
+        self.assertEqual([r["key"] for r in self.node.routes()], ["dev-a"])
+
+    def test_stalled_clients_are_closed_and_limited(self):
+        stalled = []
+        try:
+            for _ in range(32):
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(self.node.sock)
+                s.sendall(b"status\t")  # never finished
+                stalled.append(s)
+            time.sleep(0.3)
+            # the 33rd is told why, at once
+            busy = self.raw(b"status\ttext\n", timeout=3)
+            self.assertEqual(busy, b"error 1\nshuntd: too many control connections at once, try again\n")
+            p = self.node.ctl("status")
+            self.assertEqual(p.returncode, 1, p.stderr)
+            self.assertIn("too many control connections", p.stderr)
+            # the proxy is not affected
+            self.assertPod(self.get(N.BASE4, "/"), "baseline")
+            # within the 5 s limit (plus a tick) every stalled one is closed
+            t0 = time.monotonic()
+            for s in stalled:
+                s.settimeout(8)
+                self.assertEqual(s.recv(100), b"", "stalled control connection got data")
+            self.assertLess(time.monotonic() - t0, 6.5)
+        finally:
+            for s in stalled:
+                s.close()
+        self.node.ctl_ok("status")
+        self.assertIn("did not finish its request", self.node.shuntd_output())

@@ -60,6 +60,7 @@ declare -A SRCS=(
 	[fuzz_config]="agent/config.c agent/routes.c agent/util.c agent/routekey.c"
 	[fuzz_util]="agent/util.c"
 	[fuzz_llhttp]="agent/http.c agent/routekey.c"
+	[fuzz_ctl]="agent/ctl_proto.c agent/routekey.c agent/util.c"
 )
 # libFuzzer's -max_len per harness (default 4096): fuzz_http reaches past
 # http_sniff()'s 8 KiB first-line limit.
@@ -74,8 +75,9 @@ declare -A DICT=(
 	[fuzz_config]=config.dict
 	[fuzz_util]=config.dict
 	[fuzz_llhttp]=http.dict
+	[fuzz_ctl]=ctl.dict
 )
-ALL=(fuzz_routekey fuzz_http fuzz_chunked fuzz_config fuzz_util fuzz_llhttp)
+ALL=(fuzz_routekey fuzz_http fuzz_chunked fuzz_config fuzz_util fuzz_llhttp fuzz_ctl)
 [ ${#WANT[@]} -gt 0 ] || WANT=("${ALL[@]}")
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"

@@ -257,6 +257,28 @@ UTIL = [
     "0", "123", "100", "18446744073709551615", "18446744073709551616", "+1", "-1", " 1",
 ]
 
+# ---------------------------------------------------------------- control requests
+# tests/unit/test_ctl.c and what shuntctl sends (no LF: the server strips it)
+CTL = {
+    "route-add": b"route-add\t10.96.0.10:80\tdev-a\t10.244.1.7:8080\t3600\tbaseline",
+    "route-add-v6": b"route-add\t[fd00::10]:80\tk\t[fd00::7]:8080\t0\terror",
+    "route-add-mapped": b"route-add\t[::ffff:10.96.0.10]:80\t~!@#$%^&*()_+\t10.0.0.1:1\t1\terror",
+    "route-del": b"route-del\t10.96.0.10:80\tdev-a",
+    "route-list-text": b"route-list\ttext",
+    "route-list-json": b"route-list\tjson",
+    "status-text": b"status\ttext",
+    "status-json": b"status\tjson",
+    "empty-field": b"route-add\t10.96.0.10:80\t\tdev-a\t10.244.1.7:8080\t0",
+    "trailing-tab": b"route-del\t10.96.0.10:80\tdev-a\t",
+    "nul": b"status\0text",
+    "cr": b"status\ttext\r",
+    "many-fields": b"\t".join(b"f%d" % i for i in range(17)),
+    "ttl-max": b"route-add\t10.96.0.10:80\tdev-a\t10.244.1.7:1\t316224000\terror",
+    "ttl-over": b"route-add\t10.96.0.10:80\tdev-a\t10.244.1.7:1\t316224001\terror",
+    "bad-fallback": b"route-add\t10.96.0.10:80\tdev-a\t10.244.1.7:1\t1\tsandbox",
+    "key-64": b"route-del\t10.96.0.10:80\t" + b"k" * 64,
+}
+
 
 def write(harness, name, data):
     d = os.path.join(HERE, "corpus", harness)
@@ -267,7 +289,8 @@ def write(harness, name, data):
 
 
 def main():
-    for h in ("fuzz_http", "fuzz_chunked", "fuzz_routekey", "fuzz_config", "fuzz_util", "fuzz_llhttp"):
+    for h in ("fuzz_http", "fuzz_chunked", "fuzz_routekey", "fuzz_config", "fuzz_util", "fuzz_llhttp",
+              "fuzz_ctl"):
         shutil.rmtree(os.path.join(HERE, "corpus", h), ignore_errors=True)
 
     for name, head in list(HEADS.items()) + list(SNIFF.items()):
@@ -285,6 +308,9 @@ def main():
 
     for i, s in enumerate(UTIL):
         write("fuzz_util", "%02d-%s" % (i, s), s.encode())
+
+    for name, line in CTL.items():
+        write("fuzz_ctl", name, line)
 
     # whole connections: heads with their bodies, pipelines, other protocols
     ka = b"GET /a HTTP/1.1\r\nHost: svc\r\nbaggage: sd-routing-key=dev-a\r\n\r\n"

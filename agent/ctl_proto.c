@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* The control-socket request line: parsing (shuntd) and writing (shuntctl). */
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl_proto.h"
+#include "routekey.h"
+#include "util.h"
+
+static int failf(char *err, size_t errlen, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static int failf(char *err, size_t errlen, int code, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err && errlen) {
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return code;
+}
+
+/* A field quoted in a message: at most 64 bytes, unprintable ones as '?'. */
+static const char *shown(const char *s, char *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; s[i] && i + 1 < len && i < 64; i++)
+		buf[i] = (unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x7f ? s[i] : '?';
+	buf[i] = '\0';
+	return buf;
+}
+
+static int parse_format(char **f, int n, const char *what, bool *json, char *err, size_t errlen)
+{
+	char q[72];
+
+	if (n != 2)
+		return failf(err, errlen, CTL_EXIT_USAGE, "%s: expected 1 field, got %d", what,
+			     n - 1);
+	if (!strcmp(f[1], "json"))
+		*json = true;
+	else if (strcmp(f[1], "text"))
+		return failf(err, errlen, CTL_EXIT_USAGE, "%s: format '%s' is not text or json",
+			     what, shown(f[1], q, sizeof(q)));
+	return 0;
+}
+
+static int parse_service_key(char **f, struct ctl_request *req, char *err, size_t errlen)
+{
+	char q[72];
+
+	if (parse_addr_port(f[1], &req->service))
+		return failf(err, errlen, CTL_EXIT_FAILED, "--service: '%s' is not IP:PORT",
+			     shown(f[1], q, sizeof(q)));
+	if (rk_validate(f[2]))
+		return failf(err, errlen, CTL_EXIT_FAILED,
+			     "--key: '%s' is not a valid routing key (1-63 visible ASCII "
+			     "characters, none of , ; = \" \\)",
+			     shown(f[2], q, sizeof(q)));
+	strcpy(req->key, f[2]); /* rk_validate: at most 63 bytes */
+	return 0;
+}
+
+int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, char *err,
+		      size_t errlen)
+{
+	char buf[CTL_MAX_REQUEST + 1], q[72];
+	char *f[CTL_MAX_FIELDS];
+	int n = 0, ret;
+
+	memset(req, 0, sizeof(*req));
+	if (err && errlen)
+		err[0] = '\0';
+	if (len == 0)
+		return failf(err, errlen, CTL_EXIT_USAGE, "empty request");
+	if (len > CTL_MAX_REQUEST)
+		return failf(err, errlen, CTL_EXIT_USAGE, "request too long");
+	for (size_t i = 0; i < len; i++)
+		if (line[i] == '\0' || line[i] == '\r' || line[i] == '\n')
+			return failf(err, errlen, CTL_EXIT_USAGE,
+				     "request has a NUL, CR or LF byte at offset %zu", i);
+	memcpy(buf, line, len);
+	buf[len] = '\0';
+	/* Split on every TAB: an empty field stays a field (and is refused). */
+	for (char *p = buf;; n++) {
+		char *tab = strchr(p, '\t');
+
+		if (n == CTL_MAX_FIELDS)
+			return failf(err, errlen, CTL_EXIT_USAGE, "more than %d fields",
+				     CTL_MAX_FIELDS);
+		f[n] = p;
+		if (!tab) {
+			n++;
+			break;
+		}
+		*tab = '\0';
+		p = tab + 1;
+	}
+	for (int i = 0; i < n; i++)
+		if (!f[i][0])
+			return failf(err, errlen, CTL_EXIT_USAGE, "field %d is empty", i);
+
+	if (!strcmp(f[0], "route-list")) {
+		req->op = CTL_OP_ROUTE_LIST;
+		return parse_format(f, n, f[0], &req->json, err, errlen);
+	}
+	if (!strcmp(f[0], "status")) {
+		req->op = CTL_OP_STATUS;
+		return parse_format(f, n, f[0], &req->json, err, errlen);
+	}
+	if (!strcmp(f[0], "route-del")) {
+		req->op = CTL_OP_ROUTE_DEL;
+		if (n != 3)
+			return failf(err, errlen, CTL_EXIT_USAGE,
+				     "route-del: expected 2 fields, got %d", n - 1);
+		return parse_service_key(f, req, err, errlen);
+	}
+	if (strcmp(f[0], "route-add"))
+		return failf(err, errlen, CTL_EXIT_USAGE, "unknown request '%s'",
+			     shown(f[0], q, sizeof(q)));
+	req->op = CTL_OP_ROUTE_ADD;
+	if (n != 6)
+		return failf(err, errlen, CTL_EXIT_USAGE, "route-add: expected 5 fields, got %d",
+			     n - 1);
+	ret = parse_service_key(f, req, err, errlen);
+	if (ret)
+		return ret;
+	if (parse_addr_port(f[3], &req->to))
+		return failf(err, errlen, CTL_EXIT_FAILED, "--to: '%s' is not IP:PORT",
+			     shown(f[3], q, sizeof(q)));
+	if (parse_u64(f[4], CTL_MAX_TTL, &req->ttl_sec))
+		return failf(err, errlen, CTL_EXIT_FAILED,
+			     "--ttl: '%s' is not a number of seconds up to %llu",
+			     shown(f[4], q, sizeof(q)), (unsigned long long)CTL_MAX_TTL);
+	if (!strcmp(f[5], "baseline"))
+		req->fallback_baseline = true;
+	else if (strcmp(f[5], "error"))
+		return failf(err, errlen, CTL_EXIT_FAILED,
+			     "--fallback: '%s' is not baseline or error",
+			     shown(f[5], q, sizeof(q)));
+	return 0;
+}
+
+int ctl_format_request(const struct ctl_request *req, char *buf, size_t len)
+{
+	char s[ADDR_STR_LEN], t[ADDR_STR_LEN];
+	int n;
+
+	switch (req->op) {
+	case CTL_OP_ROUTE_ADD:
+		n = snprintf(buf, len, "route-add\t%s\t%s\t%s\t%llu\t%s\n",
+			     format_addr_port(&req->service, s, sizeof(s)), req->key,
+			     format_addr_port(&req->to, t, sizeof(t)),
+			     (unsigned long long)req->ttl_sec,
+			     req->fallback_baseline ? "baseline" : "error");
+		break;
+	case CTL_OP_ROUTE_DEL:
+		n = snprintf(buf, len, "route-del\t%s\t%s\n",
+			     format_addr_port(&req->service, s, sizeof(s)), req->key);
+		break;
+	case CTL_OP_ROUTE_LIST:
+	case CTL_OP_STATUS:
+		n = snprintf(buf, len, "%s\t%s\n",
+			     req->op == CTL_OP_STATUS ? "status" : "route-list",
+			     req->json ? "json" : "text");
+		break;
+	default:
+		return -1;
+	}
+	return n < 0 || (size_t)n >= len ? -1 : n;
+}

@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/* Unit tests for agent/ctl_proto.c: the control-socket request line. */
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "ctl_proto.h"
+#include "util.h"
+
+static struct ctl_request req;
+static char err[512];
+
+static int parse_n(const char *line, size_t len)
+{
+	memset(&req, 0x5a, sizeof(req));
+	memset(err, 'x', sizeof(err));
+	return ctl_parse_request(line, len, &req, err, sizeof(err));
+}
+
+static int parse(const char *line)
+{
+	return parse_n(line, strlen(line));
+}
+
+static void assert_refused(const char *line, size_t len, int code, const char *msg)
+{
+	int ret = parse_n(line, len);
+
+	cr_assert_eq(ret, code, "'%s': %d, expected %d (%s)", line, ret, code, err);
+	cr_assert_str_eq(err, msg);
+}
+
+/* A literal's exact length, NULs included. */
+#define REFUSED(lit, code, msg) assert_refused(lit, sizeof(lit) - 1, code, msg)
+
+Test(ctl, route_add)
+{
+	char s[ADDR_STR_LEN];
+
+	cr_assert_eq(parse("route-add\t10.96.0.10:80\tdev-a\t10.244.1.7:8080\t3600\tbaseline"), 0,
+		     "%s", err);
+	cr_assert_eq(req.op, CTL_OP_ROUTE_ADD);
+	cr_assert_str_eq(format_addr_port(&req.service, s, sizeof(s)), "10.96.0.10:80");
+	cr_assert_str_eq(format_addr_port(&req.to, s, sizeof(s)), "10.244.1.7:8080");
+	cr_assert_str_eq(req.key, "dev-a");
+	cr_assert_eq(req.ttl_sec, 3600);
+	cr_assert(req.fallback_baseline);
+	cr_assert_str_eq(err, "");
+
+	cr_assert_eq(parse("route-add\t[fd00::10]:80\tk\t[fd00::7]:8080\t0\terror"), 0, "%s", err);
+	cr_assert_eq(req.ttl_sec, 0);
+	cr_assert(!req.fallback_baseline);
+	cr_assert_eq(req.service.family, SHUNT_FAMILY_V6);
+}
+
+Test(ctl, other_ops)
+{
+	cr_assert_eq(parse("route-del\t10.96.0.10:80\tdev-a"), 0, "%s", err);
+	cr_assert_eq(req.op, CTL_OP_ROUTE_DEL);
+	cr_assert_str_eq(req.key, "dev-a");
+	cr_assert_eq(parse("route-list\tjson"), 0);
+	cr_assert(req.op == CTL_OP_ROUTE_LIST && req.json);
+	cr_assert_eq(parse("status\ttext"), 0);
+	cr_assert(req.op == CTL_OP_STATUS && !req.json);
+}
+
+Test(ctl, malformed_lines)
+{
+	REFUSED("", CTL_EXIT_USAGE, "empty request");
+	REFUSED("status", CTL_EXIT_USAGE, "status: expected 1 field, got 0");
+	REFUSED("status\tyaml", CTL_EXIT_USAGE, "status: format 'yaml' is not text or json");
+	REFUSED("reboot\tnow", CTL_EXIT_USAGE, "unknown request 'reboot'");
+	REFUSED("\x01\x02", CTL_EXIT_USAGE,
+		"unknown request '?"
+		"?'");
+	/* strtok_r used to merge the empty field and read 5 fields as 5. */
+	REFUSED("route-add\t10.96.0.10:80\t\tdev-a\t10.244.1.7:8080\t0", CTL_EXIT_USAGE,
+		"field 2 is empty");
+	REFUSED("route-del\t10.96.0.10:80\tdev-a\t", CTL_EXIT_USAGE, "field 3 is empty");
+	/* A NUL used to cut the line short silently. */
+	REFUSED("status\0text", CTL_EXIT_USAGE, "request has a NUL, CR or LF byte at offset 6");
+	REFUSED("status\ttext\r", CTL_EXIT_USAGE, "request has a NUL, CR or LF byte at offset 11");
+	REFUSED("a\tb\tc\td\te\tf\tg\th\ti\tj\tk\tl\tm\tn\to\tp\tq", CTL_EXIT_USAGE,
+		"more than 16 fields");
+	cr_assert_eq(parse_n("status\ttext", CTL_MAX_REQUEST + 1), CTL_EXIT_USAGE);
+	cr_assert_str_eq(err, "request too long");
+}
+
+Test(ctl, bad_values)
+{
+	REFUSED("route-add\t10.96.0.10\tdev-a\t10.244.1.7:8080\t0\terror", CTL_EXIT_FAILED,
+		"--service: '10.96.0.10' is not IP:PORT");
+	REFUSED("route-add\t10.96.0.10:80\tdev a\t10.244.1.7:8080\t0\terror", CTL_EXIT_FAILED,
+		"--key: 'dev a' is not a valid routing key (1-63 visible ASCII characters, "
+		"none of , ; = \" \\)");
+	REFUSED("route-add\t10.96.0.10:80\tdev-a\t10.244.1.7:0\t0\terror", CTL_EXIT_FAILED,
+		"--to: '10.244.1.7:0' is not IP:PORT");
+	REFUSED("route-add\t10.96.0.10:80\tdev-a\t10.244.1.7:1\t-1\terror", CTL_EXIT_FAILED,
+		"--ttl: '-1' is not a number of seconds up to 316224000");
+	REFUSED("route-add\t10.96.0.10:80\tdev-a\t10.244.1.7:1\t316224001\terror", CTL_EXIT_FAILED,
+		"--ttl: '316224001' is not a number of seconds up to 316224000");
+	REFUSED("route-add\t10.96.0.10:80\tdev-a\t10.244.1.7:1\t1\tsandbox", CTL_EXIT_FAILED,
+		"--fallback: 'sandbox' is not baseline or error");
+}
+
+Test(ctl, round_trip)
+{
+	const char *lines[] = {
+		"route-add\t10.96.0.10:80\tdev-a\t10.244.1.7:8080\t3600\tbaseline\n",
+		"route-add\t[fd00::10]:443\t~!@#$%^&*()_+\t[::ffff:10.0.0.1]:1\t0\terror\n",
+		"route-del\t10.96.0.10:80\tdev-a\n",
+		"route-list\ttext\n",
+		"status\tjson\n",
+	};
+	char buf[CTL_MAX_REQUEST];
+	struct ctl_request first;
+
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+		cr_assert_eq(parse_n(lines[i], strlen(lines[i]) - 1), 0, "%s: %s", lines[i], err);
+		memcpy(&first, &req, sizeof(req));
+		cr_assert_gt(ctl_format_request(&first, buf, sizeof(buf)), 0);
+		cr_assert_eq(parse_n(buf, strlen(buf) - 1), 0, "%s", err);
+		cr_assert_eq(memcmp(&first, &req, sizeof(req)), 0, "%s", lines[i]);
+	}
+	cr_assert_eq(ctl_format_request(&first, buf, 5), -1);
+}
+
+Test(ctl, small_error_buffer)
+{
+	char small[8];
+
+	cr_assert_eq(ctl_parse_request("reboot", 6, &req, small, sizeof(small)), CTL_EXIT_USAGE);
+	cr_assert_str_eq(small, "unknown");
+	cr_assert_eq(ctl_parse_request("reboot", 6, &req, NULL, 0), CTL_EXIT_USAGE);
+}
