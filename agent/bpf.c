@@ -30,6 +30,7 @@ const char *const shunt_stat_names[SHUNT_STAT_MAX] = {
 	[SHUNT_STAT_ORIG_FULL] = "orig_full",
 	[SHUNT_STAT_ESTABLISHED] = "established",
 	[SHUNT_STAT_PEER_RESTORED] = "peer_restored",
+	[SHUNT_STAT_OVERRIDDEN] = "overridden",
 };
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -156,6 +157,7 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup)
 
 	b->services_fd = bpf_map__fd(b->connect->maps.shunt_services);
 	b->routes_fd = bpf_map__fd(b->connect->maps.shunt_routes);
+	b->overrides_fd = bpf_map__fd(b->connect->maps.shunt_overrides);
 	b->orig_fd = bpf_map__fd(b->connect->maps.shunt_orig);
 	b->conns_fd = bpf_map__fd(b->connect->maps.shunt_conns);
 	b->listeners_fd = bpf_map__fd(b->connect->maps.shunt_listeners);
@@ -259,21 +261,21 @@ int shunt_bpf_progs(struct shunt_bpf *b, struct shunt_prog_info out[SHUNT_NR_PRO
 	return n;
 }
 
-int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[7])
+int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[SHUNT_NR_MAPS])
 {
-	const struct bpf_map *maps[7] = {
+	const struct bpf_map *maps[SHUNT_NR_MAPS] = {
 		b->connect->maps.shunt_services,  b->connect->maps.shunt_routes,
-		b->connect->maps.shunt_orig,	  b->connect->maps.shunt_conns,
-		b->connect->maps.shunt_listeners, b->connect->maps.shunt_config,
-		b->connect->maps.shunt_stats,
+		b->connect->maps.shunt_overrides, b->connect->maps.shunt_orig,
+		b->connect->maps.shunt_conns,	  b->connect->maps.shunt_listeners,
+		b->connect->maps.shunt_config,	  b->connect->maps.shunt_stats,
 	};
 
-	for (int i = 0; i < 7; i++) {
+	for (int i = 0; i < SHUNT_NR_MAPS; i++) {
 		out[i].name = bpf_map__name(maps[i]);
 		out[i].fd = bpf_map__fd(maps[i]);
 		out[i].max_entries = bpf_map__max_entries(maps[i]);
 	}
-	return 7;
+	return SHUNT_NR_MAPS;
 }
 
 long shunt_bpf_map_count(int fd, uint32_t key_size)

@@ -12,6 +12,7 @@ struct shunt_sockops;
 struct bpf_link;
 
 #define SHUNT_NR_PROGS 5
+#define SHUNT_NR_MAPS  8
 
 struct shunt_bpf {
 	struct shunt_connect *connect;
@@ -22,7 +23,8 @@ struct shunt_bpf {
 	char pin_dir[256];
 	char cgroup[256];
 	/* fds of the shared (pinned) maps */
-	int services_fd, routes_fd, orig_fd, conns_fd, listeners_fd, config_fd, stats_fd;
+	int services_fd, routes_fd, overrides_fd, orig_fd, conns_fd, listeners_fd, config_fd,
+		stats_fd;
 };
 
 /* Make sure a bpffs is mounted for pin_dir (mounting one at /sys/fs/bpf
@@ -51,7 +53,7 @@ struct shunt_map_info {
 	int fd;
 	uint32_t max_entries;
 };
-int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[7]);
+int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[SHUNT_NR_MAPS]);
 
 /* Entries in a hash map (walks the keys). */
 long shunt_bpf_map_count(int fd, uint32_t key_size);

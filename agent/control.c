@@ -17,6 +17,7 @@
 #include "ctl_proto.h"
 #include "log.h"
 #include "routekey.h"
+#include "source.h"
 #include "util.h"
 
 /* A client gets this long to send its line and read the answer, and this
@@ -221,11 +222,123 @@ static void cmd_route_list(struct ctl_conn *cc, const struct ctl_request *r)
 	free(vals);
 }
 
+static void cmd_override_add(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	struct shunt_override_key k = {};
+	struct shunt_override v = {};
+	uint64_t now = (uint64_t)time(NULL);
+	char err[256], s1[ADDR_STR_LEN], s2[ADDR_STR_LEN];
+	uint32_t kind;
+	uint64_t id;
+
+	/* Resolved here, in the agent: the id is what the kernel matches. */
+	if (source_resolve(r->from, &kind, &id, err, sizeof(err))) {
+		fail(cc, CTL_EXIT_FAILED, "override add: %s", err);
+		return;
+	}
+	k.src_kind = kind;
+	k.src_id = id;
+	k.dst = r->dst;
+	v.to = r->to;
+	v.created_unix = now;
+	v.expires_unix = r->ttl_sec ? now + r->ttl_sec : 0;
+	strcpy(v.from, r->from);
+	if (store_ovr_add(&cc->a->store, &k, &v, err, sizeof(err))) {
+		fail(cc, CTL_EXIT_FAILED, "override add: %s", err);
+		return;
+	}
+	format_addr_port(&r->dst, s1, sizeof(s1));
+	format_addr_port(&r->to, s2, sizeof(s2));
+	pr_info("override added: from %s (%s %llu) to %s -> %s", r->from,
+		k.src_kind == SHUNT_SRC_NETNS ? "netns cookie" : "cgroup id",
+		(unsigned long long)k.src_id, s1, s2);
+	out_printf(cc, "ok\noverride added: from %s to %s -> %s\n", r->from, s1, s2);
+	out_printf(cc, "note: connections opened from now on are redirected; open ones keep "
+		       "their destination\n");
+}
+
+static void cmd_override_del(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	char s1[ADDR_STR_LEN];
+
+	format_addr_port(&r->dst, s1, sizeof(s1));
+	if (store_ovr_del(&cc->a->store, r->from, &r->dst)) {
+		fail(cc, CTL_EXIT_FAILED, "override del: no override from %s to %s", r->from, s1);
+		return;
+	}
+	pr_info("override deleted: from %s to %s", r->from, s1);
+	out_printf(cc, "ok\noverride deleted: from %s to %s\n", r->from, s1);
+}
+
+static int ovr_cmp(const void *pa, const void *pb)
+{
+	const struct override_entry *a = pa, *b = pb;
+	int c = strcmp(a->v.from, b->v.from);
+
+	return c ? c : memcmp(&a->k.dst, &b->k.dst, sizeof(a->k.dst));
+}
+
+static void cmd_override_list(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	const struct store *st = &cc->a->store;
+	struct override_entry *o = NULL;
+	uint64_t now = (uint64_t)time(NULL);
+	char s1[ADDR_STR_LEN], s2[ADDR_STR_LEN], d[32];
+
+	if (st->novr) {
+		o = malloc(st->novr * sizeof(*o));
+		if (!o) {
+			fail(cc, CTL_EXIT_FAILED, "out of memory");
+			return;
+		}
+		memcpy(o, st->ovr, st->novr * sizeof(*o));
+		qsort(o, st->novr, sizeof(*o), ovr_cmp);
+	}
+	out_printf(cc, "ok\n");
+	if (r->json)
+		out_printf(cc, "[");
+	else
+		out_printf(cc, "%-36s %-24s %-24s %-7s %s\n", "FROM", "DST", "TO", "SOURCE", "TTL");
+	for (size_t i = 0; i < st->novr; i++) {
+		const struct shunt_override *v = &o[i].v;
+		uint64_t left = v->expires_unix > now ? v->expires_unix - now : 0;
+		const char *src = v->flags & SHUNT_ROUTE_FROM_FILE ? "file" : "api";
+
+		format_addr_port(&o[i].k.dst, s1, sizeof(s1));
+		format_addr_port(&v->to, s2, sizeof(s2));
+		if (!r->json) {
+			out_printf(cc, "%-36s %-24s %-24s %-7s %s\n", v->from, s1, s2, src,
+				   v->expires_unix ? format_duration(left, d, sizeof(d)) : "-");
+			continue;
+		}
+		out_printf(cc, "%s{\"from\":", i ? "," : "");
+		out_json_str(cc, v->from);
+		out_printf(cc, ",\"%s\":%llu,\"dst\":",
+			   o[i].k.src_kind == SHUNT_SRC_NETNS ? "netns_cookie" : "cgroup_id",
+			   (unsigned long long)o[i].k.src_id);
+		out_json_str(cc, s1);
+		out_printf(cc, ",\"to\":");
+		out_json_str(cc, s2);
+		out_printf(cc,
+			   ",\"source\":\"%s\",\"created_unix\":%llu,\"expires_unix\":%llu,"
+			   "\"ttl_left\":",
+			   src, (unsigned long long)v->created_unix,
+			   (unsigned long long)v->expires_unix);
+		if (v->expires_unix)
+			out_printf(cc, "%llu}", (unsigned long long)left);
+		else
+			out_printf(cc, "null}");
+	}
+	if (r->json)
+		out_printf(cc, "]\n");
+	free(o);
+}
+
 static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 {
 	struct agent *a = cc->a;
 	struct shunt_prog_info progs[SHUNT_NR_PROGS];
-	struct shunt_map_info maps[7];
+	struct shunt_map_info maps[SHUNT_NR_MAPS];
 	uint64_t ks[SHUNT_STAT_MAX] = {};
 	const struct proxy_stats *ps = proxy_stats(a->proxy);
 	bool json = r->json;
@@ -257,8 +370,11 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 	shunt_bpf_stats(&a->bpf, ks);
 	out_printf(cc, "ok\n");
 	if (!json) {
-		out_printf(cc, "cgroup:   %s\npins:     %s\ncontrol:  %s\nroutes:   %zu\n\n",
-			   a->cgroup, a->pin_dir, a->control_path, route_table_count(a->store.t));
+		out_printf(cc,
+			   "cgroup:    %s\npins:      %s\ncontrol:   %s\nroutes:    %zu\n"
+			   "overrides: %zu\n\n",
+			   a->cgroup, a->pin_dir, a->control_path, route_table_count(a->store.t),
+			   a->store.novr);
 		out_printf(cc, "programs:\n");
 		for (int i = 0; i < np; i++)
 			out_printf(cc, "  %-20s id %-6u %s\n", progs[i].name, progs[i].id,
@@ -283,7 +399,8 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 	out_json_str(cc, a->cgroup);
 	out_printf(cc, ",\"pin_dir\":");
 	out_json_str(cc, a->pin_dir);
-	out_printf(cc, ",\"routes\":%zu,\"programs\":[", route_table_count(a->store.t));
+	out_printf(cc, ",\"routes\":%zu,\"overrides\":%zu,\"programs\":[",
+		   route_table_count(a->store.t), a->store.novr);
 	for (int i = 0; i < np; i++)
 		out_printf(cc, "%s{\"name\":\"%s\",\"id\":%u,\"attach\":\"%s\"}", i ? "," : "",
 			   progs[i].name, progs[i].id, progs[i].attach);
@@ -333,6 +450,15 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 		break;
 	case CTL_OP_STATUS:
 		cmd_status(cc, &r);
+		break;
+	case CTL_OP_OVERRIDE_ADD:
+		cmd_override_add(cc, &r);
+		break;
+	case CTL_OP_OVERRIDE_DEL:
+		cmd_override_del(cc, &r);
+		break;
+	case CTL_OP_OVERRIDE_LIST:
+		cmd_override_list(cc, &r);
 		break;
 	}
 	if (cc->failed)

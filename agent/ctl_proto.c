@@ -6,6 +6,7 @@
 
 #include "ctl_proto.h"
 #include "routekey.h"
+#include "source.h"
 #include "util.h"
 
 static int failf(char *err, size_t errlen, int code, const char *fmt, ...)
@@ -65,6 +66,39 @@ static int parse_service_key(char **f, struct ctl_request *req, char *err, size_
 	return 0;
 }
 
+/* override-add FROM DST TO TTL, override-del FROM DST */
+static int parse_override(char **f, int n, struct ctl_request *req, char *err, size_t errlen)
+{
+	const char *what = req->op == CTL_OP_OVERRIDE_ADD ? "override-add" : "override-del";
+	int want = req->op == CTL_OP_OVERRIDE_ADD ? 5 : 3;
+	char q[72];
+
+	if (n != want)
+		return failf(err, errlen, CTL_EXIT_USAGE, "%s: expected %d fields, got %d", what,
+			     want - 1, n - 1);
+	if (source_check(f[1], err, errlen))
+		return CTL_EXIT_FAILED;
+	strcpy(req->from, f[1]); /* source_check: shorter than the field */
+	if (parse_addr_port(f[2], &req->dst))
+		return failf(err, errlen, CTL_EXIT_FAILED, "--dst: '%s' is not IP:PORT",
+			     shown(f[2], q, sizeof(q)));
+	if (n == 3)
+		return 0;
+	if (parse_addr_port(f[3], &req->to))
+		return failf(err, errlen, CTL_EXIT_FAILED, "--to: '%s' is not IP:PORT",
+			     shown(f[3], q, sizeof(q)));
+	if (req->to.family != req->dst.family)
+		return failf(err, errlen, CTL_EXIT_FAILED,
+			     "--to: '%s' is not in the address family of --dst (a connect() "
+			     "cannot change family)",
+			     shown(f[3], q, sizeof(q)));
+	if (parse_u64(f[4], CTL_MAX_TTL, &req->ttl_sec))
+		return failf(err, errlen, CTL_EXIT_FAILED,
+			     "--ttl: '%s' is not a number of seconds up to %llu",
+			     shown(f[4], q, sizeof(q)), (unsigned long long)CTL_MAX_TTL);
+	return 0;
+}
+
 int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, char *err,
 		      size_t errlen)
 {
@@ -111,6 +145,14 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 	if (!strcmp(f[0], "status")) {
 		req->op = CTL_OP_STATUS;
 		return parse_format(f, n, f[0], &req->json, err, errlen);
+	}
+	if (!strcmp(f[0], "override-list")) {
+		req->op = CTL_OP_OVERRIDE_LIST;
+		return parse_format(f, n, f[0], &req->json, err, errlen);
+	}
+	if (!strcmp(f[0], "override-add") || !strcmp(f[0], "override-del")) {
+		req->op = f[0][9] == 'a' ? CTL_OP_OVERRIDE_ADD : CTL_OP_OVERRIDE_DEL;
+		return parse_override(f, n, req, err, errlen);
 	}
 	if (!strcmp(f[0], "route-del")) {
 		req->op = CTL_OP_ROUTE_DEL;
@@ -162,10 +204,23 @@ int ctl_format_request(const struct ctl_request *req, char *buf, size_t len)
 		n = snprintf(buf, len, "route-del\t%s\t%s\n",
 			     format_addr_port(&req->service, s, sizeof(s)), req->key);
 		break;
+	case CTL_OP_OVERRIDE_ADD:
+		n = snprintf(buf, len, "override-add\t%s\t%s\t%s\t%llu\n", req->from,
+			     format_addr_port(&req->dst, s, sizeof(s)),
+			     format_addr_port(&req->to, t, sizeof(t)),
+			     (unsigned long long)req->ttl_sec);
+		break;
+	case CTL_OP_OVERRIDE_DEL:
+		n = snprintf(buf, len, "override-del\t%s\t%s\n", req->from,
+			     format_addr_port(&req->dst, s, sizeof(s)));
+		break;
 	case CTL_OP_ROUTE_LIST:
 	case CTL_OP_STATUS:
+	case CTL_OP_OVERRIDE_LIST:
 		n = snprintf(buf, len, "%s\t%s\n",
-			     req->op == CTL_OP_STATUS ? "status" : "route-list",
+			     req->op == CTL_OP_STATUS	    ? "status"
+			     : req->op == CTL_OP_ROUTE_LIST ? "route-list"
+							    : "override-list",
 			     req->json ? "json" : "text");
 		break;
 	default:

@@ -7,7 +7,10 @@
  *   route-del  SERVICE KEY
  *   route-list FORMAT(text|json)
  *   status     FORMAT(text|json)
- * No field is empty; no byte is NUL, CR or LF. Response: a first line
+ *   override-add  FROM DST TO TTL_SECONDS
+ *   override-del  FROM DST
+ *   override-list FORMAT(text|json)
+ * (FROM as in source.h: netns:PATH, pid:PID, cgroup:PATH.) No field is empty; no byte is NUL, CR or LF. Response: a first line
  * "ok" or "error N" (N = the exit code shuntctl should use), then the text
  * to print (stdout for ok, stderr for error). The server closes the
  * connection after the response.
@@ -40,15 +43,20 @@ enum ctl_op {
 	CTL_OP_ROUTE_DEL,
 	CTL_OP_ROUTE_LIST,
 	CTL_OP_STATUS,
+	CTL_OP_OVERRIDE_ADD,
+	CTL_OP_OVERRIDE_DEL,
+	CTL_OP_OVERRIDE_LIST,
 };
 
 struct ctl_request {
 	enum ctl_op op;
-	bool json;		/* route-list, status */
-	bool fallback_baseline; /* route-add */
-	struct shunt_addr service, to;
-	char key[SHUNT_ROUTE_KEY_LEN]; /* NUL-terminated, validated */
-	uint64_t ttl_sec;	       /* 0 = none */
+	bool json;			    /* route-list, status */
+	bool fallback_baseline;		    /* route-add */
+	struct shunt_addr service, to;	    /* route-*; to: override-add too */
+	char key[SHUNT_ROUTE_KEY_LEN];	    /* NUL-terminated, validated */
+	uint64_t ttl_sec;		    /* 0 = none */
+	struct shunt_addr dst;		    /* override-add, -del */
+	char from[SHUNT_OVERRIDE_FROM_LEN]; /* override-add, -del; syntax checked */
 };
 
 /* Parse one request line of len bytes, without its LF. Returns 0, or the

@@ -11,6 +11,7 @@
 
 #include "ctl_proto.h"
 #include "routekey.h"
+#include "source.h"
 #include "util.h"
 
 static const char usage_text[] =
@@ -21,7 +22,17 @@ static const char usage_text[] =
 	"            [--fallback baseline|error]\n"
 	"  route del --service IP:PORT --key KEY\n"
 	"  route list [-o json]\n"
+	"  override add --from SOURCE --dst IP:PORT --to IP:PORT [--ttl DURATION]\n"
+	"  override del --from SOURCE --dst IP:PORT\n"
+	"  override list [-o json]\n"
 	"  status [-o json]\n"
+	"\n"
+	"A route sends the HTTP requests for a service that carry a routing key to a\n"
+	"sandbox. An override sends every TCP connection from one pod (SOURCE) to a\n"
+	"destination (e.g. the shared database) to another address instead, at\n"
+	"connect() time and without the proxy. SOURCE is netns:PATH (the pod's network\n"
+	"namespace, e.g. netns:/run/netns/sandbox-a), pid:PID (that process's network\n"
+	"namespace) or cgroup:PATH (a cgroup v2 directory and everything below it).\n"
 	"\n"
 	"Options:\n"
 	"  --control PATH   shuntd's control socket (default " CTL_DEFAULT_PATH ")\n"
@@ -35,6 +46,8 @@ static const char usage_text[] =
 	"           --fallback baseline\n"
 	"  shuntctl route del --service 10.96.0.10:80 --key dev-a\n"
 	"  shuntctl route list -o json\n"
+	"  shuntctl override add --from netns:/run/netns/sandbox-a --dst 10.96.0.50:5432 \\\n"
+	"           --to 10.244.1.9:5432 --ttl 8h\n"
 	"  shuntctl status\n";
 
 static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
@@ -147,9 +160,9 @@ static int parse_output(int argc, char **argv, const char **fmt)
 	return 0;
 }
 
-/* Flags of route add/del: --name VALUE pairs. */
+/* Flags of route and override add/del: --name VALUE pairs. */
 struct route_args {
-	const char *service, *key, *to, *ttl, *fallback;
+	const char *service, *key, *to, *ttl, *fallback, *from, *dst;
 };
 
 static int parse_route_args(int argc, char **argv, struct route_args *ra)
@@ -167,6 +180,10 @@ static int parse_route_args(int argc, char **argv, struct route_args *ra)
 			slot = &ra->ttl;
 		else if (!strcmp(argv[i], "--fallback"))
 			slot = &ra->fallback;
+		else if (!strcmp(argv[i], "--from"))
+			slot = &ra->from;
+		else if (!strcmp(argv[i], "--dst"))
+			slot = &ra->dst;
 		else
 			return usage("unknown option '%s'", argv[i]);
 		if (i + 1 >= argc)
@@ -234,6 +251,61 @@ static int route_cmd(const char *path, int argc, char **argv)
 	return send_request(path, &r);
 }
 
+static int override_cmd(const char *path, int argc, char **argv)
+{
+	struct route_args ra = {};
+	struct ctl_request r = {};
+	char err[256];
+	const char *fmt;
+	int ret;
+
+	if (argc < 1)
+		return usage("override: add, del or list?");
+	if (!strcmp(argv[0], "list")) {
+		ret = parse_output(argc - 1, argv + 1, &fmt);
+		if (ret)
+			return ret;
+		r.op = CTL_OP_OVERRIDE_LIST;
+		r.json = !strcmp(fmt, "json");
+		return send_request(path, &r);
+	}
+	if (strcmp(argv[0], "add") && strcmp(argv[0], "del"))
+		return usage("override: unknown command '%s'", argv[0]);
+	ret = parse_route_args(argc - 1, argv + 1, &ra);
+	if (ret)
+		return ret;
+	if (ra.service || ra.key || ra.fallback)
+		return usage("override %s takes --from, --dst%s", argv[0],
+			     strcmp(argv[0], "add") ? "" : ", --to and --ttl");
+	if (!ra.from)
+		return usage("override %s: --from is required", argv[0]);
+	if (!ra.dst)
+		return usage("override %s: --dst is required", argv[0]);
+	if (source_check(ra.from, err, sizeof(err)))
+		return usage("%s", err);
+	strcpy(r.from, ra.from); /* source_check: it fits */
+	if (parse_addr_port(ra.dst, &r.dst))
+		return usage("--dst: '%s' is not IP:PORT", ra.dst);
+	if (!strcmp(argv[0], "del")) {
+		if (ra.to || ra.ttl)
+			return usage("override del takes only --from and --dst");
+		r.op = CTL_OP_OVERRIDE_DEL;
+		return send_request(path, &r);
+	}
+	if (!ra.to)
+		return usage("override add: --to is required");
+	if (parse_addr_port(ra.to, &r.to))
+		return usage("--to: '%s' is not IP:PORT", ra.to);
+	if (r.to.family != r.dst.family)
+		return usage("--to: '%s' is not in the address family of --dst", ra.to);
+	if (ra.ttl && parse_duration(ra.ttl, &r.ttl_sec))
+		return usage("--ttl: '%s' is not a duration (e.g. 30m, 8h, 2d)", ra.ttl);
+	if (r.ttl_sec > CTL_MAX_TTL)
+		return usage("--ttl: '%s' is longer than %llu days", ra.ttl, CTL_MAX_TTL / 86400);
+	r.op = CTL_OP_OVERRIDE_ADD;
+	return send_request(path, &r);
+}
+
 int main(int argc, char **argv)
 {
 	const char *path = CTL_DEFAULT_PATH, *fmt;
@@ -260,6 +332,8 @@ int main(int argc, char **argv)
 		return usage("a command is needed%s", "");
 	if (!strcmp(argv[i], "route"))
 		return route_cmd(path, argc - i - 1, argv + i + 1);
+	if (!strcmp(argv[i], "override"))
+		return override_cmd(path, argc - i - 1, argv + i + 1);
 	if (!strcmp(argv[i], "status")) {
 		err = parse_output(argc - i - 1, argv + i + 1, &fmt);
 		if (err)

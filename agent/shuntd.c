@@ -357,14 +357,16 @@ int main(int argc, char **argv)
 		goto cleanup_bpf;
 	}
 
-	recovered = store_init(&a.store, a.bpf.routes_fd, a.bpf.services_fd, (uint64_t)time(NULL));
+	recovered = store_init(&a.store, a.bpf.routes_fd, a.bpf.services_fd, a.bpf.overrides_fd,
+			       (uint64_t)time(NULL));
 	if (recovered < 0) {
-		pr_err("recover routes from %s/shunt_routes: %s", a.pin_dir,
+		pr_err("recover routes and overrides from %s: %s", a.pin_dir,
 		       strerror((int)-recovered));
 		goto cleanup_store;
 	}
-	if (recovered)
-		pr_info("recovered %ld route(s) from %s/shunt_routes", recovered, a.pin_dir);
+	if (recovered || a.store.novr)
+		pr_info("recovered %ld route(s) and %zu override(s) from %s", recovered,
+			a.store.novr, a.pin_dir);
 	if (a.config_path && load_config(&a, 1))
 		goto cleanup_store;
 

@@ -9,17 +9,27 @@
 #include "store.h"
 #include "util.h"
 
-/* Tell the kernel how many routes name svc; 0 stops its capture. */
+size_t store_ovr_dst_count(const struct store *s, const struct shunt_addr *dst)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->novr; i++)
+		n += !memcmp(&s->ovr[i].k.dst, dst, sizeof(*dst));
+	return n;
+}
+
+/* Tell the kernel how many routes and overrides name svc; none stops its
+ * capture. */
 static int sync_service(struct store *s, const struct shunt_addr *svc)
 {
 	struct shunt_service val = {};
-	size_t n = route_table_service_count(s->t, svc);
 
 	if (s->services_fd < 0)
 		return 0;
-	if (!n)
+	val.routes = (__u32)route_table_service_count(s->t, svc);
+	val.overrides = (__u32)store_ovr_dst_count(s, svc);
+	if (!val.routes && !val.overrides)
 		return bpf_map_delete_elem(s->services_fd, svc) && errno != ENOENT ? -errno : 0;
-	val.routes = (__u32)n;
 	return bpf_map_update_elem(s->services_fd, svc, &val, BPF_ANY) ? -errno : 0;
 }
 
@@ -34,6 +44,8 @@ static int sync_all_services(struct store *s)
 		return (int)cnt;
 	for (long i = 0; i < cnt && !err; i++)
 		err = sync_service(s, &keys[i].service);
+	for (size_t i = 0; i < s->novr && !err; i++)
+		err = sync_service(s, &s->ovr[i].k.dst);
 	free(keys);
 	free(vals);
 	return err;
@@ -49,7 +61,7 @@ static int prune_services(struct store *s)
 		return 0;
 	while (bpf_map_get_next_key(s->services_fd, prev, &next) == 0) {
 		key = next;
-		if (!route_table_service_count(s->t, &key)) {
+		if (!route_table_service_count(s->t, &key) && !store_ovr_dst_count(s, &key)) {
 			if (bpf_map_delete_elem(s->services_fd, &key) && errno != ENOENT)
 				return -errno;
 			continue; /* restart from prev: key is gone */
@@ -59,7 +71,59 @@ static int prune_services(struct store *s)
 	return 0;
 }
 
-long store_init(struct store *s, int routes_fd, int services_fd, uint64_t now_unix)
+static int ovr_find(const struct store *s, const struct shunt_override_key *k)
+{
+	for (size_t i = 0; i < s->novr; i++)
+		if (!memcmp(&s->ovr[i].k, k, sizeof(*k)))
+			return (int)i;
+	return -1;
+}
+
+/* Into the array only (recovery, and the second half of an add). */
+static int ovr_put(struct store *s, const struct shunt_override_key *k,
+		   const struct shunt_override *v)
+{
+	int i = ovr_find(s, k);
+
+	if (i < 0) {
+		if (s->novr == s->ovr_cap) {
+			size_t cap = s->ovr_cap ? s->ovr_cap * 2 : 16;
+			struct override_entry *o = realloc(s->ovr, cap * sizeof(*o));
+
+			if (!o)
+				return -ENOMEM;
+			s->ovr = o;
+			s->ovr_cap = cap;
+		}
+		i = (int)s->novr++;
+		s->ovr[i].k = *k;
+	}
+	s->ovr[i].v = *v;
+	return 0;
+}
+
+static int recover_overrides(struct store *s)
+{
+	struct shunt_override_key key, next;
+	struct shunt_override val;
+	void *prev = NULL;
+	int err;
+
+	while (bpf_map_get_next_key(s->overrides_fd, prev, &next) == 0) {
+		key = next;
+		prev = &key;
+		if (bpf_map_lookup_elem(s->overrides_fd, &key, &val))
+			continue;
+		val.from[sizeof(val.from) - 1] = '\0';
+		err = ovr_put(s, &key, &val);
+		if (err)
+			return err;
+	}
+	return 0;
+}
+
+long store_init(struct store *s, int routes_fd, int services_fd, int overrides_fd,
+		uint64_t now_unix)
 {
 	struct shunt_route_key key, next;
 	struct shunt_route val;
@@ -67,11 +131,18 @@ long store_init(struct store *s, int routes_fd, int services_fd, uint64_t now_un
 	long n = 0;
 	int err;
 
+	memset(s, 0, sizeof(*s));
 	s->routes_fd = routes_fd;
 	s->services_fd = services_fd;
+	s->overrides_fd = overrides_fd;
 	s->t = route_table_new();
 	if (!s->t)
 		return -ENOMEM;
+	if (overrides_fd >= 0) {
+		err = recover_overrides(s);
+		if (err)
+			return err;
+	}
 	if (routes_fd < 0)
 		return 0;
 
@@ -100,6 +171,66 @@ void store_free(struct store *s)
 {
 	route_table_free(s->t);
 	s->t = NULL;
+	free(s->ovr);
+	s->ovr = NULL;
+	s->novr = s->ovr_cap = 0;
+}
+
+int store_ovr_add(struct store *s, const struct shunt_override_key *k,
+		  const struct shunt_override *v, char *err, size_t errlen)
+{
+	int ret;
+
+	if (ovr_find(s, k) < 0 && s->novr >= SHUNT_MAX_OVERRIDES) {
+		snprintf(err, errlen, "override table full (%u overrides, the limit)",
+			 SHUNT_MAX_OVERRIDES);
+		return -ENOSPC;
+	}
+	if (s->overrides_fd >= 0 && bpf_map_update_elem(s->overrides_fd, k, v, BPF_ANY)) {
+		ret = -errno;
+		if (ret == -E2BIG || ret == -ENOMEM || ret == -ENOSPC)
+			snprintf(err, errlen, "override table full (%u overrides, the limit)",
+				 SHUNT_MAX_OVERRIDES);
+		else
+			snprintf(err, errlen, "update shunt_overrides: %s", strerror(-ret));
+		return ret;
+	}
+	ret = ovr_put(s, k, v);
+	if (ret) {
+		snprintf(err, errlen, "out of memory");
+		if (s->overrides_fd >= 0)
+			bpf_map_delete_elem(s->overrides_fd, k);
+		return ret;
+	}
+	/* The override is in the map before the services entry counts it,
+	 * so the first connect() it applies to finds it. */
+	ret = sync_service(s, &k->dst);
+	if (ret) {
+		snprintf(err, errlen, "update shunt_services: %s", strerror(-ret));
+		store_ovr_del(s, v->from, &k->dst);
+	}
+	return ret;
+}
+
+static void ovr_remove_at(struct store *s, size_t i)
+{
+	struct shunt_addr dst = s->ovr[i].k.dst;
+
+	if (s->overrides_fd >= 0)
+		bpf_map_delete_elem(s->overrides_fd, &s->ovr[i].k);
+	s->ovr[i] = s->ovr[--s->novr];
+	sync_service(s, &dst);
+}
+
+int store_ovr_del(struct store *s, const char *from, const struct shunt_addr *dst)
+{
+	for (size_t i = 0; i < s->novr; i++)
+		if (!strcmp(s->ovr[i].v.from, from) &&
+		    !memcmp(&s->ovr[i].k.dst, dst, sizeof(*dst))) {
+			ovr_remove_at(s, i);
+			return 0;
+		}
+	return -ENOENT;
 }
 
 int store_add(struct store *s, const struct shunt_route_key *k, const struct shunt_route *v,
@@ -150,7 +281,7 @@ int store_expire(struct store *s, uint64_t now_unix)
 	struct shunt_route *vals;
 	long cnt = route_table_sorted(s->t, &keys, &vals);
 	int removed = 0;
-	char a[ADDR_STR_LEN];
+	char a[ADDR_STR_LEN], b[ADDR_STR_LEN];
 
 	if (cnt < 0)
 		return (int)cnt;
@@ -165,6 +296,19 @@ int store_expire(struct store *s, uint64_t now_unix)
 	}
 	free(keys);
 	free(vals);
+	for (size_t i = 0; i < s->novr;) {
+		const struct override_entry *o = &s->ovr[i];
+
+		if (!o->v.expires_unix || o->v.expires_unix > now_unix) {
+			i++;
+			continue;
+		}
+		pr_info("override expired: from %s to %s -> %s", o->v.from,
+			format_addr_port(&o->k.dst, a, sizeof(a)),
+			format_addr_port(&o->v.to, b, sizeof(b)));
+		ovr_remove_at(s, i); /* the last one moved into i */
+		removed++;
+	}
 	return removed;
 }
 

@@ -14,16 +14,26 @@
 #include "config.h"
 #include "routes.h"
 
-struct store {
-	struct route_table *t;
-	int routes_fd;	 /* -1: no kernel (unit tests) */
-	int services_fd; /* -1: no kernel */
+/* An override as the store keeps it: exactly the map's key and value. */
+struct override_entry {
+	struct shunt_override_key k;
+	struct shunt_override v;
 };
 
-/* Recover every route from the routes map (dropping expired ones) and
- * rebuild the services map from them. Returns the number recovered or
- * -errno. */
-long store_init(struct store *s, int routes_fd, int services_fd, uint64_t now_unix);
+struct store {
+	struct route_table *t;
+	struct override_entry *ovr; /* few: a plain array */
+	size_t novr, ovr_cap;
+	int routes_fd;	  /* -1: no kernel (unit tests) */
+	int services_fd;  /* -1: no kernel */
+	int overrides_fd; /* -1: no kernel */
+};
+
+/* Recover every route and override from the pinned maps (dropping expired
+ * ones) and rebuild the services map from them. Returns the number of
+ * routes recovered (s->novr has the overrides) or -errno. */
+long store_init(struct store *s, int routes_fd, int services_fd, int overrides_fd,
+		uint64_t now_unix);
 void store_free(struct store *s);
 
 /* Add or replace a route. On failure returns -errno with a message. */
@@ -31,8 +41,19 @@ int store_add(struct store *s, const struct shunt_route_key *k, const struct shu
 	      char *err, size_t errlen);
 /* 0 or -ENOENT. */
 int store_del(struct store *s, const struct shunt_route_key *k);
-/* Remove routes whose deadline has passed; returns how many. */
+/* Remove routes and overrides whose deadline has passed; returns how
+ * many. */
 int store_expire(struct store *s, uint64_t now_unix);
+
+/* Add or replace the override for (k->src, k->dst); the first connect()
+ * after it returns is redirected. On failure -errno with a message. */
+int store_ovr_add(struct store *s, const struct shunt_override_key *k,
+		  const struct shunt_override *v, char *err, size_t errlen);
+/* Remove the override given as `from` (the text it was added with) for
+ * dst: 0 or -ENOENT. */
+int store_ovr_del(struct store *s, const char *from, const struct shunt_addr *dst);
+/* Overrides naming dst as their destination. */
+size_t store_ovr_dst_count(const struct store *s, const struct shunt_addr *dst);
 /* Make the file's routes the set of file routes: file routes no longer in
  * cfg go, every route in cfg is added or replaced. Returns 0 or -errno. */
 int store_apply_file(struct store *s, const struct config *cfg, uint64_t now_unix, char *err,

@@ -1,12 +1,13 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* cgroup/connect4|6: send connections to steered services to the proxy. */
+/* cgroup/connect4|6: send connections to steered services to the proxy, and
+ * those an override names to its target. */
 #include "lib/capture.h"
 
 SEC("cgroup/connect4")
 int shunt_connect4(struct bpf_sock_addr *ctx)
 {
 	struct shunt_addr dst = {};
-	const struct shunt_addr *proxy;
+	const struct shunt_addr *to;
 	__u32 ip4;
 
 	/* Plain TCP only: MPTCP and SCTP sockets are left alone. */
@@ -18,10 +19,10 @@ int shunt_connect4(struct bpf_sock_addr *ctx)
 	/* user_port holds the port in network order in its low 16 bits. */
 	dst.port = bpf_ntohs((__u16)ctx->user_port);
 
-	proxy = capture(ctx, &dst, SHUNT_LISTENER_V4);
-	if (proxy) {
-		ctx->user_ip4 = addr_word(proxy, 0);
-		ctx->user_port = bpf_htons(proxy->port);
+	to = capture(ctx, &dst, SHUNT_LISTENER_V4);
+	if (to) {
+		ctx->user_ip4 = addr_word(to, 0);
+		ctx->user_port = bpf_htons(to->port);
 	}
 	return SHUNT_SOCK_ALLOW;
 }
@@ -30,7 +31,7 @@ SEC("cgroup/connect6")
 int shunt_connect6(struct bpf_sock_addr *ctx)
 {
 	struct shunt_addr dst = {};
-	const struct shunt_addr *proxy;
+	const struct shunt_addr *to;
 	__u32 ip6[4];
 
 	if (ctx->type != SOCK_STREAM || ctx->protocol != IPPROTO_TCP)
@@ -47,23 +48,23 @@ int shunt_connect6(struct bpf_sock_addr *ctx)
 		 * will not run connect4 for it, so capture it here. */
 		dst.family = SHUNT_FAMILY_V4;
 		addr_set_words(&dst, &ip6[3], 1);
-		proxy = capture(ctx, &dst, SHUNT_LISTENER_V4);
-		if (proxy) {
-			ctx->user_ip6[3] = addr_word(proxy, 0);
-			ctx->user_port = bpf_htons(proxy->port);
+		to = capture(ctx, &dst, SHUNT_LISTENER_V4);
+		if (to) {
+			ctx->user_ip6[3] = addr_word(to, 0);
+			ctx->user_port = bpf_htons(to->port);
 		}
 		return SHUNT_SOCK_ALLOW;
 	}
 
 	dst.family = SHUNT_FAMILY_V6;
 	addr_set_words(&dst, ip6, 4);
-	proxy = capture(ctx, &dst, SHUNT_LISTENER_V6);
-	if (proxy) {
-		ctx->user_ip6[0] = addr_word(proxy, 0);
-		ctx->user_ip6[1] = addr_word(proxy, 1);
-		ctx->user_ip6[2] = addr_word(proxy, 2);
-		ctx->user_ip6[3] = addr_word(proxy, 3);
-		ctx->user_port = bpf_htons(proxy->port);
+	to = capture(ctx, &dst, SHUNT_LISTENER_V6);
+	if (to) {
+		ctx->user_ip6[0] = addr_word(to, 0);
+		ctx->user_ip6[1] = addr_word(to, 1);
+		ctx->user_ip6[2] = addr_word(to, 2);
+		ctx->user_ip6[3] = addr_word(to, 3);
+		ctx->user_port = bpf_htons(to->port);
 	}
 	return SHUNT_SOCK_ALLOW;
 }

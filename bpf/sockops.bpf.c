@@ -17,6 +17,10 @@ static __always_inline void on_active_established(struct bpf_sock_ops *skops)
 	orig = bpf_map_lookup_elem(&shunt_orig, &cookie);
 	if (!orig)
 		return;
+	/* Ask for a state callback so the record goes when the socket does. */
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+	if (orig->flags & SHUNT_ORIG_OVERRIDE)
+		return; /* connected straight to the override's target */
 
 	/* local_port is host order in bpf_sock_ops (remote_port is not),
 	 * as shunt_addr wants it. */
@@ -39,8 +43,6 @@ static __always_inline void on_active_established(struct bpf_sock_ops *skops)
 		}
 	}
 	bpf_map_update_elem(&shunt_conns, &client, orig, BPF_ANY);
-	/* Ask for a state callback so the record goes when the socket does. */
-	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
 	stat_inc(SHUNT_STAT_ESTABLISHED);
 }
 

@@ -39,21 +39,70 @@ static __always_inline int listener_alive(__u32 slot)
 }
 
 /*
- * Should this connect() to dst be captured? Returns the proxy address to
- * connect to instead, having recorded the original destination under the
- * socket's cookie, or NULL to leave the connect() alone.
+ * The override for a connect() to dst from this socket's network namespace
+ * or from the cgroup of the calling task or any of its ancestors (the
+ * deepest wins: a container's own override beats its pod's), or NULL.
+ */
+static __always_inline const struct shunt_override *override_find(struct bpf_sock_addr *ctx,
+								  const struct shunt_addr *dst)
+{
+	struct shunt_override_key k = {};
+	const struct shunt_override *o, *found;
+
+	k.dst = *dst;
+	k.src_kind = SHUNT_SRC_CGROUP;
+	found = NULL;
+	for (int level = 1; level < SHUNT_CGROUP_LEVELS; level++) {
+		k.src_id = bpf_get_current_ancestor_cgroup_id(level);
+		if (!k.src_id)
+			break; /* deeper than the task's own cgroup */
+		o = bpf_map_lookup_elem(&shunt_overrides, &k);
+		if (o)
+			found = o;
+	}
+	if (found)
+		return found;
+	k.src_kind = SHUNT_SRC_NETNS;
+	k.src_id = bpf_get_netns_cookie(ctx);
+	return bpf_map_lookup_elem(&shunt_overrides, &k);
+}
+
+/* Remember where the application meant to connect, under the socket's
+ * cookie: getpeername() answers with it, sockops re-keys it for the proxy. */
+static __always_inline int orig_record(struct bpf_sock_addr *ctx, const struct shunt_addr *dst,
+				       __u32 flags)
+{
+	struct shunt_orig orig = {};
+
+	orig.dst = *dst;
+	orig.flags = flags;
+	orig.cookie = bpf_get_socket_cookie(ctx);
+	if (bpf_map_update_elem(&shunt_orig, &orig.cookie, &orig, BPF_ANY)) {
+		stat_inc(SHUNT_STAT_ORIG_FULL);
+		return -1;
+	}
+	return 0;
+}
+
+/*
+ * Should this connect() to dst go elsewhere? Returns the address to
+ * connect to instead, an override's target or the proxy, having recorded
+ * the original destination under the socket's cookie, or NULL to leave
+ * the connect() alone.
  */
 static __always_inline const struct shunt_addr *capture(struct bpf_sock_addr *ctx,
 							const struct shunt_addr *dst, __u32 slot)
 {
+	const struct shunt_service *svc;
+	const struct shunt_override *o;
 	struct shunt_config *cfg;
 	const struct shunt_addr *proxy;
-	struct shunt_orig orig = {};
 	struct bpf_sock *sk;
 
 	stat_inc(SHUNT_STAT_CONNECT);
 	/* The common case, and the only cost for services nobody steers. */
-	if (!bpf_map_lookup_elem(&shunt_services, dst))
+	svc = bpf_map_lookup_elem(&shunt_services, dst);
+	if (!svc)
 		return NULL;
 
 	cfg = config_get();
@@ -64,20 +113,29 @@ static __always_inline const struct shunt_addr *capture(struct bpf_sock_addr *ct
 		stat_inc(SHUNT_STAT_OWN_SOCKET);
 		return NULL;
 	}
+	/* An override needs no proxy, so it applies whether or not the
+	 * agent is alive: a sandbox never falls back to the shared database
+	 * because the agent restarts. Without the record getpeername() shows
+	 * the new target; still better than the wrong database. */
+	if (svc->overrides) {
+		o = override_find(ctx, dst);
+		if (o && o->to.family == dst->family) {
+			orig_record(ctx, dst, SHUNT_ORIG_OVERRIDE);
+			stat_inc(SHUNT_STAT_OVERRIDDEN);
+			return &o->to;
+		}
+	}
+	if (!svc->routes)
+		return NULL;
 	proxy = slot == SHUNT_LISTENER_V4 ? &cfg->proxy4 : &cfg->proxy6;
 	if (!proxy->family || !listener_alive(slot)) {
 		stat_inc(SHUNT_STAT_FAIL_OPEN);
 		return NULL;
 	}
-
-	orig.dst = *dst;
-	orig.cookie = bpf_get_socket_cookie(ctx);
-	if (bpf_map_update_elem(&shunt_orig, &orig.cookie, &orig, BPF_ANY)) {
-		/* Without the record the proxy could not find the original
-		 * destination: better uncaptured than broken. */
-		stat_inc(SHUNT_STAT_ORIG_FULL);
+	/* Without the record the proxy could not find the original
+	 * destination: better uncaptured than broken. */
+	if (orig_record(ctx, dst, 0))
 		return NULL;
-	}
 	stat_inc(SHUNT_STAT_CAPTURED);
 	return proxy;
 }

@@ -49,6 +49,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } shunt_conns SEC(".maps");
 
+/* (source netns or cgroup, destination) -> where to connect instead. Read
+ * by connect4/6 only for destinations whose shunt_services entry counts
+ * overrides. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SHUNT_MAX_OVERRIDES);
+	__type(key, struct shunt_override_key);
+	__type(value, struct shunt_override);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shunt_overrides SEC(".maps");
+
 /* The proxy's listening sockets. A socket leaves a sockmap when it closes,
  * so an empty slot means "no live proxy": connect() goes straight through. */
 struct {
@@ -71,7 +82,7 @@ struct {
 /* Counters, indexed by enum shunt_stat. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, SHUNT_STAT_MAX);
+	__uint(max_entries, SHUNT_STAT_SLOTS);
 	__type(key, __u32);
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

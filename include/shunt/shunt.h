@@ -37,6 +37,17 @@
 #ifndef SHUNT_MAX_CONNS
 #define SHUNT_MAX_CONNS 65536U
 #endif
+#ifndef SHUNT_MAX_OVERRIDES
+#define SHUNT_MAX_OVERRIDES 1024U
+#endif
+/* Slots of shunt_stats: more than enum shunt_stat uses, so that a newer
+ * agent with more counters still fits the map an older one pinned. */
+#define SHUNT_STAT_SLOTS 32U
+/* Cgroup levels an override's source cgroup is looked for at. */
+#define SHUNT_CGROUP_LEVELS 16
+/* Longest source of an override as given ("netns:/run/netns/x"), NUL
+ * included. */
+#define SHUNT_OVERRIDE_FROM_LEN 128
 
 /* An IPv4 or IPv6 endpoint, laid out so that `bpftool map dump` reads
  * naturally: the address as bytes in network order (IPv4 in addr[0..3], the
@@ -48,11 +59,12 @@ struct shunt_addr {
 	__u8 pad;
 };
 
-/* shunt_services value: a service (ClusterIP:port or pod IP:port) that has
- * at least one live route, so its connections are captured. */
+/* shunt_services value: a destination (ClusterIP:port or pod IP:port) that
+ * has at least one live route, so its connections are captured, or is the
+ * destination of an override, or both. */
 struct shunt_service {
-	__u32 routes; /* number of routes naming this service */
-	__u32 pad;
+	__u32 routes;	 /* number of routes naming this service */
+	__u32 overrides; /* number of overrides with this destination */
 };
 
 /* shunt_routes key: (service, routing key). key is NUL-padded. */
@@ -76,13 +88,44 @@ struct shunt_route {
 	__u64 created_unix;   /* seconds since the epoch */
 };
 
+enum shunt_orig_flags {
+	/* Sent elsewhere by an override, not to the proxy: nothing to
+	 * re-key at establishment. */
+	SHUNT_ORIG_OVERRIDE = 1U << 0,
+};
+
 /* shunt_orig value (keyed by the client socket's cookie) and shunt_conns
  * value (keyed by the client's address:port as the proxy's accept() sees
  * it): the destination the application asked for. */
 struct shunt_orig {
 	struct shunt_addr dst;
-	__u32 pad;
+	__u32 flags;  /* enum shunt_orig_flags */
 	__u64 cookie; /* client socket cookie, for correlation in dumps */
+};
+
+/* Who an override applies to: the connecting socket's network namespace,
+ * or a cgroup the connecting task is in (at any depth below it). */
+enum shunt_src_kind {
+	SHUNT_SRC_NETNS = 1,  /* src_id: the netns cookie */
+	SHUNT_SRC_CGROUP = 2, /* src_id: the cgroup v2 id */
+};
+
+/* shunt_overrides key: connections from src to dst. */
+struct shunt_override_key {
+	__u64 src_id;
+	__u32 src_kind; /* enum shunt_src_kind */
+	struct shunt_addr dst;
+	__u32 pad;
+};
+
+/* shunt_overrides value: where those connections go instead, at connect()
+ * time, without the proxy. */
+struct shunt_override {
+	struct shunt_addr to; /* same family as the key's dst */
+	__u32 flags;	      /* enum shunt_route_flags (FROM_FILE) */
+	__u64 expires_unix;   /* seconds since the epoch, 0 = never */
+	__u64 created_unix;
+	char from[SHUNT_OVERRIDE_FROM_LEN]; /* the source as given, for people */
 };
 
 /* shunt_config, a one-entry array: runtime settings of the kernel side. */
@@ -110,7 +153,8 @@ enum shunt_stat {
 	SHUNT_STAT_ORIG_FULL,	  /* could not record the original dst */
 	SHUNT_STAT_ESTABLISHED,	  /* captured connection established */
 	SHUNT_STAT_PEER_RESTORED, /* getpeername() answered transparently */
-	SHUNT_STAT_MAX,
+	SHUNT_STAT_OVERRIDDEN,	  /* connect() sent elsewhere by an override */
+	SHUNT_STAT_MAX,		  /* <= SHUNT_STAT_SLOTS */
 };
 
 #ifndef __BPF__
@@ -119,6 +163,9 @@ _Static_assert(sizeof(struct shunt_route_key) == 84, "shunt_route_key ABI");
 _Static_assert(sizeof(struct shunt_route) == 40, "shunt_route ABI");
 _Static_assert(sizeof(struct shunt_orig) == 32, "shunt_orig ABI");
 _Static_assert(sizeof(struct shunt_config) == 48, "shunt_config ABI");
+_Static_assert(sizeof(struct shunt_override_key) == 40, "shunt_override_key ABI");
+_Static_assert(sizeof(struct shunt_override) == 168, "shunt_override ABI");
+_Static_assert(SHUNT_STAT_MAX <= SHUNT_STAT_SLOTS, "shunt_stats slots");
 #endif
 
 #endif /* SHUNT_SHUNT_H */

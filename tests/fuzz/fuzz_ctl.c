@@ -18,6 +18,7 @@
 #include "ctl_proto.h"
 #include "fuzz.h"
 #include "routekey.h"
+#include "source.h"
 
 static void check_message(const char *err)
 {
@@ -29,7 +30,22 @@ static void check_message(const char *err)
 
 static void check_request(const struct ctl_request *r)
 {
-	FUZZ_CHECK(r->op >= CTL_OP_ROUTE_ADD && r->op <= CTL_OP_STATUS, "op %d", r->op);
+	FUZZ_CHECK(r->op >= CTL_OP_ROUTE_ADD && r->op <= CTL_OP_OVERRIDE_LIST, "op %d", r->op);
+	if (r->op == CTL_OP_OVERRIDE_ADD || r->op == CTL_OP_OVERRIDE_DEL) {
+		char e[256];
+
+		FUZZ_CHECK(memchr(r->from, '\0', sizeof(r->from)) &&
+				   source_check(r->from, e, sizeof(e)) == 0,
+			   "bad from");
+		FUZZ_CHECK(r->dst.family == SHUNT_FAMILY_V4 || r->dst.family == SHUNT_FAMILY_V6,
+			   "dst family %u", r->dst.family);
+		FUZZ_CHECK(r->dst.port, "dst port 0");
+		if (r->op == CTL_OP_OVERRIDE_ADD)
+			FUZZ_CHECK(r->to.family == r->dst.family && r->to.port &&
+					   r->ttl_sec <= CTL_MAX_TTL,
+				   "bad override to/ttl");
+		return;
+	}
 	if (r->op != CTL_OP_ROUTE_ADD && r->op != CTL_OP_ROUTE_DEL)
 		return;
 	FUZZ_CHECK(memchr(r->key, '\0', sizeof(r->key)) && rk_validate(r->key) == 0, "bad key");

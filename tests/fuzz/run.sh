@@ -60,7 +60,7 @@ declare -A SRCS=(
 	[fuzz_config]="agent/config.c agent/routes.c agent/util.c agent/routekey.c"
 	[fuzz_util]="agent/util.c"
 	[fuzz_llhttp]="agent/http.c agent/routekey.c"
-	[fuzz_ctl]="agent/ctl_proto.c agent/routekey.c agent/util.c"
+	[fuzz_ctl]="agent/ctl_proto.c agent/source.c agent/routekey.c agent/util.c"
 )
 # libFuzzer's -max_len per harness (default 4096): fuzz_http reaches past
 # http_sniff()'s 8 KiB first-line limit.

@@ -277,6 +277,11 @@ CTL = {
     "ttl-over": b"route-add\t10.96.0.10:80\tdev-a\t10.244.1.7:1\t316224001\terror",
     "bad-fallback": b"route-add\t10.96.0.10:80\tdev-a\t10.244.1.7:1\t1\tsandbox",
     "key-64": b"route-del\t10.96.0.10:80\t" + b"k" * 64,
+    "override-add": b"override-add\tnetns:/run/netns/sbx-a\t10.96.0.50:5432\t10.244.1.9:5432\t60",
+    "override-add-v6": b"override-add\tcgroup:/sys/fs/cgroup/kubepods/pod1\t[fd00::50]:5432\t[fd00::9]:5432\t0",
+    "override-add-mixed": b"override-add\tpid:1\t10.0.0.1:1\t[fd00::2]:2\t0",
+    "override-del": b"override-del\tpid:42\t10.96.0.50:5432",
+    "override-list": b"override-list\ttext",
 }
 
 

@@ -103,6 +103,41 @@ Test(ctl, bad_values)
 		"--fallback: 'sandbox' is not baseline or error");
 }
 
+Test(ctl, overrides)
+{
+	char s[ADDR_STR_LEN];
+
+	cr_assert_eq(
+		parse("override-add\tnetns:/run/netns/sbx-a\t10.96.0.50:5432\t10.244.1.9:5432\t60"),
+		0, "%s", err);
+	cr_assert_eq(req.op, CTL_OP_OVERRIDE_ADD);
+	cr_assert_str_eq(req.from, "netns:/run/netns/sbx-a");
+	cr_assert_str_eq(format_addr_port(&req.dst, s, sizeof(s)), "10.96.0.50:5432");
+	cr_assert_str_eq(format_addr_port(&req.to, s, sizeof(s)), "10.244.1.9:5432");
+	cr_assert_eq(req.ttl_sec, 60);
+	cr_assert_eq(parse("override-del\tcgroup:/sys/fs/cgroup/kubepods/pod1\t[fd00::50]:5432"), 0,
+		     "%s", err);
+	cr_assert_eq(req.op, CTL_OP_OVERRIDE_DEL);
+	cr_assert_eq(parse("override-list\tjson"), 0);
+	cr_assert(req.op == CTL_OP_OVERRIDE_LIST && req.json);
+	cr_assert_eq(parse("override-add\tpid:1\t10.0.0.1:1\t10.0.0.2:2\t0"), 0, "%s", err);
+
+	REFUSED("override-add\tpid:1\t10.0.0.1:1\t[fd00::2]:2\t0", CTL_EXIT_FAILED,
+		"--to: '[fd00::2]:2' is not in the address family of --dst (a connect() cannot "
+		"change family)");
+	REFUSED("override-add\tnetns:x\t10.0.0.1:1\t10.0.0.2:2\t0", CTL_EXIT_FAILED,
+		"--from: 'netns:x': the path must be absolute");
+	REFUSED("override-add\tpod:a\t10.0.0.1:1\t10.0.0.2:2\t0", CTL_EXIT_FAILED,
+		"--from: 'pod:a' is not netns:PATH, pid:PID or cgroup:PATH (e.g. "
+		"netns:/run/netns/sandbox-a)");
+	REFUSED("override-add\tpid:0\t10.0.0.1:1\t10.0.0.2:2\t0", CTL_EXIT_FAILED,
+		"--from: 'pid:0': not a process id");
+	REFUSED("override-del\tpid:1\t10.0.0.1:1\t10.0.0.2:2", CTL_EXIT_USAGE,
+		"override-del: expected 2 fields, got 3");
+	REFUSED("override-del\tpid:\x7f\t10.0.0.1:1", CTL_EXIT_FAILED,
+		"--from: space or unprintable byte at offset 4");
+}
+
 Test(ctl, round_trip)
 {
 	const char *lines[] = {
@@ -111,6 +146,10 @@ Test(ctl, round_trip)
 		"route-del\t10.96.0.10:80\tdev-a\n",
 		"route-list\ttext\n",
 		"status\tjson\n",
+		"override-add\tnetns:/run/netns/a\t10.96.0.50:5432\t10.244.1.9:5432\t60\n",
+		"override-add\tcgroup:/sys/fs/cgroup/x\t[fd00::1]:1\t[fd00::2]:2\t0\n",
+		"override-del\tpid:42\t10.96.0.50:5432\n",
+		"override-list\tjson\n",
 	};
 	char buf[CTL_MAX_REQUEST];
 	struct ctl_request first;

@@ -1,0 +1,165 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Resolving an override's source (netns:, pid:, cgroup:) to kernel ids. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/magic.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+
+#include "source.h"
+#include "util.h"
+
+#ifndef SO_NETNS_COOKIE
+#define SO_NETNS_COOKIE 71
+#endif
+
+int source_check(const char *spec, char *err, size_t errlen)
+{
+	size_t len = strlen(spec);
+	const char *rest;
+	uint64_t pid;
+
+	if (len >= SHUNT_OVERRIDE_FROM_LEN) {
+		snprintf(err, errlen, "--from: longer than %d bytes", SHUNT_OVERRIDE_FROM_LEN - 1);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)spec[i] <= 0x20 || (unsigned char)spec[i] >= 0x7f) {
+			snprintf(err, errlen, "--from: space or unprintable byte at offset %zu", i);
+			return -EINVAL;
+		}
+	if (!strncmp(spec, "netns:", 6) || !strncmp(spec, "cgroup:", 7)) {
+		rest = strchr(spec, ':') + 1;
+		if (rest[0] != '/') {
+			snprintf(err, errlen, "--from: '%s': the path must be absolute", spec);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	if (!strncmp(spec, "pid:", 4)) {
+		if (parse_u64(spec + 4, 0x7fffffff, &pid) || !pid) {
+			snprintf(err, errlen, "--from: '%s': not a process id", spec);
+			return -EINVAL;
+		}
+		return 0;
+	}
+	snprintf(err, errlen,
+		 "--from: '%s' is not netns:PATH, pid:PID or cgroup:PATH (e.g. "
+		 "netns:/run/netns/sandbox-a)",
+		 spec);
+	return -EINVAL;
+}
+
+struct netns_job {
+	int nsfd;
+	int err;
+	uint64_t cookie;
+};
+
+/* In a thread of its own: setns() moves only the calling thread. */
+static void *netns_cookie_thread(void *arg)
+{
+	struct netns_job *j = arg;
+	socklen_t len = sizeof(j->cookie);
+	int fd;
+
+	if (setns(j->nsfd, CLONE_NEWNET)) {
+		j->err = -errno;
+		return NULL;
+	}
+	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		j->err = -errno;
+		return NULL;
+	}
+	if (getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &j->cookie, &len))
+		j->err = -errno;
+	close(fd);
+	return NULL;
+}
+
+static int netns_cookie(const char *path, uint64_t *cookie, char *err, size_t errlen)
+{
+	struct netns_job j = {.nsfd = -1};
+	pthread_t t;
+	int ret;
+
+	j.nsfd = open(path, O_RDONLY | O_CLOEXEC);
+	if (j.nsfd < 0) {
+		ret = -errno;
+		snprintf(err, errlen, "--from: %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	ret = -pthread_create(&t, NULL, netns_cookie_thread, &j);
+	if (!ret) {
+		pthread_join(t, NULL);
+		ret = j.err;
+	}
+	close(j.nsfd);
+	if (ret == -EINVAL)
+		snprintf(err, errlen, "--from: %s is not a network namespace", path);
+	else if (ret)
+		snprintf(err, errlen, "--from: cannot read the cookie of %s: %s", path,
+			 strerror(-ret));
+	else
+		*cookie = j.cookie;
+	return ret;
+}
+
+static int cgroup_id(const char *path, uint64_t *id, char *err, size_t errlen)
+{
+	struct {
+		struct file_handle fh;
+		unsigned char bytes[8];
+	} h = {};
+	struct statfs sfs;
+	int mount_id, ret;
+
+	if (statfs(path, &sfs)) {
+		ret = -errno;
+		snprintf(err, errlen, "--from: %s: %s", path, strerror(-ret));
+		return ret;
+	}
+	if (sfs.f_type != CGROUP2_SUPER_MAGIC) {
+		snprintf(err, errlen, "--from: %s is not in a cgroup v2 hierarchy", path);
+		return -EINVAL;
+	}
+	/* The kernel's cgroup id is the cgroup directory's file handle. */
+	h.fh.handle_bytes = sizeof(h.bytes);
+	errno = 0;
+	if (name_to_handle_at(AT_FDCWD, path, &h.fh, &mount_id, 0) ||
+	    h.fh.handle_bytes != sizeof(*id)) {
+		ret = errno ? -errno : -EINVAL;
+		snprintf(err, errlen, "--from: cannot read the cgroup id of %s: %s", path,
+			 strerror(-ret));
+		return ret;
+	}
+	memcpy(id, h.fh.f_handle, sizeof(*id));
+	return 0;
+}
+
+int source_resolve(const char *spec, uint32_t *kind, uint64_t *id, char *err, size_t errlen)
+{
+	char path[64];
+	int ret = source_check(spec, err, errlen);
+
+	if (ret)
+		return ret;
+	if (!strncmp(spec, "cgroup:", 7)) {
+		*kind = SHUNT_SRC_CGROUP;
+		return cgroup_id(spec + 7, id, err, errlen);
+	}
+	*kind = SHUNT_SRC_NETNS;
+	if (!strncmp(spec, "pid:", 4)) {
+		snprintf(path, sizeof(path), "/proc/%s/ns/net", spec + 4);
+		return netns_cookie(path, id, err, errlen);
+	}
+	return netns_cookie(spec + 6, id, err, errlen);
+}
