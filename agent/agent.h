@@ -3,6 +3,8 @@
 #ifndef SHUNT_AGENT_H
 #define SHUNT_AGENT_H
 
+#include <stdbool.h>
+
 #include "bpf.h"
 #include "loop.h"
 #include "proxy.h"
@@ -22,6 +24,8 @@ struct agent {
 	const char *pin_dir;
 	const char *cgroup;
 	uint64_t started_unix;
+	/* A successor took over: leave the programs attached for it. */
+	bool handed_over;
 };
 
 /* Control socket: one request line per connection, answered and closed.

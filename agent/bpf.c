@@ -17,6 +17,7 @@
 #include "sockops.skel.h"
 #include "bpf.h"
 #include "log.h"
+#include "source.h"
 
 #define BPFFS_DEFAULT_MOUNT "/sys/fs/bpf"
 
@@ -96,15 +97,53 @@ static int ensure_pin_dir(const char *pin_dir)
 	return 0;
 }
 
+/*
+ * Attach prog to the cgroup through a link pinned at <pin_dir>/link_<prog>.
+ * The pin keeps the program attached when the agent dies, so overrides
+ * keep working and steered services fail open (the listener slot empties)
+ * rather than losing capture. A link already pinned there by an earlier
+ * agent, on the same cgroup, gets the new program swapped in atomically:
+ * no connect() goes unhooked, and restarts never stack programs.
+ */
 static int attach(struct shunt_bpf *b, int idx, struct bpf_program *prog)
 {
-	struct bpf_link *link = bpf_program__attach_cgroup(prog, b->cgroup_fd);
+	enum bpf_attach_type type = bpf_program__expected_attach_type(prog);
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info);
+	struct bpf_link *link;
+	char path[512];
 	int err;
 
+	snprintf(path, sizeof(path), "%s/link_%s", b->pin_dir, bpf_program__name(prog));
+	link = bpf_link__open(path);
+	if (link) {
+		if (!bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) &&
+		    info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id == b->cgroup_id &&
+		    info.cgroup.attach_type == type && !bpf_link__update_program(link, prog)) {
+			b->links[idx] = link;
+			return 0;
+		}
+		/* Another cgroup (the agent's --cgroup changed) or a link the
+		 * kernel already cut: detach it and start afresh. */
+		pr_info("replacing pinned link %s (cgroup id %llu, ours %llu)", path,
+			(unsigned long long)info.cgroup.cgroup_id,
+			(unsigned long long)b->cgroup_id);
+		bpf_link__detach(link);
+		bpf_link__unpin(link);
+		bpf_link__destroy(link);
+		unlink(path); /* bpf_link__open() does not record the pin path */
+	}
+	link = bpf_program__attach_cgroup(prog, b->cgroup_fd);
 	if (!link) {
 		err = -errno;
 		pr_err("attach %s to cgroup %s: %s", bpf_program__name(prog), b->cgroup,
 		       strerror(-err));
+		return err;
+	}
+	err = bpf_link__pin(link, path);
+	if (err) {
+		pr_err("pin link %s: %s", path, strerror(-err));
+		bpf_link__destroy(link);
 		return err;
 	}
 	b->links[idx] = link;
@@ -128,6 +167,7 @@ static int attach(struct shunt_bpf *b, int idx, struct bpf_program *prog)
 int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup)
 {
 	struct bpf_object_open_opts opts = {.sz = sizeof(opts), .pin_root_path = pin_dir};
+	char msg[256];
 	int err;
 
 	memset(b, 0, sizeof(*b));
@@ -143,6 +183,11 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup)
 	if (b->cgroup_fd < 0) {
 		err = -errno;
 		pr_err("open cgroup %s: %s", cgroup, strerror(-err));
+		return err;
+	}
+	err = cgroup_id(cgroup, &b->cgroup_id, msg, sizeof(msg));
+	if (err) {
+		pr_err("cgroup %s: %s", cgroup, msg);
 		return err;
 	}
 
@@ -180,14 +225,18 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup)
 	return 0;
 
 cleanup:
-	shunt_bpf_close(b);
+	shunt_bpf_close(b, false);
 	return err;
 }
 
-void shunt_bpf_close(struct shunt_bpf *b)
+void shunt_bpf_close(struct shunt_bpf *b, bool detach)
 {
 	/* Capture goes first, bookkeeping last: the reverse of attach. */
 	for (int i = SHUNT_NR_PROGS - 1; i >= 0; i--) {
+		if (b->links[i] && detach) {
+			bpf_link__unpin(b->links[i]);
+			bpf_link__detach(b->links[i]);
+		}
 		bpf_link__destroy(b->links[i]);
 		b->links[i] = NULL;
 	}

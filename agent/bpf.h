@@ -3,6 +3,7 @@
 #ifndef SHUNT_AGENT_BPF_H
 #define SHUNT_AGENT_BPF_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <shunt/shunt.h>
 
@@ -20,6 +21,7 @@ struct shunt_bpf {
 	struct shunt_sockops *sockops;
 	struct bpf_link *links[SHUNT_NR_PROGS];
 	int cgroup_fd;
+	uint64_t cgroup_id;
 	char pin_dir[256];
 	char cgroup[256];
 	/* fds of the shared (pinned) maps */
@@ -33,8 +35,11 @@ struct shunt_bpf {
  * Returns 0 or -errno, having logged what failed. */
 int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup);
 
-/* Detach and unload; the pinned maps stay for the next agent. */
-void shunt_bpf_close(struct shunt_bpf *b);
+/* Unload. With detach, unpin and detach the programs too (a clean stop);
+ * without, they stay attached through their pinned links (a successor
+ * took over, or a failed start must not undo a running agent's links).
+ * The pinned maps always stay for the next agent. */
+void shunt_bpf_close(struct shunt_bpf *b, bool detach);
 
 int shunt_bpf_set_config(struct shunt_bpf *b, const struct shunt_config *cfg);
 int shunt_bpf_set_listener(struct shunt_bpf *b, enum shunt_listener_slot slot, int fd);

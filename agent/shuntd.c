@@ -409,7 +409,7 @@ cleanup_proxy:
 cleanup_store:
 	store_free(&a.store);
 cleanup_bpf:
-	shunt_bpf_close(&a.bpf);
+	shunt_bpf_close(&a.bpf, !a.handed_over);
 cleanup_loop:
 	loop_close(&a.loop);
 	if (!ret)

@@ -113,7 +113,7 @@ static int netns_cookie(const char *path, uint64_t *cookie, char *err, size_t er
 	return ret;
 }
 
-static int cgroup_id(const char *path, uint64_t *id, char *err, size_t errlen)
+int cgroup_id(const char *path, uint64_t *id, char *err, size_t errlen)
 {
 	struct {
 		struct file_handle fh;

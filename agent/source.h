@@ -26,4 +26,7 @@ int source_check(const char *spec, char *err, size_t errlen);
  * message. */
 int source_resolve(const char *spec, uint32_t *kind, uint64_t *id, char *err, size_t errlen);
 
+/* The id the kernel gives the cgroup v2 directory path. */
+int cgroup_id(const char *path, uint64_t *id, char *err, size_t errlen);
+
 #endif /* SHUNT_SOURCE_H */

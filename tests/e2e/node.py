@@ -665,9 +665,13 @@ class Node:
         return self.ctl_json("status")
 
     def clear_api_routes(self):
+        """Delete the routes and overrides added through the control socket."""
         for r in self.routes():
             if r.get("source", "api") == "api":
                 self.ctl("route", "del", "--service", r["service"], "--key", r["key"])
+        for o in self.ctl_json("override", "list"):
+            if o.get("source", "api") == "api":
+                self.ctl("override", "del", "--from", o["from"], "--dst", o["dst"])
 
     # ---- clients ---------------------------------------------------------------
     def client_cmd(self, argv, timeout=20):
