@@ -24,8 +24,13 @@ struct agent {
 	const char *pin_dir;
 	const char *cgroup;
 	uint64_t started_unix;
+	uint64_t drain_timeout_ms;
 	/* A successor took over: leave the programs attached for it. */
 	bool handed_over;
+	bool draining;
+	/* Unpin and detach the programs at exit: a clean stop of an agent
+	 * that started, not a failed second start or a handed-over one. */
+	bool detach_on_exit;
 };
 
 /* Control socket: one request line per connection, answered and closed.

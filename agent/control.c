@@ -334,6 +334,48 @@ static void cmd_override_list(struct ctl_conn *cc, const struct ctl_request *r)
 	free(o);
 }
 
+/* A new agent asks for the listening sockets: send them with the answer
+ * and let the main loop start draining. */
+static void cmd_takeover(struct ctl_conn *cc)
+{
+	struct agent *a = cc->a;
+	static const char ok[] = "ok\n";
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 2)];
+		struct cmsghdr align;
+	} u = {};
+	struct iovec iov = {.iov_base = (void *)ok, .iov_len = sizeof(ok) - 1};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct ucred cred = {};
+	socklen_t cl = sizeof(cred);
+	struct cmsghdr *cm;
+	int fds[2], n;
+
+	if (a->draining || a->handed_over) {
+		fail(cc, CTL_EXIT_FAILED,
+		     "this shuntd is already draining; start the new one after it exits");
+		return;
+	}
+	n = proxy_listener_fds(a->proxy, fds);
+	if (n > 0) {
+		mh.msg_control = u.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n);
+	}
+	if (sendmsg(cc->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)iov.iov_len) {
+		pr_warn("takeover: sending the listeners failed: %s; not draining",
+			strerror(errno));
+		return;
+	}
+	getsockopt(cc->fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
+	pr_info("handed %d listener(s) over to pid %d; draining", n, (int)cred.pid);
+	a->handed_over = true;
+}
+
 static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 {
 	struct agent *a = cc->a;
@@ -438,6 +480,11 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 		fail(cc, code, "%s", err);
 		return;
 	}
+	if (cc->a->handed_over) {
+		/* The successor reads the maps now: change nothing here. */
+		fail(cc, CTL_EXIT_UNREACHABLE, "this shuntd handed over to a new one; try again");
+		return;
+	}
 	switch (r.op) {
 	case CTL_OP_ROUTE_ADD:
 		cmd_route_add(cc, &r);
@@ -459,6 +506,9 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 		break;
 	case CTL_OP_OVERRIDE_LIST:
 		cmd_override_list(cc, &r);
+		break;
+	case CTL_OP_TAKEOVER:
+		cmd_takeover(cc);
 		break;
 	}
 	if (cc->failed)
@@ -643,7 +693,9 @@ void control_stop(struct agent *a)
 		conn_close(a->ctl->conns);
 	loop_del(&a->loop, a->ctl->fd);
 	close(a->ctl->fd);
-	unlink(a->ctl->path);
+	/* After a takeover the path is the successor's socket. */
+	if (!a->handed_over)
+		unlink(a->ctl->path);
 	free(a->ctl);
 	a->ctl = NULL;
 }

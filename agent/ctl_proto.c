@@ -146,6 +146,12 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 		req->op = CTL_OP_STATUS;
 		return parse_format(f, n, f[0], &req->json, err, errlen);
 	}
+	if (!strcmp(f[0], "takeover")) {
+		req->op = CTL_OP_TAKEOVER;
+		if (n != 1)
+			return failf(err, errlen, CTL_EXIT_USAGE, "takeover: expected no field");
+		return 0;
+	}
 	if (!strcmp(f[0], "override-list")) {
 		req->op = CTL_OP_OVERRIDE_LIST;
 		return parse_format(f, n, f[0], &req->json, err, errlen);
@@ -209,6 +215,9 @@ int ctl_format_request(const struct ctl_request *req, char *buf, size_t len)
 			     format_addr_port(&req->dst, s, sizeof(s)),
 			     format_addr_port(&req->to, t, sizeof(t)),
 			     (unsigned long long)req->ttl_sec);
+		break;
+	case CTL_OP_TAKEOVER:
+		n = snprintf(buf, len, "takeover\n");
 		break;
 	case CTL_OP_OVERRIDE_DEL:
 		n = snprintf(buf, len, "override-del\t%s\t%s\n", req->from,

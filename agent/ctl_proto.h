@@ -10,6 +10,9 @@
  *   override-add  FROM DST TO TTL_SECONDS
  *   override-del  FROM DST
  *   override-list FORMAT(text|json)
+ *   takeover      (a new shuntd asks the running one for its listening
+ *                 sockets: "ok" comes with them as SCM_RIGHTS, and the
+ *                 running one drains and exits)
  * (FROM as in source.h: netns:PATH, pid:PID, cgroup:PATH.) No field is empty; no byte is NUL, CR or LF. Response: a first line
  * "ok" or "error N" (N = the exit code shuntctl should use), then the text
  * to print (stdout for ok, stderr for error). The server closes the
@@ -46,6 +49,7 @@ enum ctl_op {
 	CTL_OP_OVERRIDE_ADD,
 	CTL_OP_OVERRIDE_DEL,
 	CTL_OP_OVERRIDE_LIST,
+	CTL_OP_TAKEOVER,
 };
 
 struct ctl_request {

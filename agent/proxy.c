@@ -40,6 +40,7 @@
 #define LINGER_MS	   1000	       /* reading after an error response, before close */
 #define POOL_IDLE_MS	   30000       /* an idle pooled upstream is closed after this */
 #define POOL_PEEK_AFTER_MS 1000	       /* idle longer: check it is still open */
+#define LISTEN_GRACE_MS	   250	       /* draining: accept stragglers, then close */
 
 struct buf {
 	char *data;
@@ -96,6 +97,10 @@ struct client {
 	bool up_connected; /* the current attempt's connect() completed */
 	bool to_sandbox, fallback;
 	bool shut_wr_up; /* tunnel: client EOF passed on to the upstream */
+	/* Draining: "Connection: close" went into this response (the client
+	 * will not reuse the connection), or cannot (its head went out
+	 * before the drain began). */
+	enum { CLOSE_UNDECIDED, CLOSE_INJECTED, CLOSE_TOO_LATE } close_state;
 	uint8_t attempts;
 	enum body_kind body;
 	uint64_t body_left; /* BODY_LENGTH: bytes still to come */
@@ -120,6 +125,7 @@ struct listener {
 	struct ev_handler h;
 	struct proxy *p;
 	int fd;
+	uint8_t family;
 };
 
 struct proxy {
@@ -137,6 +143,12 @@ struct proxy {
 	int spare_fd;		  /* given up to refuse a connection at EMFILE */
 	llhttp_settings_t req_settings, resp_settings;
 	struct proxy_stats st;
+	/* Draining (proxy_drain): no new connections; each client gets
+	 * "Connection: close" on its next response and goes once that is
+	 * out; whatever is left at drain_deadline is closed. */
+	bool draining;
+	uint64_t drain_deadline;
+	uint64_t listen_close_at; /* 0, or when the listeners close */
 };
 
 static void client_pump(struct client *c);
@@ -404,6 +416,7 @@ static void client_reset_request(struct client *c)
 	c->head_done = c->req_done = c->resp_done = c->resp_started = false;
 	c->is_head = c->is_connect = c->want_upgrade = c->idempotent = false;
 	c->no_retry = c->up_connected = c->to_sandbox = c->fallback = false;
+	c->close_state = CLOSE_UNDECIDED;
 	c->attempts = 0;
 	c->body = BODY_NONE;
 	c->body_left = 0;
@@ -757,11 +770,11 @@ static void finish_exchange(struct client *c)
 		     c->sent == c->parsed && !c->want_upgrade;
 
 	c->up = NULL;
-	if (reuse)
+	if (reuse && !c->p->draining)
 		up_release(u);
 	else
 		up_close(u);
-	if (!reuse) {
+	if (!reuse || c->close_state == CLOSE_INJECTED) {
 		/* Connection: close (either side), HTTP/1.0 without keep-alive,
 		 * a response that came before the request was done, or an
 		 * upgrade that was refused. */
@@ -970,6 +983,87 @@ static bool read_client(struct client *c)
 }
 
 /* Move every byte that can move, until nothing does. */
+/* The status code of the response whose status line is [p, eol). The
+ * parser has accepted it, so it is "HTTP/x.y NNN ...". */
+static int status_of(const char *p, const char *eol)
+{
+	if (eol - p < 12)
+		return 0;
+	return (p[9] - '0') * 100 + (p[10] - '0') * 10 + (p[11] - '0');
+}
+
+/* One past the blank line ending the head that starts at pos, or 0. */
+static uint32_t head_end(const char *d, uint32_t pos, uint32_t end)
+{
+	for (uint32_t i = pos; i + 1 < end; i++) {
+		if (d[i] != '\n')
+			continue;
+		if (d[i + 1] == '\n')
+			return i + 2;
+		if (i + 2 < end && d[i + 1] == '\r' && d[i + 2] == '\n')
+			return i + 3;
+	}
+	return 0;
+}
+
+/*
+ * Draining: put "Connection: close" into the final response's head, right
+ * after its status line (first, so that clients reading only the first
+ * Connection header see it too), so the client opens its next connection
+ * to whoever accepts now instead of reusing this one. Interim responses
+ * (100 Continue) pass unchanged. Returns how far the response may be
+ * forwarded: up to the head still incomplete while the decision waits.
+ */
+static uint32_t drain_inject(struct client *c)
+{
+	static const char hdr[] = "Connection: close\r\n";
+	const uint32_t hlen = sizeof(hdr) - 1;
+	struct upstream *u = c->up;
+	uint32_t pos = u->in.start, at;
+
+	for (;;) {
+		char *d = u->in.data, *eol;
+		int status;
+
+		if (pos >= u->parsed)
+			return pos;
+		eol = memchr(d + pos, '\n', u->parsed - pos);
+		if (!eol)
+			return pos; /* status line still incomplete */
+		status = status_of(d + pos, eol);
+		if (status >= 100 && status < 200 && status != 101) {
+			uint32_t e = head_end(d, pos, u->parsed);
+
+			if (!e)
+				return pos;
+			pos = e;
+			continue;
+		}
+		if (status == 101 || c->want_upgrade || c->is_connect) {
+			c->close_state = CLOSE_TOO_LATE; /* becomes a tunnel */
+			return u->parsed;
+		}
+		at = (uint32_t)(eol - d) + 1;
+		if (u->in.cap - u->in.end < hlen) {
+			char *n = realloc(u->in.data, u->in.cap + hlen);
+
+			if (!n) {
+				c->close_state = CLOSE_TOO_LATE;
+				return u->parsed;
+			}
+			u->in.data = n;
+			u->in.cap += hlen;
+			d = n;
+		}
+		memmove(d + at + hlen, d + at, u->in.end - at);
+		memcpy(d + at, hdr, hlen);
+		u->in.end += hlen;
+		u->parsed += hlen;
+		c->close_state = CLOSE_INJECTED;
+		return u->parsed;
+	}
+}
+
 static void client_pump(struct client *c)
 {
 	struct upstream *u;
@@ -1083,8 +1177,15 @@ static void client_pump(struct client *c)
 		progress |= read_upstream(c);
 		if (c->dead || c->up != u || c->state == C_ERROR)
 			continue;
-		if (write_out(c->fd, &u->in, u->parsed, &c->wr, &err))
-			progress = true;
+		{
+			uint32_t lim = u->parsed;
+
+			if (c->p->draining && c->close_state == CLOSE_UNDECIDED &&
+			    c->state == C_REQUEST)
+				lim = drain_inject(c);
+			if (write_out(c->fd, &u->in, lim, &c->wr, &err))
+				progress = true;
+		}
 		if (err) {
 			client_close(c);
 			return;
@@ -1219,6 +1320,25 @@ static void listener_event(struct ev_handler *h, uint32_t events)
 	}
 }
 
+/* An inherited listening socket bound to exactly a, or -1. */
+static int take_inherited(struct proxy_opts *o, const struct shunt_addr *a)
+{
+	for (int i = 0; i < o->n_inherited; i++) {
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct shunt_addr got;
+		int fd = o->inherited[i];
+
+		if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) ||
+		    addr_from_sockaddr((struct sockaddr *)&ss, &got) ||
+		    memcmp(&got, a, sizeof(got)))
+			continue;
+		o->inherited[i] = -1;
+		return fd;
+	}
+	return -1;
+}
+
 static int listen_on(struct proxy *p, const struct shunt_addr *a)
 {
 	struct listener *l = &p->listeners[p->n_listeners];
@@ -1228,6 +1348,15 @@ static int listen_on(struct proxy *p, const struct shunt_addr *a)
 	int one = 1, err;
 
 	format_addr_port(a, s, sizeof(s));
+	l->fd = take_inherited(&p->o, a);
+	if (l->fd >= 0) {
+		/* Handed over by the agent before us, with its backlog: not
+		 * one waiting connection is lost. */
+		fcntl(l->fd, F_SETFL, fcntl(l->fd, F_GETFL) | O_NONBLOCK);
+		fcntl(l->fd, F_SETFD, FD_CLOEXEC);
+		pr_info("proxy listening on %s (taken over)", s);
+		goto registered;
+	}
 	l->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (l->fd < 0)
 		return -errno;
@@ -1236,14 +1365,32 @@ static int listen_on(struct proxy *p, const struct shunt_addr *a)
 	setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (ss.ss_family == AF_INET6)
 		setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(l->fd, (struct sockaddr *)&ss, sl) || listen(l->fd, 4096)) {
+	/* An agent that just stopped may hold the port for its last
+	 * moments of draining: wait for it a little. */
+	for (int tries = 0;; tries++) {
+		if (!bind(l->fd, (struct sockaddr *)&ss, sl))
+			break;
+		err = -errno;
+		if (err != -EADDRINUSE || tries >= 50) {
+			pr_err("proxy listen on %s: %s", s, strerror(-err));
+			close(l->fd);
+			return err;
+		}
+		if (tries == 0)
+			pr_info("proxy address %s in use; waiting up to 5 s for it", s);
+		usleep(100 * 1000);
+	}
+	if (listen(l->fd, 4096)) {
 		err = -errno;
 		pr_err("proxy listen on %s: %s", s, strerror(-err));
 		close(l->fd);
 		return err;
 	}
+	pr_info("proxy listening on %s", s);
+registered:
 	l->h.fn = listener_event;
 	l->p = p;
+	l->family = a->family;
 	err = loop_add(p->loop, l->fd, EPOLLIN | EPOLLET, &l->h);
 	if (!err)
 		err = shunt_bpf_set_listener(p->bpf,
@@ -1256,7 +1403,8 @@ static int listen_on(struct proxy *p, const struct shunt_addr *a)
 		return err;
 	}
 	p->n_listeners++;
-	pr_info("proxy listening on %s", s);
+	if (l->fd >= 0 && !p->draining)
+		listener_event(&l->h, EPOLLIN); /* a handed-over backlog has no new edge */
 	return 0;
 }
 
@@ -1286,6 +1434,12 @@ int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loo
 
 	for (int i = 0; i < o->n_listen && !err; i++)
 		err = listen_on(p, &o->listen[i]);
+	for (int i = 0; i < p->o.n_inherited; i++)
+		if (p->o.inherited[i] >= 0) {
+			pr_warn("a handed-over listener matches no --proxy-addr: closing it");
+			close(p->o.inherited[i]);
+			p->o.inherited[i] = -1;
+		}
 	if (err) {
 		proxy_stop(p);
 		return err;
@@ -1294,17 +1448,69 @@ int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loo
 	return 0;
 }
 
+static void close_listeners(struct proxy *p)
+{
+	for (int i = 0; i < p->n_listeners; i++) {
+		loop_del(p->loop, p->listeners[i].fd);
+		close(p->listeners[i].fd);
+	}
+	p->n_listeners = 0;
+	p->listen_close_at = 0;
+}
+
+int proxy_listener_fds(struct proxy *p, int fds[2])
+{
+	for (int i = 0; i < p->n_listeners; i++)
+		fds[i] = p->listeners[i].fd;
+	return p->n_listeners;
+}
+
+void proxy_drain(struct proxy *p, uint64_t timeout_ms, bool handed_over)
+{
+	struct pool *pl;
+
+	if (p->draining)
+		return;
+	p->draining = true;
+	p->drain_deadline = p->loop->now_ms + timeout_ms;
+	if (handed_over) {
+		/* The successor accepts from these sockets now (it holds its
+		 * own descriptors for them); the sockmap keeps them. */
+		close_listeners(p);
+	} else {
+		/* Empty the sockmap slots first: new connect()s fail open from
+		 * here on. Connections already on their way to the listener
+		 * are still accepted for a moment, then the listeners close. */
+		for (int i = 0; i < p->n_listeners; i++)
+			shunt_bpf_set_listener(p->bpf,
+					       p->listeners[i].family == SHUNT_FAMILY_V4
+						       ? SHUNT_LISTENER_V4
+						       : SHUNT_LISTENER_V6,
+					       -1);
+		p->listen_close_at = p->loop->now_ms + LISTEN_GRACE_MS;
+	}
+	for (pl = p->pools; pl; pl = pl->next)
+		while (pl->idle)
+			up_close(pl->idle);
+	/* A response whose head already went out cannot say "close" any
+	 * more: that client is told on its next one. */
+	for (struct client *c = p->clients; c; c = c->next)
+		if (c->state == C_REQUEST && c->resp_started)
+			c->close_state = CLOSE_TOO_LATE;
+}
+
+bool proxy_drained(struct proxy *p)
+{
+	return p->draining && !p->clients && !p->n_listeners;
+}
+
 void proxy_stop(struct proxy *p)
 {
 	struct pool *pl, *next;
 
 	if (!p)
 		return;
-	for (int i = 0; i < p->n_listeners; i++) {
-		loop_del(p->loop, p->listeners[i].fd);
-		close(p->listeners[i].fd); /* leaves the sockmap: fail open */
-	}
-	p->n_listeners = 0;
+	close_listeners(p); /* a closed socket leaves the sockmap: fail open */
 	while (p->clients)
 		client_close(p->clients);
 	/* Close every pooled connection first: up_close() looks its pool up
@@ -1372,6 +1578,15 @@ void proxy_tick(struct proxy *p)
 	struct client *c, *next;
 	struct pool *pl, **pp;
 
+	if (p->listen_close_at && now >= p->listen_close_at)
+		close_listeners(p);
+	if (p->draining && now >= p->drain_deadline) {
+		if (p->clients)
+			pr_warn("drain timeout: closing %llu connection(s) still open",
+				(unsigned long long)p->st.active);
+		while (p->clients)
+			client_close(p->clients);
+	}
 	for (c = p->clients; c; c = next) {
 		next = c->next;
 		if (c->deadline && c->deadline <= now)

@@ -9,6 +9,7 @@
 #ifndef SHUNT_PROXY_H
 #define SHUNT_PROXY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <shunt/shunt.h>
@@ -31,6 +32,11 @@ struct proxy_opts {
 	size_t max_headers;
 	size_t max_idle_per_dst;
 	struct rk_config rk;
+	/* Listening sockets handed over by the agent before this one (see
+	 * proxy_listener_fds); one matching a listen address is used instead
+	 * of binding a new socket. */
+	int inherited[2];
+	int n_inherited;
 };
 
 struct proxy_stats {
@@ -58,6 +64,17 @@ int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loo
 		struct store *store, struct shunt_bpf *bpf);
 /* Close listeners (new connections then fail open) and every connection. */
 void proxy_stop(struct proxy *p);
+/* The listening sockets, for handing over to a successor; returns how
+ * many (at most 2). */
+int proxy_listener_fds(struct proxy *p, int fds[2]);
+/* Stop taking new connections and let the open ones finish: each client
+ * is told "Connection: close" on its next response and closed after it;
+ * at timeout_ms whatever is left is closed. handed_over: a successor
+ * accepts from the listeners now; otherwise they leave the sockmap at
+ * once (new connections fail open) and close shortly after. */
+void proxy_drain(struct proxy *p, uint64_t timeout_ms, bool handed_over);
+/* Draining and nothing left open. */
+bool proxy_drained(struct proxy *p);
 /* Enforce timeouts; call a few times a second. */
 void proxy_tick(struct proxy *p);
 /* Free connections closed during the last loop iteration. */

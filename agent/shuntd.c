@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,6 +13,9 @@
 #include <sys/epoll.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
 
 #include "agent.h"
 #include "config.h"
@@ -44,6 +48,8 @@ static const char usage_text[] =
 	"                          which no byte moves either way (default 60s)\n"
 	"  --connect-timeout DUR   upstream connect time (default 2s)\n"
 	"  --tunnel-timeout DUR    idle WebSocket/CONNECT/non-HTTP tunnel (default 1h)\n"
+	"  --drain-timeout DUR     on SIGTERM or a takeover, time the open connections\n"
+	"                          get to finish (default 20s)\n"
 	"  --max-head-bytes N      largest request head, else 431 (default 65536)\n"
 	"  --max-headers N         most header lines, else 431 (default 100)\n"
 	"  --key-member NAME       baggage/tracestate member (default sd-routing-key)\n"
@@ -53,6 +59,18 @@ static const char usage_text[] =
 	"  --mark N                socket mark of the agent's own sockets\n"
 	"  -v, --verbose           debug logging; twice adds libbpf's own\n"
 	"  -h, --help              this text\n"
+	"\n"
+	"Stopping and upgrading:\n"
+	"  SIGTERM   drain: new connections fail open to their original destination,\n"
+	"            open ones finish (each is told Connection: close on its next\n"
+	"            response), then exit and detach the programs\n"
+	"  SIGINT    (or a second SIGTERM) stop at once\n"
+	"  SIGHUP    reload --config\n"
+	"  A second shuntd started with the same --control and --bpffs takes over:\n"
+	"  it receives the listening sockets (no connection is refused), swaps its\n"
+	"  programs into the pinned links, and the first one drains and exits.\n"
+	"  After a crash the programs stay attached (steered services fail open,\n"
+	"  overrides keep working) and the next start recovers every route.\n"
 	"\n"
 	"Examples:\n"
 	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5\n"
@@ -75,6 +93,7 @@ enum {
 	OPT_KEY_MEMBER,
 	OPT_KEY_HEADER,
 	OPT_MARK,
+	OPT_DRAIN_TIMEOUT,
 };
 
 static const struct option long_opts[] = {
@@ -93,6 +112,7 @@ static const struct option long_opts[] = {
 	{"key-member", required_argument, NULL, OPT_KEY_MEMBER},
 	{"key-header", required_argument, NULL, OPT_KEY_HEADER},
 	{"mark", required_argument, NULL, OPT_MARK},
+	{"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{},
@@ -149,6 +169,7 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 	po->max_idle_per_dst = 64;
 	a->pin_dir = DEFAULT_PIN_DIR;
 	a->control_path = CTL_DEFAULT_PATH;
+	a->drain_timeout_ms = 20000;
 
 	while ((opt = getopt_long(argc, argv, "vh", long_opts, NULL)) != -1) {
 		switch (opt) {
@@ -190,6 +211,10 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 			break;
 		case OPT_CONNECT_TIMEOUT:
 			if (opt_duration_ms("connect-timeout", optarg, &po->connect_timeout_ms))
+				return 2;
+			break;
+		case OPT_DRAIN_TIMEOUT:
+			if (opt_duration_ms("drain-timeout", optarg, &a->drain_timeout_ms))
 				return 2;
 			break;
 		case OPT_TUNNEL_TIMEOUT:
@@ -280,6 +305,96 @@ static int load_config(struct agent *a, int initial)
 	return ret;
 }
 
+/* Stop taking work: connections (new ones fail open, or go to the
+ * successor) and control requests; the open connections finish. */
+static void start_drain(struct agent *a, bool handed_over)
+{
+	a->draining = true;
+	proxy_drain(a->proxy, a->drain_timeout_ms, handed_over);
+	control_stop(a);
+}
+
+/* Is an agent answering on the control socket? */
+static bool control_probe(const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd, ok;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return false;
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return false;
+	ok = connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == 0;
+	close(fd);
+	return ok;
+}
+
+/* Ask the running agent for its listening sockets. 0 with them in
+ * a->popts.inherited, or -1 having said why. */
+static int takeover(struct agent *a)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct timeval tv = {.tv_sec = 5};
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 2)];
+		struct cmsghdr align;
+	} u;
+	char line[512];
+	struct iovec iov = {.iov_base = line, .iov_len = sizeof(line) - 1};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *cm;
+	ssize_t n;
+	int fd;
+
+	strcpy(sun.sun_path, a->control_path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) ||
+	    send(fd, "takeover\n", 9, MSG_NOSIGNAL) != 9) {
+		pr_err("takeover: %s: %s", a->control_path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -1;
+	}
+	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	close(fd);
+	if (n <= 0) {
+		pr_err("takeover: no answer from the running agent on %s: %s", a->control_path,
+		       n ? strerror(errno) : "closed");
+		return -1;
+	}
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; CMSG_LEN((i + 1) * sizeof(int)) <= cm->cmsg_len; i++) {
+			int got;
+
+			memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (a->popts.n_inherited < 2)
+				a->popts.inherited[a->popts.n_inherited++] = got;
+			else
+				close(got);
+		}
+	}
+	line[n] = '\0';
+	if (strncmp(line, "ok\n", 3)) {
+		for (int i = 0; i < a->popts.n_inherited; i++)
+			close(a->popts.inherited[i]);
+		a->popts.n_inherited = 0;
+		line[strcspn(line, "\0")] = '\0';
+		pr_err("takeover: the running agent refused: %s",
+		       strchr(line, '\n') ? strchr(line, '\n') + 1 : line);
+		return -1;
+	}
+	pr_info("took over %d listener(s) from the running agent", a->popts.n_inherited);
+	return 0;
+}
+
 struct sig_handler {
 	struct ev_handler h;
 	struct agent *a;
@@ -295,11 +410,24 @@ static void on_signal(struct ev_handler *h, uint32_t events)
 	while (read(sh->fd, &si, sizeof(si)) == sizeof(si)) {
 		switch (si.ssi_signo) {
 		case SIGHUP:
+			if (sh->a->handed_over) {
+				pr_info("SIGHUP: ignored, the new agent owns the routes");
+				break;
+			}
 			if (sh->a->config_path) {
 				pr_info("SIGHUP: reloading %s", sh->a->config_path);
 				load_config(sh->a, 0);
 			}
 			break;
+		case SIGTERM:
+			if (!sh->a->draining) {
+				pr_info("SIGTERM: draining for up to %llu ms (again to stop at "
+					"once)",
+					(unsigned long long)sh->a->drain_timeout_ms);
+				start_drain(sh->a, false);
+				break;
+			}
+			/* fall through */
 		default:
 			pr_info("%s: shutting down", strsignal((int)si.ssi_signo));
 			sh->a->loop.stop = 1;
@@ -316,6 +444,7 @@ int main(int argc, char **argv)
 	uint32_t mark = SHUNT_DEFAULT_MARK;
 	uint16_t port = DEFAULT_PROXY_PORT;
 	uint64_t last_sweep = 0;
+	bool predecessor;
 	sigset_t mask;
 	long recovered;
 	int err, ret = 1;
@@ -330,6 +459,13 @@ int main(int argc, char **argv)
 	a.bpf.cgroup_fd = -1;
 	raise_nofile();
 	signal(SIGPIPE, SIG_IGN);
+
+	/* An agent already answering on our control socket hands its place
+	 * over once we are loaded; until we are up we must not detach what it
+	 * runs on. */
+	predecessor = control_probe(a.control_path);
+	if (predecessor)
+		pr_info("an agent is running on %s: taking over from it", a.control_path);
 
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
@@ -357,6 +493,11 @@ int main(int argc, char **argv)
 		goto cleanup_bpf;
 	}
 
+	/* The predecessor stops changing routes once it has handed over, so
+	 * the maps read next are final. */
+	if (predecessor && takeover(&a))
+		goto cleanup_bpf;
+
 	recovered = store_init(&a.store, a.bpf.routes_fd, a.bpf.services_fd, a.bpf.overrides_fd,
 			       (uint64_t)time(NULL));
 	if (recovered < 0) {
@@ -383,6 +524,7 @@ int main(int argc, char **argv)
 		goto cleanup_control;
 	}
 
+	a.detach_on_exit = true;
 	pr_info("ready: cgroup %s, pins %s, control %s", a.cgroup, a.pin_dir, a.control_path);
 	while (!a.loop.stop) {
 		err = loop_run_once(&a.loop, TICK_MS);
@@ -390,12 +532,22 @@ int main(int argc, char **argv)
 			pr_err("event loop: %s", strerror(-err));
 			break;
 		}
+		if (a.handed_over && !a.draining) {
+			/* The successor owns the routes, the links and the
+			 * control socket path from now on. */
+			a.detach_on_exit = false;
+			start_drain(&a, true);
+		}
 		proxy_tick(a.proxy);
 		proxy_reap(a.proxy);
 		control_tick(&a);
-		if (a.loop.now_ms - last_sweep >= 1000) {
+		if (!a.handed_over && a.loop.now_ms - last_sweep >= 1000) {
 			last_sweep = a.loop.now_ms;
 			store_expire(&a.store, (uint64_t)time(NULL));
+		}
+		if (a.draining && proxy_drained(a.proxy)) {
+			pr_info("drained");
+			break;
 		}
 	}
 	ret = err ? 1 : 0;
@@ -409,10 +561,12 @@ cleanup_proxy:
 cleanup_store:
 	store_free(&a.store);
 cleanup_bpf:
-	shunt_bpf_close(&a.bpf, !a.handed_over);
+	shunt_bpf_close(&a.bpf, a.detach_on_exit);
 cleanup_loop:
 	loop_close(&a.loop);
-	if (!ret)
+	if (!ret && a.handed_over)
+		pr_info("stopped; the new agent runs the programs and the maps");
+	else if (!ret)
 		pr_info("stopped; programs detached, maps stay pinned in %s", a.pin_dir);
 	return ret;
 }

@@ -30,7 +30,7 @@ static void check_message(const char *err)
 
 static void check_request(const struct ctl_request *r)
 {
-	FUZZ_CHECK(r->op >= CTL_OP_ROUTE_ADD && r->op <= CTL_OP_OVERRIDE_LIST, "op %d", r->op);
+	FUZZ_CHECK(r->op >= CTL_OP_ROUTE_ADD && r->op <= CTL_OP_TAKEOVER, "op %d", r->op);
 	if (r->op == CTL_OP_OVERRIDE_ADD || r->op == CTL_OP_OVERRIDE_DEL) {
 		char e[256];
 
