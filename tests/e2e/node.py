@@ -99,6 +99,13 @@ def hostport(ip, port):
     return "[%s]:%d" % (ip, port) if ":" in ip else "%s:%d" % (ip, port)
 
 
+def addr_text(a):
+    """A struct shunt_addr as bpftool prints it -> 'ip:port' or '[ip6]:port'."""
+    raw = bytes(a["addr"])
+    ip = ipaddress.ip_address(raw[:4] if a["family"] == 4 else raw)
+    return hostport(str(ip), a["port"])
+
+
 class Skip(Exception):
     """A prerequisite of the machine is missing."""
 
@@ -812,6 +819,17 @@ class Node:
 
     def status(self):
         return self.ctl_json("status")
+
+    def map_dump(self, name):
+        """The pinned map <pin>/<name> as bpftool prints it with BTF: a list
+        of {"key": ..., "value": ...} with named fields."""
+        p = run(["bpftool", "-j", "map", "dump", "pinned", os.path.join(self.pin, name)])
+        out = []
+        for e in json.loads(p.stdout or "[]"):
+            if "formatted" not in e:
+                raise HarnessError("bpftool printed %s without BTF names: %r" % (name, e))
+            out.append(e["formatted"])
+        return out
 
     def clear_api_routes(self):
         for r in self.routes():
