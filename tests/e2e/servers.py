@@ -33,11 +33,12 @@ HTTP mode (default):
                    incoming baggage header line unchanged, on a keep-alive
                    connection of its own per incoming connection (tried
                    once more on a new one if the old one was closed); answers
-                   {"pod","hops","baggage","next","next_reused","next_retried",
-                    "next_local"}
+                   {"pod","path","hops","baggage","next","next_reused",
+                    "next_retried","next_local"}
                    where hops is [name] + the next hop's hops. The end of a
-                   chain (no next) answers hops [name]. A failed call
-                   answers 502 with hops [name, "error: ..."].
+                   chain (no next) answers hops [name]. A failed call, or
+                   an answer for another path, answers 502 with hops
+                   [name, "error: ..."].
   Run it in the test cgroup so its outbound connect()s are captured.
 
   The log gets one JSON line per event:
@@ -379,7 +380,7 @@ class HttpConn:
         """One hop of a call chain: ask the next service, answer with the path."""
         nxt = self.args.next6 if v6 else self.args.next
         baggage = hmap.get("baggage", [])
-        out = {"pod": self.args.name, "hops": [self.args.name], "baggage": baggage, "next": nxt}
+        out = {"pod": self.args.name, "path": target, "hops": [self.args.name], "baggage": baggage, "next": nxt}
         status = 200
         if nxt:
             fam = 6 if v6 else 4
@@ -422,6 +423,11 @@ class HttpConn:
                     down = json.loads(body) if r.getheader("Content-Type") == "application/json" else {}
                 except ValueError:
                     down = {}
+                if down.get("path") not in (None, target):
+                    # Crossed wires: the answer to some other request.
+                    out["hops"].append("error: %s answered %r, not %r" % (nxt, down["path"], target))
+                    status = 502
+                    break
                 out["hops"] += down.get("hops") or ["error: status %d from %s: %r" % (r.status, nxt, body[:200])]
                 if r.status != 200:
                     status = 502

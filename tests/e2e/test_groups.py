@@ -78,6 +78,7 @@ class RouteGroups(NodeTestCase):
             r = self.get(host, path, headers)
         self.assertEqual(r.status, 200, "chain request failed: %r" % r)
         j = r.json()
+        self.assertEqual(j["path"], path, "the answer to another request")
         return j["hops"], j
 
     def test_feat1_forks_a_and_c(self):
@@ -178,8 +179,9 @@ class RouteGroups(NodeTestCase):
                     errors.append(got["error"])
                     continue
                 body = json.loads(got["body"]) if got["status"] == 200 else {}
-                if got["status"] != 200 or body.get("hops") != hops:
-                    misroutes.append((req["path"], key, got["status"], body.get("hops") or got["body"][:300]))
+                if got["status"] != 200 or body.get("hops") != hops or body.get("path") != req["path"]:
+                    misroutes.append((req["path"], key, got["status"], body.get("path"),
+                                      body.get("hops") or got["body"][:300]))
                 per_key[key] += 1
                 locals_.add(tuple(got["local"]))
             self.assertEqual(len(res), len(plan["requests"]), "a thread stopped early: %s" % res[-1:])
