@@ -15,6 +15,7 @@ for the IPv4 and the IPv6 address of each service.
 """
 
 import json
+import threading
 from collections import Counter
 
 import node as N
@@ -207,3 +208,57 @@ class RouteGroups(NodeTestCase):
         self.assertEqual(dp["requests"], 3 * total, dp)
         self.assertEqual(dp["to_sandbox"], 2 * per_key["feat-1"] + per_key["feat-2"], dp)
         self.assertEqual(dp["errors"], 0, dp)
+
+    def test_churn_of_one_key_leaves_the_group_alone(self):
+        # feat-3 comes and goes on B (B stays steered through feat-2, so the
+        # chain's connections stay captured) while feat-1, feat-2 and
+        # unkeyed requests run: they must not notice, and feat-3 lands on one
+        # of B's two pods, never anywhere else.
+        stop = threading.Event()
+        churns = []
+        errors = []
+
+        def churn():
+            try:
+                while not stop.is_set():
+                    for v6 in (False, True):
+                        self.node.route_add(svc("b", v6), "feat-3", sbx("b", v6))
+                    for v6 in (False, True):
+                        self.node.route_del(svc("b", v6), "feat-3")
+                    churns.append(1)
+            except Exception as e:  # reported below, in the test's thread
+                errors.append(repr(e))
+
+        keys = ["feat-1", "feat-3", "feat-2", None]
+        plans = []
+        for t in range(6):
+            v6 = t >= 4
+            reqs = [{"path": "/chain/churn/t%d/r%d%s" % (t, i, "?af=6" if v6 else ""),
+                     "headers": [list(key_header(keys[(t + i) % len(keys)]))] if keys[(t + i) % len(keys)] else []}
+                    for i in range(40)]
+            plans.append({"host": ADDR["a-base"][1 if v6 else 0], "port": N.HTTP_PORT, "requests": reqs})
+        th = threading.Thread(target=churn, daemon=True)
+        th.start()
+        try:
+            results = self.client.call("burst", plans=plans, timeout=90, req_timeout=10)["results"]
+        finally:
+            stop.set()
+            th.join(30)
+        self.assertEqual(errors, [], "route churn failed")
+        self.assertGreaterEqual(len(churns), 3, "too little churn to mean anything")
+        bad = []
+        for plan, res in zip(plans, results):
+            self.assertEqual(len(res), len(plan["requests"]), "a thread stopped early: %s" % res[-1:])
+            for req, got in zip(plan["requests"], res):
+                hs = req["headers"]
+                key = hs[0][1].split("=", 1)[1] if hs else None
+                body = json.loads(got["body"]) if got.get("status") == 200 else {}
+                hops = body.get("hops")
+                if key == "feat-3":
+                    ok = hops in (ALL_BASE, ["a-base", "b-sandbox", "c-base"])
+                else:
+                    ok = hops == expected_path(key)
+                if not ok or body.get("path") != req["path"]:
+                    bad.append((req["path"], key, got))
+        self.assertEqual(bad, [], "%d requests misrouted or failed during route churn" % len(bad))
+        self.assertNotIn("feat-3", [r["key"] for r in self.node.routes()], "churn left a feat-3 route behind")
