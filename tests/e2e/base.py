@@ -44,6 +44,7 @@ class NodeTestCase(unittest.TestCase):
         try:
             cls.node = N.Node(BUILD, verbose=os.environ.get("SHUNT_E2E_VERBOSE") == "1", **cls.node_opts)
             cls.node.start(with_shuntd=False)  # setUp starts it, once per failure
+            cls.prepare_node(cls.node)
         except N.Skip as e:
             cls._skip = str(e)
         except Exception:
@@ -52,6 +53,13 @@ class NodeTestCase(unittest.TestCase):
                 cls._setup_error += "\n" + cls.node.diagnostics()
                 cls.node.close()
             cls.node = None
+
+    @classmethod
+    def prepare_node(cls, node):
+        """Runs once per class after the node has started (without shuntd):
+        the place to start servers in extra pods (node_opts["extra_pods"]).
+        An exception here fails every test of the class, with diagnostics,
+        and the node is torn down."""
 
     @classmethod
     def tearDownClass(cls):

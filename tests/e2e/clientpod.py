@@ -17,6 +17,13 @@ Commands (all take "id", a connection name, unless noted):
   shutdown_wr, close
   hc_open host port [timeout]               http.client.HTTPConnection
   hc_request method path headers body       -> response + the local port used
+  burst     plans [timeout req_timeout]   -> results (no id)
+            one thread per plan {"host", "port", "requests": [{"path",
+            "headers": [[name, value]...]}...]}, all started together, each
+            sending its requests as GETs on one keep-alive http.client
+            connection of its own, never silently reconnecting; per request
+            {"status", "pod", "body", "local"} or {"error"} (which ends
+            that plan)
   cgroup                                    -> /proc/self/cgroup (no id)
   run argv [timeout]                        -> rc, stdout, stderr (a child of this worker)
 """
@@ -28,6 +35,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 MAX_HEAD = 1 << 20
@@ -285,6 +293,56 @@ class Worker:
         data = r.read()
         return {"status": r.status, "reason": r.reason, "headers": [list(x) for x in r.getheaders()],
                 "body": b64(data), "local": local, "will_close": r.will_close}
+
+    def do_burst(self, cmd):
+        timeout = float(cmd.get("req_timeout", 5))
+        plans = cmd["plans"]
+        results = [[] for _ in plans]
+        start = threading.Barrier(len(plans))
+
+        def run(i):
+            out = results[i]
+            hc = http.client.HTTPConnection(plans[i]["host"], int(plans[i]["port"]), timeout=timeout)
+            hc.auto_open = 0
+            try:
+                err = None
+                try:
+                    hc.connect()
+                except Exception as e:
+                    err = e
+                try:
+                    start.wait(timeout)
+                except threading.BrokenBarrierError:
+                    pass
+                if err is not None:
+                    out.append({"error": "connect: %r" % err})
+                    return
+                for req in plans[i]["requests"]:
+                    try:
+                        local = list(hc.sock.getsockname()[:2]) if hc.sock else None
+                        hc.putrequest("GET", req["path"], skip_accept_encoding=True)
+                        for k, v in req.get("headers") or ():
+                            hc.putheader(k, v)
+                        hc.endheaders()
+                        r = hc.getresponse()
+                        body = r.read()
+                    except Exception as e:
+                        out.append({"error": "%s: %r" % (req["path"], e)})
+                        return
+                    out.append({"status": r.status, "pod": r.getheader("X-Pod"),
+                                "body": body.decode("utf-8", "replace"), "local": local})
+            finally:
+                hc.close()
+
+        threads = [threading.Thread(target=run, args=(i,), daemon=True) for i in range(len(plans))]
+        for t in threads:
+            t.start()
+        deadline = time.monotonic() + float(cmd.get("timeout", 60))
+        for t in threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+        if any(t.is_alive() for t in threads):
+            raise ProtocolError("burst: threads still running at the deadline")
+        return {"results": results}
 
     def do_cgroup(self, cmd):
         with open("/proc/self/cgroup") as f:

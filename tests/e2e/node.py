@@ -18,12 +18,46 @@ Processes that must live inside a namespace are started with
 /sys and hides the cgroup tree and the bpffs). Client processes join the
 cgroup before they exec anything:
     sh -c 'echo $$ > CG/cgroup.procs && exec nsenter --net=/run/netns/CLIENT cmd...'
+
+Extra pods
+----------
+A test can ask for more pods than the fixed set: each is its own netns
+<id>-<name> with eth0 (v4/24, v6/64) on the node's bridge and its host end
+<id>-x<N> in the node netns; close() removes it like the others, also when
+start() or the test failed half-way.
+
+    Node(build, extra_pods={"db": ("10.211.0.50", "fd00:211::50"),
+                            "app": ("10.211.0.51", None, True)})  # made by start()
+    node.add_pod("db", "10.211.0.50", "fd00:211::50", in_cgroup=False)  # after start()
+
+Addresses must lie in 10.211.0.0/24 and fd00:211::/64 (v6 may be None), not
+.0, .1 or .255 and not taken; names are [a-z0-9-], up to 24 characters.
+in_cgroup says whether the pod's processes join the test cgroup by default:
+they must when their outbound connect()s are to be captured by shunt (an
+app calling other services); a pure server need not (the cgroup hooks see
+connect(), never accept()). Running things in a pod:
+
+    node.pod_argv(pod, argv, in_cgroup=None)   argv that runs argv in the pod
+                                               (and the cgroup; None = pod default)
+    node.pod_spawn(pod, argv, in_cgroup=None, **popen)  a background process,
+                                               killed (process group) by close()
+    node.pod_run(pod, argv, in_cgroup=None, timeout=20) -> (rc, stdout, stderr)
+    node.wait_listen(pod, port, timeout=15)    until a TCP socket listens there
+    node.start_server(name, pod, port, args=(), in_cgroup=None)
+                                               a servers.py instance; logs and
+                                               readiness like the built-in ones
+    node.pod(name) -> {"ns", "netns", "v4", "v6", "in_cgroup"}   any pod
+
+NodeTestCase (base.py) sets a class's pods with node_opts = {"extra_pods":
+...} and starts its servers in the prepare_node(node) hook.
 """
 
 import atexit
 import ctypes
+import ipaddress
 import json
 import os
+import re
 import secrets
 import select
 import shlex
@@ -56,10 +90,20 @@ PODS = {  # name -> (short, v4, v6)
     "sbx": ("sb", SBX4, SBX6),
     "sbx2": ("s2", SBX2_4, SBX2_6),
 }
+NET4_CIDR = ipaddress.ip_network(NET4 + ".0/24")
+NET6_CIDR = ipaddress.ip_network(NET6 + "/64")
+POD_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,23}$")
 
 
 def hostport(ip, port):
     return "[%s]:%d" % (ip, port) if ":" in ip else "%s:%d" % (ip, port)
+
+
+def addr_text(a):
+    """A struct shunt_addr as bpftool prints it -> 'ip:port' or '[ip6]:port'."""
+    raw = bytes(a["addr"])
+    ip = ipaddress.ip_address(raw[:4] if a["family"] == 4 else raw)
+    return hostport(str(ip), a["port"])
 
 
 class Skip(Exception):
@@ -342,7 +386,10 @@ def _unb64(s):
 
 
 class Node:
-    def __init__(self, build, shuntd=True, shuntd_args=(), config=None, verbose=False, shuntd_in_cgroup=False):
+    def __init__(self, build, shuntd=True, shuntd_args=(), config=None, verbose=False, shuntd_in_cgroup=False,
+                 extra_pods=None):
+        """extra_pods: {name: (v4, v6) or (v4, v6, in_cgroup)}, made by
+        start(); see add_pod()."""
         self.build = os.path.abspath(build)
         self.shuntd_bin = os.path.join(self.build, "shuntd")
         self.shuntctl_bin = os.path.join(self.build, "shuntctl")
@@ -353,6 +400,9 @@ class Node:
         self.verbose = verbose
         self.procs = []  # every Popen we started (each its own process group)
         self.servers = {}
+        # Every pod but "node": name -> {"ns", "netns", "v4", "v6", "in_cgroup"}.
+        self.pods = {}
+        self.extra_pods = dict(extra_pods or {})
         self.shuntd = None
         self.shuntd_starts = 0
         self.shuntd_log_start = 0
@@ -415,16 +465,7 @@ class Node:
         return p
 
     def _topology(self):
-        for pod in ("node",) + tuple(PODS):
-            run(["ip", "netns", "add", self.ns(pod)])
-            self.created["netns"].append(self.ns(pod))
-            # No DAD anywhere: addresses must be usable at once.
-            run(self.nsenter(pod) + ["sh", "-c",
-                "echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad; "
-                "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad; "
-                "echo 0 > /proc/sys/net/ipv6/conf/all/dad_transmits; "
-                "echo 0 > /proc/sys/net/ipv6/conf/default/dad_transmits"])
-            run(["ip", "-n", self.ns(pod), "link", "set", "lo", "up"])
+        self._add_netns("node")
         node = self.ns("node")
         br = self.id + "-br"
         run(["ip", "-n", node, "link", "add", br, "type", "bridge", "stp_state", "0", "forward_delay", "0"])
@@ -432,45 +473,160 @@ class Node:
         run(["ip", "-n", node, "addr", "add", NODE6 + "/64", "dev", br, "nodad"])
         run(["ip", "-n", node, "link", "set", br, "up"])
         for pod, (short, v4, v6) in PODS.items():
-            host_if = "%s-%s" % (self.id, short)
-            run(["ip", "-n", node, "link", "add", host_if, "type", "veth", "peer", "name", "eth0",
-                 "netns", self.ns(pod)])
-            run(["ip", "-n", node, "link", "set", host_if, "master", br, "up"])
-            run(["ip", "-n", self.ns(pod), "addr", "add", v4 + "/24", "dev", "eth0"])
+            self._plug_pod(pod, short, v4, v6, in_cgroup=(pod == "client"))
+        for name, spec in self.extra_pods.items():
+            self.add_pod(name, *spec, wait=False)
+        self._wait_addresses(("node",) + tuple(self.pods))
+
+    def _add_netns(self, pod):
+        run(["ip", "netns", "add", self.ns(pod)])
+        self.created["netns"].append(self.ns(pod))
+        # No DAD anywhere: addresses must be usable at once.
+        run(self.nsenter(pod) + ["sh", "-c",
+            "echo 0 > /proc/sys/net/ipv6/conf/all/accept_dad; "
+            "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad; "
+            "echo 0 > /proc/sys/net/ipv6/conf/all/dad_transmits; "
+            "echo 0 > /proc/sys/net/ipv6/conf/default/dad_transmits"])
+        run(["ip", "-n", self.ns(pod), "link", "set", "lo", "up"])
+
+    def _plug_pod(self, pod, short, v4, v6, in_cgroup):
+        """A netns with eth0 on the bridge; the host end is <id>-<short>."""
+        self.pods[pod] = {"ns": self.ns(pod), "netns": self.netns_path(pod), "v4": v4, "v6": v6,
+                          "in_cgroup": bool(in_cgroup)}
+        self._add_netns(pod)
+        node = self.ns("node")
+        host_if = "%s-%s" % (self.id, short)
+        run(["ip", "-n", node, "link", "add", host_if, "type", "veth", "peer", "name", "eth0",
+             "netns", self.ns(pod)])
+        run(["ip", "-n", node, "link", "set", host_if, "master", self.id + "-br", "up"])
+        run(["ip", "-n", self.ns(pod), "addr", "add", v4 + "/24", "dev", "eth0"])
+        if v6:
             run(["ip", "-n", self.ns(pod), "addr", "add", v6 + "/64", "dev", "eth0", "nodad"])
-            run(["ip", "-n", self.ns(pod), "link", "set", "eth0", "up"])
+        run(["ip", "-n", self.ns(pod), "link", "set", "eth0", "up"])
+
+    def _wait_addresses(self, pods):
         deadline = time.monotonic() + 10
-        for pod in ("node",) + tuple(PODS):
+        for pod in pods:
             while run(["ip", "-n", self.ns(pod), "-6", "addr", "show", "tentative"]).stdout.strip():
                 if time.monotonic() > deadline:
                     raise HarnessError("IPv6 addresses in %s stay tentative" % self.ns(pod))
                 time.sleep(0.05)
 
+    def add_pod(self, name, v4, v6=None, in_cgroup=False, wait=True):
+        """One more pod on the bridge (see the module docstring); returns
+        pod(name). Works from start() on; close() removes the pod whatever
+        happened in between."""
+        if self.closed or self.ns("node") not in self.created["netns"]:
+            raise HarnessError("add_pod(%r): node not started (pass extra_pods= or call start() first)" % (name,))
+        if not isinstance(name, str) or not POD_NAME_RE.match(name) or name == "node" or name in self.pods:
+            raise HarnessError("add_pod: bad or taken pod name %r (want [a-z0-9-]{1,24}, unique)" % (name,))
+        taken = {ipaddress.ip_address(a) for a in (NODE4, NODE6)}
+        taken |= {ipaddress.ip_address(p[k]) for p in self.pods.values() for k in ("v4", "v6") if p[k]}
+        for addr, net in ((v4, NET4_CIDR), (v6, NET6_CIDR)):
+            if addr is None and net is NET6_CIDR:
+                continue
+            try:
+                ip = ipaddress.ip_address(addr)
+            except ValueError:
+                raise HarnessError("add_pod(%r): %r is not an address" % (name, addr))
+            if ip not in net or ip in (net.network_address, net.broadcast_address) or ip in taken:
+                raise HarnessError("add_pod(%r): %s is outside %s or taken" % (name, addr, net))
+        short = "x%d" % sum(1 for p in self.pods if p not in PODS)
+        self._plug_pod(name, short, v4, v6, in_cgroup)
+        if wait:
+            self._wait_addresses((name,))
+        return self.pod(name)
+
+    def pod(self, name):
+        try:
+            return self.pods[name]
+        except KeyError:
+            raise HarnessError("no pod %r on node %s (have %s)" % (name, self.id, ", ".join(sorted(self.pods))))
+
+    # ---- processes in pods -------------------------------------------------------
+    def pod_argv(self, pod, argv, in_cgroup=None):
+        """argv run in the pod's netns. With in_cgroup (None: the pod's own
+        setting) the process joins the test cgroup before it execs anything,
+        so the cgroup hooks see every socket it makes."""
+        info = self.pod(pod)
+        inner = self.nsenter(pod) + [str(a) for a in argv]
+        if in_cgroup is None:
+            in_cgroup = info["in_cgroup"]
+        if not in_cgroup:
+            return inner
+        if not self.created["cg"]:
+            raise HarnessError("pod_argv(%r): the test cgroup does not exist yet" % pod)
+        return ["sh", "-c", "echo $$ > %s && exec %s" % (shlex.quote(os.path.join(self.cg, "cgroup.procs")),
+                                                          shlex.join(inner))]
+
+    def pod_spawn(self, pod, argv, in_cgroup=None, **kw):
+        """A background process in the pod; close() kills its process group."""
+        return self.spawn(self.pod_argv(pod, argv, in_cgroup), **kw)
+
+    def pod_run(self, pod, argv, in_cgroup=None, timeout=20):
+        """Run argv in the pod to completion: (rc, stdout, stderr)."""
+        p = self.pod_spawn(pod, argv, in_cgroup, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        try:
+            out, err = p.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _killpg(p)
+            p.communicate()
+            raise AssertionError("%s timed out after %ss" % (shlex.join(argv), timeout))
+        self.procs.remove(p)
+        return p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+
+    def wait_listen(self, pod, port, timeout=15, proc=None):
+        """Until a TCP socket listens on port in the pod (any address); fails
+        at once if proc (a Popen) exits meanwhile."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if run(self.nsenter(pod) + ["ss", "-Hltn", "sport = :%d" % port], check=False).stdout.strip():
+                return
+            if proc is not None and proc.poll() is not None:
+                raise HarnessError("process in pod %s exited (rc %s) before listening on port %d"
+                                   % (pod, proc.returncode, port))
+            if time.monotonic() > deadline:
+                raise HarnessError("nothing listens on port %d in pod %s after %ss" % (port, pod, timeout))
+            time.sleep(0.05)
+
     def _servers(self):
         specs = [
-            ("base", "baseline", HTTP_PORT, False),
-            ("base", "baseline-echo", ECHO_PORT, True),
-            ("sbx", "sandbox", HTTP_PORT, False),
-            ("sbx", "sandbox-echo", ECHO_PORT, True),
-            ("sbx2", "sandbox2", HTTP_PORT, False),
+            ("base", "baseline", HTTP_PORT, ()),
+            ("base", "baseline-echo", ECHO_PORT, ("--echo",)),
+            ("sbx", "sandbox", HTTP_PORT, ()),
+            ("sbx", "sandbox-echo", ECHO_PORT, ("--echo",)),
+            ("sbx2", "sandbox2", HTTP_PORT, ()),
         ]
-        ready = []
-        for pod, name, port, echo in specs:
-            log = os.path.join(self.tmp, name + ".log")
-            rf = os.path.join(self.tmp, name + ".ready")
-            open(log, "a").close()
-            argv = self.nsenter(pod) + [PYTHON, "-B", "-u", os.path.join(E2E_DIR, "servers.py"), "--name", name,
-                                        "--port", str(port), "--log", log, "--ready", rf]
-            if echo:
-                argv.append("--echo")
-            p = self.spawn(argv, stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.tmp, name + ".stderr"), "ab"))
-            self.servers[name] = {"proc": p, "log": log, "pod": pod, "port": port}
-            ready.append((name, rf, p))
-        deadline = time.monotonic() + 15
-        for name, rf, p in ready:
+        started = [self._spawn_server(name, pod, port, args, False) for pod, name, port, args in specs]
+        self._wait_servers(started, 15)
+
+    def start_server(self, name, pod, port, args=(), in_cgroup=None, ready_timeout=15):
+        """A servers.py instance in the pod (args: see servers.py). It answers
+        with X-Pod: <name> and logs to <tmp>/<name>.log, so mark(), events()
+        and diagnostics() cover it like the built-in servers."""
+        self._wait_servers([self._spawn_server(name, pod, port, args, in_cgroup)], ready_timeout)
+        return self.servers[name]
+
+    def _spawn_server(self, name, pod, port, args, in_cgroup):
+        if name in self.servers or not POD_NAME_RE.match(name):
+            raise HarnessError("server name %r is taken or not [a-z0-9-]" % (name,))
+        log = os.path.join(self.tmp, name + ".log")
+        rf = os.path.join(self.tmp, name + ".ready")
+        open(log, "a").close()
+        argv = [PYTHON, "-B", "-u", os.path.join(E2E_DIR, "servers.py"), "--name", name, "--port", str(port),
+                "--log", log, "--ready", rf] + list(args)
+        with open(os.path.join(self.tmp, name + ".stderr"), "ab") as errf:
+            p = self.pod_spawn(pod, argv, in_cgroup, stdout=subprocess.DEVNULL, stderr=errf)
+        self.servers[name] = {"proc": p, "log": log, "pod": pod, "port": port}
+        return name, rf, p
+
+    def _wait_servers(self, started, timeout):
+        deadline = time.monotonic() + timeout
+        for name, rf, p in started:
             while not os.path.exists(rf):
                 if p.poll() is not None:
-                    raise HarnessError("server %s exited: %s" % (name, _read_from(os.path.join(self.tmp, name + ".stderr"))))
+                    raise HarnessError("server %s exited: %s"
+                                       % (name, _read_from(os.path.join(self.tmp, name + ".stderr"))))
                 if time.monotonic() > deadline:
                     raise HarnessError("server %s not ready" % name)
                 time.sleep(0.02)
@@ -664,6 +820,17 @@ class Node:
     def status(self):
         return self.ctl_json("status")
 
+    def map_dump(self, name):
+        """The pinned map <pin>/<name> as bpftool prints it with BTF: a list
+        of {"key": ..., "value": ...} with named fields."""
+        p = run(["bpftool", "-j", "map", "dump", "pinned", os.path.join(self.pin, name)])
+        out = []
+        for e in json.loads(p.stdout or "[]"):
+            if "formatted" not in e:
+                raise HarnessError("bpftool printed %s without BTF names: %r" % (name, e))
+            out.append(e["formatted"])
+        return out
+
     def clear_api_routes(self):
         """Delete the routes and overrides added through the control socket."""
         for r in self.routes():
@@ -676,17 +843,7 @@ class Node:
     # ---- clients ---------------------------------------------------------------
     def client_cmd(self, argv, timeout=20):
         """Run a program in the client pod, in the test cgroup."""
-        cmd = "echo $$ > %s && exec %s" % (shlex.quote(os.path.join(self.cg, "cgroup.procs")),
-                                            shlex.join(self.nsenter("client") + list(argv)))
-        p = self.spawn(["sh", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        try:
-            out, err = p.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _killpg(p)
-            out, err = p.communicate()
-            raise AssertionError("%s timed out after %ss" % (shlex.join(argv), timeout))
-        self.procs.remove(p)
-        return p.returncode, out.decode("utf-8", "replace"), err.decode("utf-8", "replace")
+        return self.pod_run("client", argv, in_cgroup=True, timeout=timeout)
 
     # ---- logs ------------------------------------------------------------------
     def mark(self):

@@ -26,11 +26,27 @@ HTTP mode (default):
   Content-Length and chunked request bodies, Expect: 100-continue (the
   interim 100 is sent before the body is read).
 
+  Chain mode (--next HOST:PORT, --next6 [HOST]:PORT): the server is one hop
+  of a call chain, an app that calls the next service for each request:
+    /chain...      calls the next service (--next6 with ?af=6 in the target,
+                   else --next) with the same target, forwarding every
+                   incoming baggage header line unchanged, on a keep-alive
+                   connection of its own per incoming connection (tried
+                   once more on a new one if the old one was closed); answers
+                   {"pod","path","hops","baggage","next","next_reused",
+                    "next_retried","next_local"}
+                   where hops is [name] + the next hop's hops. The end of a
+                   chain (no next) answers hops [name]. A failed call, or
+                   an answer for another path, answers 502 with hops
+                   [name, "error: ..."].
+  Run it in the test cgroup so its outbound connect()s are captured.
+
   The log gets one JSON line per event:
     {"event":"accept","peer"}                       a connection came in
     {"event":"request","method","path","headers","body_len","body_sha256","peer"}
     {"event":"error","peer","detail","data"}        bytes that did not parse
     {"event":"close","peer","requests"}             the connection ended
+    {"event":"chain","path","next","status","hops","reused","retried","local"}  a call to the next hop
 
 Echo mode:
     servers.py --echo --name echo --port 9000 --log FILE
@@ -40,6 +56,7 @@ Echo mode:
 import argparse
 import base64
 import hashlib
+import http.client
 import json
 import os
 import socket
@@ -98,6 +115,7 @@ class HttpConn:
         self.log = log
         self.buf = bytearray()
         self.seq = 0
+        self.next_conns = {}  # address family -> keep-alive HTTPConnection to the next hop
 
     def fill(self):
         data = self.sock.recv(65536)
@@ -285,6 +303,9 @@ class HttpConn:
         jh = [("Content-Type", "application/json")]
         if path.startswith("/slow"):
             time.sleep(int(q.get("ms", "100")) / 1000.0)
+        if path.startswith("/chain"):
+            self.chain(target, q.get("af") == "6", hmap, head_only, close)
+            return True
         if path.startswith("/status/"):
             try:
                 code = int(path.split("/")[2])
@@ -355,6 +376,75 @@ class HttpConn:
         return True
 
 
+    def chain(self, target, v6, hmap, head_only, close):
+        """One hop of a call chain: ask the next service, answer with the path."""
+        nxt = self.args.next6 if v6 else self.args.next
+        baggage = hmap.get("baggage", [])
+        out = {"pod": self.args.name, "path": target, "hops": [self.args.name], "baggage": baggage, "next": nxt}
+        status = 200
+        if nxt:
+            fam = 6 if v6 else 4
+            hc = self.next_conns.get(fam)
+            if hc is None:
+                host, port = split_hostport(nxt)
+                hc = self.next_conns[fam] = http.client.HTTPConnection(host, port, timeout=5)
+            reused = hc.sock is not None
+            local = None
+            retried = False
+            while True:
+                try:
+                    if hc.sock is None:
+                        hc.connect()
+                    local = peer_str(hc.sock.getsockname())
+                    hc.putrequest("GET", target, skip_host=True, skip_accept_encoding=True)
+                    hc.putheader("Host", nxt)
+                    for v in baggage:  # every line, unchanged, as an OpenTelemetry propagator would
+                        hc.putheader("baggage", v)
+                    hc.putheader("X-Chain-From", self.args.name)
+                    hc.endheaders()
+                    r = hc.getresponse()
+                    body = r.read()
+                except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
+                    hc.close()
+                    if reused and not retried:
+                        # An idle keep-alive connection closed by the other
+                        # end: like any HTTP client, try once on a new one.
+                        retried = True
+                        continue
+                    out["hops"].append("error: %s: %r" % (nxt, e))
+                    status = 502
+                    break
+                except (OSError, http.client.HTTPException) as e:
+                    hc.close()
+                    out["hops"].append("error: %s: %r" % (nxt, e))
+                    status = 502
+                    break
+                try:
+                    down = json.loads(body) if r.getheader("Content-Type") == "application/json" else {}
+                except ValueError:
+                    down = {}
+                if down.get("path") not in (None, target):
+                    # Crossed wires: the answer to some other request.
+                    out["hops"].append("error: %s answered %r, not %r" % (nxt, down["path"], target))
+                    status = 502
+                    break
+                out["hops"] += down.get("hops") or ["error: status %d from %s: %r" % (r.status, nxt, body[:200])]
+                if r.status != 200:
+                    status = 502
+                break
+            out.update(next_reused=reused, next_local=local, next_retried=retried)
+            self.log.write(event="chain", path=target, next=nxt, status=status, hops=out["hops"],
+                           reused=reused, retried=retried, local=local)
+        self.respond(status, "OK" if status == 200 else "Bad Gateway", [("Content-Type", "application/json")],
+                     json.dumps(out).encode(), head_only=head_only, close=close)
+
+
+def split_hostport(s):
+    """'10.0.0.1:80' or '[fd00::1]:80' -> (host, port)."""
+    host, _, port = s.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
 def echo_loop(sock):
     total = 0
     while True:
@@ -389,6 +479,8 @@ def serve_conn(sock, addr, args, log):
             try:
                 hc.serve()
             finally:
+                for nc in hc.next_conns.values():
+                    nc.close()
                 log.write(event="close", peer=peer, requests=hc.seq)
     except OSError as e:
         log.write(event="conn-error", peer=peer, detail=repr(e))
@@ -406,6 +498,8 @@ def main():
     ap.add_argument("--log")
     ap.add_argument("--ready")
     ap.add_argument("--echo", action="store_true")
+    ap.add_argument("--next", help="chain mode: the next service, HOST:PORT")
+    ap.add_argument("--next6", help="chain mode: the next service for ?af=6, [HOST]:PORT")
     args = ap.parse_args()
 
     log = Log(args.log, args.name)

@@ -4,7 +4,7 @@ test servers' behaviour when talked to directly. When a test in another
 module fails through the proxy, these say the same request works direct."""
 
 import node as N
-from base import NodeTestCase
+from base import BUILD, NodeTestCase
 from httpmsg import build_request, key_header, sha256
 
 
@@ -94,3 +94,74 @@ class Harness(NodeTestCase):
     def test_key_header_helper(self):
         self.assertEqual(key_header("dev-a"), ("baggage", "sd-routing-key=dev-a"))
         self.assertEqual(build_request("GET", "/", host="h"), b"GET / HTTP/1.1\r\nHost: h\r\n\r\n")
+
+
+class ExtraPods(NodeTestCase):
+    """Node(extra_pods=...), add_pod() and the pod_* helpers other suites build on."""
+
+    node_opts = {"shuntd": False,
+                 "extra_pods": {"xa": (N.NET4 + ".50", N.NET6 + "50"), "xb": (N.NET4 + ".51", None, True)}}
+
+    @classmethod
+    def prepare_node(cls, node):
+        node.start_server("extra-a", "xa", N.HTTP_PORT)
+
+    def _cgroup_of(self, pod, **kw):
+        rc, out, err = self.node.pod_run(pod, ["cat", "/proc/self/cgroup"], **kw)
+        self.assertEqual(rc, 0, err)
+        return "0::/shunt-e2e-%s\n" % self.node.id in out
+
+    def test_extra_pods_on_the_bridge_and_in_the_cgroup_when_asked(self):
+        for ip in (N.NET4 + ".50", N.NET6 + "50"):
+            with self.subTest(ip=ip):
+                self.assertPod(self.get(ip, "/x"), "extra-a")
+        self.assertEqual(len(self.node.requests("extra-a", self.mark)), 2, "extra-a's log")
+        self.assertEqual(self.node.pod("xa")["ns"], "%s-xa" % self.node.id)
+        self.assertFalse(self._cgroup_of("xa"), "xa was not asked to be in the cgroup")
+        self.assertTrue(self._cgroup_of("xb"))
+        self.assertTrue(self._cgroup_of("xa", in_cgroup=True), "in_cgroup=True per process")
+        rc, out, _ = self.node.pod_run("xb", ["ip", "-o", "addr", "show", "dev", "eth0"])
+        self.assertIn(N.NET4 + ".51/24", out)
+        self.assertNotIn("fd00:211:", out, "xb has no IPv6 address")
+        # xb reaches the other pods (through the bridge).
+        rc, out, err = self.node.pod_run("xb", [N.PYTHON, "-c", "import socket; socket.create_connection(('%s', %d), 3)"
+                                                % (N.BASE4, N.HTTP_PORT)])
+        self.assertEqual(rc, 0, err)
+
+    def test_add_pod_after_start_and_its_checks(self):
+        self.node.add_pod("xc", N.NET4 + ".52", N.NET6 + "52")
+        p = self.node.pod_spawn("xc", [N.PYTHON, "-c", "import socket,time; s=socket.create_server(('::', 7000),"
+                                       " family=socket.AF_INET6, dualstack_ipv6=True); time.sleep(60)"])
+        self.node.wait_listen("xc", 7000, proc=p)
+        c = self.connect(N.NET6 + "52", 7000)
+        self.assertEqual(c.peer[:2], (N.NET6 + "52", 7000))
+        bad = [("node", N.NET4 + ".53", None), ("client", N.NET4 + ".53", None), ("Bad_Name", N.NET4 + ".53", None),
+               ("xc", N.NET4 + ".53", None), ("xd", N.NET4 + ".50", None), ("xd", N.NODE4, None),
+               ("xd", "10.9.9.9", None), ("xd", N.NET4 + ".255", None), ("xd", N.NET4 + ".53", "fd00:999::1"),
+               ("xd", N.NET4 + ".53", N.NET6 + "50"), ("xd", "nope", None)]
+        for name, v4, v6 in bad:
+            with self.subTest(name=name, v4=v4, v6=v6):
+                with self.assertRaises(N.HarnessError):
+                    self.node.add_pod(name, v4, v6)
+        self.assertNotIn("xd", self.node.pods)
+
+    def test_close_removes_extra_pods_also_after_a_failed_start(self):
+        n = N.Node(BUILD, shuntd=False, extra_pods={"ok": (N.NET4 + ".60", N.NET6 + "60"), "bad": ("10.99.0.1", None)})
+        try:
+            with self.assertRaises(N.HarnessError):
+                n.start()
+        finally:
+            n.close()
+        self.assertEqual(N.leaks([n.id]), [])
+
+        n = N.Node(BUILD, shuntd=False, extra_pods={"ok": (N.NET4 + ".60", N.NET6 + "60", True)})
+        try:
+            n.start()
+            n.add_pod("late", N.NET4 + ".61")
+            n.pod_spawn("ok", ["sleep", "60"])
+            n.pod_spawn("late", ["sleep", "60"], in_cgroup=True)
+            self.assertIn("%s-late" % n.id, N.run(["ip", "netns", "list"]).stdout)
+            self.assertTrue(N.leaks([n.id]), "leaks() does not see a live node")
+        finally:
+            n.close()
+        self.assertEqual(N.leaks([n.id]), [])
