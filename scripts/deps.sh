@@ -9,6 +9,7 @@ PKGS=(
 	libcriterion-dev node-llhttp
 	iproute2 util-linux procps python3 curl
 	wrk nginx-light
+	postgresql postgresql-client
 	clang-format cppcheck
 )
 
