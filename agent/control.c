@@ -132,7 +132,7 @@ static void cmd_route_add(struct ctl_conn *cc, const struct ctl_request *r)
 	newly_steered = route_table_service_count(a->store.t, &r->service) == 0;
 	v.to = r->to;
 	v.created_unix = now;
-	v.expires_unix = r->ttl_sec ? now + r->ttl_sec : 0;
+	v.expires_unix = r->ttl_sec ? deadline_after(r->ttl_sec) : 0;
 	if (store_add(&a->store, &k, &v, err, sizeof(err))) {
 		fail(cc, CTL_EXIT_FAILED, "route add: %s", err);
 		return;
@@ -172,7 +172,7 @@ static void cmd_route_list(struct ctl_conn *cc, const struct ctl_request *r)
 	struct shunt_route *vals;
 	long cnt;
 	bool json = r->json;
-	uint64_t now = (uint64_t)time(NULL);
+	uint64_t now = deadline_after(0); /* rounded up, as deadlines are */
 	char s1[ADDR_STR_LEN], s2[ADDR_STR_LEN], d[32];
 
 	cnt = route_table_sorted(cc->a->store.t, &keys, &vals);
@@ -241,7 +241,7 @@ static void cmd_override_add(struct ctl_conn *cc, const struct ctl_request *r)
 	k.dst = r->dst;
 	v.to = r->to;
 	v.created_unix = now;
-	v.expires_unix = r->ttl_sec ? now + r->ttl_sec : 0;
+	v.expires_unix = r->ttl_sec ? deadline_after(r->ttl_sec) : 0;
 	strcpy(v.from, r->from);
 	if (store_ovr_add(&cc->a->store, &k, &v, err, sizeof(err))) {
 		fail(cc, CTL_EXIT_FAILED, "override add: %s", err);
@@ -282,7 +282,7 @@ static void cmd_override_list(struct ctl_conn *cc, const struct ctl_request *r)
 {
 	const struct store *st = &cc->a->store;
 	struct override_entry *o = NULL;
-	uint64_t now = (uint64_t)time(NULL);
+	uint64_t now = deadline_after(0); /* rounded up, as deadlines are */
 	char s1[ADDR_STR_LEN], s2[ADDR_STR_LEN], d[32];
 
 	if (st->novr) {

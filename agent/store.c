@@ -340,7 +340,8 @@ int store_apply_file(struct store *s, const struct config *cfg, uint64_t now_uni
 
 		v.flags |= SHUNT_ROUTE_FROM_FILE;
 		v.created_unix = now_unix;
-		v.expires_unix = cfg->routes[j].ttl_sec ? now_unix + cfg->routes[j].ttl_sec : 0;
+		v.expires_unix =
+			cfg->routes[j].ttl_sec ? deadline_after(cfg->routes[j].ttl_sec) : 0;
 		ret = store_add(s, &cfg->routes[j].k, &v, err, errlen);
 	}
 	return ret;

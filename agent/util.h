@@ -49,4 +49,9 @@ char *format_duration(uint64_t sec, char *buf, size_t len);
  * Returns 0, -EINVAL or -ERANGE. */
 int parse_u64(const char *s, uint64_t max, uint64_t *out);
 
+/* The unix second at which ttl_sec seconds from now have fully passed
+ * (rounded up, so that a TTL never ends early: expiry is checked as
+ * "deadline <= now" in whole seconds). */
+uint64_t deadline_after(uint64_t ttl_sec);
+
 #endif /* SHUNT_UTIL_H */
