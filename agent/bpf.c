@@ -157,6 +157,9 @@ static int attach(struct shunt_bpf *b, int idx, struct bpf_program *prog)
 		if (!(b)->field) {                                                                 \
 			__err = -errno;                                                            \
 			pr_err("open BPF object " #type ": %s", strerror(-__err));                 \
+		} else if ((__err = bpf_map__set_max_entries((b)->field->maps.shunt_routes,        \
+							     (b)->max_routes))) {                  \
+			pr_err("size shunt_routes: %s", strerror(-__err));                         \
 		} else if ((__err = type##__load((b)->field))) {                                   \
 			pr_err("load BPF object " #type ": %s (the verifier log is above)",        \
 			       strerror(-__err));                                                  \
@@ -164,7 +167,27 @@ static int attach(struct shunt_bpf *b, int idx, struct bpf_program *prog)
 		__err;                                                                             \
 	})
 
-int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup)
+/* The size of the pinned shunt_routes, if there is one: a map cannot be
+ * resized, and the routes in it must not be lost. */
+static uint32_t pinned_max_routes(const char *pin_dir)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/shunt_routes", pin_dir);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		info.max_entries = 0;
+	close(fd);
+	return info.max_entries;
+}
+
+int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
+		   uint32_t max_routes)
 {
 	struct bpf_object_open_opts opts = {.sz = sizeof(opts), .pin_root_path = pin_dir};
 	char msg[256];
@@ -179,6 +202,18 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup)
 	err = ensure_pin_dir(pin_dir);
 	if (err)
 		return err;
+	b->max_routes = max_routes ? max_routes : SHUNT_MAX_ROUTES;
+	{
+		uint32_t pinned = pinned_max_routes(pin_dir);
+
+		if (pinned && pinned != b->max_routes) {
+			pr_warn("%s/shunt_routes holds at most %u routes, not %u: keeping it "
+				"(remove "
+				"the pins, losing the routes, to resize it)",
+				pin_dir, pinned, b->max_routes);
+			b->max_routes = pinned;
+		}
+	}
 	b->cgroup_fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (b->cgroup_fd < 0) {
 		err = -errno;

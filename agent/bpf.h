@@ -22,6 +22,7 @@ struct shunt_bpf {
 	struct bpf_link *links[SHUNT_NR_PROGS];
 	int cgroup_fd;
 	uint64_t cgroup_id;
+	uint32_t max_routes; /* shunt_routes' size: the route limit */
 	char pin_dir[256];
 	char cgroup[256];
 	/* fds of the shared (pinned) maps */
@@ -33,7 +34,8 @@ struct shunt_bpf {
  * when pin_dir lives there and nothing is mounted), create pin_dir, load
  * every object reusing maps already pinned there, and attach to cgroup.
  * Returns 0 or -errno, having logged what failed. */
-int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup);
+int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
+		   uint32_t max_routes);
 
 /* Unload. With detach, unpin and detach the programs too (a clean stop);
  * without, they stay attached through their pinned links (a successor

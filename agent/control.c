@@ -394,6 +394,8 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 		{"active", ps->active},
 		{"unknown", ps->unknown},
 		{"refused", ps->refused},
+		{"conn_limit", ps->conn_limit},
+		{"upstream_limit", ps->upstream_limit},
 		{"requests", ps->requests},
 		{"to_sandbox", ps->to_sandbox},
 		{"to_baseline", ps->to_baseline},

@@ -117,7 +117,8 @@ struct client {
 struct pool {
 	struct shunt_addr dst;
 	struct upstream *idle; /* most recently used first */
-	size_t n;
+	size_t n;	       /* idle */
+	size_t open;	       /* every connection to dst: connecting, busy, idle */
 	struct pool *next;
 };
 
@@ -234,6 +235,12 @@ static void up_close(struct upstream *u)
 		return;
 	if (u->state == UP_IDLE)
 		pool_remove(p, u);
+	{
+		struct pool *pl = pool_find(p, &u->dst, false);
+
+		if (pl && pl->open)
+			pl->open--;
+	}
 	if (u->owner && u->owner->up == u)
 		u->owner->up = NULL;
 	u->owner = NULL;
@@ -293,13 +300,26 @@ static void up_event(struct ev_handler *h, uint32_t events)
 		client_pump(u->owner);
 }
 
+/* errno of up_new() when dst has --max-upstream-conns connections open. */
+#define EUPSTREAM_LIMIT EUSERS
+
 static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = addr_to_sockaddr(dst, &ss);
+	struct pool *pl = pool_find(p, dst, true);
 	struct upstream *u;
 	int one = 1, fd;
 
+	if (!pl) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (p->o.max_upstream_per_dst && pl->open >= p->o.max_upstream_per_dst) {
+		p->st.upstream_limit++;
+		errno = EUPSTREAM_LIMIT;
+		return NULL;
+	}
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return NULL;
@@ -327,6 +347,7 @@ static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst)
 		free(u);
 		return NULL;
 	}
+	pl->open++;
 	p->st.upstream_connects++;
 	return u;
 }
@@ -548,6 +569,21 @@ static bool method_is_idempotent(uint8_t m)
 	       m == HTTP_PUT || m == HTTP_DELETE;
 }
 
+/* No connection could be had for the current request. */
+static void no_upstream(struct client *c, int err)
+{
+	char a[ADDR_STR_LEN];
+
+	format_addr_port(&c->dst, a, sizeof(a));
+	if (err == EUPSTREAM_LIMIT)
+		client_error(c, 503,
+			     "shunt: %zu connections to %s are open, the limit "
+			     "(--max-upstream-conns); try again",
+			     c->p->o.max_upstream_per_dst, a);
+	else
+		client_error(c, 503, "shunt: no connection to %s: %s", a, strerror(err));
+}
+
 /* Decide where the request whose head is in[req_start, req_start+head_len)
  * goes, and get a connection there. */
 static void route_request(struct client *c)
@@ -596,8 +632,7 @@ static void route_request(struct client *c)
 	}
 	c->state = C_REQUEST;
 	if (!attach_upstream(c, false))
-		client_error(c, 503, "shunt: no connection to %s: %s",
-			     format_addr_port(&c->dst, a, sizeof(a)), strerror(errno));
+		no_upstream(c, errno);
 }
 
 /* The upstream could not be reached, or died before answering. */
@@ -634,6 +669,10 @@ static void upstream_failed(struct client *c, int err)
 		if (attach_upstream(c, true))
 			return;
 		err = errno;
+		if (err == EUPSTREAM_LIMIT && !c->resp_started) {
+			no_upstream(c, err);
+			return;
+		}
 	}
 	if (c->resp_started) {
 		client_close(c); /* part of a response went out: all we can do */
@@ -1282,6 +1321,21 @@ static void accept_one(struct proxy *p, int fd)
 	if (loop_add(p->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->h)) {
 		pr_warn("epoll add: %s", strerror(errno));
 		client_close(c);
+		return;
+	}
+	if (p->o.max_conns && p->st.active > p->o.max_conns) {
+		/* Answered at once and closed after a short linger, so the
+		 * connections over the limit cost a moment, not a slot. */
+		p->st.conn_limit++;
+		if (!(p->st.conn_limit & (p->st.conn_limit - 1)))
+			pr_warn("connection limit (--max-conns %zu) reached: answering 503 (%llu "
+				"so far)",
+				p->o.max_conns, (unsigned long long)p->st.conn_limit);
+		client_error(c, 503,
+			     "shunt: this node's proxy has %zu connections open, the limit "
+			     "(--max-conns); try again",
+			     p->o.max_conns);
+		client_pump(c);
 	}
 }
 
@@ -1602,8 +1656,8 @@ void proxy_tick(struct proxy *p)
 				up_close(u);
 			u = n;
 		}
-		if (!pl->idle) {
-			/* No idle connection left: forget the destination. */
+		if (!pl->idle && !pl->open) {
+			/* No connection left: forget the destination. */
 			*pp = pl->next;
 			free(pl);
 			continue;

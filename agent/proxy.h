@@ -31,6 +31,8 @@ struct proxy_opts {
 	size_t max_head_bytes;
 	size_t max_headers;
 	size_t max_idle_per_dst;
+	size_t max_conns;	     /* client connections at once; beyond: 503 */
+	size_t max_upstream_per_dst; /* upstream connections per destination; beyond: 503 */
 	struct rk_config rk;
 	/* Listening sockets handed over by the agent before this one (see
 	 * proxy_listener_fds); one matching a listen address is used instead
@@ -40,11 +42,13 @@ struct proxy_opts {
 };
 
 struct proxy_stats {
-	uint64_t accepted; /* client connections accepted */
-	uint64_t active;   /* client connections open now */
-	uint64_t unknown;  /* accepted, but no capture record: closed */
-	uint64_t refused;  /* closed at once: out of file descriptors */
-	uint64_t requests; /* requests routed */
+	uint64_t accepted;	 /* client connections accepted */
+	uint64_t active;	 /* client connections open now */
+	uint64_t unknown;	 /* accepted, but no capture record: closed */
+	uint64_t refused;	 /* closed at once: out of file descriptors */
+	uint64_t conn_limit;	 /* answered 503: --max-conns reached */
+	uint64_t upstream_limit; /* answered 503: --max-upstream-conns reached */
+	uint64_t requests;	 /* requests routed */
 	uint64_t to_sandbox;
 	uint64_t to_baseline;
 	uint64_t fallbacks;	    /* sandbox unreachable, sent to baseline by route */

@@ -57,6 +57,12 @@ static const char usage_text[] =
 	"                          the defaults ot-baggage-sd-routing-key and\n"
 	"                          uberctx-sd-routing-key\n"
 	"  --mark N                socket mark of the agent's own sockets\n"
+	"  --max-conns N           client connections the proxy holds at once; more\n"
+	"                          get 503 (default 16384; each costs 2 descriptors)\n"
+	"  --max-upstream-conns N  connections to one upstream (sandbox or service)\n"
+	"                          at once; more requests get 503 (default 1024)\n"
+	"  --max-routes N          size of the route table, fixed once pinned; a\n"
+	"                          route add beyond it is refused (default 16384)\n"
 	"  -v, --verbose           debug logging; twice adds libbpf's own\n"
 	"  -h, --help              this text\n"
 	"\n"
@@ -94,6 +100,9 @@ enum {
 	OPT_KEY_HEADER,
 	OPT_MARK,
 	OPT_DRAIN_TIMEOUT,
+	OPT_MAX_CONNS,
+	OPT_MAX_UPSTREAM,
+	OPT_MAX_ROUTES,
 };
 
 static const struct option long_opts[] = {
@@ -113,6 +122,9 @@ static const struct option long_opts[] = {
 	{"key-header", required_argument, NULL, OPT_KEY_HEADER},
 	{"mark", required_argument, NULL, OPT_MARK},
 	{"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
+	{"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+	{"max-upstream-conns", required_argument, NULL, OPT_MAX_UPSTREAM},
+	{"max-routes", required_argument, NULL, OPT_MAX_ROUTES},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{},
@@ -152,7 +164,8 @@ static int opt_size(const char *name, const char *arg, uint64_t min, uint64_t ma
 	return 0;
 }
 
-static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, uint16_t *port)
+static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, uint16_t *port,
+		      uint32_t *max_routes)
 {
 	struct proxy_opts *po = &a->popts;
 	size_t n;
@@ -167,6 +180,8 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 	po->max_head_bytes = 65536;
 	po->max_headers = 100;
 	po->max_idle_per_dst = 64;
+	po->max_conns = 16384;
+	po->max_upstream_per_dst = 1024;
 	a->pin_dir = DEFAULT_PIN_DIR;
 	a->control_path = CTL_DEFAULT_PATH;
 	a->drain_timeout_ms = 20000;
@@ -212,6 +227,20 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 		case OPT_CONNECT_TIMEOUT:
 			if (opt_duration_ms("connect-timeout", optarg, &po->connect_timeout_ms))
 				return 2;
+			break;
+		case OPT_MAX_CONNS:
+			if (opt_size("max-conns", optarg, 1, 1000000, &po->max_conns))
+				return 2;
+			break;
+		case OPT_MAX_UPSTREAM:
+			if (opt_size("max-upstream-conns", optarg, 1, 1000000,
+				     &po->max_upstream_per_dst))
+				return 2;
+			break;
+		case OPT_MAX_ROUTES:
+			if (opt_size("max-routes", optarg, 1, 1000000, &n))
+				return 2;
+			*max_routes = (uint32_t)n;
 			break;
 		case OPT_DRAIN_TIMEOUT:
 			if (opt_duration_ms("drain-timeout", optarg, &a->drain_timeout_ms))
@@ -270,7 +299,6 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 		return usage_error("--cgroup is required%s", "");
 	if (!po->n_listen)
 		return usage_error("--proxy-addr is required%s", "");
-	(void)n;
 	return 0;
 }
 
@@ -443,13 +471,14 @@ int main(int argc, char **argv)
 	struct shunt_config kcfg = {};
 	uint32_t mark = SHUNT_DEFAULT_MARK;
 	uint16_t port = DEFAULT_PROXY_PORT;
+	uint32_t max_routes = SHUNT_MAX_ROUTES;
 	uint64_t last_sweep = 0;
 	bool predecessor;
 	sigset_t mask;
 	long recovered;
 	int err, ret = 1;
 
-	err = parse_args(&a, argc, argv, &mark, &port);
+	err = parse_args(&a, argc, argv, &mark, &port, &max_routes);
 	if (err)
 		return err;
 	a.popts.mark = mark;
@@ -477,7 +506,7 @@ int main(int argc, char **argv)
 		pr_err("epoll: %s", strerror(errno));
 		return 1;
 	}
-	if (shunt_bpf_open(&a.bpf, a.pin_dir, a.cgroup))
+	if (shunt_bpf_open(&a.bpf, a.pin_dir, a.cgroup, max_routes))
 		goto cleanup_loop;
 
 	for (int i = 0; i < a.popts.n_listen; i++) {
@@ -500,6 +529,7 @@ int main(int argc, char **argv)
 
 	recovered = store_init(&a.store, a.bpf.routes_fd, a.bpf.services_fd, a.bpf.overrides_fd,
 			       (uint64_t)time(NULL));
+	a.store.max_routes = a.bpf.max_routes;
 	if (recovered < 0) {
 		pr_err("recover routes and overrides from %s: %s", a.pin_dir,
 		       strerror((int)-recovered));

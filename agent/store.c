@@ -132,6 +132,7 @@ long store_init(struct store *s, int routes_fd, int services_fd, int overrides_f
 	int err;
 
 	memset(s, 0, sizeof(*s));
+	s->max_routes = SHUNT_MAX_ROUTES;
 	s->routes_fd = routes_fd;
 	s->services_fd = services_fd;
 	s->overrides_fd = overrides_fd;
@@ -241,8 +242,9 @@ int store_add(struct store *s, const struct shunt_route_key *k, const struct shu
 	if (s->routes_fd >= 0 && bpf_map_update_elem(s->routes_fd, k, v, BPF_ANY)) {
 		ret = -errno;
 		if (ret == -E2BIG || ret == -ENOMEM || ret == -ENOSPC)
-			snprintf(err, errlen, "route table full (%u routes, the limit)",
-				 SHUNT_MAX_ROUTES);
+			snprintf(err, errlen,
+				 "route table full (%u routes, the limit: --max-routes)",
+				 s->max_routes);
 		else
 			snprintf(err, errlen, "update shunt_routes: %s", strerror(-ret));
 		return ret;

@@ -24,9 +24,10 @@ struct store {
 	struct route_table *t;
 	struct override_entry *ovr; /* few: a plain array */
 	size_t novr, ovr_cap;
-	int routes_fd;	  /* -1: no kernel (unit tests) */
-	int services_fd;  /* -1: no kernel */
-	int overrides_fd; /* -1: no kernel */
+	int routes_fd;	     /* -1: no kernel (unit tests) */
+	int services_fd;     /* -1: no kernel */
+	int overrides_fd;    /* -1: no kernel */
+	uint32_t max_routes; /* the routes map's size, for messages */
 };
 
 /* Recover every route and override from the pinned maps (dropping expired

@@ -1,0 +1,84 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+"""Limits: a full route table, the proxy's connection limit, the limit of
+connections to one upstream. Each gives a clear error naming the limit, is
+counted, and the agent goes on serving. (Running out of file descriptors
+is test_agent_config.FdExhaustion.)"""
+
+import time
+
+import node as N
+from base import SVC4, SVC6, TO2_4, TO4, NodeTestCase
+from httpmsg import key_header
+
+KEY = [key_header("dev-a")]
+
+
+class RouteTableFull(NodeTestCase):
+    node_opts = {"shuntd_args": ["--max-routes", "4"]}
+
+    def test_route_add_beyond_the_table_is_refused(self):
+        for k in ("k1", "k2", "k3", "k4"):
+            self.route(SVC4, k, TO4)
+        p = self.node.ctl("route", "add", "--service", SVC4, "--key", "k5", "--to", TO4)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("route table full (4 routes, the limit: --max-routes)", p.stderr)
+        self.assertEqual(sorted(r["key"] for r in self.node.routes()), ["k1", "k2", "k3", "k4"])
+        # replacing a route needs no new slot; deleting one makes room
+        self.route(SVC4, "k1", TO2_4)
+        self.node.route_del(SVC4, "k2")
+        self.route(SVC6, "k5", TO4)
+        self.assertPod(self.get(N.BASE4, "/", [key_header("k1")]), "sandbox2")
+        # the pinned map keeps its size across a restart that asks for more
+        self.node.expected_exit = True
+        self.node.shuntd_stop()
+        self.node.expected_exit = False
+        self.node.shuntd_start(["--max-routes", "100"])
+        self.assertIn("holds at most 4 routes, not 100: keeping it", self.node.shuntd_output())
+        self.assertEqual(len(self.node.routes()), 4)
+
+
+class ConnLimit(NodeTestCase):
+    node_opts = {"shuntd_args": ["--max-conns", "3"]}
+
+    def test_connections_over_the_limit_get_503(self):
+        self.route(SVC4, "dev-a", TO4)
+        st0 = self.node.status()["proxy"]
+        held = [self.connect(N.BASE4) for _ in range(3)]
+        for c in held:
+            self.assertPod(c.request("GET", "/held", KEY), "sandbox")
+        c = self.connect(N.BASE4)
+        r = c.request("GET", "/over", KEY)
+        self.assertEqual(r.status, 503)
+        self.assertIn(b"--max-conns", r.body)
+        self.expect_closed(c, "the connection over the limit")
+        self.assertEqual(self.node.status()["proxy"]["conn_limit"] - st0["conn_limit"], 1)
+        # the held ones still work, and a closed one frees its slot
+        self.assertPod(held[0].request("GET", "/still", KEY), "sandbox")
+        held[1].close()
+        deadline = time.monotonic() + 3
+        while self.node.status()["proxy"]["active"] > 2:
+            self.assertLess(time.monotonic(), deadline, "closed connection still counted")
+            time.sleep(0.05)
+        self.assertPod(self.get(N.BASE4, "/again", KEY), "sandbox")
+        self.assertIn("connection limit (--max-conns 3) reached", self.node.shuntd_output())
+
+
+class UpstreamLimit(NodeTestCase):
+    node_opts = {"shuntd_args": ["--max-upstream-conns", "2"]}
+
+    def test_requests_beyond_the_upstream_limit_get_503(self):
+        self.route(SVC4, "dev-a", TO4)
+        slow = [self.connect(N.BASE4) for _ in range(3)]
+        for c in slow:
+            c.send(N.build_request("GET", "/slow?ms=1500", KEY, host=SVC4))
+        results = [c.response(timeout=5) for c in slow]
+        statuses = sorted(r.status for r in results)
+        self.assertEqual(statuses, [200, 200, 503], statuses)
+        over = [r for r in results if r.status == 503][0]
+        self.assertIn(b"2 connections to %s are open, the limit (--max-upstream-conns)" % TO4.encode(),
+                      over.body)
+        self.assertGreaterEqual(self.node.status()["proxy"]["upstream_limit"], 1)
+        # other destinations are not limited by it, and the sandbox is
+        # reachable again once the slow requests are done
+        self.assertPod(self.get(N.BASE4, "/"), "baseline")
+        self.assertPod(self.get(N.BASE4, "/", KEY), "sandbox")
