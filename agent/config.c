@@ -17,6 +17,7 @@
 #include "config.h"
 #include "routekey.h"
 #include "routes.h"
+#include "source.h"
 #include "util.h"
 
 /* Longest line, terminator not counted. */
@@ -40,7 +41,7 @@ struct parser {
 	char *err;
 	size_t errlen;
 	struct config out;
-	size_t cap;
+	size_t cap, ocap;
 	/* Routes seen so far, to spot a (service, key) given twice; the
 	 * value's created_unix holds the line that first gave it. */
 	struct route_table *seen;
@@ -145,8 +146,10 @@ static int parse_key(struct parser *ps, struct span s, char *key)
 	return 0;
 }
 
-/* ttl=DURATION or fallback=baseline|error, each at most once. */
-static int parse_option(struct parser *ps, struct span s, struct config_route *r, unsigned *seen)
+/* ttl=DURATION or fallback=baseline|error (routes only), each at most
+ * once. */
+static int parse_option(struct parser *ps, struct span s, struct config_route *r, unsigned *seen,
+			int is_override)
 {
 	const char *eq = memchr(s.p, '=', s.len);
 	char buf[CONFIG_FIELD_MAX], q[QUOTE_BUF];
@@ -155,8 +158,8 @@ static int parse_option(struct parser *ps, struct span s, struct config_route *r
 	int err;
 
 	if (!eq) {
-		errf(ps, "field '%s': not an option (expected ttl=DURATION or fallback=MODE)",
-		     quote(s, q, sizeof(q)));
+		errf(ps, "field '%s': not an option (expected ttl=DURATION%s)",
+		     quote(s, q, sizeof(q)), is_override ? "" : " or fallback=MODE");
 		return -EINVAL;
 	}
 	name.p = s.p;
@@ -165,11 +168,11 @@ static int parse_option(struct parser *ps, struct span s, struct config_route *r
 	val.len = s.len - name.len - 1;
 	if (span_eq(name, "ttl")) {
 		bit = 1U << 0;
-	} else if (span_eq(name, "fallback")) {
+	} else if (span_eq(name, "fallback") && !is_override) {
 		bit = 1U << 1;
 	} else {
-		errf(ps, "field '%s': unknown option (expected ttl= or fallback=)",
-		     quote(name, q, sizeof(q)));
+		errf(ps, "field '%s': unknown option (expected ttl=%s)", quote(name, q, sizeof(q)),
+		     is_override ? "" : " or fallback=");
 		return -EINVAL;
 	}
 	if (*seen & bit) {
@@ -263,6 +266,92 @@ nomem:
 	return -ENOMEM;
 }
 
+static int add_override(struct parser *ps, const struct config_override *o)
+{
+	char a[ADDR_STR_LEN];
+
+	for (size_t i = 0; i < ps->out.n_overrides; i++) {
+		const struct config_override *prev = &ps->out.overrides[i];
+
+		if (!strcmp(prev->from, o->from) && addr_equal(&prev->dst, &o->dst)) {
+			errf(ps, "override from %s to %s already given on line %u", o->from,
+			     format_addr_port(&o->dst, a, sizeof(a)), prev->line);
+			return -EINVAL;
+		}
+	}
+	if (ps->out.n_overrides >= SHUNT_MAX_OVERRIDES) {
+		errf(ps, "more than %u overrides", (unsigned)SHUNT_MAX_OVERRIDES);
+		return -EINVAL;
+	}
+	if (ps->out.n_overrides == ps->ocap) {
+		size_t cap = ps->ocap ? ps->ocap * 2 : 8;
+		struct config_override *n = realloc(ps->out.overrides, cap * sizeof(*n));
+
+		if (!n) {
+			errf(ps, "out of memory");
+			return -ENOMEM;
+		}
+		ps->out.overrides = n;
+		ps->ocap = cap;
+	}
+	ps->out.overrides[ps->out.n_overrides++] = *o;
+	return 0;
+}
+
+/* override <source> <dst> <to> [ttl=DURATION] */
+static int parse_override_line(struct parser *ps, struct span line)
+{
+	char buf[CONFIG_FIELD_MAX], msg[256], q[QUOTE_BUF];
+	struct config_override o;
+	struct config_route opts_r;
+	unsigned opts = 0;
+	struct span f;
+	int err;
+
+	memset(&o, 0, sizeof(o));
+	memset(&opts_r, 0, sizeof(opts_r));
+	o.line = ps->line;
+	f = next_field(&line);
+	if (!f.len) {
+		errf(ps, "field 'source': missing");
+		return -EINVAL;
+	}
+	if (field_cstr(f, buf) || source_check(buf, msg, sizeof(msg))) {
+		errf(ps, "field 'source': '%s' is not netns:PATH, pid:PID or cgroup:PATH",
+		     quote(f, q, sizeof(q)));
+		return -EINVAL;
+	}
+	strcpy(o.from, buf); /* source_check: shorter than SHUNT_OVERRIDE_FROM_LEN */
+	f = next_field(&line);
+	if (!f.len) {
+		errf(ps, "field 'dst': missing");
+		return -EINVAL;
+	}
+	err = parse_endpoint(ps, "dst", f, &o.dst);
+	if (err)
+		return err;
+	f = next_field(&line);
+	if (!f.len) {
+		errf(ps, "field 'to': missing");
+		return -EINVAL;
+	}
+	err = parse_endpoint(ps, "to", f, &o.to);
+	if (err)
+		return err;
+	if (o.to.family != o.dst.family) {
+		errf(ps, "field 'to': '%s' is not in the address family of 'dst'",
+		     quote(f, q, sizeof(q)));
+		return -EINVAL;
+	}
+	for (f = next_field(&line); f.len; f = next_field(&line)) {
+		err = parse_option(ps, f, &opts_r, &opts, 1);
+		if (err)
+			return err;
+	}
+	o.ttl_sec = opts_r.ttl_sec;
+	return add_override(ps, &o);
+}
+
 static int parse_line(struct parser *ps, struct span line)
 {
 	char key[CONFIG_FIELD_MAX], q[QUOTE_BUF];
@@ -275,8 +364,11 @@ static int parse_line(struct parser *ps, struct span line)
 	f = next_field(&line);
 	if (!f.len)
 		return 0; /* blank or comment */
+	if (span_eq(f, "override"))
+		return parse_override_line(ps, line);
 	if (!span_eq(f, "route")) {
-		errf(ps, "unknown directive '%s' (expected 'route')", quote(f, q, sizeof(q)));
+		errf(ps, "unknown directive '%s' (expected 'route' or 'override')",
+		     quote(f, q, sizeof(q)));
 		return -EINVAL;
 	}
 
@@ -313,7 +405,7 @@ static int parse_line(struct parser *ps, struct span line)
 		return err;
 
 	for (f = next_field(&line); f.len; f = next_field(&line)) {
-		err = parse_option(ps, f, &r, &opts);
+		err = parse_option(ps, f, &r, &opts, 0);
 		if (err)
 			return err;
 	}
@@ -333,8 +425,7 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 
 	if (err && errlen)
 		err[0] = '\0';
-	out->routes = NULL;
-	out->n = 0;
+	memset(out, 0, sizeof(*out));
 	if (!text) {
 		if (len) {
 			errf(&ps, "no text");
@@ -369,6 +460,7 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 	route_table_free(ps.seen);
 	if (ret) {
 		free(ps.out.routes);
+		free(ps.out.overrides);
 		return ret;
 	}
 	*out = ps.out;
@@ -397,8 +489,7 @@ int config_load(const char *path, struct config *out, char *err, size_t errlen)
 
 	if (err && errlen)
 		err[0] = '\0';
-	out->routes = NULL;
-	out->n = 0;
+	memset(out, 0, sizeof(*out));
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
@@ -455,6 +546,6 @@ void config_free(struct config *c)
 	if (!c)
 		return;
 	free(c->routes);
-	c->routes = NULL;
-	c->n = 0;
+	free(c->overrides);
+	memset(c, 0, sizeof(*c));
 }

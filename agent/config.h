@@ -4,7 +4,9 @@
  *
  *   # comment; blank lines are ignored
  *   route <service IP:PORT> <key> <sandbox IP:PORT> [ttl=DURATION] [fallback=baseline|error]
+ *   override <source> <dst IP:PORT> <to IP:PORT> [ttl=DURATION]
  *
+ * (source as in source.h: netns:PATH, pid:PID or cgroup:PATH.)
  * Fields are separated by spaces or tabs; a '#' starts a comment anywhere
  * outside a field. Errors name the file, the line and the field.
  */
@@ -22,16 +24,25 @@ struct config_route {
 	unsigned line;
 };
 
+struct config_override {
+	char from[SHUNT_OVERRIDE_FROM_LEN]; /* syntax checked, not resolved */
+	struct shunt_addr dst, to;	    /* same family */
+	uint64_t ttl_sec;
+	unsigned line;
+};
+
 struct config {
 	struct config_route *routes;
 	size_t n;
+	struct config_override *overrides;
+	size_t n_overrides;
 };
 
 /* Parse text (not necessarily NUL-terminated). On error returns -EINVAL
  * (or -ENOMEM) with a message like
  *   "routes.conf:3: field 'to': '10.0.0.1' is not IP:PORT"
- * in err, and *out left empty. A (service, key) pair given twice is an
- * error naming both lines. */
+ * in err, and *out left empty. A (service, key) pair, or an override's
+ * (source, dst), given twice is an error naming both lines. */
 int config_parse(const char *name, const char *text, size_t len, struct config *out, char *err,
 		 size_t errlen);
 

@@ -326,9 +326,11 @@ static int load_config(struct agent *a, int initial)
 	}
 	ret = store_apply_file(&a->store, &cfg, (uint64_t)time(NULL), err, sizeof(err));
 	if (ret)
-		pr_err("%s: %s", a->config_path, err);
+		pr_err("%s: %s%s", a->config_path, err,
+		       initial ? "" : "; the previous routes stay in force");
 	else
-		pr_info("%s: %zu route(s) in force", a->config_path, cfg.n);
+		pr_info("%s: %zu route(s) and %zu override(s) in force", a->config_path, cfg.n,
+			cfg.n_overrides);
 	config_free(&cfg);
 	return ret;
 }

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <bpf/bpf.h>
 
 #include "log.h"
+#include "source.h"
 #include "store.h"
 #include "util.h"
 
@@ -314,16 +317,102 @@ int store_expire(struct store *s, uint64_t now_unix)
 	return removed;
 }
 
+/* Would the table hold the file's routes and overrides next to the ones
+ * added through the control socket? Checked before anything changes, so a
+ * file that does not fit leaves everything as it was. */
+static int file_fits(struct store *s, const struct config *cfg, char *err, size_t errlen)
+{
+	struct shunt_route_key *keys;
+	struct shunt_route *vals;
+	long cnt = route_table_sorted(s->t, &keys, &vals);
+	size_t total = cfg->n, ototal = cfg->n_overrides;
+
+	if (cnt < 0) {
+		snprintf(err, errlen, "out of memory");
+		return (int)cnt;
+	}
+	for (long i = 0; i < cnt; i++) {
+		bool in_file = false;
+
+		if (vals[i].flags & SHUNT_ROUTE_FROM_FILE)
+			continue;
+		for (size_t j = 0; j < cfg->n && !in_file; j++)
+			in_file = !memcmp(&cfg->routes[j].k, &keys[i], sizeof(keys[i]));
+		total += !in_file;
+	}
+	free(keys);
+	free(vals);
+	for (size_t i = 0; i < s->novr; i++) {
+		bool in_file = false;
+
+		if (s->ovr[i].v.flags & SHUNT_ROUTE_FROM_FILE)
+			continue;
+		for (size_t j = 0; j < cfg->n_overrides && !in_file; j++)
+			in_file = !strcmp(cfg->overrides[j].from, s->ovr[i].v.from) &&
+				  addr_equal(&cfg->overrides[j].dst, &s->ovr[i].k.dst);
+		ototal += !in_file;
+	}
+	if (total > s->max_routes) {
+		snprintf(err, errlen,
+			 "%zu routes with the ones added by shuntctl, more than the table holds "
+			 "(%u, --max-routes)",
+			 total, s->max_routes);
+		return -ENOSPC;
+	}
+	if (ototal > SHUNT_MAX_OVERRIDES) {
+		snprintf(err, errlen, "%zu overrides with the ones added by shuntctl, more than %u",
+			 ototal, SHUNT_MAX_OVERRIDES);
+		return -ENOSPC;
+	}
+	return 0;
+}
+
 int store_apply_file(struct store *s, const struct config *cfg, uint64_t now_unix, char *err,
 		     size_t errlen)
 {
 	struct shunt_route_key *keys;
 	struct shunt_route *vals;
-	long cnt = route_table_sorted(s->t, &keys, &vals);
+	struct shunt_override_key *okeys = NULL;
+	long cnt;
 	int ret = 0;
 
-	if (cnt < 0)
+	(void)now_unix;
+	/* Everything that can fail is checked first: a source that cannot be
+	 * resolved (its pod is gone) or a table too small refuses the whole
+	 * file, and the routes in force stay as they are. */
+	if (cfg->n_overrides) {
+		okeys = calloc(cfg->n_overrides, sizeof(*okeys));
+		if (!okeys) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+	}
+	for (size_t j = 0; j < cfg->n_overrides; j++) {
+		char msg[256];
+		uint32_t kind;
+		uint64_t id;
+
+		ret = source_resolve(cfg->overrides[j].from, &kind, &id, msg, sizeof(msg));
+		if (ret) {
+			snprintf(err, errlen, "line %u: %s", cfg->overrides[j].line, msg);
+			free(okeys);
+			return ret;
+		}
+		okeys[j].src_kind = kind;
+		okeys[j].src_id = id;
+		okeys[j].dst = cfg->overrides[j].dst;
+	}
+	ret = file_fits(s, cfg, err, errlen);
+	if (ret) {
+		free(okeys);
+		return ret;
+	}
+
+	cnt = route_table_sorted(s->t, &keys, &vals);
+	if (cnt < 0) {
+		free(okeys);
 		return (int)cnt;
+	}
 	for (long i = 0; i < cnt; i++) {
 		int keep = 0;
 
@@ -336,15 +425,37 @@ int store_apply_file(struct store *s, const struct config *cfg, uint64_t now_uni
 	}
 	free(keys);
 	free(vals);
+	for (size_t i = 0; i < s->novr;) {
+		int keep = 0;
+
+		for (size_t j = 0; j < cfg->n_overrides && !keep; j++)
+			keep = !memcmp(&okeys[j], &s->ovr[i].k, sizeof(okeys[j]));
+		if ((s->ovr[i].v.flags & SHUNT_ROUTE_FROM_FILE) && !keep)
+			ovr_remove_at(s, i); /* the last one moved into i */
+		else
+			i++;
+	}
 
 	for (size_t j = 0; j < cfg->n && !ret; j++) {
 		struct shunt_route v = cfg->routes[j].v;
 
 		v.flags |= SHUNT_ROUTE_FROM_FILE;
-		v.created_unix = now_unix;
+		v.created_unix = (uint64_t)time(NULL);
 		v.expires_unix =
 			cfg->routes[j].ttl_sec ? deadline_after(cfg->routes[j].ttl_sec) : 0;
 		ret = store_add(s, &cfg->routes[j].k, &v, err, errlen);
 	}
+	for (size_t j = 0; j < cfg->n_overrides && !ret; j++) {
+		const struct config_override *o = &cfg->overrides[j];
+		struct shunt_override v = {};
+
+		v.to = o->to;
+		v.flags = SHUNT_ROUTE_FROM_FILE;
+		v.created_unix = (uint64_t)time(NULL);
+		v.expires_unix = o->ttl_sec ? deadline_after(o->ttl_sec) : 0;
+		strcpy(v.from, o->from);
+		ret = store_ovr_add(s, &okeys[j], &v, err, errlen);
+	}
+	free(okeys);
 	return ret;
 }

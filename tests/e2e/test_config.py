@@ -106,3 +106,43 @@ class Config(NodeTestCase):
         self.assertEqual(self.file_keys(), {"dev-file", "dev-file-fb"})
         self.assertPod(self.get(N.BASE4, "/", [key_header("dev-file")]), "sandbox")
 
+
+
+class ConfigOverrides(NodeTestCase):
+    """Overrides in the routes file: applied, replaced on reload, and a file
+    whose override source cannot be resolved is refused as a whole."""
+
+    node_opts = {"config": INITIAL}
+
+    def reload(self, text, expect):
+        off = N._size(self.node.shuntd_log)
+        self.node.write_config(text)
+        self.node.shuntd.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 5
+        while expect not in N._read_from(self.node.shuntd_log, off):
+            self.assertLess(time.monotonic(), deadline, "no %r after SIGHUP" % expect)
+            time.sleep(0.05)
+
+    def test_override_lines(self):
+        ns = self.node.netns_path("client")
+        good = INITIAL + "override netns:%s %s %s ttl=1h\n" % (ns, SVC4, TO2_4)
+        self.reload(good, "1 override(s) in force")
+        lst = self.node.ctl_json("override", "list")
+        self.assertEqual([(o["from"], o["dst"], o["to"], o["source"]) for o in lst],
+                         [("netns:" + ns, SVC4, TO2_4, "file")])
+        self.assertPod(self.get(N.BASE4, "/"), "sandbox2", "override from the file")
+        # A source that does not exist refuses the whole file: the route
+        # change on the first line does not happen either.
+        bad = good.replace("dev-file-fb", "dev-renamed") + \
+            "override netns:/run/netns/nope-%d 10.211.0.20:9000 10.211.0.30:9000\n" % os.getpid()
+        self.reload(bad, "the previous routes stay in force")
+        out = self.node.shuntd_output()
+        self.assertIn("line 7: --from: /run/netns/nope-", out)
+        keys = {r["key"] for r in self.node.routes()}
+        self.assertIn("dev-file-fb", keys)
+        self.assertNotIn("dev-renamed", keys)
+        self.assertEqual(len(self.node.ctl_json("override", "list")), 1)
+        # removed from the file: gone
+        self.reload(INITIAL, "0 override(s) in force")
+        self.assertEqual(self.node.ctl_json("override", "list"), [])
+        self.assertPod(self.get(N.BASE4, "/"), "baseline")

@@ -9,7 +9,7 @@
  * that exists; on success every route is well formed (valid key, NUL-padded
  * map key, flags, TTL within range, lines increasing, no pair twice), and
  * writing the routes back out in the file format and parsing that gives the
- * same routes. A small error buffer (exact size on the heap) must neither
+ * same routes (and overrides). A small error buffer (exact size on the heap) must neither
  * overflow nor change the outcome.
  */
 #include <errno.h>
@@ -18,6 +18,7 @@
 #include "config.h"
 #include "fuzz.h"
 #include "routekey.h"
+#include "source.h"
 #include "util.h"
 
 #define NAME	"fuzz.conf"
@@ -39,6 +40,29 @@ static void check_error(const char *err, const char *text, size_t len)
 	for (const char *p = err; *p; p++)
 		FUZZ_CHECK((unsigned char)*p >= 0x20 && (unsigned char)*p < 0x7f,
 			   "unprintable byte %#x in message", (unsigned char)*p);
+}
+
+static void check_overrides(const struct config *c)
+{
+	char e[256];
+
+	FUZZ_CHECK(c->n_overrides <= SHUNT_MAX_OVERRIDES, "%zu overrides", c->n_overrides);
+	for (size_t i = 0; i < c->n_overrides; i++) {
+		const struct config_override *o = &c->overrides[i];
+
+		FUZZ_CHECK(memchr(o->from, '\0', sizeof(o->from)) &&
+				   source_check(o->from, e, sizeof(e)) == 0,
+			   "override %zu: bad source", i);
+		FUZZ_CHECK((o->dst.family == SHUNT_FAMILY_V4 || o->dst.family == SHUNT_FAMILY_V6) &&
+				   o->to.family == o->dst.family && o->dst.port && o->to.port,
+			   "override %zu: bad addresses", i);
+		FUZZ_CHECK(o->ttl_sec <= TTL_MAX, "override %zu: ttl", i);
+		FUZZ_CHECK(i == 0 || o->line > c->overrides[i - 1].line, "override %zu: line", i);
+		for (size_t j = 0; j < i; j++)
+			FUZZ_CHECK(strcmp(c->overrides[j].from, o->from) ||
+					   memcmp(&c->overrides[j].dst, &o->dst, sizeof(o->dst)),
+				   "overrides %zu and %zu: same source and dst", j, i);
+	}
 }
 
 static void check_routes(const struct config *c)
@@ -73,7 +97,7 @@ static void check_routes(const struct config *c)
 /* The routes as a file, one line each, in the documented format. */
 static char *write_routes(const struct config *c, size_t *len)
 {
-	size_t cap = c->n * 256 + 1, off = 0;
+	size_t cap = (c->n + c->n_overrides) * 512 + 1, off = 0;
 	char *out = malloc(cap);
 
 	if (!out)
@@ -93,6 +117,19 @@ static char *write_routes(const struct config *c, size_t *len)
 		off += (size_t)snprintf(out + off, cap - off, "\n");
 		FUZZ_CHECK(off < cap, "route line too long");
 	}
+	for (size_t i = 0; i < c->n_overrides; i++) {
+		const struct config_override *o = &c->overrides[i];
+		char s[ADDR_STR_LEN], t[ADDR_STR_LEN], d[32];
+
+		off += (size_t)snprintf(out + off, cap - off, "override %s %s %s", o->from,
+					format_addr_port(&o->dst, s, sizeof(s)),
+					format_addr_port(&o->to, t, sizeof(t)));
+		if (o->ttl_sec)
+			off += (size_t)snprintf(out + off, cap - off, " ttl=%s",
+						format_duration(o->ttl_sec, d, sizeof(d)));
+		off += (size_t)snprintf(out + off, cap - off, "\n");
+		FUZZ_CHECK(off < cap, "override line too long");
+	}
 	*len = off;
 	return out;
 }
@@ -110,12 +147,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	FUZZ_CHECK(ret == 0 || ret == -EINVAL, "ret %d (%s)", ret, err);
 	FUZZ_CHECK(memchr(err, '\0', sizeof(err)), "message not terminated");
 	if (ret) {
-		FUZZ_CHECK(c.n == 0 && c.routes == NULL, "error %d left %zu routes", ret, c.n);
+		FUZZ_CHECK(c.n == 0 && c.routes == NULL && c.n_overrides == 0 && c.overrides == NULL,
+			   "error %d left %zu routes", ret, c.n);
 		check_error(err, text, size);
 	} else {
 		FUZZ_CHECK(err[0] == '\0', "success with message '%s'", err);
 		FUZZ_CHECK(c.n <= SHUNT_MAX_ROUTES, "%zu routes", c.n);
 		check_routes(&c);
+		check_overrides(&c);
 
 		again = write_routes(&c, &again_len);
 		ret2 = config_parse(NAME, again, again_len, &c2, err, sizeof(err));
@@ -129,6 +168,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					   !memcmp(&a->v, &b->v, sizeof(a->v)) &&
 					   a->ttl_sec == b->ttl_sec,
 				   "route %zu differs after a round trip:\n%.*s", i, (int)again_len,
+				   again);
+		}
+		FUZZ_CHECK(c2.n_overrides == c.n_overrides, "%zu overrides written, %zu read back",
+			   c.n_overrides, c2.n_overrides);
+		for (size_t i = 0; i < c.n_overrides; i++) {
+			const struct config_override *a = &c.overrides[i], *b = &c2.overrides[i];
+
+			FUZZ_CHECK(!strcmp(a->from, b->from) && !memcmp(&a->dst, &b->dst, sizeof(a->dst)) &&
+					   !memcmp(&a->to, &b->to, sizeof(a->to)) &&
+					   a->ttl_sec == b->ttl_sec,
+				   "override %zu differs after a round trip:\n%.*s", i, (int)again_len,
 				   again);
 		}
 		config_free(&c2);

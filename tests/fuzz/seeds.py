@@ -242,6 +242,10 @@ CONFIG = {
                  b"route 10.0.0.1:80 dev-a 10.0.1.6:80 ttl=1h\n",
     "duplicate-v6": b"route [fd00::1]:443 k 10.0.1.5:80\nroute [FD00:0::1]:443 k 10.0.1.5:80\n",
     "long-line": b"route 10.0.0.1:80 k 10.0.1.5:80 #" + b"c" * 4100 + b"\n",
+    "override": b"override netns:/run/netns/sbx-a 10.96.0.50:5432 10.244.1.9:5432 ttl=8h\n"
+                b"override cgroup:/sys/fs/cgroup/pod1 [fd00::50]:5432 [fd00::9]:5432\n",
+    "override-bad": b"override pid:1 10.0.0.1:1 [fd00::2]:2 fallback=baseline\n",
+    "override-dup": b"override pid:1 10.0.0.1:1 10.0.0.2:2\noverride pid:1 10.0.0.1:1 10.0.0.3:3\n",
 }
 
 # ---------------------------------------------------------------- util strings

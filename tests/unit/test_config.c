@@ -190,13 +190,13 @@ Test(config, longest_line_and_key)
 Test(config, error_directive)
 {
 	assert_error("rout 10.0.0.1:80 k 10.0.1.5:80\n",
-		     NAME ":1: unknown directive 'rout' (expected 'route')");
+		     NAME ":1: unknown directive 'rout' (expected 'route' or 'override')");
 	assert_error("\n# x\nROUTE 10.0.0.1:80 k 10.0.1.5:80\n",
-		     NAME ":3: unknown directive 'ROUTE' (expected 'route')");
+		     NAME ":3: unknown directive 'ROUTE' (expected 'route' or 'override')");
 	assert_error("route\r 10.0.0.1:80 k 10.0.1.5:80\n",
-		     NAME ":1: unknown directive 'route\\x0d' (expected 'route')");
+		     NAME ":1: unknown directive 'route\\x0d' (expected 'route' or 'override')");
 	assert_error("\x01route 10.0.0.1:80 k 10.0.1.5:80",
-		     NAME ":1: unknown directive '\\x01route' (expected 'route')");
+		     NAME ":1: unknown directive '\\x01route' (expected 'route' or 'override')");
 	cleanup();
 }
 
@@ -470,4 +470,47 @@ Test(config_load, size_limit)
 	snprintf(want, sizeof(want), "%s: larger than 16 MiB", path);
 	cr_assert_str_eq(err, want);
 	cr_assert_null(cfg.routes);
+}
+
+Test(config, overrides, .fini = cleanup)
+{
+	char s[ADDR_STR_LEN];
+
+	cr_assert_eq(
+		parse("route 10.0.0.1:80 dev-a 10.0.1.5:8080\n"
+		      "override netns:/run/netns/sbx-a 10.96.0.50:5432 10.244.1.9:5432 ttl=8h\n"
+		      "  override\tcgroup:/sys/fs/cgroup/pod1 [fd00::50]:5432 [fd00::9]:5432 # "
+		      "db\n"),
+		0, "%s", err);
+	cr_assert_eq(cfg.n, 1);
+	cr_assert_eq(cfg.n_overrides, 2);
+	cr_assert_str_eq(cfg.overrides[0].from, "netns:/run/netns/sbx-a");
+	cr_assert_str_eq(format_addr_port(&cfg.overrides[0].dst, s, sizeof(s)), "10.96.0.50:5432");
+	cr_assert_str_eq(format_addr_port(&cfg.overrides[0].to, s, sizeof(s)), "10.244.1.9:5432");
+	cr_assert_eq(cfg.overrides[0].ttl_sec, 8 * 3600);
+	cr_assert_eq(cfg.overrides[0].line, 2);
+	cr_assert_str_eq(cfg.overrides[1].from, "cgroup:/sys/fs/cgroup/pod1");
+	cr_assert_eq(cfg.overrides[1].ttl_sec, 0);
+	cr_assert_eq(cfg.overrides[1].line, 3);
+}
+
+Test(config, override_errors, .fini = cleanup)
+{
+	assert_error("override\n", NAME ":1: field 'source': missing");
+	assert_error("override pod:x 10.0.0.1:1 10.0.0.2:2\n",
+		     NAME ":1: field 'source': 'pod:x' is not netns:PATH, pid:PID or cgroup:PATH");
+	assert_error("override netns:rel 10.0.0.1:1 10.0.0.2:2\n", NAME
+		     ":1: field 'source': 'netns:rel' is not netns:PATH, pid:PID or cgroup:PATH");
+	assert_error("override pid:1 10.0.0.1 10.0.0.2:2\n",
+		     NAME ":1: field 'dst': '10.0.0.1' is not IP:PORT");
+	assert_error("override pid:1 10.0.0.1:1\n", NAME ":1: field 'to': missing");
+	assert_error("override pid:1 10.0.0.1:1 [fd00::2]:2\n",
+		     NAME ":1: field 'to': '[fd00::2]:2' is not in the address family of 'dst'");
+	assert_error("override pid:1 10.0.0.1:1 10.0.0.2:2 fallback=baseline\n",
+		     NAME ":1: field 'fallback': unknown option (expected ttl=)");
+	assert_error("override pid:1 10.0.0.1:1 10.0.0.2:2 ttl=1h ttl=2h\n",
+		     NAME ":1: field 'ttl': given twice");
+	assert_error(
+		"override pid:1 10.0.0.1:1 10.0.0.2:2\n# x\noverride pid:1 10.0.0.1:1 10.0.0.3:3\n",
+		NAME ":3: override from pid:1 to 10.0.0.1:1 already given on line 1");
 }
