@@ -472,7 +472,7 @@ Test(config_load, size_limit)
 	cr_assert_null(cfg.routes);
 }
 
-Test(config, overrides, .fini = cleanup)
+Test(config, overrides)
 {
 	char s[ADDR_STR_LEN];
 
@@ -492,9 +492,10 @@ Test(config, overrides, .fini = cleanup)
 	cr_assert_str_eq(cfg.overrides[1].from, "cgroup:/sys/fs/cgroup/pod1");
 	cr_assert_eq(cfg.overrides[1].ttl_sec, 0);
 	cr_assert_eq(cfg.overrides[1].line, 3);
+	cleanup();
 }
 
-Test(config, override_errors, .fini = cleanup)
+Test(config, override_errors)
 {
 	assert_error("override\n", NAME ":1: field 'source': missing");
 	assert_error("override pod:x 10.0.0.1:1 10.0.0.2:2\n",
