@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <linux/magic.h>
@@ -34,10 +35,22 @@ const char *const shunt_stat_names[SHUNT_STAT_MAX] = {
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
+	char *msg;
+	int n;
+
 	if (level == LIBBPF_DEBUG && !libbpf_debug)
 		return 0;
-	/* libbpf's warnings carry the verifier log: always worth showing. */
-	return vfprintf(stderr, fmt, ap);
+	/* libbpf's warnings carry the verifier log: always worth showing,
+	 * whole (it can be long), in the agent's own log format. */
+	n = vasprintf(&msg, fmt, ap);
+	if (n < 0)
+		return n;
+	log_fields(level == LIBBPF_WARN	  ? LOG_WARN
+		   : level == LIBBPF_INFO ? LOG_INFO
+					  : LOG_DEBUG,
+		   msg, NULL, 0);
+	free(msg);
+	return n;
 }
 
 static int is_bpffs(const char *path)
