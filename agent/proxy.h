@@ -9,6 +9,7 @@
 #ifndef SHUNT_PROXY_H
 #define SHUNT_PROXY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <shunt/shunt.h>
@@ -18,6 +19,7 @@
 
 struct store;
 struct shunt_bpf;
+struct reqstats;
 
 struct proxy_opts {
 	struct shunt_addr listen[2]; /* at most one IPv4 and one IPv6 */
@@ -30,6 +32,7 @@ struct proxy_opts {
 	size_t max_head_bytes;
 	size_t max_headers;
 	size_t max_idle_per_dst;
+	bool access_log; /* a line per request to a steered service */
 	struct rk_config rk;
 };
 
@@ -63,5 +66,9 @@ void proxy_tick(struct proxy *p);
 /* Free connections closed during the last loop iteration. */
 void proxy_reap(struct proxy *p);
 const struct proxy_stats *proxy_stats(const struct proxy *p);
+/* Requests by service, destination and outcome; latency; parse errors. */
+const struct reqstats *proxy_reqstats(const struct proxy *p);
+/* How many listening sockets the proxy has open. */
+int proxy_listening(const struct proxy *p);
 
 #endif /* SHUNT_PROXY_H */
