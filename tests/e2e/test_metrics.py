@@ -276,7 +276,8 @@ class Metrics(MetricsBase):
             ds = m1.get(h + "_sum", destination=dest) - m0.get(h + "_sum", destination=dest)
             self.assertEqual(dc, n, "%s_count{destination=%s}" % (h, dest))
             self.assertGreater(ds, 0, "%s_sum{destination=%s} did not grow" % (h, dest))
-            self.assertLessEqual(ds, elapsed, "%s_sum{destination=%s} grew by more than the test took" % (h, dest))
+            self.assertLessEqual(ds, elapsed + 0.5, "%s_sum{destination=%s} grew by more than the test took"
+                                 % (h, dest))
             les = [(float(dict(lab)["le"]), v) for lab, v in m1.series(h + "_bucket", destination=dest).items()]
             les.sort()
             self.assertEqual(les[0][0], 0.00005)
@@ -298,7 +299,9 @@ class Metrics(MetricsBase):
         d = lambda name, **kw: m1.get(name, **kw) - m0.get(name, **kw)
         self.assertEqual(d(h + "_count", destination="sandbox"), 1)
         s = d(h + "_sum", destination="sandbox")
-        self.assertTrue(0.3 <= s <= took, "duration %.6f s for a 300 ms answer seen in %.3f s" % (s, took))
+        # The proxy reads its clock after its last write: on a busy machine
+        # that can be a little after the client already had the response.
+        self.assertTrue(0.3 <= s <= took + 0.5, "duration %.6f s for a 300 ms answer seen in %.3f s" % (s, took))
         self.assertEqual(d(h + "_bucket", destination="sandbox", le="0.25"), 0)
         self.assertEqual(d(h + "_bucket", destination="sandbox", le="+Inf"), 1)
 
