@@ -134,9 +134,10 @@ def requests_delta(after, before, service):
             for lab, v in delta(after, before, "shunt_requests_total", service=service).items()}
 
 
-def free_port(node):
-    p = N.run(node.nsenter("node") + [N.PYTHON, "-c", "import socket; s = socket.socket(); "
-                                      "s.bind(('%s', 0)); print(s.getsockname()[1])" % N.NODE4])
+def free_port(node, host):
+    fam = "AF_INET6" if ":" in host else "AF_INET"
+    p = N.run(node.nsenter("node") + [N.PYTHON, "-c", "import socket; s = socket.socket(socket.%s); "
+                                      "s.bind(('%s', 0)); print(s.getsockname()[1])" % (fam, host)])
     return int(p.stdout)
 
 
@@ -155,22 +156,24 @@ class HttpReply:
 
 class MetricsBase(NodeTestCase):
     extra_args = []
+    host = N.NODE4  # where --metrics-addr listens
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
         if cls.node is not None:
-            cls.port = free_port(cls.node)
-            cls.node.shuntd_args += ["--metrics-addr", "%s:%d" % (N.NODE4, cls.port)] + cls.extra_args
+            cls.port = free_port(cls.node, cls.host)
+            cls.node.shuntd_args += ["--metrics-addr", N.hostport(cls.host, cls.port)] + cls.extra_args
 
     def exchange(self, raw, timeout=5):
-        p = N.run(self.node.nsenter("node") + [N.PYTHON, "-B", "-c", SCRAPER, N.NODE4, str(self.port),
+        p = N.run(self.node.nsenter("node") + [N.PYTHON, "-B", "-c", SCRAPER, self.host, str(self.port),
                                                str(timeout), base64.b64encode(raw).decode()],
                   timeout=timeout + 10)
         return HttpReply(base64.b64decode(json.loads(p.stdout)["data"]))
 
     def http(self, method, path):
-        return self.exchange(("%s %s HTTP/1.1\r\nHost: %s:%d\r\n\r\n" % (method, path, N.NODE4, self.port)).encode())
+        return self.exchange(("%s %s HTTP/1.1\r\nHost: %s\r\n\r\n"
+                              % (method, path, N.hostport(self.host, self.port))).encode())
 
     def scrape(self):
         r = self.http("GET", "/metrics")
@@ -204,7 +207,7 @@ H = [("baggage", "sd-routing-key=dev-a")]
 
 
 class Metrics(MetricsBase):
-    extra_args = ["--idle-timeout", "2s"]
+    extra_args = ["--idle-timeout", "3s"]
 
     def test_requests_by_service_destination_and_outcome(self):
         self.route(SVC4, "dev-a", TO4)
@@ -308,10 +311,10 @@ class Metrics(MetricsBase):
     def test_timeout_and_client_abort_outcomes(self):
         self.route(SVC4, "dev-a", TO4)  # steered: captured, through the proxy
         m0 = self.scrape()
-        # A client that stops reading a large response: no byte moves for
-        # --idle-timeout (2s), the connection is closed half-way.
+        # An upstream that stops half-way through its response: no byte
+        # moves for --idle-timeout (3s), the connection is closed.
         slow = self.connect(N.BASE4)
-        slow.send(build_request("GET", "/big?bytes=50000000", [], host=SVC4))
+        slow.send(build_request("GET", "/stall?ms=8000", [], host=SVC4))
         # A client that goes away in the middle of its request body.
         gone = self.connect(N.BASE4)
         gone.send(build_request("POST", "/echo", [("Content-Length", "100")], body=b"", host=SVC4) + b"x" * 10)
@@ -519,3 +522,16 @@ class JsonLogs(MetricsBase):
         for k in ("duration_s", "request_bytes", "response_bytes"):
             self.assertIsInstance(a.get(k), (int, float), k)
         self.assertEqual((acc[1]["destination"], acc[1]["status"]), ("error", 400))
+
+
+class MetricsIPv6(MetricsBase):
+    host = N.NODE6
+
+    def test_endpoint_on_ipv6(self):
+        self.assertEqual(self.http("GET", "/readyz").status, 200)
+        self.route(SVC6, "dev-a", TO6)
+        m0 = self.scrape()
+        self.assertEqual(self.get(N.BASE6, "/", H).pod, "sandbox")
+        m1 = self.scrape()
+        self.assertEqual(requests_delta(m1, m0, SVC6), {("sandbox", "2xx"): 1})
+        self.assertIn("shunt_requests_total{service=\"%s\"" % SVC6, m1.text)
