@@ -50,7 +50,7 @@ UNIT_OBJS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%.o,$(UNIT_SRCS))
 
 .DELETE_ON_ERROR:
 .SECONDARY: $(BPF_OBJS)
-.PHONY: all clean test test-unit test-e2e bench soak fuzz fuzz-smoke test-kernels check format vmlinux demo
+.PHONY: FORCE all clean test test-unit test-e2e bench soak fuzz fuzz-smoke test-kernels check format vmlinux demo
 
 all: $(OUTPUT)/shuntd $(OUTPUT)/shuntctl
 
@@ -62,6 +62,15 @@ $(OUTPUT)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) include/shunt/shunt.h
 $(OUTPUT)/%.skel.h: $(OUTPUT)/bpf/%.bpf.o
 	$(call msg,SKEL,$@)
 	$(Q)$(BPFTOOL) gen skeleton $< name shunt_$* > $@
+
+# The version (git describe) for shunt_build_info: rewritten only when it
+# changes, so it rebuilds only what includes it.
+SHUNT_VERSION = $(shell git describe --always --dirty 2>/dev/null || echo unknown)
+$(OUTPUT)/version.h: FORCE | $(OUTPUT)/agent
+	$(Q)printf '#define SHUNT_VERSION "%s"\n' '$(SHUNT_VERSION)' > $@.tmp
+	$(Q)cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
+$(OUTPUT)/agent/metrics.o: $(OUTPUT)/version.h
+FORCE:
 
 $(OUTPUT)/agent/%.o: agent/%.c $(SKELS) | $(OUTPUT)/agent
 	$(call msg,CC,$@)

@@ -11,6 +11,7 @@
 #include "store.h"
 
 struct control;
+struct metrics;
 
 struct agent {
 	struct loop loop;
@@ -19,10 +20,12 @@ struct agent {
 	struct proxy *proxy;
 	struct proxy_opts popts;
 	struct control *ctl;
+	struct metrics *metrics; /* NULL without --metrics-addr */
 	const char *config_path;
 	const char *control_path;
 	const char *pin_dir;
 	const char *cgroup;
+	struct shunt_addr metrics_addr; /* family 0: no metrics endpoint */
 	uint64_t started_unix;
 	uint64_t drain_timeout_ms;
 	/* A successor took over: leave the programs attached for it. */

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 #include <linux/magic.h>
@@ -36,10 +37,22 @@ const char *const shunt_stat_names[SHUNT_STAT_MAX] = {
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
+	char *msg;
+	int n;
+
 	if (level == LIBBPF_DEBUG && !libbpf_debug)
 		return 0;
-	/* libbpf's warnings carry the verifier log: always worth showing. */
-	return vfprintf(stderr, fmt, ap);
+	/* libbpf's warnings carry the verifier log: always worth showing,
+	 * whole (it can be long), in the agent's own log format. */
+	n = vasprintf(&msg, fmt, ap);
+	if (n < 0)
+		return n;
+	log_fields(level == LIBBPF_WARN	  ? LOG_WARN
+		   : level == LIBBPF_INFO ? LOG_INFO
+					  : LOG_DEBUG,
+		   msg, NULL, 0);
+	free(msg);
+	return n;
 }
 
 static int is_bpffs(const char *path)
@@ -358,6 +371,9 @@ int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[SHUNT_NR_MAPS]
 		out[i].name = bpf_map__name(maps[i]);
 		out[i].fd = bpf_map__fd(maps[i]);
 		out[i].max_entries = bpf_map__max_entries(maps[i]);
+		out[i].type = (uint32_t)bpf_map__type(maps[i]);
+		out[i].key_size = bpf_map__key_size(maps[i]);
+		out[i].value_size = bpf_map__value_size(maps[i]);
 	}
 	return SHUNT_NR_MAPS;
 }
@@ -376,4 +392,94 @@ long shunt_bpf_map_count(int fd, uint32_t key_size)
 		n++;
 	}
 	return n;
+}
+
+/* Entries of a sockmap: a slot holds a socket or is empty (ENOENT). */
+static long sockmap_count(const struct shunt_map_info *m)
+{
+	long n = 0;
+	__u64 cookie;
+
+	if (m->value_size != sizeof(cookie))
+		return -EINVAL;
+	for (__u32 k = 0; k < m->max_entries; k++) {
+		if (!bpf_map_lookup_elem(m->fd, &k, &cookie))
+			n++;
+		else if (errno != ENOENT)
+			return -errno;
+	}
+	return n;
+}
+
+#define WALK_BATCH 1024U /* entries per system call */
+
+int shunt_bpf_map_walk(const struct shunt_map_info *m, struct shunt_map_walk *w, uint32_t budget,
+		       long *count)
+{
+	uint64_t in, out = 0;
+	void *keys, *vals;
+	uint32_t done = 0;
+	int ret = 0;
+	long n;
+
+	switch (m->type) {
+	case BPF_MAP_TYPE_HASH:
+	case BPF_MAP_TYPE_LRU_HASH:
+		break;
+	case BPF_MAP_TYPE_SOCKMAP:
+		n = sockmap_count(m);
+		if (n < 0)
+			return (int)n;
+		*count = n;
+		return 1;
+	default:
+		/* Arrays (and anything else, as a bound) are full by nature. */
+		*count = m->max_entries;
+		return 1;
+	}
+	keys = malloc((size_t)WALK_BATCH * m->key_size);
+	vals = malloc((size_t)WALK_BATCH * m->value_size);
+	if (!keys || !vals) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	while (done < budget) {
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		__u32 cnt = WALK_BATCH;
+		int err;
+
+		in = w->cursor;
+		err = bpf_map_lookup_batch(m->fd, w->started ? &in : NULL, &out, keys, vals, &cnt,
+					   &opts);
+		err = err ? -errno : 0;
+		w->seen += cnt;
+		done += cnt;
+		if (err == -ENOENT) { /* the end of the map */
+			*count = w->seen;
+			ret = 1;
+			break;
+		}
+		if (err) {
+			ret = err;
+			break;
+		}
+		w->cursor = out;
+		w->started = 1;
+	}
+out:
+	if (ret)
+		memset(w, 0, sizeof(*w));
+	free(keys);
+	free(vals);
+	return ret;
+}
+
+int shunt_bpf_listener_present(struct shunt_bpf *b, enum shunt_listener_slot slot)
+{
+	__u32 key = slot;
+	__u64 cookie;
+
+	if (!bpf_map_lookup_elem(b->listeners_fd, &key, &cookie))
+		return 1;
+	return errno == ENOENT ? 0 : -errno;
 }

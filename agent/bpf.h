@@ -59,11 +59,33 @@ struct shunt_map_info {
 	const char *name;
 	int fd;
 	uint32_t max_entries;
+	uint32_t type; /* enum bpf_map_type */
+	uint32_t key_size, value_size;
 };
 int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[SHUNT_NR_MAPS]);
 
 /* Entries in a hash map (walks the keys). */
 long shunt_bpf_map_count(int fd, uint32_t key_size);
+
+/* Counting a hash map in steps: a full LRU map of 64k connections takes
+ * tens of milliseconds to walk, too long to stop the proxy for. Each step
+ * reads at most budget entries (BPF_MAP_LOOKUP_BATCH) and the next one
+ * continues where it ended. Zero-initialise; no resources are held. */
+struct shunt_map_walk {
+	uint64_t cursor; /* the kernel's batch position, opaque */
+	long seen;	 /* entries so far in this pass */
+	int started;
+};
+
+/* One step over m. Returns 1 when the pass completed (*count set, the next
+ * call starts a new pass), 0 when entries remain, -errno on failure (the
+ * walk is reset). Arrays count as full and a sockmap by lookups, in one
+ * step. */
+int shunt_bpf_map_walk(const struct shunt_map_info *m, struct shunt_map_walk *w, uint32_t budget,
+		       long *count);
+
+/* Is slot's listener in the shunt_listeners sockmap? 1, 0, or -errno. */
+int shunt_bpf_listener_present(struct shunt_bpf *b, enum shunt_listener_slot slot);
 
 extern const char *const shunt_stat_names[SHUNT_STAT_MAX];
 

@@ -1,8 +1,21 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 #include <string.h>
 #include <strings.h>
+#include <llhttp.h>
 
 #include "http.h"
+
+const char *const http_err_names[HTTP_ERR_MAX] = {
+	[HTTP_ERR_NONE] = "none",
+	[HTTP_ERR_REQUEST_LINE] = "bad_request_line",
+	[HTTP_ERR_HEADER] = "bad_header",
+	[HTTP_ERR_HEAD_TOO_LARGE] = "header_too_large",
+	[HTTP_ERR_TOO_MANY_HEADERS] = "too_many_headers",
+	[HTTP_ERR_CONTENT_LENGTH] = "bad_content_length",
+	[HTTP_ERR_TRANSFER_ENCODING] = "bad_transfer_encoding",
+	[HTTP_ERR_CHUNK] = "bad_chunk",
+	[HTTP_ERR_ROUTING_KEY] = "bad_routing_key",
+};
 
 /* RFC 9110 tchar. */
 static int is_tchar(unsigned char c)
@@ -50,9 +63,10 @@ static int parse_length(const struct http_header *h, uint64_t *out)
 	return 0;
 }
 
-static int bad(struct head_result *res, const char *why)
+static int bad(struct head_result *res, enum http_err err, const char *why)
 {
 	res->reason = why;
+	res->err = err;
 	return 400;
 }
 
@@ -65,19 +79,19 @@ static size_t check_request_line(const char *p, size_t len, struct head_result *
 	while (i < len && is_tchar(p[i]))
 		i++;
 	if (i == 0 || i >= len || p[i] != ' ')
-		return bad(res, "invalid method"), 0;
+		return bad(res, HTTP_ERR_REQUEST_LINE, "invalid method"), 0;
 	start = ++i;
 	while (i < len && (unsigned char)p[i] > 0x20 && (unsigned char)p[i] < 0x7f)
 		i++;
 	if (i == start || i >= len || p[i] != ' ')
-		return bad(res, "invalid request target"), 0;
+		return bad(res, HTTP_ERR_REQUEST_LINE, "invalid request target"), 0;
 	i++;
 	if (len - i < 10 || memcmp(p + i, "HTTP/1.", 7) || (p[i + 7] != '0' && p[i + 7] != '1'))
-		return bad(res, "invalid HTTP version"), 0;
+		return bad(res, HTTP_ERR_REQUEST_LINE, "invalid HTTP version"), 0;
 	res->http_minor = p[i + 7] - '0';
 	i += 8;
 	if (p[i] != '\r' || p[i + 1] != '\n')
-		return bad(res, "request line must end in CRLF"), 0;
+		return bad(res, HTTP_ERR_REQUEST_LINE, "request line must end in CRLF"), 0;
 	return i;
 }
 
@@ -88,7 +102,7 @@ int http_head_check(const char *head, size_t len, struct http_header *hdrs, size
 
 	memset(res, 0, sizeof(*res));
 	if (len < 4 || memcmp(head + len - 4, "\r\n\r\n", 4))
-		return bad(res, "head must end in CRLF CRLF");
+		return bad(res, HTTP_ERR_HEADER, "head must end in CRLF CRLF");
 	pos = check_request_line(head, len, res);
 	if (!pos)
 		return 400;
@@ -101,26 +115,28 @@ int http_head_check(const char *head, size_t len, struct http_header *hdrs, size
 		if (line[0] == '\r') {
 			/* The empty line; only valid as the very end. */
 			if (rest != 2 || line[1] != '\n')
-				return bad(res, "bare CR");
+				return bad(res, HTTP_ERR_HEADER, "bare CR");
 			break;
 		}
 		if (line[0] == ' ' || line[0] == '\t')
-			return bad(res, "obsolete line folding");
+			return bad(res, HTTP_ERR_HEADER, "obsolete line folding");
 		while (i < rest && is_tchar(line[i]))
 			i++;
 		if (i == 0 || i >= rest || line[i] != ':')
-			return bad(res, i < rest && (line[i] == ' ' || line[i] == '\t')
-						? "whitespace before colon"
-						: "invalid header name");
+			return bad(res, HTTP_ERR_HEADER,
+				   i < rest && (line[i] == ' ' || line[i] == '\t')
+					   ? "whitespace before colon"
+					   : "invalid header name");
 		name_len = i;
 		vstart = ++i;
 		while (i < rest && line[i] != '\r' && line[i] != '\n') {
 			if (!is_vchar_or_ws(line[i]))
-				return bad(res, "control character in header value");
+				return bad(res, HTTP_ERR_HEADER,
+					   "control character in header value");
 			i++;
 		}
 		if (i + 1 >= rest || line[i] != '\r' || line[i + 1] != '\n')
-			return bad(res, "bare LF");
+			return bad(res, HTTP_ERR_HEADER, "bare LF");
 		vend = raw_end = i;
 		while (vstart < vend && (line[vstart] == ' ' || line[vstart] == '\t'))
 			vstart++;
@@ -128,6 +144,7 @@ int http_head_check(const char *head, size_t len, struct http_header *hdrs, size
 			vend--;
 		if (n >= max_hdrs) {
 			res->reason = "too many header fields";
+			res->err = HTTP_ERR_TOO_MANY_HEADERS;
 			return 431;
 		}
 		hdrs[n] = (struct http_header){.name = line,
@@ -140,17 +157,21 @@ int http_head_check(const char *head, size_t len, struct http_header *hdrs, size
 		     memchr(line + name_len + 1, '\t', raw_end - name_len - 1))) {
 			/* Parsers disagree on tabs and trailing blanks around
 			 * framing values ("chunked\t"): refuse them. */
-			return bad(res, "whitespace around a framing header value");
+			return bad(res,
+				   name_is(&hdrs[n], "content-length") ? HTTP_ERR_CONTENT_LENGTH
+								       : HTTP_ERR_TRANSFER_ENCODING,
+				   "whitespace around a framing header value");
 		}
 		if (name_is(&hdrs[n], "content-length")) {
 			if (!value_is_digits(&hdrs[n]) ||
 			    parse_length(&hdrs[n], &res->content_length))
-				return bad(res, "invalid Content-Length");
+				return bad(res, HTTP_ERR_CONTENT_LENGTH, "invalid Content-Length");
 			cl++;
 		} else if (name_is(&hdrs[n], "transfer-encoding")) {
 			/* Only the one coding every parser agrees on. */
 			if (hdrs[n].value_len != 7 || strncasecmp(hdrs[n].value, "chunked", 7))
-				return bad(res, "unsupported Transfer-Encoding");
+				return bad(res, HTTP_ERR_TRANSFER_ENCODING,
+					   "unsupported Transfer-Encoding");
 			te++;
 		} else if (name_is(&hdrs[n], "host")) {
 			host++;
@@ -159,20 +180,41 @@ int http_head_check(const char *head, size_t len, struct http_header *hdrs, size
 		pos += i + 2;
 	}
 	if (cl > 1)
-		return bad(res, "duplicate Content-Length");
+		return bad(res, HTTP_ERR_CONTENT_LENGTH, "duplicate Content-Length");
 	if (te > 1)
-		return bad(res, "duplicate Transfer-Encoding");
+		return bad(res, HTTP_ERR_TRANSFER_ENCODING, "duplicate Transfer-Encoding");
 	if (cl && te)
-		return bad(res, "Content-Length with Transfer-Encoding");
+		return bad(res, HTTP_ERR_CONTENT_LENGTH, "Content-Length with Transfer-Encoding");
 	if (host > 1)
-		return bad(res, "duplicate Host");
+		return bad(res, HTTP_ERR_HEADER, "duplicate Host");
 	/* HTTP/1.0 has no chunked coding: such a message's framing is
 	 * faulty (RFC 9112 section 6.1). */
 	if (te && res->http_minor == 0)
-		return bad(res, "Transfer-Encoding in an HTTP/1.0 request");
+		return bad(res, HTTP_ERR_TRANSFER_ENCODING,
+			   "Transfer-Encoding in an HTTP/1.0 request");
 	res->body = te ? BODY_CHUNKED : cl ? BODY_LENGTH : BODY_NONE;
 	res->n_headers = n;
 	return 0;
+}
+
+enum http_err http_llhttp_err(int llhttp_errno, const char *head, const char *pos)
+{
+	switch (llhttp_errno) {
+	case HPE_INVALID_METHOD:
+	case HPE_INVALID_URL:
+	case HPE_INVALID_VERSION:
+		return HTTP_ERR_REQUEST_LINE;
+	case HPE_INVALID_CONTENT_LENGTH:
+	case HPE_UNEXPECTED_CONTENT_LENGTH: /* duplicate, or with Transfer-Encoding */
+		return HTTP_ERR_CONTENT_LENGTH;
+	case HPE_INVALID_TRANSFER_ENCODING:
+		return HTTP_ERR_TRANSFER_ENCODING;
+	default:
+		/* Unexpected bytes, CR or LF: where they are tells which. */
+		if (pos && pos >= head && !memchr(head, '\n', (size_t)(pos - head)))
+			return HTTP_ERR_REQUEST_LINE;
+		return HTTP_ERR_HEADER;
+	}
 }
 
 int http_sniff(const char *buf, size_t len)

@@ -22,9 +22,27 @@ enum body_kind {
 	BODY_CHUNKED, /* Transfer-Encoding: chunked */
 };
 
+/* Why a request was refused, in a few classes (the label of
+ * shunt_parse_errors_total); http_err_names has their names. */
+enum http_err {
+	HTTP_ERR_NONE = 0,
+	HTTP_ERR_REQUEST_LINE,	    /* method, target, version, or its line ending */
+	HTTP_ERR_HEADER,	    /* a header line: syntax, bytes, folding, duplicate Host */
+	HTTP_ERR_HEAD_TOO_LARGE,    /* 431: more than --max-head-bytes */
+	HTTP_ERR_TOO_MANY_HEADERS,  /* 431: more than --max-headers */
+	HTTP_ERR_CONTENT_LENGTH,    /* invalid, duplicate, or with Transfer-Encoding */
+	HTTP_ERR_TRANSFER_ENCODING, /* not "chunked", duplicate, or in HTTP/1.0 */
+	HTTP_ERR_CHUNK,		    /* chunked body framing */
+	HTTP_ERR_ROUTING_KEY,	    /* a key present but unusable: not refused, sent to baseline */
+	HTTP_ERR_MAX,
+};
+
+extern const char *const http_err_names[HTTP_ERR_MAX];
+
 struct head_result {
 	size_t n_headers;
 	const char *reason; /* why the head was refused, for logs and the 400 body */
+	enum http_err err;  /* the same, as a class */
 	int http_minor;	    /* HTTP/1.0 or HTTP/1.1 */
 	enum body_kind body;
 	uint64_t content_length;
@@ -39,6 +57,10 @@ struct head_result {
  * header lines). hdrs receives up to max_hdrs spans pointing into head. */
 int http_head_check(const char *head, size_t len, struct http_header *hdrs, size_t max_hdrs,
 		    struct head_result *res);
+
+/* The class of an llhttp error (an llhttp_errno_t) in a request head that
+ * starts at head, llhttp having stopped at pos. */
+enum http_err http_llhttp_err(int llhttp_errno, const char *head, const char *pos);
 
 /* Do the first bytes of a connection look like an HTTP/1.x request? 1 yes,
  * 0 no (tunnel it unchanged), -1 not enough bytes to tell yet. */

@@ -32,6 +32,7 @@
 #include "http.h"
 #include "log.h"
 #include "proxy.h"
+#include "reqstats.h"
 #include "store.h"
 #include "util.h"
 
@@ -110,6 +111,7 @@ struct client {
 	struct shunt_addr dst;
 	char key[SHUNT_ROUTE_KEY_LEN];
 	struct buf out; /* generated responses */
+	struct req_obs obs;
 	uint64_t deadline;
 	struct client *prev, *next; /* all live clients, for timeouts */
 };
@@ -150,6 +152,7 @@ struct proxy {
 	bool draining;
 	uint64_t drain_deadline;
 	uint64_t listen_close_at; /* 0, or when the listeners close */
+	struct reqstats rs;
 };
 
 static void client_pump(struct client *c);
@@ -444,6 +447,7 @@ static void client_reset_request(struct client *c)
 	memset(&c->ck, 0, sizeof(c->ck));
 	c->head_len = 0;
 	c->key[0] = '\0';
+	c->obs = (struct req_obs){.on_close = RS_CLIENT_ABORT};
 	if (c->sent == c->in.end) {
 		/* Nothing pipelined: an idle keep-alive connection holds no
 		 * buffer, so thousands of them cost little memory. */
@@ -457,12 +461,46 @@ static void client_reset_request(struct client *c)
 	client_set_deadline(c, c->p->o.idle_timeout_ms);
 }
 
+/* The request under way on c ended: count it (reqstats.h says how) and,
+ * when its service is steered, log it. */
+static void req_end(struct client *c, enum rs_dest d, enum rs_outcome o, int status)
+{
+	struct proxy *p = c->p;
+	uint64_t dur;
+
+	if (!c->obs.t0_ns)
+		return;
+	dur = rs_now_ns() - c->obs.t0_ns;
+	c->obs.t0_ns = 0;
+	if (d == RS_DEST_ERROR)
+		c->obs.resp_bytes = c->out.start;
+	reqstats_record(&p->rs, &c->orig, d, o, dur);
+	if (p->o.access_log && route_table_service_count(p->store->t, &c->orig))
+		rs_access_log(&c->orig, c->key, d, c->obs.routed ? &c->dst : NULL, status, o,
+			      &c->obs, dur);
+}
+
+/* The request under way ends now, however far it got. */
+static void req_end_now(struct client *c)
+{
+	int status = c->up && c->resp_started ? c->up->resp.status_code : 0;
+
+	if (c->obs.status)
+		req_end(c, RS_DEST_ERROR, rs_outcome_of_status(c->obs.status), c->obs.status);
+	else if (c->state == C_REQUEST)
+		req_end(c, c->to_sandbox ? RS_DEST_SANDBOX : RS_DEST_BASELINE,
+			(enum rs_outcome)c->obs.on_close, status);
+	else
+		c->obs.t0_ns = 0; /* a head that never completed: not a request */
+}
+
 static void client_close(struct client *c)
 {
 	struct proxy *p = c->p;
 
 	if (c->dead)
 		return;
+	req_end_now(c);
 	if (c->up)
 		up_close(c->up);
 	loop_del(p->loop, c->fd);
@@ -526,6 +564,11 @@ static void client_error(struct client *c, int status, const char *fmt, ...)
 		c->p->st.errors++;
 	else
 		c->p->st.bad_requests++;
+	c->obs.status = status;
+	if (!c->obs.t0_ns)
+		c->obs.t0_ns = rs_now_ns();
+	if (c->state == C_HEAD)
+		c->obs.req_bytes = c->parsed - c->req_start;
 	if (c->up)
 		up_close(c->up);
 	buf_free(&c->out);
@@ -597,6 +640,7 @@ static void route_request(struct client *c)
 
 	st = http_head_check(head, c->head_len, p->hdrs, p->o.max_headers, &hr);
 	if (st) {
+		p->rs.parse_errors[hr.err]++;
 		pr_debug("client %s: %d %s", format_addr_port(&c->peer, a, sizeof(a)), st,
 			 hr.reason);
 		client_error(c, st, "shunt: %s", hr.reason);
@@ -613,6 +657,7 @@ static void route_request(struct client *c)
 	klen = rk_extract(&p->o.rk, p->hdrs, hr.n_headers, c->key, sizeof(c->key));
 	if (klen < 0) {
 		p->st.bad_keys++;
+		p->rs.parse_errors[HTTP_ERR_ROUTING_KEY]++;
 		klen = 0; /* an unusable key routes like no key: to the baseline */
 	}
 	if (klen > 0)
@@ -630,6 +675,8 @@ static void route_request(struct client *c)
 		c->dst = c->orig;
 		p->st.to_baseline++;
 	}
+	c->obs.routed = true;
+	c->obs.req_bytes = c->head_len;
 	c->state = C_REQUEST;
 	if (!attach_upstream(c, false))
 		no_upstream(c, errno);
@@ -675,6 +722,7 @@ static void upstream_failed(struct client *c, int err)
 		}
 	}
 	if (c->resp_started) {
+		c->obs.on_close = RS_UPSTREAM_ERROR;
 		client_close(c); /* part of a response went out: all we can do */
 		return;
 	}
@@ -700,6 +748,7 @@ static void start_tunnel(struct client *c)
 /* A framing error in the request body: refuse it if we still can. */
 static void body_error(struct client *c, const char *reason)
 {
+	c->p->rs.parse_errors[HTTP_ERR_CHUNK]++;
 	if (c->resp_started)
 		client_close(c); /* no 400 in the middle of a response */
 	else
@@ -721,6 +770,7 @@ static void frame_body(struct client *c)
 	case BODY_LENGTH:
 		n = (long)(avail < c->body_left ? avail : c->body_left);
 		c->parsed += (uint32_t)n;
+		c->obs.req_bytes += (uint64_t)n;
 		c->body_left -= (uint64_t)n;
 		c->req_done = c->body_left == 0;
 		return;
@@ -733,6 +783,7 @@ static void frame_body(struct client *c)
 			return;
 		}
 		c->parsed += (uint32_t)n;
+		c->obs.req_bytes += (uint64_t)n;
 		c->req_done = done;
 		return;
 	}
@@ -780,15 +831,19 @@ static void parse_request(struct client *c)
 	}
 	if (c->parsed == c->req_start)
 		client_set_deadline(c, p->o.head_timeout_ms);
+	if (!c->obs.t0_ns)
+		c->obs.t0_ns = rs_now_ns();
 
 	e = llhttp_execute(&c->req, c->in.data + c->parsed, c->in.end - c->parsed);
 	pos = e == HPE_OK ? c->in.data + c->in.end : llhttp_get_error_pos(&c->req);
 	c->parsed = (uint32_t)(pos - c->in.data);
 	if (e != HPE_OK && e != HPE_PAUSED) {
+		p->rs.parse_errors[http_llhttp_err(e, c->in.data + c->req_start, pos)]++;
 		client_error(c, 400, "shunt: %s", llhttp_get_error_reason(&c->req));
 		return;
 	}
 	if (c->parsed - c->req_start > p->o.max_head_bytes) {
+		p->rs.parse_errors[HTTP_ERR_HEAD_TOO_LARGE]++;
 		client_error(c, 431, "shunt: request head larger than %zu bytes",
 			     p->o.max_head_bytes);
 		return;
@@ -808,6 +863,8 @@ static void finish_exchange(struct client *c)
 	bool reuse = c->keep_alive && llhttp_should_keep_alive(&u->resp) && c->req_done &&
 		     c->sent == c->parsed && !c->want_upgrade;
 
+	req_end(c, c->to_sandbox ? RS_DEST_SANDBOX : RS_DEST_BASELINE,
+		rs_outcome_of_status(u->resp.status_code), u->resp.status_code);
 	c->up = NULL;
 	if (reuse && !c->p->draining)
 		up_release(u);
@@ -871,10 +928,12 @@ static bool read_upstream(struct client *c)
 		}
 		/* A response delimited by the connection close ends here. */
 		if (!c->resp_done && llhttp_finish(&u->resp) != HPE_OK && !c->resp_done) {
+			c->obs.on_close = RS_UPSTREAM_ERROR;
 			client_close(c);
 			return true;
 		}
 		if (!c->resp_done) {
+			c->obs.on_close = RS_UPSTREAM_ERROR;
 			client_close(c); /* truncated response */
 			return true;
 		}
@@ -900,6 +959,8 @@ static bool read_upstream(struct client *c)
 		    (c->is_connect && status >= 200 && status < 300)) {
 			/* Switching protocols: from here on both directions are
 			 * opaque. The client's bytes after the request go too. */
+			req_end(c, c->to_sandbox ? RS_DEST_SANDBOX : RS_DEST_BASELINE,
+				rs_outcome_of_status(status), status);
 			c->state = C_TUNNEL;
 			c->p->st.tunnels++;
 			c->resp_done = false;
@@ -915,6 +976,7 @@ static bool read_upstream(struct client *c)
 			c->resp_started = false;
 			client_error(c, 502, "shunt: invalid response from %s", a);
 		} else {
+			c->obs.on_close = RS_UPSTREAM_ERROR;
 			client_close(c);
 		}
 	}
@@ -996,6 +1058,7 @@ static bool read_client(struct client *c)
 		return false;
 	if (client_make_room(c)) {
 		if (c->state == C_HEAD) {
+			c->p->rs.parse_errors[HTTP_ERR_HEAD_TOO_LARGE]++;
 			client_error(c, 431, "shunt: request head larger than %zu bytes",
 				     c->p->o.max_head_bytes);
 			return true;
@@ -1122,8 +1185,10 @@ static void client_pump(struct client *c)
 					client_close(c);
 					return;
 				}
-				if (c->out.start == c->out.end)
+				if (c->out.start == c->out.end) {
 					shutdown(c->fd, SHUT_WR);
+					req_end_now(c);
+				}
 			}
 			/* Read and drop until the client closes, so our answer
 			 * is not destroyed by a reset. */
@@ -1217,13 +1282,14 @@ static void client_pump(struct client *c)
 		if (c->dead || c->up != u || c->state == C_ERROR)
 			continue;
 		{
-			uint32_t lim = u->parsed;
+			uint32_t lim = u->parsed, before = u->in.start;
 
 			if (c->p->draining && c->close_state == CLOSE_UNDECIDED &&
 			    c->state == C_REQUEST)
 				lim = drain_inject(c);
 			if (write_out(c->fd, &u->in, lim, &c->wr, &err))
 				progress = true;
+			c->obs.resp_bytes += u->in.start - before;
 		}
 		if (err) {
 			client_close(c);
@@ -1475,6 +1541,7 @@ int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loo
 	p->store = store;
 	p->bpf = bpf;
 	p->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	reqstats_init(&p->rs, SHUNT_MAX_SERVICES);
 	p->hdrs = calloc(o->max_headers ? o->max_headers : 1, sizeof(*p->hdrs));
 	if (!p->hdrs) {
 		free(p);
@@ -1580,6 +1647,7 @@ void proxy_stop(struct proxy *p)
 	proxy_reap(p);
 	if (p->spare_fd >= 0)
 		close(p->spare_fd);
+	reqstats_free(&p->rs);
 	free(p->hdrs);
 	free(p);
 }
@@ -1604,9 +1672,10 @@ static void client_expired(struct client *c)
 			break;
 		}
 		p->st.timeouts++;
-		if (c->resp_started)
+		if (c->resp_started) {
+			c->obs.on_close = RS_TIMEOUT;
 			client_close(c); /* a response stalled half-way */
-		else if (!c->req_done)
+		} else if (!c->req_done)
 			client_error(c, 408, "shunt: request body not received in time");
 		else
 			client_error(c, 504, "shunt: %s %s did not answer in time",
@@ -1685,4 +1754,14 @@ void proxy_reap(struct proxy *p)
 const struct proxy_stats *proxy_stats(const struct proxy *p)
 {
 	return &p->st;
+}
+
+const struct reqstats *proxy_reqstats(const struct proxy *p)
+{
+	return &p->rs;
+}
+
+int proxy_listening(const struct proxy *p)
+{
+	return p->n_listeners;
 }

@@ -19,6 +19,7 @@
 
 struct store;
 struct shunt_bpf;
+struct reqstats;
 
 struct proxy_opts {
 	struct shunt_addr listen[2]; /* at most one IPv4 and one IPv6 */
@@ -33,6 +34,7 @@ struct proxy_opts {
 	size_t max_idle_per_dst;
 	size_t max_conns;	     /* client connections at once; beyond: 503 */
 	size_t max_upstream_per_dst; /* upstream connections per destination; beyond: 503 */
+	bool access_log;	     /* a line per request to a steered service */
 	struct rk_config rk;
 	/* Listening sockets handed over by the agent before this one (see
 	 * proxy_listener_fds); one matching a listen address is used instead
@@ -84,5 +86,9 @@ void proxy_tick(struct proxy *p);
 /* Free connections closed during the last loop iteration. */
 void proxy_reap(struct proxy *p);
 const struct proxy_stats *proxy_stats(const struct proxy *p);
+/* Requests by service, destination and outcome; latency; parse errors. */
+const struct reqstats *proxy_reqstats(const struct proxy *p);
+/* How many listening sockets the proxy has open. */
+int proxy_listening(const struct proxy *p);
 
 #endif /* SHUNT_PROXY_H */

@@ -21,6 +21,7 @@
 #include "config.h"
 #include "ctl_proto.h"
 #include "log.h"
+#include "metrics.h"
 #include "util.h"
 
 #define DEFAULT_PIN_DIR	   "/sys/fs/bpf/shunt"
@@ -63,6 +64,13 @@ static const char usage_text[] =
 	"                          at once; more requests get 503 (default 1024)\n"
 	"  --max-routes N          size of the route table, fixed once pinned; a\n"
 	"                          route add beyond it is refused (default 16384)\n"
+	"  --metrics-addr IP:PORT  serve /metrics (Prometheus), /healthz and /readyz\n"
+	"                          over HTTP there ([IPv6]:PORT; default off)\n"
+	"  --log-format FMT        text (default) or json: one object per line with\n"
+	"                          ts, level, msg\n"
+	"  --access-log            a line per request to a steered service: service,\n"
+	"                          key, destination, upstream, status, outcome,\n"
+	"                          duration, bytes (never other headers or bodies)\n"
 	"  -v, --verbose           debug logging; twice adds libbpf's own\n"
 	"  -h, --help              this text\n"
 	"\n"
@@ -81,7 +89,10 @@ static const char usage_text[] =
 	"Examples:\n"
 	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5\n"
 	"  shuntd --cgroup /sys/fs/cgroup/unified/pods --proxy-addr 10.211.0.1 \\\n"
-	"         --proxy-addr fd00:211::1 --config /etc/shunt/routes.conf -v\n";
+	"         --proxy-addr fd00:211::1 --config /etc/shunt/routes.conf -v\n"
+	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 \\\n"
+	"         --metrics-addr 10.0.0.5:9464 --log-format json --access-log\n"
+	"  curl -s http://10.0.0.5:9464/metrics | grep shunt_requests_total\n";
 
 enum {
 	OPT_CGROUP = 256,
@@ -103,6 +114,9 @@ enum {
 	OPT_MAX_CONNS,
 	OPT_MAX_UPSTREAM,
 	OPT_MAX_ROUTES,
+	OPT_METRICS_ADDR,
+	OPT_LOG_FORMAT,
+	OPT_ACCESS_LOG,
 };
 
 static const struct option long_opts[] = {
@@ -125,6 +139,9 @@ static const struct option long_opts[] = {
 	{"max-conns", required_argument, NULL, OPT_MAX_CONNS},
 	{"max-upstream-conns", required_argument, NULL, OPT_MAX_UPSTREAM},
 	{"max-routes", required_argument, NULL, OPT_MAX_ROUTES},
+	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
+	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
+	{"access-log", no_argument, NULL, OPT_ACCESS_LOG},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{},
@@ -280,6 +297,24 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 						   optarg);
 			*mark = (uint32_t)v;
 			break;
+		case OPT_METRICS_ADDR:
+			if (parse_addr_port(optarg, &a->metrics_addr))
+				return usage_error(
+					"--metrics-addr: '%s' is not IP:PORT or [IPv6]:PORT",
+					optarg);
+			break;
+		case OPT_LOG_FORMAT:
+			if (!strcmp(optarg, "text"))
+				log_format = LOG_FORMAT_TEXT;
+			else if (!strcmp(optarg, "json"))
+				log_format = LOG_FORMAT_JSON;
+			else
+				return usage_error("--log-format: '%s' is not text or json",
+						   optarg);
+			break;
+		case OPT_ACCESS_LOG:
+			po->access_log = true;
+			break;
 		case 'v':
 			if (log_threshold == LOG_DEBUG)
 				libbpf_debug = 1;
@@ -342,6 +377,10 @@ static void start_drain(struct agent *a, bool handed_over)
 	a->draining = true;
 	proxy_drain(a->proxy, a->drain_timeout_ms, handed_over);
 	control_stop(a);
+	/* After a takeover the new agent answers scrapes and probes on the
+	 * same address; on a plain SIGTERM /readyz says "draining". */
+	if (handed_over)
+		metrics_stop(a);
 }
 
 /* Is an agent answering on the control socket? */
@@ -547,13 +586,15 @@ int main(int argc, char **argv)
 		goto cleanup_store;
 	if (control_start(&a, a.control_path))
 		goto cleanup_proxy;
+	if (a.metrics_addr.family && metrics_start(&a, &a.metrics_addr))
+		goto cleanup_control;
 
 	sh.h.fn = on_signal;
 	sh.a = &a;
 	sh.fd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sh.fd < 0 || loop_add(&a.loop, sh.fd, EPOLLIN, &sh.h)) {
 		pr_err("signalfd: %s", strerror(errno));
-		goto cleanup_control;
+		goto cleanup_metrics;
 	}
 
 	a.detach_on_exit = true;
@@ -573,6 +614,7 @@ int main(int argc, char **argv)
 		proxy_tick(a.proxy);
 		proxy_reap(a.proxy);
 		control_tick(&a);
+		metrics_tick(&a);
 		if (!a.handed_over && a.loop.now_ms - last_sweep >= 1000) {
 			last_sweep = a.loop.now_ms;
 			store_expire(&a.store, (uint64_t)time(NULL));
@@ -585,6 +627,8 @@ int main(int argc, char **argv)
 	ret = err ? 1 : 0;
 
 	close(sh.fd);
+cleanup_metrics:
+	metrics_stop(&a);
 cleanup_control:
 	control_stop(&a);
 cleanup_proxy:

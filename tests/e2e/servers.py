@@ -20,6 +20,7 @@ HTTP mode (default):
     /big?bytes=N   N bytes of a fixed pattern (&chunked=1 for chunked)
     /echo          the request body back (&chunked=1 for chunked)
     /truncate      promises Content-Length: 1000, sends 10 bytes and closes
+    /stall?ms=N    Content-Length: 20, sends 10 bytes, waits N ms (10000), sends the rest
     /early         an interim 103 Early Hints before the answer
     /eof-body      a body delimited by the connection's end (no length, not chunked)
   Any method; HEAD answers like GET without a body. Keep-alive,
@@ -341,6 +342,13 @@ class HttpConn:
             self.send(b"HTTP/1.1 200 OK\r\nX-Pod: %s\r\nContent-Length: 1000\r\n\r\n0123456789"
                       % self.args.name.encode())
             return False
+        if path == "/stall":
+            # Half a response, then nothing for ms: a stalled upstream.
+            self.send(b"HTTP/1.1 200 OK\r\nX-Pod: %s\r\nContent-Length: 20\r\n\r\n0123456789"
+                      % self.args.name.encode())
+            time.sleep(int(q.get("ms", "10000")) / 1000.0)
+            self.send(b"0123456789")
+            return True
         if path == "/big":
             data = pattern_bytes(int(q.get("bytes", "1048576")))
             self.respond(200, "OK", [("Content-Type", "application/octet-stream"),

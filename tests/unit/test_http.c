@@ -2,6 +2,7 @@
 /* Strict request-head checks and first-bytes sniffing. */
 #include <string.h>
 #include <criterion/criterion.h>
+#include <llhttp.h>
 
 #include "http.h"
 
@@ -216,4 +217,65 @@ Test(http_sniff, methods_with_dashes_are_http)
 	memset(buf + 10, 'a', sizeof(buf) - 10);
 	cr_assert_eq(http_sniff(buf, sizeof(buf)), 1, "a long M-SEARCH line is still HTTP");
 	cr_assert_eq(http_sniff("M-SEARCH", 8), -1);
+}
+
+/* The class of a refusal: the reason label of shunt_parse_errors_total. */
+#define CLASS(head, status, class)                                                                 \
+	do {                                                                                       \
+		struct head_result r_;                                                             \
+		cr_assert_eq(check(head, &r_), status, "status: %s", head);                        \
+		cr_assert_eq(r_.err, class, "%s is %s, not %s: %s", r_.reason,                     \
+			     http_err_names[r_.err], http_err_names[class], head);                 \
+	} while (0)
+
+Test(http_head, refusals_have_a_class)
+{
+	struct head_result r;
+	char many[1024] = "GET / HTTP/1.1\r\n";
+
+	CLASS("G@T / HTTP/1.1\r\n\r\n", 400, HTTP_ERR_REQUEST_LINE);
+	CLASS("GET / HTTP/1.2\r\n\r\n", 400, HTTP_ERR_REQUEST_LINE);
+	CLASS("GET / HTTP/1.1 \r\n\r\n", 400, HTTP_ERR_REQUEST_LINE);
+	CLASS("GET / HTTP/1.1\r\nA: b\r\n c\r\n\r\n", 400, HTTP_ERR_HEADER);
+	CLASS("GET / HTTP/1.1\r\nA : b\r\n\r\n", 400, HTTP_ERR_HEADER);
+	CLASS("GET / HTTP/1.1\r\nA: b\x01\r\n\r\n", 400, HTTP_ERR_HEADER);
+	CLASS("GET / HTTP/1.1\r\nHost: a\r\nhost: b\r\n\r\n", 400, HTTP_ERR_HEADER);
+	CLASS("POST / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", 400,
+	      HTTP_ERR_CONTENT_LENGTH);
+	CLASS("POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n", 400, HTTP_ERR_CONTENT_LENGTH);
+	CLASS("POST / HTTP/1.1\r\nContent-Length: 5 \r\n\r\n", 400, HTTP_ERR_CONTENT_LENGTH);
+	CLASS("POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
+	      HTTP_ERR_CONTENT_LENGTH);
+	CLASS("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", 400,
+	      HTTP_ERR_TRANSFER_ENCODING);
+	CLASS("POST / HTTP/1.1\r\nTransfer-Encoding: chunked\t\r\n\r\n", 400,
+	      HTTP_ERR_TRANSFER_ENCODING);
+	CLASS("POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400,
+	      HTTP_ERR_TRANSFER_ENCODING);
+	for (int i = 0; i < 9; i++)
+		strcat(many, "X-A: b\r\n");
+	strcat(many, "\r\n");
+	CLASS(many, 431, HTTP_ERR_TOO_MANY_HEADERS);
+	cr_assert_eq(check("GET / HTTP/1.1\r\n\r\n", &r), 0);
+	cr_assert_eq(r.err, HTTP_ERR_NONE);
+	for (int i = 0; i < HTTP_ERR_MAX; i++)
+		cr_assert(http_err_names[i] && *http_err_names[i], "class %d has no name", i);
+}
+
+Test(http_head, llhttp_errors_have_a_class)
+{
+	static const char h[] = "GET / HTTP/1.1\r\nA: b\r\n\r\n";
+
+	/* Position decides for the errors that can happen anywhere. */
+	cr_assert_eq(http_llhttp_err(HPE_LF_EXPECTED, h, h + 10), HTTP_ERR_REQUEST_LINE);
+	cr_assert_eq(http_llhttp_err(HPE_LF_EXPECTED, h, h), HTTP_ERR_REQUEST_LINE);
+	cr_assert_eq(http_llhttp_err(HPE_INVALID_HEADER_TOKEN, h, h + 18), HTTP_ERR_HEADER);
+	cr_assert_eq(http_llhttp_err(HPE_INVALID_METHOD, h, h + 1), HTTP_ERR_REQUEST_LINE);
+	cr_assert_eq(http_llhttp_err(HPE_INVALID_VERSION, h, h + 14), HTTP_ERR_REQUEST_LINE);
+	cr_assert_eq(http_llhttp_err(HPE_UNEXPECTED_CONTENT_LENGTH, h, h + 20),
+		     HTTP_ERR_CONTENT_LENGTH);
+	cr_assert_eq(http_llhttp_err(HPE_INVALID_CONTENT_LENGTH, h, h + 20),
+		     HTTP_ERR_CONTENT_LENGTH);
+	cr_assert_eq(http_llhttp_err(HPE_INVALID_TRANSFER_ENCODING, h, h + 20),
+		     HTTP_ERR_TRANSFER_ENCODING);
 }

@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The metrics endpoint (--metrics-addr), served on the agent's event loop:
+ *   GET /metrics   Prometheus text exposition format 0.0.4
+ *   GET /healthz   200 "ok": the event loop answers
+ *   GET /readyz    200 "ok" once every program is attached and every proxy
+ *                  listener is up (in the shunt_listeners sockmap), else 503
+ * HEAD too; any other path 404, another method 405, a malformed request
+ * 400. One request per connection, answered with Connection: close. At
+ * most METRICS_MAX_CONNS connections at once (more are refused with a 503
+ * and closed), each closed METRICS_TIMEOUT_MS after it was accepted.
+ *
+ * The rendering is a pure function of struct metrics_snapshot, which the
+ * server fills from the agent's state at each scrape.
+ */
+#ifndef SHUNT_METRICS_H
+#define SHUNT_METRICS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <shunt/shunt.h>
+
+#include "proxy.h"
+#include "reqstats.h"
+
+#define METRICS_MAX_CONNS   8
+#define METRICS_TIMEOUT_MS  5000
+#define METRICS_MAX_REQUEST 4096
+#define METRICS_MAX_MAPS    16
+
+/* A growing text buffer; after a failed allocation it stops growing and
+ * says so in failed. */
+struct mbuf {
+	char *data;
+	size_t len, cap;
+	bool failed;
+};
+
+void mbuf_printf(struct mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+void mbuf_put(struct mbuf *b, const char *s, size_t n);
+void mbuf_free(struct mbuf *b);
+
+struct metrics_map {
+	const char *name;
+	long entries; /* < 0: not known (yet); left out */
+	uint32_t max_entries;
+};
+
+struct metrics_snapshot {
+	const char *version;
+	uint64_t start_time_unix;
+	const struct proxy_stats *proxy; /* NULL: no proxy counters */
+	const struct reqstats *req;	 /* NULL: no request metrics */
+	size_t routes;
+	size_t overrides;
+	struct metrics_map maps[METRICS_MAX_MAPS];
+	size_t n_maps;
+	const uint64_t *kernel; /* SHUNT_STAT_MAX counters; NULL when unreadable */
+};
+
+/* The exposition of s, appended to out. Returns 0 or -ENOMEM. */
+int metrics_render(const struct metrics_snapshot *s, struct mbuf *out);
+
+/* A label value as the text format wants it inside its quotes: backslash,
+ * double quote and line feed escaped as \\, \" and \n. */
+void metrics_label_value(struct mbuf *out, const char *v);
+
+enum metrics_target {
+	METRICS_T_METRICS,
+	METRICS_T_HEALTHZ,
+	METRICS_T_READYZ,
+	METRICS_T_OTHER,
+};
+
+struct metrics_request {
+	enum metrics_target target;
+	bool get, head; /* the method, when it is one of these */
+};
+
+/*
+ * The request head in buf[0..len): "METHOD SP target SP HTTP/1.x" CRLF,
+ * header lines, an empty line (a bare LF is tolerated). A query string is
+ * ignored. Returns 0 with *r filled, -EAGAIN when the head is not complete
+ * yet, or 400 when it is malformed or does not fit in
+ * METRICS_MAX_REQUEST bytes.
+ */
+int metrics_parse_request(const char *buf, size_t len, struct metrics_request *r);
+
+struct agent;
+struct shunt_addr;
+
+/* Listen on addr (IPv4 or IPv6, with a port). Returns 0 or -errno, logged. */
+int metrics_start(struct agent *a, const struct shunt_addr *addr);
+/* Close connections past their time; call every tick. */
+void metrics_tick(struct agent *a);
+void metrics_stop(struct agent *a);
+
+#endif /* SHUNT_METRICS_H */

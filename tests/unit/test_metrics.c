@@ -1,0 +1,455 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* Request statistics, the Prometheus exposition, and the endpoint's
+ * request parser. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <criterion/criterion.h>
+
+#include "addr_helpers.h"
+#include "metrics.h"
+#include "reqstats.h"
+
+static struct shunt_addr v4(uint32_t host_order_ip, uint16_t port)
+{
+	struct shunt_addr a = {.family = SHUNT_FAMILY_V4, .port = port};
+
+	a.addr[0] = (uint8_t)(host_order_ip >> 24);
+	a.addr[1] = (uint8_t)(host_order_ip >> 16);
+	a.addr[2] = (uint8_t)(host_order_ip >> 8);
+	a.addr[3] = (uint8_t)host_order_ip;
+	return a;
+}
+
+/* ------------------------------------------------------------ reqstats */
+
+Test(reqstats, status_classes)
+{
+	cr_assert_eq(rs_outcome_of_status(101), RS_1XX);
+	cr_assert_eq(rs_outcome_of_status(200), RS_2XX);
+	cr_assert_eq(rs_outcome_of_status(304), RS_3XX);
+	cr_assert_eq(rs_outcome_of_status(431), RS_4XX);
+	cr_assert_eq(rs_outcome_of_status(599), RS_5XX);
+	cr_assert_eq(rs_outcome_of_status(0), RS_5XX, "no status is the upstream's fault");
+	cr_assert_eq(rs_outcome_of_status(600), RS_5XX);
+}
+
+Test(reqstats, buckets_are_less_or_equal)
+{
+	struct reqstats rs;
+	struct shunt_addr s = v4(0x0a000001, 80);
+
+	reqstats_init(&rs, 4);
+	reqstats_record(&rs, &s, RS_DEST_BASELINE, RS_2XX, 50000);	 /* exactly 50 us */
+	reqstats_record(&rs, &s, RS_DEST_BASELINE, RS_2XX, 50001);	 /* just above */
+	reqstats_record(&rs, &s, RS_DEST_BASELINE, RS_2XX, 0);		 /* instant */
+	reqstats_record(&rs, &s, RS_DEST_BASELINE, RS_2XX, 10000000000); /* 10 s */
+	reqstats_record(&rs, &s, RS_DEST_BASELINE, RS_5XX, 10000000001); /* beyond */
+	cr_assert_eq(rs.hist[RS_DEST_BASELINE].bucket[0], 2);
+	cr_assert_eq(rs.hist[RS_DEST_BASELINE].bucket[1], 1);
+	cr_assert_eq(rs.hist[RS_DEST_BASELINE].bucket[RS_NBUCKETS - 1], 1);
+	cr_assert_eq(rs.hist[RS_DEST_BASELINE].count, 5);
+	cr_assert_eq(rs.hist[RS_DEST_BASELINE].sum_ns, 20000100002ULL);
+	cr_assert_eq(rs.hist[RS_DEST_SANDBOX].count, 0);
+	reqstats_free(&rs);
+	for (int i = 1; i < RS_NBUCKETS; i++)
+		cr_assert_gt(rs_bucket_us[i], rs_bucket_us[i - 1]);
+	cr_assert_eq(rs_bucket_us[0], 50);
+	cr_assert_eq(rs_bucket_us[RS_NBUCKETS - 1], 10000000);
+	for (int i = 0; i < RS_NBUCKETS; i++)
+		cr_assert_eq((uint64_t)(strtod(rs_bucket_le[i], NULL) * 1e6 + 0.5), rs_bucket_us[i],
+			     "le %s", rs_bucket_le[i]);
+}
+
+Test(reqstats, services_beyond_the_limit_add_up_in_other)
+{
+	struct reqstats rs;
+	size_t rows = 0;
+	uint64_t total = 0;
+
+	reqstats_init(&rs, 100);
+	for (int round = 0; round < 2; round++)
+		for (uint32_t i = 0; i < 150; i++) {
+			struct shunt_addr s = v4(0x0a000000 + i, 8080);
+
+			reqstats_record(&rs, &s, RS_DEST_SANDBOX, RS_2XX, 1000);
+		}
+	cr_assert_eq(rs.n, 100);
+	for (size_t i = 0; i < rs.cap; i++) {
+		if (!rs.slots[i].svc.family)
+			continue;
+		rows++;
+		cr_assert_eq(rs.slots[i].n[RS_DEST_SANDBOX][RS_2XX], 2, "each seen twice");
+		total += rs.slots[i].n[RS_DEST_SANDBOX][RS_2XX];
+	}
+	cr_assert_eq(rows, 100);
+	cr_assert_eq(rs.other.n[RS_DEST_SANDBOX][RS_2XX], 100, "50 services, twice each");
+	cr_assert_eq(total + rs.other.n[RS_DEST_SANDBOX][RS_2XX], 300);
+	cr_assert_leq(rs.n * 2, rs.cap, "kept at most half full");
+	reqstats_free(&rs);
+}
+
+Test(reqstats, v4_and_v6_of_one_port_are_two_services)
+{
+	struct reqstats rs;
+	struct shunt_addr a = v4(0x0a000001, 80), b = {.family = SHUNT_FAMILY_V6, .port = 80};
+
+	b.addr[15] = 1;
+	reqstats_init(&rs, 8);
+	reqstats_record(&rs, &a, RS_DEST_ERROR, RS_4XX, 1);
+	reqstats_record(&rs, &b, RS_DEST_ERROR, RS_4XX, 1);
+	reqstats_record(&rs, &b, RS_DEST_ERROR, RS_4XX, 1);
+	cr_assert_eq(rs.n, 2);
+	reqstats_free(&rs);
+}
+
+/* ---------------------------------------------------------- exposition */
+
+static char *label(const char *v)
+{
+	static char out[256];
+	struct mbuf b = {};
+
+	metrics_label_value(&b, v);
+	snprintf(out, sizeof(out), "%s", b.data ? b.data : "");
+	mbuf_free(&b);
+	return out;
+}
+
+Test(exposition, label_values_escaped)
+{
+	cr_assert_str_eq(label("10.0.0.1:80"), "10.0.0.1:80");
+	cr_assert_str_eq(label("[fd00::1]:80"), "[fd00::1]:80");
+	cr_assert_str_eq(label("a\\b"), "a\\\\b");
+	cr_assert_str_eq(label("say \"hi\""), "say \\\"hi\\\"");
+	cr_assert_str_eq(label("two\nlines"), "two\\nlines");
+	cr_assert_str_eq(label("\\\"\n"), "\\\\\\\"\\n");
+	cr_assert_str_eq(label(""), "");
+	cr_assert_str_eq(label("tab\tstays"), "tab\tstays");
+}
+
+/*
+ * A strict reader of the text format, enough to catch what Prometheus
+ * would refuse: names, HELP before TYPE once per family, every sample
+ * belonging to the family last TYPEd (histograms by their _bucket, _sum
+ * and _count), well-formed labels with only the three escapes, a numeric
+ * value, counters ending in _total, every name starting with shunt_.
+ */
+static int name_char(char c, int first)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c == ':' ||
+	       (!first && c >= '0' && c <= '9');
+}
+
+static void validate(const char *text)
+{
+	char fam[128] = "", type[32] = "", help_for[128] = "";
+	char seen[64][128];
+	int nseen = 0;
+	const char *p = text;
+
+	cr_assert(*text, "empty exposition");
+	cr_assert_eq(text[strlen(text) - 1], '\n', "must end in a newline");
+	while (*p) {
+		const char *eol = strchr(p, '\n');
+		char line[1024], name[128];
+		size_t n = (size_t)(eol - p), i = 0;
+
+		cr_assert(eol, "unterminated line");
+		cr_assert_lt(n, sizeof(line));
+		memcpy(line, p, n);
+		line[n] = '\0';
+		p = eol + 1;
+		if (!strncmp(line, "# HELP ", 7)) {
+			cr_assert_eq(sscanf(line + 7, "%127s", help_for), 1, "%s", line);
+			cr_assert_gt(strlen(line), 8 + strlen(help_for), "empty HELP: %s", line);
+			continue;
+		}
+		if (!strncmp(line, "# TYPE ", 7)) {
+			cr_assert_eq(sscanf(line + 7, "%127s %31s", fam, type), 2, "%s", line);
+			cr_assert_str_eq(help_for, fam, "TYPE %s without its HELP first", fam);
+			cr_assert(!strcmp(type, "counter") || !strcmp(type, "gauge") ||
+					  !strcmp(type, "histogram"),
+				  "type %s", type);
+			for (int k = 0; k < nseen; k++)
+				cr_assert_str_neq(seen[k], fam, "family %s twice", fam);
+			cr_assert_lt(nseen, 64);
+			strcpy(seen[nseen++], fam);
+			cr_assert_eq(strncmp(fam, "shunt_", 6), 0, "%s", fam);
+			if (!strcmp(type, "counter"))
+				cr_assert(strlen(fam) > 6 &&
+						  !strcmp(fam + strlen(fam) - 6, "_total"),
+					  "counter %s must end in _total", fam);
+			else
+				cr_assert(strlen(fam) < 6 ||
+						  strcmp(fam + strlen(fam) - 6, "_total"),
+					  "%s %s ends in _total", type, fam);
+			continue;
+		}
+		cr_assert_neq(line[0], '#', "unknown comment: %s", line);
+		cr_assert(name_char(line[0], 1), "bad name start: %s", line);
+		while (name_char(line[i], 0))
+			i++;
+		memcpy(name, line, i);
+		name[i] = '\0';
+		if (!strcmp(type, "histogram")) {
+			size_t fl = strlen(fam);
+
+			cr_assert(!strncmp(name, fam, fl) && (!strcmp(name + fl, "_bucket") ||
+							      !strcmp(name + fl, "_sum") ||
+							      !strcmp(name + fl, "_count")),
+				  "%s is not of histogram %s", name, fam);
+		} else {
+			cr_assert_str_eq(name, fam, "sample of %s after TYPE %s", name, fam);
+		}
+		if (line[i] == '{') {
+			i++;
+			while (line[i] != '}') {
+				cr_assert(name_char(line[i], 1), "label name: %s", line);
+				while (name_char(line[i], 0))
+					i++;
+				cr_assert_eq(line[i], '=', "%s", line);
+				cr_assert_eq(line[i + 1], '"', "%s", line);
+				i += 2;
+				while (line[i] != '"') {
+					cr_assert(line[i], "unterminated label value: %s", line);
+					if (line[i] == '\\') {
+						cr_assert(line[i + 1] == '\\' ||
+								  line[i + 1] == '"' ||
+								  line[i + 1] == 'n',
+							  "bad escape: %s", line);
+						i++;
+					}
+					i++;
+				}
+				i++;
+				if (line[i] == ',')
+					i++;
+				else
+					cr_assert_eq(line[i], '}', "%s", line);
+			}
+			i++;
+		}
+		cr_assert_eq(line[i], ' ', "no value: %s", line);
+		{
+			char *end;
+
+			strtod(line + i + 1, &end);
+			cr_assert(end != line + i + 1 && *end == '\0', "bad value: %s", line);
+		}
+	}
+}
+
+static const uint64_t kernel[SHUNT_STAT_MAX] = {10, 4, 1, 3, 0, 4, 2};
+
+static void snapshot(struct metrics_snapshot *s, struct reqstats *rs, struct proxy_stats *ps)
+{
+	memset(s, 0, sizeof(*s));
+	s->version = "v1.2-3-gabc \"x\"";
+	s->start_time_unix = 1795694472;
+	s->proxy = ps;
+	s->req = rs;
+	s->routes = 3;
+	s->maps[0] = (struct metrics_map){"shunt_routes", 3, 16384};
+	s->maps[1] = (struct metrics_map){"shunt_orig", -1, 65536};
+	s->maps[2] = (struct metrics_map){"shunt_stats", 7, 7};
+	s->n_maps = 3;
+	s->kernel = kernel;
+}
+
+static char *render(const struct metrics_snapshot *s)
+{
+	struct mbuf b = {};
+
+	cr_assert_eq(metrics_render(s, &b), 0);
+	validate(b.data);
+	return b.data;
+}
+
+#define HAS(text, line)	    cr_assert(strstr(text, "\n" line "\n") != NULL, "missing line: %s", line)
+#define HAS_NOT(text, part) cr_assert(strstr(text, part) == NULL, "unexpected: %s", part)
+
+Test(exposition, full_snapshot)
+{
+	struct reqstats rs;
+	struct proxy_stats ps = {.accepted = 12,
+				 .active = 2,
+				 .tunnels = 1,
+				 .upstream_connects = 5,
+				 .upstream_reused = 6,
+				 .retries = 1,
+				 .fallbacks = 2,
+				 .timeouts = 3};
+	struct metrics_snapshot s;
+	struct shunt_addr svc = v4(0x0ad30014, 8080), six = {.family = SHUNT_FAMILY_V6, .port = 80};
+	char *t;
+
+	six.addr[0] = 0xfd;
+	six.addr[15] = 0x20;
+	reqstats_init(&rs, 1);
+	reqstats_record(&rs, &svc, RS_DEST_SANDBOX, RS_2XX, 100000);
+	reqstats_record(&rs, &svc, RS_DEST_SANDBOX, RS_2XX, 200000);
+	reqstats_record(&rs, &svc, RS_DEST_BASELINE, RS_CLIENT_ABORT, 3000000000ULL);
+	reqstats_record(&rs, &svc, RS_DEST_ERROR, RS_4XX, 20000);
+	reqstats_record(&rs, &six, RS_DEST_BASELINE, RS_5XX, 1); /* past the limit */
+	rs.parse_errors[HTTP_ERR_HEADER] = 1;
+	rs.parse_errors[HTTP_ERR_ROUTING_KEY] = 4;
+	snapshot(&s, &rs, &ps);
+	t = render(&s);
+
+	HAS(t, "shunt_build_info{version=\"v1.2-3-gabc \\\"x\\\"\"} 1");
+	HAS(t, "shunt_start_time_seconds 1795694472");
+	HAS(t, "shunt_requests_total{service=\"10.211.0.20:8080\",destination=\"sandbox\","
+	       "outcome=\"2xx\"} 2");
+	HAS(t, "shunt_requests_total{service=\"10.211.0.20:8080\",destination=\"baseline\","
+	       "outcome=\"client_abort\"} 1");
+	HAS(t, "shunt_requests_total{service=\"10.211.0.20:8080\",destination=\"error\","
+	       "outcome=\"4xx\"} 1");
+	HAS(t,
+	    "shunt_requests_total{service=\"other\",destination=\"baseline\",outcome=\"5xx\"} 1");
+	HAS_NOT(t, "outcome=\"3xx\"");
+	HAS_NOT(t, "fd00");
+
+	HAS(t, "# TYPE shunt_request_duration_seconds histogram");
+	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"sandbox\",le=\"0.00005\"} 0");
+	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"sandbox\",le=\"0.0001\"} 1");
+	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"sandbox\",le=\"0.00025\"} 2");
+	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"sandbox\",le=\"10\"} 2");
+	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"sandbox\",le=\"+Inf\"} 2");
+	HAS(t, "shunt_request_duration_seconds_sum{destination=\"sandbox\"} 0.000300000");
+	HAS(t, "shunt_request_duration_seconds_count{destination=\"sandbox\"} 2");
+	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"baseline\",le=\"2.5\"} 1");
+	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"baseline\",le=\"5\"} 2");
+	HAS(t, "shunt_request_duration_seconds_sum{destination=\"baseline\"} 3.000000001");
+	HAS(t, "shunt_request_duration_seconds_count{destination=\"error\"} 1");
+
+	HAS(t, "shunt_parse_errors_total{reason=\"bad_header\"} 1");
+	HAS(t, "shunt_parse_errors_total{reason=\"bad_routing_key\"} 4");
+	HAS(t, "shunt_parse_errors_total{reason=\"bad_chunk\"} 0");
+	HAS_NOT(t, "reason=\"none\"");
+
+	HAS(t, "shunt_connections_accepted_total 12");
+	HAS(t, "shunt_connections_open 2");
+	HAS(t, "shunt_tunnels_total 1");
+	HAS(t, "shunt_upstream_connects_total 5");
+	HAS(t, "shunt_upstream_reuses_total 6");
+	HAS(t, "shunt_upstream_retries_total 1");
+	HAS(t, "shunt_fallbacks_total 2");
+	HAS(t, "shunt_routes 3");
+	HAS(t, "shunt_bpf_map_entries{map=\"shunt_routes\"} 3");
+	HAS_NOT(t, "shunt_bpf_map_entries{map=\"shunt_orig\"}");
+	HAS(t, "shunt_bpf_map_max_entries{map=\"shunt_orig\"} 65536");
+	HAS(t, "shunt_kernel_connect_total 10");
+	HAS(t, "shunt_kernel_captured_total 4");
+	HAS(t, "shunt_kernel_peer_restored_total 2");
+	HAS(t, "# TYPE shunt_kernel_fail_open_total counter");
+	free(t);
+	reqstats_free(&rs);
+}
+
+Test(exposition, empty_agent_is_still_valid)
+{
+	struct reqstats rs;
+	struct metrics_snapshot s = {.version = "dev"};
+	char *t;
+
+	t = render(&s);
+	HAS(t, "shunt_routes 0");
+	HAS_NOT(t, "shunt_requests_total");
+	HAS_NOT(t, "shunt_kernel_");
+	free(t);
+
+	reqstats_init(&rs, 4);
+	s.req = &rs;
+	t = render(&s);
+	HAS(t, "# TYPE shunt_requests_total counter");
+	HAS_NOT(t, "shunt_requests_total{");
+	HAS(t, "shunt_request_duration_seconds_count{destination=\"baseline\"} 0");
+	HAS(t, "shunt_request_duration_seconds_sum{destination=\"baseline\"} 0.000000000");
+	free(t);
+	reqstats_free(&rs);
+}
+
+Test(exposition, many_services_render_whole)
+{
+	struct reqstats rs;
+	struct metrics_snapshot s = {.version = "dev"};
+	char *t;
+	int lines = 0;
+
+	reqstats_init(&rs, SHUNT_MAX_SERVICES);
+	for (uint32_t i = 0; i < SHUNT_MAX_SERVICES + 10; i++) {
+		struct shunt_addr a = v4(0x0a000000 + i, 80);
+
+		reqstats_record(&rs, &a, RS_DEST_BASELINE, RS_2XX, 1000);
+	}
+	s.req = &rs;
+	t = render(&s);
+	for (const char *p = t; (p = strstr(p, "\nshunt_requests_total{")); p++)
+		lines++;
+	cr_assert_eq(lines, SHUNT_MAX_SERVICES + 1, "one row per service and one for other");
+	HAS(t, "shunt_requests_total{service=\"other\",destination=\"baseline\",outcome=\"2xx\"} "
+	       "10");
+	free(t);
+	reqstats_free(&rs);
+}
+
+/* ------------------------------------------------------------ requests */
+
+static int parse(const char *s, struct metrics_request *r)
+{
+	return metrics_parse_request(s, strlen(s), r);
+}
+
+Test(endpoint, parses_what_scrapers_and_probes_send)
+{
+	struct metrics_request r;
+
+	cr_assert_eq(parse("GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: text/plain\r\n\r\n", &r),
+		     0);
+	cr_assert_eq(r.target, METRICS_T_METRICS);
+	cr_assert(r.get && !r.head);
+	cr_assert_eq(parse("GET /metrics?name[]=x HTTP/1.0\r\n\r\n", &r), 0);
+	cr_assert_eq(r.target, METRICS_T_METRICS);
+	cr_assert_eq(parse("HEAD /healthz HTTP/1.1\r\n\r\n", &r), 0);
+	cr_assert_eq(r.target, METRICS_T_HEALTHZ);
+	cr_assert(r.head && !r.get);
+	cr_assert_eq(parse("GET /readyz HTTP/1.1\n\n", &r), 0, "bare LF tolerated");
+	cr_assert_eq(r.target, METRICS_T_READYZ);
+	cr_assert_eq(parse("POST /metrics HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &r), 0);
+	cr_assert(!r.get && !r.head);
+	cr_assert_eq(parse("GET /metricsx HTTP/1.1\r\n\r\n", &r), 0);
+	cr_assert_eq(r.target, METRICS_T_OTHER);
+	cr_assert_eq(parse("GET / HTTP/1.1\r\n\r\n", &r), 0);
+	cr_assert_eq(r.target, METRICS_T_OTHER);
+}
+
+Test(endpoint, waits_for_the_whole_head)
+{
+	struct metrics_request r;
+
+	cr_assert_eq(parse("", &r), -EAGAIN);
+	cr_assert_eq(parse("GET /metrics HTTP/1.1\r\n", &r), -EAGAIN);
+	cr_assert_eq(parse("GET /metrics HTTP/1.1\r\nHost: x\r\n\r", &r), -EAGAIN);
+}
+
+Test(endpoint, refuses_malformed_requests)
+{
+	struct metrics_request r;
+	char big[METRICS_MAX_REQUEST + 1];
+
+	cr_assert_eq(parse("GET /metrics\r\n\r\n", &r), 400);
+	cr_assert_eq(parse("GET /metrics HTTP/2.0\r\n\r\n", &r), 400);
+	cr_assert_eq(parse("GET /metrics HTTP/1.1 \r\n\r\n", &r), 400);
+	cr_assert_eq(parse("get /metrics HTTP/1.1\r\n\r\n", &r), 400);
+	cr_assert_eq(parse("GET  /metrics HTTP/1.1\r\n\r\n", &r), 400);
+	cr_assert_eq(parse("GET metrics HTTP/1.1\r\n\r\n", &r), 400);
+	cr_assert_eq(parse("GET http://x/metrics HTTP/1.1\r\n\r\n", &r), 400);
+	cr_assert_eq(parse("\x16\x03\x01\x02\x05\r\n\r\n", &r), 400);
+	cr_assert_eq(parse("\r\n\r\n", &r), 400);
+	memset(big, 'a', sizeof(big) - 1);
+	big[sizeof(big) - 1] = '\0';
+	memcpy(big, "GET /", 5);
+	cr_assert_eq(parse(big, &r), 400, "a head that cannot fit");
+}
