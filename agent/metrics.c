@@ -285,53 +285,6 @@ int metrics_render(const struct metrics_snapshot *s, struct mbuf *o)
 	return o->failed ? -ENOMEM : 0;
 }
 
-/* ------------------------------------------------------------ requests */
-
-int metrics_parse_request(const char *buf, size_t len, struct metrics_request *r)
-{
-	const char *end = memmem(buf, len, "\r\n\r\n", 4), *lf = memmem(buf, len, "\n\n", 2);
-	const char *p = buf, *line_end, *sp, *target, *q;
-	size_t tlen;
-
-	if (lf && (!end || lf < end))
-		end = lf;
-	if (!end)
-		return len >= METRICS_MAX_REQUEST ? 400 : -EAGAIN;
-	/* end is the CR or LF that ends the request line, or the LF itself. */
-	line_end = memchr(buf, '\n', (size_t)(end - buf) + 2);
-	if (line_end > buf && line_end[-1] == '\r')
-		line_end--;
-
-	/* method */
-	for (sp = p; sp < line_end && *sp >= 'A' && *sp <= 'Z'; sp++)
-		;
-	if (sp == p || sp == line_end || *sp != ' ')
-		return 400;
-	r->get = sp - p == 3 && !memcmp(p, "GET", 3);
-	r->head = sp - p == 4 && !memcmp(p, "HEAD", 4);
-	/* target: origin-form */
-	target = sp + 1;
-	for (sp = target; sp < line_end && (unsigned char)*sp > 0x20 && *sp != 0x7f; sp++)
-		;
-	if (sp == target || sp == line_end || *sp != ' ' || *target != '/')
-		return 400;
-	/* version */
-	if (line_end - (sp + 1) != 8 || memcmp(sp + 1, "HTTP/1.", 7) ||
-	    (sp[8] != '0' && sp[8] != '1'))
-		return 400;
-
-	q = memchr(target, '?', (size_t)(sp - target));
-	tlen = (size_t)((q ? q : sp) - target);
-	r->target = METRICS_T_OTHER;
-	if (tlen == 8 && !memcmp(target, "/metrics", 8))
-		r->target = METRICS_T_METRICS;
-	else if (tlen == 8 && !memcmp(target, "/healthz", 8))
-		r->target = METRICS_T_HEALTHZ;
-	else if (tlen == 7 && !memcmp(target, "/readyz", 7))
-		r->target = METRICS_T_READYZ;
-	return 0;
-}
-
 /* -------------------------------------------------------------- server */
 
 struct metrics_conn;

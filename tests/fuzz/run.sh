@@ -61,6 +61,7 @@ declare -A SRCS=(
 	[fuzz_util]="agent/util.c"
 	[fuzz_llhttp]="agent/http.c agent/routekey.c"
 	[fuzz_ctl]="agent/ctl_proto.c agent/source.c agent/routekey.c agent/util.c"
+	[fuzz_metrics]="agent/metrics_req.c"
 )
 # libFuzzer's -max_len per harness (default 4096): fuzz_http reaches past
 # http_sniff()'s 8 KiB first-line limit.
@@ -76,8 +77,9 @@ declare -A DICT=(
 	[fuzz_util]=config.dict
 	[fuzz_llhttp]=http.dict
 	[fuzz_ctl]=ctl.dict
+	[fuzz_metrics]=http.dict
 )
-ALL=(fuzz_routekey fuzz_http fuzz_chunked fuzz_config fuzz_util fuzz_llhttp fuzz_ctl)
+ALL=(fuzz_routekey fuzz_http fuzz_chunked fuzz_config fuzz_util fuzz_llhttp fuzz_ctl fuzz_metrics)
 [ ${#WANT[@]} -gt 0 ] || WANT=("${ALL[@]}")
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"

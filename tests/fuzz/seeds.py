@@ -288,6 +288,19 @@ CTL = {
     "override-list": b"override-list\ttext",
 }
 
+# ---------------------------------------------------------------- metrics endpoint
+METRICS = {
+    "metrics": b"GET /metrics HTTP/1.1\r\nHost: 10.0.0.1:9090\r\nAccept: text/plain\r\n\r\n",
+    "healthz-10": b"GET /healthz HTTP/1.0\r\n\r\n",
+    "readyz-query": b"HEAD /readyz?x=1 HTTP/1.1\r\n\r\n",
+    "lf-only": b"GET /metrics HTTP/1.1\nHost: x\n\n",
+    "post": b"POST /metrics HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+    "http2": b"GET /metrics HTTP/2.0\r\n\r\n",
+    "absolute": b"GET http://x/metrics HTTP/1.1\r\n\r\n",
+    "incomplete": b"GET /metrics HTTP/1.1\r\nHost: x\r\n",
+    "empty-line": b"\r\n\r\n",
+}
+
 
 def write(harness, name, data):
     d = os.path.join(HERE, "corpus", harness)
@@ -299,7 +312,7 @@ def write(harness, name, data):
 
 def main():
     for h in ("fuzz_http", "fuzz_chunked", "fuzz_routekey", "fuzz_config", "fuzz_util", "fuzz_llhttp",
-              "fuzz_ctl"):
+              "fuzz_ctl", "fuzz_metrics"):
         shutil.rmtree(os.path.join(HERE, "corpus", h), ignore_errors=True)
 
     for name, head in list(HEADS.items()) + list(SNIFF.items()):
@@ -320,6 +333,9 @@ def main():
 
     for name, line in CTL.items():
         write("fuzz_ctl", name, line)
+
+    for name, req in METRICS.items():
+        write("fuzz_metrics", name, req)
 
     # whole connections: heads with their bodies, pipelines, other protocols
     ka = b"GET /a HTTP/1.1\r\nHost: svc\r\nbaggage: sd-routing-key=dev-a\r\n\r\n"
