@@ -127,9 +127,9 @@ class Restarts(NodeTestCase):
         # serving, and ones whose connection was still in its listen queue,
         # all within a moment of the kill.
         k = killed - st["t0"]
-        late = [t for t in st["failure_times"] if not k <= t <= k + 1.0]
+        late = [t for t in st["failure_times"] if not k <= t <= k + 2.0]
         self.assertEqual(late, [], "failures away from the kill at %.2fs: %r" % (k, st))
-        self.assertLessEqual(sum(st["failures"].values()), 2 * WORKERS, st)
+        self.assertLessEqual(sum(st["failures"].values()), 3 * WORKERS, st)
         self.assertEqual(set(st["failures"]) - {"ConnectionError", "ConnectionResetError"}, set(), st)
         self.assertGreater(st["requests"], 200, st)
         # Connections made while no agent ran went straight to the baseline
