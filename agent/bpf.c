@@ -171,8 +171,10 @@ static int attach(struct shunt_bpf *b, int idx, struct bpf_program *prog)
 			__err = -errno;                                                            \
 			pr_err("open BPF object " #type ": %s", strerror(-__err));                 \
 		} else if ((__err = bpf_map__set_max_entries((b)->field->maps.shunt_routes,        \
-							     (b)->max_routes))) {                  \
-			pr_err("size shunt_routes: %s", strerror(-__err));                         \
+							     (b)->max_routes)) ||                  \
+			   (__err = bpf_map__set_max_entries((b)->field->maps.shunt_services,      \
+							     (b)->max_services))) {                \
+			pr_err("size shunt_routes, shunt_services: %s", strerror(-__err));         \
 		} else if ((__err = type##__load((b)->field))) {                                   \
 			pr_err("load BPF object " #type ": %s (the verifier log is above)",        \
 			       strerror(-__err));                                                  \
@@ -180,16 +182,16 @@ static int attach(struct shunt_bpf *b, int idx, struct bpf_program *prog)
 		__err;                                                                             \
 	})
 
-/* The size of the pinned shunt_routes, if there is one: a map cannot be
- * resized, and the routes in it must not be lost. */
-static uint32_t pinned_max_routes(const char *pin_dir)
+/* The size of a pinned map, if there is one: a map cannot be resized, and
+ * the routes in it must not be lost. */
+static uint32_t pinned_max_entries(const char *pin_dir, const char *name)
 {
 	struct bpf_map_info info = {};
 	__u32 len = sizeof(info);
 	char path[512];
 	int fd;
 
-	snprintf(path, sizeof(path), "%s/shunt_routes", pin_dir);
+	snprintf(path, sizeof(path), "%s/%s", pin_dir, name);
 	fd = bpf_obj_get(path);
 	if (fd < 0)
 		return 0;
@@ -217,7 +219,7 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 		return err;
 	b->max_routes = max_routes ? max_routes : SHUNT_MAX_ROUTES;
 	{
-		uint32_t pinned = pinned_max_routes(pin_dir);
+		uint32_t pinned = pinned_max_entries(pin_dir, "shunt_routes");
 
 		if (pinned && pinned != b->max_routes) {
 			pr_warn("%s/shunt_routes holds at most %u routes, not %u: keeping it "
@@ -225,6 +227,21 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 				"the pins, losing the routes, to resize it)",
 				pin_dir, pinned, b->max_routes);
 			b->max_routes = pinned;
+		}
+	}
+	/* Every route may name its own service, and every override its own
+	 * destination. The services map is derived state: a pinned one of
+	 * another size is dropped and rebuilt from the routes and overrides. */
+	b->max_services = b->max_routes + SHUNT_MAX_OVERRIDES;
+	{
+		uint32_t pinned = pinned_max_entries(pin_dir, "shunt_services");
+		char path[512];
+
+		if (pinned && pinned != b->max_services) {
+			snprintf(path, sizeof(path), "%s/shunt_services", pin_dir);
+			pr_info("%s: resizing to %u entries (rebuilt from the routes)", path,
+				b->max_services);
+			unlink(path);
 		}
 	}
 	b->cgroup_fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);

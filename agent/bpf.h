@@ -22,7 +22,8 @@ struct shunt_bpf {
 	struct bpf_link *links[SHUNT_NR_PROGS];
 	int cgroup_fd;
 	uint64_t cgroup_id;
-	uint32_t max_routes; /* shunt_routes' size: the route limit */
+	uint32_t max_routes;   /* shunt_routes' size: the route limit */
+	uint32_t max_services; /* shunt_services' size: routes + overrides */
 	char pin_dir[256];
 	char cgroup[256];
 	/* fds of the shared (pinned) maps */

@@ -23,6 +23,11 @@ class RouteTableFull(NodeTestCase):
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("route table full (4 routes, the limit: --max-routes)", p.stderr)
         self.assertEqual(sorted(r["key"] for r in self.node.routes()), ["k1", "k2", "k3", "k4"])
+        # every route may name its own service, every override its own
+        # destination: the services map is sized for both
+        maps = {m["name"]: m for m in self.node.status()["maps"]}
+        self.assertEqual(maps["shunt_routes"]["max_entries"], 4)
+        self.assertEqual(maps["shunt_services"]["max_entries"], 4 + 1024)
         # replacing a route needs no new slot; deleting one makes room
         self.route(SVC4, "k1", TO2_4)
         self.node.route_del(SVC4, "k2")

@@ -130,7 +130,10 @@ class Restarts(NodeTestCase):
         late = [t for t in st["failure_times"] if not k <= t <= k + 2.0]
         self.assertEqual(late, [], "failures away from the kill at %.2fs: %r" % (k, st))
         self.assertLessEqual(sum(st["failures"].values()), 3 * WORKERS, st)
-        self.assertEqual(set(st["failures"]) - {"ConnectionError", "ConnectionResetError"}, set(), st)
+        # (a reset while connecting: the connection was still in the dying
+        # listener's queue)
+        self.assertEqual(set(st["failures"]) - {"ConnectionError", "ConnectionResetError",
+                                                "connect: ConnectionResetError"}, set(), st)
         self.assertGreater(st["requests"], 200, st)
         # Connections made while no agent ran went straight to the baseline
         # (and stay there while kept alive): that is the fail-open path.
