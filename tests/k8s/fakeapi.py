@@ -558,6 +558,11 @@ class FakeAPI:
             o = self._objects[res].get((namespace, name))
             return copy.deepcopy(o) if o else None
 
+    def objects(self, resource):
+        """Every stored object of a resource (copies)."""
+        with self._lock:
+            return copy.deepcopy(list(self._objects[self._resource_of(resource)].values()))
+
     def count(self, resource):
         with self._lock:
             return len(self._objects[self._resource_of(resource)])
