@@ -141,3 +141,9 @@ clean:
 	rm -rf $(OUTPUT)
 
 -include $(wildcard $(OUTPUT)/agent/*.d $(OUTPUT)/tests/*.d)
+
+# Kubernetes mode at scale against tests/k8s/fakeapi.py: sync time, RSS,
+# watch event -> kernel map latency (tests/k8s/scale.py --help).
+.PHONY: bench-k8s
+bench-k8s: all
+	$(PYTHON) tests/k8s/scale.py --build $(OUTPUT) $(BENCH_K8S_ARGS)

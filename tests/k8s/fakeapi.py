@@ -540,17 +540,17 @@ class FakeAPI:
 
     def delete(self, resource, namespace, name):
         """Delete; the DELETED event carries the last state with a new RV.
-        Returns False if there was no such object."""
+        Returns that RV, or None if there was no such object."""
         res = self._resource_of(resource)
         with self._lock:
             old = self._objects[res].pop((namespace, name), None)
             if old is None:
-                return False
+                return None
             self._rv += 1
             gone = copy.deepcopy(old)
             gone["metadata"]["resourceVersion"] = str(self._rv)
             self._record(res, "DELETED", gone)
-            return True
+            return self._rv
 
     def get(self, resource, namespace, name):
         res = self._resource_of(resource)
