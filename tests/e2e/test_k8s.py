@@ -138,7 +138,7 @@ class K8sBase(NodeTestCase):
         super().setUp()
         api = self.api
         api.set_token("t0")
-        api.set_latency(0)
+        api.reset_faults()
         self.write_token("t0")
         api.start()
         # Back to cluster(): no SandboxRoutes, nothing a test added.
@@ -293,17 +293,21 @@ class K8s(K8sBase):
         self.api.apply(F.sandboxroute(NS, "two", "web", ["k-a"], N.HTTP_PORT, addresses=[N.SBX2_4]))
         self.wait_routes(routes_for("k-a", SBX2_TO4), CHANGE_TIMEOUT, "v4 routes only")
         self.assertEqual(self.get_pod(N.BASE6, "k-a"), "baseline")
-        # A route for a Service that does not exist, one in another
-        # namespace naming our pods' labels: nothing.
+        # A route for a Service that does not exist: nothing.
         self.api.apply(F.sandboxroute(NS, "ghost", "nope", ["k-g"], N.HTTP_PORT, selector=SEL))
+        self.hold(routes_for("k-a", SBX2_TO4), 1.0, "a SandboxRoute whose Service does not exist")
+        # The same name and labels in another namespace select that
+        # namespace's Service and pod, never ours.
         self.api.apply(F.sandboxroute("other", "web-o", "web", ["k-o"], N.HTTP_PORT, selector=SEL))
-        self.hold(routes_for("k-a", SBX2_TO4), 1.0, "SandboxRoutes without a Service or a ready pod")
-        # The Service appears later: the route follows.
+        want = {**routes_for("k-a", SBX2_TO4), ("10.96.7.7:80", "k-o"): "10.244.9.9:8080"}
+        self.wait_routes(want, CHANGE_TIMEOUT, "the other namespace's route")
+        # The missing Service appears later: its route follows.
         self.api.apply(F.service(NS, "nope", N.NET4 + ".101", [("http", 80, 8080)]))
-        self.wait_routes({**routes_for("k-a", SBX2_TO4), (N.hostport(N.NET4 + ".101", 80), "k-g"): SBX_TO4},
-                         CHANGE_TIMEOUT, "the route of a Service created after its SandboxRoute")
+        want[(N.hostport(N.NET4 + ".101", 80), "k-g")] = SBX_TO4
+        self.wait_routes(want, CHANGE_TIMEOUT, "the route of a Service created after its SandboxRoute")
         self.api.delete("services", NS, "nope")
-        self.wait_routes(routes_for("k-a", SBX2_TO4), CHANGE_TIMEOUT, "the Service deleted")
+        del want[(N.hostport(N.NET4 + ".101", 80), "k-g")]
+        self.wait_routes(want, CHANGE_TIMEOUT, "the Service deleted")
 
     def test_endpoints_follow_pods_and_slices(self):
         self.sbr("feat", ["feat"])
@@ -371,7 +375,7 @@ class K8s(K8sBase):
         self.wait_routes(want, RECONNECT_TIMEOUT, "the delete made while the watch was cut")
         # 410 as an ERROR event on the rewatch: the agent relists.
         n_lists = len(self.relists())
-        self.api.force_gone(count=4, mode="event")
+        self.api.force_gone(mode="event", resource="sandboxroutes")
         self.api.drop_watches()
         self.api.apply(F.sandboxroute(NS, "b", "web", ["k-b"], N.HTTP_PORT, addresses=[N.SBX2_4, N.SBX2_6]))
         want = routes_for("k-b", SBX2_TO4, SBX2_TO6)
@@ -379,7 +383,7 @@ class K8s(K8sBase):
         self.assertGreater(len(self.relists()), n_lists, "no relist of sandboxroutes after the 410 event")
         # 410 as an HTTP status.
         n_lists = len(self.relists())
-        self.api.force_gone(count=4, mode="http")
+        self.api.force_gone(mode="http", resource="sandboxroutes")
         self.api.drop_watches()
         self.sbr("c", ["k-c"])
         want.update(routes_for("k-c", SBX_TO4, SBX_TO6))

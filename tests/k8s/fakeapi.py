@@ -436,6 +436,12 @@ class FakeAPI:
         with self._lock:
             self._latency = float(seconds)
 
+    def reset_faults(self):
+        """No latency, no pending forced 410s."""
+        with self._lock:
+            self._latency = 0.0
+            self._gone = []
+
     def drop_watches(self):
         """Cut every open watch stream mid-way (no terminating chunk)."""
         with self._lock:
