@@ -711,7 +711,6 @@ class FakeAPI:
         h.send_header("Transfer-Encoding", "chunked")
         h.end_headers()
         h.wfile.flush()
-        h.close_connection = True  # a watch is the connection's last request
         if gone_mode == "event":
             h.chunk(self._event("ERROR", status(410, "Expired", too_old)))
             h.chunk(b"")

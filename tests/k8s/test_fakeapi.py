@@ -199,7 +199,7 @@ class FakeAPITest(unittest.TestCase):
     def raw_watch_end(self, path):
         """Open a watch on a raw socket; returns (socket, fn reading to EOF)."""
         s = socket.create_connection((self.api.host, self.api.port), timeout=5)
-        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer t0\r\n\r\n" % path).encode())
+        s.sendall(("GET %s HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: Bearer t0\r\n\r\n" % path).encode())
 
         def to_eof():
             data = b""
