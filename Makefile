@@ -27,9 +27,14 @@ endif
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wmissing-prototypes -Wstrict-prototypes
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := $(CFLAGS) $(WARN) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE -MMD -MP \
-	-Iinclude -Iagent -Itests/unit -I$(OUTPUT) -I$(LLHTTP_INC)
-LDLIBS := -lbpf -lelf -lz
+# The Kubernetes watcher: libcurl (HTTP), json-c (the API's JSON), libyaml
+# (kubeconfig).
+PKGS := libcurl json-c yaml-0.1
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS := $(shell pkg-config --libs $(PKGS))
+ALL_CFLAGS := $(CFLAGS) $(WARN) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE -MMD -MP -pthread \
+	-Iinclude -Iagent -Itests/unit -I$(OUTPUT) -I$(LLHTTP_INC) $(PKG_CFLAGS)
+LDLIBS := -lbpf -lelf -lz $(PKG_LIBS) -pthread
 LDFLAGS += $(SAN_FLAGS)
 
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__BPF__ -D__TARGET_ARCH_$(ARCH) \

@@ -103,6 +103,11 @@ enum {
 	OPT_MAX_CONNS,
 	OPT_MAX_UPSTREAM,
 	OPT_MAX_ROUTES,
+	OPT_KUBERNETES,
+	OPT_KUBECONFIG,
+	OPT_K8S_API,
+	OPT_K8S_TOKEN_FILE,
+	OPT_K8S_CA_FILE,
 };
 
 static const struct option long_opts[] = {
@@ -125,6 +130,11 @@ static const struct option long_opts[] = {
 	{"max-conns", required_argument, NULL, OPT_MAX_CONNS},
 	{"max-upstream-conns", required_argument, NULL, OPT_MAX_UPSTREAM},
 	{"max-routes", required_argument, NULL, OPT_MAX_ROUTES},
+	{"kubernetes", no_argument, NULL, OPT_KUBERNETES},
+	{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
+	{"k8s-api", required_argument, NULL, OPT_K8S_API},
+	{"k8s-token-file", required_argument, NULL, OPT_K8S_TOKEN_FILE},
+	{"k8s-ca-file", required_argument, NULL, OPT_K8S_CA_FILE},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{},
@@ -280,6 +290,24 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 						   optarg);
 			*mark = (uint32_t)v;
 			break;
+		case OPT_KUBERNETES:
+			a->kopts.in_cluster = true;
+			break;
+		case OPT_KUBECONFIG:
+			a->kopts.kubeconfig = optarg;
+			break;
+		case OPT_K8S_API:
+			if (strncmp(optarg, "https://", 8) && strncmp(optarg, "http://", 7))
+				return usage_error("--k8s-api: '%s' is not an http(s):// URL",
+						   optarg);
+			a->kopts.api = optarg;
+			break;
+		case OPT_K8S_TOKEN_FILE:
+			a->kopts.token_file = optarg;
+			break;
+		case OPT_K8S_CA_FILE:
+			a->kopts.ca_file = optarg;
+			break;
 		case 'v':
 			if (log_threshold == LOG_DEBUG)
 				libbpf_debug = 1;
@@ -299,6 +327,12 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 		return usage_error("--cgroup is required%s", "");
 	if (!po->n_listen)
 		return usage_error("--proxy-addr is required%s", "");
+	if (a->kopts.in_cluster && a->kopts.kubeconfig)
+		return usage_error("--kubernetes and --kubeconfig: give one%s", "");
+	if ((a->kopts.token_file || a->kopts.ca_file) && !k8s_wanted(&a->kopts))
+		return usage_error("--k8s-token-file and --k8s-ca-file need --kubernetes, "
+				   "--kubeconfig or --k8s-api%s",
+				   "");
 	return 0;
 }
 
@@ -340,6 +374,9 @@ static int load_config(struct agent *a, int initial)
 static void start_drain(struct agent *a, bool handed_over)
 {
 	a->draining = true;
+	/* The routes stay as they are: on a takeover the successor owns
+	 * them from now on. */
+	k8s_stop(a);
 	proxy_drain(a->proxy, a->drain_timeout_ms, handed_over);
 	control_stop(a);
 }
@@ -556,6 +593,9 @@ int main(int argc, char **argv)
 		goto cleanup_control;
 	}
 
+	if (k8s_wanted(&a.kopts) && k8s_start(&a, &a.kopts))
+		goto cleanup_signal;
+
 	a.detach_on_exit = true;
 	pr_info("ready: cgroup %s, pins %s, control %s", a.cgroup, a.pin_dir, a.control_path);
 	while (!a.loop.stop) {
@@ -584,6 +624,8 @@ int main(int argc, char **argv)
 	}
 	ret = err ? 1 : 0;
 
+cleanup_signal:
+	k8s_stop(&a);
 	close(sh.fd);
 cleanup_control:
 	control_stop(&a);
