@@ -937,7 +937,8 @@ static void k8s_free(struct k8s *k)
 		free(b);
 	}
 	for (int i = 0; i < K8S_NKINDS; i++)
-		json_tokener_free(k->res[i].tok);
+		if (k->res[i].tok) /* json_tokener_free(NULL) crashes */
+			json_tokener_free(k->res[i].tok);
 	if (k->multi)
 		curl_multi_cleanup(k->multi);
 	k8s_cache_free(&k->cache);

@@ -63,6 +63,12 @@ static const char usage_text[] =
 	"                          at once; more requests get 503 (default 1024)\n"
 	"  --max-routes N          size of the route table, fixed once pinned; a\n"
 	"                          route add beyond it is refused (default 16384)\n"
+	"  --kubernetes            follow the cluster's SandboxRoutes (with Services,\n"
+	"                          EndpointSlices, Pods) using the in-cluster config\n"
+	"  --kubeconfig FILE       ... using a kubeconfig's current context instead\n"
+	"  --k8s-api URL           the API server; overrides either (http:// for tests)\n"
+	"  --k8s-token-file FILE   bearer token file, re-read when it changes\n"
+	"  --k8s-ca-file FILE      CA bundle for the API server's certificate\n"
 	"  -v, --verbose           debug logging; twice adds libbpf's own\n"
 	"  -h, --help              this text\n"
 	"\n"
@@ -81,7 +87,8 @@ static const char usage_text[] =
 	"Examples:\n"
 	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5\n"
 	"  shuntd --cgroup /sys/fs/cgroup/unified/pods --proxy-addr 10.211.0.1 \\\n"
-	"         --proxy-addr fd00:211::1 --config /etc/shunt/routes.conf -v\n";
+	"         --proxy-addr fd00:211::1 --config /etc/shunt/routes.conf -v\n"
+	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 --kubernetes\n";
 
 enum {
 	OPT_CGROUP = 256,
