@@ -488,7 +488,8 @@ class FakeAPI:
             return len(self._reqlog)
 
     def sent_time(self, resource, rv):
-        """When the event with this RV was first written to a watch of resource."""
+        """When the event with this RV was first written to a watch of
+        resource (stamped just before the send() call)."""
         with self._lock:
             return self._sent.get((resource, rv))
 
@@ -764,9 +765,10 @@ class FakeAPI:
                                                         % (pos, self._oldest + 1))))
                     break
                 for rv, _, typ, o in evs:
-                    h.chunk(self._event(typ, o))
-                    with self._lock:
+                    data = self._event(typ, o)
+                    with self._lock:  # stamped before the send: the reader may act before we run again
                         self._sent.setdefault((res, rv), time.monotonic())
+                    h.chunk(data)
                 pos = newpos
                 t = time.monotonic()
                 if t >= end:
