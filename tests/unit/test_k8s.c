@@ -25,17 +25,11 @@
 static struct k8s_cache c;
 static char err[512];
 
-static void setup(void)
-{
-	k8s_cache_init(&c);
-}
-
+/* Each test runs in its own process with c zeroed (an empty cache). */
 static void teardown(void)
 {
 	k8s_cache_free(&c);
 }
-
-TestSuite(k8s, .init = setup, .fini = teardown);
 
 static void put(enum k8s_kind kind, const char *json)
 {
@@ -193,6 +187,7 @@ Test(k8s, clusterips_and_ready_endpoints)
 		cr_assert_eq(rs[i].v.created_unix, T0_S);
 	}
 	free(rs);
+	teardown();
 }
 
 Test(k8s, named_ports_and_every_tcp_port)
@@ -220,6 +215,7 @@ Test(k8s, named_ports_and_every_tcp_port)
 	cr_assert_eq(n, 2 + 2);
 	cr_assert_not_null(find(rs, n, "10.244.0.7:9091", "k", NULL));
 	free(rs);
+	teardown();
 }
 
 Test(k8s, single_unnamed_port)
@@ -241,6 +237,7 @@ Test(k8s, single_unnamed_port)
 	cr_assert_not_null(find(rs, n, "10.96.0.11:80", "k", "10.244.3.3:9000"));
 	cr_assert_not_null(find(rs, n, "10.244.0.8:8081", "k", "10.244.3.3:9000"));
 	free(rs);
+	teardown();
 }
 
 Test(k8s, headless_service_endpoints_only)
@@ -256,6 +253,7 @@ Test(k8s, headless_service_endpoints_only)
 	n = routes("shop/a", &rs);
 	cr_assert_eq(n, 2); /* 10.244.0.5 and .7, port 8080 */
 	free(rs);
+	teardown();
 }
 
 Test(k8s, every_key_gets_a_route)
@@ -271,6 +269,7 @@ Test(k8s, every_key_gets_a_route)
 	cr_assert_not_null(find(rs, n, "10.96.0.10:80", "b-2", NULL));
 	cr_assert_not_null(find(rs, n, "10.244.0.5:8080", "c.3", NULL));
 	free(rs);
+	teardown();
 }
 
 Test(k8s, selector_expressions)
@@ -309,6 +308,7 @@ Test(k8s, selector_expressions)
 		"{\"selector\":{\"matchLabels\":{\"app\":\"nope\"}},\"port\":1}");
 	cr_assert_eq(routes("shop/none", &rs), 0);
 	free(rs);
+	teardown();
 }
 
 Test(k8s, readiness_and_lowest_ip)
@@ -337,6 +337,7 @@ Test(k8s, readiness_and_lowest_ip)
 	put_pod("s-b", "\"s\":\"y\"", "\"podIP\":\"10.244.1.20\"", "Running", "True");
 	cr_assert_eq(routes("shop/r", &rs), 0);
 	free(rs);
+	teardown();
 }
 
 Test(k8s, families_match)
@@ -361,6 +362,7 @@ Test(k8s, families_match)
 	cr_assert_eq(n, 5);
 	cr_assert_not_null(find(rs, n, "10.96.0.10:80", "k", "10.244.9.1:8080"));
 	free(rs);
+	teardown();
 }
 
 Test(k8s, ttl_and_fallback)
@@ -389,6 +391,7 @@ Test(k8s, ttl_and_fallback)
 	put_sbr("old", ",\"ports\":[80]},\"keys\":[\"k\"],\"ttl\":\"60s\"", SEL_FEAT);
 	cr_assert_eq(routes("shop/old", &rs), 0);
 	free(rs);
+	teardown();
 }
 
 Test(k8s, missing_service_no_routes)
@@ -400,6 +403,7 @@ Test(k8s, missing_service_no_routes)
 		"{\"selector\":{\"matchLabels\":{\"s\":\"x\"}},\"port\":1}");
 	cr_assert_eq(routes("shop/r", &rs), 0);
 	free(rs);
+	teardown();
 }
 
 Test(k8s, invalid_objects_refused)
@@ -528,6 +532,7 @@ Test(k8s, invalid_objects_refused)
 	cr_assert_eq(c.objs[K8S_SBR].n, 0);
 	cr_assert_eq(c.objs[K8S_POD].n, 0);
 	cr_assert_eq(c.objs[K8S_SERVICE].n, 0);
+	teardown();
 }
 
 Test(k8s, fqdn_slice_and_fields_ignored)
@@ -537,6 +542,7 @@ Test(k8s, fqdn_slice_and_fields_ignored)
 		       "{\"kubernetes.io/service-name\":\"o\"}},\"addressType\":\"FQDN\","
 		       "\"endpoints\":[{\"addresses\":[\"a.example.com\"]}],\"extra\":[1,2]}");
 	cr_assert_eq(((struct k8s_slice *)hmap_sget(&c.objs[K8S_SLICE], "s/f"))->naddrs, 0);
+	teardown();
 }
 
 /* ---- incremental cache ---------------------------------------------------- */
@@ -604,6 +610,7 @@ Test(k8s, changes_are_incremental)
 	/* A full resync lists everything desired (now nothing). */
 	cr_assert_eq(k8s_cache_changes(&c, true, &ops), 0);
 	free(ops);
+	teardown();
 }
 
 Test(k8s, conflict_smallest_name_wins)
@@ -634,6 +641,7 @@ Test(k8s, conflict_smallest_name_wins)
 	cr_assert(ops[0].del);
 	free(ops);
 	cr_assert_eq(c.desired.n, 0);
+	teardown();
 }
 
 Test(k8s, relist_replaces_a_kind)
@@ -660,6 +668,7 @@ Test(k8s, relist_replaces_a_kind)
 	cr_assert_eq(count_ops(ops, n, true), 5);
 	free(ops);
 	cr_assert_eq(c.objs[K8S_SERVICE].n, 1);
+	teardown();
 }
 
 Test(k8s, deadline_is_tracked)
@@ -680,6 +689,7 @@ Test(k8s, deadline_is_tracked)
 	cr_assert_eq(count_ops(ops, n, true), 5);
 	free(ops);
 	cr_assert_eq(c.next_deadline, 0);
+	teardown();
 }
 
 /* ---- small parsers ------------------------------------------------------ */
