@@ -88,9 +88,10 @@ struct k8s_res {
 	CURL *easy;
 	struct curl_slist *hdrs;
 	bool busy;
-	bool listing; /* else watching */
-	bool relist;  /* the stream said so (410 ERROR event, garbage) */
-	bool synced;  /* listed at least once */
+	bool listing;  /* else watching */
+	bool relist;   /* the stream said so (410 ERROR event, garbage) */
+	char why[200]; /* ... and why, unless it was a 410: relist after a backoff */
+	bool synced;   /* listed at least once */
 	long status;
 	char rv[128];
 	char *cont; /* continue token of a paginated list */
@@ -367,6 +368,7 @@ static int res_start(struct k8s_res *r)
 	r->status = 0;
 	r->events = 0;
 	r->relist = false;
+	r->why[0] = '\0';
 	r->body.len = 0;
 	r->started_ms = monotonic_ms();
 	if (curl_multi_add_handle(k->multi, e)) {
@@ -400,15 +402,14 @@ static bool handle_event(struct k8s_res *r, const char *line, size_t len)
 	if (!ev || json_tokener_get_error(r->tok) != json_tokener_success ||
 	    json_tokener_get_parse_end(r->tok) != len) {
 		json_object_put(ev);
-		set_error(k, "%s watch: an event is not JSON; relisting", k8s_kind_names[r->kind]);
+		snprintf(r->why, sizeof(r->why), "an event is not JSON");
 		r->relist = true;
 		return false;
 	}
 	type = json_object_get_string(json_object_object_get(ev, "type"));
 	obj = json_object_object_get(ev, "object");
 	if (!type || !obj || !json_object_is_type(obj, json_type_object)) {
-		set_error(k, "%s watch: an event without type or object; relisting",
-			  k8s_kind_names[r->kind]);
+		snprintf(r->why, sizeof(r->why), "an event without type or object");
 		json_object_put(ev);
 		r->relist = true;
 		return false;
@@ -421,8 +422,8 @@ static bool handle_event(struct k8s_res *r, const char *line, size_t len)
 			pr_info("k8s: %s watch: 410 Gone (%s); relisting", k8s_kind_names[r->kind],
 				msg ? msg : "resource version too old");
 		else
-			set_error(k, "%s watch: ERROR %d: %s; relisting", k8s_kind_names[r->kind],
-				  code, msg ? msg : "?");
+			snprintf(r->why, sizeof(r->why), "ERROR event %d: %.120s", code,
+				 msg ? msg : "?");
 		json_object_put(ev);
 		r->relist = true;
 		return false;
@@ -495,8 +496,7 @@ static size_t write_cb(char *p, size_t size, size_t nmemb, void *ud)
 		goto too_big;
 	return n;
 too_big:
-	set_error(r->k, "%s watch: an event over %u bytes; relisting", k8s_kind_names[r->kind],
-		  K8S_EVENT_MAX);
+	snprintf(r->why, sizeof(r->why), "an event over %u bytes", K8S_EVENT_MAX);
 	r->relist = true;
 	return 0;
 }
@@ -599,10 +599,14 @@ static void res_done(struct k8s_res *r, CURLcode rc)
 	r->hdrs = NULL;
 	r->busy = false;
 
-	if (r->relist) { /* the stream said so (the message is logged) */
+	if (r->relist) { /* the stream said so */
+		r->body.len = 0;
+		if (r->why[0]) {
+			res_fail(r, true, "%s", r->why);
+			return;
+		}
 		r->listing = true;
 		r->next_ms = 0;
-		r->body.len = 0;
 		return;
 	}
 	if (rc != CURLE_OK && r->status != 200) {
@@ -610,6 +614,11 @@ static void res_done(struct k8s_res *r, CURLcode rc)
 		if (r->listing)
 			res_list_reset(r);
 		res_fail(r, true, "%s", curl_easy_strerror(rc));
+		return;
+	}
+	if (r->status == 410 && r->listing && !r->cont) {
+		/* Gone without a continue token to blame: not ours to fix. */
+		res_fail(r, true, "410 Gone");
 		return;
 	}
 	if (r->status == 410) {
