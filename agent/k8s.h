@@ -38,7 +38,7 @@ struct k8s_status {
 	size_t objects[K8S_NKINDS];
 	size_t routes; /* routes the cluster asks for */
 	char last_error[256];
-	char rv[K8S_NKINDS][64]; /* last resourceVersion of each kind */
+	char rv[K8S_NKINDS][128]; /* last resourceVersion of each kind */
 };
 
 /* Resolve the connection settings and start the watcher. 0, or -errno
