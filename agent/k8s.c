@@ -55,6 +55,7 @@
 #define K8S_TOKEN_MAX	       65536
 #define K8S_JSON_DEPTH	       64 /* managedFields nest deeply */
 #define K8S_POLL_MAX_MS	       1000
+#define K8S_TOKEN_CHECK_MS     60000 /* the token file's mtime, at least this often */
 
 static const char *const k8s_paths[K8S_NKINDS] = {
 	[K8S_SBR] = "/apis/shunt.dev/v1alpha1/sandboxroutes",
@@ -124,6 +125,7 @@ struct k8s {
 	char *token;
 	struct stat token_st;
 	bool token_reload;
+	uint64_t token_checked_ms;
 	struct k8s_res res[K8S_NKINDS];
 	struct k8s_cache cache;
 	bool synced_all, need_full, said_synced;
@@ -195,6 +197,7 @@ static void token_refresh(struct k8s *k)
 
 	if (!path)
 		return;
+	k->token_checked_ms = monotonic_ms();
 	if (stat(path, &st)) {
 		if (k->token_reload || !k->token)
 			set_error(k, "token %s: %s", path, strerror(errno));
@@ -743,6 +746,10 @@ static void *k8s_thread(void *arg)
 	while (!__atomic_load_n(&k->stop, __ATOMIC_ACQUIRE)) {
 		uint64_t now = monotonic_ms();
 		long timeout = K8S_POLL_MAX_MS;
+
+		/* Requests read it as they start; long watches in between. */
+		if (now - k->token_checked_ms >= K8S_TOKEN_CHECK_MS)
+			token_refresh(k);
 
 		for (int i = 0; i < K8S_NKINDS; i++) {
 			struct k8s_res *r = &k->res[i];
