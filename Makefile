@@ -81,9 +81,16 @@ $(OUTPUT)/shuntd: $(OUTPUT)/agent/shuntd.o $(AGENT_LIB_OBJS) $(LLHTTP_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUTPUT)/shuntctl: $(OUTPUT)/agent/shuntctl.o $(AGENT_LIB_OBJS) $(LLHTTP_OBJS)
+# shuntctl takes from an archive only the objects it uses, and --as-needed
+# drops the libraries they do not need (libcurl and its dozens of
+# dependencies cost every shuntctl run milliseconds to load).
+$(OUTPUT)/libshunt.a: $(AGENT_LIB_OBJS) $(LLHTTP_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(OUTPUT)/shuntctl: $(OUTPUT)/agent/shuntctl.o $(OUTPUT)/libshunt.a
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(Q)$(CC) $(LDFLAGS) -Wl,--as-needed $^ $(LDLIBS) -o $@
 
 $(OUTPUT)/tests/%.o: tests/unit/%.c $(SKELS) | $(OUTPUT)/tests
 	$(call msg,CC,$@)
