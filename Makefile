@@ -27,9 +27,14 @@ endif
 
 WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wmissing-prototypes -Wstrict-prototypes
 CFLAGS ?= -O2 -g
-ALL_CFLAGS := $(CFLAGS) $(WARN) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE -MMD -MP \
-	-Iinclude -Iagent -Itests/unit -I$(OUTPUT) -I$(LLHTTP_INC)
-LDLIBS := -lbpf -lelf -lz
+# The Kubernetes watcher: libcurl (HTTP), json-c (the API's JSON), libyaml
+# (kubeconfig).
+PKGS := libcurl json-c yaml-0.1
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS := $(shell pkg-config --libs $(PKGS))
+ALL_CFLAGS := $(CFLAGS) $(WARN) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE -MMD -MP -pthread \
+	-Iinclude -Iagent -Itests/unit -I$(OUTPUT) -I$(LLHTTP_INC) $(PKG_CFLAGS)
+LDLIBS := -lbpf -lelf -lz $(PKG_LIBS) -pthread
 LDFLAGS += $(SAN_FLAGS)
 
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__BPF__ -D__TARGET_ARCH_$(ARCH) \
@@ -85,9 +90,16 @@ $(OUTPUT)/shuntd: $(OUTPUT)/agent/shuntd.o $(AGENT_LIB_OBJS) $(LLHTTP_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
 
-$(OUTPUT)/shuntctl: $(OUTPUT)/agent/shuntctl.o $(AGENT_LIB_OBJS) $(LLHTTP_OBJS)
+# shuntctl takes from an archive only the objects it uses, and --as-needed
+# drops the libraries they do not need (libcurl and its dozens of
+# dependencies cost every shuntctl run milliseconds to load).
+$(OUTPUT)/libshunt.a: $(AGENT_LIB_OBJS) $(LLHTTP_OBJS)
+	$(call msg,AR,$@)
+	$(Q)rm -f $@ && ar rcs $@ $^
+
+$(OUTPUT)/shuntctl: $(OUTPUT)/agent/shuntctl.o $(OUTPUT)/libshunt.a
 	$(call msg,LINK,$@)
-	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -o $@
+	$(Q)$(CC) $(LDFLAGS) -Wl,--as-needed $^ $(LDLIBS) -o $@
 
 $(OUTPUT)/tests/%.o: tests/unit/%.c $(SKELS) | $(OUTPUT)/tests
 	$(call msg,CC,$@)
@@ -150,3 +162,9 @@ clean:
 	rm -rf $(OUTPUT)
 
 -include $(wildcard $(OUTPUT)/agent/*.d $(OUTPUT)/tests/*.d)
+
+# Kubernetes mode at scale against tests/k8s/fakeapi.py: sync time, RSS,
+# watch event -> kernel map latency (tests/k8s/scale.py --help).
+.PHONY: bench-k8s
+bench-k8s: all
+	$(PYTHON) tests/k8s/scale.py --build $(OUTPUT) $(BENCH_K8S_ARGS)

@@ -6,12 +6,14 @@
 #include <stdbool.h>
 
 #include "bpf.h"
+#include "k8s.h"
 #include "loop.h"
 #include "proxy.h"
 #include "store.h"
 
 struct control;
 struct metrics;
+struct k8s;
 
 struct agent {
 	struct loop loop;
@@ -21,7 +23,9 @@ struct agent {
 	struct proxy_opts popts;
 	struct control *ctl;
 	struct metrics *metrics; /* NULL without --metrics-addr */
+	struct k8s *k8s;	 /* NULL unless following a cluster */
 	const char *config_path;
+	struct k8s_opts kopts;
 	const char *control_path;
 	const char *pin_dir;
 	const char *cgroup;

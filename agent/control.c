@@ -15,6 +15,7 @@
 
 #include "agent.h"
 #include "ctl_proto.h"
+#include "k8s.h"
 #include "log.h"
 #include "routekey.h"
 #include "source.h"
@@ -124,7 +125,7 @@ static void cmd_route_add(struct ctl_conn *cc, const struct ctl_request *r)
 	struct shunt_route v = {};
 	uint64_t now = (uint64_t)time(NULL);
 	char err[256], s1[ADDR_STR_LEN], s2[ADDR_STR_LEN];
-	bool newly_steered;
+	bool newly_steered, shadowed;
 
 	if (r->fallback_baseline)
 		v.flags |= SHUNT_ROUTE_FALLBACK_BASELINE;
@@ -133,12 +134,21 @@ static void cmd_route_add(struct ctl_conn *cc, const struct ctl_request *r)
 	v.to = r->to;
 	v.created_unix = now;
 	v.expires_unix = r->ttl_sec ? deadline_after(r->ttl_sec) : 0;
-	if (store_add(&a->store, &k, &v, err, sizeof(err))) {
+	if (store_add_local(&a->store, &k, &v, &shadowed, err, sizeof(err))) {
 		fail(cc, CTL_EXIT_FAILED, "route add: %s", err);
 		return;
 	}
 	format_addr_port(&r->service, s1, sizeof(s1));
 	format_addr_port(&r->to, s2, sizeof(s2));
+	if (shadowed) {
+		pr_info("route added: service %s key %s -> %s, hidden by its Kubernetes route", s1,
+			r->key, s2);
+		out_printf(cc,
+			   "ok\nroute added: %s key=%s -> %s\nnote: a SandboxRoute holds this "
+			   "service and key; this route takes effect when that one goes\n",
+			   s1, r->key, s2);
+		return;
+	}
 	pr_info("route added: service %s key %s -> %s%s", s1, r->key, s2,
 		v.flags & SHUNT_ROUTE_FALLBACK_BASELINE ? " (fallback baseline)" : "");
 	out_printf(cc, "ok\nroute added: %s key=%s -> %s\n", s1, r->key, s2);
@@ -155,15 +165,31 @@ static void cmd_route_del(struct ctl_conn *cc, const struct ctl_request *r)
 {
 	struct shunt_route_key k;
 	char s1[ADDR_STR_LEN];
+	int ret;
 
 	route_key_make(&k, &r->service, r->key, strlen(r->key));
 	format_addr_port(&r->service, s1, sizeof(s1));
-	if (store_del(&cc->a->store, &k)) {
+	ret = store_del_local(&cc->a->store, &k);
+	if (ret == -EPERM) {
+		fail(cc, CTL_EXIT_FAILED,
+		     "route del: the route for service %s key %s comes from a Kubernetes "
+		     "SandboxRoute; change or delete that",
+		     s1, r->key);
+		return;
+	}
+	if (ret) {
 		fail(cc, CTL_EXIT_FAILED, "route del: no route for service %s key %s", s1, r->key);
 		return;
 	}
 	pr_info("route deleted: service %s key %s", s1, r->key);
 	out_printf(cc, "ok\nroute deleted: %s key=%s\n", s1, r->key);
+}
+
+static const char *route_source(uint32_t flags)
+{
+	if (flags & SHUNT_ROUTE_FROM_K8S)
+		return "k8s";
+	return flags & SHUNT_ROUTE_FROM_FILE ? "file" : "api";
 }
 
 static void cmd_route_list(struct ctl_conn *cc, const struct ctl_request *r)
@@ -190,7 +216,7 @@ static void cmd_route_list(struct ctl_conn *cc, const struct ctl_request *r)
 		const struct shunt_route *v = &vals[i];
 		uint64_t left = v->expires_unix > now ? v->expires_unix - now : 0;
 		const char *fb = v->flags & SHUNT_ROUTE_FALLBACK_BASELINE ? "baseline" : "error";
-		const char *src = v->flags & SHUNT_ROUTE_FROM_FILE ? "file" : "api";
+		const char *src = route_source(v->flags);
 
 		format_addr_port(&keys[i].service, s1, sizeof(s1));
 		format_addr_port(&v->to, s2, sizeof(s2));
@@ -376,6 +402,37 @@ static void cmd_takeover(struct ctl_conn *cc)
 	a->handed_over = true;
 }
 
+/* The "kubernetes" part of status (docs/k8s-contract.md). */
+static void status_k8s(struct ctl_conn *cc, bool json)
+{
+	struct k8s_status st;
+
+	k8s_get_status(cc->a, &st);
+	if (!json) {
+		out_printf(cc,
+			   "kubernetes:\n  connected          %s\n  synced             %s\n"
+			   "  routes             %zu\n",
+			   st.connected ? "yes" : "no", st.synced ? "yes" : "no", st.routes);
+		for (int i = 0; i < K8S_NKINDS; i++)
+			out_printf(cc, "  %-18s %zu (resourceVersion %s)\n", k8s_kind_names[i],
+				   st.objects[i], st.rv[i][0] ? st.rv[i] : "-");
+		out_printf(cc, "  last error         %s\n", st.last_error[0] ? st.last_error : "-");
+		return;
+	}
+	out_printf(cc, ",\"kubernetes\":{\"connected\":%s,\"synced\":%s",
+		   st.connected ? "true" : "false", st.synced ? "true" : "false");
+	for (int i = 0; i < K8S_NKINDS; i++)
+		out_printf(cc, ",\"%s\":%zu", k8s_kind_names[i], st.objects[i]);
+	out_printf(cc, ",\"routes\":%zu,\"last_error\":", st.routes);
+	out_json_str(cc, st.last_error);
+	out_printf(cc, ",\"resource_versions\":{");
+	for (int i = 0; i < K8S_NKINDS; i++) {
+		out_printf(cc, "%s\"%s\":", i ? "," : "", k8s_kind_names[i]);
+		out_json_str(cc, st.rv[i]);
+	}
+	out_printf(cc, "}}");
+}
+
 static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 {
 	struct agent *a = cc->a;
@@ -437,6 +494,8 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 		out_printf(cc, "proxy counters:\n");
 		for (size_t i = 0; i < npc; i++)
 			out_printf(cc, "  %-18s %llu\n", pc[i].name, (unsigned long long)pc[i].v);
+		if (a->k8s)
+			status_k8s(cc, false);
 		return;
 	}
 	out_printf(cc, "{\"cgroup\":");
@@ -469,7 +528,10 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 	for (size_t i = 0; i < npc; i++)
 		out_printf(cc, "%s\"%s\":%llu", i ? "," : "", pc[i].name,
 			   (unsigned long long)pc[i].v);
-	out_printf(cc, "}}\n");
+	out_printf(cc, "}");
+	if (a->k8s)
+		status_k8s(cc, true);
+	out_printf(cc, "}\n");
 }
 
 static void handle_request(struct ctl_conn *cc, size_t len)

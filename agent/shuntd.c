@@ -71,6 +71,12 @@ static const char usage_text[] =
 	"  --access-log            a line per request to a steered service: service,\n"
 	"                          key, destination, upstream, status, outcome,\n"
 	"                          duration, bytes (never other headers or bodies)\n"
+	"  --kubernetes            follow the cluster's SandboxRoutes (with Services,\n"
+	"                          EndpointSlices, Pods) using the in-cluster config\n"
+	"  --kubeconfig FILE       ... using a kubeconfig's current context instead\n"
+	"  --k8s-api URL           the API server; overrides either (http:// for tests)\n"
+	"  --k8s-token-file FILE   bearer token file, re-read when it changes\n"
+	"  --k8s-ca-file FILE      CA bundle for the API server's certificate\n"
 	"  -v, --verbose           debug logging; twice adds libbpf's own\n"
 	"  -h, --help              this text\n"
 	"\n"
@@ -92,7 +98,8 @@ static const char usage_text[] =
 	"         --proxy-addr fd00:211::1 --config /etc/shunt/routes.conf -v\n"
 	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 \\\n"
 	"         --metrics-addr 10.0.0.5:9464 --log-format json --access-log\n"
-	"  curl -s http://10.0.0.5:9464/metrics | grep shunt_requests_total\n";
+	"  curl -s http://10.0.0.5:9464/metrics | grep shunt_requests_total\n"
+	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 --kubernetes\n";
 
 enum {
 	OPT_CGROUP = 256,
@@ -117,6 +124,11 @@ enum {
 	OPT_METRICS_ADDR,
 	OPT_LOG_FORMAT,
 	OPT_ACCESS_LOG,
+	OPT_KUBERNETES,
+	OPT_KUBECONFIG,
+	OPT_K8S_API,
+	OPT_K8S_TOKEN_FILE,
+	OPT_K8S_CA_FILE,
 };
 
 static const struct option long_opts[] = {
@@ -142,6 +154,11 @@ static const struct option long_opts[] = {
 	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
 	{"access-log", no_argument, NULL, OPT_ACCESS_LOG},
+	{"kubernetes", no_argument, NULL, OPT_KUBERNETES},
+	{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
+	{"k8s-api", required_argument, NULL, OPT_K8S_API},
+	{"k8s-token-file", required_argument, NULL, OPT_K8S_TOKEN_FILE},
+	{"k8s-ca-file", required_argument, NULL, OPT_K8S_CA_FILE},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{},
@@ -315,6 +332,24 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 		case OPT_ACCESS_LOG:
 			po->access_log = true;
 			break;
+		case OPT_KUBERNETES:
+			a->kopts.in_cluster = true;
+			break;
+		case OPT_KUBECONFIG:
+			a->kopts.kubeconfig = optarg;
+			break;
+		case OPT_K8S_API:
+			if (strncmp(optarg, "https://", 8) && strncmp(optarg, "http://", 7))
+				return usage_error("--k8s-api: '%s' is not an http(s):// URL",
+						   optarg);
+			a->kopts.api = optarg;
+			break;
+		case OPT_K8S_TOKEN_FILE:
+			a->kopts.token_file = optarg;
+			break;
+		case OPT_K8S_CA_FILE:
+			a->kopts.ca_file = optarg;
+			break;
 		case 'v':
 			if (log_threshold == LOG_DEBUG)
 				libbpf_debug = 1;
@@ -334,6 +369,12 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 		return usage_error("--cgroup is required%s", "");
 	if (!po->n_listen)
 		return usage_error("--proxy-addr is required%s", "");
+	if (a->kopts.in_cluster && a->kopts.kubeconfig)
+		return usage_error("--kubernetes and --kubeconfig: give one%s", "");
+	if ((a->kopts.token_file || a->kopts.ca_file) && !k8s_wanted(&a->kopts))
+		return usage_error("--k8s-token-file and --k8s-ca-file need --kubernetes, "
+				   "--kubeconfig or --k8s-api%s",
+				   "");
 	return 0;
 }
 
@@ -375,6 +416,9 @@ static int load_config(struct agent *a, int initial)
 static void start_drain(struct agent *a, bool handed_over)
 {
 	a->draining = true;
+	/* The routes stay as they are: on a takeover the successor owns
+	 * them from now on. */
+	k8s_stop(a);
 	proxy_drain(a->proxy, a->drain_timeout_ms, handed_over);
 	control_stop(a);
 	/* After a takeover the new agent answers scrapes and probes on the
@@ -597,6 +641,9 @@ int main(int argc, char **argv)
 		goto cleanup_metrics;
 	}
 
+	if (k8s_wanted(&a.kopts) && k8s_start(&a, &a.kopts))
+		goto cleanup_signal;
+
 	a.detach_on_exit = true;
 	pr_info("ready: cgroup %s, pins %s, control %s", a.cgroup, a.pin_dir, a.control_path);
 	while (!a.loop.stop) {
@@ -626,6 +673,8 @@ int main(int argc, char **argv)
 	}
 	ret = err ? 1 : 0;
 
+cleanup_signal:
+	k8s_stop(&a);
 	close(sh.fd);
 cleanup_metrics:
 	metrics_stop(&a);

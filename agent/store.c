@@ -140,7 +140,8 @@ long store_init(struct store *s, int routes_fd, int services_fd, int overrides_f
 	s->services_fd = services_fd;
 	s->overrides_fd = overrides_fd;
 	s->t = route_table_new();
-	if (!s->t)
+	s->shadow = route_table_new();
+	if (!s->t || !s->shadow)
 		return -ENOMEM;
 	if (overrides_fd >= 0) {
 		err = recover_overrides(s);
@@ -175,6 +176,8 @@ void store_free(struct store *s)
 {
 	route_table_free(s->t);
 	s->t = NULL;
+	route_table_free(s->shadow);
+	s->shadow = NULL;
 	free(s->ovr);
 	s->ovr = NULL;
 	s->novr = s->ovr_cap = 0;
@@ -280,6 +283,103 @@ int store_del(struct store *s, const struct shunt_route_key *k)
 	return sync_service(s, &k->service);
 }
 
+/* A shadowed route keeps its own deadline. */
+static int shadow_expire(struct store *s, uint64_t now_unix)
+{
+	struct shunt_route_key *keys;
+	struct shunt_route *vals;
+	long cnt = route_table_sorted(s->shadow, &keys, &vals);
+	int removed = 0;
+
+	if (cnt <= 0)
+		return 0;
+	for (long i = 0; i < cnt; i++)
+		if (vals[i].expires_unix && vals[i].expires_unix <= now_unix)
+			removed += route_table_del(s->shadow, &keys[i]) == 0;
+	free(keys);
+	free(vals);
+	return removed;
+}
+
+static const struct shunt_route *route_get(const struct route_table *t,
+					   const struct shunt_route_key *k)
+{
+	return route_table_get(t, &k->service, k->key, strnlen(k->key, sizeof(k->key)));
+}
+
+int store_add_local(struct store *s, const struct shunt_route_key *k, const struct shunt_route *v,
+		    bool *shadowed, char *err, size_t errlen)
+{
+	const struct shunt_route *cur = route_get(s->t, k);
+
+	*shadowed = cur && (cur->flags & SHUNT_ROUTE_FROM_K8S);
+	if (!*shadowed)
+		return store_add(s, k, v, err, errlen);
+	if (route_table_put(s->shadow, k, v, NULL)) {
+		snprintf(err, errlen, "out of memory");
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int store_del_local(struct store *s, const struct shunt_route_key *k)
+{
+	const struct shunt_route *cur = route_get(s->t, k);
+
+	if (route_table_del(s->shadow, k) == 0)
+		return 0;
+	if (cur && (cur->flags & SHUNT_ROUTE_FROM_K8S))
+		return -EPERM;
+	return store_del(s, k);
+}
+
+int store_k8s_put(struct store *s, const struct shunt_route_key *k, const struct shunt_route *v,
+		  char *err, size_t errlen)
+{
+	const struct shunt_route *cur = route_get(s->t, k);
+	bool hid = false;
+	int ret;
+
+	if (cur && !(cur->flags & SHUNT_ROUTE_FROM_K8S)) {
+		if (route_table_put(s->shadow, k, cur, NULL)) {
+			snprintf(err, errlen, "out of memory");
+			return -ENOMEM;
+		}
+		hid = true;
+	}
+	ret = store_add(s, k, v, err, errlen);
+	if (ret && hid)
+		route_table_del(s->shadow, k); /* the hidden route is still in force */
+	return ret;
+}
+
+int store_k8s_del(struct store *s, const struct shunt_route_key *k)
+{
+	const struct shunt_route *cur = route_get(s->t, k);
+	const struct shunt_route *hidden;
+	struct shunt_route v;
+	char err[256];
+	int ret;
+
+	if (!cur || !(cur->flags & SHUNT_ROUTE_FROM_K8S))
+		return -ENOENT;
+	ret = store_del(s, k);
+	if (ret)
+		return ret;
+	hidden = route_get(s->shadow, k);
+	if (!hidden)
+		return 0;
+	v = *hidden;
+	route_table_del(s->shadow, k);
+	if (v.expires_unix && v.expires_unix <= (uint64_t)time(NULL))
+		return 0;
+	if (store_add(s, k, &v, err, sizeof(err)))
+		pr_warn("route for service key %s could not come back after its Kubernetes route: "
+			"%s",
+			k->key, err);
+	return 0;
+}
+
 int store_expire(struct store *s, uint64_t now_unix)
 {
 	struct shunt_route_key *keys;
@@ -293,7 +393,8 @@ int store_expire(struct store *s, uint64_t now_unix)
 	for (long i = 0; i < cnt; i++) {
 		if (!vals[i].expires_unix || vals[i].expires_unix > now_unix)
 			continue;
-		if (store_del(s, &keys[i]) == 0) {
+		if ((vals[i].flags & SHUNT_ROUTE_FROM_K8S ? store_k8s_del(s, &keys[i])
+							  : store_del(s, &keys[i])) == 0) {
 			pr_info("route expired: service %s key %s",
 				format_addr_port(&keys[i].service, a, sizeof(a)), keys[i].key);
 			removed++;
@@ -301,6 +402,7 @@ int store_expire(struct store *s, uint64_t now_unix)
 	}
 	free(keys);
 	free(vals);
+	removed += shadow_expire(s, now_unix);
 	for (size_t i = 0; i < s->novr;) {
 		const struct override_entry *o = &s->ovr[i];
 
@@ -425,6 +527,21 @@ int store_apply_file(struct store *s, const struct config *cfg, uint64_t now_uni
 	}
 	free(keys);
 	free(vals);
+	cnt = route_table_sorted(s->shadow, &keys, &vals);
+	for (long i = 0; i < cnt; i++) {
+		int keep = 0;
+
+		if (!(vals[i].flags & SHUNT_ROUTE_FROM_FILE))
+			continue;
+		for (size_t j = 0; j < cfg->n && !keep; j++)
+			keep = !memcmp(&cfg->routes[j].k, &keys[i], sizeof(keys[i]));
+		if (!keep)
+			route_table_del(s->shadow, &keys[i]);
+	}
+	if (cnt >= 0) {
+		free(keys);
+		free(vals);
+	}
 	for (size_t i = 0; i < s->novr;) {
 		int keep = 0;
 
@@ -438,12 +555,13 @@ int store_apply_file(struct store *s, const struct config *cfg, uint64_t now_uni
 
 	for (size_t j = 0; j < cfg->n && !ret; j++) {
 		struct shunt_route v = cfg->routes[j].v;
+		bool shadowed;
 
 		v.flags |= SHUNT_ROUTE_FROM_FILE;
 		v.created_unix = (uint64_t)time(NULL);
 		v.expires_unix =
 			cfg->routes[j].ttl_sec ? deadline_after(cfg->routes[j].ttl_sec) : 0;
-		ret = store_add(s, &cfg->routes[j].k, &v, err, errlen);
+		ret = store_add_local(s, &cfg->routes[j].k, &v, &shadowed, err, errlen);
 	}
 	for (size_t j = 0; j < cfg->n_overrides && !ret; j++) {
 		const struct config_override *o = &cfg->overrides[j];

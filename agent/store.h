@@ -7,6 +7,7 @@
 #ifndef SHUNT_STORE_H
 #define SHUNT_STORE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <shunt/shunt.h>
@@ -22,6 +23,10 @@ struct override_entry {
 
 struct store {
 	struct route_table *t;
+	/* File and API routes hidden by a Kubernetes route for the same
+	 * (service, key): the Kubernetes one wins, and when it goes the
+	 * hidden one comes back. In memory only. */
+	struct route_table *shadow;
 	struct override_entry *ovr; /* few: a plain array */
 	size_t novr, ovr_cap;
 	int routes_fd;	     /* -1: no kernel (unit tests) */
@@ -42,6 +47,21 @@ int store_add(struct store *s, const struct shunt_route_key *k, const struct shu
 	      char *err, size_t errlen);
 /* 0 or -ENOENT. */
 int store_del(struct store *s, const struct shunt_route_key *k);
+/* A file or API route: added, or, where a Kubernetes route holds the same
+ * (service, key), kept aside until that one goes (*shadowed = true). */
+int store_add_local(struct store *s, const struct shunt_route_key *k, const struct shunt_route *v,
+		    bool *shadowed, char *err, size_t errlen);
+/* Delete a file or API route (also a shadowed one); -EPERM when the
+ * route in force comes from Kubernetes, -ENOENT when there is none. */
+int store_del_local(struct store *s, const struct shunt_route_key *k);
+
+/* Kubernetes routes (v has SHUNT_ROUTE_FROM_K8S): put sets a file or API
+ * route for the same (service, key) aside; del removes only a Kubernetes
+ * route (else -ENOENT) and brings back what it hid. */
+int store_k8s_put(struct store *s, const struct shunt_route_key *k, const struct shunt_route *v,
+		  char *err, size_t errlen);
+int store_k8s_del(struct store *s, const struct shunt_route_key *k);
+
 /* Remove routes and overrides whose deadline has passed; returns how
  * many. */
 int store_expire(struct store *s, uint64_t now_unix);

@@ -81,6 +81,8 @@ enum shunt_route_flags {
 	SHUNT_ROUTE_FALLBACK_BASELINE = 1U << 0,
 	/* Route came from the declarative file (replaced on reload). */
 	SHUNT_ROUTE_FROM_FILE = 1U << 1,
+	/* Route came from a Kubernetes SandboxRoute (owned by the watcher). */
+	SHUNT_ROUTE_FROM_K8S = 1U << 2,
 };
 
 /* shunt_routes value: where requests with this key for this service go. */

@@ -62,11 +62,17 @@ declare -A SRCS=(
 	[fuzz_llhttp]="agent/http.c agent/routekey.c"
 	[fuzz_ctl]="agent/ctl_proto.c agent/source.c agent/routekey.c agent/util.c"
 	[fuzz_metrics]="agent/metrics_req.c"
+	[fuzz_k8s]="agent/k8s_obj.c agent/k8s_cache.c agent/hmap.c agent/routes.c agent/util.c agent/routekey.c"
+)
+# Libraries a harness links (the Kubernetes decoders read JSON with json-c).
+declare -A LIBS=(
+	[fuzz_k8s]="$(pkg-config --cflags --libs json-c)"
 )
 # libFuzzer's -max_len per harness (default 4096): fuzz_http reaches past
-# http_sniff()'s 8 KiB first-line limit.
+# http_sniff()'s 8 KiB first-line limit; fuzz_k8s holds a few objects.
 declare -A MAXLEN=(
 	[fuzz_http]=12288
+	[fuzz_k8s]=16384
 )
 # Dictionaries of the tokens each format is made of.
 declare -A DICT=(
@@ -78,8 +84,10 @@ declare -A DICT=(
 	[fuzz_llhttp]=http.dict
 	[fuzz_ctl]=ctl.dict
 	[fuzz_metrics]=http.dict
+	[fuzz_k8s]=k8s.dict
 )
-ALL=(fuzz_routekey fuzz_http fuzz_chunked fuzz_config fuzz_util fuzz_llhttp fuzz_ctl fuzz_metrics)
+ALL=(fuzz_routekey fuzz_http fuzz_chunked fuzz_config fuzz_util fuzz_llhttp fuzz_ctl fuzz_metrics
+	fuzz_k8s)
 [ ${#WANT[@]} -gt 0 ] || WANT=("${ALL[@]}")
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
@@ -106,7 +114,7 @@ for h in "${WANT[@]}"; do
 	[ "$h" = fuzz_llhttp ] && extra=("${LLHTTP_OBJS[@]}")
 	echo "  FUZZ     $OUT/$h"
 	# shellcheck disable=SC2086
-	$CLANG $CFLAGS $WARN -fsanitize=fuzzer "tests/fuzz/$h.c" ${SRCS[$h]} "${extra[@]}" -o "$OUT/$h"
+	$CLANG $CFLAGS $WARN -fsanitize=fuzzer "tests/fuzz/$h.c" ${SRCS[$h]} "${extra[@]}" ${LIBS[$h]:-} -o "$OUT/$h"
 done
 [ "$BUILD_ONLY" = 1 ] && exit 0
 

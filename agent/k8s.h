@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Following the cluster (docs/k8s-contract.md): a watcher thread lists and
+ * watches SandboxRoutes, Services, EndpointSlices and Pods, translates them
+ * into routes, and hands the changes to the main loop, which alone touches
+ * the route store.
+ */
+#ifndef SHUNT_K8S_H
+#define SHUNT_K8S_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "k8s_obj.h"
+
+struct agent;
+struct k8s;
+
+struct k8s_opts {
+	bool in_cluster;	/* --kubernetes */
+	const char *kubeconfig; /* --kubeconfig */
+	const char *api;	/* --k8s-api, overrides the server */
+	const char *token_file; /* --k8s-token-file */
+	const char *ca_file;	/* --k8s-ca-file */
+};
+
+/* Is Kubernetes mode asked for? */
+static inline bool k8s_wanted(const struct k8s_opts *o)
+{
+	return o->in_cluster || o->kubeconfig || o->api;
+}
+
+/* For shuntctl status. */
+struct k8s_status {
+	bool connected; /* the last request was answered */
+	bool synced;	/* every kind listed at least once */
+	size_t objects[K8S_NKINDS];
+	size_t routes; /* routes the cluster asks for */
+	char last_error[256];
+	char rv[K8S_NKINDS][128]; /* last resourceVersion of each kind */
+};
+
+/* Resolve the connection settings and start the watcher. 0, or -errno
+ * having said why. */
+int k8s_start(struct agent *a, const struct k8s_opts *o);
+/* Stop the watcher (promptly: it is woken up) and forget changes not yet
+ * applied; the routes in the store stay. Safe to call twice. */
+void k8s_stop(struct agent *a);
+void k8s_get_status(const struct agent *a, struct k8s_status *st);
+
+#endif /* SHUNT_K8S_H */

@@ -1,0 +1,79 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The watcher's picture of the cluster and the routes it implies
+ * (docs/k8s-contract.md). Pure: no I/O, no clock, no threads; the watcher
+ * feeds it objects and events, and the unit tests feed it JSON fixtures.
+ *
+ * Each change marks the SandboxRoutes it can affect as dirty; recompute
+ * translates only those, and changes() reports only the routes whose
+ * value differs from what was last reported. A burst of events costs one
+ * translation per affected SandboxRoute, not one per event.
+ */
+#ifndef SHUNT_K8S_CACHE_H
+#define SHUNT_K8S_CACHE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hmap.h"
+#include "k8s_obj.h"
+
+/* A route as the store takes it. */
+struct k8s_route {
+	struct shunt_route_key k;
+	struct shunt_route v; /* flags include SHUNT_ROUTE_FROM_K8S */
+};
+
+/* One change for the store: put (replace) or delete a route. */
+struct k8s_op {
+	struct k8s_route r;
+	bool del;
+};
+
+struct k8s_cache {
+	struct hmap objs[K8S_NKINDS]; /* "ns/name" -> object */
+	struct hmap slices_by_svc;    /* "ns/service" -> struct k8s_group of slices */
+	struct hmap pods_by_ns;	      /* "ns" -> struct k8s_group of pods */
+	struct hmap desired;	      /* route key -> struct k8s_desired */
+	struct hmap changed;	      /* route keys to report */
+	struct hmap dirty;	      /* SandboxRoute ids to translate again */
+	bool all_dirty;
+	size_t nroutes;		/* desired routes (with an owner) */
+	uint64_t next_deadline; /* earliest ttl deadline still ahead, 0 none */
+};
+
+void k8s_cache_init(struct k8s_cache *c);
+void k8s_cache_free(struct k8s_cache *c);
+
+/* Add or replace an object (owned by the cache from here, also on
+ * failure). 0 or -ENOMEM. */
+int k8s_cache_put(struct k8s_cache *c, enum k8s_kind kind, void *obj);
+/* Remove the object "ns/name": 0 or -ENOENT. */
+int k8s_cache_del(struct k8s_cache *c, enum k8s_kind kind, const char *id);
+/* Replace every object of kind with those in fresh ("ns/name" -> object,
+ * emptied and left for the caller to free): the end of a (re)list. */
+int k8s_cache_replace(struct k8s_cache *c, enum k8s_kind kind, struct hmap *fresh);
+
+/* Decode a JSON object of kind and put it (the unit tests, the fuzzer):
+ * 0, -EINVAL with a message, -ENOMEM. */
+int k8s_cache_put_json(struct k8s_cache *c, enum k8s_kind kind, const char *json, char *err,
+		       size_t errlen);
+
+/* The routes one SandboxRoute implies at now_unix (none when it has
+ * expired, its Service is missing or it has no ready sandbox endpoint), in
+ * a malloc'd array. Pure: reads only the cache. Returns the count or
+ * -ENOMEM. */
+long k8s_sbr_routes(const struct k8s_cache *c, const struct k8s_sbr *r, uint64_t now_unix,
+		    struct k8s_route **out);
+
+/* Translate again every dirty SandboxRoute (and those whose deadline has
+ * passed). 0 or -ENOMEM. */
+int k8s_cache_recompute(struct k8s_cache *c, uint64_t now_unix);
+bool k8s_cache_pending(const struct k8s_cache *c, uint64_t now_unix);
+
+/* The changes since the last call (full: every desired route as a put,
+ * for a resync), in a malloc'd array. Returns the count or -ENOMEM. */
+long k8s_cache_changes(struct k8s_cache *c, bool full, struct k8s_op **out);
+
+#endif /* SHUNT_K8S_CACHE_H */

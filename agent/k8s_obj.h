@@ -1,0 +1,145 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The Kubernetes objects the agent follows, decoded from the API's JSON
+ * into the few fields it needs (docs/k8s-contract.md): SandboxRoutes,
+ * Services, EndpointSlices and Pods. Decoding is strict about what it uses
+ * (types, lengths, counts) and ignores everything else; an object that
+ * fails is refused with a message naming the field, never half-decoded.
+ */
+#ifndef SHUNT_K8S_OBJ_H
+#define SHUNT_K8S_OBJ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <json-c/json.h>
+#include <shunt/shunt.h>
+
+enum k8s_kind {
+	K8S_SBR = 0, /* shunt.dev/v1alpha1 SandboxRoute */
+	K8S_SERVICE,
+	K8S_SLICE, /* discovery.k8s.io/v1 EndpointSlice */
+	K8S_POD,
+	K8S_NKINDS,
+};
+
+/* Bounds on what one object may hold: the API's own limits where it has
+ * them, generous ones elsewhere. Beyond them the object is refused. */
+#define K8S_NAME_MAX	     253 /* DNS subdomain: names, namespaces */
+#define K8S_LABEL_KEY_MAX    317 /* prefix (253) '/' name (63) */
+#define K8S_LABEL_VAL_MAX    63
+#define K8S_MAX_LABELS	     256  /* per pod, per matchLabels */
+#define K8S_MAX_EXPRS	     32	  /* matchExpressions */
+#define K8S_MAX_EXPR_VALUES  256  /* values of one expression */
+#define K8S_MAX_KEYS	     16	  /* routing keys of a SandboxRoute */
+#define K8S_MAX_PORTS	     128  /* ports of a Service, slice or route */
+#define K8S_MAX_ADDRS	     16	  /* sandbox.addresses */
+#define K8S_MAX_ENDPOINTS    1000 /* per EndpointSlice (the API's limit) */
+#define K8S_MAX_EP_ADDRS     100  /* addresses of one endpoint (the API's) */
+#define K8S_MAX_POD_IPS	     2	  /* one per family */
+#define K8S_TIME_MAX	     64	  /* RFC 3339 text */
+#define K8S_DURATION_TXT_MAX 32
+
+struct k8s_label {
+	char *key, *val;
+};
+
+enum k8s_sel_op {
+	K8S_SEL_IN,
+	K8S_SEL_NOT_IN,
+	K8S_SEL_EXISTS,
+	K8S_SEL_NOT_EXISTS,
+};
+
+struct k8s_expr {
+	char *key;
+	enum k8s_sel_op op;
+	char **values;
+	size_t nvalues;
+};
+
+/* What every object has. id is "namespace/name". */
+struct k8s_meta {
+	char *ns, *name, *id;
+};
+
+struct k8s_route;
+
+struct k8s_sbr {
+	struct k8s_meta m;
+	char *service;
+	uint16_t *ports; /* Service port numbers; none = every TCP port */
+	size_t nports;
+	char keys[K8S_MAX_KEYS][SHUNT_ROUTE_KEY_LEN];
+	size_t nkeys;
+	/* sandbox: a selector (match, expr) or addresses */
+	struct k8s_label *match;
+	size_t nmatch;
+	struct k8s_expr *expr;
+	size_t nexpr;
+	struct shunt_addr *addrs; /* port 0 */
+	size_t naddrs;
+	uint16_t port;
+	bool fallback_baseline;
+	uint64_t created_unix;
+	uint64_t expires_unix; /* 0 = no ttl */
+
+	/* Kept by the cache: the routes this object contributes now. */
+	struct k8s_route *routes;
+	size_t nroutes;
+};
+
+struct k8s_port {
+	char *name; /* "" when unnamed */
+	uint16_t port;
+	bool tcp;
+};
+
+struct k8s_service {
+	struct k8s_meta m;
+	struct shunt_addr cips[2]; /* ClusterIPs, port 0 */
+	size_t ncips;
+	struct k8s_port *ports;
+	size_t nports;
+};
+
+struct k8s_slice {
+	struct k8s_meta m;
+	char *service; /* label kubernetes.io/service-name; NULL when none */
+	struct k8s_port *ports;
+	size_t nports;
+	struct shunt_addr *addrs; /* addresses of endpoints not unready; port 0 */
+	size_t naddrs;
+};
+
+struct k8s_pod {
+	struct k8s_meta m;
+	struct k8s_label *labels;
+	size_t nlabels;
+	bool ready; /* Running, with condition Ready=True */
+	struct shunt_addr ips[K8S_MAX_POD_IPS];
+	size_t nips;
+};
+
+extern const char *const k8s_kind_names[K8S_NKINDS]; /* "sandboxroutes", ... */
+
+/* Decode an item of kind into a new object (*out, freed with
+ * k8s_obj_free). 0 or -EINVAL with a message naming the field (-ENOMEM
+ * when memory runs out). */
+int k8s_decode(enum k8s_kind kind, struct json_object *obj, void **out, char *err, size_t errlen);
+void k8s_obj_free(enum k8s_kind kind, void *obj);
+/* The object's "namespace/name" (for deletes and messages) into buf; 0 or
+ * -EINVAL when metadata.name/namespace are missing or invalid. */
+int k8s_object_id(struct json_object *obj, char *buf, size_t len);
+/* metadata.resourceVersion, or NULL. */
+const char *k8s_object_rv(struct json_object *obj);
+
+/* Does the label set match the selector (matchLabels and matchExpressions
+ * all hold)? */
+bool k8s_selector_match(const struct k8s_sbr *r, const struct k8s_label *labels, size_t nlabels);
+
+/* RFC 3339 ("2026-11-27T02:00:00Z", fractions and offsets allowed) to unix
+ * seconds; 0 or -EINVAL. */
+int k8s_parse_time(const char *s, uint64_t *out);
+
+#endif /* SHUNT_K8S_OBJ_H */

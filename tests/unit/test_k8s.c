@@ -1,0 +1,809 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Unit tests for the Kubernetes translation (agent/k8s_obj.c,
+ * agent/k8s_cache.c) and the kubeconfig reader: JSON fixtures in the
+ * shapes the API server sends (items of a list: no kind/apiVersion) in,
+ * routes out.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <criterion/criterion.h>
+
+#include "k8s_cache.h"
+#include "k8s_obj.h"
+#include "kubeconfig.h"
+#include "routes.h"
+#include "util.h"
+
+#define NOW  (T0_S + 600) /* ten minutes after the fixtures were created */
+#define T0   "2026-11-18T09:00:00Z"
+#define T0_S 1794992400ULL
+
+static struct k8s_cache c;
+static char err[512];
+
+/* Each test runs in its own process with c zeroed (an empty cache). */
+static void teardown(void)
+{
+	k8s_cache_free(&c);
+}
+
+static void put(enum k8s_kind kind, const char *json)
+{
+	int ret = k8s_cache_put_json(&c, kind, json, err, sizeof(err));
+
+	cr_assert_eq(ret, 0, "refused (%d): %s\n%s", ret, err, json);
+}
+
+/* The object is refused with a message containing want. */
+static void refused(enum k8s_kind kind, const char *json, const char *want)
+{
+	int ret = k8s_cache_put_json(&c, kind, json, err, sizeof(err));
+
+	cr_assert_eq(ret, -EINVAL, "accepted: %s", json);
+	cr_assert(strstr(err, want), "message '%s' lacks '%s'", err, want);
+}
+
+/* ---- fixtures ------------------------------------------------------------ */
+
+/* Service shop/orders: ClusterIPs v4 + v6, ports http 80 and grpc 9090
+ * (UDP dns 53 too, never captured). */
+static const char svc_orders[] =
+	"{\"metadata\":{\"name\":\"orders\",\"namespace\":\"shop\",\"uid\":\"u1\","
+	"\"resourceVersion\":\"10\"},"
+	"\"spec\":{\"type\":\"ClusterIP\",\"clusterIP\":\"10.96.0.10\","
+	"\"clusterIPs\":[\"10.96.0.10\",\"fd00:96::10\"],"
+	"\"ports\":[{\"name\":\"http\",\"port\":80,\"targetPort\":8080,\"protocol\":\"TCP\"},"
+	"{\"name\":\"grpc\",\"port\":9090,\"targetPort\":\"grpc\",\"protocol\":\"TCP\"},"
+	"{\"name\":\"dns\",\"port\":53,\"protocol\":\"UDP\"}],"
+	"\"ipFamilies\":[\"IPv4\",\"IPv6\"]},\"status\":{\"loadBalancer\":{}}}";
+
+static const char slice_v4[] =
+	"{\"metadata\":{\"name\":\"orders-abc\",\"namespace\":\"shop\",\"labels\":"
+	"{\"kubernetes.io/service-name\":\"orders\","
+	"\"endpointslice.kubernetes.io/managed-by\":\"endpointslice-controller.k8s.io\"}},"
+	"\"addressType\":\"IPv4\","
+	"\"endpoints\":[{\"addresses\":[\"10.244.0.5\"],\"conditions\":{\"ready\":true,"
+	"\"serving\":true,\"terminating\":false},\"targetRef\":{\"kind\":\"Pod\",\"name\":\"o-1\"}}"
+	","
+	"{\"addresses\":[\"10.244.0.6\"],\"conditions\":{\"ready\":false}},"
+	"{\"addresses\":[\"10.244.0.7\"],\"conditions\":{}}],"
+	"\"ports\":[{\"name\":\"grpc\",\"port\":9091,\"protocol\":\"TCP\"},"
+	"{\"name\":\"http\",\"port\":8080,\"protocol\":\"TCP\"}]}";
+
+static const char slice_v6[] =
+	"{\"metadata\":{\"name\":\"orders-v6\",\"namespace\":\"shop\",\"labels\":"
+	"{\"kubernetes.io/service-name\":\"orders\"}},\"addressType\":\"IPv6\","
+	"\"endpoints\":[{\"addresses\":[\"fd00:244::5\"],\"conditions\":{\"ready\":true}}],"
+	"\"ports\":[{\"name\":\"http\",\"port\":8080,\"protocol\":\"TCP\"}]}";
+
+static const char *pod(char *buf, size_t len, const char *name, const char *labels, const char *ips,
+		       const char *phase, const char *ready)
+{
+	snprintf(buf, len,
+		 "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"shop\",\"labels\":{%s}},"
+		 "\"spec\":{\"containers\":[{\"name\":\"app\"}]},"
+		 "\"status\":{\"phase\":\"%s\",\"conditions\":[{\"type\":\"Initialized\","
+		 "\"status\":\"True\"},{\"type\":\"Ready\",\"status\":\"%s\"}],%s}}",
+		 name, labels, phase, ready, ips);
+	return buf;
+}
+
+static void put_pod(const char *name, const char *labels, const char *ips, const char *phase,
+		    const char *ready)
+{
+	char buf[2048];
+
+	put(K8S_POD, pod(buf, sizeof(buf), name, labels, ips, phase, ready));
+}
+
+static void put_sbr(const char *name, const char *spec_extra, const char *sandbox)
+{
+	char buf[4096];
+
+	snprintf(buf, sizeof(buf),
+		 "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"shop\","
+		 "\"creationTimestamp\":\"" T0 "\",\"resourceVersion\":\"7\"},"
+		 "\"spec\":{\"service\":{\"name\":\"orders\"%s,\"sandbox\":%s}}",
+		 name, spec_extra, sandbox);
+	put(K8S_SBR, buf);
+}
+
+static const struct k8s_sbr *sbr(const char *id)
+{
+	const struct k8s_sbr *r = hmap_sget(&c.objs[K8S_SBR], id);
+
+	cr_assert_not_null(r, "no SandboxRoute %s", id);
+	return r;
+}
+
+static long routes(const char *id, struct k8s_route **out)
+{
+	long n = k8s_sbr_routes(&c, sbr(id), NOW, out);
+
+	cr_assert_geq(n, 0);
+	return n;
+}
+
+/* Is there a route (svc, key) -> to among rs? */
+static const struct k8s_route *find(const struct k8s_route *rs, long n, const char *svc,
+				    const char *key, const char *to)
+{
+	struct shunt_addr s, t;
+	struct shunt_route_key k;
+
+	cr_assert_eq(parse_addr_port(svc, &s), 0, "%s", svc);
+	route_key_make(&k, &s, key, strlen(key));
+	for (long i = 0; i < n; i++) {
+		if (memcmp(&rs[i].k, &k, sizeof(k)))
+			continue;
+		if (to) {
+			cr_assert_eq(parse_addr_port(to, &t), 0, "%s", to);
+			cr_assert(addr_equal(&rs[i].v.to, &t), "%s %s goes elsewhere", svc, key);
+		}
+		return &rs[i];
+	}
+	return NULL;
+}
+
+static void base_cluster(void)
+{
+	put(K8S_SERVICE, svc_orders);
+	put(K8S_SLICE, slice_v4);
+	put(K8S_SLICE, slice_v6);
+	put_pod("orders-1", "\"app\":\"orders\"", "\"podIP\":\"10.244.0.5\"", "Running", "True");
+	put_pod("orders-sbx", "\"app\":\"orders\",\"sandbox\":\"feat-1\"",
+		"\"podIP\":\"10.244.1.9\",\"podIPs\":[{\"ip\":\"10.244.1.9\"},{\"ip\":\"fd00:244:1:"
+		":9\"}]",
+		"Running", "True");
+}
+
+#define SEL_FEAT "{\"selector\":{\"matchLabels\":{\"sandbox\":\"feat-1\"}},\"port\":8080}"
+
+/* ---- translation ----------------------------------------------------------- */
+
+Test(k8s, clusterips_and_ready_endpoints)
+{
+	struct k8s_route *rs;
+	long n;
+
+	base_cluster();
+	put_sbr("feat-1", ",\"ports\":[80]},\"keys\":[\"feat-1\"]", SEL_FEAT);
+	n = routes("shop/feat-1", &rs);
+	cr_assert_not_null(find(rs, n, "10.96.0.10:80", "feat-1", "10.244.1.9:8080"));
+	cr_assert_not_null(find(rs, n, "[fd00:96::10]:80", "feat-1", "[fd00:244:1::9]:8080"));
+	cr_assert_not_null(find(rs, n, "10.244.0.5:8080", "feat-1", "10.244.1.9:8080"));
+	/* ready absent counts as ready; ready=false does not */
+	cr_assert_not_null(find(rs, n, "10.244.0.7:8080", "feat-1", NULL));
+	cr_assert_null(find(rs, n, "10.244.0.6:8080", "feat-1", NULL));
+	cr_assert_not_null(find(rs, n, "[fd00:244::5]:8080", "feat-1", NULL));
+	cr_assert_eq(n, 5);
+	for (long i = 0; i < n; i++) {
+		cr_assert_eq(rs[i].v.flags, SHUNT_ROUTE_FROM_K8S);
+		cr_assert_eq(rs[i].v.expires_unix, 0);
+		cr_assert_eq(rs[i].v.created_unix, T0_S);
+	}
+	free(rs);
+	teardown();
+}
+
+Test(k8s, named_ports_and_every_tcp_port)
+{
+	struct k8s_route *rs;
+	long n;
+
+	base_cluster();
+	/* No ports: every TCP port (http and grpc, not the UDP one). */
+	put_sbr("all", "},\"keys\":[\"k\"]", SEL_FEAT);
+	n = routes("shop/all", &rs);
+	cr_assert_not_null(find(rs, n, "10.96.0.10:80", "k", NULL));
+	cr_assert_not_null(find(rs, n, "10.96.0.10:9090", "k", NULL));
+	cr_assert_null(find(rs, n, "10.96.0.10:53", "k", NULL));
+	/* the slice's port named like the Service port, not its position */
+	cr_assert_not_null(find(rs, n, "10.244.0.5:9091", "k", NULL));
+	cr_assert_not_null(find(rs, n, "10.244.0.5:8080", "k", NULL));
+	/* the v6 slice has no grpc port */
+	cr_assert_null(find(rs, n, "[fd00:244::5]:9091", "k", NULL));
+	cr_assert_eq(n, 2 + 2 + 2 + 2 + 1);
+	free(rs);
+
+	put_sbr("grpc", ",\"ports\":[9090]},\"keys\":[\"k\"]", SEL_FEAT);
+	n = routes("shop/grpc", &rs);
+	cr_assert_eq(n, 2 + 2);
+	cr_assert_not_null(find(rs, n, "10.244.0.7:9091", "k", NULL));
+	free(rs);
+	teardown();
+}
+
+Test(k8s, single_unnamed_port)
+{
+	struct k8s_route *rs;
+	long n;
+
+	put(K8S_SERVICE, "{\"metadata\":{\"name\":\"orders\",\"namespace\":\"shop\"},"
+			 "\"spec\":{\"clusterIP\":\"10.96.0.11\",\"ports\":[{\"port\":80,"
+			 "\"targetPort\":8080}]}}");
+	/* The slice's only port is named differently: the only port counts. */
+	put(K8S_SLICE, "{\"metadata\":{\"name\":\"o1\",\"namespace\":\"shop\",\"labels\":"
+		       "{\"kubernetes.io/service-name\":\"orders\"}},\"addressType\":\"IPv4\","
+		       "\"endpoints\":[{\"addresses\":[\"10.244.0.8\"]}],"
+		       "\"ports\":[{\"name\":\"x\",\"port\":8081}]}");
+	put_sbr("a", "},\"keys\":[\"k\"]", "{\"addresses\":[\"10.244.3.3\"],\"port\":9000}");
+	n = routes("shop/a", &rs);
+	cr_assert_eq(n, 2);
+	cr_assert_not_null(find(rs, n, "10.96.0.11:80", "k", "10.244.3.3:9000"));
+	cr_assert_not_null(find(rs, n, "10.244.0.8:8081", "k", "10.244.3.3:9000"));
+	free(rs);
+	teardown();
+}
+
+Test(k8s, headless_service_endpoints_only)
+{
+	struct k8s_route *rs;
+	long n;
+
+	put(K8S_SERVICE, "{\"metadata\":{\"name\":\"orders\",\"namespace\":\"shop\"},"
+			 "\"spec\":{\"clusterIP\":\"None\",\"clusterIPs\":[\"None\"],"
+			 "\"ports\":[{\"name\":\"http\",\"port\":80}]}}");
+	put(K8S_SLICE, slice_v4);
+	put_sbr("a", "},\"keys\":[\"k\"]", "{\"addresses\":[\"10.244.3.3\"],\"port\":9000}");
+	n = routes("shop/a", &rs);
+	cr_assert_eq(n, 2); /* 10.244.0.5 and .7, port 8080 */
+	free(rs);
+	teardown();
+}
+
+Test(k8s, every_key_gets_a_route)
+{
+	struct k8s_route *rs;
+	long n;
+
+	base_cluster();
+	put_sbr("keys", ",\"ports\":[80]},\"keys\":[\"a\",\"b-2\",\"c.3\"]", SEL_FEAT);
+	n = routes("shop/keys", &rs);
+	cr_assert_eq(n, 5 * 3);
+	cr_assert_not_null(find(rs, n, "10.96.0.10:80", "a", NULL));
+	cr_assert_not_null(find(rs, n, "10.96.0.10:80", "b-2", NULL));
+	cr_assert_not_null(find(rs, n, "10.244.0.5:8080", "c.3", NULL));
+	free(rs);
+	teardown();
+}
+
+Test(k8s, selector_expressions)
+{
+	struct k8s_route *rs;
+	long n;
+
+	put(K8S_SERVICE, svc_orders);
+	put_pod("p1", "\"app\":\"orders\",\"track\":\"canary\",\"tier\":\"a\"",
+		"\"podIP\":\"10.244.1.1\"", "Running", "True");
+	put_pod("p2", "\"app\":\"orders\",\"track\":\"stable\"", "\"podIP\":\"10.244.1.2\"",
+		"Running", "True");
+	put_pod("p3", "\"app\":\"orders\",\"track\":\"canary\"", "\"podIP\":\"10.244.1.3\"",
+		"Running", "True");
+
+	/* In + Exists: p1 only */
+	put_sbr("in", ",\"ports\":[80]},\"keys\":[\"k\"]",
+		"{\"selector\":{\"matchExpressions\":[{\"key\":\"track\",\"operator\":\"In\","
+		"\"values\":[\"canary\",\"x\"]},{\"key\":\"tier\",\"operator\":\"Exists\"}]},"
+		"\"port\":1}");
+	n = routes("shop/in", &rs);
+	cr_assert_not_null(find(rs, n, "10.96.0.10:80", "k", "10.244.1.1:1"));
+	free(rs);
+
+	/* NotIn + DoesNotExist + matchLabels: p3 (p2 is stable, p1 has tier) */
+	put_sbr("notin", ",\"ports\":[80]},\"keys\":[\"k\"]",
+		"{\"selector\":{\"matchLabels\":{\"app\":\"orders\"},\"matchExpressions\":["
+		"{\"key\":\"track\",\"operator\":\"NotIn\",\"values\":[\"stable\"]},"
+		"{\"key\":\"tier\",\"operator\":\"DoesNotExist\"}]},\"port\":1}");
+	n = routes("shop/notin", &rs);
+	cr_assert_not_null(find(rs, n, "10.96.0.10:80", "k", "10.244.1.3:1"));
+	free(rs);
+
+	/* nothing matches: no routes */
+	put_sbr("none", ",\"ports\":[80]},\"keys\":[\"k\"]",
+		"{\"selector\":{\"matchLabels\":{\"app\":\"nope\"}},\"port\":1}");
+	cr_assert_eq(routes("shop/none", &rs), 0);
+	free(rs);
+	teardown();
+}
+
+Test(k8s, readiness_and_lowest_ip)
+{
+	struct k8s_route *rs;
+	long n;
+
+	put(K8S_SERVICE, svc_orders);
+	put_pod("s-pending", "\"s\":\"x\"", "\"podIP\":\"10.244.1.1\"", "Pending", "False");
+	put_pod("s-unready", "\"s\":\"x\"", "\"podIP\":\"10.244.1.2\"", "Running", "False");
+	put_pod("s-noip", "\"s\":\"x\"", "\"podIP\":\"\"", "Running", "True");
+	put_pod("s-b", "\"s\":\"x\"", "\"podIP\":\"10.244.1.20\"", "Running", "True");
+	put_pod("s-a", "\"s\":\"x\"", "\"podIP\":\"10.244.1.10\"", "Running", "True");
+	put_pod("s-done", "\"s\":\"x\"", "\"podIP\":\"10.244.1.3\"", "Succeeded", "True");
+	put_sbr("r", ",\"ports\":[80]},\"keys\":[\"k\"]",
+		"{\"selector\":{\"matchLabels\":{\"s\":\"x\"}},\"port\":8080}");
+	n = routes("shop/r", &rs);
+	/* v4 ClusterIP only: no v6 sandbox, so no route for the v6 one */
+	cr_assert_eq(n, 1);
+	cr_assert_not_null(find(rs, n, "10.96.0.10:80", "k", "10.244.1.10:8080"));
+	cr_assert_null(find(rs, n, "[fd00:96::10]:80", "k", NULL));
+	free(rs);
+
+	/* none ready: no routes at all */
+	put_pod("s-a", "\"s\":\"x\"", "\"podIP\":\"10.244.1.10\"", "Running", "False");
+	put_pod("s-b", "\"s\":\"y\"", "\"podIP\":\"10.244.1.20\"", "Running", "True");
+	cr_assert_eq(routes("shop/r", &rs), 0);
+	free(rs);
+	teardown();
+}
+
+Test(k8s, families_match)
+{
+	struct k8s_route *rs;
+	long n;
+
+	base_cluster();
+	/* Only a v6 sandbox address: only the v6 captured addresses. */
+	put_sbr("v6", ",\"ports\":[80]},\"keys\":[\"k\"]",
+		"{\"addresses\":[\"fd00:244:9::1\",\"fd00:244:9::2\"],\"port\":8080}");
+	n = routes("shop/v6", &rs);
+	cr_assert_eq(n, 2);
+	cr_assert_not_null(find(rs, n, "[fd00:96::10]:80", "k", "[fd00:244:9::1]:8080"));
+	cr_assert_not_null(find(rs, n, "[fd00:244::5]:8080", "k", "[fd00:244:9::1]:8080"));
+	free(rs);
+
+	/* Both: the first address of each family. */
+	put_sbr("both", ",\"ports\":[80]},\"keys\":[\"k\"]",
+		"{\"addresses\":[\"fd00:244:9::1\",\"10.244.9.1\",\"10.244.9.0\"],\"port\":8080}");
+	n = routes("shop/both", &rs);
+	cr_assert_eq(n, 5);
+	cr_assert_not_null(find(rs, n, "10.96.0.10:80", "k", "10.244.9.1:8080"));
+	free(rs);
+	teardown();
+}
+
+Test(k8s, ttl_and_fallback)
+{
+	struct k8s_route *rs;
+	long n;
+
+	base_cluster();
+	put_sbr("ttl",
+		",\"ports\":[80]},\"keys\":[\"k\"],\"ttl\":\"1h30m\","
+		"\"fallback\":\"baseline\"",
+		SEL_FEAT);
+	n = routes("shop/ttl", &rs);
+	cr_assert_eq(n, 5);
+	cr_assert_eq(rs[0].v.expires_unix, T0_S + 5400);
+	cr_assert_eq(rs[0].v.flags, SHUNT_ROUTE_FROM_K8S | SHUNT_ROUTE_FALLBACK_BASELINE);
+	free(rs);
+
+	/* created at T0 with 90m: gone at T0 + 5400 exactly */
+	cr_assert_eq(k8s_sbr_routes(&c, sbr("shop/ttl"), T0_S + 5400, &rs), 0);
+	free(rs);
+	cr_assert_eq(k8s_sbr_routes(&c, sbr("shop/ttl"), T0_S + 5399, &rs), 5);
+	free(rs);
+
+	/* already expired when seen */
+	put_sbr("old", ",\"ports\":[80]},\"keys\":[\"k\"],\"ttl\":\"60s\"", SEL_FEAT);
+	cr_assert_eq(routes("shop/old", &rs), 0);
+	free(rs);
+	teardown();
+}
+
+Test(k8s, missing_service_no_routes)
+{
+	struct k8s_route *rs;
+
+	put_pod("s", "\"s\":\"x\"", "\"podIP\":\"10.244.1.1\"", "Running", "True");
+	put_sbr("r", "},\"keys\":[\"k\"]",
+		"{\"selector\":{\"matchLabels\":{\"s\":\"x\"}},\"port\":1}");
+	cr_assert_eq(routes("shop/r", &rs), 0);
+	free(rs);
+	teardown();
+}
+
+Test(k8s, invalid_objects_refused)
+{
+	char big[2048];
+
+	refused(K8S_SBR, "[]", "not a JSON object");
+	refused(K8S_SBR, "{\"metadata\":{\"name\":\"x\"},\"spec\":{}}", "metadata.name/namespace");
+	refused(K8S_SBR, "{\"metadata\":{\"name\":\"x\",\"namespace\":\"s\"}}", "spec:");
+	refused(K8S_SBR,
+		"{\"metadata\":{\"name\":\"x\",\"namespace\":\"s\"},\"spec\":{\"service\":{"
+		"\"name\":"
+		"7},\"keys\":[\"k\"],\"sandbox\":{\"addresses\":[\"1.2.3.4\"],\"port\":1}}}",
+		"spec.service.name");
+	refused(K8S_SBR,
+		"{\"metadata\":{\"name\":\"x\",\"namespace\":\"s\"},\"spec\":{\"service\":{"
+		"\"name\":"
+		"\"o\"},\"keys\":[\"a,b\"],\"sandbox\":{\"addresses\":[\"1.2.3.4\"],\"port\":1}}}",
+		"spec.keys[0]");
+	refused(K8S_SBR,
+		"{\"metadata\":{\"name\":\"x\",\"namespace\":\"s\"},\"spec\":{\"service\":{"
+		"\"name\":"
+		"\"o\"},\"keys\":[],\"sandbox\":{\"addresses\":[\"1.2.3.4\"],\"port\":1}}}",
+		"spec.keys");
+	refused(K8S_SBR,
+		"{\"metadata\":{\"name\":\"x\",\"namespace\":\"s\"},\"spec\":{\"service\":{"
+		"\"name\":"
+		"\"o\"},\"keys\":[\"1\",\"2\",\"3\",\"4\",\"5\",\"6\",\"7\",\"8\",\"9\",\"10\","
+		"\"11\","
+		"\"12\",\"13\",\"14\",\"15\",\"16\",\"17\"],\"sandbox\":{\"addresses\":[\"1.2.3."
+		"4\"],"
+		"\"port\":1}}}",
+		"spec.keys");
+	refused(K8S_SBR,
+		"{\"metadata\":{\"name\":\"x\",\"namespace\":\"s\"},\"spec\":{\"service\":{"
+		"\"name\":"
+		"\"o\"},\"keys\":[\"k\"],\"sandbox\":{\"addresses\":[\"1.2.3.4\"],\"port\":70000}}"
+		"}",
+		"spec.sandbox.port");
+	refused(K8S_SBR,
+		"{\"metadata\":{\"name\":\"x\",\"namespace\":\"s\"},\"spec\":{\"service\":{"
+		"\"name\":"
+		"\"o\"},\"keys\":[\"k\"],\"sandbox\":{\"addresses\":[\"1.2.3.4\"],\"port\":\"80\"}}"
+		"}",
+		"spec.sandbox.port");
+	refused(K8S_SBR,
+		"{\"metadata\":{\"name\":\"x\",\"namespace\":\"s\"},\"spec\":{\"service\":{"
+		"\"name\":"
+		"\"o\"},\"keys\":[\"k\"],\"sandbox\":{\"addresses\":[\"1.2.3.4\"],\"selector\":"
+		"{\"matchLabels\":{\"a\":\"b\"}},\"port\":1}}}",
+		"exactly one of selector and addresses");
+	refused(K8S_SBR,
+		"{\"metadata\":{\"name\":\"x\",\"namespace\":\"s\"},\"spec\":{\"service\":{"
+		"\"name\":"
+		"\"o\"},\"keys\":[\"k\"],\"sandbox\":{\"selector\":{},\"port\":1}}}",
+		"empty");
+	refused(K8S_SBR,
+		"{\"metadata\":{\"name\":\"x\",\"namespace\":\"s\"},\"spec\":{\"service\":{"
+		"\"name\":"
+		"\"o\"},\"keys\":[\"k\"],\"sandbox\":{\"selector\":{\"matchExpressions\":[{\"key\":"
+		"\"a\",\"operator\":\"Maybe\"}]},\"port\":1}}}",
+		"operator");
+	refused(K8S_SBR,
+		"{\"metadata\":{\"name\":\"x\",\"namespace\":\"s\"},\"spec\":{\"service\":{"
+		"\"name\":"
+		"\"o\"},\"keys\":[\"k\"],\"sandbox\":{\"selector\":{\"matchExpressions\":[{\"key\":"
+		"\"a\",\"operator\":\"In\"}]},\"port\":1}}}",
+		"values: required");
+	refused(K8S_SBR,
+		"{\"metadata\":{\"name\":\"x\",\"namespace\":\"s\"},\"spec\":{\"service\":{"
+		"\"name\":"
+		"\"o\"},\"keys\":[\"k\"],\"sandbox\":{\"addresses\":[\"10.0.0.1:80\"],\"port\":1}}"
+		"}",
+		"spec.sandbox.addresses[0]");
+	refused(K8S_SBR,
+		"{\"metadata\":{\"name\":\"x\",\"namespace\":\"s\",\"creationTimestamp\":\"" T0
+		"\"},\"spec\":{\"service\":{\"name\":\"o\"},\"keys\":[\"k\"],\"sandbox\":"
+		"{\"addresses\":[\"1.2.3.4\"],\"port\":1},\"ttl\":\"8 hours\"}}",
+		"spec.ttl");
+	refused(K8S_SBR,
+		"{\"metadata\":{\"name\":\"x\",\"namespace\":\"s\"},\"spec\":{\"service\":{"
+		"\"name\":"
+		"\"o\"},\"keys\":[\"k\"],\"sandbox\":{\"addresses\":[\"1.2.3.4\"],\"port\":1},"
+		"\"ttl\":\"8h\"}}",
+		"creationTimestamp");
+	refused(K8S_SBR,
+		"{\"metadata\":{\"name\":\"x\",\"namespace\":\"s\"},\"spec\":{\"service\":{"
+		"\"name\":"
+		"\"o\"},\"keys\":[\"k\"],\"sandbox\":{\"addresses\":[\"1.2.3.4\"],\"port\":1},"
+		"\"fallback\":\"maybe\"}}",
+		"spec.fallback");
+	/* a huge value: a label longer than the API allows */
+	memset(big, 'a', 500);
+	big[500] = '\0';
+	{
+		char buf[4096];
+
+		snprintf(buf, sizeof(buf),
+			 "{\"metadata\":{\"name\":\"p\",\"namespace\":\"s\",\"labels\":{\"a\":"
+			 "\"%s\"}},\"status\":{}}",
+			 big);
+		refused(K8S_POD, buf, "metadata.labels.a");
+		snprintf(buf, sizeof(buf), "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"s\"}}",
+			 big);
+		refused(K8S_SERVICE, buf, "metadata.name");
+	}
+	refused(K8S_SERVICE,
+		"{\"metadata\":{\"name\":\"o\",\"namespace\":\"s\"},\"spec\":{\"clusterIP\":"
+		"\"10.0.0.300\"}}",
+		"not an IP address");
+	refused(K8S_SLICE,
+		"{\"metadata\":{\"name\":\"o\",\"namespace\":\"s\"},\"addressType\":\"IPv4\","
+		"\"endpoints\":[{\"addresses\":[\"fd00::1\"]}]}",
+		"endpoints[0].addresses[0]");
+	refused(K8S_SLICE,
+		"{\"metadata\":{\"name\":\"o\",\"namespace\":\"s\"},\"addressType\":\"IPv4\","
+		"\"endpoints\":[{\"addresses\":[\"10.0.0.1\"],\"conditions\":{\"ready\":\"yes\"}}]"
+		"}",
+		"ready");
+	refused(K8S_POD,
+		"{\"metadata\":{\"name\":\"p\",\"namespace\":\"s\"},\"status\":{\"podIPs\":[{"
+		"\"ip\":"
+		"\"1.1.1.1\"},{\"ip\":\"::1\"},{\"ip\":\"2.2.2.2\"}]}}",
+		"status.podIPs");
+	/* Nothing refused made it into the cache. */
+	cr_assert_eq(c.objs[K8S_SBR].n, 0);
+	cr_assert_eq(c.objs[K8S_POD].n, 0);
+	cr_assert_eq(c.objs[K8S_SERVICE].n, 0);
+	teardown();
+}
+
+Test(k8s, fqdn_slice_and_fields_ignored)
+{
+	/* FQDN slices and unknown fields are fine, they just add nothing. */
+	put(K8S_SLICE, "{\"metadata\":{\"name\":\"f\",\"namespace\":\"s\",\"labels\":"
+		       "{\"kubernetes.io/service-name\":\"o\"}},\"addressType\":\"FQDN\","
+		       "\"endpoints\":[{\"addresses\":[\"a.example.com\"]}],\"extra\":[1,2]}");
+	cr_assert_eq(((struct k8s_slice *)hmap_sget(&c.objs[K8S_SLICE], "s/f"))->naddrs, 0);
+	teardown();
+}
+
+/* ---- incremental cache ---------------------------------------------------- */
+
+static long take(struct k8s_op **ops)
+{
+	long n;
+
+	cr_assert_eq(k8s_cache_recompute(&c, NOW), 0);
+	n = k8s_cache_changes(&c, false, ops);
+	cr_assert_geq(n, 0);
+	return n;
+}
+
+static size_t count_ops(const struct k8s_op *ops, long n, bool del)
+{
+	size_t m = 0;
+
+	for (long i = 0; i < n; i++)
+		m += ops[i].del == del;
+	return m;
+}
+
+Test(k8s, changes_are_incremental)
+{
+	struct k8s_op *ops;
+	long n;
+
+	base_cluster();
+	put_sbr("feat-1", ",\"ports\":[80]},\"keys\":[\"feat-1\"]", SEL_FEAT);
+	n = take(&ops);
+	cr_assert_eq(n, 5);
+	cr_assert_eq(count_ops(ops, n, false), 5);
+	cr_assert_eq(c.nroutes, 5);
+	free(ops);
+
+	/* Nothing changed: nothing to report. */
+	put_pod("orders-1", "\"app\":\"orders\"", "\"podIP\":\"10.244.0.5\"", "Running", "True");
+	put(K8S_SERVICE, svc_orders);
+	n = take(&ops);
+	cr_assert_eq(n, 0);
+	free(ops);
+
+	/* A new baseline endpoint: one put. */
+	put(K8S_SLICE, "{\"metadata\":{\"name\":\"orders-2\",\"namespace\":\"shop\",\"labels\":"
+		       "{\"kubernetes.io/service-name\":\"orders\"}},\"addressType\":\"IPv4\","
+		       "\"endpoints\":[{\"addresses\":[\"10.244.0.99\"]}],"
+		       "\"ports\":[{\"name\":\"http\",\"port\":8080}]}");
+	n = take(&ops);
+	cr_assert_eq(n, 1);
+	cr_assert_not(ops[0].del);
+	free(ops);
+
+	/* The sandbox becomes unready: every route goes. */
+	put_pod("orders-sbx", "\"app\":\"orders\",\"sandbox\":\"feat-1\"",
+		"\"podIP\":\"10.244.1.9\",\"podIPs\":[{\"ip\":\"10.244.1.9\"},{\"ip\":\"fd00:244:1:"
+		":9\"}]",
+		"Running", "False");
+	n = take(&ops);
+	cr_assert_eq(n, 6);
+	cr_assert_eq(count_ops(ops, n, true), 6);
+	cr_assert_eq(c.nroutes, 0);
+	free(ops);
+
+	/* A full resync lists everything desired (now nothing). */
+	cr_assert_eq(k8s_cache_changes(&c, true, &ops), 0);
+	free(ops);
+	teardown();
+}
+
+Test(k8s, conflict_smallest_name_wins)
+{
+	struct k8s_op *ops;
+	long n;
+
+	put(K8S_SERVICE, "{\"metadata\":{\"name\":\"orders\",\"namespace\":\"shop\"},"
+			 "\"spec\":{\"clusterIP\":\"10.96.0.11\",\"ports\":[{\"port\":80}]}}");
+	put_sbr("b", "},\"keys\":[\"k\"]", "{\"addresses\":[\"10.244.3.2\"],\"port\":1}");
+	put_sbr("a", "},\"keys\":[\"k\"]", "{\"addresses\":[\"10.244.3.1\"],\"port\":1}");
+	n = take(&ops);
+	cr_assert_eq(n, 1);
+	cr_assert_not_null(find(&ops[0].r, 1, "10.96.0.11:80", "k", "10.244.3.1:1"));
+	free(ops);
+
+	/* The winner goes: the other one takes over. */
+	cr_assert_eq(k8s_cache_del(&c, K8S_SBR, "shop/a"), 0);
+	n = take(&ops);
+	cr_assert_eq(n, 1);
+	cr_assert_not(ops[0].del);
+	cr_assert_not_null(find(&ops[0].r, 1, "10.96.0.11:80", "k", "10.244.3.2:1"));
+	free(ops);
+
+	cr_assert_eq(k8s_cache_del(&c, K8S_SBR, "shop/b"), 0);
+	n = take(&ops);
+	cr_assert_eq(n, 1);
+	cr_assert(ops[0].del);
+	free(ops);
+	cr_assert_eq(c.desired.n, 0);
+	teardown();
+}
+
+Test(k8s, relist_replaces_a_kind)
+{
+	struct k8s_op *ops;
+	struct hmap fresh = {};
+	void *svc;
+	long n;
+	struct json_object *o;
+
+	base_cluster();
+	put_sbr("feat-1", ",\"ports\":[80]},\"keys\":[\"feat-1\"]", SEL_FEAT);
+	n = take(&ops);
+	free(ops);
+	cr_assert_eq(n, 5);
+
+	/* The relisted Services: orders is gone. */
+	o = json_tokener_parse("{\"metadata\":{\"name\":\"other\",\"namespace\":\"shop\"}}");
+	cr_assert_eq(k8s_decode(K8S_SERVICE, o, &svc, err, sizeof(err)), 0);
+	json_object_put(o);
+	cr_assert_eq(hmap_put(&fresh, "shop/other", 10, svc, NULL), 0);
+	cr_assert_eq(k8s_cache_replace(&c, K8S_SERVICE, &fresh), 0);
+	n = take(&ops);
+	cr_assert_eq(count_ops(ops, n, true), 5);
+	free(ops);
+	cr_assert_eq(c.objs[K8S_SERVICE].n, 1);
+	teardown();
+}
+
+Test(k8s, deadline_is_tracked)
+{
+	struct k8s_op *ops;
+	long n;
+
+	base_cluster();
+	put_sbr("ttl", ",\"ports\":[80]},\"keys\":[\"k\"],\"ttl\":\"2h\"", SEL_FEAT);
+	n = take(&ops);
+	free(ops);
+	cr_assert_eq(n, 5);
+	cr_assert_eq(c.next_deadline, T0_S + 7200);
+	cr_assert_not(k8s_cache_pending(&c, T0_S + 7199));
+	cr_assert(k8s_cache_pending(&c, T0_S + 7200));
+	cr_assert_eq(k8s_cache_recompute(&c, T0_S + 7200), 0);
+	n = k8s_cache_changes(&c, false, &ops);
+	cr_assert_eq(count_ops(ops, n, true), 5);
+	free(ops);
+	cr_assert_eq(c.next_deadline, 0);
+	teardown();
+}
+
+/* ---- small parsers ------------------------------------------------------ */
+
+Test(k8s_time, rfc3339)
+{
+	uint64_t t;
+
+	cr_assert_eq(k8s_parse_time("1970-01-01T00:00:00Z", &t), 0);
+	cr_assert_eq(t, 0);
+	cr_assert_eq(k8s_parse_time(T0, &t), 0);
+	cr_assert_eq(t, T0_S);
+	cr_assert_eq(k8s_parse_time("2026-11-18T09:00:00.123456Z", &t), 0);
+	cr_assert_eq(t, T0_S);
+	cr_assert_eq(k8s_parse_time("2026-11-18T11:00:00+02:00", &t), 0);
+	cr_assert_eq(t, T0_S);
+	cr_assert_eq(k8s_parse_time("2026-11-18T08:30:00-00:30", &t), 0);
+	cr_assert_eq(t, T0_S);
+	cr_assert_eq(k8s_parse_time("2026-11-18 09:00:00Z", &t), -EINVAL);
+	cr_assert_eq(k8s_parse_time("2026-11-18T09:00:00", &t), -EINVAL);
+	cr_assert_eq(k8s_parse_time("2026-13-18T09:00:00Z", &t), -EINVAL);
+	cr_assert_eq(k8s_parse_time("2026-11-18T09:00:00Zjunk", &t), -EINVAL);
+	cr_assert_eq(k8s_parse_time("2026-11-18T09:00:00.Z", &t), -EINVAL);
+	cr_assert_eq(k8s_parse_time("", &t), -EINVAL);
+}
+
+Test(kubeconfig, current_context)
+{
+	static const char text[] =
+		"apiVersion: v1\nkind: Config\ncurrent-context: dev\n"
+		"clusters:\n"
+		"- name: prod\n  cluster:\n    server: https://prod:6443\n"
+		"- name: staging\n  cluster:\n    server: https://10.0.0.1:6443/\n"
+		"    certificate-authority-data: LS0tLS1CRUdJTg==\n"
+		"contexts:\n"
+		"- name: prod\n  context: {cluster: prod, user: admin}\n"
+		"- name: dev\n  context:\n    cluster: staging\n    user: dev\n"
+		"users:\n"
+		"- name: dev\n  user:\n    tokenFile: tok\n    client-certificate: c.crt\n"
+		"    client-key: /abs/c.key\n";
+	struct k8s_conn kc;
+
+	cr_assert_eq(kubeconfig_parse(text, strlen(text), "/etc/kube", &kc, err, sizeof(err)), 0,
+		     "%s", err);
+	cr_assert_str_eq(kc.server, "https://10.0.0.1:6443");
+	cr_assert_eq(kc.ca_len, 10);
+	cr_assert(!memcmp(kc.ca_data, "-----BEGIN", 10));
+	cr_assert_str_eq(kc.token_file, "/etc/kube/tok");
+	cr_assert_str_eq(kc.cert_file, "/etc/kube/c.crt");
+	cr_assert_str_eq(kc.key_file, "/abs/c.key");
+	cr_assert_null(kc.token);
+	cr_assert_not(kc.insecure);
+	k8s_conn_free(&kc);
+}
+
+Test(kubeconfig, errors)
+{
+	struct k8s_conn kc;
+
+	cr_assert_eq(kubeconfig_parse("a: [", 4, NULL, &kc, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(kubeconfig_parse("kind: Config\n", 13, NULL, &kc, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "current-context"), "%s", err);
+	{
+		static const char t[] = "current-context: x\ncontexts:\n- name: x\n  context:\n"
+					"    cluster: c\nclusters:\n- name: c\n  cluster:\n"
+					"    server: ftp://x\n";
+
+		cr_assert_eq(kubeconfig_parse(t, strlen(t), NULL, &kc, err, sizeof(err)), -EINVAL);
+		cr_assert(strstr(err, "server"), "%s", err);
+	}
+}
+
+Test(kubeconfig, base64)
+{
+	char *out;
+	size_t len;
+
+	cr_assert_eq(base64_decode("aGVsbG8=", &out, &len), 0);
+	cr_assert_eq(len, 5);
+	cr_assert(!memcmp(out, "hello", 5));
+	free(out);
+	cr_assert_eq(base64_decode("aGVs\nbG8h", &out, &len), 0);
+	cr_assert_eq(len, 6);
+	free(out);
+	cr_assert_eq(base64_decode("aGV*", &out, &len), -EINVAL);
+	cr_assert_eq(base64_decode("aG=V", &out, &len), -EINVAL);
+}
+
+Test(hmap, put_get_del_iterate)
+{
+	struct hmap m = {};
+	struct hmap_entry *e;
+	size_t i, seen = 0;
+	char key[16];
+	void *old;
+
+	for (long j = 0; j < 1000; j++) {
+		snprintf(key, sizeof(key), "k%ld", j);
+		cr_assert_eq(hmap_put(&m, key, strlen(key), (void *)(j + 1), NULL), 0);
+	}
+	cr_assert_eq(m.n, 1000);
+	cr_assert_eq(hmap_sget(&m, "k500"), (void *)501);
+	cr_assert_eq(hmap_put(&m, "k500", 4, (void *)7, &old), 0);
+	cr_assert_eq(old, (void *)501);
+	cr_assert_eq(m.n, 1000);
+	for (e = hmap_first(&m, &i); e;) {
+		struct hmap_entry *next = hmap_next(&m, e, &i);
+
+		if (seen++ % 2)
+			hmap_del(&m, e->key, e->klen);
+		e = next;
+	}
+	cr_assert_eq(seen, 1000);
+	cr_assert_eq(m.n, 500);
+	cr_assert_null(hmap_sget(&m, "nope"));
+	hmap_free(&m);
+}
