@@ -8,6 +8,7 @@ PKGS=(
 	make clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
 	libcriterion-dev node-llhttp
 	iproute2 util-linux procps python3 curl
+	python3-jsonschema python3-yaml
 	wrk nginx-light
 	postgresql postgresql-client
 	clang-format cppcheck
