@@ -557,31 +557,59 @@ echo started >> "$LOG"
 while :; do sleep 0.05; done
 """
 
-    def run_wrapper(self, shell, what, signals=(), settle=0.3):
+    @staticmethod
+    def wait_for(path, text, timeout=10.0):
+        """Poll path until it contains text (the machine may be busy)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            with open(path) as f:
+                if text in f.read():
+                    return True
+            time.sleep(0.02)
+        return False
+
+    @staticmethod
+    def kill_group(p):
+        """Whatever a failed assertion left running: the wrapper and the fake."""
+        try:
+            os.killpg(p.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        p.wait()
+
+    def run_wrapper(self, shell, what, signals=()):
+        """signals: [(signal, text the log shows once it was handled)]."""
         d = tempfile.mkdtemp(prefix="shunt-deploy-")
         try:
             fake = os.path.join(d, "shuntd")
             with open(fake, "w") as f:
                 f.write(self.FAKE)
             os.chmod(fake, 0o755)
-            log = os.path.join(d, "log")
+            log, errlog = os.path.join(d, "log"), os.path.join(d, "stderr")
             open(log, "w").close()
             env = dict(os.environ, SHUNTD=fake, LOG=log)
-            p = subprocess.Popen([shell, os.path.join(DEPLOY, "shuntd-pod.sh"), what],
-                                 env=env, stderr=subprocess.PIPE, text=True)
-            time.sleep(settle)
-            for s in signals:
-                p.send_signal(s)
-                time.sleep(0.2)
+            with open(errlog, "w") as err:
+                p = subprocess.Popen([shell, os.path.join(DEPLOY, "shuntd-pod.sh"), what],
+                                     env=env, stdout=subprocess.DEVNULL, stderr=err,
+                                     start_new_session=True)
+            self.addCleanup(self.kill_group, p)
+            # Signal only once the wrapper's traps are set: it starts the
+            # fake after setting them, and the fake logs "started".
+            if what == "run":
+                self.assertTrue(self.wait_for(log, "started"), shell)
+            elif what == "exit0":
+                self.assertTrue(self.wait_for(errlog, "handed over"), shell)
+            for sig, shows in signals:
+                p.send_signal(sig)
+                if shows:
+                    self.assertTrue(self.wait_for(log, shows), "%s: %s" % (shell, shows))
             try:
-                rc = p.wait(timeout=5)
+                rc = p.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 p.kill()
                 p.wait()
                 rc = None
-            err = p.stderr.read()
-            p.stderr.close()
-            return rc, open(log).read().split(), err
+            return rc, open(log).read().split(), open(errlog).read()
         finally:
             shutil.rmtree(d)
 
@@ -593,24 +621,24 @@ while :; do sleep 0.05; done
 
     def test_sigterm_is_forwarded_and_ends_the_pod(self):
         for sh in self.shells():
-            rc, log, _ = self.run_wrapper(sh, "run", [signal.SIGTERM])
+            rc, log, _ = self.run_wrapper(sh, "run", [(signal.SIGTERM, None)])
             self.assertEqual((rc, log), (0, ["started", "TERM"]), sh)
 
     def test_sighup_is_forwarded(self):
         for sh in self.shells():
-            rc, log, _ = self.run_wrapper(sh, "run", [signal.SIGHUP, signal.SIGTERM])
+            rc, log, _ = self.run_wrapper(sh, "run", [(signal.SIGHUP, "HUP"), (signal.SIGTERM, None)])
             self.assertEqual((rc, log), (0, ["started", "HUP", "TERM"]), sh)
 
     def test_failure_is_passed_on(self):
         for sh in self.shells():
-            rc, _, _ = self.run_wrapper(sh, "exit3", settle=0)
+            rc, _, _ = self.run_wrapper(sh, "exit3")
             self.assertEqual(rc, 3, sh)
 
     def test_handover_keeps_the_pod_up_until_sigterm(self):
         for sh in self.shells():
-            # shuntd exits 0 by itself (handed over): still running 1 s on,
-            # then SIGTERM ends it with 0.
-            rc, _, err = self.run_wrapper(sh, "exit0", [signal.SIGTERM], settle=0.6)
+            # shuntd exits 0 by itself (handed over): the wrapper says so
+            # and stays up; SIGTERM then ends it with 0.
+            rc, _, err = self.run_wrapper(sh, "exit0", [(signal.SIGTERM, None)])
             self.assertEqual(rc, 0, sh)
             self.assertIn("handed over", err, sh)
 
@@ -623,7 +651,8 @@ while :; do sleep 0.05; done
                 f.write("#!/bin/sh\nexit 0\n")
             os.chmod(fake, 0o755)
             p = subprocess.Popen([sh, os.path.join(DEPLOY, "shuntd-pod.sh")], env=dict(os.environ, SHUNTD=fake),
-                                 stderr=subprocess.DEVNULL)
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            self.addCleanup(self.kill_group, p)
             time.sleep(1.0)
             self.assertIsNone(p.poll(), "the pod's container ended after a handover: the kubelet would restart it")
             p.send_signal(signal.SIGTERM)
