@@ -55,7 +55,8 @@ UNIT_OBJS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%.o,$(UNIT_SRCS))
 
 .DELETE_ON_ERROR:
 .SECONDARY: $(BPF_OBJS)
-.PHONY: FORCE all clean test test-unit test-e2e bench soak fuzz fuzz-smoke test-kernels check format vmlinux demo
+.PHONY: FORCE all clean test test-unit test-e2e test-deploy deploy-schemas bench bench-k8s soak fuzz fuzz-smoke \
+	test-kernels check format vmlinux demo
 
 all: $(OUTPUT)/shuntd $(OUTPUT)/shuntctl
 
@@ -119,7 +120,26 @@ test-unit: $(OUTPUT)/unit-tests
 test-e2e: all
 	$(PYTHON) tests/e2e/run.py --build $(OUTPUT) $(E2E_ARGS)
 
-test: test-unit test-e2e
+# deploy/ offline: manifests against the Kubernetes schemas, the CRDs'
+# own schema and CEL rules against good and bad SandboxRoutes, the
+# DaemonSet's invariants, the pod entrypoint (tests/deploy/validate.py).
+test-deploy: all
+	$(PYTHON) tests/deploy/validate.py --build $(OUTPUT)
+
+test: test-unit test-deploy test-e2e
+
+# Regenerate tests/deploy/schemas/k8s.json from the npm packages
+# (kubernetes-models); pass K8S_MODELS_VERSION to move to another one.
+K8S_MODELS_VERSION ?= 5.1.0
+K8S_APIMACHINERY_VERSION ?= 3.0.2
+deploy-schemas:
+	d=$$(mktemp -d) && trap 'rm -rf "$$d"' EXIT && cd "$$d" && \
+	npm pack --silent kubernetes-models@$(K8S_MODELS_VERSION) \
+		@kubernetes-models/apimachinery@$(K8S_APIMACHINERY_VERSION) >/dev/null && \
+	mkdir km am && tar xzf kubernetes-models-$(K8S_MODELS_VERSION).tgz -C km && \
+	tar xzf kubernetes-models-apimachinery-$(K8S_APIMACHINERY_VERSION).tgz -C am && \
+	$(PYTHON) $(CURDIR)/tests/deploy/gen_k8s_schemas.py km/package am/package \
+		$(CURDIR)/tests/deploy/schemas/k8s.json
 
 demo: all
 	$(PYTHON) tests/demo.py $(OUTPUT)

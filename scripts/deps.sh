@@ -9,9 +9,10 @@ PKGS=(
 	libcriterion-dev node-llhttp
 	libcurl4-openssl-dev libjson-c-dev libyaml-dev
 	iproute2 util-linux procps python3 curl
+	python3-jsonschema python3-yaml
 	wrk nginx-light
 	postgresql postgresql-client
-	clang-format cppcheck
+	clang-format cppcheck binutils
 )
 
 if [ "$(id -u)" != 0 ]; then

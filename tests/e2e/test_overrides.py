@@ -187,7 +187,7 @@ class Overrides(NodeTestCase):
         check(["add", "--from", "netns:/etc/hostname", "--dst", SVC4, "--to", TO4], 1,
               "/etc/hostname is not a network namespace")
         check(["add", "--from", "netns:/nonexistent", "--dst", SVC4, "--to", TO4], 1, "No such file")
-        check(["add", "--from", "cgroup:/tmp", "--dst", SVC4, "--to", TO4], 1, "not in a cgroup v2 hierarchy")
+        check(["add", "--from", "cgroup:/tmp", "--dst", SVC4, "--to", TO4], 1, "is not a directory in a cgroup v2 hierarchy")
         check(["add", "--from", "pid:0", "--dst", SVC4, "--to", TO4], 2, "not a process id")
         check(["add", "--from", ns, "--dst", SVC4, "--to", TO6], 2, "address family")
         check(["add", "--from", ns, "--dst", SVC4], 2, "--to is required")
