@@ -32,8 +32,24 @@ finish() {
 : >"$OUT/result"
 result kernel "$(uname -r)"
 
+# A checkout under /tmp or /run (a CI clone, say) would vanish under the
+# fresh filesystems mounted there: hold it aside with a bind mount and put
+# it back at the same path afterwards.
+held=()
+for d in "$REPO" "$BUILD"; do
+	case $d/ in
+	/tmp/* | /run/*)
+		h=/mnt/shunt-held${#held[@]}
+		mkdir -p "$h" && mount --bind "$d" "$h" && held+=("$d")
+		;;
+	esac
+done
 mount -t tmpfs -o mode=1777 tmpfs /tmp
 mount -t tmpfs -o mode=0755 tmpfs /run
+for i in "${!held[@]}"; do
+	mkdir -p "${held[$i]}" && mount --bind "/mnt/shunt-held$i" "${held[$i]}" ||
+		say "cannot put ${held[$i]} back in place"
+done
 mkdir -p /dev/pts /dev/shm
 mount -t devpts -o newinstance,ptmxmode=0666 devpts /dev/pts
 mount -t tmpfs -o mode=1777 tmpfs /dev/shm
