@@ -3,8 +3,8 @@
 """Kubernetes mode at scale: shuntd following a large fake cluster.
 
     make bench-k8s [BENCH_K8S_ARGS='--changes 300']
-    /usr/bin/python3 tests/k8s/scale.py --build build [--routes 1000] [--services 2000]
-        [--endpoints 10000] [--steered 250] [--changes 300] [--json FILE]
+    /usr/bin/python3 tests/k8s/scale.py --build build [--routes 1000] [--services 1000]
+        [--endpoints 10000] [--steered 1000] [--changes 300] [--json FILE]
 
 Builds a throwaway netns node (tests/e2e/node.py, cleaned up on any exit)
 with shuntd in Kubernetes mode against the fake API server
@@ -203,12 +203,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build")
     ap.add_argument("--routes", type=int, default=1000, help="SandboxRoutes (default %(default)s)")
-    ap.add_argument("--services", type=int, default=2000, help="Services (default %(default)s)")
+    ap.add_argument("--services", type=int, default=1000, help="Services (default %(default)s)")
     ap.add_argument("--endpoints", type=int, default=10000, help="endpoints over all Services (default %(default)s)")
-    ap.add_argument("--steered", type=int, default=250,
+    ap.add_argument("--steered", type=int, default=1000,
                     help="Services the SandboxRoutes spread over (default %(default)s): each one's ClusterIP "
-                         "and endpoints are captured, so this times (endpoints per Service + 1) must fit "
-                         "shunt_services (SHUNT_MAX_SERVICES)")
+                         "and endpoints are captured, so the routes (this times endpoints per Service + 1, "
+                         "times keys) must fit --max-routes")
     ap.add_argument("--changes", type=int, default=300, help="changes timed (default %(default)s)")
     ap.add_argument("--sync-timeout", type=float, default=120)
     ap.add_argument("--json", help="also write the results here")
