@@ -287,8 +287,18 @@ static void cmd_override_del(struct ctl_conn *cc, const struct ctl_request *r)
 {
 	char s1[ADDR_STR_LEN];
 
+	int ret;
+
 	format_addr_port(&r->dst, s1, sizeof(s1));
-	if (store_ovr_del(&cc->a->store, r->from, &r->dst)) {
+	ret = store_ovr_del(&cc->a->store, r->from, &r->dst);
+	if (ret == -EPERM) {
+		fail(cc, CTL_EXIT_FAILED,
+		     "override del: the override from %s to %s comes from a SandboxOverride; "
+		     "delete that object instead",
+		     r->from, s1);
+		return;
+	}
+	if (ret) {
 		fail(cc, CTL_EXIT_FAILED, "override del: no override from %s to %s", r->from, s1);
 		return;
 	}
@@ -328,7 +338,9 @@ static void cmd_override_list(struct ctl_conn *cc, const struct ctl_request *r)
 	for (size_t i = 0; i < st->novr; i++) {
 		const struct shunt_override *v = &o[i].v;
 		uint64_t left = v->expires_unix > now ? v->expires_unix - now : 0;
-		const char *src = v->flags & SHUNT_ROUTE_FROM_FILE ? "file" : "api";
+		const char *src = v->flags & SHUNT_ROUTE_FROM_K8S    ? "k8s"
+				  : v->flags & SHUNT_ROUTE_FROM_FILE ? "file"
+								     : "api";
 
 		format_addr_port(&o[i].k.dst, s1, sizeof(s1));
 		format_addr_port(&v->to, s2, sizeof(s2));
@@ -411,8 +423,10 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 	if (!json) {
 		out_printf(cc,
 			   "kubernetes:\n  connected          %s\n  synced             %s\n"
-			   "  routes             %zu\n",
-			   st.connected ? "yes" : "no", st.synced ? "yes" : "no", st.routes);
+			   "  node               %s\n  routes             %zu\n"
+			   "  overrides          %zu (%zu pod(s) without a cgroup yet)\n",
+			   st.connected ? "yes" : "no", st.synced ? "yes" : "no", st.node,
+			   st.routes, st.overrides, st.overrides_unresolved);
 		for (int i = 0; i < K8S_NKINDS; i++)
 			out_printf(cc, "  %-18s %zu (resourceVersion %s)\n", k8s_kind_names[i],
 				   st.objects[i], st.rv[i][0] ? st.rv[i] : "-");
@@ -423,7 +437,10 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 		   st.connected ? "true" : "false", st.synced ? "true" : "false");
 	for (int i = 0; i < K8S_NKINDS; i++)
 		out_printf(cc, ",\"%s\":%zu", k8s_kind_names[i], st.objects[i]);
-	out_printf(cc, ",\"routes\":%zu,\"last_error\":", st.routes);
+	out_printf(cc, ",\"routes\":%zu,\"overrides\":%zu,\"overrides_unresolved\":%zu,\"node\":",
+		   st.routes, st.overrides, st.overrides_unresolved);
+	out_json_str(cc, st.node);
+	out_printf(cc, ",\"last_error\":");
 	out_json_str(cc, st.last_error);
 	out_printf(cc, ",\"resource_versions\":{");
 	for (int i = 0; i < K8S_NKINDS; i++) {

@@ -76,7 +76,7 @@ static int parse_override(char **f, int n, struct ctl_request *req, char *err, s
 	if (n != want)
 		return failf(err, errlen, CTL_EXIT_USAGE, "%s: expected %d fields, got %d", what,
 			     want - 1, n - 1);
-	if (source_check(f[1], err, errlen))
+	if ((n == 3 ? source_check_listed : source_check)(f[1], err, errlen))
 		return CTL_EXIT_FAILED;
 	strcpy(req->from, f[1]); /* source_check: shorter than the field */
 	if (parse_addr_port(f[2], &req->dst))

@@ -34,6 +34,7 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <dirent.h>
 #include <curl/curl.h>
 
 #include "agent.h"
@@ -41,6 +42,7 @@
 #include "k8s_cache.h"
 #include "kubeconfig.h"
 #include "log.h"
+#include "source.h"
 #include "util.h"
 
 #define K8S_LIST_LIMIT	       500
@@ -56,19 +58,20 @@
 #define K8S_JSON_DEPTH	       64 /* managedFields nest deeply */
 #define K8S_POLL_MAX_MS	       1000
 #define K8S_TOKEN_CHECK_MS     60000 /* the token file's mtime, at least this often */
+#define K8S_OVR_RETRY_MS       2000  /* pods selected but without a cgroup: look again */
+#define K8S_CGROUP_DEPTH       4     /* kubepods.slice/kubepods-QOS.slice/...-pod<uid>.slice */
 
 static const char *const k8s_paths[K8S_NKINDS] = {
 	[K8S_SBR] = "/apis/shunt.dev/v1alpha1/sandboxroutes",
 	[K8S_SERVICE] = "/api/v1/services",
 	[K8S_SLICE] = "/apis/discovery.k8s.io/v1/endpointslices",
 	[K8S_POD] = "/api/v1/pods",
+	[K8S_SBO] = "/apis/shunt.dev/v1alpha1/sandboxoverrides",
 };
 
 static const char *const k8s_singular[K8S_NKINDS] = {
-	[K8S_SBR] = "SandboxRoute",
-	[K8S_SERVICE] = "Service",
-	[K8S_SLICE] = "EndpointSlice",
-	[K8S_POD] = "Pod",
+	[K8S_SBR] = "SandboxRoute", [K8S_SERVICE] = "Service",	   [K8S_SLICE] = "EndpointSlice",
+	[K8S_POD] = "Pod",	    [K8S_SBO] = "SandboxOverride",
 };
 
 struct buf {
@@ -78,9 +81,11 @@ struct buf {
 
 struct k8s_batch {
 	struct k8s_batch *next;
-	bool full; /* every desired route: delete the Kubernetes routes not in it */
+	bool full; /* every desired route and override: delete the Kubernetes ones not in it */
 	size_t n;
 	struct k8s_op *ops;
+	size_t novr;
+	struct k8s_ovr_op *ovr;
 };
 
 struct k8s_res {
@@ -128,6 +133,11 @@ struct k8s {
 	uint64_t token_checked_ms;
 	struct k8s_res res[K8S_NKINDS];
 	struct k8s_cache cache;
+	char *node;
+	const char *cgroup_root;
+	struct hmap pod_cgroups; /* pod uid -> its cgroup directory (malloc'd path) */
+	bool cgroups_scanned;	 /* during this translation */
+	uint64_t ovr_retry_ms;
 	bool synced_all, need_full, said_synced;
 	bool connected;
 	char last_error[256];
@@ -668,6 +678,96 @@ static void res_done(struct k8s_res *r, CURLcode rc)
 	r->next_ms = 0;
 }
 
+/* ---- pods' cgroups ---------------------------------------------------------- */
+
+/* The pod uid in a kubelet cgroup directory name: "pod<uid>" (cgroupfs
+ * driver) or "kubepods-<qos>-pod<uid with _ for ->.slice" (systemd), as
+ * the uid with dashes into uid (37 bytes); false when it is not one. */
+static bool pod_dir_uid(const char *name, char *uid)
+{
+	const char *p = strstr(name, "pod");
+
+	for (; p; p = strstr(p + 1, "pod")) {
+		size_t i;
+
+		for (i = 0; i < 36; i++) {
+			char ch = p[3 + i];
+
+			if (i == 8 || i == 13 || i == 18 || i == 23) {
+				if (ch != '-' && ch != '_')
+					break;
+				uid[i] = '-';
+			} else if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')) {
+				uid[i] = ch;
+			} else {
+				break;
+			}
+		}
+		if (i == 36 && (p[39] == '\0' || p[39] == '.')) {
+			uid[36] = '\0';
+			return true;
+		}
+	}
+	return false;
+}
+
+/* Note every pod cgroup directory below dir (depth levels at most) in
+ * pod_cgroups; a pod's directory is not descended into (its containers
+ * are below). */
+static void cgroup_scan(struct k8s *k, const char *dir, int depth)
+{
+	DIR *d = opendir(dir);
+	struct dirent *de;
+
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char uid[37], *path, *old = NULL;
+		struct stat st;
+
+		if (de->d_name[0] == '.' || (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN))
+			continue;
+		if (asprintf(&path, "%s/%s", dir, de->d_name) < 0)
+			break;
+		if (stat(path, &st) || !S_ISDIR(st.st_mode)) {
+			free(path);
+			continue;
+		}
+		if (pod_dir_uid(de->d_name, uid)) {
+			if (hmap_put(&k->pod_cgroups, uid, strlen(uid), path, (void **)&old))
+				free(path);
+			free(old);
+			continue;
+		}
+		if (depth > 1)
+			cgroup_scan(k, path, depth - 1);
+		free(path);
+	}
+	closedir(d);
+}
+
+/* k8s_cgroup_fn: the remembered directory while it exists, else one scan
+ * of the tree per translation. */
+static int pod_cgroup(void *ud, const char *uid, uint64_t *id)
+{
+	struct k8s *k = ud;
+	const char *path;
+	char err[256];
+
+	for (int pass = 0; pass < 2; pass++) {
+		path = hmap_get(&k->pod_cgroups, uid, strlen(uid));
+		if (path && !cgroup_id(path, id, err, sizeof(err)))
+			return 0;
+		if (path)
+			free(hmap_del(&k->pod_cgroups, uid, strlen(uid)));
+		if (pass || k->cgroups_scanned)
+			break;
+		k->cgroups_scanned = true;
+		cgroup_scan(k, k->cgroup_root, K8S_CGROUP_DEPTH);
+	}
+	return -ENOENT;
+}
+
 /* ---- hand-over to the main loop ------------------------------------------ */
 
 static void publish(struct k8s *k)
@@ -675,7 +775,8 @@ static void publish(struct k8s *k)
 	uint64_t now = (uint64_t)time(NULL), one = 1;
 	struct k8s_batch *b;
 	struct k8s_op *ops;
-	long n;
+	struct k8s_ovr_op *ovr;
+	long n, novr;
 	bool full;
 
 	if (!k->synced_all) {
@@ -684,37 +785,57 @@ static void publish(struct k8s *k)
 				return;
 		k->synced_all = true;
 	}
+	if (k->cache.ovr_unresolved && monotonic_ms() >= k->ovr_retry_ms)
+		k8s_cache_ovr_retry(&k->cache);
 	if (!k->need_full && !k8s_cache_pending(&k->cache, now) && !k->cache.changed.n)
 		return;
+	k->cgroups_scanned = false;
 	if (k8s_cache_recompute(&k->cache, now)) {
 		set_error(k, "out of memory translating SandboxRoutes; trying again");
 		return;
 	}
+	if (k->cache.ovr_unresolved)
+		k->ovr_retry_ms = monotonic_ms() + K8S_OVR_RETRY_MS;
 	full = k->need_full;
 	n = k8s_cache_changes(&k->cache, full, &ops);
 	if (n < 0) {
 		set_error(k, "out of memory; trying again");
 		return;
 	}
+	novr = k8s_cache_ovr_changes(&k->cache, full, &ovr);
+	if (novr < 0) {
+		/* The routes' changes are taken: send them in a full batch
+		 * next time. */
+		free(ops);
+		k->need_full = true;
+		set_error(k, "out of memory; trying again");
+		return;
+	}
 	k->need_full = false;
 	if (!k->said_synced) {
 		k->said_synced = true;
-		pr_info("k8s: synced: %zu SandboxRoutes -> %zu routes", k->cache.objs[K8S_SBR].n,
-			k->cache.nroutes);
+		pr_info("k8s: synced: %zu SandboxRoutes -> %zu routes, %zu SandboxOverrides -> %zu "
+			"overrides on node %s",
+			k->cache.objs[K8S_SBR].n, k->cache.nroutes, k->cache.objs[K8S_SBO].n,
+			k->cache.ovr_want.n, k->node);
 	}
-	if (!n && !full) {
+	if (!n && !novr && !full) {
 		free(ops);
+		free(ovr);
 		return;
 	}
 	b = calloc(1, sizeof(*b));
 	if (!b) {
 		free(ops);
+		free(ovr);
 		k->need_full = true;
 		return;
 	}
 	b->full = full;
 	b->n = (size_t)n;
 	b->ops = ops;
+	b->novr = (size_t)novr;
+	b->ovr = ovr;
 	pthread_mutex_lock(&k->mu);
 	*k->tail = b;
 	k->tail = &b->next;
@@ -733,6 +854,9 @@ static void publish_status(struct k8s *k)
 		snprintf(k->st.rv[i], sizeof(k->st.rv[i]), "%s", k->res[i].rv);
 	}
 	k->st.routes = k->cache.nroutes;
+	k->st.overrides = k->cache.ovr_want.n;
+	k->st.overrides_unresolved = k->cache.ovr_unresolved;
+	snprintf(k->st.node, sizeof(k->st.node), "%s", k->node);
 	snprintf(k->st.last_error, sizeof(k->st.last_error), "%s", k->last_error);
 	pthread_mutex_unlock(&k->mu);
 }
@@ -783,6 +907,13 @@ static void *k8s_thread(void *arg)
 			if (until < timeout)
 				timeout = until;
 		}
+		if (k->cache.ovr_unresolved) {
+			uint64_t t = monotonic_ms();
+			long until = k->ovr_retry_ms > t ? (long)(k->ovr_retry_ms - t) : 0;
+
+			if (until < timeout)
+				timeout = until;
+		}
 		curl_multi_poll(k->multi, NULL, 0, (int)timeout, NULL);
 	}
 	for (int i = 0; i < K8S_NKINDS; i++) {
@@ -809,6 +940,64 @@ static bool route_same(const struct shunt_route *a, const struct shunt_route *b)
 {
 	return addr_equal(&a->to, &b->to) && a->flags == b->flags &&
 	       a->expires_unix == b->expires_unix && a->created_unix == b->created_unix;
+}
+
+static bool in_batch(const struct k8s_batch *b, const struct shunt_override_key *key)
+{
+	for (size_t i = 0; i < b->novr; i++)
+		if (!b->ovr[i].del && !memcmp(&b->ovr[i].o.k, key, sizeof(*key)))
+			return true;
+	return false;
+}
+
+static void apply_overrides(struct k8s *k, const struct k8s_batch *b)
+{
+	struct store *s = &k->a->store;
+	size_t added = 0, removed = 0, failed = 0;
+	uint64_t now = (uint64_t)time(NULL);
+	char err[256], first[256] = "", a1[ADDR_STR_LEN], a2[ADDR_STR_LEN];
+
+	for (size_t i = 0; i < b->novr; i++) {
+		const struct k8s_override *o = &b->ovr[i].o;
+
+		format_addr_port(&o->k.dst, a1, sizeof(a1));
+		format_addr_port(&o->v.to, a2, sizeof(a2));
+		if (b->ovr[i].del) {
+			if (!store_ovr_k8s_del(s, &o->k)) {
+				removed++;
+				pr_info("k8s: override deleted: from %s to %s", o->v.from, a1);
+			}
+			continue;
+		}
+		if (o->v.expires_unix && o->v.expires_unix <= now)
+			continue;
+		if (store_ovr_add(s, &o->k, &o->v, err, sizeof(err))) {
+			if (!failed++)
+				snprintf(first, sizeof(first), "%s", err);
+			continue;
+		}
+		added++;
+		pr_info("k8s: override: from %s (cgroup id %llu) to %s -> %s", o->v.from,
+			(unsigned long long)o->k.src_id, a1, a2);
+	}
+	/* A resync: the Kubernetes overrides nothing asks for any more go
+	 * (also those recovered from the pinned map after a restart). */
+	for (size_t i = 0; b->full && i < s->novr;) {
+		const struct override_entry *e = &s->ovr[i];
+
+		if (!(e->v.flags & SHUNT_ROUTE_FROM_K8S) || in_batch(b, &e->k)) {
+			i++;
+			continue;
+		}
+		format_addr_port(&e->k.dst, a1, sizeof(a1));
+		pr_info("k8s: override deleted: from %s to %s", e->v.from, a1);
+		store_ovr_k8s_del(s, &e->k); /* the last one moved into i */
+		removed++;
+	}
+	if (failed)
+		pr_err("k8s: %zu override(s) could not be installed: %s", failed, first);
+	if (b->novr || removed)
+		pr_debug("k8s: %zu override(s) added or changed, %zu removed", added, removed);
 }
 
 static void apply_batch(struct k8s *k, const struct k8s_batch *b)
@@ -875,6 +1064,7 @@ static void apply_batch(struct k8s *k, const struct k8s_batch *b)
 		pr_info("k8s: resync: %zu route(s) added or changed, %zu removed", added, removed);
 	else
 		pr_debug("k8s: %zu route(s) added or changed, %zu removed", added, removed);
+	apply_overrides(k, b);
 }
 
 static void on_batches(struct ev_handler *h, uint32_t events)
@@ -896,6 +1086,7 @@ static void on_batches(struct ev_handler *h, uint32_t events)
 		if (!k->a->handed_over && !k->a->draining)
 			apply_batch(k, b);
 		free(b->ops);
+		free(b->ovr);
 		free(b);
 	}
 }
@@ -943,13 +1134,36 @@ static int conn_setup(struct k8s_conn *c, const struct k8s_opts *o)
 	return 0;
 }
 
+/* This node's name: --node-name, else $NODE_NAME (the DaemonSet sets it
+ * from spec.nodeName), else the host name. */
+static int node_setup(struct k8s *k, const struct k8s_opts *o)
+{
+	const char *env = getenv("NODE_NAME");
+	char host[256] = "";
+
+	if (o->node_name)
+		k->node = strdup(o->node_name);
+	else if (env && *env)
+		k->node = strdup(env);
+	else if (!gethostname(host, sizeof(host) - 1) && host[0])
+		k->node = strdup(host);
+	else {
+		pr_err("k8s: no node name: give --node-name or set NODE_NAME");
+		return -EINVAL;
+	}
+	return k->node ? 0 : -ENOMEM;
+}
+
 static void k8s_free(struct k8s *k)
 {
 	struct k8s_batch *b, *next;
+	struct hmap_entry *e;
+	size_t j;
 
 	for (b = k->head; b; b = next) {
 		next = b->next;
 		free(b->ops);
+		free(b->ovr);
 		free(b);
 	}
 	for (int i = 0; i < K8S_NKINDS; i++)
@@ -958,6 +1172,10 @@ static void k8s_free(struct k8s *k)
 	if (k->multi)
 		curl_multi_cleanup(k->multi);
 	k8s_cache_free(&k->cache);
+	for (e = hmap_first(&k->pod_cgroups, &j); e; e = hmap_next(&k->pod_cgroups, e, &j))
+		free(e->val);
+	hmap_free(&k->pod_cgroups);
+	free(k->node);
 	k8s_conn_free(&k->conn);
 	free(k->token);
 	if (k->efd >= 0)
@@ -980,6 +1198,15 @@ int k8s_start(struct agent *a, const struct k8s_opts *o)
 	k->mark = a->popts.mark;
 	k->rnd = (uint32_t)getpid() ^ (uint32_t)monotonic_ms() ^ 0x9e3779b9U;
 	k8s_cache_init(&k->cache);
+	ret = node_setup(k, o);
+	if (ret) {
+		k8s_free(k);
+		return ret;
+	}
+	k->cgroup_root = a->cgroup;
+	k->cache.node = k->node;
+	k->cache.cgroup_of = pod_cgroup;
+	k->cache.cgroup_ud = k;
 	ret = conn_setup(&k->conn, o);
 	if (ret) {
 		k8s_free(k);
@@ -1017,7 +1244,7 @@ int k8s_start(struct agent *a, const struct k8s_opts *o)
 	}
 	k->running = true;
 	a->k8s = k;
-	pr_info("k8s: following %s (%s)", k->conn.server,
+	pr_info("k8s: following %s as node %s (%s)", k->conn.server, k->node,
 		k->conn.token_file			 ? k->conn.token_file
 		: k->conn.token				 ? "token from the kubeconfig"
 		: k->conn.cert_file || k->conn.cert_data ? "client certificate"

@@ -23,6 +23,7 @@ struct k8s_opts {
 	const char *api;	/* --k8s-api, overrides the server */
 	const char *token_file; /* --k8s-token-file */
 	const char *ca_file;	/* --k8s-ca-file */
+	const char *node_name;	/* --node-name; NULL: $NODE_NAME, else the host name */
 };
 
 /* Is Kubernetes mode asked for? */
@@ -36,7 +37,10 @@ struct k8s_status {
 	bool connected; /* the last request was answered */
 	bool synced;	/* every kind listed at least once */
 	size_t objects[K8S_NKINDS];
-	size_t routes; /* routes the cluster asks for */
+	size_t routes;		     /* routes the cluster asks for */
+	size_t overrides;	     /* overrides the SandboxOverrides ask for on this node */
+	size_t overrides_unresolved; /* selected pods whose cgroup is not found (yet) */
+	char node[K8S_NAME_MAX + 1];
 	char last_error[256];
 	char rv[K8S_NKINDS][128]; /* last resourceVersion of each kind */
 };

@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * From SandboxRoutes, Services, EndpointSlices and Pods to routes.
+ * From SandboxRoutes, Services, EndpointSlices and Pods to routes, and
+ * from SandboxOverrides to overrides.
  *
  * Every SandboxRoute keeps the routes it produced last time. A desired
  * route (service, key) remembers how many SandboxRoutes produce it, which
@@ -66,6 +67,16 @@ static void objs_free(struct hmap *m, enum k8s_kind kind)
 	hmap_free(m);
 }
 
+static void ovr_map_clear(struct hmap *m)
+{
+	struct hmap_entry *e;
+	size_t i;
+
+	for (e = hmap_first(m, &i); e; e = hmap_next(m, e, &i))
+		free(e->val);
+	hmap_free(m);
+}
+
 void k8s_cache_free(struct k8s_cache *c)
 {
 	struct hmap_entry *e;
@@ -78,6 +89,8 @@ void k8s_cache_free(struct k8s_cache *c)
 	for (e = hmap_first(&c->desired, &i); e; e = hmap_next(&c->desired, e, &i))
 		free(e->val);
 	hmap_free(&c->desired);
+	ovr_map_clear(&c->ovr_want);
+	ovr_map_clear(&c->ovr_pub);
 	hmap_free(&c->changed);
 	hmap_free(&c->dirty);
 	memset(c, 0, sizeof(*c));
@@ -203,7 +216,8 @@ static int mark_pod_users(struct k8s_cache *c, const struct k8s_pod *p)
 static bool pod_same(const struct k8s_pod *a, const struct k8s_pod *b)
 {
 	if (a->ready != b->ready || a->nips != b->nips || a->nlabels != b->nlabels ||
-	    memcmp(a->ips, b->ips, sizeof(a->ips)))
+	    memcmp(a->ips, b->ips, sizeof(a->ips)) || strcmp(a->uid, b->uid) ||
+	    strcmp(a->node, b->node))
 		return false;
 	for (size_t i = 0; i < a->nlabels; i++)
 		if (strcmp(a->labels[i].key, b->labels[i].key) ||
@@ -302,6 +316,13 @@ static int claim(struct k8s_cache *c, struct k8s_sbr *r, struct k8s_route *route
 	return err;
 }
 
+/* Can a change to an object of kind change what the SandboxOverrides
+ * imply? */
+static bool ovr_affected(const struct k8s_cache *c, enum k8s_kind kind)
+{
+	return kind == K8S_SBO || (kind != K8S_SBR && c->objs[K8S_SBO].n);
+}
+
 int k8s_cache_put(struct k8s_cache *c, enum k8s_kind kind, void *obj)
 {
 	const struct k8s_meta *m = meta_of(obj);
@@ -347,9 +368,12 @@ int k8s_cache_put(struct k8s_cache *c, enum k8s_kind kind, void *obj)
 		if (!old || !pod_same(old, obj))
 			err = err ? err : mark_pod_users(c, obj);
 		break;
+	case K8S_SBO:
 	case K8S_NKINDS:
 		break;
 	}
+	if (ovr_affected(c, kind) && !(kind == K8S_POD && old && pod_same(old, obj)))
+		c->ovr_dirty = true;
 	k8s_obj_free(kind, old);
 	/* Out of memory half way: translate everything again next time. */
 	if (err)
@@ -380,9 +404,12 @@ int k8s_cache_del(struct k8s_cache *c, enum k8s_kind kind, const char *id)
 		pod_index(c, old, false);
 		err = mark_pod_users(c, old);
 		break;
+	case K8S_SBO:
 	case K8S_NKINDS:
 		break;
 	}
+	if (ovr_affected(c, kind))
+		c->ovr_dirty = true;
 	k8s_obj_free(kind, old);
 	if (err)
 		c->all_dirty = true;
@@ -418,6 +445,8 @@ int k8s_cache_replace(struct k8s_cache *c, enum k8s_kind kind, struct hmap *fres
 	}
 	hmap_free(fresh);
 	c->all_dirty = true;
+	if (ovr_affected(c, kind))
+		c->ovr_dirty = true;
 	return err;
 }
 
@@ -595,6 +624,326 @@ long k8s_sbr_routes(const struct k8s_cache *c, const struct k8s_sbr *r, uint64_t
 	return (long)w;
 }
 
+/* ---- SandboxOverrides ---------------------------------------------------- */
+
+struct addr_vec {
+	struct shunt_addr *v;
+	size_t n, cap;
+};
+
+static int addr_push(struct addr_vec *av, struct shunt_addr a, uint16_t port)
+{
+	if (av->n == av->cap) {
+		size_t cap = av->cap ? av->cap * 2 : 8;
+		struct shunt_addr *v = realloc(av->v, cap * sizeof(*v));
+
+		if (!v)
+			return -ENOMEM;
+		av->v = v;
+		av->cap = cap;
+	}
+	a.port = port;
+	av->v[av->n++] = a;
+	return 0;
+}
+
+/* The TCP port of svc numbered port. */
+static const struct k8s_port *service_port(const struct k8s_service *svc, uint16_t port)
+{
+	for (size_t i = 0; i < svc->nports; i++)
+		if (svc->ports[i].tcp && svc->ports[i].port == port)
+			return &svc->ports[i];
+	return NULL;
+}
+
+/* Keep a as the family's best (lowest address) endpoint. */
+static void best_of_family(struct shunt_addr *b4, struct shunt_addr *b6, struct shunt_addr a,
+			   uint16_t port)
+{
+	struct shunt_addr *best = a.family == SHUNT_FAMILY_V4 ? b4 : b6;
+
+	a.port = port;
+	if (!best->family || addr_cmp(&a, best) < 0)
+		*best = a;
+}
+
+/* Where the connections go instead, one endpoint per family (port set):
+ * the first address of each family, or the ready pod (or ready endpoint of
+ * the Service) with the lowest address, as for a SandboxRoute's sandbox. */
+static void sbo_targets(const struct k8s_cache *c, const struct k8s_sbo *o, struct shunt_addr *t4,
+			struct shunt_addr *t6)
+{
+	memset(t4, 0, sizeof(*t4));
+	memset(t6, 0, sizeof(*t6));
+	if (o->nto) {
+		for (size_t i = o->nto; i-- > 0;) {
+			*(o->to_addrs[i].family == SHUNT_FAMILY_V4 ? t4 : t6) = o->to_addrs[i];
+			(o->to_addrs[i].family == SHUNT_FAMILY_V4 ? t4 : t6)->port = o->to_port;
+		}
+	} else if (o->to_sel_set) {
+		const struct k8s_group *pods = group_get(&c->pods_by_ns, o->m.ns, NULL);
+
+		for (size_t i = 0; pods && i < pods->n; i++) {
+			const struct k8s_pod *p = pods->v[i];
+
+			if (!p->ready || !k8s_labels_match(&o->to_sel, p->labels, p->nlabels))
+				continue;
+			for (size_t j = 0; j < p->nips; j++)
+				best_of_family(t4, t6, p->ips[j], o->to_port);
+		}
+	} else {
+		char id[2 * K8S_NAME_MAX + 2];
+		const struct k8s_service *svc;
+		const struct k8s_port *sp;
+		const struct k8s_group *slices;
+
+		snprintf(id, sizeof(id), "%s/%s", o->m.ns, o->to_service);
+		svc = hmap_sget(&c->objs[K8S_SERVICE], id);
+		sp = svc ? service_port(svc, o->to_port) : NULL;
+		slices = sp ? group_get(&c->slices_by_svc, o->m.ns, o->to_service) : NULL;
+		for (size_t j = 0; slices && j < slices->n; j++) {
+			const struct k8s_slice *sl = slices->v[j];
+			const struct k8s_port *p = slice_port(svc, sp, sl);
+
+			for (size_t k = 0; p && k < sl->naddrs; k++)
+				best_of_family(t4, t6, sl->addrs[k], p->port);
+		}
+	}
+}
+
+/* What the pods connect to: the addresses with their ports. */
+static int sbo_destinations(const struct k8s_cache *c, const struct k8s_sbo *o,
+			    struct addr_vec *dst)
+{
+	char id[2 * K8S_NAME_MAX + 2];
+	const struct k8s_service *svc;
+	const struct k8s_port *sp;
+	const struct k8s_group *slices;
+	int err = 0;
+
+	if (!o->dst_service) {
+		for (size_t i = 0; i < o->ndst && !err; i++)
+			err = addr_push(dst, o->dst_addrs[i], o->dst_port);
+		return err;
+	}
+	snprintf(id, sizeof(id), "%s/%s", o->m.ns, o->dst_service);
+	svc = hmap_sget(&c->objs[K8S_SERVICE], id);
+	sp = svc ? service_port(svc, o->dst_port) : NULL;
+	if (!sp)
+		return 0;
+	for (size_t i = 0; i < svc->ncips && !err; i++)
+		err = addr_push(dst, svc->cips[i], sp->port);
+	slices = group_get(&c->slices_by_svc, o->m.ns, o->dst_service);
+	for (size_t j = 0; slices && j < slices->n && !err; j++) {
+		const struct k8s_slice *sl = slices->v[j];
+		const struct k8s_port *p = slice_port(svc, sp, sl);
+
+		for (size_t k = 0; p && k < sl->naddrs && !err; k++)
+			err = addr_push(dst, sl->addrs[k], p->port);
+	}
+	return err;
+}
+
+static int ovr_cmp(const void *pa, const void *pb)
+{
+	const struct k8s_override *a = pa, *b = pb;
+
+	return memcmp(&a->k, &b->k, sizeof(a->k));
+}
+
+long k8s_sbo_overrides(const struct k8s_cache *c, const struct k8s_sbo *o, uint64_t now_unix,
+		       struct k8s_override **out, size_t *unresolved)
+{
+	const struct k8s_group *pods = group_get(&c->pods_by_ns, o->m.ns, NULL);
+	struct shunt_addr t4, t6;
+	struct addr_vec dst = {};
+	struct k8s_override *v = NULL;
+	size_t n = 0, cap = 0, w = 0;
+	int err;
+
+	*out = NULL;
+	if ((o->expires_unix && o->expires_unix <= now_unix) || !c->node || !c->node[0] ||
+	    !c->cgroup_of || !pods)
+		return 0;
+	sbo_targets(c, o, &t4, &t6);
+	if (!t4.family && !t6.family)
+		return 0;
+	err = sbo_destinations(c, o, &dst);
+	for (size_t i = 0; i < pods->n && !err && dst.n; i++) {
+		const struct k8s_pod *p = pods->v[i];
+		uint64_t cg;
+
+		/* Every pod of ours that matches, ready or not: what its init
+		 * containers open counts too. */
+		if (strcmp(p->node, c->node) || !p->uid[0] ||
+		    !k8s_labels_match(&o->sel, p->labels, p->nlabels))
+			continue;
+		if (c->cgroup_of(c->cgroup_ud, p->uid, &cg)) {
+			(*unresolved)++;
+			continue;
+		}
+		for (size_t j = 0; j < dst.n; j++) {
+			const struct shunt_addr *to =
+				dst.v[j].family == SHUNT_FAMILY_V4 ? &t4 : &t6;
+			struct k8s_override *ov;
+
+			if (!to->family)
+				continue;
+			if (n == cap) {
+				size_t ncap = cap ? cap * 2 : 8;
+				struct k8s_override *nv = realloc(v, ncap * sizeof(*nv));
+
+				if (!nv) {
+					err = -ENOMEM;
+					break;
+				}
+				v = nv;
+				cap = ncap;
+			}
+			ov = &v[n++];
+			memset(ov, 0, sizeof(*ov));
+			ov->k.src_kind = SHUNT_SRC_CGROUP;
+			ov->k.src_id = cg;
+			ov->k.dst = dst.v[j];
+			ov->v.to = *to;
+			ov->v.flags = SHUNT_ROUTE_FROM_K8S;
+			ov->v.created_unix = o->created_unix;
+			ov->v.expires_unix = o->expires_unix;
+			/* Names are ASCII: cutting one short is still text. */
+			snprintf(ov->v.from, sizeof(ov->v.from), "k8s:%s pod %s", o->m.id,
+				 p->m.name);
+		}
+	}
+	free(dst.v);
+	if (err) {
+		free(v);
+		return -ENOMEM;
+	}
+	/* A ClusterIP may also be listed as an endpoint, an endpoint in two
+	 * slices: one override per (cgroup, destination). */
+	if (n > 1)
+		qsort(v, n, sizeof(*v), ovr_cmp);
+	for (size_t i = 0; i < n; i++)
+		if (!w || memcmp(&v[w - 1].k, &v[i].k, sizeof(v[i].k)))
+			v[w++] = v[i];
+	*out = v;
+	return (long)w;
+}
+
+static int sbo_id_cmp(const void *pa, const void *pb)
+{
+	const struct k8s_sbo *a = *(const struct k8s_sbo *const *)pa;
+	const struct k8s_sbo *b = *(const struct k8s_sbo *const *)pb;
+
+	return strcmp(a->m.id, b->m.id);
+}
+
+/* Every SandboxOverride again, into ovr_want. Two producing the same
+ * (cgroup, destination): the one whose namespace/name sorts first wins. */
+static int ovr_recompute(struct k8s_cache *c, uint64_t now_unix)
+{
+	struct hmap *sbos = &c->objs[K8S_SBO];
+	const struct k8s_sbo **v = NULL;
+	struct hmap_entry *e;
+	size_t i, n = 0;
+	int err = 0;
+
+	ovr_map_clear(&c->ovr_want);
+	c->ovr_unresolved = 0;
+	c->ovr_deadline = 0;
+	if (sbos->n) {
+		v = malloc(sbos->n * sizeof(*v));
+		if (!v)
+			return -ENOMEM;
+		for (e = hmap_first(sbos, &i); e; e = hmap_next(sbos, e, &i))
+			v[n++] = e->val;
+		qsort(v, n, sizeof(*v), sbo_id_cmp);
+	}
+	for (i = 0; i < n && !err; i++) {
+		struct k8s_override *ovs;
+		long cnt = k8s_sbo_overrides(c, v[i], now_unix, &ovs, &c->ovr_unresolved);
+
+		if (v[i]->expires_unix > now_unix &&
+		    (!c->ovr_deadline || v[i]->expires_unix < c->ovr_deadline))
+			c->ovr_deadline = v[i]->expires_unix;
+		if (cnt < 0) {
+			err = (int)cnt;
+			break;
+		}
+		for (long j = 0; j < cnt && !err; j++) {
+			struct k8s_override *ov;
+
+			if (hmap_get(&c->ovr_want, &ovs[j].k, sizeof(ovs[j].k)))
+				continue;
+			ov = malloc(sizeof(*ov));
+			if (!ov || hmap_put(&c->ovr_want, &ovs[j].k, sizeof(ovs[j].k), ov, NULL)) {
+				free(ov);
+				err = -ENOMEM;
+				break;
+			}
+			*ov = ovs[j];
+		}
+		free(ovs);
+	}
+	free(v);
+	if (!err)
+		c->ovr_dirty = false;
+	return err;
+}
+
+static int ovr_op_push(struct k8s_ovr_op **v, size_t *n, size_t *cap, const struct k8s_override *o,
+		       bool del)
+{
+	if (*n == *cap) {
+		size_t ncap = *cap ? *cap * 2 : 16;
+		struct k8s_ovr_op *nv = realloc(*v, ncap * sizeof(*nv));
+
+		if (!nv)
+			return -ENOMEM;
+		*v = nv;
+		*cap = ncap;
+	}
+	(*v)[*n].o = *o;
+	(*v)[(*n)++].del = del;
+	return 0;
+}
+
+long k8s_cache_ovr_changes(struct k8s_cache *c, bool full, struct k8s_ovr_op **out)
+{
+	struct k8s_ovr_op *v = NULL;
+	struct hmap pub = {};
+	struct hmap_entry *e;
+	size_t i, n = 0, cap = 0;
+	int err = 0;
+
+	*out = NULL;
+	for (e = hmap_first(&c->ovr_pub, &i); e && !full && !err; e = hmap_next(&c->ovr_pub, e, &i))
+		if (!hmap_get(&c->ovr_want, e->key, e->klen))
+			err = ovr_op_push(&v, &n, &cap, e->val, true);
+	for (e = hmap_first(&c->ovr_want, &i); e && !err; e = hmap_next(&c->ovr_want, e, &i)) {
+		const struct k8s_override *was = hmap_get(&c->ovr_pub, e->key, e->klen);
+		struct k8s_override *copy = malloc(sizeof(*copy));
+
+		if (!copy || hmap_put(&pub, e->key, e->klen, copy, NULL)) {
+			free(copy);
+			err = -ENOMEM;
+			break;
+		}
+		*copy = *(const struct k8s_override *)e->val;
+		if (full || !was || memcmp(was, copy, sizeof(*copy)))
+			err = ovr_op_push(&v, &n, &cap, copy, false);
+	}
+	if (err) {
+		ovr_map_clear(&pub);
+		free(v);
+		return -ENOMEM;
+	}
+	ovr_map_clear(&c->ovr_pub);
+	c->ovr_pub = pub;
+	*out = v;
+	return (long)n;
+}
+
 static int recompute_one(struct k8s_cache *c, struct k8s_sbr *r, uint64_t now_unix)
 {
 	struct k8s_route *routes;
@@ -613,7 +962,8 @@ static int recompute_one(struct k8s_cache *c, struct k8s_sbr *r, uint64_t now_un
 
 bool k8s_cache_pending(const struct k8s_cache *c, uint64_t now_unix)
 {
-	return c->all_dirty || c->dirty.n || (c->next_deadline && c->next_deadline <= now_unix);
+	return c->all_dirty || c->dirty.n || (c->next_deadline && c->next_deadline <= now_unix) ||
+	       c->ovr_dirty || (c->ovr_deadline && c->ovr_deadline <= now_unix);
 }
 
 int k8s_cache_recompute(struct k8s_cache *c, uint64_t now_unix)
@@ -655,6 +1005,10 @@ int k8s_cache_recompute(struct k8s_cache *c, uint64_t now_unix)
 			c->next_deadline = r->expires_unix;
 		}
 	}
+	if (!err && (c->ovr_dirty || (c->ovr_deadline && c->ovr_deadline <= now_unix)))
+		err = ovr_recompute(c, now_unix);
+	if (c->ovr_deadline && (!c->next_deadline || c->ovr_deadline < c->next_deadline))
+		c->next_deadline = c->ovr_deadline;
 	if (err)
 		c->all_dirty = true;
 	return err;

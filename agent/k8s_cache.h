@@ -8,6 +8,11 @@
  * translates only those, and changes() reports only the routes whose
  * value differs from what was last reported. A burst of events costs one
  * translation per affected SandboxRoute, not one per event.
+ *
+ * SandboxOverrides are few (the kernel holds SHUNT_MAX_OVERRIDES): any
+ * change that can touch one translates them all again, and the overrides
+ * reported are the difference from the last set. Their source is a pod's
+ * cgroup on this node, which the cache asks of an injected lookup.
  */
 #ifndef SHUNT_K8S_CACHE_H
 #define SHUNT_K8S_CACHE_H
@@ -31,6 +36,21 @@ struct k8s_op {
 	bool del;
 };
 
+/* An override as the store takes it. */
+struct k8s_override {
+	struct shunt_override_key k;
+	struct shunt_override v; /* flags SHUNT_ROUTE_FROM_K8S */
+};
+
+struct k8s_ovr_op {
+	struct k8s_override o;
+	bool del;
+};
+
+/* The id of the pod-level cgroup of the pod with this uid on this node:
+ * 0, or -ENOENT while it has none (not started yet, or gone). */
+typedef int (*k8s_cgroup_fn)(void *ud, const char *pod_uid, uint64_t *id);
+
 struct k8s_cache {
 	struct hmap objs[K8S_NKINDS]; /* "ns/name" -> object */
 	struct hmap slices_by_svc;    /* "ns/service" -> struct k8s_group of slices */
@@ -41,6 +61,16 @@ struct k8s_cache {
 	bool all_dirty;
 	size_t nroutes;		/* desired routes (with an owner) */
 	uint64_t next_deadline; /* earliest ttl deadline still ahead, 0 none */
+
+	/* SandboxOverrides. Set node and cgroup_of before the first put. */
+	const char *node; /* this node's name: pods elsewhere are not ours */
+	k8s_cgroup_fn cgroup_of;
+	void *cgroup_ud;
+	struct hmap ovr_want; /* override key -> struct k8s_override */
+	struct hmap ovr_pub;  /* ... as last reported */
+	bool ovr_dirty;
+	size_t ovr_unresolved; /* selected pods without a cgroup: ask again later */
+	uint64_t ovr_deadline; /* earliest SandboxOverride ttl still ahead, 0 none */
 };
 
 void k8s_cache_init(struct k8s_cache *c);
@@ -67,8 +97,27 @@ int k8s_cache_put_json(struct k8s_cache *c, enum k8s_kind kind, const char *json
 long k8s_sbr_routes(const struct k8s_cache *c, const struct k8s_sbr *r, uint64_t now_unix,
 		    struct k8s_route **out);
 
+/* The overrides one SandboxOverride implies at now_unix (none when it has
+ * expired or its destination or target is missing), in a malloc'd array;
+ * *unresolved counts the selected pods on this node whose cgroup the
+ * lookup did not find. Returns the count or -ENOMEM. */
+long k8s_sbo_overrides(const struct k8s_cache *c, const struct k8s_sbo *o, uint64_t now_unix,
+		       struct k8s_override **out, size_t *unresolved);
+
+/* Translate the SandboxOverrides again at the next recompute (the watcher
+ * does when pods were unresolved: their cgroups may exist now). */
+static inline void k8s_cache_ovr_retry(struct k8s_cache *c)
+{
+	c->ovr_dirty = true;
+}
+
+/* The override changes since the last call (full: every desired override
+ * as a put), in a malloc'd array. Returns the count or -ENOMEM. */
+long k8s_cache_ovr_changes(struct k8s_cache *c, bool full, struct k8s_ovr_op **out);
+
 /* Translate again every dirty SandboxRoute (and those whose deadline has
- * passed). 0 or -ENOMEM. */
+ * passed), and the SandboxOverrides when one may have changed. 0 or
+ * -ENOMEM. */
 int k8s_cache_recompute(struct k8s_cache *c, uint64_t now_unix);
 bool k8s_cache_pending(const struct k8s_cache *c, uint64_t now_unix);
 

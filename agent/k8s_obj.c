@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * Decoding of the four kinds of Kubernetes objects the agent follows. The
+ * Decoding of the five kinds of Kubernetes objects the agent follows. The
  * API server validates what it stores, but a custom resource's schema may
  * be missing or looser than ours, and other clients write the objects: every
  * field used here is checked for type, range and length, and an object that
@@ -18,10 +18,8 @@
 #include "util.h"
 
 const char *const k8s_kind_names[K8S_NKINDS] = {
-	[K8S_SBR] = "sandboxroutes",
-	[K8S_SERVICE] = "services",
-	[K8S_SLICE] = "endpointslices",
-	[K8S_POD] = "pods",
+	[K8S_SBR] = "sandboxroutes", [K8S_SERVICE] = "services",     [K8S_SLICE] = "endpointslices",
+	[K8S_POD] = "pods",	     [K8S_SBO] = "sandboxoverrides",
 };
 
 #define SERVICE_NAME_LABEL "kubernetes.io/service-name"
@@ -211,16 +209,17 @@ static const char *label_get(const struct k8s_label *l, size_t n, const char *ke
 	return NULL;
 }
 
-bool k8s_selector_match(const struct k8s_sbr *r, const struct k8s_label *labels, size_t nlabels)
+bool k8s_labels_match(const struct k8s_selector *sel, const struct k8s_label *labels,
+		      size_t nlabels)
 {
-	for (size_t i = 0; i < r->nmatch; i++) {
-		const char *v = label_get(labels, nlabels, r->match[i].key);
+	for (size_t i = 0; i < sel->nmatch; i++) {
+		const char *v = label_get(labels, nlabels, sel->match[i].key);
 
-		if (!v || strcmp(v, r->match[i].val))
+		if (!v || strcmp(v, sel->match[i].val))
 			return false;
 	}
-	for (size_t i = 0; i < r->nexpr; i++) {
-		const struct k8s_expr *e = &r->expr[i];
+	for (size_t i = 0; i < sel->nexpr; i++) {
+		const struct k8s_expr *e = &sel->expr[i];
 		const char *v = label_get(labels, nlabels, e->key);
 		bool in = false;
 
@@ -248,8 +247,16 @@ bool k8s_selector_match(const struct k8s_sbr *r, const struct k8s_label *labels,
 	return true;
 }
 
-static int expr_decode(struct json_object *v, struct k8s_expr *e, size_t idx, char *err,
-		       size_t errlen)
+bool k8s_selector_match(const struct k8s_sbr *r, const struct k8s_label *labels, size_t nlabels)
+{
+	const struct k8s_selector sel = {
+		.match = r->match, .nmatch = r->nmatch, .expr = r->expr, .nexpr = r->nexpr};
+
+	return k8s_labels_match(&sel, labels, nlabels);
+}
+
+static int expr_decode(struct json_object *v, const char *path, struct k8s_expr *e, size_t idx,
+		       char *err, size_t errlen)
 {
 	static const struct {
 		const char *name;
@@ -267,8 +274,7 @@ static int expr_decode(struct json_object *v, struct k8s_expr *e, size_t idx, ch
 	bool found = false;
 
 	if (!json_object_is_type(v, json_type_object) || !key)
-		return bad(err, errlen, "spec.sandbox.selector.matchExpressions[%zu].key: invalid",
-			   idx);
+		return bad(err, errlen, "%s.matchExpressions[%zu].key: invalid", path, idx);
 	for (i = 0; op && i < sizeof(ops) / sizeof(ops[0]) && !found; i++)
 		if (!strcmp(op, ops[i].name)) {
 			e->op = ops[i].op;
@@ -276,17 +282,15 @@ static int expr_decode(struct json_object *v, struct k8s_expr *e, size_t idx, ch
 		}
 	if (!found)
 		return bad(err, errlen,
-			   "spec.sandbox.selector.matchExpressions[%zu].operator: not In, NotIn, "
-			   "Exists or DoesNotExist",
-			   idx);
+			   "%s.matchExpressions[%zu].operator: not In, NotIn, Exists or "
+			   "DoesNotExist",
+			   path, idx);
 	if (jarray(vals, K8S_MAX_EXPR_VALUES, &nv))
 		return bad(err, errlen,
-			   "spec.sandbox.selector.matchExpressions[%zu].values: not an array of at "
-			   "most %d",
-			   idx, K8S_MAX_EXPR_VALUES);
+			   "%s.matchExpressions[%zu].values: not an array of at most %d", path, idx,
+			   K8S_MAX_EXPR_VALUES);
 	if ((e->op == K8S_SEL_IN || e->op == K8S_SEL_NOT_IN) != (nv > 0))
-		return bad(err, errlen,
-			   "spec.sandbox.selector.matchExpressions[%zu].values: %s for %s", idx,
+		return bad(err, errlen, "%s.matchExpressions[%zu].values: %s for %s", path, idx,
 			   nv ? "not allowed" : "required", op);
 	e->key = strdup(key);
 	if (!e->key)
@@ -301,8 +305,7 @@ static int expr_decode(struct json_object *v, struct k8s_expr *e, size_t idx, ch
 
 		if (!s)
 			return bad(err, errlen,
-				   "spec.sandbox.selector.matchExpressions[%zu].values[%zu]: not a "
-				   "label value",
+				   "%s.matchExpressions[%zu].values[%zu]: not a label value", path,
 				   idx, i);
 		e->values[i] = strdup(s);
 		e->nvalues = i + 1;
@@ -312,9 +315,60 @@ static int expr_decode(struct json_object *v, struct k8s_expr *e, size_t idx, ch
 	return 0;
 }
 
+/* A metav1.LabelSelector at path; an empty one is refused. */
+static int selector_decode(struct json_object *sel, const char *path, struct k8s_selector *out,
+			   char *err, size_t errlen)
+{
+	char p[96];
+	size_t n;
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	if (!json_object_is_type(sel, json_type_object))
+		return bad(err, errlen, "%s: not an object", path);
+	snprintf(p, sizeof(p), "%s.matchLabels", path);
+	ret = labels_decode(jget(sel, "matchLabels"), p, &out->match, &out->nmatch, err, errlen);
+	if (ret)
+		return ret;
+	if (jarray(jget(sel, "matchExpressions"), K8S_MAX_EXPRS, &n))
+		return bad(err, errlen, "%s.matchExpressions: not an array of at most %d", path,
+			   K8S_MAX_EXPRS);
+	if (n) {
+		out->expr = calloc(n, sizeof(*out->expr));
+		if (!out->expr)
+			return -ENOMEM;
+	}
+	for (size_t i = 0; i < n; i++) {
+		out->nexpr = i + 1;
+		ret = expr_decode(json_object_array_get_idx(jget(sel, "matchExpressions"), i), path,
+				  &out->expr[i], i, err, errlen);
+		if (ret)
+			return ret;
+	}
+	/* An empty selector selects every pod of the namespace: never what a
+	 * sandbox means, and the lowest pod IP would get the traffic. */
+	if (!out->nmatch && !out->nexpr)
+		return bad(err, errlen, "%s: empty (it would select every pod)", path);
+	return 0;
+}
+
+static void selector_free(struct k8s_selector *sel)
+{
+	labels_free(sel->match, sel->nmatch);
+	for (size_t i = 0; sel->expr && i < sel->nexpr; i++) {
+		free(sel->expr[i].key);
+		for (size_t j = 0; j < sel->expr[i].nvalues; j++)
+			free(sel->expr[i].values[j]);
+		free(sel->expr[i].values);
+	}
+	free(sel->expr);
+	memset(sel, 0, sizeof(*sel));
+}
+
 static int sandbox_decode(struct json_object *sb, struct k8s_sbr *r, char *err, size_t errlen)
 {
 	struct json_object *sel = jget(sb, "selector"), *addrs = jget(sb, "addresses");
+	struct k8s_selector tmp;
 	size_t n;
 	int ret;
 
@@ -341,33 +395,12 @@ static int sandbox_decode(struct json_object *sb, struct k8s_sbr *r, char *err, 
 		r->naddrs = n;
 		return 0;
 	}
-	if (!json_object_is_type(sel, json_type_object))
-		return bad(err, errlen, "spec.sandbox.selector: not an object");
-	ret = labels_decode(jget(sel, "matchLabels"), "spec.sandbox.selector.matchLabels",
-			    &r->match, &r->nmatch, err, errlen);
-	if (ret)
-		return ret;
-	if (jarray(jget(sel, "matchExpressions"), K8S_MAX_EXPRS, &n))
-		return bad(err, errlen,
-			   "spec.sandbox.selector.matchExpressions: not an array of at most %d",
-			   K8S_MAX_EXPRS);
-	if (n) {
-		r->expr = calloc(n, sizeof(*r->expr));
-		if (!r->expr)
-			return -ENOMEM;
-	}
-	for (size_t i = 0; i < n; i++) {
-		r->nexpr = i + 1;
-		ret = expr_decode(json_object_array_get_idx(jget(sel, "matchExpressions"), i),
-				  &r->expr[i], i, err, errlen);
-		if (ret)
-			return ret;
-	}
-	/* An empty selector selects every pod of the namespace: never what a
-	 * sandbox means, and the lowest pod IP would get the traffic. */
-	if (!r->nmatch && !r->nexpr)
-		return bad(err, errlen, "spec.sandbox.selector: empty (it would select every pod)");
-	return 0;
+	ret = selector_decode(sel, "spec.sandbox.selector", &tmp, err, errlen);
+	r->match = tmp.match;
+	r->nmatch = tmp.nmatch;
+	r->expr = tmp.expr;
+	r->nexpr = tmp.nexpr;
+	return ret;
 }
 
 static int sbr_decode(struct json_object *obj, struct k8s_sbr *r, char *err, size_t errlen)
@@ -612,6 +645,22 @@ static int pod_decode(struct json_object *obj, struct k8s_pod *p, char *err, siz
 			    &p->nlabels, err, errlen);
 	if (ret)
 		return ret;
+	/* Both only locate the pod's cgroup for SandboxOverrides: absent is
+	 * "", a pod not scheduled (yet). */
+	if (jget(jget(obj, "metadata"), "uid") &&
+	    !jstring(jget(jget(obj, "metadata"), "uid"), 1, K8S_UID_MAX))
+		return bad(err, errlen, "metadata.uid: not a UID");
+	if (jget(jget(obj, "spec"), "nodeName") &&
+	    !jstring(jget(jget(obj, "spec"), "nodeName"), 0, K8S_NAME_MAX))
+		return bad(err, errlen, "spec.nodeName: not a node name");
+	p->uid = strdup(jget(jget(obj, "metadata"), "uid")
+				? json_object_get_string(jget(jget(obj, "metadata"), "uid"))
+				: "");
+	p->node = strdup(jget(jget(obj, "spec"), "nodeName")
+				 ? json_object_get_string(jget(jget(obj, "spec"), "nodeName"))
+				 : "");
+	if (!p->uid || !p->node)
+		return -ENOMEM;
 	if (jarray(conds, 64, &n))
 		return bad(err, errlen, "status.conditions: not an array");
 	for (size_t i = 0; i < n; i++) {
@@ -641,6 +690,90 @@ static int pod_decode(struct json_object *obj, struct k8s_pod *p, char *err, siz
 				return bad(err, errlen, "status.podIP: not an IP address");
 			p->nips = 1;
 		}
+	}
+	return 0;
+}
+
+/* spec.destination or spec.to: a Service name, addresses, or (to only) a
+ * selector; exactly one, and a port. */
+static int sbo_target_decode(struct json_object *v, const char *path, char **service,
+			     struct shunt_addr *addrs, size_t *naddrs, uint16_t *port,
+			     struct k8s_selector *sel, bool *sel_set, char *err, size_t errlen)
+{
+	struct json_object *a = jget(v, "addresses"), *sv = jget(v, "service");
+	struct json_object *sl = sel ? jget(v, "selector") : NULL;
+	char p[64];
+	size_t n;
+
+	if (!v || !json_object_is_type(v, json_type_object))
+		return bad(err, errlen, "%s: missing or not an object", path);
+	if (jport(jget(v, "port"), port))
+		return bad(err, errlen, "%s.port: not a port number (1..65535)", path);
+	if (!!a + !!sv + !!sl != 1)
+		return bad(err, errlen, "%s: exactly one of service%s or addresses is required",
+			   path, sel ? ", selector" : "");
+	if (sv) {
+		const char *s = jstring(sv, 1, 63);
+
+		if (!s)
+			return bad(err, errlen, "%s.service: not a Service name", path);
+		*service = strdup(s);
+		return *service ? 0 : -ENOMEM;
+	}
+	if (sl) {
+		snprintf(p, sizeof(p), "%s.selector", path);
+		*sel_set = true;
+		return selector_decode(sl, p, sel, err, errlen);
+	}
+	if (jarray(a, K8S_MAX_SBO_ADDRS, &n) || !n)
+		return bad(err, errlen, "%s.addresses: not an array of 1..%d addresses", path,
+			   K8S_MAX_SBO_ADDRS);
+	for (size_t i = 0; i < n; i++)
+		if (ip_parse(jstring(json_object_array_get_idx(a, i), 1, 64), &addrs[i]))
+			return bad(err, errlen, "%s.addresses[%zu]: not an IP address", path, i);
+	*naddrs = n;
+	return 0;
+}
+
+static int sbo_decode(struct json_object *obj, struct k8s_sbo *o, char *err, size_t errlen)
+{
+	struct json_object *spec = jget(obj, "spec");
+	const char *s;
+	int ret;
+
+	ret = meta_decode(obj, &o->m, err, errlen);
+	if (ret)
+		return ret;
+	if (!spec || !json_object_is_type(spec, json_type_object))
+		return bad(err, errlen, "spec: missing or not an object");
+	if (!jget(spec, "podSelector"))
+		return bad(err, errlen, "spec.podSelector: missing");
+	ret = selector_decode(jget(spec, "podSelector"), "spec.podSelector", &o->sel, err, errlen);
+	if (ret)
+		return ret;
+	ret = sbo_target_decode(jget(spec, "destination"), "spec.destination", &o->dst_service,
+				o->dst_addrs, &o->ndst, &o->dst_port, NULL, NULL, err, errlen);
+	if (ret)
+		return ret;
+	ret = sbo_target_decode(jget(spec, "to"), "spec.to", &o->to_service, o->to_addrs, &o->nto,
+				&o->to_port, &o->to_sel, &o->to_sel_set, err, errlen);
+	if (ret)
+		return ret;
+	s = jstring(jget(jget(obj, "metadata"), "creationTimestamp"), 1, K8S_TIME_MAX);
+	if (s && k8s_parse_time(s, &o->created_unix))
+		return bad(err, errlen, "metadata.creationTimestamp: not an RFC 3339 time");
+	if (jget(spec, "ttl")) {
+		uint64_t ttl;
+
+		s = jstring(jget(spec, "ttl"), 1, K8S_DURATION_TXT_MAX);
+		if (!s || parse_duration(s, &ttl))
+			return bad(err, errlen,
+				   "spec.ttl: not a duration (e.g. 90m, 8h; at most 10 years)");
+		if (!o->created_unix)
+			return bad(err, errlen,
+				   "metadata.creationTimestamp: missing, and spec.ttl counts from "
+				   "it");
+		o->expires_unix = o->created_unix + ttl;
 	}
 	return 0;
 }
@@ -689,6 +822,18 @@ void k8s_obj_free(enum k8s_kind kind, void *obj)
 
 		meta_free(&p->m);
 		labels_free(p->labels, p->nlabels);
+		free(p->uid);
+		free(p->node);
+		break;
+	}
+	case K8S_SBO: {
+		struct k8s_sbo *o = obj;
+
+		meta_free(&o->m);
+		selector_free(&o->sel);
+		selector_free(&o->to_sel);
+		free(o->dst_service);
+		free(o->to_service);
 		break;
 	}
 	case K8S_NKINDS:
@@ -700,10 +845,9 @@ void k8s_obj_free(enum k8s_kind kind, void *obj)
 int k8s_decode(enum k8s_kind kind, struct json_object *obj, void **out, char *err, size_t errlen)
 {
 	static const size_t sizes[K8S_NKINDS] = {
-		[K8S_SBR] = sizeof(struct k8s_sbr),
-		[K8S_SERVICE] = sizeof(struct k8s_service),
-		[K8S_SLICE] = sizeof(struct k8s_slice),
-		[K8S_POD] = sizeof(struct k8s_pod),
+		[K8S_SBR] = sizeof(struct k8s_sbr),	[K8S_SERVICE] = sizeof(struct k8s_service),
+		[K8S_SLICE] = sizeof(struct k8s_slice), [K8S_POD] = sizeof(struct k8s_pod),
+		[K8S_SBO] = sizeof(struct k8s_sbo),
 	};
 	void *o;
 	int ret = -EINVAL;
@@ -728,6 +872,9 @@ int k8s_decode(enum k8s_kind kind, struct json_object *obj, void **out, char *er
 		break;
 	case K8S_POD:
 		ret = pod_decode(obj, o, err, errlen);
+		break;
+	case K8S_SBO:
+		ret = sbo_decode(obj, o, err, errlen);
 		break;
 	case K8S_NKINDS:
 		break;

@@ -2,7 +2,7 @@
 /*
  * The Kubernetes objects the agent follows, decoded from the API's JSON
  * into the few fields it needs (docs/k8s-contract.md): SandboxRoutes,
- * Services, EndpointSlices and Pods. Decoding is strict about what it uses
+ * Services, EndpointSlices, Pods and SandboxOverrides. Decoding is strict about what it uses
  * (types, lengths, counts) and ignores everything else; an object that
  * fails is refused with a message naming the field, never half-decoded.
  */
@@ -20,6 +20,7 @@ enum k8s_kind {
 	K8S_SERVICE,
 	K8S_SLICE, /* discovery.k8s.io/v1 EndpointSlice */
 	K8S_POD,
+	K8S_SBO, /* shunt.dev/v1alpha1 SandboxOverride */
 	K8S_NKINDS,
 };
 
@@ -39,6 +40,8 @@ enum k8s_kind {
 #define K8S_MAX_POD_IPS	     2	  /* one per family */
 #define K8S_TIME_MAX	     64	  /* RFC 3339 text */
 #define K8S_DURATION_TXT_MAX 32
+#define K8S_UID_MAX	     63 /* metadata.uid (a UUID: 36) */
+#define K8S_MAX_SBO_ADDRS    8	/* destination/to addresses (the CRD's limit) */
 
 struct k8s_label {
 	char *key, *val;
@@ -116,9 +119,40 @@ struct k8s_pod {
 	struct k8s_meta m;
 	struct k8s_label *labels;
 	size_t nlabels;
+	char *uid;  /* metadata.uid; "" when none */
+	char *node; /* spec.nodeName; "" when not scheduled */
 	bool ready; /* Running, with condition Ready=True */
 	struct shunt_addr ips[K8S_MAX_POD_IPS];
 	size_t nips;
+};
+
+/* A metav1.LabelSelector. */
+struct k8s_selector {
+	struct k8s_label *match;
+	size_t nmatch;
+	struct k8s_expr *expr;
+	size_t nexpr;
+};
+
+/* A SandboxOverride (deploy/crd-sandboxoverride.yaml): connections from
+ * the pods matching sel, on this node, to dst go to `to` instead. */
+struct k8s_sbo {
+	struct k8s_meta m;
+	struct k8s_selector sel; /* spec.podSelector */
+	/* spec.destination: a Service (its port dst_port) or addresses */
+	char *dst_service;
+	struct shunt_addr dst_addrs[K8S_MAX_SBO_ADDRS]; /* port 0 */
+	size_t ndst;
+	uint16_t dst_port;
+	/* spec.to: exactly one of a Service, a selector or addresses */
+	char *to_service;
+	struct k8s_selector to_sel; /* to_sel_set when used */
+	bool to_sel_set;
+	struct shunt_addr to_addrs[K8S_MAX_SBO_ADDRS]; /* port 0 */
+	size_t nto;
+	uint16_t to_port;
+	uint64_t created_unix;
+	uint64_t expires_unix; /* 0 = no ttl */
 };
 
 extern const char *const k8s_kind_names[K8S_NKINDS]; /* "sandboxroutes", ... */
@@ -137,6 +171,8 @@ const char *k8s_object_rv(struct json_object *obj);
 /* Does the label set match the selector (matchLabels and matchExpressions
  * all hold)? */
 bool k8s_selector_match(const struct k8s_sbr *r, const struct k8s_label *labels, size_t nlabels);
+bool k8s_labels_match(const struct k8s_selector *sel, const struct k8s_label *labels,
+		      size_t nlabels);
 
 /* RFC 3339 ("2026-11-27T02:00:00Z", fractions and offsets allowed) to unix
  * seconds; 0 or -EINVAL. */

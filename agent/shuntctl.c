@@ -281,7 +281,8 @@ static int override_cmd(const char *path, int argc, char **argv)
 		return usage("override %s: --from is required", argv[0]);
 	if (!ra.dst)
 		return usage("override %s: --dst is required", argv[0]);
-	if (source_check(ra.from, err, sizeof(err)))
+	if ((strcmp(argv[0], "del") ? source_check : source_check_listed)(ra.from, err,
+									  sizeof(err)))
 		return usage("%s", err);
 	strcpy(r.from, ra.from); /* source_check: it fits */
 	if (parse_addr_port(ra.dst, &r.dst))

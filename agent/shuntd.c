@@ -71,12 +71,15 @@ static const char usage_text[] =
 	"  --access-log            a line per request to a steered service: service,\n"
 	"                          key, destination, upstream, status, outcome,\n"
 	"                          duration, bytes (never other headers or bodies)\n"
-	"  --kubernetes            follow the cluster's SandboxRoutes (with Services,\n"
-	"                          EndpointSlices, Pods) using the in-cluster config\n"
+	"  --kubernetes            follow the cluster's SandboxRoutes and SandboxOverrides\n"
+	"                          (with Services, EndpointSlices, Pods) using the\n"
+	"                          in-cluster config\n"
 	"  --kubeconfig FILE       ... using a kubeconfig's current context instead\n"
 	"  --k8s-api URL           the API server; overrides either (http:// for tests)\n"
 	"  --k8s-token-file FILE   bearer token file, re-read when it changes\n"
 	"  --k8s-ca-file FILE      CA bundle for the API server's certificate\n"
+	"  --node-name NAME        this node (SandboxOverrides act on its pods only);\n"
+	"                          default $NODE_NAME, else the host name\n"
 	"  -v, --verbose           debug logging; twice adds libbpf's own\n"
 	"  -h, --help              this text\n"
 	"\n"
@@ -129,6 +132,7 @@ enum {
 	OPT_K8S_API,
 	OPT_K8S_TOKEN_FILE,
 	OPT_K8S_CA_FILE,
+	OPT_NODE_NAME,
 };
 
 static const struct option long_opts[] = {
@@ -159,6 +163,7 @@ static const struct option long_opts[] = {
 	{"k8s-api", required_argument, NULL, OPT_K8S_API},
 	{"k8s-token-file", required_argument, NULL, OPT_K8S_TOKEN_FILE},
 	{"k8s-ca-file", required_argument, NULL, OPT_K8S_CA_FILE},
+	{"node-name", required_argument, NULL, OPT_NODE_NAME},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{},
@@ -350,6 +355,11 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 		case OPT_K8S_CA_FILE:
 			a->kopts.ca_file = optarg;
 			break;
+		case OPT_NODE_NAME:
+			if (!*optarg || strlen(optarg) > K8S_NAME_MAX)
+				return usage_error("--node-name: '%s' is not a node name", optarg);
+			a->kopts.node_name = optarg;
+			break;
 		case 'v':
 			if (log_threshold == LOG_DEBUG)
 				libbpf_debug = 1;
@@ -374,6 +384,9 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 	if ((a->kopts.token_file || a->kopts.ca_file) && !k8s_wanted(&a->kopts))
 		return usage_error("--k8s-token-file and --k8s-ca-file need --kubernetes, "
 				   "--kubeconfig or --k8s-api%s",
+				   "");
+	if (a->kopts.node_name && !k8s_wanted(&a->kopts))
+		return usage_error("--node-name needs --kubernetes, --kubeconfig or --k8s-api%s",
 				   "");
 	return 0;
 }

@@ -64,6 +64,24 @@ struct netns_job {
 };
 
 /* In a thread of its own: setns() moves only the calling thread. */
+int source_check_listed(const char *spec, char *err, size_t errlen)
+{
+	size_t len = strlen(spec);
+
+	if (strncmp(spec, SHUNT_K8S_FROM_PREFIX, strlen(SHUNT_K8S_FROM_PREFIX)))
+		return source_check(spec, err, errlen);
+	if (len >= SHUNT_OVERRIDE_FROM_LEN) {
+		snprintf(err, errlen, "--from: longer than %d bytes", SHUNT_OVERRIDE_FROM_LEN - 1);
+		return -EINVAL;
+	}
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)spec[i] < 0x20 || (unsigned char)spec[i] >= 0x7f) {
+			snprintf(err, errlen, "--from: unprintable byte at offset %zu", i);
+			return -EINVAL;
+		}
+	return 0;
+}
+
 static void *netns_cookie_thread(void *arg)
 {
 	struct netns_job *j = arg;

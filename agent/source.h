@@ -21,6 +21,15 @@
 /* Syntax only (no file is opened): 0 or -EINVAL with a message. */
 int source_check(const char *spec, char *err, size_t errlen);
 
+/* How the overrides of a SandboxOverride name their source:
+ * "k8s:NAMESPACE/NAME pod POD" (not something to add by hand). */
+#define SHUNT_K8S_FROM_PREFIX "k8s:"
+
+/* A source as `override del` takes it: what source_check accepts, or the
+ * text of a SandboxOverride's override (so that deleting one can be
+ * refused with a reason). 0 or -EINVAL with a message. */
+int source_check_listed(const char *spec, char *err, size_t errlen);
+
 /* The kernel's identity of spec: *kind is SHUNT_SRC_NETNS with the netns
  * cookie, or SHUNT_SRC_CGROUP with the cgroup id. 0 or -errno with a
  * message. */

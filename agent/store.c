@@ -183,12 +183,21 @@ void store_free(struct store *s)
 	s->novr = s->ovr_cap = 0;
 }
 
+static void ovr_remove_at(struct store *s, size_t i);
+
 int store_ovr_add(struct store *s, const struct shunt_override_key *k,
 		  const struct shunt_override *v, char *err, size_t errlen)
 {
-	int ret;
+	int ret, at = ovr_find(s, k);
 
-	if (ovr_find(s, k) < 0 && s->novr >= SHUNT_MAX_OVERRIDES) {
+	/* A SandboxOverride's is the watcher's to change. */
+	if (at >= 0 && (s->ovr[at].v.flags & SHUNT_ROUTE_FROM_K8S) &&
+	    !(v->flags & SHUNT_ROUTE_FROM_K8S)) {
+		snprintf(err, errlen, "a SandboxOverride holds this source and destination (%s)",
+			 s->ovr[at].v.from);
+		return -EPERM;
+	}
+	if (at < 0 && s->novr >= SHUNT_MAX_OVERRIDES) {
 		snprintf(err, errlen, "override table full (%u overrides, the limit)",
 			 SHUNT_MAX_OVERRIDES);
 		return -ENOSPC;
@@ -214,7 +223,9 @@ int store_ovr_add(struct store *s, const struct shunt_override_key *k,
 	ret = sync_service(s, &k->dst);
 	if (ret) {
 		snprintf(err, errlen, "update shunt_services: %s", strerror(-ret));
-		store_ovr_del(s, v->from, &k->dst);
+		at = ovr_find(s, k);
+		if (at >= 0)
+			ovr_remove_at(s, (size_t)at);
 	}
 	return ret;
 }
@@ -234,10 +245,22 @@ int store_ovr_del(struct store *s, const char *from, const struct shunt_addr *ds
 	for (size_t i = 0; i < s->novr; i++)
 		if (!strcmp(s->ovr[i].v.from, from) &&
 		    !memcmp(&s->ovr[i].k.dst, dst, sizeof(*dst))) {
+			if (s->ovr[i].v.flags & SHUNT_ROUTE_FROM_K8S)
+				return -EPERM;
 			ovr_remove_at(s, i);
 			return 0;
 		}
 	return -ENOENT;
+}
+
+int store_ovr_k8s_del(struct store *s, const struct shunt_override_key *k)
+{
+	int at = ovr_find(s, k);
+
+	if (at < 0 || !(s->ovr[at].v.flags & SHUNT_ROUTE_FROM_K8S))
+		return -ENOENT;
+	ovr_remove_at(s, (size_t)at);
+	return 0;
 }
 
 int store_add(struct store *s, const struct shunt_route_key *k, const struct shunt_route *v,

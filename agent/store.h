@@ -67,12 +67,17 @@ int store_k8s_del(struct store *s, const struct shunt_route_key *k);
 int store_expire(struct store *s, uint64_t now_unix);
 
 /* Add or replace the override for (k->src, k->dst); the first connect()
- * after it returns is redirected. On failure -errno with a message. */
+ * after it returns is redirected. On failure -errno with a message;
+ * -EPERM when a Kubernetes override (SHUNT_ROUTE_FROM_K8S) holds the key
+ * and v is not one: those belong to the watcher. */
 int store_ovr_add(struct store *s, const struct shunt_override_key *k,
 		  const struct shunt_override *v, char *err, size_t errlen);
 /* Remove the override given as `from` (the text it was added with) for
- * dst: 0 or -ENOENT. */
+ * dst: 0, -ENOENT, or -EPERM for a Kubernetes override. */
 int store_ovr_del(struct store *s, const char *from, const struct shunt_addr *dst);
+/* Remove the Kubernetes override with key k: 0 or -ENOENT (none, or not
+ * from Kubernetes). */
+int store_ovr_k8s_del(struct store *s, const struct shunt_override_key *k);
 /* Overrides naming dst as their destination. */
 size_t store_ovr_dst_count(const struct store *s, const struct shunt_addr *dst);
 /* Make the file's routes the set of file routes: file routes no longer in

@@ -79,6 +79,7 @@ RESOURCES = {
     "services": ("/api/v1", "v1", "Service"),
     "endpointslices": ("/apis/discovery.k8s.io/v1", "discovery.k8s.io/v1", "EndpointSlice"),
     "pods": ("/api/v1", "v1", "Pod"),
+    "sandboxoverrides": ("/apis/shunt.dev/v1alpha1", "shunt.dev/v1alpha1", "SandboxOverride"),
 }
 KIND_TO_RESOURCE = {v[2]: k for k, v in RESOURCES.items()}
 
@@ -152,8 +153,9 @@ def endpointslice(namespace, name, service_name, endpoints, ports, address_type=
             "addressType": address_type, "endpoints": eps, "ports": ps}
 
 
-def pod(namespace, name, labels, ips, ready=True, phase="Running", node="node-1"):
-    """ips: a list of pod IPs (the first is status.podIP); [] before scheduling."""
+def pod(namespace, name, labels, ips, ready=True, phase="Running", node="node-1", uid=None):
+    """ips: a list of pod IPs (the first is status.podIP); [] before scheduling.
+    uid: metadata.uid (apply() makes one up when None)."""
     ips = [ips] if isinstance(ips, str) else list(ips)
     st = {"phase": phase, "conditions": [
         {"type": "Initialized", "status": "True"},
@@ -164,7 +166,8 @@ def pod(namespace, name, labels, ips, ready=True, phase="Running", node="node-1"
         st["podIP"] = ips[0]
         st["podIPs"] = [{"ip": ip} for ip in ips]
         st["hostIP"] = "10.0.0.1"
-    return {"kind": "Pod", "apiVersion": "v1", "metadata": _meta(namespace, name, labels),
+    extra = {"uid": uid} if uid else {}
+    return {"kind": "Pod", "apiVersion": "v1", "metadata": _meta(namespace, name, labels, **extra),
             "spec": {"nodeName": node, "containers": [{"name": "app", "image": "app:1"}]},
             "status": st}
 
@@ -190,6 +193,18 @@ def sandboxroute(namespace, name, service_name, keys, port, selector=None, addre
         spec["fallback"] = fallback
     return {"kind": "SandboxRoute", "apiVersion": "shunt.dev/v1alpha1", "metadata": _meta(namespace, name),
             "spec": spec}
+
+
+def sandboxoverride(namespace, name, pod_selector, destination, to, ttl=None):
+    """destination: {"service": NAME | "addresses": [...], "port": N};
+    to: {"service": NAME | "selector": {"matchLabels": ...} | "addresses": [...], "port": N}
+    (deploy/crd-sandboxoverride.yaml)."""
+    spec = {"podSelector": {"matchLabels": dict(pod_selector)}, "destination": dict(destination),
+            "to": dict(to)}
+    if ttl is not None:
+        spec["ttl"] = ttl
+    return {"kind": "SandboxOverride", "apiVersion": "shunt.dev/v1alpha1",
+            "metadata": _meta(namespace, name), "spec": spec}
 
 
 def make_certs(directory, ips=("127.0.0.1",), dns=("localhost",)):

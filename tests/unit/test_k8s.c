@@ -694,6 +694,288 @@ Test(k8s, deadline_is_tracked)
 
 /* ---- small parsers ------------------------------------------------------ */
 
+/* ---- SandboxOverrides ------------------------------------------------------ */
+
+/* The injected cgroup lookup: "uid-a" -> 1001, "uid-c" -> 1003, others
+ * none yet. */
+static int fake_cgroup(void *ud, const char *uid, uint64_t *id)
+{
+	(void)ud;
+	if (!strcmp(uid, "uid-a"))
+		*id = 1001;
+	else if (!strcmp(uid, "uid-c"))
+		*id = 1003;
+	else
+		return -ENOENT;
+	return 0;
+}
+
+static void sbo_setup(void)
+{
+	c.node = "node-1";
+	c.cgroup_of = fake_cgroup;
+	base_cluster();
+}
+
+static void put_client(const char *name, const char *uid, const char *node)
+{
+	char buf[1024];
+
+	snprintf(buf, sizeof(buf),
+		 "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"shop\",\"uid\":\"%s\","
+		 "\"labels\":{\"app\":\"checkout\",\"sandbox\":\"feat-1\"}},"
+		 "\"spec\":{\"nodeName\":\"%s\"},\"status\":{\"phase\":\"Pending\"}}",
+		 name, uid, node);
+	put(K8S_POD, buf);
+}
+
+static void put_sbo(const char *name, const char *dst, const char *to, const char *extra)
+{
+	char buf[2048];
+
+	snprintf(buf, sizeof(buf),
+		 "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"shop\","
+		 "\"creationTimestamp\":\"" T0 "\"},"
+		 "\"spec\":{\"podSelector\":{\"matchLabels\":{\"app\":\"checkout\"}},"
+		 "\"destination\":%s,\"to\":%s%s}}",
+		 name, dst, to, extra);
+	put(K8S_SBO, buf);
+}
+
+static long sbo_overrides(const char *id, struct k8s_override **out, size_t *unresolved)
+{
+	const struct k8s_sbo *o = hmap_sget(&c.objs[K8S_SBO], id);
+	long n;
+
+	cr_assert_not_null(o, "no SandboxOverride %s", id);
+	*unresolved = 0;
+	n = k8s_sbo_overrides(&c, o, NOW, out, unresolved);
+	cr_assert_geq(n, 0);
+	return n;
+}
+
+/* Is there an override from cgroup cg to dst -> to among os? */
+static const struct k8s_override *find_ovr(const struct k8s_override *os, long n, uint64_t cg,
+					   const char *dst, const char *to)
+{
+	struct shunt_addr d, t;
+
+	cr_assert_eq(parse_addr_port(dst, &d), 0, "%s", dst);
+	cr_assert_eq(parse_addr_port(to, &t), 0, "%s", to);
+	for (long i = 0; i < n; i++)
+		if (os[i].k.src_kind == SHUNT_SRC_CGROUP && os[i].k.src_id == cg &&
+		    addr_equal(&os[i].k.dst, &d)) {
+			cr_assert(addr_equal(&os[i].v.to, &t), "%s goes elsewhere", dst);
+			return &os[i];
+		}
+	return NULL;
+}
+
+Test(k8s_sbo, service_destination_selector_target)
+{
+	struct k8s_override *os;
+	size_t unres;
+	long n;
+
+	sbo_setup();
+	put_client("checkout-1", "uid-a", "node-1");
+	put_client("checkout-2", "uid-b", "node-1"); /* no cgroup yet */
+	put_client("checkout-3", "uid-c", "node-2"); /* another node's */
+	put_sbo("db", "{\"service\":\"orders\",\"port\":80}",
+		"{\"selector\":{\"matchLabels\":{\"sandbox\":\"feat-1\",\"app\":\"orders\"}},"
+		"\"port\":5432}",
+		",\"ttl\":\"8h\"");
+	n = sbo_overrides("shop/db", &os, &unres);
+	/* ClusterIPs at the Service port, ready endpoints at the target port;
+	 * each to the target of its family. */
+	cr_assert_not_null(find_ovr(os, n, 1001, "10.96.0.10:80", "10.244.1.9:5432"));
+	cr_assert_not_null(find_ovr(os, n, 1001, "[fd00:96::10]:80", "[fd00:244:1::9]:5432"));
+	cr_assert_not_null(find_ovr(os, n, 1001, "10.244.0.5:8080", "10.244.1.9:5432"));
+	cr_assert_not_null(find_ovr(os, n, 1001, "10.244.0.7:8080", "10.244.1.9:5432"));
+	cr_assert_not_null(find_ovr(os, n, 1001, "[fd00:244::5]:8080", "[fd00:244:1::9]:5432"));
+	cr_assert_eq(n, 5);
+	cr_assert_eq(unres, 1);
+	for (long i = 0; i < n; i++) {
+		cr_assert_eq(os[i].v.flags, SHUNT_ROUTE_FROM_K8S);
+		cr_assert_eq(os[i].v.created_unix, T0_S);
+		cr_assert_eq(os[i].v.expires_unix, T0_S + 8 * 3600);
+		cr_assert_str_eq(os[i].v.from, "k8s:shop/db pod checkout-1");
+	}
+	free(os);
+	/* Port 81 is not a port of the Service: nothing. */
+	put_sbo("db", "{\"service\":\"orders\",\"port\":81}",
+		"{\"addresses\":[\"10.1.1.1\"],\"port\":1}", "");
+	n = sbo_overrides("shop/db", &os, &unres);
+	cr_assert_eq(n, 0);
+	free(os);
+	teardown();
+}
+
+Test(k8s_sbo, addresses_service_target_and_ttl)
+{
+	struct k8s_override *os;
+	size_t unres;
+	long n;
+
+	sbo_setup();
+	put_client("checkout-1", "uid-a", "node-1");
+	/* to a Service: its ready endpoint with the lowest address, at the
+	 * target port of the Service port given */
+	put_sbo("a", "{\"addresses\":[\"10.211.0.20\",\"fd00::20\"],\"port\":8080}",
+		"{\"service\":\"orders\",\"port\":80}", "");
+	n = sbo_overrides("shop/a", &os, &unres);
+	cr_assert_eq(n, 2);
+	cr_assert_not_null(find_ovr(os, n, 1001, "10.211.0.20:8080", "10.244.0.5:8080"));
+	cr_assert_not_null(find_ovr(os, n, 1001, "[fd00::20]:8080", "[fd00:244::5]:8080"));
+	free(os);
+	/* addresses to addresses: the first of each family; none of v6 -> no
+	 * override for the v6 destination */
+	put_sbo("a", "{\"addresses\":[\"10.211.0.20\",\"fd00::20\"],\"port\":8080}",
+		"{\"addresses\":[\"10.211.0.30\",\"10.211.0.31\"],\"port\":9090}", "");
+	n = sbo_overrides("shop/a", &os, &unres);
+	cr_assert_eq(n, 1);
+	cr_assert_not_null(find_ovr(os, n, 1001, "10.211.0.20:8080", "10.211.0.30:9090"));
+	cr_assert_eq(os[0].v.expires_unix, 0);
+	free(os);
+	/* expired: nothing */
+	put_sbo("a", "{\"addresses\":[\"10.211.0.20\"],\"port\":8080}",
+		"{\"addresses\":[\"10.211.0.30\"],\"port\":8080}", ",\"ttl\":\"5m\"");
+	n = sbo_overrides("shop/a", &os, &unres);
+	cr_assert_eq(n, 0);
+	free(os);
+	teardown();
+}
+
+static long ovr_changes(bool full, struct k8s_ovr_op **ops)
+{
+	long n;
+
+	cr_assert_eq(k8s_cache_recompute(&c, NOW), 0);
+	n = k8s_cache_ovr_changes(&c, full, ops);
+	cr_assert_geq(n, 0);
+	return n;
+}
+
+Test(k8s_sbo, changes_follow_pods_and_objects)
+{
+	struct k8s_ovr_op *ops;
+	long n;
+
+	sbo_setup();
+	put_client("checkout-1", "uid-a", "node-1");
+	put_client("checkout-2", "uid-b", "node-1");
+	put_sbo("a", "{\"addresses\":[\"10.211.0.20\"],\"port\":8080}",
+		"{\"addresses\":[\"10.211.0.30\"],\"port\":8080}", "");
+	n = ovr_changes(false, &ops);
+	cr_assert_eq(n, 1);
+	cr_assert(!ops[0].del);
+	cr_assert_eq(ops[0].o.k.src_id, 1001);
+	free(ops);
+	cr_assert_eq(c.ovr_unresolved, 1);
+	/* nothing changed: nothing to report */
+	cr_assert(!k8s_cache_pending(&c, NOW));
+	n = ovr_changes(false, &ops);
+	cr_assert_eq(n, 0);
+	free(ops);
+	/* the pending pod got its cgroup (uid-c now) */
+	put_client("checkout-2", "uid-c", "node-1");
+	cr_assert(k8s_cache_pending(&c, NOW));
+	n = ovr_changes(false, &ops);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(ops[0].o.k.src_id, 1003);
+	free(ops);
+	cr_assert_eq(c.ovr_unresolved, 0);
+	/* a full resync reports every override */
+	n = ovr_changes(true, &ops);
+	cr_assert_eq(n, 2);
+	free(ops);
+	/* a pod goes: its override goes */
+	cr_assert_eq(k8s_cache_del(&c, K8S_POD, "shop/checkout-1"), 0);
+	n = ovr_changes(false, &ops);
+	cr_assert_eq(n, 1);
+	cr_assert(ops[0].del);
+	cr_assert_eq(ops[0].o.k.src_id, 1001);
+	free(ops);
+	/* the target changes: a put with the new value */
+	put_sbo("a", "{\"addresses\":[\"10.211.0.20\"],\"port\":8080}",
+		"{\"addresses\":[\"10.211.0.31\"],\"port\":8080}", "");
+	n = ovr_changes(false, &ops);
+	cr_assert_eq(n, 1);
+	cr_assert(!ops[0].del);
+	cr_assert_eq(ops[0].o.v.to.addr[3], 31);
+	free(ops);
+	/* the SandboxOverride goes: so does the override */
+	cr_assert_eq(k8s_cache_del(&c, K8S_SBO, "shop/a"), 0);
+	n = ovr_changes(false, &ops);
+	cr_assert_eq(n, 1);
+	cr_assert(ops[0].del);
+	free(ops);
+	teardown();
+}
+
+Test(k8s_sbo, conflict_smallest_name_wins)
+{
+	struct k8s_ovr_op *ops;
+	long n;
+
+	sbo_setup();
+	put_client("checkout-1", "uid-a", "node-1");
+	put_sbo("b", "{\"addresses\":[\"10.211.0.20\"],\"port\":8080}",
+		"{\"addresses\":[\"10.211.0.32\"],\"port\":8080}", "");
+	put_sbo("a", "{\"addresses\":[\"10.211.0.20\"],\"port\":8080}",
+		"{\"addresses\":[\"10.211.0.31\"],\"port\":8080}", "");
+	n = ovr_changes(false, &ops);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(ops[0].o.v.to.addr[3], 31);
+	cr_assert_str_eq(ops[0].o.v.from, "k8s:shop/a pod checkout-1");
+	free(ops);
+	teardown();
+}
+
+Test(k8s_sbo, invalid_refused)
+{
+	static const char meta[] = "{\"metadata\":{\"name\":\"x\",\"namespace\":\"shop\"},";
+
+	char buf[1024];
+
+#define SBO(spec) (snprintf(buf, sizeof(buf), "%s\"spec\":%s}", meta, spec), buf)
+	refused(K8S_SBO,
+		SBO("{\"podSelector\":{},\"destination\":{\"service\":\"a\",\"port\":1},"
+		    "\"to\":{\"service\":\"b\",\"port\":1}}"),
+		"spec.podSelector: empty");
+	refused(K8S_SBO,
+		SBO("{\"podSelector\":{\"matchLabels\":{\"a\":\"b\"}},\"destination\":"
+		    "{\"service\":\"a\",\"addresses\":[\"10.0.0.1\"],\"port\":1},"
+		    "\"to\":{\"service\":\"b\",\"port\":1}}"),
+		"spec.destination: exactly one");
+	refused(K8S_SBO,
+		SBO("{\"podSelector\":{\"matchLabels\":{\"a\":\"b\"}},\"destination\":"
+		    "{\"service\":\"a\"},\"to\":{\"service\":\"b\",\"port\":1}}"),
+		"spec.destination.port");
+	refused(K8S_SBO,
+		SBO("{\"podSelector\":{\"matchLabels\":{\"a\":\"b\"}},\"destination\":"
+		    "{\"service\":\"a\",\"port\":1},\"to\":{\"selector\":{\"matchLabels\":"
+		    "{\"a\":\"b\"}},\"addresses\":[\"10.0.0.1\"],\"port\":1}}"),
+		"spec.to: exactly one");
+	refused(K8S_SBO,
+		SBO("{\"podSelector\":{\"matchLabels\":{\"a\":\"b\"}},\"destination\":"
+		    "{\"addresses\":[\"10.0.0.1\",\"nope\"],\"port\":1},\"to\":{\"service\":"
+		    "\"b\",\"port\":1}}"),
+		"spec.destination.addresses[1]");
+	refused(K8S_SBO,
+		SBO("{\"podSelector\":{\"matchExpressions\":[{\"key\":\"a\",\"operator\":"
+		    "\"In\"}]},\"destination\":{\"service\":\"a\",\"port\":1},"
+		    "\"to\":{\"service\":\"b\",\"port\":1}}"),
+		"spec.podSelector.matchExpressions[0].values: required");
+	refused(K8S_SBO,
+		SBO("{\"podSelector\":{\"matchLabels\":{\"a\":\"b\"}},\"destination\":"
+		    "{\"service\":\"a\",\"port\":1},\"to\":{\"service\":\"b\",\"port\":1},"
+		    "\"ttl\":\"8h\"}"),
+		"creationTimestamp");
+#undef SBO
+	teardown();
+}
+
 Test(k8s_time, rfc3339)
 {
 	uint64_t t;
