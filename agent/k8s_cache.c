@@ -215,9 +215,9 @@ static int mark_pod_users(struct k8s_cache *c, const struct k8s_pod *p)
  * do not matter here: only labels, readiness and addresses do. */
 static bool pod_same(const struct k8s_pod *a, const struct k8s_pod *b)
 {
-	if (a->ready != b->ready || a->nips != b->nips || a->nlabels != b->nlabels ||
-	    memcmp(a->ips, b->ips, sizeof(a->ips)) || strcmp(a->uid, b->uid) ||
-	    strcmp(a->node, b->node))
+	if (a->ready != b->ready || a->ended != b->ended || a->nips != b->nips ||
+	    a->nlabels != b->nlabels || memcmp(a->ips, b->ips, sizeof(a->ips)) ||
+	    strcmp(a->uid, b->uid) || strcmp(a->node, b->node))
 		return false;
 	for (size_t i = 0; i < a->nlabels; i++)
 		if (strcmp(a->labels[i].key, b->labels[i].key) ||
@@ -775,7 +775,7 @@ long k8s_sbo_overrides(const struct k8s_cache *c, const struct k8s_sbo *o, uint6
 
 		/* Every pod of ours that matches, ready or not: what its init
 		 * containers open counts too. */
-		if (strcmp(p->node, c->node) || !p->uid[0] ||
+		if (p->ended || strcmp(p->node, c->node) || !p->uid[0] ||
 		    !k8s_labels_match(&o->sel, p->labels, p->nlabels))
 			continue;
 		if (c->cgroup_of(c->cgroup_ud, p->uid, &cg)) {

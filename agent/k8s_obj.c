@@ -672,6 +672,7 @@ static int pod_decode(struct json_object *obj, struct k8s_pod *p, char *err, siz
 			cond_ready = status && !strcmp(status, "True");
 	}
 	p->ready = phase && !strcmp(phase, "Running") && cond_ready;
+	p->ended = phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"));
 	if (jarray(ips, K8S_MAX_POD_IPS, &n))
 		return bad(err, errlen, "status.podIPs: not an array of at most %d",
 			   K8S_MAX_POD_IPS);

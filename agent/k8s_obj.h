@@ -122,6 +122,7 @@ struct k8s_pod {
 	char *uid;  /* metadata.uid; "" when none */
 	char *node; /* spec.nodeName; "" when not scheduled */
 	bool ready; /* Running, with condition Ready=True */
+	bool ended; /* Succeeded or Failed: its cgroup is gone */
 	struct shunt_addr ips[K8S_MAX_POD_IPS];
 	size_t nips;
 };

@@ -514,7 +514,7 @@ class Agent(unittest.TestCase):
             for g in r["apiGroups"]:
                 for res in r["resources"]:
                     got.add("%s/%s" % (g, res))
-        self.assertEqual(got, {"shunt.dev/sandboxroutes", "/services", "/pods",
+        self.assertEqual(got, {"shunt.dev/sandboxroutes", "shunt.dev/sandboxoverrides", "/services", "/pods",
                                "discovery.k8s.io/endpointslices"})
         b = find("ClusterRoleBinding", "shunt-agent")
         self.assertEqual(b["subjects"], [{"kind": "ServiceAccount", "name": self.pod["serviceAccountName"],

@@ -21,17 +21,23 @@ ClusterIP would go through the proxy to the original destination, where
 nothing answers: keyless checks use the endpoint address (the baseline
 pod), keyed ones both.
 
+shuntd runs with --node-name NODE; SandboxOverride tests add a Pod on it
+whose pod cgroup they create under the node's test cgroup.
+
 Every test starts from that cluster with no SandboxRoutes and waits until
 the agent's k8s routes are none; the time from an API change to the
 pinned shunt_routes map is printed ("k8s latency:").
 """
 
+import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import node as N
 from base import BUILD, NodeTestCase
@@ -39,6 +45,7 @@ from httpmsg import key_header
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "k8s"))
 import fakeapi as F  # noqa: E402
+import test_overrides as TO  # noqa: E402  (a module: its test class is not collected here)
 # The fake server's own tests run with the e2e suite (make test).
 from test_fakeapi import FakeAPITest, FakeAPITLSTest  # noqa: E402,F401
 
@@ -52,6 +59,7 @@ SEL = {"app": "web", "sandbox": "feat"}
 SYNC_TIMEOUT = 10  # first sync after a start
 CHANGE_TIMEOUT = 3  # one watch event to the kernel map: the contract says within a second
 RECONNECT_TIMEOUT = 25  # reconnect backoff is capped at 10 s (plus jitter), twice over
+NODE = "e2e-node"  # --node-name
 
 
 def k8s_flag_reason():
@@ -113,7 +121,8 @@ class K8sBase(NodeTestCase):
         cls.api = F.FakeAPI(token="t0", tls=tls, netns=node.netns_path("node"), bookmark_interval=1.0)
         cls.api.apply_many(cluster())
         cls.api.start()
-        node.shuntd_args += ["--k8s-api", cls.api.url, "--k8s-token-file", cls.token_file]
+        node.shuntd_args += ["--k8s-api", cls.api.url, "--k8s-token-file", cls.token_file,
+                             "--node-name", NODE]
         if tls:
             node.shuntd_args += ["--k8s-ca-file", tls["ca"]]
 
@@ -491,6 +500,107 @@ class K8s(K8sBase):
         # lost: it is back (docs/k8s-contract.md, details the agent settled).
         self.assertEqual(left.get((EP4, "k-a")), ("api", SBX2_TO4), "the displaced API route: %r" % left)
         self.assertEqual(self.get_pod(N.BASE4, "k-a"), "sandbox2")
+
+
+    # ---- SandboxOverrides ------------------------------------------------------
+    def k8s_overrides(self):
+        return [o for o in self.node.ctl_json("override", "list") if o.get("source") == "k8s"]
+
+    def wait_overrides(self, pred, timeout, what):
+        t0 = time.monotonic()
+        got = None
+        while time.monotonic() - t0 < timeout:
+            got = self.k8s_overrides()
+            if pred(got):
+                return got
+            time.sleep(0.05)
+        self.fail("waiting for %s: k8s overrides after %ss: %r\n  status %r"
+                  % (what, timeout, got, self.k8s_status()))
+
+    def probe_in_cgroup(self, cg, host, port=N.HTTP_PORT):
+        """test_overrides' probe: connect from the client netns as a task of cg."""
+        cmd = "echo $$ > %s && exec %s" % (
+            shlex.quote(os.path.join(cg, "cgroup.procs")),
+            shlex.join(self.node.nsenter("client") + [N.PYTHON, "-c", TO.PROBE, host, str(port)]))
+        p = N.run(["sh", "-c", cmd], check=False, timeout=20)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return json.loads(p.stdout)
+
+    def cgroup_dir(self, *parts):
+        """A directory below the node's test cgroup, removed after the test
+        (cleanups run last-in first-out: children before parents)."""
+        path = os.path.join(self.node.cg, *parts)
+        os.mkdir(path)
+        self.addCleanup(os.rmdir, path)
+        return path
+
+    def test_sandboxoverride_redirects_the_pods_cgroup(self):
+        uid = str(uuid.uuid4())
+        # kubelet's cgroupfs layout: kubepods/pod<uid>/<container>
+        self.cgroup_dir("kubepods")
+        pod_cg = self.cgroup_dir("kubepods", "pod" + uid)
+        ctr = self.cgroup_dir("kubepods", "pod" + uid, "ctr")
+        other = self.cgroup_dir("kubepods", "other")
+        client_sel = {"app": "checkout", "sandbox": "feat"}
+        self.api.apply(F.pod(NS, "checkout-sbx", client_sel, [N.CLIENT4], node=NODE, uid=uid))
+        # The same labels on another node: not ours (and no cgroup here).
+        self.api.apply(F.pod(NS, "checkout-far", client_sel, ["10.244.9.8"], node="elsewhere"))
+        dst4 = N.hostport(N.BASE4, N.HTTP_PORT)
+        t0 = time.monotonic()
+        self.api.apply(F.sandboxoverride(NS, "feat-db", client_sel,
+                                         {"addresses": [N.BASE4], "port": N.HTTP_PORT},
+                                         {"addresses": [N.SBX4], "port": N.HTTP_PORT}))
+        got = self.wait_overrides(lambda o: len(o) == 1, CHANGE_TIMEOUT, "the SandboxOverride's override")
+        lat = time.monotonic() - t0
+        o = got[0]
+        self.assertEqual((o["from"], o["dst"], o["to"], o["source"]),
+                         ("k8s:%s/feat-db pod checkout-sbx" % NS, dst4, SBX_TO4, "k8s"), o)
+        self.assertEqual(o["cgroup_id"], os.stat(pod_cg).st_ino, o)
+        self.assertIsNone(o["ttl_left"], o)
+        st = self.k8s_status()
+        self.assertEqual((st["sandboxoverrides"], st["overrides"], st["node"]), (1, 1, NODE), st)
+
+        # A container of the pod: redirected, getpeername() shows the original.
+        got = self.probe_in_cgroup(ctr, N.BASE4)
+        self.assertEqual(got["pod"], "sandbox", "a container of the selected pod: %r" % got)
+        self.assertEqual(tuple(got["peer"]), (N.BASE4, N.HTTP_PORT), "getpeername() not transparent")
+        # A sibling cgroup (another pod): the baseline.
+        self.assertEqual(self.probe_in_cgroup(other, N.BASE4)["pod"], "baseline")
+        # The watcher's, not shuntctl's.
+        p = self.node.ctl("override", "del", "--from", o["from"], "--dst", dst4)
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        self.assertIn("SandboxOverride", p.stderr + p.stdout)
+        p = self.node.ctl("override", "add", "--from", "cgroup:" + pod_cg, "--dst", dst4, "--to", SBX2_TO4)
+        self.assertNotEqual(p.returncode, 0, p.stdout)
+        self.assertEqual(len(self.k8s_overrides()), 1)
+
+        # The object goes: so does the override.
+        self.api.delete("sandboxoverrides", NS, "feat-db")
+        self.wait_overrides(lambda o: not o, CHANGE_TIMEOUT, "the override gone")
+        self.assertEqual(self.probe_in_cgroup(ctr, N.BASE4)["pod"], "baseline")
+        print("\nk8s latency: SandboxOverride created -> override listed: %.0f ms" % (lat * 1000), flush=True)
+
+    def test_sandboxoverride_pending_pod_resolved_later(self):
+        uid = str(uuid.uuid4())
+        sel = {"app": "late"}
+        self.api.apply(F.pod(NS, "late-1", sel, [], node=NODE, uid=uid, phase="Pending", ready=False))
+        self.api.apply(F.sandboxoverride(NS, "late-db", sel, {"addresses": [N.BASE4], "port": N.HTTP_PORT},
+                                         {"service": "web", "port": 80}))
+        st = self.k8s_status()
+        deadline = time.monotonic() + CHANGE_TIMEOUT
+        while st.get("overrides_unresolved") != 1 and time.monotonic() < deadline:
+            time.sleep(0.05)
+            st = self.k8s_status()
+        self.assertEqual((st["overrides"], st["overrides_unresolved"]), (0, 1), st)
+        # The kubelet creates the pod's cgroup (systemd driver's name): the
+        # periodic retry finds it, no API event needed.
+        self.cgroup_dir("kubepods.slice")
+        cg = self.cgroup_dir("kubepods.slice", "kubepods-besteffort-pod%s.slice" % uid.replace("-", "_"))
+        got = self.wait_overrides(lambda o: len(o) == 1, 8, "the override once the cgroup exists")
+        # to.service web port 80: its ready endpoint at the target port
+        self.assertEqual((got[0]["cgroup_id"], got[0]["to"]), (os.stat(cg).st_ino, EP4), got)
+        self.api.delete("sandboxoverrides", NS, "late-db")
+        self.wait_overrides(lambda o: not o, CHANGE_TIMEOUT, "the override gone")
 
 
 class K8sTLS(K8sBase):

@@ -885,6 +885,14 @@ Test(k8s_sbo, changes_follow_pods_and_objects)
 	cr_assert_eq(ops[0].o.k.src_id, 1003);
 	free(ops);
 	cr_assert_eq(c.ovr_unresolved, 0);
+	/* a pod that has ended has no cgroup to look for */
+	put(K8S_POD, "{\"metadata\":{\"name\":\"checkout-9\",\"namespace\":\"shop\","
+		     "\"uid\":\"uid-z\",\"labels\":{\"app\":\"checkout\"}},"
+		     "\"spec\":{\"nodeName\":\"node-1\"},\"status\":{\"phase\":\"Succeeded\"}}");
+	n = ovr_changes(false, &ops);
+	cr_assert_eq(n, 0);
+	free(ops);
+	cr_assert_eq(c.ovr_unresolved, 0);
 	/* a full resync reports every override */
 	n = ovr_changes(true, &ops);
 	cr_assert_eq(n, 2);
