@@ -2,7 +2,7 @@
 """Steady keep-alive load for the restart tests (test_restarts.py), run in
 the client pod, inside the capture cgroup.
 
-    restartload.py HOST PORT SECONDS WORKERS KEYS_JSON
+    restartload.py HOST PORT SECONDS WORKERS KEYS_JSON [STOP_FILE]
 
 KEYS_JSON maps a routing key ("" = no key) to the pod that must answer.
 Each worker keeps one connection and sends GETs back to back, cycling
@@ -17,6 +17,7 @@ connections, t0 (time.monotonic() at start, comparable with the test's
 own), and the times since t0 of the first 50 failures and misroutes."""
 
 import json
+import os
 import select
 import socket
 import sys
@@ -25,6 +26,9 @@ import time
 
 HOST, PORT, SECONDS, WORKERS = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), int(sys.argv[4])
 KEYS = json.loads(sys.argv[5])
+# The test ends the load early by creating STOP_FILE (SECONDS is the cap),
+# so a slow machine (a TCG guest) still has load on both sides of an event.
+STOP = sys.argv[6] if len(sys.argv) > 6 else None
 T0 = time.monotonic()
 DEADLINE = T0 + SECONDS
 LOCK = threading.Lock()
@@ -87,7 +91,7 @@ def worker(i):
     keys = list(KEYS)
     conn = None
     n = 0
-    while time.monotonic() < DEADLINE:
+    while time.monotonic() < DEADLINE and not (STOP and n % 16 == 0 and os.path.exists(STOP)):
         key = keys[(n + i) % len(keys)]
         n += 1
         try:

@@ -30,19 +30,34 @@ WORKERS = 6
 
 
 class Restarts(NodeTestCase):
-    def start_load(self, seconds):
+    def start_load(self, seconds=60):
+        """Load until stop_load() (seconds is only a cap)."""
         n = self.node
+        self.stop_file = os.path.join(n.tmp, "load-stop-%d" % time.monotonic_ns())
         cmd = "echo $$ > %s && exec %s" % (
             shlex.quote(os.path.join(n.cg, "cgroup.procs")),
             shlex.join(n.nsenter("client") + [N.PYTHON, os.path.join(E2E, "restartload.py"), N.BASE4,
-                                              str(N.HTTP_PORT), str(seconds), str(WORKERS), json.dumps(KEYS)]))
+                                              str(N.HTTP_PORT), str(seconds), str(WORKERS), json.dumps(KEYS),
+                                              self.stop_file]))
         return n.spawn(["sh", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
-    def load_result(self, p, timeout):
+    def load_result(self, p, timeout, after=1.5):
+        """Let the load run `after` seconds more, stop it, and read its counts."""
+        time.sleep(after)
+        open(self.stop_file, "w").close()
         out, err = p.communicate(timeout=timeout)
         self.node.procs.remove(p)
         self.assertEqual(p.returncode, 0, "load generator failed:\n%s" % err.decode())
         return json.loads(out)
+
+    def wait_load_running(self, requests=100, timeout=30):
+        """Until the proxy has served some of the load (python starts slowly
+        in a TCG guest), so there is load on both sides of what comes next."""
+        deadline = time.monotonic() + timeout
+        base = self.node.status()["proxy"]["requests"]
+        while self.node.status()["proxy"]["requests"] - base < requests:
+            self.assertLess(time.monotonic(), deadline, "the load does not reach the proxy")
+            time.sleep(0.1)
 
     def report(self, case, st):
         print("\nrestarts: %s requests %d failed %d misrouted %d connections %d failures %s" % (
@@ -59,8 +74,8 @@ class Restarts(NodeTestCase):
         n = self.node
         self.route(SVC4, "dev-a", TO4)
         old = n.shuntd
-        load = self.start_load(6)
-        time.sleep(2)
+        load = self.start_load()
+        self.wait_load_running()
         off = N._size(n.shuntd_log)
         new = n.spawn(n.nsenter("node") + n.shuntd_argv(["--drain-timeout", "5s"]),
                       stdout=open(n.shuntd_log, "ab"), stderr=subprocess.STDOUT)
@@ -90,8 +105,8 @@ class Restarts(NodeTestCase):
         n.expected_exit = False
         n.shuntd_start(["--drain-timeout", "4s"])
         self.route(SVC4, "dev-a", TO4)
-        load = self.start_load(6)
-        time.sleep(1.5)
+        load = self.start_load()
+        self.wait_load_running()
         t0 = time.monotonic()
         n.expected_exit = True
         rc = n.shuntd_stop(signal.SIGTERM, timeout=10)
@@ -111,8 +126,8 @@ class Restarts(NodeTestCase):
     def test_c_kill9_fails_only_in_flight(self):
         n = self.node
         self.route(SVC4, "dev-a", TO4)
-        load = self.start_load(6)
-        time.sleep(1.5)
+        load = self.start_load()
+        self.wait_load_running()
         n.expected_exit = True
         killed = time.monotonic()
         n.shuntd.send_signal(signal.SIGKILL)
@@ -120,7 +135,6 @@ class Restarts(NodeTestCase):
         time.sleep(1.5)
         n.expected_exit = False
         n.shuntd_start()
-        self.assertLess(time.monotonic() - killed, 6)
         st = self.load_result(load, 20)
         self.report("kill9", st)
         # Only requests in flight on the killed process fail: the ones it was
@@ -130,10 +144,12 @@ class Restarts(NodeTestCase):
         late = [t for t in st["failure_times"] if not k <= t <= k + 2.0]
         self.assertEqual(late, [], "failures away from the kill at %.2fs: %r" % (k, st))
         self.assertLessEqual(sum(st["failures"].values()), 3 * WORKERS, st)
-        # (a reset while connecting: the connection was still in the dying
-        # listener's queue)
+        # (while connecting: a reset, the connection was in the dying
+        # listener's queue; refused, its SYN reached the listener just after
+        # it closed, the connect() having been sent there a moment before)
         self.assertEqual(set(st["failures"]) - {"ConnectionError", "ConnectionResetError",
-                                                "connect: ConnectionResetError"}, set(), st)
+                                                "connect: ConnectionResetError",
+                                                "connect: ConnectionRefusedError"}, set(), st)
         self.assertGreater(st["requests"], 200, st)
         # Connections made while no agent ran went straight to the baseline
         # (and stay there while kept alive): that is the fail-open path.
