@@ -64,7 +64,8 @@ struct upstream {
 	enum up_state state;
 	struct shunt_addr dst;
 	struct client *owner;
-	struct upstream *pool_next; /* in a pool, or on the dead list */
+	struct pool *pool;	    /* of dst: counts u in open; freed only when 0 */
+	struct upstream *pool_next; /* in a pool's idle list, or on the dead list */
 	uint64_t idle_since;
 	llhttp_t resp;
 	struct buf in; /* response bytes; [start, parsed) may go to the client */
@@ -213,13 +214,12 @@ static struct pool *pool_find(struct proxy *p, const struct shunt_addr *dst, boo
 	return pl;
 }
 
-static void pool_remove(struct proxy *p, struct upstream *u)
+/* Take an idle u out of its pool's idle list. */
+static void pool_remove(struct upstream *u)
 {
-	struct pool *pl = pool_find(p, &u->dst, false);
+	struct pool *pl = u->pool;
 	struct upstream **pp;
 
-	if (!pl)
-		return;
 	for (pp = &pl->idle; *pp; pp = &(*pp)->pool_next) {
 		if (*pp == u) {
 			*pp = u->pool_next;
@@ -237,13 +237,8 @@ static void up_close(struct upstream *u)
 	if (u->dead)
 		return;
 	if (u->state == UP_IDLE)
-		pool_remove(p, u);
-	{
-		struct pool *pl = pool_find(p, &u->dst, false);
-
-		if (pl && pl->open)
-			pl->open--;
-	}
+		pool_remove(u);
+	u->pool->open--;
 	if (u->owner && u->owner->up == u)
 		u->owner->up = NULL;
 	u->owner = NULL;
@@ -263,8 +258,8 @@ static void up_release(struct upstream *u)
 	struct pool *pl;
 
 	u->owner = NULL;
-	pl = pool_find(p, &u->dst, true);
-	if (!pl || pl->n >= p->o.max_idle_per_dst || u->eof || u->in.end != u->parsed) {
+	pl = u->pool;
+	if (pl->n >= p->o.max_idle_per_dst || u->eof || u->in.end != u->parsed) {
 		up_close(u);
 		return;
 	}
@@ -339,6 +334,7 @@ static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst)
 	u->p = p;
 	u->fd = fd;
 	u->dst = *dst;
+	u->pool = pl;
 	u->state = UP_CONNECTING;
 	if (connect(fd, (struct sockaddr *)&ss, sl) && errno != EINPROGRESS) {
 		/* Reported by the pump like an asynchronous failure. */
