@@ -7,7 +7,6 @@
  * does not fit is refused as a whole with the field's path in the message.
  */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,20 +23,8 @@ const char *const k8s_kind_names[K8S_NKINDS] = {
 
 #define SERVICE_NAME_LABEL "kubernetes.io/service-name"
 
-static int bad(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int bad(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
+/* An object refused, with why. */
+#define bad(err, errlen, ...) err_printf(err, errlen, -EINVAL, __VA_ARGS__)
 
 /* A member of a JSON object; NULL when o is not an object, the member is
  * absent, or it is null (the API writes null for "not set"). */
@@ -403,6 +390,29 @@ static int sandbox_decode(struct json_object *sb, struct k8s_sbr *r, char *err, 
 	return ret;
 }
 
+/* metadata.creationTimestamp, and spec.ttl counted from it: the
+ * deadline, 0 without a ttl. Shared by SandboxRoute and SandboxOverride. */
+static int lifetime_decode(struct json_object *obj, struct json_object *spec,
+			   uint64_t *created_unix, uint64_t *expires_unix, char *err, size_t errlen)
+{
+	const char *s = jstring(jget(jget(obj, "metadata"), "creationTimestamp"), 1, K8S_TIME_MAX);
+	uint64_t ttl;
+
+	if (s && k8s_parse_time(s, created_unix))
+		return bad(err, errlen, "metadata.creationTimestamp: not an RFC 3339 time");
+	if (!jget(spec, "ttl"))
+		return 0;
+	s = jstring(jget(spec, "ttl"), 1, K8S_DURATION_TXT_MAX);
+	if (!s || parse_duration(s, &ttl))
+		return bad(err, errlen,
+			   "spec.ttl: not a duration (e.g. 90m, 8h; at most 10 years)");
+	if (!*created_unix)
+		return bad(err, errlen,
+			   "metadata.creationTimestamp: missing, and spec.ttl counts from it");
+	*expires_unix = *created_unix + ttl;
+	return 0;
+}
+
 static int sbr_decode(struct json_object *obj, struct k8s_sbr *r, char *err, size_t errlen)
 {
 	struct json_object *spec = jget(obj, "spec"), *svc, *keys, *ports;
@@ -460,23 +470,7 @@ static int sbr_decode(struct json_object *obj, struct k8s_sbr *r, char *err, siz
 		return bad(err, errlen, "spec.fallback: not error or baseline");
 	r->fallback_baseline = s && !strcmp(s, "baseline");
 
-	s = jstring(jget(jget(obj, "metadata"), "creationTimestamp"), 1, K8S_TIME_MAX);
-	if (s && k8s_parse_time(s, &r->created_unix))
-		return bad(err, errlen, "metadata.creationTimestamp: not an RFC 3339 time");
-	if (jget(spec, "ttl")) {
-		uint64_t ttl;
-
-		s = jstring(jget(spec, "ttl"), 1, K8S_DURATION_TXT_MAX);
-		if (!s || parse_duration(s, &ttl))
-			return bad(err, errlen,
-				   "spec.ttl: not a duration (e.g. 90m, 8h; at most 10 years)");
-		if (!r->created_unix)
-			return bad(err, errlen,
-				   "metadata.creationTimestamp: missing, and spec.ttl counts from "
-				   "it");
-		r->expires_unix = r->created_unix + ttl;
-	}
-	return 0;
+	return lifetime_decode(obj, spec, &r->created_unix, &r->expires_unix, err, errlen);
 }
 
 /* Ports of a Service or an EndpointSlice: [{name, port, protocol}]. A
@@ -739,7 +733,6 @@ static int sbo_target_decode(struct json_object *v, const char *path, char **ser
 static int sbo_decode(struct json_object *obj, struct k8s_sbo *o, char *err, size_t errlen)
 {
 	struct json_object *spec = jget(obj, "spec");
-	const char *s;
 	int ret;
 
 	ret = meta_decode(obj, &o->m, err, errlen);
@@ -760,23 +753,7 @@ static int sbo_decode(struct json_object *obj, struct k8s_sbo *o, char *err, siz
 				&o->to_port, &o->to_sel, &o->to_sel_set, err, errlen);
 	if (ret)
 		return ret;
-	s = jstring(jget(jget(obj, "metadata"), "creationTimestamp"), 1, K8S_TIME_MAX);
-	if (s && k8s_parse_time(s, &o->created_unix))
-		return bad(err, errlen, "metadata.creationTimestamp: not an RFC 3339 time");
-	if (jget(spec, "ttl")) {
-		uint64_t ttl;
-
-		s = jstring(jget(spec, "ttl"), 1, K8S_DURATION_TXT_MAX);
-		if (!s || parse_duration(s, &ttl))
-			return bad(err, errlen,
-				   "spec.ttl: not a duration (e.g. 90m, 8h; at most 10 years)");
-		if (!o->created_unix)
-			return bad(err, errlen,
-				   "metadata.creationTimestamp: missing, and spec.ttl counts from "
-				   "it");
-		o->expires_unix = o->created_unix + ttl;
-	}
-	return 0;
+	return lifetime_decode(obj, spec, &o->created_unix, &o->expires_unix, err, errlen);
 }
 
 void k8s_obj_free(enum k8s_kind kind, void *obj)
