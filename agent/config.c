@@ -467,20 +467,6 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 	return 0;
 }
 
-static void load_errf(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void load_errf(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (!err || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
 int config_load(const char *path, struct config *out, char *err, size_t errlen)
 {
 	size_t len = 0, cap = 0;
@@ -493,8 +479,7 @@ int config_load(const char *path, struct config *out, char *err, size_t errlen)
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		ret = -errno;
-		load_errf(err, errlen, "%s: cannot open: %s", path, strerror(-ret));
-		return ret;
+		return err_printf(err, errlen, ret, "%s: cannot open: %s", path, strerror(-ret));
 	}
 	/* Read to EOF rather than trusting st_size: the file may be a pipe
 	 * or change while it is read. One byte past the limit tells. */
@@ -509,8 +494,7 @@ int config_load(const char *path, struct config *out, char *err, size_t errlen)
 				ncap = CONFIG_FILE_MAX + 1;
 			nbuf = realloc(buf, ncap);
 			if (!nbuf) {
-				ret = -ENOMEM;
-				load_errf(err, errlen, "%s: out of memory", path);
+				ret = err_printf(err, errlen, -ENOMEM, "%s: out of memory", path);
 				goto out;
 			}
 			buf = nbuf;
@@ -521,16 +505,15 @@ int config_load(const char *path, struct config *out, char *err, size_t errlen)
 			continue;
 		if (n < 0) {
 			ret = -errno;
-			load_errf(err, errlen, "%s: cannot read: %s", path, strerror(-ret));
+			err_printf(err, errlen, ret, "%s: cannot read: %s", path, strerror(-ret));
 			goto out;
 		}
 		if (n == 0)
 			break;
 		len += (size_t)n;
 		if (len > CONFIG_FILE_MAX) {
-			ret = -EFBIG;
-			load_errf(err, errlen, "%s: larger than %u MiB", path,
-				  CONFIG_FILE_MAX >> 20);
+			ret = err_printf(err, errlen, -EFBIG, "%s: larger than %u MiB", path,
+					 CONFIG_FILE_MAX >> 20);
 			goto out;
 		}
 	}

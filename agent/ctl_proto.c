@@ -1,6 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* The control-socket request line: parsing (shuntd) and writing (shuntctl). */
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -8,21 +7,6 @@
 #include "routekey.h"
 #include "source.h"
 #include "util.h"
-
-static int failf(char *err, size_t errlen, int code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int failf(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
 
 /* A field quoted in a message: at most 64 bytes, unprintable ones as '?'. */
 static const char *shown(const char *s, char *buf, size_t len)
@@ -40,13 +24,14 @@ static int parse_format(char **f, int n, const char *what, bool *json, char *err
 	char q[72];
 
 	if (n != 2)
-		return failf(err, errlen, CTL_EXIT_USAGE, "%s: expected 1 field, got %d", what,
-			     n - 1);
+		return err_printf(err, errlen, CTL_EXIT_USAGE, "%s: expected 1 field, got %d", what,
+				  n - 1);
 	if (!strcmp(f[1], "json"))
 		*json = true;
 	else if (strcmp(f[1], "text"))
-		return failf(err, errlen, CTL_EXIT_USAGE, "%s: format '%s' is not text or json",
-			     what, shown(f[1], q, sizeof(q)));
+		return err_printf(err, errlen, CTL_EXIT_USAGE,
+				  "%s: format '%s' is not text or json", what,
+				  shown(f[1], q, sizeof(q)));
 	return 0;
 }
 
@@ -55,13 +40,13 @@ static int parse_service_key(char **f, struct ctl_request *req, char *err, size_
 	char q[72];
 
 	if (parse_addr_port(f[1], &req->service))
-		return failf(err, errlen, CTL_EXIT_FAILED, "--service: '%s' is not IP:PORT",
-			     shown(f[1], q, sizeof(q)));
+		return err_printf(err, errlen, CTL_EXIT_FAILED, "--service: '%s' is not IP:PORT",
+				  shown(f[1], q, sizeof(q)));
 	if (rk_validate(f[2]))
-		return failf(err, errlen, CTL_EXIT_FAILED,
-			     "--key: '%s' is not a valid routing key (1-63 visible ASCII "
-			     "characters, none of , ; = \" \\)",
-			     shown(f[2], q, sizeof(q)));
+		return err_printf(err, errlen, CTL_EXIT_FAILED,
+				  "--key: '%s' is not a valid routing key (1-63 visible ASCII "
+				  "characters, none of , ; = \" \\)",
+				  shown(f[2], q, sizeof(q)));
 	strcpy(req->key, f[2]); /* rk_validate: at most 63 bytes */
 	return 0;
 }
@@ -74,28 +59,28 @@ static int parse_override(char **f, int n, struct ctl_request *req, char *err, s
 	char q[72];
 
 	if (n != want)
-		return failf(err, errlen, CTL_EXIT_USAGE, "%s: expected %d fields, got %d", what,
-			     want - 1, n - 1);
+		return err_printf(err, errlen, CTL_EXIT_USAGE, "%s: expected %d fields, got %d",
+				  what, want - 1, n - 1);
 	if ((n == 3 ? source_check_listed : source_check)(f[1], err, errlen))
 		return CTL_EXIT_FAILED;
 	strcpy(req->from, f[1]); /* source_check: shorter than the field */
 	if (parse_addr_port(f[2], &req->dst))
-		return failf(err, errlen, CTL_EXIT_FAILED, "--dst: '%s' is not IP:PORT",
-			     shown(f[2], q, sizeof(q)));
+		return err_printf(err, errlen, CTL_EXIT_FAILED, "--dst: '%s' is not IP:PORT",
+				  shown(f[2], q, sizeof(q)));
 	if (n == 3)
 		return 0;
 	if (parse_addr_port(f[3], &req->to))
-		return failf(err, errlen, CTL_EXIT_FAILED, "--to: '%s' is not IP:PORT",
-			     shown(f[3], q, sizeof(q)));
+		return err_printf(err, errlen, CTL_EXIT_FAILED, "--to: '%s' is not IP:PORT",
+				  shown(f[3], q, sizeof(q)));
 	if (req->to.family != req->dst.family)
-		return failf(err, errlen, CTL_EXIT_FAILED,
-			     "--to: '%s' is not in the address family of --dst (a connect() "
-			     "cannot change family)",
-			     shown(f[3], q, sizeof(q)));
+		return err_printf(err, errlen, CTL_EXIT_FAILED,
+				  "--to: '%s' is not in the address family of --dst (a connect() "
+				  "cannot change family)",
+				  shown(f[3], q, sizeof(q)));
 	if (parse_u64(f[4], CTL_MAX_TTL, &req->ttl_sec))
-		return failf(err, errlen, CTL_EXIT_FAILED,
-			     "--ttl: '%s' is not a number of seconds up to %llu",
-			     shown(f[4], q, sizeof(q)), (unsigned long long)CTL_MAX_TTL);
+		return err_printf(err, errlen, CTL_EXIT_FAILED,
+				  "--ttl: '%s' is not a number of seconds up to %llu",
+				  shown(f[4], q, sizeof(q)), (unsigned long long)CTL_MAX_TTL);
 	return 0;
 }
 
@@ -110,13 +95,13 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 	if (err && errlen)
 		err[0] = '\0';
 	if (len == 0)
-		return failf(err, errlen, CTL_EXIT_USAGE, "empty request");
+		return err_printf(err, errlen, CTL_EXIT_USAGE, "empty request");
 	if (len > CTL_MAX_REQUEST)
-		return failf(err, errlen, CTL_EXIT_USAGE, "request too long");
+		return err_printf(err, errlen, CTL_EXIT_USAGE, "request too long");
 	for (size_t i = 0; i < len; i++)
 		if (line[i] == '\0' || line[i] == '\r' || line[i] == '\n')
-			return failf(err, errlen, CTL_EXIT_USAGE,
-				     "request has a NUL, CR or LF byte at offset %zu", i);
+			return err_printf(err, errlen, CTL_EXIT_USAGE,
+					  "request has a NUL, CR or LF byte at offset %zu", i);
 	memcpy(buf, line, len);
 	buf[len] = '\0';
 	/* Split on every TAB: an empty field stays a field (and is refused). */
@@ -124,8 +109,8 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 		char *tab = strchr(p, '\t');
 
 		if (n == CTL_MAX_FIELDS)
-			return failf(err, errlen, CTL_EXIT_USAGE, "more than %d fields",
-				     CTL_MAX_FIELDS);
+			return err_printf(err, errlen, CTL_EXIT_USAGE, "more than %d fields",
+					  CTL_MAX_FIELDS);
 		f[n] = p;
 		if (!tab) {
 			n++;
@@ -136,7 +121,7 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 	}
 	for (int i = 0; i < n; i++)
 		if (!f[i][0])
-			return failf(err, errlen, CTL_EXIT_USAGE, "field %d is empty", i);
+			return err_printf(err, errlen, CTL_EXIT_USAGE, "field %d is empty", i);
 
 	if (!strcmp(f[0], "route-list")) {
 		req->op = CTL_OP_ROUTE_LIST;
@@ -149,7 +134,8 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 	if (!strcmp(f[0], "takeover")) {
 		req->op = CTL_OP_TAKEOVER;
 		if (n != 1)
-			return failf(err, errlen, CTL_EXIT_USAGE, "takeover: expected no field");
+			return err_printf(err, errlen, CTL_EXIT_USAGE,
+					  "takeover: expected no field");
 		return 0;
 	}
 	if (!strcmp(f[0], "override-list")) {
@@ -163,33 +149,33 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 	if (!strcmp(f[0], "route-del")) {
 		req->op = CTL_OP_ROUTE_DEL;
 		if (n != 3)
-			return failf(err, errlen, CTL_EXIT_USAGE,
-				     "route-del: expected 2 fields, got %d", n - 1);
+			return err_printf(err, errlen, CTL_EXIT_USAGE,
+					  "route-del: expected 2 fields, got %d", n - 1);
 		return parse_service_key(f, req, err, errlen);
 	}
 	if (strcmp(f[0], "route-add"))
-		return failf(err, errlen, CTL_EXIT_USAGE, "unknown request '%s'",
-			     shown(f[0], q, sizeof(q)));
+		return err_printf(err, errlen, CTL_EXIT_USAGE, "unknown request '%s'",
+				  shown(f[0], q, sizeof(q)));
 	req->op = CTL_OP_ROUTE_ADD;
 	if (n != 6)
-		return failf(err, errlen, CTL_EXIT_USAGE, "route-add: expected 5 fields, got %d",
-			     n - 1);
+		return err_printf(err, errlen, CTL_EXIT_USAGE,
+				  "route-add: expected 5 fields, got %d", n - 1);
 	ret = parse_service_key(f, req, err, errlen);
 	if (ret)
 		return ret;
 	if (parse_addr_port(f[3], &req->to))
-		return failf(err, errlen, CTL_EXIT_FAILED, "--to: '%s' is not IP:PORT",
-			     shown(f[3], q, sizeof(q)));
+		return err_printf(err, errlen, CTL_EXIT_FAILED, "--to: '%s' is not IP:PORT",
+				  shown(f[3], q, sizeof(q)));
 	if (parse_u64(f[4], CTL_MAX_TTL, &req->ttl_sec))
-		return failf(err, errlen, CTL_EXIT_FAILED,
-			     "--ttl: '%s' is not a number of seconds up to %llu",
-			     shown(f[4], q, sizeof(q)), (unsigned long long)CTL_MAX_TTL);
+		return err_printf(err, errlen, CTL_EXIT_FAILED,
+				  "--ttl: '%s' is not a number of seconds up to %llu",
+				  shown(f[4], q, sizeof(q)), (unsigned long long)CTL_MAX_TTL);
 	if (!strcmp(f[5], "baseline"))
 		req->fallback_baseline = true;
 	else if (strcmp(f[5], "error"))
-		return failf(err, errlen, CTL_EXIT_FAILED,
-			     "--fallback: '%s' is not baseline or error",
-			     shown(f[5], q, sizeof(q)));
+		return err_printf(err, errlen, CTL_EXIT_FAILED,
+				  "--fallback: '%s' is not baseline or error",
+				  shown(f[5], q, sizeof(q)));
 	return 0;
 }
 

@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,23 +16,9 @@
 #include <yaml.h>
 
 #include "kubeconfig.h"
+#include "util.h"
 
 #define KUBECONFIG_MAX (4U << 20)
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-	__attribute__((format(printf, 4, 5)));
-
-static int fail(char *err, size_t errlen, int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err && errlen) {
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return code;
-}
 
 void k8s_conn_free(struct k8s_conn *c)
 {
@@ -201,7 +186,7 @@ static int dup_b64(const char *s, char **out, size_t *len, const char *field, ch
 		return 0;
 	ret = base64_decode(s, out, len);
 	if (ret == -EINVAL)
-		return fail(err, errlen, ret, "%s: not base64", field);
+		return err_printf(err, errlen, ret, "%s: not base64", field);
 	return ret;
 }
 
@@ -216,32 +201,32 @@ int kubeconfig_parse(const char *text, size_t len, const char *dir, struct k8s_c
 
 	memset(c, 0, sizeof(*c));
 	if (!yaml_parser_initialize(&parser))
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return err_printf(err, errlen, -ENOMEM, "out of memory");
 	yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
 	if (!yaml_parser_load(&parser, &doc)) {
-		ret = fail(err, errlen, -EINVAL, "line %zu: %s", parser.problem_mark.line + 1,
-			   parser.problem ? parser.problem : "not YAML");
+		ret = err_printf(err, errlen, -EINVAL, "line %zu: %s", parser.problem_mark.line + 1,
+				 parser.problem ? parser.problem : "not YAML");
 		yaml_parser_delete(&parser);
 		return ret;
 	}
 	root = yaml_document_get_root_node(&doc);
 	cur = scalar(map_get(&doc, root, "current-context"));
 	if (!cur) {
-		ret = fail(err, errlen, -EINVAL, "no current-context");
+		ret = err_printf(err, errlen, -EINVAL, "no current-context");
 		goto out;
 	}
 	ctx = named(&doc, root, "contexts", cur, "context");
 	cname = scalar(map_get(&doc, ctx, "cluster"));
 	uname = scalar(map_get(&doc, ctx, "user"));
 	if (!ctx || !cname) {
-		ret = fail(err, errlen, -EINVAL, "context '%s' is missing or names no cluster",
-			   cur);
+		ret = err_printf(err, errlen, -EINVAL,
+				 "context '%s' is missing or names no cluster", cur);
 		goto out;
 	}
 	cluster = named(&doc, root, "clusters", cname, "cluster");
 	server = scalar(map_get(&doc, cluster, "server"));
 	if (!server || (strncmp(server, "https://", 8) && strncmp(server, "http://", 7))) {
-		ret = fail(err, errlen, -EINVAL, "cluster '%s': no http(s):// server", cname);
+		ret = err_printf(err, errlen, -EINVAL, "cluster '%s': no http(s):// server", cname);
 		goto out;
 	}
 	c->server = strndup(server, strlen(server) - (server[strlen(server) - 1] == '/'));
@@ -278,7 +263,7 @@ int kubeconfig_parse(const char *text, size_t len, const char *dir, struct k8s_c
 				      &c->key_len, "client-key-data", err, errlen);
 	}
 	if (ret == -ENOMEM)
-		fail(err, errlen, ret, "out of memory");
+		err_printf(err, errlen, ret, "out of memory");
 out:
 	yaml_document_delete(&doc);
 	yaml_parser_delete(&parser);
@@ -295,11 +280,11 @@ int kubeconfig_load(const char *path, struct k8s_conn *c, char *err, size_t errl
 	char *dir, msg[256];
 
 	if (!text)
-		return fail(err, errlen, ret, "%s: %s", path, strerror(-ret));
+		return err_printf(err, errlen, ret, "%s: %s", path, strerror(-ret));
 	dir = strdup(path);
 	if (!dir) {
 		free(text);
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return err_printf(err, errlen, -ENOMEM, "out of memory");
 	}
 	if (strrchr(dir, '/'))
 		*strrchr(dir, '/') = '\0';
@@ -307,7 +292,7 @@ int kubeconfig_load(const char *path, struct k8s_conn *c, char *err, size_t errl
 		strcpy(dir, ".");
 	ret = kubeconfig_parse(text, len, dir, c, msg, sizeof(msg));
 	if (ret)
-		fail(err, errlen, ret, "%s: %s", path, msg);
+		err_printf(err, errlen, ret, "%s: %s", path, msg);
 	free(dir);
 	free(text);
 	return ret;
@@ -320,18 +305,18 @@ int k8s_conn_in_cluster(struct k8s_conn *c, char *err, size_t errlen)
 
 	memset(c, 0, sizeof(*c));
 	if (!host || !*host || !port || !*port)
-		return fail(err, errlen, -ENOENT,
-			    "not in a cluster: KUBERNETES_SERVICE_HOST/PORT are not set");
+		return err_printf(err, errlen, -ENOENT,
+				  "not in a cluster: KUBERNETES_SERVICE_HOST/PORT are not set");
 	if (asprintf(&c->server, strchr(host, ':') ? "https://[%s]:%s" : "https://%s:%s", host,
 		     port) < 0) {
 		c->server = NULL;
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return err_printf(err, errlen, -ENOMEM, "out of memory");
 	}
 	c->token_file = strdup(K8S_SA_DIR "/token");
 	c->ca_file = strdup(K8S_SA_DIR "/ca.crt");
 	if (!c->token_file || !c->ca_file) {
 		k8s_conn_free(c);
-		return fail(err, errlen, -ENOMEM, "out of memory");
+		return err_printf(err, errlen, -ENOMEM, "out of memory");
 	}
 	return 0;
 }

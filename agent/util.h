@@ -54,4 +54,9 @@ int parse_u64(const char *s, uint64_t max, uint64_t *out);
  * "deadline <= now" in whole seconds). */
 uint64_t deadline_after(uint64_t ttl_sec);
 
+/* Format a one-line message into err (when err and errlen allow) and
+ * return code: `return err_printf(err, errlen, -EINVAL, "...", ...);`. */
+int err_printf(char *err, size_t errlen, int code, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
 #endif /* SHUNT_UTIL_H */
