@@ -6,6 +6,7 @@
 #include <stdbool.h>
 
 #include "bpf.h"
+#include "dstguard.h"
 #include "k8s.h"
 #include "loop.h"
 #include "proxy.h"
@@ -19,6 +20,7 @@ struct agent {
 	struct loop loop;
 	struct shunt_bpf bpf;
 	struct store store;
+	struct dstguard guard; /* where the proxy may never connect */
 	struct proxy *proxy;
 	struct proxy_opts popts;
 	struct control *ctl;

@@ -450,6 +450,38 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 	out_printf(cc, "}}");
 }
 
+/* The proxy's address of each family, or why there is none: a family
+ * without one has no steering (routes for it are refused). */
+static void status_proxy(struct ctl_conn *cc, bool json)
+{
+	const struct proxy_opts *po = &cc->a->popts;
+	static const uint8_t fams[2] = {SHUNT_FAMILY_V4, SHUNT_FAMILY_V6};
+	char s[ADDR_STR_LEN];
+
+	out_printf(cc, json ? ",\"listen\":{" : "listen:    ");
+	for (int f = 0; f < 2; f++) {
+		const struct shunt_addr *l = NULL;
+
+		for (int i = 0; i < po->n_listen; i++)
+			if (po->listen[i].family == fams[f])
+				l = &po->listen[i];
+		if (json) {
+			out_printf(cc, "%s\"ipv%u\":", f ? "," : "", fams[f]);
+			if (l)
+				out_json_str(cc, format_addr_port(l, s, sizeof(s)));
+			else
+				out_printf(cc, "null");
+		} else if (l) {
+			out_printf(cc, "%sIPv%u %s", f ? ", " : "", fams[f],
+				   format_addr_port(l, s, sizeof(s)));
+		} else {
+			out_printf(cc, "%sIPv%u none (no --proxy-addr of this family: not steered)",
+				   f ? ", " : "", fams[f]);
+		}
+	}
+	out_printf(cc, json ? "}" : "\n");
+}
+
 static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 {
 	struct agent *a = cc->a;
@@ -482,6 +514,7 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 		{"upstream_connects", ps->upstream_connects},
 		{"upstream_reused", ps->upstream_reused},
 		{"retries", ps->retries},
+		{"dst_refused", ps->dst_refused},
 	};
 	size_t npc = sizeof(pc) / sizeof(pc[0]);
 
@@ -490,10 +523,11 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 	if (!json) {
 		out_printf(cc,
 			   "cgroup:    %s\npins:      %s\ncontrol:   %s\nroutes:    %zu\n"
-			   "overrides: %zu\n\n",
+			   "overrides: %zu\n",
 			   a->cgroup, a->pin_dir, a->control_path, route_table_count(a->store.t),
 			   a->store.novr);
-		out_printf(cc, "programs:\n");
+		status_proxy(cc, false);
+		out_printf(cc, "\nprograms:\n");
 		for (int i = 0; i < np; i++)
 			out_printf(cc, "  %-20s id %-6u %s\n", progs[i].name, progs[i].id,
 				   progs[i].attach);
@@ -519,8 +553,10 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 	out_json_str(cc, a->cgroup);
 	out_printf(cc, ",\"pin_dir\":");
 	out_json_str(cc, a->pin_dir);
-	out_printf(cc, ",\"routes\":%zu,\"overrides\":%zu,\"programs\":[",
-		   route_table_count(a->store.t), a->store.novr);
+	out_printf(cc, ",\"routes\":%zu,\"overrides\":%zu", route_table_count(a->store.t),
+		   a->store.novr);
+	status_proxy(cc, true);
+	out_printf(cc, ",\"programs\":[");
 	for (int i = 0; i < np; i++)
 		out_printf(cc, "%s{\"name\":\"%s\",\"id\":%u,\"attach\":\"%s\"}", i ? "," : "",
 			   progs[i].name, progs[i].id, progs[i].attach);

@@ -167,6 +167,10 @@ static void render_proxy(struct mbuf *o, const struct proxy_stats *ps)
 		{"shunt_upstream_retries_total", "counter",
 		 "Idempotent requests sent again because a pooled connection had been closed.",
 		 ps->retries},
+		{"shunt_upstream_refused_total", "counter",
+		 "Upstream connections not made because the destination is the node itself "
+		 "(loopback, link-local, a node or proxy address).",
+		 ps->dst_refused},
 		{"shunt_fallbacks_total", "counter",
 		 "Requests sent to the baseline because their sandbox was unreachable and the "
 		 "route says fallback baseline.",

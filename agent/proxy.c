@@ -29,6 +29,7 @@
 #include <llhttp.h>
 
 #include "bpf.h"
+#include "dstguard.h"
 #include "http.h"
 #include "log.h"
 #include "proxy.h"
@@ -300,6 +301,9 @@ static void up_event(struct ev_handler *h, uint32_t events)
 
 /* errno of up_new() when dst has --max-upstream-conns connections open. */
 #define EUPSTREAM_LIMIT EUSERS
+/* errno of up_new() when the destination guard refuses dst (an address of
+ * the node): never an errno connect() itself gives. */
+#define EDST_REFUSED ENOTUNIQ
 
 static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst)
 {
@@ -311,6 +315,14 @@ static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst)
 
 	if (!pl) {
 		errno = ENOMEM;
+		return NULL;
+	}
+	/* Checked again here, not only when the route was added: the node's
+	 * addresses change, and the original destination of a captured
+	 * connection was never a route's. */
+	if (dstguard_check(p->store->guard, dst) != DST_OK) {
+		p->st.dst_refused++;
+		errno = EDST_REFUSED;
 		return NULL;
 	}
 	if (p->o.max_upstream_per_dst && pl->open >= p->o.max_upstream_per_dst) {
@@ -619,6 +631,12 @@ static void no_upstream(struct client *c, int err)
 			     "shunt: %zu connections to %s are open, the limit "
 			     "(--max-upstream-conns); try again",
 			     c->p->o.max_upstream_per_dst, a);
+	else if (err == EDST_REFUSED)
+		client_error(
+			c, 502,
+			"shunt: refusing to connect to %s: it is %s; shunt never sends traffic "
+			"to the node",
+			a, dst_class_text(dstguard_check(c->p->store->guard, &c->dst)));
 	else
 		client_error(c, 503, "shunt: no connection to %s: %s", a, strerror(err));
 }
@@ -712,7 +730,7 @@ static void upstream_failed(struct client *c, int err)
 		if (attach_upstream(c, true))
 			return;
 		err = errno;
-		if (err == EUPSTREAM_LIMIT && !c->resp_started) {
+		if ((err == EUPSTREAM_LIMIT || err == EDST_REFUSED) && !c->resp_started) {
 			no_upstream(c, err);
 			return;
 		}
@@ -734,11 +752,17 @@ static void upstream_failed(struct client *c, int err)
 /* Not HTTP: a tunnel to the original destination, bytes unchanged. */
 static void start_tunnel(struct client *c)
 {
+	char a[ADDR_STR_LEN];
+
 	c->state = C_TUNNEL;
 	c->dst = c->orig;
 	c->p->st.tunnels++;
-	if (!attach_upstream(c, true))
-		client_close(c);
+	if (attach_upstream(c, true))
+		return;
+	if (errno == EDST_REFUSED)
+		pr_warn("tunnel to %s refused: it is %s", format_addr_port(&c->dst, a, sizeof(a)),
+			dst_class_text(dstguard_check(c->p->store->guard, &c->dst)));
+	client_close(c);
 }
 
 /* A framing error in the request body: refuse it if we still can. */

@@ -62,6 +62,7 @@ struct proxy_stats {
 	uint64_t upstream_connects; /* new upstream connections */
 	uint64_t upstream_reused;   /* requests sent on a pooled connection */
 	uint64_t retries;	    /* pooled connection died before answering */
+	uint64_t dst_refused;	    /* connects refused: the destination is the node */
 };
 
 struct proxy;

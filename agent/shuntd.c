@@ -37,8 +37,10 @@ static const char usage_text[] =
 	"\n"
 	"Options:\n"
 	"  --cgroup DIR            cgroup v2 directory whose sockets are captured\n"
-	"  --proxy-addr IP         address pods reach this node at; the proxy listens\n"
-	"                          there (give it twice for one IPv4 and one IPv6)\n"
+	"  --proxy-addr IP[,IP]    address pods reach this node at; the proxy listens\n"
+	"                          there: one IPv4 and one IPv6 at most (a list, or\n"
+	"                          the flag twice). Services of a family without one\n"
+	"                          cannot be steered\n"
 	"  --proxy-port N          proxy port (default 15001)\n"
 	"  --control PATH          control socket (default " CTL_DEFAULT_PATH ")\n"
 	"  --bpffs DIR             where maps are pinned (default " DEFAULT_PIN_DIR ");\n"
@@ -58,6 +60,11 @@ static const char usage_text[] =
 	"                          the defaults ot-baggage-sd-routing-key and\n"
 	"                          uberctx-sd-routing-key\n"
 	"  --mark N                socket mark of the agent's own sockets\n"
+	"  --service-iface NAME    an interface whose addresses are Services' virtual\n"
+	"                          addresses, not the node's (repeatable; default\n"
+	"                          kube-ipvs0, kube-proxy's IPVS mode). Every other\n"
+	"                          address of the node, loopback, link-local,\n"
+	"                          multicast and broadcast are never dialled\n"
 	"  --max-conns N           client connections the proxy holds at once; more\n"
 	"                          get 503 (default 16384; each costs 2 descriptors)\n"
 	"  --max-upstream-conns N  connections to one upstream (sandbox or service)\n"
@@ -133,6 +140,7 @@ enum {
 	OPT_K8S_TOKEN_FILE,
 	OPT_K8S_CA_FILE,
 	OPT_NODE_NAME,
+	OPT_SERVICE_IFACE,
 };
 
 static const struct option long_opts[] = {
@@ -164,6 +172,7 @@ static const struct option long_opts[] = {
 	{"k8s-token-file", required_argument, NULL, OPT_K8S_TOKEN_FILE},
 	{"k8s-ca-file", required_argument, NULL, OPT_K8S_CA_FILE},
 	{"node-name", required_argument, NULL, OPT_NODE_NAME},
+	{"service-iface", required_argument, NULL, OPT_SERVICE_IFACE},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{},
@@ -203,6 +212,35 @@ static int opt_size(const char *name, const char *arg, uint64_t min, uint64_t ma
 	return 0;
 }
 
+/* --proxy-addr 10.0.0.5 or 10.0.0.5,fd00::5 (the DaemonSet passes
+ * status.hostIPs as such a list): at most one address per family. */
+static int proxy_addrs(struct proxy_opts *po, const char *arg)
+{
+	char buf[256], *save = NULL, *tok;
+
+	if (strlen(arg) >= sizeof(buf))
+		return usage_error("--proxy-addr: '%s' is too long", arg);
+	strcpy(buf, arg);
+	for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+		struct shunt_addr a;
+
+		if (parse_addr(tok, &a))
+			return usage_error("--proxy-addr: '%s' is not an IP address", tok);
+		for (int i = 0; i < po->n_listen; i++)
+			if (po->listen[i].family == a.family)
+				return usage_error("--proxy-addr: two addresses of one family (%s)",
+						   arg);
+		po->listen[po->n_listen++] = a;
+	}
+	if (!po->n_listen || arg[strlen(arg) - 1] == ',' || arg[0] == ',' || strstr(arg, ",,"))
+		return usage_error("--proxy-addr: '%s' is not an address list", arg);
+	return 0;
+}
+
+/* --service-iface, kept until the guard is set up. */
+static const char *service_ifaces[DSTGUARD_MAX_IFACES];
+static int n_service_ifaces;
+
 static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, uint16_t *port,
 		      uint32_t *max_routes)
 {
@@ -231,15 +269,8 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 			a->cgroup = optarg;
 			break;
 		case OPT_PROXY_ADDR:
-			if (po->n_listen == 2)
-				return usage_error("--proxy-addr given more than twice%s", "");
-			if (parse_addr(optarg, &po->listen[po->n_listen]))
-				return usage_error("--proxy-addr: '%s' is not an IP address",
-						   optarg);
-			if (po->n_listen == 1 && po->listen[0].family == po->listen[1].family)
-				return usage_error("--proxy-addr: two addresses of one family (%s)",
-						   optarg);
-			po->n_listen++;
+			if (proxy_addrs(po, optarg))
+				return 2;
 			break;
 		case OPT_PROXY_PORT:
 			if (parse_u64(optarg, 65535, &v) || !v)
@@ -354,6 +385,14 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 			break;
 		case OPT_K8S_CA_FILE:
 			a->kopts.ca_file = optarg;
+			break;
+		case OPT_SERVICE_IFACE:
+			if (n_service_ifaces == DSTGUARD_MAX_IFACES)
+				return usage_error("--service-iface: at most 8%s", "");
+			if (!*optarg || strlen(optarg) >= 16 || strchr(optarg, '/'))
+				return usage_error("--service-iface: '%s' is not an interface name",
+						   optarg);
+			service_ifaces[n_service_ifaces++] = optarg;
 			break;
 		case OPT_NODE_NAME:
 			if (!*optarg || strlen(optarg) > K8S_NAME_MAX)
@@ -521,6 +560,40 @@ static int takeover(struct agent *a)
 	return 0;
 }
 
+struct guard_handler {
+	struct ev_handler h;
+	struct dstguard *g;
+};
+
+static void on_addr_change(struct ev_handler *h, uint32_t events)
+{
+	dstguard_on_netlink(((struct guard_handler *)h)->g);
+}
+
+/* The node's addresses, from which the proxy may never be made to dial:
+ * followed through netlink, and read again now and then in case an event
+ * was missed. */
+static int guard_start(struct agent *a, struct guard_handler *gh)
+{
+	dstguard_init(&a->guard, a->popts.listen, a->popts.n_listen);
+	if (!n_service_ifaces)
+		dstguard_skip_iface(&a->guard, "kube-ipvs0");
+	for (int i = 0; i < n_service_ifaces; i++)
+		dstguard_skip_iface(&a->guard, service_ifaces[i]);
+	if (dstguard_open(&a->guard))
+		return -1;
+	gh->h.fn = on_addr_change;
+	gh->g = &a->guard;
+	if (a->guard.nl_fd >= 0 && loop_add(&a->loop, a->guard.nl_fd, EPOLLIN, &gh->h)) {
+		pr_err("epoll add (netlink): %s", strerror(errno));
+		return -1;
+	}
+	pr_debug("the node has %zu address(es) the proxy never dials", a->guard.n_node);
+	return 0;
+}
+
+#define GUARD_REFRESH_MS 30000
+
 struct sig_handler {
 	struct ev_handler h;
 	struct agent *a;
@@ -566,11 +639,12 @@ int main(int argc, char **argv)
 {
 	struct agent a = {};
 	struct sig_handler sh = {.fd = -1};
+	struct guard_handler gh = {};
 	struct shunt_config kcfg = {};
 	uint32_t mark = SHUNT_DEFAULT_MARK;
 	uint16_t port = DEFAULT_PROXY_PORT;
 	uint32_t max_routes = SHUNT_MAX_ROUTES;
-	uint64_t last_sweep = 0;
+	uint64_t last_sweep = 0, last_guard = 0;
 	bool predecessor;
 	sigset_t mask;
 	long recovered;
@@ -600,10 +674,13 @@ int main(int argc, char **argv)
 	sigaddset(&mask, SIGHUP);
 	sigprocmask(SIG_BLOCK, &mask, NULL);
 
+	dstguard_init(&a.guard, NULL, 0);
 	if (loop_init(&a.loop)) {
 		pr_err("epoll: %s", strerror(errno));
 		return 1;
 	}
+	if (guard_start(&a, &gh))
+		goto cleanup_loop;
 	if (shunt_bpf_open(&a.bpf, a.pin_dir, a.cgroup, max_routes))
 		goto cleanup_loop;
 
@@ -626,7 +703,7 @@ int main(int argc, char **argv)
 		goto cleanup_bpf;
 
 	recovered = store_init(&a.store, a.bpf.routes_fd, a.bpf.services_fd, a.bpf.overrides_fd,
-			       (uint64_t)time(NULL));
+			       (uint64_t)time(NULL), &a.guard);
 	a.store.max_routes = a.bpf.max_routes;
 	if (recovered < 0) {
 		pr_err("recover routes and overrides from %s: %s", a.pin_dir,
@@ -675,6 +752,13 @@ int main(int argc, char **argv)
 		proxy_reap(a.proxy);
 		control_tick(&a);
 		metrics_tick(&a);
+		if (a.loop.now_ms - last_guard >= GUARD_REFRESH_MS) {
+			last_guard = a.loop.now_ms;
+			err = dstguard_refresh(&a.guard);
+			if (err)
+				pr_warn("read the node's addresses: %s", strerror(-err));
+			err = 0;
+		}
 		if (!a.handed_over && a.loop.now_ms - last_sweep >= 1000) {
 			last_sweep = a.loop.now_ms;
 			store_expire(&a.store, (uint64_t)time(NULL));
@@ -701,6 +785,7 @@ cleanup_store:
 cleanup_bpf:
 	shunt_bpf_close(&a.bpf, a.detach_on_exit);
 cleanup_loop:
+	dstguard_close(&a.guard);
 	loop_close(&a.loop);
 	if (!ret && a.handed_over)
 		pr_info("stopped; the new agent runs the programs and the maps");

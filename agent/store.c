@@ -125,13 +125,82 @@ static int recover_overrides(struct store *s)
 	return 0;
 }
 
+int store_route_allowed(const struct store *s, const struct shunt_route_key *k,
+			const struct shunt_route *v, char *err, size_t errlen)
+{
+	enum dst_class c;
+	char a[ADDR_STR_LEN];
+
+	if (!dstguard_family_served(s->guard, k->service.family))
+		return err_printf(err, errlen, -EAFNOSUPPORT,
+				  "service %s is IPv%u and the proxy has no IPv%u address "
+				  "(--proxy-addr): it cannot be steered",
+				  format_addr_port(&k->service, a, sizeof(a)), k->service.family,
+				  k->service.family);
+	/* The captured service too: the proxy dials it for every request
+	 * without a route. */
+	c = dstguard_check(s->guard, &k->service);
+	if (c != DST_OK)
+		return dstguard_refusal(err, errlen, "service", &k->service, c);
+	c = dstguard_check(s->guard, &v->to);
+	if (c != DST_OK)
+		return dstguard_refusal(err, errlen, "sandbox", &v->to, c);
+	return 0;
+}
+
+int store_ovr_allowed(const struct store *s, const struct shunt_override_key *k,
+		      const struct shunt_override *v, char *err, size_t errlen)
+{
+	enum dst_class c = dstguard_check(s->guard, &v->to);
+
+	(void)k;
+	/* The destination a pod asked for is its own business (the kernel
+	 * rewrites its connect(), no proxy is involved); where it is sent
+	 * instead is ours. */
+	if (c != DST_OK)
+		return dstguard_refusal(err, errlen, "override target", &v->to, c);
+	return 0;
+}
+
+/* Drop what the guard refuses now from what an earlier agent left. */
+static void recover_check(struct store *s)
+{
+	struct shunt_route_key *keys;
+	struct shunt_route *vals;
+	long cnt = route_table_sorted(s->t, &keys, &vals);
+	char err[256];
+
+	for (long i = 0; i < cnt; i++) {
+		if (!store_route_allowed(s, &keys[i], &vals[i], err, sizeof(err)))
+			continue;
+		pr_warn("recovered route key %s dropped: %s", keys[i].key, err);
+		route_table_del(s->t, &keys[i]);
+		if (s->routes_fd >= 0)
+			bpf_map_delete_elem(s->routes_fd, &keys[i]);
+	}
+	if (cnt > 0) {
+		free(keys);
+		free(vals);
+	}
+	for (size_t i = 0; i < s->novr;) {
+		if (!store_ovr_allowed(s, &s->ovr[i].k, &s->ovr[i].v, err, sizeof(err))) {
+			i++;
+			continue;
+		}
+		pr_warn("recovered override from %s dropped: %s", s->ovr[i].v.from, err);
+		if (s->overrides_fd >= 0)
+			bpf_map_delete_elem(s->overrides_fd, &s->ovr[i].k);
+		s->ovr[i] = s->ovr[--s->novr];
+	}
+}
+
 long store_init(struct store *s, int routes_fd, int services_fd, int overrides_fd,
-		uint64_t now_unix)
+		uint64_t now_unix, const struct dstguard *guard)
 {
 	struct shunt_route_key key, next;
 	struct shunt_route val;
 	void *prev = NULL;
-	long n = 0;
+	long n;
 	int err;
 
 	memset(s, 0, sizeof(*s));
@@ -139,6 +208,7 @@ long store_init(struct store *s, int routes_fd, int services_fd, int overrides_f
 	s->routes_fd = routes_fd;
 	s->services_fd = services_fd;
 	s->overrides_fd = overrides_fd;
+	s->guard = guard;
 	s->t = route_table_new();
 	s->shadow = route_table_new();
 	if (!s->t || !s->shadow)
@@ -159,8 +229,9 @@ long store_init(struct store *s, int routes_fd, int services_fd, int overrides_f
 		err = route_table_put(s->t, &key, &val, NULL);
 		if (err)
 			return err;
-		n++;
 	}
+	recover_check(s);
+	n = (long)route_table_count(s->t);
 	/* The services map is derived state: bring it in line with the
 	 * routes without ever removing a service that is still steered. */
 	store_expire(s, now_unix);
@@ -197,6 +268,9 @@ int store_ovr_add(struct store *s, const struct shunt_override_key *k,
 			 s->ovr[at].v.from);
 		return -EPERM;
 	}
+	ret = store_ovr_allowed(s, k, v, err, errlen);
+	if (ret)
+		return ret;
 	if (at < 0 && s->novr >= SHUNT_MAX_OVERRIDES) {
 		snprintf(err, errlen, "override table full (%u overrides, the limit)",
 			 SHUNT_MAX_OVERRIDES);
@@ -266,8 +340,10 @@ int store_ovr_k8s_del(struct store *s, const struct shunt_override_key *k)
 int store_add(struct store *s, const struct shunt_route_key *k, const struct shunt_route *v,
 	      char *err, size_t errlen)
 {
-	int ret;
+	int ret = store_route_allowed(s, k, v, err, errlen);
 
+	if (ret)
+		return ret;
 	if (s->routes_fd >= 0 && bpf_map_update_elem(s->routes_fd, k, v, BPF_ANY)) {
 		ret = -errno;
 		if (ret == -E2BIG || ret == -ENOMEM || ret == -ENOSPC)
@@ -334,10 +410,15 @@ int store_add_local(struct store *s, const struct shunt_route_key *k, const stru
 		    bool *shadowed, char *err, size_t errlen)
 {
 	const struct shunt_route *cur = route_get(s->t, k);
+	int ret;
 
 	*shadowed = cur && (cur->flags & SHUNT_ROUTE_FROM_K8S);
 	if (!*shadowed)
 		return store_add(s, k, v, err, errlen);
+	/* Kept aside, it comes back later: refuse it now, not then. */
+	ret = store_route_allowed(s, k, v, err, errlen);
+	if (ret)
+		return ret;
 	if (route_table_put(s->shadow, k, v, NULL)) {
 		snprintf(err, errlen, "out of memory");
 		return -ENOMEM;
@@ -526,6 +607,28 @@ int store_apply_file(struct store *s, const struct config *cfg, uint64_t now_uni
 		okeys[j].src_kind = kind;
 		okeys[j].src_id = id;
 		okeys[j].dst = cfg->overrides[j].dst;
+	}
+	for (size_t j = 0; j < cfg->n; j++) {
+		char msg[256];
+
+		ret = store_route_allowed(s, &cfg->routes[j].k, &cfg->routes[j].v, msg,
+					  sizeof(msg));
+		if (ret) {
+			snprintf(err, errlen, "line %u: %s", cfg->routes[j].line, msg);
+			free(okeys);
+			return ret;
+		}
+	}
+	for (size_t j = 0; j < cfg->n_overrides; j++) {
+		struct shunt_override v = {.to = cfg->overrides[j].to};
+		char msg[256];
+
+		ret = store_ovr_allowed(s, &okeys[j], &v, msg, sizeof(msg));
+		if (ret) {
+			snprintf(err, errlen, "line %u: %s", cfg->overrides[j].line, msg);
+			free(okeys);
+			return ret;
+		}
 	}
 	ret = file_fits(s, cfg, err, errlen);
 	if (ret) {

@@ -13,6 +13,7 @@
 #include <shunt/shunt.h>
 
 #include "config.h"
+#include "dstguard.h"
 #include "routes.h"
 
 /* An override as the store keeps it: exactly the map's key and value. */
@@ -33,13 +34,26 @@ struct store {
 	int services_fd;     /* -1: no kernel */
 	int overrides_fd;    /* -1: no kernel */
 	uint32_t max_routes; /* the routes map's size, for messages */
+	/* Which destinations are allowed (never the node itself) and which
+	 * families the proxy serves; NULL: anything (unit tests). */
+	const struct dstguard *guard;
 };
 
 /* Recover every route and override from the pinned maps (dropping expired
- * ones) and rebuild the services map from them. Returns the number of
- * routes recovered (s->novr has the overrides) or -errno. */
+ * ones, and those the guard refuses now: an address that became the
+ * node's, a family the proxy no longer serves) and rebuild the services
+ * map from them. Returns the number of routes recovered (s->novr has the
+ * overrides) or -errno. */
 long store_init(struct store *s, int routes_fd, int services_fd, int overrides_fd,
-		uint64_t now_unix);
+		uint64_t now_unix, const struct dstguard *guard);
+
+/* Would the guard let this route or override in? 0, or -EACCES (a
+ * destination of the node) / -EAFNOSUPPORT (no proxy listener of the
+ * service's family) with a message. Every add below checks it. */
+int store_route_allowed(const struct store *s, const struct shunt_route_key *k,
+			const struct shunt_route *v, char *err, size_t errlen);
+int store_ovr_allowed(const struct store *s, const struct shunt_override_key *k,
+		      const struct shunt_override *v, char *err, size_t errlen);
 void store_free(struct store *s);
 
 /* Add or replace a route. On failure returns -errno with a message. */
