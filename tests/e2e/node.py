@@ -387,9 +387,10 @@ def _unb64(s):
 
 class Node:
     def __init__(self, build, shuntd=True, shuntd_args=(), config=None, verbose=False, shuntd_in_cgroup=False,
-                 extra_pods=None):
+                 extra_pods=None, proxy_addrs=(NODE4, NODE6)):
         """extra_pods: {name: (v4, v6) or (v4, v6, in_cgroup)}, made by
-        start(); see add_pod()."""
+        start(); see add_pod(). proxy_addrs: shuntd's --proxy-addr list."""
+        self.proxy_addrs = tuple(proxy_addrs)
         self.build = os.path.abspath(build)
         self.shuntd_bin = os.path.join(self.build, "shuntd")
         self.shuntctl_bin = os.path.join(self.build, "shuntctl")
@@ -547,8 +548,9 @@ class Node:
     def pod_argv(self, pod, argv, in_cgroup=None):
         """argv run in the pod's netns. With in_cgroup (None: the pod's own
         setting) the process joins the test cgroup before it execs anything,
-        so the cgroup hooks see every socket it makes."""
-        info = self.pod(pod)
+        so the cgroup hooks see every socket it makes. pod "node" is the
+        node itself (where shuntd runs), never in the cgroup."""
+        info = {"in_cgroup": False} if pod == "node" else self.pod(pod)
         inner = self.nsenter(pod) + [str(a) for a in argv]
         if in_cgroup is None:
             in_cgroup = info["in_cgroup"]
@@ -706,7 +708,7 @@ class Node:
 
     # ---- shuntd --------------------------------------------------------------
     def shuntd_argv(self, extra=()):
-        argv = [self.shuntd_bin, "--cgroup", self.cg, "--proxy-addr", NODE4, "--proxy-addr", NODE6,
+        argv = [self.shuntd_bin, "--cgroup", self.cg, "--proxy-addr", ",".join(self.proxy_addrs),
                 "--proxy-port", str(PROXY_PORT), "--control", self.sock, "--bpffs", self.pin, "-v"]
         if self.config_text is not None:
             argv += ["--config", self.config_path]
