@@ -424,9 +424,12 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 		out_printf(cc,
 			   "kubernetes:\n  connected          %s\n  synced             %s\n"
 			   "  node               %s\n  routes             %zu\n"
-			   "  overrides          %zu (%zu pod(s) without a cgroup yet)\n",
+			   "  overrides          %zu (%zu pod(s) without a cgroup yet)\n"
+			   "  pod cgroups        %s (%zu directories watched)\n",
 			   st.connected ? "yes" : "no", st.synced ? "yes" : "no", st.node,
-			   st.routes, st.overrides, st.overrides_unresolved);
+			   st.routes, st.overrides, st.overrides_unresolved,
+			   st.cgroup_watches ? "followed with inotify" : "scanned for",
+			   st.cgroup_watches);
 		for (int i = 0; i < K8S_NKINDS; i++)
 			out_printf(cc, "  %-18s %zu (resourceVersion %s)\n", k8s_kind_names[i],
 				   st.objects[i], st.rv[i][0] ? st.rv[i] : "-");
@@ -437,8 +440,10 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 		   st.connected ? "true" : "false", st.synced ? "true" : "false");
 	for (int i = 0; i < K8S_NKINDS; i++)
 		out_printf(cc, ",\"%s\":%zu", k8s_kind_names[i], st.objects[i]);
-	out_printf(cc, ",\"routes\":%zu,\"overrides\":%zu,\"overrides_unresolved\":%zu,\"node\":",
-		   st.routes, st.overrides, st.overrides_unresolved);
+	out_printf(cc,
+		   ",\"routes\":%zu,\"overrides\":%zu,\"overrides_unresolved\":%zu,"
+		   "\"cgroup_watches\":%zu,\"node\":",
+		   st.routes, st.overrides, st.overrides_unresolved, st.cgroup_watches);
 	out_json_str(cc, st.node);
 	out_printf(cc, ",\"last_error\":");
 	out_json_str(cc, st.last_error);

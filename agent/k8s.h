@@ -40,6 +40,7 @@ struct k8s_status {
 	size_t routes;		     /* routes the cluster asks for */
 	size_t overrides;	     /* overrides the SandboxOverrides ask for on this node */
 	size_t overrides_unresolved; /* selected pods whose cgroup is not found (yet) */
+	size_t cgroup_watches;	     /* cgroup directories followed (inotify); 0: scans */
 	char node[K8S_NAME_MAX + 1];
 	char last_error[256];
 	char rv[K8S_NKINDS][128]; /* last resourceVersion of each kind */

@@ -620,7 +620,7 @@ class K8s(K8sBase):
             st = self.k8s_status()
         self.assertEqual((st["overrides"], st["overrides_unresolved"]), (0, 1), st)
         # The kubelet creates the pod's cgroup (systemd driver's name): the
-        # periodic retry finds it, no API event needed.
+        # agent follows new cgroups (inotify), no API event needed.
         self.cgroup_dir("kubepods.slice")
         cg = self.cgroup_dir("kubepods.slice", "kubepods-besteffort-pod%s.slice" % uid.replace("-", "_"))
         got = self.wait_overrides(lambda o: len(o) == 1, 8, "the override once the cgroup exists")
