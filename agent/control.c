@@ -372,6 +372,18 @@ static void cmd_override_list(struct ctl_conn *cc, const struct ctl_request *r)
 	free(o);
 }
 
+/* Read-only: for `shuntctl override wait` without --agent. */
+static void cmd_override_ready(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	char msg[512];
+
+	if (k8s_overrides_ready(cc->a, r->pod_uid, msg, sizeof(msg)) < 0) {
+		fail(cc, CTL_EXIT_FAILED, "override ready: %s", msg);
+		return;
+	}
+	out_printf(cc, "ok\n%s\n", msg);
+}
+
 /* A new agent asks for the listening sockets: send them with the answer
  * and let the main loop start draining. */
 static void cmd_takeover(struct ctl_conn *cc)
@@ -595,6 +607,9 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 		break;
 	case CTL_OP_TAKEOVER:
 		cmd_takeover(cc);
+		break;
+	case CTL_OP_OVERRIDE_READY:
+		cmd_override_ready(cc, &r);
 		break;
 	}
 	if (cc->failed)

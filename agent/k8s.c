@@ -40,6 +40,7 @@
 #include "k8s.h"
 #include "k8s_cache.h"
 #include "k8s_cgroup.h"
+#include "k8s_wait.h"
 #include "kubeconfig.h"
 #include "log.h"
 #include "source.h"
@@ -121,7 +122,8 @@ struct k8s {
 	pthread_mutex_t mu;
 	struct k8s_batch *head, **tail;
 	struct k8s_status st;
-	int stop; /* atomic */
+	struct k8s_wait *wait; /* this node's pods, for k8s_overrides_ready() */
+	int stop;	       /* atomic */
 
 	/* Watcher thread only. */
 	CURLM *multi;
@@ -136,6 +138,8 @@ struct k8s {
 	char *node;
 	struct k8s_cgroups cg; /* pods' cgroups, followed with inotify */
 	bool cgroups_scan;     /* a miss may scan the tree (once per translation) */
+	bool wait_dirty;       /* the pods' snapshot (wait) is to be made again */
+	char wait_rv[2][128];  /* ... Pods' and SandboxOverrides' resourceVersions it saw */
 	uint64_t ovr_retry_ms;
 	bool synced_all, need_full, said_synced;
 	bool connected;
@@ -718,8 +722,42 @@ static void cgroup_events(struct k8s *k)
 {
 	if (!k8s_cgroups_events(&k->cg))
 		return;
+	k->wait_dirty = true;
 	if (k->cache.ovr_unresolved)
 		k8s_cache_ovr_retry(&k->cache);
+}
+
+/* ---- is a pod's override set in the kernel? ---------------------------------- */
+
+/* After a change to the pods, the SandboxOverrides or their translation,
+ * or a new pod cgroup: the snapshot of this node's pods that
+ * k8s_overrides_ready() answers from. Not before every kind is listed
+ * (until then every answer is "pending"). */
+static void publish_wait(struct k8s *k)
+{
+	static const enum k8s_kind kinds[2] = {K8S_POD, K8S_SBO};
+	struct k8s_wait *w, *old;
+
+	if (!k->synced_all)
+		return;
+	for (int i = 0; i < 2; i++) {
+		if (strcmp(k->wait_rv[i], k->res[kinds[i]].rv)) {
+			snprintf(k->wait_rv[i], sizeof(k->wait_rv[i]), "%s", k->res[kinds[i]].rv);
+			k->wait_dirty = true;
+		}
+	}
+	if (!k->wait_dirty)
+		return;
+	if (k8s_wait_build(&k->cache, (uint64_t)time(NULL), &w)) {
+		set_error(k, "out of memory noting this node's pods; trying again");
+		return;
+	}
+	k->wait_dirty = false;
+	pthread_mutex_lock(&k->mu);
+	old = k->wait;
+	k->wait = w;
+	pthread_mutex_unlock(&k->mu);
+	k8s_wait_free(old);
 }
 
 /* ---- hand-over to the main loop ------------------------------------------ */
@@ -750,6 +788,7 @@ static void publish(struct k8s *k)
 		k->cgroups_scan = true;
 	ret = k8s_cache_recompute(&k->cache, now);
 	k->cgroups_scan = false;
+	k->wait_dirty = true;
 	if (ret) {
 		set_error(k, "out of memory translating SandboxRoutes; trying again");
 		return;
@@ -861,6 +900,7 @@ static void *k8s_thread(void *arg)
 		cgroup_events(k);
 		publish(k);
 		publish_status(k);
+		publish_wait(k);
 		if (k->cache.next_deadline) {
 			uint64_t now_s = (uint64_t)time(NULL);
 			long until = k->cache.next_deadline > now_s
@@ -1138,6 +1178,7 @@ static void k8s_free(struct k8s *k)
 		curl_multi_cleanup(k->multi);
 	k8s_cache_free(&k->cache);
 	k8s_cgroups_free(&k->cg);
+	k8s_wait_free(k->wait);
 	free(k->node);
 	k8s_conn_free(&k->conn);
 	free(k->token);
@@ -1252,4 +1293,21 @@ void k8s_get_status(const struct agent *a, struct k8s_status *st)
 	pthread_mutex_lock(&k->mu);
 	*st = k->st;
 	pthread_mutex_unlock(&k->mu);
+}
+
+int k8s_overrides_ready(const struct agent *a, const char *uid, char *msg, size_t len)
+{
+	struct k8s *k = a->k8s;
+	int ret;
+
+	if (!k) {
+		snprintf(msg, len, "this agent does not follow a Kubernetes cluster");
+		return -ENOTSUP;
+	}
+	/* The store is the main thread's: the snapshot is held only as long
+	 * as it is read, and the watcher replaces it under the same lock. */
+	pthread_mutex_lock(&k->mu);
+	ret = k8s_wait_check(k->wait, k->node, uid, a->store.ovr, a->store.novr, msg, len);
+	pthread_mutex_unlock(&k->mu);
+	return ret;
 }

@@ -54,4 +54,10 @@ int k8s_start(struct agent *a, const struct k8s_opts *o);
 void k8s_stop(struct agent *a);
 void k8s_get_status(const struct agent *a, struct k8s_status *st);
 
+/* Are the overrides the SandboxOverrides want for the pod with this uid
+ * (k8s_wait.h: valid) in the kernel? 1 ready, 0 pending, each with a
+ * one-line reason ("ready: ...", "pending: ...") in msg; -ENOTSUP when
+ * the agent does not follow a cluster. Main thread. */
+int k8s_overrides_ready(const struct agent *a, const char *uid, char *msg, size_t len);
+
 #endif /* SHUNT_K8S_H */
