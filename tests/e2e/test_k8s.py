@@ -21,8 +21,10 @@ ClusterIP would go through the proxy to the original destination, where
 nothing answers: keyless checks use the endpoint address (the baseline
 pod), keyed ones both.
 
-shuntd runs with --node-name NODE; SandboxOverride tests add a Pod on it
-whose pod cgroup they create under the node's test cgroup.
+shuntd runs with --node-name NODE and --metrics-addr NODE4:9464;
+SandboxOverride tests add a Pod on it whose pod cgroup they create under
+the node's test cgroup, and the race trials (finding 8) run a new pod's
+first connection, with and without `shuntctl override wait`.
 
 Every test starts from that cluster with no SandboxRoutes and waits until
 the agent's k8s routes are none; the time from an API change to the
