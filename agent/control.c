@@ -372,6 +372,18 @@ static void cmd_override_list(struct ctl_conn *cc, const struct ctl_request *r)
 	free(o);
 }
 
+/* Read-only: for `shuntctl override wait` without --agent. */
+static void cmd_override_ready(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	char msg[512];
+
+	if (k8s_overrides_ready(cc->a, r->pod_uid, msg, sizeof(msg)) < 0) {
+		fail(cc, CTL_EXIT_FAILED, "override ready: %s", msg);
+		return;
+	}
+	out_printf(cc, "ok\n%s\n", msg);
+}
+
 /* A new agent asks for the listening sockets: send them with the answer
  * and let the main loop start draining. */
 static void cmd_takeover(struct ctl_conn *cc)
@@ -424,9 +436,12 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 		out_printf(cc,
 			   "kubernetes:\n  connected          %s\n  synced             %s\n"
 			   "  node               %s\n  routes             %zu\n"
-			   "  overrides          %zu (%zu pod(s) without a cgroup yet)\n",
+			   "  overrides          %zu (%zu pod(s) without a cgroup yet)\n"
+			   "  pod cgroups        %s (%zu directories watched)\n",
 			   st.connected ? "yes" : "no", st.synced ? "yes" : "no", st.node,
-			   st.routes, st.overrides, st.overrides_unresolved);
+			   st.routes, st.overrides, st.overrides_unresolved,
+			   st.cgroup_watches ? "followed with inotify" : "scanned for",
+			   st.cgroup_watches);
 		for (int i = 0; i < K8S_NKINDS; i++)
 			out_printf(cc, "  %-18s %zu (resourceVersion %s)\n", k8s_kind_names[i],
 				   st.objects[i], st.rv[i][0] ? st.rv[i] : "-");
@@ -437,8 +452,10 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 		   st.connected ? "true" : "false", st.synced ? "true" : "false");
 	for (int i = 0; i < K8S_NKINDS; i++)
 		out_printf(cc, ",\"%s\":%zu", k8s_kind_names[i], st.objects[i]);
-	out_printf(cc, ",\"routes\":%zu,\"overrides\":%zu,\"overrides_unresolved\":%zu,\"node\":",
-		   st.routes, st.overrides, st.overrides_unresolved);
+	out_printf(cc,
+		   ",\"routes\":%zu,\"overrides\":%zu,\"overrides_unresolved\":%zu,"
+		   "\"cgroup_watches\":%zu,\"node\":",
+		   st.routes, st.overrides, st.overrides_unresolved, st.cgroup_watches);
 	out_json_str(cc, st.node);
 	out_printf(cc, ",\"last_error\":");
 	out_json_str(cc, st.last_error);
@@ -626,6 +643,9 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 		break;
 	case CTL_OP_TAKEOVER:
 		cmd_takeover(cc);
+		break;
+	case CTL_OP_OVERRIDE_READY:
+		cmd_override_ready(cc, &r);
 		break;
 	}
 	if (cc->failed)

@@ -138,6 +138,19 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 					  "takeover: expected no field");
 		return 0;
 	}
+	if (!strcmp(f[0], "override-ready")) {
+		req->op = CTL_OP_OVERRIDE_READY;
+		if (n != 2)
+			return err_printf(err, errlen, CTL_EXIT_USAGE,
+					  "override-ready: expected 1 field, got %d", n - 1);
+		if (!k8s_uid_valid(f[1], strlen(f[1])))
+			return err_printf(err, errlen, CTL_EXIT_FAILED,
+					  "--pod-uid: '%s' is not a pod uid (metadata.uid: 36 "
+					  "lowercase hex digits and dashes, 8-4-4-4-12)",
+					  shown(f[1], q, sizeof(q)));
+		memcpy(req->pod_uid, f[1], K8S_UID_LEN + 1);
+		return 0;
+	}
 	if (!strcmp(f[0], "override-list")) {
 		req->op = CTL_OP_OVERRIDE_LIST;
 		return parse_format(f, n, f[0], &req->json, err, errlen);
@@ -204,6 +217,9 @@ int ctl_format_request(const struct ctl_request *req, char *buf, size_t len)
 		break;
 	case CTL_OP_TAKEOVER:
 		n = snprintf(buf, len, "takeover\n");
+		break;
+	case CTL_OP_OVERRIDE_READY:
+		n = snprintf(buf, len, "override-ready\t%s\n", req->pod_uid);
 		break;
 	case CTL_OP_OVERRIDE_DEL:
 		n = snprintf(buf, len, "override-del\t%s\t%s\n", req->from,

@@ -13,6 +13,10 @@
  *   takeover      (a new shuntd asks the running one for its listening
  *                 sockets: "ok" comes with them as SCM_RIGHTS, and the
  *                 running one drains and exits)
+ *   override-ready POD_UID  (are the overrides SandboxOverrides want for
+ *                 the pod in the kernel? "ok" with "ready: ..." or
+ *                 "pending: ..."; an error when the agent does not follow
+ *                 a cluster. Changes nothing.)
  * (FROM as in source.h: netns:PATH, pid:PID, cgroup:PATH.) No field is empty; no byte is NUL, CR or LF. Response: a first line
  * "ok" or "error N" (N = the exit code shuntctl should use), then the text
  * to print (stdout for ok, stderr for error). The server closes the
@@ -29,6 +33,8 @@
 #include <stdint.h>
 
 #include <shunt/shunt.h>
+
+#include "k8s_uid.h"
 
 #define CTL_MAX_REQUEST	 4096
 #define CTL_MAX_FIELDS	 16
@@ -50,6 +56,7 @@ enum ctl_op {
 	CTL_OP_OVERRIDE_DEL,
 	CTL_OP_OVERRIDE_LIST,
 	CTL_OP_TAKEOVER,
+	CTL_OP_OVERRIDE_READY,
 };
 
 struct ctl_request {
@@ -61,6 +68,7 @@ struct ctl_request {
 	uint64_t ttl_sec;		    /* 0 = none */
 	struct shunt_addr dst;		    /* override-add, -del */
 	char from[SHUNT_OVERRIDE_FROM_LEN]; /* override-add, -del; syntax checked */
+	char pod_uid[K8S_UID_LEN + 1];	    /* override-ready; validated */
 };
 
 /* Parse one request line of len bytes, without its LF. Returns 0, or the

@@ -34,12 +34,13 @@
 #include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <dirent.h>
 #include <curl/curl.h>
 
 #include "agent.h"
 #include "k8s.h"
 #include "k8s_cache.h"
+#include "k8s_cgroup.h"
+#include "k8s_wait.h"
 #include "kubeconfig.h"
 #include "log.h"
 #include "source.h"
@@ -59,7 +60,7 @@
 #define K8S_POLL_MAX_MS	       1000
 #define K8S_TOKEN_CHECK_MS     60000 /* the token file's mtime, at least this often */
 #define K8S_OVR_RETRY_MS       2000  /* pods selected but without a cgroup: look again */
-#define K8S_CGROUP_DEPTH       4     /* kubepods.slice/kubepods-QOS.slice/...-pod<uid>.slice */
+#define K8S_CGROUP_RESCAN_MS   10000 /* ... when inotify follows new cgroups: a safety net */
 
 static const char *const k8s_paths[K8S_NKINDS] = {
 	[K8S_SBR] = "/apis/shunt.dev/v1alpha1/sandboxroutes",
@@ -121,7 +122,8 @@ struct k8s {
 	pthread_mutex_t mu;
 	struct k8s_batch *head, **tail;
 	struct k8s_status st;
-	int stop; /* atomic */
+	struct k8s_wait *wait; /* this node's pods, for k8s_overrides_ready() */
+	int stop;	       /* atomic */
 
 	/* Watcher thread only. */
 	CURLM *multi;
@@ -134,9 +136,10 @@ struct k8s {
 	struct k8s_res res[K8S_NKINDS];
 	struct k8s_cache cache;
 	char *node;
-	const char *cgroup_root;
-	struct hmap pod_cgroups; /* pod uid -> its cgroup directory (malloc'd path) */
-	bool cgroups_scanned;	 /* during this translation */
+	struct k8s_cgroups cg; /* pods' cgroups, followed with inotify */
+	bool cgroups_scan;     /* a miss may scan the tree (once per translation) */
+	bool wait_dirty;       /* the pods' snapshot (wait) is to be made again */
+	char wait_rv[2][128];  /* ... Pods' and SandboxOverrides' resourceVersions it saw */
 	uint64_t ovr_retry_ms;
 	bool synced_all, need_full, said_synced;
 	bool connected;
@@ -680,74 +683,10 @@ static void res_done(struct k8s_res *r, CURLcode rc)
 
 /* ---- pods' cgroups ---------------------------------------------------------- */
 
-/* The pod uid in a kubelet cgroup directory name: "pod<uid>" (cgroupfs
- * driver) or "kubepods-<qos>-pod<uid with _ for ->.slice" (systemd), as
- * the uid with dashes into uid (37 bytes); false when it is not one. */
-static bool pod_dir_uid(const char *name, char *uid)
-{
-	const char *p = strstr(name, "pod");
-
-	for (; p; p = strstr(p + 1, "pod")) {
-		size_t i;
-
-		for (i = 0; i < 36; i++) {
-			char ch = p[3 + i];
-
-			if (i == 8 || i == 13 || i == 18 || i == 23) {
-				if (ch != '-' && ch != '_')
-					break;
-				uid[i] = '-';
-			} else if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')) {
-				uid[i] = ch;
-			} else {
-				break;
-			}
-		}
-		if (i == 36 && (p[39] == '\0' || p[39] == '.')) {
-			uid[36] = '\0';
-			return true;
-		}
-	}
-	return false;
-}
-
-/* Note every pod cgroup directory below dir (depth levels at most) in
- * pod_cgroups; a pod's directory is not descended into (its containers
- * are below). */
-static void cgroup_scan(struct k8s *k, const char *dir, int depth)
-{
-	DIR *d = opendir(dir);
-	struct dirent *de;
-
-	if (!d)
-		return;
-	while ((de = readdir(d))) {
-		char uid[37], *path, *old = NULL;
-		struct stat st;
-
-		if (de->d_name[0] == '.' || (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN))
-			continue;
-		if (asprintf(&path, "%s/%s", dir, de->d_name) < 0)
-			break;
-		if (stat(path, &st) || !S_ISDIR(st.st_mode)) {
-			free(path);
-			continue;
-		}
-		if (pod_dir_uid(de->d_name, uid)) {
-			if (hmap_put(&k->pod_cgroups, uid, strlen(uid), path, (void **)&old))
-				free(path);
-			free(old);
-			continue;
-		}
-		if (depth > 1)
-			cgroup_scan(k, path, depth - 1);
-		free(path);
-	}
-	closedir(d);
-}
-
-/* k8s_cgroup_fn: the remembered directory while it exists, else one scan
- * of the tree per translation. */
+/* k8s_cgroup_fn: the directory k->cg has for the pod while it exists.
+ * Following with inotify, a miss is an answer: a pod directory is noted
+ * when it is created. Without inotify, and for the slow safety rescan,
+ * one scan of the tree per translation. */
 static int pod_cgroup(void *ud, const char *uid, uint64_t *id)
 {
 	struct k8s *k = ud;
@@ -755,17 +694,70 @@ static int pod_cgroup(void *ud, const char *uid, uint64_t *id)
 	char err[256];
 
 	for (int pass = 0; pass < 2; pass++) {
-		path = hmap_get(&k->pod_cgroups, uid, strlen(uid));
+		path = k8s_cgroups_path(&k->cg, uid);
 		if (path && !cgroup_id(path, id, err, sizeof(err)))
 			return 0;
 		if (path)
-			free(hmap_del(&k->pod_cgroups, uid, strlen(uid)));
-		if (pass || k->cgroups_scanned)
+			k8s_cgroups_forget(&k->cg, uid);
+		if (pass || !k->cgroups_scan)
 			break;
-		k->cgroups_scanned = true;
-		cgroup_scan(k, k->cgroup_root, K8S_CGROUP_DEPTH);
+		k->cgroups_scan = false;
+		k8s_cgroups_rescan(&k->cg);
 	}
 	return -ENOENT;
+}
+
+/* How long until a selected pod without a cgroup is looked for by a full
+ * scan: the safety net when new directories are followed with inotify,
+ * the mechanism when they are not. */
+static unsigned int cgroup_retry_ms(const struct k8s *k)
+{
+	return k8s_cgroups_following(&k->cg) ? K8S_CGROUP_RESCAN_MS : K8S_OVR_RETRY_MS;
+}
+
+/* New pod directories (inotify): translate the SandboxOverrides again now
+ * if some selected pod was waiting for its cgroup. Called before publish()
+ * on every turn of the thread's loop. */
+static void cgroup_events(struct k8s *k)
+{
+	if (!k8s_cgroups_events(&k->cg))
+		return;
+	k->wait_dirty = true;
+	if (k->cache.ovr_unresolved)
+		k8s_cache_ovr_retry(&k->cache);
+}
+
+/* ---- is a pod's override set in the kernel? ---------------------------------- */
+
+/* After a change to the pods, the SandboxOverrides or their translation,
+ * or a new pod cgroup: the snapshot of this node's pods that
+ * k8s_overrides_ready() answers from. Not before every kind is listed
+ * (until then every answer is "pending"). */
+static void publish_wait(struct k8s *k)
+{
+	static const enum k8s_kind kinds[2] = {K8S_POD, K8S_SBO};
+	struct k8s_wait *w, *old;
+
+	if (!k->synced_all)
+		return;
+	for (int i = 0; i < 2; i++) {
+		if (strcmp(k->wait_rv[i], k->res[kinds[i]].rv)) {
+			snprintf(k->wait_rv[i], sizeof(k->wait_rv[i]), "%s", k->res[kinds[i]].rv);
+			k->wait_dirty = true;
+		}
+	}
+	if (!k->wait_dirty)
+		return;
+	if (k8s_wait_build(&k->cache, (uint64_t)time(NULL), &w)) {
+		set_error(k, "out of memory noting this node's pods; trying again");
+		return;
+	}
+	k->wait_dirty = false;
+	pthread_mutex_lock(&k->mu);
+	old = k->wait;
+	k->wait = w;
+	pthread_mutex_unlock(&k->mu);
+	k8s_wait_free(old);
 }
 
 /* ---- hand-over to the main loop ------------------------------------------ */
@@ -778,6 +770,7 @@ static void publish(struct k8s *k)
 	struct k8s_ovr_op *ovr;
 	long n, novr;
 	bool full;
+	int ret;
 
 	if (!k->synced_all) {
 		for (int i = 0; i < K8S_NKINDS; i++)
@@ -785,17 +778,23 @@ static void publish(struct k8s *k)
 				return;
 		k->synced_all = true;
 	}
-	if (k->cache.ovr_unresolved && monotonic_ms() >= k->ovr_retry_ms)
+	if (k->cache.ovr_unresolved && monotonic_ms() >= k->ovr_retry_ms) {
 		k8s_cache_ovr_retry(&k->cache);
+		k->cgroups_scan = true;
+	}
 	if (!k->need_full && !k8s_cache_pending(&k->cache, now) && !k->cache.changed.n)
 		return;
-	k->cgroups_scanned = false;
-	if (k8s_cache_recompute(&k->cache, now)) {
+	if (!k8s_cgroups_following(&k->cg))
+		k->cgroups_scan = true;
+	ret = k8s_cache_recompute(&k->cache, now);
+	k->cgroups_scan = false;
+	k->wait_dirty = true;
+	if (ret) {
 		set_error(k, "out of memory translating SandboxRoutes; trying again");
 		return;
 	}
 	if (k->cache.ovr_unresolved)
-		k->ovr_retry_ms = monotonic_ms() + K8S_OVR_RETRY_MS;
+		k->ovr_retry_ms = monotonic_ms() + cgroup_retry_ms(k);
 	full = k->need_full;
 	n = k8s_cache_changes(&k->cache, full, &ops);
 	if (n < 0) {
@@ -856,6 +855,7 @@ static void publish_status(struct k8s *k)
 	k->st.routes = k->cache.nroutes;
 	k->st.overrides = k->cache.ovr_want.n;
 	k->st.overrides_unresolved = k->cache.ovr_unresolved;
+	k->st.cgroup_watches = k8s_cgroups_nwatches(&k->cg);
 	snprintf(k->st.node, sizeof(k->st.node), "%s", k->node);
 	snprintf(k->st.last_error, sizeof(k->st.last_error), "%s", k->last_error);
 	pthread_mutex_unlock(&k->mu);
@@ -864,6 +864,7 @@ static void publish_status(struct k8s *k)
 static void *k8s_thread(void *arg)
 {
 	struct k8s *k = arg;
+	struct curl_waitfd wfd = {.events = CURL_WAIT_POLLIN};
 	CURLMsg *msg;
 	int running, left;
 
@@ -896,8 +897,10 @@ static void *k8s_thread(void *arg)
 				res_done(r, msg->data.result);
 			timeout = 0; /* start what follows at once */
 		}
+		cgroup_events(k);
 		publish(k);
 		publish_status(k);
+		publish_wait(k);
 		if (k->cache.next_deadline) {
 			uint64_t now_s = (uint64_t)time(NULL);
 			long until = k->cache.next_deadline > now_s
@@ -914,7 +917,11 @@ static void *k8s_thread(void *arg)
 			if (until < timeout)
 				timeout = until;
 		}
-		curl_multi_poll(k->multi, NULL, 0, (int)timeout, NULL);
+		/* New pod cgroups wake the thread as API events do. */
+		wfd.fd = k->cg.ifd;
+		wfd.revents = 0;
+		curl_multi_poll(k->multi, &wfd, k8s_cgroups_following(&k->cg) ? 1 : 0, (int)timeout,
+				NULL);
 	}
 	for (int i = 0; i < K8S_NKINDS; i++) {
 		struct k8s_res *r = &k->res[i];
@@ -1157,8 +1164,6 @@ static int node_setup(struct k8s *k, const struct k8s_opts *o)
 static void k8s_free(struct k8s *k)
 {
 	struct k8s_batch *b, *next;
-	struct hmap_entry *e;
-	size_t j;
 
 	for (b = k->head; b; b = next) {
 		next = b->next;
@@ -1172,9 +1177,8 @@ static void k8s_free(struct k8s *k)
 	if (k->multi)
 		curl_multi_cleanup(k->multi);
 	k8s_cache_free(&k->cache);
-	for (e = hmap_first(&k->pod_cgroups, &j); e; e = hmap_next(&k->pod_cgroups, e, &j))
-		free(e->val);
-	hmap_free(&k->pod_cgroups);
+	k8s_cgroups_free(&k->cg);
+	k8s_wait_free(k->wait);
 	free(k->node);
 	k8s_conn_free(&k->conn);
 	free(k->token);
@@ -1192,6 +1196,7 @@ int k8s_start(struct agent *a, const struct k8s_opts *o)
 	if (!k)
 		return -ENOMEM;
 	k->efd = -1;
+	k->cg.ifd = -1;
 	pthread_mutex_init(&k->mu, NULL);
 	k->tail = &k->head;
 	k->a = a;
@@ -1203,7 +1208,11 @@ int k8s_start(struct agent *a, const struct k8s_opts *o)
 		k8s_free(k);
 		return ret;
 	}
-	k->cgroup_root = a->cgroup;
+	ret = k8s_cgroups_init(&k->cg, a->cgroup);
+	if (ret) {
+		k8s_free(k);
+		return ret;
+	}
 	k->cache.node = k->node;
 	k->cache.cgroup_of = pod_cgroup;
 	k->cache.cgroup_ud = k;
@@ -1244,6 +1253,9 @@ int k8s_start(struct agent *a, const struct k8s_opts *o)
 	}
 	k->running = true;
 	a->k8s = k;
+	if (k8s_cgroups_following(&k->cg))
+		pr_info("k8s: following new pod cgroups below %s (%zu directories watched)",
+			a->cgroup, k8s_cgroups_nwatches(&k->cg));
 	pr_info("k8s: following %s as node %s (%s)", k->conn.server, k->node,
 		k->conn.token_file			 ? k->conn.token_file
 		: k->conn.token				 ? "token from the kubeconfig"
@@ -1281,4 +1293,21 @@ void k8s_get_status(const struct agent *a, struct k8s_status *st)
 	pthread_mutex_lock(&k->mu);
 	*st = k->st;
 	pthread_mutex_unlock(&k->mu);
+}
+
+int k8s_overrides_ready(const struct agent *a, const char *uid, char *msg, size_t len)
+{
+	struct k8s *k = a->k8s;
+	int ret;
+
+	if (!k) {
+		snprintf(msg, len, "this agent does not follow a Kubernetes cluster");
+		return -ENOTSUP;
+	}
+	/* The store is the main thread's: the snapshot is held only as long
+	 * as it is read, and the watcher replaces it under the same lock. */
+	pthread_mutex_lock(&k->mu);
+	ret = k8s_wait_check(k->wait, k->node, uid, a->store.ovr, a->store.novr, msg, len);
+	pthread_mutex_unlock(&k->mu);
+	return ret;
 }

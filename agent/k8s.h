@@ -40,6 +40,7 @@ struct k8s_status {
 	size_t routes;		     /* routes the cluster asks for */
 	size_t overrides;	     /* overrides the SandboxOverrides ask for on this node */
 	size_t overrides_unresolved; /* selected pods whose cgroup is not found (yet) */
+	size_t cgroup_watches;	     /* cgroup directories followed (inotify); 0: scans */
 	char node[K8S_NAME_MAX + 1];
 	char last_error[256];
 	char rv[K8S_NKINDS][128]; /* last resourceVersion of each kind */
@@ -52,5 +53,11 @@ int k8s_start(struct agent *a, const struct k8s_opts *o);
  * applied; the routes in the store stay. Safe to call twice. */
 void k8s_stop(struct agent *a);
 void k8s_get_status(const struct agent *a, struct k8s_status *st);
+
+/* Are the overrides the SandboxOverrides want for the pod with this uid
+ * (k8s_wait.h: valid) in the kernel? 1 ready, 0 pending, each with a
+ * one-line reason ("ready: ...", "pending: ...") in msg; -ENOTSUP when
+ * the agent does not follow a cluster. Main thread. */
+int k8s_overrides_ready(const struct agent *a, const char *uid, char *msg, size_t len);
 
 #endif /* SHUNT_K8S_H */

@@ -11,6 +11,7 @@
 #include <sys/socket.h>
 
 #include "agent.h"
+#include "k8s.h"
 #include "log.h"
 #include "metrics.h"
 #include "util.h"
@@ -447,6 +448,25 @@ static void answer(struct metrics_conn *mc, int status, const struct metrics_req
 	case METRICS_T_HEALTHZ:
 		respond(mc, 200, r, text, "ok\n", 3);
 		break;
+	case METRICS_T_OVERRIDES: {
+		char msg[512];
+		int ret = -EINVAL, n;
+
+		if (r->pod[0])
+			ret = k8s_overrides_ready(a, r->pod, msg, sizeof(msg) - 1);
+		else
+			snprintf(msg, sizeof(msg) - 1,
+				 "bad request: give pod=UID, the pod's metadata.uid");
+		n = (int)strlen(msg);
+		msg[n++] = '\n';
+		respond(mc,
+			ret == 1	  ? 200
+			: !ret		  ? 503
+			: ret == -ENOTSUP ? 404
+					  : 400,
+			r, text, msg, (size_t)n);
+		break;
+	}
 	default:
 		break;
 	}

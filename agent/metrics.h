@@ -5,6 +5,10 @@
  *   GET /healthz   200 "ok": the event loop answers
  *   GET /readyz    200 "ok" once every program is attached and every proxy
  *                  listener is up (in the shunt_listeners sockmap), else 503
+ *   GET /v1/overrides?pod=UID
+ *                  200 "ready: ..." once the overrides SandboxOverrides want
+ *                  for the pod are in the kernel, else 503 "pending: ..."
+ *                  (`shuntctl override wait --agent`, a pod's init container)
  * HEAD too; any other path 404, another method 405, a malformed request
  * 400. One request per connection, answered with Connection: close. At
  * most METRICS_MAX_CONNS connections at once (more are refused with a 503
@@ -21,6 +25,7 @@
 #include <stdint.h>
 #include <shunt/shunt.h>
 
+#include "k8s_uid.h"
 #include "proxy.h"
 #include "reqstats.h"
 
@@ -70,18 +75,20 @@ enum metrics_target {
 	METRICS_T_METRICS,
 	METRICS_T_HEALTHZ,
 	METRICS_T_READYZ,
+	METRICS_T_OVERRIDES, /* /v1/overrides?pod=UID (k8s_overrides_ready()) */
 	METRICS_T_OTHER,
 };
 
 struct metrics_request {
 	enum metrics_target target;
-	bool get, head; /* the method, when it is one of these */
+	bool get, head;		   /* the method, when it is one of these */
+	char pod[K8S_UID_LEN + 1]; /* METRICS_T_OVERRIDES: a valid uid, or "" */
 };
 
 /*
  * The request head in buf[0..len): "METHOD SP target SP HTTP/1.x" CRLF,
  * header lines, an empty line (a bare LF is tolerated). A query string is
- * ignored. Returns 0 with *r filled, -EAGAIN when the head is not complete
+ * ignored, except /v1/overrides's pod=UID. Returns 0 with *r filled, -EAGAIN when the head is not complete
  * yet, or 400 when it is malformed or does not fit in
  * METRICS_MAX_REQUEST bytes.
  */

@@ -6,6 +6,24 @@
 
 #include "metrics.h"
 
+/* The value of the last pod=... parameter of the query [p, end), when it is
+ * a pod uid (no escapes needed: hex digits and dashes), into pod. */
+static void query_pod(const char *p, const char *end, char *pod)
+{
+	while (p < end) {
+		const char *amp = memchr(p, '&', (size_t)(end - p)), *e = amp ? amp : end;
+
+		if (e - p >= 4 && !memcmp(p, "pod=", 4)) {
+			pod[0] = '\0';
+			if (k8s_uid_valid(p + 4, (size_t)(e - p - 4))) {
+				memcpy(pod, p + 4, K8S_UID_LEN);
+				pod[K8S_UID_LEN] = '\0';
+			}
+		}
+		p = e + 1;
+	}
+}
+
 int metrics_parse_request(const char *buf, size_t len, struct metrics_request *r)
 {
 	const char *end = memmem(buf, len, "\r\n\r\n", 4), *lf = memmem(buf, len, "\n\n", 2);
@@ -42,6 +60,13 @@ int metrics_parse_request(const char *buf, size_t len, struct metrics_request *r
 	q = memchr(target, '?', (size_t)(sp - target));
 	tlen = (size_t)((q ? q : sp) - target);
 	r->target = METRICS_T_OTHER;
+	r->pod[0] = '\0';
+	if (tlen == 13 && !memcmp(target, "/v1/overrides", 13)) {
+		r->target = METRICS_T_OVERRIDES;
+		if (q)
+			query_pod(q + 1, sp, r->pod);
+		return 0;
+	}
 	if (tlen == 8 && !memcmp(target, "/metrics", 8))
 		r->target = METRICS_T_METRICS;
 	else if (tlen == 8 && !memcmp(target, "/healthz", 8))

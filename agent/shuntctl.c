@@ -1,10 +1,13 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* shuntctl: the operator's CLI over shuntd's control socket. */
 #include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -13,6 +16,17 @@
 #include "routekey.h"
 #include "source.h"
 #include "util.h"
+
+/* override wait: the DaemonSet's --metrics-addr port, the default wait,
+ * and the pauses between questions (growing to the last). */
+#define WAIT_AGENT_PORT	  9464
+#define WAIT_DEFAULT_S	  60
+#define WAIT_PAUSE_MIN_MS 50
+#define WAIT_PAUSE_MAX_MS 500
+#define WAIT_TRY_MAX_MS	  2000 /* one HTTP question, connect to answer */
+#define WAIT_ANSWER_MAX	  8192
+#define STR_(x)		  #x
+#define STR(x)		  STR_(x)
 
 static const char usage_text[] =
 	"Usage: shuntctl [--control PATH] COMMAND ...\n"
@@ -25,6 +39,7 @@ static const char usage_text[] =
 	"  override add --from SOURCE --dst IP:PORT --to IP:PORT [--ttl DURATION]\n"
 	"  override del --from SOURCE --dst IP:PORT\n"
 	"  override list [-o json]\n"
+	"  override wait --pod-uid UID [--agent IP[:PORT]] [--timeout DURATION]\n"
 	"  status [-o json]\n"
 	"\n"
 	"A route sends the HTTP requests for a service that carry a routing key to a\n"
@@ -34,21 +49,38 @@ static const char usage_text[] =
 	"namespace, e.g. netns:/run/netns/sandbox-a), pid:PID (that process's network\n"
 	"namespace) or cgroup:PATH (a cgroup v2 directory and everything below it).\n"
 	"\n"
-	"Options:\n"
-	"  --control PATH   shuntd's control socket (default " CTL_DEFAULT_PATH ")\n"
-	"  -h, --help       this text\n"
-	"\n"
-	"Exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 shuntd unreachable.\n"
-	"\n"
-	"Examples:\n"
-	"  shuntctl route add --service 10.96.0.10:80 --key dev-a --to 10.244.1.7:8080 --ttl 8h\n"
-	"  shuntctl route add --service [fd00::10]:80 --key dev-a --to [fd00::7]:8080 \\\n"
-	"           --fallback baseline\n"
-	"  shuntctl route del --service 10.96.0.10:80 --key dev-a\n"
-	"  shuntctl route list -o json\n"
-	"  shuntctl override add --from netns:/run/netns/sandbox-a --dst 10.96.0.50:5432 \\\n"
-	"           --to 10.244.1.9:5432 --ttl 8h\n"
-	"  shuntctl status\n";
+	"override wait returns once the overrides that SandboxOverrides want for the pod\n"
+	"with this metadata.uid are in the node's kernel (exit 0; also when none selects\n"
+	"the pod), or after --timeout (default 60s; 0: ask once) with the last reason\n"
+	"(exit 1). A sandbox pod runs it as an init container, so that its first\n"
+	"connection is already redirected; with --agent it asks the node's agent over\n"
+	"HTTP (its --metrics-addr; port " STR(
+		WAIT_AGENT_PORT) " when none is given), else over the control\n"
+				 "socket. The SandboxOverride must exist before the pod is "
+				 "created.\n"
+				 "\n"
+				 "Options:\n"
+				 "  --control PATH   shuntd's control socket "
+				 "(default " CTL_DEFAULT_PATH ")\n"
+				 "  -h, --help       this text\n"
+				 "\n"
+				 "Exit codes: 0 ok, 1 the operation failed, 2 usage error, 3 "
+				 "shuntd unreachable.\n"
+				 "\n"
+				 "Examples:\n"
+				 "  shuntctl route add --service 10.96.0.10:80 --key dev-a --to "
+				 "10.244.1.7:8080 --ttl 8h\n"
+				 "  shuntctl route add --service [fd00::10]:80 --key dev-a --to "
+				 "[fd00::7]:8080 \\\n"
+				 "           --fallback baseline\n"
+				 "  shuntctl route del --service 10.96.0.10:80 --key dev-a\n"
+				 "  shuntctl route list -o json\n"
+				 "  shuntctl override add --from netns:/run/netns/sandbox-a --dst "
+				 "10.96.0.50:5432 \\\n"
+				 "           --to 10.244.1.9:5432 --ttl 8h\n"
+				 "  shuntctl override wait --pod-uid \"$POD_UID\" --agent "
+				 "\"$HOST_IP\" --timeout 2m\n"
+				 "  shuntctl status\n";
 
 static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -64,26 +96,39 @@ static int usage(const char *fmt, ...)
 	return CTL_EXIT_USAGE;
 }
 
+/* A connection to the control socket: the fd, or -(exit code) with a
+ * message in err. */
+static int ctl_connect(const char *path, char *err, size_t errlen)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	int fd;
+
+	if (strlen(path) >= sizeof(sun.sun_path))
+		return err_printf(err, errlen, -CTL_EXIT_USAGE, "control socket path too long: %s",
+				  path);
+	strcpy(sun.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
+		err_printf(err, errlen, 0, "cannot reach shuntd at %s: %s", path, strerror(errno));
+		if (fd >= 0)
+			close(fd);
+		return -CTL_EXIT_UNREACHABLE;
+	}
+	return fd;
+}
+
 /* Send one request line, print the answer, return the exit code. */
 static int call(const char *path, const char *req)
 {
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	char buf[65536];
 	size_t len = strlen(req), off = 0;
 	int fd, code = CTL_EXIT_OK, first = 1, werr = 0;
 	ssize_t n;
 
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		fprintf(stderr, "shuntctl: control socket path too long: %s\n", path);
-		return CTL_EXIT_USAGE;
-	}
-	strcpy(sun.sun_path, path);
-	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd < 0 || connect(fd, (struct sockaddr *)&sun, sizeof(sun))) {
-		fprintf(stderr, "shuntctl: cannot reach shuntd at %s: %s\n", path, strerror(errno));
-		if (fd >= 0)
-			close(fd);
-		return CTL_EXIT_UNREACHABLE;
+	fd = ctl_connect(path, buf, sizeof(buf));
+	if (fd < 0) {
+		fprintf(stderr, "shuntctl: %s\n", buf);
+		return -fd;
 	}
 	while (off < len) {
 		n = send(fd, req + off, len - off, MSG_NOSIGNAL);
@@ -251,6 +296,226 @@ static int route_cmd(const char *path, int argc, char **argv)
 	return send_request(path, &r);
 }
 
+/* ---- override wait ------------------------------------------------------ */
+
+enum wait_answer {
+	WAIT_READY,
+	WAIT_PENDING, /* ask again */
+	WAIT_AWAY,    /* the agent did not answer (restarting?): ask again */
+	WAIT_REFUSED, /* it cannot answer this: give up */
+};
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+/* The first line of text (at most len - 1 bytes) into out. */
+static void first_line(const char *text, char *out, size_t len)
+{
+	size_t n = strcspn(text, "\r\n");
+
+	snprintf(out, len, "%.*s", (int)n, text);
+}
+
+/* Wait until fd is ready for events, at most until deadline. */
+static int wait_fd(int fd, short events, uint64_t deadline)
+{
+	struct pollfd p = {.fd = fd, .events = events};
+	uint64_t now = now_ms();
+	int n;
+
+	do
+		n = poll(&p, 1, now < deadline ? (int)(deadline - now) : 0);
+	while (n < 0 && errno == EINTR);
+	return n > 0 ? 0 : -ETIMEDOUT;
+}
+
+/* GET /v1/overrides?pod=UID from the agent's metrics listener: plain
+ * HTTP/1.1, one request per connection (no libcurl in shuntctl). */
+static enum wait_answer ask_http(const struct shunt_addr *agent, const char *uid, uint64_t deadline,
+				 char *reason, size_t len)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = addr_to_sockaddr(agent, &ss);
+	char a[ADDR_STR_LEN], req[256], buf[WAIT_ANSWER_MAX];
+	const char *body;
+	size_t got = 0;
+	int fd, status, n, err = 0;
+	socklen_t el = sizeof(err);
+
+	format_addr_port(agent, a, sizeof(a));
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0) {
+		snprintf(reason, len, "socket: %s", strerror(errno));
+		return WAIT_REFUSED;
+	}
+	if (connect(fd, (struct sockaddr *)&ss, sl) && errno != EINPROGRESS)
+		err = errno;
+	else if (wait_fd(fd, POLLOUT, deadline))
+		err = ETIMEDOUT;
+	else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &el))
+		err = errno;
+	if (err) {
+		snprintf(reason, len, "cannot reach the agent at %s: %s", a, strerror(err));
+		close(fd);
+		return WAIT_AWAY;
+	}
+	n = snprintf(req, sizeof(req),
+		     "GET /v1/overrides?pod=%s HTTP/1.1\r\nHost: %s\r\nUser-Agent: shuntctl\r\n"
+		     "Connection: close\r\n\r\n",
+		     uid, a);
+	/* A small request on a fresh connection: one send. */
+	if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+		snprintf(reason, len, "sending to the agent at %s: %s", a, strerror(errno));
+		close(fd);
+		return WAIT_AWAY;
+	}
+	while (got < sizeof(buf) - 1) {
+		ssize_t r = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
+
+		if (r > 0) {
+			got += (size_t)r;
+			continue;
+		}
+		if (r == 0)
+			break;
+		if ((errno == EAGAIN || errno == EINTR) && !wait_fd(fd, POLLIN, deadline))
+			continue;
+		break;
+	}
+	close(fd);
+	buf[got] = '\0';
+	if (sscanf(buf, "HTTP/1.%*[01] %3d ", &status) != 1) {
+		snprintf(reason, len, "no HTTP answer from the agent at %s%s", a,
+			 got ? "" : " (timed out)");
+		return WAIT_AWAY;
+	}
+	body = strstr(buf, "\r\n\r\n");
+	if (body && body[4])
+		first_line(body + 4, reason, len);
+	else
+		snprintf(reason, len, "the agent at %s answered HTTP %d", a, status);
+	if (status == 200)
+		return WAIT_READY;
+	/* 503: pending (or a listener busy with other clients). 400, 404:
+	 * this agent cannot answer (no Kubernetes mode, an old version). */
+	return status == 503 || status >= 500 ? WAIT_PENDING : WAIT_REFUSED;
+}
+
+/* The same question over the control socket. */
+static enum wait_answer ask_ctl(const char *path, const char *uid, char *reason, size_t len)
+{
+	struct ctl_request r = {.op = CTL_OP_OVERRIDE_READY};
+	char req[CTL_MAX_REQUEST], buf[WAIT_ANSWER_MAX];
+	size_t got = 0;
+	ssize_t n;
+	int fd;
+
+	memcpy(r.pod_uid, uid, K8S_UID_LEN + 1);
+	n = ctl_format_request(&r, req, sizeof(req));
+	fd = ctl_connect(path, reason, len);
+	if (fd < 0)
+		return fd == -CTL_EXIT_UNREACHABLE ? WAIT_AWAY : WAIT_REFUSED;
+	if (send(fd, req, (size_t)n, MSG_NOSIGNAL) != n) {
+		snprintf(reason, len, "write to %s: %s", path, strerror(errno));
+		close(fd);
+		return WAIT_AWAY;
+	}
+	while (got < sizeof(buf) - 1 && (n = read(fd, buf + got, sizeof(buf) - 1 - got)) > 0)
+		got += (size_t)n;
+	close(fd);
+	buf[got] = '\0';
+	if (!strncmp(buf, "ok\n", 3)) {
+		first_line(buf + 3, reason, len);
+		return !strncmp(buf + 3, "ready:", 6) ? WAIT_READY : WAIT_PENDING;
+	}
+	if (!strncmp(buf, "error ", 6) && strchr(buf, '\n')) {
+		first_line(strchr(buf, '\n') + 1, reason, len);
+		/* "error 3": handed over to a new agent, ask that one. */
+		return atoi(buf + 6) == CTL_EXIT_UNREACHABLE ? WAIT_AWAY : WAIT_REFUSED;
+	}
+	snprintf(reason, len, "shuntd closed the connection without an answer");
+	return WAIT_AWAY;
+}
+
+static int wait_cmd(const char *path, int argc, char **argv)
+{
+	const char *uid = NULL, *agent = NULL, *timeout = NULL;
+	struct shunt_addr addr = {};
+	uint64_t tmo_s = WAIT_DEFAULT_S, start, deadline, pause = WAIT_PAUSE_MIN_MS;
+	char reason[512] = "", last[512] = "";
+
+	for (int i = 0; i < argc; i++) {
+		const char **slot;
+
+		if (!strcmp(argv[i], "--pod-uid"))
+			slot = &uid;
+		else if (!strcmp(argv[i], "--agent"))
+			slot = &agent;
+		else if (!strcmp(argv[i], "--timeout"))
+			slot = &timeout;
+		else
+			return usage("override wait: unknown option '%s'", argv[i]);
+		if (i + 1 >= argc)
+			return usage("%s needs a value", argv[i]);
+		*slot = argv[++i];
+	}
+	if (!uid)
+		return usage("override wait: --pod-uid is required (the pod's metadata.uid)");
+	if (!k8s_uid_valid(uid, strlen(uid)))
+		return usage("--pod-uid: '%s' is not a pod uid (metadata.uid: 36 lowercase hex "
+			     "digits and dashes, 8-4-4-4-12)",
+			     uid);
+	if (agent && parse_addr_port(agent, &addr)) {
+		if (parse_addr(agent, &addr))
+			return usage("--agent: '%s' is not IP, IP:PORT or [IPv6]:PORT", agent);
+		addr.port = WAIT_AGENT_PORT;
+	}
+	if (timeout && strcmp(timeout, "0") && parse_duration(timeout, &tmo_s))
+		return usage("--timeout: '%s' is not a duration (e.g. 30s, 2m) or 0", timeout);
+	if (timeout && !strcmp(timeout, "0"))
+		tmo_s = 0;
+	start = now_ms();
+	deadline = start + tmo_s * 1000;
+	for (;;) {
+		uint64_t now = now_ms(), try_end = now + WAIT_TRY_MAX_MS;
+		enum wait_answer ans;
+
+		if (try_end > deadline) /* the last question gets a moment at least */
+			try_end = deadline > now + 100 ? deadline : now + 100;
+		ans = agent ? ask_http(&addr, uid, try_end, reason, sizeof(reason))
+			    : ask_ctl(path, uid, reason, sizeof(reason));
+		if (ans == WAIT_READY) {
+			printf("%s\n", reason);
+			return CTL_EXIT_OK;
+		}
+		if (ans == WAIT_REFUSED) {
+			fprintf(stderr, "shuntctl: override wait: %s\n", reason);
+			return CTL_EXIT_FAILED;
+		}
+		now = now_ms();
+		if (now >= deadline) {
+			fprintf(stderr, "shuntctl: override wait: not ready after %.1f s: %s\n",
+				(double)(now - start) / 1000, reason);
+			return CTL_EXIT_FAILED;
+		}
+		/* Say what it waits for, once per reason (an init container's
+		 * log). */
+		if (strcmp(reason, last)) {
+			fprintf(stderr, "shuntctl: waiting: %s\n", reason);
+			strcpy(last, reason);
+		}
+		if (pause > deadline - now)
+			pause = deadline - now;
+		usleep((useconds_t)pause * 1000);
+		pause = pause * 2 > WAIT_PAUSE_MAX_MS ? WAIT_PAUSE_MAX_MS : pause * 2;
+	}
+}
+
 static int override_cmd(const char *path, int argc, char **argv)
 {
 	struct route_args ra = {};
@@ -260,7 +525,9 @@ static int override_cmd(const char *path, int argc, char **argv)
 	int ret;
 
 	if (argc < 1)
-		return usage("override: add, del or list?");
+		return usage("override: add, del, list or wait?");
+	if (!strcmp(argv[0], "wait"))
+		return wait_cmd(path, argc - 1, argv + 1);
 	if (!strcmp(argv[0], "list")) {
 		ret = parse_output(argc - 1, argv + 1, &fmt);
 		if (ret)

@@ -536,6 +536,26 @@ class MetricsIPv6(MetricsBase):
         self.assertEqual(requests_delta(m1, m0, SVC6), {("sandbox", "2xx"): 1})
         self.assertIn("shunt_requests_total{service=\"%s\"" % SVC6, m1.text)
 
+    def test_override_wait_without_kubernetes(self):
+        """/v1/overrides on an agent that follows no cluster: 404 with the
+        reason, and `shuntctl override wait` gives up at once (over IPv6
+        here, and over the control socket) instead of waiting it out."""
+        uid = "0b5c8a52-1f3e-4c7d-9a1b-2c3d4e5f6a7b"
+        why = "this agent does not follow a Kubernetes cluster"
+        r = self.http("GET", "/v1/overrides?pod=" + uid)
+        self.assertEqual((r.status, r.body), (404, (why + "\n").encode()))
+        self.assertEqual(self.http("GET", "/v1/overrides").status, 400)
+        t0 = time.monotonic()
+        p = N.run(self.node.nsenter("client") + [
+            self.node.shuntctl_bin, "override", "wait", "--pod-uid", uid,
+            "--agent", N.hostport(self.host, self.port), "--timeout", "30s"], check=False)
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertEqual(p.stderr, "shuntctl: override wait: %s\n" % why)
+        self.assertLess(time.monotonic() - t0, 5, "waited for an answer that cannot come")
+        p = self.node.ctl("override", "wait", "--pod-uid", uid, "--timeout", "30s")
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertEqual(p.stderr, "shuntctl: override wait: override ready: %s\n" % why)
+
 
 class MetricsAcrossTakeover(MetricsBase):
     """A new agent taking over binds the same --metrics-addr (SO_REUSEPORT)

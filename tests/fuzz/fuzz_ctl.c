@@ -30,7 +30,12 @@ static void check_message(const char *err)
 
 static void check_request(const struct ctl_request *r)
 {
-	FUZZ_CHECK(r->op >= CTL_OP_ROUTE_ADD && r->op <= CTL_OP_TAKEOVER, "op %d", r->op);
+	FUZZ_CHECK(r->op >= CTL_OP_ROUTE_ADD && r->op <= CTL_OP_OVERRIDE_READY, "op %d", r->op);
+	if (r->op == CTL_OP_OVERRIDE_READY) {
+		FUZZ_CHECK(k8s_uid_valid(r->pod_uid, strnlen(r->pod_uid, sizeof(r->pod_uid))),
+			   "bad pod uid");
+		return;
+	}
 	if (r->op == CTL_OP_OVERRIDE_ADD || r->op == CTL_OP_OVERRIDE_DEL) {
 		char e[256];
 

@@ -8,13 +8,15 @@
  * Checks: 0, -EAGAIN or 400; -EAGAIN only while no end of head is in the
  * input and it is shorter than METRICS_MAX_REQUEST (so a connection never
  * waits for ever); 0 only for a request line "METHOD SP /target SP
- * HTTP/1.x"; the answer for a prefix that already holds the end of the head
- * is the same as for the whole input (bytes after the head change nothing).
+ * HTTP/1.x"; /v1/overrides carries a pod uid or none, never anything else;
+ * the answer for a prefix that already holds the end of the head is the
+ * same as for the whole input (bytes after the head change nothing).
  */
 #include <errno.h>
 #include <string.h>
 
 #include "fuzz.h"
+#include "k8s_uid.h"
 #include "metrics.h"
 
 static int has_end(const char *d, size_t n)
@@ -41,6 +43,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			   r.target);
 		FUZZ_CHECK(!(r.get && r.head), "two methods");
 		FUZZ_CHECK(size >= 14 && buf[0] >= 'A' && buf[0] <= 'Z', "request line");
+		if (r.target == METRICS_T_OVERRIDES)
+			FUZZ_CHECK(!r.pod[0] || k8s_uid_valid(r.pod, strnlen(r.pod, sizeof(r.pod))),
+				   "pod '%.*s'", (int)sizeof(r.pod), r.pod);
 	}
 	/* The shortest prefix holding the end of the head decides. */
 	for (size_t n = 2; n <= size; n++) {
@@ -53,7 +58,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		free(pre);
 		FUZZ_CHECK(ret2 == ret, "prefix of %zu bytes: %d, whole: %d", n, ret2, ret);
 		if (ret == 0)
-			FUZZ_CHECK(r2.target == r.target && r2.get == r.get && r2.head == r.head,
+			FUZZ_CHECK(r2.target == r.target && r2.get == r.get && r2.head == r.head &&
+					   (r.target != METRICS_T_OVERRIDES || !strcmp(r2.pod, r.pod)),
 				   "prefix parsed differently");
 		break;
 	}

@@ -289,6 +289,8 @@ CTL = {
     # fuzz_ctl's property still held deletes to the add syntax after
     # override-del learnt to accept a listed k8s: source (found by the CI smoke)
     "regress-del-k8s-source": b"override-del\tk8s:m[fd2222\t10.96.0.10:8054",
+    "override-ready": b"override-ready\t0b5c8a52-1f3e-4c7d-9a1b-2c3d4e5f6a7b",
+    "override-ready-upper": b"override-ready\t0B5C8A52-1f3e-4c7d-9a1b-2c3d4e5f6a7b",
 }
 
 # ---------------------------------------------------------------- metrics endpoint
@@ -302,6 +304,10 @@ METRICS = {
     "absolute": b"GET http://x/metrics HTTP/1.1\r\n\r\n",
     "incomplete": b"GET /metrics HTTP/1.1\r\nHost: x\r\n",
     "empty-line": b"\r\n\r\n",
+    # shuntctl override wait --agent
+    "overrides-pod": b"GET /v1/overrides?pod=0b5c8a52-1f3e-4c7d-9a1b-2c3d4e5f6a7b HTTP/1.1\r\n"
+                     b"Host: 10.0.0.1:9464\r\nUser-Agent: shuntctl\r\nConnection: close\r\n\r\n",
+    "overrides-params": b"HEAD /v1/overrides?a=1&pod=0b5c8a52-1f3e-4c7d-9a1b-2c3d4e5f6a7b&pod=x HTTP/1.0\r\n\r\n",
 }
 
 

@@ -138,6 +138,20 @@ Test(ctl, overrides)
 		"--from: space or unprintable byte at offset 4");
 }
 
+Test(ctl, override_ready)
+{
+	cr_assert_eq(parse("override-ready\t0b5c8a52-1f3e-4c7d-9a1b-2c3d4e5f6a7b"), 0, "%s", err);
+	cr_assert_eq(req.op, CTL_OP_OVERRIDE_READY);
+	cr_assert_str_eq(req.pod_uid, "0b5c8a52-1f3e-4c7d-9a1b-2c3d4e5f6a7b");
+	REFUSED("override-ready", CTL_EXIT_USAGE, "override-ready: expected 1 field, got 0");
+	REFUSED("override-ready\tpod-1", CTL_EXIT_FAILED,
+		"--pod-uid: 'pod-1' is not a pod uid (metadata.uid: 36 lowercase hex digits and "
+		"dashes, 8-4-4-4-12)");
+	REFUSED("override-ready\t0B5C8A52-1f3e-4c7d-9a1b-2c3d4e5f6a7b", CTL_EXIT_FAILED,
+		"--pod-uid: '0B5C8A52-1f3e-4c7d-9a1b-2c3d4e5f6a7b' is not a pod uid (metadata.uid: "
+		"36 lowercase hex digits and dashes, 8-4-4-4-12)");
+}
+
 Test(ctl, round_trip)
 {
 	const char *lines[] = {
@@ -150,6 +164,7 @@ Test(ctl, round_trip)
 		"override-add\tcgroup:/sys/fs/cgroup/x\t[fd00::1]:1\t[fd00::2]:2\t0\n",
 		"override-del\tpid:42\t10.96.0.50:5432\n",
 		"override-list\tjson\n",
+		"override-ready\t0b5c8a52-1f3e-4c7d-9a1b-2c3d4e5f6a7b\n",
 	};
 	char buf[CTL_MAX_REQUEST];
 	struct ctl_request first;

@@ -425,6 +425,46 @@ Test(endpoint, parses_what_scrapers_and_probes_send)
 	cr_assert_eq(r.target, METRICS_T_OTHER);
 }
 
+Test(endpoint, overrides_of_a_pod)
+{
+	struct metrics_request r;
+
+	cr_assert_eq(parse("GET /v1/overrides?pod=0b5c8a52-1f3e-4c7d-9a1b-2c3d4e5f6a7b HTTP/1.1\r\n"
+			   "Host: 10.0.0.1:9464\r\n\r\n",
+			   &r),
+		     0);
+	cr_assert_eq(r.target, METRICS_T_OVERRIDES);
+	cr_assert_str_eq(r.pod, "0b5c8a52-1f3e-4c7d-9a1b-2c3d4e5f6a7b");
+	/* Among other parameters; the last pod= counts. */
+	cr_assert_eq(parse("GET /v1/overrides?x=1&pod=5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b&y "
+			   "HTTP/1.1\r\n\r\n",
+			   &r),
+		     0);
+	cr_assert_str_eq(r.pod, "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b");
+	cr_assert_eq(parse("GET /v1/overrides?pod=5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b&pod=x "
+			   "HTTP/1.1\r\n\r\n",
+			   &r),
+		     0);
+	cr_assert_str_eq(r.pod, "");
+	/* No pod, or not a uid: the target, without one (answered 400). */
+	const char *bad[] = {
+		"GET /v1/overrides HTTP/1.1\r\n\r\n",
+		"GET /v1/overrides? HTTP/1.1\r\n\r\n",
+		"GET /v1/overrides?pod= HTTP/1.1\r\n\r\n",
+		"GET /v1/overrides?pod=0b5c8a52-1f3e-4c7d-9a1b-2c3d4e5f6a7 HTTP/1.1\r\n\r\n",
+		"GET /v1/overrides?pod=0b5c8a52%2D1f3e-4c7d-9a1b-2c3d4e5f6a7b HTTP/1.1\r\n\r\n",
+		"GET /v1/overrides?xpod=0b5c8a52-1f3e-4c7d-9a1b-2c3d4e5f6a7b HTTP/1.1\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		memset(r.pod, 'x', sizeof(r.pod));
+		cr_assert_eq(parse(bad[i], &r), 0, "%s", bad[i]);
+		cr_assert_eq(r.target, METRICS_T_OVERRIDES);
+		cr_assert_str_eq(r.pod, "", "%s", bad[i]);
+	}
+	cr_assert_eq(parse("GET /v1/overrides/x HTTP/1.1\r\n\r\n", &r), 0);
+	cr_assert_eq(r.target, METRICS_T_OTHER);
+}
+
 Test(endpoint, waits_for_the_whole_head)
 {
 	struct metrics_request r;
