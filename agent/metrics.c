@@ -8,6 +8,7 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -650,6 +651,7 @@ static void listener_event(struct ev_handler *h, uint32_t events)
 {
 	struct metrics_listener *l = (struct metrics_listener *)h;
 	struct agent *a = l->m->a;
+	unsigned int user_timeout = METRICS_TIMEOUT_MS;
 
 	/* Edge-triggered: take the whole backlog. */
 	for (;;) {
@@ -677,6 +679,10 @@ static void listener_event(struct ev_handler *h, uint32_t events)
 			close(fd);
 			continue;
 		}
+		/* A reader that opens no window for the answer: the kernel
+		 * gives up too, instead of keeping the rest of the answer in an
+		 * orphaned socket after we closed it. */
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
 		mc->h.fn = conn_event;
 		mc->l = l;
 		mc->fd = fd;

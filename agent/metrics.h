@@ -10,7 +10,9 @@
  *                  "ipv4 10.0.0.5:15001", "ipv6 none (...)"
  * HEAD too; a path the endpoint does not serve 404, another method 405, a
  * malformed request 400. One request per connection, answered with
- * Connection: close, each closed METRICS_TIMEOUT_MS after it was accepted.
+ * Connection: close, each closed METRICS_TIMEOUT_MS after it was accepted
+ * (and TCP_USER_TIMEOUT as long: an answer the client takes no byte of
+ * for that long is dropped by the kernel too, not kept in an orphan).
  *
  * Each endpoint has its own connection budget: the metrics one holds at
  * most METRICS_MAX_CONNS connections, at most METRICS_MAX_CONNS_PER_SOURCE

@@ -122,6 +122,30 @@ while True:
         open_one(src)
 """
 
+# Asks for /metrics with the smallest receive buffer and reads nothing for
+# a while (a slow-loris reader); then reports what it could still read.
+SLOW_READER = r"""
+import json, socket, sys, time
+host, port, wait = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+s.connect((host, port))
+s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+print(json.dumps({"port": s.getsockname()[1]}), flush=True)
+time.sleep(wait)
+got, err = 0, None
+s.settimeout(2)
+try:
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += len(b)
+except OSError as e:
+    err = repr(e)
+print(json.dumps({"got": got, "error": err}), flush=True)
+"""
+
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
 
@@ -684,7 +708,7 @@ class TwoPods:
 class ProbeStarvation(TwoPods, MetricsBase):
     """Issue 9, finding 6: connections from pods to --metrics-addr must not
     make a probe fail (the kubelet would restart the agent, and every
-    restart drops steering)."""
+    restart drops steering), nor hold anything past the timeout."""
 
     def test_idle_connections_of_one_pod_fail_no_probe(self):
         _, held = self.hold("tenant", self.port, 20)
@@ -693,6 +717,26 @@ class ProbeStarvation(TwoPods, MetricsBase):
                                                           "connections to it")
         self.assertEqual(self.scrape_from("prom").status, 200, "/metrics from another pod")
         self.assertEqual(held["held"], 2, "connections of one source kept open: %r" % held)
+
+    def test_slow_reader_holds_nothing_after_the_timeout(self):
+        # The answer (about 10 kB) does not fit in the reader's window: the
+        # rest waits in the node's socket buffer.
+        p = self.node.pod_spawn("tenant", [N.PYTHON, "-B", "-u", "-c", SLOW_READER, self.host, str(self.port), "8"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(lambda: (p.poll() is None and N._killpg(p), p.wait(5)))
+        line = p.stdout.readline()
+        if not line:
+            self.fail("reader died: %s" % p.stderr.read()[-2000:].decode("utf-8", "replace"))
+        cport = json.loads(line)["port"]
+        time.sleep(6.5)
+        # Past METRICS_TIMEOUT_MS the node keeps no socket of that
+        # connection: not the agent's, not an orphan with the rest of the
+        # answer waiting for a window that never opens.
+        left = N.run(self.node.nsenter("node") + ["ss", "-Htni", "dst", "10.211.0.60:%d" % cport]).stdout
+        self.assertEqual(left.strip(), "", "left on the node 6.5 s after the request")
+        out = json.loads(p.stdout.readline())
+        self.assertIsNotNone(out["error"], "the reader got the whole answer (%d bytes): no slow reader" % out["got"])
+        self.scrape()
 
 
 class HealthBase(MetricsBase):
