@@ -24,7 +24,7 @@ struct agent {
 	struct proxy *proxy;
 	struct proxy_opts popts;
 	struct control *ctl;
-	struct metrics *metrics; /* NULL without --metrics-addr */
+	struct metrics *metrics; /* NULL without --metrics-addr, --health-addr */
 	struct k8s *k8s;	 /* NULL unless following a cluster */
 	const char *config_path;
 	struct k8s_opts kopts;
@@ -32,6 +32,7 @@ struct agent {
 	const char *pin_dir;
 	const char *cgroup;
 	struct shunt_addr metrics_addr; /* family 0: no metrics endpoint */
+	struct shunt_addr health_addr;	/* family 0: no probe endpoint */
 	uint64_t started_unix;
 	uint64_t drain_timeout_ms;
 	/* A successor took over: leave the programs attached for it. */

@@ -6,7 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
@@ -290,25 +292,90 @@ int metrics_render(const struct metrics_snapshot *s, struct mbuf *o)
 	return o->failed ? -ENOMEM : 0;
 }
 
+/* ------------------------------------------------------------ families */
+
+void metrics_families(const struct shunt_addr *listen, int n, struct mbuf *out)
+{
+	static const struct {
+		uint8_t family;
+		const char *name;
+	} fams[] = {{SHUNT_FAMILY_V4, "ipv4"}, {SHUNT_FAMILY_V6, "ipv6"}};
+	char s[ADDR_STR_LEN];
+
+	for (size_t f = 0; f < sizeof(fams) / sizeof(fams[0]); f++) {
+		int i = 0;
+
+		while (i < n && listen[i].family != fams[f].family)
+			i++;
+		if (i < n)
+			mbuf_printf(out, "%s %s\n", fams[f].name,
+				    format_addr_port(&listen[i], s, sizeof(s)));
+		else
+			mbuf_printf(out, "%s none (no --proxy-addr of this family)\n",
+				    fams[f].name);
+	}
+}
+
 /* -------------------------------------------------------------- server */
+
+#define TARGET(t) (1U << (t))
+
+/* What a listener serves, and to how many at once. */
+struct metrics_endpoint {
+	const char *name; /* in logs */
+	const char *flag;
+	unsigned int targets; /* TARGET() of each path served; others 404 */
+	unsigned int max_conns;
+	unsigned int max_per_source; /* 0: no limit per client address */
+};
+
+static const struct metrics_endpoint ep_metrics = {
+	.name = "metrics",
+	.flag = "--metrics-addr",
+	/* The probes stay here too, for whoever checks them on this port. */
+	.targets = TARGET(METRICS_T_METRICS) | TARGET(METRICS_T_HEALTHZ) |
+		   TARGET(METRICS_T_READYZ) | TARGET(METRICS_T_OVERRIDES),
+	.max_conns = METRICS_MAX_CONNS,
+	.max_per_source = METRICS_MAX_CONNS_PER_SOURCE,
+};
+
+/* Only the node reaches it (127.0.0.1 on the host network), and every
+ * local process shares that one source address: no limit per source. */
+static const struct metrics_endpoint ep_health = {
+	.name = "health",
+	.flag = "--health-addr",
+	.targets = TARGET(METRICS_T_HEALTHZ) | TARGET(METRICS_T_READYZ),
+	.max_conns = HEALTH_MAX_CONNS,
+};
+
+#define METRICS_MAX_LISTENERS 2
 
 struct metrics_conn;
 
-struct metrics {
+struct metrics_listener {
 	struct ev_handler h;
-	struct agent *a;
+	struct metrics *m;
+	const struct metrics_endpoint *ep;
 	int fd;
 	unsigned int nconns;
 	struct metrics_conn *conns;
-	uint64_t last_busy_warn;
+	uint64_t last_busy_warn, last_source_warn;
+};
+
+/* The server: its listeners, and the state scrapes share. */
+struct metrics {
+	struct agent *a;
+	struct metrics_listener *ls[METRICS_MAX_LISTENERS];
+	int nls;
 	struct shunt_map_walk walks[METRICS_MAX_MAPS];
 	long entries[METRICS_MAX_MAPS]; /* last complete count, -1 none yet */
 };
 
 struct metrics_conn {
 	struct ev_handler h;
-	struct metrics *m;
+	struct metrics_listener *l;
 	struct metrics_conn *prev, *next;
+	struct shunt_addr peer; /* port 0: the source address counts */
 	uint64_t started_ms;
 	int fd;
 	bool answered;
@@ -317,6 +384,8 @@ struct metrics_conn {
 	size_t outpos;
 	char in[METRICS_MAX_REQUEST];
 };
+
+#define TEXT_PLAIN "text/plain; charset=utf-8"
 
 static const char *reason_phrase(int status)
 {
@@ -401,23 +470,37 @@ static void respond(struct metrics_conn *mc, int status, const struct metrics_re
 		mbuf_put(&mc->out, body, blen);
 }
 
+static void answer_readyz(struct metrics_conn *mc, const struct metrics_request *r)
+{
+	struct agent *a = mc->l->m->a;
+	const char *why = not_ready(a);
+	struct mbuf body = {};
+
+	if (why)
+		mbuf_printf(&body, "not ready: %s\n", why);
+	else
+		mbuf_put(&body, "ok\n", 3);
+	metrics_families(a->popts.listen, a->popts.n_listen, &body);
+	if (body.failed)
+		respond(mc, 500, r, TEXT_PLAIN, "out of memory\n", 14);
+	else
+		respond(mc, why ? 503 : 200, r, TEXT_PLAIN, body.data, body.len);
+	mbuf_free(&body);
+}
+
 static void answer(struct metrics_conn *mc, int status, const struct metrics_request *r)
 {
-	static const char text[] = "text/plain; charset=utf-8";
-	struct agent *a = mc->m->a;
-	const char *why;
-
 	mc->answered = true;
 	if (status) {
-		respond(mc, status, NULL, text, "bad request\n", 12);
+		respond(mc, status, NULL, TEXT_PLAIN, "bad request\n", 12);
 		return;
 	}
-	if (r->target == METRICS_T_OTHER) {
-		respond(mc, 404, r, text, "not found\n", 10);
+	if (!(mc->l->ep->targets & TARGET(r->target))) {
+		respond(mc, 404, r, TEXT_PLAIN, "not found\n", 10);
 		return;
 	}
 	if (!r->get && !r->head) {
-		respond(mc, 405, r, text, "method not allowed\n", 19);
+		respond(mc, 405, r, TEXT_PLAIN, "method not allowed\n", 19);
 		return;
 	}
 	switch (r->target) {
@@ -426,9 +509,9 @@ static void answer(struct metrics_conn *mc, int status, const struct metrics_req
 		uint64_t ks[SHUNT_STAT_MAX];
 		struct mbuf body = {};
 
-		collect(mc->m, &s, ks);
+		collect(mc->l->m, &s, ks);
 		if (metrics_render(&s, &body))
-			respond(mc, 500, r, text, "out of memory\n", 14);
+			respond(mc, 500, r, TEXT_PLAIN, "out of memory\n", 14);
 		else
 			respond(mc, 200, r, "text/plain; version=0.0.4; charset=utf-8", body.data,
 				body.len);
@@ -436,24 +519,17 @@ static void answer(struct metrics_conn *mc, int status, const struct metrics_req
 		break;
 	}
 	case METRICS_T_READYZ:
-		why = not_ready(a);
-		if (why) {
-			char msg[128];
-			int n = snprintf(msg, sizeof(msg), "not ready: %s\n", why);
-
-			respond(mc, 503, r, text, msg, (size_t)n);
-			break;
-		}
-		/* fall through */
+		answer_readyz(mc, r);
+		break;
 	case METRICS_T_HEALTHZ:
-		respond(mc, 200, r, text, "ok\n", 3);
+		respond(mc, 200, r, TEXT_PLAIN, "ok\n", 3);
 		break;
 	case METRICS_T_OVERRIDES: {
 		char msg[512];
 		int ret = -EINVAL, n;
 
 		if (r->pod[0])
-			ret = k8s_overrides_ready(a, r->pod, msg, sizeof(msg) - 1);
+			ret = k8s_overrides_ready(mc->l->m->a, r->pod, msg, sizeof(msg) - 1);
 		else
 			snprintf(msg, sizeof(msg) - 1,
 				 "bad request: give pod=UID, the pod's metadata.uid");
@@ -464,7 +540,7 @@ static void answer(struct metrics_conn *mc, int status, const struct metrics_req
 			: !ret		  ? 503
 			: ret == -ENOTSUP ? 404
 					  : 400,
-			r, text, msg, (size_t)n);
+			r, TEXT_PLAIN, msg, (size_t)n);
 		break;
 	}
 	default:
@@ -486,16 +562,16 @@ static void drain_input(int fd)
 
 static void conn_close(struct metrics_conn *mc)
 {
-	struct metrics *m = mc->m;
+	struct metrics_listener *l = mc->l;
 
 	if (mc->prev)
 		mc->prev->next = mc->next;
 	else
-		m->conns = mc->next;
+		l->conns = mc->next;
 	if (mc->next)
 		mc->next->prev = mc->prev;
-	m->nconns--;
-	loop_del(&m->a->loop, mc->fd);
+	l->nconns--;
+	loop_del(&l->m->a->loop, mc->fd);
 	drain_input(mc->fd);
 	close(mc->fd);
 	mbuf_free(&mc->out);
@@ -541,39 +617,86 @@ static void conn_event(struct ev_handler *h, uint32_t events)
 	conn_close(mc);
 }
 
-static void refuse_busy(struct metrics *m, int fd)
+/* At most one warning per kind and listener every 10 s: a flood of
+ * stalled clients must not flood the log too. */
+static bool warn_due(struct metrics_listener *l, uint64_t *last)
+{
+	uint64_t now = l->m->a->loop.now_ms;
+
+	if (*last && now - *last < 10000)
+		return false;
+	*last = now;
+	return true;
+}
+
+/* A connection over a limit: a fixed 503, no state kept. */
+static void refuse(int fd)
 {
 	static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
 				   "Connection: close\r\n\r\n";
 
-	/* A flood of stalled scrapers must not flood the log too. */
-	if (!m->last_busy_warn || m->a->loop.now_ms - m->last_busy_warn >= 10000) {
-		m->last_busy_warn = m->a->loop.now_ms;
-		pr_warn("metrics: %u connections open, refusing more", m->nconns);
-	}
 	(void)!send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
 	drain_input(fd);
 	close(fd);
 }
 
+static unsigned int conns_from(const struct metrics_listener *l, const struct shunt_addr *peer)
+{
+	unsigned int n = 0;
+
+	for (const struct metrics_conn *mc = l->conns; mc; mc = mc->next)
+		n += (unsigned int)addr_equal(&mc->peer, peer);
+	return n;
+}
+
+/* May a connection from peer have a slot? Says why not in the log. */
+static bool admit(struct metrics_listener *l, const struct shunt_addr *peer)
+{
+	const struct metrics_endpoint *ep = l->ep;
+	char s[INET6_ADDRSTRLEN];
+
+	if (l->nconns >= ep->max_conns) {
+		if (warn_due(l, &l->last_busy_warn))
+			pr_warn("%s: %u connections open, refusing more", ep->name, l->nconns);
+		return false;
+	}
+	if (ep->max_per_source && peer->family && conns_from(l, peer) >= ep->max_per_source) {
+		if (warn_due(l, &l->last_source_warn)) {
+			inet_ntop(peer->family == SHUNT_FAMILY_V4 ? AF_INET : AF_INET6, peer->addr,
+				  s, sizeof(s));
+			pr_warn("%s: %u connections open from %s, refusing more from it", ep->name,
+				ep->max_per_source, s);
+		}
+		return false;
+	}
+	return true;
+}
+
 static void listener_event(struct ev_handler *h, uint32_t events)
 {
-	struct metrics *m = (struct metrics *)h;
+	struct metrics_listener *l = (struct metrics_listener *)h;
+	struct agent *a = l->m->a;
+	unsigned int user_timeout = METRICS_TIMEOUT_MS;
 
 	/* Edge-triggered: take the whole backlog. */
 	for (;;) {
-		int fd = accept4(m->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct sockaddr_storage ss;
+		socklen_t sl = sizeof(ss);
+		struct shunt_addr peer = {};
 		struct metrics_conn *mc;
+		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
 			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				pr_warn("metrics: accept: %s", strerror(errno));
+				pr_warn("%s: accept: %s", l->ep->name, strerror(errno));
 			return;
 		}
-		if (m->nconns >= METRICS_MAX_CONNS) {
-			refuse_busy(m, fd);
+		if (addr_from_sockaddr((struct sockaddr *)&ss, &peer) == 0)
+			peer.port = 0;
+		if (!admit(l, &peer)) {
+			refuse(fd);
 			continue;
 		}
 		mc = calloc(1, sizeof(*mc));
@@ -581,65 +704,111 @@ static void listener_event(struct ev_handler *h, uint32_t events)
 			close(fd);
 			continue;
 		}
+		/* A reader that opens no window for the answer: the kernel
+		 * gives up too, instead of keeping the rest of the answer in an
+		 * orphaned socket after we closed it. */
+		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
 		mc->h.fn = conn_event;
-		mc->m = m;
+		mc->l = l;
 		mc->fd = fd;
-		mc->started_ms = m->a->loop.now_ms;
-		if (loop_add(&m->a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &mc->h)) {
+		mc->peer = peer;
+		mc->started_ms = a->loop.now_ms;
+		if (loop_add(&a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &mc->h)) {
 			close(fd);
 			free(mc);
 			continue;
 		}
-		mc->next = m->conns;
+		mc->next = l->conns;
 		if (mc->next)
 			mc->next->prev = mc;
-		m->conns = mc;
-		m->nconns++;
+		l->conns = mc;
+		l->nconns++;
 	}
+}
+
+static struct metrics *server(struct agent *a)
+{
+	struct metrics *m = a->metrics;
+
+	if (m)
+		return m;
+	m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	for (int i = 0; i < METRICS_MAX_MAPS; i++)
+		m->entries[i] = -1;
+	m->a = a;
+	a->metrics = m;
+	return m;
+}
+
+static int listen_on(struct agent *a, const struct shunt_addr *addr,
+		     const struct metrics_endpoint *ep)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = addr_to_sockaddr(addr, &ss);
+	struct metrics *m = server(a);
+	struct metrics_listener *l;
+	char s[ADDR_STR_LEN];
+	int one = 1, err;
+
+	format_addr_port(addr, s, sizeof(s));
+	if (!m || m->nls == METRICS_MAX_LISTENERS) {
+		err = m ? -EBUSY : -ENOMEM;
+		goto fail;
+	}
+	l = calloc(1, sizeof(*l));
+	if (!l) {
+		err = -ENOMEM;
+		goto fail;
+	}
+	l->h.fn = listener_event;
+	l->m = m;
+	l->ep = ep;
+	/* Not marked: the agent's mark keeps its own connect() calls out of
+	 * the capture hooks, and a listener connects nowhere. */
+	l->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (l->fd < 0) {
+		err = -errno;
+		free(l);
+		goto fail;
+	}
+	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* A new agent taking over binds the same address while the old one
+	 * still serves; the old one closes its listeners once it hands over. */
+	setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(l->fd, (struct sockaddr *)&ss, sl) || listen(l->fd, 64) ||
+	    loop_add(&a->loop, l->fd, EPOLLIN | EPOLLET, &l->h)) {
+		err = -errno;
+		close(l->fd);
+		free(l);
+		goto fail;
+	}
+	m->ls[m->nls++] = l;
+	if (ep == &ep_metrics)
+		pr_info("metrics on http://%s/metrics", s);
+	else
+		pr_info("probes on http://%s/healthz and /readyz", s);
+	return 0;
+fail:
+	pr_err("%s listen on %s (%s): %s", ep->name, s, ep->flag, strerror(-err));
+	if (m && !m->nls) { /* as if never started */
+		free(m);
+		a->metrics = NULL;
+	}
+	return err;
 }
 
 int metrics_start(struct agent *a, const struct shunt_addr *addr)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = addr_to_sockaddr(addr, &ss);
-	char s[ADDR_STR_LEN];
-	struct metrics *m;
-	int one = 1, err;
+	return listen_on(a, addr, &ep_metrics);
+}
 
-	format_addr_port(addr, s, sizeof(s));
-	m = calloc(1, sizeof(*m));
-	if (!m)
-		return -ENOMEM;
-	for (int i = 0; i < METRICS_MAX_MAPS; i++)
-		m->entries[i] = -1;
-	m->h.fn = listener_event;
-	m->a = a;
-	/* Not marked: the agent's mark keeps its own connect() calls out of
-	 * the capture hooks, and a listener connects nowhere. */
-	m->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (m->fd < 0) {
-		err = -errno;
-		goto fail;
-	}
-	setsockopt(m->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	/* A new agent taking over binds the same address while the old one
-	 * still serves; the old one closes its listener once it hands over. */
-	setsockopt(m->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	if (ss.ss_family == AF_INET6)
-		setsockopt(m->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(m->fd, (struct sockaddr *)&ss, sl) || listen(m->fd, 64) ||
-	    loop_add(&a->loop, m->fd, EPOLLIN | EPOLLET, &m->h)) {
-		err = -errno;
-		close(m->fd);
-		goto fail;
-	}
-	a->metrics = m;
-	pr_info("metrics on http://%s/metrics", s);
-	return 0;
-fail:
-	pr_err("metrics listen on %s: %s", s, strerror(-err));
-	free(m);
-	return err;
+int metrics_start_health(struct agent *a, const struct shunt_addr *addr)
+{
+	return listen_on(a, addr, &ep_health);
 }
 
 void metrics_tick(struct agent *a)
@@ -648,12 +817,14 @@ void metrics_tick(struct agent *a)
 
 	if (!a->metrics)
 		return;
-	for (mc = a->metrics->conns; mc; mc = next) {
-		next = mc->next;
-		if (a->loop.now_ms - mc->started_ms >= METRICS_TIMEOUT_MS) {
-			pr_debug("metrics: a scrape took more than %d ms, closing it",
-				 METRICS_TIMEOUT_MS);
-			conn_close(mc);
+	for (int i = 0; i < a->metrics->nls; i++) {
+		for (mc = a->metrics->ls[i]->conns; mc; mc = next) {
+			next = mc->next;
+			if (a->loop.now_ms - mc->started_ms >= METRICS_TIMEOUT_MS) {
+				pr_debug("%s: a request took more than %d ms, closing it",
+					 mc->l->ep->name, METRICS_TIMEOUT_MS);
+				conn_close(mc);
+			}
 		}
 	}
 }
@@ -664,10 +835,15 @@ void metrics_stop(struct agent *a)
 
 	if (!m)
 		return;
-	while (m->conns)
-		conn_close(m->conns);
-	loop_del(&a->loop, m->fd);
-	close(m->fd);
+	for (int i = 0; i < m->nls; i++) {
+		struct metrics_listener *l = m->ls[i];
+
+		while (l->conns)
+			conn_close(l->conns);
+		loop_del(&a->loop, l->fd);
+		close(l->fd);
+		free(l);
+	}
 	free(m);
 	a->metrics = NULL;
 }

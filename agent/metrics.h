@@ -1,18 +1,29 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The metrics endpoint (--metrics-addr), served on the agent's event loop:
- *   GET /metrics   Prometheus text exposition format 0.0.4
+ * The metrics endpoint (--metrics-addr) and the probe endpoint
+ * (--health-addr), served by one small server on the agent's event loop:
+ *   GET /metrics   Prometheus text exposition format 0.0.4 (metrics only)
  *   GET /healthz   200 "ok": the event loop answers
  *   GET /readyz    200 "ok" once every program is attached and every proxy
  *                  listener is up (in the shunt_listeners sockmap), else 503
- *   GET /v1/overrides?pod=UID
+ *                  "not ready: <why>"; then a line per address family:
+ *                  "ipv4 10.0.0.5:15001", "ipv6 none (...)"
+ *   GET /v1/overrides?pod=UID   (metrics listener only)
  *                  200 "ready: ..." once the overrides SandboxOverrides want
  *                  for the pod are in the kernel, else 503 "pending: ..."
  *                  (`shuntctl override wait --agent`, a pod's init container)
- * HEAD too; any other path 404, another method 405, a malformed request
- * 400. One request per connection, answered with Connection: close. At
- * most METRICS_MAX_CONNS connections at once (more are refused with a 503
- * and closed), each closed METRICS_TIMEOUT_MS after it was accepted.
+ * HEAD too; a path the endpoint does not serve 404, another method 405, a
+ * malformed request 400. One request per connection, answered with
+ * Connection: close, each closed METRICS_TIMEOUT_MS after it was accepted
+ * (and TCP_USER_TIMEOUT as long: an answer the client takes no byte of
+ * for that long is dropped by the kernel too, not kept in an orphan).
+ *
+ * Each endpoint has its own connection budget: the metrics one holds at
+ * most METRICS_MAX_CONNS connections, at most METRICS_MAX_CONNS_PER_SOURCE
+ * of them from one client address, so that connections from a pod cannot
+ * take every slot; the probe one (meant for 127.0.0.1, reached by the
+ * kubelet only) holds HEALTH_MAX_CONNS, and nothing on the metrics port
+ * counts against it. Connections past a limit get a 503 and are closed.
  *
  * The rendering is a pure function of struct metrics_snapshot, which the
  * server fills from the agent's state at each scrape.
@@ -29,10 +40,12 @@
 #include "proxy.h"
 #include "reqstats.h"
 
-#define METRICS_MAX_CONNS   8
-#define METRICS_TIMEOUT_MS  5000
-#define METRICS_MAX_REQUEST 4096
-#define METRICS_MAX_MAPS    16
+#define METRICS_MAX_CONNS	     32
+#define METRICS_MAX_CONNS_PER_SOURCE 2
+#define HEALTH_MAX_CONNS	     8
+#define METRICS_TIMEOUT_MS	     5000
+#define METRICS_MAX_REQUEST	     4096
+#define METRICS_MAX_MAPS	     16
 
 /* A growing text buffer; after a failed allocation it stops growing and
  * says so in failed. */
@@ -94,13 +107,23 @@ struct metrics_request {
  */
 int metrics_parse_request(const char *buf, size_t len, struct metrics_request *r);
 
-struct agent;
-struct shunt_addr;
+/*
+ * The body lines /readyz adds after its first: for IPv4 and IPv6, where
+ * the proxy serves that family ("ipv4 10.0.0.5:15001") or "ipv6 none (no
+ * --proxy-addr of this family)", from the n proxy listen addresses.
+ */
+void metrics_families(const struct shunt_addr *listen, int n, struct mbuf *out);
 
-/* Listen on addr (IPv4 or IPv6, with a port). Returns 0 or -errno, logged. */
+struct agent;
+
+/* Serve /metrics, /healthz and /readyz on addr (IPv4 or IPv6, with a
+ * port). Returns 0 or -errno, logged. */
 int metrics_start(struct agent *a, const struct shunt_addr *addr);
+/* Serve /healthz and /readyz only, on addr, with their own budget. */
+int metrics_start_health(struct agent *a, const struct shunt_addr *addr);
 /* Close connections past their time; call every tick. */
 void metrics_tick(struct agent *a);
+/* Close both listeners and their connections. */
 void metrics_stop(struct agent *a);
 
 #endif /* SHUNT_METRICS_H */

@@ -72,7 +72,11 @@ static const char usage_text[] =
 	"  --max-routes N          size of the route table, fixed once pinned; a\n"
 	"                          route add beyond it is refused (default 16384)\n"
 	"  --metrics-addr IP:PORT  serve /metrics (Prometheus), /healthz and /readyz\n"
-	"                          over HTTP there ([IPv6]:PORT; default off)\n"
+	"                          over HTTP there ([IPv6]:PORT; default off); at most\n"
+	"                          2 connections at once per client address, 32 in all\n"
+	"  --health-addr IP:PORT   serve only /healthz and /readyz there, with a\n"
+	"                          connection budget of their own: for the kubelet's\n"
+	"                          probes, on 127.0.0.1 (default off)\n"
 	"  --log-format FMT        text (default) or json: one object per line with\n"
 	"                          ts, level, msg\n"
 	"  --access-log            a line per request to a steered service: service,\n"
@@ -93,7 +97,8 @@ static const char usage_text[] =
 	"Stopping and upgrading:\n"
 	"  SIGTERM   drain: new connections fail open to their original destination,\n"
 	"            open ones finish (each is told Connection: close on its next\n"
-	"            response), then exit and detach the programs\n"
+	"            response; /readyz answers 503 draining), then exit and detach\n"
+	"            the programs\n"
 	"  SIGINT    (or a second SIGTERM) stop at once\n"
 	"  SIGHUP    reload --config\n"
 	"  A second shuntd started with the same --control and --bpffs takes over:\n"
@@ -107,8 +112,10 @@ static const char usage_text[] =
 	"  shuntd --cgroup /sys/fs/cgroup/unified/pods --proxy-addr 10.211.0.1 \\\n"
 	"         --proxy-addr fd00:211::1 --config /etc/shunt/routes.conf -v\n"
 	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 \\\n"
-	"         --metrics-addr 10.0.0.5:9464 --log-format json --access-log\n"
+	"         --metrics-addr 10.0.0.5:9464 --health-addr 127.0.0.1:9465 \\\n"
+	"         --log-format json --access-log\n"
 	"  curl -s http://10.0.0.5:9464/metrics | grep shunt_requests_total\n"
+	"  curl -s http://127.0.0.1:9465/readyz     # ok, then the families served\n"
 	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 --kubernetes\n";
 
 enum {
@@ -132,6 +139,7 @@ enum {
 	OPT_MAX_UPSTREAM,
 	OPT_MAX_ROUTES,
 	OPT_METRICS_ADDR,
+	OPT_HEALTH_ADDR,
 	OPT_LOG_FORMAT,
 	OPT_ACCESS_LOG,
 	OPT_KUBERNETES,
@@ -164,6 +172,7 @@ static const struct option long_opts[] = {
 	{"max-upstream-conns", required_argument, NULL, OPT_MAX_UPSTREAM},
 	{"max-routes", required_argument, NULL, OPT_MAX_ROUTES},
 	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
+	{"health-addr", required_argument, NULL, OPT_HEALTH_ADDR},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
 	{"access-log", no_argument, NULL, OPT_ACCESS_LOG},
 	{"kubernetes", no_argument, NULL, OPT_KUBERNETES},
@@ -240,6 +249,22 @@ static int proxy_addrs(struct proxy_opts *po, const char *arg)
 /* --service-iface, kept until the guard is set up. */
 static const char *service_ifaces[DSTGUARD_MAX_IFACES];
 static int n_service_ifaces;
+
+static bool unspecified(const struct shunt_addr *x)
+{
+	static const uint8_t zero[16];
+
+	return !memcmp(x->addr, zero, x->family == SHUNT_FAMILY_V4 ? 4 : 16);
+}
+
+/* Would a and b receive connections meant for each other: the same family
+ * and port, and the same address or a wildcard on either side? */
+static bool listens_on_same(const struct shunt_addr *a, const struct shunt_addr *b)
+{
+	if (!a->family || a->family != b->family || a->port != b->port)
+		return false;
+	return unspecified(a) || unspecified(b) || addr_equal(a, b);
+}
 
 static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, uint16_t *port,
 		      uint32_t *max_routes)
@@ -356,6 +381,12 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 					"--metrics-addr: '%s' is not IP:PORT or [IPv6]:PORT",
 					optarg);
 			break;
+		case OPT_HEALTH_ADDR:
+			if (parse_addr_port(optarg, &a->health_addr))
+				return usage_error(
+					"--health-addr: '%s' is not IP:PORT or [IPv6]:PORT",
+					optarg);
+			break;
 		case OPT_LOG_FORMAT:
 			if (!strcmp(optarg, "text"))
 				log_format = LOG_FORMAT_TEXT;
@@ -418,6 +449,15 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 		return usage_error("--cgroup is required%s", "");
 	if (!po->n_listen)
 		return usage_error("--proxy-addr is required%s", "");
+	if (listens_on_same(&a->health_addr, &a->metrics_addr)) {
+		char hs[ADDR_STR_LEN];
+
+		/* Both bind with SO_REUSEPORT: they would split the connections
+		 * between them at random. */
+		return usage_error("--health-addr: %s is where --metrics-addr listens too; "
+				   "give it a port of its own",
+				   format_addr_port(&a->health_addr, hs, sizeof(hs)));
+	}
 	if (a->kopts.in_cluster && a->kopts.kubeconfig)
 		return usage_error("--kubernetes and --kubeconfig: give one%s", "");
 	if ((a->kopts.token_file || a->kopts.ca_file) && !k8s_wanted(&a->kopts))
@@ -474,7 +514,8 @@ static void start_drain(struct agent *a, bool handed_over)
 	proxy_drain(a->proxy, a->drain_timeout_ms, handed_over);
 	control_stop(a);
 	/* After a takeover the new agent answers scrapes and probes on the
-	 * same address; on a plain SIGTERM /readyz says "draining". */
+	 * same addresses (metrics and probes); on a plain SIGTERM /readyz
+	 * says "draining". */
 	if (handed_over)
 		metrics_stop(a);
 }
@@ -722,6 +763,8 @@ int main(int argc, char **argv)
 		goto cleanup_proxy;
 	if (a.metrics_addr.family && metrics_start(&a, &a.metrics_addr))
 		goto cleanup_control;
+	if (a.health_addr.family && metrics_start_health(&a, &a.health_addr))
+		goto cleanup_metrics;
 
 	sh.h.fn = on_signal;
 	sh.a = &a;

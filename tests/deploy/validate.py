@@ -475,8 +475,7 @@ class Agent(unittest.TestCase):
         self.assertEqual(env["NODE_IP"]["valueFrom"]["fieldRef"]["fieldPath"], "status.hostIP")
         port = int(a["--metrics-addr"].rsplit(":", 1)[1])
         self.assertEqual(a["--metrics-addr"], "$(NODE_IP):%d" % port)
-        self.assertEqual(self.c["livenessProbe"]["httpGet"], {"path": "/healthz", "port": port})
-        self.assertEqual(self.c["readinessProbe"]["httpGet"], {"path": "/readyz", "port": port})
+        self.assertEqual(int(self.ds["spec"]["template"]["metadata"]["annotations"]["prometheus.io/port"]), port)
         mounts = {m["mountPath"]: m for m in self.c["volumeMounts"]}
         vols = {v["name"]: v for v in self.pod["volumes"]}
 
@@ -492,6 +491,21 @@ class Agent(unittest.TestCase):
         # /sys/fs/ except the cgroup tree: the pins must live elsewhere.
         self.assertFalse(a["--bpffs"].startswith("/sys/"))
         self.assertEqual([t["operator"] for t in self.pod["tolerations"]], ["Exists"])
+
+    def test_probes_on_their_own_listener(self):
+        # Issue 9, finding 6: on the metrics port the probes shared its
+        # connections with every pod, and idle connections failed them.
+        # --health-addr on the node's loopback is reached by the node (the
+        # kubelet) only, and has a connection budget of its own.
+        a = self.args()
+        self.assertIn("--health-addr", a)
+        host, _, hport = a["--health-addr"].rpartition(":")
+        self.assertEqual(host, "127.0.0.1")
+        self.assertNotEqual(int(hport), int(a["--metrics-addr"].rsplit(":", 1)[1]))
+        self.assertTrue(self.pod["hostNetwork"], "without it 127.0.0.1 is the pod's own, not the node's")
+        for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+            self.assertEqual(self.c[probe]["httpGet"], {"host": "127.0.0.1", "path": path, "port": int(hport)},
+                             probe)
 
     def test_flags_known_to_shuntd(self):
         shuntd = os.path.join(BUILD, "shuntd")

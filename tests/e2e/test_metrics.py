@@ -66,6 +66,86 @@ for s in conns:
 print(json.dumps({"closed": closed}), flush=True)
 """
 
+# Holds n idle connections per source address to host:port (sends
+# nothing), like a pod keeping scrape connections open; a connection the
+# server answers or closes is opened again 0.2 s later. Prints one JSON
+# line 0.5 s after the first round ({"held": connections the server kept
+# open, "refused": answered or closed at once}), then runs until killed.
+HOLDER = r"""
+import json, selectors, socket, sys, time
+host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+srcs = sys.argv[4:] or [None]
+fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+sel = selectors.DefaultSelector()
+again = []  # (when, source) of connections to open again
+
+def open_one(src):
+    s = socket.socket(fam, socket.SOCK_STREAM)
+    if src:
+        s.bind((src, 0))
+    s.settimeout(5)
+    try:
+        s.connect((host, port))
+    except OSError:
+        s.close()
+        again.append((time.monotonic() + 0.2, src))
+        return
+    s.setblocking(False)
+    sel.register(s, selectors.EVENT_READ, src)
+
+def poll(timeout):
+    gone = 0
+    for key, _ in sel.select(timeout):
+        try:
+            key.fileobj.recv(4096)
+        except OSError:
+            pass
+        sel.unregister(key.fileobj)
+        key.fileobj.close()
+        again.append((time.monotonic() + 0.2, key.data))
+        gone += 1
+    return gone
+
+for src in srcs:
+    for _ in range(n):
+        open_one(src)
+t0, refused = time.monotonic(), 0
+while time.monotonic() - t0 < 0.5:
+    refused += poll(0.05)
+print(json.dumps({"held": len(sel.get_map()), "refused": refused}), flush=True)
+while True:
+    poll(0.05)
+    now = time.monotonic()
+    due = [a for a in again if a[0] <= now]
+    again[:] = [a for a in again if a[0] > now]
+    for _, src in due:
+        open_one(src)
+"""
+
+# Asks for /metrics with the smallest receive buffer and reads nothing for
+# a while (a slow-loris reader); then reports what it could still read.
+SLOW_READER = r"""
+import json, socket, sys, time
+host, port, wait = sys.argv[1], int(sys.argv[2]), float(sys.argv[3])
+s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1)
+s.connect((host, port))
+s.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+print(json.dumps({"port": s.getsockname()[1]}), flush=True)
+time.sleep(wait)
+got, err = 0, None
+s.settimeout(2)
+try:
+    while True:
+        b = s.recv(65536)
+        if not b:
+            break
+        got += len(b)
+except OSError as e:
+    err = repr(e)
+print(json.dumps({"got": got, "error": err}), flush=True)
+"""
+
 SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
 LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"(,|$)')
 
@@ -165,15 +245,18 @@ class MetricsBase(NodeTestCase):
             cls.port = free_port(cls.node, cls.host)
             cls.node.shuntd_args += ["--metrics-addr", N.hostport(cls.host, cls.port)] + cls.extra_args
 
-    def exchange(self, raw, timeout=5):
-        p = N.run(self.node.nsenter("node") + [N.PYTHON, "-B", "-c", SCRAPER, self.host, str(self.port),
+    def exchange(self, raw, timeout=5, host=None, port=None):
+        """raw to --metrics-addr (or host:port), from the node."""
+        host, port = host or self.host, port or self.port
+        p = N.run(self.node.nsenter("node") + [N.PYTHON, "-B", "-c", SCRAPER, host, str(port),
                                                str(timeout), base64.b64encode(raw).decode()],
                   timeout=timeout + 10)
         return HttpReply(base64.b64decode(json.loads(p.stdout)["data"]))
 
-    def http(self, method, path):
+    def http(self, method, path, host=None, port=None):
+        host, port = host or self.host, port or self.port
         return self.exchange(("%s %s HTTP/1.1\r\nHost: %s\r\n\r\n"
-                              % (method, path, N.hostport(self.host, self.port))).encode())
+                              % (method, path, N.hostport(host, port))).encode(), host=host, port=port)
 
     def scrape(self):
         r = self.http("GET", "/metrics")
@@ -204,6 +287,9 @@ class MetricsBase(NodeTestCase):
 
 
 H = [("baggage", "sd-routing-key=dev-a")]
+# /readyz of an agent with a proxy address of each family
+READY_BOTH = ("ok\nipv4 %s\nipv6 %s\n" % (N.hostport(N.NODE4, N.PROXY_PORT),
+                                          N.hostport(N.NODE6, N.PROXY_PORT))).encode()
 
 
 class Metrics(MetricsBase):
@@ -382,8 +468,10 @@ class Metrics(MetricsBase):
     def test_health_ready_and_bad_requests(self):
         for path in ("/healthz", "/readyz"):
             r = self.http("GET", path)
-            self.assertEqual((r.status, r.body), (200, b"ok\n"), path)
+            self.assertEqual((r.status, r.body.split(b"\n")[0]), (200, b"ok"), path)
             self.assertEqual(r.headers.get("connection"), "close")
+        self.assertEqual(self.http("GET", "/healthz").body, b"ok\n")
+        self.assertEqual(self.http("GET", "/readyz").body, READY_BOTH)
         r = self.http("HEAD", "/metrics")
         self.assertEqual(r.status, 200)
         self.assertEqual(r.body, b"", "HEAD answered with a body")
@@ -402,21 +490,24 @@ class Metrics(MetricsBase):
         self.assertEqual(self.get(N.BASE4, "/").pod, "baseline")
 
     def test_stalled_scrapers_are_closed_and_limited(self):
+        # METRICS_MAX_CONNS_PER_SOURCE from the node's address, then one more
         p = self.node.spawn(self.node.nsenter("node") + [N.PYTHON, "-B", "-u", "-c", STALLER, N.NODE4,
-                                                          str(self.port), "8"],
+                                                          str(self.port), "2"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
             line = p.stdout.readline()
-            self.assertTrue(line, "staller died: %s" % p.stderr.read()[-2000:])
+            if not line:  # (reading stderr waits for the staller to exit)
+                self.fail("staller died: %s" % p.stderr.read()[-2000:])
             first = json.loads(line)
-            self.assertTrue(first["extra"].startswith("HTTP/1.1 503 "), "9th connection: %r" % first["extra"][:200])
+            self.assertTrue(first["extra"].startswith("HTTP/1.1 503 "), "3rd connection: %r" % first["extra"][:200])
             # the proxy and the control socket do not wait for the scrapers
             t0 = time.monotonic()
             self.assertEqual(self.get(N.BASE4, "/").pod, "baseline")
             self.node.ctl_ok("status")
             self.assertLess(time.monotonic() - t0, 2)
             line = p.stdout.readline()
-            self.assertTrue(line, "staller died: %s" % p.stderr.read()[-2000:])
+            if not line:  # (reading stderr waits for the staller to exit)
+                self.fail("staller died: %s" % p.stderr.read()[-2000:])
             closed = json.loads(line)["closed"]
             for after, got in closed:
                 self.assertIsNotNone(after, "a stalled scrape connection was never closed")
@@ -427,7 +518,8 @@ class Metrics(MetricsBase):
                 N._killpg(p)
             p.wait(5)
         self.scrape()  # serving again
-        self.assertIn("metrics: 8 connections open", self.node.shuntd_output())
+        self.assertIn("metrics: 2 connections open from %s, refusing more from it" % N.NODE4,
+                      self.node.shuntd_output())
 
 
 class AccessLog(MetricsBase):
@@ -597,3 +689,226 @@ class MetricsAcrossTakeover(MetricsBase):
         self.assertPod(c.request("GET", "/last", []), "baseline")
         self.node.expected_exit = True
         self.assertEqual(self.node.shuntd.wait(10), 0)
+
+
+class TwoPods:
+    """Mixin: a "tenant" pod that holds connections, a "prom" pod that
+    scrapes."""
+
+    node_opts = {"extra_pods": {"tenant": ("10.211.0.60", None), "prom": ("10.211.0.61", None)}}
+
+    def hold(self, pod, port, n, sources=(), host=N.NODE4):
+        """HOLDER in pod; returns (process, its first report)."""
+        p = self.node.pod_spawn(pod, [N.PYTHON, "-B", "-u", "-c", HOLDER, host, str(port), str(n)] + list(sources),
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(lambda: (p.poll() is None and N._killpg(p), p.wait(5)))
+        line = p.stdout.readline()
+        if not line:
+            self.fail("holder died: %s" % p.stderr.read()[-2000:].decode("utf-8", "replace"))
+        return p, json.loads(line)
+
+    def scrape_from(self, pod):
+        rc, out, err = self.node.pod_run(pod, [N.PYTHON, "-B", "-c", SCRAPER, self.host, str(self.port), "5",
+                                               base64.b64encode(("GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                                                                .encode()).decode()])
+        self.assertEqual(rc, 0, err[-2000:])
+        return HttpReply(base64.b64decode(json.loads(out)["data"]))
+
+    def probes(self, probe, n=10, every=0.6):
+        """n probes spread over one metrics connection timeout and more:
+        [(status, first body line)]."""
+        out = []
+        for _ in range(n):
+            r = probe()
+            out.append((r.status, r.body.split(b"\n")[0].decode("latin-1")))
+            time.sleep(every)
+        return out
+
+
+class ProbeStarvation(TwoPods, MetricsBase):
+    """Issue 9, finding 6: connections from pods to --metrics-addr must not
+    make a probe fail (the kubelet would restart the agent, and every
+    restart drops steering), nor hold anything past the timeout."""
+
+    def test_idle_connections_of_one_pod_fail_no_probe(self):
+        _, held = self.hold("tenant", self.port, 20)
+        got = self.probes(lambda: self.http("GET", "/healthz"))
+        self.assertEqual(got, [(200, "ok")] * len(got), "/healthz on --metrics-addr while a pod holds idle "
+                                                          "connections to it")
+        self.assertEqual(self.scrape_from("prom").status, 200, "/metrics from another pod")
+        self.assertEqual(held["held"], 2, "connections of one source kept open: %r" % held)
+
+    def test_slow_reader_holds_nothing_after_the_timeout(self):
+        # The answer (about 10 kB) does not fit in the reader's window: the
+        # rest waits in the node's socket buffer.
+        p = self.node.pod_spawn("tenant", [N.PYTHON, "-B", "-u", "-c", SLOW_READER, self.host, str(self.port), "8"],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.addCleanup(lambda: (p.poll() is None and N._killpg(p), p.wait(5)))
+        line = p.stdout.readline()
+        if not line:
+            self.fail("reader died: %s" % p.stderr.read()[-2000:].decode("utf-8", "replace"))
+        cport = json.loads(line)["port"]
+        time.sleep(6.5)
+        # Past METRICS_TIMEOUT_MS the node keeps no socket of that
+        # connection: not the agent's, not an orphan with the rest of the
+        # answer waiting for a window that never opens.
+        left = N.run(self.node.nsenter("node") + ["ss", "-Htni", "dst", "10.211.0.60:%d" % cport]).stdout
+        self.assertEqual(left.strip(), "", "left on the node 6.5 s after the request")
+        out = json.loads(p.stdout.readline())
+        self.assertIsNotNone(out["error"], "the reader got the whole answer (%d bytes): no slow reader" % out["got"])
+        self.scrape()
+
+
+class HealthBase(MetricsBase):
+    """--health-addr on the node's loopback, as the DaemonSet runs it."""
+
+    health_host = "127.0.0.1"
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if cls.node is not None:
+            cls.hport = free_port(cls.node, cls.health_host)
+            cls.node.shuntd_args += ["--health-addr", N.hostport(cls.health_host, cls.hport)]
+
+    def probe(self, method, path):
+        return self.http(method, path, host=self.health_host, port=self.hport)
+
+
+class HealthEndpoint(TwoPods, HealthBase):
+    """The probe listener: its two paths only, its own connection budget,
+    and the metrics listener's takeover and drain behaviour."""
+
+    def test_serves_only_the_probes(self):
+        r = self.probe("GET", "/healthz")
+        self.assertEqual((r.status, r.body, r.headers.get("connection")), (200, b"ok\n", "close"))
+        r = self.probe("GET", "/readyz")
+        self.assertEqual((r.status, r.body), (200, READY_BOTH))
+        r = self.probe("HEAD", "/readyz")
+        self.assertEqual((r.status, r.body, int(r.headers["content-length"])), (200, b"", len(READY_BOTH)))
+        self.assertEqual(self.probe("HEAD", "/healthz").status, 200)
+        self.assertEqual(self.probe("GET", "/readyz?verbose=1").status, 200, "a query string is ignored")
+        for path in ("/metrics", "/metrics?x=1", "/", "/healthz/x", "/livez"):
+            self.assertEqual(self.probe("GET", path).status, 404, path)
+        self.assertEqual(self.probe("HEAD", "/metrics").status, 404)
+        r = self.probe("POST", "/readyz")
+        self.assertEqual((r.status, r.headers.get("allow")), (405, "GET, HEAD"))
+        r = self.exchange(b"GET /readyz\r\n\r\n", host=self.health_host, port=self.hport)
+        self.assertEqual(r.status, 400)
+        # the metrics listener still answers the probes, and /metrics
+        self.assertEqual(self.http("GET", "/readyz").body, READY_BOTH)
+        self.assertEqual(self.http("GET", "/healthz").body, b"ok\n")
+        self.scrape()
+        # a pod cannot reach the probe port: it listens on the node's loopback only
+        rc, out, err = self.node.pod_run("tenant", [N.PYTHON, "-B", "-c",
+                                                    "import socket, sys\n"
+                                                    "try:\n socket.create_connection((sys.argv[1], int(sys.argv[2])), 3)\n"
+                                                    "except ConnectionRefusedError:\n print('refused')\n",
+                                                    N.NODE4, str(self.hport)])
+        self.assertEqual((rc, out.strip()), (0, "refused"), err)
+
+    def test_probes_pass_while_metrics_is_full(self):
+        # Enough source addresses in one pod to fill METRICS_MAX_CONNS
+        # despite the limit per source.
+        srcs = ["10.211.0.%d" % i for i in range(100, 120)]
+        for a in srcs:
+            N.run(["ip", "-n", self.node.ns("tenant"), "addr", "add", a + "/24", "dev", "eth0"])
+        _, held = self.hold("tenant", self.port, 3, srcs)
+        self.assertEqual(held["held"], 32, "connections kept open on --metrics-addr: %r" % held)
+        # The metrics listener is full: a probe there would fail...
+        self.assertEqual(self.scrape_from("prom").status, 503, "/metrics from another pod")
+        self.assertEqual(self.http("GET", "/healthz").status, 503)
+        # ... the probe listener does not notice.
+        got = self.probes(lambda: self.probe("GET", "/healthz"), n=5)
+        got += self.probes(lambda: self.probe("GET", "/readyz"), n=5)
+        self.assertEqual(got, [(200, "ok")] * 10, "probes on --health-addr while --metrics-addr is full")
+        self.assertIn("metrics: 32 connections open, refusing more", self.node.shuntd_output(since=self.mark["_shuntd"]))
+        self.assertNotIn("health: ", self.node.shuntd_output(since=self.mark["_shuntd"]))
+
+    def wait_log(self, text, since, timeout=15):
+        deadline = time.monotonic() + timeout
+        while text not in N._read_from(self.node.shuntd_log, since):
+            self.assertLess(time.monotonic(), deadline, "no %r in shuntd's log" % text)
+            time.sleep(0.05)
+
+    def test_takeover_moves_the_probes(self):
+        n = self.node
+        self.route(SVC4, "dev-a", TO4)
+        c = self.connect(N.BASE4)  # keeps the old agent draining until its next response
+        self.assertPod(c.request("GET", "/", []), "baseline")
+        old = n.shuntd
+        off = N._size(n.shuntd_log)
+        new = n.spawn(n.nsenter("node") + n.shuntd_argv(["--drain-timeout", "3s"]),
+                      stdout=open(n.shuntd_log, "ab"), stderr=subprocess.STDOUT)
+        n.shuntd = new
+        n.shuntd_log_start = off
+        self.wait_log("ready: cgroup", off)
+        self.wait_log("handed 2 listener(s) over to pid %d" % new.pid, off)
+        time.sleep(0.2)  # the old agent closes its endpoints as it starts draining
+        out = N._read_from(n.shuntd_log, off)
+        self.assertNotIn("listen on", out, "the new agent could not bind")
+        self.assertIn("probes on http://%s/healthz" % N.hostport(self.health_host, self.hport), out)
+        # Every probe reaches the new agent; the old one, still draining,
+        # would say 503 "draining".
+        got = [(r.status, r.body) for r in (self.probe("GET", "/readyz") for _ in range(8))]
+        self.assertIsNone(old.poll(), "the old agent is no longer draining: the test proves nothing")
+        self.assertEqual(got, [(200, READY_BOTH)] * 8)
+        self.assertEqual([self.http("GET", "/readyz").status for _ in range(4)], [200] * 4)
+        self.assertPod(c.request("GET", "/last", []), "baseline")
+        self.assertEqual(old.wait(10), 0)
+        self.assertEqual(self.probe("GET", "/healthz").status, 200)
+
+    def test_readyz_says_draining_during_sigterm(self):
+        self.route(SVC4, "dev-a", TO4)
+        c = self.connect(N.BASE4)  # keeps the drain going until its next response
+        self.assertPod(c.request("GET", "/", []), "baseline")
+        self.node.shuntd.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + 5
+        while True:
+            r = self.probe("GET", "/readyz")
+            if r.status == 503:
+                break
+            self.assertLess(time.monotonic(), deadline, "readyz still %s during the drain" % r.status)
+            time.sleep(0.05)
+        self.assertTrue(r.body.startswith(b"not ready: draining"), r.body)
+        self.assertTrue(r.body.endswith(READY_BOTH[3:]), "families: %r" % r.body)
+        self.assertEqual(self.probe("GET", "/healthz").status, 200, "alive while draining")
+        self.assertEqual(self.http("GET", "/readyz").status, 503, "--metrics-addr says so too")
+        self.assertPod(c.request("GET", "/last", []), "baseline")
+        self.node.expected_exit = True
+        self.assertEqual(self.node.shuntd.wait(10), 0)
+
+
+def without_proxy6(argv):
+    """shuntd's argv with its IPv6 --proxy-addr left out (either form:
+    given twice, or as a comma list)."""
+    out, it = [], iter(argv)
+    for a in it:
+        if a == "--proxy-addr":
+            v = ",".join(x for x in next(it).split(",") if ":" not in x)
+            if v:
+                out += [a, v]
+        elif a.startswith("--proxy-addr="):
+            v = ",".join(x for x in a.split("=", 1)[1].split(",") if ":" not in x)
+            if v:
+                out.append("--proxy-addr=" + v)
+        else:
+            out.append(a)
+    return out
+
+
+class ReadyzFamilies(HealthBase):
+    """/readyz says which address families the proxy serves (issue 9,
+    finding 9): here IPv4 only."""
+
+    @classmethod
+    def prepare_node(cls, node):
+        argv = node.shuntd_argv
+        node.shuntd_argv = lambda extra=(): without_proxy6(argv(extra))
+
+    def test_readyz_lists_the_families(self):
+        want = ("ok\nipv4 %s\nipv6 none (no --proxy-addr of this family)\n"
+                % N.hostport(N.NODE4, N.PROXY_PORT)).encode()
+        self.assertNotIn(N.NODE6, self.node.shuntd_argv())
+        self.assertEqual(self.probe("GET", "/readyz").body, want)
+        self.assertEqual(self.http("GET", "/readyz").body, want)

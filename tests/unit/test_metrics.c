@@ -10,6 +10,7 @@
 #include "addr_helpers.h"
 #include "metrics.h"
 #include "reqstats.h"
+#include "util.h"
 
 static struct shunt_addr v4(uint32_t host_order_ip, uint16_t port)
 {
@@ -492,4 +493,34 @@ Test(endpoint, refuses_malformed_requests)
 	big[sizeof(big) - 1] = '\0';
 	memcpy(big, "GET /", 5);
 	cr_assert_eq(parse(big, &r), 400, "a head that cannot fit");
+}
+
+/* ------------------------------------------------------------ families */
+
+static char *families(const char *const *addrs, int n)
+{
+	struct shunt_addr l[2] = {};
+	struct mbuf out = {};
+
+	for (int i = 0; i < n; i++)
+		cr_assert_eq(parse_addr_port(addrs[i], &l[i]), 0, "%s", addrs[i]);
+	metrics_families(l, n, &out);
+	cr_assert(!out.failed);
+	return out.data;
+}
+
+Test(endpoint, readyz_names_the_families_served)
+{
+	const char *both[] = {"[fd00::5]:15001", "10.0.0.5:15001"};
+	char *s;
+
+	s = families(both, 2);
+	cr_assert_str_eq(s, "ipv4 10.0.0.5:15001\nipv6 [fd00::5]:15001\n", "IPv4 first");
+	free(s);
+	s = families(both + 1, 1);
+	cr_assert_str_eq(s, "ipv4 10.0.0.5:15001\nipv6 none (no --proxy-addr of this family)\n");
+	free(s);
+	s = families(both, 1);
+	cr_assert_str_eq(s, "ipv4 none (no --proxy-addr of this family)\nipv6 [fd00::5]:15001\n");
+	free(s);
 }
