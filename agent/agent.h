@@ -4,6 +4,7 @@
 #define SHUNT_AGENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "bpf.h"
 #include "k8s.h"
@@ -25,6 +26,9 @@ struct agent {
 	struct metrics *metrics; /* NULL without --metrics-addr */
 	struct k8s *k8s;	 /* NULL unless following a cluster */
 	const char *config_path;
+	/* Read config_path again (SIGHUP, the control socket's reload): 0,
+	 * or -errno; msg says what is in force now, or what was wrong. */
+	int (*reload)(struct agent *a, char *msg, size_t len);
 	struct k8s_opts kopts;
 	const char *control_path;
 	const char *pin_dir;

@@ -14,6 +14,7 @@
 #include <sys/un.h>
 
 #include "agent.h"
+#include "caller.h"
 #include "ctl_proto.h"
 #include "k8s.h"
 #include "log.h"
@@ -26,6 +27,9 @@
  * cannot hold descriptors for ever, nor many of them starve the proxy. */
 #define CTL_TIMEOUT_MS 5000
 #define CTL_MAX_CONNS  32
+/* A refused request is logged, then the next ones only counted for this
+ * long: a caller looping on refusals cannot flood the log. */
+#define CTL_REFUSED_LOG_MS 5000
 
 struct ctl_conn;
 
@@ -36,6 +40,10 @@ struct control {
 	unsigned int nconns;
 	struct ctl_conn *conns; /* oldest last */
 	char path[108];
+	struct caller_self self;
+	uint64_t refused_logged_ms; /* when the last refusal was logged */
+	unsigned int refused_quiet; /* refusals since then, not logged */
+	bool refused_any;
 };
 
 struct ctl_conn {
@@ -49,6 +57,9 @@ struct ctl_conn {
 	char *out;
 	size_t outlen, outpos, outcap;
 	int failed; /* could not grow the answer */
+	/* The first descriptor the client sent with its request (SCM_RIGHTS),
+	 * or -1: a new shuntd's proof for a takeover. */
+	int proof_fd;
 };
 
 static void out_printf(struct ctl_conn *cc, const char *fmt, ...)
@@ -107,7 +118,7 @@ static int fail(struct ctl_conn *cc, int code, const char *fmt, ...)
 
 static int fail(struct ctl_conn *cc, int code, const char *fmt, ...)
 {
-	char msg[512];
+	char msg[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -410,7 +421,12 @@ static void cmd_takeover(struct ctl_conn *cc)
 		return;
 	}
 	getsockopt(cc->fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
-	pr_info("handed %d listener(s) over to pid %d; draining", n, (int)cred.pid);
+	if (cred.pid)
+		pr_info("handed %d listener(s) over to pid %d; draining", n, (int)cred.pid);
+	else
+		pr_info("handed %d listener(s) over to an agent in a PID namespace not visible "
+			"here; draining",
+			n);
 	a->handed_over = true;
 }
 
@@ -551,6 +567,88 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 	out_printf(cc, "}\n");
 }
 
+/* SIGHUP over the socket: with the answer the operator sees at once
+ * whether the file was taken. */
+static void cmd_reload(struct ctl_conn *cc)
+{
+	struct agent *a = cc->a;
+	char msg[768];
+
+	if (!a->config_path || !a->reload) {
+		fail(cc, CTL_EXIT_FAILED,
+		     "reload: this shuntd runs without --config: there is nothing to reload");
+		return;
+	}
+	pr_info("reload requested on the control socket: reloading %s", a->config_path);
+	if (a->reload(a, msg, sizeof(msg))) {
+		fail(cc, CTL_EXIT_FAILED, "reload: %s; the previous routes stay in force", msg);
+		return;
+	}
+	out_printf(cc, "ok\nreloaded %s\n", msg);
+}
+
+static void log_refusal(struct control *ctl, const char *msg)
+{
+	uint64_t now = ctl->a->loop.now_ms;
+
+	if (ctl->refused_any && now - ctl->refused_logged_ms < CTL_REFUSED_LOG_MS) {
+		ctl->refused_quiet++;
+		return;
+	}
+	if (ctl->refused_quiet)
+		pr_warn("control: refused: %s (and %u more since the last such message)", msg,
+			ctl->refused_quiet);
+	else
+		pr_warn("control: refused: %s", msg);
+	ctl->refused_any = true;
+	ctl->refused_logged_ms = now;
+	ctl->refused_quiet = 0;
+}
+
+/* May the caller run op, which changes the agent? If not, the answer and
+ * the log say why. */
+static bool caller_may_change(struct ctl_conn *cc, enum ctl_op op)
+{
+	struct control *ctl = cc->a->ctl;
+	struct caller c;
+	char msg[768];
+
+	caller_check(cc->fd, &ctl->self, &c);
+	if (c.net_admin) {
+		pr_debug("control: %s by pid %d uid %u (CapEff %016llx%s)", ctl_op_name(op), c.pid,
+			 c.uid, (unsigned long long)c.capeff,
+			 c.pid_verified ? ", pidfd-verified" : "");
+		return true;
+	}
+	if (op == CTL_OP_TAKEOVER && cc->proof_fd >= 0) {
+		/* A new agent in another pod (another PID namespace) cannot be
+		 * seen from here, so its capabilities cannot be read; it shows
+		 * the program it swapped into our links instead. */
+		uint32_t id;
+		int ret = shunt_bpf_is_successor_prog(&cc->a->bpf, cc->proof_fd, &id);
+
+		if (ret == 1) {
+			char who[64];
+
+			if (c.pid)
+				snprintf(who, sizeof(who), "pid %d", c.pid);
+			else
+				snprintf(who, sizeof(who), "in a PID namespace not visible here");
+			pr_info("takeover: the caller (%s, uid %u) holds program id %u, which it "
+				"attached through our pinned connect4 link in place of ours",
+				who, c.uid, id);
+			return true;
+		}
+		snprintf(c.why + strlen(c.why), sizeof(c.why) - strlen(c.why),
+			 "; the descriptor it sent is not the program attached through our "
+			 "connect4 link");
+	}
+	snprintf(msg, sizeof(msg), "%s: needs CAP_NET_ADMIN (%s)", ctl_op_name(op), c.why);
+	log_refusal(ctl, msg);
+	fail(cc, CTL_EXIT_FAILED, "%s", msg);
+	return false;
+}
+
 static void handle_request(struct ctl_conn *cc, size_t len)
 {
 	struct ctl_request r;
@@ -566,6 +664,8 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 		fail(cc, CTL_EXIT_UNREACHABLE, "this shuntd handed over to a new one; try again");
 		return;
 	}
+	if (ctl_op_privileged(r.op) && !caller_may_change(cc, r.op))
+		return;
 	switch (r.op) {
 	case CTL_OP_ROUTE_ADD:
 		cmd_route_add(cc, &r);
@@ -591,6 +691,9 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 	case CTL_OP_TAKEOVER:
 		cmd_takeover(cc);
 		break;
+	case CTL_OP_RELOAD:
+		cmd_reload(cc);
+		break;
 	}
 	if (cc->failed)
 		fail(cc, CTL_EXIT_FAILED, "out of memory");
@@ -609,6 +712,53 @@ static void drain_input(int fd)
 			return;
 }
 
+/* A descriptor a client sent: closed so that it cannot stall us. */
+static void drop_fd(int fd)
+{
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	struct stat st;
+
+	/* Closing the last reference to a TCP socket with SO_LINGER set
+	 * waits for its data to leave, in close(): reset it instead. */
+	if (!fstat(fd, &st) && S_ISSOCK(st.st_mode))
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+/* Read what the client sent, keeping the first descriptor that came
+ * with it (SCM_RIGHTS) and dropping any other. */
+static ssize_t conn_recv(struct ctl_conn *cc)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = {.iov_base = cc->in + cc->inlen, .iov_len = sizeof(cc->in) - cc->inlen};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *cm;
+	ssize_t n = recvmsg(cc->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+
+	if (n < 0)
+		return n;
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; CMSG_LEN((i + 1) * sizeof(int)) <= cm->cmsg_len; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (cc->proof_fd < 0)
+				cc->proof_fd = fd;
+			else
+				drop_fd(fd);
+		}
+	}
+	return n;
+}
+
 static void conn_close(struct ctl_conn *cc)
 {
 	struct control *ctl = cc->a->ctl;
@@ -623,6 +773,8 @@ static void conn_close(struct ctl_conn *cc)
 	loop_del(&cc->a->loop, cc->fd);
 	drain_input(cc->fd);
 	close(cc->fd);
+	if (cc->proof_fd >= 0)
+		drop_fd(cc->proof_fd);
 	free(cc->out);
 	free(cc);
 }
@@ -634,7 +786,7 @@ static void conn_event(struct ev_handler *h, uint32_t events)
 
 	/* Read until the request line is complete. */
 	while (!cc->outlen) {
-		n = read(cc->fd, cc->in + cc->inlen, sizeof(cc->in) - cc->inlen);
+		n = conn_recv(cc);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
 		if (n <= 0) {
@@ -692,6 +844,7 @@ static void ctl_event(struct ev_handler *h, uint32_t events)
 		cc->h.fn = conn_event;
 		cc->a = ctl->a;
 		cc->fd = fd;
+		cc->proof_fd = -1;
 		cc->started_ms = ctl->a->loop.now_ms;
 		if (loop_add(&ctl->a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLET, &cc->h)) {
 			close(fd);
@@ -731,6 +884,13 @@ int control_start(struct agent *a, const char *path)
 	ctl->h.fn = ctl_event;
 	ctl->a = a;
 	strcpy(ctl->path, path);
+	{
+		char warn[256];
+
+		caller_self_init(&ctl->self, warn, sizeof(warn));
+		if (warn[0])
+			pr_warn("%s", warn);
+	}
 	ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (ctl->fd < 0) {
 		err = -errno;

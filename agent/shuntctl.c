@@ -26,6 +26,7 @@ static const char usage_text[] =
 	"  override del --from SOURCE --dst IP:PORT\n"
 	"  override list [-o json]\n"
 	"  status [-o json]\n"
+	"  reload\n"
 	"\n"
 	"A route sends the HTTP requests for a service that carry a routing key to a\n"
 	"sandbox. An override sends every TCP connection from one pod (SOURCE) to a\n"
@@ -33,6 +34,12 @@ static const char usage_text[] =
 	"connect() time and without the proxy. SOURCE is netns:PATH (the pod's network\n"
 	"namespace, e.g. netns:/run/netns/sandbox-a), pid:PID (that process's network\n"
 	"namespace) or cgroup:PATH (a cgroup v2 directory and everything below it).\n"
+	"reload reads shuntd's --config file again (as SIGHUP does) and says what is in\n"
+	"force, or what is wrong with the file.\n"
+	"\n"
+	"Whoever can open the control socket may list and see the status; adding,\n"
+	"deleting and reload need CAP_NET_ADMIN (root normally has it), in shuntd's user\n"
+	"namespace.\n"
 	"\n"
 	"Options:\n"
 	"  --control PATH   shuntd's control socket (default " CTL_DEFAULT_PATH ")\n"
@@ -48,7 +55,8 @@ static const char usage_text[] =
 	"  shuntctl route list -o json\n"
 	"  shuntctl override add --from netns:/run/netns/sandbox-a --dst 10.96.0.50:5432 \\\n"
 	"           --to 10.244.1.9:5432 --ttl 8h\n"
-	"  shuntctl status\n";
+	"  shuntctl status\n"
+	"  shuntctl reload\n";
 
 static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -341,6 +349,13 @@ int main(int argc, char **argv)
 			return err;
 		struct ctl_request r = {.op = CTL_OP_STATUS, .json = !strcmp(fmt, "json")};
 
+		return send_request(path, &r);
+	}
+	if (!strcmp(argv[i], "reload")) {
+		struct ctl_request r = {.op = CTL_OP_RELOAD};
+
+		if (i + 1 < argc)
+			return usage("reload: unexpected argument '%s'", argv[i + 1]);
 		return send_request(path, &r);
 	}
 	if (!strcmp(argv[i], "help")) {

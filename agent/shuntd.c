@@ -402,7 +402,8 @@ static void raise_nofile(void)
 	}
 }
 
-static int load_config(struct agent *a, int initial)
+/* msg gets what is in force now, or what was wrong (logged either way). */
+static int load_config_msg(struct agent *a, int initial, char *msg, size_t len)
 {
 	struct config cfg = {};
 	char err[512];
@@ -410,18 +411,35 @@ static int load_config(struct agent *a, int initial)
 
 	ret = config_load(a->config_path, &cfg, err, sizeof(err));
 	if (ret) {
+		snprintf(msg, len, "%s", err);
 		pr_err("%s%s", err, initial ? "" : "; the previous routes stay in force");
 		return ret;
 	}
 	ret = store_apply_file(&a->store, &cfg, (uint64_t)time(NULL), err, sizeof(err));
-	if (ret)
+	if (ret) {
+		snprintf(msg, len, "%s: %s", a->config_path, err);
 		pr_err("%s: %s%s", a->config_path, err,
 		       initial ? "" : "; the previous routes stay in force");
-	else
-		pr_info("%s: %zu route(s) and %zu override(s) in force", a->config_path, cfg.n,
-			cfg.n_overrides);
+	} else {
+		snprintf(msg, len, "%s: %zu route(s) and %zu override(s) in force", a->config_path,
+			 cfg.n, cfg.n_overrides);
+		pr_info("%s", msg);
+	}
 	config_free(&cfg);
 	return ret;
+}
+
+static int load_config(struct agent *a, int initial)
+{
+	char msg[768];
+
+	return load_config_msg(a, initial, msg, sizeof(msg));
+}
+
+/* The control socket's reload: the same as SIGHUP. */
+static int reload_config(struct agent *a, char *msg, size_t len)
+{
+	return load_config_msg(a, 0, msg, len);
 }
 
 /* Stop taking work: connections (new ones fail open, or go to the
@@ -476,12 +494,33 @@ static int takeover(struct agent *a)
 	struct cmsghdr *cm;
 	ssize_t n;
 	int fd;
+	/* With the request goes our connect4 program, now attached through
+	 * the pinned link: where the running agent cannot read our
+	 * capabilities (we run in a PID namespace it cannot see, e.g. the
+	 * next pod of a DaemonSet), holding it proves we replaced its
+	 * programs. (An agent that does not look for it drops it.) */
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} proof = {};
+	struct iovec req_iov = {.iov_base = "takeover\n", .iov_len = 9};
+	struct msghdr req = {.msg_iov = &req_iov, .msg_iovlen = 1};
+	int prog_fd = shunt_bpf_connect4_fd(&a->bpf);
 
+	if (prog_fd >= 0) {
+		req.msg_control = proof.buf;
+		req.msg_controllen = sizeof(proof.buf);
+		cm = CMSG_FIRSTHDR(&req);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &prog_fd, sizeof(int));
+	}
 	strcpy(sun.sun_path, a->control_path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
 	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) ||
-	    send(fd, "takeover\n", 9, MSG_NOSIGNAL) != 9) {
+	    sendmsg(fd, &req, MSG_NOSIGNAL) != 9) {
 		pr_err("takeover: %s: %s", a->control_path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -583,6 +622,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < a.popts.n_listen; i++)
 		a.popts.listen[i].port = port;
 	a.started_unix = (uint64_t)time(NULL);
+	a.reload = reload_config;
 	a.bpf.cgroup_fd = -1;
 	raise_nofile();
 	signal(SIGPIPE, SIG_IGN);

@@ -30,7 +30,21 @@ static void check_message(const char *err)
 
 static void check_request(const struct ctl_request *r)
 {
-	FUZZ_CHECK(r->op >= CTL_OP_ROUTE_ADD && r->op <= CTL_OP_TAKEOVER, "op %d", r->op);
+	FUZZ_CHECK(r->op >= CTL_OP_ROUTE_ADD && r->op <= CTL_OP_RELOAD, "op %d", r->op);
+	/* Only the listings are open to every caller of the socket: an op
+	 * that changes anything and is not classified so is a hole. */
+	FUZZ_CHECK(ctl_op_privileged(r->op) ==
+			   !(r->op == CTL_OP_ROUTE_LIST || r->op == CTL_OP_STATUS ||
+			     r->op == CTL_OP_OVERRIDE_LIST),
+		   "op %s classified wrongly", ctl_op_name(r->op));
+	FUZZ_CHECK(strcmp(ctl_op_name(r->op), "?"), "op %d has no name", r->op);
+	if (r->op == CTL_OP_RELOAD || r->op == CTL_OP_TAKEOVER) {
+		/* No field: nothing else of the request may be set. */
+		struct ctl_request bare = {.op = r->op};
+
+		FUZZ_CHECK(!memcmp(r, &bare, sizeof(bare)), "%s with fields", ctl_op_name(r->op));
+		return;
+	}
 	if (r->op == CTL_OP_OVERRIDE_ADD || r->op == CTL_OP_OVERRIDE_DEL) {
 		char e[256];
 
