@@ -5,6 +5,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
 
 #include "bpf.h"
 #include "k8s.h"
@@ -31,6 +32,8 @@ struct agent {
 	int (*reload)(struct agent *a, char *msg, size_t len);
 	struct k8s_opts kopts;
 	const char *control_path;
+	const char *control_group; /* --control-group: NULL for root only */
+	gid_t control_gid;
 	const char *pin_dir;
 	const char *cgroup;
 	struct shunt_addr metrics_addr; /* family 0: no metrics endpoint */

@@ -898,16 +898,36 @@ int control_start(struct agent *a, const char *path)
 		return err;
 	}
 	unlink(path); /* a stale socket from a crashed agent */
-	if (bind(ctl->fd, (struct sockaddr *)&sun, sizeof(sun)) || chmod(path, 0600) ||
-	    listen(ctl->fd, 64) || loop_add(&a->loop, ctl->fd, EPOLLIN | EPOLLET, &ctl->h)) {
-		err = -errno;
-		pr_err("control socket %s: %s", path, strerror(-err));
-		close(ctl->fd);
-		free(ctl);
-		return err;
+	{
+		/* Never reachable by more than root before its mode is set. */
+		mode_t old = umask(0177);
+
+		err = bind(ctl->fd, (struct sockaddr *)&sun, sizeof(sun)) ? -errno : 0;
+		umask(old);
 	}
+	if (!err && a->control_group && chown(path, (uid_t)-1, a->control_gid)) {
+		err = -errno;
+		pr_err("--control-group %s: chown %s to group %u: %s (shuntd needs CAP_CHOWN, or "
+		       "that group among its supplementary groups)",
+		       a->control_group, path, (unsigned int)a->control_gid, strerror(-err));
+		unlink(path);
+		goto fail;
+	}
+	if (err || chmod(path, a->control_group ? 0660 : 0600) || listen(ctl->fd, 64) ||
+	    loop_add(&a->loop, ctl->fd, EPOLLIN | EPOLLET, &ctl->h)) {
+		err = err ? err : -errno;
+		pr_err("control socket %s: %s", path, strerror(-err));
+		goto fail;
+	}
+	if (a->control_group)
+		pr_info("control socket %s: group %s (gid %u) may list and read the status", path,
+			a->control_group, (unsigned int)a->control_gid);
 	a->ctl = ctl;
 	return 0;
+fail:
+	close(ctl->fd);
+	free(ctl);
+	return err;
 }
 
 void control_tick(struct agent *a)

@@ -2,6 +2,7 @@
 /* shuntd: the shunt node agent. */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -41,6 +42,10 @@ static const char usage_text[] =
 	"                          there (give it twice for one IPv4 and one IPv6)\n"
 	"  --proxy-port N          proxy port (default 15001)\n"
 	"  --control PATH          control socket (default " CTL_DEFAULT_PATH ")\n"
+	"  --control-group NAME    the control socket's group (a name or a number):\n"
+	"                          mode 0660, so that its members can list routes and\n"
+	"                          read the status without root (default: root only,\n"
+	"                          0600); changes always need CAP_NET_ADMIN\n"
 	"  --bpffs DIR             where maps are pinned (default " DEFAULT_PIN_DIR ");\n"
 	"                          a bpffs is mounted at /sys/fs/bpf when none is\n"
 	"  --config FILE           declarative routes, reloaded on SIGHUP\n"
@@ -102,7 +107,9 @@ static const char usage_text[] =
 	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 \\\n"
 	"         --metrics-addr 10.0.0.5:9464 --log-format json --access-log\n"
 	"  curl -s http://10.0.0.5:9464/metrics | grep shunt_requests_total\n"
-	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 --kubernetes\n";
+	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 --kubernetes\n"
+	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 \\\n"
+	"         --control-group shunt-ops    # shunt-ops members: shuntctl route list, status\n";
 
 enum {
 	OPT_CGROUP = 256,
@@ -133,6 +140,7 @@ enum {
 	OPT_K8S_TOKEN_FILE,
 	OPT_K8S_CA_FILE,
 	OPT_NODE_NAME,
+	OPT_CONTROL_GROUP,
 };
 
 static const struct option long_opts[] = {
@@ -164,6 +172,7 @@ static const struct option long_opts[] = {
 	{"k8s-token-file", required_argument, NULL, OPT_K8S_TOKEN_FILE},
 	{"k8s-ca-file", required_argument, NULL, OPT_K8S_CA_FILE},
 	{"node-name", required_argument, NULL, OPT_NODE_NAME},
+	{"control-group", required_argument, NULL, OPT_CONTROL_GROUP},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{},
@@ -201,6 +210,25 @@ static int opt_size(const char *name, const char *arg, uint64_t min, uint64_t ma
 	}
 	*out = (size_t)v;
 	return 0;
+}
+
+/* A group by name, or by number (the image's /etc/group need not know the
+ * node's groups). 0 or -ENOENT. */
+static int parse_group(const char *arg, gid_t *gid)
+{
+	struct group gr, *res = NULL;
+	char buf[4096];
+	uint64_t v;
+
+	if (getgrnam_r(arg, &gr, buf, sizeof(buf), &res) == 0 && res) {
+		*gid = res->gr_gid;
+		return 0;
+	}
+	if (!parse_u64(arg, UINT32_MAX - 1, &v)) {
+		*gid = (gid_t)v;
+		return 0;
+	}
+	return -ENOENT;
 }
 
 static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, uint16_t *port,
@@ -248,6 +276,13 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 			break;
 		case OPT_CONTROL:
 			a->control_path = optarg;
+			break;
+		case OPT_CONTROL_GROUP:
+			if (parse_group(optarg, &a->control_gid))
+				return usage_error("--control-group: '%s' is not a group here (a "
+						   "name in /etc/group, or a number)",
+						   optarg);
+			a->control_group = optarg;
 			break;
 		case OPT_BPFFS:
 			a->pin_dir = optarg;

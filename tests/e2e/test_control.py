@@ -74,6 +74,8 @@ class ControlCapsBase(NodeTestCase):
         """shuntctl run under prefix (e.g. setpriv_argv()); returns the
         CompletedProcess and the CapEff the process had just before exec."""
         capfile = os.path.join(self.node.tmp, "capeff-%d" % time.monotonic_ns())
+        open(capfile, "w").close()
+        os.chmod(capfile, 0o666)  # for a caller that is not root
         argv = prefix + ["sh", "-c", 'sed -n "s/^CapEff:\\t//p" /proc/self/status > "$0"; exec "$@"',
                          capfile, self.node.shuntctl_bin, "--control", self.node.sock] + [str(a) for a in args]
         p = subprocess.run(argv, capture_output=True, text=True, timeout=10)
@@ -153,6 +155,8 @@ class ControlCaps(ControlCapsBase):
 
     def test_net_admin_is_the_capability(self):
         n = self.node
+        st = os.stat(n.sock)
+        self.assertEqual((st.st_mode & 0o777, st.st_uid, st.st_gid), (0o600, 0, 0), "root only by default")
         # everything but CAP_NET_ADMIN: still refused
         allbut = ["setpriv", "--inh-caps=-all", "--ambient-caps=-all", "--bounding-set=-net_admin", "--"]
         p, cap = self.ctl_as(allbut, "route", "add", "--service", SVC4, "--key", "dev-b", "--to", TO4)
@@ -323,3 +327,58 @@ class PidNamespaces(ControlCapsBase):
         self.assertRefused(p, "route add")
         self.assertIn("is in another user namespace", p.stderr)
         self.assertEqual(self.node.routes(), [])
+
+
+def nobody(gid=65534, groups=None):
+    """setpriv that runs as uid 65534 (nobody) with gid and groups."""
+    return ["setpriv", "--reuid=65534", "--regid=%d" % gid,
+            "--groups=" + ",".join(map(str, groups)) if groups else "--clear-groups", "--"]
+
+
+class ControlGroup(ControlCapsBase):
+    """--control-group: its members may list and read the status without
+    root; changes still need CAP_NET_ADMIN; others cannot connect."""
+
+    node_opts = {"shuntd_args": ["--control-group", "nogroup"]}
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        if not cls._skip:
+            try:
+                import grp
+                cls.gid = grp.getgrnam("nogroup").gr_gid
+            except KeyError:
+                cls._skip = "no group 'nogroup' on this machine"
+
+    def test_members_list_others_cannot_connect(self):
+        n = self.node
+        st = os.stat(n.sock)
+        self.assertEqual((st.st_mode & 0o777, st.st_uid, st.st_gid), (0o660, 0, self.gid))
+        os.chmod(n.tmp, 0o755)  # the harness's temp dir: let nobody reach the socket
+        self.route(SVC4, "dev-a", TO4)
+        p, cap = self.ctl_as(nobody(self.gid), "route", "list", "-o", "json")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual([r["key"] for r in json.loads(p.stdout)], ["dev-a"])
+        p, cap = self.ctl_as(nobody(self.gid), "status")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        p, cap = self.ctl_as(nobody(self.gid), "route", "del", "--service", SVC4, "--key", "dev-a")
+        self.assertRefused(p, "route del")
+        self.assertRegex(p.stderr, r"the caller, pid \d+ uid 65534, has not")
+        # a supplementary group is enough
+        p, cap = self.ctl_as(nobody(65533, [self.gid]), "status")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        # not a member: the socket's mode keeps it out
+        p, cap = self.ctl_as(nobody(65533), "status")
+        self.assertEqual(p.returncode, 3, p.stdout + p.stderr)
+        self.assertIn("Permission denied", p.stderr)
+        self.assertEqual([r["key"] for r in n.routes()], ["dev-a"])
+        self.assertIn("group nogroup (gid %d) may list" % self.gid, n.shuntd_output())
+
+    def test_unknown_group_stops_the_start(self):
+        p = subprocess.run([self.node.shuntd_bin, "--cgroup", self.node.cg, "--proxy-addr", "127.0.0.1",
+                            "--control", os.path.join(self.node.tmp, "other.sock"), "--control-group",
+                            "shunt-no-such-group"], capture_output=True, text=True, timeout=10)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("--control-group: 'shunt-no-such-group' is not a group here", p.stderr)
+        self.assertFalse(os.path.exists(os.path.join(self.node.tmp, "other.sock")))
