@@ -15,6 +15,7 @@
 
 #include "agent.h"
 #include "caller.h"
+#include "cgpeers.h"
 #include "ctl_proto.h"
 #include "k8s.h"
 #include "log.h"
@@ -466,6 +467,184 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 	out_printf(cc, "}}");
 }
 
+#define STATUS_MAX_LONE 10 /* lone routes named in the text of a warning */
+
+static const char *const cg_relation_names[] = {
+	[CG_SAME] = "same",
+	[CG_ANCESTOR] = "ancestor",
+	[CG_DESCENDANT] = "descendant",
+};
+
+static void status_other_progs(struct ctl_conn *cc, bool json, const struct cg_peers *p)
+{
+	if (json) {
+		out_printf(cc, ",\"cgroup_programs\":{\"programs\":[");
+		for (size_t i = 0; i < p->n; i++) {
+			const struct cg_prog *c = &p->progs[i];
+
+			out_printf(cc,
+				   "%s{\"hook\":\"connect%c\",\"id\":%u,\"name\":", i ? "," : "",
+				   c->family == SHUNT_FAMILY_V4 ? '4' : '6', c->id);
+			out_json_str(cc, c->name);
+			out_printf(cc, ",\"relation\":\"%s\",\"cgroup\":",
+				   cg_relation_names[c->relation]);
+			out_json_str(cc, c->path);
+			out_printf(cc, ",\"cgroups\":%u,\"order\":\"%s\"}", c->cgroups,
+				   c->before ? "before" : "after");
+		}
+		out_printf(cc, "],\"cgroups_walked\":%zu,\"truncated\":%s,\"error\":", p->walked,
+			   p->truncated ? "true" : "false");
+		out_json_str(cc, p->err);
+		out_printf(cc, "}");
+		return;
+	}
+	out_printf(cc, "other cgroup connect programs:%s\n", p->n ? "" : " none");
+	for (size_t i = 0; i < p->n; i++) {
+		const struct cg_prog *c = &p->progs[i];
+
+		out_printf(cc, "  connect%c id %-6u %-16s %s shunt's",
+			   c->family == SHUNT_FAMILY_V4 ? '4' : '6', c->id,
+			   c->name[0] ? c->name : "-", c->before ? "before" : "after");
+		if (c->relation == CG_SAME)
+			out_printf(cc, ", attached at shunt's cgroup\n");
+		else if (c->relation == CG_ANCESTOR && c->path[0])
+			out_printf(cc, ", attached at a parent cgroup, %s\n", c->path);
+		else if (c->relation == CG_ANCESTOR)
+			out_printf(cc, ", attached at a parent cgroup (above the visible tree)\n");
+		else if (c->cgroups > 1)
+			out_printf(cc,
+				   " for the tasks of %s (a descendant cgroup; also at %u more)\n",
+				   c->path, c->cgroups - 1);
+		else
+			out_printf(cc, " for the tasks of %s (a descendant cgroup)\n", c->path);
+	}
+	if (p->truncated)
+		out_printf(cc, "  (looked at the first %zu cgroups below shunt's only)\n",
+			   p->walked);
+	if (p->err[0])
+		out_printf(cc, "  (not all could be read: %s)\n", p->err);
+}
+
+struct lone_routes {
+	const struct shunt_route_key *keys;
+	const struct shunt_route *vals;
+	const bool *lone;
+	long n;
+};
+
+/* The warning for one family, if a program of it runs before shunt's and
+ * some route of it is lone. Returns whether one was written. */
+static bool status_warn_family(struct ctl_conn *cc, bool json, bool first, uint8_t fam,
+			       const struct cg_peers *p, const struct lone_routes *lr)
+{
+	char hook = fam == SHUNT_FAMILY_V4 ? '4' : '6';
+	char s1[ADDR_STR_LEN], s2[ADDR_STR_LEN];
+	long nlone = 0, shown = 0;
+	bool any = false;
+
+	if (!cg_peers_before(p, fam))
+		return false;
+	for (long i = 0; i < lr->n; i++)
+		nlone += lr->lone[i] && lr->keys[i].service.family == fam;
+	if (!nlone)
+		return false;
+	if (json) {
+		out_printf(cc, "%s{\"kind\":\"connect_program_before_shunt\",", first ? "" : ",");
+		out_printf(cc, "\"hook\":\"connect%c\",\"programs\":[", hook);
+		for (size_t i = 0; i < p->n; i++) {
+			if (p->progs[i].family != fam || !p->progs[i].before)
+				continue;
+			out_printf(cc, "%s%u", any ? "," : "", p->progs[i].id);
+			any = true;
+		}
+		out_printf(cc, "],\"routes\":[");
+	} else {
+		out_printf(cc, "warning: a cgroup/connect%c program runs before shunt's (above).\n",
+			   hook);
+		out_printf(cc,
+			   "  If it translates service addresses (a socket-level load balancer\n");
+		out_printf(cc,
+			   "  such as Cilium's turns a ClusterIP into an endpoint), shunt sees\n");
+		out_printf(cc, "  only the translated address, and these %ld route(s), which no\n",
+			   nlone);
+		out_printf(cc,
+			   "  route of the same key and sandbox on another address backs up,\n");
+		out_printf(cc, "  are never hit:\n");
+	}
+	for (long i = 0; i < lr->n; i++) {
+		if (!lr->lone[i] || lr->keys[i].service.family != fam)
+			continue;
+		format_addr_port(&lr->keys[i].service, s1, sizeof(s1));
+		format_addr_port(&lr->vals[i].to, s2, sizeof(s2));
+		if (json) {
+			out_printf(cc, "%s{\"service\":", shown ? "," : "");
+			out_json_str(cc, s1);
+			out_printf(cc, ",\"key\":");
+			out_json_str(cc, lr->keys[i].key);
+			out_printf(cc, ",\"to\":");
+			out_json_str(cc, s2);
+			out_printf(cc, "}");
+		} else if (shown < STATUS_MAX_LONE) {
+			out_printf(cc, "    %s key %s -> %s\n", s1, lr->keys[i].key, s2);
+		}
+		shown++;
+	}
+	if (json) {
+		out_printf(cc, "],\"message\":\"a connect%c program runs before shunt's: ", hook);
+		out_printf(cc, "routes on a virtual address it translates are never hit; ");
+		out_printf(cc, "add routes on the endpoint addresses too\"}");
+		return true;
+	}
+	if (shown > STATUS_MAX_LONE)
+		out_printf(cc, "    ... and %ld more (status -o json lists all)\n",
+			   shown - STATUS_MAX_LONE);
+	out_printf(cc, "  Add routes on the endpoint addresses too (Kubernetes mode does);\n");
+	out_printf(cc, "  docs/operations.md, \"Socket-level load balancers\".\n");
+	return true;
+}
+
+/* The other cgroup connect programs next to shunt's, and a warning for
+ * each family in which one runs first while some route has no route on
+ * another address to back it up (cgpeers.h; docs/operations.md,
+ * "Socket-level load balancers"). */
+static void status_cgroup_programs(struct ctl_conn *cc, bool json)
+{
+	struct agent *a = cc->a;
+	struct shunt_prog_info progs[SHUNT_NR_PROGS];
+	struct shunt_route_key *keys = NULL;
+	struct shunt_route *vals = NULL;
+	struct lone_routes lr = {};
+	struct cg_peers p;
+	uint32_t own4 = 0, own6 = 0;
+	int np = shunt_bpf_progs(&a->bpf, progs);
+	long nr = route_table_sorted(a->store.t, &keys, &vals);
+	bool *lone = nr > 0 ? calloc((size_t)nr, sizeof(*lone)) : NULL;
+	bool warned = false;
+
+	for (int i = 0; i < np; i++) {
+		if (!strcmp(progs[i].name, "shunt_connect4"))
+			own4 = progs[i].id;
+		else if (!strcmp(progs[i].name, "shunt_connect6"))
+			own6 = progs[i].id;
+	}
+	cg_peers_scan(a->cgroup, own4, own6, &p);
+	if (nr > 0 && lone && routes_lone_address(keys, vals, (size_t)nr, lone) >= 0)
+		lr = (struct lone_routes){.keys = keys, .vals = vals, .lone = lone, .n = nr};
+	else if (nr != 0 && !p.err[0])
+		snprintf(p.err, sizeof(p.err), "routes: out of memory");
+	status_other_progs(cc, json, &p);
+	if (json)
+		out_printf(cc, ",\"warnings\":[");
+	warned |= status_warn_family(cc, json, !warned, SHUNT_FAMILY_V4, &p, &lr);
+	warned |= status_warn_family(cc, json, !warned, SHUNT_FAMILY_V6, &p, &lr);
+	if (json)
+		out_printf(cc, "]");
+	cg_peers_free(&p);
+	free(lone);
+	free(keys);
+	free(vals);
+}
+
 static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 {
 	struct agent *a = cc->a;
@@ -529,6 +708,7 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 			out_printf(cc, "  %-18s %llu\n", pc[i].name, (unsigned long long)pc[i].v);
 		if (a->k8s)
 			status_k8s(cc, false);
+		status_cgroup_programs(cc, false);
 		return;
 	}
 	out_printf(cc, "{\"cgroup\":");
@@ -564,6 +744,7 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 	out_printf(cc, "}");
 	if (a->k8s)
 		status_k8s(cc, true);
+	status_cgroup_programs(cc, true);
 	out_printf(cc, "}\n");
 }
 
