@@ -29,12 +29,13 @@ static const struct {
 
 static void note(struct cg_peers *p, const char *fmt, const char *path, int err)
 {
-	char msg[PATH_MAX + 256];
+	char msg[PATH_MAX + 256], eb[128];
 	size_t len;
 
 	if (p->err[0])
 		return; /* the first problem is enough to say */
-	snprintf(msg, sizeof(msg), fmt, path, strerror(err));
+	/* (the status answer runs this on a thread of its own) */
+	snprintf(msg, sizeof(msg), fmt, path, strerror_r(err, eb, sizeof(eb)));
 	len = strlen(msg) < sizeof(p->err) - 1 ? strlen(msg) : sizeof(p->err) - 1;
 	memcpy(p->err, msg, len);
 	p->err[len] = '\0';

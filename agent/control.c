@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* The control socket server (protocol in ctl_proto.h). */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -33,6 +36,27 @@
 #define CTL_REFUSED_LOG_MS 5000
 
 struct ctl_conn;
+struct control;
+
+/* A status request's look at the cgroup tree, done on a thread of its own:
+ * walking thousands of cgroups takes tens of milliseconds, which the
+ * proxy's event loop must not wait for. The answer is written on the
+ * loop once the thread is done (control's jobs pipe). */
+struct status_job {
+	struct status_job *next;
+	struct ctl_conn *cc; /* NULL once the connection went away */
+	pthread_t thread;
+	int pipe_fd; /* where the thread posts the job when it is done */
+	bool json;
+	char cgroup[PATH_MAX];
+	uint32_t own4, own6;
+	struct cg_peers peers;
+};
+
+struct jobs_handler {
+	struct ev_handler h;
+	struct control *ctl;
+};
 
 struct control {
 	struct ev_handler h;
@@ -45,6 +69,9 @@ struct control {
 	uint64_t refused_logged_ms; /* when the last refusal was logged */
 	unsigned int refused_quiet; /* refusals since then, not logged */
 	bool refused_any;
+	int jobs_pipe[2];
+	struct jobs_handler jobs_h;
+	struct status_job *jobs; /* running or done, not yet collected */
 };
 
 struct ctl_conn {
@@ -61,6 +88,7 @@ struct ctl_conn {
 	/* The first descriptor the client sent with its request (SCM_RIGHTS),
 	 * or -1: a new shuntd's proof for a takeover. */
 	int proof_fd;
+	struct status_job *job; /* a status answer waits for it */
 };
 
 static void out_printf(struct ctl_conn *cc, const char *fmt, ...)
@@ -610,24 +638,20 @@ static bool status_warn_family(struct ctl_conn *cc, bool json, bool first, uint8
 static void status_cgroup_programs(struct ctl_conn *cc, bool json)
 {
 	struct agent *a = cc->a;
-	struct shunt_prog_info progs[SHUNT_NR_PROGS];
 	struct shunt_route_key *keys = NULL;
 	struct shunt_route *vals = NULL;
 	struct lone_routes lr = {};
-	struct cg_peers p;
-	uint32_t own4 = 0, own6 = 0;
-	int np = shunt_bpf_progs(&a->bpf, progs);
+	struct cg_peers p = {};
 	long nr = route_table_sorted(a->store.t, &keys, &vals);
 	bool *lone = nr > 0 ? calloc((size_t)nr, sizeof(*lone)) : NULL;
 	bool warned = false;
 
-	for (int i = 0; i < np; i++) {
-		if (!strcmp(progs[i].name, "shunt_connect4"))
-			own4 = progs[i].id;
-		else if (!strcmp(progs[i].name, "shunt_connect6"))
-			own6 = progs[i].id;
+	if (cc->job) {
+		p = cc->job->peers; /* the job's thread is done with it */
+		memset(&cc->job->peers, 0, sizeof(cc->job->peers));
+	} else {
+		snprintf(p.err, sizeof(p.err), "the cgroup tree was not looked at");
 	}
-	cg_peers_scan(a->cgroup, own4, own6, &p);
 	if (nr > 0 && lone && routes_lone_address(keys, vals, (size_t)nr, lone) >= 0)
 		lr = (struct lone_routes){.keys = keys, .vals = vals, .lone = lone, .n = nr};
 	else if (nr != 0 && !p.err[0])
@@ -748,6 +772,88 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 	out_printf(cc, "}\n");
 }
 
+static void *status_job_run(void *arg)
+{
+	struct status_job *job = arg;
+
+	cg_peers_scan(job->cgroup, job->own4, job->own6, &job->peers);
+	/* A pointer is far below PIPE_BUF: the write is whole, and the pipe
+	 * holds thousands (there are at most CTL_MAX_CONNS jobs). Were it
+	 * lost, the client would be closed at CTL_TIMEOUT_MS and the job
+	 * collected at control_stop(). */
+	(void)!write(job->pipe_fd, &job, sizeof(job));
+	return NULL;
+}
+
+static void status_job_free(struct status_job *job)
+{
+	cg_peers_free(&job->peers);
+	free(job);
+}
+
+/* status: look at the cgroup tree on a thread, answer when it is done. */
+static void status_start(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	struct control *ctl = cc->a->ctl;
+	struct shunt_prog_info progs[SHUNT_NR_PROGS];
+	int np = shunt_bpf_progs(&cc->a->bpf, progs);
+	struct status_job *job = calloc(1, sizeof(*job));
+
+	if (!job) {
+		fail(cc, CTL_EXIT_FAILED, "out of memory");
+		return;
+	}
+	snprintf(job->cgroup, sizeof(job->cgroup), "%s", cc->a->cgroup);
+	for (int i = 0; i < np; i++) {
+		if (!strcmp(progs[i].name, "shunt_connect4"))
+			job->own4 = progs[i].id;
+		else if (!strcmp(progs[i].name, "shunt_connect6"))
+			job->own6 = progs[i].id;
+	}
+	job->json = r->json;
+	job->cc = cc;
+	job->pipe_fd = ctl->jobs_pipe[1];
+	if (pthread_create(&job->thread, NULL, status_job_run, job)) {
+		/* No thread: the answer without the cgroup tree. */
+		free(job);
+		cmd_status(cc, r);
+		return;
+	}
+	job->next = ctl->jobs;
+	ctl->jobs = job;
+	cc->job = job;
+}
+
+static void conn_event(struct ev_handler *h, uint32_t events);
+
+/* Status jobs done: answer the ones whose client is still there. */
+static void jobs_event(struct ev_handler *h, uint32_t events)
+{
+	struct control *ctl = ((struct jobs_handler *)h)->ctl;
+	struct status_job *job, **pp;
+
+	while (read(ctl->jobs_pipe[0], &job, sizeof(job)) == sizeof(job)) {
+		pthread_join(job->thread, NULL);
+		for (pp = &ctl->jobs; *pp; pp = &(*pp)->next) {
+			if (*pp == job) {
+				*pp = job->next;
+				break;
+			}
+		}
+		if (job->cc) {
+			struct ctl_conn *cc = job->cc;
+			struct ctl_request r = {.op = CTL_OP_STATUS, .json = job->json};
+
+			cmd_status(cc, &r);
+			cc->job = NULL;
+			if (cc->failed)
+				fail(cc, CTL_EXIT_FAILED, "out of memory");
+			conn_event(&cc->h, EPOLLOUT);
+		}
+		status_job_free(job);
+	}
+}
+
 /* SIGHUP over the socket: with the answer the operator sees at once
  * whether the file was taken. */
 static void cmd_reload(struct ctl_conn *cc)
@@ -858,7 +964,7 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 		cmd_route_list(cc, &r);
 		break;
 	case CTL_OP_STATUS:
-		cmd_status(cc, &r);
+		status_start(cc, &r);
 		break;
 	case CTL_OP_OVERRIDE_ADD:
 		cmd_override_add(cc, &r);
@@ -956,6 +1062,8 @@ static void conn_close(struct ctl_conn *cc)
 	close(cc->fd);
 	if (cc->proof_fd >= 0)
 		drop_fd(cc->proof_fd);
+	if (cc->job)
+		cc->job->cc = NULL; /* its thread finishes; the answer is dropped */
 	free(cc->out);
 	free(cc);
 }
@@ -965,6 +1073,8 @@ static void conn_event(struct ev_handler *h, uint32_t events)
 	struct ctl_conn *cc = (struct ctl_conn *)h;
 	ssize_t n;
 
+	if (cc->job)
+		return; /* the answer waits for its status job */
 	/* Read until the request line is complete. */
 	while (!cc->outlen) {
 		n = conn_recv(cc);
@@ -985,6 +1095,8 @@ static void conn_event(struct ev_handler *h, uint32_t events)
 			break;
 		}
 	}
+	if (cc->job)
+		return;
 	while (cc->outpos < cc->outlen) {
 		n = send(cc->fd, cc->out + cc->outpos, cc->outlen - cc->outpos,
 			 MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -1064,7 +1176,16 @@ int control_start(struct agent *a, const char *path)
 		return -ENOMEM;
 	ctl->h.fn = ctl_event;
 	ctl->a = a;
+	ctl->jobs_h.h.fn = jobs_event;
+	ctl->jobs_h.ctl = ctl;
 	strcpy(ctl->path, path);
+	if (pipe2(ctl->jobs_pipe, O_NONBLOCK | O_CLOEXEC) ||
+	    loop_add(&a->loop, ctl->jobs_pipe[0], EPOLLIN, &ctl->jobs_h.h)) {
+		err = -errno;
+		pr_err("control: status jobs pipe: %s", strerror(-err));
+		free(ctl);
+		return err;
+	}
 	{
 		char warn[256];
 
@@ -1075,8 +1196,7 @@ int control_start(struct agent *a, const char *path)
 	ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (ctl->fd < 0) {
 		err = -errno;
-		free(ctl);
-		return err;
+		goto fail;
 	}
 	unlink(path); /* a stale socket from a crashed agent */
 	{
@@ -1107,6 +1227,9 @@ int control_start(struct agent *a, const char *path)
 	return 0;
 fail:
 	close(ctl->fd);
+	loop_del(&a->loop, ctl->jobs_pipe[0]);
+	close(ctl->jobs_pipe[0]);
+	close(ctl->jobs_pipe[1]);
 	free(ctl);
 	return err;
 }
@@ -1133,6 +1256,17 @@ void control_stop(struct agent *a)
 		return;
 	while (a->ctl->conns)
 		conn_close(a->ctl->conns);
+	/* Status jobs still looking at the cgroup tree: a moment each. */
+	while (a->ctl->jobs) {
+		struct status_job *job = a->ctl->jobs;
+
+		a->ctl->jobs = job->next;
+		pthread_join(job->thread, NULL);
+		status_job_free(job);
+	}
+	loop_del(&a->loop, a->ctl->jobs_pipe[0]);
+	close(a->ctl->jobs_pipe[0]);
+	close(a->ctl->jobs_pipe[1]);
 	loop_del(&a->loop, a->ctl->fd);
 	close(a->ctl->fd);
 	/* After a takeover the path is the successor's socket. */
