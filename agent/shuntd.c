@@ -93,7 +93,7 @@ static const char usage_text[] =
 	"            open ones finish (each is told Connection: close on its next\n"
 	"            response), then exit and detach the programs\n"
 	"  SIGINT    (or a second SIGTERM) stop at once\n"
-	"  SIGHUP    reload --config\n"
+	"  SIGHUP    reload --config (shuntctl reload does the same and answers)\n"
 	"  A second shuntd started with the same --control and --bpffs takes over:\n"
 	"  it receives the listening sockets (no connection is refused), swaps its\n"
 	"  programs into the pinned links, and the first one drains and exits.\n"

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * ctl_parse_request() over any request line: the control socket is root
- * only, but a confused or hostile client must get an error, never a crash
- * or a half-applied request.
+ * ctl_parse_request() over any request line: the control socket is open
+ * to root (and to --control-group), and a confused or hostile client must
+ * get an error, never a crash or a half-applied request.
  *
  * Input: the line's bytes (no LF; an LF inside is one more bad byte).
  *
