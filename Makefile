@@ -116,8 +116,15 @@ $(OUTPUT)/bpf $(OUTPUT)/agent $(OUTPUT)/llhttp $(OUTPUT)/tests:
 test-unit: $(OUTPUT)/unit-tests
 	$(OUTPUT)/unit-tests
 
+# BPF objects the end-to-end tests load themselves (tests/e2e/bpf/).
+E2E_BPF_OBJS := $(patsubst tests/e2e/bpf/%.bpf.c,$(OUTPUT)/tests/%.bpf.o,$(wildcard tests/e2e/bpf/*.bpf.c))
+
+$(OUTPUT)/tests/%.bpf.o: tests/e2e/bpf/%.bpf.c | $(OUTPUT)/tests
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
 # End-to-end: network namespaces, a cgroup, real servers and clients.
-test-e2e: all
+test-e2e: all $(E2E_BPF_OBJS)
 	$(PYTHON) tests/e2e/run.py --build $(OUTPUT) $(E2E_ARGS)
 
 # deploy/ offline: manifests against the Kubernetes schemas, the CRDs'
@@ -165,7 +172,8 @@ DURATION ?= 10m
 soak: all
 	$(PYTHON) tests/soak/soak.py --build $(OUTPUT) --duration $(DURATION) $(SOAK_ARGS)
 
-C_SRCS := $(wildcard agent/*.c agent/*.h include/shunt/*.h bpf/*.c bpf/lib/*.h tests/unit/*.c tests/unit/*.h)
+C_SRCS := $(wildcard agent/*.c agent/*.h include/shunt/*.h bpf/*.c bpf/lib/*.h tests/unit/*.c tests/unit/*.h \
+	tests/e2e/bpf/*.c)
 format:
 	clang-format -i $(C_SRCS)
 

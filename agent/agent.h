@@ -4,6 +4,8 @@
 #define SHUNT_AGENT_H
 
 #include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
 
 #include "bpf.h"
 #include "dstguard.h"
@@ -27,8 +29,13 @@ struct agent {
 	struct metrics *metrics; /* NULL without --metrics-addr, --health-addr */
 	struct k8s *k8s;	 /* NULL unless following a cluster */
 	const char *config_path;
+	/* Read config_path again (SIGHUP, the control socket's reload): 0,
+	 * or -errno; msg says what is in force now, or what was wrong. */
+	int (*reload)(struct agent *a, char *msg, size_t len);
 	struct k8s_opts kopts;
 	const char *control_path;
+	const char *control_group; /* --control-group: NULL for root only */
+	gid_t control_gid;
 	const char *pin_dir;
 	const char *cgroup;
 	struct shunt_addr metrics_addr; /* family 0: no metrics endpoint */

@@ -21,6 +21,7 @@
 #include "source.h"
 
 #define BPFFS_DEFAULT_MOUNT "/sys/fs/bpf"
+#define LINK_CONNECT4	    3 /* links[]: the order of attach() in shunt_bpf_open() */
 
 int libbpf_debug;
 
@@ -282,7 +283,7 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 	if (!err)
 		err = attach(b, 2, b->getpeername->progs.shunt_getpeername6);
 	if (!err)
-		err = attach(b, 3, b->connect->progs.shunt_connect4);
+		err = attach(b, LINK_CONNECT4, b->connect->progs.shunt_connect4);
 	if (!err)
 		err = attach(b, 4, b->connect->progs.shunt_connect6);
 	if (err)
@@ -499,4 +500,42 @@ int shunt_bpf_listener_present(struct shunt_bpf *b, enum shunt_listener_slot slo
 	if (!bpf_map_lookup_elem(b->listeners_fd, &key, &cookie))
 		return 1;
 	return errno == ENOENT ? 0 : -errno;
+}
+
+int shunt_bpf_connect4_fd(struct shunt_bpf *b)
+{
+	return b->connect ? bpf_program__fd(b->connect->progs.shunt_connect4) : -EINVAL;
+}
+
+int shunt_bpf_is_successor_prog(struct shunt_bpf *b, int prog_fd, uint32_t *id)
+{
+	struct bpf_prog_info given = {}, own = {};
+	struct bpf_link_info link = {};
+	__u32 len;
+	char path[64], target[64];
+	ssize_t n;
+
+	*id = 0;
+	/* The info call fills whatever kind of object fd is: make sure it
+	 * is a program, not a link or a map whose id could collide. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", prog_fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return -errno;
+	target[n] = '\0';
+	if (strcmp(target, "anon_inode:bpf-prog"))
+		return 0;
+	len = sizeof(given);
+	if (bpf_obj_get_info_by_fd(prog_fd, &given, &len))
+		return -errno;
+	*id = given.id;
+	if (!b->links[LINK_CONNECT4] || given.type != BPF_PROG_TYPE_CGROUP_SOCK_ADDR)
+		return 0;
+	len = sizeof(link);
+	if (bpf_obj_get_info_by_fd(bpf_link__fd(b->links[LINK_CONNECT4]), &link, &len))
+		return -errno;
+	len = sizeof(own);
+	if (bpf_obj_get_info_by_fd(bpf_program__fd(b->connect->progs.shunt_connect4), &own, &len))
+		return -errno;
+	return link.prog_id == given.id && given.id != own.id;
 }

@@ -85,6 +85,18 @@ struct shunt_map_walk {
 int shunt_bpf_map_walk(const struct shunt_map_info *m, struct shunt_map_walk *w, uint32_t budget,
 		       long *count);
 
+/* Our cgroup/connect4 program: a successor shows it to the running agent
+ * on a takeover (below). */
+int shunt_bpf_connect4_fd(struct shunt_bpf *b);
+
+/* Is prog_fd the program now attached through our pinned connect4 link,
+ * put there by an agent that swapped its programs in (not ours)? Holding
+ * it proves the right to take over where capabilities cannot be read:
+ * loading such a program needs CAP_NET_ADMIN, swapping it in needs the
+ * pins, and only the loader (or a process with more privilege) holds its
+ * descriptor. 1, 0 or -errno; *id is the program's id when known. */
+int shunt_bpf_is_successor_prog(struct shunt_bpf *b, int prog_fd, uint32_t *id);
+
 /* Is slot's listener in the shunt_listeners sockmap? 1, 0, or -errno. */
 int shunt_bpf_listener_present(struct shunt_bpf *b, enum shunt_listener_slot slot);
 

@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /* The control socket server (protocol in ctl_proto.h). */
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -14,6 +17,8 @@
 #include <sys/un.h>
 
 #include "agent.h"
+#include "caller.h"
+#include "cgpeers.h"
 #include "ctl_proto.h"
 #include "k8s.h"
 #include "log.h"
@@ -26,8 +31,32 @@
  * cannot hold descriptors for ever, nor many of them starve the proxy. */
 #define CTL_TIMEOUT_MS 5000
 #define CTL_MAX_CONNS  32
+/* A refused request is logged, then the next ones only counted for this
+ * long: a caller looping on refusals cannot flood the log. */
+#define CTL_REFUSED_LOG_MS 5000
 
 struct ctl_conn;
+struct control;
+
+/* A status request's look at the cgroup tree, done on a thread of its own:
+ * walking thousands of cgroups takes tens of milliseconds, which the
+ * proxy's event loop must not wait for. The answer is written on the
+ * loop once the thread is done (control's jobs pipe). */
+struct status_job {
+	struct status_job *next;
+	struct ctl_conn *cc; /* NULL once the connection went away */
+	pthread_t thread;
+	int pipe_fd; /* where the thread posts the job when it is done */
+	bool json;
+	char cgroup[PATH_MAX];
+	uint32_t own4, own6;
+	struct cg_peers peers;
+};
+
+struct jobs_handler {
+	struct ev_handler h;
+	struct control *ctl;
+};
 
 struct control {
 	struct ev_handler h;
@@ -36,6 +65,13 @@ struct control {
 	unsigned int nconns;
 	struct ctl_conn *conns; /* oldest last */
 	char path[108];
+	struct caller_self self;
+	uint64_t refused_logged_ms; /* when the last refusal was logged */
+	unsigned int refused_quiet; /* refusals since then, not logged */
+	bool refused_any;
+	int jobs_pipe[2];
+	struct jobs_handler jobs_h;
+	struct status_job *jobs; /* running or done, not yet collected */
 };
 
 struct ctl_conn {
@@ -49,6 +85,10 @@ struct ctl_conn {
 	char *out;
 	size_t outlen, outpos, outcap;
 	int failed; /* could not grow the answer */
+	/* The first descriptor the client sent with its request (SCM_RIGHTS),
+	 * or -1: a new shuntd's proof for a takeover. */
+	int proof_fd;
+	struct status_job *job; /* a status answer waits for it */
 };
 
 static void out_printf(struct ctl_conn *cc, const char *fmt, ...)
@@ -107,7 +147,7 @@ static int fail(struct ctl_conn *cc, int code, const char *fmt, ...)
 
 static int fail(struct ctl_conn *cc, int code, const char *fmt, ...)
 {
-	char msg[512];
+	char msg[1024];
 	va_list ap;
 
 	va_start(ap, fmt);
@@ -422,7 +462,12 @@ static void cmd_takeover(struct ctl_conn *cc)
 		return;
 	}
 	getsockopt(cc->fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
-	pr_info("handed %d listener(s) over to pid %d; draining", n, (int)cred.pid);
+	if (cred.pid)
+		pr_info("handed %d listener(s) over to pid %d; draining", n, (int)cred.pid);
+	else
+		pr_info("handed %d listener(s) over to an agent in a PID namespace not visible "
+			"here; draining",
+			n);
 	a->handed_over = true;
 }
 
@@ -499,6 +544,180 @@ static void status_proxy(struct ctl_conn *cc, bool json)
 	out_printf(cc, json ? "}" : "\n");
 }
 
+#define STATUS_MAX_LONE 10 /* lone routes named in the text of a warning */
+
+static const char *const cg_relation_names[] = {
+	[CG_SAME] = "same",
+	[CG_ANCESTOR] = "ancestor",
+	[CG_DESCENDANT] = "descendant",
+};
+
+static void status_other_progs(struct ctl_conn *cc, bool json, const struct cg_peers *p)
+{
+	if (json) {
+		out_printf(cc, ",\"cgroup_programs\":{\"programs\":[");
+		for (size_t i = 0; i < p->n; i++) {
+			const struct cg_prog *c = &p->progs[i];
+
+			out_printf(cc,
+				   "%s{\"hook\":\"connect%c\",\"id\":%u,\"name\":", i ? "," : "",
+				   c->family == SHUNT_FAMILY_V4 ? '4' : '6', c->id);
+			out_json_str(cc, c->name);
+			out_printf(cc, ",\"relation\":\"%s\",\"cgroup\":",
+				   cg_relation_names[c->relation]);
+			out_json_str(cc, c->path);
+			out_printf(cc, ",\"cgroups\":%u,\"order\":\"%s\"}", c->cgroups,
+				   c->before ? "before" : "after");
+		}
+		out_printf(cc, "],\"cgroups_walked\":%zu,\"truncated\":%s,\"error\":", p->walked,
+			   p->truncated ? "true" : "false");
+		out_json_str(cc, p->err);
+		out_printf(cc, "}");
+		return;
+	}
+	out_printf(cc, "other cgroup connect programs:%s\n", p->n ? "" : " none");
+	for (size_t i = 0; i < p->n; i++) {
+		const struct cg_prog *c = &p->progs[i];
+
+		out_printf(cc, "  connect%c id %-6u %-16s %s shunt's",
+			   c->family == SHUNT_FAMILY_V4 ? '4' : '6', c->id,
+			   c->name[0] ? c->name : "-", c->before ? "before" : "after");
+		if (c->relation == CG_SAME)
+			out_printf(cc, ", attached at shunt's cgroup\n");
+		else if (c->relation == CG_ANCESTOR && c->path[0])
+			out_printf(cc, ", attached at a parent cgroup, %s\n", c->path);
+		else if (c->relation == CG_ANCESTOR)
+			out_printf(cc, ", attached at a parent cgroup (above the visible tree)\n");
+		else if (c->cgroups > 1)
+			out_printf(cc,
+				   " for the tasks of %s (a descendant cgroup; also at %u more)\n",
+				   c->path, c->cgroups - 1);
+		else
+			out_printf(cc, " for the tasks of %s (a descendant cgroup)\n", c->path);
+	}
+	if (p->truncated)
+		out_printf(cc, "  (looked at the first %zu cgroups below shunt's only)\n",
+			   p->walked);
+	if (p->err[0])
+		out_printf(cc, "  (not all could be read: %s)\n", p->err);
+}
+
+struct lone_routes {
+	const struct shunt_route_key *keys;
+	const struct shunt_route *vals;
+	const bool *lone;
+	long n;
+};
+
+/* The warning for one family, if a program of it runs before shunt's and
+ * some route of it is lone. Returns whether one was written. */
+static bool status_warn_family(struct ctl_conn *cc, bool json, bool first, uint8_t fam,
+			       const struct cg_peers *p, const struct lone_routes *lr)
+{
+	char hook = fam == SHUNT_FAMILY_V4 ? '4' : '6';
+	char s1[ADDR_STR_LEN], s2[ADDR_STR_LEN];
+	long nlone = 0, shown = 0;
+	bool any = false;
+
+	if (!cg_peers_before(p, fam))
+		return false;
+	for (long i = 0; i < lr->n; i++)
+		nlone += lr->lone[i] && lr->keys[i].service.family == fam;
+	if (!nlone)
+		return false;
+	if (json) {
+		out_printf(cc, "%s{\"kind\":\"connect_program_before_shunt\",", first ? "" : ",");
+		out_printf(cc, "\"hook\":\"connect%c\",\"programs\":[", hook);
+		for (size_t i = 0; i < p->n; i++) {
+			if (p->progs[i].family != fam || !p->progs[i].before)
+				continue;
+			out_printf(cc, "%s%u", any ? "," : "", p->progs[i].id);
+			any = true;
+		}
+		out_printf(cc, "],\"routes\":[");
+	} else {
+		out_printf(cc, "warning: a cgroup/connect%c program runs before shunt's (above).\n",
+			   hook);
+		out_printf(cc,
+			   "  If it translates service addresses (a socket-level load balancer\n");
+		out_printf(cc,
+			   "  such as Cilium's turns a ClusterIP into an endpoint), shunt sees\n");
+		out_printf(cc, "  only the translated address, and these %ld route(s), which no\n",
+			   nlone);
+		out_printf(cc,
+			   "  route of the same key and sandbox on another address backs up,\n");
+		out_printf(cc, "  are never hit:\n");
+	}
+	for (long i = 0; i < lr->n; i++) {
+		if (!lr->lone[i] || lr->keys[i].service.family != fam)
+			continue;
+		format_addr_port(&lr->keys[i].service, s1, sizeof(s1));
+		format_addr_port(&lr->vals[i].to, s2, sizeof(s2));
+		if (json) {
+			out_printf(cc, "%s{\"service\":", shown ? "," : "");
+			out_json_str(cc, s1);
+			out_printf(cc, ",\"key\":");
+			out_json_str(cc, lr->keys[i].key);
+			out_printf(cc, ",\"to\":");
+			out_json_str(cc, s2);
+			out_printf(cc, "}");
+		} else if (shown < STATUS_MAX_LONE) {
+			out_printf(cc, "    %s key %s -> %s\n", s1, lr->keys[i].key, s2);
+		}
+		shown++;
+	}
+	if (json) {
+		out_printf(cc, "],\"message\":\"a connect%c program runs before shunt's: ", hook);
+		out_printf(cc, "routes on a virtual address it translates are never hit; ");
+		out_printf(cc, "add routes on the endpoint addresses too\"}");
+		return true;
+	}
+	if (shown > STATUS_MAX_LONE)
+		out_printf(cc, "    ... and %ld more (status -o json lists all)\n",
+			   shown - STATUS_MAX_LONE);
+	out_printf(cc, "  Add routes on the endpoint addresses too (Kubernetes mode does);\n");
+	out_printf(cc, "  docs/operations.md, \"Socket-level load balancers\".\n");
+	return true;
+}
+
+/* The other cgroup connect programs next to shunt's, and a warning for
+ * each family in which one runs first while some route has no route on
+ * another address to back it up (cgpeers.h; docs/operations.md,
+ * "Socket-level load balancers"). */
+static void status_cgroup_programs(struct ctl_conn *cc, bool json)
+{
+	struct agent *a = cc->a;
+	struct shunt_route_key *keys = NULL;
+	struct shunt_route *vals = NULL;
+	struct lone_routes lr = {};
+	struct cg_peers p = {};
+	long nr = route_table_sorted(a->store.t, &keys, &vals);
+	bool *lone = nr > 0 ? calloc((size_t)nr, sizeof(*lone)) : NULL;
+	bool warned = false;
+
+	if (cc->job) {
+		p = cc->job->peers; /* the job's thread is done with it */
+		memset(&cc->job->peers, 0, sizeof(cc->job->peers));
+	} else {
+		snprintf(p.err, sizeof(p.err), "the cgroup tree was not looked at");
+	}
+	if (nr > 0 && lone && routes_lone_address(keys, vals, (size_t)nr, lone) >= 0)
+		lr = (struct lone_routes){.keys = keys, .vals = vals, .lone = lone, .n = nr};
+	else if (nr != 0 && !p.err[0])
+		snprintf(p.err, sizeof(p.err), "routes: out of memory");
+	status_other_progs(cc, json, &p);
+	if (json)
+		out_printf(cc, ",\"warnings\":[");
+	warned |= status_warn_family(cc, json, !warned, SHUNT_FAMILY_V4, &p, &lr);
+	warned |= status_warn_family(cc, json, !warned, SHUNT_FAMILY_V6, &p, &lr);
+	if (json)
+		out_printf(cc, "]");
+	cg_peers_free(&p);
+	free(lone);
+	free(keys);
+	free(vals);
+}
+
 static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 {
 	struct agent *a = cc->a;
@@ -564,6 +783,7 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 			out_printf(cc, "  %-18s %llu\n", pc[i].name, (unsigned long long)pc[i].v);
 		if (a->k8s)
 			status_k8s(cc, false);
+		status_cgroup_programs(cc, false);
 		return;
 	}
 	out_printf(cc, "{\"cgroup\":");
@@ -601,7 +821,172 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 	out_printf(cc, "}");
 	if (a->k8s)
 		status_k8s(cc, true);
+	status_cgroup_programs(cc, true);
 	out_printf(cc, "}\n");
+}
+
+static void *status_job_run(void *arg)
+{
+	struct status_job *job = arg;
+
+	cg_peers_scan(job->cgroup, job->own4, job->own6, &job->peers);
+	/* A pointer is far below PIPE_BUF: the write is whole, and the pipe
+	 * holds thousands (there are at most CTL_MAX_CONNS jobs). Were it
+	 * lost, the client would be closed at CTL_TIMEOUT_MS and the job
+	 * collected at control_stop(). */
+	(void)!write(job->pipe_fd, &job, sizeof(job));
+	return NULL;
+}
+
+static void status_job_free(struct status_job *job)
+{
+	cg_peers_free(&job->peers);
+	free(job);
+}
+
+/* status: look at the cgroup tree on a thread, answer when it is done. */
+static void status_start(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	struct control *ctl = cc->a->ctl;
+	struct shunt_prog_info progs[SHUNT_NR_PROGS];
+	int np = shunt_bpf_progs(&cc->a->bpf, progs);
+	struct status_job *job = calloc(1, sizeof(*job));
+
+	if (!job) {
+		fail(cc, CTL_EXIT_FAILED, "out of memory");
+		return;
+	}
+	snprintf(job->cgroup, sizeof(job->cgroup), "%s", cc->a->cgroup);
+	for (int i = 0; i < np; i++) {
+		if (!strcmp(progs[i].name, "shunt_connect4"))
+			job->own4 = progs[i].id;
+		else if (!strcmp(progs[i].name, "shunt_connect6"))
+			job->own6 = progs[i].id;
+	}
+	job->json = r->json;
+	job->cc = cc;
+	job->pipe_fd = ctl->jobs_pipe[1];
+	if (pthread_create(&job->thread, NULL, status_job_run, job)) {
+		/* No thread: the answer without the cgroup tree. */
+		free(job);
+		cmd_status(cc, r);
+		return;
+	}
+	job->next = ctl->jobs;
+	ctl->jobs = job;
+	cc->job = job;
+}
+
+static void conn_event(struct ev_handler *h, uint32_t events);
+
+/* Status jobs done: answer the ones whose client is still there. */
+static void jobs_event(struct ev_handler *h, uint32_t events)
+{
+	struct control *ctl = ((struct jobs_handler *)h)->ctl;
+	struct status_job *job, **pp;
+
+	while (read(ctl->jobs_pipe[0], &job, sizeof(job)) == sizeof(job)) {
+		pthread_join(job->thread, NULL);
+		for (pp = &ctl->jobs; *pp; pp = &(*pp)->next) {
+			if (*pp == job) {
+				*pp = job->next;
+				break;
+			}
+		}
+		if (job->cc) {
+			struct ctl_conn *cc = job->cc;
+			struct ctl_request r = {.op = CTL_OP_STATUS, .json = job->json};
+
+			cmd_status(cc, &r);
+			cc->job = NULL;
+			if (cc->failed)
+				fail(cc, CTL_EXIT_FAILED, "out of memory");
+			conn_event(&cc->h, EPOLLOUT);
+		}
+		status_job_free(job);
+	}
+}
+
+/* SIGHUP over the socket: with the answer the operator sees at once
+ * whether the file was taken. */
+static void cmd_reload(struct ctl_conn *cc)
+{
+	struct agent *a = cc->a;
+	char msg[768];
+
+	if (!a->config_path || !a->reload) {
+		fail(cc, CTL_EXIT_FAILED,
+		     "reload: this shuntd runs without --config: there is nothing to reload");
+		return;
+	}
+	pr_info("reload requested on the control socket: reloading %s", a->config_path);
+	if (a->reload(a, msg, sizeof(msg))) {
+		fail(cc, CTL_EXIT_FAILED, "reload: %s; the previous routes stay in force", msg);
+		return;
+	}
+	out_printf(cc, "ok\nreloaded %s\n", msg);
+}
+
+static void log_refusal(struct control *ctl, const char *msg)
+{
+	uint64_t now = ctl->a->loop.now_ms;
+
+	if (ctl->refused_any && now - ctl->refused_logged_ms < CTL_REFUSED_LOG_MS) {
+		ctl->refused_quiet++;
+		return;
+	}
+	if (ctl->refused_quiet)
+		pr_warn("control: refused: %s (and %u more since the last such message)", msg,
+			ctl->refused_quiet);
+	else
+		pr_warn("control: refused: %s", msg);
+	ctl->refused_any = true;
+	ctl->refused_logged_ms = now;
+	ctl->refused_quiet = 0;
+}
+
+/* May the caller run op, which changes the agent? If not, the answer and
+ * the log say why. */
+static bool caller_may_change(struct ctl_conn *cc, enum ctl_op op)
+{
+	struct control *ctl = cc->a->ctl;
+	struct caller c;
+	char msg[768];
+
+	caller_check(cc->fd, &ctl->self, &c);
+	if (c.net_admin) {
+		pr_debug("control: %s by pid %d uid %u (CapEff %016llx%s)", ctl_op_name(op), c.pid,
+			 c.uid, (unsigned long long)c.capeff,
+			 c.pid_verified ? ", pidfd-verified" : "");
+		return true;
+	}
+	if (op == CTL_OP_TAKEOVER && cc->proof_fd >= 0) {
+		/* A new agent in another pod (another PID namespace) cannot be
+		 * seen from here, so its capabilities cannot be read; it shows
+		 * the program it swapped into our links instead. */
+		uint32_t id;
+		int ret = shunt_bpf_is_successor_prog(&cc->a->bpf, cc->proof_fd, &id);
+
+		if (ret == 1) {
+			char who[64];
+
+			if (c.pid)
+				snprintf(who, sizeof(who), "pid %d", c.pid);
+			else
+				snprintf(who, sizeof(who), "in a PID namespace not visible here");
+			pr_info("takeover: the caller (%s, uid %u) holds program id %u, which it "
+				"attached through our pinned connect4 link in place of ours",
+				who, c.uid, id);
+			return true;
+		}
+		snprintf(c.why + strlen(c.why), sizeof(c.why) - strlen(c.why),
+			 "; the descriptor it sent is not the program attached through our "
+			 "connect4 link");
+	}
+	snprintf(msg, sizeof(msg), "%s: needs CAP_NET_ADMIN (%s)", ctl_op_name(op), c.why);
+	log_refusal(ctl, msg);
+	fail(cc, CTL_EXIT_FAILED, "%s", msg);
+	return false;
 }
 
 static void handle_request(struct ctl_conn *cc, size_t len)
@@ -619,6 +1004,8 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 		fail(cc, CTL_EXIT_UNREACHABLE, "this shuntd handed over to a new one; try again");
 		return;
 	}
+	if (ctl_op_privileged(r.op) && !caller_may_change(cc, r.op))
+		return;
 	switch (r.op) {
 	case CTL_OP_ROUTE_ADD:
 		cmd_route_add(cc, &r);
@@ -630,7 +1017,7 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 		cmd_route_list(cc, &r);
 		break;
 	case CTL_OP_STATUS:
-		cmd_status(cc, &r);
+		status_start(cc, &r);
 		break;
 	case CTL_OP_OVERRIDE_ADD:
 		cmd_override_add(cc, &r);
@@ -646,6 +1033,9 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 		break;
 	case CTL_OP_OVERRIDE_READY:
 		cmd_override_ready(cc, &r);
+		break;
+	case CTL_OP_RELOAD:
+		cmd_reload(cc);
 		break;
 	}
 	if (cc->failed)
@@ -665,6 +1055,53 @@ static void drain_input(int fd)
 			return;
 }
 
+/* A descriptor a client sent: closed so that it cannot stall us. */
+static void drop_fd(int fd)
+{
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	struct stat st;
+
+	/* Closing the last reference to a TCP socket with SO_LINGER set
+	 * waits for its data to leave, in close(): reset it instead. */
+	if (!fstat(fd, &st) && S_ISSOCK(st.st_mode))
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+/* Read what the client sent, keeping the first descriptor that came
+ * with it (SCM_RIGHTS) and dropping any other. */
+static ssize_t conn_recv(struct ctl_conn *cc)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = {.iov_base = cc->in + cc->inlen, .iov_len = sizeof(cc->in) - cc->inlen};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *cm;
+	ssize_t n = recvmsg(cc->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+
+	if (n < 0)
+		return n;
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; CMSG_LEN((i + 1) * sizeof(int)) <= cm->cmsg_len; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (cc->proof_fd < 0)
+				cc->proof_fd = fd;
+			else
+				drop_fd(fd);
+		}
+	}
+	return n;
+}
+
 static void conn_close(struct ctl_conn *cc)
 {
 	struct control *ctl = cc->a->ctl;
@@ -679,6 +1116,10 @@ static void conn_close(struct ctl_conn *cc)
 	loop_del(&cc->a->loop, cc->fd);
 	drain_input(cc->fd);
 	close(cc->fd);
+	if (cc->proof_fd >= 0)
+		drop_fd(cc->proof_fd);
+	if (cc->job)
+		cc->job->cc = NULL; /* its thread finishes; the answer is dropped */
 	free(cc->out);
 	free(cc);
 }
@@ -688,9 +1129,11 @@ static void conn_event(struct ev_handler *h, uint32_t events)
 	struct ctl_conn *cc = (struct ctl_conn *)h;
 	ssize_t n;
 
+	if (cc->job)
+		return; /* the answer waits for its status job */
 	/* Read until the request line is complete. */
 	while (!cc->outlen) {
-		n = read(cc->fd, cc->in + cc->inlen, sizeof(cc->in) - cc->inlen);
+		n = conn_recv(cc);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
 		if (n <= 0) {
@@ -708,6 +1151,8 @@ static void conn_event(struct ev_handler *h, uint32_t events)
 			break;
 		}
 	}
+	if (cc->job)
+		return;
 	while (cc->outpos < cc->outlen) {
 		n = send(cc->fd, cc->out + cc->outpos, cc->outlen - cc->outpos,
 			 MSG_NOSIGNAL | MSG_DONTWAIT);
@@ -748,6 +1193,7 @@ static void ctl_event(struct ev_handler *h, uint32_t events)
 		cc->h.fn = conn_event;
 		cc->a = ctl->a;
 		cc->fd = fd;
+		cc->proof_fd = -1;
 		cc->started_ms = ctl->a->loop.now_ms;
 		if (loop_add(&ctl->a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLET, &cc->h)) {
 			close(fd);
@@ -786,24 +1232,62 @@ int control_start(struct agent *a, const char *path)
 		return -ENOMEM;
 	ctl->h.fn = ctl_event;
 	ctl->a = a;
+	ctl->jobs_h.h.fn = jobs_event;
+	ctl->jobs_h.ctl = ctl;
 	strcpy(ctl->path, path);
+	if (pipe2(ctl->jobs_pipe, O_NONBLOCK | O_CLOEXEC) ||
+	    loop_add(&a->loop, ctl->jobs_pipe[0], EPOLLIN, &ctl->jobs_h.h)) {
+		err = -errno;
+		pr_err("control: status jobs pipe: %s", strerror(-err));
+		free(ctl);
+		return err;
+	}
+	{
+		char warn[256];
+
+		caller_self_init(&ctl->self, warn, sizeof(warn));
+		if (warn[0])
+			pr_warn("%s", warn);
+	}
 	ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (ctl->fd < 0) {
 		err = -errno;
-		free(ctl);
-		return err;
+		goto fail;
 	}
 	unlink(path); /* a stale socket from a crashed agent */
-	if (bind(ctl->fd, (struct sockaddr *)&sun, sizeof(sun)) || chmod(path, 0600) ||
-	    listen(ctl->fd, 64) || loop_add(&a->loop, ctl->fd, EPOLLIN | EPOLLET, &ctl->h)) {
-		err = -errno;
-		pr_err("control socket %s: %s", path, strerror(-err));
-		close(ctl->fd);
-		free(ctl);
-		return err;
+	{
+		/* Never reachable by more than root before its mode is set. */
+		mode_t old = umask(0177);
+
+		err = bind(ctl->fd, (struct sockaddr *)&sun, sizeof(sun)) ? -errno : 0;
+		umask(old);
 	}
+	if (!err && a->control_group && chown(path, (uid_t)-1, a->control_gid)) {
+		err = -errno;
+		pr_err("--control-group %s: chown %s to group %u: %s (shuntd needs CAP_CHOWN, or "
+		       "that group among its supplementary groups)",
+		       a->control_group, path, (unsigned int)a->control_gid, strerror(-err));
+		unlink(path);
+		goto fail;
+	}
+	if (err || chmod(path, a->control_group ? 0660 : 0600) || listen(ctl->fd, 64) ||
+	    loop_add(&a->loop, ctl->fd, EPOLLIN | EPOLLET, &ctl->h)) {
+		err = err ? err : -errno;
+		pr_err("control socket %s: %s", path, strerror(-err));
+		goto fail;
+	}
+	if (a->control_group)
+		pr_info("control socket %s: group %s (gid %u) may list and read the status", path,
+			a->control_group, (unsigned int)a->control_gid);
 	a->ctl = ctl;
 	return 0;
+fail:
+	close(ctl->fd);
+	loop_del(&a->loop, ctl->jobs_pipe[0]);
+	close(ctl->jobs_pipe[0]);
+	close(ctl->jobs_pipe[1]);
+	free(ctl);
+	return err;
 }
 
 void control_tick(struct agent *a)
@@ -828,6 +1312,17 @@ void control_stop(struct agent *a)
 		return;
 	while (a->ctl->conns)
 		conn_close(a->ctl->conns);
+	/* Status jobs still looking at the cgroup tree: a moment each. */
+	while (a->ctl->jobs) {
+		struct status_job *job = a->ctl->jobs;
+
+		a->ctl->jobs = job->next;
+		pthread_join(job->thread, NULL);
+		status_job_free(job);
+	}
+	loop_del(&a->loop, a->ctl->jobs_pipe[0]);
+	close(a->ctl->jobs_pipe[0]);
+	close(a->ctl->jobs_pipe[1]);
 	loop_del(&a->loop, a->ctl->fd);
 	close(a->ctl->fd);
 	/* After a takeover the path is the successor's socket. */

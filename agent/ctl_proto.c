@@ -151,6 +151,12 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 		memcpy(req->pod_uid, f[1], K8S_UID_LEN + 1);
 		return 0;
 	}
+	if (!strcmp(f[0], "reload")) {
+		req->op = CTL_OP_RELOAD;
+		if (n != 1)
+			return err_printf(err, errlen, CTL_EXIT_USAGE, "reload: expected no field");
+		return 0;
+	}
 	if (!strcmp(f[0], "override-list")) {
 		req->op = CTL_OP_OVERRIDE_LIST;
 		return parse_format(f, n, f[0], &req->json, err, errlen);
@@ -221,6 +227,9 @@ int ctl_format_request(const struct ctl_request *req, char *buf, size_t len)
 	case CTL_OP_OVERRIDE_READY:
 		n = snprintf(buf, len, "override-ready\t%s\n", req->pod_uid);
 		break;
+	case CTL_OP_RELOAD:
+		n = snprintf(buf, len, "reload\n");
+		break;
 	case CTL_OP_OVERRIDE_DEL:
 		n = snprintf(buf, len, "override-del\t%s\t%s\n", req->from,
 			     format_addr_port(&req->dst, s, sizeof(s)));
@@ -238,4 +247,45 @@ int ctl_format_request(const struct ctl_request *req, char *buf, size_t len)
 		return -1;
 	}
 	return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+const char *ctl_op_name(enum ctl_op op)
+{
+	switch (op) {
+	case CTL_OP_ROUTE_ADD:
+		return "route add";
+	case CTL_OP_ROUTE_DEL:
+		return "route del";
+	case CTL_OP_ROUTE_LIST:
+		return "route list";
+	case CTL_OP_STATUS:
+		return "status";
+	case CTL_OP_OVERRIDE_ADD:
+		return "override add";
+	case CTL_OP_OVERRIDE_DEL:
+		return "override del";
+	case CTL_OP_OVERRIDE_LIST:
+		return "override list";
+	case CTL_OP_OVERRIDE_READY:
+		return "override wait";
+	case CTL_OP_TAKEOVER:
+		return "takeover";
+	case CTL_OP_RELOAD:
+		return "reload";
+	}
+	return "?";
+}
+
+bool ctl_op_privileged(enum ctl_op op)
+{
+	switch (op) {
+	case CTL_OP_ROUTE_LIST:
+	case CTL_OP_STATUS:
+	case CTL_OP_OVERRIDE_LIST:
+	case CTL_OP_OVERRIDE_READY: /* a question about the kernel's state */
+		return false;
+	default:
+		/* Whatever is not a listing, also an op added later. */
+		return true;
+	}
 }

@@ -17,6 +17,7 @@
  *                 the pod in the kernel? "ok" with "ready: ..." or
  *                 "pending: ..."; an error when the agent does not follow
  *                 a cluster. Changes nothing.)
+ *   reload        (read --config again, as SIGHUP does)
  * (FROM as in source.h: netns:PATH, pid:PID, cgroup:PATH.) No field is empty; no byte is NUL, CR or LF. Response: a first line
  * "ok" or "error N" (N = the exit code shuntctl should use), then the text
  * to print (stdout for ok, stderr for error). The server closes the
@@ -24,6 +25,9 @@
  *
  * Both ends use ctl_format_request() and ctl_parse_request(): what one
  * writes, the other reads back to the same request (tests/fuzz/fuzz_ctl.c).
+ *
+ * The ops that change the agent (ctl_op_privileged()) need CAP_NET_ADMIN
+ * in the agent's user namespace; the others only access to the socket.
  */
 #ifndef SHUNT_CTL_PROTO_H
 #define SHUNT_CTL_PROTO_H
@@ -57,6 +61,7 @@ enum ctl_op {
 	CTL_OP_OVERRIDE_LIST,
 	CTL_OP_TAKEOVER,
 	CTL_OP_OVERRIDE_READY,
+	CTL_OP_RELOAD,
 };
 
 struct ctl_request {
@@ -81,5 +86,12 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 /* The request as a line, LF included, NUL-terminated. Returns its length,
  * or -1 when it does not fit in len bytes. */
 int ctl_format_request(const struct ctl_request *req, char *buf, size_t len);
+
+/* The op as the operator types it ("route add"), for messages. */
+const char *ctl_op_name(enum ctl_op op);
+
+/* Does the op change routes, overrides or the agent itself (reload,
+ * takeover)? Those need CAP_NET_ADMIN; listing and status do not. */
+bool ctl_op_privileged(enum ctl_op op);
 
 #endif /* SHUNT_CTL_PROTO_H */

@@ -41,6 +41,7 @@ static const char usage_text[] =
 	"  override list [-o json]\n"
 	"  override wait --pod-uid UID [--agent IP[:PORT]] [--timeout DURATION]\n"
 	"  status [-o json]\n"
+	"  reload\n"
 	"\n"
 	"A route sends the HTTP requests for a service that carry a routing key to a\n"
 	"sandbox. An override sends every TCP connection from one pod (SOURCE) to a\n"
@@ -48,6 +49,12 @@ static const char usage_text[] =
 	"connect() time and without the proxy. SOURCE is netns:PATH (the pod's network\n"
 	"namespace, e.g. netns:/run/netns/sandbox-a), pid:PID (that process's network\n"
 	"namespace) or cgroup:PATH (a cgroup v2 directory and everything below it).\n"
+	"reload reads shuntd's --config file again (as SIGHUP does) and says what is in\n"
+	"force, or what is wrong with the file.\n"
+	"\n"
+	"Whoever can open the control socket may list and see the status; adding,\n"
+	"deleting and reload need CAP_NET_ADMIN (root normally has it), in shuntd's user\n"
+	"namespace.\n"
 	"\n"
 	"override wait returns once the overrides that SandboxOverrides want for the pod\n"
 	"with this metadata.uid are in the node's kernel (exit 0; also when none selects\n"
@@ -55,8 +62,9 @@ static const char usage_text[] =
 	"(exit 1). A sandbox pod runs it as an init container, so that its first\n"
 	"connection is already redirected; with --agent it asks the node's agent over\n"
 	"HTTP (its --metrics-addr; port " STR(
-		WAIT_AGENT_PORT) " when none is given), else over the control\n"
-				 "socket. The SandboxOverride must exist before the pod is "
+		WAIT_AGENT_PORT) " when none is given), else\n"
+				 "over the control socket. The SandboxOverride must exist before "
+				 "the pod is\n"
 				 "created.\n"
 				 "\n"
 				 "Options:\n"
@@ -80,7 +88,8 @@ static const char usage_text[] =
 				 "           --to 10.244.1.9:5432 --ttl 8h\n"
 				 "  shuntctl override wait --pod-uid \"$POD_UID\" --agent "
 				 "\"$HOST_IP\" --timeout 2m\n"
-				 "  shuntctl status\n";
+				 "  shuntctl status\n"
+				 "  shuntctl reload\n";
 
 static int usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
@@ -608,6 +617,13 @@ int main(int argc, char **argv)
 			return err;
 		struct ctl_request r = {.op = CTL_OP_STATUS, .json = !strcmp(fmt, "json")};
 
+		return send_request(path, &r);
+	}
+	if (!strcmp(argv[i], "reload")) {
+		struct ctl_request r = {.op = CTL_OP_RELOAD};
+
+		if (i + 1 < argc)
+			return usage("reload: unexpected argument '%s'", argv[i + 1]);
 		return send_request(path, &r);
 	}
 	if (!strcmp(argv[i], "help")) {

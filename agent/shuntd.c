@@ -2,6 +2,7 @@
 /* shuntd: the shunt node agent. */
 #include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -43,6 +44,10 @@ static const char usage_text[] =
 	"                          cannot be steered\n"
 	"  --proxy-port N          proxy port (default 15001)\n"
 	"  --control PATH          control socket (default " CTL_DEFAULT_PATH ")\n"
+	"  --control-group NAME    the control socket's group (a name or a number):\n"
+	"                          mode 0660, so that its members can list routes and\n"
+	"                          read the status without root (default: root only,\n"
+	"                          0600); changes always need CAP_NET_ADMIN\n"
 	"  --bpffs DIR             where maps are pinned (default " DEFAULT_PIN_DIR ");\n"
 	"                          a bpffs is mounted at /sys/fs/bpf when none is\n"
 	"  --config FILE           declarative routes, reloaded on SIGHUP\n"
@@ -100,7 +105,7 @@ static const char usage_text[] =
 	"            response; /readyz answers 503 draining), then exit and detach\n"
 	"            the programs\n"
 	"  SIGINT    (or a second SIGTERM) stop at once\n"
-	"  SIGHUP    reload --config\n"
+	"  SIGHUP    reload --config (shuntctl reload does the same and answers)\n"
 	"  A second shuntd started with the same --control and --bpffs takes over:\n"
 	"  it receives the listening sockets (no connection is refused), swaps its\n"
 	"  programs into the pinned links, and the first one drains and exits.\n"
@@ -116,7 +121,9 @@ static const char usage_text[] =
 	"         --log-format json --access-log\n"
 	"  curl -s http://10.0.0.5:9464/metrics | grep shunt_requests_total\n"
 	"  curl -s http://127.0.0.1:9465/readyz     # ok, then the families served\n"
-	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 --kubernetes\n";
+	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 --kubernetes\n"
+	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 \\\n"
+	"         --control-group shunt-ops    # shunt-ops members: shuntctl route list, status\n";
 
 enum {
 	OPT_CGROUP = 256,
@@ -149,6 +156,7 @@ enum {
 	OPT_K8S_CA_FILE,
 	OPT_NODE_NAME,
 	OPT_SERVICE_IFACE,
+	OPT_CONTROL_GROUP,
 };
 
 static const struct option long_opts[] = {
@@ -182,6 +190,7 @@ static const struct option long_opts[] = {
 	{"k8s-ca-file", required_argument, NULL, OPT_K8S_CA_FILE},
 	{"node-name", required_argument, NULL, OPT_NODE_NAME},
 	{"service-iface", required_argument, NULL, OPT_SERVICE_IFACE},
+	{"control-group", required_argument, NULL, OPT_CONTROL_GROUP},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{},
@@ -266,6 +275,25 @@ static bool listens_on_same(const struct shunt_addr *a, const struct shunt_addr 
 	return unspecified(a) || unspecified(b) || addr_equal(a, b);
 }
 
+/* A group by name, or by number (the image's /etc/group need not know the
+ * node's groups). 0 or -ENOENT. */
+static int parse_group(const char *arg, gid_t *gid)
+{
+	struct group gr, *res = NULL;
+	char buf[4096];
+	uint64_t v;
+
+	if (getgrnam_r(arg, &gr, buf, sizeof(buf), &res) == 0 && res) {
+		*gid = res->gr_gid;
+		return 0;
+	}
+	if (!parse_u64(arg, UINT32_MAX - 1, &v)) {
+		*gid = (gid_t)v;
+		return 0;
+	}
+	return -ENOENT;
+}
+
 static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, uint16_t *port,
 		      uint32_t *max_routes)
 {
@@ -304,6 +332,13 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 			break;
 		case OPT_CONTROL:
 			a->control_path = optarg;
+			break;
+		case OPT_CONTROL_GROUP:
+			if (parse_group(optarg, &a->control_gid))
+				return usage_error("--control-group: '%s' is not a group here (a "
+						   "name in /etc/group, or a number)",
+						   optarg);
+			a->control_group = optarg;
 			break;
 		case OPT_BPFFS:
 			a->pin_dir = optarg;
@@ -481,7 +516,8 @@ static void raise_nofile(void)
 	}
 }
 
-static int load_config(struct agent *a, int initial)
+/* msg gets what is in force now, or what was wrong (logged either way). */
+static int load_config_msg(struct agent *a, int initial, char *msg, size_t len)
 {
 	struct config cfg = {};
 	char err[512];
@@ -489,18 +525,35 @@ static int load_config(struct agent *a, int initial)
 
 	ret = config_load(a->config_path, &cfg, err, sizeof(err));
 	if (ret) {
+		snprintf(msg, len, "%s", err);
 		pr_err("%s%s", err, initial ? "" : "; the previous routes stay in force");
 		return ret;
 	}
 	ret = store_apply_file(&a->store, &cfg, (uint64_t)time(NULL), err, sizeof(err));
-	if (ret)
+	if (ret) {
+		snprintf(msg, len, "%s: %s", a->config_path, err);
 		pr_err("%s: %s%s", a->config_path, err,
 		       initial ? "" : "; the previous routes stay in force");
-	else
-		pr_info("%s: %zu route(s) and %zu override(s) in force", a->config_path, cfg.n,
-			cfg.n_overrides);
+	} else {
+		snprintf(msg, len, "%s: %zu route(s) and %zu override(s) in force", a->config_path,
+			 cfg.n, cfg.n_overrides);
+		pr_info("%s", msg);
+	}
 	config_free(&cfg);
 	return ret;
+}
+
+static int load_config(struct agent *a, int initial)
+{
+	char msg[768];
+
+	return load_config_msg(a, initial, msg, sizeof(msg));
+}
+
+/* The control socket's reload: the same as SIGHUP. */
+static int reload_config(struct agent *a, char *msg, size_t len)
+{
+	return load_config_msg(a, 0, msg, len);
 }
 
 /* Stop taking work: connections (new ones fail open, or go to the
@@ -556,12 +609,33 @@ static int takeover(struct agent *a)
 	struct cmsghdr *cm;
 	ssize_t n;
 	int fd;
+	/* With the request goes our connect4 program, now attached through
+	 * the pinned link: where the running agent cannot read our
+	 * capabilities (we run in a PID namespace it cannot see, e.g. the
+	 * next pod of a DaemonSet), holding it proves we replaced its
+	 * programs. (An agent that does not look for it drops it.) */
+	union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} proof = {};
+	struct iovec req_iov = {.iov_base = "takeover\n", .iov_len = 9};
+	struct msghdr req = {.msg_iov = &req_iov, .msg_iovlen = 1};
+	int prog_fd = shunt_bpf_connect4_fd(&a->bpf);
 
+	if (prog_fd >= 0) {
+		req.msg_control = proof.buf;
+		req.msg_controllen = sizeof(proof.buf);
+		cm = CMSG_FIRSTHDR(&req);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(cm), &prog_fd, sizeof(int));
+	}
 	strcpy(sun.sun_path, a->control_path);
 	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) ||
 	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) ||
-	    send(fd, "takeover\n", 9, MSG_NOSIGNAL) != 9) {
+	    sendmsg(fd, &req, MSG_NOSIGNAL) != 9) {
 		pr_err("takeover: %s: %s", a->control_path, strerror(errno));
 		if (fd >= 0)
 			close(fd);
@@ -698,6 +772,7 @@ int main(int argc, char **argv)
 	for (int i = 0; i < a.popts.n_listen; i++)
 		a.popts.listen[i].port = port;
 	a.started_unix = (uint64_t)time(NULL);
+	a.reload = reload_config;
 	a.bpf.cgroup_fd = -1;
 	raise_nofile();
 	signal(SIGPIPE, SIG_IGN);

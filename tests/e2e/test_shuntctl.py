@@ -105,6 +105,12 @@ class Shuntctl(NodeTestCase):
         check(["route", "list"], (3,), "unreachable control socket", control=missing)
         check(["route", "list", "-o", "json"], (0,), "route list")
 
+    def test_reload_without_config(self):
+        p = self.node.ctl("reload")
+        self.assertEqual(p.returncode, 1, p.stdout + p.stderr)
+        self.assertEqual(p.stderr, "shuntctl: reload: this shuntd runs without --config: there is nothing to "
+                                   "reload\n")
+
     def test_bpftool_dump_shows_key_as_text(self):
         self.route(SVC4, "dev-a", TO4)
         path = os.path.join(self.node.pin, "shunt_routes")

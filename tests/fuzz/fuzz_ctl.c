@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * ctl_parse_request() over any request line: the control socket is root
- * only, but a confused or hostile client must get an error, never a crash
- * or a half-applied request.
+ * ctl_parse_request() over any request line: the control socket is open
+ * to root (and to --control-group), and a confused or hostile client must
+ * get an error, never a crash or a half-applied request.
  *
  * Input: the line's bytes (no LF; an LF inside is one more bad byte).
  *
@@ -30,7 +30,20 @@ static void check_message(const char *err)
 
 static void check_request(const struct ctl_request *r)
 {
-	FUZZ_CHECK(r->op >= CTL_OP_ROUTE_ADD && r->op <= CTL_OP_OVERRIDE_READY, "op %d", r->op);
+	FUZZ_CHECK(r->op >= CTL_OP_ROUTE_ADD && r->op <= CTL_OP_RELOAD, "op %d", r->op);
+	/* Only the listings are open to every caller of the socket: an op
+	 * that changes anything and is not classified so is a hole. */
+	FUZZ_CHECK(ctl_op_privileged(r->op) ==
+			   !(r->op == CTL_OP_ROUTE_LIST || r->op == CTL_OP_STATUS ||
+			     r->op == CTL_OP_OVERRIDE_LIST || r->op == CTL_OP_OVERRIDE_READY),
+		   "op %s classified wrongly", ctl_op_name(r->op));
+	FUZZ_CHECK(strcmp(ctl_op_name(r->op), "?"), "op %d has no name", r->op);
+	if (r->op == CTL_OP_RELOAD || r->op == CTL_OP_TAKEOVER) {
+		/* No field: nothing else of the request may be set. */
+		struct ctl_request bare = {.op = r->op};
+
+		FUZZ_CHECK(!memcmp(r, &bare, sizeof(bare)), "%s with fields", ctl_op_name(r->op));
+	}
 	if (r->op == CTL_OP_OVERRIDE_READY) {
 		FUZZ_CHECK(k8s_uid_valid(r->pod_uid, strnlen(r->pod_uid, sizeof(r->pod_uid))),
 			   "bad pod uid");

@@ -286,6 +286,9 @@ CTL = {
     "override-add-mixed": b"override-add\tpid:1\t10.0.0.1:1\t[fd00::2]:2\t0",
     "override-del": b"override-del\tpid:42\t10.96.0.50:5432",
     "override-list": b"override-list\ttext",
+    "takeover": b"takeover",
+    "reload": b"reload",
+    "reload-field": b"reload\tnow",
     # fuzz_ctl's property still held deletes to the add syntax after
     # override-del learnt to accept a listed k8s: source (found by the CI smoke)
     "regress-del-k8s-source": b"override-del\tk8s:m[fd2222\t10.96.0.10:8054",

@@ -62,6 +62,27 @@ Test(ctl, other_ops)
 	cr_assert(req.op == CTL_OP_ROUTE_LIST && req.json);
 	cr_assert_eq(parse("status\ttext"), 0);
 	cr_assert(req.op == CTL_OP_STATUS && !req.json);
+	cr_assert_eq(parse("reload"), 0, "%s", err);
+	cr_assert_eq(req.op, CTL_OP_RELOAD);
+	cr_assert_eq(parse("takeover"), 0, "%s", err);
+	cr_assert_eq(req.op, CTL_OP_TAKEOVER);
+}
+
+Test(ctl, privileged_ops)
+{
+	/* What changes the agent needs CAP_NET_ADMIN; what reads it does not. */
+	const enum ctl_op priv[] = {CTL_OP_ROUTE_ADD,	 CTL_OP_ROUTE_DEL, CTL_OP_OVERRIDE_ADD,
+				    CTL_OP_OVERRIDE_DEL, CTL_OP_TAKEOVER,  CTL_OP_RELOAD};
+	const enum ctl_op open_ops[] = {CTL_OP_ROUTE_LIST, CTL_OP_STATUS, CTL_OP_OVERRIDE_LIST};
+
+	for (size_t i = 0; i < sizeof(priv) / sizeof(priv[0]); i++)
+		cr_assert(ctl_op_privileged(priv[i]), "%s", ctl_op_name(priv[i]));
+	for (size_t i = 0; i < sizeof(open_ops) / sizeof(open_ops[0]); i++)
+		cr_assert(!ctl_op_privileged(open_ops[i]), "%s", ctl_op_name(open_ops[i]));
+	cr_assert_str_eq(ctl_op_name(CTL_OP_ROUTE_ADD), "route add");
+	cr_assert_str_eq(ctl_op_name(CTL_OP_RELOAD), "reload");
+	cr_assert_str_eq(ctl_op_name((enum ctl_op)99), "?");
+	cr_assert(ctl_op_privileged((enum ctl_op)99), "an unknown op must not be open");
 }
 
 Test(ctl, malformed_lines)
@@ -70,6 +91,8 @@ Test(ctl, malformed_lines)
 	REFUSED("status", CTL_EXIT_USAGE, "status: expected 1 field, got 0");
 	REFUSED("status\tyaml", CTL_EXIT_USAGE, "status: format 'yaml' is not text or json");
 	REFUSED("reboot\tnow", CTL_EXIT_USAGE, "unknown request 'reboot'");
+	REFUSED("reload\tnow", CTL_EXIT_USAGE, "reload: expected no field");
+	REFUSED("takeover\tx", CTL_EXIT_USAGE, "takeover: expected no field");
 	REFUSED("\x01\x02", CTL_EXIT_USAGE,
 		"unknown request '?"
 		"?'");
@@ -165,6 +188,8 @@ Test(ctl, round_trip)
 		"override-del\tpid:42\t10.96.0.50:5432\n",
 		"override-list\tjson\n",
 		"override-ready\t0b5c8a52-1f3e-4c7d-9a1b-2c3d4e5f6a7b\n",
+		"takeover\n",
+		"reload\n",
 	};
 	char buf[CTL_MAX_REQUEST];
 	struct ctl_request first;
