@@ -525,7 +525,7 @@ class Agent(unittest.TestCase):
         if not all(os.access(b, os.X_OK) for b in bins) or not shutil.which("dpkg"):
             self.skipTest("build/shuntd or dpkg missing")
         docker = open(os.path.join(DEPLOY, "Dockerfile")).read()
-        runtime = docker.split("FROM debian:bookworm-slim", 1)[1]
+        runtime = docker.rsplit("\nFROM ", 1)[1]  # the last stage
         missing = []
         for b in bins:
             resolved = dict(re.findall(r"^\s*(\S+) => (\S+)", subprocess.run(
@@ -544,6 +544,18 @@ class Agent(unittest.TestCase):
                 if pkg and pkg != "libc6" and not re.search(r"\b%s\b" % re.escape(pkg), runtime):
                     missing.append("%s links %s (package %s)" % (os.path.basename(b), lib, pkg))
         self.assertEqual(missing, [], "add them to the runtime stage of deploy/Dockerfile")
+
+
+class Image(unittest.TestCase):
+    def test_bases_default_to_debians_images(self):
+        # make test-image builds from a debootstrap'ed base (BASE_IMAGE,
+        # RUNTIME_IMAGE); whoever builds without them gets Debian's images.
+        docker = open(os.path.join(DEPLOY, "Dockerfile")).read()
+        args = dict(re.findall(r"^ARG (\w+)=(\S*)$", docker, re.M))
+        self.assertEqual((args.get("BASE_IMAGE"), args.get("RUNTIME_IMAGE")),
+                         ("debian:bookworm", "debian:bookworm-slim"))
+        froms = re.findall(r"^FROM (\S+)", docker, re.M)
+        self.assertEqual((froms[0], froms[-1]), ("${BASE_IMAGE}", "${RUNTIME_IMAGE}"))
 
 
 class Entrypoint(unittest.TestCase):
