@@ -257,7 +257,7 @@ class Manifests(unittest.TestCase):
         # The strict schemas are what make the test above worth having.
         ds = json.loads(json.dumps(find("DaemonSet")))
         vm = ds["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]
-        vm["mountPropogation"] = vm.pop("mountPropagation")
+        vm["mountPropogation"] = "HostToContainer"
         self.assertTrue(any("mountPropogation" in e for e in k8s_errors(ds)), k8s_errors(ds))
         ds["spec"]["updateStrategy"]["rollingUpdate"]["maxSurge"] = [1]
         self.assertTrue(any("maxSurge" in e for e in k8s_errors(ds)))
@@ -492,6 +492,21 @@ class Agent(unittest.TestCase):
         # /sys/fs/ except the cgroup tree: the pins must live elsewhere.
         self.assertFalse(a["--bpffs"].startswith("/sys/"))
         self.assertEqual([t["operator"] for t in self.pod["tolerations"]], ["Exists"])
+
+    def test_pins_only_in_shunts_own_directory(self):
+        # The pod sees shunt's directory of the host's bpffs, never the
+        # bpffs itself (other agents' pins, read-write).
+        vols = {v["name"]: v for v in self.pod["volumes"]}
+        mounts = {m["name"]: m for m in self.c["volumeMounts"]}
+        self.assertEqual(vols["bpffs"]["hostPath"], {"path": "/sys/fs/bpf/shunt", "type": "DirectoryOrCreate"})
+        self.assertEqual(mounts["bpffs"]["mountPath"], self.args()["--bpffs"])
+        for v in self.pod["volumes"]:
+            hp = v.get("hostPath", {}).get("path")
+            if hp is None:
+                continue
+            hp = hp.rstrip("/") or "/"
+            self.assertFalse(hp == "/sys/fs/bpf" or "/sys/fs/bpf".startswith(hp.rstrip("/") + "/"),
+                             "volume %s mounts %s: the whole bpffs" % (v["name"], hp))
 
     def test_flags_known_to_shuntd(self):
         shuntd = os.path.join(BUILD, "shuntd")
