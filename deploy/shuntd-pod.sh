@@ -14,6 +14,10 @@
 # passed on, and the kubelet restarts the container as usual (a crashed
 # agent's successor recovers every route from the pinned maps).
 #
+# --proxy-addr=A,B (the DaemonSet's status.hostIPs: one address per
+# family) is passed on as one --proxy-addr flag per address, which every
+# shuntd understands.
+#
 # SHUNTD overrides the binary (the tests use a fake one).
 set -u
 
@@ -33,6 +37,27 @@ forward() {
 trap 'forward TERM' TERM
 trap 'forward INT' INT
 trap 'forward HUP' HUP
+
+# Rotate the arguments once through "$@", splitting the address lists.
+n=$#
+while [ "$n" -gt 0 ]; do
+	arg=$1
+	shift
+	n=$((n - 1))
+	case $arg in
+	--proxy-addr=*,*)
+		rest=${arg#--proxy-addr=}
+		while [ -n "$rest" ]; do
+			[ -n "${rest%%,*}" ] && set -- "$@" "--proxy-addr=${rest%%,*}"
+			case $rest in
+			*,*) rest=${rest#*,} ;;
+			*) rest= ;;
+			esac
+		done
+		;;
+	*) set -- "$@" "$arg" ;;
+	esac
+done
 
 "$shuntd" "$@" &
 child=$!

@@ -470,7 +470,7 @@ class Agent(unittest.TestCase):
         a = self.args()
         for f in ("--cgroup", "--proxy-addr", "--bpffs", "--control", "--kubernetes", "--metrics-addr"):
             self.assertIn(f, a)
-        self.assertEqual(a["--proxy-addr"], "$(NODE_IP)")
+        self.assertEqual(a["--proxy-addr"], "$(NODE_IPS)")
         env = {e["name"]: e for e in self.c["env"]}
         self.assertEqual(env["NODE_IP"]["valueFrom"]["fieldRef"]["fieldPath"], "status.hostIP")
         port = int(a["--metrics-addr"].rsplit(":", 1)[1])
@@ -492,6 +492,13 @@ class Agent(unittest.TestCase):
         # /sys/fs/ except the cgroup tree: the pins must live elsewhere.
         self.assertFalse(a["--bpffs"].startswith("/sys/"))
         self.assertEqual([t["operator"] for t in self.pod["tolerations"]], ["Exists"])
+
+    def test_proxy_addr_is_every_node_address(self):
+        # status.hostIPs: the node's address of each family, comma-separated
+        # (a dual-stack node's pods connect with either).
+        env = {e["name"]: e for e in self.c["env"]}
+        self.assertEqual(env["NODE_IPS"]["valueFrom"]["fieldRef"]["fieldPath"], "status.hostIPs")
+        self.assertEqual([x for x in self.c["args"] if x.startswith("--proxy-addr")], ["--proxy-addr=$(NODE_IPS)"])
 
     def test_pins_only_in_shunts_own_directory(self):
         # The pod sees shunt's directory of the host's bpffs, never the
@@ -672,6 +679,24 @@ while :; do sleep 0.05; done
             rc, _, err = self.run_wrapper(sh, "exit0", [(signal.SIGTERM, None)])
             self.assertEqual(rc, 0, sh)
             self.assertIn("handed over", err, sh)
+
+    def test_proxy_addr_list_becomes_one_flag_per_address(self):
+        for sh in self.shells():
+            d = tempfile.mkdtemp(prefix="shunt-deploy-")
+            try:
+                fake = os.path.join(d, "shuntd")
+                with open(fake, "w") as f:
+                    f.write('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\nexit 3\n')
+                os.chmod(fake, 0o755)
+                args = ["--cgroup=/x", "--proxy-addr=10.0.0.5,fd00::5", "a b", "--proxy-addr=10.0.0.6", "-v"]
+                p = subprocess.run([sh, os.path.join(DEPLOY, "shuntd-pod.sh")] + args,
+                                   env=dict(os.environ, SHUNTD=fake), capture_output=True, text=True, timeout=10)
+                self.assertEqual(p.returncode, 3, sh)
+                self.assertEqual(p.stdout.splitlines(), ["--cgroup=/x", "--proxy-addr=10.0.0.5",
+                                                         "--proxy-addr=fd00::5", "a b", "--proxy-addr=10.0.0.6",
+                                                         "-v"], sh)
+            finally:
+                shutil.rmtree(d)
 
     def test_handover_idles(self):
         sh = self.shells()[0]
