@@ -65,6 +65,7 @@ sys.path.insert(0, E2E)
 sys.dont_write_bytecode = True
 
 import agent_container as AC  # noqa: E402  (tests/e2e)
+import node as N  # noqa: E402
 
 CACHE = os.environ.get("SHUNT_IMAGE_CACHE", "/var/cache/shunt-image")
 SUITE = "bookworm"
@@ -277,6 +278,10 @@ def confinement(pm, image, tmp, runid):
 
 
 # ---- main ---------------------------------------------------------------------------------
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt("signal %d" % signum)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--build", default="build", help="the host build (shuntctl for the tests)")
@@ -294,6 +299,10 @@ def main():
     if missing:
         print("image: %s not installed (scripts/deps.sh installs them)" % ", ".join(missing), file=sys.stderr)
         return 1
+    reason = N.prereq_skip_reason()  # also mounts a bpffs at /sys/fs/bpf if there is none
+    if reason:
+        print("image: cannot run the e2e cases: %s" % reason, file=sys.stderr)
+        return 1
 
     timer = Timer()
     runid = secrets.token_hex(3)
@@ -303,10 +312,11 @@ def main():
     pm = AC.podman_base(CACHE)
     image = "%s:%s" % (IMAGE_REPO, runid)
     lockf = open(os.path.join(CACHE, "lock"), "w")
-    signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(KeyboardInterrupt()))
-    signal.signal(signal.SIGHUP, lambda s, f: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _interrupt)
+    signal.signal(signal.SIGHUP, _interrupt)
     rc = 1
     summary = None
+    e2e = None
     t_all = time.monotonic()
     try:
         fcntl.flock(lockf, fcntl.LOCK_EX)  # one run at a time: one store, one base per day
@@ -356,6 +366,12 @@ def main():
     except KeyboardInterrupt:
         print("image: interrupted", flush=True)
     finally:
+        if e2e is not None and e2e.poll() is None:
+            e2e.terminate()  # its teardown removes its nodes and containers
+            try:
+                e2e.wait(120)
+            except subprocess.TimeoutExpired:
+                e2e.kill()
         with timer.step("cleanup"):
             for name in run(pm + ["ps", "-a", "--format", "{{.Names}}"], check=False, quiet=True).stdout.split():
                 if name.startswith("shunt-image-%s-" % runid):
