@@ -55,8 +55,8 @@ UNIT_OBJS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%.o,$(UNIT_SRCS))
 
 .DELETE_ON_ERROR:
 .SECONDARY: $(BPF_OBJS)
-.PHONY: FORCE all clean test test-unit test-e2e test-deploy deploy-schemas bench bench-k8s soak fuzz fuzz-smoke \
-	test-kernels check format vmlinux demo
+.PHONY: FORCE all clean test test-unit test-e2e test-deploy test-image deploy-schemas bench bench-k8s soak fuzz \
+	fuzz-smoke test-kernels check format vmlinux demo
 
 all: $(OUTPUT)/shuntd $(OUTPUT)/shuntctl
 
@@ -132,6 +132,13 @@ test-e2e: all $(E2E_BPF_OBJS)
 # DaemonSet's invariants, the pod entrypoint (tests/deploy/validate.py).
 test-deploy: all
 	$(PYTHON) tests/deploy/validate.py --build $(OUTPUT)
+
+# The image: deploy/Dockerfile built by podman on a debootstrap'ed Debian
+# base, then the core e2e cases against shuntd in a container with the
+# DaemonSet's security context (tests/image/run.py --help). Several
+# minutes; IMAGE_ARGS=--quick runs fewer cases.
+test-image: all
+	$(PYTHON) tests/image/run.py --build $(OUTPUT) $(IMAGE_ARGS)
 
 test: test-unit test-deploy test-e2e
 

@@ -36,6 +36,9 @@ trap 'forward HUP' HUP
 
 "$shuntd" "$@" &
 child=$!
+# A signal trapped between the fork and the line above found no child to
+# pass it to: pass it now.
+[ "$stopping" -eq 1 ] && kill -s TERM "$child" 2>/dev/null
 # A trapped signal interrupts wait with a status above 128 while the
 # child still runs: wait again until it is really gone. (A status above
 # 128 is also a child killed by a signal; a shell that has already reaped
@@ -59,10 +62,12 @@ fi
 echo "shuntd-pod: shuntd exited 0 without being stopped: it handed over to a newer agent;" \
 	"idling until this pod is deleted" >&2
 # sleep in the background so that the trap runs as soon as SIGTERM comes.
+# stopping is checked again once child is set: a SIGTERM trapped before
+# that killed no sleep, and waiting for it would take an hour.
 while [ "$stopping" -eq 0 ]; do
 	sleep 3600 &
 	child=$!
-	wait "$child" 2>/dev/null
+	[ "$stopping" -eq 0 ] && wait "$child" 2>/dev/null
 	kill "$child" 2>/dev/null
 	child=
 done

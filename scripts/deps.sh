@@ -13,6 +13,9 @@ PKGS=(
 	wrk nginx-light
 	postgresql postgresql-client
 	clang-format cppcheck binutils
+	# make test-image: a debootstrap'ed base, the image built and run by
+	# podman (buildah underneath) with runc (crun refuses hybrid cgroups)
+	podman buildah runc debootstrap
 )
 
 if [ "$(id -u)" != 0 ]; then

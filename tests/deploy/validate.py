@@ -257,7 +257,7 @@ class Manifests(unittest.TestCase):
         # The strict schemas are what make the test above worth having.
         ds = json.loads(json.dumps(find("DaemonSet")))
         vm = ds["spec"]["template"]["spec"]["containers"][0]["volumeMounts"][0]
-        vm["mountPropogation"] = vm.pop("mountPropagation")
+        vm["mountPropogation"] = "HostToContainer"
         self.assertTrue(any("mountPropogation" in e for e in k8s_errors(ds)), k8s_errors(ds))
         ds["spec"]["updateStrategy"]["rollingUpdate"]["maxSurge"] = [1]
         self.assertTrue(any("maxSurge" in e for e in k8s_errors(ds)))
@@ -470,7 +470,7 @@ class Agent(unittest.TestCase):
         a = self.args()
         for f in ("--cgroup", "--proxy-addr", "--bpffs", "--control", "--kubernetes", "--metrics-addr"):
             self.assertIn(f, a)
-        self.assertEqual(a["--proxy-addr"], "$(NODE_IP)")
+        self.assertEqual(a["--proxy-addr"], "$(NODE_IPS)")
         env = {e["name"]: e for e in self.c["env"]}
         self.assertEqual(env["NODE_IP"]["valueFrom"]["fieldRef"]["fieldPath"], "status.hostIP")
         port = int(a["--metrics-addr"].rsplit(":", 1)[1])
@@ -507,6 +507,28 @@ class Agent(unittest.TestCase):
             self.assertEqual(self.c[probe]["httpGet"], {"host": "127.0.0.1", "path": path, "port": int(hport)},
                              probe)
 
+    def test_proxy_addr_is_every_node_address(self):
+        # status.hostIPs: the node's address of each family, comma-separated
+        # (a dual-stack node's pods connect with either).
+        env = {e["name"]: e for e in self.c["env"]}
+        self.assertEqual(env["NODE_IPS"]["valueFrom"]["fieldRef"]["fieldPath"], "status.hostIPs")
+        self.assertEqual([x for x in self.c["args"] if x.startswith("--proxy-addr")], ["--proxy-addr=$(NODE_IPS)"])
+
+    def test_pins_only_in_shunts_own_directory(self):
+        # The pod sees shunt's directory of the host's bpffs, never the
+        # bpffs itself (other agents' pins, read-write).
+        vols = {v["name"]: v for v in self.pod["volumes"]}
+        mounts = {m["name"]: m for m in self.c["volumeMounts"]}
+        self.assertEqual(vols["bpffs"]["hostPath"], {"path": "/sys/fs/bpf/shunt", "type": "DirectoryOrCreate"})
+        self.assertEqual(mounts["bpffs"]["mountPath"], self.args()["--bpffs"])
+        for v in self.pod["volumes"]:
+            hp = v.get("hostPath", {}).get("path")
+            if hp is None:
+                continue
+            hp = hp.rstrip("/") or "/"
+            self.assertFalse(hp == "/sys/fs/bpf" or "/sys/fs/bpf".startswith(hp.rstrip("/") + "/"),
+                             "volume %s mounts %s: the whole bpffs" % (v["name"], hp))
+
     def test_flags_known_to_shuntd(self):
         shuntd = os.path.join(BUILD, "shuntd")
         if not os.access(shuntd, os.X_OK):
@@ -539,7 +561,7 @@ class Agent(unittest.TestCase):
         if not all(os.access(b, os.X_OK) for b in bins) or not shutil.which("dpkg"):
             self.skipTest("build/shuntd or dpkg missing")
         docker = open(os.path.join(DEPLOY, "Dockerfile")).read()
-        runtime = docker.split("FROM debian:bookworm-slim", 1)[1]
+        runtime = docker.rsplit("\nFROM ", 1)[1]  # the last stage
         missing = []
         for b in bins:
             resolved = dict(re.findall(r"^\s*(\S+) => (\S+)", subprocess.run(
@@ -558,6 +580,18 @@ class Agent(unittest.TestCase):
                 if pkg and pkg != "libc6" and not re.search(r"\b%s\b" % re.escape(pkg), runtime):
                     missing.append("%s links %s (package %s)" % (os.path.basename(b), lib, pkg))
         self.assertEqual(missing, [], "add them to the runtime stage of deploy/Dockerfile")
+
+
+class Image(unittest.TestCase):
+    def test_bases_default_to_debians_images(self):
+        # make test-image builds from a debootstrap'ed base (BASE_IMAGE,
+        # RUNTIME_IMAGE); whoever builds without them gets Debian's images.
+        docker = open(os.path.join(DEPLOY, "Dockerfile")).read()
+        args = dict(re.findall(r"^ARG (\w+)=(\S*)$", docker, re.M))
+        self.assertEqual((args.get("BASE_IMAGE"), args.get("RUNTIME_IMAGE")),
+                         ("debian:bookworm", "debian:bookworm-slim"))
+        froms = re.findall(r"^FROM (\S+)", docker, re.M)
+        self.assertEqual((froms[0], froms[-1]), ("${BASE_IMAGE}", "${RUNTIME_IMAGE}"))
 
 
 class Entrypoint(unittest.TestCase):
@@ -659,6 +693,23 @@ while :; do sleep 0.05; done
             rc, _, err = self.run_wrapper(sh, "exit0", [(signal.SIGTERM, None)])
             self.assertEqual(rc, 0, sh)
             self.assertIn("handed over", err, sh)
+
+    def test_arguments_reach_shuntd_unchanged(self):
+        # shuntd takes --proxy-addr=A,B (status.hostIPs) itself.
+        for sh in self.shells():
+            d = tempfile.mkdtemp(prefix="shunt-deploy-")
+            try:
+                fake = os.path.join(d, "shuntd")
+                with open(fake, "w") as f:
+                    f.write('#!/bin/sh\nfor a in "$@"; do printf "%s\\n" "$a"; done\nexit 3\n')
+                os.chmod(fake, 0o755)
+                args = ["--cgroup=/x", "--proxy-addr=10.0.0.5,fd00::5", "a b", "--proxy-addr=10.0.0.6", "-v"]
+                p = subprocess.run([sh, os.path.join(DEPLOY, "shuntd-pod.sh")] + args,
+                                   env=dict(os.environ, SHUNTD=fake), capture_output=True, text=True, timeout=10)
+                self.assertEqual(p.returncode, 3, sh)
+                self.assertEqual(p.stdout.splitlines(), args, sh)
+            finally:
+                shutil.rmtree(d)
 
     def test_handover_idles(self):
         sh = self.shells()[0]

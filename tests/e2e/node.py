@@ -50,6 +50,15 @@ connect(), never accept()). Running things in a pod:
 
 NodeTestCase (base.py) sets a class's pods with node_opts = {"extra_pods":
 ...} and starts its servers in the prepare_node(node) hook.
+
+The agent in a container
+------------------------
+With SHUNT_E2E_AGENT_IMAGE set (make test-image), shuntd_start() and
+shuntd_spawn() run the agent's image with podman and the DaemonSet's
+security context instead of nsenter (agent_container.py): node.shuntd is
+then a ContainerAgent, which answers like a Popen. The agent sees the
+DaemonSet's paths: node.agent_path(host_path) and node.agent_source(spec)
+translate what a test hands to it (a cgroup: override source, say).
 """
 
 import atexit
@@ -67,6 +76,7 @@ import subprocess
 import sys
 import time
 
+import agent_container as AC
 from httpmsg import Response, build_request
 
 E2E_DIR = os.path.dirname(os.path.abspath(__file__))
@@ -412,6 +422,7 @@ class Node:
         self.client = None
         self.closed = False
         self.created = {"netns": [], "cg": False, "pin": False, "tmp": False}
+        self.containers = []  # every ContainerAgent started (SHUNT_E2E_AGENT_IMAGE)
         cgroot = cgroup2_root()
         if cgroot is None:
             raise Skip("no cgroup2")
@@ -654,6 +665,9 @@ class Node:
             if self.shuntd.returncode not in (0, None):
                 AGENT_PROBLEMS.append("node %s: shuntd exited %s at teardown (SIGTERM)"
                                       % (self.id, self.shuntd.returncode))
+        for c in self.containers:
+            if c.proc.poll() is None:  # (podman run --rm removed the others)
+                step("container " + c.name, c.kill)
         for p in self.procs:
             if p.poll() is None:
                 step("killpg", lambda p=p: _killpg(p))
@@ -714,23 +728,75 @@ class Node:
             argv += ["--config", self.config_path]
         return argv + self.shuntd_args + list(extra)
 
+    def agent_path(self, path):
+        """A host path as the agent sees it: itself on the host, the
+        DaemonSet's mount of it in the container (SHUNT_E2E_AGENT_IMAGE)."""
+        if not AC.AGENT_IMAGE:
+            return path
+        for host, ctr in ((self.pin, AC.CTR_PIN), (self.tmp, AC.CTR_RUN), (self.cgroot, AC.CTR_CGROOT)):
+            if path == host or path.startswith(host + "/"):
+                return ctr + path[len(host):]
+        return path
+
+    def agent_source(self, spec):
+        """An override source (netns:, pid:, cgroup:) for the agent to resolve."""
+        if spec.startswith("cgroup:"):
+            return "cgroup:" + self.agent_path(spec[len("cgroup:"):])
+        return spec
+
+    def agent_argv(self, extra=()):
+        """shuntd's flags (no binary) with the paths the agent sees; in a
+        container the proxy addresses are one comma list, as the
+        DaemonSet passes status.hostIPs."""
+        if not AC.AGENT_IMAGE:
+            return self.shuntd_argv(extra)[1:]
+        argv = ["--cgroup", self.agent_path(self.cg), "--proxy-addr=%s,%s" % (NODE4, NODE6),
+                "--proxy-port", str(PROXY_PORT), "--control", self.agent_path(self.sock),
+                "--bpffs", AC.CTR_PIN, "-v"]
+        if self.config_text is not None:
+            argv += ["--config", self.agent_path(self.config_path)]
+        return argv + [self.agent_path(a) if a.startswith("/") else a for a in self.shuntd_args + list(extra)]
+
+    def shuntd_spawn(self, extra=(), log=None):
+        """Start an agent (output appended to log, default the node's
+        shuntd log) and return its process; shuntd_start() waits for it
+        too. With SHUNT_E2E_AGENT_IMAGE a ContainerAgent."""
+        log = log or self.shuntd_log
+        self.shuntd_starts += 1
+        if AC.AGENT_IMAGE:
+            if self.shuntd_in_cgroup:
+                raise HarnessError("shuntd_in_cgroup: not with the agent in a container")
+            if not os.path.isdir(self.pin):
+                os.mkdir(self.pin)  # the DaemonSet's hostPath, DirectoryOrCreate
+            name = "shunt-e2e-%s-%d" % (self.id, self.shuntd_starts)
+            pm = AC.podman_base()
+            argv = AC.podman_run_argv(pm, name, AC.AGENT_IMAGE, seccomp=AC.AGENT_SECCOMP,
+                                      netns=self.netns_path("node"),
+                                      mounts=[(self.cgroot, AC.CTR_CGROOT, True), (self.pin, AC.CTR_PIN, False),
+                                              (self.tmp, AC.CTR_RUN, False)]) + self.agent_argv(extra)
+        else:
+            argv = self.nsenter("node") + self.shuntd_argv(extra)
+            if self.shuntd_in_cgroup:
+                argv = ["sh", "-c", "echo $$ > %s && exec %s" % (
+                    shlex.quote(os.path.join(self.cg, "cgroup.procs")), shlex.join(argv))]
+        with open(log, "ab") as f:
+            f.write(("=== e2e: shuntd start #%d: %s\n" % (self.shuntd_starts, shlex.join(argv))).encode())
+        off = _size(log)
+        with open(log, "ab") as logf:
+            p = self.spawn(argv, stdout=logf, stderr=logf)
+        if AC.AGENT_IMAGE:
+            p = AC.ContainerAgent(p, name, pm, off)
+            self.containers.append(p)
+        p.log_offset = off
+        return p
+
     def shuntd_start(self, extra=(), timeout=15):
-        if not os.access(self.shuntd_bin, os.X_OK):
+        if not AC.AGENT_IMAGE and not os.access(self.shuntd_bin, os.X_OK):
             raise HarnessError("%s does not exist or is not executable (run make first)" % self.shuntd_bin)
         if self.shuntd and self.shuntd.poll() is None:
             raise HarnessError("shuntd already running")
-        self.shuntd_starts += 1
-        argv = self.nsenter("node") + self.shuntd_argv(extra)
-        if self.shuntd_in_cgroup:
-            argv = ["sh", "-c", "echo $$ > %s && exec %s" % (shlex.quote(os.path.join(self.cg, "cgroup.procs")),
-                                                              shlex.join(argv))]
-        with open(self.shuntd_log, "ab") as f:
-            f.write(("=== e2e: shuntd start #%d: %s\n" % (self.shuntd_starts, shlex.join(argv))).encode())
-        off = _size(self.shuntd_log)
-        logf = open(self.shuntd_log, "ab")
-        self.shuntd = self.spawn(argv, stdout=logf, stderr=logf)
-        logf.close()
-        self.shuntd_log_start = off
+        self.shuntd = self.shuntd_spawn(extra)
+        off = self.shuntd_log_start = self.shuntd.log_offset
         deadline = time.monotonic() + timeout
         while True:
             text = _read_from(self.shuntd_log, off)
@@ -741,6 +807,12 @@ class Node:
             if time.monotonic() > deadline:
                 raise HarnessError("shuntd not ready within %ds:\n%s" % (timeout, text[-4000:]))
             time.sleep(0.02)
+        if AC.AGENT_IMAGE:
+            self.shuntd.record_start()
+            bad = self.shuntd.confinement_problems()
+            if bad:
+                raise HarnessError("the agent's container is not confined as the DaemonSet says:\n  "
+                                   + "\n  ".join(bad))
         return self.shuntd
 
     def shuntd_running(self):
@@ -901,6 +973,9 @@ class Node:
 
 
 def _killpg(p):
+    if isinstance(p, AC.ContainerAgent):
+        p.kill()
+        return
     try:
         os.killpg(p.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -932,4 +1007,7 @@ def leaks(ids):
                 continue
             if tag in cmd or ("/run/netns/%s-" % i) in cmd:
                 out.append("process %s: %s" % (pid, cmd[:200]))
+    if AC.AGENT_IMAGE:
+        names = run(AC.podman_base() + ["ps", "-a", "--format", "{{.Names}}"], check=False, timeout=60).stdout
+        out += ["container " + n for n in names.split() if any(n.startswith("shunt-e2e-%s-" % i) for i in ids)]
     return out

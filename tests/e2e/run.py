@@ -126,6 +126,8 @@ def main():
                     help="only tests whose id contains PATTERN (fnmatch, repeatable)")
     ap.add_argument("-v", "--verbose", action="store_true")
     ap.add_argument("--list", action="store_true", help="list the tests and exit")
+    ap.add_argument("--also", action="append", default=[], metavar="DIR",
+                    help="discover test_*.py in DIR too (make test-image: tests/image)")
     args = ap.parse_args()
 
     os.environ["SHUNT_E2E_BUILD"] = os.path.abspath(args.build)
@@ -142,6 +144,9 @@ def main():
     if args.patterns:
         loader.testNamePatterns = [p if "*" in p else "*%s*" % p for p in args.patterns]
     suite = loader.discover(E2E_DIR, pattern="test_*.py", top_level_dir=E2E_DIR)
+    for d in args.also:
+        d = os.path.abspath(d)
+        suite.addTests(loader.discover(d, pattern="test_*.py", top_level_dir=d))
 
     if args.list:
         def walk(s):

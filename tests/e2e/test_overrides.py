@@ -34,7 +34,7 @@ print(json.dumps({"peer": list(peer), "pod": body["pod"], "seen_peer": body["pee
 
 class Overrides(NodeTestCase):
     def override(self, frm, dst, to, ttl=None):
-        args = ["override", "add", "--from", frm, "--dst", dst, "--to", to]
+        args = ["override", "add", "--from", self.node.agent_source(frm), "--dst", dst, "--to", to]
         if ttl:
             args += ["--ttl", ttl]
         return self.node.ctl_ok(*args)
@@ -131,7 +131,7 @@ class Overrides(NodeTestCase):
         self.assertPod(self.get(N.BASE4, "/", [key_header("dev-a")]), "sandbox2", "route through the proxy")
         self.assertPod(self.get(N.BASE4, "/"), "baseline")
         # deleting the override leaves the route's capture in place
-        self.node.ctl_ok("override", "del", "--from", "cgroup:" + cg, "--dst", SVC4)
+        self.node.ctl_ok("override", "del", "--from", self.node.agent_source("cgroup:" + cg), "--dst", SVC4)
         self.assertPod(self.get(N.BASE4, "/", [key_header("dev-a")]), "sandbox2")
         self.assertEqual(self.probe_in_cgroup(cg, N.BASE4)["pod"], "baseline")
 
