@@ -21,6 +21,7 @@
 #include <stdint.h>
 #include <shunt/shunt.h>
 
+#include "k8s.h"
 #include "proxy.h"
 #include "reqstats.h"
 
@@ -57,6 +58,7 @@ struct metrics_snapshot {
 	struct metrics_map maps[METRICS_MAX_MAPS];
 	size_t n_maps;
 	const uint64_t *kernel; /* SHUNT_STAT_MAX counters; NULL when unreadable */
+	const struct k8s_status *k8s; /* NULL: not following a cluster */
 };
 
 /* The exposition of s, appended to out. Returns 0 or -ENOMEM. */
