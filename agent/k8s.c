@@ -166,6 +166,7 @@ struct k8s {
 	bool pods_begun;	      /* the first pod list has started */
 	bool pods_relist_due;		/* a new key: list the pods again */
 	unsigned int pods_relist_tokens; /* ... when there is one */
+	bool pods_keys_keep;		/* that list keeps every key known */
 	uint64_t pods_relist_refill_ms;	/* the next token comes then */
 	struct hmap reported; /* problems logged: "why kind id other" -> what was said */
 
@@ -363,8 +364,12 @@ static int res_start(struct k8s_res *r)
 
 	token_refresh(k);
 	if (r->kind == K8S_POD && r->listing && !r->cont) {
-		if (pod_keys_reset(k))
+		/* A list for new keys keeps the old ones too: a key a selector
+		 * used a moment ago is likely to come back (and would cost a
+		 * list again); others (410, failures) drop what is unused. */
+		if (!k->pods_keys_keep && pod_keys_reset(k))
 			return -ENOMEM;
+		k->pods_keys_keep = false;
 		k->pods_begun = true;
 	}
 	e = curl_easy_init();
@@ -910,6 +915,7 @@ static long pods_relist(struct k8s *k, uint64_t now)
 		return (long)(k->pods_relist_refill_ms - now);
 	k->pods_relist_tokens--;
 	k->pods_relist_due = false;
+	k->pods_keys_keep = true;
 	pr_info("k8s: pods: listing again: a selector uses a label key they were read without");
 	if (r->busy) {
 		curl_multi_remove_handle(k->multi, r->easy);

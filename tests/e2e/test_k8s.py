@@ -775,6 +775,77 @@ class K8sQuota(K8sBase):
         self.assert_steered("q3", "sandbox")
 
 
+class K8sPods(K8sBase):
+    """Finding 10 of issue 9: what the agent reads of the Pods is bounded
+    (pages, labels), and a selector that needs a label the pods were read
+    without makes them listed again, not too often."""
+
+    def pod_lists(self):
+        """The pods lists (first pages) since the test began, answered 200."""
+        return [r for r in self.api.requests(self.req_mark, resource="pods", watch=False)
+                if r["status"] == 200 and not r["query"].get("continue")]
+
+    def test_new_selector_key_lists_the_pods_again_within_limits(self):
+        # Labels no selector used so far: the agent read the pods without them.
+        keys = ["flavour", "tint", "hue", "shade", "tone"]
+        labels = dict(SEL, **{k: "x" for k in keys})
+        self.api.apply(F.pod(NS, "web-sbx2", labels, [N.SBX2_4, N.SBX2_6]))
+        self.api.apply(F.pod(NS, "web-sbx", SEL, [N.SBX4, N.SBX6], ready=False))
+        time.sleep(0.5)  # the pods' events are in
+        self.api.apply(F.sandboxroute(NS, "r-flavour", "web", ["k-flavour"], N.HTTP_PORT, selector={"flavour": "x"}))
+        self.wait_routes(routes_for("k-flavour", SBX2_TO4, SBX2_TO6), CHANGE_TIMEOUT,
+                         "a selector on a label key the pods were read without")
+        self.assertEqual(len(self.pod_lists()), 1, self.pod_lists())
+        self.assertIn("k8s: pods: listing again", self.node.shuntd_output(self.mark["_shuntd"]))
+        # Four more new keys at once: every route comes, with fewer lists
+        # than keys (a burst, then one per 10 s; keys waiting share one).
+        want = routes_for("k-flavour", SBX2_TO4, SBX2_TO6)
+        for k in keys[1:]:
+            self.api.apply(F.sandboxroute(NS, "r-" + k, "web", ["k-" + k], N.HTTP_PORT, selector={k: "x"}))
+            want.update(routes_for("k-" + k, SBX2_TO4, SBX2_TO6))
+        self.wait_routes(want, 15, "every new key's route")
+        n = len(self.pod_lists())
+        self.assertLess(n, len(keys), "a pods list per new key: %r" % self.pod_lists())
+        # A key already kept costs nothing.
+        self.api.apply(F.sandboxroute(NS, "r-again", "web", ["k-again"], N.HTTP_PORT, selector={"hue": "x"}))
+        want.update(routes_for("k-again", SBX2_TO4, SBX2_TO6))
+        self.wait_routes(want, CHANGE_TIMEOUT, "a selector on a key kept already")
+        self.assertEqual(len(self.pod_lists()), n)
+
+    def test_page_over_the_cap_is_asked_for_again_smaller(self):
+        # 60 pods of 100 kB each: a page of 100 would be 6 MB, over the
+        # agent's 4 MiB cap.
+        big = []
+        for i in range(60):
+            p = F.pod("bulk", "big-%d" % i, {"app": "bulk"}, ["10.244.50.%d" % (i + 1)], node="elsewhere")
+            p["metadata"]["annotations"] = {"example.com/blob": "b" * 100000}
+            big.append(p)
+        self.api.apply_many(big)
+        n_pods = self.api.count("pods")
+        self.api.force_gone(mode="http", resource="pods")
+        self.api.drop_watches()
+        def lists():
+            return [r for r in self.api.requests(self.req_mark, resource="pods", watch=False)]
+        # The relist, its page refused by the agent, asked for again smaller,
+        # to the end: then the agent watches again.
+        deadline = time.monotonic() + RECONNECT_TIMEOUT
+        while time.monotonic() < deadline:
+            done = [r for r in lists() if r["status"] == 200 and int(r["query"]["limit"]) < 100]
+            if done and self.api.requests(done[-1]["i"], resource="pods", watch=True):
+                break
+            time.sleep(0.1)
+        limits = [int(r["query"]["limit"]) for r in lists()]
+        self.assertIn(100, limits, lists())
+        self.assertIn(25, limits, "no smaller page asked for: %r" % limits)
+        st = self.k8s_status()
+        self.assertEqual((st["pods"], st["synced"]), (n_pods, True), st)
+        self.assertIn("a page is over 4194304 bytes; asking for 25 item(s) a page",
+                      self.node.shuntd_output(self.mark["_shuntd"]))
+        # Still following the cluster.
+        self.sbr("feat", ["k-big"])
+        self.wait_routes(routes_for("k-big", SBX_TO4, SBX_TO6), CHANGE_TIMEOUT, "a route after the small pages")
+
+
 class K8sTLS(K8sBase):
     """The same agent against an HTTPS API server with its own CA."""
 
