@@ -415,7 +415,7 @@ static void cmd_takeover(struct ctl_conn *cc)
 }
 
 static const char *const k8s_kind_singular[K8S_NKINDS] = {
-	[K8S_SBR] = "SandboxRoute", [K8S_SERVICE] = "Service", [K8S_SLICE] = "EndpointSlice",
+	[K8S_SBR] = "SandboxRoute", [K8S_SERVICE] = "Service",	   [K8S_SLICE] = "EndpointSlice",
 	[K8S_POD] = "Pod",	    [K8S_SBO] = "SandboxOverride",
 };
 
@@ -467,9 +467,10 @@ static void status_k8s_list_json(struct ctl_conn *cc, const struct k8s_status_li
 			out_printf(cc, ",\"reason\":\"%s\"", reason);
 		out_printf(cc, ",\"%s\":%zu", count, e->n);
 		if (strcmp(what, "conflict")) {
-			out_printf(cc, ",\"%s\":", !strcmp(what, "endpoints")	    ? "example"
-						   : !strcmp(what, "not_installed") ? "error"
-										    : "detail");
+			out_printf(cc, ",\"%s\":",
+				   !strcmp(what, "endpoints")	    ? "example"
+				   : !strcmp(what, "not_installed") ? "error"
+								    : "detail");
 			out_json_str(cc, e->detail);
 		}
 		out_printf(cc, "}");
@@ -500,7 +501,8 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 		for (size_t i = 0; i < cc->a->kopts.n_sandbox_cidrs; i++)
 			out_printf(cc, " %s",
 				   format_prefix(&cc->a->kopts.sandbox_cidrs[i], pfx, sizeof(pfx)));
-		out_printf(cc, "%s\n", cc->a->kopts.n_sandbox_cidrs ? "" : " - (no explicit addresses)");
+		out_printf(cc, "%s\n",
+			   cc->a->kopts.n_sandbox_cidrs ? "" : " - (no explicit addresses)");
 		status_k8s_list_text(cc, "conflicts", &st.conflicts, "");
 		status_k8s_list_text(cc, "over the quota", &st.refused_quota, "");
 		status_k8s_list_text(cc, "outside sandbox-cidr", &st.refused_cidr, "address ");

@@ -45,7 +45,7 @@
 #include "source.h"
 #include "util.h"
 
-#define K8S_LIST_LIMIT	       500 /* items of a list page */
+#define K8S_LIST_LIMIT 500 /* items of a list page */
 /* Pods are the many objects with many fields: smaller pages keep the
  * JSON of one page (parsed whole) small. */
 #define K8S_POD_LIST_LIMIT     100
@@ -58,22 +58,22 @@
  * stores (1.5 MiB by default): a page over the cap is asked for again with
  * fewer items, down to one. Far below the DaemonSet's memory limit, also
  * with the JSON tree parsed from it. */
-#define K8S_LIST_BODY_MAX      (4U << 20)
-#define K8S_EVENT_MAX	       (4U << 20)
-#define K8S_ERROR_BODY_MAX     4096
-#define K8S_TOKEN_MAX	       65536
-#define K8S_JSON_DEPTH	       64 /* managedFields nest deeply */
-#define K8S_POLL_MAX_MS	       1000
-#define K8S_TOKEN_CHECK_MS     60000 /* the token file's mtime, at least this often */
-#define K8S_OVR_RETRY_MS       2000  /* pods selected but without a cgroup: look again */
-#define K8S_CGROUP_DEPTH       4     /* kubepods.slice/kubepods-QOS.slice/...-pod<uid>.slice */
+#define K8S_LIST_BODY_MAX  (4U << 20)
+#define K8S_EVENT_MAX	   (4U << 20)
+#define K8S_ERROR_BODY_MAX 4096
+#define K8S_TOKEN_MAX	   65536
+#define K8S_JSON_DEPTH	   64 /* managedFields nest deeply */
+#define K8S_POLL_MAX_MS	   1000
+#define K8S_TOKEN_CHECK_MS 60000 /* the token file's mtime, at least this often */
+#define K8S_OVR_RETRY_MS   2000	 /* pods selected but without a cgroup: look again */
+#define K8S_CGROUP_DEPTH   4	 /* kubepods.slice/kubepods-QOS.slice/...-pod<uid>.slice */
 /* A selector with a label key the pods were read without makes the pods
  * listed again: a few at once, then one every K8S_KEY_RELIST_MS (a token
  * bucket), so that tenants creating selectors cannot make every agent
  * hammer the API server. Keys that appear meanwhile share the next one. */
-#define K8S_KEY_RELIST_BURST   3
-#define K8S_KEY_RELIST_MS      10000
-#define K8S_PROBLEM_LOG_MAX    50 /* lines about refused objects per change */
+#define K8S_KEY_RELIST_BURST 3
+#define K8S_KEY_RELIST_MS    10000
+#define K8S_PROBLEM_LOG_MAX  50 /* lines about refused objects per change */
 
 static const char *const k8s_paths[K8S_NKINDS] = {
 	[K8S_SBR] = "/apis/shunt.dev/v1alpha1/sandboxroutes",
@@ -115,7 +115,7 @@ struct k8s_res {
 	bool synced;   /* listed at least once */
 	long status;
 	char rv[128];
-	char *cont; /* continue token of a paginated list */
+	char *cont;	    /* continue token of a paginated list */
 	unsigned int limit; /* items per list page: smaller after a page too big */
 	bool too_big;	    /* this page went over K8S_LIST_BODY_MAX */
 	struct hmap fresh;
@@ -163,12 +163,12 @@ struct k8s {
 	 * their uid only when on this node. */
 	struct hmap pod_keys;
 	struct k8s_decode_opts dopts;
-	bool pods_begun;	      /* the first pod list has started */
-	bool pods_relist_due;		/* a new key: list the pods again */
+	bool pods_begun;		 /* the first pod list has started */
+	bool pods_relist_due;		 /* a new key: list the pods again */
 	unsigned int pods_relist_tokens; /* ... when there is one */
-	bool pods_keys_keep;		/* that list keeps every key known */
-	uint64_t pods_relist_refill_ms;	/* the next token comes then */
-	struct hmap reported; /* problems logged: "why kind id other" -> what was said */
+	bool pods_keys_keep;		 /* that list keeps every key known */
+	uint64_t pods_relist_refill_ms;	 /* the next token comes then */
+	struct hmap reported;		 /* problems logged: "why kind id other" -> what was said */
 
 	/* Main thread: what the store would not take, key -> struct k8s_fail. */
 	struct hmap failed_routes, failed_ovr;
@@ -956,7 +956,8 @@ static void problem_log(const struct k8s *k, const struct k8s_problem *p)
 	case K8S_WHY_CIDR:
 		pr_warn("k8s: %s %s refused: sandbox address %s is outside every --sandbox-cidr%s",
 			kind, p->id, p->detail,
-			k->cache.n_sandbox_cidrs ? "" : " (none given: explicit addresses are refused)");
+			k->cache.n_sandbox_cidrs ? ""
+						 : " (none given: explicit addresses are refused)");
 		break;
 	case K8S_WHY_ENDPOINTS:
 		snprintf(ns, sizeof(ns), "%.*s", (int)strcspn(p->id, "/"), p->id);
@@ -1415,7 +1416,8 @@ static void apply_overrides(struct k8s *k, const struct k8s_batch *b)
 	if (removed && k->failed_ovr.n && !failed)
 		fails_retry(k, true);
 	if (failed)
-		pr_err("k8s: %zu override(s) could not be installed: %s (shuntctl status lists them)",
+		pr_err("k8s: %zu override(s) could not be installed: %s (shuntctl status lists "
+		       "them)",
 		       failed, first);
 	if (b->novr || removed)
 		pr_debug("k8s: %zu override(s) added or changed, %zu removed", added, removed);
@@ -1491,9 +1493,9 @@ static void apply_batch(struct k8s *k, const struct k8s_batch *b)
 		if (store_k8s_put(s, key, &op->r.v, err, sizeof(err))) {
 			if (!failed++)
 				snprintf(first, sizeof(first), "%s", err);
-			struct k8s_fail *f = fail_note(&k->failed_routes, key, sizeof(*key),
-						       op->owner, op->owner ? strlen(op->owner) : 0,
-						       err);
+			struct k8s_fail *f =
+				fail_note(&k->failed_routes, key, sizeof(*key), op->owner,
+					  op->owner ? strlen(op->owner) : 0, err);
 
 			if (f)
 				f->route = op->r.v;

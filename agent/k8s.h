@@ -18,9 +18,9 @@
 struct agent;
 struct k8s;
 
-#define K8S_MAX_SANDBOX_CIDRS	    32
-#define K8S_DEFAULT_MAX_NS_ROUTES   1024 /* 1/16 of the default --max-routes */
-#define K8S_STATUS_LIST		    16	 /* entries of each list in status */
+#define K8S_MAX_SANDBOX_CIDRS	  32
+#define K8S_DEFAULT_MAX_NS_ROUTES 1024 /* 1/16 of the default --max-routes */
+#define K8S_STATUS_LIST		  16   /* entries of each list in status */
 
 struct k8s_opts {
 	bool in_cluster;	/* --kubernetes */
@@ -43,7 +43,7 @@ static inline bool k8s_wanted(const struct k8s_opts *o)
 
 /* An object that gets less than it asks for, as status lists it. */
 struct k8s_status_entry {
-	enum k8s_kind kind;	/* K8S_SBR, K8S_SBO or K8S_SLICE */
+	enum k8s_kind kind; /* K8S_SBR, K8S_SBO or K8S_SLICE */
 	char object[K8S_ID_MAX];
 	char other[K8S_ID_MAX]; /* conflicts: lost_to */
 	size_t n;		/* routes/overrides concerned, slice addresses ignored */

@@ -379,7 +379,8 @@ static int pod_slices_changed(struct k8s_cache *c, const char *pod_id)
 /* What a slice needs of a Pod: the same? */
 static bool pod_addr_same(const struct k8s_pod *a, const struct k8s_pod *b)
 {
-	return a->ended == b->ended && a->nips == b->nips && !memcmp(a->ips, b->ips, sizeof(a->ips));
+	return a->ended == b->ended && a->nips == b->nips &&
+	       !memcmp(a->ips, b->ips, sizeof(a->ips));
 }
 
 /* Pods change often (status heartbeats, container restarts) in ways that
@@ -1239,7 +1240,8 @@ static int retranslate(struct k8s_cache *c, struct k8s_sbr *r, uint64_t now_unix
 		r->bad = *bad;
 	/* The same routes (a pod's heartbeat, an unrelated endpoint): no
 	 * change to report, and the quota is unchanged. */
-	if ((size_t)n == r->nroutes && (!n || !memcmp(routes, r->routes, (size_t)n * sizeof(*routes)))) {
+	if ((size_t)n == r->nroutes &&
+	    (!n || !memcmp(routes, r->routes, (size_t)n * sizeof(*routes)))) {
 		free(routes);
 		return 0;
 	}
@@ -1610,8 +1612,8 @@ long k8s_cache_problems(const struct k8s_cache *c, struct k8s_problem **out)
 		} else if (r->over_quota) {
 			p = prob_push(&pv, K8S_SBR, K8S_WHY_QUOTA, r->m.id, NULL, r->nroutes);
 			if (p)
-				snprintf(p->detail, sizeof(p->detail), "%zu of %zu in use", r->quota_used,
-					 c->max_ns_routes);
+				snprintf(p->detail, sizeof(p->detail), "%zu of %zu in use",
+					 r->quota_used, c->max_ns_routes);
 		} else {
 			continue;
 		}

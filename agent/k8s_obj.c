@@ -682,8 +682,8 @@ static int slice_decode(struct json_object *obj, struct k8s_slice *sl, char *err
 	return 0;
 }
 
-static int pod_decode(struct json_object *obj, const struct k8s_decode_opts *o,
-		      struct k8s_pod *p, char *err, size_t errlen)
+static int pod_decode(struct json_object *obj, const struct k8s_decode_opts *o, struct k8s_pod *p,
+		      char *err, size_t errlen)
 {
 	struct json_object *st = jget(obj, "status"), *ips = jget(st, "podIPs");
 	struct json_object *conds = jget(st, "conditions");

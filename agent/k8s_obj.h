@@ -42,8 +42,8 @@ enum k8s_kind {
 #define K8S_MAX_POD_IPS	     2	  /* one per family */
 #define K8S_TIME_MAX	     64	  /* RFC 3339 text */
 #define K8S_DURATION_TXT_MAX 32
-#define K8S_UID_MAX	     63 /* metadata.uid (a UUID: 36) */
-#define K8S_MAX_SBO_ADDRS    8	/* destination/to addresses (the CRD's limit) */
+#define K8S_UID_MAX	     63			    /* metadata.uid (a UUID: 36) */
+#define K8S_MAX_SBO_ADDRS    8			    /* destination/to addresses (the CRD's limit) */
 #define K8S_ID_MAX	     (2 * K8S_NAME_MAX + 2) /* "namespace/name" and its NUL */
 
 struct k8s_label {
@@ -97,10 +97,10 @@ struct k8s_sbr {
 	struct k8s_route *routes;
 	size_t nroutes;
 	bool claimed;
-	bool cidr_refused;	/* a sandbox address outside every --sandbox-cidr */
-	bool over_quota;	/* over --max-routes-per-namespace */
-	struct shunt_addr bad;	/* cidr_refused: the first such address */
-	size_t quota_used;	/* over_quota: routes of older objects of its namespace */
+	bool cidr_refused;     /* a sandbox address outside every --sandbox-cidr */
+	bool over_quota;       /* over --max-routes-per-namespace */
+	struct shunt_addr bad; /* cidr_refused: the first such address */
+	size_t quota_used;     /* over_quota: routes of older objects of its namespace */
 };
 
 struct k8s_port {

@@ -57,7 +57,7 @@ struct metrics_snapshot {
 	size_t overrides;
 	struct metrics_map maps[METRICS_MAX_MAPS];
 	size_t n_maps;
-	const uint64_t *kernel; /* SHUNT_STAT_MAX counters; NULL when unreadable */
+	const uint64_t *kernel;	      /* SHUNT_STAT_MAX counters; NULL when unreadable */
 	const struct k8s_status *k8s; /* NULL: not following a cluster */
 };
 

@@ -379,11 +379,11 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 		case OPT_SANDBOX_CIDR:
 			if (a->kopts.n_sandbox_cidrs == K8S_MAX_SANDBOX_CIDRS)
 				return usage_error("--sandbox-cidr: at most 32%s", "");
-			if (parse_prefix(optarg,
-					 &a->kopts.sandbox_cidrs[a->kopts.n_sandbox_cidrs]))
-				return usage_error("--sandbox-cidr: '%s' is not ADDRESS/LENGTH with "
-						   "no bit set past LENGTH (e.g. 10.244.0.0/16)",
-						   optarg);
+			if (parse_prefix(optarg, &a->kopts.sandbox_cidrs[a->kopts.n_sandbox_cidrs]))
+				return usage_error(
+					"--sandbox-cidr: '%s' is not ADDRESS/LENGTH with "
+					"no bit set past LENGTH (e.g. 10.244.0.0/16)",
+					optarg);
 			a->kopts.n_sandbox_cidrs++;
 			break;
 		case OPT_MAX_NS_ROUTES:

@@ -34,10 +34,10 @@
 #include "routes.h"
 #include "util.h"
 
-#define NOW	  1800000000ULL
-#define NODE	  "n1"
-#define NS_QUOTA  64
-#define MAX_SEEN  4096
+#define NOW	 1800000000ULL
+#define NODE	 "n1"
+#define NS_QUOTA 64
+#define MAX_SEEN 4096
 
 static void check_msg(const char *err)
 {
@@ -118,7 +118,8 @@ static void check_obj(enum k8s_kind kind, const void *o)
 
 		check_selector(&s->sel);
 		FUZZ_CHECK(!s->dst_service != !s->ndst, "destination: service and addresses");
-		FUZZ_CHECK(s->ndst <= K8S_MAX_SBO_ADDRS && s->nto <= K8S_MAX_SBO_ADDRS, "addresses");
+		FUZZ_CHECK(s->ndst <= K8S_MAX_SBO_ADDRS && s->nto <= K8S_MAX_SBO_ADDRS,
+			   "addresses");
 		FUZZ_CHECK(!!s->to_service + s->to_sel_set + !!s->nto == 1, "exactly one target");
 		if (s->to_sel_set)
 			check_selector(&s->to_sel);

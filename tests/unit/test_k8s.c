@@ -169,7 +169,8 @@ static const struct addr_prefix *allow_sandboxes(void)
 static void endpoint_pods(void)
 {
 	put_pod("orders-1", "\"app\":\"orders\"",
-		"\"podIP\":\"10.244.0.5\",\"podIPs\":[{\"ip\":\"10.244.0.5\"},{\"ip\":\"fd00:244::5\"}]",
+		"\"podIP\":\"10.244.0.5\",\"podIPs\":[{\"ip\":\"10.244.0.5\"},{\"ip\":\"fd00:244::"
+		"5\"}]",
 		"Running", "True");
 	put_pod("orders-2", "\"app\":\"orders\"", "\"podIP\":\"10.244.0.7\"", "Running", "False");
 }
@@ -1115,8 +1116,8 @@ static struct k8s_problem *problems(long *n)
 	return v;
 }
 
-static const struct k8s_problem *find_problem(const struct k8s_problem *v, long n,
-					      enum k8s_why why, const char *id)
+static const struct k8s_problem *find_problem(const struct k8s_problem *v, long n, enum k8s_why why,
+					      const char *id)
 {
 	for (long i = 0; i < n; i++)
 		if (v[i].why == why && !strcmp(v[i].id, id))
@@ -1327,7 +1328,8 @@ Test(tenancy, sandbox_addresses_need_an_allowed_cidr)
 	allow_sandboxes();
 	put_sbr("b", ",\"ports\":[80]},\"keys\":[\"j\"]",
 		"{\"addresses\":[\"169.254.169.254\"],\"port\":80}");
-	put_sbr("c", ",\"ports\":[80]},\"keys\":[\"i\"]", "{\"addresses\":[\"127.0.0.1\"],\"port\":80}");
+	put_sbr("c", ",\"ports\":[80]},\"keys\":[\"i\"]",
+		"{\"addresses\":[\"127.0.0.1\"],\"port\":80}");
 	/* Inside: routes. */
 	put_sbr("a", ",\"ports\":[80]},\"keys\":[\"k\"]",
 		"{\"addresses\":[\"10.244.9.1\",\"fd00:244::9\"],\"port\":8080}");
@@ -1444,7 +1446,8 @@ Test(quota, older_objects_first_whole_objects_only)
 #define FIVE "\"k1\",\"k2\",\"k3\",\"k4\",\"k5\""
 	put_sbr_in("noisy", "b-first", "2026-11-18T08:00:00Z", "web", FIVE,
 		   "{\"addresses\":[\"10.244.4.1\"],\"port\":1}");
-	put_sbr_in("noisy", "a-second", "2026-11-18T08:30:00Z", "web", "\"m1\",\"m2\",\"m3\",\"m4\",\"m5\"",
+	put_sbr_in("noisy", "a-second", "2026-11-18T08:30:00Z", "web",
+		   "\"m1\",\"m2\",\"m3\",\"m4\",\"m5\"",
 		   "{\"addresses\":[\"10.244.4.2\"],\"port\":1}");
 	put_sbr_in("noisy", "c-third", "2026-11-18T08:40:00Z", "web", "\"n1\"",
 		   "{\"addresses\":[\"10.244.4.3\"],\"port\":1}");
@@ -1543,7 +1546,8 @@ Test(memory, label_keys_follow_the_selectors)
 	cr_assert_not_null(hmap_sget(&c.label_keys, "sandbox"));
 	cr_assert_not_null(hmap_sget(&c.label_keys, "tier"));
 	c.new_label_keys = false;
-	put_sbr("b", "},\"keys\":[\"k\"]", "{\"selector\":{\"matchLabels\":{\"sandbox\":\"g\"}},\"port\":1}");
+	put_sbr("b", "},\"keys\":[\"k\"]",
+		"{\"selector\":{\"matchLabels\":{\"sandbox\":\"g\"}},\"port\":1}");
 	cr_assert_not(c.new_label_keys, "no new key");
 	sbo_setup();
 	put_sbo("o", "{\"service\":\"orders\",\"port\":80}",
