@@ -679,6 +679,8 @@ class K8sTenancy(K8sBase):
         self.assertEqual(st["conflicts"], [{"kind": "SandboxRoute", "object": "%s/a-new" % NS,
                                             "lost_to": "%s/z-old" % NS, "routes": 4}], st)
         self.assertEqual(st["conflicts_total"], 1)
+        text = self.node.ctl("status").stdout
+        self.assertIn("SandboxRoute %s/a-new: 4 route(s) lost to %s/z-old" % (NS, NS), text)
         # Logged once per change, not once per translation: more events
         # that translate both again say nothing new.
         for ready in (False, True, False):
