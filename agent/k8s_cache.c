@@ -1526,14 +1526,26 @@ static void addr_text(const struct shunt_addr *a, char *buf, size_t len)
 		snprintf(buf, len, "?");
 }
 
-static int note_service(struct hmap *m, const char *ns, const char *svc)
+/* Does some SandboxRoute or SandboxOverride of namespace ns use Service
+ * ns/svc? */
+static bool service_used(const struct k8s_cache *c, const char *ns, const char *svc)
 {
-	char key[K8S_ID_MAX];
+	const struct k8s_group *g = hmap_sget(&c->sbrs_by_ns, ns);
+	const struct hmap *sbos = &c->objs[K8S_SBO];
+	struct hmap_entry *e;
+	size_t i;
 
-	if (!svc)
-		return 0;
-	snprintf(key, sizeof(key), "%s/%s", ns, svc);
-	return hmap_put(m, key, strlen(key), SET_MEMBER, NULL);
+	for (i = 0; g && i < g->n; i++)
+		if (!strcmp(((const struct k8s_sbr *)g->v[i])->service, svc))
+			return true;
+	for (e = hmap_first(sbos, &i); e; e = hmap_next(sbos, e, &i)) {
+		const struct k8s_sbo *o = e->val;
+
+		if (!strcmp(o->m.ns, ns) && ((o->dst_service && !strcmp(o->dst_service, svc)) ||
+					     (o->to_service && !strcmp(o->to_service, svc))))
+			return true;
+	}
+	return false;
 }
 
 /* Slices of Services some object uses whose addresses do not count:
@@ -1543,47 +1555,25 @@ static int note_service(struct hmap *m, const char *ns, const char *svc)
 static int ignored_endpoints(const struct k8s_cache *c, struct prob_vec *pv)
 {
 	const struct hmap *slices = &c->objs[K8S_SLICE];
-	struct hmap used = {};
 	struct hmap_entry *e;
 	size_t i;
-	int err = 0;
 
-	for (e = hmap_first(&c->objs[K8S_SBR], &i); e && !err;
-	     e = hmap_next(&c->objs[K8S_SBR], e, &i)) {
-		const struct k8s_sbr *r = e->val;
-
-		err = note_service(&used, r->m.ns, r->service);
-	}
-	for (e = hmap_first(&c->objs[K8S_SBO], &i); e && !err;
-	     e = hmap_next(&c->objs[K8S_SBO], e, &i)) {
-		const struct k8s_sbo *o = e->val;
-
-		err = note_service(&used, o->m.ns, o->dst_service);
-		err = err ? err : note_service(&used, o->m.ns, o->to_service);
-	}
-	for (e = hmap_first(slices, &i); e && !err && used.n; e = hmap_next(slices, e, &i)) {
+	for (e = hmap_first(slices, &i); e; e = hmap_next(slices, e, &i)) {
 		const struct k8s_slice *sl = e->val;
-		char key[K8S_ID_MAX];
 		struct k8s_problem *p;
 
-		if (!sl->ninvalid || !sl->service)
-			continue;
-		snprintf(key, sizeof(key), "%s/%s", sl->m.ns, sl->service);
-		if (!hmap_sget(&used, key))
+		if (!sl->ninvalid || !sl->service || !service_used(c, sl->m.ns, sl->service))
 			continue;
 		p = prob_push(pv, K8S_SLICE, K8S_WHY_ENDPOINTS, sl->m.id, NULL, sl->ninvalid);
-		if (!p) {
-			err = -ENOMEM;
-			break;
-		}
+		if (!p)
+			return -ENOMEM;
 		for (size_t k = 0; k < sl->naddrs; k++)
 			if (!sl->valid[k]) {
 				addr_text(&sl->addrs[k], p->detail, sizeof(p->detail));
 				break;
 			}
 	}
-	hmap_free(&used);
-	return err;
+	return 0;
 }
 
 long k8s_cache_problems(const struct k8s_cache *c, struct k8s_problem **out)
