@@ -471,10 +471,75 @@ static void cmd_takeover(struct ctl_conn *cc)
 	a->handed_over = true;
 }
 
+static const char *const k8s_kind_singular[K8S_NKINDS] = {
+	[K8S_SBR] = "SandboxRoute", [K8S_SERVICE] = "Service",	   [K8S_SLICE] = "EndpointSlice",
+	[K8S_POD] = "Pod",	    [K8S_SBO] = "SandboxOverride",
+};
+
+/* One list of objects that get less than they ask for, in text: a line
+ * each, and how many more there are. */
+static void status_k8s_list_text(struct ctl_conn *cc, const char *title,
+				 const struct k8s_status_list *l, const char *reason)
+{
+	out_printf(cc, "  %-18s %zu\n", title, l->total);
+	for (size_t i = 0; i < l->n; i++) {
+		const struct k8s_status_entry *e = &l->e[i];
+
+		out_printf(cc, "    %s %s: %zu %s", k8s_kind_singular[e->kind], e->object, e->n,
+			   e->kind == K8S_SLICE ? "address(es)"
+			   : e->kind == K8S_SBO ? "override(s)"
+						: "route(s)");
+		if (e->other[0])
+			out_printf(cc, " lost to %s", e->other);
+		if (e->detail[0])
+			out_printf(cc, " (%s%s)", reason, e->detail);
+		out_printf(cc, "\n");
+	}
+	if (l->total > l->n)
+		out_printf(cc, "    ... and %zu more\n", l->total - l->n);
+}
+
+/* The same as a JSON array of objects. what: "conflict" (object, lost_to,
+ * routes or overrides), "refused" (object, reason, routes, detail),
+ * "endpoints" (object, addresses, example), "not_installed" (object,
+ * routes or overrides, error). */
+static void status_k8s_list_json(struct ctl_conn *cc, const struct k8s_status_list *l,
+				 const char *what, const char *reason, bool *first)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		const struct k8s_status_entry *e = &l->e[i];
+		const char *count = e->kind == K8S_SLICE ? "addresses"
+				    : e->kind == K8S_SBO ? "overrides"
+							 : "routes";
+
+		out_printf(cc, "%s{\"kind\":\"%s\",\"object\":", *first ? "" : ",",
+			   k8s_kind_singular[e->kind]);
+		*first = false;
+		out_json_str(cc, e->object);
+		if (!strcmp(what, "conflict")) {
+			out_printf(cc, ",\"lost_to\":");
+			out_json_str(cc, e->other);
+		}
+		if (reason)
+			out_printf(cc, ",\"reason\":\"%s\"", reason);
+		out_printf(cc, ",\"%s\":%zu", count, e->n);
+		if (strcmp(what, "conflict")) {
+			out_printf(cc, ",\"%s\":",
+				   !strcmp(what, "endpoints")	    ? "example"
+				   : !strcmp(what, "not_installed") ? "error"
+								    : "detail");
+			out_json_str(cc, e->detail);
+		}
+		out_printf(cc, "}");
+	}
+}
+
 /* The "kubernetes" part of status (docs/k8s-contract.md). */
 static void status_k8s(struct ctl_conn *cc, bool json)
 {
-	struct k8s_status st;
+	static struct k8s_status st; /* large; the main loop is the only caller */
+	char pfx[ADDR_STR_LEN];
+	bool first;
 
 	k8s_get_status(cc->a, &st);
 	if (!json) {
@@ -491,6 +556,18 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 			out_printf(cc, "  %-18s %zu (resourceVersion %s)\n", k8s_kind_names[i],
 				   st.objects[i], st.rv[i][0] ? st.rv[i] : "-");
 		out_printf(cc, "  last error         %s\n", st.last_error[0] ? st.last_error : "-");
+		out_printf(cc, "  routes per namespace at most %zu\n  sandbox-cidr      ",
+			   st.max_routes_per_ns);
+		for (size_t i = 0; i < cc->a->kopts.n_sandbox_cidrs; i++)
+			out_printf(cc, " %s",
+				   format_prefix(&cc->a->kopts.sandbox_cidrs[i], pfx, sizeof(pfx)));
+		out_printf(cc, "%s\n",
+			   cc->a->kopts.n_sandbox_cidrs ? "" : " - (no explicit addresses)");
+		status_k8s_list_text(cc, "conflicts", &st.conflicts, "");
+		status_k8s_list_text(cc, "over the quota", &st.refused_quota, "");
+		status_k8s_list_text(cc, "outside sandbox-cidr", &st.refused_cidr, "address ");
+		status_k8s_list_text(cc, "slices ignored", &st.endpoints_ignored, "first ");
+		status_k8s_list_text(cc, "not installed", &st.not_installed, "");
 		return;
 	}
 	out_printf(cc, ",\"kubernetes\":{\"connected\":%s,\"synced\":%s",
@@ -509,7 +586,28 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 		out_printf(cc, "%s\"%s\":", i ? "," : "", k8s_kind_names[i]);
 		out_json_str(cc, st.rv[i]);
 	}
-	out_printf(cc, "}}");
+	out_printf(cc, "},\"max_routes_per_namespace\":%zu,\"sandbox_cidrs\":[",
+		   st.max_routes_per_ns);
+	for (size_t i = 0; i < cc->a->kopts.n_sandbox_cidrs; i++)
+		out_printf(cc, "%s\"%s\"", i ? "," : "",
+			   format_prefix(&cc->a->kopts.sandbox_cidrs[i], pfx, sizeof(pfx)));
+	out_printf(cc, "],\"conflicts\":[");
+	first = true;
+	status_k8s_list_json(cc, &st.conflicts, "conflict", NULL, &first);
+	out_printf(cc, "],\"conflicts_total\":%zu,\"refused\":[", st.conflicts.total);
+	first = true;
+	status_k8s_list_json(cc, &st.refused_quota, "refused", "quota", &first);
+	status_k8s_list_json(cc, &st.refused_cidr, "refused", "sandbox-cidr", &first);
+	out_printf(cc, "],\"refused_total\":%zu,\"endpoints_ignored\":[",
+		   st.refused_quota.total + st.refused_cidr.total);
+	first = true;
+	status_k8s_list_json(cc, &st.endpoints_ignored, "endpoints", NULL, &first);
+	out_printf(cc, "],\"endpoint_addresses_ignored\":%zu,\"not_installed\":[",
+		   st.endpoint_addrs_ignored);
+	first = true;
+	status_k8s_list_json(cc, &st.not_installed, "not_installed", NULL, &first);
+	out_printf(cc, "],\"routes_not_installed\":%zu,\"overrides_not_installed\":%zu}",
+		   st.routes_not_installed, st.overrides_not_installed);
 }
 
 /* The proxy's address of each family, or why there is none: a family

@@ -46,21 +46,35 @@
 #include "source.h"
 #include "util.h"
 
-#define K8S_LIST_LIMIT	       500
+#define K8S_LIST_LIMIT 500 /* items of a list page */
+/* Pods are the many objects with many fields: smaller pages keep the
+ * JSON of one page (parsed whole) small. */
+#define K8S_POD_LIST_LIMIT     100
 #define K8S_WATCH_TIMEOUT_S    240 /* plus up to as much again, at random */
 #define K8S_BACKOFF_MIN_MS     100
 #define K8S_BACKOFF_MAX_MS     10000
 #define K8S_CONNECT_TIMEOUT_MS 5000
 #define K8S_LIST_TIMEOUT_S     120
-#define K8S_LIST_BODY_MAX      (256U << 20) /* one page of a list */
-#define K8S_EVENT_MAX	       (16U << 20)  /* one watch event */
-#define K8S_ERROR_BODY_MAX     4096
-#define K8S_TOKEN_MAX	       65536
-#define K8S_JSON_DEPTH	       64 /* managedFields nest deeply */
-#define K8S_POLL_MAX_MS	       1000
-#define K8S_TOKEN_CHECK_MS     60000 /* the token file's mtime, at least this often */
-#define K8S_OVR_RETRY_MS       2000  /* pods selected but without a cgroup: look again */
-#define K8S_CGROUP_RESCAN_MS   10000 /* ... when inotify follows new cgroups: a safety net */
+/* One page of a list, and one watch event. An object is at most what etcd
+ * stores (1.5 MiB by default): a page over the cap is asked for again with
+ * fewer items, down to one. Far below the DaemonSet's memory limit, also
+ * with the JSON tree parsed from it. */
+#define K8S_LIST_BODY_MAX    (4U << 20)
+#define K8S_EVENT_MAX	     (4U << 20)
+#define K8S_ERROR_BODY_MAX   4096
+#define K8S_TOKEN_MAX	     65536
+#define K8S_JSON_DEPTH	     64 /* managedFields nest deeply */
+#define K8S_POLL_MAX_MS	     1000
+#define K8S_TOKEN_CHECK_MS   60000 /* the token file's mtime, at least this often */
+#define K8S_OVR_RETRY_MS     2000  /* pods selected but without a cgroup: look again */
+#define K8S_CGROUP_RESCAN_MS 10000 /* ... when inotify follows new cgroups: a safety net */
+/* A selector with a label key the pods were read without makes the pods
+ * listed again: a few at once, then one every K8S_KEY_RELIST_MS (a token
+ * bucket), so that tenants creating selectors cannot make every agent
+ * hammer the API server. Keys that appear meanwhile share the next one. */
+#define K8S_KEY_RELIST_BURST 3
+#define K8S_KEY_RELIST_MS    10000
+#define K8S_PROBLEM_LOG_MAX  50 /* lines about refused objects per change */
 
 static const char *const k8s_paths[K8S_NKINDS] = {
 	[K8S_SBR] = "/apis/shunt.dev/v1alpha1/sandboxroutes",
@@ -84,7 +98,8 @@ struct k8s_batch {
 	struct k8s_batch *next;
 	bool full; /* every desired route and override: delete the Kubernetes ones not in it */
 	size_t n;
-	struct k8s_op *ops;
+	struct k8s_op *ops; /* owner: a string of owners */
+	struct hmap owners; /* "ns/name" -> a copy of it, for the ops */
 	size_t novr;
 	struct k8s_ovr_op *ovr;
 };
@@ -101,7 +116,9 @@ struct k8s_res {
 	bool synced;   /* listed at least once */
 	long status;
 	char rv[128];
-	char *cont; /* continue token of a paginated list */
+	char *cont;	    /* continue token of a paginated list */
+	unsigned int limit; /* items per list page: smaller after a page too big */
+	bool too_big;	    /* this page went over K8S_LIST_BODY_MAX */
 	struct hmap fresh;
 	struct buf body; /* a list page, a partial event line, or an error */
 	size_t events;
@@ -145,6 +162,27 @@ struct k8s {
 	bool connected;
 	char last_error[256];
 	uint32_t rnd;
+	/* Pods keep the labels whose keys are here (what the selectors use),
+	 * their uid only when on this node. */
+	struct hmap pod_keys;
+	struct k8s_decode_opts dopts;
+	bool pods_begun;		 /* the first pod list has started */
+	bool pods_relist_due;		 /* a new key: list the pods again */
+	unsigned int pods_relist_tokens; /* ... when there is one */
+	bool pods_keys_keep;		 /* that list keeps every key known */
+	uint64_t pods_relist_refill_ms;	 /* the next token comes then */
+	struct hmap reported;		 /* problems logged: "why kind id other" -> what was said */
+
+	/* Main thread: what the store would not take, key -> struct k8s_fail. */
+	struct hmap failed_routes, failed_ovr;
+};
+
+struct k8s_fail {
+	char *owner; /* "ns/name" of the object */
+	char msg[160];
+	/* What was asked for, to try again when room is made. */
+	struct shunt_route route;
+	struct shunt_override ovr;
 };
 
 static int buf_add(struct buf *b, const char *p, size_t n, size_t max)
@@ -298,6 +336,27 @@ static void res_list_reset(struct k8s_res *r)
 
 static size_t write_cb(char *p, size_t size, size_t nmemb, void *ud);
 
+static unsigned int list_limit(enum k8s_kind kind)
+{
+	return kind == K8S_POD ? K8S_POD_LIST_LIMIT : K8S_LIST_LIMIT;
+}
+
+/* The pods are about to be listed from the start: they will keep the
+ * labels the selectors use now (keys no selector uses any more go). */
+static int pod_keys_reset(struct k8s *k)
+{
+	struct hmap_entry *e;
+	size_t i;
+
+	hmap_free(&k->pod_keys);
+	k->cache.new_label_keys = false;
+	for (e = hmap_first(&k->cache.label_keys, &i); e;
+	     e = hmap_next(&k->cache.label_keys, e, &i))
+		if (hmap_put(&k->pod_keys, e->key, e->klen, (void *)1, NULL))
+			return -ENOMEM;
+	return 0;
+}
+
 static int res_start(struct k8s_res *r)
 {
 	struct k8s *k = r->k;
@@ -307,13 +366,22 @@ static int res_start(struct k8s_res *r)
 	int n;
 
 	token_refresh(k);
+	if (r->kind == K8S_POD && r->listing && !r->cont) {
+		/* A list for new keys keeps the old ones too: a key a selector
+		 * used a moment ago is likely to come back (and would cost a
+		 * list again); others (410, failures) drop what is unused. */
+		if (!k->pods_keys_keep && pod_keys_reset(k))
+			return -ENOMEM;
+		k->pods_keys_keep = false;
+		k->pods_begun = true;
+	}
 	e = curl_easy_init();
 	if (!e)
 		return -ENOMEM;
 	if (r->listing) {
 		esc = r->cont ? curl_easy_escape(e, r->cont, 0) : NULL;
-		n = asprintf(&url, "%s%s?limit=%d%s%s", c->server, k8s_paths[r->kind],
-			     K8S_LIST_LIMIT, esc ? "&continue=" : "", esc ? esc : "");
+		n = asprintf(&url, "%s%s?limit=%u%s%s", c->server, k8s_paths[r->kind], r->limit,
+			     esc ? "&continue=" : "", esc ? esc : "");
 	} else {
 		unsigned int t = K8S_WATCH_TIMEOUT_S + k8s_rand(k) % K8S_WATCH_TIMEOUT_S;
 
@@ -384,6 +452,7 @@ static int res_start(struct k8s_res *r)
 	r->status = 0;
 	r->events = 0;
 	r->relist = false;
+	r->too_big = false;
 	r->why[0] = '\0';
 	r->body.len = 0;
 	r->started_ms = monotonic_ms();
@@ -458,7 +527,7 @@ static bool handle_event(struct k8s_res *r, const char *line, size_t len)
 	} else if (!strcmp(type, "DELETED")) {
 		k8s_cache_del(&k->cache, r->kind, id);
 	} else if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED")) {
-		int ret = k8s_decode(r->kind, obj, &o, err, sizeof(err));
+		int ret = k8s_decode_ex(r->kind, obj, &k->dopts, &o, err, sizeof(err));
 
 		if (ret) {
 			pr_warn("k8s: %s %s: skipped: %s", k8s_singular[r->kind], id, err);
@@ -491,8 +560,12 @@ static size_t write_cb(char *p, size_t size, size_t nmemb, void *ud)
 			K8S_ERROR_BODY_MAX);
 		return n;
 	}
-	if (r->listing)
-		return buf_add(&r->body, p, n, K8S_LIST_BODY_MAX) ? 0 : n;
+	if (r->listing) {
+		int ret = buf_add(&r->body, p, n, K8S_LIST_BODY_MAX);
+
+		r->too_big = ret == -E2BIG;
+		return ret ? 0 : n;
+	}
 	/* A watch: one JSON event per line. */
 	for (size_t i = 0; i < n; i++) {
 		if (p[i] != '\n')
@@ -558,7 +631,7 @@ static void list_page(struct k8s_res *r)
 				k8s_singular[r->kind], id);
 			continue;
 		}
-		if (k8s_decode(r->kind, it, &obj, err, sizeof(err))) {
+		if (k8s_decode_ex(r->kind, it, &k->dopts, &obj, err, sizeof(err))) {
 			pr_warn("k8s: %s %s: skipped: %s", k8s_singular[r->kind], id, err);
 			continue;
 		}
@@ -594,6 +667,8 @@ static void list_page(struct k8s_res *r)
 		r->listing = false;
 		r->synced = true;
 		r->backoff_ms = 0;
+		/* Back towards full pages after a page too big. */
+		r->limit = r->limit * 2 < list_limit(r->kind) ? r->limit * 2 : list_limit(r->kind);
 		k->need_full = true;
 	}
 	r->next_ms = 0;
@@ -615,6 +690,22 @@ static void res_done(struct k8s_res *r, CURLcode rc)
 	r->hdrs = NULL;
 	r->busy = false;
 
+	if (r->listing && r->too_big) {
+		/* Ask for the same page again with fewer items (the continue
+		 * token is kept): one object always fits. */
+		buf_free(&r->body);
+		if (r->limit > 1) {
+			r->limit = r->limit / 4 ? r->limit / 4 : 1;
+			pr_warn("k8s: %s list: a page is over %u bytes; asking for %u item(s) a "
+				"page",
+				k8s_kind_names[r->kind], K8S_LIST_BODY_MAX, r->limit);
+			r->next_ms = 0;
+			return;
+		}
+		res_list_reset(r);
+		res_fail(r, true, "one object is over %u bytes", K8S_LIST_BODY_MAX);
+		return;
+	}
 	if (r->relist) { /* the stream said so */
 		r->body.len = 0;
 		if (r->why[0]) {
@@ -760,7 +851,199 @@ static void publish_wait(struct k8s *k)
 	k8s_wait_free(old);
 }
 
+/* ---- what the pods keep ------------------------------------------------------ */
+
+/* A selector uses a label key the pods were read without: from now on
+ * pods keep it, and those read before are listed again (pods_relist). */
+static void check_label_keys(struct k8s *k)
+{
+	struct k8s_res *r = &k->res[K8S_POD];
+	struct hmap_entry *e;
+	size_t i;
+	bool added = false;
+
+	if (!k->cache.new_label_keys)
+		return;
+	k->cache.new_label_keys = false;
+	for (e = hmap_first(&k->cache.label_keys, &i); e;
+	     e = hmap_next(&k->cache.label_keys, e, &i)) {
+		if (hmap_get(&k->pod_keys, e->key, e->klen))
+			continue;
+		if (hmap_put(&k->pod_keys, e->key, e->klen, (void *)1, NULL)) {
+			k->cache.new_label_keys = true; /* try again */
+			set_error(k, "out of memory noting a selector's label key");
+			return;
+		}
+		pr_debug("k8s: pods keep label %s from now on", e->key);
+		added = true;
+	}
+	/* Not listed yet, or a list that has not decoded a page yet: it
+	 * reads them with the key. */
+	if (added && k->pods_begun && !(r->listing && !r->cont))
+		k->pods_relist_due = true;
+}
+
+/* List the pods again now, if a relist is due and allowed; else say when
+ * to look again (ms from now, or -1). */
+static long pods_relist(struct k8s *k, uint64_t now)
+{
+	struct k8s_res *r = &k->res[K8S_POD];
+
+	while (k->pods_relist_tokens < K8S_KEY_RELIST_BURST && now >= k->pods_relist_refill_ms) {
+		k->pods_relist_tokens++;
+		k->pods_relist_refill_ms += K8S_KEY_RELIST_MS;
+	}
+	if (k->pods_relist_tokens == K8S_KEY_RELIST_BURST)
+		k->pods_relist_refill_ms = now + K8S_KEY_RELIST_MS;
+	if (!k->pods_relist_due)
+		return -1;
+	if (r->listing && r->cont)
+		return -1; /* mid-list: after it (its first pages lack the key) */
+	if (r->listing) {
+		k->pods_relist_due = false;
+		return -1; /* about to list from the start anyway */
+	}
+	if (!k->pods_relist_tokens)
+		return (long)(k->pods_relist_refill_ms - now);
+	k->pods_relist_tokens--;
+	k->pods_relist_due = false;
+	k->pods_keys_keep = true;
+	pr_info("k8s: pods: listing again: a selector uses a label key they were read without");
+	if (r->busy) {
+		curl_multi_remove_handle(k->multi, r->easy);
+		curl_easy_cleanup(r->easy);
+		curl_slist_free_all(r->hdrs);
+		r->easy = NULL;
+		r->hdrs = NULL;
+		r->busy = false;
+	}
+	r->body.len = 0;
+	r->listing = true;
+	r->next_ms = 0;
+	return 0;
+}
+
+/* ---- what is refused or lost: log once per change, show in status ---------- */
+
+/* One line about a problem that is new or changed. */
+static void problem_log(const struct k8s *k, const struct k8s_problem *p)
+{
+	const char *kind = k8s_singular[p->kind];
+	char ns[K8S_NAME_MAX + 1];
+
+	switch (p->why) {
+	case K8S_WHY_CONFLICT:
+		pr_warn("k8s: %s %s loses %zu %s to the older %s %s (same %s; the older one "
+			"wins)",
+			kind, p->id, p->n, p->kind == K8S_SBO ? "override(s)" : "route(s)", kind,
+			p->other,
+			p->kind == K8S_SBO ? "pod and destination" : "service address and key");
+		break;
+	case K8S_WHY_QUOTA:
+		snprintf(ns, sizeof(ns), "%.*s", (int)strcspn(p->id, "/"), p->id);
+		pr_warn("k8s: %s %s refused: its %zu route(s) would take namespace %s over "
+			"--max-routes-per-namespace (%s by older objects)",
+			kind, p->id, p->n, ns, p->detail);
+		break;
+	case K8S_WHY_CIDR:
+		pr_warn("k8s: %s %s refused: sandbox address %s is outside every --sandbox-cidr%s",
+			kind, p->id, p->detail,
+			k->cache.n_sandbox_cidrs ? ""
+						 : " (none given: explicit addresses are refused)");
+		break;
+	case K8S_WHY_ENDPOINTS:
+		snprintf(ns, sizeof(ns), "%.*s", (int)strcspn(p->id, "/"), p->id);
+		pr_warn("k8s: %s %s: %zu address(es) not counted (%s first): the endpoint's "
+			"targetRef names no Pod of namespace %s that has that address",
+			kind, p->id, p->n, p->detail, ns);
+		break;
+	case K8S_WHY_MAX:
+		break;
+	}
+}
+
+static void status_list_add(struct k8s_status_list *l, const struct k8s_problem *p)
+{
+	struct k8s_status_entry *e;
+
+	if (l->total++ >= K8S_STATUS_LIST)
+		return;
+	e = &l->e[l->n++];
+	e->kind = p->kind;
+	e->n = p->n;
+	snprintf(e->object, sizeof(e->object), "%s", p->id);
+	snprintf(e->other, sizeof(e->other), "%s", p->other);
+	snprintf(e->detail, sizeof(e->detail), "%s", p->detail);
+}
+
+/* The cache's problems after a recompute: logged when new or changed
+ * (and when they go), and the status lists replaced. */
+static void report_problems(struct k8s *k)
+{
+	struct k8s_problem *v;
+	struct hmap now = {};
+	struct hmap_entry *e;
+	long n = k8s_cache_problems(&k->cache, &v);
+	size_t logged = 0, i;
+	struct k8s_status_list lists[4] = {};
+	size_t ignored = 0;
+
+	if (n < 0) {
+		set_error(k, "out of memory listing refused objects");
+		return;
+	}
+	for (long j = 0; j < n; j++) {
+		const struct k8s_problem *p = &v[j];
+		char key[2 * K8S_ID_MAX + 32], said[160];
+		char *was, *copy;
+
+		snprintf(key, sizeof(key), "%s %s %s %s", k8s_why_names[p->why],
+			 k8s_kind_names[p->kind], p->id, p->other);
+		snprintf(said, sizeof(said), "%zu %s", p->n, p->detail);
+		was = hmap_sget(&k->reported, key);
+		if ((!was || strcmp(was, said)) && logged++ < K8S_PROBLEM_LOG_MAX)
+			problem_log(k, p);
+		copy = strdup(said);
+		if (!copy || hmap_put(&now, key, strlen(key), copy, NULL))
+			free(copy);
+		status_list_add(&lists[p->why], p);
+		if (p->why == K8S_WHY_ENDPOINTS)
+			ignored += p->n;
+	}
+	if (logged > K8S_PROBLEM_LOG_MAX)
+		pr_warn("k8s: ... and %zu more refused or conflicting object(s) (shuntctl status)",
+			logged - K8S_PROBLEM_LOG_MAX);
+	for (e = hmap_first(&k->reported, &i); e; e = hmap_next(&k->reported, e, &i)) {
+		if (!hmap_get(&now, e->key, e->klen))
+			pr_info("k8s: resolved: %s", e->key);
+		free(e->val);
+	}
+	hmap_free(&k->reported);
+	k->reported = now;
+	free(v);
+	pthread_mutex_lock(&k->mu);
+	k->st.conflicts = lists[K8S_WHY_CONFLICT];
+	k->st.refused_quota = lists[K8S_WHY_QUOTA];
+	k->st.refused_cidr = lists[K8S_WHY_CIDR];
+	k->st.endpoints_ignored = lists[K8S_WHY_ENDPOINTS];
+	k->st.endpoint_addrs_ignored = ignored;
+	pthread_mutex_unlock(&k->mu);
+}
+
 /* ---- hand-over to the main loop ------------------------------------------ */
+
+static void batch_free(struct k8s_batch *b)
+{
+	struct hmap_entry *e;
+	size_t i;
+
+	for (e = hmap_first(&b->owners, &i); e; e = hmap_next(&b->owners, e, &i))
+		free(e->val);
+	hmap_free(&b->owners);
+	free(b->ops);
+	free(b->ovr);
+	free(b);
+}
 
 static void publish(struct k8s *k)
 {
@@ -795,6 +1078,7 @@ static void publish(struct k8s *k)
 	}
 	if (k->cache.ovr_unresolved)
 		k->ovr_retry_ms = monotonic_ms() + cgroup_retry_ms(k);
+	report_problems(k);
 	full = k->need_full;
 	n = k8s_cache_changes(&k->cache, full, &ops);
 	if (n < 0) {
@@ -833,6 +1117,23 @@ static void publish(struct k8s *k)
 	b->full = full;
 	b->n = (size_t)n;
 	b->ops = ops;
+	/* The owners' names, for the main thread's reports (the cache's
+	 * strings may be gone by the time it looks). */
+	for (long i = 0; i < n; i++) {
+		char *o;
+
+		if (!ops[i].owner)
+			continue;
+		o = hmap_sget(&b->owners, ops[i].owner);
+		if (!o) {
+			o = strdup(ops[i].owner);
+			if (!o || hmap_put(&b->owners, o, strlen(o), o, NULL)) {
+				free(o);
+				o = NULL;
+			}
+		}
+		ops[i].owner = o;
+	}
 	b->novr = (size_t)novr;
 	b->ovr = ovr;
 	pthread_mutex_lock(&k->mu);
@@ -870,7 +1171,7 @@ static void *k8s_thread(void *arg)
 
 	while (!__atomic_load_n(&k->stop, __ATOMIC_ACQUIRE)) {
 		uint64_t now = monotonic_ms();
-		long timeout = K8S_POLL_MAX_MS;
+		long timeout = K8S_POLL_MAX_MS, relist_in;
 
 		/* Requests read it as they start; long watches in between. */
 		if (now - k->token_checked_ms >= K8S_TOKEN_CHECK_MS)
@@ -880,6 +1181,10 @@ static void *k8s_thread(void *arg)
 			struct k8s_res *r = &k->res[i];
 
 			if (r->busy)
+				continue;
+			/* Pods are read keeping the labels the selectors use:
+			 * first the selectors. */
+			if (i == K8S_POD && !(k->res[K8S_SBR].synced && k->res[K8S_SBO].synced))
 				continue;
 			if (now >= r->next_ms && res_start(r))
 				res_fail(r, true, "out of memory");
@@ -898,6 +1203,10 @@ static void *k8s_thread(void *arg)
 			timeout = 0; /* start what follows at once */
 		}
 		cgroup_events(k);
+		check_label_keys(k);
+		relist_in = pods_relist(k, monotonic_ms());
+		if (relist_in >= 0 && relist_in < timeout)
+			timeout = relist_in;
 		publish(k);
 		publish_status(k);
 		publish_wait(k);
@@ -957,6 +1266,103 @@ static bool in_batch(const struct k8s_batch *b, const struct shunt_override_key 
 	return false;
 }
 
+/* ---- what the store would not take (main thread) ----------------------------- */
+
+static void fails_clear(struct hmap *m)
+{
+	struct hmap_entry *e;
+	size_t i;
+
+	for (e = hmap_first(m, &i); e; e = hmap_next(m, e, &i)) {
+		struct k8s_fail *f = e->val;
+
+		free(f->owner);
+		free(f);
+	}
+	hmap_free(m);
+}
+
+static void fail_forget(struct hmap *m, const void *key, size_t klen)
+{
+	struct k8s_fail *f = m->n ? hmap_del(m, key, klen) : NULL;
+
+	if (f) {
+		free(f->owner);
+		free(f);
+	}
+}
+
+/* owner (may be NULL: not known) could not have key installed: msg. */
+static struct k8s_fail *fail_note(struct hmap *m, const void *key, size_t klen, const char *owner,
+				  size_t owner_len, const char *msg)
+{
+	struct k8s_fail *f = hmap_get(m, key, klen);
+
+	if (!f) {
+		f = calloc(1, sizeof(*f));
+		if (!f || hmap_put(m, key, klen, f, NULL)) {
+			free(f);
+			return NULL; /* only the report is short of one */
+		}
+	}
+	free(f->owner);
+	f->owner = owner ? strndup(owner, owner_len) : NULL;
+	snprintf(f->msg, sizeof(f->msg), "%s", msg);
+	return f;
+}
+
+/* Room was made (routes or overrides removed): what could not be
+ * installed is tried again, so a full table is not forever. Returns how
+ * many got in. */
+static size_t fails_retry(struct k8s *k, bool ovr)
+{
+	struct store *s = &k->a->store;
+	struct hmap *m = ovr ? &k->failed_ovr : &k->failed_routes;
+	struct hmap_entry *e, *next;
+	uint64_t now = (uint64_t)time(NULL);
+	size_t in = 0, i;
+	char err[256];
+
+	for (e = hmap_first(m, &i); e; e = next) {
+		struct k8s_fail *f = e->val;
+		int ret;
+
+		next = hmap_next(m, e, &i);
+		if (ovr)
+			ret = f->ovr.expires_unix && f->ovr.expires_unix <= now
+				      ? 0
+				      : store_ovr_add(s, (const void *)e->key, &f->ovr, err,
+						      sizeof(err));
+		else
+			ret = f->route.expires_unix && f->route.expires_unix <= now
+				      ? 0
+				      : store_k8s_put(s, (const void *)e->key, &f->route, err,
+						      sizeof(err));
+		if (ret) {
+			snprintf(f->msg, sizeof(f->msg), "%.159s", err);
+			continue;
+		}
+		in++;
+		fail_forget(m, e->key, e->klen);
+	}
+	if (in)
+		pr_info("k8s: %zu %s installed now that there is room", in,
+			ovr ? "override(s)" : "route(s)");
+	return in;
+}
+
+/* The SandboxOverride in an override's from: "k8s:NAMESPACE/NAME pod POD". */
+static const char *ovr_owner(const struct shunt_override *v, size_t *len)
+{
+	const char *id = v->from + strlen(SHUNT_K8S_FROM_PREFIX);
+	const char *end = strstr(id, " pod ");
+
+	if (strncmp(v->from, SHUNT_K8S_FROM_PREFIX, strlen(SHUNT_K8S_FROM_PREFIX)) || !end)
+		return NULL;
+	*len = (size_t)(end - id);
+	return id;
+}
+
 static void apply_overrides(struct k8s *k, const struct k8s_batch *b)
 {
 	struct store *s = &k->a->store;
@@ -964,11 +1370,17 @@ static void apply_overrides(struct k8s *k, const struct k8s_batch *b)
 	uint64_t now = (uint64_t)time(NULL);
 	char err[256], first[256] = "", a1[ADDR_STR_LEN], a2[ADDR_STR_LEN];
 
+	if (b->full)
+		fails_clear(&k->failed_ovr);
 	for (size_t i = 0; i < b->novr; i++) {
 		const struct k8s_override *o = &b->ovr[i].o;
+		const char *owner;
+		size_t olen = 0;
 
 		format_addr_port(&o->k.dst, a1, sizeof(a1));
 		format_addr_port(&o->v.to, a2, sizeof(a2));
+		if (b->ovr[i].del || (o->v.expires_unix && o->v.expires_unix <= now))
+			fail_forget(&k->failed_ovr, &o->k, sizeof(o->k));
 		if (b->ovr[i].del) {
 			if (!store_ovr_k8s_del(s, &o->k)) {
 				removed++;
@@ -981,8 +1393,15 @@ static void apply_overrides(struct k8s *k, const struct k8s_batch *b)
 		if (store_ovr_add(s, &o->k, &o->v, err, sizeof(err))) {
 			if (!failed++)
 				snprintf(first, sizeof(first), "%s", err);
+			struct k8s_fail *f;
+
+			owner = ovr_owner(&o->v, &olen);
+			f = fail_note(&k->failed_ovr, &o->k, sizeof(o->k), owner, olen, err);
+			if (f)
+				f->ovr = o->v;
 			continue;
 		}
+		fail_forget(&k->failed_ovr, &o->k, sizeof(o->k));
 		added++;
 		pr_info("k8s: override: from %s (cgroup id %llu) to %s -> %s", o->v.from,
 			(unsigned long long)o->k.src_id, a1, a2);
@@ -1001,72 +1420,102 @@ static void apply_overrides(struct k8s *k, const struct k8s_batch *b)
 		store_ovr_k8s_del(s, &e->k); /* the last one moved into i */
 		removed++;
 	}
+	if (removed && k->failed_ovr.n && !failed)
+		fails_retry(k, true);
 	if (failed)
-		pr_err("k8s: %zu override(s) could not be installed: %s", failed, first);
+		pr_err("k8s: %zu override(s) could not be installed: %s (shuntctl status lists "
+		       "them)",
+		       failed, first);
 	if (b->novr || removed)
 		pr_debug("k8s: %zu override(s) added or changed, %zu removed", added, removed);
+}
+
+/* A resync: the Kubernetes routes not in the batch go first (room in the
+ * table for the new ones). */
+static size_t remove_stale(struct k8s *k, const struct k8s_batch *b)
+{
+	struct store *s = &k->a->store;
+	struct route_table *keep = route_table_new();
+	struct shunt_route_key *keys;
+	struct shunt_route *vals;
+	size_t removed = 0;
+	long cnt;
+
+	if (!keep) {
+		pr_err("k8s: out of memory applying a resync; stale routes stay");
+		return 0;
+	}
+	for (size_t i = 0; i < b->n; i++)
+		if (!b->ops[i].del && route_table_put(keep, &b->ops[i].r.k, &b->ops[i].r.v, NULL)) {
+			/* Without the full set nothing may be deleted. */
+			pr_err("k8s: out of memory applying a resync; stale routes stay");
+			route_table_free(keep);
+			return 0;
+		}
+	cnt = route_table_sorted(s->t, &keys, &vals);
+	for (long i = 0; i < cnt; i++)
+		if ((vals[i].flags & SHUNT_ROUTE_FROM_K8S) &&
+		    !route_table_get(keep, &keys[i].service, keys[i].key,
+				     strnlen(keys[i].key, sizeof(keys[i].key))))
+			removed += store_k8s_del(s, &keys[i]) == 0;
+	if (cnt > 0) {
+		free(keys);
+		free(vals);
+	}
+	route_table_free(keep);
+	return removed;
 }
 
 static void apply_batch(struct k8s *k, const struct k8s_batch *b)
 {
 	struct store *s = &k->a->store;
-	struct route_table *keep = NULL;
 	size_t added = 0, removed = 0, failed = 0;
 	uint64_t now = (uint64_t)time(NULL);
 	char err[256], first[256] = "";
 
 	if (b->full) {
-		keep = route_table_new();
-		if (!keep) {
-			pr_err("k8s: out of memory applying a resync");
-			return;
-		}
+		fails_clear(&k->failed_routes);
+		removed += remove_stale(k, b);
 	}
+	/* Deletes before puts: a route moving between keys finds room. */
+	for (size_t i = 0; i < b->n; i++)
+		if (b->ops[i].del) {
+			fail_forget(&k->failed_routes, &b->ops[i].r.k, sizeof(b->ops[i].r.k));
+			removed += store_k8s_del(s, &b->ops[i].r.k) == 0;
+		}
 	for (size_t i = 0; i < b->n; i++) {
 		const struct k8s_op *op = &b->ops[i];
 		const struct shunt_route_key *key = &op->r.k;
 		const struct shunt_route *cur;
 
-		if (op->del) {
-			removed += store_k8s_del(s, key) == 0;
-			continue;
-		}
-		if (keep && route_table_put(keep, key, &op->r.v, NULL)) {
-			/* Without the full set nothing may be deleted. */
-			route_table_free(keep);
-			keep = NULL;
-		}
-		if (op->r.v.expires_unix && op->r.v.expires_unix <= now)
+		if (op->del)
 			continue;
 		cur = route_table_get(s->t, &key->service, key->key,
 				      strnlen(key->key, sizeof(key->key)));
-		if (cur && (cur->flags & SHUNT_ROUTE_FROM_K8S) && route_same(cur, &op->r.v))
+		if ((op->r.v.expires_unix && op->r.v.expires_unix <= now) ||
+		    (cur && (cur->flags & SHUNT_ROUTE_FROM_K8S) && route_same(cur, &op->r.v))) {
+			fail_forget(&k->failed_routes, key, sizeof(*key));
 			continue;
+		}
 		if (store_k8s_put(s, key, &op->r.v, err, sizeof(err))) {
 			if (!failed++)
 				snprintf(first, sizeof(first), "%s", err);
+			struct k8s_fail *f =
+				fail_note(&k->failed_routes, key, sizeof(*key), op->owner,
+					  op->owner ? strlen(op->owner) : 0, err);
+
+			if (f)
+				f->route = op->r.v;
 			continue;
 		}
+		fail_forget(&k->failed_routes, key, sizeof(*key));
 		added++;
 	}
-	if (keep) {
-		struct shunt_route_key *keys;
-		struct shunt_route *vals;
-		long cnt = route_table_sorted(s->t, &keys, &vals);
-
-		for (long i = 0; i < cnt; i++)
-			if ((vals[i].flags & SHUNT_ROUTE_FROM_K8S) &&
-			    !route_table_get(keep, &keys[i].service, keys[i].key,
-					     strnlen(keys[i].key, sizeof(keys[i].key))))
-				removed += store_k8s_del(s, &keys[i]) == 0;
-		if (cnt > 0) {
-			free(keys);
-			free(vals);
-		}
-		route_table_free(keep);
-	}
+	if (removed && k->failed_routes.n && !failed)
+		added += fails_retry(k, false);
 	if (failed)
-		pr_err("k8s: %zu route(s) could not be installed: %s", failed, first);
+		pr_err("k8s: %zu route(s) could not be installed: %s (shuntctl status lists them)",
+		       failed, first);
 	if (b->full)
 		pr_info("k8s: resync: %zu route(s) added or changed, %zu removed", added, removed);
 	else
@@ -1092,9 +1541,7 @@ static void on_batches(struct ev_handler *h, uint32_t events)
 		/* After a takeover the successor owns the routes. */
 		if (!k->a->handed_over && !k->a->draining)
 			apply_batch(k, b);
-		free(b->ops);
-		free(b->ovr);
-		free(b);
+		batch_free(b);
 	}
 }
 
@@ -1164,12 +1611,12 @@ static int node_setup(struct k8s *k, const struct k8s_opts *o)
 static void k8s_free(struct k8s *k)
 {
 	struct k8s_batch *b, *next;
+	struct hmap_entry *e;
+	size_t j;
 
 	for (b = k->head; b; b = next) {
 		next = b->next;
-		free(b->ops);
-		free(b->ovr);
-		free(b);
+		batch_free(b);
 	}
 	for (int i = 0; i < K8S_NKINDS; i++)
 		if (k->res[i].tok) /* json_tokener_free(NULL) crashes */
@@ -1179,6 +1626,12 @@ static void k8s_free(struct k8s *k)
 	k8s_cache_free(&k->cache);
 	k8s_cgroups_free(&k->cg);
 	k8s_wait_free(k->wait);
+	hmap_free(&k->pod_keys);
+	for (e = hmap_first(&k->reported, &j); e; e = hmap_next(&k->reported, e, &j))
+		free(e->val);
+	hmap_free(&k->reported);
+	fails_clear(&k->failed_routes);
+	fails_clear(&k->failed_ovr);
 	free(k->node);
 	k8s_conn_free(&k->conn);
 	free(k->token);
@@ -1216,6 +1669,12 @@ int k8s_start(struct agent *a, const struct k8s_opts *o)
 	k->cache.node = k->node;
 	k->cache.cgroup_of = pod_cgroup;
 	k->cache.cgroup_ud = k;
+	k->cache.sandbox_cidrs = o->sandbox_cidrs;
+	k->cache.n_sandbox_cidrs = o->n_sandbox_cidrs;
+	k->cache.max_ns_routes = o->max_routes_per_ns;
+	k->st.max_routes_per_ns = o->max_routes_per_ns;
+	k->dopts.label_keys = &k->pod_keys;
+	k->dopts.node = k->node;
 	ret = conn_setup(&k->conn, o);
 	if (ret) {
 		k8s_free(k);
@@ -1231,6 +1690,7 @@ int k8s_start(struct agent *a, const struct k8s_opts *o)
 		k->res[i].k = k;
 		k->res[i].kind = (enum k8s_kind)i;
 		k->res[i].listing = true;
+		k->res[i].limit = list_limit((enum k8s_kind)i);
 		k->res[i].tok = json_tokener_new_ex(K8S_JSON_DEPTH);
 	}
 	k->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -1283,9 +1743,50 @@ void k8s_stop(struct agent *a)
 	pr_info("k8s: stopped following the cluster");
 }
 
+struct fail_sum {
+	enum k8s_kind kind;
+	size_t n;
+	const char *msg;
+};
+
+static int fail_sum_cmp(const void *pa, const void *pb)
+{
+	const struct k8s_status_entry *a = pa, *b = pb;
+
+	return strcmp(a->object, b->object);
+}
+
+/* The store's refusals per object, into the status list. */
+static void fails_summarise(const struct hmap *m, enum k8s_kind kind, struct hmap *by_owner)
+{
+	struct hmap_entry *e;
+	size_t i;
+
+	for (e = hmap_first(m, &i); e; e = hmap_next(m, e, &i)) {
+		const struct k8s_fail *f = e->val;
+		const char *owner = f->owner ? f->owner : "?";
+		struct fail_sum *sum = hmap_sget(by_owner, owner);
+
+		if (!sum) {
+			sum = calloc(1, sizeof(*sum));
+			if (!sum || hmap_put(by_owner, owner, strlen(owner), sum, NULL)) {
+				free(sum);
+				continue;
+			}
+			sum->kind = kind;
+			sum->msg = f->msg;
+		}
+		sum->n++;
+	}
+}
+
 void k8s_get_status(const struct agent *a, struct k8s_status *st)
 {
 	struct k8s *k = a->k8s;
+	struct k8s_status_list *l = &st->not_installed;
+	struct hmap by_owner = {};
+	struct hmap_entry *e;
+	size_t i;
 
 	memset(st, 0, sizeof(*st));
 	if (!k)
@@ -1293,6 +1794,30 @@ void k8s_get_status(const struct agent *a, struct k8s_status *st)
 	pthread_mutex_lock(&k->mu);
 	*st = k->st;
 	pthread_mutex_unlock(&k->mu);
+	/* The main thread's own: what the store refused. Routes and
+	 * overrides of one name are of different kinds: a SandboxRoute and
+	 * a SandboxOverride may share it, so the kinds are summed apart. */
+	st->routes_not_installed = k->failed_routes.n;
+	st->overrides_not_installed = k->failed_ovr.n;
+	for (int pass = 0; pass < 2; pass++) {
+		fails_summarise(pass ? &k->failed_ovr : &k->failed_routes, pass ? K8S_SBO : K8S_SBR,
+				&by_owner);
+		for (e = hmap_first(&by_owner, &i); e; e = hmap_next(&by_owner, e, &i)) {
+			struct fail_sum *sum = e->val;
+
+			if (l->total++ < K8S_STATUS_LIST) {
+				struct k8s_status_entry *se = &l->e[l->n++];
+
+				se->kind = sum->kind;
+				se->n = sum->n;
+				snprintf(se->object, sizeof(se->object), "%s", e->key);
+				snprintf(se->detail, sizeof(se->detail), "%s", sum->msg);
+			}
+			free(sum);
+		}
+		hmap_free(&by_owner);
+	}
+	qsort(l->e, l->n, sizeof(l->e[0]), fail_sum_cmp);
 }
 
 int k8s_overrides_ready(const struct agent *a, const char *uid, char *msg, size_t len)

@@ -3,12 +3,18 @@
  * From SandboxRoutes, Services, EndpointSlices and Pods to routes, and
  * from SandboxOverrides to overrides.
  *
- * Every SandboxRoute keeps the routes it produced last time. A desired
- * route (service, key) remembers how many SandboxRoutes produce it, which
- * one wins (the smallest "namespace/name": deterministic on every node)
- * and the value last reported to the store, so that translating a
+ * Every SandboxRoute keeps the routes its translation asks for; those of
+ * the objects within their namespace's quota are claimed into the desired
+ * set. A desired route (service, key) remembers every SandboxRoute
+ * producing it, which one wins (the oldest: the same on every node) and
+ * the value last reported to the store, so that translating a
  * SandboxRoute again to the same result reports nothing.
+ *
+ * EndpointSlice addresses count only once checked against the Pods
+ * (slice_check()): each slice is indexed by the Pods its targetRefs name,
+ * and a change to such a Pod checks the slice again.
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +23,13 @@
 #include "k8s_cache.h"
 #include "routes.h"
 
+const char *const k8s_why_names[K8S_WHY_MAX] = {
+	[K8S_WHY_CONFLICT] = "conflict",
+	[K8S_WHY_QUOTA] = "quota",
+	[K8S_WHY_CIDR] = "sandbox-cidr",
+	[K8S_WHY_ENDPOINTS] = "endpoints",
+};
+
 struct k8s_group {
 	void **v;
 	size_t n, cap;
@@ -24,10 +37,17 @@ struct k8s_group {
 
 struct k8s_desired {
 	struct shunt_route v;	     /* the winner's value */
-	const struct k8s_sbr *owner; /* NULL once no SandboxRoute produces it */
+	const struct k8s_sbr *owner; /* the winner; NULL once none produces it */
+	const struct k8s_sbr **more; /* the n - 1 others producing it */
 	size_t n;		     /* SandboxRoutes producing it */
 	struct shunt_route pub;	     /* last reported */
 	bool published;
+};
+
+/* An ovr_want value; owner is valid during ovr_recompute() only. */
+struct k8s_ovr_want {
+	struct k8s_override o; /* first: the changes copy it as such */
+	const struct k8s_sbo *owner;
 };
 
 #define SET_MEMBER ((void *)1)
@@ -36,6 +56,21 @@ static const struct k8s_meta *meta_of(const void *obj)
 {
 	/* Every object type starts with its struct k8s_meta. */
 	return (const struct k8s_meta *)obj;
+}
+
+int k8s_age_cmp(uint64_t created_a, const char *id_a, uint64_t created_b, const char *id_b)
+{
+	/* No creationTimestamp (the API server always sets one): newest. */
+	uint64_t a = created_a ? created_a : UINT64_MAX, b = created_b ? created_b : UINT64_MAX;
+
+	if (a != b)
+		return a < b ? -1 : 1;
+	return strcmp(id_a, id_b);
+}
+
+static int sbr_cmp(const struct k8s_sbr *a, const struct k8s_sbr *b)
+{
+	return k8s_age_cmp(a->created_unix, a->m.id, b->created_unix, b->m.id);
 }
 
 void k8s_cache_init(struct k8s_cache *c)
@@ -85,17 +120,28 @@ void k8s_cache_free(struct k8s_cache *c)
 	for (int k = 0; k < K8S_NKINDS; k++)
 		objs_free(&c->objs[k], (enum k8s_kind)k);
 	groups_free(&c->slices_by_svc);
+	groups_free(&c->slices_by_pod);
 	groups_free(&c->pods_by_ns);
-	for (e = hmap_first(&c->desired, &i); e; e = hmap_next(&c->desired, e, &i))
-		free(e->val);
+	groups_free(&c->sbrs_by_ns);
+	for (e = hmap_first(&c->desired, &i); e; e = hmap_next(&c->desired, e, &i)) {
+		struct k8s_desired *d = e->val;
+
+		free(d->more);
+		free(d);
+	}
 	hmap_free(&c->desired);
 	ovr_map_clear(&c->ovr_want);
 	ovr_map_clear(&c->ovr_pub);
+	hmap_free(&c->ovr_lost);
+	hmap_free(&c->contested);
 	hmap_free(&c->changed);
 	hmap_free(&c->dirty);
+	hmap_free(&c->ns_dirty);
+	hmap_free(&c->label_keys);
 	memset(c, 0, sizeof(*c));
 }
 
+/* Add obj to the group key (once: nothing happens when it is there). */
 static int group_add(struct hmap *m, const char *key, void *obj)
 {
 	struct k8s_group *g = hmap_sget(m, key);
@@ -107,6 +153,9 @@ static int group_add(struct hmap *m, const char *key, void *obj)
 			return -ENOMEM;
 		}
 	}
+	for (size_t i = g->n; i-- > 0;)
+		if (g->v[i] == obj)
+			return 0;
 	if (g->n == g->cap) {
 		size_t cap = g->cap ? g->cap * 2 : 4;
 		void **v = realloc(g->v, cap * sizeof(*v));
@@ -140,7 +189,7 @@ static void group_remove(struct hmap *m, const char *key, const void *obj)
 
 static const struct k8s_group *group_get(const struct hmap *m, const char *ns, const char *name)
 {
-	char key[2 * K8S_NAME_MAX + 2];
+	char key[K8S_ID_MAX];
 
 	if (!name)
 		return hmap_sget(m, ns);
@@ -148,12 +197,111 @@ static const struct k8s_group *group_get(const struct hmap *m, const char *ns, c
 	return hmap_sget(m, key);
 }
 
+/* ---- label keys the selectors use ----------------------------------------- */
+
+static int key_ref(struct k8s_cache *c, const char *key, int delta)
+{
+	uintptr_t n = (uintptr_t)hmap_sget(&c->label_keys, key);
+
+	if (delta > 0) {
+		if (hmap_put(&c->label_keys, key, strlen(key), (void *)(n + 1), NULL))
+			return -ENOMEM;
+		if (!n)
+			c->new_label_keys = true;
+	} else if (n <= 1) {
+		hmap_del(&c->label_keys, key, strlen(key));
+	} else {
+		/* An existing key: no allocation. */
+		hmap_put(&c->label_keys, key, strlen(key), (void *)(n - 1), NULL);
+	}
+	return 0;
+}
+
+static int sel_keys_ref(struct k8s_cache *c, const struct k8s_selector *sel, int delta)
+{
+	int err = 0;
+
+	for (size_t i = 0; i < sel->nmatch; i++)
+		err = err ? err : key_ref(c, sel->match[i].key, delta);
+	for (size_t i = 0; i < sel->nexpr; i++)
+		err = err ? err : key_ref(c, sel->expr[i].key, delta);
+	return err;
+}
+
+/* The label keys an object's selectors use, counted in (delta 1) or out
+ * (-1). */
+static int obj_keys_ref(struct k8s_cache *c, enum k8s_kind kind, const void *obj, int delta)
+{
+	if (kind == K8S_SBR) {
+		const struct k8s_selector sel = k8s_sbr_selector(obj);
+
+		return sel_keys_ref(c, &sel, delta);
+	}
+	if (kind == K8S_SBO) {
+		const struct k8s_sbo *o = obj;
+		int err = sel_keys_ref(c, &o->sel, delta);
+
+		return err ? err : sel_keys_ref(c, &o->to_sel, delta);
+	}
+	return 0;
+}
+
+/* ---- EndpointSlice addresses and their Pods ---------------------------------- */
+
+static bool pod_has(const struct k8s_pod *p, const struct shunt_addr *a)
+{
+	for (size_t i = 0; i < p->nips; i++)
+		if (p->ips[i].family == a->family && !memcmp(p->ips[i].addr, a->addr, 16))
+			return true;
+	return false;
+}
+
+/* Check each address of the slice against the Pod its targetRef names: it
+ * counts when that Pod is in the cache, in the slice's namespace, has not
+ * ended (its IP may be another pod's by now) and has that address. So a
+ * hand-written slice cannot claim another namespace's pod IP, not even by
+ * naming a made-up pod. Returns whether any address changed. */
+static bool slice_check(const struct k8s_cache *c, struct k8s_slice *sl)
+{
+	char key[K8S_ID_MAX];
+	bool changed = false;
+	size_t bad = 0;
+
+	for (size_t i = 0; i < sl->naddrs; i++) {
+		const struct k8s_pod *p = NULL;
+		bool ok;
+
+		if (sl->pods[i]) {
+			snprintf(key, sizeof(key), "%s/%s", sl->m.ns, sl->pods[i]);
+			p = hmap_sget(&c->objs[K8S_POD], key);
+		}
+		ok = p && !p->ended && pod_has(p, &sl->addrs[i]);
+		changed |= ok != sl->valid[i];
+		sl->valid[i] = ok;
+		bad += !ok;
+	}
+	sl->ninvalid = bad;
+	return changed;
+}
+
 static int slice_index(struct k8s_cache *c, struct k8s_slice *sl, bool add)
 {
-	char key[2 * K8S_NAME_MAX + 2];
+	char key[K8S_ID_MAX];
+	int err = 0;
 
-	if (!sl->service)
-		return 0;
+	for (size_t i = 0; i < sl->naddrs && !err; i++) {
+		if (!sl->pods[i])
+			continue;
+		snprintf(key, sizeof(key), "%s/%s", sl->m.ns, sl->pods[i]);
+		if (add)
+			err = group_add(&c->slices_by_pod, key, sl);
+		else
+			group_remove(&c->slices_by_pod, key, sl);
+	}
+	if (add)
+		slice_check(c, sl);
+	if (!sl->service || err)
+		return err;
 	snprintf(key, sizeof(key), "%s/%s", sl->m.ns, sl->service);
 	if (add)
 		return group_add(&c->slices_by_svc, key, sl);
@@ -174,20 +322,21 @@ static int mark_dirty(struct k8s_cache *c, const struct k8s_sbr *r)
 	return hmap_put(&c->dirty, r->m.id, strlen(r->m.id), SET_MEMBER, NULL);
 }
 
+static int mark_ns(struct k8s_cache *c, const char *ns)
+{
+	return hmap_put(&c->ns_dirty, ns, strlen(ns), SET_MEMBER, NULL);
+}
+
 /* SandboxRoutes naming the Service ns/name. */
 static int mark_service_users(struct k8s_cache *c, const char *ns, const char *name)
 {
-	struct hmap_entry *e;
-	size_t i;
+	const struct k8s_group *g = name ? hmap_sget(&c->sbrs_by_ns, ns) : NULL;
 	int err = 0;
 
-	if (!name)
-		return 0;
-	for (e = hmap_first(&c->objs[K8S_SBR], &i); e && !err;
-	     e = hmap_next(&c->objs[K8S_SBR], e, &i)) {
-		const struct k8s_sbr *r = e->val;
+	for (size_t i = 0; g && i < g->n && !err; i++) {
+		const struct k8s_sbr *r = g->v[i];
 
-		if (!strcmp(r->service, name) && !strcmp(r->m.ns, ns))
+		if (!strcmp(r->service, name))
 			err = mark_dirty(c, r);
 	}
 	return err;
@@ -196,28 +345,50 @@ static int mark_service_users(struct k8s_cache *c, const char *ns, const char *n
 /* SandboxRoutes whose selector picks pod p. */
 static int mark_pod_users(struct k8s_cache *c, const struct k8s_pod *p)
 {
-	struct hmap_entry *e;
-	size_t i;
+	const struct k8s_group *g = hmap_sget(&c->sbrs_by_ns, p->m.ns);
 	int err = 0;
 
-	for (e = hmap_first(&c->objs[K8S_SBR], &i); e && !err;
-	     e = hmap_next(&c->objs[K8S_SBR], e, &i)) {
-		const struct k8s_sbr *r = e->val;
+	for (size_t i = 0; g && i < g->n && !err; i++) {
+		const struct k8s_sbr *r = g->v[i];
 
-		if (!r->naddrs && !strcmp(r->m.ns, p->m.ns) &&
-		    k8s_selector_match(r, p->labels, p->nlabels))
+		if (!r->naddrs && k8s_selector_match(r, p->labels, p->nlabels))
 			err = mark_dirty(c, r);
 	}
 	return err;
+}
+
+/* Pod pod_id appeared, went or changed its addresses or phase: the slices
+ * naming it are checked again, and where that changes what counts, the
+ * SandboxRoutes of their Service are translated again. */
+static int pod_slices_changed(struct k8s_cache *c, const char *pod_id)
+{
+	const struct k8s_group *g = hmap_sget(&c->slices_by_pod, pod_id);
+	int err = 0;
+
+	for (size_t i = 0; g && i < g->n; i++) {
+		struct k8s_slice *sl = g->v[i];
+
+		if (slice_check(c, sl)) {
+			err = err ? err : mark_service_users(c, sl->m.ns, sl->service);
+			c->ovr_dirty |= c->objs[K8S_SBO].n > 0;
+		}
+	}
+	return err;
+}
+
+/* What a slice needs of a Pod: the same? */
+static bool pod_addr_same(const struct k8s_pod *a, const struct k8s_pod *b)
+{
+	return a->ended == b->ended && a->nips == b->nips &&
+	       !memcmp(a->ips, b->ips, sizeof(a->ips));
 }
 
 /* Pods change often (status heartbeats, container restarts) in ways that
  * do not matter here: only labels, readiness and addresses do. */
 static bool pod_same(const struct k8s_pod *a, const struct k8s_pod *b)
 {
-	if (a->ready != b->ready || a->ended != b->ended || a->nips != b->nips ||
-	    a->nlabels != b->nlabels || memcmp(a->ips, b->ips, sizeof(a->ips)) ||
-	    strcmp(a->uid, b->uid) || strcmp(a->node, b->node))
+	if (a->ready != b->ready || !pod_addr_same(a, b) || a->local != b->local ||
+	    a->nlabels != b->nlabels || !a->uid != !b->uid || (a->uid && strcmp(a->uid, b->uid)))
 		return false;
 	for (size_t i = 0; i < a->nlabels; i++)
 		if (strcmp(a->labels[i].key, b->labels[i].key) ||
@@ -226,94 +397,130 @@ static bool pod_same(const struct k8s_pod *a, const struct k8s_pod *b)
 	return true;
 }
 
-static int sbr_cmp(const struct k8s_sbr *a, const struct k8s_sbr *b)
-{
-	return strcmp(a->m.id, b->m.id);
-}
+/* ---- the desired routes ----------------------------------------------------- */
 
 static int note_changed(struct k8s_cache *c, const struct shunt_route_key *k)
 {
 	return hmap_put(&c->changed, k, sizeof(*k), SET_MEMBER, NULL);
 }
 
+static int route_cmp(const void *pa, const void *pb)
+{
+	const struct k8s_route *a = pa, *b = pb;
+
+	return memcmp(&a->k, &b->k, sizeof(a->k));
+}
+
+/* An object's routes are sorted by key (k8s_sbr_routes()). */
 static const struct k8s_route *sbr_find_route(const struct k8s_sbr *r,
 					      const struct shunt_route_key *k)
 {
-	for (size_t i = 0; i < r->nroutes; i++)
-		if (!memcmp(&r->routes[i].k, k, sizeof(*k)))
-			return &r->routes[i];
-	return NULL;
+	struct k8s_route want = {.k = *k};
+
+	return bsearch(&want, r->routes, r->nroutes, sizeof(*r->routes), route_cmp);
 }
 
-/* Withdraw what r contributes; another SandboxRoute producing the same
- * route (a conflict, rare) takes over. */
-static int release(struct k8s_cache *c, struct k8s_sbr *r)
+/* Withdraw the first n routes r claimed; the oldest other SandboxRoute
+ * producing the same route (a conflict) takes over. */
+static int release_n(struct k8s_cache *c, struct k8s_sbr *r, size_t n)
 {
 	int err = 0;
 
-	for (size_t i = 0; i < r->nroutes; i++) {
+	for (size_t i = 0; i < n; i++) {
 		const struct shunt_route_key *k = &r->routes[i].k;
 		struct k8s_desired *d = hmap_get(&c->desired, k, sizeof(*k));
 
-		if (!d)
+		if (!d || !d->n)
 			continue;
-		if (!--d->n)
-			c->nroutes--;
-		if (d->owner == r) {
-			struct hmap_entry *e;
-			size_t j;
-
+		if (d->owner == r && d->n == 1) {
 			d->owner = NULL;
-			for (e = hmap_first(&c->objs[K8S_SBR], &j); e && d->n;
-			     e = hmap_next(&c->objs[K8S_SBR], e, &j)) {
-				const struct k8s_sbr *o = e->val;
-				const struct k8s_route * or ;
+			c->nroutes--;
+		} else if (d->owner == r) {
+			size_t b = 0;
 
-				if (o == r || (d->owner && sbr_cmp(o, d->owner) > 0))
-					continue;
-				or = sbr_find_route(o, k);
-				if (or) {
-					d->owner = o;
-					d->v = or->v;
+			for (size_t j = 1; j < d->n - 1; j++)
+				if (sbr_cmp(d->more[j], d->more[b]) < 0)
+					b = j;
+			d->owner = d->more[b];
+			d->more[b] = d->more[d->n - 2];
+			d->v = sbr_find_route(d->owner, k)->v;
+		} else {
+			for (size_t j = 0; j < d->n - 1; j++)
+				if (d->more[j] == r) {
+					d->more[j] = d->more[d->n - 2];
+					break;
 				}
-			}
+		}
+		if (--d->n <= 1) {
+			free(d->more);
+			d->more = NULL;
+			hmap_del(&c->contested, k, sizeof(*k));
 		}
 		err = err ? err : note_changed(c, k);
 	}
-	free(r->routes);
-	r->routes = NULL;
-	r->nroutes = 0;
+	r->claimed = false;
 	return err;
 }
 
-static int claim(struct k8s_cache *c, struct k8s_sbr *r, struct k8s_route *routes, size_t n)
+static int release(struct k8s_cache *c, struct k8s_sbr *r)
+{
+	return r->claimed ? release_n(c, r, r->nroutes) : 0;
+}
+
+/* Claim r's routes into the desired set. */
+static int claim(struct k8s_cache *c, struct k8s_sbr *r)
 {
 	int err = 0;
+	size_t i;
 
-	r->routes = routes;
-	r->nroutes = n;
-	for (size_t i = 0; i < n && !err; i++) {
-		const struct shunt_route_key *k = &routes[i].k;
+	for (i = 0; i < r->nroutes; i++) {
+		const struct shunt_route_key *k = &r->routes[i].k;
 		struct k8s_desired *d = hmap_get(&c->desired, k, sizeof(*k));
 
 		if (!d) {
 			d = calloc(1, sizeof(*d));
 			if (!d || hmap_put(&c->desired, k, sizeof(*k), d, NULL)) {
 				free(d);
-				/* Keep only what was counted. */
-				r->nroutes = i;
-				return -ENOMEM;
+				err = -ENOMEM;
+				break;
 			}
 		}
-		if (!d->n++)
-			c->nroutes++;
-		if (!d->owner || sbr_cmp(r, d->owner) < 0) {
+		if (!d->n) {
 			d->owner = r;
-			d->v = routes[i].v;
+			d->v = r->routes[i].v;
+			c->nroutes++;
+		} else {
+			const struct k8s_sbr **m = realloc(d->more, d->n * sizeof(*m));
+
+			if (!m || hmap_put(&c->contested, k, sizeof(*k), SET_MEMBER, NULL)) {
+				if (m)
+					d->more = m;
+				err = -ENOMEM;
+				break;
+			}
+			d->more = m;
+			if (sbr_cmp(r, d->owner) < 0) {
+				m[d->n - 1] = d->owner;
+				d->owner = r;
+				d->v = r->routes[i].v;
+			} else {
+				m[d->n - 1] = r;
+			}
 		}
+		d->n++;
 		err = note_changed(c, k);
+		if (err) {
+			i++; /* counted: released below with the others */
+			break;
+		}
 	}
-	return err;
+	if (err) {
+		/* Nothing half claimed: the recompute tries again. */
+		release_n(c, r, i);
+		return err;
+	}
+	r->claimed = true;
+	return 0;
 }
 
 /* Can a change to an object of kind change what the SandboxOverrides
@@ -323,37 +530,70 @@ static bool ovr_affected(const struct k8s_cache *c, enum k8s_kind kind)
 	return kind == K8S_SBO || (kind != K8S_SBR && c->objs[K8S_SBO].n);
 }
 
+/* Undo what indexes old (about to be replaced or deleted) and mark what
+ * depends on it. */
+static int unhook(struct k8s_cache *c, enum k8s_kind kind, void *old)
+{
+	const struct k8s_meta *m = meta_of(old);
+	int err = 0;
+
+	switch (kind) {
+	case K8S_SBR:
+		err = release(c, old);
+		obj_keys_ref(c, kind, old, -1);
+		group_remove(&c->sbrs_by_ns, m->ns, old);
+		err = err ? err : mark_ns(c, m->ns);
+		break;
+	case K8S_SERVICE:
+		err = mark_service_users(c, m->ns, m->name);
+		break;
+	case K8S_SLICE:
+		slice_index(c, old, false);
+		err = mark_service_users(c, m->ns, ((struct k8s_slice *)old)->service);
+		break;
+	case K8S_POD:
+		pod_index(c, old, false);
+		break;
+	case K8S_SBO:
+		obj_keys_ref(c, kind, old, -1);
+		break;
+	case K8S_NKINDS:
+		break;
+	}
+	return err;
+}
+
 int k8s_cache_put(struct k8s_cache *c, enum k8s_kind kind, void *obj)
 {
 	const struct k8s_meta *m = meta_of(obj);
 	void *old = hmap_sget(&c->objs[kind], m->id);
+	bool same_pod = kind == K8S_POD && old && pod_same(old, obj);
 	int err = 0;
 
-	if (old && kind == K8S_SBR)
-		err = release(c, old);
-	if (old && kind == K8S_SLICE) {
-		slice_index(c, old, false);
-		err = mark_service_users(c, m->ns, ((struct k8s_slice *)old)->service);
-	}
-	if (old && kind == K8S_POD) {
-		pod_index(c, old, false);
-		if (!pod_same(old, obj))
-			err = mark_pod_users(c, old);
+	if (old) {
+		err = unhook(c, kind, old);
+		if (kind == K8S_POD && !same_pod)
+			err = err ? err : mark_pod_users(c, old);
 	}
 	if (hmap_put(&c->objs[kind], m->id, strlen(m->id), obj, NULL)) {
 		/* The old object is still in the map: put it back where it
-		 * was indexed, and drop the new one. */
+		 * was indexed, translate everything again, drop the new one. */
 		if (old && kind == K8S_SLICE)
 			slice_index(c, old, true);
 		if (old && kind == K8S_POD)
 			pod_index(c, old, true);
 		if (old && kind == K8S_SBR)
-			mark_dirty(c, old);
+			group_add(&c->sbrs_by_ns, m->ns, old);
+		if (old)
+			obj_keys_ref(c, kind, old, 1);
+		c->all_dirty = true;
 		k8s_obj_free(kind, obj);
 		return -ENOMEM;
 	}
 	switch (kind) {
 	case K8S_SBR:
+		err = err ? err : group_add(&c->sbrs_by_ns, m->ns, obj);
+		err = err ? err : obj_keys_ref(c, kind, obj, 1);
 		err = err ? err : mark_dirty(c, obj);
 		break;
 	case K8S_SERVICE:
@@ -365,14 +605,18 @@ int k8s_cache_put(struct k8s_cache *c, enum k8s_kind kind, void *obj)
 		break;
 	case K8S_POD:
 		err = err ? err : pod_index(c, obj, true);
-		if (!old || !pod_same(old, obj))
+		if (!same_pod)
 			err = err ? err : mark_pod_users(c, obj);
+		if (!old || !pod_addr_same(old, obj))
+			err = err ? err : pod_slices_changed(c, m->id);
 		break;
 	case K8S_SBO:
+		err = err ? err : obj_keys_ref(c, kind, obj, 1);
+		break;
 	case K8S_NKINDS:
 		break;
 	}
-	if (ovr_affected(c, kind) && !(kind == K8S_POD && old && pod_same(old, obj)))
+	if (ovr_affected(c, kind) && !same_pod)
 		c->ovr_dirty = true;
 	k8s_obj_free(kind, old);
 	/* Out of memory half way: translate everything again next time. */
@@ -384,29 +628,14 @@ int k8s_cache_put(struct k8s_cache *c, enum k8s_kind kind, void *obj)
 int k8s_cache_del(struct k8s_cache *c, enum k8s_kind kind, const char *id)
 {
 	void *old = hmap_del(&c->objs[kind], id, strlen(id));
-	const struct k8s_meta *m = old ? meta_of(old) : NULL;
-	int err = 0;
+	int err;
 
 	if (!old)
 		return -ENOENT;
-	switch (kind) {
-	case K8S_SBR:
-		err = release(c, old);
-		break;
-	case K8S_SERVICE:
-		err = mark_service_users(c, m->ns, m->name);
-		break;
-	case K8S_SLICE:
-		slice_index(c, old, false);
-		err = mark_service_users(c, m->ns, ((struct k8s_slice *)old)->service);
-		break;
-	case K8S_POD:
-		pod_index(c, old, false);
-		err = mark_pod_users(c, old);
-		break;
-	case K8S_SBO:
-	case K8S_NKINDS:
-		break;
+	err = unhook(c, kind, old);
+	if (kind == K8S_POD) {
+		err = err ? err : mark_pod_users(c, old);
+		err = err ? err : pod_slices_changed(c, meta_of(old)->id);
 	}
 	if (ovr_affected(c, kind))
 		c->ovr_dirty = true;
@@ -418,22 +647,29 @@ int k8s_cache_del(struct k8s_cache *c, enum k8s_kind kind, const char *id)
 
 int k8s_cache_replace(struct k8s_cache *c, enum k8s_kind kind, struct hmap *fresh)
 {
+	struct hmap *objs = &c->objs[kind];
 	struct hmap_entry *e;
 	size_t i;
 	int err = 0;
 
-	if (kind == K8S_SBR)
-		for (e = hmap_first(&c->objs[kind], &i); e; e = hmap_next(&c->objs[kind], e, &i))
+	for (e = hmap_first(objs, &i); e; e = hmap_next(objs, e, &i)) {
+		if (kind == K8S_SBR)
 			err = err ? err : release(c, e->val);
-	objs_free(&c->objs[kind], kind);
-	if (kind == K8S_SLICE)
+		obj_keys_ref(c, kind, e->val, -1);
+	}
+	objs_free(objs, kind);
+	if (kind == K8S_SLICE) {
 		groups_free(&c->slices_by_svc);
+		groups_free(&c->slices_by_pod);
+	}
 	if (kind == K8S_POD)
 		groups_free(&c->pods_by_ns);
+	if (kind == K8S_SBR)
+		groups_free(&c->sbrs_by_ns);
 	for (e = hmap_first(fresh, &i); e; e = hmap_next(fresh, e, &i)) {
 		const struct k8s_meta *m = meta_of(e->val);
 
-		if (hmap_put(&c->objs[kind], m->id, strlen(m->id), e->val, NULL)) {
+		if (hmap_put(objs, m->id, strlen(m->id), e->val, NULL)) {
 			k8s_obj_free(kind, e->val);
 			err = -ENOMEM;
 			continue;
@@ -442,8 +678,16 @@ int k8s_cache_replace(struct k8s_cache *c, enum k8s_kind kind, struct hmap *fres
 			err = err ? err : slice_index(c, e->val, true);
 		if (kind == K8S_POD)
 			err = err ? err : pod_index(c, e->val, true);
+		if (kind == K8S_SBR)
+			err = err ? err : group_add(&c->sbrs_by_ns, m->ns, e->val);
+		err = err ? err : obj_keys_ref(c, kind, e->val, 1);
 	}
 	hmap_free(fresh);
+	/* Other pods now: every slice's addresses are checked again. */
+	if (kind == K8S_POD)
+		for (e = hmap_first(&c->objs[K8S_SLICE], &i); e;
+		     e = hmap_next(&c->objs[K8S_SLICE], e, &i))
+			slice_check(c, e->val);
 	c->all_dirty = true;
 	if (ovr_affected(c, kind))
 		c->ovr_dirty = true;
@@ -453,6 +697,7 @@ int k8s_cache_replace(struct k8s_cache *c, enum k8s_kind kind, struct hmap *fres
 int k8s_cache_put_json(struct k8s_cache *c, enum k8s_kind kind, const char *json, char *err,
 		       size_t errlen)
 {
+	const struct k8s_decode_opts opts = {.node = c->node};
 	struct json_object *o = json_tokener_parse(json);
 	void *obj;
 	int ret;
@@ -461,7 +706,7 @@ int k8s_cache_put_json(struct k8s_cache *c, enum k8s_kind kind, const char *json
 		snprintf(err, errlen, "not JSON");
 		return -EINVAL;
 	}
-	ret = k8s_decode(kind, o, &obj, err, errlen);
+	ret = k8s_decode_ex(kind, o, &opts, &obj, err, errlen);
 	json_object_put(o);
 	return ret ? ret : k8s_cache_put(c, kind, obj);
 }
@@ -469,13 +714,6 @@ int k8s_cache_put_json(struct k8s_cache *c, enum k8s_kind kind, const char *json
 static int addr_cmp(const struct shunt_addr *a, const struct shunt_addr *b)
 {
 	return memcmp(a->addr, b->addr, a->family == SHUNT_FAMILY_V4 ? 4 : 16);
-}
-
-static int route_cmp(const void *pa, const void *pb)
-{
-	const struct k8s_route *a = pa, *b = pb;
-
-	return memcmp(&a->k, &b->k, sizeof(a->k));
 }
 
 struct route_vec {
@@ -549,10 +787,27 @@ static const struct k8s_port *slice_port(const struct k8s_service *svc, const st
 	return NULL;
 }
 
+/* The first of r's sandbox addresses outside every allowed prefix (the
+ * administrator's --sandbox-cidr), or NULL. Explicit addresses are the
+ * one way a SandboxRoute names something that is not a Pod of its own
+ * namespace: only where the administrator says sandboxes live. */
+static const struct shunt_addr *sbr_bad_addr(const struct k8s_cache *c, const struct k8s_sbr *r)
+{
+	for (size_t i = 0; i < r->naddrs; i++) {
+		bool in = false;
+
+		for (size_t j = 0; j < c->n_sandbox_cidrs && !in; j++)
+			in = prefix_contains(&c->sandbox_cidrs[j], &r->addrs[i]);
+		if (!in)
+			return &r->addrs[i];
+	}
+	return NULL;
+}
+
 long k8s_sbr_routes(const struct k8s_cache *c, const struct k8s_sbr *r, uint64_t now_unix,
 		    struct k8s_route **out)
 {
-	char id[2 * K8S_NAME_MAX + 2];
+	char id[K8S_ID_MAX];
 	const struct k8s_service *svc;
 	const struct k8s_group *slices;
 	struct shunt_addr sb4 = {}, sb6 = {};
@@ -561,7 +816,7 @@ long k8s_sbr_routes(const struct k8s_cache *c, const struct k8s_sbr *r, uint64_t
 	int err = 0;
 
 	*out = NULL;
-	if (r->expires_unix && r->expires_unix <= now_unix)
+	if ((r->expires_unix && r->expires_unix <= now_unix) || sbr_bad_addr(c, r))
 		return 0;
 	snprintf(id, sizeof(id), "%s/%s", r->m.ns, r->service);
 	svc = hmap_sget(&c->objs[K8S_SERVICE], id);
@@ -605,7 +860,9 @@ long k8s_sbr_routes(const struct k8s_cache *c, const struct k8s_sbr *r, uint64_t
 			const struct k8s_port *p = slice_port(svc, sp, sl);
 
 			for (size_t k = 0; p && k < sl->naddrs && !err; k++)
-				err = add_captured(&rv, r, sl->addrs[k], p->port, &sb4, &sb6);
+				if (sl->valid[k])
+					err = add_captured(&rv, r, sl->addrs[k], p->port, &sb4,
+							   &sb6);
 		}
 	}
 	if (err) {
@@ -692,7 +949,7 @@ static void sbo_targets(const struct k8s_cache *c, const struct k8s_sbo *o, stru
 				best_of_family(t4, t6, p->ips[j], o->to_port);
 		}
 	} else {
-		char id[2 * K8S_NAME_MAX + 2];
+		char id[K8S_ID_MAX];
 		const struct k8s_service *svc;
 		const struct k8s_port *sp;
 		const struct k8s_group *slices;
@@ -706,7 +963,8 @@ static void sbo_targets(const struct k8s_cache *c, const struct k8s_sbo *o, stru
 			const struct k8s_port *p = slice_port(svc, sp, sl);
 
 			for (size_t k = 0; p && k < sl->naddrs; k++)
-				best_of_family(t4, t6, sl->addrs[k], p->port);
+				if (sl->valid[k])
+					best_of_family(t4, t6, sl->addrs[k], p->port);
 		}
 	}
 }
@@ -715,7 +973,7 @@ static void sbo_targets(const struct k8s_cache *c, const struct k8s_sbo *o, stru
 static int sbo_destinations(const struct k8s_cache *c, const struct k8s_sbo *o,
 			    struct addr_vec *dst)
 {
-	char id[2 * K8S_NAME_MAX + 2];
+	char id[K8S_ID_MAX];
 	const struct k8s_service *svc;
 	const struct k8s_port *sp;
 	const struct k8s_group *slices;
@@ -739,7 +997,8 @@ static int sbo_destinations(const struct k8s_cache *c, const struct k8s_sbo *o,
 		const struct k8s_port *p = slice_port(svc, sp, sl);
 
 		for (size_t k = 0; p && k < sl->naddrs && !err; k++)
-			err = addr_push(dst, sl->addrs[k], p->port);
+			if (sl->valid[k])
+				err = addr_push(dst, sl->addrs[k], p->port);
 	}
 	return err;
 }
@@ -775,7 +1034,7 @@ long k8s_sbo_overrides(const struct k8s_cache *c, const struct k8s_sbo *o, uint6
 
 		/* Every pod of ours that matches, ready or not: what its init
 		 * containers open counts too. */
-		if (p->ended || strcmp(p->node, c->node) || !p->uid[0] ||
+		if (p->ended || !p->local || !p->uid ||
 		    !k8s_labels_match(&o->sel, p->labels, p->nlabels))
 			continue;
 		if (c->cgroup_of(c->cgroup_ud, p->uid, &cg)) {
@@ -830,16 +1089,31 @@ long k8s_sbo_overrides(const struct k8s_cache *c, const struct k8s_sbo *o, uint6
 	return (long)w;
 }
 
-static int sbo_id_cmp(const void *pa, const void *pb)
+static int sbo_age_cmp(const void *pa, const void *pb)
 {
 	const struct k8s_sbo *a = *(const struct k8s_sbo *const *)pa;
 	const struct k8s_sbo *b = *(const struct k8s_sbo *const *)pb;
 
-	return strcmp(a->m.id, b->m.id);
+	return k8s_age_cmp(a->created_unix, a->m.id, b->created_unix, b->m.id);
+}
+
+/* One more override of loser that winner has: counted in ovr_lost under
+ * "loser\0winner". */
+static int ovr_note_lost(struct k8s_cache *c, const struct k8s_sbo *loser,
+			 const struct k8s_sbo *winner)
+{
+	char key[2 * K8S_ID_MAX];
+	size_t l = strlen(loser->m.id), w = strlen(winner->m.id);
+	uintptr_t n;
+
+	memcpy(key, loser->m.id, l + 1);
+	memcpy(key + l + 1, winner->m.id, w);
+	n = (uintptr_t)hmap_get(&c->ovr_lost, key, l + 1 + w);
+	return hmap_put(&c->ovr_lost, key, l + 1 + w, (void *)(n + 1), NULL);
 }
 
 /* Every SandboxOverride again, into ovr_want. Two producing the same
- * (cgroup, destination): the one whose namespace/name sorts first wins. */
+ * (cgroup, destination): the older one wins, as for SandboxRoutes. */
 static int ovr_recompute(struct k8s_cache *c, uint64_t now_unix)
 {
 	struct hmap *sbos = &c->objs[K8S_SBO];
@@ -849,6 +1123,7 @@ static int ovr_recompute(struct k8s_cache *c, uint64_t now_unix)
 	int err = 0;
 
 	ovr_map_clear(&c->ovr_want);
+	hmap_free(&c->ovr_lost);
 	c->ovr_unresolved = 0;
 	c->ovr_deadline = 0;
 	if (sbos->n) {
@@ -857,7 +1132,7 @@ static int ovr_recompute(struct k8s_cache *c, uint64_t now_unix)
 			return -ENOMEM;
 		for (e = hmap_first(sbos, &i); e; e = hmap_next(sbos, e, &i))
 			v[n++] = e->val;
-		qsort(v, n, sizeof(*v), sbo_id_cmp);
+		qsort(v, n, sizeof(*v), sbo_age_cmp);
 	}
 	for (i = 0; i < n && !err; i++) {
 		struct k8s_override *ovs;
@@ -871,17 +1146,22 @@ static int ovr_recompute(struct k8s_cache *c, uint64_t now_unix)
 			break;
 		}
 		for (long j = 0; j < cnt && !err; j++) {
-			struct k8s_override *ov;
+			const struct k8s_ovr_want *had =
+				hmap_get(&c->ovr_want, &ovs[j].k, sizeof(ovs[j].k));
+			struct k8s_ovr_want *ov;
 
-			if (hmap_get(&c->ovr_want, &ovs[j].k, sizeof(ovs[j].k)))
+			if (had) {
+				err = ovr_note_lost(c, v[i], had->owner);
 				continue;
+			}
 			ov = malloc(sizeof(*ov));
 			if (!ov || hmap_put(&c->ovr_want, &ovs[j].k, sizeof(ovs[j].k), ov, NULL)) {
 				free(ov);
 				err = -ENOMEM;
 				break;
 			}
-			*ov = ovs[j];
+			ov->o = ovs[j];
+			ov->owner = v[i];
 		}
 		free(ovs);
 	}
@@ -944,26 +1224,84 @@ long k8s_cache_ovr_changes(struct k8s_cache *c, bool full, struct k8s_ovr_op **o
 	return (long)n;
 }
 
-static int recompute_one(struct k8s_cache *c, struct k8s_sbr *r, uint64_t now_unix)
+/* Translate r again: its new routes replace the old ones (released if
+ * they were claimed); its namespace's quota is settled afterwards. */
+static int retranslate(struct k8s_cache *c, struct k8s_sbr *r, uint64_t now_unix)
 {
+	const struct shunt_addr *bad = sbr_bad_addr(c, r);
 	struct k8s_route *routes;
 	long n = k8s_sbr_routes(c, r, now_unix, &routes);
 	int err;
 
 	if (n < 0)
 		return (int)n;
+	r->cidr_refused = bad != NULL;
+	if (bad)
+		r->bad = *bad;
+	/* The same routes (a pod's heartbeat, an unrelated endpoint): no
+	 * change to report, and the quota is unchanged. */
+	if ((size_t)n == r->nroutes &&
+	    (!n || !memcmp(routes, r->routes, (size_t)n * sizeof(*routes)))) {
+		free(routes);
+		return 0;
+	}
 	err = release(c, r);
 	if (err) {
 		free(routes);
 		return err;
 	}
-	return claim(c, r, routes, (size_t)n);
+	free(r->routes);
+	r->routes = routes;
+	r->nroutes = (size_t)n;
+	return mark_ns(c, r->m.ns);
+}
+
+static int sbr_age_qcmp(const void *pa, const void *pb)
+{
+	return sbr_cmp(*(const struct k8s_sbr *const *)pa, *(const struct k8s_sbr *const *)pb);
+}
+
+/* The quota of namespace ns: its SandboxRoutes, oldest first, get their
+ * routes while the namespace's total stays within max_ns_routes; one
+ * that would go over gets none (a whole object, never a part of one), and
+ * a younger, smaller one may still fit. */
+static int settle_ns(struct k8s_cache *c, const char *ns)
+{
+	const struct k8s_group *g = hmap_sget(&c->sbrs_by_ns, ns);
+	struct k8s_sbr **v;
+	size_t used = 0;
+	int err = 0;
+
+	if (!g)
+		return 0;
+	v = malloc(g->n * sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	memcpy(v, g->v, g->n * sizeof(*v));
+	qsort(v, g->n, sizeof(*v), sbr_age_qcmp);
+	for (size_t i = 0; i < g->n && !err; i++) {
+		struct k8s_sbr *r = v[i];
+
+		if (r->nroutes && c->max_ns_routes && used + r->nroutes > c->max_ns_routes) {
+			err = release(c, r);
+			r->over_quota = true;
+			r->quota_used = used;
+			continue;
+		}
+		r->over_quota = false;
+		used += r->nroutes;
+		if (!r->claimed)
+			err = claim(c, r);
+	}
+	free(v);
+	return err;
 }
 
 bool k8s_cache_pending(const struct k8s_cache *c, uint64_t now_unix)
 {
-	return c->all_dirty || c->dirty.n || (c->next_deadline && c->next_deadline <= now_unix) ||
-	       c->ovr_dirty || (c->ovr_deadline && c->ovr_deadline <= now_unix);
+	return c->all_dirty || c->dirty.n || c->ns_dirty.n ||
+	       (c->next_deadline && c->next_deadline <= now_unix) || c->ovr_dirty ||
+	       (c->ovr_deadline && c->ovr_deadline <= now_unix);
 }
 
 int k8s_cache_recompute(struct k8s_cache *c, uint64_t now_unix)
@@ -975,13 +1313,17 @@ int k8s_cache_recompute(struct k8s_cache *c, uint64_t now_unix)
 
 	if (c->all_dirty) {
 		for (e = hmap_first(sbrs, &i); e && !err; e = hmap_next(sbrs, e, &i))
-			err = recompute_one(c, e->val, now_unix);
+			err = retranslate(c, e->val, now_unix);
+		/* Every namespace: one that failed half way too. */
+		for (e = hmap_first(&c->sbrs_by_ns, &i); e && !err;
+		     e = hmap_next(&c->sbrs_by_ns, e, &i))
+			err = mark_ns(c, e->key);
 	} else {
 		for (e = hmap_first(&c->dirty, &i); e && !err; e = hmap_next(&c->dirty, e, &i)) {
 			struct k8s_sbr *r = hmap_get(sbrs, e->key, e->klen);
 
 			if (r)
-				err = recompute_one(c, r, now_unix);
+				err = retranslate(c, r, now_unix);
 		}
 	}
 	if (err) {
@@ -1000,11 +1342,15 @@ int k8s_cache_recompute(struct k8s_cache *c, uint64_t now_unix)
 			continue;
 		if (r->expires_unix <= now_unix) {
 			if (r->nroutes)
-				err = recompute_one(c, r, now_unix);
+				err = retranslate(c, r, now_unix);
 		} else if (!c->next_deadline || r->expires_unix < c->next_deadline) {
 			c->next_deadline = r->expires_unix;
 		}
 	}
+	for (e = hmap_first(&c->ns_dirty, &i); e && !err; e = hmap_next(&c->ns_dirty, e, &i))
+		err = settle_ns(c, e->key);
+	if (!err)
+		hmap_free(&c->ns_dirty);
 	if (!err && (c->ovr_dirty || (c->ovr_deadline && c->ovr_deadline <= now_unix)))
 		err = ovr_recompute(c, now_unix);
 	if (c->ovr_deadline && (!c->next_deadline || c->ovr_deadline < c->next_deadline))
@@ -1020,7 +1366,7 @@ struct op_vec {
 };
 
 static int op_push(struct op_vec *ov, const struct shunt_route_key *k, const struct shunt_route *v,
-		   bool del)
+		   const struct k8s_sbr *owner)
 {
 	if (ov->n == ov->cap) {
 		size_t cap = ov->cap ? ov->cap * 2 : 64;
@@ -1033,7 +1379,8 @@ static int op_push(struct op_vec *ov, const struct shunt_route_key *k, const str
 	}
 	ov->v[ov->n].r.k = *k;
 	ov->v[ov->n].r.v = *v;
-	ov->v[ov->n].del = del;
+	ov->v[ov->n].del = !owner;
+	ov->v[ov->n].owner = owner ? owner->m.id : NULL;
 	ov->n++;
 	return 0;
 }
@@ -1055,13 +1402,13 @@ long k8s_cache_changes(struct k8s_cache *c, bool full, struct k8s_op **out)
 		d = hmap_get(&c->desired, &k, sizeof(k));
 		if (d && !d->n) {
 			if (d->published)
-				err = op_push(&ov, &k, &d->pub, true);
+				err = op_push(&ov, &k, &d->pub, NULL);
 			if (!err) {
 				hmap_del(&c->desired, &k, sizeof(k));
 				free(d);
 			}
 		} else if (d && !full && (!d->published || memcmp(&d->pub, &d->v, sizeof(d->v)))) {
-			err = op_push(&ov, &k, &d->v, false);
+			err = op_push(&ov, &k, &d->v, d->owner);
 			if (!err) {
 				d->pub = d->v;
 				d->published = true;
@@ -1075,8 +1422,10 @@ long k8s_cache_changes(struct k8s_cache *c, bool full, struct k8s_op **out)
 		struct k8s_desired *d = e->val;
 		struct shunt_route_key k;
 
+		if (!d->n)
+			continue;
 		memcpy(&k, e->key, sizeof(k));
-		err = op_push(&ov, &k, &d->v, false);
+		err = op_push(&ov, &k, &d->v, d->owner);
 		d->pub = d->v;
 		d->published = true;
 	}
@@ -1086,4 +1435,189 @@ long k8s_cache_changes(struct k8s_cache *c, bool full, struct k8s_op **out)
 	}
 	*out = ov.v;
 	return (long)ov.n;
+}
+
+/* ---- what is refused or lost ------------------------------------------------- */
+
+struct prob_vec {
+	struct k8s_problem *v;
+	size_t n, cap;
+};
+
+static struct k8s_problem *prob_push(struct prob_vec *pv, enum k8s_kind kind, enum k8s_why why,
+				     const char *id, const char *other, size_t n)
+{
+	struct k8s_problem *p;
+
+	if (pv->n == pv->cap) {
+		size_t cap = pv->cap ? pv->cap * 2 : 8;
+		struct k8s_problem *v = realloc(pv->v, cap * sizeof(*v));
+
+		if (!v)
+			return NULL;
+		pv->v = v;
+		pv->cap = cap;
+	}
+	p = &pv->v[pv->n++];
+	memset(p, 0, sizeof(*p));
+	p->kind = kind;
+	p->why = why;
+	p->n = n;
+	snprintf(p->id, sizeof(p->id), "%s", id);
+	snprintf(p->other, sizeof(p->other), "%s", other ? other : "");
+	return p;
+}
+
+static int prob_cmp(const void *pa, const void *pb)
+{
+	const struct k8s_problem *a = pa, *b = pb;
+	int d;
+
+	if (a->kind != b->kind)
+		return a->kind < b->kind ? -1 : 1;
+	if (a->why != b->why)
+		return a->why < b->why ? -1 : 1;
+	d = strcmp(a->id, b->id);
+	return d ? d : strcmp(a->other, b->other);
+}
+
+/* Route conflicts, per (loser, winner): the contested routes' other
+ * producers lost them to the owner. */
+static int conflicts(const struct k8s_cache *c, struct prob_vec *pv)
+{
+	struct hmap pairs = {};
+	struct hmap_entry *e;
+	size_t i;
+	int err = 0;
+
+	for (e = hmap_first(&c->contested, &i); e && !err; e = hmap_next(&c->contested, e, &i)) {
+		const struct k8s_desired *d = hmap_get(&c->desired, e->key, e->klen);
+
+		for (size_t j = 0; d && d->owner && j + 1 < d->n && !err; j++) {
+			const void *key[2] = {d->more[j], d->owner};
+			uintptr_t n = (uintptr_t)hmap_get(&pairs, key, sizeof(key));
+
+			err = hmap_put(&pairs, key, sizeof(key), (void *)(n + 1), NULL);
+		}
+	}
+	for (e = hmap_first(&pairs, &i); e && !err; e = hmap_next(&pairs, e, &i)) {
+		const struct k8s_sbr *key[2];
+
+		memcpy(key, e->key, sizeof(key));
+		if (!prob_push(pv, K8S_SBR, K8S_WHY_CONFLICT, key[0]->m.id, key[1]->m.id,
+			       (uintptr_t)e->val))
+			err = -ENOMEM;
+	}
+	hmap_free(&pairs);
+	for (e = hmap_first(&c->ovr_lost, &i); e && !err; e = hmap_next(&c->ovr_lost, e, &i)) {
+		/* "loser\0winner" */
+		if (!prob_push(pv, K8S_SBO, K8S_WHY_CONFLICT, e->key, e->key + strlen(e->key) + 1,
+			       (uintptr_t)e->val))
+			err = -ENOMEM;
+	}
+	return err;
+}
+
+/* An address without a port: "10.244.0.5", "fd00::5". */
+static void addr_text(const struct shunt_addr *a, char *buf, size_t len)
+{
+	if (!inet_ntop(a->family == SHUNT_FAMILY_V4 ? AF_INET : AF_INET6, a->addr, buf,
+		       (socklen_t)len))
+		snprintf(buf, len, "?");
+}
+
+/* Does some SandboxRoute or SandboxOverride of namespace ns use Service
+ * ns/svc? */
+static bool service_used(const struct k8s_cache *c, const char *ns, const char *svc)
+{
+	const struct k8s_group *g = hmap_sget(&c->sbrs_by_ns, ns);
+	const struct hmap *sbos = &c->objs[K8S_SBO];
+	struct hmap_entry *e;
+	size_t i;
+
+	for (i = 0; g && i < g->n; i++)
+		if (!strcmp(((const struct k8s_sbr *)g->v[i])->service, svc))
+			return true;
+	for (e = hmap_first(sbos, &i); e; e = hmap_next(sbos, e, &i)) {
+		const struct k8s_sbo *o = e->val;
+
+		if (!strcmp(o->m.ns, ns) && ((o->dst_service && !strcmp(o->dst_service, svc)) ||
+					     (o->to_service && !strcmp(o->to_service, svc))))
+			return true;
+	}
+	return false;
+}
+
+/* Slices of Services some object uses whose addresses do not count:
+ * worth a look (a hand-written slice naming another namespace's pod, or a
+ * pod not seen yet). Slices of Services nobody steers are nobody's
+ * business here (external endpoints of a selector-less Service, say). */
+static int ignored_endpoints(const struct k8s_cache *c, struct prob_vec *pv)
+{
+	const struct hmap *slices = &c->objs[K8S_SLICE];
+	struct hmap_entry *e;
+	size_t i;
+
+	for (e = hmap_first(slices, &i); e; e = hmap_next(slices, e, &i)) {
+		const struct k8s_slice *sl = e->val;
+		struct k8s_problem *p;
+
+		if (!sl->ninvalid || !sl->service || !service_used(c, sl->m.ns, sl->service))
+			continue;
+		p = prob_push(pv, K8S_SLICE, K8S_WHY_ENDPOINTS, sl->m.id, NULL, sl->ninvalid);
+		if (!p)
+			return -ENOMEM;
+		for (size_t k = 0; k < sl->naddrs; k++)
+			if (!sl->valid[k]) {
+				addr_text(&sl->addrs[k], p->detail, sizeof(p->detail));
+				break;
+			}
+	}
+	return 0;
+}
+
+long k8s_cache_problems(const struct k8s_cache *c, struct k8s_problem **out)
+{
+	struct prob_vec pv = {};
+	struct hmap_entry *e;
+	size_t i;
+	int err = 0;
+
+	*out = NULL;
+	for (e = hmap_first(&c->objs[K8S_SBR], &i); e && !err;
+	     e = hmap_next(&c->objs[K8S_SBR], e, &i)) {
+		const struct k8s_sbr *r = e->val;
+		struct k8s_problem *p = NULL;
+		char a[ADDR_STR_LEN];
+
+		if (r->cidr_refused) {
+			p = prob_push(&pv, K8S_SBR, K8S_WHY_CIDR, r->m.id, NULL, 0);
+			if (p) {
+				struct shunt_addr bad = r->bad;
+
+				bad.port = r->port;
+				snprintf(p->detail, sizeof(p->detail), "%s",
+					 format_addr_port(&bad, a, sizeof(a)));
+			}
+		} else if (r->over_quota) {
+			p = prob_push(&pv, K8S_SBR, K8S_WHY_QUOTA, r->m.id, NULL, r->nroutes);
+			if (p)
+				snprintf(p->detail, sizeof(p->detail), "%zu of %zu in use",
+					 r->quota_used, c->max_ns_routes);
+		} else {
+			continue;
+		}
+		if (!p)
+			err = -ENOMEM;
+	}
+	err = err ? err : conflicts(c, &pv);
+	err = err ? err : ignored_endpoints(c, &pv);
+	if (err) {
+		free(pv.v);
+		return -ENOMEM;
+	}
+	if (pv.n > 1)
+		qsort(pv.v, pv.n, sizeof(*pv.v), prob_cmp);
+	*out = pv.v;
+	return (long)pv.n;
 }

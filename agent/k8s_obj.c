@@ -119,29 +119,37 @@ const char *k8s_object_rv(struct json_object *obj)
 
 static void meta_free(struct k8s_meta *m)
 {
-	free(m->ns);
-	free(m->name);
-	free(m->id);
+	free(m->id); /* ns and name live in the same allocation */
 }
 
 static int meta_decode(struct json_object *obj, struct k8s_meta *m, char *err, size_t errlen)
 {
-	char id[2 * K8S_NAME_MAX + 2];
+	char id[K8S_ID_MAX];
+	size_t len, nslen;
 
 	if (!json_object_is_type(obj, json_type_object))
 		return bad(err, errlen, "not a JSON object");
 	if (k8s_object_id(obj, id, sizeof(id)))
 		return bad(err, errlen, "metadata.name/namespace missing or invalid");
-	m->id = strdup(id);
-	m->ns = strndup(id, strcspn(id, "/"));
-	m->name = strdup(strchr(id, '/') + 1);
-	if (!m->id || !m->ns || !m->name)
+	/* "ns/name\0ns\0name\0": the id, then each part. */
+	len = strlen(id);
+	nslen = strcspn(id, "/");
+	m->id = malloc(2 * len + 2);
+	if (!m->id)
 		return -ENOMEM;
+	memcpy(m->id, id, len + 1);
+	m->ns = m->id + len + 1;
+	memcpy(m->ns, id, nslen);
+	m->ns[nslen] = '\0';
+	m->name = m->ns + nslen + 1;
+	memcpy(m->name, id + nslen + 1, len - nslen); /* with its NUL */
 	return 0;
 }
 
-static int labels_decode(struct json_object *v, const char *path, struct k8s_label **out, size_t *n,
-			 char *err, size_t errlen)
+/* Labels at path; with keep, only those whose key is in it (the others
+ * are checked all the same). */
+static int labels_decode(struct json_object *v, const char *path, const struct hmap *keep,
+			 struct k8s_label **out, size_t *n, char *err, size_t errlen)
 {
 	size_t cnt, i = 0;
 
@@ -170,11 +178,17 @@ static int labels_decode(struct json_object *v, const char *path, struct k8s_lab
 			return bad(err, errlen, "%s.%s: not a label value", path, key);
 		if (i == cnt)
 			break;
+		if (keep && !hmap_get(keep, key, klen))
+			continue;
 		(*out)[i].key = strdup(key);
 		(*out)[i].val = strdup(s);
 		*n = ++i;
 		if (!(*out)[i - 1].key || !(*out)[i - 1].val)
 			return -ENOMEM;
+	}
+	if (!i) {
+		free(*out);
+		*out = NULL;
 	}
 	return 0;
 }
@@ -234,10 +248,15 @@ bool k8s_labels_match(const struct k8s_selector *sel, const struct k8s_label *la
 	return true;
 }
 
+struct k8s_selector k8s_sbr_selector(const struct k8s_sbr *r)
+{
+	return (struct k8s_selector){
+		.match = r->match, .nmatch = r->nmatch, .expr = r->expr, .nexpr = r->nexpr};
+}
+
 bool k8s_selector_match(const struct k8s_sbr *r, const struct k8s_label *labels, size_t nlabels)
 {
-	const struct k8s_selector sel = {
-		.match = r->match, .nmatch = r->nmatch, .expr = r->expr, .nexpr = r->nexpr};
+	const struct k8s_selector sel = k8s_sbr_selector(r);
 
 	return k8s_labels_match(&sel, labels, nlabels);
 }
@@ -314,7 +333,8 @@ static int selector_decode(struct json_object *sel, const char *path, struct k8s
 	if (!json_object_is_type(sel, json_type_object))
 		return bad(err, errlen, "%s: not an object", path);
 	snprintf(p, sizeof(p), "%s.matchLabels", path);
-	ret = labels_decode(jget(sel, "matchLabels"), p, &out->match, &out->nmatch, err, errlen);
+	ret = labels_decode(jget(sel, "matchLabels"), p, NULL, &out->match, &out->nmatch, err,
+			    errlen);
 	if (ret)
 		return ret;
 	if (jarray(jget(sel, "matchExpressions"), K8S_MAX_EXPRS, &n))
@@ -549,6 +569,32 @@ static int service_decode(struct json_object *obj, struct k8s_service *s, char *
 	return ports_decode(jget(spec, "ports"), "spec.ports", &s->ports, &s->nports, err, errlen);
 }
 
+/* The Pod an endpoint's targetRef names in the slice's namespace ns:
+ * *pod (a pointer into the JSON) or NULL when it names none (absent, not
+ * a Pod, another namespace). -EINVAL when it is malformed. */
+static int target_pod(struct json_object *ep, const char *ns, const char **pod)
+{
+	struct json_object *ref = jget(ep, "targetRef");
+	const char *kind, *name, *rns;
+
+	*pod = NULL;
+	if (!ref)
+		return 0;
+	if (!json_object_is_type(ref, json_type_object))
+		return -EINVAL;
+	kind = jstring(jget(ref, "kind"), 1, 64);
+	name = jstring(jget(ref, "name"), 1, K8S_NAME_MAX);
+	rns = jstring(jget(ref, "namespace"), 1, K8S_NAME_MAX);
+	if ((jget(ref, "kind") && !kind) || (jget(ref, "name") && !name) ||
+	    (jget(ref, "namespace") && !rns) || (name && strchr(name, '/')))
+		return -EINVAL;
+	/* The real server always sets the namespace; without one, the
+	 * slice's own is meant (an ObjectReference's default). */
+	if (kind && name && !strcmp(kind, "Pod") && (!rns || !strcmp(rns, ns)))
+		*pod = name;
+	return 0;
+}
+
 static int slice_decode(struct json_object *obj, struct k8s_slice *sl, char *err, size_t errlen)
 {
 	struct json_object *eps = jget(obj, "endpoints"), *lv;
@@ -586,6 +632,7 @@ static int slice_decode(struct json_object *obj, struct k8s_slice *sl, char *err
 			struct json_object *ep = json_object_array_get_idx(eps, i);
 			struct json_object *addrs = jget(ep, "addresses");
 			struct json_object *ready = jget(jget(ep, "conditions"), "ready");
+			const char *pod;
 			size_t na;
 
 			if (!json_object_is_type(ep, json_type_object) ||
@@ -594,6 +641,9 @@ static int slice_decode(struct json_object *obj, struct k8s_slice *sl, char *err
 			if (ready && !json_object_is_type(ready, json_type_boolean))
 				return bad(err, errlen,
 					   "endpoints[%zu].conditions.ready: not a boolean", i);
+			if (target_pod(ep, sl->m.ns, &pod))
+				return bad(err, errlen,
+					   "endpoints[%zu].targetRef: not an object reference", i);
 			if (ready && !json_object_get_boolean(ready))
 				continue;
 			for (size_t j = 0; j < na; j++) {
@@ -606,16 +656,25 @@ static int slice_decode(struct json_object *obj, struct k8s_slice *sl, char *err
 						err, errlen,
 						"endpoints[%zu].addresses[%zu]: not an %s address",
 						i, j, type);
-				if (pass)
-					sl->addrs[sl->naddrs++] = a;
-				else
+				if (!pass) {
 					total++;
+					continue;
+				}
+				if (pod) {
+					sl->pods[sl->naddrs] = strdup(pod);
+					if (!sl->pods[sl->naddrs])
+						return -ENOMEM;
+				}
+				sl->addrs[sl->naddrs++] = a;
 			}
 		}
 		if (!pass && total) {
 			sl->addrs = calloc(total, sizeof(*sl->addrs));
-			if (!sl->addrs)
+			sl->pods = calloc(total, sizeof(*sl->pods));
+			sl->valid = calloc(total, sizeof(*sl->valid));
+			if (!sl->addrs || !sl->pods || !sl->valid)
 				return -ENOMEM;
+			sl->ninvalid = total; /* none counts until the cache checked */
 		}
 		if (!total)
 			break;
@@ -623,10 +682,13 @@ static int slice_decode(struct json_object *obj, struct k8s_slice *sl, char *err
 	return 0;
 }
 
-static int pod_decode(struct json_object *obj, struct k8s_pod *p, char *err, size_t errlen)
+static int pod_decode(struct json_object *obj, const struct k8s_decode_opts *o, struct k8s_pod *p,
+		      char *err, size_t errlen)
 {
 	struct json_object *st = jget(obj, "status"), *ips = jget(st, "podIPs");
 	struct json_object *conds = jget(st, "conditions");
+	struct json_object *uid = jget(jget(obj, "metadata"), "uid");
+	struct json_object *node = jget(jget(obj, "spec"), "nodeName");
 	const char *phase = jstring(jget(st, "phase"), 1, 32);
 	bool cond_ready = false;
 	size_t n;
@@ -635,26 +697,23 @@ static int pod_decode(struct json_object *obj, struct k8s_pod *p, char *err, siz
 	ret = meta_decode(obj, &p->m, err, errlen);
 	if (ret)
 		return ret;
-	ret = labels_decode(jget(jget(obj, "metadata"), "labels"), "metadata.labels", &p->labels,
-			    &p->nlabels, err, errlen);
+	ret = labels_decode(jget(jget(obj, "metadata"), "labels"), "metadata.labels",
+			    o ? o->label_keys : NULL, &p->labels, &p->nlabels, err, errlen);
 	if (ret)
 		return ret;
-	/* Both only locate the pod's cgroup for SandboxOverrides: absent is
-	 * "", a pod not scheduled (yet). */
-	if (jget(jget(obj, "metadata"), "uid") &&
-	    !jstring(jget(jget(obj, "metadata"), "uid"), 1, K8S_UID_MAX))
+	/* Both only locate the pod's cgroup for SandboxOverrides, on this
+	 * node: absent is a pod not scheduled (yet). */
+	if (uid && !jstring(uid, 1, K8S_UID_MAX))
 		return bad(err, errlen, "metadata.uid: not a UID");
-	if (jget(jget(obj, "spec"), "nodeName") &&
-	    !jstring(jget(jget(obj, "spec"), "nodeName"), 0, K8S_NAME_MAX))
+	if (node && !jstring(node, 0, K8S_NAME_MAX))
 		return bad(err, errlen, "spec.nodeName: not a node name");
-	p->uid = strdup(jget(jget(obj, "metadata"), "uid")
-				? json_object_get_string(jget(jget(obj, "metadata"), "uid"))
-				: "");
-	p->node = strdup(jget(jget(obj, "spec"), "nodeName")
-				 ? json_object_get_string(jget(jget(obj, "spec"), "nodeName"))
-				 : "");
-	if (!p->uid || !p->node)
-		return -ENOMEM;
+	p->local = node && o && o->node && o->node[0] &&
+		   !strcmp(json_object_get_string(node), o->node);
+	if (p->local && uid) {
+		p->uid = strdup(json_object_get_string(uid));
+		if (!p->uid)
+			return -ENOMEM;
+	}
 	if (jarray(conds, 64, &n))
 		return bad(err, errlen, "status.conditions: not an array");
 	for (size_t i = 0; i < n; i++) {
@@ -674,7 +733,7 @@ static int pod_decode(struct json_object *obj, struct k8s_pod *p, char *err, siz
 		if (ip_parse(jstring(jget(json_object_array_get_idx(ips, i), "ip"), 1, 64),
 			     &p->ips[i]))
 			return bad(err, errlen, "status.podIPs[%zu].ip: not an IP address", i);
-	p->nips = n;
+	p->nips = (uint8_t)n;
 	if (!n && jget(st, "podIP")) {
 		const char *ip = jstring(jget(st, "podIP"), 0, 64);
 
@@ -792,6 +851,10 @@ void k8s_obj_free(enum k8s_kind kind, void *obj)
 		meta_free(&sl->m);
 		free(sl->service);
 		ports_free(sl->ports, sl->nports);
+		for (size_t i = 0; sl->pods && i < sl->naddrs; i++)
+			free(sl->pods[i]);
+		free(sl->pods);
+		free(sl->valid);
 		free(sl->addrs);
 		break;
 	}
@@ -801,7 +864,6 @@ void k8s_obj_free(enum k8s_kind kind, void *obj)
 		meta_free(&p->m);
 		labels_free(p->labels, p->nlabels);
 		free(p->uid);
-		free(p->node);
 		break;
 	}
 	case K8S_SBO: {
@@ -821,6 +883,12 @@ void k8s_obj_free(enum k8s_kind kind, void *obj)
 }
 
 int k8s_decode(enum k8s_kind kind, struct json_object *obj, void **out, char *err, size_t errlen)
+{
+	return k8s_decode_ex(kind, obj, NULL, out, err, errlen);
+}
+
+int k8s_decode_ex(enum k8s_kind kind, struct json_object *obj, const struct k8s_decode_opts *opts,
+		  void **out, char *err, size_t errlen)
 {
 	static const size_t sizes[K8S_NKINDS] = {
 		[K8S_SBR] = sizeof(struct k8s_sbr),	[K8S_SERVICE] = sizeof(struct k8s_service),
@@ -849,7 +917,7 @@ int k8s_decode(enum k8s_kind kind, struct json_object *obj, void **out, char *er
 		ret = slice_decode(obj, o, err, errlen);
 		break;
 	case K8S_POD:
-		ret = pod_decode(obj, o, err, errlen);
+		ret = pod_decode(obj, opts, o, err, errlen);
 		break;
 	case K8S_SBO:
 		ret = sbo_decode(obj, o, err, errlen);

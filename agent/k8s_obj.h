@@ -15,6 +15,8 @@
 #include <json-c/json.h>
 #include <shunt/shunt.h>
 
+#include "hmap.h"
+
 enum k8s_kind {
 	K8S_SBR = 0, /* shunt.dev/v1alpha1 SandboxRoute */
 	K8S_SERVICE,
@@ -40,8 +42,9 @@ enum k8s_kind {
 #define K8S_MAX_POD_IPS	     2	  /* one per family */
 #define K8S_TIME_MAX	     64	  /* RFC 3339 text */
 #define K8S_DURATION_TXT_MAX 32
-#define K8S_UID_MAX	     63 /* metadata.uid (a UUID: 36) */
-#define K8S_MAX_SBO_ADDRS    8	/* destination/to addresses (the CRD's limit) */
+#define K8S_UID_MAX	     63			    /* metadata.uid (a UUID: 36) */
+#define K8S_MAX_SBO_ADDRS    8			    /* destination/to addresses (the CRD's limit) */
+#define K8S_ID_MAX	     (2 * K8S_NAME_MAX + 2) /* "namespace/name" and its NUL */
 
 struct k8s_label {
 	char *key, *val;
@@ -61,7 +64,8 @@ struct k8s_expr {
 	size_t nvalues;
 };
 
-/* What every object has. id is "namespace/name". */
+/* What every object has. id is "namespace/name"; ns and name point into
+ * the same allocation (one per object: there are many pods). */
 struct k8s_meta {
 	char *ns, *name, *id;
 };
@@ -87,9 +91,16 @@ struct k8s_sbr {
 	uint64_t created_unix;
 	uint64_t expires_unix; /* 0 = no ttl */
 
-	/* Kept by the cache: the routes this object contributes now. */
+	/* Kept by the cache (k8s_cache.c): the routes this object asks for
+	 * now (its translation), whether they are claimed (in the desired
+	 * set: not refused), and why not. */
 	struct k8s_route *routes;
 	size_t nroutes;
+	bool claimed;
+	bool cidr_refused;     /* a sandbox address outside every --sandbox-cidr */
+	bool over_quota;       /* over --max-routes-per-namespace */
+	struct shunt_addr bad; /* cidr_refused: the first such address */
+	size_t quota_used;     /* over_quota: routes of older objects of its namespace */
 };
 
 struct k8s_port {
@@ -113,18 +124,27 @@ struct k8s_slice {
 	size_t nports;
 	struct shunt_addr *addrs; /* addresses of endpoints not unready; port 0 */
 	size_t naddrs;
+	/* Per address: the Pod its endpoint's targetRef names in the slice's
+	 * namespace, or NULL (no targetRef, not a Pod, another namespace). */
+	char **pods;
+	/* Kept by the cache: does the address count (that Pod exists, has
+	 * not ended and has that address)? Only then is it captured. */
+	bool *valid;
+	size_t ninvalid;
 };
 
+/* A Pod as far as the translation needs it: the few fields below, and
+ * only the labels whose keys some selector uses (k8s_decode_opts). */
 struct k8s_pod {
 	struct k8s_meta m;
 	struct k8s_label *labels;
 	size_t nlabels;
-	char *uid;  /* metadata.uid; "" when none */
-	char *node; /* spec.nodeName; "" when not scheduled */
+	char *uid;  /* metadata.uid, for pods of this node only; else NULL */
+	bool local; /* spec.nodeName is this node */
 	bool ready; /* Running, with condition Ready=True */
-	bool ended; /* Succeeded or Failed: its cgroup is gone */
+	bool ended; /* Succeeded or Failed: its cgroup is gone, its IP free */
+	uint8_t nips;
 	struct shunt_addr ips[K8S_MAX_POD_IPS];
-	size_t nips;
 };
 
 /* A metav1.LabelSelector. */
@@ -158,9 +178,20 @@ struct k8s_sbo {
 
 extern const char *const k8s_kind_names[K8S_NKINDS]; /* "sandboxroutes", ... */
 
+/* What a Pod keeps: labels whose key is in label_keys (a set: key ->
+ * anything; NULL keeps every label), and its uid only when spec.nodeName
+ * is node (NULL: no pod is this node's). */
+struct k8s_decode_opts {
+	const struct hmap *label_keys;
+	const char *node;
+};
+
 /* Decode an item of kind into a new object (*out, freed with
  * k8s_obj_free). 0 or -EINVAL with a message naming the field (-ENOMEM
- * when memory runs out). */
+ * when memory runs out). k8s_decode() has no options: every label kept,
+ * no pod of this node. */
+int k8s_decode_ex(enum k8s_kind kind, struct json_object *obj, const struct k8s_decode_opts *o,
+		  void **out, char *err, size_t errlen);
 int k8s_decode(enum k8s_kind kind, struct json_object *obj, void **out, char *err, size_t errlen);
 void k8s_obj_free(enum k8s_kind kind, void *obj);
 /* The object's "namespace/name" (for deletes and messages) into buf; 0 or
@@ -174,6 +205,8 @@ const char *k8s_object_rv(struct json_object *obj);
 bool k8s_selector_match(const struct k8s_sbr *r, const struct k8s_label *labels, size_t nlabels);
 bool k8s_labels_match(const struct k8s_selector *sel, const struct k8s_label *labels,
 		      size_t nlabels);
+/* The selector of a SandboxRoute's sandbox (empty with addresses). */
+struct k8s_selector k8s_sbr_selector(const struct k8s_sbr *r);
 
 /* RFC 3339 ("2026-11-27T02:00:00Z", fractions and offsets allowed) to unix
  * seconds; 0 or -EINVAL. */

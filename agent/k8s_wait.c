@@ -98,8 +98,7 @@ int k8s_wait_build(const struct k8s_cache *c, uint64_t now_unix, struct k8s_wait
 
 		/* A pod of this node, still running (an ended pod waits for
 		 * nothing, and its cgroup is gone). */
-		if (p->ended || !c->node || strcmp(p->node, c->node) ||
-		    !k8s_uid_valid(p->uid, strlen(p->uid)))
+		if (p->ended || !p->local || !p->uid || !k8s_uid_valid(p->uid, strlen(p->uid)))
 			continue;
 		wp = calloc(1, sizeof(*wp));
 		if (!wp || !(wp->id = strdup(p->m.id))) {

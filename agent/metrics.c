@@ -249,6 +249,30 @@ static void render_requests(struct mbuf *o, const struct reqstats *rs)
 			 rs->parse_errors[i]);
 }
 
+/* What the cluster asks for and does not get (docs/k8s-contract.md
+ * "Tenancy"): gauges of the state now. */
+static void render_k8s(struct mbuf *o, const struct k8s_status *k)
+{
+	one(o, "shunt_k8s_conflicts", "gauge",
+	    "Kubernetes objects losing routes or overrides to an older object that produces "
+	    "the same ones.",
+	    k->conflicts.total);
+	family(o, "shunt_k8s_refused", "gauge",
+	       "SandboxRoutes that get no routes, by reason: quota (--max-routes-per-namespace) "
+	       "or sandbox_cidr (a sandbox address outside every --sandbox-cidr).");
+	labelled(o, "shunt_k8s_refused", "reason", "quota", k->refused_quota.total);
+	labelled(o, "shunt_k8s_refused", "reason", "sandbox_cidr", k->refused_cidr.total);
+	family(o, "shunt_k8s_not_installed", "gauge",
+	       "Routes and overrides the cluster asks for that the agent could not install "
+	       "(route table full, a destination refused), by kind.");
+	labelled(o, "shunt_k8s_not_installed", "kind", "route", k->routes_not_installed);
+	labelled(o, "shunt_k8s_not_installed", "kind", "override", k->overrides_not_installed);
+	one(o, "shunt_k8s_endpoints_ignored", "gauge",
+	    "EndpointSlice addresses of steered Services not counted: their targetRef names no "
+	    "Pod of the slice's namespace that has that address.",
+	    k->endpoint_addrs_ignored);
+}
+
 int metrics_render(const struct metrics_snapshot *s, struct mbuf *o)
 {
 	char name[96];
@@ -281,6 +305,8 @@ int metrics_render(const struct metrics_snapshot *s, struct mbuf *o)
 		labelled(o, "shunt_bpf_map_max_entries", "map", s->maps[i].name,
 			 s->maps[i].max_entries);
 
+	if (s->k8s)
+		render_k8s(o, s->k8s);
 	if (s->kernel) {
 		for (int i = 0; i < SHUNT_STAT_MAX; i++) {
 			snprintf(name, sizeof(name), "shunt_kernel_%s_total", shunt_stat_names[i]);
@@ -456,6 +482,12 @@ static void collect(struct metrics *m, struct metrics_snapshot *s, uint64_t *ks)
 		s->n_maps++;
 	}
 	s->kernel = shunt_bpf_stats(&a->bpf, ks) ? NULL : ks;
+	if (a->k8s) {
+		static struct k8s_status st; /* large; the main loop is the only caller */
+
+		k8s_get_status(a, &st);
+		s->k8s = &st;
+	}
 }
 
 static void respond(struct metrics_conn *mc, int status, const struct metrics_request *r,

@@ -37,6 +37,7 @@
 #include <shunt/shunt.h>
 
 #include "k8s_uid.h"
+#include "k8s.h"
 #include "proxy.h"
 #include "reqstats.h"
 
@@ -74,7 +75,8 @@ struct metrics_snapshot {
 	size_t overrides;
 	struct metrics_map maps[METRICS_MAX_MAPS];
 	size_t n_maps;
-	const uint64_t *kernel; /* SHUNT_STAT_MAX counters; NULL when unreadable */
+	const uint64_t *kernel;	      /* SHUNT_STAT_MAX counters; NULL when unreadable */
+	const struct k8s_status *k8s; /* NULL: not following a cluster */
 };
 
 /* The exposition of s, appended to out. Returns 0 or -ENOMEM. */

@@ -96,6 +96,13 @@ static const char usage_text[] =
 	"  --k8s-ca-file FILE      CA bundle for the API server's certificate\n"
 	"  --node-name NAME        this node (SandboxOverrides act on its pods only);\n"
 	"                          default $NODE_NAME, else the host name\n"
+	"  --sandbox-cidr CIDR     SandboxRoutes may name sandbox.addresses inside\n"
+	"                          CIDR (e.g. 10.244.0.0/16); repeatable; none given:\n"
+	"                          explicit sandbox addresses are refused\n"
+	"  --max-routes-per-namespace N\n"
+	"                          routes the SandboxRoutes of one namespace may ask\n"
+	"                          for together; older objects first, a whole object\n"
+	"                          or nothing (default 1024)\n"
 	"  -v, --verbose           debug logging; twice adds libbpf's own\n"
 	"  -h, --help              this text\n"
 	"\n"
@@ -123,7 +130,10 @@ static const char usage_text[] =
 	"  curl -s http://127.0.0.1:9465/readyz     # ok, then the families served\n"
 	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 --kubernetes\n"
 	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 \\\n"
-	"         --control-group shunt-ops    # shunt-ops members: shuntctl route list, status\n";
+	"         --control-group shunt-ops    # shunt-ops members: shuntctl route list, status\n"
+	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 --kubernetes \\\n"
+	"         --sandbox-cidr 10.244.0.0/16 --sandbox-cidr fd00:244::/56 \\\n"
+	"         --max-routes-per-namespace 2048\n";
 
 enum {
 	OPT_CGROUP = 256,
@@ -157,6 +167,8 @@ enum {
 	OPT_NODE_NAME,
 	OPT_SERVICE_IFACE,
 	OPT_CONTROL_GROUP,
+	OPT_SANDBOX_CIDR,
+	OPT_MAX_NS_ROUTES,
 };
 
 static const struct option long_opts[] = {
@@ -191,6 +203,8 @@ static const struct option long_opts[] = {
 	{"node-name", required_argument, NULL, OPT_NODE_NAME},
 	{"service-iface", required_argument, NULL, OPT_SERVICE_IFACE},
 	{"control-group", required_argument, NULL, OPT_CONTROL_GROUP},
+	{"sandbox-cidr", required_argument, NULL, OPT_SANDBOX_CIDR},
+	{"max-routes-per-namespace", required_argument, NULL, OPT_MAX_NS_ROUTES},
 	{"verbose", no_argument, NULL, 'v'},
 	{"help", no_argument, NULL, 'h'},
 	{},
@@ -301,6 +315,7 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 	size_t n;
 	uint64_t v;
 	int opt, custom_headers = 0;
+	const char *k8s_only = NULL; /* a Kubernetes flag given */
 
 	rk_config_default(&po->rk);
 	po->head_timeout_ms = 10000;
@@ -315,6 +330,7 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 	a->pin_dir = DEFAULT_PIN_DIR;
 	a->control_path = CTL_DEFAULT_PATH;
 	a->drain_timeout_ms = 20000;
+	a->kopts.max_routes_per_ns = K8S_DEFAULT_MAX_NS_ROUTES;
 
 	while ((opt = getopt_long(argc, argv, "vh", long_opts, NULL)) != -1) {
 		switch (opt) {
@@ -465,6 +481,22 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 				return usage_error("--node-name: '%s' is not a node name", optarg);
 			a->kopts.node_name = optarg;
 			break;
+		case OPT_SANDBOX_CIDR:
+			if (a->kopts.n_sandbox_cidrs == K8S_MAX_SANDBOX_CIDRS)
+				return usage_error("--sandbox-cidr: at most 32%s", "");
+			if (parse_prefix(optarg, &a->kopts.sandbox_cidrs[a->kopts.n_sandbox_cidrs]))
+				return usage_error(
+					"--sandbox-cidr: '%s' is not ADDRESS/LENGTH with "
+					"no bit set past LENGTH (e.g. 10.244.0.0/16)",
+					optarg);
+			a->kopts.n_sandbox_cidrs++;
+			break;
+		case OPT_MAX_NS_ROUTES:
+			if (opt_size("max-routes-per-namespace", optarg, 1, 1000000,
+				     &a->kopts.max_routes_per_ns))
+				return 2;
+			k8s_only = k8s_only ? k8s_only : "--max-routes-per-namespace";
+			break;
 		case 'v':
 			if (log_threshold == LOG_DEBUG)
 				libbpf_debug = 1;
@@ -499,9 +531,12 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 		return usage_error("--k8s-token-file and --k8s-ca-file need --kubernetes, "
 				   "--kubeconfig or --k8s-api%s",
 				   "");
-	if (a->kopts.node_name && !k8s_wanted(&a->kopts))
-		return usage_error("--node-name needs --kubernetes, --kubeconfig or --k8s-api%s",
-				   "");
+	if (a->kopts.node_name)
+		k8s_only = "--node-name";
+	if (a->kopts.n_sandbox_cidrs)
+		k8s_only = "--sandbox-cidr";
+	if (k8s_only && !k8s_wanted(&a->kopts))
+		return usage_error("%s needs --kubernetes, --kubeconfig or --k8s-api", k8s_only);
 	return 0;
 }
 

@@ -390,3 +390,74 @@ int err_printf(char *err, size_t errlen, int code, const char *fmt, ...)
 	}
 	return code;
 }
+
+/* The bits of a past the first len are all zero. */
+static int prefix_host_bits_clear(const struct shunt_addr *a, unsigned int len)
+{
+	unsigned int n = a->family == SHUNT_FAMILY_V4 ? 4 : 16;
+
+	for (unsigned int i = 0; i < n; i++) {
+		unsigned int keep = len >= (i + 1) * 8 ? 8 : len > i * 8 ? len - i * 8 : 0;
+		uint8_t mask = keep ? (uint8_t)(0xff << (8 - keep)) : 0;
+
+		if (a->addr[i] & (uint8_t)~mask)
+			return 0;
+	}
+	return 1;
+}
+
+int parse_prefix(const char *s, struct addr_prefix *out)
+{
+	char host[INET6_ADDRSTRLEN + 2];
+	const char *slash;
+	uint64_t len;
+	struct shunt_addr a;
+	unsigned int max;
+
+	if (!s || !out)
+		return -EINVAL;
+	slash = strchr(s, '/');
+	if (!slash) {
+		if (parse_addr(s, &a))
+			return -EINVAL;
+		len = a.family == SHUNT_FAMILY_V4 ? 32 : 128;
+	} else {
+		if ((size_t)(slash - s) >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s, (size_t)(slash - s));
+		host[slash - s] = '\0';
+		if (parse_addr(host, &a) || parse_u64(slash + 1, 128, &len))
+			return -EINVAL;
+	}
+	max = a.family == SHUNT_FAMILY_V4 ? 32 : 128;
+	if (len > max || !prefix_host_bits_clear(&a, (unsigned int)len))
+		return -EINVAL;
+	a.port = 0;
+	out->a = a;
+	out->len = (uint8_t)len;
+	return 0;
+}
+
+int prefix_contains(const struct addr_prefix *p, const struct shunt_addr *a)
+{
+	unsigned int full = p->len / 8, rest = p->len % 8;
+
+	if (a->family != p->a.family)
+		return 0;
+	if (memcmp(a->addr, p->a.addr, full))
+		return 0;
+	return !rest || !((a->addr[full] ^ p->a.addr[full]) & (uint8_t)(0xff << (8 - rest)));
+}
+
+char *format_prefix(const struct addr_prefix *p, char *buf, size_t len)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	if (!buf || !len)
+		return buf;
+	if (!inet_ntop(p->a.family == SHUNT_FAMILY_V4 ? AF_INET : AF_INET6, p->a.addr, host,
+		       sizeof(host)))
+		host[0] = '\0';
+	snprintf(buf, len, "%s/%u", host, p->len);
+	return buf;
+}

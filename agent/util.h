@@ -54,6 +54,22 @@ int parse_u64(const char *s, uint64_t max, uint64_t *out);
  * "deadline <= now" in whole seconds). */
 uint64_t deadline_after(uint64_t ttl_sec);
 
+/* An address prefix: the first len bits of a (port 0). */
+struct addr_prefix {
+	struct shunt_addr a;
+	uint8_t len;
+};
+
+/* "10.244.0.0/16" or "fd00:244::/64" -> *out; a bare address is the
+ * prefix of that one address (/32, /128). Strict: the length fits the
+ * family and no bit beyond it is set ("10.244.1.0/16" is refused, it is
+ * probably a typo). Returns 0 or -EINVAL. */
+int parse_prefix(const char *s, struct addr_prefix *out);
+/* Is a (any port) inside p? Families must match. */
+int prefix_contains(const struct addr_prefix *p, const struct shunt_addr *a);
+/* "10.244.0.0/16" / "fd00:244::/64" into buf (ADDR_STR_LEN bytes). */
+char *format_prefix(const struct addr_prefix *p, char *buf, size_t len);
+
 /* Format a one-line message into err (when err and errlen allow) and
  * return code: `return err_printf(err, errlen, -EINVAL, "...", ...);`. */
 int err_printf(char *err, size_t errlen, int code, const char *fmt, ...)

@@ -30,6 +30,7 @@ failure.
 import argparse
 import functools
 import glob
+import ipaddress
 import json
 import os
 import re
@@ -130,7 +131,27 @@ def _ttl_ok(s):
     return d is not None and 0 < d <= 87600 * 3600
 
 
+def cel_global_unicast(s):
+    """isIP(self) && ip(self).isGlobalUnicast(): Kubernetes' CEL IP library
+    parses with Go's netip (no IPv4-mapped IPv6 addresses, no zones, no
+    leading zeros: isIP false), and isGlobalUnicast is Go's
+    netip.Addr.IsGlobalUnicast: not unspecified (0.0.0.0, ::), loopback,
+    link-local unicast, multicast, nor 255.255.255.255."""
+    if not isinstance(s, str) or "%" in s:
+        return False
+    try:
+        a = ipaddress.ip_address(s)
+    except ValueError:
+        return False
+    if a.version == 6 and a.ipv4_mapped is not None:
+        return False
+    if a.version == 4 and a == ipaddress.IPv4Address("255.255.255.255"):
+        return False
+    return not (a.is_unspecified or a.is_loopback or a.is_link_local or a.is_multicast)
+
+
 CEL_RULES = {
+    "isIP(self) && ip(self).isGlobalUnicast()": cel_global_unicast,
     "has(self.selector) != has(self.addresses)":
         lambda s: ("selector" in s) != ("addresses" in s),
     "has(self.service) != has(self.addresses)":
@@ -413,6 +434,32 @@ class Rules(unittest.TestCase):
             self.assertFalse(re.search(pat, s), s)
         for s in ("0s", "0h0m", "87600h1s", "99999999999999999999h"):
             self.assertFalse(rule(s), s)
+
+    def test_cel_address_rule(self):
+        rule = CEL_RULES["isIP(self) && ip(self).isGlobalUnicast()"]
+        for a in ("10.244.1.7", "192.168.0.1", "100.64.0.1", "8.8.8.8", "fd00:244::7", "2001:db8::1",
+                  "10.255.255.255", "126.255.255.255", "169.255.0.1"):
+            self.assertTrue(rule(a), a)
+        for a in ("127.0.0.1", "127.1.2.3", "::1", "169.254.169.254", "fe80::1", "0.0.0.0", "::",
+                  "224.0.0.1", "239.1.1.1", "ff02::1", "255.255.255.255", "::ffff:127.0.0.1",
+                  "::ffff:10.0.0.1", "fe80::1%eth0", "010.0.0.1", "x", 7):
+            self.assertFalse(rule(a), a)
+        # Every address list of both CRDs carries it.
+        n = 0
+        for kind in ("SandboxRoute", "SandboxOverride"):
+            raw = crd_schemas()["shunt.dev/v1alpha1/" + kind][0]
+
+            def walk(node):
+                nonlocal n
+                if isinstance(node, dict):
+                    for k, v in node.get("properties", {}).items():
+                        if k == "addresses":
+                            rules = [r["rule"] for r in v["items"].get("x-kubernetes-validations", [])]
+                            self.assertIn("isIP(self) && ip(self).isGlobalUnicast()", rules, kind)
+                            n += 1
+                        walk(v)
+            walk(raw)
+        self.assertEqual(n, 3)
 
     def test_cel_equivalents(self):
         one = CEL_RULES["has(self.selector) != has(self.addresses)"]

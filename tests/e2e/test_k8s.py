@@ -147,6 +147,8 @@ def routes_for(key, to4, to6=None):
 class K8sBase(NodeTestCase):
     tls = False
     api = None
+    # Sandboxes may have explicit addresses in the test network only.
+    agent_args = ["--sandbox-cidr", str(N.NET4_CIDR), "--sandbox-cidr", str(N.NET6_CIDR)]
 
     @classmethod
     def setUpClass(cls):
@@ -170,7 +172,7 @@ class K8sBase(NodeTestCase):
         cls.api.apply_many(cluster())
         cls.api.start()
         node.shuntd_args += ["--k8s-api", cls.api.url, "--k8s-token-file", cls.token_file,
-                             "--node-name", NODE, "--metrics-addr", N.hostport(N.NODE4, METRICS_PORT)]
+                             "--node-name", NODE, "--metrics-addr", N.hostport(N.NODE4, METRICS_PORT)] + list(cls.agent_args)
         if tls:
             node.shuntd_args += ["--k8s-ca-file", tls["ca"]]
 
@@ -896,6 +898,249 @@ class K8s(K8sBase):
         self.api.delete("sandboxoverrides", NS, "wait-db")
         self.agent_says(sel, 200, "ready: pod %s/waiter-1: no SandboxOverride selects it" % NS)
         self.assertEqual(self.agent_get("/v1/overrides?pod=" + unknown)[0], 503)
+
+
+def created(obj, ago):
+    """obj with a creationTimestamp ago seconds back (the API server's,
+    whole seconds: the age order of two objects must not hang on a tick)."""
+    obj["metadata"]["creationTimestamp"] = F.now_rfc3339(time.time() - ago)
+    return obj
+
+
+class K8sTenancy(K8sBase):
+    """docs/k8s-contract.md "Tenancy": what one namespace can make the agent
+    do to another's traffic (issue 9, findings 2 and 3)."""
+
+    EVIL_CIP4 = N.NET4 + ".102"
+
+    def k8s_log(self):
+        return self.node.shuntd_output(self.mark["_shuntd"])
+
+    def evil(self, slice_ref="made-up"):
+        """Namespace evil: a selector-less Service with a hand-written
+        slice listing shop's baseline pod (BASE4/BASE6) under a pod name of
+        its own, its own sandbox pod (sandbox2's address), and a
+        SandboxRoute on that Service for key k-x."""
+        self.api.apply_many([
+            F.service("evil", "web", self.EVIL_CIP4, [("http", 80, 8080)]),
+            F.endpointslice("evil", "web-x", "web", [(N.BASE4, True, slice_ref)], [("http", 8080)]),
+            F.endpointslice("evil", "web-x6", "web", [(N.BASE6, True, slice_ref)], [("http", 8080)], "IPv6"),
+            F.pod("evil", "evil-sbx", {"app": "evil"}, [N.SBX2_4]),
+            F.sandboxroute("evil", "steal", "web", ["k-x"], N.HTTP_PORT, selector={"app": "evil"}),
+        ])
+
+    def test_hand_written_slice_cannot_take_another_namespaces_pod(self):
+        evil_route = {(N.hostport(self.EVIL_CIP4, 80), "k-x"): SBX2_TO4}
+        # Alone: its own ClusterIP only; shop's pod keeps its traffic.
+        self.evil()
+        self.wait_routes(evil_route, CHANGE_TIMEOUT, "evil's route on its own ClusterIP only")
+        self.assert_baseline("k-x", "a key only evil steers, sent to shop's pod")
+        self.assertEqual(self.get_pod(self.EVIL_CIP4, "k-x", 80), "sandbox2", "evil's own ClusterIP")
+        st = self.k8s_status()
+        ign = [e for e in st["endpoints_ignored"] if e["object"].startswith("evil/")]
+        self.assertEqual(sorted((e["object"], e["addresses"]) for e in ign), [("evil/web-x", 1), ("evil/web-x6", 1)],
+                         st)
+        self.assertEqual({e["example"] for e in ign}, {N.BASE4, N.BASE6}, st)
+        self.assertGreaterEqual(st["endpoint_addresses_ignored"], 2, st)
+        self.assertIn("EndpointSlice evil/web-x: 1 address(es) not counted", self.k8s_log())
+        # shop steers the same key now: its route, never evil's, whoever
+        # is older (evil is).
+        self.sbr("feat", ["k-x"])
+        want = {**routes_for("k-x", SBX_TO4, SBX_TO6), **evil_route}
+        self.wait_routes(want, CHANGE_TIMEOUT, "shop's route and evil's own")
+        self.assert_steered("k-x", "sandbox")
+        self.assertEqual(self.k8s_status()["conflicts"], [], "nothing to settle: evil has no claim on shop's pod")
+        # Naming shop's real pod does not help either (another namespace),
+        # nor does a pod of evil's own that has another address.
+        self.evil(slice_ref="web-base")
+        self.api.apply(F.pod("evil", "web-base", {"app": "x"}, ["10.244.66.6"]))
+        self.hold(want, 1.5, "slices naming shop's pod, or an evil pod with another address")
+        self.assert_steered("k-x", "sandbox")
+        self.api.delete("sandboxroutes", NS, "feat")
+        self.wait_routes(evil_route, CHANGE_TIMEOUT, "shop's route gone, evil's own left")
+        self.assert_baseline("k-x", "after shop's route went")
+
+    def test_older_route_wins_a_conflict_and_the_loser_is_reported(self):
+        # a-new sorts first by name, z-old is older: z-old wins.
+        self.api.apply(created(F.sandboxroute(NS, "z-old", "web", ["k-c"], N.HTTP_PORT, selector=SEL), 100))
+        self.api.apply(created(F.sandboxroute(NS, "a-new", "web", ["k-c"], N.HTTP_PORT,
+                                              addresses=[N.SBX2_4, N.SBX2_6]), 50))
+        self.wait_routes(routes_for("k-c", SBX_TO4, SBX_TO6), CHANGE_TIMEOUT, "the older SandboxRoute's routes")
+        self.assert_steered("k-c", "sandbox")
+        deadline = time.monotonic() + CHANGE_TIMEOUT
+        while not self.k8s_status()["conflicts"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        st = self.k8s_status()
+        self.assertEqual(st["conflicts"], [{"kind": "SandboxRoute", "object": "%s/a-new" % NS,
+                                            "lost_to": "%s/z-old" % NS, "routes": 4}], st)
+        self.assertEqual(st["conflicts_total"], 1)
+        text = self.node.ctl("status").stdout
+        self.assertIn("SandboxRoute %s/a-new: 4 route(s) lost to %s/z-old" % (NS, NS), text)
+        # Logged once per change, not once per translation: more events
+        # that translate both again say nothing new.
+        for ready in (False, True, False):
+            self.api.apply(F.pod(NS, "web-sbx2", SEL, [N.SBX2_4, N.SBX2_6], ready=ready))
+        self.api.apply(F.endpointslice(NS, "web-v4", "web", [(N.BASE4, True, "web-base")], [("http", 8080)]))
+        time.sleep(1.0)
+        said = "SandboxRoute %s/a-new loses 4 route(s) to the older SandboxRoute %s/z-old" % (NS, NS)
+        self.assertEqual(self.k8s_log().count(said), 1, self.k8s_log())
+        # The winner goes: the other one takes over, nothing is lost.
+        self.api.delete("sandboxroutes", NS, "z-old")
+        self.wait_routes(routes_for("k-c", SBX2_TO4, SBX2_TO6), CHANGE_TIMEOUT, "the younger one's routes")
+        self.assert_steered("k-c", "sandbox2")
+        self.assertEqual(self.k8s_status()["conflicts"], [])
+        self.assertIn("resolved: conflict sandboxroutes %s/a-new %s/z-old" % (NS, NS), self.k8s_log())
+
+    def test_sandbox_addresses_only_inside_sandbox_cidrs(self):
+        # The node's loopback, a cloud's metadata address, a pod network
+        # the administrator did not list: no routes, reported.
+        for name, addr in (("lo", "127.0.0.1"), ("meta", "169.254.169.254"), ("far", "10.99.0.7")):
+            self.api.apply(F.sandboxroute(NS, name, "web", ["k-" + name], N.HTTP_PORT, addresses=[addr]))
+        # Inside: fine; one address outside makes the whole object refused.
+        self.api.apply(F.sandboxroute(NS, "ok", "web", ["k-ok"], N.HTTP_PORT, addresses=[N.SBX2_4]))
+        self.api.apply(F.sandboxroute(NS, "half", "web", ["k-half"], N.HTTP_PORT, addresses=[N.SBX2_4, "fd00:99::1"]))
+        self.wait_routes(routes_for("k-ok", SBX2_TO4), CHANGE_TIMEOUT, "only the route inside --sandbox-cidr")
+        deadline = time.monotonic() + CHANGE_TIMEOUT
+        while len(self.k8s_status()["refused"]) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        got = {(e["object"], e["reason"], e["detail"]) for e in self.k8s_status()["refused"]}
+        self.assertEqual(got, {("%s/lo" % NS, "sandbox-cidr", "127.0.0.1:8080"),
+                               ("%s/meta" % NS, "sandbox-cidr", "169.254.169.254:8080"),
+                               ("%s/far" % NS, "sandbox-cidr", "10.99.0.7:8080"),
+                               ("%s/half" % NS, "sandbox-cidr", "[fd00:99::1]:8080")})
+        self.assertIn("SandboxRoute %s/lo refused: sandbox address 127.0.0.1:8080 is outside every --sandbox-cidr"
+                      % NS, self.k8s_log())
+        self.assert_baseline("k-lo", "a refused SandboxRoute")
+        self.assertEqual(self.k8s_status()["sandbox_cidrs"], [str(N.NET4_CIDR), str(N.NET6_CIDR)])
+
+
+class K8sQuota(K8sBase):
+    """Finding 4 of issue 9: a namespace's SandboxRoutes together get at
+    most --max-routes-per-namespace routes; what the store cannot take is
+    reported, not only logged."""
+
+    agent_args = K8sBase.agent_args + ["--max-routes-per-namespace", "8", "--max-routes", "12"]
+
+    def test_quota_per_namespace_and_table_full_reported(self):
+        # 8 routes (2 keys x 4 addresses): the namespace's quota.
+        self.api.apply(created(F.sandboxroute(NS, "first", "web", ["q1", "q2"], N.HTTP_PORT, selector=SEL), 100))
+        want = {**routes_for("q1", SBX_TO4, SBX_TO6), **routes_for("q2", SBX_TO4, SBX_TO6)}
+        self.wait_routes(want, CHANGE_TIMEOUT, "the first SandboxRoute's 8 routes")
+        # 4 more: over the quota, the whole object gets none.
+        self.api.apply(created(F.sandboxroute(NS, "second", "web", ["q3"], N.HTTP_PORT, selector=SEL), 50))
+        deadline = time.monotonic() + CHANGE_TIMEOUT
+        while not self.k8s_status()["refused"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        st = self.k8s_status()
+        self.assertEqual(st["refused"], [{"kind": "SandboxRoute", "object": "%s/second" % NS, "reason": "quota",
+                                          "routes": 4, "detail": "8 of 8 in use"}], st)
+        self.assertEqual(st["max_routes_per_namespace"], 8)
+        self.assertIn("SandboxRoute %s/second refused: its 4 route(s) would take namespace %s over "
+                      "--max-routes-per-namespace" % (NS, NS), self.node.shuntd_output(self.mark["_shuntd"]))
+        self.hold(want, 0.5, "a SandboxRoute over the quota")
+        self.assert_baseline("q3", "over the quota")
+        self.assert_steered("q1", "sandbox")
+        # Another namespace is not held back by shop's use.
+        self.api.apply_many([F.service("quiet", "api", N.NET4 + ".103", [("http", 80, 8080)]),
+                             F.sandboxroute("quiet", "q", "api", ["q4"], N.HTTP_PORT, addresses=[N.SBX2_4])])
+        want[(N.hostport(N.NET4 + ".103", 80), "q4")] = SBX2_TO4
+        self.wait_routes(want, CHANGE_TIMEOUT, "quiet's route")
+        # The node's table (12) is full: 9 in, 4 asked for, 3 fit. The one
+        # that does not is reported with the store's reason.
+        self.api.apply_many([F.service("late", "api", N.NET4 + ".104", [("http", 80, 8080)]),
+                             F.sandboxroute("late", "l", "api", ["l1", "l2", "l3", "l4"], N.HTTP_PORT,
+                                            addresses=[N.SBX2_4])])
+        deadline = time.monotonic() + CHANGE_TIMEOUT
+        while not self.k8s_status()["not_installed"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        st = self.k8s_status()
+        self.assertEqual(len(st["not_installed"]), 1, st)
+        ni = st["not_installed"][0]
+        self.assertEqual((ni["kind"], ni["object"], ni["routes"]), ("SandboxRoute", "late/l", 1), st)
+        self.assertIn("route table full", ni["error"])
+        self.assertEqual(st["routes_not_installed"], 1)
+        self.assertEqual(len(self.k8s_routes()), 12)
+        # Room again (first deleted: 8 out, second's 4 in): the route that
+        # did not fit is installed, and nothing is reported any more.
+        self.api.delete("sandboxroutes", NS, "first")
+        want = {**routes_for("q3", SBX_TO4, SBX_TO6), (N.hostport(N.NET4 + ".103", 80), "q4"): SBX2_TO4}
+        for k in ("l1", "l2", "l3", "l4"):
+            want[(N.hostport(N.NET4 + ".104", 80), k)] = SBX2_TO4
+        self.wait_routes(want, CHANGE_TIMEOUT, "second admitted, late's last route installed")
+        st = self.k8s_status()
+        self.assertEqual((st["refused"], st["not_installed"], st["routes_not_installed"]), ([], [], 0), st)
+        self.assert_steered("q3", "sandbox")
+
+
+class K8sPods(K8sBase):
+    """Finding 10 of issue 9: what the agent reads of the Pods is bounded
+    (pages, labels), and a selector that needs a label the pods were read
+    without makes them listed again, not too often."""
+
+    def pod_lists(self):
+        """The pods lists (first pages) since the test began, answered 200."""
+        return [r for r in self.api.requests(self.req_mark, resource="pods", watch=False)
+                if r["status"] == 200 and not r["query"].get("continue")]
+
+    def test_new_selector_key_lists_the_pods_again_within_limits(self):
+        # Labels no selector used so far: the agent read the pods without them.
+        keys = ["flavour", "tint", "hue", "shade", "tone"]
+        labels = dict(SEL, **{k: "x" for k in keys})
+        self.api.apply(F.pod(NS, "web-sbx2", labels, [N.SBX2_4, N.SBX2_6]))
+        self.api.apply(F.pod(NS, "web-sbx", SEL, [N.SBX4, N.SBX6], ready=False))
+        time.sleep(0.5)  # the pods' events are in
+        self.api.apply(F.sandboxroute(NS, "r-flavour", "web", ["k-flavour"], N.HTTP_PORT, selector={"flavour": "x"}))
+        self.wait_routes(routes_for("k-flavour", SBX2_TO4, SBX2_TO6), CHANGE_TIMEOUT,
+                         "a selector on a label key the pods were read without")
+        self.assertEqual(len(self.pod_lists()), 1, self.pod_lists())
+        self.assertIn("k8s: pods: listing again", self.node.shuntd_output(self.mark["_shuntd"]))
+        # Four more new keys at once: every route comes, with fewer lists
+        # than keys (a burst, then one per 10 s; keys waiting share one).
+        want = routes_for("k-flavour", SBX2_TO4, SBX2_TO6)
+        for k in keys[1:]:
+            self.api.apply(F.sandboxroute(NS, "r-" + k, "web", ["k-" + k], N.HTTP_PORT, selector={k: "x"}))
+            want.update(routes_for("k-" + k, SBX2_TO4, SBX2_TO6))
+        self.wait_routes(want, 15, "every new key's route")
+        n = len(self.pod_lists())
+        self.assertLess(n, len(keys), "a pods list per new key: %r" % self.pod_lists())
+        # A key already kept costs nothing.
+        self.api.apply(F.sandboxroute(NS, "r-again", "web", ["k-again"], N.HTTP_PORT, selector={"hue": "x"}))
+        want.update(routes_for("k-again", SBX2_TO4, SBX2_TO6))
+        self.wait_routes(want, CHANGE_TIMEOUT, "a selector on a key kept already")
+        self.assertEqual(len(self.pod_lists()), n)
+
+    def test_page_over_the_cap_is_asked_for_again_smaller(self):
+        # 60 pods of 100 kB each: a page of 100 would be 6 MB, over the
+        # agent's 4 MiB cap.
+        big = []
+        for i in range(60):
+            p = F.pod("bulk", "big-%d" % i, {"app": "bulk"}, ["10.244.50.%d" % (i + 1)], node="elsewhere")
+            p["metadata"]["annotations"] = {"example.com/blob": "b" * 100000}
+            big.append(p)
+        self.api.apply_many(big)
+        n_pods = self.api.count("pods")
+        self.api.force_gone(mode="http", resource="pods")
+        self.api.drop_watches()
+        def lists():
+            return [r for r in self.api.requests(self.req_mark, resource="pods", watch=False)]
+        # The relist, its page refused by the agent, asked for again smaller,
+        # to the end: then the agent watches again.
+        deadline = time.monotonic() + RECONNECT_TIMEOUT
+        while time.monotonic() < deadline:
+            done = [r for r in lists() if r["status"] == 200 and int(r["query"]["limit"]) < 100]
+            if done and self.api.requests(done[-1]["i"], resource="pods", watch=True):
+                break
+            time.sleep(0.1)
+        limits = [int(r["query"]["limit"]) for r in lists()]
+        self.assertIn(100, limits, lists())
+        self.assertIn(25, limits, "no smaller page asked for: %r" % limits)
+        st = self.k8s_status()
+        self.assertEqual((st["pods"], st["synced"]), (n_pods, True), st)
+        self.assertIn("a page is over 4194304 bytes; asking for 25 item(s) a page",
+                      self.node.shuntd_output(self.mark["_shuntd"]))
+        # Still following the cluster.
+        self.sbr("feat", ["k-big"])
+        self.wait_routes(routes_for("k-big", SBX_TO4, SBX_TO6), CHANGE_TIMEOUT, "a route after the small pages")
 
 
 class K8sTLS(K8sBase):

@@ -17,6 +17,10 @@ SERVER = "node-self"
 
 
 class K8sNodeSafety(TK.K8sBase):
+    # The administrator allows every address for sandboxes: what refuses
+    # the node's is the destination guard, not --sandbox-cidr.
+    agent_args = ["--sandbox-cidr", "0.0.0.0/0", "--sandbox-cidr", "::/0"]
+
     @classmethod
     def prepare_node(cls, node):
         super().prepare_node(node)
@@ -45,6 +49,9 @@ class K8sNodeSafety(TK.K8sBase):
             self.wait_log("is %s" % why)
             self.wait_log("shunt never sends traffic to the node")
             self.hold({}, 0.5, "routes of a SandboxRoute whose sandbox is the node (%s)" % why)
+            lost = [e for e in self.k8s_status().get("not_installed", []) if e["object"] == TK.NS + "/evil"]
+            self.assertTrue(lost and why in lost[0]["error"], "status does not report the refusal: %r"
+                            % self.k8s_status())
             self.assertEqual(self.get_pod(N.BASE4, "k-evil"), "baseline")
             self.mark["_shuntd"] = self.node.mark()["_shuntd"]
         # The same object pointing at a pod is steered: the refusal was

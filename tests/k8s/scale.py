@@ -4,7 +4,8 @@
 
     make bench-k8s [BENCH_K8S_ARGS='--changes 300']
     /usr/bin/python3 tests/k8s/scale.py --build build [--routes 1000] [--services 1000]
-        [--endpoints 10000] [--steered 1000] [--changes 300] [--json FILE]
+        [--endpoints 10000] [--steered 1000] [--pods 20000] [--labels 50]
+        [--changes 300] [--json FILE]
 
 Builds a throwaway netns node (tests/e2e/node.py, cleaned up on any exit)
 with shuntd in Kubernetes mode against the fake API server
@@ -13,12 +14,18 @@ with shuntd in Kubernetes mode against the fake API server
   --services Services, each with one EndpointSlice; --endpoints endpoints
   spread evenly over them, each a ready baseline Pod; --routes
   SandboxRoutes, one routing key each, spread over the first --steered
-  Services, each selecting its own ready sandbox Pod.
+  Services, each selecting its own ready sandbox Pod; and --pods more Pods
+  that no SandboxRoute selects nor any EndpointSlice names (the workloads
+  of the rest of the cluster, half of them Pending without an IP, spread
+  over 50 nodes), each carrying --labels labels: what the agent keeps of
+  every Pod of the cluster is what bounds its memory (finding 10 of
+  issue 9: one tenant creating pending pods must not OOM-kill the agents).
 
 Reported:
   * start -> synced: from spawning shuntd to its "k8s: synced" log line,
     and to the moment every expected route is in the pinned shunt_routes;
-  * shuntd's VmHWM and VmRSS after the sync and after the changes;
+  * shuntd's VmHWM (peak RSS) and VmRSS after the sync and after the
+    changes; the target is a VmHWM under 64 MiB;
   * watch event -> kernel map latency over --changes changes, p50/p99/max.
 
 Latency method: each change (a key added to a SandboxRoute, the key
@@ -41,6 +48,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import signal
 import statistics
 import struct
@@ -119,13 +127,16 @@ def ip_in(net, n):
 
 
 class Cluster:
-    def __init__(self, services, endpoints, routes, steered):
+    def __init__(self, services, endpoints, routes, steered, pods=0, labels=0):
         self.services, self.endpoints, self.routes, self.steered = services, endpoints, routes, steered
+        self.pods, self.labels = pods, labels
         self.per_svc = [endpoints // services + (1 if i < endpoints % services else 0) for i in range(services)]
 
     @staticmethod
     def ns(i):
-        return "ns-%d" % (i % 10)
+        # 20 namespaces (a platform's low end): 50 SandboxRoutes and 550
+        # routes each, inside the default --max-routes-per-namespace.
+        return "ns-%d" % (i % 20)
 
     def cluster_ip(self, i):
         return ip_in("10.96.0.0", i)
@@ -152,7 +163,19 @@ class Cluster:
         for r in range(self.routes):
             out.append(self.sandbox_pod(r, True))
             out.append(self.sandboxroute(r, ["k-%d" % r]))
+        out.extend(self.noise_pod(p) for p in range(self.pods))
         return out
+
+    def noise_pod(self, p):
+        """A Pod of someone else's workload: labels the way controllers
+        and platforms stamp them (an app label, the rest under prefixes),
+        Running with an IP or Pending without one."""
+        labels = {"app": "work-%d" % (p // 20)}
+        for j in range(self.labels - 1):
+            labels["team%02d.platform.example.com/attribute-%02d" % (j % 7, j)] = "value-%d-%d" % (p, j)
+        pending = p % 2 == 1
+        return F.pod("work-%d" % (p % 40), "work-%d" % p, labels, [] if pending else [ip_in("10.246.0.0", p)],
+                     ready=not pending, phase="Pending" if pending else "Running", node="node-%d" % (p % 50))
 
     def sandbox_pod(self, r, ready):
         i = self.svc_of(r)
@@ -209,6 +232,11 @@ def main():
                     help="Services the SandboxRoutes spread over (default %(default)s): each one's ClusterIP "
                          "and endpoints are captured, so the routes (this times endpoints per Service + 1, "
                          "times keys) must fit --max-routes")
+    ap.add_argument("--pods", type=int, default=20000,
+                    help="Pods besides the endpoints and sandboxes, selected by nothing (default %(default)s)")
+    ap.add_argument("--labels", type=int, default=50, help="labels on each of those Pods (default %(default)s)")
+    ap.add_argument("--agent-args", default="",
+                    help="more shuntd arguments (a quoted string), e.g. '--max-routes-per-namespace 2048'")
     ap.add_argument("--changes", type=int, default=300, help="changes timed (default %(default)s)")
     ap.add_argument("--sync-timeout", type=float, default=120)
     ap.add_argument("--json", help="also write the results here")
@@ -224,13 +252,14 @@ def main():
         return 2
     signal.signal(signal.SIGTERM, lambda s, f: (_ for _ in ()).throw(KeyboardInterrupt()))
 
-    cl = Cluster(args.services, args.endpoints, args.routes, args.steered)
+    cl = Cluster(args.services, args.endpoints, args.routes, args.steered, args.pods, max(1, args.labels))
     want_routes = cl.expected_routes()
     max_routes = max(16384, want_routes * 2 + 64)
     node = N.Node(args.build, shuntd=False)
     api = None
     res = {"routes": args.routes, "services": args.services, "endpoints": args.endpoints,
-           "steered_services": args.steered, "expected_kernel_routes": want_routes}
+           "steered_services": args.steered, "other_pods": args.pods, "labels_per_pod": args.labels,
+           "expected_kernel_routes": want_routes}
     try:
         node.start(with_shuntd=False)
         token = os.path.join(node.tmp, "k8s-token")
@@ -245,7 +274,8 @@ def main():
                                              api.count("sandboxroutes"), time.monotonic() - t, want_routes),
               flush=True)
         node.want_shuntd = True
-        node.shuntd_args = ["--k8s-api", api.url, "--k8s-token-file", token, "--max-routes", str(max_routes)]
+        node.shuntd_args = ["--k8s-api", api.url, "--k8s-token-file", token, "--max-routes", str(max_routes)] + \
+            shlex.split(args.agent_args)
         t0 = time.monotonic()
         node.shuntd_start(timeout=60)
         pid = node.shuntd.pid
@@ -352,7 +382,8 @@ def main():
 
 def report(res):
     print("\nbench-k8s: %(routes)d SandboxRoutes over %(steered_services)d of %(services)d Services, "
-          "%(endpoints)d endpoints -> %(expected_kernel_routes)d kernel routes" % res)
+          "%(endpoints)d endpoints -> %(expected_kernel_routes)d kernel routes; "
+          "%(other_pods)d other Pods with %(labels_per_pod)d labels each" % res)
     if "start_to_synced_log_s" in res:
         print("  start -> 'k8s: synced'        %.2f s" % res["start_to_synced_log_s"])
         print("  start -> all routes in maps    %.2f s" % res["start_to_all_routes_s"])

@@ -67,17 +67,20 @@ static const char slice_v4[] =
 	"\"endpointslice.kubernetes.io/managed-by\":\"endpointslice-controller.k8s.io\"}},"
 	"\"addressType\":\"IPv4\","
 	"\"endpoints\":[{\"addresses\":[\"10.244.0.5\"],\"conditions\":{\"ready\":true,"
-	"\"serving\":true,\"terminating\":false},\"targetRef\":{\"kind\":\"Pod\",\"name\":\"o-1\"}}"
-	","
-	"{\"addresses\":[\"10.244.0.6\"],\"conditions\":{\"ready\":false}},"
-	"{\"addresses\":[\"10.244.0.7\"],\"conditions\":{}}],"
+	"\"serving\":true,\"terminating\":false},\"targetRef\":{\"kind\":\"Pod\","
+	"\"namespace\":\"shop\",\"name\":\"orders-1\",\"uid\":\"u-o1\"}},"
+	"{\"addresses\":[\"10.244.0.6\"],\"conditions\":{\"ready\":false},"
+	"\"targetRef\":{\"kind\":\"Pod\",\"name\":\"orders-3\"}},"
+	"{\"addresses\":[\"10.244.0.7\"],\"conditions\":{},"
+	"\"targetRef\":{\"kind\":\"Pod\",\"namespace\":\"shop\",\"name\":\"orders-2\"}}],"
 	"\"ports\":[{\"name\":\"grpc\",\"port\":9091,\"protocol\":\"TCP\"},"
 	"{\"name\":\"http\",\"port\":8080,\"protocol\":\"TCP\"}]}";
 
 static const char slice_v6[] =
 	"{\"metadata\":{\"name\":\"orders-v6\",\"namespace\":\"shop\",\"labels\":"
 	"{\"kubernetes.io/service-name\":\"orders\"}},\"addressType\":\"IPv6\","
-	"\"endpoints\":[{\"addresses\":[\"fd00:244::5\"],\"conditions\":{\"ready\":true}}],"
+	"\"endpoints\":[{\"addresses\":[\"fd00:244::5\"],\"conditions\":{\"ready\":true},"
+	"\"targetRef\":{\"kind\":\"Pod\",\"namespace\":\"shop\",\"name\":\"orders-1\"}}],"
 	"\"ports\":[{\"name\":\"http\",\"port\":8080,\"protocol\":\"TCP\"}]}";
 
 static const char *pod(char *buf, size_t len, const char *name, const char *labels, const char *ips,
@@ -149,12 +152,35 @@ static const struct k8s_route *find(const struct k8s_route *rs, long n, const ch
 	return NULL;
 }
 
+/* Sandbox addresses may be in 10.244.0.0/16 and fd00:244::/32 (what
+ * --sandbox-cidr says). */
+static const struct addr_prefix *allow_sandboxes(void)
+{
+	static struct addr_prefix p[2];
+
+	cr_assert_eq(parse_prefix("10.244.0.0/16", &p[0]), 0);
+	cr_assert_eq(parse_prefix("fd00:244::/32", &p[1]), 0);
+	c.sandbox_cidrs = p;
+	c.n_sandbox_cidrs = 2;
+	return p;
+}
+
+/* The pods behind slice_v4 and slice_v6 (their targetRefs). */
+static void endpoint_pods(void)
+{
+	put_pod("orders-1", "\"app\":\"orders\"",
+		"\"podIP\":\"10.244.0.5\",\"podIPs\":[{\"ip\":\"10.244.0.5\"},{\"ip\":\"fd00:244::"
+		"5\"}]",
+		"Running", "True");
+	put_pod("orders-2", "\"app\":\"orders\"", "\"podIP\":\"10.244.0.7\"", "Running", "False");
+}
+
 static void base_cluster(void)
 {
 	put(K8S_SERVICE, svc_orders);
 	put(K8S_SLICE, slice_v4);
 	put(K8S_SLICE, slice_v6);
-	put_pod("orders-1", "\"app\":\"orders\"", "\"podIP\":\"10.244.0.5\"", "Running", "True");
+	endpoint_pods();
 	put_pod("orders-sbx", "\"app\":\"orders\",\"sandbox\":\"feat-1\"",
 		"\"podIP\":\"10.244.1.9\",\"podIPs\":[{\"ip\":\"10.244.1.9\"},{\"ip\":\"fd00:244:1:"
 		":9\"}]",
@@ -229,8 +255,11 @@ Test(k8s, single_unnamed_port)
 	/* The slice's only port is named differently: the only port counts. */
 	put(K8S_SLICE, "{\"metadata\":{\"name\":\"o1\",\"namespace\":\"shop\",\"labels\":"
 		       "{\"kubernetes.io/service-name\":\"orders\"}},\"addressType\":\"IPv4\","
-		       "\"endpoints\":[{\"addresses\":[\"10.244.0.8\"]}],"
+		       "\"endpoints\":[{\"addresses\":[\"10.244.0.8\"],\"targetRef\":{\"kind\":"
+		       "\"Pod\",\"name\":\"o-8\"}}],"
 		       "\"ports\":[{\"name\":\"x\",\"port\":8081}]}");
+	put_pod("o-8", "", "\"podIP\":\"10.244.0.8\"", "Running", "True");
+	allow_sandboxes();
 	put_sbr("a", "},\"keys\":[\"k\"]", "{\"addresses\":[\"10.244.3.3\"],\"port\":9000}");
 	n = routes("shop/a", &rs);
 	cr_assert_eq(n, 2);
@@ -249,6 +278,8 @@ Test(k8s, headless_service_endpoints_only)
 			 "\"spec\":{\"clusterIP\":\"None\",\"clusterIPs\":[\"None\"],"
 			 "\"ports\":[{\"name\":\"http\",\"port\":80}]}}");
 	put(K8S_SLICE, slice_v4);
+	endpoint_pods();
+	allow_sandboxes();
 	put_sbr("a", "},\"keys\":[\"k\"]", "{\"addresses\":[\"10.244.3.3\"],\"port\":9000}");
 	n = routes("shop/a", &rs);
 	cr_assert_eq(n, 2); /* 10.244.0.5 and .7, port 8080 */
@@ -346,6 +377,7 @@ Test(k8s, families_match)
 	long n;
 
 	base_cluster();
+	allow_sandboxes();
 	/* Only a v6 sandbox address: only the v6 captured addresses. */
 	put_sbr("v6", ",\"ports\":[80]},\"keys\":[\"k\"]",
 		"{\"addresses\":[\"fd00:244:9::1\",\"fd00:244:9::2\"],\"port\":8080}");
@@ -580,16 +612,18 @@ Test(k8s, changes_are_incremental)
 	free(ops);
 
 	/* Nothing changed: nothing to report. */
-	put_pod("orders-1", "\"app\":\"orders\"", "\"podIP\":\"10.244.0.5\"", "Running", "True");
+	endpoint_pods();
 	put(K8S_SERVICE, svc_orders);
 	n = take(&ops);
 	cr_assert_eq(n, 0);
 	free(ops);
 
 	/* A new baseline endpoint: one put. */
+	put_pod("orders-9", "\"app\":\"orders\"", "\"podIP\":\"10.244.0.99\"", "Running", "True");
 	put(K8S_SLICE, "{\"metadata\":{\"name\":\"orders-2\",\"namespace\":\"shop\",\"labels\":"
 		       "{\"kubernetes.io/service-name\":\"orders\"}},\"addressType\":\"IPv4\","
-		       "\"endpoints\":[{\"addresses\":[\"10.244.0.99\"]}],"
+		       "\"endpoints\":[{\"addresses\":[\"10.244.0.99\"],\"targetRef\":{\"kind\":"
+		       "\"Pod\",\"namespace\":\"shop\",\"name\":\"orders-9\"}}],"
 		       "\"ports\":[{\"name\":\"http\",\"port\":8080}]}");
 	n = take(&ops);
 	cr_assert_eq(n, 1);
@@ -620,6 +654,7 @@ Test(k8s, conflict_smallest_name_wins)
 
 	put(K8S_SERVICE, "{\"metadata\":{\"name\":\"orders\",\"namespace\":\"shop\"},"
 			 "\"spec\":{\"clusterIP\":\"10.96.0.11\",\"ports\":[{\"port\":80}]}}");
+	allow_sandboxes();
 	put_sbr("b", "},\"keys\":[\"k\"]", "{\"addresses\":[\"10.244.3.2\"],\"port\":1}");
 	put_sbr("a", "},\"keys\":[\"k\"]", "{\"addresses\":[\"10.244.3.1\"],\"port\":1}");
 	n = take(&ops);
@@ -921,22 +956,43 @@ Test(k8s_sbo, changes_follow_pods_and_objects)
 	teardown();
 }
 
-Test(k8s_sbo, conflict_smallest_name_wins)
+Test(k8s_sbo, conflict_older_wins)
 {
 	struct k8s_ovr_op *ops;
+	struct k8s_problem *pv;
 	long n;
 
 	sbo_setup();
 	put_client("checkout-1", "uid-a", "node-1");
-	put_sbo("b", "{\"addresses\":[\"10.211.0.20\"],\"port\":8080}",
-		"{\"addresses\":[\"10.211.0.32\"],\"port\":8080}", "");
+	/* b is older, a sorts first. */
+	put(K8S_SBO, "{\"metadata\":{\"name\":\"b\",\"namespace\":\"shop\","
+		     "\"creationTimestamp\":\"2026-11-18T08:00:00Z\"},\"spec\":{\"podSelector\":"
+		     "{\"matchLabels\":{\"app\":\"checkout\"}},\"destination\":{\"addresses\":"
+		     "[\"10.211.0.20\"],\"port\":8080},\"to\":{\"addresses\":[\"10.211.0.32\"],"
+		     "\"port\":8080}}}");
 	put_sbo("a", "{\"addresses\":[\"10.211.0.20\"],\"port\":8080}",
 		"{\"addresses\":[\"10.211.0.31\"],\"port\":8080}", "");
 	n = ovr_changes(false, &ops);
 	cr_assert_eq(n, 1);
-	cr_assert_eq(ops[0].o.v.to.addr[3], 31);
-	cr_assert_str_eq(ops[0].o.v.from, "k8s:shop/a pod checkout-1");
+	cr_assert_eq(ops[0].o.v.to.addr[3], 32);
+	cr_assert_str_eq(ops[0].o.v.from, "k8s:shop/b pod checkout-1");
 	free(ops);
+	n = k8s_cache_problems(&c, &pv);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(pv[0].kind, K8S_SBO);
+	cr_assert_eq(pv[0].why, K8S_WHY_CONFLICT);
+	cr_assert_str_eq(pv[0].id, "shop/a");
+	cr_assert_str_eq(pv[0].other, "shop/b");
+	cr_assert_eq(pv[0].n, 1);
+	free(pv);
+	/* The older one goes: the other takes over, nothing lost. */
+	cr_assert_eq(k8s_cache_del(&c, K8S_SBO, "shop/b"), 0);
+	n = ovr_changes(false, &ops);
+	cr_assert_eq(n, 1);
+	cr_assert_eq(ops[0].o.v.to.addr[3], 31);
+	free(ops);
+	cr_assert_eq(k8s_cache_problems(&c, &pv), 0);
+	free(pv);
 	teardown();
 }
 
@@ -981,6 +1037,530 @@ Test(k8s_sbo, invalid_refused)
 		    "\"ttl\":\"8h\"}"),
 		"creationTimestamp");
 #undef SBO
+	teardown();
+}
+
+/* ---- tenancy: slices, sandbox addresses, conflicts, quota -------------------- */
+
+/* A SandboxRoute in any namespace, created at created (RFC 3339). */
+static void put_sbr_in(const char *ns, const char *name, const char *created, const char *service,
+		       const char *keys, const char *sandbox)
+{
+	char buf[4096];
+
+	snprintf(buf, sizeof(buf),
+		 "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\","
+		 "\"creationTimestamp\":\"%s\"},"
+		 "\"spec\":{\"service\":{\"name\":\"%s\"},\"keys\":[%s],\"sandbox\":%s}}",
+		 name, ns, created, service, keys, sandbox);
+	put(K8S_SBR, buf);
+}
+
+/* A ready Pod in any namespace, labelled app=app. */
+static void put_pod_in(const char *ns, const char *name, const char *app, const char *ip,
+		       const char *phase)
+{
+	char buf[1024];
+
+	snprintf(buf, sizeof(buf),
+		 "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\",\"labels\":{\"app\":\"%s\"}},"
+		 "\"status\":{\"phase\":\"%s\",\"conditions\":[{\"type\":\"Ready\",\"status\":"
+		 "\"True\"}],\"podIP\":\"%s\"}}",
+		 name, ns, app, phase, ip);
+	put(K8S_POD, buf);
+}
+
+/* A slice of Service ns/svc with one endpoint ip, its targetRef ref
+ * (JSON, or "" for none). */
+static void put_slice_in(const char *ns, const char *name, const char *svc, const char *ip,
+			 const char *ref)
+{
+	char buf[1024];
+
+	snprintf(buf, sizeof(buf),
+		 "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\",\"labels\":"
+		 "{\"kubernetes.io/service-name\":\"%s\"}},\"addressType\":\"IPv4\","
+		 "\"endpoints\":[{\"addresses\":[\"%s\"]%s%s}],"
+		 "\"ports\":[{\"name\":\"http\",\"port\":8080}]}",
+		 name, ns, svc, ip, ref[0] ? ",\"targetRef\":" : "", ref);
+	put(K8S_SLICE, buf);
+}
+
+static void put_service_in(const char *ns, const char *name, const char *cip)
+{
+	char buf[512];
+
+	snprintf(buf, sizeof(buf),
+		 "{\"metadata\":{\"name\":\"%s\",\"namespace\":\"%s\"},"
+		 "\"spec\":{\"clusterIP\":\"%s\",\"ports\":[{\"name\":\"http\",\"port\":80}]}}",
+		 name, ns, cip);
+	put(K8S_SERVICE, buf);
+}
+
+/* A put of (svc, key) -> to among ops. */
+static const struct k8s_op *find_op(const struct k8s_op *ops, long n, const char *svc,
+				    const char *key, const char *to)
+{
+	for (long i = 0; i < n; i++)
+		if (!ops[i].del && find(&ops[i].r, 1, svc, key, to))
+			return &ops[i];
+	return NULL;
+}
+
+static struct k8s_problem *problems(long *n)
+{
+	struct k8s_problem *v;
+
+	*n = k8s_cache_problems(&c, &v);
+	cr_assert_geq(*n, 0);
+	return v;
+}
+
+static const struct k8s_problem *find_problem(const struct k8s_problem *v, long n, enum k8s_why why,
+					      const char *id)
+{
+	for (long i = 0; i < n; i++)
+		if (v[i].why == why && !strcmp(v[i].id, id))
+			return &v[i];
+	return NULL;
+}
+
+#define SEL_X "{\"selector\":{\"matchLabels\":{\"app\":\"x\"}},\"port\":8080}"
+
+/* Finding 2 of issue 9: a namespace that may write EndpointSlices makes a
+ * selector-less Service and a slice listing another namespace's pod IP. */
+Test(tenancy, slice_address_counts_only_with_its_pod)
+{
+	struct k8s_route *rs;
+	struct k8s_op *ops;
+	struct k8s_problem *pv;
+	long n;
+
+	base_cluster(); /* shop/orders-1 is 10.244.0.5 */
+	put_service_in("evil", "web", "10.96.6.6");
+	put_pod_in("evil", "evil-sbx", "x", "10.244.6.6", "Running");
+	/* A made-up pod name, a pod of another namespace, a pod of its own
+	 * with another address, and no targetRef at all. */
+	put_slice_in("evil", "web-1", "web", "10.244.0.5",
+		     "{\"kind\":\"Pod\",\"namespace\":\"evil\",\"name\":\"made-up\"}");
+	put_slice_in("evil", "web-2", "web", "10.244.0.5",
+		     "{\"kind\":\"Pod\",\"namespace\":\"shop\",\"name\":\"orders-1\"}");
+	put_slice_in("evil", "web-3", "web", "10.244.0.5",
+		     "{\"kind\":\"Pod\",\"namespace\":\"evil\",\"name\":\"evil-sbx\"}");
+	put_slice_in("evil", "web-4", "web", "10.244.0.5", "");
+	put_slice_in("evil", "web-5", "web", "10.244.0.5",
+		     "{\"kind\":\"Node\",\"namespace\":\"evil\",\"name\":\"evil-sbx\"}");
+	put_sbr_in("evil", "steal", T0, "web", "\"feat-1\"", SEL_X);
+	n = routes("evil/steal", &rs);
+	/* Its own ClusterIP only. */
+	cr_assert_eq(n, 1, "%ld routes", n);
+	cr_assert_not_null(find(rs, n, "10.96.6.6:80", "feat-1", "10.244.6.6:8080"));
+	free(rs);
+	/* shop's route for the same key stays shop's. */
+	put_sbr("feat-1", ",\"ports\":[80]},\"keys\":[\"feat-1\"]", SEL_FEAT);
+	free((take(&ops), ops));
+	cr_assert_eq(k8s_cache_recompute(&c, NOW), 0);
+	n = k8s_cache_changes(&c, true, &ops);
+	{
+		bool shop = false;
+
+		for (long i = 0; i < n; i++) {
+			struct shunt_addr base;
+
+			cr_assert_eq(parse_addr("10.244.0.5", &base), 0);
+			if (!memcmp(ops[i].r.k.service.addr, base.addr, 4) &&
+			    !strcmp(ops[i].r.k.key, "feat-1")) {
+				cr_assert_str_eq(ops[i].owner, "shop/feat-1");
+				shop = true;
+			}
+		}
+		cr_assert(shop, "shop's route for its own pod is gone");
+	}
+	free(ops);
+	/* Reported: the slices of a Service a SandboxRoute uses. */
+	pv = problems(&n);
+	{
+		const struct k8s_problem *p = find_problem(pv, n, K8S_WHY_ENDPOINTS, "evil/web-1");
+
+		cr_assert_not_null(p);
+		cr_assert_eq(p->kind, K8S_SLICE);
+		cr_assert_eq(p->n, 1);
+		cr_assert_str_eq(p->detail, "10.244.0.5");
+		for (int i = 2; i <= 5; i++) {
+			char id[32];
+
+			snprintf(id, sizeof(id), "evil/web-%d", i);
+			cr_assert_not_null(find_problem(pv, n, K8S_WHY_ENDPOINTS, id), "%s", id);
+		}
+	}
+	/* shop's own slices count: nothing about them. */
+	cr_assert_null(find_problem(pv, n, K8S_WHY_ENDPOINTS, "shop/orders-abc"));
+	free(pv);
+	teardown();
+}
+
+/* A slice address counts once its pod is there, and no more once the pod
+ * has ended (its IP may be another pod's by then). */
+Test(tenancy, pod_changes_translate_again)
+{
+	struct k8s_op *ops;
+	long n;
+
+	put_service_in("shop", "api", "10.96.1.1");
+	put_pod_in("shop", "api-sbx", "x", "10.244.7.7", "Running");
+	put_slice_in("shop", "api-1", "api", "10.244.1.1",
+		     "{\"kind\":\"Pod\",\"namespace\":\"shop\",\"name\":\"api-0\"}");
+	put_sbr_in("shop", "r", T0, "api", "\"k\"", SEL_X);
+	n = take(&ops);
+	cr_assert_eq(n, 1); /* the ClusterIP */
+	free(ops);
+	/* The pod arrives after its slice (a watch delivers them apart). */
+	put_pod_in("shop", "api-0", "y", "10.244.1.1", "Pending");
+	n = take(&ops);
+	cr_assert_eq(n, 1);
+	cr_assert_not(ops[0].del);
+	cr_assert_not_null(find(&ops[0].r, 1, "10.244.1.1:8080", "k", "10.244.7.7:8080"));
+	cr_assert_str_eq(ops[0].owner, "shop/r");
+	free(ops);
+	/* Its IP changes: the slice still names the old one. */
+	put_pod_in("shop", "api-0", "y", "10.244.1.2", "Running");
+	n = take(&ops);
+	cr_assert_eq(n, 1);
+	cr_assert(ops[0].del);
+	free(ops);
+	put_pod_in("shop", "api-0", "y", "10.244.1.1", "Running");
+	n = take(&ops);
+	cr_assert_eq(n, 1);
+	cr_assert_not(ops[0].del);
+	free(ops);
+	/* Ended. */
+	put_pod_in("shop", "api-0", "y", "10.244.1.1", "Succeeded");
+	n = take(&ops);
+	cr_assert_eq(n, 1);
+	cr_assert(ops[0].del);
+	free(ops);
+	/* Back, then deleted. */
+	put_pod_in("shop", "api-0", "y", "10.244.1.1", "Running");
+	free((take(&ops), ops));
+	cr_assert_eq(k8s_cache_del(&c, K8S_POD, "shop/api-0"), 0);
+	n = take(&ops);
+	cr_assert_eq(n, 1);
+	cr_assert(ops[0].del);
+	free(ops);
+	/* A relist of the pods checks every slice again. */
+	{
+		struct hmap fresh = {};
+		struct json_object *o = json_tokener_parse(
+			"{\"metadata\":{\"name\":\"api-0\",\"namespace\":\"shop\"},"
+			"\"status\":{\"phase\":\"Running\",\"podIP\":\"10.244.1.1\"}}");
+		struct json_object *o2 = json_tokener_parse(
+			"{\"metadata\":{\"name\":\"api-sbx\",\"namespace\":\"shop\",\"labels\":"
+			"{\"app\":\"x\"}},\"status\":{\"phase\":\"Running\",\"conditions\":"
+			"[{\"type\":\"Ready\",\"status\":\"True\"}],\"podIP\":\"10.244.7.7\"}}");
+		void *p, *p2;
+
+		cr_assert_eq(k8s_decode(K8S_POD, o, &p, err, sizeof(err)), 0, "%s", err);
+		cr_assert_eq(k8s_decode(K8S_POD, o2, &p2, err, sizeof(err)), 0, "%s", err);
+		json_object_put(o);
+		json_object_put(o2);
+		cr_assert_eq(hmap_put(&fresh, "shop/api-0", 10, p, NULL), 0);
+		cr_assert_eq(hmap_put(&fresh, "shop/api-sbx", 12, p2, NULL), 0);
+		cr_assert_eq(k8s_cache_replace(&c, K8S_POD, &fresh), 0);
+	}
+	n = take(&ops);
+	cr_assert_eq(count_ops(ops, n, false), 1);
+	cr_assert_not_null(find(&ops[0].r, 1, "10.244.1.1:8080", "k", "10.244.7.7:8080"));
+	free(ops);
+	teardown();
+}
+
+/* Overrides use the same rule for destination and to Services. */
+Test(tenancy, slice_addresses_for_overrides)
+{
+	struct k8s_override *os;
+	size_t unres;
+	long n;
+
+	c.node = "node-1";
+	c.cgroup_of = fake_cgroup;
+	put_service_in("shop", "db", "10.96.2.2");
+	put_service_in("shop", "db2", "10.96.2.3");
+	/* db's endpoint names no pod; db2's is shop's pod db2-0. */
+	put_slice_in("shop", "db-1", "db", "10.244.2.2", "");
+	put_slice_in("shop", "db2-1", "db2", "10.244.3.3",
+		     "{\"kind\":\"Pod\",\"namespace\":\"shop\",\"name\":\"db2-0\"}");
+	put_client("checkout-1", "uid-a", "node-1");
+	put_sbo("a", "{\"service\":\"db\",\"port\":80}", "{\"service\":\"db2\",\"port\":80}", "");
+	n = sbo_overrides("shop/a", &os, &unres);
+	cr_assert_eq(n, 0, "a target nobody checked: %ld", n);
+	free(os);
+	put_pod_in("shop", "db2-0", "y", "10.244.3.3", "Running");
+	n = sbo_overrides("shop/a", &os, &unres);
+	/* Only the ClusterIP of db: its endpoint does not count. */
+	cr_assert_eq(n, 1);
+	cr_assert_not_null(find_ovr(os, n, 1001, "10.96.2.2:80", "10.244.3.3:8080"));
+	free(os);
+	teardown();
+}
+
+Test(tenancy, sandbox_addresses_need_an_allowed_cidr)
+{
+	struct k8s_op *ops;
+	struct k8s_problem *pv;
+	struct addr_prefix v4only;
+	const struct k8s_problem *p;
+	long n;
+
+	base_cluster();
+	/* No --sandbox-cidr: explicit addresses are refused. */
+	put_sbr("a", ",\"ports\":[80]},\"keys\":[\"k\"]",
+		"{\"addresses\":[\"10.244.9.1\"],\"port\":8080}");
+	n = take(&ops);
+	cr_assert_eq(n, 0);
+	free(ops);
+	pv = problems(&n);
+	p = find_problem(pv, n, K8S_WHY_CIDR, "shop/a");
+	cr_assert_not_null(p);
+	cr_assert_str_eq(p->detail, "10.244.9.1:8080");
+	free(pv);
+	/* The loopback, a metadata address: the same (whatever the lead's
+	 * store would say later). */
+	allow_sandboxes();
+	put_sbr("b", ",\"ports\":[80]},\"keys\":[\"j\"]",
+		"{\"addresses\":[\"169.254.169.254\"],\"port\":80}");
+	put_sbr("c", ",\"ports\":[80]},\"keys\":[\"i\"]",
+		"{\"addresses\":[\"127.0.0.1\"],\"port\":80}");
+	/* Inside: routes. */
+	put_sbr("a", ",\"ports\":[80]},\"keys\":[\"k\"]",
+		"{\"addresses\":[\"10.244.9.1\",\"fd00:244::9\"],\"port\":8080}");
+	n = take(&ops);
+	cr_assert_eq(n, 5);
+	free(ops);
+	pv = problems(&n);
+	cr_assert_null(find_problem(pv, n, K8S_WHY_CIDR, "shop/a"));
+	cr_assert_not_null(find_problem(pv, n, K8S_WHY_CIDR, "shop/b"));
+	cr_assert_not_null(find_problem(pv, n, K8S_WHY_CIDR, "shop/c"));
+	free(pv);
+	/* One address outside: the whole object is refused, not a part. */
+	cr_assert_eq(parse_prefix("10.244.0.0/16", &v4only), 0);
+	c.sandbox_cidrs = &v4only;
+	c.n_sandbox_cidrs = 1;
+	put_sbr("a", ",\"ports\":[80]},\"keys\":[\"k\"]",
+		"{\"addresses\":[\"10.244.9.1\",\"fd00:244::9\"],\"port\":8080}");
+	n = take(&ops);
+	cr_assert_eq(count_ops(ops, n, true), 5);
+	free(ops);
+	pv = problems(&n);
+	p = find_problem(pv, n, K8S_WHY_CIDR, "shop/a");
+	cr_assert_not_null(p);
+	cr_assert_str_eq(p->detail, "[fd00:244::9]:8080");
+	free(pv);
+	teardown();
+}
+
+/* Finding 3 of issue 9: two SandboxRoutes producing the same (address,
+ * key): the older one wins, whatever the names; the loser is reported. */
+Test(conflict, older_wins_and_loser_reported)
+{
+	struct k8s_op *ops;
+	struct k8s_problem *pv;
+	const struct k8s_problem *p;
+	long n;
+
+	allow_sandboxes();
+	put_service_in("shop", "web", "10.96.3.3");
+	/* "a-new" sorts first but is younger. */
+	put_sbr_in("shop", "z-old", "2026-11-18T08:00:00Z", "web", "\"k\",\"j\"",
+		   "{\"addresses\":[\"10.244.3.1\"],\"port\":1}");
+	put_sbr_in("shop", "a-new", "2026-11-18T09:00:00Z", "web", "\"k\"",
+		   "{\"addresses\":[\"10.244.3.2\"],\"port\":1}");
+	n = take(&ops);
+	cr_assert_eq(n, 2);
+	cr_assert_not_null(find_op(ops, n, "10.96.3.3:80", "k", "10.244.3.1:1"));
+	for (long i = 0; i < n; i++)
+		cr_assert_str_eq(ops[i].owner, "shop/z-old");
+	free(ops);
+	pv = problems(&n);
+	cr_assert_eq(n, 1);
+	p = find_problem(pv, n, K8S_WHY_CONFLICT, "shop/a-new");
+	cr_assert_not_null(p);
+	cr_assert_str_eq(p->other, "shop/z-old");
+	cr_assert_eq(p->n, 1);
+	cr_assert_eq(p->kind, K8S_SBR);
+	free(pv);
+	/* The same on every node: the order of arrival does not matter. */
+	{
+		struct k8s_cache keep = c;
+
+		memset(&c, 0, sizeof(c));
+		allow_sandboxes();
+		put_service_in("shop", "web", "10.96.3.3");
+		put_sbr_in("shop", "a-new", "2026-11-18T09:00:00Z", "web", "\"k\"",
+			   "{\"addresses\":[\"10.244.3.2\"],\"port\":1}");
+		put_sbr_in("shop", "z-old", "2026-11-18T08:00:00Z", "web", "\"k\",\"j\"",
+			   "{\"addresses\":[\"10.244.3.1\"],\"port\":1}");
+		n = take(&ops);
+		cr_assert_not_null(find_op(ops, n, "10.96.3.3:80", "k", "10.244.3.1:1"));
+		free(ops);
+		k8s_cache_free(&c);
+		c = keep;
+	}
+	/* The winner goes: the younger one takes over, nothing is lost. */
+	cr_assert_eq(k8s_cache_del(&c, K8S_SBR, "shop/z-old"), 0);
+	n = take(&ops);
+	cr_assert_eq(n, 2);
+	cr_assert_not_null(find_op(ops, n, "10.96.3.3:80", "k", "10.244.3.2:1"));
+	free(ops);
+	pv = problems(&n);
+	cr_assert_eq(n, 0);
+	free(pv);
+	/* Same age: the namespace/name decides. */
+	put_sbr_in("shop", "b", "2026-11-18T09:00:00Z", "web", "\"k\"",
+		   "{\"addresses\":[\"10.244.3.3\"],\"port\":1}");
+	n = take(&ops);
+	cr_assert_eq(n, 0);
+	free(ops);
+	pv = problems(&n);
+	cr_assert_eq(n, 1);
+	cr_assert_str_eq(pv[0].id, "shop/b");
+	cr_assert_str_eq(pv[0].other, "shop/a-new");
+	free(pv);
+	cr_assert_lt(k8s_age_cmp(0, "a", 0, "b"), 0);
+	cr_assert_gt(k8s_age_cmp(0, "a", 1, "b"), 0, "no creationTimestamp counts as newest");
+	teardown();
+}
+
+/* Finding 4 of issue 9: one namespace must not fill the node's table. */
+Test(quota, older_objects_first_whole_objects_only)
+{
+	struct k8s_op *ops;
+	struct k8s_problem *pv;
+	const struct k8s_problem *p;
+	long n;
+
+	allow_sandboxes();
+	c.max_ns_routes = 6;
+	put_service_in("noisy", "web", "10.96.4.4");
+	put_service_in("quiet", "web", "10.96.5.5");
+	/* 5 keys each on one ClusterIP: 5 routes an object. */
+#define FIVE "\"k1\",\"k2\",\"k3\",\"k4\",\"k5\""
+	put_sbr_in("noisy", "b-first", "2026-11-18T08:00:00Z", "web", FIVE,
+		   "{\"addresses\":[\"10.244.4.1\"],\"port\":1}");
+	put_sbr_in("noisy", "a-second", "2026-11-18T08:30:00Z", "web",
+		   "\"m1\",\"m2\",\"m3\",\"m4\",\"m5\"",
+		   "{\"addresses\":[\"10.244.4.2\"],\"port\":1}");
+	put_sbr_in("noisy", "c-third", "2026-11-18T08:40:00Z", "web", "\"n1\"",
+		   "{\"addresses\":[\"10.244.4.3\"],\"port\":1}");
+	put_sbr_in("quiet", "q", "2026-11-18T08:50:00Z", "web", FIVE,
+		   "{\"addresses\":[\"10.244.5.1\"],\"port\":1}");
+	n = take(&ops);
+	/* b-first 5, a-second refused (5 + 5 > 6), c-third fits (6); quiet's
+	 * own 5. */
+	cr_assert_eq(n, 11, "%ld", n);
+	cr_assert_not_null(find_op(ops, n, "10.96.4.4:80", "k1", "10.244.4.1:1"));
+	cr_assert_null(find_op(ops, n, "10.96.4.4:80", "m1", NULL));
+	cr_assert_not_null(find_op(ops, n, "10.96.4.4:80", "n1", "10.244.4.3:1"));
+	cr_assert_not_null(find_op(ops, n, "10.96.5.5:80", "k5", "10.244.5.1:1"));
+	free(ops);
+	pv = problems(&n);
+	cr_assert_eq(n, 1);
+	p = find_problem(pv, n, K8S_WHY_QUOTA, "noisy/a-second");
+	cr_assert_not_null(p);
+	cr_assert_eq(p->n, 5);
+	cr_assert_str_eq(p->detail, "5 of 6 in use");
+	free(pv);
+	/* Room again: the older one gets in, the younger one out. */
+	cr_assert_eq(k8s_cache_del(&c, K8S_SBR, "noisy/b-first"), 0);
+	n = take(&ops);
+	cr_assert_eq(count_ops(ops, n, true), 5);
+	cr_assert_eq(count_ops(ops, n, false), 5);
+	cr_assert_not_null(find_op(ops, n, "10.96.4.4:80", "m3", "10.244.4.2:1"));
+	free(ops);
+	cr_assert(!sbr("noisy/a-second")->over_quota);
+	cr_assert(!sbr("noisy/c-third")->over_quota);
+	/* Growing past it: the object that grew goes whole. */
+	put_sbr_in("noisy", "c-third", "2026-11-18T08:40:00Z", "web", "\"n1\",\"n2\"",
+		   "{\"addresses\":[\"10.244.4.3\"],\"port\":1}");
+	n = take(&ops);
+	cr_assert_eq(count_ops(ops, n, true), 1);
+	cr_assert_eq(count_ops(ops, n, false), 0);
+	free(ops);
+	cr_assert(sbr("noisy/c-third")->over_quota);
+	cr_assert_eq(c.nroutes, 10);
+#undef FIVE
+	teardown();
+}
+
+/* Finding 10 of issue 9: a Pod keeps only what translation needs. */
+Test(memory, pods_keep_only_selected_labels)
+{
+	struct hmap keys = {};
+	const struct k8s_decode_opts opts = {.label_keys = &keys, .node = "node-1"};
+	struct json_object *o;
+	struct k8s_pod *p;
+
+	cr_assert_eq(hmap_put(&keys, "app", 3, (void *)1, NULL), 0);
+	o = json_tokener_parse(
+		"{\"metadata\":{\"name\":\"p\",\"namespace\":\"s\",\"uid\":\"u-1\",\"labels\":"
+		"{\"app\":\"web\",\"team\":\"a\",\"x.example.com/long\":\"v\"}},"
+		"\"spec\":{\"nodeName\":\"node-1\"},\"status\":{\"phase\":\"Running\"}}");
+	cr_assert_eq(k8s_decode_ex(K8S_POD, o, &opts, (void **)&p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(p->nlabels, 1);
+	cr_assert_str_eq(p->labels[0].key, "app");
+	cr_assert(p->local);
+	cr_assert_str_eq(p->uid, "u-1");
+	k8s_obj_free(K8S_POD, p);
+	json_object_put(o);
+	/* Another node's pod: no uid; no label kept at all. */
+	hmap_free(&keys);
+	o = json_tokener_parse("{\"metadata\":{\"name\":\"p\",\"namespace\":\"s\",\"uid\":\"u-1\","
+			       "\"labels\":{\"app\":\"web\",\"bad\":7}},"
+			       "\"spec\":{\"nodeName\":\"node-2\"}}");
+	/* ... but labels are still checked whole. */
+	cr_assert_eq(k8s_decode_ex(K8S_POD, o, &opts, (void **)&p, err, sizeof(err)), -EINVAL);
+	cr_assert(strstr(err, "metadata.labels.bad"), "%s", err);
+	json_object_put(o);
+	o = json_tokener_parse("{\"metadata\":{\"name\":\"p\",\"namespace\":\"s\",\"uid\":\"u-1\","
+			       "\"labels\":{\"app\":\"web\"}},\"spec\":{\"nodeName\":\"node-2\"}}");
+	cr_assert_eq(k8s_decode_ex(K8S_POD, o, &opts, (void **)&p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(p->nlabels, 0);
+	cr_assert_null(p->labels);
+	cr_assert_not(p->local);
+	cr_assert_null(p->uid);
+	cr_assert_str_eq(p->m.id, "s/p");
+	cr_assert_str_eq(p->m.ns, "s");
+	cr_assert_str_eq(p->m.name, "p");
+	k8s_obj_free(K8S_POD, p);
+	json_object_put(o);
+}
+
+/* The keys the selectors use, for the watcher: counted per selector. */
+Test(memory, label_keys_follow_the_selectors)
+{
+	base_cluster();
+	cr_assert_eq(c.label_keys.n, 0);
+	put_sbr("a", "},\"keys\":[\"k\"]",
+		"{\"selector\":{\"matchLabels\":{\"sandbox\":\"f\"},\"matchExpressions\":[{\"key\":"
+		"\"tier\",\"operator\":\"Exists\"}]},\"port\":1}");
+	cr_assert(c.new_label_keys);
+	cr_assert_not_null(hmap_sget(&c.label_keys, "sandbox"));
+	cr_assert_not_null(hmap_sget(&c.label_keys, "tier"));
+	c.new_label_keys = false;
+	put_sbr("b", "},\"keys\":[\"k\"]",
+		"{\"selector\":{\"matchLabels\":{\"sandbox\":\"g\"}},\"port\":1}");
+	cr_assert_not(c.new_label_keys, "no new key");
+	sbo_setup();
+	put_sbo("o", "{\"service\":\"orders\",\"port\":80}",
+		"{\"selector\":{\"matchLabels\":{\"db\":\"x\"}},\"port\":1}", "");
+	cr_assert(c.new_label_keys);
+	cr_assert_not_null(hmap_sget(&c.label_keys, "app")); /* podSelector */
+	cr_assert_not_null(hmap_sget(&c.label_keys, "db"));  /* to.selector */
+	cr_assert_eq(k8s_cache_del(&c, K8S_SBR, "shop/a"), 0);
+	cr_assert_null(hmap_sget(&c.label_keys, "tier"));
+	cr_assert_not_null(hmap_sget(&c.label_keys, "sandbox")); /* b's */
+	cr_assert_eq(k8s_cache_del(&c, K8S_SBR, "shop/b"), 0);
+	cr_assert_eq(k8s_cache_del(&c, K8S_SBO, "shop/o"), 0);
+	cr_assert_eq(c.label_keys.n, 0);
 	teardown();
 }
 

@@ -349,6 +349,35 @@ Test(exposition, full_snapshot)
 	reqstats_free(&rs);
 }
 
+/* What the cluster asks for and does not get (k8s tenancy): gauges, only
+ * in Kubernetes mode. */
+Test(exposition, kubernetes_refusals)
+{
+	static struct k8s_status k;
+	struct metrics_snapshot s = {.version = "dev"};
+	char *t;
+
+	t = render(&s);
+	HAS_NOT(t, "shunt_k8s_");
+	free(t);
+	k.conflicts.total = 2;
+	k.refused_quota.total = 3;
+	k.refused_cidr.total = 1;
+	k.routes_not_installed = 7;
+	k.overrides_not_installed = 4;
+	k.endpoint_addrs_ignored = 5;
+	s.k8s = &k;
+	t = render(&s);
+	HAS(t, "shunt_k8s_conflicts 2");
+	HAS(t, "shunt_k8s_refused{reason=\"quota\"} 3");
+	HAS(t, "shunt_k8s_refused{reason=\"sandbox_cidr\"} 1");
+	HAS(t, "shunt_k8s_not_installed{kind=\"route\"} 7");
+	HAS(t, "shunt_k8s_not_installed{kind=\"override\"} 4");
+	HAS(t, "shunt_k8s_endpoints_ignored 5");
+	HAS(t, "# TYPE shunt_k8s_refused gauge");
+	free(t);
+}
+
 Test(exposition, empty_agent_is_still_valid)
 {
 	struct reqstats rs;
