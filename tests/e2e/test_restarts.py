@@ -83,9 +83,14 @@ class Restarts(NodeTestCase):
         self.assertEqual(old.wait(8), 0, "the old agent did not drain and exit cleanly")
         out = N._read_from(n.shuntd_log, off)
         self.assertIn("took over 2 listener(s)", out)
-        # Two containers (pods) are two pid namespaces: SO_PEERCRED names a
-        # peer outside the old agent's as pid 0.
-        self.assertIn("handed 2 listener(s) over to pid %d" % (0 if N.AC.AGENT_IMAGE else new.pid), out)
+        # Two containers (pods) are two pid namespaces: the old agent sees
+        # no pid of the new one, which proved itself by the program it
+        # attached through the pinned link.
+        if N.AC.AGENT_IMAGE:
+            self.assertIn("handed 2 listener(s) over to an agent in a PID namespace not visible here", out)
+            self.assertIn("which it attached through our pinned connect4 link in place of ours", out)
+        else:
+            self.assertIn("handed 2 listener(s) over to pid %d" % new.pid, out)
         if N.AC.AGENT_IMAGE:
             # The old pod's entrypoint idles until the pod is deleted (else
             # the kubelet would restart a shuntd that takes over back).
