@@ -17,6 +17,7 @@ client pod. Whether a request went through the proxy shows in the
 X-Peer header the upstream answers with: the node's address when the proxy
 dialled, the pod's own when the connection was not captured."""
 
+import subprocess
 import time
 
 import node as N
@@ -194,6 +195,29 @@ class PodConnCap(FairnessCase):
         self.assertEqual(len(results), 24, r)
         bad = [x for x in results if x.get("status") != 200 or x.get("pod") != "baseline"]
         self.assertEqual(bad, [], "requests of the burst not answered by the baseline: %r" % bad)
+
+    def test_takeover_starts_without_the_predecessors_limits(self):
+        """The hog's connections stay with the old agent (draining); the new
+        one counts from zero, so its first tick at the latest clears what
+        the old one put in the kernel, and the hog is captured again."""
+        n = self.node
+        self.route(SVC4, "dev-a", TO4)
+        self.hold(4)
+        self.assertEqual(len(n.map_dump("shunt_pod_limit")), 1)
+        old, off = n.shuntd, N._size(n.shuntd_log)
+        new = n.spawn(n.nsenter("node") + n.shuntd_argv(),
+                      stdout=open(n.shuntd_log, "ab"), stderr=subprocess.STDOUT)
+        n.shuntd, n.shuntd_log_start = new, off
+        self.wait_for("the new agent ready", lambda: "ready: cgroup" in N._read_from(n.shuntd_log, off), 15)
+        self.assertEqual(n.map_dump("shunt_pod_limit"), [])
+        self.assertEqual(n.map_dump("shunt_config")[0]["value"]["flags"], 0)
+        for c, r in self.hold(1):
+            self.assert_through_proxy(r, "sandbox", "the hog's new connection, after the takeover")
+        # the old agent drains once the idle connections it holds are gone
+        for c in self.conns[:4]:
+            c.close()
+        self.assertEqual(old.wait(10), 0, "the old agent did not drain and exit cleanly")
+        self.assertEqual(n.map_dump("shunt_pod_limit"), [], "the draining agent wrote the map")
 
 
 class PodUpstreamCap(FairnessCase):
