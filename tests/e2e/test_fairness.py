@@ -188,6 +188,7 @@ class PodConnCap(FairnessCase):
         (they reached the proxy already); the rest go straight through.
         None is refused."""
         self.route(SVC4, "dev-a", TO4)
+        p0 = self.proxy()
         plans = [{"host": N.BASE4, "port": N.HTTP_PORT, "requests": [{"path": "/burst-%d" % i, "headers": []}]}
                  for i in range(24)]
         r = self.hog.call("burst", plans=plans, timeout=20)
@@ -195,6 +196,10 @@ class PodConnCap(FairnessCase):
         self.assertEqual(len(results), 24, r)
         bad = [x for x in results if x.get("status") != 200 or x.get("pod") != "baseline"]
         self.assertEqual(bad, [], "requests of the burst not answered by the baseline: %r" % bad)
+        p = self.proxy()
+        self.assertGreaterEqual(p["pod_limit"] - p0["pod_limit"], 1, "the burst never reached the cap")
+        print("\nburst: 24 connections, cap 4: %d accepted by the proxy, %d of them over the cap"
+              % (p["accepted"] - p0["accepted"], p["over_limit"] - p0["over_limit"]))
 
     def test_takeover_starts_without_the_predecessors_limits(self):
         """The hog's connections stay with the old agent (draining); the new
