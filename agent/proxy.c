@@ -142,7 +142,9 @@ struct pod {
 };
 
 /* Upstream connections one pod's requests hold to one sandbox (for
- * --max-upstream-conns-per-pod). Exists while held > 0. */
+ * --max-upstream-conns-per-pod). Exists while held > 0, and until the next
+ * tick after that: a keep-alive client's keyed requests, one after the
+ * other, find it again instead of allocating it each time. */
 struct hold_key {
 	uint64_t netns;
 	struct shunt_addr dst;
@@ -292,11 +294,20 @@ static struct pod_hold *hold_get(struct proxy *p, uint64_t netns, const struct s
 	return h;
 }
 
-static void hold_put(struct proxy *p, struct pod_hold *h)
+/* Forget the counts that dropped to zero (every tick, and at the end). */
+static void holds_sweep(struct proxy *p)
 {
-	if (h && !h->held) {
-		hmap_del(&p->holds, &h->k, sizeof(h->k));
-		free(h);
+	struct hmap_entry *e, *next;
+	size_t it;
+
+	for (e = hmap_first(&p->holds, &it); e; e = next) {
+		struct pod_hold *h = e->val;
+
+		next = hmap_next(&p->holds, e, &it);
+		if (!h->held) {
+			hmap_del(&p->holds, &h->k, sizeof(h->k));
+			free(h);
+		}
 	}
 }
 
@@ -306,7 +317,6 @@ static void up_disown(struct upstream *u)
 	u->owner = NULL;
 	if (u->hold) {
 		u->hold->held--;
-		hold_put(u->p, u->hold);
 		u->hold = NULL;
 	}
 }
@@ -903,10 +913,8 @@ static bool attach_upstream(struct client *c, bool fresh)
 		}
 	}
 	u = up_get(p, &c->dst, fresh, c->to_sandbox);
-	if (!u) {
-		hold_put(p, h);
+	if (!u)
 		return false;
-	}
 	c->up = u;
 	u->owner = c;
 	if (h) {
@@ -1988,6 +1996,7 @@ void proxy_stop(struct proxy *p)
 	if (p->spare_fd >= 0)
 		close(p->spare_fd);
 	/* Every client is gone, and with them their pods and holds. */
+	holds_sweep(p);
 	hmap_free(&p->pods);
 	hmap_free(&p->holds);
 	reqstats_free(&p->rs);
@@ -2047,6 +2056,7 @@ void proxy_tick(struct proxy *p)
 	if (p->listen_close_at && now >= p->listen_close_at)
 		close_listeners(p);
 	limits_reconcile(p);
+	holds_sweep(p);
 	if (p->draining && now >= p->drain_deadline) {
 		if (p->clients)
 			pr_warn("drain timeout: closing %llu connection(s) still open",
