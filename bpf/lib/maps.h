@@ -55,7 +55,7 @@ struct {
  * asks for it (sockops' record_src). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, SHUNT_MAX_CONNS);
+	__uint(max_entries, SHUNT_MAX_CONN_SRC);
 	__type(key, struct shunt_addr);
 	__type(value, struct shunt_conn_src);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -43,6 +43,12 @@
 #ifndef SHUNT_MAX_OVERRIDES
 #define SHUNT_MAX_OVERRIDES 1024U
 #endif
+/* shunt_conn_src holds a connection only from its establishment to the
+ * proxy's accept(): at most the two listeners' backlogs (4096 each at
+ * most), with room for records an older agent accepted without taking. */
+#ifndef SHUNT_MAX_CONN_SRC
+#define SHUNT_MAX_CONN_SRC 16384U
+#endif
 /* Pods (network namespaces) that can be at their connection cap at once:
  * far more than a node runs. A pod the map has no room for stays captured
  * (the global limit still applies). */
