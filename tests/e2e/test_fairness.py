@@ -277,6 +277,24 @@ class UnkeyedNotUpstreamLimited(FairnessCase):
         self.assertEqual(p["upstream_limit"], p0["upstream_limit"])
 
 
+class PerPodCapsOff(FairnessCase):
+    """Both per-pod caps off: sockops files no netns (its call is dead code
+    the verifier skips), the proxy counts nothing per pod."""
+
+    node_opts = {"shuntd_args": ["--max-conns-per-pod", "0", "--max-upstream-conns-per-pod", "0"],
+                 "extra_pods": HOG}
+
+    def test_nothing_is_counted_per_pod(self):
+        self.route(SVC4, "dev-a", TO4)
+        self.assertIn("--max-conns-per-pod 0, --max-upstream-conns 1024, --max-upstream-conns-per-pod 0",
+                      self.node.shuntd_output())
+        for c, r in self.hold(6):
+            self.assert_through_proxy(r, "sandbox", "a keyed request")
+        self.assertEqual(self.node.map_dump("shunt_conn_src"), [])
+        p = self.proxy()
+        self.assertEqual((p["pods_limited"], p["pod_unknown"]), (0, 0))
+
+
 class PerPodFlags(NodeTestCase):
     needs_shuntd = False
     node_opts = {"shuntd": False}
