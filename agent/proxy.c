@@ -45,6 +45,7 @@
 #define POOL_PEEK_AFTER_MS 1000	       /* idle longer: check it is still open */
 #define LISTEN_GRACE_MS	   250	       /* draining: accept stragglers, then close */
 #define LIMIT_LOG_MS	   1000	       /* at most one line a second about limits */
+#define LIMIT_SYNC_MS	   250	       /* the kernel's view of the limits checked */
 #define ENOTSUPP_KERNEL	   524	       /* the kernel's ENOTSUPP, not in errno.h */
 
 struct buf {
@@ -143,8 +144,8 @@ struct pod {
 
 /* Upstream connections one pod's requests hold to one sandbox (for
  * --max-upstream-conns-per-pod). Exists while held > 0, and until the next
- * tick after that: a keep-alive client's keyed requests, one after the
- * other, find it again instead of allocating it each time. */
+ * sweep after that (LIMIT_SYNC_MS): a keep-alive client's keyed requests,
+ * one after the other, find it again instead of allocating it each time. */
 struct hold_key {
 	uint64_t netns;
 	struct shunt_addr dst;
@@ -192,6 +193,7 @@ struct proxy {
 	struct hmap pods;	  /* netns cookie -> struct pod */
 	struct hmap holds;	  /* struct hold_key -> struct pod_hold */
 	uint64_t limit_log_next;  /* loop time before which limit lines are held back */
+	uint64_t limit_sync_next; /* loop time of the next limits_reconcile() */
 	uint64_t limit_log_quiet; /* lines held back since the last one */
 };
 
@@ -294,7 +296,8 @@ static struct pod_hold *hold_get(struct proxy *p, uint64_t netns, const struct s
 	return h;
 }
 
-/* Forget the counts that dropped to zero (every tick, and at the end). */
+/* Forget the counts that dropped to zero (every LIMIT_SYNC_MS, and at the
+ * end). */
 static void holds_sweep(struct proxy *p)
 {
 	struct hmap_entry *e, *next;
@@ -671,8 +674,8 @@ static void pod_detach(struct client *c)
  * Make the kernel's view of the limits ours again: shunt_pod_limit holds
  * exactly the pods this proxy limits, the flags say so. Entries of an agent
  * before us (a takeover, a crash) or of a write that raced one go here, at
- * the latest a tick after they appeared. Two system calls when nothing is
- * limited.
+ * the latest LIMIT_SYNC_MS after they appeared. Two system calls when
+ * nothing is limited.
  */
 static void limits_reconcile(struct proxy *p)
 {
@@ -2055,8 +2058,12 @@ void proxy_tick(struct proxy *p)
 
 	if (p->listen_close_at && now >= p->listen_close_at)
 		close_listeners(p);
-	limits_reconcile(p);
-	holds_sweep(p);
+	/* proxy_tick runs after every loop iteration: these, every 250 ms. */
+	if (now >= p->limit_sync_next) {
+		p->limit_sync_next = now + LIMIT_SYNC_MS;
+		limits_reconcile(p);
+		holds_sweep(p);
+	}
 	if (p->draining && now >= p->drain_deadline) {
 		if (p->clients)
 			pr_warn("drain timeout: closing %llu connection(s) still open",
