@@ -34,6 +34,8 @@ const char *const shunt_stat_names[SHUNT_STAT_MAX] = {
 	[SHUNT_STAT_ESTABLISHED] = "established",
 	[SHUNT_STAT_PEER_RESTORED] = "peer_restored",
 	[SHUNT_STAT_OVERRIDDEN] = "overridden",
+	[SHUNT_STAT_CONN_LIMIT] = "conn_limit",
+	[SHUNT_STAT_POD_LIMIT] = "pod_limit",
 };
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -164,10 +166,13 @@ static int attach(struct shunt_bpf *b, int idx, struct bpf_program *prog)
 	return 0;
 }
 
-#define OPEN_LOAD(b, field, type, opts)                                                            \
+/* setup: a statement run between open and load (to set rodata). */
+#define OPEN_LOAD(b, field, type, opts, setup)                                                     \
 	({                                                                                         \
 		int __err = 0;                                                                     \
 		(b)->field = type##__open_opts(opts);                                              \
+		if ((b)->field)                                                                    \
+			setup;                                                                     \
 		if (!(b)->field) {                                                                 \
 			__err = -errno;                                                            \
 			pr_err("open BPF object " #type ": %s", strerror(-__err));                 \
@@ -202,8 +207,18 @@ static uint32_t pinned_max_entries(const char *pin_dir, const char *name)
 	return info.max_entries;
 }
 
+/* Can sockops programs call bpf_get_netns_cookie (5.15 and later)? */
+static bool sockops_has_netns_cookie(void)
+{
+	int r = libbpf_probe_bpf_helper(BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_get_netns_cookie, NULL);
+
+	if (r < 0)
+		pr_warn("probe bpf_get_netns_cookie in sockops: %s", strerror(-r));
+	return r > 0;
+}
+
 int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
-		   uint32_t max_routes)
+		   uint32_t max_routes, bool want_src)
 {
 	struct bpf_object_open_opts opts = {.sz = sizeof(opts), .pin_root_path = pin_dir};
 	char msg[256];
@@ -257,12 +272,21 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 		return err;
 	}
 
+	if (want_src) {
+		b->record_src = sockops_has_netns_cookie();
+		if (!b->record_src)
+			pr_warn("this kernel's sockops programs cannot tell a connection's network "
+				"namespace (bpf_get_netns_cookie, Linux 5.15): the per-pod caps "
+				"--max-conns-per-pod and --max-upstream-conns-per-pod are off");
+	}
+
 	/* The first object creates and pins the maps; the others reuse them. */
-	err = OPEN_LOAD(b, connect, shunt_connect, &opts);
+	err = OPEN_LOAD(b, connect, shunt_connect, &opts, (void)0);
 	if (!err)
-		err = OPEN_LOAD(b, getpeername, shunt_getpeername, &opts);
+		err = OPEN_LOAD(b, getpeername, shunt_getpeername, &opts, (void)0);
 	if (!err)
-		err = OPEN_LOAD(b, sockops, shunt_sockops, &opts);
+		err = OPEN_LOAD(b, sockops, shunt_sockops, &opts,
+				b->sockops->rodata->record_src = b->record_src);
 	if (err)
 		goto cleanup;
 
@@ -274,6 +298,8 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 	b->listeners_fd = bpf_map__fd(b->connect->maps.shunt_listeners);
 	b->config_fd = bpf_map__fd(b->connect->maps.shunt_config);
 	b->stats_fd = bpf_map__fd(b->connect->maps.shunt_stats);
+	b->conn_src_fd = bpf_map__fd(b->connect->maps.shunt_conn_src);
+	b->pod_limit_fd = bpf_map__fd(b->connect->maps.shunt_pod_limit);
 
 	/* sockops first: a connection captured by connect4 must find the
 	 * bookkeeping program already in place. */
@@ -322,6 +348,19 @@ int shunt_bpf_set_config(struct shunt_bpf *b, const struct shunt_config *cfg)
 	__u32 key = 0;
 
 	return bpf_map_update_elem(b->config_fd, &key, cfg, BPF_ANY) ? -errno : 0;
+}
+
+int shunt_bpf_set_config_flags(struct shunt_bpf *b, uint32_t mask, uint32_t flags)
+{
+	struct shunt_config cfg;
+	__u32 key = 0;
+
+	if (bpf_map_lookup_elem(b->config_fd, &key, &cfg))
+		return -errno;
+	if ((cfg.flags & mask) == (flags & mask))
+		return 0;
+	cfg.flags = (cfg.flags & ~mask) | (flags & mask);
+	return bpf_map_update_elem(b->config_fd, &key, &cfg, BPF_ANY) ? -errno : 0;
 }
 
 int shunt_bpf_set_listener(struct shunt_bpf *b, enum shunt_listener_slot slot, int fd)
@@ -383,6 +422,7 @@ int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[SHUNT_NR_MAPS]
 		b->connect->maps.shunt_overrides, b->connect->maps.shunt_orig,
 		b->connect->maps.shunt_conns,	  b->connect->maps.shunt_listeners,
 		b->connect->maps.shunt_config,	  b->connect->maps.shunt_stats,
+		b->connect->maps.shunt_conn_src,  b->connect->maps.shunt_pod_limit,
 	};
 
 	for (int i = 0; i < SHUNT_NR_MAPS; i++) {

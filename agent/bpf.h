@@ -13,7 +13,7 @@ struct shunt_sockops;
 struct bpf_link;
 
 #define SHUNT_NR_PROGS 5
-#define SHUNT_NR_MAPS  8
+#define SHUNT_NR_MAPS  10
 
 struct shunt_bpf {
 	struct shunt_connect *connect;
@@ -28,15 +28,19 @@ struct shunt_bpf {
 	char cgroup[256];
 	/* fds of the shared (pinned) maps */
 	int services_fd, routes_fd, overrides_fd, orig_fd, conns_fd, listeners_fd, config_fd,
-		stats_fd;
+		stats_fd, conn_src_fd, pod_limit_fd;
+	/* sockops files each connection's netns in shunt_conn_src. */
+	bool record_src;
 };
 
 /* Make sure a bpffs is mounted for pin_dir (mounting one at /sys/fs/bpf
  * when pin_dir lives there and nothing is mounted), create pin_dir, load
  * every object reusing maps already pinned there, and attach to cgroup.
+ * want_src: record each captured connection's network namespace (the
+ * per-pod limits need it), if the kernel can (b->record_src says).
  * Returns 0 or -errno, having logged what failed. */
 int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
-		   uint32_t max_routes);
+		   uint32_t max_routes, bool want_src);
 
 /* Unload. With detach, unpin and detach the programs too (a clean stop);
  * without, they stay attached through their pinned links (a successor
@@ -45,6 +49,9 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 void shunt_bpf_close(struct shunt_bpf *b, bool detach);
 
 int shunt_bpf_set_config(struct shunt_bpf *b, const struct shunt_config *cfg);
+/* Set the bits of shunt_config.flags in mask to flags', leaving the rest
+ * of the entry as it is (a read, and a write only when they differ). */
+int shunt_bpf_set_config_flags(struct shunt_bpf *b, uint32_t mask, uint32_t flags);
 int shunt_bpf_set_listener(struct shunt_bpf *b, enum shunt_listener_slot slot, int fd);
 int shunt_bpf_stats(struct shunt_bpf *b, uint64_t out[SHUNT_STAT_MAX]);
 

@@ -138,6 +138,12 @@ static const char *const kernel_help[SHUNT_STAT_MAX] = {
 	[SHUNT_STAT_ORIG_FULL] = "Captures whose original destination could not be recorded.",
 	[SHUNT_STAT_ESTABLISHED] = "Captured connections established.",
 	[SHUNT_STAT_PEER_RESTORED] = "getpeername() calls answered with the original destination.",
+	[SHUNT_STAT_CONN_LIMIT] =
+		"Connections to steered services let through uncaptured: the proxy "
+		"held --max-conns.",
+	[SHUNT_STAT_POD_LIMIT] =
+		"Connections to steered services let through uncaptured: their pod "
+		"held --max-conns-per-pod.",
 };
 
 static void render_proxy(struct mbuf *o, const struct proxy_stats *ps)
@@ -155,11 +161,32 @@ static void render_proxy(struct mbuf *o, const struct proxy_stats *ps)
 		{"shunt_connections_refused_total", "counter",
 		 "Connections refused because the agent was out of file descriptors.", ps->refused},
 		{"shunt_connections_limited_total", "counter",
-		 "Connections answered 503 because --max-conns were open.", ps->conn_limit},
+		 "Times the proxy reached --max-conns and the kernel stopped capturing new "
+		 "connections.",
+		 ps->conn_limit},
+		{"shunt_pod_limit_reached_total", "counter",
+		 "Times a pod reached --max-conns-per-pod and the kernel stopped capturing its new "
+		 "connections.",
+		 ps->pod_limit},
+		{"shunt_pods_limited", "gauge",
+		 "Pods at --max-conns-per-pod now, whose new connections are not captured.",
+		 ps->pods_limited},
+		{"shunt_connections_over_limit_total", "counter",
+		 "Connections accepted at --max-conns or their pod's cap (captured just before the "
+		 "kernel stopped capturing), served all the same.",
+		 ps->over_limit},
+		{"shunt_connections_pod_unknown_total", "counter",
+		 "Connections accepted without a record of their pod (captured by an earlier "
+		 "agent's programs): not counted per pod.",
+		 ps->pod_unknown},
 		{"shunt_upstream_limited_total", "counter",
-		 "Requests answered 503 because --max-upstream-conns connections to their "
-		 "destination were open.",
+		 "Keyed requests answered 503 because --max-upstream-conns connections to their "
+		 "sandbox were open.",
 		 ps->upstream_limit},
+		{"shunt_upstream_pod_limited_total", "counter",
+		 "Keyed requests answered 503 because their pod's requests held "
+		 "--max-upstream-conns-per-pod connections to the sandbox.",
+		 ps->pod_upstream_limit},
 		{"shunt_tunnels_total", "counter",
 		 "Connections tunnelled unchanged: not HTTP/1.x, or after an upgrade or CONNECT.",
 		 ps->tunnels},

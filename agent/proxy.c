@@ -23,6 +23,7 @@
 #include <unistd.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <arpa/inet.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <bpf/bpf.h>
@@ -30,6 +31,7 @@
 
 #include "bpf.h"
 #include "dstguard.h"
+#include "hmap.h"
 #include "http.h"
 #include "log.h"
 #include "proxy.h"
@@ -43,6 +45,9 @@
 #define POOL_IDLE_MS	   30000       /* an idle pooled upstream is closed after this */
 #define POOL_PEEK_AFTER_MS 1000	       /* idle longer: check it is still open */
 #define LISTEN_GRACE_MS	   250	       /* draining: accept stragglers, then close */
+#define LIMIT_LOG_MS	   1000	       /* at most one line a second about limits */
+#define LIMIT_SYNC_MS	   250	       /* the kernel's view of the limits checked */
+#define ENOTSUPP_KERNEL	   524	       /* the kernel's ENOTSUPP, not in errno.h */
 
 struct buf {
 	char *data;
@@ -52,6 +57,7 @@ struct buf {
 };
 
 struct client;
+struct pod_hold;
 
 enum up_state { UP_CONNECTING, UP_ACTIVE, UP_IDLE };
 
@@ -66,6 +72,7 @@ struct upstream {
 	struct shunt_addr dst;
 	struct client *owner;
 	struct pool *pool;	    /* of dst: counts u in open; freed only when 0 */
+	struct pod_hold *hold;	    /* its owner's pod's count for dst, or NULL */
 	struct upstream *pool_next; /* in a pool's idle list, or on the dead list */
 	uint64_t idle_since;
 	llhttp_t resp;
@@ -88,6 +95,7 @@ struct client {
 	bool rdhup; /* the peer's FIN is queued: read until EOF */
 	enum client_state state;
 	struct shunt_addr peer, orig;
+	struct pod *pod;    /* where it connected from; NULL: not tracked */
 	struct buf in;	    /* request bytes from the client */
 	uint32_t parsed;    /* request parser position in in */
 	uint32_t sent;	    /* bytes up to here went to the upstream */
@@ -126,6 +134,30 @@ struct pool {
 	struct pool *next;
 };
 
+/* A pod, as the kernel tells them apart: its network namespace (hostNetwork
+ * pods share the node's). Exists while it has connections in the proxy. */
+struct pod {
+	uint64_t netns;		/* netns cookie */
+	struct shunt_addr peer; /* an address it connected from, for people */
+	size_t conns;		/* its client connections in the proxy */
+	bool limited;		/* at --max-conns-per-pod: in shunt_pod_limit */
+};
+
+/* Upstream connections one pod's requests hold to one sandbox (for
+ * --max-upstream-conns-per-pod). Exists while held > 0, and until the next
+ * sweep after that (LIMIT_SYNC_MS): a keep-alive client's keyed requests,
+ * one after the other, find it again instead of allocating it each time. */
+struct hold_key {
+	uint64_t netns;
+	struct shunt_addr dst;
+	uint32_t zero; /* the struct's tail padding, spelled out: keys are bytes */
+};
+
+struct pod_hold {
+	struct hold_key k;
+	size_t held;
+};
+
 struct listener {
 	struct ev_handler h;
 	struct proxy *p;
@@ -155,6 +187,15 @@ struct proxy {
 	uint64_t drain_deadline;
 	uint64_t listen_close_at; /* 0, or when the listeners close */
 	struct reqstats rs;
+	/* Fairness between pods and the node's limit (see accept_one). */
+	bool track_pods;	  /* shunt_conn_src is filled: count per pod */
+	bool conn_limited;	  /* at --max-conns: SHUNT_CFG_CONN_LIMIT */
+	bool no_take;		  /* the kernel has no LOOKUP_AND_DELETE for hashes */
+	struct hmap pods;	  /* netns cookie -> struct pod */
+	struct hmap holds;	  /* struct hold_key -> struct pod_hold */
+	uint64_t limit_log_next;  /* loop time before which limit lines are held back */
+	uint64_t limit_sync_next; /* loop time of the next limits_reconcile() */
+	uint64_t limit_log_quiet; /* lines held back since the last one */
 };
 
 static void client_pump(struct client *c);
@@ -231,6 +272,59 @@ static void pool_remove(struct upstream *u)
 	}
 }
 
+/* The count of connections one pod's requests hold to dst, created at 0
+ * when asked; NULL only when out of memory. */
+static struct pod_hold *hold_get(struct proxy *p, uint64_t netns, const struct shunt_addr *dst)
+{
+	struct hold_key k;
+	struct pod_hold *h;
+
+	memset(&k, 0, sizeof(k));
+	k.netns = netns;
+	k.dst = *dst;
+	k.dst.pad = 0;
+	h = hmap_get(&p->holds, &k, sizeof(k));
+	if (h)
+		return h;
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return NULL;
+	h->k = k;
+	if (hmap_put(&p->holds, &h->k, sizeof(h->k), h, NULL)) {
+		free(h);
+		return NULL;
+	}
+	return h;
+}
+
+/* Forget the counts that dropped to zero (every LIMIT_SYNC_MS, and at the
+ * end). */
+static void holds_sweep(struct proxy *p)
+{
+	struct hmap_entry *e, *next;
+	size_t it;
+
+	for (e = hmap_first(&p->holds, &it); e; e = next) {
+		struct pod_hold *h = e->val;
+
+		next = hmap_next(&p->holds, e, &it);
+		if (!h->held) {
+			hmap_del(&p->holds, &h->k, sizeof(h->k));
+			free(h);
+		}
+	}
+}
+
+/* u no longer works for a client (the exchange ended or u closes). */
+static void up_disown(struct upstream *u)
+{
+	u->owner = NULL;
+	if (u->hold) {
+		u->hold->held--;
+		u->hold = NULL;
+	}
+}
+
 static void up_close(struct upstream *u)
 {
 	struct proxy *p = u->p;
@@ -242,7 +336,7 @@ static void up_close(struct upstream *u)
 	u->pool->open--;
 	if (u->owner && u->owner->up == u)
 		u->owner->up = NULL;
-	u->owner = NULL;
+	up_disown(u);
 	loop_del(p->loop, u->fd);
 	close(u->fd);
 	u->fd = -1;
@@ -258,7 +352,7 @@ static void up_release(struct upstream *u)
 	struct proxy *p = u->p;
 	struct pool *pl;
 
-	u->owner = NULL;
+	up_disown(u);
 	pl = u->pool;
 	if (pl->n >= p->o.max_idle_per_dst || u->eof || u->in.end != u->parsed) {
 		up_close(u);
@@ -304,8 +398,14 @@ static void up_event(struct ev_handler *h, uint32_t events)
 /* errno of up_new() when the destination guard refuses dst (an address of
  * the node): never an errno connect() itself gives. */
 #define EDST_REFUSED ENOTUNIQ
+/* errno of attach_upstream() when the client's pod holds
+ * --max-upstream-conns-per-pod connections to dst. */
+#define EPOD_UPSTREAM_LIMIT EDQUOT
 
-static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst)
+/* limited: dst is a sandbox, which --max-upstream-conns protects. A request
+ * without a route goes where the application was going anyway: no upstream
+ * limit applies to it (the connection limits bound those). */
+static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst, bool limited)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = addr_to_sockaddr(dst, &ss);
@@ -325,7 +425,7 @@ static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst)
 		errno = EDST_REFUSED;
 		return NULL;
 	}
-	if (p->o.max_upstream_per_dst && pl->open >= p->o.max_upstream_per_dst) {
+	if (limited && p->o.max_upstream_per_dst && pl->open >= p->o.max_upstream_per_dst) {
 		p->st.upstream_limit++;
 		errno = EUPSTREAM_LIMIT;
 		return NULL;
@@ -364,7 +464,8 @@ static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst)
 }
 
 /* A pooled connection if one is idle, else a new one. */
-static struct upstream *up_get(struct proxy *p, const struct shunt_addr *dst, bool fresh)
+static struct upstream *up_get(struct proxy *p, const struct shunt_addr *dst, bool fresh,
+			       bool limited)
 {
 	struct pool *pl = fresh ? NULL : pool_find(p, dst, false);
 	struct upstream *u;
@@ -393,7 +494,7 @@ static struct upstream *up_get(struct proxy *p, const struct shunt_addr *dst, bo
 		p->st.upstream_reused++;
 		return u;
 	}
-	return up_new(p, dst);
+	return up_new(p, dst, limited);
 }
 
 /* ------------------------------------------------------------- parsing */
@@ -434,6 +535,216 @@ static int on_resp_complete(llhttp_t *ll)
 		return 0; /* interim (100 Continue, 103): the final one follows */
 	c->resp_done = true;
 	return HPE_PAUSED;
+}
+
+/* ------------------------------------------------------------- limits */
+
+/* Lines about limits: at most one per LIMIT_LOG_MS, so a pod hammering at
+ * its cap cannot flood the log. Returns NULL when this one is held back,
+ * else the line's tail: how often it happened, and how many lines were
+ * held back since the last one. */
+static const char *limit_log(struct proxy *p, uint64_t times, char *buf, size_t len)
+{
+	if (p->loop->now_ms < p->limit_log_next) {
+		p->limit_log_quiet++;
+		return NULL;
+	}
+	p->limit_log_next = p->loop->now_ms + LIMIT_LOG_MS;
+	if (p->limit_log_quiet)
+		snprintf(buf, len, "%llu so far; %llu lines about limits not logged",
+			 (unsigned long long)times, (unsigned long long)p->limit_log_quiet);
+	else
+		snprintf(buf, len, "%llu so far", (unsigned long long)times);
+	p->limit_log_quiet = 0;
+	return buf;
+}
+
+/* A pod by an address it connected from (its pod IP; the node's address
+ * for hostNetwork pods, which share one netns). */
+static const char *pod_name(const struct pod *pod, char *buf, size_t len)
+{
+	int af = pod->peer.family == SHUNT_FAMILY_V4 ? AF_INET : AF_INET6;
+
+	if (!inet_ntop(af, pod->peer.addr, buf, (socklen_t)len))
+		snprintf(buf, len, "?");
+	return buf;
+}
+
+/* shunt_config.flags as the limits stand. Only the agent in charge writes
+ * them: a draining one has a successor, or no listener in the sockmap. */
+static void limits_to_kernel(struct proxy *p)
+{
+	uint32_t flags = (p->conn_limited ? SHUNT_CFG_CONN_LIMIT : 0) |
+			 (p->st.pods_limited ? SHUNT_CFG_POD_LIMIT : 0);
+	int err;
+
+	if (p->draining)
+		return;
+	err = shunt_bpf_set_config_flags(p->bpf, SHUNT_CFG_CONN_LIMIT | SHUNT_CFG_POD_LIMIT, flags);
+	if (err)
+		pr_warn("write shunt_config flags %#x: %s", flags, strerror(-err));
+}
+
+static void conn_limit_set(struct proxy *p, bool on)
+{
+	char tail[96];
+
+	p->conn_limited = on;
+	limits_to_kernel(p);
+	if (on) {
+		p->st.conn_limit++;
+		if (limit_log(p, p->st.conn_limit, tail, sizeof(tail)))
+			pr_warn("connection limit (--max-conns %zu) reached: new connections go to "
+				"their destinations uncaptured until %zu or fewer are open (%s)",
+				p->o.max_conns, limit_resume_at(p->o.max_conns), tail);
+	} else {
+		pr_debug("back under --max-conns %zu: capturing again", p->o.max_conns);
+	}
+}
+
+static void pod_limit_set(struct proxy *p, struct pod *pod, bool on)
+{
+	struct shunt_pod_limit v = {.conns = (__u32)pod->conns,
+				    .limit = (__u32)p->o.max_conns_per_pod,
+				    .since_unix = (__u64)time(NULL)};
+	char who[INET6_ADDRSTRLEN], tail[96];
+	int err = 0;
+
+	pod->limited = on;
+	if (on)
+		p->st.pods_limited++;
+	else
+		p->st.pods_limited--;
+	if (!p->draining) {
+		if (on && bpf_map_update_elem(p->bpf->pod_limit_fd, &pod->netns, &v, BPF_ANY))
+			err = -errno;
+		else if (!on && bpf_map_delete_elem(p->bpf->pod_limit_fd, &pod->netns) &&
+			 errno != ENOENT)
+			err = -errno;
+	}
+	if (err)
+		pr_warn("pod %s (netns %llu): %s shunt_pod_limit: %s",
+			pod_name(pod, who, sizeof(who)), (unsigned long long)pod->netns,
+			on ? "add to" : "remove from", strerror(-err));
+	limits_to_kernel(p);
+	if (!on) {
+		pr_debug("pod %s (netns %llu) back under --max-conns-per-pod: captured again",
+			 pod_name(pod, who, sizeof(who)), (unsigned long long)pod->netns);
+		return;
+	}
+	p->st.pod_limit++;
+	if (limit_log(p, p->st.pod_limit, tail, sizeof(tail)))
+		pr_warn("pod %s (netns %llu) reached --max-conns-per-pod %zu: its new connections "
+			"go to their destinations uncaptured until it holds %zu or fewer (%s)",
+			pod_name(pod, who, sizeof(who)), (unsigned long long)pod->netns,
+			p->o.max_conns_per_pod, limit_resume_at(p->o.max_conns_per_pod), tail);
+}
+
+/* c connected from the netns filed for it; count it against its pod. */
+static void pod_attach(struct client *c, uint64_t netns)
+{
+	struct proxy *p = c->p;
+	struct pod *pod = hmap_get(&p->pods, &netns, sizeof(netns));
+
+	if (!pod) {
+		pod = calloc(1, sizeof(*pod));
+		if (!pod)
+			return; /* not counted: the node's limit still holds */
+		pod->netns = netns;
+		pod->peer = c->peer;
+		if (hmap_put(&p->pods, &pod->netns, sizeof(pod->netns), pod, NULL)) {
+			free(pod);
+			return;
+		}
+	}
+	c->pod = pod;
+	pod->conns++;
+	if (!p->o.max_conns_per_pod || pod->conns < p->o.max_conns_per_pod)
+		return;
+	if (pod->conns > p->o.max_conns_per_pod)
+		p->st.over_limit++; /* captured before the kernel heard: served */
+	if (!pod->limited)
+		pod_limit_set(p, pod, true);
+}
+
+static void pod_detach(struct client *c)
+{
+	struct proxy *p = c->p;
+	struct pod *pod = c->pod;
+
+	c->pod = NULL;
+	pod->conns--;
+	if (pod->limited && pod->conns <= limit_resume_at(p->o.max_conns_per_pod))
+		pod_limit_set(p, pod, false);
+	if (!pod->conns) {
+		hmap_del(&p->pods, &pod->netns, sizeof(pod->netns));
+		free(pod);
+	}
+}
+
+/*
+ * Make the kernel's view of the limits ours again: shunt_pod_limit holds
+ * exactly the pods this proxy limits, the flags say so. Entries of an agent
+ * before us (a takeover, a crash) or of a write that raced one go here, at
+ * the latest LIMIT_SYNC_MS after they appeared. Two system calls when
+ * nothing is limited.
+ */
+static void limits_reconcile(struct proxy *p)
+{
+	int fd = p->bpf->pod_limit_fd;
+	__u64 key, next;
+	void *prev = NULL;
+	uint64_t present = 0;
+
+	if (p->draining)
+		return;
+	for (unsigned int i = 0; i < 2 * SHUNT_MAX_PODS; i++) {
+		struct pod *pod;
+
+		if (bpf_map_get_next_key(fd, prev, &next))
+			break;
+		pod = hmap_get(&p->pods, &next, sizeof(next));
+		if (pod && pod->limited) {
+			present++;
+			key = next;
+			prev = &key;
+			continue;
+		}
+		/* the next lookup continues after prev, as before */
+		bpf_map_delete_elem(fd, &next);
+	}
+	if (present != p->st.pods_limited) {
+		size_t it;
+
+		for (struct hmap_entry *e = hmap_first(&p->pods, &it); e;
+		     e = hmap_next(&p->pods, e, &it)) {
+			struct pod *pod = e->val;
+			struct shunt_pod_limit v = {.conns = (__u32)pod->conns,
+						    .limit = (__u32)p->o.max_conns_per_pod,
+						    .since_unix = (__u64)time(NULL)};
+
+			if (pod->limited)
+				bpf_map_update_elem(fd, &pod->netns, &v, BPF_NOEXIST);
+		}
+	}
+	limits_to_kernel(p);
+}
+
+/* Read and remove a connection's record: one system call where the kernel
+ * can (LOOKUP_AND_DELETE on hash maps, 5.14), two where it cannot. */
+static int map_take(struct proxy *p, int fd, const void *key, void *val)
+{
+	if (!p->no_take) {
+		if (!bpf_map_lookup_and_delete_elem(fd, key, val))
+			return 0;
+		if (errno != EINVAL && errno != ENOTSUPP_KERNEL && errno != EOPNOTSUPP)
+			return -errno;
+		p->no_take = true;
+	}
+	if (bpf_map_lookup_elem(fd, key, val))
+		return -errno;
+	bpf_map_delete_elem(fd, key);
+	return 0;
 }
 
 /* ------------------------------------------------------------- clients */
@@ -526,6 +837,10 @@ static void client_close(struct client *c)
 	c->next = p->dead_clients;
 	p->dead_clients = c;
 	p->st.active--;
+	if (c->pod)
+		pod_detach(c);
+	if (p->conn_limited && p->st.active <= limit_resume_at(p->o.max_conns))
+		conn_limit_set(p, false);
 }
 
 static const char *status_text(int status)
@@ -597,12 +912,30 @@ static void client_error(struct client *c, int status, const char *fmt, ...)
 static bool attach_upstream(struct client *c, bool fresh)
 {
 	struct proxy *p = c->p;
-	struct upstream *u = up_get(p, &c->dst, fresh);
+	struct pod_hold *h = NULL;
+	struct upstream *u;
 
+	if (c->to_sandbox && c->pod && p->o.max_upstream_per_pod) {
+		h = hold_get(p, c->pod->netns, &c->dst);
+		if (!h) {
+			errno = ENOMEM;
+			return false;
+		}
+		if (h->held >= p->o.max_upstream_per_pod) {
+			p->st.pod_upstream_limit++;
+			errno = EPOD_UPSTREAM_LIMIT;
+			return false;
+		}
+	}
+	u = up_get(p, &c->dst, fresh, c->to_sandbox);
 	if (!u)
 		return false;
 	c->up = u;
 	u->owner = c;
+	if (h) {
+		u->hold = h;
+		h->held++;
+	}
 	llhttp_init(&u->resp, HTTP_RESPONSE, &p->resp_settings);
 	/* An interim response that says "close" must not stop the parser
 	 * before the final response it announces. */
@@ -623,10 +956,22 @@ static bool method_is_idempotent(uint8_t m)
 /* No connection could be had for the current request. */
 static void no_upstream(struct client *c, int err)
 {
-	char a[ADDR_STR_LEN];
+	struct proxy *p = c->p;
+	char a[ADDR_STR_LEN], who[INET6_ADDRSTRLEN], tail[96];
 
 	format_addr_port(&c->dst, a, sizeof(a));
-	if (err == EUPSTREAM_LIMIT)
+	if (err == EPOD_UPSTREAM_LIMIT) {
+		if (limit_log(p, p->st.pod_upstream_limit, tail, sizeof(tail)))
+			pr_warn("pod %s (netns %llu): its requests hold %zu connections to "
+				"sandbox %s (--max-upstream-conns-per-pod %zu): answering 503 (%s)",
+				pod_name(c->pod, who, sizeof(who)),
+				(unsigned long long)c->pod->netns, p->o.max_upstream_per_pod, a,
+				p->o.max_upstream_per_pod, tail);
+		client_error(c, 503,
+			     "shunt: this pod's requests hold %zu connections to sandbox %s, the "
+			     "limit (--max-upstream-conns-per-pod); try again",
+			     p->o.max_upstream_per_pod, a);
+	} else if (err == EUPSTREAM_LIMIT)
 		client_error(c, 503,
 			     "shunt: %zu connections to %s are open, the limit "
 			     "(--max-upstream-conns); try again",
@@ -730,7 +1075,8 @@ static void upstream_failed(struct client *c, int err)
 		if (attach_upstream(c, true))
 			return;
 		err = errno;
-		if ((err == EUPSTREAM_LIMIT || err == EDST_REFUSED) && !c->resp_started) {
+		if ((err == EUPSTREAM_LIMIT || err == EPOD_UPSTREAM_LIMIT || err == EDST_REFUSED) &&
+		    !c->resp_started) {
 			no_upstream(c, err);
 			return;
 		}
@@ -1370,6 +1716,7 @@ static void accept_one(struct proxy *p, int fd)
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct shunt_orig orig;
+	struct shunt_conn_src src;
 	struct client *c;
 	char a[ADDR_STR_LEN];
 
@@ -1394,34 +1741,40 @@ static void accept_one(struct proxy *p, int fd)
 	 * completed, so it is there by the time accept() returns. */
 	if (getpeername(fd, (struct sockaddr *)&ss, &sl) ||
 	    addr_from_sockaddr((struct sockaddr *)&ss, &c->peer) ||
-	    bpf_map_lookup_elem(p->bpf->conns_fd, &c->peer, &orig)) {
+	    map_take(p, p->bpf->conns_fd, &c->peer, &orig)) {
 		p->st.unknown++;
 		pr_debug("connection from %s was not captured by shunt: closing",
 			 format_addr_port(&c->peer, a, sizeof(a)));
 		client_close(c);
 		return;
 	}
-	bpf_map_delete_elem(p->bpf->conns_fd, &c->peer);
 	c->orig = orig.dst;
+	if (p->track_pods) {
+		/* Captured by an agent before us (a takeover) or evicted:
+		 * served, but not counted against a pod. */
+		if (map_take(p, p->bpf->conn_src_fd, &c->peer, &src))
+			p->st.pod_unknown++;
+		else
+			pod_attach(c, src.netns);
+	}
 	client_reset_request(c);
 	if (loop_add(p->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->h)) {
 		pr_warn("epoll add: %s", strerror(errno));
 		client_close(c);
 		return;
 	}
-	if (p->o.max_conns && p->st.active > p->o.max_conns) {
-		/* Answered at once and closed after a short linger, so the
-		 * connections over the limit cost a moment, not a slot. */
-		p->st.conn_limit++;
-		if (!(p->st.conn_limit & (p->st.conn_limit - 1)))
-			pr_warn("connection limit (--max-conns %zu) reached: answering 503 (%llu "
-				"so far)",
-				p->o.max_conns, (unsigned long long)p->st.conn_limit);
-		client_error(c, 503,
-			     "shunt: this node's proxy has %zu connections open, the limit "
-			     "(--max-conns); try again",
-			     p->o.max_conns);
-		client_pump(c);
+	/*
+	 * At a limit the kernel stops capturing (fail open: the connections
+	 * go where the applications were going). Connections captured before
+	 * it heard are here already, at most a listen backlog of them: they
+	 * are served like any other, since the only alternative left would be
+	 * to refuse them.
+	 */
+	if (p->o.max_conns && p->st.active >= p->o.max_conns) {
+		if (p->st.active > p->o.max_conns)
+			p->st.over_limit++;
+		if (!p->conn_limited)
+			conn_limit_set(p, true);
 	}
 }
 
@@ -1573,6 +1926,9 @@ int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loo
 	p->resp_settings.on_headers_complete = on_resp_headers;
 	p->resp_settings.on_message_complete = on_resp_complete;
 
+	p->track_pods = bpf->record_src && (o->max_conns_per_pod || o->max_upstream_per_pod);
+	/* Limits an agent before us left in the kernel are not ours. */
+	limits_reconcile(p);
 	for (int i = 0; i < o->n_listen && !err; i++)
 		err = listen_on(p, &o->listen[i]);
 	for (int i = 0; i < p->o.n_inherited; i++)
@@ -1667,6 +2023,10 @@ void proxy_stop(struct proxy *p)
 	proxy_reap(p);
 	if (p->spare_fd >= 0)
 		close(p->spare_fd);
+	/* Every client is gone, and with them their pods and holds. */
+	holds_sweep(p);
+	hmap_free(&p->pods);
+	hmap_free(&p->holds);
 	reqstats_free(&p->rs);
 	free(p->hdrs);
 	free(p);
@@ -1723,6 +2083,12 @@ void proxy_tick(struct proxy *p)
 
 	if (p->listen_close_at && now >= p->listen_close_at)
 		close_listeners(p);
+	/* proxy_tick runs after every loop iteration: these, every 250 ms. */
+	if (now >= p->limit_sync_next) {
+		p->limit_sync_next = now + LIMIT_SYNC_MS;
+		limits_reconcile(p);
+		holds_sweep(p);
+	}
 	if (p->draining && now >= p->drain_deadline) {
 		if (p->clients)
 			pr_warn("drain timeout: closing %llu connection(s) still open",

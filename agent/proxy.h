@@ -32,8 +32,10 @@ struct proxy_opts {
 	size_t max_head_bytes;
 	size_t max_headers;
 	size_t max_idle_per_dst;
-	size_t max_conns;	     /* client connections at once; beyond: 503 */
-	size_t max_upstream_per_dst; /* upstream connections per destination; beyond: 503 */
+	size_t max_conns;	     /* client connections at once; beyond: fail open */
+	size_t max_conns_per_pod;    /* ... of one pod (netns); beyond: fail open; 0 = no cap */
+	size_t max_upstream_per_dst; /* connections to one sandbox; beyond: 503 */
+	size_t max_upstream_per_pod; /* ... held by one pod's requests; beyond: 503; 0 = no cap */
 	bool access_log;	     /* a line per request to a steered service */
 	struct rk_config rk;
 	/* Listening sockets handed over by the agent before this one (see
@@ -44,13 +46,18 @@ struct proxy_opts {
 };
 
 struct proxy_stats {
-	uint64_t accepted;	 /* client connections accepted */
-	uint64_t active;	 /* client connections open now */
-	uint64_t unknown;	 /* accepted, but no capture record: closed */
-	uint64_t refused;	 /* closed at once: out of file descriptors */
-	uint64_t conn_limit;	 /* answered 503: --max-conns reached */
-	uint64_t upstream_limit; /* answered 503: --max-upstream-conns reached */
-	uint64_t requests;	 /* requests routed */
+	uint64_t accepted;	     /* client connections accepted */
+	uint64_t active;	     /* client connections open now */
+	uint64_t unknown;	     /* accepted, but no capture record: closed */
+	uint64_t refused;	     /* closed at once: out of file descriptors */
+	uint64_t conn_limit;	     /* times --max-conns was reached (then: fail open) */
+	uint64_t pod_limit;	     /* times a pod reached --max-conns-per-pod */
+	uint64_t pods_limited;	     /* pods at their cap now, not captured */
+	uint64_t over_limit;	     /* accepted at a limit (captured just before it): served */
+	uint64_t pod_unknown;	     /* accepted without the pod's netns: not counted per pod */
+	uint64_t upstream_limit;     /* answered 503: --max-upstream-conns reached */
+	uint64_t pod_upstream_limit; /* answered 503: --max-upstream-conns-per-pod reached */
+	uint64_t requests;	     /* requests routed */
 	uint64_t to_sandbox;
 	uint64_t to_baseline;
 	uint64_t fallbacks;	    /* sandbox unreachable, sent to baseline by route */
@@ -66,6 +73,16 @@ struct proxy_stats {
 };
 
 struct proxy;
+
+/* A connection limit hit at cap lifts once cap - max(1, cap / 8) or fewer
+ * connections are open: a pod (or the node) hovering at its cap does not
+ * flip the kernel's capture on and off with every connection. */
+static inline size_t limit_resume_at(size_t cap)
+{
+	size_t gap = cap / 8 ? cap / 8 : 1;
+
+	return cap > gap ? cap - gap : 0;
+}
 
 int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loop,
 		struct store *store, struct shunt_bpf *bpf);

@@ -70,10 +70,22 @@ static const char usage_text[] =
 	"                          kube-ipvs0, kube-proxy's IPVS mode). Every other\n"
 	"                          address of the node, loopback, link-local,\n"
 	"                          multicast and broadcast are never dialled\n"
-	"  --max-conns N           client connections the proxy holds at once; more\n"
-	"                          get 503 (default 16384; each costs 2 descriptors)\n"
-	"  --max-upstream-conns N  connections to one upstream (sandbox or service)\n"
-	"                          at once; more requests get 503 (default 1024)\n"
+	"  --max-conns N           client connections the proxy holds at once (default\n"
+	"                          16384; each costs 2 descriptors); at the limit new\n"
+	"                          connections are not captured: they go straight to\n"
+	"                          their destinations until 1/8 of it is free again\n"
+	"  --max-conns-per-pod N   the same for the connections of one pod (network\n"
+	"                          namespace; hostNetwork pods share one): a pod at its\n"
+	"                          cap is not captured, others are (default 1024,\n"
+	"                          none when --max-conns is not above it; 0 = no cap;\n"
+	"                          needs Linux 5.15)\n"
+	"  --max-upstream-conns N  connections to one sandbox at once; more keyed\n"
+	"                          requests get 503 (default 1024); requests without\n"
+	"                          a route are never refused by an upstream limit\n"
+	"  --max-upstream-conns-per-pod N\n"
+	"                          connections one pod's requests hold to one sandbox;\n"
+	"                          more get 503 (default 512, none when\n"
+	"                          --max-upstream-conns is not above it; 0 = no cap)\n"
 	"  --max-routes N          size of the route table, fixed once pinned; a\n"
 	"                          route add beyond it is refused (default 16384)\n"
 	"  --metrics-addr IP:PORT  serve /metrics (Prometheus), /healthz and /readyz\n"
@@ -133,7 +145,10 @@ static const char usage_text[] =
 	"         --control-group shunt-ops    # shunt-ops members: shuntctl route list, status\n"
 	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 --kubernetes \\\n"
 	"         --sandbox-cidr 10.244.0.0/16 --sandbox-cidr fd00:244::/56 \\\n"
-	"         --max-routes-per-namespace 2048\n";
+	"         --max-routes-per-namespace 2048\n"
+
+	"  shuntd --cgroup /sys/fs/cgroup/kubepods.slice --proxy-addr 10.0.0.5 \\\n"
+	"         --max-conns 20000 --max-conns-per-pod 500 --max-upstream-conns-per-pod 64\n";
 
 enum {
 	OPT_CGROUP = 256,
@@ -154,6 +169,8 @@ enum {
 	OPT_DRAIN_TIMEOUT,
 	OPT_MAX_CONNS,
 	OPT_MAX_UPSTREAM,
+	OPT_MAX_CONNS_POD,
+	OPT_MAX_UPSTREAM_POD,
 	OPT_MAX_ROUTES,
 	OPT_METRICS_ADDR,
 	OPT_HEALTH_ADDR,
@@ -190,6 +207,8 @@ static const struct option long_opts[] = {
 	{"drain-timeout", required_argument, NULL, OPT_DRAIN_TIMEOUT},
 	{"max-conns", required_argument, NULL, OPT_MAX_CONNS},
 	{"max-upstream-conns", required_argument, NULL, OPT_MAX_UPSTREAM},
+	{"max-conns-per-pod", required_argument, NULL, OPT_MAX_CONNS_POD},
+	{"max-upstream-conns-per-pod", required_argument, NULL, OPT_MAX_UPSTREAM_POD},
 	{"max-routes", required_argument, NULL, OPT_MAX_ROUTES},
 	{"metrics-addr", required_argument, NULL, OPT_METRICS_ADDR},
 	{"health-addr", required_argument, NULL, OPT_HEALTH_ADDR},
@@ -316,6 +335,7 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 	uint64_t v;
 	int opt, custom_headers = 0;
 	const char *k8s_only = NULL; /* a Kubernetes flag given */
+	bool conns_pod_set = false, upstream_pod_set = false;
 
 	rk_config_default(&po->rk);
 	po->head_timeout_ms = 10000;
@@ -327,6 +347,12 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 	po->max_idle_per_dst = 64;
 	po->max_conns = 16384;
 	po->max_upstream_per_dst = 1024;
+	/* A pod may hold 1/16 of the node's connections (an app's connection
+	 * pool is far smaller), and half of what a sandbox accepts: never all
+	 * of it, and a load test of one pod against its sandbox (make bench
+	 * keeps 500 keyed requests in flight) still fits. */
+	po->max_conns_per_pod = 1024;
+	po->max_upstream_per_pod = 512;
 	a->pin_dir = DEFAULT_PIN_DIR;
 	a->control_path = CTL_DEFAULT_PATH;
 	a->drain_timeout_ms = 20000;
@@ -382,6 +408,18 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 			if (opt_size("max-upstream-conns", optarg, 1, 1000000,
 				     &po->max_upstream_per_dst))
 				return 2;
+			break;
+		case OPT_MAX_CONNS_POD:
+			if (opt_size("max-conns-per-pod", optarg, 0, 1000000,
+				     &po->max_conns_per_pod))
+				return 2;
+			conns_pod_set = true;
+			break;
+		case OPT_MAX_UPSTREAM_POD:
+			if (opt_size("max-upstream-conns-per-pod", optarg, 0, 1000000,
+				     &po->max_upstream_per_pod))
+				return 2;
+			upstream_pod_set = true;
 			break;
 		case OPT_MAX_ROUTES:
 			if (opt_size("max-routes", optarg, 1, 1000000, &n))
@@ -512,6 +550,27 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 	}
 	if (optind < argc)
 		return usage_error("unexpected argument '%s'", argv[optind]);
+	/* A per-pod cap asked for above the node's own limit is a mistake
+	 * worth saying; a default that does not fit under it is no cap (one
+	 * pod may then take all, as the node's limit allows). */
+	if (po->max_conns_per_pod > po->max_conns && conns_pod_set) {
+		fprintf(stderr,
+			"shuntd: --max-conns-per-pod %zu is above --max-conns %zu\n"
+			"Try 'shuntd --help'.\n",
+			po->max_conns_per_pod, po->max_conns);
+		return 2;
+	}
+	if (po->max_conns_per_pod >= po->max_conns && !conns_pod_set)
+		po->max_conns_per_pod = 0;
+	if (po->max_upstream_per_pod > po->max_upstream_per_dst && upstream_pod_set) {
+		fprintf(stderr,
+			"shuntd: --max-upstream-conns-per-pod %zu is above --max-upstream-conns "
+			"%zu\nTry 'shuntd --help'.\n",
+			po->max_upstream_per_pod, po->max_upstream_per_dst);
+		return 2;
+	}
+	if (po->max_upstream_per_pod >= po->max_upstream_per_dst && !upstream_pod_set)
+		po->max_upstream_per_pod = 0;
 	if (!a->cgroup)
 		return usage_error("--cgroup is required%s", "");
 	if (!po->n_listen)
@@ -832,7 +891,8 @@ int main(int argc, char **argv)
 	}
 	if (guard_start(&a, &gh))
 		goto cleanup_loop;
-	if (shunt_bpf_open(&a.bpf, a.pin_dir, a.cgroup, max_routes))
+	if (shunt_bpf_open(&a.bpf, a.pin_dir, a.cgroup, max_routes,
+			   a.popts.max_conns_per_pod || a.popts.max_upstream_per_pod))
 		goto cleanup_loop;
 
 	for (int i = 0; i < a.popts.n_listen; i++) {
@@ -888,6 +948,13 @@ int main(int argc, char **argv)
 		goto cleanup_signal;
 
 	a.detach_on_exit = true;
+	pr_info("limits: --max-conns %zu, --max-conns-per-pod %zu, --max-upstream-conns %zu, "
+		"--max-upstream-conns-per-pod %zu%s",
+		a.popts.max_conns, a.popts.max_conns_per_pod, a.popts.max_upstream_per_dst,
+		a.popts.max_upstream_per_pod,
+		(a.popts.max_conns_per_pod || a.popts.max_upstream_per_pod) && !a.bpf.record_src
+			? " (per-pod caps off: see the warning above)"
+			: "");
 	pr_info("ready: cgroup %s, pins %s, control %s", a.cgroup, a.pin_dir, a.control_path);
 	while (!a.loop.stop) {
 		err = loop_run_once(&a.loop, TICK_MS);

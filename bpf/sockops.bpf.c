@@ -7,6 +7,12 @@
  */
 #include "lib/capture.h"
 
+/* Set by the agent before loading: file each captured connection's network
+ * namespace in shunt_conn_src (the per-pod limits are on, and the kernel
+ * has bpf_get_netns_cookie for sockops, 5.15 and later). Off, the call is
+ * dead code the verifier never looks at. */
+const volatile __u8 record_src = 0;
+
 static __always_inline void on_active_established(struct bpf_sock_ops *skops)
 {
 	__u64 cookie = bpf_get_socket_cookie(skops);
@@ -41,6 +47,13 @@ static __always_inline void on_active_established(struct bpf_sock_ops *skops)
 			client.family = SHUNT_FAMILY_V6;
 			addr_set_words(&client, ip6, 4);
 		}
+	}
+	/* The pod first: the proxy looks shunt_conns up first, and by then
+	 * this must be there too. */
+	if (record_src) {
+		struct shunt_conn_src src = {.netns = bpf_get_netns_cookie(skops)};
+
+		bpf_map_update_elem(&shunt_conn_src, &client, &src, BPF_ANY);
 	}
 	bpf_map_update_elem(&shunt_conns, &client, orig, BPF_ANY);
 	stat_inc(SHUNT_STAT_ESTABLISHED);

@@ -132,6 +132,20 @@ static __always_inline const struct shunt_addr *capture(struct bpf_sock_addr *ct
 		stat_inc(SHUNT_STAT_FAIL_OPEN);
 		return NULL;
 	}
+	/* At a limit the proxy would have to refuse the connection; left
+	 * alone, it reaches where the application was going. */
+	if (cfg->flags & SHUNT_CFG_CONN_LIMIT) {
+		stat_inc(SHUNT_STAT_CONN_LIMIT);
+		return NULL;
+	}
+	if (cfg->flags & SHUNT_CFG_POD_LIMIT) {
+		__u64 netns = bpf_get_netns_cookie(ctx);
+
+		if (bpf_map_lookup_elem(&shunt_pod_limit, &netns)) {
+			stat_inc(SHUNT_STAT_POD_LIMIT);
+			return NULL;
+		}
+	}
 	/* Without the record the proxy could not find the original
 	 * destination: better uncaptured than broken. */
 	if (orig_record(ctx, dst, 0))

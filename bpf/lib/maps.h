@@ -49,6 +49,29 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } shunt_conns SEC(".maps");
 
+/* Client address:port -> the network namespace it connected from (its
+ * pod), filed next to shunt_conns by sockops; the proxy takes it at
+ * accept() to count connections per pod. Written only while the agent
+ * asks for it (sockops' record_src). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SHUNT_MAX_CONN_SRC);
+	__type(key, struct shunt_addr);
+	__type(value, struct shunt_conn_src);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shunt_conn_src SEC(".maps");
+
+/* Pods (netns cookies) at --max-conns-per-pod: their new connections are
+ * not captured. Written by the proxy; read by connect4/6 only while
+ * shunt_config has SHUNT_CFG_POD_LIMIT. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SHUNT_MAX_PODS);
+	__type(key, __u64);
+	__type(value, struct shunt_pod_limit);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shunt_pod_limit SEC(".maps");
+
 /* (source netns or cgroup, destination) -> where to connect instead. Read
  * by connect4/6 only for destinations whose shunt_services entry counts
  * overrides. */

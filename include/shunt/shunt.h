@@ -43,6 +43,18 @@
 #ifndef SHUNT_MAX_OVERRIDES
 #define SHUNT_MAX_OVERRIDES 1024U
 #endif
+/* shunt_conn_src holds a connection only from its establishment to the
+ * proxy's accept(): at most the two listeners' backlogs (4096 each at
+ * most), with room for records an older agent accepted without taking. */
+#ifndef SHUNT_MAX_CONN_SRC
+#define SHUNT_MAX_CONN_SRC 16384U
+#endif
+/* Pods (network namespaces) that can be at their connection cap at once:
+ * far more than a node runs. A pod the map has no room for stays captured
+ * (the global limit still applies). */
+#ifndef SHUNT_MAX_PODS
+#define SHUNT_MAX_PODS 4096U
+#endif
 /* Slots of shunt_stats: more than enum shunt_stat uses, so that a newer
  * agent with more counters still fits the map an older one pinned. */
 #define SHUNT_STAT_SLOTS 32U
@@ -108,6 +120,23 @@ struct shunt_orig {
 	__u64 cookie; /* client socket cookie, for correlation in dumps */
 };
 
+/* shunt_conn_src value (keyed like shunt_conns, by the client's
+ * address:port): the network namespace the client connected from, i.e. its
+ * pod. A map of its own rather than a field of struct shunt_orig, whose
+ * layout agents of the previous version read during a takeover. */
+struct shunt_conn_src {
+	__u64 netns; /* netns cookie (bpf_get_netns_cookie, SO_NETNS_COOKIE) */
+};
+
+/* shunt_pod_limit value (keyed by a netns cookie, __u64): this pod holds
+ * --max-conns-per-pod connections in the proxy, so connect4/6 leave its new
+ * connections alone until it is back under the cap. */
+struct shunt_pod_limit {
+	__u32 conns;	  /* its connections in the proxy when the cap was hit */
+	__u32 limit;	  /* --max-conns-per-pod */
+	__u64 since_unix; /* seconds since the epoch */
+};
+
 /* Who an override applies to: the connecting socket's network namespace,
  * or a cgroup the connecting task is in (at any depth below it). */
 enum shunt_src_kind {
@@ -133,12 +162,24 @@ struct shunt_override {
 	char from[SHUNT_OVERRIDE_FROM_LEN]; /* the source as given, for people */
 };
 
+/* shunt_config.flags: the proxy's limits, as the connect hooks act on them.
+ * Both mean "fail open": the connection goes to its original destination,
+ * uncaptured, as when no proxy listener is alive. */
+enum shunt_config_flags {
+	/* The proxy holds --max-conns connections: capture nothing new. */
+	SHUNT_CFG_CONN_LIMIT = 1U << 0,
+	/* shunt_pod_limit has entries: look the connecting netns up. */
+	SHUNT_CFG_POD_LIMIT = 1U << 1,
+};
+
 /* shunt_config, a one-entry array: runtime settings of the kernel side. */
 struct shunt_config {
 	struct shunt_addr proxy4; /* family 0 when there is no IPv4 listener */
 	struct shunt_addr proxy6; /* family 0 when there is no IPv6 listener */
 	__u32 mark;		  /* SO_MARK of the agent's own sockets */
-	__u32 pad;
+	/* enum shunt_config_flags; was padding (always 0) before, so an
+	 * older agent's programs ignore it and an older agent clears it. */
+	__u32 flags;
 };
 
 /* Slots of shunt_listeners (a SOCKMAP holding the proxy's listening
@@ -159,6 +200,8 @@ enum shunt_stat {
 	SHUNT_STAT_ESTABLISHED,	  /* captured connection established */
 	SHUNT_STAT_PEER_RESTORED, /* getpeername() answered transparently */
 	SHUNT_STAT_OVERRIDDEN,	  /* connect() sent elsewhere by an override */
+	SHUNT_STAT_CONN_LIMIT,	  /* steered, left alone: proxy at --max-conns */
+	SHUNT_STAT_POD_LIMIT,	  /* steered, left alone: pod at its cap */
 	SHUNT_STAT_MAX,		  /* <= SHUNT_STAT_SLOTS */
 };
 
@@ -170,6 +213,8 @@ _Static_assert(sizeof(struct shunt_orig) == 32, "shunt_orig ABI");
 _Static_assert(sizeof(struct shunt_config) == 48, "shunt_config ABI");
 _Static_assert(sizeof(struct shunt_override_key) == 40, "shunt_override_key ABI");
 _Static_assert(sizeof(struct shunt_override) == 168, "shunt_override ABI");
+_Static_assert(sizeof(struct shunt_conn_src) == 8, "shunt_conn_src ABI");
+_Static_assert(sizeof(struct shunt_pod_limit) == 16, "shunt_pod_limit ABI");
 _Static_assert(SHUNT_STAT_MAX <= SHUNT_STAT_SLOTS, "shunt_stats slots");
 #endif
 

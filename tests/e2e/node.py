@@ -47,6 +47,8 @@ connect(), never accept()). Running things in a pod:
                                                a servers.py instance; logs and
                                                readiness like the built-in ones
     node.pod(name) -> {"ns", "netns", "v4", "v6", "in_cgroup"}   any pod
+    node.pod_client(pod) -> PodClient   a client worker (like node.client)
+                                        in that pod and the test cgroup
 
 NodeTestCase (base.py) sets a class's pods with node_opts = {"extra_pods":
 ...} and starts its servers in the prepare_node(node) hook.
@@ -215,13 +217,14 @@ def _size(path):
 
 
 class PodClient:
-    """Drives clientpod.py, a worker living in the client netns and the test cgroup."""
+    """Drives clientpod.py, a worker living in a pod's netns (the client
+    pod's unless told) and the test cgroup."""
 
-    def __init__(self, node):
+    def __init__(self, node, pod="client"):
         self.node = node
-        self.errlog = os.path.join(node.tmp, "client.stderr")
+        self.errlog = os.path.join(node.tmp, "client.stderr" if pod == "client" else "client-%s.stderr" % pod)
         cmd = "echo $$ > %s && exec nsenter --net=%s %s -B -u %s" % (
-            shlex.quote(os.path.join(node.cg, "cgroup.procs")), shlex.quote(node.netns_path("client")),
+            shlex.quote(os.path.join(node.cg, "cgroup.procs")), shlex.quote(node.netns_path(pod)),
             PYTHON, shlex.quote(os.path.join(E2E_DIR, "clientpod.py")))
         self.proc = node.spawn(["sh", "-c", cmd], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=open(self.errlog, "ab"))
@@ -548,6 +551,13 @@ class Node:
         if wait:
             self._wait_addresses((name,))
         return self.pod(name)
+
+    def pod_client(self, name):
+        """A client worker (PodClient, like node.client) in pod name, in the
+        test cgroup whatever the pod's default: its connect()s are captured.
+        close() stops it with the pod's other processes."""
+        self.pod(name)
+        return PodClient(self, name)
 
     def pod(self, name):
         try:

@@ -1,7 +1,8 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 """Limits: a full route table, the proxy's connection limit, the limit of
-connections to one upstream. Each gives a clear error naming the limit, is
-counted, and the agent goes on serving. (Running out of file descriptors
+connections to one sandbox. Each gives a clear error naming the limit (or,
+for the connection limit, fails open), is counted, and the agent goes on
+serving. Limits per pod are in test_fairness.py. (Running out of file descriptors
 is test_agent_config.FdExhaustion.)"""
 
 import time
@@ -45,19 +46,26 @@ class RouteTableFull(NodeTestCase):
 class ConnLimit(NodeTestCase):
     node_opts = {"shuntd_args": ["--max-conns", "3"]}
 
-    def test_connections_over_the_limit_get_503(self):
+    def test_connections_over_the_limit_fail_open(self):
         self.route(SVC4, "dev-a", TO4)
-        st0 = self.node.status()["proxy"]
+        st0, k0 = self.node.status()["proxy"], self.node.status()["kernel"]
         held = [self.connect(N.BASE4) for _ in range(3)]
         for c in held:
             self.assertPod(c.request("GET", "/held", KEY), "sandbox")
+        # at the limit the kernel stops capturing: the next connection goes
+        # straight to where the application was going (not steered, not
+        # refused), and the proxy is not involved
         c = self.connect(N.BASE4)
         r = c.request("GET", "/over", KEY)
-        self.assertEqual(r.status, 503)
-        self.assertIn(b"--max-conns", r.body)
-        self.expect_closed(c, "the connection over the limit")
-        self.assertEqual(self.node.status()["proxy"]["conn_limit"] - st0["conn_limit"], 1)
-        # the held ones still work, and a closed one frees its slot
+        self.assertEqual(r.status, 200, r)
+        self.assertPod(r, "baseline")
+        self.assertEqual(r.header("X-Peer").rsplit(":", 1)[0], N.CLIENT4, "the connection was captured")
+        st, k = self.node.status()["proxy"], self.node.status()["kernel"]
+        self.assertEqual(st["conn_limit"] - st0["conn_limit"], 1)
+        self.assertEqual(st["accepted"] - st0["accepted"], 3)
+        self.assertEqual(k["conn_limit"] - k0["conn_limit"], 1)
+        # the held ones still work, and closing one (1/8 of 3, rounded up to
+        # one) lifts the limit
         self.assertPod(held[0].request("GET", "/still", KEY), "sandbox")
         held[1].close()
         deadline = time.monotonic() + 3

@@ -242,7 +242,8 @@ static void validate(const char *text)
 	}
 }
 
-static const uint64_t kernel[SHUNT_STAT_MAX] = {10, 4, 1, 3, 0, 4, 2};
+static const uint64_t kernel[SHUNT_STAT_MAX] = {
+	10, 4, 1, 3, 0, 4, 2, [SHUNT_STAT_CONN_LIMIT] = 5, [SHUNT_STAT_POD_LIMIT] = 9};
 
 static void snapshot(struct metrics_snapshot *s, struct reqstats *rs, struct proxy_stats *ps)
 {
@@ -281,7 +282,13 @@ Test(exposition, full_snapshot)
 				 .upstream_reused = 6,
 				 .retries = 1,
 				 .fallbacks = 2,
-				 .timeouts = 3};
+				 .timeouts = 3,
+				 .conn_limit = 1,
+				 .pod_limit = 4,
+				 .pods_limited = 2,
+				 .over_limit = 7,
+				 .pod_unknown = 8,
+				 .pod_upstream_limit = 11};
 	struct metrics_snapshot s;
 	struct shunt_addr svc = v4(0x0ad30014, 8080), six = {.family = SHUNT_FAMILY_V6, .port = 80};
 	char *t;
@@ -345,6 +352,16 @@ Test(exposition, full_snapshot)
 	HAS(t, "shunt_kernel_captured_total 4");
 	HAS(t, "shunt_kernel_peer_restored_total 2");
 	HAS(t, "# TYPE shunt_kernel_fail_open_total counter");
+	/* fairness: the limits' counters, the kernel's fail-open counts */
+	HAS(t, "shunt_connections_limited_total 1");
+	HAS(t, "shunt_pod_limit_reached_total 4");
+	HAS(t, "# TYPE shunt_pods_limited gauge");
+	HAS(t, "shunt_pods_limited 2");
+	HAS(t, "shunt_connections_over_limit_total 7");
+	HAS(t, "shunt_connections_pod_unknown_total 8");
+	HAS(t, "shunt_upstream_pod_limited_total 11");
+	HAS(t, "shunt_kernel_conn_limit_total 5");
+	HAS(t, "shunt_kernel_pod_limit_total 9");
 	free(t);
 	reqstats_free(&rs);
 }
@@ -552,4 +569,19 @@ Test(endpoint, readyz_names_the_families_served)
 	s = families(both, 1);
 	cr_assert_str_eq(s, "ipv4 none (no --proxy-addr of this family)\nipv6 [fd00::5]:15001\n");
 	free(s);
+}
+
+/* proxy.h: where a connection limit lifts again (the hysteresis the kernel's
+ * fail-open switch has, so a pod at its cap does not flip it per
+ * connection). */
+Test(limits, resume_at)
+{
+	cr_assert_eq(limit_resume_at(0), 0);
+	cr_assert_eq(limit_resume_at(1), 0);
+	cr_assert_eq(limit_resume_at(3), 2);
+	cr_assert_eq(limit_resume_at(4), 3);
+	cr_assert_eq(limit_resume_at(8), 7);
+	cr_assert_eq(limit_resume_at(16), 14);
+	cr_assert_eq(limit_resume_at(1024), 896);
+	cr_assert_eq(limit_resume_at(16384), 14336);
 }
