@@ -677,18 +677,26 @@ static void list_page(struct k8s_res *r)
 	buf_free(&r->body);
 }
 
+/* Let go of r's request, finished or not. */
+static void res_release(struct k8s_res *r)
+{
+	if (r->easy) {
+		curl_multi_remove_handle(r->k->multi, r->easy);
+		curl_easy_cleanup(r->easy);
+	}
+	curl_slist_free_all(r->hdrs);
+	r->easy = NULL;
+	r->hdrs = NULL;
+	r->busy = false;
+}
+
 static void res_done(struct k8s_res *r, CURLcode rc)
 {
 	struct k8s *k = r->k;
 	char msg[200];
 
 	curl_easy_getinfo(r->easy, CURLINFO_RESPONSE_CODE, &r->status);
-	curl_multi_remove_handle(k->multi, r->easy);
-	curl_easy_cleanup(r->easy);
-	curl_slist_free_all(r->hdrs);
-	r->easy = NULL;
-	r->hdrs = NULL;
-	r->busy = false;
+	res_release(r);
 
 	if (r->listing && r->too_big) {
 		/* Ask for the same page again with fewer items (the continue
@@ -909,14 +917,8 @@ static long pods_relist(struct k8s *k, uint64_t now)
 	k->pods_relist_due = false;
 	k->pods_keys_keep = true;
 	pr_info("k8s: pods: listing again: a selector uses a label key they were read without");
-	if (r->busy) {
-		curl_multi_remove_handle(k->multi, r->easy);
-		curl_easy_cleanup(r->easy);
-		curl_slist_free_all(r->hdrs);
-		r->easy = NULL;
-		r->hdrs = NULL;
-		r->busy = false;
-	}
+	if (r->busy)
+		res_release(r);
 	r->body.len = 0;
 	r->listing = true;
 	r->next_ms = 0;
@@ -1235,16 +1237,10 @@ static void *k8s_thread(void *arg)
 	for (int i = 0; i < K8S_NKINDS; i++) {
 		struct k8s_res *r = &k->res[i];
 
-		if (r->easy) {
-			curl_multi_remove_handle(k->multi, r->easy);
-			curl_easy_cleanup(r->easy);
-		}
-		curl_slist_free_all(r->hdrs);
+		res_release(r);
 		res_list_reset(r);
 		buf_free(&r->body);
 		json_tokener_free(r->tok);
-		r->easy = NULL;
-		r->hdrs = NULL;
 		r->tok = NULL;
 	}
 	return NULL;
