@@ -412,8 +412,37 @@ struct metrics_listener {
 	int fd;
 	unsigned int nconns;
 	struct metrics_conn *conns;
-	uint64_t last_busy_warn, last_source_warn;
+	uint64_t last_busy_warn, last_source_warn, last_rate_warn;
+	struct scrape_rates rates;
 };
+
+bool scrape_allowed(struct scrape_rates *t, const struct shunt_addr *peer, uint64_t now_ms)
+{
+	const uint64_t full = (uint64_t)METRICS_SCRAPE_BURST * METRICS_SCRAPE_EVERY_MS;
+	unsigned int i, oldest = 0;
+
+	for (i = 0; i < t->n; i++) {
+		if (addr_equal(&t->s[i].peer, peer))
+			break;
+		if (t->s[i].seen_ms < t->s[oldest].seen_ms)
+			oldest = i;
+	}
+	if (i == t->n) {
+		/* A new source starts full; one remembered longest goes. */
+		i = t->n < METRICS_SCRAPE_SOURCES ? t->n++ : oldest;
+		t->s[i].peer = *peer;
+		t->s[i].credit_ms = full;
+	} else {
+		t->s[i].credit_ms += now_ms - t->s[i].seen_ms;
+		if (t->s[i].credit_ms > full)
+			t->s[i].credit_ms = full;
+	}
+	t->s[i].seen_ms = now_ms;
+	if (t->s[i].credit_ms < METRICS_SCRAPE_EVERY_MS)
+		return false;
+	t->s[i].credit_ms -= METRICS_SCRAPE_EVERY_MS;
+	return true;
+}
 
 /* The server: its listeners, and the state scrapes share. */
 struct metrics {
@@ -451,6 +480,8 @@ static const char *reason_phrase(int status)
 		return "Not Found";
 	case 405:
 		return "Method Not Allowed";
+	case 429:
+		return "Too Many Requests";
 	case 503:
 		return "Service Unavailable";
 	default:
@@ -524,7 +555,9 @@ static void respond(struct metrics_conn *mc, int status, const struct metrics_re
 		    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
 		    "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
 		    status, reason_phrase(status), ctype, blen,
-		    status == 405 ? "Allow: GET, HEAD\r\n" : "");
+		    status == 405   ? "Allow: GET, HEAD\r\n"
+		    : status == 429 ? "Retry-After: 1\r\n"
+				    : "");
 	if (!r || !r->head)
 		mbuf_put(&mc->out, body, blen);
 }
@@ -547,6 +580,8 @@ static void answer_readyz(struct metrics_conn *mc, const struct metrics_request 
 	mbuf_free(&body);
 }
 
+static bool warn_due(struct metrics_listener *l, uint64_t *last);
+
 static void answer(struct metrics_conn *mc, int status, const struct metrics_request *r)
 {
 	mc->answered = true;
@@ -567,7 +602,19 @@ static void answer(struct metrics_conn *mc, int status, const struct metrics_req
 		struct metrics_snapshot s;
 		uint64_t ks[SHUNT_STAT_MAX];
 		struct mbuf body = {};
+		struct metrics_listener *l = mc->l;
 
+		if (!scrape_allowed(&l->rates, &mc->peer, l->m->a->loop.now_ms)) {
+			static const char slow[] =
+				"too many scrapes from this address: at most one "
+				"every 100 ms after a burst of 20\n";
+
+			if (warn_due(l, &l->last_rate_warn))
+				pr_warn("%s: scrapes from one address over the rate, answering 429",
+					l->ep->name);
+			respond(mc, 429, r, TEXT_PLAIN, slow, sizeof(slow) - 1);
+			break;
+		}
 		collect(mc->l->m, &s, ks);
 		if (metrics_render(&s, &body))
 			respond(mc, 500, r, TEXT_PLAIN, "out of memory\n", 14);

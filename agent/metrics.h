@@ -43,10 +43,17 @@
 
 #define METRICS_MAX_CONNS	     32
 #define METRICS_MAX_CONNS_PER_SOURCE 2
-#define HEALTH_MAX_CONNS	     8
-#define METRICS_TIMEOUT_MS	     5000
-#define METRICS_MAX_REQUEST	     4096
-#define METRICS_MAX_MAPS	     16
+/* Renderings of /metrics one source address gets: a bucket of
+ * METRICS_SCRAPE_BURST refilled at one per METRICS_SCRAPE_EVERY_MS (a
+ * rendering costs the event loop ~0.2 ms: a pod in a loop would otherwise
+ * take most of it). Prometheus scrapes every 15-60 s. */
+#define METRICS_SCRAPE_BURST	20
+#define METRICS_SCRAPE_EVERY_MS 100
+#define METRICS_SCRAPE_SOURCES	64 /* sources remembered; the oldest goes */
+#define HEALTH_MAX_CONNS	8
+#define METRICS_TIMEOUT_MS	5000
+#define METRICS_MAX_REQUEST	4096
+#define METRICS_MAX_MAPS	16
 
 /* A growing text buffer; after a failed allocation it stops growing and
  * says so in failed. */
@@ -55,6 +62,19 @@ struct mbuf {
 	size_t len, cap;
 	bool failed;
 };
+
+/* The scrape buckets of the sources seen last. */
+struct scrape_rates {
+	struct {
+		struct shunt_addr peer;
+		uint64_t credit_ms; /* METRICS_SCRAPE_EVERY_MS a scrape */
+		uint64_t seen_ms;
+	} s[METRICS_SCRAPE_SOURCES];
+	unsigned int n;
+};
+
+/* May peer have /metrics rendered now? Takes one from its bucket if so. */
+bool scrape_allowed(struct scrape_rates *t, const struct shunt_addr *peer, uint64_t now_ms);
 
 void mbuf_printf(struct mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void mbuf_put(struct mbuf *b, const char *s, size_t n);

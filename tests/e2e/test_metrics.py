@@ -738,6 +738,35 @@ class ProbeStarvation(TwoPods, MetricsBase):
         self.assertEqual(self.scrape_from("prom").status, 200, "/metrics from another pod")
         self.assertEqual(held["held"], 2, "connections of one source kept open: %r" % held)
 
+    def test_scrapes_in_a_loop_are_rate_limited_per_source(self):
+        # A rendering of /metrics costs the event loop ~0.2 ms: a pod
+        # scraping in a loop would otherwise take most of the proxy's time.
+        loop = ("import socket,sys,time\n"
+                "ok=slow=0\nt0=time.monotonic()\n"
+                "for _ in range(80):\n"
+                "    s=socket.create_connection((sys.argv[1],int(sys.argv[2])),timeout=5)\n"
+                "    s.sendall(b'GET /metrics HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n')\n"
+                "    d=b''\n"
+                "    while True:\n"
+                "        c=s.recv(65536)\n"
+                "        if not c: break\n"
+                "        d+=c\n"
+                "    s.close()\n"
+                "    st=int(d.split(b' ')[1])\n"
+                "    ok+=st==200\n"
+                "    slow+=st==429\n"
+                "print(ok,slow,time.monotonic()-t0)\n")
+        rc, out, err = self.node.pod_run("tenant", [N.PYTHON, "-B", "-c", loop, self.host, str(self.port)],
+                                         timeout=60)
+        self.assertEqual(rc, 0, err[-2000:])
+        ok, slow, took = out.split()
+        ok, slow, took = int(ok), int(slow), float(took)
+        self.assertEqual(ok + slow, 80, out)
+        self.assertGreater(slow, 0, "80 scrapes in %.2f s from one pod all rendered" % took)
+        self.assertLessEqual(ok, 20 + int(took / 0.1) + 1, "more renderings than the bucket allows: %s" % out)
+        self.assertEqual(self.scrape_from("prom").status, 200, "another pod's scrape")
+        self.assertEqual(self.http("GET", "/healthz").status, 200)
+
     def test_slow_reader_holds_nothing_after_the_timeout(self):
         # The answer (about 10 kB) does not fit in the reader's window: the
         # rest waits in the node's socket buffer.

@@ -585,3 +585,36 @@ Test(limits, resume_at)
 	cr_assert_eq(limit_resume_at(1024), 896);
 	cr_assert_eq(limit_resume_at(16384), 14336);
 }
+
+/* /metrics renderings per source: a burst, then one per
+ * METRICS_SCRAPE_EVERY_MS; other sources are not charged. */
+Test(endpoint, scrape_rate_per_source)
+{
+	static struct scrape_rates t;
+	struct shunt_addr a = {.family = SHUNT_FAMILY_V4, .addr = {10, 0, 0, 1}};
+	struct shunt_addr b = {.family = SHUNT_FAMILY_V4, .addr = {10, 0, 0, 2}};
+	uint64_t now = 1000000;
+	int ok = 0;
+
+	for (int i = 0; i < 100; i++)
+		ok += scrape_allowed(&t, &a, now);
+	cr_assert_eq(ok, METRICS_SCRAPE_BURST, "a burst, then nothing at the same instant");
+	cr_assert(scrape_allowed(&t, &b, now), "another source has its own bucket");
+	cr_assert(!scrape_allowed(&t, &a, now + METRICS_SCRAPE_EVERY_MS - 1));
+	cr_assert(scrape_allowed(&t, &a, now + METRICS_SCRAPE_EVERY_MS), "refilled one");
+	cr_assert(!scrape_allowed(&t, &a, now + METRICS_SCRAPE_EVERY_MS));
+	/* Idle long: full again, never more. */
+	now += 3600 * 1000;
+	ok = 0;
+	for (int i = 0; i < 100; i++)
+		ok += scrape_allowed(&t, &a, now);
+	cr_assert_eq(ok, METRICS_SCRAPE_BURST);
+	/* Many sources: the table stays bounded, the oldest is forgotten. */
+	for (int i = 0; i < 3 * METRICS_SCRAPE_SOURCES; i++) {
+		struct shunt_addr x = {.family = SHUNT_FAMILY_V6,
+				       .addr = {0xfd, [15] = (uint8_t)i}};
+
+		cr_assert(scrape_allowed(&t, &x, now + 1 + (uint64_t)i));
+	}
+	cr_assert_eq(t.n, METRICS_SCRAPE_SOURCES);
+}
