@@ -42,9 +42,16 @@ MEM=2G
 # ancestor cgroup ids), fail-open, pinned links and takeover, map sizing,
 # the agent's own connections (mark), and the bpffs mount. The rest is the
 # proxy's HTTP handling and the control plane, which no kernel changes.
+# --quick (what .ci/run runs; the whole suite takes longer than CI's
+# budget under TCG): every class whose behaviour depends on the kernel —
+# the programs and maps (capture, overrides, per-pod limits, pinned links
+# and takeover, map sizing), the caller checks (SO_PEERPIDFD is 6.5+), the
+# order of cgroup programs, the node's addresses, cgroup inotify.
 QUICK_PATTERNS=(test_capture.Capture. test_steering.Steering. test_failure.Failure.
 	test_overrides.Overrides. test_restarts.Restarts. test_limits.RouteTableFull.
-	test_agent_config.AgentInCgroup. test_agent_config.FreshMachineBpffs.)
+	test_agent_config.AgentInCgroup. test_agent_config.FreshMachineBpffs.
+	test_fairness. test_control. test_socketlb. test_nodesafety.
+	test_k8s.K8s.test_sandboxoverride test_k8s.K8s.test_new_pod_that_waits)
 # Loaded in stage 1 if the kernel builds them as modules (dependencies
 # first, as modules.dep says); the rest are loaded on demand in stage 2.
 INITRAMFS_MODULES=(virtio_pci 9pnet_virtio 9p overlay)
