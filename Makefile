@@ -171,7 +171,7 @@ fuzz-smoke:
 	$(FUZZ_ENV) bash tests/fuzz/run.sh --smoke
 
 # Verifier acceptance and the e2e suite under Debian's 6.1 and 6.12 kernels.
-test-kernels: all
+test-kernels: all $(E2E_BPF_OBJS)
 	bash tests/kernels/run.sh --build $(OUTPUT) $(KERNELS_ARGS)
 
 # Randomized traffic under route churn; reports misroutes, failures, RSS/fds.
