@@ -44,9 +44,11 @@ BPF_PROGS := connect getpeername sockops
 BPF_OBJS := $(patsubst %,$(OUTPUT)/bpf/%.bpf.o,$(BPF_PROGS))
 SKELS := $(patsubst %,$(OUTPUT)/%.skel.h,$(BPF_PROGS))
 
-# Everything in agent/ except the two programs' main files is a library
-# that the unit tests link too.
-AGENT_LIB_SRCS := $(filter-out agent/shuntd.c agent/shuntctl.c,$(wildcard agent/*.c))
+# agent/ holds the two programs' main files; everything in its subsystem
+# folders (core, kernel, state, proxy, k8s, ops) is a library that the unit
+# tests link too.
+AGENT_DIRS := core kernel state proxy k8s ops
+AGENT_LIB_SRCS := $(wildcard $(patsubst %,agent/%/*.c,$(AGENT_DIRS)))
 AGENT_LIB_OBJS := $(patsubst agent/%.c,$(OUTPUT)/agent/%.o,$(AGENT_LIB_SRCS))
 LLHTTP_OBJS := $(patsubst %,$(OUTPUT)/llhttp/%.o,api http llhttp)
 
@@ -75,11 +77,12 @@ SHUNT_VERSION = $(shell git describe --always --dirty 2>/dev/null || echo unknow
 $(OUTPUT)/version.h: FORCE | $(OUTPUT)/agent
 	$(Q)printf '#define SHUNT_VERSION "%s"\n' '$(SHUNT_VERSION)' > $@.tmp
 	$(Q)cmp -s $@.tmp $@ && rm -f $@.tmp || mv $@.tmp $@
-$(OUTPUT)/agent/metrics.o: $(OUTPUT)/version.h
+$(OUTPUT)/agent/ops/metrics.o: $(OUTPUT)/version.h
 FORCE:
 
 $(OUTPUT)/agent/%.o: agent/%.c $(SKELS) | $(OUTPUT)/agent
 	$(call msg,CC,$@)
+	$(Q)mkdir -p $(@D)
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 # llhttp is third-party generated code: its own warnings are not ours.
@@ -179,7 +182,7 @@ DURATION ?= 10m
 soak: all
 	$(PYTHON) tests/soak/soak.py --build $(OUTPUT) --duration $(DURATION) $(SOAK_ARGS)
 
-C_SRCS := $(wildcard agent/*.c agent/*.h include/shunt/*.h bpf/*.c bpf/lib/*.h tests/unit/*.c tests/unit/*.h \
+C_SRCS := $(wildcard agent/*.c agent/*.h agent/*/*.c agent/*/*.h include/shunt/*.h bpf/*.c bpf/lib/*.h tests/unit/*.c tests/unit/*.h \
 	tests/e2e/bpf/*.c)
 format:
 	clang-format -i $(C_SRCS)
@@ -196,7 +199,7 @@ vmlinux:
 clean:
 	rm -rf $(OUTPUT)
 
--include $(wildcard $(OUTPUT)/agent/*.d $(OUTPUT)/tests/*.d)
+-include $(wildcard $(OUTPUT)/agent/*.d $(OUTPUT)/agent/*/*.d $(OUTPUT)/tests/*.d)
 
 # Kubernetes mode at scale against tests/k8s/fakeapi.py: sync time, RSS,
 # watch event -> kernel map latency (tests/k8s/scale.py --help).

@@ -7,12 +7,12 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-#include "bpf.h"
-#include "dstguard.h"
-#include "k8s.h"
-#include "loop.h"
-#include "proxy.h"
-#include "store.h"
+#include "kernel/bpf.h"
+#include "state/dstguard.h"
+#include "k8s/watch.h"
+#include "core/loop.h"
+#include "proxy/proxy.h"
+#include "state/store.h"
 
 struct control;
 struct metrics;

@@ -12,10 +12,10 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "ctl_proto.h"
-#include "routekey.h"
-#include "source.h"
-#include "util.h"
+#include "ops/ctl_proto.h"
+#include "proxy/routekey.h"
+#include "kernel/source.h"
+#include "core/util.h"
 
 /* override wait: the DaemonSet's --metrics-addr port, the default wait,
  * and the pauses between questions (growing to the last). */

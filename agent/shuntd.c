@@ -19,11 +19,11 @@
 #include <sys/un.h>
 
 #include "agent.h"
-#include "config.h"
-#include "ctl_proto.h"
-#include "log.h"
-#include "metrics.h"
-#include "util.h"
+#include "state/config.h"
+#include "ops/ctl_proto.h"
+#include "core/log.h"
+#include "ops/metrics.h"
+#include "core/util.h"
 
 #define DEFAULT_PIN_DIR	   "/sys/fs/bpf/shunt"
 #define DEFAULT_PROXY_PORT 15001

@@ -28,7 +28,7 @@
 #endif
 
 /* Map sizes (max_entries). */
-/* shunt_services is sized at load time (routes + overrides, see agent/bpf.c);
+/* shunt_services is sized at load time (routes + overrides, see agent/kernel/bpf.c);
  * this is only the default in its definition, and the number of services
  * the request metrics keep apart. */
 #ifndef SHUNT_MAX_SERVICES

@@ -412,7 +412,7 @@ class Rules(unittest.TestCase):
         return spec["properties"]["keys"]["items"]["pattern"]
 
     def test_key_pattern_is_the_agents_rule(self):
-        # agent/routekey.c key_byte_ok(): 0x21..0x7e minus , ; = " backslash
+        # agent/proxy/routekey.c key_byte_ok(): 0x21..0x7e minus , ; = " backslash
         pat = go_pattern(self.key_pattern())
         for c in range(0x110):
             ch = chr(c)

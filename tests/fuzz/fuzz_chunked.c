@@ -18,7 +18,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "http.h"
+#include "proxy/http.h"
 
 /* The limits http.c applies (not exported): an extension or trailer line,
  * all trailer bytes, hex digits of a size. */

@@ -15,11 +15,11 @@
 #include <errno.h>
 #include <string.h>
 
-#include "config.h"
+#include "state/config.h"
 #include "fuzz.h"
-#include "routekey.h"
-#include "source.h"
-#include "util.h"
+#include "proxy/routekey.h"
+#include "kernel/source.h"
+#include "core/util.h"
 
 #define NAME	"fuzz.conf"
 #define ERR_LEN 512

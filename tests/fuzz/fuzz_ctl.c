@@ -15,10 +15,10 @@
  */
 #include <string.h>
 
-#include "ctl_proto.h"
+#include "ops/ctl_proto.h"
 #include "fuzz.h"
-#include "routekey.h"
-#include "source.h"
+#include "proxy/routekey.h"
+#include "kernel/source.h"
 
 static void check_message(const char *err)
 {

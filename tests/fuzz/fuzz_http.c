@@ -21,7 +21,7 @@
 #include <strings.h>
 
 #include "fuzz.h"
-#include "http.h"
+#include "proxy/http.h"
 
 #define MAX_HDRS 16
 

@@ -29,10 +29,10 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "k8s_cache.h"
-#include "routekey.h"
-#include "routes.h"
-#include "util.h"
+#include "k8s/cache.h"
+#include "proxy/routekey.h"
+#include "state/routes.h"
+#include "core/util.h"
 
 #define NOW	 1800000000ULL
 #define NODE	 "n1"

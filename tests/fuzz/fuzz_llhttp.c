@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * The request side of the proxy as agent/proxy.c drives it: the bytes a
+ * The request side of the proxy as agent/proxy/proxy.c drives it: the bytes a
  * client sends on one connection, parsed the way parse_request(),
  * route_request() and frame_body() do -- skip empty lines, sniff the first
  * bytes, llhttp (HTTP_REQUEST, paused in on_headers_complete) up to the end
@@ -28,8 +28,8 @@
 #include <llhttp.h>
 
 #include "fuzz.h"
-#include "http.h"
-#include "routekey.h"
+#include "proxy/http.h"
+#include "proxy/routekey.h"
 
 /* shuntd's smallest --max-head-bytes and a small --max-headers, so that
  * both limits are within reach of short inputs. */

@@ -16,8 +16,8 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "k8s_uid.h"
-#include "metrics.h"
+#include "k8s/uid.h"
+#include "ops/metrics.h"
 
 static int has_end(const char *d, size_t n)
 {

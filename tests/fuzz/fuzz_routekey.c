@@ -17,7 +17,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "routekey.h"
+#include "proxy/routekey.h"
 
 #define MAX_HDRS 64
 

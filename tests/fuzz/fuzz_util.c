@@ -20,7 +20,7 @@
 #include <string.h>
 
 #include "fuzz.h"
-#include "util.h"
+#include "core/util.h"
 
 #define DUR_MAX_MS (3650ULL * 86400 * 1000)
 

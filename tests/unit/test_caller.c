@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Unit tests for agent/caller.c: a control caller's capabilities. */
+/* Unit tests for agent/ops/caller.c: a control caller's capabilities. */
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -8,7 +8,7 @@
 
 #include <criterion/criterion.h>
 
-#include "caller.h"
+#include "ops/caller.h"
 
 static const char status_text[] = "Name:\tshuntctl\n"
 				  "Umask:\t0022\n"

@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Unit tests for agent/cgpeers.c: which routes a socket-level load
+/* Unit tests for agent/kernel/cgpeers.c: which routes a socket-level load
  * balancer running first would leave unreachable. */
 #include <stdbool.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
 
-#include "cgpeers.h"
-#include "util.h"
+#include "kernel/cgpeers.h"
+#include "core/util.h"
 
 static struct shunt_route_key keys[8];
 static struct shunt_route vals[8];

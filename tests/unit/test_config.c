@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Unit tests for agent/config.c: the declarative routes file. */
+/* Unit tests for agent/state/config.c: the declarative routes file. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -9,9 +9,9 @@
 
 #include <criterion/criterion.h>
 
-#include "config.h"
-#include "routes.h"
-#include "util.h"
+#include "state/config.h"
+#include "state/routes.h"
+#include "core/util.h"
 
 #define NAME "routes.conf"
 

@@ -1,11 +1,11 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Unit tests for agent/ctl_proto.c: the control-socket request line. */
+/* Unit tests for agent/ops/ctl_proto.c: the control-socket request line. */
 #include <string.h>
 
 #include <criterion/criterion.h>
 
-#include "ctl_proto.h"
-#include "util.h"
+#include "ops/ctl_proto.h"
+#include "core/util.h"
 
 static struct ctl_request req;
 static char err[512];

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Unit tests for agent/dstguard.c and the route store's use of it: shunt
+/* Unit tests for agent/state/dstguard.c and the route store's use of it: shunt
  * never sends traffic to the node, whatever the source of the route. */
 #include <errno.h>
 #include <stdio.h>
@@ -8,11 +8,11 @@
 
 #include <criterion/criterion.h>
 
-#include "config.h"
-#include "dstguard.h"
-#include "routes.h"
-#include "store.h"
-#include "util.h"
+#include "state/config.h"
+#include "state/dstguard.h"
+#include "state/routes.h"
+#include "state/store.h"
+#include "core/util.h"
 
 static struct shunt_addr A(const char *s) {
 	struct shunt_addr a;

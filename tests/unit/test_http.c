@@ -4,7 +4,7 @@
 #include <criterion/criterion.h>
 #include <llhttp.h>
 
-#include "http.h"
+#include "proxy/http.h"
 
 static struct http_header hdrs[8];
 

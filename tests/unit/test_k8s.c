@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * Unit tests for the Kubernetes translation (agent/k8s_obj.c,
- * agent/k8s_cache.c) and the kubeconfig reader: JSON fixtures in the
+ * Unit tests for the Kubernetes translation (agent/k8s/obj.c,
+ * agent/k8s/cache.c) and the kubeconfig reader: JSON fixtures in the
  * shapes the API server sends (items of a list: no kind/apiVersion) in,
  * routes out.
  */
@@ -12,11 +12,11 @@
 
 #include <criterion/criterion.h>
 
-#include "k8s_cache.h"
-#include "k8s_obj.h"
-#include "kubeconfig.h"
-#include "routes.h"
-#include "util.h"
+#include "k8s/cache.h"
+#include "k8s/obj.h"
+#include "k8s/kubeconfig.h"
+#include "state/routes.h"
+#include "core/util.h"
 
 #define NOW  (T0_S + 600) /* ten minutes after the fixtures were created */
 #define T0   "2026-11-18T09:00:00Z"

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * Unit tests for following pods' cgroups (agent/k8s_cgroup.c) on a plain
+ * Unit tests for following pods' cgroups (agent/k8s/cgroup.c) on a plain
  * directory tree: inotify reports mkdir the same way on tmpfs as on
  * cgroup2, and the follower only reads names.
  */
@@ -14,7 +14,7 @@
 
 #include <criterion/criterion.h>
 
-#include "k8s_cgroup.h"
+#include "k8s/cgroup.h"
 
 #define UID1 "0b5c8a52-1f3e-4c7d-9a1b-2c3d4e5f6a7b"
 #define UID2 "5e6f7a8b-9c0d-4e1f-8a2b-3c4d5e6f7a8b"

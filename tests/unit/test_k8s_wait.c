@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * Unit tests for "are this pod's overrides in the kernel?"
- * (agent/k8s_wait.c): a cache fed JSON pods and SandboxOverrides, an
+ * (agent/k8s/wait.c): a cache fed JSON pods and SandboxOverrides, an
  * injected cgroup lookup, and a store's override array standing for the
  * kernel.
  */
@@ -12,10 +12,10 @@
 
 #include <criterion/criterion.h>
 
-#include "k8s_cache.h"
-#include "k8s_wait.h"
-#include "store.h"
-#include "util.h"
+#include "k8s/cache.h"
+#include "k8s/wait.h"
+#include "state/store.h"
+#include "core/util.h"
 
 #define NOW  (T0_S + 600)
 #define T0   "2026-11-18T09:00:00Z"

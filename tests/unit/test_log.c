@@ -3,7 +3,7 @@
 #include <string.h>
 #include <criterion/criterion.h>
 
-#include "log.h"
+#include "core/log.h"
 
 static const char *esc(const char *s, size_t n)
 {

@@ -8,9 +8,9 @@
 #include <criterion/criterion.h>
 
 #include "addr_helpers.h"
-#include "metrics.h"
-#include "reqstats.h"
-#include "util.h"
+#include "ops/metrics.h"
+#include "proxy/reqstats.h"
+#include "core/util.h"
 
 static struct shunt_addr v4(uint32_t host_order_ip, uint16_t port)
 {

@@ -10,7 +10,7 @@
 #include <string.h>
 #include <criterion/criterion.h>
 
-#include "routekey.h"
+#include "proxy/routekey.h"
 
 #define MAX_HDRS 16
 

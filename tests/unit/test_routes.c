@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Unit tests for agent/routes.c: the in-memory route index. */
+/* Unit tests for agent/state/routes.c: the in-memory route index. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
@@ -10,7 +10,7 @@
 
 #include "addr_helpers.h"
 
-#include "routes.h"
+#include "state/routes.h"
 
 static struct shunt_addr svc4(uint32_t ip, uint16_t port)
 {

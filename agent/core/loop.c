@@ -1,0 +1,65 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <errno.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+
+#include "core/loop.h"
+
+uint64_t monotonic_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+int loop_init(struct loop *l)
+{
+	l->stop = 0;
+	l->now_ms = monotonic_ms();
+	l->epfd = epoll_create1(EPOLL_CLOEXEC);
+	return l->epfd < 0 ? -errno : 0;
+}
+
+void loop_close(struct loop *l)
+{
+	if (l->epfd >= 0)
+		close(l->epfd);
+	l->epfd = -1;
+}
+
+int loop_add(struct loop *l, int fd, uint32_t events, struct ev_handler *h)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = h};
+
+	return epoll_ctl(l->epfd, EPOLL_CTL_ADD, fd, &ev) ? -errno : 0;
+}
+
+int loop_mod(struct loop *l, int fd, uint32_t events, struct ev_handler *h)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = h};
+
+	return epoll_ctl(l->epfd, EPOLL_CTL_MOD, fd, &ev) ? -errno : 0;
+}
+
+void loop_del(struct loop *l, int fd)
+{
+	epoll_ctl(l->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+int loop_run_once(struct loop *l, int timeout_ms)
+{
+	struct epoll_event evs[64];
+	int n = epoll_wait(l->epfd, evs, 64, timeout_ms);
+
+	l->now_ms = monotonic_ms();
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (int i = 0; i < n; i++) {
+		struct ev_handler *h = evs[i].data.ptr;
+
+		h->fn(h, evs[i].events);
+	}
+	return 0;
+}

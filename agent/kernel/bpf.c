@@ -1,0 +1,581 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <linux/magic.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/vfs.h>
+#include <bpf/bpf.h>
+#include <bpf/libbpf.h>
+
+#include "connect.skel.h"
+#include "getpeername.skel.h"
+#include "sockops.skel.h"
+#include "kernel/bpf.h"
+#include "core/log.h"
+#include "kernel/source.h"
+
+#define BPFFS_DEFAULT_MOUNT "/sys/fs/bpf"
+#define LINK_CONNECT4	    3 /* links[]: the order of attach() in shunt_bpf_open() */
+
+int libbpf_debug;
+
+const char *const shunt_stat_names[SHUNT_STAT_MAX] = {
+	[SHUNT_STAT_CONNECT] = "connect",
+	[SHUNT_STAT_CAPTURED] = "captured",
+	[SHUNT_STAT_FAIL_OPEN] = "fail_open",
+	[SHUNT_STAT_OWN_SOCKET] = "own_socket",
+	[SHUNT_STAT_ORIG_FULL] = "orig_full",
+	[SHUNT_STAT_ESTABLISHED] = "established",
+	[SHUNT_STAT_PEER_RESTORED] = "peer_restored",
+	[SHUNT_STAT_OVERRIDDEN] = "overridden",
+	[SHUNT_STAT_CONN_LIMIT] = "conn_limit",
+	[SHUNT_STAT_POD_LIMIT] = "pod_limit",
+};
+
+static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char *msg;
+	int n;
+
+	if (level == LIBBPF_DEBUG && !libbpf_debug)
+		return 0;
+	/* libbpf's warnings carry the verifier log: always worth showing,
+	 * whole (it can be long), in the agent's own log format. */
+	n = vasprintf(&msg, fmt, ap);
+	if (n < 0)
+		return n;
+	log_fields(level == LIBBPF_WARN	  ? LOG_WARN
+		   : level == LIBBPF_INFO ? LOG_INFO
+					  : LOG_DEBUG,
+		   msg, NULL, 0);
+	free(msg);
+	return n;
+}
+
+static int is_bpffs(const char *path)
+{
+	struct statfs st;
+
+	return statfs(path, &st) == 0 && st.f_type == BPF_FS_MAGIC;
+}
+
+static int mkdir_p(const char *path)
+{
+	char tmp[256];
+	size_t len = strlen(path);
+
+	if (len == 0 || len >= sizeof(tmp))
+		return -ENAMETOOLONG;
+	memcpy(tmp, path, len + 1);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+static int ensure_pin_dir(const char *pin_dir)
+{
+	int err;
+
+	/* A fresh machine has no bpffs at /sys/fs/bpf: mount one, as a
+	 * Kubernetes node's systemd would have. */
+	if (!strncmp(pin_dir, BPFFS_DEFAULT_MOUNT, strlen(BPFFS_DEFAULT_MOUNT)) &&
+	    !is_bpffs(BPFFS_DEFAULT_MOUNT)) {
+		if (mount("bpf", BPFFS_DEFAULT_MOUNT, "bpf", 0, "mode=0700")) {
+			err = -errno;
+			pr_err("mount bpffs at %s: %s", BPFFS_DEFAULT_MOUNT, strerror(-err));
+			return err;
+		}
+		pr_info("mounted a bpffs at %s", BPFFS_DEFAULT_MOUNT);
+	}
+	err = mkdir_p(pin_dir);
+	if (err) {
+		pr_err("create pin directory %s: %s", pin_dir, strerror(-err));
+		return err;
+	}
+	if (!is_bpffs(pin_dir)) {
+		pr_err("pin directory %s is not on a bpffs (mount -t bpf bpf <dir>)", pin_dir);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/*
+ * Attach prog to the cgroup through a link pinned at <pin_dir>/link_<prog>.
+ * The pin keeps the program attached when the agent dies, so overrides
+ * keep working and steered services fail open (the listener slot empties)
+ * rather than losing capture. A link already pinned there by an earlier
+ * agent, on the same cgroup, gets the new program swapped in atomically:
+ * no connect() goes unhooked, and restarts never stack programs.
+ */
+static int attach(struct shunt_bpf *b, int idx, struct bpf_program *prog)
+{
+	enum bpf_attach_type type = bpf_program__expected_attach_type(prog);
+	struct bpf_link_info info = {};
+	__u32 len = sizeof(info);
+	struct bpf_link *link;
+	char path[512];
+	int err;
+
+	snprintf(path, sizeof(path), "%s/link_%s", b->pin_dir, bpf_program__name(prog));
+	link = bpf_link__open(path);
+	if (link) {
+		if (!bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) &&
+		    info.type == BPF_LINK_TYPE_CGROUP && info.cgroup.cgroup_id == b->cgroup_id &&
+		    info.cgroup.attach_type == type && !bpf_link__update_program(link, prog)) {
+			b->links[idx] = link;
+			return 0;
+		}
+		/* Another cgroup (the agent's --cgroup changed) or a link the
+		 * kernel already cut: detach it and start afresh. */
+		pr_info("replacing pinned link %s (cgroup id %llu, ours %llu)", path,
+			(unsigned long long)info.cgroup.cgroup_id,
+			(unsigned long long)b->cgroup_id);
+		bpf_link__detach(link);
+		bpf_link__unpin(link);
+		bpf_link__destroy(link);
+		unlink(path); /* bpf_link__open() does not record the pin path */
+	}
+	link = bpf_program__attach_cgroup(prog, b->cgroup_fd);
+	if (!link) {
+		err = -errno;
+		pr_err("attach %s to cgroup %s: %s", bpf_program__name(prog), b->cgroup,
+		       strerror(-err));
+		return err;
+	}
+	err = bpf_link__pin(link, path);
+	if (err) {
+		pr_err("pin link %s: %s", path, strerror(-err));
+		bpf_link__destroy(link);
+		return err;
+	}
+	b->links[idx] = link;
+	return 0;
+}
+
+/* setup: a statement run between open and load (to set rodata). */
+#define OPEN_LOAD(b, field, type, opts, setup)                                                     \
+	({                                                                                         \
+		int __err = 0;                                                                     \
+		(b)->field = type##__open_opts(opts);                                              \
+		if ((b)->field)                                                                    \
+			setup;                                                                     \
+		if (!(b)->field) {                                                                 \
+			__err = -errno;                                                            \
+			pr_err("open BPF object " #type ": %s", strerror(-__err));                 \
+		} else if ((__err = bpf_map__set_max_entries((b)->field->maps.shunt_routes,        \
+							     (b)->max_routes)) ||                  \
+			   (__err = bpf_map__set_max_entries((b)->field->maps.shunt_services,      \
+							     (b)->max_services))) {                \
+			pr_err("size shunt_routes, shunt_services: %s", strerror(-__err));         \
+		} else if ((__err = type##__load((b)->field))) {                                   \
+			pr_err("load BPF object " #type ": %s (the verifier log is above)",        \
+			       strerror(-__err));                                                  \
+		}                                                                                  \
+		__err;                                                                             \
+	})
+
+/* The size of a pinned map, if there is one: a map cannot be resized, and
+ * the routes in it must not be lost. */
+static uint32_t pinned_max_entries(const char *pin_dir, const char *name)
+{
+	struct bpf_map_info info = {};
+	__u32 len = sizeof(info);
+	char path[512];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", pin_dir, name);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0;
+	if (bpf_obj_get_info_by_fd(fd, &info, &len))
+		info.max_entries = 0;
+	close(fd);
+	return info.max_entries;
+}
+
+/* Can sockops programs call bpf_get_netns_cookie (5.15 and later)? */
+static bool sockops_has_netns_cookie(void)
+{
+	int r = libbpf_probe_bpf_helper(BPF_PROG_TYPE_SOCK_OPS, BPF_FUNC_get_netns_cookie, NULL);
+
+	if (r < 0)
+		pr_warn("probe bpf_get_netns_cookie in sockops: %s", strerror(-r));
+	return r > 0;
+}
+
+int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
+		   uint32_t max_routes, bool want_src)
+{
+	struct bpf_object_open_opts opts = {.sz = sizeof(opts), .pin_root_path = pin_dir};
+	char msg[256];
+	int err;
+
+	memset(b, 0, sizeof(*b));
+	b->cgroup_fd = -1;
+	snprintf(b->pin_dir, sizeof(b->pin_dir), "%s", pin_dir);
+	snprintf(b->cgroup, sizeof(b->cgroup), "%s", cgroup);
+	libbpf_set_print(libbpf_print);
+
+	err = ensure_pin_dir(pin_dir);
+	if (err)
+		return err;
+	b->max_routes = max_routes ? max_routes : SHUNT_MAX_ROUTES;
+	{
+		uint32_t pinned = pinned_max_entries(pin_dir, "shunt_routes");
+
+		if (pinned && pinned != b->max_routes) {
+			pr_warn("%s/shunt_routes holds at most %u routes, not %u: keeping it "
+				"(remove "
+				"the pins, losing the routes, to resize it)",
+				pin_dir, pinned, b->max_routes);
+			b->max_routes = pinned;
+		}
+	}
+	/* Every route may name its own service, and every override its own
+	 * destination. The services map is derived state: a pinned one of
+	 * another size is dropped and rebuilt from the routes and overrides. */
+	b->max_services = b->max_routes + SHUNT_MAX_OVERRIDES;
+	{
+		uint32_t pinned = pinned_max_entries(pin_dir, "shunt_services");
+		char path[512];
+
+		if (pinned && pinned != b->max_services) {
+			snprintf(path, sizeof(path), "%s/shunt_services", pin_dir);
+			pr_info("%s: resizing to %u entries (rebuilt from the routes)", path,
+				b->max_services);
+			unlink(path);
+		}
+	}
+	b->cgroup_fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (b->cgroup_fd < 0) {
+		err = -errno;
+		pr_err("open cgroup %s: %s", cgroup, strerror(-err));
+		return err;
+	}
+	err = cgroup_id(cgroup, &b->cgroup_id, msg, sizeof(msg));
+	if (err) {
+		pr_err("cgroup %s: %s", cgroup, msg);
+		return err;
+	}
+
+	if (want_src) {
+		b->record_src = sockops_has_netns_cookie();
+		if (!b->record_src)
+			pr_warn("this kernel's sockops programs cannot tell a connection's network "
+				"namespace (bpf_get_netns_cookie, Linux 5.15): the per-pod caps "
+				"--max-conns-per-pod and --max-upstream-conns-per-pod are off");
+	}
+
+	/* The first object creates and pins the maps; the others reuse them. */
+	err = OPEN_LOAD(b, connect, shunt_connect, &opts, (void)0);
+	if (!err)
+		err = OPEN_LOAD(b, getpeername, shunt_getpeername, &opts, (void)0);
+	if (!err)
+		err = OPEN_LOAD(b, sockops, shunt_sockops, &opts,
+				b->sockops->rodata->record_src = b->record_src);
+	if (err)
+		goto cleanup;
+
+	b->services_fd = bpf_map__fd(b->connect->maps.shunt_services);
+	b->routes_fd = bpf_map__fd(b->connect->maps.shunt_routes);
+	b->overrides_fd = bpf_map__fd(b->connect->maps.shunt_overrides);
+	b->orig_fd = bpf_map__fd(b->connect->maps.shunt_orig);
+	b->conns_fd = bpf_map__fd(b->connect->maps.shunt_conns);
+	b->listeners_fd = bpf_map__fd(b->connect->maps.shunt_listeners);
+	b->config_fd = bpf_map__fd(b->connect->maps.shunt_config);
+	b->stats_fd = bpf_map__fd(b->connect->maps.shunt_stats);
+	b->conn_src_fd = bpf_map__fd(b->connect->maps.shunt_conn_src);
+	b->pod_limit_fd = bpf_map__fd(b->connect->maps.shunt_pod_limit);
+
+	/* sockops first: a connection captured by connect4 must find the
+	 * bookkeeping program already in place. */
+	err = attach(b, 0, b->sockops->progs.shunt_sockops);
+	if (!err)
+		err = attach(b, 1, b->getpeername->progs.shunt_getpeername4);
+	if (!err)
+		err = attach(b, 2, b->getpeername->progs.shunt_getpeername6);
+	if (!err)
+		err = attach(b, LINK_CONNECT4, b->connect->progs.shunt_connect4);
+	if (!err)
+		err = attach(b, 4, b->connect->progs.shunt_connect6);
+	if (err)
+		goto cleanup;
+	return 0;
+
+cleanup:
+	shunt_bpf_close(b, false);
+	return err;
+}
+
+void shunt_bpf_close(struct shunt_bpf *b, bool detach)
+{
+	/* Capture goes first, bookkeeping last: the reverse of attach. */
+	for (int i = SHUNT_NR_PROGS - 1; i >= 0; i--) {
+		if (b->links[i] && detach) {
+			bpf_link__unpin(b->links[i]);
+			bpf_link__detach(b->links[i]);
+		}
+		bpf_link__destroy(b->links[i]);
+		b->links[i] = NULL;
+	}
+	shunt_connect__destroy(b->connect);
+	shunt_getpeername__destroy(b->getpeername);
+	shunt_sockops__destroy(b->sockops);
+	b->connect = NULL;
+	b->getpeername = NULL;
+	b->sockops = NULL;
+	if (b->cgroup_fd >= 0)
+		close(b->cgroup_fd);
+	b->cgroup_fd = -1;
+}
+
+int shunt_bpf_set_config(struct shunt_bpf *b, const struct shunt_config *cfg)
+{
+	__u32 key = 0;
+
+	return bpf_map_update_elem(b->config_fd, &key, cfg, BPF_ANY) ? -errno : 0;
+}
+
+int shunt_bpf_set_config_flags(struct shunt_bpf *b, uint32_t mask, uint32_t flags)
+{
+	struct shunt_config cfg;
+	__u32 key = 0;
+
+	if (bpf_map_lookup_elem(b->config_fd, &key, &cfg))
+		return -errno;
+	if ((cfg.flags & mask) == (flags & mask))
+		return 0;
+	cfg.flags = (cfg.flags & ~mask) | (flags & mask);
+	return bpf_map_update_elem(b->config_fd, &key, &cfg, BPF_ANY) ? -errno : 0;
+}
+
+int shunt_bpf_set_listener(struct shunt_bpf *b, enum shunt_listener_slot slot, int fd)
+{
+	__u32 key = slot;
+	__u64 val = (__u64)fd;
+
+	if (fd < 0)
+		return bpf_map_delete_elem(b->listeners_fd, &key) && errno != ENOENT ? -errno : 0;
+	return bpf_map_update_elem(b->listeners_fd, &key, &val, BPF_ANY) ? -errno : 0;
+}
+
+int shunt_bpf_stats(struct shunt_bpf *b, uint64_t out[SHUNT_STAT_MAX])
+{
+	int ncpu = libbpf_num_possible_cpus();
+	__u64 vals[ncpu > 0 ? ncpu : 1];
+
+	if (ncpu <= 0)
+		return -EINVAL;
+	for (__u32 i = 0; i < SHUNT_STAT_MAX; i++) {
+		out[i] = 0;
+		if (bpf_map_lookup_elem(b->stats_fd, &i, vals))
+			return -errno;
+		for (int c = 0; c < ncpu; c++)
+			out[i] += vals[c];
+	}
+	return 0;
+}
+
+int shunt_bpf_progs(struct shunt_bpf *b, struct shunt_prog_info out[SHUNT_NR_PROGS])
+{
+	const struct bpf_program *progs[SHUNT_NR_PROGS] = {
+		b->sockops->progs.shunt_sockops,	  b->getpeername->progs.shunt_getpeername4,
+		b->getpeername->progs.shunt_getpeername6, b->connect->progs.shunt_connect4,
+		b->connect->progs.shunt_connect6,
+	};
+	int n = 0;
+
+	for (int i = 0; i < SHUNT_NR_PROGS; i++) {
+		struct bpf_prog_info info = {};
+		__u32 len = sizeof(info);
+
+		if (!b->links[i])
+			continue;
+		if (bpf_obj_get_info_by_fd(bpf_program__fd(progs[i]), &info, &len))
+			continue;
+		out[n].name = bpf_program__name(progs[i]);
+		out[n].attach = bpf_program__section_name(progs[i]);
+		out[n].id = info.id;
+		n++;
+	}
+	return n;
+}
+
+int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[SHUNT_NR_MAPS])
+{
+	const struct bpf_map *maps[SHUNT_NR_MAPS] = {
+		b->connect->maps.shunt_services,  b->connect->maps.shunt_routes,
+		b->connect->maps.shunt_overrides, b->connect->maps.shunt_orig,
+		b->connect->maps.shunt_conns,	  b->connect->maps.shunt_listeners,
+		b->connect->maps.shunt_config,	  b->connect->maps.shunt_stats,
+		b->connect->maps.shunt_conn_src,  b->connect->maps.shunt_pod_limit,
+	};
+
+	for (int i = 0; i < SHUNT_NR_MAPS; i++) {
+		out[i].name = bpf_map__name(maps[i]);
+		out[i].fd = bpf_map__fd(maps[i]);
+		out[i].max_entries = bpf_map__max_entries(maps[i]);
+		out[i].type = (uint32_t)bpf_map__type(maps[i]);
+		out[i].key_size = bpf_map__key_size(maps[i]);
+		out[i].value_size = bpf_map__value_size(maps[i]);
+	}
+	return SHUNT_NR_MAPS;
+}
+
+long shunt_bpf_map_count(int fd, uint32_t key_size)
+{
+	unsigned char key[128], next[128];
+	long n = 0;
+	void *prev = NULL;
+
+	if (key_size > sizeof(key))
+		return -EINVAL;
+	while (bpf_map_get_next_key(fd, prev, next) == 0) {
+		memcpy(key, next, key_size);
+		prev = key;
+		n++;
+	}
+	return n;
+}
+
+/* Entries of a sockmap: a slot holds a socket or is empty (ENOENT). */
+static long sockmap_count(const struct shunt_map_info *m)
+{
+	long n = 0;
+	__u64 cookie;
+
+	if (m->value_size != sizeof(cookie))
+		return -EINVAL;
+	for (__u32 k = 0; k < m->max_entries; k++) {
+		if (!bpf_map_lookup_elem(m->fd, &k, &cookie))
+			n++;
+		else if (errno != ENOENT)
+			return -errno;
+	}
+	return n;
+}
+
+#define WALK_BATCH 1024U /* entries per system call */
+
+int shunt_bpf_map_walk(const struct shunt_map_info *m, struct shunt_map_walk *w, uint32_t budget,
+		       long *count)
+{
+	uint64_t in, out = 0;
+	void *keys, *vals;
+	uint32_t done = 0;
+	int ret = 0;
+	long n;
+
+	switch (m->type) {
+	case BPF_MAP_TYPE_HASH:
+	case BPF_MAP_TYPE_LRU_HASH:
+		break;
+	case BPF_MAP_TYPE_SOCKMAP:
+		n = sockmap_count(m);
+		if (n < 0)
+			return (int)n;
+		*count = n;
+		return 1;
+	default:
+		/* Arrays (and anything else, as a bound) are full by nature. */
+		*count = m->max_entries;
+		return 1;
+	}
+	keys = malloc((size_t)WALK_BATCH * m->key_size);
+	vals = malloc((size_t)WALK_BATCH * m->value_size);
+	if (!keys || !vals) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	while (done < budget) {
+		LIBBPF_OPTS(bpf_map_batch_opts, opts);
+		__u32 cnt = WALK_BATCH;
+		int err;
+
+		in = w->cursor;
+		err = bpf_map_lookup_batch(m->fd, w->started ? &in : NULL, &out, keys, vals, &cnt,
+					   &opts);
+		err = err ? -errno : 0;
+		w->seen += cnt;
+		done += cnt;
+		if (err == -ENOENT) { /* the end of the map */
+			*count = w->seen;
+			ret = 1;
+			break;
+		}
+		if (err) {
+			ret = err;
+			break;
+		}
+		w->cursor = out;
+		w->started = 1;
+	}
+out:
+	if (ret)
+		memset(w, 0, sizeof(*w));
+	free(keys);
+	free(vals);
+	return ret;
+}
+
+int shunt_bpf_listener_present(struct shunt_bpf *b, enum shunt_listener_slot slot)
+{
+	__u32 key = slot;
+	__u64 cookie;
+
+	if (!bpf_map_lookup_elem(b->listeners_fd, &key, &cookie))
+		return 1;
+	return errno == ENOENT ? 0 : -errno;
+}
+
+int shunt_bpf_connect4_fd(struct shunt_bpf *b)
+{
+	return b->connect ? bpf_program__fd(b->connect->progs.shunt_connect4) : -EINVAL;
+}
+
+int shunt_bpf_is_successor_prog(struct shunt_bpf *b, int prog_fd, uint32_t *id)
+{
+	struct bpf_prog_info given = {}, own = {};
+	struct bpf_link_info link = {};
+	__u32 len;
+	char path[64], target[64];
+	ssize_t n;
+
+	*id = 0;
+	/* The info call fills whatever kind of object fd is: make sure it
+	 * is a program, not a link or a map whose id could collide. */
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", prog_fd);
+	n = readlink(path, target, sizeof(target) - 1);
+	if (n < 0)
+		return -errno;
+	target[n] = '\0';
+	if (strcmp(target, "anon_inode:bpf-prog"))
+		return 0;
+	len = sizeof(given);
+	if (bpf_obj_get_info_by_fd(prog_fd, &given, &len))
+		return -errno;
+	*id = given.id;
+	if (!b->links[LINK_CONNECT4] || given.type != BPF_PROG_TYPE_CGROUP_SOCK_ADDR)
+		return 0;
+	len = sizeof(link);
+	if (bpf_obj_get_info_by_fd(bpf_link__fd(b->links[LINK_CONNECT4]), &link, &len))
+		return -errno;
+	len = sizeof(own);
+	if (bpf_obj_get_info_by_fd(bpf_program__fd(b->connect->progs.shunt_connect4), &own, &len))
+		return -errno;
+	return link.prog_id == given.id && given.id != own.id;
+}

@@ -1,0 +1,1436 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* The control socket server (protocol in ctl_proto.h). */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+
+#include "agent.h"
+#include "ops/caller.h"
+#include "kernel/cgpeers.h"
+#include "ops/ctl_proto.h"
+#include "k8s/watch.h"
+#include "core/log.h"
+#include "proxy/routekey.h"
+#include "kernel/source.h"
+#include "core/util.h"
+
+/* A client gets this long to send its line and read the answer, and this
+ * many connections are served at once: one that connects and stalls
+ * cannot hold descriptors for ever, nor many of them starve the proxy. */
+#define CTL_TIMEOUT_MS 5000
+#define CTL_MAX_CONNS  32
+/* A refused request is logged, then the next ones only counted for this
+ * long: a caller looping on refusals cannot flood the log. */
+#define CTL_REFUSED_LOG_MS 5000
+
+struct ctl_conn;
+struct control;
+
+/* A status request's look at the cgroup tree, done on a thread of its own:
+ * walking thousands of cgroups takes tens of milliseconds, which the
+ * proxy's event loop must not wait for. The answer is written on the
+ * loop once the thread is done (control's jobs pipe). */
+struct status_job {
+	struct status_job *next;
+	struct ctl_conn *cc; /* NULL once the connection went away */
+	pthread_t thread;
+	int pipe_fd; /* where the thread posts the job when it is done */
+	bool json;
+	char cgroup[PATH_MAX];
+	uint32_t own4, own6;
+	struct cg_peers peers;
+};
+
+struct jobs_handler {
+	struct ev_handler h;
+	struct control *ctl;
+};
+
+struct control {
+	struct ev_handler h;
+	struct agent *a;
+	int fd;
+	unsigned int nconns;
+	struct ctl_conn *conns; /* oldest last */
+	char path[108];
+	struct caller_self self;
+	uint64_t refused_logged_ms; /* when the last refusal was logged */
+	unsigned int refused_quiet; /* refusals since then, not logged */
+	bool refused_any;
+	int jobs_pipe[2];
+	struct jobs_handler jobs_h;
+	struct status_job *jobs; /* running or done, not yet collected */
+};
+
+struct ctl_conn {
+	struct ev_handler h;
+	struct agent *a;
+	struct ctl_conn *prev, *next;
+	uint64_t started_ms;
+	int fd;
+	char in[CTL_MAX_REQUEST];
+	size_t inlen;
+	char *out;
+	size_t outlen, outpos, outcap;
+	int failed; /* could not grow the answer */
+	/* The first descriptor the client sent with its request (SCM_RIGHTS),
+	 * or -1: a new shuntd's proof for a takeover. */
+	int proof_fd;
+	struct status_job *job; /* a status answer waits for it */
+};
+
+static void out_printf(struct ctl_conn *cc, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+static void out_printf(struct ctl_conn *cc, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		size_t room = cc->outcap - cc->outlen;
+
+		va_start(ap, fmt);
+		n = vsnprintf(cc->out ? cc->out + cc->outlen : NULL, room, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			return;
+		if ((size_t)n < room) {
+			cc->outlen += (size_t)n;
+			return;
+		}
+		size_t cap = cc->outcap ? cc->outcap * 2 : 4096;
+		while (cap - cc->outlen <= (size_t)n)
+			cap *= 2;
+		char *o = realloc(cc->out, cap);
+		if (!o) {
+			cc->failed = 1;
+			return;
+		}
+		cc->out = o;
+		cc->outcap = cap;
+	}
+}
+
+/* A JSON string; the values we print are addresses and validated keys,
+ * but escape anyway. */
+static void out_json_str(struct ctl_conn *cc, const char *s)
+{
+	out_printf(cc, "\"");
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+
+		if (ch == '"' || ch == '\\')
+			out_printf(cc, "\\%c", ch);
+		else if (ch < 0x20 || ch >= 0x7f)
+			out_printf(cc, "\\u%04x", ch);
+		else
+			out_printf(cc, "%c", ch);
+	}
+	out_printf(cc, "\"");
+}
+
+static int fail(struct ctl_conn *cc, int code, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int fail(struct ctl_conn *cc, int code, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	cc->outlen = 0;
+	out_printf(cc, "error %d\n%s\n", code, msg);
+	return -1;
+}
+
+static void cmd_route_add(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	struct agent *a = cc->a;
+	struct shunt_route_key k;
+	struct shunt_route v = {};
+	uint64_t now = (uint64_t)time(NULL);
+	char err[256], s1[ADDR_STR_LEN], s2[ADDR_STR_LEN];
+	bool newly_steered, shadowed;
+
+	if (r->fallback_baseline)
+		v.flags |= SHUNT_ROUTE_FALLBACK_BASELINE;
+	route_key_make(&k, &r->service, r->key, strlen(r->key));
+	newly_steered = route_table_service_count(a->store.t, &r->service) == 0;
+	v.to = r->to;
+	v.created_unix = now;
+	v.expires_unix = r->ttl_sec ? deadline_after(r->ttl_sec) : 0;
+	if (store_add_local(&a->store, &k, &v, &shadowed, err, sizeof(err))) {
+		fail(cc, CTL_EXIT_FAILED, "route add: %s", err);
+		return;
+	}
+	format_addr_port(&r->service, s1, sizeof(s1));
+	format_addr_port(&r->to, s2, sizeof(s2));
+	if (shadowed) {
+		pr_info("route added: service %s key %s -> %s, hidden by its Kubernetes route", s1,
+			r->key, s2);
+		out_printf(cc,
+			   "ok\nroute added: %s key=%s -> %s\nnote: a SandboxRoute holds this "
+			   "service and key; this route takes effect when that one goes\n",
+			   s1, r->key, s2);
+		return;
+	}
+	pr_info("route added: service %s key %s -> %s%s", s1, r->key, s2,
+		v.flags & SHUNT_ROUTE_FALLBACK_BASELINE ? " (fallback baseline)" : "");
+	out_printf(cc, "ok\nroute added: %s key=%s -> %s\n", s1, r->key, s2);
+	if (newly_steered)
+		/* Capture happens at connect(): say so, or the first keyed
+		 * request on an old keep-alive connection looks like a bug. */
+		out_printf(cc,
+			   "note: %s is steered from now on; connections opened to it before now "
+			   "keep going to the baseline until they close\n",
+			   s1);
+}
+
+static void cmd_route_del(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	struct shunt_route_key k;
+	char s1[ADDR_STR_LEN];
+	int ret;
+
+	route_key_make(&k, &r->service, r->key, strlen(r->key));
+	format_addr_port(&r->service, s1, sizeof(s1));
+	ret = store_del_local(&cc->a->store, &k);
+	if (ret == -EPERM) {
+		fail(cc, CTL_EXIT_FAILED,
+		     "route del: the route for service %s key %s comes from a Kubernetes "
+		     "SandboxRoute; change or delete that",
+		     s1, r->key);
+		return;
+	}
+	if (ret) {
+		fail(cc, CTL_EXIT_FAILED, "route del: no route for service %s key %s", s1, r->key);
+		return;
+	}
+	pr_info("route deleted: service %s key %s", s1, r->key);
+	out_printf(cc, "ok\nroute deleted: %s key=%s\n", s1, r->key);
+}
+
+static const char *route_source(uint32_t flags)
+{
+	if (flags & SHUNT_ROUTE_FROM_K8S)
+		return "k8s";
+	return flags & SHUNT_ROUTE_FROM_FILE ? "file" : "api";
+}
+
+static void cmd_route_list(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	struct shunt_route_key *keys;
+	struct shunt_route *vals;
+	long cnt;
+	bool json = r->json;
+	uint64_t now = deadline_after(0); /* rounded up, as deadlines are */
+	char s1[ADDR_STR_LEN], s2[ADDR_STR_LEN], d[32];
+
+	cnt = route_table_sorted(cc->a->store.t, &keys, &vals);
+	if (cnt < 0) {
+		fail(cc, CTL_EXIT_FAILED, "out of memory");
+		return;
+	}
+	out_printf(cc, "ok\n");
+	if (json)
+		out_printf(cc, "[");
+	else
+		out_printf(cc, "%-24s %-20s %-24s %-9s %-7s %s\n", "SERVICE", "KEY", "TO",
+			   "FALLBACK", "SOURCE", "TTL");
+	for (long i = 0; i < cnt; i++) {
+		const struct shunt_route *v = &vals[i];
+		uint64_t left = v->expires_unix > now ? v->expires_unix - now : 0;
+		const char *fb = v->flags & SHUNT_ROUTE_FALLBACK_BASELINE ? "baseline" : "error";
+		const char *src = route_source(v->flags);
+
+		format_addr_port(&keys[i].service, s1, sizeof(s1));
+		format_addr_port(&v->to, s2, sizeof(s2));
+		if (!json) {
+			out_printf(cc, "%-24s %-20s %-24s %-9s %-7s %s\n", s1, keys[i].key, s2, fb,
+				   src,
+				   v->expires_unix ? format_duration(left, d, sizeof(d)) : "-");
+			continue;
+		}
+		out_printf(cc, "%s{\"service\":", i ? "," : "");
+		out_json_str(cc, s1);
+		out_printf(cc, ",\"key\":");
+		out_json_str(cc, keys[i].key);
+		out_printf(cc, ",\"to\":");
+		out_json_str(cc, s2);
+		out_printf(cc,
+			   ",\"fallback\":\"%s\",\"source\":\"%s\",\"created_unix\":%llu,"
+			   "\"expires_unix\":%llu,\"ttl_left\":",
+			   fb, src, (unsigned long long)v->created_unix,
+			   (unsigned long long)v->expires_unix);
+		if (v->expires_unix)
+			out_printf(cc, "%llu}", (unsigned long long)left);
+		else
+			out_printf(cc, "null}");
+	}
+	if (json)
+		out_printf(cc, "]\n");
+	free(keys);
+	free(vals);
+}
+
+static void cmd_override_add(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	struct shunt_override_key k = {};
+	struct shunt_override v = {};
+	uint64_t now = (uint64_t)time(NULL);
+	char err[256], s1[ADDR_STR_LEN], s2[ADDR_STR_LEN];
+	uint32_t kind;
+	uint64_t id;
+
+	/* Resolved here, in the agent: the id is what the kernel matches. */
+	if (source_resolve(r->from, &kind, &id, err, sizeof(err))) {
+		fail(cc, CTL_EXIT_FAILED, "override add: %s", err);
+		return;
+	}
+	k.src_kind = kind;
+	k.src_id = id;
+	k.dst = r->dst;
+	v.to = r->to;
+	v.created_unix = now;
+	v.expires_unix = r->ttl_sec ? deadline_after(r->ttl_sec) : 0;
+	strcpy(v.from, r->from);
+	if (store_ovr_add(&cc->a->store, &k, &v, err, sizeof(err))) {
+		fail(cc, CTL_EXIT_FAILED, "override add: %s", err);
+		return;
+	}
+	format_addr_port(&r->dst, s1, sizeof(s1));
+	format_addr_port(&r->to, s2, sizeof(s2));
+	pr_info("override added: from %s (%s %llu) to %s -> %s", r->from,
+		k.src_kind == SHUNT_SRC_NETNS ? "netns cookie" : "cgroup id",
+		(unsigned long long)k.src_id, s1, s2);
+	out_printf(cc, "ok\noverride added: from %s to %s -> %s\n", r->from, s1, s2);
+	out_printf(cc, "note: connections opened from now on are redirected; open ones keep "
+		       "their destination\n");
+}
+
+static void cmd_override_del(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	char s1[ADDR_STR_LEN];
+
+	int ret;
+
+	format_addr_port(&r->dst, s1, sizeof(s1));
+	ret = store_ovr_del(&cc->a->store, r->from, &r->dst);
+	if (ret == -EPERM) {
+		fail(cc, CTL_EXIT_FAILED,
+		     "override del: the override from %s to %s comes from a SandboxOverride; "
+		     "delete that object instead",
+		     r->from, s1);
+		return;
+	}
+	if (ret) {
+		fail(cc, CTL_EXIT_FAILED, "override del: no override from %s to %s", r->from, s1);
+		return;
+	}
+	pr_info("override deleted: from %s to %s", r->from, s1);
+	out_printf(cc, "ok\noverride deleted: from %s to %s\n", r->from, s1);
+}
+
+static int ovr_cmp(const void *pa, const void *pb)
+{
+	const struct override_entry *a = pa, *b = pb;
+	int c = strcmp(a->v.from, b->v.from);
+
+	return c ? c : memcmp(&a->k.dst, &b->k.dst, sizeof(a->k.dst));
+}
+
+static void cmd_override_list(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	const struct store *st = &cc->a->store;
+	struct override_entry *o = NULL;
+	uint64_t now = deadline_after(0); /* rounded up, as deadlines are */
+	char s1[ADDR_STR_LEN], s2[ADDR_STR_LEN], d[32];
+
+	if (st->novr) {
+		o = malloc(st->novr * sizeof(*o));
+		if (!o) {
+			fail(cc, CTL_EXIT_FAILED, "out of memory");
+			return;
+		}
+		memcpy(o, st->ovr, st->novr * sizeof(*o));
+		qsort(o, st->novr, sizeof(*o), ovr_cmp);
+	}
+	out_printf(cc, "ok\n");
+	if (r->json)
+		out_printf(cc, "[");
+	else
+		out_printf(cc, "%-36s %-24s %-24s %-7s %s\n", "FROM", "DST", "TO", "SOURCE", "TTL");
+	for (size_t i = 0; i < st->novr; i++) {
+		const struct shunt_override *v = &o[i].v;
+		uint64_t left = v->expires_unix > now ? v->expires_unix - now : 0;
+		const char *src = v->flags & SHUNT_ROUTE_FROM_K8S    ? "k8s"
+				  : v->flags & SHUNT_ROUTE_FROM_FILE ? "file"
+								     : "api";
+
+		format_addr_port(&o[i].k.dst, s1, sizeof(s1));
+		format_addr_port(&v->to, s2, sizeof(s2));
+		if (!r->json) {
+			out_printf(cc, "%-36s %-24s %-24s %-7s %s\n", v->from, s1, s2, src,
+				   v->expires_unix ? format_duration(left, d, sizeof(d)) : "-");
+			continue;
+		}
+		out_printf(cc, "%s{\"from\":", i ? "," : "");
+		out_json_str(cc, v->from);
+		out_printf(cc, ",\"%s\":%llu,\"dst\":",
+			   o[i].k.src_kind == SHUNT_SRC_NETNS ? "netns_cookie" : "cgroup_id",
+			   (unsigned long long)o[i].k.src_id);
+		out_json_str(cc, s1);
+		out_printf(cc, ",\"to\":");
+		out_json_str(cc, s2);
+		out_printf(cc,
+			   ",\"source\":\"%s\",\"created_unix\":%llu,\"expires_unix\":%llu,"
+			   "\"ttl_left\":",
+			   src, (unsigned long long)v->created_unix,
+			   (unsigned long long)v->expires_unix);
+		if (v->expires_unix)
+			out_printf(cc, "%llu}", (unsigned long long)left);
+		else
+			out_printf(cc, "null}");
+	}
+	if (r->json)
+		out_printf(cc, "]\n");
+	free(o);
+}
+
+/* Read-only: for `shuntctl override wait` without --agent. */
+static void cmd_override_ready(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	char msg[512];
+
+	if (k8s_overrides_ready(cc->a, r->pod_uid, msg, sizeof(msg)) < 0) {
+		fail(cc, CTL_EXIT_FAILED, "override ready: %s", msg);
+		return;
+	}
+	out_printf(cc, "ok\n%s\n", msg);
+}
+
+/* A new agent asks for the listening sockets: send them with the answer
+ * and let the main loop start draining. */
+static void cmd_takeover(struct ctl_conn *cc)
+{
+	struct agent *a = cc->a;
+	static const char ok[] = "ok\n";
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 2)];
+		struct cmsghdr align;
+	} u = {};
+	struct iovec iov = {.iov_base = (void *)ok, .iov_len = sizeof(ok) - 1};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	struct ucred cred = {};
+	socklen_t cl = sizeof(cred);
+	struct cmsghdr *cm;
+	int fds[2], n;
+
+	if (a->draining || a->handed_over) {
+		fail(cc, CTL_EXIT_FAILED,
+		     "this shuntd is already draining; start the new one after it exits");
+		return;
+	}
+	n = proxy_listener_fds(a->proxy, fds);
+	if (n > 0) {
+		mh.msg_control = u.buf;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n);
+	}
+	if (sendmsg(cc->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)iov.iov_len) {
+		pr_warn("takeover: sending the listeners failed: %s; not draining",
+			strerror(errno));
+		return;
+	}
+	getsockopt(cc->fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
+	if (cred.pid)
+		pr_info("handed %d listener(s) over to pid %d; draining", n, (int)cred.pid);
+	else
+		pr_info("handed %d listener(s) over to an agent in a PID namespace not visible "
+			"here; draining",
+			n);
+	a->handed_over = true;
+}
+
+static const char *const k8s_kind_singular[K8S_NKINDS] = {
+	[K8S_SBR] = "SandboxRoute", [K8S_SERVICE] = "Service",	   [K8S_SLICE] = "EndpointSlice",
+	[K8S_POD] = "Pod",	    [K8S_SBO] = "SandboxOverride",
+};
+
+/* One list of objects that get less than they ask for, in text: a line
+ * each, and how many more there are. */
+static void status_k8s_list_text(struct ctl_conn *cc, const char *title,
+				 const struct k8s_status_list *l, const char *reason)
+{
+	out_printf(cc, "  %-18s %zu\n", title, l->total);
+	for (size_t i = 0; i < l->n; i++) {
+		const struct k8s_status_entry *e = &l->e[i];
+
+		out_printf(cc, "    %s %s: %zu %s", k8s_kind_singular[e->kind], e->object, e->n,
+			   e->kind == K8S_SLICE ? "address(es)"
+			   : e->kind == K8S_SBO ? "override(s)"
+						: "route(s)");
+		if (e->other[0])
+			out_printf(cc, " lost to %s", e->other);
+		if (e->detail[0])
+			out_printf(cc, " (%s%s)", reason, e->detail);
+		out_printf(cc, "\n");
+	}
+	if (l->total > l->n)
+		out_printf(cc, "    ... and %zu more\n", l->total - l->n);
+}
+
+/* The same as a JSON array of objects. what: "conflict" (object, lost_to,
+ * routes or overrides), "refused" (object, reason, routes, detail),
+ * "endpoints" (object, addresses, example), "not_installed" (object,
+ * routes or overrides, error). */
+static void status_k8s_list_json(struct ctl_conn *cc, const struct k8s_status_list *l,
+				 const char *what, const char *reason, bool *first)
+{
+	for (size_t i = 0; i < l->n; i++) {
+		const struct k8s_status_entry *e = &l->e[i];
+		const char *count = e->kind == K8S_SLICE ? "addresses"
+				    : e->kind == K8S_SBO ? "overrides"
+							 : "routes";
+
+		out_printf(cc, "%s{\"kind\":\"%s\",\"object\":", *first ? "" : ",",
+			   k8s_kind_singular[e->kind]);
+		*first = false;
+		out_json_str(cc, e->object);
+		if (!strcmp(what, "conflict")) {
+			out_printf(cc, ",\"lost_to\":");
+			out_json_str(cc, e->other);
+		}
+		if (reason)
+			out_printf(cc, ",\"reason\":\"%s\"", reason);
+		out_printf(cc, ",\"%s\":%zu", count, e->n);
+		if (strcmp(what, "conflict")) {
+			out_printf(cc, ",\"%s\":",
+				   !strcmp(what, "endpoints")	    ? "example"
+				   : !strcmp(what, "not_installed") ? "error"
+								    : "detail");
+			out_json_str(cc, e->detail);
+		}
+		out_printf(cc, "}");
+	}
+}
+
+/* The "kubernetes" part of status (docs/k8s-contract.md). */
+static void status_k8s(struct ctl_conn *cc, bool json)
+{
+	static struct k8s_status st; /* large; the main loop is the only caller */
+	char pfx[ADDR_STR_LEN];
+	bool first;
+
+	k8s_get_status(cc->a, &st);
+	if (!json) {
+		out_printf(cc,
+			   "kubernetes:\n  connected          %s\n  synced             %s\n"
+			   "  node               %s\n  routes             %zu\n"
+			   "  overrides          %zu (%zu pod(s) without a cgroup yet)\n"
+			   "  pod cgroups        %s (%zu directories watched)\n",
+			   st.connected ? "yes" : "no", st.synced ? "yes" : "no", st.node,
+			   st.routes, st.overrides, st.overrides_unresolved,
+			   st.cgroup_watches ? "followed with inotify" : "scanned for",
+			   st.cgroup_watches);
+		for (int i = 0; i < K8S_NKINDS; i++)
+			out_printf(cc, "  %-18s %zu (resourceVersion %s)\n", k8s_kind_names[i],
+				   st.objects[i], st.rv[i][0] ? st.rv[i] : "-");
+		out_printf(cc, "  last error         %s\n", st.last_error[0] ? st.last_error : "-");
+		out_printf(cc, "  routes per namespace at most %zu\n  sandbox-cidr      ",
+			   st.max_routes_per_ns);
+		for (size_t i = 0; i < cc->a->kopts.n_sandbox_cidrs; i++)
+			out_printf(cc, " %s",
+				   format_prefix(&cc->a->kopts.sandbox_cidrs[i], pfx, sizeof(pfx)));
+		out_printf(cc, "%s\n",
+			   cc->a->kopts.n_sandbox_cidrs ? "" : " - (no explicit addresses)");
+		status_k8s_list_text(cc, "conflicts", &st.conflicts, "");
+		status_k8s_list_text(cc, "over the quota", &st.refused_quota, "");
+		status_k8s_list_text(cc, "outside sandbox-cidr", &st.refused_cidr, "address ");
+		status_k8s_list_text(cc, "slices ignored", &st.endpoints_ignored, "first ");
+		status_k8s_list_text(cc, "not installed", &st.not_installed, "");
+		return;
+	}
+	out_printf(cc, ",\"kubernetes\":{\"connected\":%s,\"synced\":%s",
+		   st.connected ? "true" : "false", st.synced ? "true" : "false");
+	for (int i = 0; i < K8S_NKINDS; i++)
+		out_printf(cc, ",\"%s\":%zu", k8s_kind_names[i], st.objects[i]);
+	out_printf(cc,
+		   ",\"routes\":%zu,\"overrides\":%zu,\"overrides_unresolved\":%zu,"
+		   "\"cgroup_watches\":%zu,\"node\":",
+		   st.routes, st.overrides, st.overrides_unresolved, st.cgroup_watches);
+	out_json_str(cc, st.node);
+	out_printf(cc, ",\"last_error\":");
+	out_json_str(cc, st.last_error);
+	out_printf(cc, ",\"resource_versions\":{");
+	for (int i = 0; i < K8S_NKINDS; i++) {
+		out_printf(cc, "%s\"%s\":", i ? "," : "", k8s_kind_names[i]);
+		out_json_str(cc, st.rv[i]);
+	}
+	out_printf(cc, "},\"max_routes_per_namespace\":%zu,\"sandbox_cidrs\":[",
+		   st.max_routes_per_ns);
+	for (size_t i = 0; i < cc->a->kopts.n_sandbox_cidrs; i++)
+		out_printf(cc, "%s\"%s\"", i ? "," : "",
+			   format_prefix(&cc->a->kopts.sandbox_cidrs[i], pfx, sizeof(pfx)));
+	out_printf(cc, "],\"conflicts\":[");
+	first = true;
+	status_k8s_list_json(cc, &st.conflicts, "conflict", NULL, &first);
+	out_printf(cc, "],\"conflicts_total\":%zu,\"refused\":[", st.conflicts.total);
+	first = true;
+	status_k8s_list_json(cc, &st.refused_quota, "refused", "quota", &first);
+	status_k8s_list_json(cc, &st.refused_cidr, "refused", "sandbox-cidr", &first);
+	out_printf(cc, "],\"refused_total\":%zu,\"endpoints_ignored\":[",
+		   st.refused_quota.total + st.refused_cidr.total);
+	first = true;
+	status_k8s_list_json(cc, &st.endpoints_ignored, "endpoints", NULL, &first);
+	out_printf(cc, "],\"endpoint_addresses_ignored\":%zu,\"not_installed\":[",
+		   st.endpoint_addrs_ignored);
+	first = true;
+	status_k8s_list_json(cc, &st.not_installed, "not_installed", NULL, &first);
+	out_printf(cc, "],\"routes_not_installed\":%zu,\"overrides_not_installed\":%zu}",
+		   st.routes_not_installed, st.overrides_not_installed);
+}
+
+/* The proxy's address of each family, or why there is none: a family
+ * without one has no steering (routes for it are refused). */
+static void status_proxy(struct ctl_conn *cc, bool json)
+{
+	const struct proxy_opts *po = &cc->a->popts;
+	static const uint8_t fams[2] = {SHUNT_FAMILY_V4, SHUNT_FAMILY_V6};
+	char s[ADDR_STR_LEN];
+
+	out_printf(cc, json ? ",\"listen\":{" : "listen:    ");
+	for (int f = 0; f < 2; f++) {
+		const struct shunt_addr *l = NULL;
+
+		for (int i = 0; i < po->n_listen; i++)
+			if (po->listen[i].family == fams[f])
+				l = &po->listen[i];
+		if (json) {
+			out_printf(cc, "%s\"ipv%u\":", f ? "," : "", fams[f]);
+			if (l)
+				out_json_str(cc, format_addr_port(l, s, sizeof(s)));
+			else
+				out_printf(cc, "null");
+		} else if (l) {
+			out_printf(cc, "%sIPv%u %s", f ? ", " : "", fams[f],
+				   format_addr_port(l, s, sizeof(s)));
+		} else {
+			out_printf(cc, "%sIPv%u none (no --proxy-addr of this family: not steered)",
+				   f ? ", " : "", fams[f]);
+		}
+	}
+	out_printf(cc, json ? "}" : "\n");
+}
+
+#define STATUS_MAX_LONE 10 /* lone routes named in the text of a warning */
+
+static const char *const cg_relation_names[] = {
+	[CG_SAME] = "same",
+	[CG_ANCESTOR] = "ancestor",
+	[CG_DESCENDANT] = "descendant",
+};
+
+static void status_other_progs(struct ctl_conn *cc, bool json, const struct cg_peers *p)
+{
+	if (json) {
+		out_printf(cc, ",\"cgroup_programs\":{\"programs\":[");
+		for (size_t i = 0; i < p->n; i++) {
+			const struct cg_prog *c = &p->progs[i];
+
+			out_printf(cc,
+				   "%s{\"hook\":\"connect%c\",\"id\":%u,\"name\":", i ? "," : "",
+				   c->family == SHUNT_FAMILY_V4 ? '4' : '6', c->id);
+			out_json_str(cc, c->name);
+			out_printf(cc, ",\"relation\":\"%s\",\"cgroup\":",
+				   cg_relation_names[c->relation]);
+			out_json_str(cc, c->path);
+			out_printf(cc, ",\"cgroups\":%u,\"order\":\"%s\"}", c->cgroups,
+				   c->before ? "before" : "after");
+		}
+		out_printf(cc, "],\"cgroups_walked\":%zu,\"truncated\":%s,\"error\":", p->walked,
+			   p->truncated ? "true" : "false");
+		out_json_str(cc, p->err);
+		out_printf(cc, "}");
+		return;
+	}
+	out_printf(cc, "other cgroup connect programs:%s\n", p->n ? "" : " none");
+	for (size_t i = 0; i < p->n; i++) {
+		const struct cg_prog *c = &p->progs[i];
+
+		out_printf(cc, "  connect%c id %-6u %-16s %s shunt's",
+			   c->family == SHUNT_FAMILY_V4 ? '4' : '6', c->id,
+			   c->name[0] ? c->name : "-", c->before ? "before" : "after");
+		if (c->relation == CG_SAME)
+			out_printf(cc, ", attached at shunt's cgroup\n");
+		else if (c->relation == CG_ANCESTOR && c->path[0])
+			out_printf(cc, ", attached at a parent cgroup, %s\n", c->path);
+		else if (c->relation == CG_ANCESTOR)
+			out_printf(cc, ", attached at a parent cgroup (above the visible tree)\n");
+		else if (c->cgroups > 1)
+			out_printf(cc,
+				   " for the tasks of %s (a descendant cgroup; also at %u more)\n",
+				   c->path, c->cgroups - 1);
+		else
+			out_printf(cc, " for the tasks of %s (a descendant cgroup)\n", c->path);
+	}
+	if (p->truncated)
+		out_printf(cc, "  (looked at the first %zu cgroups below shunt's only)\n",
+			   p->walked);
+	if (p->err[0])
+		out_printf(cc, "  (not all could be read: %s)\n", p->err);
+}
+
+struct lone_routes {
+	const struct shunt_route_key *keys;
+	const struct shunt_route *vals;
+	const bool *lone;
+	long n;
+};
+
+/* The warning for one family, if a program of it runs before shunt's and
+ * some route of it is lone. Returns whether one was written. */
+static bool status_warn_family(struct ctl_conn *cc, bool json, bool first, uint8_t fam,
+			       const struct cg_peers *p, const struct lone_routes *lr)
+{
+	char hook = fam == SHUNT_FAMILY_V4 ? '4' : '6';
+	char s1[ADDR_STR_LEN], s2[ADDR_STR_LEN];
+	long nlone = 0, shown = 0;
+	bool any = false;
+
+	if (!cg_peers_before(p, fam))
+		return false;
+	for (long i = 0; i < lr->n; i++)
+		nlone += lr->lone[i] && lr->keys[i].service.family == fam;
+	if (!nlone)
+		return false;
+	if (json) {
+		out_printf(cc, "%s{\"kind\":\"connect_program_before_shunt\",", first ? "" : ",");
+		out_printf(cc, "\"hook\":\"connect%c\",\"programs\":[", hook);
+		for (size_t i = 0; i < p->n; i++) {
+			if (p->progs[i].family != fam || !p->progs[i].before)
+				continue;
+			out_printf(cc, "%s%u", any ? "," : "", p->progs[i].id);
+			any = true;
+		}
+		out_printf(cc, "],\"routes\":[");
+	} else {
+		out_printf(cc, "warning: a cgroup/connect%c program runs before shunt's (above).\n",
+			   hook);
+		out_printf(cc,
+			   "  If it translates service addresses (a socket-level load balancer\n");
+		out_printf(cc,
+			   "  such as Cilium's turns a ClusterIP into an endpoint), shunt sees\n");
+		out_printf(cc, "  only the translated address, and these %ld route(s), which no\n",
+			   nlone);
+		out_printf(cc,
+			   "  route of the same key and sandbox on another address backs up,\n");
+		out_printf(cc, "  are never hit:\n");
+	}
+	for (long i = 0; i < lr->n; i++) {
+		if (!lr->lone[i] || lr->keys[i].service.family != fam)
+			continue;
+		format_addr_port(&lr->keys[i].service, s1, sizeof(s1));
+		format_addr_port(&lr->vals[i].to, s2, sizeof(s2));
+		if (json) {
+			out_printf(cc, "%s{\"service\":", shown ? "," : "");
+			out_json_str(cc, s1);
+			out_printf(cc, ",\"key\":");
+			out_json_str(cc, lr->keys[i].key);
+			out_printf(cc, ",\"to\":");
+			out_json_str(cc, s2);
+			out_printf(cc, "}");
+		} else if (shown < STATUS_MAX_LONE) {
+			out_printf(cc, "    %s key %s -> %s\n", s1, lr->keys[i].key, s2);
+		}
+		shown++;
+	}
+	if (json) {
+		out_printf(cc, "],\"message\":\"a connect%c program runs before shunt's: ", hook);
+		out_printf(cc, "routes on a virtual address it translates are never hit; ");
+		out_printf(cc, "add routes on the endpoint addresses too\"}");
+		return true;
+	}
+	if (shown > STATUS_MAX_LONE)
+		out_printf(cc, "    ... and %ld more (status -o json lists all)\n",
+			   shown - STATUS_MAX_LONE);
+	out_printf(cc, "  Add routes on the endpoint addresses too (Kubernetes mode does);\n");
+	out_printf(cc, "  docs/operations.md, \"Socket-level load balancers\".\n");
+	return true;
+}
+
+/* The other cgroup connect programs next to shunt's, and a warning for
+ * each family in which one runs first while some route has no route on
+ * another address to back it up (cgpeers.h; docs/operations.md,
+ * "Socket-level load balancers"). */
+static void status_cgroup_programs(struct ctl_conn *cc, bool json)
+{
+	struct agent *a = cc->a;
+	struct shunt_route_key *keys = NULL;
+	struct shunt_route *vals = NULL;
+	struct lone_routes lr = {};
+	struct cg_peers p = {};
+	long nr = route_table_sorted(a->store.t, &keys, &vals);
+	bool *lone = nr > 0 ? calloc((size_t)nr, sizeof(*lone)) : NULL;
+	bool warned = false;
+
+	if (cc->job) {
+		p = cc->job->peers; /* the job's thread is done with it */
+		memset(&cc->job->peers, 0, sizeof(cc->job->peers));
+	} else {
+		snprintf(p.err, sizeof(p.err), "the cgroup tree was not looked at");
+	}
+	if (nr > 0 && lone && routes_lone_address(keys, vals, (size_t)nr, lone) >= 0)
+		lr = (struct lone_routes){.keys = keys, .vals = vals, .lone = lone, .n = nr};
+	else if (nr != 0 && !p.err[0])
+		snprintf(p.err, sizeof(p.err), "routes: out of memory");
+	status_other_progs(cc, json, &p);
+	if (json)
+		out_printf(cc, ",\"warnings\":[");
+	warned |= status_warn_family(cc, json, !warned, SHUNT_FAMILY_V4, &p, &lr);
+	warned |= status_warn_family(cc, json, !warned, SHUNT_FAMILY_V6, &p, &lr);
+	if (json)
+		out_printf(cc, "]");
+	cg_peers_free(&p);
+	free(lone);
+	free(keys);
+	free(vals);
+}
+
+static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	struct agent *a = cc->a;
+	struct shunt_prog_info progs[SHUNT_NR_PROGS];
+	struct shunt_map_info maps[SHUNT_NR_MAPS];
+	uint64_t ks[SHUNT_STAT_MAX] = {};
+	const struct proxy_stats *ps = proxy_stats(a->proxy);
+	bool json = r->json;
+	int np = shunt_bpf_progs(&a->bpf, progs);
+	int nm = shunt_bpf_maps(&a->bpf, maps);
+	const struct {
+		const char *name;
+		uint64_t v;
+	} pc[] = {
+		{"accepted", ps->accepted},
+		{"active", ps->active},
+		{"unknown", ps->unknown},
+		{"refused", ps->refused},
+		{"conn_limit", ps->conn_limit},
+		{"pod_limit", ps->pod_limit},
+		{"pods_limited", ps->pods_limited},
+		{"over_limit", ps->over_limit},
+		{"pod_unknown", ps->pod_unknown},
+		{"upstream_limit", ps->upstream_limit},
+		{"pod_upstream_limit", ps->pod_upstream_limit},
+		{"requests", ps->requests},
+		{"to_sandbox", ps->to_sandbox},
+		{"to_baseline", ps->to_baseline},
+		{"fallbacks", ps->fallbacks},
+		{"errors", ps->errors},
+		{"bad_requests", ps->bad_requests},
+		{"bad_keys", ps->bad_keys},
+		{"tunnels", ps->tunnels},
+		{"timeouts", ps->timeouts},
+		{"upstream_connects", ps->upstream_connects},
+		{"upstream_reused", ps->upstream_reused},
+		{"retries", ps->retries},
+		{"dst_refused", ps->dst_refused},
+	};
+	size_t npc = sizeof(pc) / sizeof(pc[0]);
+
+	shunt_bpf_stats(&a->bpf, ks);
+	out_printf(cc, "ok\n");
+	if (!json) {
+		out_printf(cc,
+			   "cgroup:    %s\npins:      %s\ncontrol:   %s\nroutes:    %zu\n"
+			   "overrides: %zu\n",
+			   a->cgroup, a->pin_dir, a->control_path, route_table_count(a->store.t),
+			   a->store.novr);
+		status_proxy(cc, false);
+		out_printf(cc, "\nprograms:\n");
+		for (int i = 0; i < np; i++)
+			out_printf(cc, "  %-20s id %-6u %s\n", progs[i].name, progs[i].id,
+				   progs[i].attach);
+		out_printf(cc, "maps:\n");
+		for (int i = 0; i < nm; i++) {
+			long cnt = shunt_bpf_map_count(maps[i].fd, 128);
+
+			out_printf(cc, "  %-16s %s/%s  %ld/%u\n", maps[i].name, a->pin_dir,
+				   maps[i].name, cnt, maps[i].max_entries);
+		}
+		out_printf(cc, "kernel counters:\n");
+		for (int i = 0; i < SHUNT_STAT_MAX; i++)
+			out_printf(cc, "  %-18s %llu\n", shunt_stat_names[i],
+				   (unsigned long long)ks[i]);
+		out_printf(cc, "proxy counters:\n");
+		for (size_t i = 0; i < npc; i++)
+			out_printf(cc, "  %-18s %llu\n", pc[i].name, (unsigned long long)pc[i].v);
+		if (a->k8s)
+			status_k8s(cc, false);
+		status_cgroup_programs(cc, false);
+		return;
+	}
+	out_printf(cc, "{\"cgroup\":");
+	out_json_str(cc, a->cgroup);
+	out_printf(cc, ",\"pin_dir\":");
+	out_json_str(cc, a->pin_dir);
+	out_printf(cc, ",\"routes\":%zu,\"overrides\":%zu", route_table_count(a->store.t),
+		   a->store.novr);
+	status_proxy(cc, true);
+	out_printf(cc, ",\"programs\":[");
+	for (int i = 0; i < np; i++)
+		out_printf(cc, "%s{\"name\":\"%s\",\"id\":%u,\"attach\":\"%s\"}", i ? "," : "",
+			   progs[i].name, progs[i].id, progs[i].attach);
+	out_printf(cc, "],\"maps\":[");
+	for (int i = 0; i < nm; i++) {
+		long cnt = shunt_bpf_map_count(maps[i].fd, 128);
+
+		out_printf(cc, "%s{\"name\":\"%s\",\"path\":", i ? "," : "", maps[i].name);
+		{
+			char path[512];
+
+			snprintf(path, sizeof(path), "%s/%s", a->pin_dir, maps[i].name);
+			out_json_str(cc, path);
+		}
+		out_printf(cc, ",\"entries\":%ld,\"max_entries\":%u}", cnt, maps[i].max_entries);
+	}
+	out_printf(cc, "],\"kernel\":{");
+	for (int i = 0; i < SHUNT_STAT_MAX; i++)
+		out_printf(cc, "%s\"%s\":%llu", i ? "," : "", shunt_stat_names[i],
+			   (unsigned long long)ks[i]);
+	out_printf(cc, "},\"proxy\":{");
+	for (size_t i = 0; i < npc; i++)
+		out_printf(cc, "%s\"%s\":%llu", i ? "," : "", pc[i].name,
+			   (unsigned long long)pc[i].v);
+	out_printf(cc, "}");
+	if (a->k8s)
+		status_k8s(cc, true);
+	status_cgroup_programs(cc, true);
+	out_printf(cc, "}\n");
+}
+
+static void *status_job_run(void *arg)
+{
+	struct status_job *job = arg;
+
+	cg_peers_scan(job->cgroup, job->own4, job->own6, &job->peers);
+	/* A pointer is far below PIPE_BUF: the write is whole, and the pipe
+	 * holds thousands (there are at most CTL_MAX_CONNS jobs). Were it
+	 * lost, the client would be closed at CTL_TIMEOUT_MS and the job
+	 * collected at control_stop(). */
+	(void)!write(job->pipe_fd, &job, sizeof(job));
+	return NULL;
+}
+
+static void status_job_free(struct status_job *job)
+{
+	cg_peers_free(&job->peers);
+	free(job);
+}
+
+/* status: look at the cgroup tree on a thread, answer when it is done. */
+static void status_start(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	struct control *ctl = cc->a->ctl;
+	struct shunt_prog_info progs[SHUNT_NR_PROGS];
+	int np = shunt_bpf_progs(&cc->a->bpf, progs);
+	struct status_job *job = calloc(1, sizeof(*job));
+
+	if (!job) {
+		fail(cc, CTL_EXIT_FAILED, "out of memory");
+		return;
+	}
+	snprintf(job->cgroup, sizeof(job->cgroup), "%s", cc->a->cgroup);
+	for (int i = 0; i < np; i++) {
+		if (!strcmp(progs[i].name, "shunt_connect4"))
+			job->own4 = progs[i].id;
+		else if (!strcmp(progs[i].name, "shunt_connect6"))
+			job->own6 = progs[i].id;
+	}
+	job->json = r->json;
+	job->cc = cc;
+	job->pipe_fd = ctl->jobs_pipe[1];
+	if (pthread_create(&job->thread, NULL, status_job_run, job)) {
+		/* No thread: the answer without the cgroup tree. */
+		free(job);
+		cmd_status(cc, r);
+		return;
+	}
+	job->next = ctl->jobs;
+	ctl->jobs = job;
+	cc->job = job;
+}
+
+static void conn_event(struct ev_handler *h, uint32_t events);
+
+/* Status jobs done: answer the ones whose client is still there. */
+static void jobs_event(struct ev_handler *h, uint32_t events)
+{
+	struct control *ctl = ((struct jobs_handler *)h)->ctl;
+	struct status_job *job, **pp;
+
+	while (read(ctl->jobs_pipe[0], &job, sizeof(job)) == sizeof(job)) {
+		pthread_join(job->thread, NULL);
+		for (pp = &ctl->jobs; *pp; pp = &(*pp)->next) {
+			if (*pp == job) {
+				*pp = job->next;
+				break;
+			}
+		}
+		if (job->cc) {
+			struct ctl_conn *cc = job->cc;
+			struct ctl_request r = {.op = CTL_OP_STATUS, .json = job->json};
+
+			cmd_status(cc, &r);
+			cc->job = NULL;
+			if (cc->failed)
+				fail(cc, CTL_EXIT_FAILED, "out of memory");
+			conn_event(&cc->h, EPOLLOUT);
+		}
+		status_job_free(job);
+	}
+}
+
+/* SIGHUP over the socket: with the answer the operator sees at once
+ * whether the file was taken. */
+static void cmd_reload(struct ctl_conn *cc)
+{
+	struct agent *a = cc->a;
+	char msg[768];
+
+	if (!a->config_path || !a->reload) {
+		fail(cc, CTL_EXIT_FAILED,
+		     "reload: this shuntd runs without --config: there is nothing to reload");
+		return;
+	}
+	pr_info("reload requested on the control socket: reloading %s", a->config_path);
+	if (a->reload(a, msg, sizeof(msg))) {
+		fail(cc, CTL_EXIT_FAILED, "reload: %s; the previous routes stay in force", msg);
+		return;
+	}
+	out_printf(cc, "ok\nreloaded %s\n", msg);
+}
+
+static void log_refusal(struct control *ctl, const char *msg)
+{
+	uint64_t now = ctl->a->loop.now_ms;
+
+	if (ctl->refused_any && now - ctl->refused_logged_ms < CTL_REFUSED_LOG_MS) {
+		ctl->refused_quiet++;
+		return;
+	}
+	if (ctl->refused_quiet)
+		pr_warn("control: refused: %s (and %u more since the last such message)", msg,
+			ctl->refused_quiet);
+	else
+		pr_warn("control: refused: %s", msg);
+	ctl->refused_any = true;
+	ctl->refused_logged_ms = now;
+	ctl->refused_quiet = 0;
+}
+
+/* May the caller run op, which changes the agent? If not, the answer and
+ * the log say why. */
+static bool caller_may_change(struct ctl_conn *cc, enum ctl_op op)
+{
+	struct control *ctl = cc->a->ctl;
+	struct caller c;
+	char msg[768];
+
+	caller_check(cc->fd, &ctl->self, &c);
+	if (c.net_admin) {
+		pr_debug("control: %s by pid %d uid %u (CapEff %016llx%s)", ctl_op_name(op), c.pid,
+			 c.uid, (unsigned long long)c.capeff,
+			 c.pid_verified ? ", pidfd-verified" : "");
+		return true;
+	}
+	if (op == CTL_OP_TAKEOVER && cc->proof_fd >= 0) {
+		/* A new agent in another pod (another PID namespace) cannot be
+		 * seen from here, so its capabilities cannot be read; it shows
+		 * the program it swapped into our links instead. */
+		uint32_t id;
+		int ret = shunt_bpf_is_successor_prog(&cc->a->bpf, cc->proof_fd, &id);
+
+		if (ret == 1) {
+			char who[64];
+
+			if (c.pid)
+				snprintf(who, sizeof(who), "pid %d", c.pid);
+			else
+				snprintf(who, sizeof(who), "in a PID namespace not visible here");
+			pr_info("takeover: the caller (%s, uid %u) holds program id %u, which it "
+				"attached through our pinned connect4 link in place of ours",
+				who, c.uid, id);
+			return true;
+		}
+		snprintf(c.why + strlen(c.why), sizeof(c.why) - strlen(c.why),
+			 "; the descriptor it sent is not the program attached through our "
+			 "connect4 link");
+	}
+	snprintf(msg, sizeof(msg), "%s: needs CAP_NET_ADMIN (%s)", ctl_op_name(op), c.why);
+	log_refusal(ctl, msg);
+	fail(cc, CTL_EXIT_FAILED, "%s", msg);
+	return false;
+}
+
+static void handle_request(struct ctl_conn *cc, size_t len)
+{
+	struct ctl_request r;
+	char err[512];
+	int code = ctl_parse_request(cc->in, len, &r, err, sizeof(err));
+
+	if (code) {
+		fail(cc, code, "%s", err);
+		return;
+	}
+	if (cc->a->handed_over) {
+		/* The successor reads the maps now: change nothing here. */
+		fail(cc, CTL_EXIT_UNREACHABLE, "this shuntd handed over to a new one; try again");
+		return;
+	}
+	if (ctl_op_privileged(r.op) && !caller_may_change(cc, r.op))
+		return;
+	switch (r.op) {
+	case CTL_OP_ROUTE_ADD:
+		cmd_route_add(cc, &r);
+		break;
+	case CTL_OP_ROUTE_DEL:
+		cmd_route_del(cc, &r);
+		break;
+	case CTL_OP_ROUTE_LIST:
+		cmd_route_list(cc, &r);
+		break;
+	case CTL_OP_STATUS:
+		status_start(cc, &r);
+		break;
+	case CTL_OP_OVERRIDE_ADD:
+		cmd_override_add(cc, &r);
+		break;
+	case CTL_OP_OVERRIDE_DEL:
+		cmd_override_del(cc, &r);
+		break;
+	case CTL_OP_OVERRIDE_LIST:
+		cmd_override_list(cc, &r);
+		break;
+	case CTL_OP_TAKEOVER:
+		cmd_takeover(cc);
+		break;
+	case CTL_OP_OVERRIDE_READY:
+		cmd_override_ready(cc, &r);
+		break;
+	case CTL_OP_RELOAD:
+		cmd_reload(cc);
+		break;
+	}
+	if (cc->failed)
+		fail(cc, CTL_EXIT_FAILED, "out of memory");
+}
+
+/* Read and drop what the client sent beyond its request: closing a unix
+ * socket with unread bytes resets the peer, which would lose the answer
+ * (a too-long request, a busy refusal). Bounded: a client that keeps
+ * writing gets its reset. */
+static void drain_input(int fd)
+{
+	char junk[4096];
+
+	for (int i = 0; i < 16; i++)
+		if (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0)
+			return;
+}
+
+/* A descriptor a client sent: closed so that it cannot stall us. */
+static void drop_fd(int fd)
+{
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	struct stat st;
+
+	/* Closing the last reference to a TCP socket with SO_LINGER set
+	 * waits for its data to leave, in close(): reset it instead. */
+	if (!fstat(fd, &st) && S_ISSOCK(st.st_mode))
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+/* Read what the client sent, keeping the first descriptor that came
+ * with it (SCM_RIGHTS) and dropping any other. */
+static ssize_t conn_recv(struct ctl_conn *cc)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 4)];
+		struct cmsghdr align;
+	} u;
+	struct iovec iov = {.iov_base = cc->in + cc->inlen, .iov_len = sizeof(cc->in) - cc->inlen};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf)};
+	struct cmsghdr *cm;
+	ssize_t n = recvmsg(cc->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+
+	if (n < 0)
+		return n;
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		for (size_t i = 0; CMSG_LEN((i + 1) * sizeof(int)) <= cm->cmsg_len; i++) {
+			int fd;
+
+			memcpy(&fd, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (cc->proof_fd < 0)
+				cc->proof_fd = fd;
+			else
+				drop_fd(fd);
+		}
+	}
+	return n;
+}
+
+static void conn_close(struct ctl_conn *cc)
+{
+	struct control *ctl = cc->a->ctl;
+
+	if (cc->prev)
+		cc->prev->next = cc->next;
+	else
+		ctl->conns = cc->next;
+	if (cc->next)
+		cc->next->prev = cc->prev;
+	ctl->nconns--;
+	loop_del(&cc->a->loop, cc->fd);
+	drain_input(cc->fd);
+	close(cc->fd);
+	if (cc->proof_fd >= 0)
+		drop_fd(cc->proof_fd);
+	if (cc->job)
+		cc->job->cc = NULL; /* its thread finishes; the answer is dropped */
+	free(cc->out);
+	free(cc);
+}
+
+static void conn_event(struct ev_handler *h, uint32_t events)
+{
+	struct ctl_conn *cc = (struct ctl_conn *)h;
+	ssize_t n;
+
+	if (cc->job)
+		return; /* the answer waits for its status job */
+	/* Read until the request line is complete. */
+	while (!cc->outlen) {
+		n = conn_recv(cc);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			conn_close(cc);
+			return;
+		}
+		cc->inlen += (size_t)n;
+		if (memchr(cc->in, '\n', cc->inlen)) {
+			handle_request(cc,
+				       (size_t)((char *)memchr(cc->in, '\n', cc->inlen) - cc->in));
+			break;
+		}
+		if (cc->inlen == sizeof(cc->in)) {
+			fail(cc, CTL_EXIT_USAGE, "request too long");
+			break;
+		}
+	}
+	if (cc->job)
+		return;
+	while (cc->outpos < cc->outlen) {
+		n = send(cc->fd, cc->out + cc->outpos, cc->outlen - cc->outpos,
+			 MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0)
+			break;
+		cc->outpos += (size_t)n;
+	}
+	conn_close(cc);
+}
+
+static void ctl_event(struct ev_handler *h, uint32_t events)
+{
+	struct control *ctl = (struct control *)h;
+
+	for (;;) {
+		int fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		struct ctl_conn *cc;
+
+		if (fd < 0)
+			return;
+		if (ctl->nconns >= CTL_MAX_CONNS) {
+			static const char busy[] = "error 1\nshuntd: too many control connections "
+						   "at once, try again\n";
+
+			pr_warn("control: %u connections open, refusing one", ctl->nconns);
+			(void)!send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+			drain_input(fd);
+			close(fd);
+			continue;
+		}
+		cc = calloc(1, sizeof(*cc));
+		if (!cc) {
+			close(fd);
+			continue;
+		}
+		cc->h.fn = conn_event;
+		cc->a = ctl->a;
+		cc->fd = fd;
+		cc->proof_fd = -1;
+		cc->started_ms = ctl->a->loop.now_ms;
+		if (loop_add(&ctl->a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLET, &cc->h)) {
+			close(fd);
+			free(cc);
+			continue;
+		}
+		cc->next = ctl->conns;
+		if (cc->next)
+			cc->next->prev = cc;
+		ctl->conns = cc;
+		ctl->nconns++;
+	}
+}
+
+int control_start(struct agent *a, const char *path)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	struct control *ctl;
+	char dir[sizeof(sun.sun_path)];
+	char *slash;
+	int err;
+
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		pr_err("control socket path too long: %s", path);
+		return -ENAMETOOLONG;
+	}
+	strcpy(sun.sun_path, path);
+	strcpy(dir, path);
+	slash = strrchr(dir, '/');
+	if (slash && slash != dir) {
+		*slash = '\0';
+		mkdir(dir, 0755); /* /run/shunt on a fresh node */
+	}
+	ctl = calloc(1, sizeof(*ctl));
+	if (!ctl)
+		return -ENOMEM;
+	ctl->h.fn = ctl_event;
+	ctl->a = a;
+	ctl->jobs_h.h.fn = jobs_event;
+	ctl->jobs_h.ctl = ctl;
+	strcpy(ctl->path, path);
+	if (pipe2(ctl->jobs_pipe, O_NONBLOCK | O_CLOEXEC) ||
+	    loop_add(&a->loop, ctl->jobs_pipe[0], EPOLLIN, &ctl->jobs_h.h)) {
+		err = -errno;
+		pr_err("control: status jobs pipe: %s", strerror(-err));
+		free(ctl);
+		return err;
+	}
+	{
+		char warn[256];
+
+		caller_self_init(&ctl->self, warn, sizeof(warn));
+		if (warn[0])
+			pr_warn("%s", warn);
+	}
+	ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (ctl->fd < 0) {
+		err = -errno;
+		goto fail;
+	}
+	unlink(path); /* a stale socket from a crashed agent */
+	{
+		/* Never reachable by more than root before its mode is set. */
+		mode_t old = umask(0177);
+
+		err = bind(ctl->fd, (struct sockaddr *)&sun, sizeof(sun)) ? -errno : 0;
+		umask(old);
+	}
+	if (!err && a->control_group && chown(path, (uid_t)-1, a->control_gid)) {
+		err = -errno;
+		pr_err("--control-group %s: chown %s to group %u: %s (shuntd needs CAP_CHOWN, or "
+		       "that group among its supplementary groups)",
+		       a->control_group, path, (unsigned int)a->control_gid, strerror(-err));
+		unlink(path);
+		goto fail;
+	}
+	if (err || chmod(path, a->control_group ? 0660 : 0600) || listen(ctl->fd, 64) ||
+	    loop_add(&a->loop, ctl->fd, EPOLLIN | EPOLLET, &ctl->h)) {
+		err = err ? err : -errno;
+		pr_err("control socket %s: %s", path, strerror(-err));
+		goto fail;
+	}
+	if (a->control_group)
+		pr_info("control socket %s: group %s (gid %u) may list and read the status", path,
+			a->control_group, (unsigned int)a->control_gid);
+	a->ctl = ctl;
+	return 0;
+fail:
+	close(ctl->fd);
+	loop_del(&a->loop, ctl->jobs_pipe[0]);
+	close(ctl->jobs_pipe[0]);
+	close(ctl->jobs_pipe[1]);
+	free(ctl);
+	return err;
+}
+
+void control_tick(struct agent *a)
+{
+	struct ctl_conn *cc, *next;
+
+	if (!a->ctl)
+		return;
+	for (cc = a->ctl->conns; cc; cc = next) {
+		next = cc->next;
+		if (a->loop.now_ms - cc->started_ms >= CTL_TIMEOUT_MS) {
+			pr_warn("control: a client did not finish its request in %d ms, closing it",
+				CTL_TIMEOUT_MS);
+			conn_close(cc);
+		}
+	}
+}
+
+void control_stop(struct agent *a)
+{
+	if (!a->ctl)
+		return;
+	while (a->ctl->conns)
+		conn_close(a->ctl->conns);
+	/* Status jobs still looking at the cgroup tree: a moment each. */
+	while (a->ctl->jobs) {
+		struct status_job *job = a->ctl->jobs;
+
+		a->ctl->jobs = job->next;
+		pthread_join(job->thread, NULL);
+		status_job_free(job);
+	}
+	loop_del(&a->loop, a->ctl->jobs_pipe[0]);
+	close(a->ctl->jobs_pipe[0]);
+	close(a->ctl->jobs_pipe[1]);
+	loop_del(&a->loop, a->ctl->fd);
+	close(a->ctl->fd);
+	/* After a takeover the path is the successor's socket. */
+	if (!a->handed_over)
+		unlink(a->ctl->path);
+	free(a->ctl);
+	a->ctl = NULL;
+}

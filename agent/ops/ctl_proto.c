@@ -1,0 +1,291 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/* The control-socket request line: parsing (shuntd) and writing (shuntctl). */
+#include <stdio.h>
+#include <string.h>
+
+#include "ops/ctl_proto.h"
+#include "proxy/routekey.h"
+#include "kernel/source.h"
+#include "core/util.h"
+
+/* A field quoted in a message: at most 64 bytes, unprintable ones as '?'. */
+static const char *shown(const char *s, char *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; s[i] && i + 1 < len && i < 64; i++)
+		buf[i] = (unsigned char)s[i] >= 0x20 && (unsigned char)s[i] < 0x7f ? s[i] : '?';
+	buf[i] = '\0';
+	return buf;
+}
+
+static int parse_format(char **f, int n, const char *what, bool *json, char *err, size_t errlen)
+{
+	char q[72];
+
+	if (n != 2)
+		return err_printf(err, errlen, CTL_EXIT_USAGE, "%s: expected 1 field, got %d", what,
+				  n - 1);
+	if (!strcmp(f[1], "json"))
+		*json = true;
+	else if (strcmp(f[1], "text"))
+		return err_printf(err, errlen, CTL_EXIT_USAGE,
+				  "%s: format '%s' is not text or json", what,
+				  shown(f[1], q, sizeof(q)));
+	return 0;
+}
+
+static int parse_service_key(char **f, struct ctl_request *req, char *err, size_t errlen)
+{
+	char q[72];
+
+	if (parse_addr_port(f[1], &req->service))
+		return err_printf(err, errlen, CTL_EXIT_FAILED, "--service: '%s' is not IP:PORT",
+				  shown(f[1], q, sizeof(q)));
+	if (rk_validate(f[2]))
+		return err_printf(err, errlen, CTL_EXIT_FAILED,
+				  "--key: '%s' is not a valid routing key (1-63 visible ASCII "
+				  "characters, none of , ; = \" \\)",
+				  shown(f[2], q, sizeof(q)));
+	strcpy(req->key, f[2]); /* rk_validate: at most 63 bytes */
+	return 0;
+}
+
+/* override-add FROM DST TO TTL, override-del FROM DST */
+static int parse_override(char **f, int n, struct ctl_request *req, char *err, size_t errlen)
+{
+	const char *what = req->op == CTL_OP_OVERRIDE_ADD ? "override-add" : "override-del";
+	int want = req->op == CTL_OP_OVERRIDE_ADD ? 5 : 3;
+	char q[72];
+
+	if (n != want)
+		return err_printf(err, errlen, CTL_EXIT_USAGE, "%s: expected %d fields, got %d",
+				  what, want - 1, n - 1);
+	if ((n == 3 ? source_check_listed : source_check)(f[1], err, errlen))
+		return CTL_EXIT_FAILED;
+	strcpy(req->from, f[1]); /* source_check: shorter than the field */
+	if (parse_addr_port(f[2], &req->dst))
+		return err_printf(err, errlen, CTL_EXIT_FAILED, "--dst: '%s' is not IP:PORT",
+				  shown(f[2], q, sizeof(q)));
+	if (n == 3)
+		return 0;
+	if (parse_addr_port(f[3], &req->to))
+		return err_printf(err, errlen, CTL_EXIT_FAILED, "--to: '%s' is not IP:PORT",
+				  shown(f[3], q, sizeof(q)));
+	if (req->to.family != req->dst.family)
+		return err_printf(err, errlen, CTL_EXIT_FAILED,
+				  "--to: '%s' is not in the address family of --dst (a connect() "
+				  "cannot change family)",
+				  shown(f[3], q, sizeof(q)));
+	if (parse_u64(f[4], CTL_MAX_TTL, &req->ttl_sec))
+		return err_printf(err, errlen, CTL_EXIT_FAILED,
+				  "--ttl: '%s' is not a number of seconds up to %llu",
+				  shown(f[4], q, sizeof(q)), (unsigned long long)CTL_MAX_TTL);
+	return 0;
+}
+
+int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, char *err,
+		      size_t errlen)
+{
+	char buf[CTL_MAX_REQUEST + 1], q[72];
+	char *f[CTL_MAX_FIELDS];
+	int n = 0, ret;
+
+	memset(req, 0, sizeof(*req));
+	if (err && errlen)
+		err[0] = '\0';
+	if (len == 0)
+		return err_printf(err, errlen, CTL_EXIT_USAGE, "empty request");
+	if (len > CTL_MAX_REQUEST)
+		return err_printf(err, errlen, CTL_EXIT_USAGE, "request too long");
+	for (size_t i = 0; i < len; i++)
+		if (line[i] == '\0' || line[i] == '\r' || line[i] == '\n')
+			return err_printf(err, errlen, CTL_EXIT_USAGE,
+					  "request has a NUL, CR or LF byte at offset %zu", i);
+	memcpy(buf, line, len);
+	buf[len] = '\0';
+	/* Split on every TAB: an empty field stays a field (and is refused). */
+	for (char *p = buf;; n++) {
+		char *tab = strchr(p, '\t');
+
+		if (n == CTL_MAX_FIELDS)
+			return err_printf(err, errlen, CTL_EXIT_USAGE, "more than %d fields",
+					  CTL_MAX_FIELDS);
+		f[n] = p;
+		if (!tab) {
+			n++;
+			break;
+		}
+		*tab = '\0';
+		p = tab + 1;
+	}
+	for (int i = 0; i < n; i++)
+		if (!f[i][0])
+			return err_printf(err, errlen, CTL_EXIT_USAGE, "field %d is empty", i);
+
+	if (!strcmp(f[0], "route-list")) {
+		req->op = CTL_OP_ROUTE_LIST;
+		return parse_format(f, n, f[0], &req->json, err, errlen);
+	}
+	if (!strcmp(f[0], "status")) {
+		req->op = CTL_OP_STATUS;
+		return parse_format(f, n, f[0], &req->json, err, errlen);
+	}
+	if (!strcmp(f[0], "takeover")) {
+		req->op = CTL_OP_TAKEOVER;
+		if (n != 1)
+			return err_printf(err, errlen, CTL_EXIT_USAGE,
+					  "takeover: expected no field");
+		return 0;
+	}
+	if (!strcmp(f[0], "override-ready")) {
+		req->op = CTL_OP_OVERRIDE_READY;
+		if (n != 2)
+			return err_printf(err, errlen, CTL_EXIT_USAGE,
+					  "override-ready: expected 1 field, got %d", n - 1);
+		if (!k8s_uid_valid(f[1], strlen(f[1])))
+			return err_printf(err, errlen, CTL_EXIT_FAILED,
+					  "--pod-uid: '%s' is not a pod uid (metadata.uid: 36 "
+					  "lowercase hex digits and dashes, 8-4-4-4-12)",
+					  shown(f[1], q, sizeof(q)));
+		memcpy(req->pod_uid, f[1], K8S_UID_LEN + 1);
+		return 0;
+	}
+	if (!strcmp(f[0], "reload")) {
+		req->op = CTL_OP_RELOAD;
+		if (n != 1)
+			return err_printf(err, errlen, CTL_EXIT_USAGE, "reload: expected no field");
+		return 0;
+	}
+	if (!strcmp(f[0], "override-list")) {
+		req->op = CTL_OP_OVERRIDE_LIST;
+		return parse_format(f, n, f[0], &req->json, err, errlen);
+	}
+	if (!strcmp(f[0], "override-add") || !strcmp(f[0], "override-del")) {
+		req->op = f[0][9] == 'a' ? CTL_OP_OVERRIDE_ADD : CTL_OP_OVERRIDE_DEL;
+		return parse_override(f, n, req, err, errlen);
+	}
+	if (!strcmp(f[0], "route-del")) {
+		req->op = CTL_OP_ROUTE_DEL;
+		if (n != 3)
+			return err_printf(err, errlen, CTL_EXIT_USAGE,
+					  "route-del: expected 2 fields, got %d", n - 1);
+		return parse_service_key(f, req, err, errlen);
+	}
+	if (strcmp(f[0], "route-add"))
+		return err_printf(err, errlen, CTL_EXIT_USAGE, "unknown request '%s'",
+				  shown(f[0], q, sizeof(q)));
+	req->op = CTL_OP_ROUTE_ADD;
+	if (n != 6)
+		return err_printf(err, errlen, CTL_EXIT_USAGE,
+				  "route-add: expected 5 fields, got %d", n - 1);
+	ret = parse_service_key(f, req, err, errlen);
+	if (ret)
+		return ret;
+	if (parse_addr_port(f[3], &req->to))
+		return err_printf(err, errlen, CTL_EXIT_FAILED, "--to: '%s' is not IP:PORT",
+				  shown(f[3], q, sizeof(q)));
+	if (parse_u64(f[4], CTL_MAX_TTL, &req->ttl_sec))
+		return err_printf(err, errlen, CTL_EXIT_FAILED,
+				  "--ttl: '%s' is not a number of seconds up to %llu",
+				  shown(f[4], q, sizeof(q)), (unsigned long long)CTL_MAX_TTL);
+	if (!strcmp(f[5], "baseline"))
+		req->fallback_baseline = true;
+	else if (strcmp(f[5], "error"))
+		return err_printf(err, errlen, CTL_EXIT_FAILED,
+				  "--fallback: '%s' is not baseline or error",
+				  shown(f[5], q, sizeof(q)));
+	return 0;
+}
+
+int ctl_format_request(const struct ctl_request *req, char *buf, size_t len)
+{
+	char s[ADDR_STR_LEN], t[ADDR_STR_LEN];
+	int n;
+
+	switch (req->op) {
+	case CTL_OP_ROUTE_ADD:
+		n = snprintf(buf, len, "route-add\t%s\t%s\t%s\t%llu\t%s\n",
+			     format_addr_port(&req->service, s, sizeof(s)), req->key,
+			     format_addr_port(&req->to, t, sizeof(t)),
+			     (unsigned long long)req->ttl_sec,
+			     req->fallback_baseline ? "baseline" : "error");
+		break;
+	case CTL_OP_ROUTE_DEL:
+		n = snprintf(buf, len, "route-del\t%s\t%s\n",
+			     format_addr_port(&req->service, s, sizeof(s)), req->key);
+		break;
+	case CTL_OP_OVERRIDE_ADD:
+		n = snprintf(buf, len, "override-add\t%s\t%s\t%s\t%llu\n", req->from,
+			     format_addr_port(&req->dst, s, sizeof(s)),
+			     format_addr_port(&req->to, t, sizeof(t)),
+			     (unsigned long long)req->ttl_sec);
+		break;
+	case CTL_OP_TAKEOVER:
+		n = snprintf(buf, len, "takeover\n");
+		break;
+	case CTL_OP_OVERRIDE_READY:
+		n = snprintf(buf, len, "override-ready\t%s\n", req->pod_uid);
+		break;
+	case CTL_OP_RELOAD:
+		n = snprintf(buf, len, "reload\n");
+		break;
+	case CTL_OP_OVERRIDE_DEL:
+		n = snprintf(buf, len, "override-del\t%s\t%s\n", req->from,
+			     format_addr_port(&req->dst, s, sizeof(s)));
+		break;
+	case CTL_OP_ROUTE_LIST:
+	case CTL_OP_STATUS:
+	case CTL_OP_OVERRIDE_LIST:
+		n = snprintf(buf, len, "%s\t%s\n",
+			     req->op == CTL_OP_STATUS	    ? "status"
+			     : req->op == CTL_OP_ROUTE_LIST ? "route-list"
+							    : "override-list",
+			     req->json ? "json" : "text");
+		break;
+	default:
+		return -1;
+	}
+	return n < 0 || (size_t)n >= len ? -1 : n;
+}
+
+const char *ctl_op_name(enum ctl_op op)
+{
+	switch (op) {
+	case CTL_OP_ROUTE_ADD:
+		return "route add";
+	case CTL_OP_ROUTE_DEL:
+		return "route del";
+	case CTL_OP_ROUTE_LIST:
+		return "route list";
+	case CTL_OP_STATUS:
+		return "status";
+	case CTL_OP_OVERRIDE_ADD:
+		return "override add";
+	case CTL_OP_OVERRIDE_DEL:
+		return "override del";
+	case CTL_OP_OVERRIDE_LIST:
+		return "override list";
+	case CTL_OP_OVERRIDE_READY:
+		return "override wait";
+	case CTL_OP_TAKEOVER:
+		return "takeover";
+	case CTL_OP_RELOAD:
+		return "reload";
+	}
+	return "?";
+}
+
+bool ctl_op_privileged(enum ctl_op op)
+{
+	switch (op) {
+	case CTL_OP_ROUTE_LIST:
+	case CTL_OP_STATUS:
+	case CTL_OP_OVERRIDE_LIST:
+	case CTL_OP_OVERRIDE_READY: /* a question about the kernel's state */
+		return false;
+	default:
+		/* Whatever is not a listing, also an op added later. */
+		return true;
+	}
+}
