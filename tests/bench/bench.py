@@ -6,7 +6,7 @@
     /usr/bin/python3 tests/bench/bench.py --build build [--client c|python]
         [--requests N] [--warmup N] [--rounds N] [--no-pinned] [--duration S]
         [--wrk-warmup S] [--connections N] [--threads N] [--idle N]
-        [--upstream-workers N]
+        [--upstream-workers N] [--baseline OTHER_BUILD]
 
 Builds a throwaway node with tests/e2e/node.py (netns, test cgroup, shuntd
 in the node netns at 10.211.0.1:15001), then puts nginx in the pods as fast
@@ -36,6 +36,15 @@ a W3C baggage), direct-sandbox, nginx-nokey and nginx-key (:8280).
   2. wrk -t2 -c32 -d10s --latency per row, after a 2 s warmup.
   3. shuntd's peak RSS (VmHWM, reset just before) with 1000 idle keep-alive
      connections through it (idleconns.py), half keyed, half not.
+  4. With --baseline OTHER_BUILD (before/after): two more rows,
+     base:shunt-nokey and base:shunt-key, go through OTHER_BUILD's shuntd on
+     the same node in the same run. The agents are swapped (SIGTERM, pins
+     removed, the other one started, the route added again) whenever the next
+     row needs the other one, so both meet the same rounds of the same
+     machine; wrk runs each shunt row twice (new, base, base, new) and RSS is
+     measured for both. The report ends with new/base ratios and the spread
+     between rounds (latency) or between the two runs of one agent (wrk), which
+     is what a difference has to exceed before it counts.
 Every row is verified: the pod on every latency response, the peer the
 upstream saw (captured or not), nginx stub_status request counters and
 shuntd's proxy counters before and after every run (a single request at the
@@ -87,8 +96,11 @@ class BenchError(Exception):
 
 
 class Row:
-    def __init__(self, name, host, port, keyed, pod, peer, ref, via):
+    def __init__(self, name, host, port, keyed, pod, peer, ref, via, agent="new"):
         self.name, self.host, self.port, self.keyed = name, host, port, keyed
+        self.agent = agent  # "new" (--build) or "base" (--baseline): the shuntd this row goes through
+        self.round_p50 = {}  # mode -> [p50 ns of each round]
+        self.wrk_runs = []
         self.pod = pod  # X-Pod every response must carry
         self.peer = peer  # the address the upstream must see (captured or not)
         self.ref = ref  # the direct row this one is compared with
@@ -98,11 +110,16 @@ class Row:
         self.first = None  # (pod, peer) of the last latency connection's first response
 
 
-def make_rows():
+def make_rows(compare=False):
+    base = [
+        Row("base:shunt-nokey", N.BASE4, SVC_PORT, False, "baseline", N.NODE4, "direct-baseline", "shunt", "base"),
+        Row("base:shunt-key", N.BASE4, SVC_PORT, True, "sandbox", N.NODE4, "direct-sandbox", "shunt", "base"),
+    ] if compare else []
     return [
         Row("direct-baseline", N.BASE4, DIRECT_PORT, False, "baseline", N.CLIENT4, "direct-baseline", "direct"),
         Row("shunt-nokey", N.BASE4, SVC_PORT, False, "baseline", N.NODE4, "direct-baseline", "shunt"),
         Row("shunt-key", N.BASE4, SVC_PORT, True, "sandbox", N.NODE4, "direct-sandbox", "shunt"),
+    ] + base + [
         Row("direct-sandbox", N.SBX4, SVC_PORT, False, "sandbox", N.CLIENT4, "direct-sandbox", "direct"),
         Row("nginx-nokey", N.NODE4, PEER_PORT, False, "baseline", N.NODE4, "direct-baseline", "nginx"),
         Row("nginx-key", N.NODE4, PEER_PORT, True, "sandbox", N.NODE4, "direct-sandbox", "nginx"),
@@ -193,6 +210,13 @@ print(json.dumps(out))
 
 
 # ---- helpers ---------------------------------------------------------------------
+
+
+def build_version(build):
+    """git describe of the checkout a build directory belongs to."""
+    src = os.path.dirname(os.path.abspath(build))
+    p = N.run(["git", "-C", src, "describe", "--always", "--dirty"], check=False)
+    return "git " + (p.stdout.strip() or "?")
 
 
 def us(ns):
@@ -324,7 +348,13 @@ class Bench:
         self.node = None
         self.tmp = None
         self.nginx = {}  # name -> Popen
-        self.rows = make_rows()
+        self.rows = make_rows(bool(args.baseline))
+        self.agent = "new"  # whose shuntd runs now
+        self.bins = {}  # agent -> (shuntd, shuntctl)
+        self.build_ids = {}
+        self.switches = 0
+        self.pinned_now = False
+        self.rss_by = {}
         self.by_name = {r.name: r for r in self.rows}
         self.rss_res = None
         self.t0 = time.monotonic()
@@ -342,16 +372,16 @@ class Bench:
         self.tmp = "/tmp/shunt-bench-" + self.node.id
         os.makedirs(self.tmp)  # fails loudly on a (very unlikely) id clash
         # Private copies: a rebuild of the tree during the run must not change what is measured.
-        bindir = os.path.join(self.tmp, "bin")
-        os.makedirs(bindir)
-        for b in ("shuntd", "shuntctl"):
-            shutil.copy2(os.path.join(self.a.build, b), os.path.join(bindir, b))
-        self.node.shuntd_bin = os.path.join(bindir, "shuntd")
-        self.node.shuntctl_bin = os.path.join(bindir, "shuntctl")
-        p = N.run(["git", "-C", os.path.dirname(os.path.dirname(BENCH_DIR)), "describe", "--always", "--dirty"],
-                  check=False)
-        self.build_id = "%s, git %s" % (os.path.abspath(os.path.join(self.a.build, "shuntd")),
-                                        p.stdout.strip() or "?")
+        builds = [("new", self.a.build)] + ([("base", self.a.baseline)] if self.a.baseline else [])
+        for agent, build in builds:
+            bindir = os.path.join(self.tmp, "bin-" + agent)
+            os.makedirs(bindir)
+            for b in ("shuntd", "shuntctl"):
+                shutil.copy2(os.path.join(build, b), os.path.join(bindir, b))
+            self.bins[agent] = (os.path.join(bindir, "shuntd"), os.path.join(bindir, "shuntctl"))
+            self.build_ids[agent] = "%s, %s" % (os.path.abspath(os.path.join(build, "shuntd")), build_version(build))
+        self.node.shuntd_bin, self.node.shuntctl_bin = self.bins["new"]
+        self.build_id = self.build_ids["new"]
         self.log("node %s: starting topology, test cgroup and shuntd" % self.node.id)
         self.node.start()
         if self.a.client == "c":
@@ -399,6 +429,26 @@ class Bench:
                         name, proc.poll(), N._read_from(os.path.join(d, "stderr")),
                         N._read_from(os.path.join(d, "error.log"))))
                 time.sleep(0.02)
+
+    def use_agent(self, agent):
+        """Run the row's shuntd: stop the other one (SIGTERM; its pins are
+        removed so that each starts from nothing), start this one, add the
+        route again."""
+        if agent == self.agent:
+            return
+        rc = self.node.shuntd_stop()
+        if rc != 0:
+            raise BenchError("shuntd (%s) exited with %s on SIGTERM" % (self.agent, rc))
+        if os.path.isdir(self.node.pin):
+            shutil.rmtree(self.node.pin)
+        self.node.shuntd_bin, self.node.shuntctl_bin = self.bins[agent]
+        self.node.shuntd_start()
+        self.node.route_add(N.hostport(N.BASE4, SVC_PORT), KEY, N.hostport(N.SBX4, SVC_PORT))
+        self.agent = agent
+        self.shuntd_pid = self.find_shuntd()
+        self.switches += 1
+        if self.pinned_now:
+            self.pin(True)
 
     def find_shuntd(self):
         pid = self.node.shuntd.pid  # nsenter execs shuntd: same pid
@@ -454,6 +504,7 @@ class Bench:
     # ---- the single-connection latency test --------------------------------------------
     def latency_once(self, row, n, warmup):
         """One connection, warmup + n requests; returns latclient's JSON."""
+        self.use_agent(row.agent)
         argv = self.latclient + [row.host, str(row.port), str(n), str(warmup), row.pod]
         if row.keyed:
             argv.append(KEY_HEADER)
@@ -490,6 +541,7 @@ class Bench:
         try:
             if pinned:
                 self.pin(True)
+                self.pinned_now = True
             for r in self.rows:
                 self.latency_once(r, max(1, min(200, a.warmup)), 0)
             samples = {r.name: [] for r in self.rows}
@@ -499,11 +551,13 @@ class Bench:
                 for r in order:
                     res = self.latency_once(r, per, warm)
                     samples[r.name] += res["lat_ns"]
+                    r.round_p50.setdefault(mode, []).append(sorted(res["lat_ns"])[len(res["lat_ns"]) // 2])
                     total_ns[r.name] += res["total_ns"]
                     r.first = (res["pod"], res["peer"])
         finally:
             self.latclient = base
             if pinned:
+                self.pinned_now = False
                 self.pin(False)
         for r in self.rows:
             lat = sorted(samples[r.name])
@@ -542,6 +596,7 @@ class Bench:
         return argv + ["http://%s/" % N.hostport(row.host, row.port)]
 
     def load(self, row):
+        self.use_agent(row.agent)
         if self.a.wrk_warmup > 0:
             rc, out, err = self.client_run(self.wrk_argv(row, self.a.wrk_warmup), timeout=self.a.wrk_warmup + 30)
             if rc != 0:
@@ -555,12 +610,20 @@ class Bench:
             raise BenchError("%s: wrk saw %d non-2xx responses and socket errors (connect, read, write, "
                              "timeout) %s:\n%s" % (row.name, res["non2xx"], res["sock_errors"], out))
         self.check_counts(row, up0, self.upstream_counts(), sh0, self.shunt_counts(), res["requests"], "wrk run")
-        row.wrk = res
+        row.wrk_runs.append(res)
+        row.wrk = {k: sum(x[k] for x in row.wrk_runs) / len(row.wrk_runs) for k in ("p50_us", "p99_us", "rps")}
         self.log("wrk    %-16s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  (%d requests, all 200 from %s)" % (
             row.name, res["p50_us"], res["p99_us"], res["rps"], res["requests"], row.pod))
 
     # ---- RSS with many idle keep-alive connections -------------------------------------
     def rss(self):
+        for agent in ("new", "base") if self.a.baseline else ("new",):
+            self.use_agent(agent)
+            self.rss_once()
+            self.rss_by[agent] = self.rss_res
+        self.rss_res = self.rss_by["new"]
+
+    def rss_once(self):
         pid, n = self.shuntd_pid, self.a.idle
         before = proc_status(pid)
         hwm_reset = True
@@ -638,6 +701,8 @@ class Bench:
         P("machine   %d CPUs (%s), Linux %s: client, proxy and upstream servers share them"
           % (ncpu, model, platform.release()))
         P("shuntd    %s" % self.build_id)
+        if a.baseline:
+            P("baseline  %s (rows base:*; agents swapped %d times)" % (self.build_ids["base"], self.switches))
         P("          single-threaded (one epoll loop), in the node netns; captured via cgroup/connect4")
         P("nginx     routing peer in the node netns: 1 worker, map $http_baggage -> proxy_pass, upstream")
         P("          keepalive 64, access_log off (%s)" % self.nginx_version)
@@ -720,6 +785,53 @@ class Bench:
         target(mib(s["peak_kb"]) < TARGET_RSS_MIB, "rss      peak %.1f MiB with %d idle connections (target < %d MiB)"
                % (mib(s["peak_kb"]), s["n"], TARGET_RSS_MIB))
         P("  %d of %d targets met" % (sum(res), len(res)))
+        if a.baseline:
+            self.report_compare()
+
+    def report_compare(self):
+        """new/base per measurement, and whether the difference exceeds the noise."""
+        P = print
+        P()
+        P("Before/after: this build (new) against --baseline (base), same node, same run")
+        P("  noise = the spread of the per-round new/base p50 ratios, or of the direct row's per-round p50")
+        P("          (latency: rounds interleave both agents; --baseline set to --build itself shows the floor)")
+        P("          or the larger relative difference between the two wrk runs of one agent; a row is")
+        P("          WORSE only when new/base exceeds 1 + max(5%, noise)")
+        P("  %-26s %10s %10s %8s %8s  %s" % ("measurement", "new", "base", "new/base", "noise", "verdict"))
+        worse = []
+
+        def line(what, new, base, noise, higher_is_worse=True, unit="us"):
+            ratio = new / base if base else float("inf")
+            bad = ratio if higher_is_worse else (1 / ratio if ratio else float("inf"))
+            verdict = "WORSE" if bad > 1 + max(0.05, noise) else "same" if bad > 1 - max(0.05, noise) else "better"
+            if verdict == "WORSE":
+                worse.append(what)
+            P("  %-26s %8.1f%-2s %8.1f%-2s %8.3f %7.1f%%  %s" % (what, new, unit, base, unit, ratio, 100 * noise,
+                                                                 verdict))
+
+        for mode, _ in self.lat_modes():
+            tag = "1-conn" if mode == "free" else "1-cpu0"
+            for name in ("shunt-nokey", "shunt-key"):
+                n, b = self.by_name[name], self.by_name["base:" + name]
+                per = [x / y for x, y in zip(n.round_p50[mode], b.round_p50[mode])]
+                noise = (max(per) - min(per)) / 2 if len(per) > 1 else 0.0
+                d = self.by_name[n.ref].round_p50[mode]  # the direct row: the machine's own wobble
+                noise = max(noise, (max(d) - min(d)) / (2 * min(d)) if len(d) > 1 else 0.0)
+                line("%s %s p50" % (tag, name), us(n.lat[mode]["p50_ns"]), us(b.lat[mode]["p50_ns"]), noise)
+                line("%s %s p99" % (tag, name), us(n.lat[mode]["p99_ns"]), us(b.lat[mode]["p99_ns"]), max(noise, 0.10))
+        for name in ("shunt-nokey", "shunt-key"):
+            n, b = self.by_name[name], self.by_name["base:" + name]
+
+            def spread(runs, k):
+                v = [x[k] for x in runs]
+                return (max(v) - min(v)) / (sum(v) / len(v)) if len(v) > 1 else 0.0
+
+            for k, hw, unit in (("rps", False, "/s"), ("p50_us", True, "us"), ("p99_us", True, "us")):
+                noise = max(spread(n.wrk_runs, k), spread(b.wrk_runs, k))
+                line("wrk %s %s" % (name, k.replace("_us", "")), n.wrk[k], b.wrk[k], noise, hw, unit)
+        line("rss peak (MiB)", mib(self.rss_by["new"]["peak_kb"]), mib(self.rss_by["base"]["peak_kb"]), 0.0,
+             True, "Mi")
+        P("  %s" % ("no row worse beyond noise" if not worse else "WORSE beyond noise: " + ", ".join(worse)))
 
     def lat_modes(self):
         out = [("free", "Scheduler's choice of CPUs (as on a real node):")]
@@ -744,6 +856,9 @@ class Bench:
         self.log("load: wrk -t%d -c%d -d%ds per row" % (self.a.threads, self.a.connections, self.a.duration))
         for r in self.rows:
             self.load(r)
+        if self.a.baseline:  # new, base above; now base, new: a drift over time lands on both alike
+            for r in [r for r in reversed(self.rows) if r.via == "shunt"]:
+                self.load(r)
         self.rss()
         self.foreign_cpu()
         self.report()
@@ -797,6 +912,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     ap.add_argument("--idle", type=int, default=1000, help="idle keep-alive connections for RSS (default 1000)")
     ap.add_argument("--upstream-workers", default="auto", help="nginx workers of each upstream pod (default auto)")
+    ap.add_argument("--baseline", metavar="OTHER_BUILD",
+                    help="also measure OTHER_BUILD's shuntd (rows base:*) in the same run: before/after")
     args = ap.parse_args()
 
     missing = []
@@ -811,9 +928,10 @@ def main():
     reason = N.prereq_skip_reason()
     if reason:
         missing.append(reason)
-    for f in ("shuntd", "shuntctl"):
-        if not os.access(os.path.join(args.build, f), os.X_OK):
-            missing.append("%s/%s missing: run make first" % (args.build, f))
+    for build in [args.build] + ([args.baseline] if args.baseline else []):
+        for f in ("shuntd", "shuntctl"):
+            if not os.access(os.path.join(build, f), os.X_OK):
+                missing.append("%s/%s missing: run make first" % (build, f))
     if missing:
         for m in missing:
             print("bench: " + m, file=sys.stderr)
