@@ -52,7 +52,7 @@ AGENT_LIB_SRCS := $(wildcard $(patsubst %,agent/%/*.c,$(AGENT_DIRS)))
 AGENT_LIB_OBJS := $(patsubst agent/%.c,$(OUTPUT)/agent/%.o,$(AGENT_LIB_SRCS))
 LLHTTP_OBJS := $(patsubst %,$(OUTPUT)/llhttp/%.o,api http llhttp)
 
-UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c) tests/unit/main.c
 UNIT_OBJS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%.o,$(UNIT_SRCS))
 
 .DELETE_ON_ERROR:

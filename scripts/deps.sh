@@ -8,7 +8,7 @@ PKGS=(
 	make clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
 	libcriterion-dev node-llhttp
 	libcurl4-openssl-dev libjson-c-dev libyaml-dev
-	iproute2 util-linux procps python3 curl
+	iproute2 util-linux procps python3 curl openssl dpkg
 	python3-jsonschema python3-yaml
 	wrk nginx-light
 	postgresql postgresql-client
@@ -17,6 +17,10 @@ PKGS=(
 	# podman (buildah underneath) with runc (crun refuses hybrid cgroups)
 	podman buildah runc debootstrap
 )
+
+# tests/deploy/validate.py runs `kubectl kustomize deploy/`; Debian ships
+# kubectl as kubernetes-client (keep a kubectl installed another way).
+command -v kubectl >/dev/null 2>&1 || PKGS+=(kubernetes-client)
 
 if [ "$(id -u)" != 0 ]; then
 	echo "deps.sh: run as root (apt-get install)" >&2

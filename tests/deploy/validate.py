@@ -614,7 +614,7 @@ class Agent(unittest.TestCase):
             resolved = dict(re.findall(r"^\s*(\S+) => (\S+)", subprocess.run(
                 ["ldd", b], capture_output=True, text=True).stdout, re.M))
             if any(re.search(r"lib(asan|ubsan|tsan|lsan)\.so", lib) for lib in resolved):
-                self.skipTest("a sanitizer build (SAN=1): the image ships the plain build")
+                self.skipTest(NOT_APPLICABLE + "a sanitizer build (SAN=1): the image ships the plain build")
             # The libraries the binary itself names (DT_NEEDED): apt brings
             # their own dependencies along.
             needed = re.findall(r"\(NEEDED\)\s+Shared library: \[(\S+)\]", subprocess.run(
@@ -778,10 +778,15 @@ while :; do sleep 0.05; done
 
 
 # =========================================================================
+# A skip whose reason starts with this is not a missing prerequisite (the
+# check does not apply to this build); --strict fails every other skip.
+NOT_APPLICABLE = "not applicable: "
+
+
 class Result(unittest.TestResult):
-    def __init__(self, verbose):
+    def __init__(self, verbose, strict=False):
         super().__init__()
-        self.verbose, self.n_ok = verbose, 0
+        self.verbose, self.n_ok, self.strict, self.n_strict = verbose, 0, strict, 0
 
     def addSuccess(self, test):
         self.n_ok += 1
@@ -798,6 +803,11 @@ class Result(unittest.TestResult):
 
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
+        if self.strict and not reason.startswith(NOT_APPLICABLE):
+            self.n_strict += 1
+            print("FAIL  %s: skipped in strict mode (a missing prerequisite): %s"
+                  % (test.id().replace("__main__.", ""), reason))
+            return
         print("skip  %s: %s" % (test.id().replace("__main__.", ""), reason))
 
 
@@ -806,10 +816,12 @@ def main():
     ap = argparse.ArgumentParser(description="offline checks of deploy/")
     ap.add_argument("--build", default=BUILD)
     ap.add_argument("-v", "--verbose", action="store_true")
+    ap.add_argument("--strict", action="store_true", default=os.environ.get("SHUNT_TESTS_STRICT") == "1",
+                    help="a check skipped for a missing prerequisite fails (default: SHUNT_TESTS_STRICT=1)")
     opts = ap.parse_args()
     BUILD = os.path.abspath(opts.build)
     suite = unittest.defaultTestLoader.loadTestsFromModule(sys.modules[__name__])
-    res = Result(opts.verbose)
+    res = Result(opts.verbose, opts.strict)
     t0 = time.time()
     try:
         suite.run(res)
@@ -818,10 +830,12 @@ def main():
         res.errors.append((None, "crash"))
     for n in sorted(set(NOTES)):
         print(n)
-    failed = len(res.failures) + len(res.errors)
+    failed = len(res.failures) + len(res.errors) + res.n_strict
     print("deploy: %.1fs" % (time.time() - t0))
-    print("%d passed, %d failed, %d skipped" % (res.n_ok, failed, len(res.skipped)))
-    return 1 if failed else 0
+    if not res.n_ok:
+        print("FAIL  nothing passed")
+    print("%d passed, %d failed, %d skipped" % (res.n_ok, failed, len(res.skipped) - res.n_strict))
+    return 1 if failed or not res.n_ok else 0
 
 
 if __name__ == "__main__":

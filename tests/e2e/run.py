@@ -7,9 +7,14 @@
 Needs root, cgroup v2 and a bpffs (missing ones skip with a reason). Each
 test class gets its own throwaway node (see node.py); a failing test prints
 shuntd's output and the servers' logs since the test began. The last line
-is "N passed, N failed, N skipped"; the exit status is 1 if any failed.
+is "N passed, N failed, N skipped"; the exit status is 1 if any failed,
+or if nothing passed (a -k that matches nothing, every test skipped).
 Leftovers (netns, cgroups, pins, processes) after the run count as a
 failure too.
+
+--strict (or SHUNT_TESTS_STRICT=1, which .ci/run sets) turns a test skipped
+for a missing prerequisite into a failure. Skips whose reason starts with
+node.KERNEL_SKIP (the running kernel lacks a feature) stay skips.
 """
 
 import argparse
@@ -25,9 +30,11 @@ sys.dont_write_bytecode = True  # keep the source tree clean
 
 
 class Result(unittest.TestResult):
-    def __init__(self, verbose):
+    def __init__(self, verbose, strict=False, kernel_prefix="kernel: "):
         super().__init__()
         self.verbose = verbose
+        self.strict = strict
+        self.kernel_prefix = kernel_prefix
         self.passed = []
         self.failed = []
         self.skipped_ = []
@@ -74,8 +81,7 @@ class Result(unittest.TestResult):
             self.failed.append(name)
             print("FAIL  %s (%.1fs)" % (name, dt), flush=True)
         elif self._skip is not None:
-            self.skipped_.append(name)
-            print("SKIP  %s: %s" % (name, self._skip), flush=True)
+            self._skipped(name, self._skip)
         else:
             self.passed.append(name)
             print("ok    %s (%.1fs)" % (name, dt), flush=True)
@@ -102,10 +108,19 @@ class Result(unittest.TestResult):
     def addSkip(self, test, reason):
         super().addSkip(test, reason)
         if not hasattr(test, "_testMethodName"):
-            self.skipped_.append(str(test))
-            print("SKIP  %s: %s" % (test, reason), flush=True)
+            self._skipped(str(test), reason)
             return
         self._skip = reason
+
+    def _skipped(self, name, reason):
+        """A skip; in strict mode one for a missing prerequisite (any reason
+        not naming the kernel) is a failure."""
+        if self.strict and not reason.startswith(self.kernel_prefix):
+            self.failed.append(name)
+            print("FAIL  %s: skipped in strict mode (a missing prerequisite): %s" % (name, reason), flush=True)
+            return
+        self.skipped_.append(name)
+        print("SKIP  %s: %s" % (name, reason), flush=True)
 
     def addExpectedFailure(self, test, err):
         super().addExpectedFailure(test, err)
@@ -128,6 +143,8 @@ def main():
     ap.add_argument("--list", action="store_true", help="list the tests and exit")
     ap.add_argument("--also", action="append", default=[], metavar="DIR",
                     help="discover test_*.py in DIR too (make test-image: tests/image)")
+    ap.add_argument("--strict", action="store_true", default=os.environ.get("SHUNT_TESTS_STRICT") == "1",
+                    help="a test skipped for a missing prerequisite fails (default: SHUNT_TESTS_STRICT=1)")
     args = ap.parse_args()
 
     os.environ["SHUNT_E2E_BUILD"] = os.path.abspath(args.build)
@@ -163,7 +180,9 @@ def main():
     reason = N.prereq_skip_reason()
     if reason:
         print("note: tests will be skipped: %s" % reason, flush=True)
-    result = Result(args.verbose)
+    if args.strict:
+        print("strict: a skip for a missing prerequisite fails; only %r skips stay skips" % N.KERNEL_SKIP, flush=True)
+    result = Result(args.verbose, args.strict, N.KERNEL_SKIP)
     t0 = time.monotonic()
     interrupted = False
     try:
@@ -183,8 +202,13 @@ def main():
     print("\n(%d nodes, %.0fs)" % (len(N.ALL_IDS), time.monotonic() - t0))
     if result.failed:
         print("failed: " + ", ".join(result.failed))
+    nothing = not result.passed
+    if nothing:
+        print("FAIL  nothing passed: %d tests ran, %d skipped%s" % (
+            result.testsRun, len(result.skipped_),
+            " (no test matches -k %s)" % " -k ".join(args.patterns) if args.patterns and not result.testsRun else ""))
     print("%d passed, %d failed, %d skipped" % (len(result.passed), len(result.failed), len(result.skipped_)))
-    return 1 if result.failed or interrupted else 0
+    return 1 if result.failed or interrupted or nothing else 0
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ import time
 import uuid
 
 import node as N
-from base import BUILD, NodeTestCase
+from base import NodeTestCase
 from httpmsg import key_header
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "k8s"))
@@ -110,17 +110,6 @@ print(json.dumps(res), flush=True)
 """
 
 
-def k8s_flag_reason():
-    """None when the built shuntd has Kubernetes mode, else why we skip."""
-    b = os.path.join(os.path.abspath(BUILD), "shuntd")
-    if not os.access(b, os.X_OK):
-        return None  # the harness reports a missing binary as a failure
-    p = subprocess.run([b, "--help"], capture_output=True, text=True, timeout=10)
-    if "--k8s-api" not in p.stdout + p.stderr:
-        return "%s --help has no --k8s-api: the agent's Kubernetes mode is not built in" % b
-    return None
-
-
 def cluster():
     """The baseline objects (no SandboxRoutes)."""
     return [
@@ -149,15 +138,6 @@ class K8sBase(NodeTestCase):
     api = None
     # Sandboxes may have explicit addresses in the test network only.
     agent_args = ["--sandbox-cidr", str(N.NET4_CIDR), "--sandbox-cidr", str(N.NET6_CIDR)]
-
-    @classmethod
-    def setUpClass(cls):
-        reason = k8s_flag_reason()
-        if reason:
-            print("\n[e2e] %s: skipped: %s" % (cls.__name__, reason), flush=True)
-            cls._skip, cls.node, cls._setup_error = reason, None, None
-            return
-        super().setUpClass()
 
     @classmethod
     def prepare_node(cls, node):

@@ -99,7 +99,7 @@ class SocketLB(NodeTestCase):
                 bpfsys.attach(cg_fd, fd, kind, flags)
             except OSError as e:
                 if flags & bpfsys.PREORDER and e.errno == 22:
-                    self.skipTest("BPF_F_PREORDER needs Linux 6.15 (this kernel: %s)" % os.uname().release)
+                    self.skipTest(N.KERNEL_SKIP + "BPF_F_PREORDER needs Linux 6.15 (this kernel: %s)" % os.uname().release)
                 raise
             self.addCleanup(bpfsys.detach, cg_fd, fd, kind)
             ids[hook] = bpfsys.prog_id(fd)

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 """Write the seed corpora of tests/fuzz/corpus/<harness>/ from the cases of
-tests/unit/*.c and tests/e2e/test_badinput.py, test_review.py.
+tests/unit/*.c and tests/e2e/test_badinput.py, test_http_edges.py.
 
 Run it after changing a case here; the files it writes are kept in the tree
 (libFuzzer never writes there: run.sh gives it build/fuzz/corpus/ first).
@@ -74,7 +74,7 @@ HEADS = {
     "e2e-version-7": b"GET /v2 HTTP/7.1\r\n" + H + b"\r\n",
     "e2e-space-colon": b"GET /sp HTTP/1.1\r\n" + H + b"X-Bad : 1\r\n\r\n",
     "e2e-keyed": b"GET /good HTTP/1.1\r\n" + H + b"\r\n",
-    # tests/e2e/test_review.py
+    # tests/e2e/test_http_edges.py
     "review-connect": b"CONNECT db.internal:5432 HTTP/1.1\r\nHost: db.internal:5432\r\n"
                       b"baggage: sd-routing-key=dev-r\r\n\r\n",
     "review-upgrade": b"GET /ws HTTP/1.1\r\nHost: svc\r\nUpgrade: websocket\r\n\r\n",
@@ -144,7 +144,7 @@ CHUNKED = {
     "ext-lf": b"5;a\nb\r\n",
     "ext-ctl": b"5;a\x01\r\n",
     "trailer-cr-nul": b"5\r\nhello\r\n0\r\nX: 1\r\x00",
-    # tests/e2e/test_review.py
+    # tests/e2e/test_http_edges.py
     "review-trailer-lf-end": b"5\r\nhello\r\n0\r\n\n",
     "review-trailer-fold": b"5\r\nhello\r\n0\r\nX-T: a\r\n b\r\n\r\n",
     "many-chunks": b"".join(b"%x\r\n%s\r\n" % (n, b"x" * n) for n in range(1, 20)) + b"0\r\n\r\n",

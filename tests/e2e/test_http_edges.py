@@ -1,6 +1,8 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-"""Reproductions from the proxy/BPF review. Each test fails while the bug
-it names is present; each asserts behaviour RFC 9110/9112 (or DESIGN.md)
+"""HTTP/1 edge cases of the proxy: request framing (Transfer-Encoding,
+chunked bodies, pipelining), CONNECT and 101, retries, upstream resets,
+timeouts and accept bursts. Each test fails while the bug it names is
+present; each asserts behaviour RFC 9110/9112 (or DESIGN.md)
 requires. Scripted upstreams run in the sandbox pod on port 8081 and are
 killed at the end of every test."""
 
@@ -113,7 +115,7 @@ while True:
 '''
 
 
-class ReviewBase(NodeTestCase):
+class HttpEdgesBase(NodeTestCase):
     def setUp(self):
         super().setUp()
         self.scripted = []
@@ -133,14 +135,14 @@ class ReviewBase(NodeTestCase):
     def scripted_upstream(self, mode, pod="sbx", port=SCRIPT_PORT):
         n = self.node
         tag = "%s-%d-%d" % (mode, port, len(self.scripted))
-        logp = os.path.join(n.tmp, "review-%s.log" % tag)
-        ready = os.path.join(n.tmp, "review-%s.ready" % tag)
+        logp = os.path.join(n.tmp, "scripted-%s.log" % tag)
+        ready = os.path.join(n.tmp, "scripted-%s.ready" % tag)
         for f in (logp, ready):
             if os.path.exists(f):
                 os.unlink(f)
         open(logp, "w").close()
         p = n.spawn(n.nsenter(pod) + [N.PYTHON, "-B", "-u", "-c", SCRIPT, mode, str(port), logp, ready],
-                    stdout=subprocess.DEVNULL, stderr=open(os.path.join(n.tmp, "review-%s.stderr" % tag), "ab"))
+                    stdout=subprocess.DEVNULL, stderr=open(os.path.join(n.tmp, "scripted-%s.stderr" % tag), "ab"))
         self.scripted.append((p, logp))
         deadline = time.monotonic() + 10
         while not os.path.exists(ready):
@@ -155,7 +157,7 @@ class ReviewBase(NodeTestCase):
             return [json.loads(ln) for ln in f if ln.strip()]
 
 
-class ReviewHttp(ReviewBase):
+class HttpEdgeFraming(HttpEdgesBase):
     # ---- request framing -----------------------------------------------------------
 
     def test_http10_request_with_transfer_encoding_refused(self):
@@ -297,7 +299,7 @@ class ReviewHttp(ReviewBase):
         self.assertEqual(r["data"], b"hello", "non-HTTP bytes before EOF not tunnelled: %r" % r["data"][:80])
 
 
-class ReviewTimeouts(ReviewBase):
+class HttpEdgeTimeouts(HttpEdgesBase):
     node_opts = {"shuntd_args": ["--head-timeout", "2s", "--idle-timeout", "2s"]}
 
     def test_stalled_request_body_times_out(self):
@@ -320,7 +322,7 @@ class ReviewTimeouts(ReviewBase):
                         % (r["after"], r["data"][:100]))
 
 
-class ReviewAccept(ReviewBase):
+class AcceptBurst(HttpEdgesBase):
     def test_burst_of_more_than_64_pending_connections_all_served(self):
         # The listener is edge-triggered but listener_event() accepts at most 64 and returns:
         # whatever else is in the backlog waits for the next connect(), possibly forever.
