@@ -36,6 +36,7 @@
 #include "core/log.h"
 #include "proxy/proxy.h"
 #include "proxy/reqstats.h"
+#include "proxy/route.h"
 #include "state/store.h"
 #include "core/util.h"
 
@@ -993,9 +994,10 @@ static void route_request(struct client *c)
 	struct proxy *p = c->p;
 	const char *head = c->in.data + c->req_start;
 	struct head_result hr;
-	const struct shunt_route *r = NULL;
+	struct route_input in;
+	struct route_decision rd;
 	char a[ADDR_STR_LEN];
-	int st, klen;
+	int st;
 
 	st = http_head_check(head, c->head_len, p->hdrs, p->o.max_headers, &hr);
 	if (st) {
@@ -1013,31 +1015,34 @@ static void route_request(struct client *c)
 	c->body = hr.body;
 	c->body_left = hr.content_length;
 
-	klen = rk_extract(&p->o.rk, p->hdrs, hr.n_headers, c->key, sizeof(c->key));
-	if (klen < 0) {
+	in.rk = &p->o.rk;
+	in.hdrs = p->hdrs;
+	in.n_hdrs = hr.n_headers;
+	in.orig = &c->orig;
+	in.t = p->store->t;
+	in.guard = p->store->guard;
+	in.now_unix = 0;
+	route_decide(&in, &rd, c->key, sizeof(c->key));
+	if (rd.reason == ROUTE_BAD_KEY) {
 		p->st.bad_keys++;
 		p->rs.parse_errors[HTTP_ERR_ROUTING_KEY]++;
-		klen = 0; /* an unusable key routes like no key: to the baseline */
 	}
-	if (klen > 0)
-		r = route_table_get(p->store->t, &c->orig, c->key, (size_t)klen);
-	if (r && r->expires_unix && r->expires_unix <= (uint64_t)time(NULL))
-		r = NULL; /* expired; the sweeper removes it shortly */
-
 	p->st.requests++;
-	if (r) {
-		c->dst = r->to;
-		c->to_sandbox = true;
-		c->fallback = r->flags & SHUNT_ROUTE_FALLBACK_BASELINE;
+	c->dst = rd.dst;
+	c->to_sandbox = rd.to_sandbox;
+	c->fallback = rd.fallback;
+	if (rd.to_sandbox)
 		p->st.to_sandbox++;
-	} else {
-		c->dst = c->orig;
+	else
 		p->st.to_baseline++;
-	}
 	c->obs.routed = true;
 	c->obs.req_bytes = c->head_len;
 	c->state = C_REQUEST;
-	if (!attach_upstream(c, false))
+	if (rd.reason == ROUTE_REFUSED) {
+		/* Counted like up_new() counts a refused connect. */
+		p->st.dst_refused++;
+		no_upstream(c, EDST_REFUSED);
+	} else if (!attach_upstream(c, false))
 		no_upstream(c, errno);
 }
 
