@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,7 @@
 #include "proxy/http.h"
 #include "core/log.h"
 #include "proxy/proxy.h"
+#include "proxy/pool.h"
 #include "proxy/reqstats.h"
 #include "proxy/route.h"
 #include "state/store.h"
@@ -72,10 +74,10 @@ struct upstream {
 	enum up_state state;
 	struct shunt_addr dst;
 	struct client *owner;
-	struct pool *pool;	    /* of dst: counts u in open; freed only when 0 */
+	struct pool_dst *pool;	    /* of dst: counts u in open; freed only when 0 */
 	struct pod_hold *hold;	    /* its owner's pod's count for dst, or NULL */
-	struct upstream *pool_next; /* in a pool's idle list, or on the dead list */
-	uint64_t idle_since;
+	struct pool_link link;	    /* in the pool's idle list (since: went idle) */
+	struct upstream *dead_next; /* on the dead list */
 	llhttp_t resp;
 	struct buf in; /* response bytes; [start, parsed) may go to the client */
 	uint32_t parsed;
@@ -127,14 +129,6 @@ struct client {
 	struct client *prev, *next; /* all live clients, for timeouts */
 };
 
-struct pool {
-	struct shunt_addr dst;
-	struct upstream *idle; /* most recently used first */
-	size_t n;	       /* idle */
-	size_t open;	       /* every connection to dst: connecting, busy, idle */
-	struct pool *next;
-};
-
 /* A pod, as the kernel tells them apart: its network namespace (hostNetwork
  * pods share the node's). Exists while it has connections in the proxy. */
 struct pod {
@@ -176,7 +170,7 @@ struct proxy {
 	struct client *clients;
 	struct client *dead_clients;
 	struct upstream *dead_ups;
-	struct pool *pools;
+	struct pool pool;	  /* upstream connections by destination */
 	struct http_header *hdrs; /* scratch for one head at a time */
 	int spare_fd;		  /* given up to refuse a connection at EMFILE */
 	llhttp_settings_t req_settings, resp_settings;
@@ -239,38 +233,9 @@ static uint32_t up_events(void)
 	return EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 }
 
-static struct pool *pool_find(struct proxy *p, const struct shunt_addr *dst, bool create)
+static struct upstream *up_of(struct pool_link *l)
 {
-	struct pool *pl;
-
-	for (pl = p->pools; pl; pl = pl->next)
-		if (addr_equal(&pl->dst, dst))
-			return pl;
-	if (!create)
-		return NULL;
-	pl = calloc(1, sizeof(*pl));
-	if (!pl)
-		return NULL;
-	pl->dst = *dst;
-	pl->next = p->pools;
-	p->pools = pl;
-	return pl;
-}
-
-/* Take an idle u out of its pool's idle list. */
-static void pool_remove(struct upstream *u)
-{
-	struct pool *pl = u->pool;
-	struct upstream **pp;
-
-	for (pp = &pl->idle; *pp; pp = &(*pp)->pool_next) {
-		if (*pp == u) {
-			*pp = u->pool_next;
-			u->pool_next = NULL;
-			pl->n--;
-			return;
-		}
-	}
+	return (struct upstream *)((char *)l - offsetof(struct upstream, link));
 }
 
 /* The count of connections one pod's requests hold to dst, created at 0
@@ -333,7 +298,7 @@ static void up_close(struct upstream *u)
 	if (u->dead)
 		return;
 	if (u->state == UP_IDLE)
-		pool_remove(u);
+		pool_idle_remove(u->pool, &u->link);
 	u->pool->open--;
 	if (u->owner && u->owner->up == u)
 		u->owner->up = NULL;
@@ -343,19 +308,25 @@ static void up_close(struct upstream *u)
 	u->fd = -1;
 	u->dead = true;
 	buf_free(&u->in);
-	u->pool_next = p->dead_ups;
+	u->dead_next = p->dead_ups;
 	p->dead_ups = u;
+}
+
+/* pool_sweep() closes an idle connection. */
+static void up_close_idle(struct pool_link *l)
+{
+	up_close(up_of(l));
 }
 
 /* A finished exchange: keep the connection for the next request to dst. */
 static void up_release(struct upstream *u)
 {
 	struct proxy *p = u->p;
-	struct pool *pl;
+	struct pool_dst *pl;
 
 	up_disown(u);
 	pl = u->pool;
-	if (pl->n >= p->o.max_idle_per_dst || u->eof || u->in.end != u->parsed) {
+	if (pl->n_idle >= p->o.max_idle_per_dst || u->eof || u->in.end != u->parsed) {
 		up_close(u);
 		return;
 	}
@@ -363,10 +334,7 @@ static void up_release(struct upstream *u)
 	u->parsed = 0;
 	u->state = UP_IDLE;
 	u->reused = true;
-	u->idle_since = p->loop->now_ms;
-	u->pool_next = pl->idle;
-	pl->idle = u;
-	pl->n++;
+	pool_idle_push(pl, &u->link, p->loop->now_ms);
 }
 
 static void up_event(struct ev_handler *h, uint32_t events)
@@ -410,7 +378,7 @@ static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst, bo
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = addr_to_sockaddr(dst, &ss);
-	struct pool *pl = pool_find(p, dst, true);
+	struct pool_dst *pl = pool_dst_get(&p->pool, dst, true);
 	struct upstream *u;
 	int one = 1, fd;
 
@@ -468,24 +436,22 @@ static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst, bo
 static struct upstream *up_get(struct proxy *p, const struct shunt_addr *dst, bool fresh,
 			       bool limited)
 {
-	struct pool *pl = fresh ? NULL : pool_find(p, dst, false);
+	struct pool_dst *pl = fresh ? NULL : pool_dst_get(&p->pool, dst, false);
+	struct pool_link *l;
 	struct upstream *u;
 
-	while (pl && pl->idle) {
+	while (pl && (l = pool_idle_pop(pl))) {
 		char probe;
 		ssize_t n;
 
-		u = pl->idle;
-		pl->idle = u->pool_next;
-		u->pool_next = NULL;
-		pl->n--;
+		u = up_of(l);
 		u->state = UP_ACTIVE;
 		/* A server that closed an idle connection (or wrote to it out
 		 * of turn) may not have been heard yet: look before reusing
 		 * one that sat idle a while. Servers do not close keep-alive
 		 * connections within a second of a response, so the request
 		 * loops of busy clients save the system call. */
-		if (p->loop->now_ms - u->idle_since >= POOL_PEEK_AFTER_MS) {
+		if (p->loop->now_ms - u->link.since >= POOL_PEEK_AFTER_MS) {
 			n = recv(u->fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT);
 			if (n >= 0 || (errno != EAGAIN && errno != EWOULDBLOCK)) {
 				up_close(u);
@@ -1969,8 +1935,6 @@ int proxy_listener_fds(struct proxy *p, int fds[2])
 
 void proxy_drain(struct proxy *p, uint64_t timeout_ms, bool handed_over)
 {
-	struct pool *pl;
-
 	if (p->draining)
 		return;
 	p->draining = true;
@@ -1991,9 +1955,7 @@ void proxy_drain(struct proxy *p, uint64_t timeout_ms, bool handed_over)
 					       -1);
 		p->listen_close_at = p->loop->now_ms + LISTEN_GRACE_MS;
 	}
-	for (pl = p->pools; pl; pl = pl->next)
-		while (pl->idle)
-			up_close(pl->idle);
+	pool_sweep(&p->pool, p->loop->now_ms, POOL_IDLE_MS, true, up_close_idle);
 	/* A response whose head already went out cannot say "close" any
 	 * more: that client is told on its next one. */
 	for (struct client *c = p->clients; c; c = c->next)
@@ -2008,23 +1970,13 @@ bool proxy_drained(struct proxy *p)
 
 void proxy_stop(struct proxy *p)
 {
-	struct pool *pl, *next;
-
 	if (!p)
 		return;
 	close_listeners(p); /* a closed socket leaves the sockmap: fail open */
 	while (p->clients)
 		client_close(p->clients);
-	/* Close every pooled connection first: up_close() looks its pool up
-	 * in the list, so no pool may be freed before all are empty. */
-	for (pl = p->pools; pl; pl = pl->next)
-		while (pl->idle)
-			up_close(pl->idle);
-	for (pl = p->pools; pl; pl = next) {
-		next = pl->next;
-		free(pl);
-	}
-	p->pools = NULL;
+	pool_sweep(&p->pool, p->loop->now_ms, POOL_IDLE_MS, true, up_close_idle);
+	pool_free(&p->pool);
 	proxy_reap(p);
 	if (p->spare_fd >= 0)
 		close(p->spare_fd);
@@ -2084,7 +2036,6 @@ void proxy_tick(struct proxy *p)
 {
 	uint64_t now = p->loop->now_ms;
 	struct client *c, *next;
-	struct pool *pl, **pp;
 
 	if (p->listen_close_at && now >= p->listen_close_at)
 		close_listeners(p);
@@ -2106,24 +2057,7 @@ void proxy_tick(struct proxy *p)
 		if (c->deadline && c->deadline <= now)
 			client_expired(c);
 	}
-	for (pp = &p->pools; (pl = *pp);) {
-		struct upstream *u = pl->idle;
-
-		while (u) {
-			struct upstream *n = u->pool_next;
-
-			if (now - u->idle_since > POOL_IDLE_MS)
-				up_close(u);
-			u = n;
-		}
-		if (!pl->idle && !pl->open) {
-			/* No connection left: forget the destination. */
-			*pp = pl->next;
-			free(pl);
-			continue;
-		}
-		pp = &pl->next;
-	}
+	pool_sweep(&p->pool, now, POOL_IDLE_MS, false, up_close_idle);
 }
 
 void proxy_reap(struct proxy *p)
@@ -2137,7 +2071,7 @@ void proxy_reap(struct proxy *p)
 	while (p->dead_ups) {
 		struct upstream *u = p->dead_ups;
 
-		p->dead_ups = u->pool_next;
+		p->dead_ups = u->dead_next;
 		free(u);
 	}
 }
