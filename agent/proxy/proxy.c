@@ -59,7 +59,7 @@ struct buf {
 	uint32_t cap;
 };
 
-struct client;
+struct conn;
 struct pod_hold;
 
 enum up_state { UP_CONNECTING, UP_ACTIVE, UP_IDLE };
@@ -73,7 +73,7 @@ struct upstream {
 	int conn_err; /* connect() failed at once with this errno */
 	enum up_state state;
 	struct shunt_addr dst;
-	struct client *owner;
+	struct conn *owner;
 	struct pool_dst *pool;	    /* of dst: counts u in open; freed only when 0 */
 	struct pod_hold *hold;	    /* its owner's pod's count for dst, or NULL */
 	struct pool_link link;	    /* in the pool's idle list (since: went idle) */
@@ -90,27 +90,21 @@ enum client_state {
 	C_ERROR,   /* writing a response the proxy generated, then close */
 };
 
-struct client {
-	struct ev_handler h;
-	struct proxy *p;
-	int fd;
-	bool rd, wr, eof, dead;
-	bool rdhup; /* the peer's FIN is queued: read until EOF */
-	enum client_state state;
-	struct shunt_addr peer, orig;
-	struct pod *pod;    /* where it connected from; NULL: not tracked */
-	struct buf in;	    /* request bytes from the client */
-	uint32_t parsed;    /* request parser position in in */
-	uint32_t sent;	    /* bytes up to here went to the upstream */
-	uint32_t req_start; /* where the current request began */
-	uint32_t head_len;  /* bytes of the current head, once complete */
-	bool first;	    /* no request seen yet on this connection */
+/* One request/response exchange on a client connection: what HTTP/1
+ * parsed of the request, where it was routed, how its body is framed, the
+ * upstream carrying it and its timing for reqstats. HTTP/1 drives one
+ * stream at a time per connection (the next pipelined request waits in
+ * the connection's buffer), so it is embedded in struct conn and reset
+ * between requests; HTTP/2 will keep several. */
+struct stream {
+	uint32_t req_start; /* where the request began in conn.in */
+	uint32_t head_len;  /* bytes of the head, once complete */
 	bool head_done, req_done, resp_done, resp_started;
-	bool keep_alive, is_head, is_connect, want_upgrade, idempotent;
+	bool keep_alive; /* the request allows the connection to stay open */
+	bool is_head, is_connect, want_upgrade, idempotent;
 	bool no_retry;	   /* bytes of this request were dropped: cannot resend */
 	bool up_connected; /* the current attempt's connect() completed */
 	bool to_sandbox, fallback;
-	bool shut_wr_up; /* tunnel: client EOF passed on to the upstream */
 	/* Draining: "Connection: close" went into this response (the client
 	 * will not reuse the connection), or cannot (its head went out
 	 * before the drain began). */
@@ -121,12 +115,32 @@ struct client {
 	struct chunked ck;  /* BODY_CHUNKED: framing state */
 	llhttp_t req;	    /* request heads only; bodies are framed by us */
 	struct upstream *up;
-	struct shunt_addr dst;
+	struct shunt_addr dst; /* the routing decision */
 	char key[SHUNT_ROUTE_KEY_LEN];
-	struct buf out; /* generated responses */
 	struct req_obs obs;
+};
+
+/* A client connection: its socket and buffers, where it was going (the
+ * captured original destination), which pod it came from (for the
+ * limits), its deadline, and the exchange under way. */
+struct conn {
+	struct ev_handler h;
+	struct proxy *p;
+	int fd;
+	bool rd, wr, eof, dead;
+	bool rdhup; /* the peer's FIN is queued: read until EOF */
+	enum client_state state;
+	struct shunt_addr peer, orig;
+	struct pod *pod; /* where it connected from; NULL: not tracked */
+	struct buf in;	 /* request bytes from the client */
+	uint32_t parsed; /* request parser position in in */
+	uint32_t sent;	 /* bytes up to here went to the upstream */
+	bool first;	 /* no request seen yet on this connection */
+	bool shut_wr_up; /* tunnel: client EOF passed on to the upstream */
+	struct buf out;	 /* generated responses */
 	uint64_t deadline;
-	struct client *prev, *next; /* all live clients, for timeouts */
+	struct conn *prev, *next; /* all live clients, for timeouts */
+	struct stream s;	  /* the exchange under way */
 };
 
 /* A pod, as the kernel tells them apart: its network namespace (hostNetwork
@@ -167,8 +181,8 @@ struct proxy {
 	struct shunt_bpf *bpf;
 	struct listener listeners[2];
 	int n_listeners;
-	struct client *clients;
-	struct client *dead_clients;
+	struct conn *clients;
+	struct conn *dead_clients;
 	struct upstream *dead_ups;
 	struct pool pool;	  /* upstream connections by destination */
 	struct http_header *hdrs; /* scratch for one head at a time */
@@ -193,9 +207,9 @@ struct proxy {
 	uint64_t limit_log_quiet; /* lines held back since the last one */
 };
 
-static void client_pump(struct client *c);
-static void client_close(struct client *c);
-static void client_error(struct client *c, int status, const char *fmt, ...)
+static void client_pump(struct conn *c);
+static void client_close(struct conn *c);
+static void client_error(struct conn *c, int status, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
 
 /* ---------------------------------------------------------------- buffers */
@@ -300,8 +314,8 @@ static void up_close(struct upstream *u)
 	if (u->state == UP_IDLE)
 		pool_idle_remove(u->pool, &u->link);
 	u->pool->open--;
-	if (u->owner && u->owner->up == u)
-		u->owner->up = NULL;
+	if (u->owner && u->owner->s.up == u)
+		u->owner->s.up = NULL;
 	up_disown(u);
 	loop_del(p->loop, u->fd);
 	close(u->fd);
@@ -468,39 +482,39 @@ static struct upstream *up_get(struct proxy *p, const struct shunt_addr *dst, bo
 
 static int on_req_headers(llhttp_t *ll)
 {
-	struct client *c = ll->data;
+	struct conn *c = ll->data;
 
-	c->head_done = true;
+	c->s.head_done = true;
 	return HPE_PAUSED; /* stop at the end of the head: route first */
 }
 
 static int on_resp_headers(llhttp_t *ll)
 {
-	struct client *c = ll->data;
+	struct conn *c = ll->data;
 
 	if (!c)
 		return -1;
-	c->resp_started = true;
+	c->s.resp_started = true;
 	/* Switching protocols, or a CONNECT tunnel established: the rest is
 	 * opaque. A 101 nobody asked for switches all the same; the
 	 * connection is never reused after it. */
 	if (ll->status_code == 101 ||
-	    (c->is_connect && ll->status_code >= 200 && ll->status_code < 300))
+	    (c->s.is_connect && ll->status_code >= 200 && ll->status_code < 300))
 		return 2;
-	if (c->is_head && ll->status_code >= 200)
+	if (c->s.is_head && ll->status_code >= 200)
 		return 1; /* a response to HEAD has no body, whatever it says */
 	return 0;
 }
 
 static int on_resp_complete(llhttp_t *ll)
 {
-	struct client *c = ll->data;
+	struct conn *c = ll->data;
 
 	if (!c)
 		return -1;
 	if (ll->status_code >= 100 && ll->status_code < 200 && ll->status_code != 101)
 		return 0; /* interim (100 Continue, 103): the final one follows */
-	c->resp_done = true;
+	c->s.resp_done = true;
 	return HPE_PAUSED;
 }
 
@@ -608,7 +622,7 @@ static void pod_limit_set(struct proxy *p, struct pod *pod, bool on)
 }
 
 /* c connected from the netns filed for it; count it against its pod. */
-static void pod_attach(struct client *c, uint64_t netns)
+static void pod_attach(struct conn *c, uint64_t netns)
 {
 	struct proxy *p = c->p;
 	struct pod *pod = hmap_get(&p->pods, &netns, sizeof(netns));
@@ -634,7 +648,7 @@ static void pod_attach(struct client *c, uint64_t netns)
 		pod_limit_set(p, pod, true);
 }
 
-static void pod_detach(struct client *c)
+static void pod_detach(struct conn *c)
 {
 	struct proxy *p = c->p;
 	struct pod *pod = c->pod;
@@ -716,79 +730,79 @@ static int map_take(struct proxy *p, int fd, const void *key, void *val)
 
 /* ------------------------------------------------------------- clients */
 
-static void client_set_deadline(struct client *c, uint64_t ms)
+static void client_set_deadline(struct conn *c, uint64_t ms)
 {
 	c->deadline = ms ? c->p->loop->now_ms + ms : 0;
 }
 
-static void client_reset_request(struct client *c)
+static void client_reset_request(struct conn *c)
 {
-	c->head_done = c->req_done = c->resp_done = c->resp_started = false;
-	c->is_head = c->is_connect = c->want_upgrade = c->idempotent = false;
-	c->no_retry = c->up_connected = c->to_sandbox = c->fallback = false;
-	c->close_state = CLOSE_UNDECIDED;
-	c->attempts = 0;
-	c->body = BODY_NONE;
-	c->body_left = 0;
-	memset(&c->ck, 0, sizeof(c->ck));
-	c->head_len = 0;
-	c->key[0] = '\0';
-	c->obs = (struct req_obs){.on_close = RS_CLIENT_ABORT};
+	c->s.head_done = c->s.req_done = c->s.resp_done = c->s.resp_started = false;
+	c->s.is_head = c->s.is_connect = c->s.want_upgrade = c->s.idempotent = false;
+	c->s.no_retry = c->s.up_connected = c->s.to_sandbox = c->s.fallback = false;
+	c->s.close_state = CLOSE_UNDECIDED;
+	c->s.attempts = 0;
+	c->s.body = BODY_NONE;
+	c->s.body_left = 0;
+	memset(&c->s.ck, 0, sizeof(c->s.ck));
+	c->s.head_len = 0;
+	c->s.key[0] = '\0';
+	c->s.obs = (struct req_obs){.on_close = RS_CLIENT_ABORT};
 	if (c->sent == c->in.end) {
 		/* Nothing pipelined: an idle keep-alive connection holds no
 		 * buffer, so thousands of them cost little memory. */
 		buf_free(&c->in);
 		c->sent = c->parsed = 0;
 	}
-	c->req_start = c->sent;
+	c->s.req_start = c->sent;
 	c->state = C_HEAD;
-	llhttp_init(&c->req, HTTP_REQUEST, &c->p->req_settings);
-	c->req.data = c;
+	llhttp_init(&c->s.req, HTTP_REQUEST, &c->p->req_settings);
+	c->s.req.data = c;
 	client_set_deadline(c, c->p->o.idle_timeout_ms);
 }
 
 /* The request under way on c ended: count it (reqstats.h says how) and,
  * when its service is steered, log it. */
-static void req_end(struct client *c, enum rs_dest d, enum rs_outcome o, int status)
+static void req_end(struct conn *c, enum rs_dest d, enum rs_outcome o, int status)
 {
 	struct proxy *p = c->p;
 	uint64_t dur;
 
-	if (!c->obs.t0_ns)
+	if (!c->s.obs.t0_ns)
 		return;
-	dur = rs_now_ns() - c->obs.t0_ns;
-	c->obs.t0_ns = 0;
+	dur = rs_now_ns() - c->s.obs.t0_ns;
+	c->s.obs.t0_ns = 0;
 	if (d == RS_DEST_ERROR)
-		c->obs.resp_bytes = c->out.start;
+		c->s.obs.resp_bytes = c->out.start;
 	reqstats_record(&p->rs, &c->orig, d, o, dur);
 	if (p->o.access_log && route_table_service_count(p->store->t, &c->orig))
-		rs_access_log(&c->orig, c->key, d, c->obs.routed ? &c->dst : NULL, status, o,
-			      &c->obs, dur);
+		rs_access_log(&c->orig, c->s.key, d, c->s.obs.routed ? &c->s.dst : NULL, status, o,
+			      &c->s.obs, dur);
 }
 
 /* The request under way ends now, however far it got. */
-static void req_end_now(struct client *c)
+static void req_end_now(struct conn *c)
 {
-	int status = c->up && c->resp_started ? c->up->resp.status_code : 0;
+	int status = c->s.up && c->s.resp_started ? c->s.up->resp.status_code : 0;
 
-	if (c->obs.status)
-		req_end(c, RS_DEST_ERROR, rs_outcome_of_status(c->obs.status), c->obs.status);
+	if (c->s.obs.status)
+		req_end(c, RS_DEST_ERROR, rs_outcome_of_status(c->s.obs.status), c->s.obs.status);
 	else if (c->state == C_REQUEST)
-		req_end(c, c->to_sandbox ? RS_DEST_SANDBOX : RS_DEST_BASELINE,
-			(enum rs_outcome)c->obs.on_close, status);
+		req_end(c, c->s.to_sandbox ? RS_DEST_SANDBOX : RS_DEST_BASELINE,
+			(enum rs_outcome)c->s.obs.on_close, status);
 	else
-		c->obs.t0_ns = 0; /* a head that never completed: not a request */
+		c->s.obs.t0_ns = 0; /* a head that never completed: not a request */
 }
 
-static void client_close(struct client *c)
+static void client_close(struct conn *c)
 {
 	struct proxy *p = c->p;
 
 	if (c->dead)
 		return;
 	req_end_now(c);
-	if (c->up)
-		up_close(c->up);
+	if (c->s.up)
+		up_close(c->s.up);
 	loop_del(p->loop, c->fd);
 	close(c->fd);
 	c->fd = -1;
@@ -832,7 +846,7 @@ static const char *status_text(int status)
 
 /* Answer with a response of our own and close: whatever the client sent
  * after this point is not forwarded anywhere. */
-static void client_error(struct client *c, int status, const char *fmt, ...)
+static void client_error(struct conn *c, int status, const char *fmt, ...)
 {
 	char body[512], head[256];
 	va_list ap;
@@ -854,13 +868,13 @@ static void client_error(struct client *c, int status, const char *fmt, ...)
 		c->p->st.errors++;
 	else
 		c->p->st.bad_requests++;
-	c->obs.status = status;
-	if (!c->obs.t0_ns)
-		c->obs.t0_ns = rs_now_ns();
+	c->s.obs.status = status;
+	if (!c->s.obs.t0_ns)
+		c->s.obs.t0_ns = rs_now_ns();
 	if (c->state == C_HEAD)
-		c->obs.req_bytes = c->parsed - c->req_start;
-	if (c->up)
-		up_close(c->up);
+		c->s.obs.req_bytes = c->parsed - c->s.req_start;
+	if (c->s.up)
+		up_close(c->s.up);
 	buf_free(&c->out);
 	c->out.data = malloc((size_t)hl + (size_t)bl);
 	if (!c->out.data) {
@@ -874,16 +888,16 @@ static void client_error(struct client *c, int status, const char *fmt, ...)
 	client_set_deadline(c, LINGER_MS);
 }
 
-/* Get a connection to c->dst for the current request: pooled unless
+/* Get a connection to c->s.dst for the current request: pooled unless
  * fresh, with a response parser ready. Returns false when none can be had. */
-static bool attach_upstream(struct client *c, bool fresh)
+static bool attach_upstream(struct conn *c, bool fresh)
 {
 	struct proxy *p = c->p;
 	struct pod_hold *h = NULL;
 	struct upstream *u;
 
-	if (c->to_sandbox && c->pod && p->o.max_upstream_per_pod) {
-		h = hold_get(p, c->pod->netns, &c->dst);
+	if (c->s.to_sandbox && c->pod && p->o.max_upstream_per_pod) {
+		h = hold_get(p, c->pod->netns, &c->s.dst);
 		if (!h) {
 			errno = ENOMEM;
 			return false;
@@ -894,10 +908,10 @@ static bool attach_upstream(struct client *c, bool fresh)
 			return false;
 		}
 	}
-	u = up_get(p, &c->dst, fresh, c->to_sandbox);
+	u = up_get(p, &c->s.dst, fresh, c->s.to_sandbox);
 	if (!u)
 		return false;
-	c->up = u;
+	c->s.up = u;
 	u->owner = c;
 	if (h) {
 		u->hold = h;
@@ -908,8 +922,8 @@ static bool attach_upstream(struct client *c, bool fresh)
 	 * before the final response it announces. */
 	llhttp_set_lenient_keep_alive(&u->resp, 1);
 	u->resp.data = c;
-	c->up_connected = u->state != UP_CONNECTING;
-	client_set_deadline(c, c->up_connected ? p->o.idle_timeout_ms : p->o.connect_timeout_ms);
+	c->s.up_connected = u->state != UP_CONNECTING;
+	client_set_deadline(c, c->s.up_connected ? p->o.idle_timeout_ms : p->o.connect_timeout_ms);
 	return true;
 }
 
@@ -921,12 +935,12 @@ static bool method_is_idempotent(uint8_t m)
 }
 
 /* No connection could be had for the current request. */
-static void no_upstream(struct client *c, int err)
+static void no_upstream(struct conn *c, int err)
 {
 	struct proxy *p = c->p;
 	char a[ADDR_STR_LEN], who[INET6_ADDRSTRLEN], tail[96];
 
-	format_addr_port(&c->dst, a, sizeof(a));
+	format_addr_port(&c->s.dst, a, sizeof(a));
 	if (err == EPOD_UPSTREAM_LIMIT) {
 		if (limit_log(p, p->st.pod_upstream_limit, tail, sizeof(tail)))
 			pr_warn("pod %s (netns %llu): its requests hold %zu connections to "
@@ -948,24 +962,24 @@ static void no_upstream(struct client *c, int err)
 			c, 502,
 			"shunt: refusing to connect to %s: it is %s; shunt never sends traffic "
 			"to the node",
-			a, dst_class_text(dstguard_check(c->p->store->guard, &c->dst)));
+			a, dst_class_text(dstguard_check(c->p->store->guard, &c->s.dst)));
 	else
 		client_error(c, 503, "shunt: no connection to %s: %s", a, strerror(err));
 }
 
 /* Decide where the request whose head is in[req_start, req_start+head_len)
  * goes, and get a connection there. */
-static void route_request(struct client *c)
+static void route_request(struct conn *c)
 {
 	struct proxy *p = c->p;
-	const char *head = c->in.data + c->req_start;
+	const char *head = c->in.data + c->s.req_start;
 	struct head_result hr;
 	struct route_input in;
 	struct route_decision rd;
 	char a[ADDR_STR_LEN];
 	int st;
 
-	st = http_head_check(head, c->head_len, p->hdrs, p->o.max_headers, &hr);
+	st = http_head_check(head, c->s.head_len, p->hdrs, p->o.max_headers, &hr);
 	if (st) {
 		p->rs.parse_errors[hr.err]++;
 		pr_debug("client %s: %d %s", format_addr_port(&c->peer, a, sizeof(a)), st,
@@ -973,13 +987,13 @@ static void route_request(struct client *c)
 		client_error(c, st, "shunt: %s", hr.reason);
 		return;
 	}
-	c->is_head = c->req.method == HTTP_HEAD;
-	c->is_connect = c->req.method == HTTP_CONNECT;
-	c->idempotent = method_is_idempotent(c->req.method);
-	c->want_upgrade = c->req.upgrade || c->is_connect;
-	c->keep_alive = llhttp_should_keep_alive(&c->req);
-	c->body = hr.body;
-	c->body_left = hr.content_length;
+	c->s.is_head = c->s.req.method == HTTP_HEAD;
+	c->s.is_connect = c->s.req.method == HTTP_CONNECT;
+	c->s.idempotent = method_is_idempotent(c->s.req.method);
+	c->s.want_upgrade = c->s.req.upgrade || c->s.is_connect;
+	c->s.keep_alive = llhttp_should_keep_alive(&c->s.req);
+	c->s.body = hr.body;
+	c->s.body_left = hr.content_length;
 
 	in.rk = &p->o.rk;
 	in.hdrs = p->hdrs;
@@ -988,21 +1002,21 @@ static void route_request(struct client *c)
 	in.t = p->store->t;
 	in.guard = p->store->guard;
 	in.now_unix = 0;
-	route_decide(&in, &rd, c->key, sizeof(c->key));
+	route_decide(&in, &rd, c->s.key, sizeof(c->s.key));
 	if (rd.reason == ROUTE_BAD_KEY) {
 		p->st.bad_keys++;
 		p->rs.parse_errors[HTTP_ERR_ROUTING_KEY]++;
 	}
 	p->st.requests++;
-	c->dst = rd.dst;
-	c->to_sandbox = rd.to_sandbox;
-	c->fallback = rd.fallback;
+	c->s.dst = rd.dst;
+	c->s.to_sandbox = rd.to_sandbox;
+	c->s.fallback = rd.fallback;
 	if (rd.to_sandbox)
 		p->st.to_sandbox++;
 	else
 		p->st.to_baseline++;
-	c->obs.routed = true;
-	c->obs.req_bytes = c->head_len;
+	c->s.obs.routed = true;
+	c->s.obs.req_bytes = c->s.head_len;
 	c->state = C_REQUEST;
 	if (rd.reason == ROUTE_REFUSED) {
 		/* Counted like up_new() counts a refused connect. */
@@ -1013,115 +1027,115 @@ static void route_request(struct client *c)
 }
 
 /* The upstream could not be reached, or died before answering. */
-static void upstream_failed(struct client *c, int err)
+static void upstream_failed(struct conn *c, int err)
 {
 	struct proxy *p = c->p;
 	char a[ADDR_STR_LEN], b[ADDR_STR_LEN];
-	bool retry = false, reused = c->up && c->up->reused;
+	bool retry = false, reused = c->s.up && c->s.up->reused;
 
-	format_addr_port(&c->dst, a, sizeof(a));
-	if (c->resp_started || c->no_retry) {
+	format_addr_port(&c->s.dst, a, sizeof(a));
+	if (c->s.resp_started || c->s.no_retry) {
 		/* Nothing can be sent again. */
-	} else if (reused && c->up_connected && c->idempotent && c->attempts == 0) {
+	} else if (reused && c->s.up_connected && c->s.idempotent && c->s.attempts == 0) {
 		/* A pooled connection the server had closed: send the request
 		 * once more on a new one. Never a non-idempotent one: the
 		 * server may have acted on it before closing. */
 		retry = true;
 		p->st.retries++;
-	} else if (c->to_sandbox && c->fallback && !c->up_connected) {
+	} else if (c->s.to_sandbox && c->s.fallback && !c->s.up_connected) {
 		/* The sandbox cannot be reached at all: the route asks for the
 		 * baseline instead. Nothing was sent anywhere yet. */
 		pr_info("sandbox %s for key %s unreachable (%s): falling back to baseline %s", a,
-			c->key, strerror(err), format_addr_port(&c->orig, b, sizeof(b)));
-		c->dst = c->orig;
-		c->to_sandbox = false;
+			c->s.key, strerror(err), format_addr_port(&c->orig, b, sizeof(b)));
+		c->s.dst = c->orig;
+		c->s.to_sandbox = false;
 		p->st.fallbacks++;
 		retry = true;
 	}
-	if (c->up)
-		up_close(c->up);
+	if (c->s.up)
+		up_close(c->s.up);
 	if (retry) {
-		c->attempts++;
-		c->sent = c->req_start;
+		c->s.attempts++;
+		c->sent = c->s.req_start;
 		if (attach_upstream(c, true))
 			return;
 		err = errno;
 		if ((err == EUPSTREAM_LIMIT || err == EPOD_UPSTREAM_LIMIT || err == EDST_REFUSED) &&
-		    !c->resp_started) {
+		    !c->s.resp_started) {
 			no_upstream(c, err);
 			return;
 		}
 	}
-	if (c->resp_started) {
-		c->obs.on_close = RS_UPSTREAM_ERROR;
+	if (c->s.resp_started) {
+		c->s.obs.on_close = RS_UPSTREAM_ERROR;
 		client_close(c); /* part of a response went out: all we can do */
 		return;
 	}
-	if (c->to_sandbox)
+	if (c->s.to_sandbox)
 		client_error(c, err == ETIMEDOUT ? 503 : 502,
 			     "shunt: sandbox %s for routing key \"%s\" is unreachable: %s", a,
-			     c->key, strerror(err));
+			     c->s.key, strerror(err));
 	else
 		client_error(c, err == ETIMEDOUT ? 503 : 502,
 			     "shunt: upstream %s is unreachable: %s", a, strerror(err));
 }
 
 /* Not HTTP: a tunnel to the original destination, bytes unchanged. */
-static void start_tunnel(struct client *c)
+static void start_tunnel(struct conn *c)
 {
 	char a[ADDR_STR_LEN];
 
 	c->state = C_TUNNEL;
-	c->dst = c->orig;
+	c->s.dst = c->orig;
 	c->p->st.tunnels++;
 	if (attach_upstream(c, true))
 		return;
 	if (errno == EDST_REFUSED)
-		pr_warn("tunnel to %s refused: it is %s", format_addr_port(&c->dst, a, sizeof(a)),
-			dst_class_text(dstguard_check(c->p->store->guard, &c->dst)));
+		pr_warn("tunnel to %s refused: it is %s", format_addr_port(&c->s.dst, a, sizeof(a)),
+			dst_class_text(dstguard_check(c->p->store->guard, &c->s.dst)));
 	client_close(c);
 }
 
 /* A framing error in the request body: refuse it if we still can. */
-static void body_error(struct client *c, const char *reason)
+static void body_error(struct conn *c, const char *reason)
 {
 	c->p->rs.parse_errors[HTTP_ERR_CHUNK]++;
-	if (c->resp_started)
+	if (c->s.resp_started)
 		client_close(c); /* no 400 in the middle of a response */
 	else
 		client_error(c, 400, "shunt: %s", reason);
 }
 
 /* Advance over the body bytes read so far; sets req_done at its end. */
-static void frame_body(struct client *c)
+static void frame_body(struct conn *c)
 {
 	uint64_t avail = c->in.end - c->parsed;
 	const char *why = NULL;
 	bool done = false;
 	long n;
 
-	switch (c->body) {
+	switch (c->s.body) {
 	case BODY_NONE:
-		c->req_done = true;
+		c->s.req_done = true;
 		return;
 	case BODY_LENGTH:
-		n = (long)(avail < c->body_left ? avail : c->body_left);
+		n = (long)(avail < c->s.body_left ? avail : c->s.body_left);
 		c->parsed += (uint32_t)n;
-		c->obs.req_bytes += (uint64_t)n;
-		c->body_left -= (uint64_t)n;
-		c->req_done = c->body_left == 0;
+		c->s.obs.req_bytes += (uint64_t)n;
+		c->s.body_left -= (uint64_t)n;
+		c->s.req_done = c->s.body_left == 0;
 		return;
 	case BODY_CHUNKED:
 		if (!avail)
 			return;
-		n = chunked_feed(&c->ck, c->in.data + c->parsed, avail, &done, &why);
+		n = chunked_feed(&c->s.ck, c->in.data + c->parsed, avail, &done, &why);
 		if (n < 0) {
 			body_error(c, why);
 			return;
 		}
 		c->parsed += (uint32_t)n;
-		c->obs.req_bytes += (uint64_t)n;
-		c->req_done = done;
+		c->s.obs.req_bytes += (uint64_t)n;
+		c->s.req_done = done;
 		return;
 	}
 }
@@ -1129,7 +1143,7 @@ static void frame_body(struct client *c)
 /* Parse what was read: the head with llhttp, then the body with our own
  * framing, so that shunt and every upstream agree on where a request
  * ends. */
-static void parse_request(struct client *c)
+static void parse_request(struct conn *c)
 {
 	struct proxy *p = c->p;
 	llhttp_errno_t e;
@@ -1137,7 +1151,7 @@ static void parse_request(struct client *c)
 	int r;
 
 	if (c->state == C_REQUEST) {
-		if (!c->req_done)
+		if (!c->s.req_done)
 			frame_body(c);
 		return;
 	}
@@ -1145,18 +1159,18 @@ static void parse_request(struct client *c)
 		return;
 
 	/* RFC 9112 section 2.2: empty lines before a request are ignored. */
-	while (c->parsed == c->req_start && c->in.end - c->req_start >= 2 &&
-	       c->in.data[c->req_start] == '\r' && c->in.data[c->req_start + 1] == '\n') {
-		c->req_start += 2;
-		c->parsed = c->sent = c->req_start;
+	while (c->parsed == c->s.req_start && c->in.end - c->s.req_start >= 2 &&
+	       c->in.data[c->s.req_start] == '\r' && c->in.data[c->s.req_start + 1] == '\n') {
+		c->s.req_start += 2;
+		c->parsed = c->sent = c->s.req_start;
 	}
 	if (c->parsed == c->in.end)
 		return;
-	if (c->parsed == c->req_start && c->in.end - c->req_start == 1 &&
-	    c->in.data[c->req_start] == '\r' && !c->eof)
+	if (c->parsed == c->s.req_start && c->in.end - c->s.req_start == 1 &&
+	    c->in.data[c->s.req_start] == '\r' && !c->eof)
 		return; /* a CR whose LF is still on its way */
 	if (c->first) {
-		r = http_sniff(c->in.data + c->req_start, c->in.end - c->req_start);
+		r = http_sniff(c->in.data + c->s.req_start, c->in.end - c->s.req_start);
 		if (r < 0 && !c->eof)
 			return; /* too early to tell */
 		if (r <= 0) {
@@ -1166,48 +1180,48 @@ static void parse_request(struct client *c)
 		}
 		c->first = false;
 	}
-	if (c->parsed == c->req_start)
+	if (c->parsed == c->s.req_start)
 		client_set_deadline(c, p->o.head_timeout_ms);
-	if (!c->obs.t0_ns)
-		c->obs.t0_ns = rs_now_ns();
+	if (!c->s.obs.t0_ns)
+		c->s.obs.t0_ns = rs_now_ns();
 
-	e = llhttp_execute(&c->req, c->in.data + c->parsed, c->in.end - c->parsed);
-	pos = e == HPE_OK ? c->in.data + c->in.end : llhttp_get_error_pos(&c->req);
+	e = llhttp_execute(&c->s.req, c->in.data + c->parsed, c->in.end - c->parsed);
+	pos = e == HPE_OK ? c->in.data + c->in.end : llhttp_get_error_pos(&c->s.req);
 	c->parsed = (uint32_t)(pos - c->in.data);
 	if (e != HPE_OK && e != HPE_PAUSED) {
-		p->rs.parse_errors[http_llhttp_err(e, c->in.data + c->req_start, pos)]++;
-		client_error(c, 400, "shunt: %s", llhttp_get_error_reason(&c->req));
+		p->rs.parse_errors[http_llhttp_err(e, c->in.data + c->s.req_start, pos)]++;
+		client_error(c, 400, "shunt: %s", llhttp_get_error_reason(&c->s.req));
 		return;
 	}
-	if (c->parsed - c->req_start > p->o.max_head_bytes) {
+	if (c->parsed - c->s.req_start > p->o.max_head_bytes) {
 		p->rs.parse_errors[HTTP_ERR_HEAD_TOO_LARGE]++;
 		client_error(c, 431, "shunt: request head larger than %zu bytes",
 			     p->o.max_head_bytes);
 		return;
 	}
-	if (!c->head_done)
+	if (!c->s.head_done)
 		return;
-	c->head_len = c->parsed - c->req_start;
+	c->s.head_len = c->parsed - c->s.req_start;
 	route_request(c);
 	if (c->state == C_REQUEST)
 		frame_body(c);
 }
 
 /* After the final response went out in full. */
-static void finish_exchange(struct client *c)
+static void finish_exchange(struct conn *c)
 {
-	struct upstream *u = c->up;
-	bool reuse = c->keep_alive && llhttp_should_keep_alive(&u->resp) && c->req_done &&
-		     c->sent == c->parsed && !c->want_upgrade;
+	struct upstream *u = c->s.up;
+	bool reuse = c->s.keep_alive && llhttp_should_keep_alive(&u->resp) && c->s.req_done &&
+		     c->sent == c->parsed && !c->s.want_upgrade;
 
-	req_end(c, c->to_sandbox ? RS_DEST_SANDBOX : RS_DEST_BASELINE,
+	req_end(c, c->s.to_sandbox ? RS_DEST_SANDBOX : RS_DEST_BASELINE,
 		rs_outcome_of_status(u->resp.status_code), u->resp.status_code);
-	c->up = NULL;
+	c->s.up = NULL;
 	if (reuse && !c->p->draining)
 		up_release(u);
 	else
 		up_close(u);
-	if (!reuse || c->close_state == CLOSE_INJECTED) {
+	if (!reuse || c->s.close_state == CLOSE_INJECTED) {
 		/* Connection: close (either side), HTTP/1.0 without keep-alive,
 		 * a response that came before the request was done, or an
 		 * upgrade that was refused. */
@@ -1219,9 +1233,9 @@ static void finish_exchange(struct client *c)
 }
 
 /* Read what the upstream sent and parse it. Returns true on progress. */
-static bool read_upstream(struct client *c)
+static bool read_upstream(struct conn *c)
 {
-	struct upstream *u = c->up;
+	struct upstream *u = c->s.up;
 	uint32_t limit = BUF_STREAM_MAX;
 	llhttp_errno_t e;
 	ssize_t n;
@@ -1259,31 +1273,31 @@ static bool read_upstream(struct client *c)
 		u->eof = true;
 		if (c->state == C_TUNNEL)
 			return true;
-		if (!c->resp_started && u->in.end == u->parsed) {
+		if (!c->s.resp_started && u->in.end == u->parsed) {
 			upstream_failed(c, ECONNRESET);
 			return true;
 		}
 		/* A response delimited by the connection close ends here. */
-		if (!c->resp_done && llhttp_finish(&u->resp) != HPE_OK && !c->resp_done) {
-			c->obs.on_close = RS_UPSTREAM_ERROR;
+		if (!c->s.resp_done && llhttp_finish(&u->resp) != HPE_OK && !c->s.resp_done) {
+			c->s.obs.on_close = RS_UPSTREAM_ERROR;
 			client_close(c);
 			return true;
 		}
-		if (!c->resp_done) {
-			c->obs.on_close = RS_UPSTREAM_ERROR;
+		if (!c->s.resp_done) {
+			c->s.obs.on_close = RS_UPSTREAM_ERROR;
 			client_close(c); /* truncated response */
 			return true;
 		}
 		return true;
 	}
-	c->resp_started = true;
-	c->no_retry = true;
+	c->s.resp_started = true;
+	c->s.no_retry = true;
 	u->in.end += (uint32_t)n;
 	if (c->state == C_TUNNEL) {
 		u->parsed = u->in.end;
 		return true;
 	}
-	if (c->resp_done)
+	if (c->s.resp_done)
 		return true; /* bytes after the response: never forwarded */
 	e = llhttp_execute(&u->resp, u->in.data + u->parsed, u->in.end - u->parsed);
 	if (e == HPE_OK) {
@@ -1293,14 +1307,14 @@ static bool read_upstream(struct client *c)
 		int status = u->resp.status_code;
 
 		if (e == HPE_PAUSED_UPGRADE || status == 101 ||
-		    (c->is_connect && status >= 200 && status < 300)) {
+		    (c->s.is_connect && status >= 200 && status < 300)) {
 			/* Switching protocols: from here on both directions are
 			 * opaque. The client's bytes after the request go too. */
-			req_end(c, c->to_sandbox ? RS_DEST_SANDBOX : RS_DEST_BASELINE,
+			req_end(c, c->s.to_sandbox ? RS_DEST_SANDBOX : RS_DEST_BASELINE,
 				rs_outcome_of_status(status), status);
 			c->state = C_TUNNEL;
 			c->p->st.tunnels++;
-			c->resp_done = false;
+			c->s.resp_done = false;
 			u->parsed = u->in.end;
 			c->parsed = c->in.end;
 		}
@@ -1310,10 +1324,10 @@ static bool read_upstream(struct client *c)
 		pr_warn("invalid response from %s: %s", format_addr_port(&u->dst, a, sizeof(a)),
 			llhttp_get_error_reason(&u->resp));
 		if (u->in.start == 0 && u->parsed == 0 && !c->out.end) {
-			c->resp_started = false;
+			c->s.resp_started = false;
 			client_error(c, 502, "shunt: invalid response from %s", a);
 		} else {
-			c->obs.on_close = RS_UPSTREAM_ERROR;
+			c->s.obs.on_close = RS_UPSTREAM_ERROR;
 			client_close(c);
 		}
 	}
@@ -1342,7 +1356,7 @@ static bool write_out(int fd, struct buf *b, uint32_t lim, bool *ready, int *err
 }
 
 /* Make room in c->in for more request bytes. */
-static void client_drop(struct client *c, uint32_t shift)
+static void client_drop(struct conn *c, uint32_t shift)
 {
 	struct buf *b = &c->in;
 
@@ -1352,11 +1366,11 @@ static void client_drop(struct client *c, uint32_t shift)
 	b->end -= shift;
 	c->parsed -= shift;
 	c->sent -= shift;
-	c->req_start = c->req_start >= shift ? c->req_start - shift : 0;
+	c->s.req_start = c->s.req_start >= shift ? c->s.req_start - shift : 0;
 	b->start = 0;
 }
 
-static int client_make_room(struct client *c)
+static int client_make_room(struct conn *c)
 {
 	struct buf *b = &c->in;
 	uint32_t limit = BUF_STREAM_MAX;
@@ -1367,23 +1381,23 @@ static int client_make_room(struct client *c)
 		limit = (uint32_t)c->p->o.max_head_bytes + 4096;
 	/* Bytes of earlier requests are done with; the current request's are
 	 * kept while it may have to be sent again. */
-	if (c->state == C_TUNNEL || c->no_retry)
+	if (c->state == C_TUNNEL || c->s.no_retry)
 		client_drop(c, c->sent);
 	else
-		client_drop(c, c->req_start < c->sent ? c->req_start : c->sent);
+		client_drop(c, c->s.req_start < c->sent ? c->s.req_start : c->sent);
 	if (b->end < b->cap || buf_reserve(b, limit) == 0)
 		return 0;
-	if (c->state == C_REQUEST && c->sent > c->req_start) {
+	if (c->state == C_REQUEST && c->sent > c->s.req_start) {
 		/* Full of this request: let go of what was sent, and of any
 		 * chance to send it again. */
-		c->no_retry = true;
+		c->s.no_retry = true;
 		client_drop(c, c->sent);
 		return b->end < b->cap ? 0 : -ENOBUFS;
 	}
 	return -ENOBUFS; /* back-pressure: the upstream must take bytes first */
 }
 
-static bool read_client(struct client *c)
+static bool read_client(struct conn *c)
 {
 	ssize_t n;
 
@@ -1391,7 +1405,7 @@ static bool read_client(struct client *c)
 		return false;
 	/* While a request is in flight, its bytes are all we read: a
 	 * pipelined request stays in the kernel until its turn. */
-	if (c->state == C_REQUEST && c->req_done)
+	if (c->state == C_REQUEST && c->s.req_done)
 		return false;
 	if (client_make_room(c)) {
 		if (c->state == C_HEAD) {
@@ -1453,11 +1467,11 @@ static uint32_t head_end(const char *d, uint32_t pos, uint32_t end)
  * (100 Continue) pass unchanged. Returns how far the response may be
  * forwarded: up to the head still incomplete while the decision waits.
  */
-static uint32_t drain_inject(struct client *c)
+static uint32_t drain_inject(struct conn *c)
 {
 	static const char hdr[] = "Connection: close\r\n";
 	const uint32_t hlen = sizeof(hdr) - 1;
-	struct upstream *u = c->up;
+	struct upstream *u = c->s.up;
 	uint32_t pos = u->in.start, at;
 
 	for (;;) {
@@ -1478,8 +1492,8 @@ static uint32_t drain_inject(struct client *c)
 			pos = e;
 			continue;
 		}
-		if (status == 101 || c->want_upgrade || c->is_connect) {
-			c->close_state = CLOSE_TOO_LATE; /* becomes a tunnel */
+		if (status == 101 || c->s.want_upgrade || c->s.is_connect) {
+			c->s.close_state = CLOSE_TOO_LATE; /* becomes a tunnel */
 			return u->parsed;
 		}
 		at = (uint32_t)(eol - d) + 1;
@@ -1487,7 +1501,7 @@ static uint32_t drain_inject(struct client *c)
 			char *n = realloc(u->in.data, u->in.cap + hlen);
 
 			if (!n) {
-				c->close_state = CLOSE_TOO_LATE;
+				c->s.close_state = CLOSE_TOO_LATE;
 				return u->parsed;
 			}
 			u->in.data = n;
@@ -1498,12 +1512,12 @@ static uint32_t drain_inject(struct client *c)
 		memcpy(d + at, hdr, hlen);
 		u->in.end += hlen;
 		u->parsed += hlen;
-		c->close_state = CLOSE_INJECTED;
+		c->s.close_state = CLOSE_INJECTED;
 		return u->parsed;
 	}
 }
 
-static void client_pump(struct client *c)
+static void client_pump(struct conn *c)
 {
 	struct upstream *u;
 	bool progress;
@@ -1547,20 +1561,20 @@ static void client_pump(struct client *c)
 		progress |= read_client(c);
 		if (c->dead)
 			return;
-		if (c->state == C_HEAD || (c->state == C_REQUEST && !c->req_done)) {
+		if (c->state == C_HEAD || (c->state == C_REQUEST && !c->s.req_done)) {
 			uint32_t before = c->parsed;
 			enum client_state st = c->state;
-			bool done = c->req_done;
+			bool done = c->s.req_done;
 
 			parse_request(c);
 			if (c->dead)
 				return;
-			progress |= c->parsed != before || c->state != st || c->req_done != done;
+			progress |= c->parsed != before || c->state != st || c->s.req_done != done;
 			if (c->state == C_ERROR)
 				continue;
 		}
 
-		u = c->up;
+		u = c->s.up;
 		if (!u) {
 			if (c->eof && c->state == C_HEAD && c->parsed == c->in.end) {
 				client_close(c); /* client went away between requests */
@@ -1584,7 +1598,7 @@ static void client_pump(struct client *c)
 				continue;
 			}
 			u->state = UP_ACTIVE;
-			c->up_connected = true;
+			c->s.up_connected = true;
 			progress = true;
 		}
 		if (u->state != UP_ACTIVE)
@@ -1616,17 +1630,17 @@ static void client_pump(struct client *c)
 
 		/* upstream -> client */
 		progress |= read_upstream(c);
-		if (c->dead || c->up != u || c->state == C_ERROR)
+		if (c->dead || c->s.up != u || c->state == C_ERROR)
 			continue;
 		{
 			uint32_t lim = u->parsed, before = u->in.start;
 
-			if (c->p->draining && c->close_state == CLOSE_UNDECIDED &&
+			if (c->p->draining && c->s.close_state == CLOSE_UNDECIDED &&
 			    c->state == C_REQUEST)
 				lim = drain_inject(c);
 			if (write_out(c->fd, &u->in, lim, &c->wr, &err))
 				progress = true;
-			c->obs.resp_bytes += u->in.start - before;
+			c->s.obs.resp_bytes += u->in.start - before;
 		}
 		if (err) {
 			client_close(c);
@@ -1643,17 +1657,17 @@ static void client_pump(struct client *c)
 			}
 			continue;
 		}
-		if (c->resp_done && u->in.start == u->parsed) {
+		if (c->s.resp_done && u->in.start == u->parsed) {
 			finish_exchange(c);
 			progress = true;
 		}
-		if (progress && !c->dead && c->up && c->up->state == UP_ACTIVE)
+		if (progress && !c->dead && c->s.up && c->s.up->state == UP_ACTIVE)
 			/* Bytes moved: the inactivity clock starts over. */
 			client_set_deadline(c, c->state == C_TUNNEL ? c->p->o.tunnel_timeout_ms
 								    : c->p->o.idle_timeout_ms);
 	} while (progress);
 
-	if (!c->dead && c->eof && c->state == C_REQUEST && !c->req_done && c->up &&
+	if (!c->dead && c->eof && c->state == C_REQUEST && !c->s.req_done && c->s.up &&
 	    c->sent == c->in.end) {
 		/* The client stopped mid-request: nothing more can come. */
 		client_close(c);
@@ -1662,7 +1676,7 @@ static void client_pump(struct client *c)
 
 static void client_event(struct ev_handler *h, uint32_t events)
 {
-	struct client *c = (struct client *)h;
+	struct conn *c = (struct conn *)h;
 
 	if (c->dead)
 		return;
@@ -1688,7 +1702,7 @@ static void accept_one(struct proxy *p, int fd)
 	socklen_t sl = sizeof(ss);
 	struct shunt_orig orig;
 	struct shunt_conn_src src;
-	struct client *c;
+	struct conn *c;
 	char a[ADDR_STR_LEN];
 
 	c = calloc(1, sizeof(*c));
@@ -1958,9 +1972,9 @@ void proxy_drain(struct proxy *p, uint64_t timeout_ms, bool handed_over)
 	pool_sweep(&p->pool, p->loop->now_ms, POOL_IDLE_MS, true, up_close_idle);
 	/* A response whose head already went out cannot say "close" any
 	 * more: that client is told on its next one. */
-	for (struct client *c = p->clients; c; c = c->next)
-		if (c->state == C_REQUEST && c->resp_started)
-			c->close_state = CLOSE_TOO_LATE;
+	for (struct conn *c = p->clients; c; c = c->next)
+		if (c->state == C_REQUEST && c->s.resp_started)
+			c->s.close_state = CLOSE_TOO_LATE;
 }
 
 bool proxy_drained(struct proxy *p)
@@ -1990,7 +2004,7 @@ void proxy_stop(struct proxy *p)
 }
 
 /* A deadline passed for c: what that means depends on where it is. */
-static void client_expired(struct client *c)
+static void client_expired(struct conn *c)
 {
 	struct proxy *p = c->p;
 	char a[ADDR_STR_LEN];
@@ -1998,29 +2012,29 @@ static void client_expired(struct client *c)
 	switch (c->state) {
 	case C_HEAD:
 		p->st.timeouts++;
-		if (c->parsed == c->req_start && c->in.end == c->req_start)
+		if (c->parsed == c->s.req_start && c->in.end == c->s.req_start)
 			client_close(c); /* idle keep-alive connection */
 		else
 			client_error(c, 408, "shunt: request head not received in time");
 		break;
 	case C_REQUEST:
-		if (c->up && c->up->state == UP_CONNECTING) {
+		if (c->s.up && c->s.up->state == UP_CONNECTING) {
 			upstream_failed(c, ETIMEDOUT);
 			break;
 		}
 		p->st.timeouts++;
-		if (c->resp_started) {
-			c->obs.on_close = RS_TIMEOUT;
+		if (c->s.resp_started) {
+			c->s.obs.on_close = RS_TIMEOUT;
 			client_close(c); /* a response stalled half-way */
-		} else if (!c->req_done)
+		} else if (!c->s.req_done)
 			client_error(c, 408, "shunt: request body not received in time");
 		else
 			client_error(c, 504, "shunt: %s %s did not answer in time",
-				     c->to_sandbox ? "sandbox" : "upstream",
-				     format_addr_port(&c->dst, a, sizeof(a)));
+				     c->s.to_sandbox ? "sandbox" : "upstream",
+				     format_addr_port(&c->s.dst, a, sizeof(a)));
 		break;
 	case C_TUNNEL:
-		if (!c->up || c->up->state != UP_CONNECTING)
+		if (!c->s.up || c->s.up->state != UP_CONNECTING)
 			p->st.timeouts++;
 		client_close(c);
 		break;
@@ -2035,7 +2049,7 @@ static void client_expired(struct client *c)
 void proxy_tick(struct proxy *p)
 {
 	uint64_t now = p->loop->now_ms;
-	struct client *c, *next;
+	struct conn *c, *next;
 
 	if (p->listen_close_at && now >= p->listen_close_at)
 		close_listeners(p);
@@ -2063,7 +2077,7 @@ void proxy_tick(struct proxy *p)
 void proxy_reap(struct proxy *p)
 {
 	while (p->dead_clients) {
-		struct client *c = p->dead_clients;
+		struct conn *c = p->dead_clients;
 
 		p->dead_clients = c->next;
 		free(c);
