@@ -1232,16 +1232,10 @@ static void finish_exchange(struct conn *c)
 	client_reset_request(c);
 }
 
-/* Read what the upstream sent and parse it. Returns true on progress. */
-static bool read_upstream(struct conn *c)
+/* Room in u->in for more response bytes: what reached the client goes.
+ * false when full (the client must read first). */
+static bool up_make_room(struct upstream *u)
 {
-	struct upstream *u = c->s.up;
-	uint32_t limit = BUF_STREAM_MAX;
-	llhttp_errno_t e;
-	ssize_t n;
-
-	if (!u->rd || u->eof)
-		return false;
 	if (u->in.start && u->in.end == u->in.cap) {
 		/* Everything before start reached the client: slide down. */
 		memmove(u->in.data, u->in.data + u->in.start, u->in.end - u->in.start);
@@ -1252,8 +1246,80 @@ static bool read_upstream(struct conn *c)
 		u->parsed -= u->in.start;
 		u->in.start = u->in.end = 0;
 	}
-	if (buf_reserve(&u->in, limit))
-		return false; /* full: the client must read first */
+	return buf_reserve(&u->in, BUF_STREAM_MAX) == 0;
+}
+
+/* The upstream closed its side. */
+static void upstream_eof(struct conn *c, struct upstream *u)
+{
+	u->eof = true;
+	if (c->state == C_TUNNEL)
+		return;
+	if (!c->s.resp_started && u->in.end == u->parsed) {
+		upstream_failed(c, ECONNRESET);
+		return;
+	}
+	/* A response delimited by the connection close ends here. */
+	if (!c->s.resp_done)
+		llhttp_finish(&u->resp);
+	if (!c->s.resp_done) {
+		c->s.obs.on_close = RS_UPSTREAM_ERROR;
+		client_close(c); /* truncated or invalid response */
+	}
+}
+
+/* The response switched protocols (101, or 2xx to CONNECT): from here on
+ * both directions are opaque. The client's bytes after the request go
+ * too. */
+static void response_upgraded(struct conn *c, struct upstream *u, int status)
+{
+	req_end(c, c->s.to_sandbox ? RS_DEST_SANDBOX : RS_DEST_BASELINE,
+		rs_outcome_of_status(status), status);
+	c->state = C_TUNNEL;
+	c->p->st.tunnels++;
+	c->s.resp_done = false;
+	u->parsed = u->in.end;
+	c->parsed = c->in.end;
+}
+
+/* Parse the response bytes that arrived. */
+static void parse_response(struct conn *c, struct upstream *u)
+{
+	llhttp_errno_t e = llhttp_execute(&u->resp, u->in.data + u->parsed, u->in.end - u->parsed);
+	char a[ADDR_STR_LEN];
+	int status;
+
+	if (e == HPE_OK) {
+		u->parsed = u->in.end;
+		return;
+	}
+	if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
+		u->parsed = (uint32_t)(llhttp_get_error_pos(&u->resp) - u->in.data);
+		status = u->resp.status_code;
+		if (e == HPE_PAUSED_UPGRADE || status == 101 ||
+		    (c->s.is_connect && status >= 200 && status < 300))
+			response_upgraded(c, u, status);
+		return;
+	}
+	pr_warn("invalid response from %s: %s", format_addr_port(&u->dst, a, sizeof(a)),
+		llhttp_get_error_reason(&u->resp));
+	if (u->in.start == 0 && u->parsed == 0 && !c->out.end) {
+		c->s.resp_started = false;
+		client_error(c, 502, "shunt: invalid response from %s", a);
+	} else {
+		c->s.obs.on_close = RS_UPSTREAM_ERROR;
+		client_close(c);
+	}
+}
+
+/* Read what the upstream sent and parse it. Returns true on progress. */
+static bool read_upstream(struct conn *c)
+{
+	struct upstream *u = c->s.up;
+	ssize_t n;
+
+	if (!u->rd || u->eof || !up_make_room(u))
+		return false;
 	n = read(u->fd, u->in.data + u->in.end, u->in.cap - u->in.end);
 	if (n > 0 && (uint32_t)n < u->in.cap - u->in.end && !u->rdhup)
 		u->rd = false; /* short read: drained; the next byte brings an edge */
@@ -1262,75 +1328,23 @@ static bool read_upstream(struct conn *c)
 			u->rd = false;
 			return false;
 		}
-		if (c->state == C_TUNNEL) {
+		if (c->state == C_TUNNEL)
 			client_close(c);
-			return true;
-		}
-		upstream_failed(c, errno);
+		else
+			upstream_failed(c, errno);
 		return true;
 	}
 	if (n == 0) {
-		u->eof = true;
-		if (c->state == C_TUNNEL)
-			return true;
-		if (!c->s.resp_started && u->in.end == u->parsed) {
-			upstream_failed(c, ECONNRESET);
-			return true;
-		}
-		/* A response delimited by the connection close ends here. */
-		if (!c->s.resp_done && llhttp_finish(&u->resp) != HPE_OK && !c->s.resp_done) {
-			c->s.obs.on_close = RS_UPSTREAM_ERROR;
-			client_close(c);
-			return true;
-		}
-		if (!c->s.resp_done) {
-			c->s.obs.on_close = RS_UPSTREAM_ERROR;
-			client_close(c); /* truncated response */
-			return true;
-		}
+		upstream_eof(c, u);
 		return true;
 	}
 	c->s.resp_started = true;
 	c->s.no_retry = true;
 	u->in.end += (uint32_t)n;
-	if (c->state == C_TUNNEL) {
+	if (c->state == C_TUNNEL)
 		u->parsed = u->in.end;
-		return true;
-	}
-	if (c->s.resp_done)
-		return true; /* bytes after the response: never forwarded */
-	e = llhttp_execute(&u->resp, u->in.data + u->parsed, u->in.end - u->parsed);
-	if (e == HPE_OK) {
-		u->parsed = u->in.end;
-	} else if (e == HPE_PAUSED || e == HPE_PAUSED_UPGRADE) {
-		u->parsed = (uint32_t)(llhttp_get_error_pos(&u->resp) - u->in.data);
-		int status = u->resp.status_code;
-
-		if (e == HPE_PAUSED_UPGRADE || status == 101 ||
-		    (c->s.is_connect && status >= 200 && status < 300)) {
-			/* Switching protocols: from here on both directions are
-			 * opaque. The client's bytes after the request go too. */
-			req_end(c, c->s.to_sandbox ? RS_DEST_SANDBOX : RS_DEST_BASELINE,
-				rs_outcome_of_status(status), status);
-			c->state = C_TUNNEL;
-			c->p->st.tunnels++;
-			c->s.resp_done = false;
-			u->parsed = u->in.end;
-			c->parsed = c->in.end;
-		}
-	} else {
-		char a[ADDR_STR_LEN];
-
-		pr_warn("invalid response from %s: %s", format_addr_port(&u->dst, a, sizeof(a)),
-			llhttp_get_error_reason(&u->resp));
-		if (u->in.start == 0 && u->parsed == 0 && !c->out.end) {
-			c->s.resp_started = false;
-			client_error(c, 502, "shunt: invalid response from %s", a);
-		} else {
-			c->s.obs.on_close = RS_UPSTREAM_ERROR;
-			client_close(c);
-		}
-	}
+	else if (!c->s.resp_done) /* bytes after the response: never forwarded */
+		parse_response(c, u);
 	return true;
 }
 
@@ -1435,7 +1449,6 @@ static bool read_client(struct conn *c)
 	return true;
 }
 
-/* Move every byte that can move, until nothing does. */
 /* The status code of the response whose status line is [p, eol). The
  * parser has accepted it, so it is "HTTP/x.y NNN ...". */
 static int status_of(const char *p, const char *eol)
@@ -1517,154 +1530,195 @@ static uint32_t drain_inject(struct conn *c)
 	}
 }
 
-static void client_pump(struct conn *c)
+/* C_ERROR: write our answer out, then read and drop until the client
+ * closes, so our answer is not destroyed by a reset. */
+static void pump_error_reply(struct conn *c)
 {
-	struct upstream *u;
-	bool progress;
-	int err, soerr;
-	socklen_t sl;
+	int err;
 
-	do {
-		progress = false;
-		if (c->dead)
-			return;
-
-		if (c->state == C_ERROR) {
-			if (c->out.start < c->out.end) {
-				progress |= write_out(c->fd, &c->out, c->out.end, &c->wr, &err);
-				if (err) {
-					client_close(c);
-					return;
-				}
-				if (c->out.start == c->out.end) {
-					shutdown(c->fd, SHUT_WR);
-					req_end_now(c);
-				}
-			}
-			/* Read and drop until the client closes, so our answer
-			 * is not destroyed by a reset. */
-			while (c->rd && !c->eof) {
-				char sink[4096];
-				ssize_t n = read(c->fd, sink, sizeof(sink));
-
-				if (n > 0)
-					continue;
-				if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
-					c->eof = true;
-				c->rd = false;
-			}
-			if (c->eof && c->out.start == c->out.end)
-				client_close(c);
-			return;
-		}
-
-		progress |= read_client(c);
-		if (c->dead)
-			return;
-		if (c->state == C_HEAD || (c->state == C_REQUEST && !c->s.req_done)) {
-			uint32_t before = c->parsed;
-			enum client_state st = c->state;
-			bool done = c->s.req_done;
-
-			parse_request(c);
-			if (c->dead)
-				return;
-			progress |= c->parsed != before || c->state != st || c->s.req_done != done;
-			if (c->state == C_ERROR)
-				continue;
-		}
-
-		u = c->s.up;
-		if (!u) {
-			if (c->eof && c->state == C_HEAD && c->parsed == c->in.end) {
-				client_close(c); /* client went away between requests */
-				return;
-			}
-			continue;
-		}
-		if (u->state == UP_CONNECTING && u->wr) {
-			sl = sizeof(soerr);
-			soerr = 0;
-			if (u->conn_err)
-				soerr = u->conn_err;
-			else if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl))
-				soerr = errno;
-			if (soerr) {
-				if (c->state == C_TUNNEL)
-					client_close(c); /* as the app's connect() would */
-				else
-					upstream_failed(c, soerr);
-				progress = true;
-				continue;
-			}
-			u->state = UP_ACTIVE;
-			c->s.up_connected = true;
-			progress = true;
-		}
-		if (u->state != UP_ACTIVE)
-			continue;
-
-		/* client -> upstream */
-		{
-			struct buf view = c->in;
-			uint32_t lim = c->state == C_TUNNEL ? c->in.end : c->parsed;
-
-			view.start = c->sent;
-			if (write_out(u->fd, &view, lim, &u->wr, &err))
-				progress = true;
-			c->sent = view.start;
-			if (err) {
-				if (c->state == C_TUNNEL)
-					client_close(c);
-				else
-					upstream_failed(c, err);
-				progress = true;
-				continue;
-			}
-			if (c->state == C_TUNNEL && c->eof && c->sent == c->in.end &&
-			    !c->shut_wr_up) {
-				shutdown(u->fd, SHUT_WR);
-				c->shut_wr_up = true;
-			}
-		}
-
-		/* upstream -> client */
-		progress |= read_upstream(c);
-		if (c->dead || c->s.up != u || c->state == C_ERROR)
-			continue;
-		{
-			uint32_t lim = u->parsed, before = u->in.start;
-
-			if (c->p->draining && c->s.close_state == CLOSE_UNDECIDED &&
-			    c->state == C_REQUEST)
-				lim = drain_inject(c);
-			if (write_out(c->fd, &u->in, lim, &c->wr, &err))
-				progress = true;
-			c->s.obs.resp_bytes += u->in.start - before;
-		}
+	if (c->out.start < c->out.end) {
+		write_out(c->fd, &c->out, c->out.end, &c->wr, &err);
 		if (err) {
 			client_close(c);
 			return;
 		}
-		if (c->state == C_TUNNEL) {
-			if (u->eof && u->in.start == u->in.end) {
-				/* The server is done; once the client is too, close. */
-				shutdown(c->fd, SHUT_WR);
-				if (c->eof || c->shut_wr_up) {
-					client_close(c);
-					return;
-				}
-			}
+		if (c->out.start == c->out.end) {
+			shutdown(c->fd, SHUT_WR);
+			req_end_now(c);
+		}
+	}
+	while (c->rd && !c->eof) {
+		char sink[4096];
+		ssize_t n = read(c->fd, sink, sizeof(sink));
+
+		if (n > 0)
 			continue;
+		if (n == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
+			c->eof = true;
+		c->rd = false;
+	}
+	if (c->eof && c->out.start == c->out.end)
+		client_close(c);
+}
+
+/* Parse what arrived of the request; true when that moved anything. */
+static bool pump_parse(struct conn *c)
+{
+	uint32_t before = c->parsed;
+	enum client_state st = c->state;
+	bool done = c->s.req_done;
+
+	parse_request(c);
+	if (c->dead)
+		return false;
+	return c->parsed != before || c->state != st || c->s.req_done != done;
+}
+
+/* Has u's connect() completed? 1: u is usable, 0: not yet, -1: it failed
+ * (the client was answered or closed). *progress is set on a change. */
+static int pump_connected(struct conn *c, struct upstream *u, bool *progress)
+{
+	socklen_t sl = sizeof(int);
+	int soerr = 0;
+
+	if (u->state == UP_CONNECTING && u->wr) {
+		if (u->conn_err)
+			soerr = u->conn_err;
+		else if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl))
+			soerr = errno;
+		*progress = true;
+		if (soerr) {
+			if (c->state == C_TUNNEL)
+				client_close(c); /* as the app's connect() would */
+			else
+				upstream_failed(c, soerr);
+			return -1;
 		}
-		if (c->s.resp_done && u->in.start == u->parsed) {
-			finish_exchange(c);
-			progress = true;
+		u->state = UP_ACTIVE;
+		c->s.up_connected = true;
+	}
+	return u->state == UP_ACTIVE;
+}
+
+/* client -> upstream: the parsed request bytes (every byte in a tunnel).
+ * false when the upstream failed (handled). */
+static bool pump_to_upstream(struct conn *c, struct upstream *u, bool *progress)
+{
+	struct buf view = c->in;
+	uint32_t lim = c->state == C_TUNNEL ? c->in.end : c->parsed;
+	int err;
+
+	view.start = c->sent;
+	if (write_out(u->fd, &view, lim, &u->wr, &err))
+		*progress = true;
+	c->sent = view.start;
+	if (err) {
+		if (c->state == C_TUNNEL)
+			client_close(c);
+		else
+			upstream_failed(c, err);
+		*progress = true;
+		return false;
+	}
+	if (c->state == C_TUNNEL && c->eof && c->sent == c->in.end && !c->shut_wr_up) {
+		shutdown(u->fd, SHUT_WR);
+		c->shut_wr_up = true;
+	}
+	return true;
+}
+
+/* upstream -> client: the parsed response bytes. false when the client
+ * connection failed (closed). */
+static bool pump_to_client(struct conn *c, struct upstream *u, bool *progress)
+{
+	uint32_t lim = u->parsed, before = u->in.start;
+	int err;
+
+	if (c->p->draining && c->s.close_state == CLOSE_UNDECIDED && c->state == C_REQUEST)
+		lim = drain_inject(c);
+	if (write_out(c->fd, &u->in, lim, &c->wr, &err))
+		*progress = true;
+	c->s.obs.resp_bytes += u->in.start - before;
+	if (err) {
+		client_close(c);
+		return false;
+	}
+	return true;
+}
+
+/* A tunnel whose server is done: once the client is too, close. True
+ * when c closed. */
+static bool tunnel_ended(struct conn *c, struct upstream *u)
+{
+	if (!u->eof || u->in.start != u->in.end)
+		return false;
+	shutdown(c->fd, SHUT_WR);
+	if (c->eof || c->shut_wr_up) {
+		client_close(c);
+		return true;
+	}
+	return false;
+}
+
+/* One pass over both directions; true when something moved (false too
+ * when c closed). */
+static bool pump_once(struct conn *c)
+{
+	struct upstream *u;
+	bool progress = read_client(c);
+
+	if (c->dead)
+		return false;
+	if (c->state == C_HEAD || (c->state == C_REQUEST && !c->s.req_done)) {
+		progress |= pump_parse(c);
+		if (c->dead)
+			return false;
+		if (c->state == C_ERROR)
+			return progress;
+	}
+	u = c->s.up;
+	if (!u) {
+		if (c->eof && c->state == C_HEAD && c->parsed == c->in.end) {
+			client_close(c); /* client went away between requests */
+			return false;
 		}
-		if (progress && !c->dead && c->s.up && c->s.up->state == UP_ACTIVE)
-			/* Bytes moved: the inactivity clock starts over. */
-			client_set_deadline(c, c->state == C_TUNNEL ? c->p->o.tunnel_timeout_ms
-								    : c->p->o.idle_timeout_ms);
+		return progress;
+	}
+	if (pump_connected(c, u, &progress) <= 0)
+		return progress;
+	if (!pump_to_upstream(c, u, &progress))
+		return progress;
+	progress |= read_upstream(c);
+	if (c->dead || c->s.up != u || c->state == C_ERROR)
+		return progress;
+	if (!pump_to_client(c, u, &progress))
+		return false;
+	if (c->state == C_TUNNEL)
+		return tunnel_ended(c, u) ? false : progress;
+	if (c->s.resp_done && u->in.start == u->parsed) {
+		finish_exchange(c);
+		progress = true;
+	}
+	if (progress && !c->dead && c->s.up && c->s.up->state == UP_ACTIVE)
+		/* Bytes moved: the inactivity clock starts over. */
+		client_set_deadline(c, c->state == C_TUNNEL ? c->p->o.tunnel_timeout_ms
+							    : c->p->o.idle_timeout_ms);
+	return progress;
+}
+
+/* Move every byte that can move, until nothing does. */
+static void client_pump(struct conn *c)
+{
+	bool progress;
+
+	do {
+		if (c->dead)
+			return;
+		if (c->state == C_ERROR) {
+			pump_error_reply(c);
+			return;
+		}
+		progress = pump_once(c);
 	} while (progress);
 
 	if (!c->dead && c->eof && c->state == C_REQUEST && !c->s.req_done && c->s.up &&
