@@ -34,7 +34,7 @@
 #include "core/util.h"
 #include "proxy/proxy_int.h"
 
-int buf_reserve(struct buf *b, uint32_t limit)
+int conn_buf_reserve(struct buf *b, uint32_t limit)
 {
 	uint32_t cap;
 	char *d;
@@ -54,7 +54,7 @@ int buf_reserve(struct buf *b, uint32_t limit)
 	return 0;
 }
 
-void buf_free(struct buf *b)
+void conn_buf_free(struct buf *b)
 {
 	free(b->data);
 	memset(b, 0, sizeof(*b));
@@ -81,7 +81,7 @@ void client_reset_request(struct conn *c)
 	if (c->sent == c->in.end) {
 		/* Nothing pipelined: an idle keep-alive connection holds no
 		 * buffer, so thousands of them cost little memory. */
-		buf_free(&c->in);
+		conn_buf_free(&c->in);
 		c->sent = c->parsed = 0;
 	}
 	c->s.req_start = c->sent;
@@ -137,8 +137,8 @@ void client_close(struct conn *c)
 	close(c->fd);
 	c->fd = -1;
 	c->dead = true;
-	buf_free(&c->in);
-	buf_free(&c->out);
+	conn_buf_free(&c->in);
+	conn_buf_free(&c->out);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -205,7 +205,7 @@ void client_error(struct conn *c, int status, const char *fmt, ...)
 		c->s.obs.req_bytes = c->parsed - c->s.req_start;
 	if (c->s.up)
 		up_close(c->s.up);
-	buf_free(&c->out);
+	conn_buf_free(&c->out);
 	c->out.data = malloc((size_t)hl + (size_t)bl);
 	if (!c->out.data) {
 		client_close(c);
@@ -269,7 +269,7 @@ static int client_make_room(struct conn *c)
 		client_drop(c, c->sent);
 	else
 		client_drop(c, c->s.req_start < c->sent ? c->s.req_start : c->sent);
-	if (b->end < b->cap || buf_reserve(b, limit) == 0)
+	if (b->end < b->cap || conn_buf_reserve(b, limit) == 0)
 		return 0;
 	if (c->state == C_REQUEST && c->sent > c->s.req_start) {
 		/* Full of this request: let go of what was sent, and of any

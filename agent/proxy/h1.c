@@ -290,7 +290,7 @@ static bool up_make_room(struct upstream *u)
 		u->parsed -= u->in.start;
 		u->in.start = u->in.end = 0;
 	}
-	return buf_reserve(&u->in, BUF_STREAM_MAX) == 0;
+	return conn_buf_reserve(&u->in, BUF_STREAM_MAX) == 0;
 }
 
 /* The upstream closed its side. */

@@ -206,8 +206,8 @@ struct proxy {
 #define EPOD_UPSTREAM_LIMIT EDQUOT
 
 /* conn.c */
-int buf_reserve(struct buf *b, uint32_t limit);
-void buf_free(struct buf *b);
+int conn_buf_reserve(struct buf *b, uint32_t limit);
+void conn_buf_free(struct buf *b);
 void client_set_deadline(struct conn *c, uint64_t ms);
 void client_reset_request(struct conn *c);
 void req_end(struct conn *c, enum rs_dest d, enum rs_outcome o, int status);
