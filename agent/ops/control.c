@@ -22,6 +22,7 @@
 #include "ops/ctl_proto.h"
 #include "k8s/watch.h"
 #include "core/buf.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "proxy/routekey.h"
 #include "kernel/source.h"
@@ -89,24 +90,6 @@ struct ctl_conn {
 	int proof_fd;
 	struct status_job *job; /* a status answer waits for it */
 };
-
-/* A JSON string; the values we print are addresses and validated keys,
- * but escape anyway. */
-static void out_json_str(struct ctl_conn *cc, const char *s)
-{
-	buf_printf(&cc->out, "\"");
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			buf_printf(&cc->out, "\\%c", ch);
-		else if (ch < 0x20 || ch >= 0x7f)
-			buf_printf(&cc->out, "\\u%04x", ch);
-		else
-			buf_printf(&cc->out, "%c", ch);
-	}
-	buf_printf(&cc->out, "\"");
-}
 
 static int fail(struct ctl_conn *cc, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -233,11 +216,11 @@ static void cmd_route_list(struct ctl_conn *cc, const struct ctl_request *r)
 			continue;
 		}
 		buf_printf(&cc->out, "%s{\"service\":", i ? "," : "");
-		out_json_str(cc, s1);
+		json_str(&cc->out, s1);
 		buf_printf(&cc->out, ",\"key\":");
-		out_json_str(cc, keys[i].key);
+		json_str(&cc->out, keys[i].key);
 		buf_printf(&cc->out, ",\"to\":");
-		out_json_str(cc, s2);
+		json_str(&cc->out, s2);
 		buf_printf(&cc->out,
 			   ",\"fallback\":\"%s\",\"source\":\"%s\",\"created_unix\":%llu,"
 			   "\"expires_unix\":%llu,\"ttl_left\":",
@@ -357,13 +340,13 @@ static void cmd_override_list(struct ctl_conn *cc, const struct ctl_request *r)
 			continue;
 		}
 		buf_printf(&cc->out, "%s{\"from\":", i ? "," : "");
-		out_json_str(cc, v->from);
+		json_str(&cc->out, v->from);
 		buf_printf(&cc->out, ",\"%s\":%llu,\"dst\":",
 			   o[i].k.src_kind == SHUNT_SRC_NETNS ? "netns_cookie" : "cgroup_id",
 			   (unsigned long long)o[i].k.src_id);
-		out_json_str(cc, s1);
+		json_str(&cc->out, s1);
 		buf_printf(&cc->out, ",\"to\":");
-		out_json_str(cc, s2);
+		json_str(&cc->out, s2);
 		buf_printf(&cc->out,
 			   ",\"source\":\"%s\",\"created_unix\":%llu,\"expires_unix\":%llu,"
 			   "\"ttl_left\":",
@@ -483,10 +466,10 @@ static void status_k8s_list_json(struct ctl_conn *cc, const struct k8s_status_li
 		buf_printf(&cc->out, "%s{\"kind\":\"%s\",\"object\":", *first ? "" : ",",
 			   k8s_kind_singular[e->kind]);
 		*first = false;
-		out_json_str(cc, e->object);
+		json_str(&cc->out, e->object);
 		if (!strcmp(what, "conflict")) {
 			buf_printf(&cc->out, ",\"lost_to\":");
-			out_json_str(cc, e->other);
+			json_str(&cc->out, e->other);
 		}
 		if (reason)
 			buf_printf(&cc->out, ",\"reason\":\"%s\"", reason);
@@ -496,7 +479,7 @@ static void status_k8s_list_json(struct ctl_conn *cc, const struct k8s_status_li
 				   !strcmp(what, "endpoints")	    ? "example"
 				   : !strcmp(what, "not_installed") ? "error"
 								    : "detail");
-			out_json_str(cc, e->detail);
+			json_str(&cc->out, e->detail);
 		}
 		buf_printf(&cc->out, "}");
 	}
@@ -547,13 +530,13 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 		   ",\"routes\":%zu,\"overrides\":%zu,\"overrides_unresolved\":%zu,"
 		   "\"cgroup_watches\":%zu,\"node\":",
 		   st.routes, st.overrides, st.overrides_unresolved, st.cgroup_watches);
-	out_json_str(cc, st.node);
+	json_str(&cc->out, st.node);
 	buf_printf(&cc->out, ",\"last_error\":");
-	out_json_str(cc, st.last_error);
+	json_str(&cc->out, st.last_error);
 	buf_printf(&cc->out, ",\"resource_versions\":{");
 	for (int i = 0; i < K8S_NKINDS; i++) {
 		buf_printf(&cc->out, "%s\"%s\":", i ? "," : "", k8s_kind_names[i]);
-		out_json_str(cc, st.rv[i]);
+		json_str(&cc->out, st.rv[i]);
 	}
 	buf_printf(&cc->out, "},\"max_routes_per_namespace\":%zu,\"sandbox_cidrs\":[",
 		   st.max_routes_per_ns);
@@ -597,7 +580,7 @@ static void status_proxy(struct ctl_conn *cc, bool json)
 		if (json) {
 			buf_printf(&cc->out, "%s\"ipv%u\":", f ? "," : "", fams[f]);
 			if (l)
-				out_json_str(cc, format_addr_port(l, s, sizeof(s)));
+				json_str(&cc->out, format_addr_port(l, s, sizeof(s)));
 			else
 				buf_printf(&cc->out, "null");
 		} else if (l) {
@@ -630,17 +613,17 @@ static void status_other_progs(struct ctl_conn *cc, bool json, const struct cg_p
 			buf_printf(&cc->out,
 				   "%s{\"hook\":\"connect%c\",\"id\":%u,\"name\":", i ? "," : "",
 				   c->family == SHUNT_FAMILY_V4 ? '4' : '6', c->id);
-			out_json_str(cc, c->name);
+			json_str(&cc->out, c->name);
 			buf_printf(&cc->out, ",\"relation\":\"%s\",\"cgroup\":",
 				   cg_relation_names[c->relation]);
-			out_json_str(cc, c->path);
+			json_str(&cc->out, c->path);
 			buf_printf(&cc->out, ",\"cgroups\":%u,\"order\":\"%s\"}", c->cgroups,
 				   c->before ? "before" : "after");
 		}
 		buf_printf(&cc->out,
 			   "],\"cgroups_walked\":%zu,\"truncated\":%s,\"error\":", p->walked,
 			   p->truncated ? "true" : "false");
-		out_json_str(cc, p->err);
+		json_str(&cc->out, p->err);
 		buf_printf(&cc->out, "}");
 		return;
 	}
@@ -729,11 +712,11 @@ static bool status_warn_family(struct ctl_conn *cc, bool json, bool first, uint8
 		format_addr_port(&lr->vals[i].to, s2, sizeof(s2));
 		if (json) {
 			buf_printf(&cc->out, "%s{\"service\":", shown ? "," : "");
-			out_json_str(cc, s1);
+			json_str(&cc->out, s1);
 			buf_printf(&cc->out, ",\"key\":");
-			out_json_str(cc, lr->keys[i].key);
+			json_str(&cc->out, lr->keys[i].key);
 			buf_printf(&cc->out, ",\"to\":");
-			out_json_str(cc, s2);
+			json_str(&cc->out, s2);
 			buf_printf(&cc->out, "}");
 		} else if (shown < STATUS_MAX_LONE) {
 			buf_printf(&cc->out, "    %s key %s -> %s\n", s1, lr->keys[i].key, s2);
@@ -869,9 +852,9 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 		return;
 	}
 	buf_printf(&cc->out, "{\"cgroup\":");
-	out_json_str(cc, a->cgroup);
+	json_str(&cc->out, a->cgroup);
 	buf_printf(&cc->out, ",\"pin_dir\":");
-	out_json_str(cc, a->pin_dir);
+	json_str(&cc->out, a->pin_dir);
 	buf_printf(&cc->out, ",\"routes\":%zu,\"overrides\":%zu", route_table_count(a->store.t),
 		   a->store.novr);
 	status_proxy(cc, true);
@@ -888,7 +871,7 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 			char path[512];
 
 			snprintf(path, sizeof(path), "%s/%s", a->pin_dir, maps[i].name);
-			out_json_str(cc, path);
+			json_str(&cc->out, path);
 		}
 		buf_printf(&cc->out, ",\"entries\":%ld,\"max_entries\":%u}", cnt,
 			   maps[i].max_entries);
