@@ -80,7 +80,7 @@ struct ctl_conn {
 	struct ev_handler h;
 	struct agent *a;
 	struct ctl_conn *prev, *next;
-	uint64_t started_ms;
+	struct timer deadline; /* CTL_TIMEOUT_MS after accept */
 	int fd;
 	char in[CTL_MAX_REQUEST];
 	size_t inlen;
@@ -1179,6 +1179,7 @@ static void conn_close(struct ctl_conn *cc)
 	if (cc->next)
 		cc->next->prev = cc->prev;
 	ctl->nconns--;
+	loop_timer_cancel(&cc->a->loop, &cc->deadline);
 	loop_del(&cc->a->loop, cc->fd);
 	drain_input(cc->fd);
 	close(cc->fd);
@@ -1188,6 +1189,15 @@ static void conn_close(struct ctl_conn *cc)
 		cc->job->cc = NULL; /* its thread finishes; the answer is dropped */
 	buf_free(&cc->out);
 	free(cc);
+}
+
+static void conn_expired(struct timer *t)
+{
+	struct ctl_conn *cc = (struct ctl_conn *)((char *)t - offsetof(struct ctl_conn, deadline));
+
+	pr_warn("control: a client did not finish its request in %d ms, closing it",
+		CTL_TIMEOUT_MS);
+	conn_close(cc);
 }
 
 static void conn_event(struct ev_handler *h, uint32_t events)
@@ -1260,8 +1270,10 @@ static void ctl_event(struct ev_handler *h, uint32_t events)
 		cc->a = ctl->a;
 		cc->fd = fd;
 		cc->proof_fd = -1;
-		cc->started_ms = ctl->a->loop.now_ms;
-		if (loop_add(&ctl->a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLET, &cc->h)) {
+		timer_init(&cc->deadline, conn_expired);
+		if (loop_timer_in(&ctl->a->loop, &cc->deadline, CTL_TIMEOUT_MS) ||
+		    loop_add(&ctl->a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLET, &cc->h)) {
+			loop_timer_cancel(&ctl->a->loop, &cc->deadline);
 			close(fd);
 			free(cc);
 			continue;
@@ -1354,22 +1366,6 @@ fail:
 	close(ctl->jobs_pipe[1]);
 	free(ctl);
 	return err;
-}
-
-void control_tick(struct agent *a)
-{
-	struct ctl_conn *cc, *next;
-
-	if (!a->ctl)
-		return;
-	for (cc = a->ctl->conns; cc; cc = next) {
-		next = cc->next;
-		if (a->loop.now_ms - cc->started_ms >= CTL_TIMEOUT_MS) {
-			pr_warn("control: a client did not finish its request in %d ms, closing it",
-				CTL_TIMEOUT_MS);
-			conn_close(cc);
-		}
-	}
 }
 
 void control_stop(struct agent *a)

@@ -397,7 +397,7 @@ struct metrics_conn {
 	struct metrics_listener *l;
 	struct metrics_conn *prev, *next;
 	struct shunt_addr peer; /* port 0: the source address counts */
-	uint64_t started_ms;
+	struct timer deadline;	/* METRICS_TIMEOUT_MS after accept */
 	int fd;
 	bool answered;
 	size_t inlen;
@@ -615,11 +615,22 @@ static void conn_close(struct metrics_conn *mc)
 	if (mc->next)
 		mc->next->prev = mc->prev;
 	l->nconns--;
+	loop_timer_cancel(&l->m->a->loop, &mc->deadline);
 	loop_del(&l->m->a->loop, mc->fd);
 	drain_input(mc->fd);
 	close(mc->fd);
 	buf_free(&mc->out);
 	free(mc);
+}
+
+static void conn_expired(struct timer *t)
+{
+	struct metrics_conn *mc =
+		(struct metrics_conn *)((char *)t - offsetof(struct metrics_conn, deadline));
+
+	pr_debug("%s: a request took more than %d ms, closing it", mc->l->ep->name,
+		 METRICS_TIMEOUT_MS);
+	conn_close(mc);
 }
 
 static void conn_event(struct ev_handler *h, uint32_t events)
@@ -756,8 +767,10 @@ static void listener_event(struct ev_handler *h, uint32_t events)
 		mc->l = l;
 		mc->fd = fd;
 		mc->peer = peer;
-		mc->started_ms = a->loop.now_ms;
-		if (loop_add(&a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &mc->h)) {
+		timer_init(&mc->deadline, conn_expired);
+		if (loop_timer_in(&a->loop, &mc->deadline, METRICS_TIMEOUT_MS) ||
+		    loop_add(&a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &mc->h)) {
+			loop_timer_cancel(&a->loop, &mc->deadline);
 			close(fd);
 			free(mc);
 			continue;
@@ -853,24 +866,6 @@ int metrics_start(struct agent *a, const struct shunt_addr *addr)
 int metrics_start_health(struct agent *a, const struct shunt_addr *addr)
 {
 	return listen_on(a, addr, &ep_health);
-}
-
-void metrics_tick(struct agent *a)
-{
-	struct metrics_conn *mc, *next;
-
-	if (!a->metrics)
-		return;
-	for (int i = 0; i < a->metrics->nls; i++) {
-		for (mc = a->metrics->ls[i]->conns; mc; mc = next) {
-			next = mc->next;
-			if (a->loop.now_ms - mc->started_ms >= METRICS_TIMEOUT_MS) {
-				pr_debug("%s: a request took more than %d ms, closing it",
-					 mc->l->ep->name, METRICS_TIMEOUT_MS);
-				conn_close(mc);
-			}
-		}
-	}
 }
 
 void metrics_stop(struct agent *a)

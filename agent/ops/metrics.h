@@ -132,8 +132,6 @@ struct agent;
 int metrics_start(struct agent *a, const struct shunt_addr *addr);
 /* Serve /healthz and /readyz only, on addr, with their own budget. */
 int metrics_start_health(struct agent *a, const struct shunt_addr *addr);
-/* Close connections past their time; call every tick. */
-void metrics_tick(struct agent *a);
 /* Close both listeners and their connections. */
 void metrics_stop(struct agent *a);
 
