@@ -1065,8 +1065,6 @@ int main(int argc, char **argv)
 		}
 		proxy_tick(a.proxy);
 		proxy_reap(a.proxy);
-		control_tick(&a);
-		metrics_tick(&a);
 		if (a.loop.now_ms - last_guard >= GUARD_REFRESH_MS) {
 			last_guard = a.loop.now_ms;
 			err = dstguard_refresh(&a.guard);
