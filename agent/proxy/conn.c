@@ -34,30 +34,22 @@
 #include "core/util.h"
 #include "proxy/proxy_int.h"
 
-int conn_buf_reserve(struct buf *b, uint32_t limit)
+/* Room to read into b: when it is full, grow it, doubling from
+ * BUF_INITIAL, to at most limit bytes. 0, -ENOBUFS at the limit (the
+ * other side must take bytes first), or -ENOMEM. */
+int conn_buf_grow(struct buf *b, uint32_t limit)
 {
-	uint32_t cap;
-	char *d;
+	size_t have = b->cap ? b->cap - 1 : 0, want;
 
-	if (b->end < b->cap)
+	if (buf_room(b))
 		return 0;
-	if (b->cap >= limit)
+	if (have >= limit)
 		return -ENOBUFS;
-	cap = b->cap ? b->cap * 2 : BUF_INITIAL;
-	if (cap > limit)
-		cap = limit;
-	d = realloc(b->data, cap);
-	if (!d)
-		return -ENOMEM;
-	b->data = d;
-	b->cap = cap;
-	return 0;
-}
-
-void conn_buf_free(struct buf *b)
-{
-	free(b->data);
-	memset(b, 0, sizeof(*b));
+	want = have ? 2 * have : BUF_INITIAL;
+	if (want > limit)
+		want = limit;
+	b->max = want + 1; /* exactly that, and core/buf's '\0' after the bytes */
+	return buf_reserve(b, want - b->end);
 }
 
 void client_set_deadline(struct conn *c, uint64_t ms)
@@ -81,7 +73,7 @@ void client_reset_request(struct conn *c)
 	if (c->sent == c->in.end) {
 		/* Nothing pipelined: an idle keep-alive connection holds no
 		 * buffer, so thousands of them cost little memory. */
-		conn_buf_free(&c->in);
+		buf_free(&c->in);
 		c->sent = c->parsed = 0;
 	}
 	c->s.req_start = c->sent;
@@ -137,8 +129,8 @@ void client_close(struct conn *c)
 	close(c->fd);
 	c->fd = -1;
 	c->dead = true;
-	conn_buf_free(&c->in);
-	conn_buf_free(&c->out);
+	buf_free(&c->in);
+	buf_free(&c->out);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -205,15 +197,11 @@ void client_error(struct conn *c, int status, const char *fmt, ...)
 		c->s.obs.req_bytes = c->parsed - c->s.req_start;
 	if (c->s.up)
 		up_close(c->s.up);
-	conn_buf_free(&c->out);
-	c->out.data = malloc((size_t)hl + (size_t)bl);
-	if (!c->out.data) {
+	buf_free(&c->out);
+	if (buf_append(&c->out, head, (size_t)hl) || buf_append(&c->out, body, (size_t)bl)) {
 		client_close(c);
 		return;
 	}
-	memcpy(c->out.data, head, (size_t)hl);
-	memcpy(c->out.data + hl, body, (size_t)bl);
-	c->out.cap = c->out.end = (uint32_t)(hl + bl);
 	c->state = C_ERROR;
 	client_set_deadline(c, LINGER_MS);
 }
@@ -246,12 +234,11 @@ static void client_drop(struct conn *c, uint32_t shift)
 
 	if (!shift)
 		return;
-	memmove(b->data, b->data + shift, b->end - shift);
-	b->end -= shift;
+	b->start = shift;
+	buf_compact(b);
 	c->parsed -= shift;
 	c->sent -= shift;
 	c->s.req_start = c->s.req_start >= shift ? c->s.req_start - shift : 0;
-	b->start = 0;
 }
 
 static int client_make_room(struct conn *c)
@@ -259,7 +246,7 @@ static int client_make_room(struct conn *c)
 	struct buf *b = &c->in;
 	uint32_t limit = BUF_STREAM_MAX;
 
-	if (b->end < b->cap)
+	if (buf_room(b))
 		return 0;
 	if (c->state == C_HEAD && c->p->o.max_head_bytes + 4096 > limit)
 		limit = (uint32_t)c->p->o.max_head_bytes + 4096;
@@ -269,14 +256,14 @@ static int client_make_room(struct conn *c)
 		client_drop(c, c->sent);
 	else
 		client_drop(c, c->s.req_start < c->sent ? c->s.req_start : c->sent);
-	if (b->end < b->cap || conn_buf_reserve(b, limit) == 0)
+	if (buf_room(b) || conn_buf_grow(b, limit) == 0)
 		return 0;
 	if (c->state == C_REQUEST && c->sent > c->s.req_start) {
 		/* Full of this request: let go of what was sent, and of any
 		 * chance to send it again. */
 		c->s.no_retry = true;
 		client_drop(c, c->sent);
-		return b->end < b->cap ? 0 : -ENOBUFS;
+		return buf_room(b) ? 0 : -ENOBUFS;
 	}
 	return -ENOBUFS; /* back-pressure: the upstream must take bytes first */
 }
@@ -300,8 +287,8 @@ static bool read_client(struct conn *c)
 		}
 		return false;
 	}
-	n = read(c->fd, c->in.data + c->in.end, c->in.cap - c->in.end);
-	if (n > 0 && (uint32_t)n < c->in.cap - c->in.end && !c->rdhup)
+	n = read(c->fd, buf_tail(&c->in), buf_room(&c->in));
+	if (n > 0 && (size_t)n < buf_room(&c->in) && !c->rdhup)
 		c->rd = false; /* short read: drained; the next byte brings an edge */
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -315,7 +302,7 @@ static bool read_client(struct conn *c)
 		c->eof = true;
 		return true;
 	}
-	c->in.end += (uint32_t)n;
+	buf_commit(&c->in, (size_t)n);
 	return true;
 }
 

@@ -280,17 +280,13 @@ void finish_exchange(struct conn *c)
  * false when full (the client must read first). */
 static bool up_make_room(struct upstream *u)
 {
-	if (u->in.start && u->in.end == u->in.cap) {
-		/* Everything before start reached the client: slide down. */
-		memmove(u->in.data, u->in.data + u->in.start, u->in.end - u->in.start);
+	/* Everything before start reached the client: slide down when full,
+	 * or when nothing is left. */
+	if (u->in.start && (!buf_room(&u->in) || u->in.start == u->in.end)) {
 		u->parsed -= u->in.start;
-		u->in.end -= u->in.start;
-		u->in.start = 0;
-	} else if (u->in.start && u->in.start == u->in.end) {
-		u->parsed -= u->in.start;
-		u->in.start = u->in.end = 0;
+		buf_compact(&u->in);
 	}
-	return conn_buf_reserve(&u->in, BUF_STREAM_MAX) == 0;
+	return conn_buf_grow(&u->in, BUF_STREAM_MAX) == 0;
 }
 
 /* The upstream closed its side. */
@@ -364,8 +360,8 @@ bool read_upstream(struct conn *c)
 
 	if (!u->rd || u->eof || !up_make_room(u))
 		return false;
-	n = read(u->fd, u->in.data + u->in.end, u->in.cap - u->in.end);
-	if (n > 0 && (uint32_t)n < u->in.cap - u->in.end && !u->rdhup)
+	n = read(u->fd, buf_tail(&u->in), buf_room(&u->in));
+	if (n > 0 && (size_t)n < buf_room(&u->in) && !u->rdhup)
 		u->rd = false; /* short read: drained; the next byte brings an edge */
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EWOULDBLOCK) {
@@ -384,7 +380,7 @@ bool read_upstream(struct conn *c)
 	}
 	c->s.resp_started = true;
 	c->s.no_retry = true;
-	u->in.end += (uint32_t)n;
+	buf_commit(&u->in, (size_t)n);
 	if (c->state == C_TUNNEL)
 		u->parsed = u->in.end;
 	else if (!c->s.resp_done) /* bytes after the response: never forwarded */
@@ -453,20 +449,18 @@ uint32_t drain_inject(struct conn *c)
 			return u->parsed;
 		}
 		at = (uint32_t)(eol - d) + 1;
-		if (u->in.cap - u->in.end < hlen) {
-			char *n = realloc(u->in.data, u->in.cap + hlen);
-
-			if (!n) {
+		if (buf_room(&u->in) < hlen) {
+			/* Past the window's limit by the header, no more. */
+			u->in.max = u->in.cap + hlen;
+			if (buf_reserve(&u->in, hlen)) {
 				c->s.close_state = CLOSE_TOO_LATE;
 				return u->parsed;
 			}
-			u->in.data = n;
-			u->in.cap += hlen;
-			d = n;
+			d = u->in.data;
 		}
 		memmove(d + at + hlen, d + at, u->in.end - at);
 		memcpy(d + at, hdr, hlen);
-		u->in.end += hlen;
+		buf_commit(&u->in, hlen);
 		u->parsed += hlen;
 		c->s.close_state = CLOSE_INJECTED;
 		return u->parsed;

@@ -22,6 +22,7 @@
 #include <llhttp.h>
 #include <shunt/shunt.h>
 
+#include "core/buf.h"
 #include "core/hmap.h"
 #include "core/loop.h"
 #include "proxy/http.h"
@@ -38,13 +39,6 @@
 #define LIMIT_LOG_MS	   1000	       /* at most one line a second about limits */
 #define LIMIT_SYNC_MS	   250	       /* the kernel's view of the limits checked */
 #define ENOTSUPP_KERNEL	   524	       /* the kernel's ENOTSUPP, not in errno.h */
-
-struct buf {
-	char *data;
-	uint32_t start; /* first byte still needed */
-	uint32_t end;	/* one past the last byte read */
-	uint32_t cap;
-};
 
 struct conn;
 struct pod_hold;
@@ -118,14 +112,14 @@ struct conn {
 	bool rdhup; /* the peer's FIN is queued: read until EOF */
 	enum client_state state;
 	struct shunt_addr peer, orig;
-	struct pod *pod; /* where it connected from; NULL: not tracked */
-	struct buf in;	 /* request bytes from the client */
-	uint32_t parsed; /* request parser position in in */
-	uint32_t sent;	 /* bytes up to here went to the upstream */
-	bool first;	 /* no request seen yet on this connection */
-	bool shut_wr_up; /* tunnel: client EOF passed on to the upstream */
-	struct buf out;	 /* generated responses */
-	uint64_t deadline;
+	struct pod *pod;	  /* where it connected from; NULL: not tracked */
+	struct buf in;		  /* request bytes from the client */
+	uint32_t parsed;	  /* request parser position in in */
+	uint32_t sent;		  /* bytes up to here went to the upstream */
+	bool first;		  /* no request seen yet on this connection */
+	bool shut_wr_up;	  /* tunnel: client EOF passed on to the upstream */
+	struct buf out;		  /* generated responses */
+	uint64_t deadline;	  /* loop time; 0: none */
 	struct conn *prev, *next; /* all live clients, for timeouts */
 	struct stream s;	  /* the exchange under way */
 };
@@ -206,8 +200,7 @@ struct proxy {
 #define EPOD_UPSTREAM_LIMIT EDQUOT
 
 /* conn.c */
-int conn_buf_reserve(struct buf *b, uint32_t limit);
-void conn_buf_free(struct buf *b);
+int conn_buf_grow(struct buf *b, uint32_t limit);
 void client_set_deadline(struct conn *c, uint64_t ms);
 void client_reset_request(struct conn *c);
 void req_end(struct conn *c, enum rs_dest d, enum rs_outcome o, int status);

@@ -70,7 +70,7 @@ void up_close(struct upstream *u)
 	close(u->fd);
 	u->fd = -1;
 	u->dead = true;
-	conn_buf_free(&u->in);
+	buf_free(&u->in);
 	u->dead_next = p->dead_ups;
 	p->dead_ups = u;
 }
@@ -93,7 +93,7 @@ void up_release(struct upstream *u)
 		up_close(u);
 		return;
 	}
-	conn_buf_free(&u->in);
+	buf_free(&u->in);
 	u->parsed = 0;
 	u->state = UP_IDLE;
 	u->reused = true;
