@@ -52,9 +52,37 @@ int conn_buf_grow(struct buf *b, uint32_t limit)
 	return buf_reserve(b, want - b->end);
 }
 
+/*
+ * The deadline moves with every byte that moves, nearly always later: it
+ * is kept in c->deadline, and the loop's timer heap is touched only when
+ * the deadline comes sooner than the timer it has. A timer that fires
+ * before the deadline re-arms for it (as nginx's lazy timers do). No
+ * deadline (ms 0) leaves the timer to fire and find nothing to do.
+ */
 void client_set_deadline(struct conn *c, uint64_t ms)
 {
-	c->deadline = ms ? c->p->loop->now_ms + ms : 0;
+	struct loop *l = c->p->loop;
+
+	c->deadline = ms ? l->now_ms + ms : 0;
+	if (!ms || (timer_armed(&c->timer) && c->timer.at_ms <= c->deadline))
+		return;
+	if (loop_timer_in(l, &c->timer, ms))
+		pr_warn("no memory for a connection's timer: it has no deadline");
+}
+
+void client_timer_fired(struct timer *t)
+{
+	struct conn *c = (struct conn *)((char *)t - offsetof(struct conn, timer));
+	struct loop *l = c->p->loop;
+
+	if (c->dead || !c->deadline)
+		return;
+	if (c->deadline > l->now_ms) {
+		if (loop_timer_in(l, t, c->deadline - l->now_ms))
+			pr_warn("no memory for a connection's timer: it has no deadline");
+		return;
+	}
+	client_expired(c);
 }
 
 void client_reset_request(struct conn *c)
@@ -126,6 +154,7 @@ void client_close(struct conn *c)
 	if (c->s.up)
 		up_close(c->s.up);
 	loop_del(p->loop, c->fd);
+	loop_timer_cancel(p->loop, &c->timer);
 	close(c->fd);
 	c->fd = -1;
 	c->dead = true;

@@ -66,6 +66,7 @@ static void accept_one(struct proxy *p, int fd)
 		return;
 	}
 	c->h.fn = client_event;
+	timer_init(&c->timer, client_timer_fired);
 	c->p = p;
 	c->fd = fd;
 	c->first = true;

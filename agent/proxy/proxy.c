@@ -145,7 +145,6 @@ void proxy_stop(struct proxy *p)
 void proxy_tick(struct proxy *p)
 {
 	uint64_t now = p->loop->now_ms;
-	struct conn *c, *next;
 
 	if (p->listen_close_at && now >= p->listen_close_at)
 		close_listeners(p);
@@ -161,11 +160,6 @@ void proxy_tick(struct proxy *p)
 				(unsigned long long)p->st.active);
 		while (p->clients)
 			client_close(p->clients);
-	}
-	for (c = p->clients; c; c = next) {
-		next = c->next;
-		if (c->deadline && c->deadline <= now)
-			client_expired(c);
 	}
 	pool_sweep(&p->pool, now, POOL_IDLE_MS, false, up_close_idle);
 }

@@ -25,6 +25,7 @@
 #include "core/buf.h"
 #include "core/hmap.h"
 #include "core/loop.h"
+#include "core/timer.h"
 #include "proxy/http.h"
 #include "proxy/pool.h"
 #include "proxy/proxy.h"
@@ -120,7 +121,8 @@ struct conn {
 	bool shut_wr_up;	  /* tunnel: client EOF passed on to the upstream */
 	struct buf out;		  /* generated responses */
 	uint64_t deadline;	  /* loop time; 0: none */
-	struct conn *prev, *next; /* all live clients, for timeouts */
+	struct timer timer;	  /* fires at or before deadline */
+	struct conn *prev, *next; /* all live clients, for drain and stop */
 	struct stream s;	  /* the exchange under way */
 };
 
@@ -210,6 +212,7 @@ void client_error(struct conn *c, int status, const char *fmt, ...)
 void client_pump(struct conn *c);
 void client_event(struct ev_handler *h, uint32_t events);
 void client_expired(struct conn *c);
+void client_timer_fired(struct timer *t);
 
 /* h1.c */
 int on_req_headers(llhttp_t *ll);
