@@ -184,6 +184,37 @@ static void frame_body(struct conn *c)
 	}
 }
 
+/* Before a request head is parsed: skip the empty lines RFC 9112
+ * section 2.2 allows before it, and on a new connection tell HTTP from
+ * anything else (which becomes a tunnel). false: not yet, or not HTTP. */
+static bool head_start(struct conn *c)
+{
+	int r;
+
+	while (c->parsed == c->s.req_start && c->in.end - c->s.req_start >= 2 &&
+	       c->in.data[c->s.req_start] == '\r' && c->in.data[c->s.req_start + 1] == '\n') {
+		c->s.req_start += 2;
+		c->parsed = c->sent = c->s.req_start;
+	}
+	if (c->parsed == c->in.end)
+		return false;
+	if (c->parsed == c->s.req_start && c->in.end - c->s.req_start == 1 &&
+	    c->in.data[c->s.req_start] == '\r' && !c->eof)
+		return false; /* a CR whose LF is still on its way */
+	if (c->first) {
+		r = http_sniff(c->in.data + c->s.req_start, c->in.end - c->s.req_start);
+		if (r < 0 && !c->eof)
+			return false; /* too early to tell */
+		if (r <= 0) {
+			/* Not HTTP (or the client said all it will say). */
+			start_tunnel(c);
+			return false;
+		}
+		c->first = false;
+	}
+	return true;
+}
+
 /* Parse what was read: the head with llhttp, then the body with our own
  * framing, so that shunt and every upstream agree on where a request
  * ends. */
@@ -192,38 +223,14 @@ void parse_request(struct conn *c)
 	struct proxy *p = c->p;
 	llhttp_errno_t e;
 	const char *pos;
-	int r;
 
 	if (c->state == C_REQUEST) {
 		if (!c->s.req_done)
 			frame_body(c);
 		return;
 	}
-	if (c->state != C_HEAD)
+	if (c->state != C_HEAD || !head_start(c))
 		return;
-
-	/* RFC 9112 section 2.2: empty lines before a request are ignored. */
-	while (c->parsed == c->s.req_start && c->in.end - c->s.req_start >= 2 &&
-	       c->in.data[c->s.req_start] == '\r' && c->in.data[c->s.req_start + 1] == '\n') {
-		c->s.req_start += 2;
-		c->parsed = c->sent = c->s.req_start;
-	}
-	if (c->parsed == c->in.end)
-		return;
-	if (c->parsed == c->s.req_start && c->in.end - c->s.req_start == 1 &&
-	    c->in.data[c->s.req_start] == '\r' && !c->eof)
-		return; /* a CR whose LF is still on its way */
-	if (c->first) {
-		r = http_sniff(c->in.data + c->s.req_start, c->in.end - c->s.req_start);
-		if (r < 0 && !c->eof)
-			return; /* too early to tell */
-		if (r <= 0) {
-			/* Not HTTP (or the client said all it will say). */
-			start_tunnel(c);
-			return;
-		}
-		c->first = false;
-	}
 	if (c->parsed == c->s.req_start)
 		client_set_deadline(c, p->o.head_timeout_ms);
 	if (!c->s.obs.t0_ns)

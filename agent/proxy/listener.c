@@ -51,14 +51,42 @@ static int map_take(struct proxy *p, int fd, const void *key, void *val)
 	return 0;
 }
 
-static void accept_one(struct proxy *p, int fd)
+/* Find the destination the application asked for, and its pod. The
+ * sockops program filed it under the client's address before the
+ * handshake completed, so it is there by the time accept() returns.
+ * false: not captured by shunt (c is closed). */
+static bool take_capture_record(struct proxy *p, struct conn *c)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
 	struct shunt_orig orig;
 	struct shunt_conn_src src;
-	struct conn *c;
 	char a[ADDR_STR_LEN];
+
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) ||
+	    addr_from_sockaddr((struct sockaddr *)&ss, &c->peer) ||
+	    map_take(p, p->bpf->conns_fd, &c->peer, &orig)) {
+		p->st.unknown++;
+		pr_debug("connection from %s was not captured by shunt: closing",
+			 format_addr_port(&c->peer, a, sizeof(a)));
+		client_close(c);
+		return false;
+	}
+	c->orig = orig.dst;
+	if (p->track_pods) {
+		/* Captured by an agent before us (a takeover) or evicted:
+		 * served, but not counted against a pod. */
+		if (map_take(p, p->bpf->conn_src_fd, &c->peer, &src))
+			p->st.pod_unknown++;
+		else
+			pod_attach(c, src.netns);
+	}
+	return true;
+}
+
+static void accept_one(struct proxy *p, int fd)
+{
+	struct conn *c;
 
 	c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -76,28 +104,8 @@ static void accept_one(struct proxy *p, int fd)
 	if (p->clients)
 		p->clients->prev = c;
 	p->clients = c;
-
-	/* Find the destination the application asked for. The sockops
-	 * program filed it under the client's address before the handshake
-	 * completed, so it is there by the time accept() returns. */
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) ||
-	    addr_from_sockaddr((struct sockaddr *)&ss, &c->peer) ||
-	    map_take(p, p->bpf->conns_fd, &c->peer, &orig)) {
-		p->st.unknown++;
-		pr_debug("connection from %s was not captured by shunt: closing",
-			 format_addr_port(&c->peer, a, sizeof(a)));
-		client_close(c);
+	if (!take_capture_record(p, c))
 		return;
-	}
-	c->orig = orig.dst;
-	if (p->track_pods) {
-		/* Captured by an agent before us (a takeover) or evicted:
-		 * served, but not counted against a pod. */
-		if (map_take(p, p->bpf->conn_src_fd, &c->peer, &src))
-			p->st.pod_unknown++;
-		else
-			pod_attach(c, src.netns);
-	}
 	client_reset_request(c);
 	if (loop_add(p->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->h)) {
 		pr_warn("epoll add: %s", strerror(errno));
@@ -173,13 +181,51 @@ static int take_inherited(struct proxy_opts *o, const struct shunt_addr *a)
 	return -1;
 }
 
+/* A new listening socket on a (s: a, printed): the fd, or -errno. */
+static int bind_listener(const struct shunt_addr *a, const char *s)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = addr_to_sockaddr(a, &ss);
+	int one = 1, err, fd;
+
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	/* Accepted sockets inherit TCP_NODELAY from the listener. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	/* An agent that just stopped may hold the port for its last
+	 * moments of draining: wait for it a little. */
+	for (int tries = 0;; tries++) {
+		if (!bind(fd, (struct sockaddr *)&ss, sl))
+			break;
+		err = -errno;
+		if (err != -EADDRINUSE || tries >= 50) {
+			pr_err("proxy listen on %s: %s", s, strerror(-err));
+			close(fd);
+			return err;
+		}
+		if (tries == 0)
+			pr_info("proxy address %s in use; waiting up to 5 s for it", s);
+		usleep(100 * 1000);
+	}
+	if (listen(fd, 4096)) {
+		err = -errno;
+		pr_err("proxy listen on %s: %s", s, strerror(-err));
+		close(fd);
+		return err;
+	}
+	pr_info("proxy listening on %s", s);
+	return fd;
+}
+
 int listen_on(struct proxy *p, const struct shunt_addr *a)
 {
 	struct listener *l = &p->listeners[p->n_listeners];
-	struct sockaddr_storage ss;
-	socklen_t sl = addr_to_sockaddr(a, &ss);
 	char s[ADDR_STR_LEN];
-	int one = 1, err;
+	int err;
 
 	format_addr_port(a, s, sizeof(s));
 	l->fd = take_inherited(&p->o, a);
@@ -191,36 +237,9 @@ int listen_on(struct proxy *p, const struct shunt_addr *a)
 		pr_info("proxy listening on %s (taken over)", s);
 		goto registered;
 	}
-	l->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	l->fd = bind_listener(a, s);
 	if (l->fd < 0)
-		return -errno;
-	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	/* Accepted sockets inherit TCP_NODELAY from the listener. */
-	setsockopt(l->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (ss.ss_family == AF_INET6)
-		setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	/* An agent that just stopped may hold the port for its last
-	 * moments of draining: wait for it a little. */
-	for (int tries = 0;; tries++) {
-		if (!bind(l->fd, (struct sockaddr *)&ss, sl))
-			break;
-		err = -errno;
-		if (err != -EADDRINUSE || tries >= 50) {
-			pr_err("proxy listen on %s: %s", s, strerror(-err));
-			close(l->fd);
-			return err;
-		}
-		if (tries == 0)
-			pr_info("proxy address %s in use; waiting up to 5 s for it", s);
-		usleep(100 * 1000);
-	}
-	if (listen(l->fd, 4096)) {
-		err = -errno;
-		pr_err("proxy listen on %s: %s", s, strerror(-err));
-		close(l->fd);
-		return err;
-	}
-	pr_info("proxy listening on %s", s);
+		return l->fd;
 registered:
 	l->h.fn = listener_event;
 	l->p = p;
