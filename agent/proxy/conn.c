@@ -63,6 +63,8 @@ void client_set_deadline(struct conn *c, uint64_t ms)
 {
 	struct loop *l = c->p->loop;
 
+	if (c->dead)
+		return; /* a closed connection's timer stays off: it is freed soon */
 	c->deadline = ms ? l->now_ms + ms : 0;
 	if (!ms || (timer_armed(&c->timer) && c->timer.at_ms <= c->deadline))
 		return;
