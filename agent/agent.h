@@ -53,8 +53,6 @@ struct agent {
 /* Control socket: one request line per connection, answered and closed.
  * The protocol is private between shuntd and shuntctl (ctl_proto.h). */
 int control_start(struct agent *a, const char *path);
-/* Closes control connections that took too long (call it every tick). */
-void control_tick(struct agent *a);
 void control_stop(struct agent *a);
 
 #endif /* SHUNT_AGENT_H */

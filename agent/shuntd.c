@@ -327,15 +327,22 @@ static int parse_group(const char *arg, gid_t *gid)
 	return -ENOENT;
 }
 
-static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, uint16_t *port,
-		      uint32_t *max_routes)
+/* What parse_args() remembers between options. */
+struct arg_state {
+	uint32_t *mark;
+	uint16_t *port;
+	uint32_t *max_routes;
+	int custom_headers;   /* --key-header seen: the defaults are replaced */
+	const char *k8s_only; /* a Kubernetes flag given */
+	bool conns_pod_set, upstream_pod_set;
+};
+
+/* An option handler's answer for an option that is another's. */
+#define OPT_NOT_MINE (-1)
+
+static void args_defaults(struct agent *a)
 {
 	struct proxy_opts *po = &a->popts;
-	size_t n;
-	uint64_t v;
-	int opt, custom_headers = 0;
-	const char *k8s_only = NULL; /* a Kubernetes flag given */
-	bool conns_pod_set = false, upstream_pod_set = false;
 
 	rk_config_default(&po->rk);
 	po->head_timeout_ms = 10000;
@@ -357,220 +364,268 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 	a->control_path = CTL_DEFAULT_PATH;
 	a->drain_timeout_ms = 20000;
 	a->kopts.max_routes_per_ns = K8S_DEFAULT_MAX_NS_ROUTES;
+}
 
-	while ((opt = getopt_long(argc, argv, "vh", long_opts, NULL)) != -1) {
-		switch (opt) {
-		case OPT_CGROUP:
-			a->cgroup = optarg;
-			break;
-		case OPT_PROXY_ADDR:
-			if (proxy_addrs(po, optarg))
-				return 2;
-			break;
-		case OPT_PROXY_PORT:
-			if (parse_u64(optarg, 65535, &v) || !v)
-				return usage_error("--proxy-port: '%s' is not a port", optarg);
-			*port = (uint16_t)v;
-			break;
-		case OPT_CONTROL:
-			a->control_path = optarg;
-			break;
-		case OPT_CONTROL_GROUP:
-			if (parse_group(optarg, &a->control_gid))
-				return usage_error("--control-group: '%s' is not a group here (a "
-						   "name in /etc/group, or a number)",
-						   optarg);
-			a->control_group = optarg;
-			break;
-		case OPT_BPFFS:
-			a->pin_dir = optarg;
-			break;
-		case OPT_CONFIG:
-			a->config_path = optarg;
-			break;
-		case OPT_HEAD_TIMEOUT:
-			if (opt_duration_ms("head-timeout", optarg, &po->head_timeout_ms))
-				return 2;
-			break;
-		case OPT_IDLE_TIMEOUT:
-			if (opt_duration_ms("idle-timeout", optarg, &po->idle_timeout_ms))
-				return 2;
-			break;
-		case OPT_CONNECT_TIMEOUT:
-			if (opt_duration_ms("connect-timeout", optarg, &po->connect_timeout_ms))
-				return 2;
-			break;
-		case OPT_MAX_CONNS:
-			if (opt_size("max-conns", optarg, 1, 1000000, &po->max_conns))
-				return 2;
-			break;
-		case OPT_MAX_UPSTREAM:
-			if (opt_size("max-upstream-conns", optarg, 1, 1000000,
-				     &po->max_upstream_per_dst))
-				return 2;
-			break;
-		case OPT_MAX_CONNS_POD:
-			if (opt_size("max-conns-per-pod", optarg, 0, 1000000,
-				     &po->max_conns_per_pod))
-				return 2;
-			conns_pod_set = true;
-			break;
-		case OPT_MAX_UPSTREAM_POD:
-			if (opt_size("max-upstream-conns-per-pod", optarg, 0, 1000000,
-				     &po->max_upstream_per_pod))
-				return 2;
-			upstream_pod_set = true;
-			break;
-		case OPT_MAX_ROUTES:
-			if (opt_size("max-routes", optarg, 1, 1000000, &n))
-				return 2;
-			*max_routes = (uint32_t)n;
-			break;
-		case OPT_DRAIN_TIMEOUT:
-			if (opt_duration_ms("drain-timeout", optarg, &a->drain_timeout_ms))
-				return 2;
-			break;
-		case OPT_TUNNEL_TIMEOUT:
-			if (opt_duration_ms("tunnel-timeout", optarg, &po->tunnel_timeout_ms))
-				return 2;
-			break;
-		case OPT_MAX_HEAD:
-			if (opt_size("max-head-bytes", optarg, 1024, 1 << 20, &po->max_head_bytes))
-				return 2;
-			break;
-		case OPT_MAX_HEADERS:
-			if (opt_size("max-headers", optarg, 1, 10000, &po->max_headers))
-				return 2;
-			break;
-		case OPT_KEY_MEMBER:
-			if (strlen(optarg) >= RK_NAME_MAX || !*optarg)
-				return usage_error("--key-member: '%s' is empty or too long",
-						   optarg);
-			strcpy(po->rk.member, optarg);
-			break;
-		case OPT_KEY_HEADER:
-			if (!custom_headers++)
-				po->rk.n_direct = 0;
-			if (po->rk.n_direct == RK_MAX_DIRECT)
-				return usage_error("--key-header: at most 4%s", "");
-			if (strlen(optarg) >= RK_NAME_MAX || !*optarg)
-				return usage_error("--key-header: '%s' is empty or too long",
-						   optarg);
-			strcpy(po->rk.direct[po->rk.n_direct++], optarg);
-			break;
-		case OPT_MARK:
-			if (parse_u64(optarg, UINT32_MAX, &v) || !v)
-				return usage_error("--mark: '%s' is not a non-zero 32-bit number",
-						   optarg);
-			*mark = (uint32_t)v;
-			break;
-		case OPT_METRICS_ADDR:
-			if (parse_addr_port(optarg, &a->metrics_addr))
-				return usage_error(
-					"--metrics-addr: '%s' is not IP:PORT or [IPv6]:PORT",
-					optarg);
-			break;
-		case OPT_HEALTH_ADDR:
-			if (parse_addr_port(optarg, &a->health_addr))
-				return usage_error(
-					"--health-addr: '%s' is not IP:PORT or [IPv6]:PORT",
-					optarg);
-			break;
-		case OPT_LOG_FORMAT:
-			if (!strcmp(optarg, "text"))
-				log_format = LOG_FORMAT_TEXT;
-			else if (!strcmp(optarg, "json"))
-				log_format = LOG_FORMAT_JSON;
-			else
-				return usage_error("--log-format: '%s' is not text or json",
-						   optarg);
-			break;
-		case OPT_ACCESS_LOG:
-			po->access_log = true;
-			break;
-		case OPT_KUBERNETES:
-			a->kopts.in_cluster = true;
-			break;
-		case OPT_KUBECONFIG:
-			a->kopts.kubeconfig = optarg;
-			break;
-		case OPT_K8S_API:
-			if (strncmp(optarg, "https://", 8) && strncmp(optarg, "http://", 7))
-				return usage_error("--k8s-api: '%s' is not an http(s):// URL",
-						   optarg);
-			a->kopts.api = optarg;
-			break;
-		case OPT_K8S_TOKEN_FILE:
-			a->kopts.token_file = optarg;
-			break;
-		case OPT_K8S_CA_FILE:
-			a->kopts.ca_file = optarg;
-			break;
-		case OPT_SERVICE_IFACE:
-			if (n_service_ifaces == DSTGUARD_MAX_IFACES)
-				return usage_error("--service-iface: at most 8%s", "");
-			if (!*optarg || strlen(optarg) >= 16 || strchr(optarg, '/'))
-				return usage_error("--service-iface: '%s' is not an interface name",
-						   optarg);
-			service_ifaces[n_service_ifaces++] = optarg;
-			break;
-		case OPT_NODE_NAME:
-			if (!*optarg || strlen(optarg) > K8S_NAME_MAX)
-				return usage_error("--node-name: '%s' is not a node name", optarg);
-			a->kopts.node_name = optarg;
-			break;
-		case OPT_SANDBOX_CIDR:
-			if (a->kopts.n_sandbox_cidrs == K8S_MAX_SANDBOX_CIDRS)
-				return usage_error("--sandbox-cidr: at most 32%s", "");
-			if (parse_prefix(optarg, &a->kopts.sandbox_cidrs[a->kopts.n_sandbox_cidrs]))
-				return usage_error(
-					"--sandbox-cidr: '%s' is not ADDRESS/LENGTH with "
-					"no bit set past LENGTH (e.g. 10.244.0.0/16)",
-					optarg);
-			a->kopts.n_sandbox_cidrs++;
-			break;
-		case OPT_MAX_NS_ROUTES:
-			if (opt_size("max-routes-per-namespace", optarg, 1, 1000000,
-				     &a->kopts.max_routes_per_ns))
-				return 2;
-			k8s_only = k8s_only ? k8s_only : "--max-routes-per-namespace";
-			break;
-		case 'v':
-			if (log_threshold == LOG_DEBUG)
-				libbpf_debug = 1;
-			log_threshold = LOG_DEBUG;
-			break;
-		case 'h':
-			fputs(usage_text, stdout);
-			exit(0);
-		default:
-			fprintf(stderr, "Try 'shuntd --help'.\n");
+/* The proxy's addresses, timeouts and head limits. */
+static int opt_proxy(struct agent *a, struct arg_state *st, int opt)
+{
+	struct proxy_opts *po = &a->popts;
+	uint64_t v;
+
+	switch (opt) {
+	case OPT_PROXY_ADDR:
+		if (proxy_addrs(po, optarg))
 			return 2;
-		}
+		break;
+	case OPT_PROXY_PORT:
+		if (parse_u64(optarg, 65535, &v) || !v)
+			return usage_error("--proxy-port: '%s' is not a port", optarg);
+		*st->port = (uint16_t)v;
+		break;
+	case OPT_HEAD_TIMEOUT:
+		if (opt_duration_ms("head-timeout", optarg, &po->head_timeout_ms))
+			return 2;
+		break;
+	case OPT_IDLE_TIMEOUT:
+		if (opt_duration_ms("idle-timeout", optarg, &po->idle_timeout_ms))
+			return 2;
+		break;
+	case OPT_CONNECT_TIMEOUT:
+		if (opt_duration_ms("connect-timeout", optarg, &po->connect_timeout_ms))
+			return 2;
+		break;
+	case OPT_TUNNEL_TIMEOUT:
+		if (opt_duration_ms("tunnel-timeout", optarg, &po->tunnel_timeout_ms))
+			return 2;
+		break;
+	case OPT_MAX_HEAD:
+		if (opt_size("max-head-bytes", optarg, 1024, 1 << 20, &po->max_head_bytes))
+			return 2;
+		break;
+	case OPT_MAX_HEADERS:
+		if (opt_size("max-headers", optarg, 1, 10000, &po->max_headers))
+			return 2;
+		break;
+	case OPT_ACCESS_LOG:
+		po->access_log = true;
+		break;
+	default:
+		return OPT_NOT_MINE;
 	}
-	if (optind < argc)
-		return usage_error("unexpected argument '%s'", argv[optind]);
+	return 0;
+}
+
+/* Connection and route limits. */
+static int opt_limits(struct agent *a, struct arg_state *st, int opt)
+{
+	struct proxy_opts *po = &a->popts;
+	size_t n;
+
+	switch (opt) {
+	case OPT_MAX_CONNS:
+		if (opt_size("max-conns", optarg, 1, 1000000, &po->max_conns))
+			return 2;
+		break;
+	case OPT_MAX_UPSTREAM:
+		if (opt_size("max-upstream-conns", optarg, 1, 1000000, &po->max_upstream_per_dst))
+			return 2;
+		break;
+	case OPT_MAX_CONNS_POD:
+		if (opt_size("max-conns-per-pod", optarg, 0, 1000000, &po->max_conns_per_pod))
+			return 2;
+		st->conns_pod_set = true;
+		break;
+	case OPT_MAX_UPSTREAM_POD:
+		if (opt_size("max-upstream-conns-per-pod", optarg, 0, 1000000,
+			     &po->max_upstream_per_pod))
+			return 2;
+		st->upstream_pod_set = true;
+		break;
+	case OPT_MAX_ROUTES:
+		if (opt_size("max-routes", optarg, 1, 1000000, &n))
+			return 2;
+		*st->max_routes = (uint32_t)n;
+		break;
+	default:
+		return OPT_NOT_MINE;
+	}
+	return 0;
+}
+
+/* Where the routing key is found. */
+static int opt_key(struct agent *a, struct arg_state *st, int opt)
+{
+	struct proxy_opts *po = &a->popts;
+
+	switch (opt) {
+	case OPT_KEY_MEMBER:
+		if (strlen(optarg) >= RK_NAME_MAX || !*optarg)
+			return usage_error("--key-member: '%s' is empty or too long", optarg);
+		strcpy(po->rk.member, optarg);
+		break;
+	case OPT_KEY_HEADER:
+		if (!st->custom_headers++)
+			po->rk.n_direct = 0;
+		if (po->rk.n_direct == RK_MAX_DIRECT)
+			return usage_error("--key-header: at most 4%s", "");
+		if (strlen(optarg) >= RK_NAME_MAX || !*optarg)
+			return usage_error("--key-header: '%s' is empty or too long", optarg);
+		strcpy(po->rk.direct[po->rk.n_direct++], optarg);
+		break;
+	default:
+		return OPT_NOT_MINE;
+	}
+	return 0;
+}
+
+/* The agent itself: cgroup, pins, control socket, marks, logs, listeners
+ * for people. */
+static int opt_agent(struct agent *a, struct arg_state *st, int opt)
+{
+	uint64_t v;
+
+	switch (opt) {
+	case OPT_CGROUP:
+		a->cgroup = optarg;
+		break;
+	case OPT_CONTROL:
+		a->control_path = optarg;
+		break;
+	case OPT_CONTROL_GROUP:
+		if (parse_group(optarg, &a->control_gid))
+			return usage_error("--control-group: '%s' is not a group here (a "
+					   "name in /etc/group, or a number)",
+					   optarg);
+		a->control_group = optarg;
+		break;
+	case OPT_BPFFS:
+		a->pin_dir = optarg;
+		break;
+	case OPT_CONFIG:
+		a->config_path = optarg;
+		break;
+	case OPT_DRAIN_TIMEOUT:
+		if (opt_duration_ms("drain-timeout", optarg, &a->drain_timeout_ms))
+			return 2;
+		break;
+	case OPT_MARK:
+		if (parse_u64(optarg, UINT32_MAX, &v) || !v)
+			return usage_error("--mark: '%s' is not a non-zero 32-bit number", optarg);
+		*st->mark = (uint32_t)v;
+		break;
+	case OPT_METRICS_ADDR:
+		if (parse_addr_port(optarg, &a->metrics_addr))
+			return usage_error("--metrics-addr: '%s' is not IP:PORT or [IPv6]:PORT",
+					   optarg);
+		break;
+	case OPT_HEALTH_ADDR:
+		if (parse_addr_port(optarg, &a->health_addr))
+			return usage_error("--health-addr: '%s' is not IP:PORT or [IPv6]:PORT",
+					   optarg);
+		break;
+	case OPT_LOG_FORMAT:
+		if (!strcmp(optarg, "text"))
+			log_format = LOG_FORMAT_TEXT;
+		else if (!strcmp(optarg, "json"))
+			log_format = LOG_FORMAT_JSON;
+		else
+			return usage_error("--log-format: '%s' is not text or json", optarg);
+		break;
+	case OPT_SERVICE_IFACE:
+		if (n_service_ifaces == DSTGUARD_MAX_IFACES)
+			return usage_error("--service-iface: at most 8%s", "");
+		if (!*optarg || strlen(optarg) >= 16 || strchr(optarg, '/'))
+			return usage_error("--service-iface: '%s' is not an interface name",
+					   optarg);
+		service_ifaces[n_service_ifaces++] = optarg;
+		break;
+	default:
+		return OPT_NOT_MINE;
+	}
+	return 0;
+}
+
+/* The Kubernetes watcher. */
+static int opt_k8s(struct agent *a, struct arg_state *st, int opt)
+{
+	switch (opt) {
+	case OPT_KUBERNETES:
+		a->kopts.in_cluster = true;
+		break;
+	case OPT_KUBECONFIG:
+		a->kopts.kubeconfig = optarg;
+		break;
+	case OPT_K8S_API:
+		if (strncmp(optarg, "https://", 8) && strncmp(optarg, "http://", 7))
+			return usage_error("--k8s-api: '%s' is not an http(s):// URL", optarg);
+		a->kopts.api = optarg;
+		break;
+	case OPT_K8S_TOKEN_FILE:
+		a->kopts.token_file = optarg;
+		break;
+	case OPT_K8S_CA_FILE:
+		a->kopts.ca_file = optarg;
+		break;
+	case OPT_NODE_NAME:
+		if (!*optarg || strlen(optarg) > K8S_NAME_MAX)
+			return usage_error("--node-name: '%s' is not a node name", optarg);
+		a->kopts.node_name = optarg;
+		break;
+	case OPT_SANDBOX_CIDR:
+		if (a->kopts.n_sandbox_cidrs == K8S_MAX_SANDBOX_CIDRS)
+			return usage_error("--sandbox-cidr: at most 32%s", "");
+		if (parse_prefix(optarg, &a->kopts.sandbox_cidrs[a->kopts.n_sandbox_cidrs]))
+			return usage_error("--sandbox-cidr: '%s' is not ADDRESS/LENGTH with "
+					   "no bit set past LENGTH (e.g. 10.244.0.0/16)",
+					   optarg);
+		a->kopts.n_sandbox_cidrs++;
+		break;
+	case OPT_MAX_NS_ROUTES:
+		if (opt_size("max-routes-per-namespace", optarg, 1, 1000000,
+			     &a->kopts.max_routes_per_ns))
+			return 2;
+		st->k8s_only = st->k8s_only ? st->k8s_only : "--max-routes-per-namespace";
+		break;
+	default:
+		return OPT_NOT_MINE;
+	}
+	return 0;
+}
+
+/* Per-pod caps against the node's. */
+static int check_limits(struct proxy_opts *po, const struct arg_state *st)
+{
 	/* A per-pod cap asked for above the node's own limit is a mistake
 	 * worth saying; a default that does not fit under it is no cap (one
 	 * pod may then take all, as the node's limit allows). */
-	if (po->max_conns_per_pod > po->max_conns && conns_pod_set) {
+	if (po->max_conns_per_pod > po->max_conns && st->conns_pod_set) {
 		fprintf(stderr,
 			"shuntd: --max-conns-per-pod %zu is above --max-conns %zu\n"
 			"Try 'shuntd --help'.\n",
 			po->max_conns_per_pod, po->max_conns);
 		return 2;
 	}
-	if (po->max_conns_per_pod >= po->max_conns && !conns_pod_set)
+	if (po->max_conns_per_pod >= po->max_conns && !st->conns_pod_set)
 		po->max_conns_per_pod = 0;
-	if (po->max_upstream_per_pod > po->max_upstream_per_dst && upstream_pod_set) {
+	if (po->max_upstream_per_pod > po->max_upstream_per_dst && st->upstream_pod_set) {
 		fprintf(stderr,
 			"shuntd: --max-upstream-conns-per-pod %zu is above --max-upstream-conns "
 			"%zu\nTry 'shuntd --help'.\n",
 			po->max_upstream_per_pod, po->max_upstream_per_dst);
 		return 2;
 	}
-	if (po->max_upstream_per_pod >= po->max_upstream_per_dst && !upstream_pod_set)
+	if (po->max_upstream_per_pod >= po->max_upstream_per_dst && !st->upstream_pod_set)
 		po->max_upstream_per_pod = 0;
+	return 0;
+}
+
+/* Options that only make sense together, or not together. */
+static int check_args(struct agent *a, struct arg_state *st)
+{
+	struct proxy_opts *po = &a->popts;
+
+	if (check_limits(po, st))
+		return 2;
 	if (!a->cgroup)
 		return usage_error("--cgroup is required%s", "");
 	if (!po->n_listen)
@@ -591,12 +646,52 @@ static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, ui
 				   "--kubeconfig or --k8s-api%s",
 				   "");
 	if (a->kopts.node_name)
-		k8s_only = "--node-name";
+		st->k8s_only = "--node-name";
 	if (a->kopts.n_sandbox_cidrs)
-		k8s_only = "--sandbox-cidr";
-	if (k8s_only && !k8s_wanted(&a->kopts))
-		return usage_error("%s needs --kubernetes, --kubeconfig or --k8s-api", k8s_only);
+		st->k8s_only = "--sandbox-cidr";
+	if (st->k8s_only && !k8s_wanted(&a->kopts))
+		return usage_error("%s needs --kubernetes, --kubeconfig or --k8s-api",
+				   st->k8s_only);
 	return 0;
+}
+
+static int parse_args(struct agent *a, int argc, char **argv, uint32_t *mark, uint16_t *port,
+		      uint32_t *max_routes)
+{
+	static int (*const handlers[])(struct agent *, struct arg_state *, int) = {
+		opt_proxy, opt_limits, opt_key, opt_agent, opt_k8s,
+	};
+	struct arg_state st = {.mark = mark, .port = port, .max_routes = max_routes};
+	int opt, r;
+
+	args_defaults(a);
+	while ((opt = getopt_long(argc, argv, "vh", long_opts, NULL)) != -1) {
+		r = OPT_NOT_MINE;
+		for (size_t i = 0; i < sizeof(handlers) / sizeof(handlers[0]) && r == OPT_NOT_MINE;
+		     i++)
+			r = handlers[i](a, &st, opt);
+		if (r != OPT_NOT_MINE) {
+			if (r)
+				return r;
+			continue;
+		}
+		switch (opt) {
+		case 'v':
+			if (log_threshold == LOG_DEBUG)
+				libbpf_debug = 1;
+			log_threshold = LOG_DEBUG;
+			break;
+		case 'h':
+			fputs(usage_text, stdout);
+			exit(0);
+		default:
+			fprintf(stderr, "Try 'shuntd --help'.\n");
+			return 2;
+		}
+	}
+	if (optind < argc)
+		return usage_error("unexpected argument '%s'", argv[optind]);
+	return check_args(a, &st);
 }
 
 static void raise_nofile(void)
@@ -970,8 +1065,6 @@ int main(int argc, char **argv)
 		}
 		proxy_tick(a.proxy);
 		proxy_reap(a.proxy);
-		control_tick(&a);
-		metrics_tick(&a);
 		if (a.loop.now_ms - last_guard >= GUARD_REFRESH_MS) {
 			last_guard = a.loop.now_ms;
 			err = dstguard_refresh(&a.guard);

@@ -3,22 +3,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/hash.h"
 #include "core/hmap.h"
 
 #define HMAP_MIN_BUCKETS 16U
 
-/* FNV-1a, 64-bit; the keys are names chosen by cluster users, not by
- * whoever sends requests through the proxy. */
+/* The keys are names chosen by cluster users, not by whoever sends
+ * requests through the proxy: no seed needed. */
 static uint64_t hmap_hash(const void *p, size_t len)
 {
-	const unsigned char *b = p;
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (size_t i = 0; i < len; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
+	return hash_bytes(p, len, 0);
 }
 
 void hmap_free(struct hmap *m)

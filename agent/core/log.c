@@ -8,6 +8,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/json.h"
 #include "core/log.h"
 
 enum log_level log_threshold = LOG_INFO;
@@ -37,97 +38,12 @@ static void w_str(struct writer *w, const char *s)
 	w_put(w, s, strlen(s));
 }
 
-/* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
-static size_t utf8_len(const unsigned char *s, size_t n)
-{
-	size_t need;
-	unsigned int cp;
-
-	if (s[0] >= 0xc2 && s[0] <= 0xdf)
-		need = 2, cp = s[0] & 0x1f;
-	else if (s[0] >= 0xe0 && s[0] <= 0xef)
-		need = 3, cp = s[0] & 0x0f;
-	else if (s[0] >= 0xf0 && s[0] <= 0xf4)
-		need = 4, cp = s[0] & 0x07;
-	else
-		return 0;
-	if (n < need)
-		return 0;
-	for (size_t i = 1; i < need; i++) {
-		if ((s[i] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[i] & 0x3f);
-	}
-	/* No overlong forms, no surrogates, nothing past U+10FFFF. */
-	if ((need == 3 && cp < 0x800) || (need == 4 && (cp < 0x10000 || cp > 0x10ffff)) ||
-	    (cp >= 0xd800 && cp <= 0xdfff))
-		return 0;
-	return need;
-}
-
+/* The JSON writer's escaping, into the line's snprintf-like writer. */
 static void w_json(struct writer *w, const char *s, size_t n)
 {
-	const unsigned char *u = (const unsigned char *)s;
-	size_t i = 0, run;
+	size_t room = w->pos < w->len ? w->len - w->pos : 0;
 
-	while (i < n) {
-		unsigned char c = u[i];
-		char esc[8];
-
-		if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-			for (run = i; run < n && u[run] >= 0x20 && u[run] < 0x7f && u[run] != '"' &&
-				      u[run] != '\\';
-			     run++)
-				;
-			w_put(w, s + i, run - i);
-			i = run;
-			continue;
-		}
-		if (c >= 0x80) {
-			size_t ul = utf8_len(u + i, n - i);
-
-			if (ul) {
-				w_put(w, s + i, ul);
-				i += ul;
-			} else {
-				w_str(w, "\\ufffd");
-				i++;
-			}
-			continue;
-		}
-		switch (c) {
-		case '"':
-			w_str(w, "\\\"");
-			break;
-		case '\\':
-			w_str(w, "\\\\");
-			break;
-		case '\n':
-			w_str(w, "\\n");
-			break;
-		case '\r':
-			w_str(w, "\\r");
-			break;
-		case '\t':
-			w_str(w, "\\t");
-			break;
-		default:
-			snprintf(esc, sizeof(esc), "\\u%04x", c);
-			w_str(w, esc);
-			break;
-		}
-		i++;
-	}
-}
-
-size_t json_escape(char *out, size_t outsz, const char *s, size_t slen)
-{
-	struct writer w = {.buf = out, .len = outsz};
-
-	w_json(&w, s, slen);
-	if (outsz)
-		out[w.pos < outsz ? w.pos : outsz - 1] = '\0';
-	return w.pos;
+	w->pos += json_escape(room ? w->buf + w->pos : NULL, room, s, n);
 }
 
 char *log_rfc3339_ms(char *buf, size_t len, int64_t sec, long nsec)

@@ -47,13 +47,6 @@ void log_fields(enum log_level lvl, const char *msg, const struct log_field *f, 
 size_t log_format_line(char *buf, size_t len, enum log_format fmt, enum log_level lvl,
 		       const char *ts, const char *msg, const struct log_field *f, size_t n);
 
-/* s[0..slen) as the contents of a JSON string (no quotes) into out, NUL
- * terminated: '"' and '\' escaped, control bytes as \n \r \t or \u00XX,
- * DEL as \u007f, valid UTF-8 kept, any other byte as \ufffd (so the line
- * is valid UTF-8). Returns the length of the whole escaped text, like
- * snprintf. */
-size_t json_escape(char *out, size_t outsz, const char *s, size_t slen);
-
 /* "2026-11-26T10:11:12.345Z" for a CLOCK_REALTIME time; buf >= 25 bytes. */
 char *log_rfc3339_ms(char *buf, size_t len, int64_t sec, long nsec);
 

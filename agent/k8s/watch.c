@@ -42,6 +42,7 @@
 #include "k8s/cgroup.h"
 #include "k8s/wait.h"
 #include "k8s/kubeconfig.h"
+#include "core/buf.h"
 #include "core/log.h"
 #include "kernel/source.h"
 #include "core/util.h"
@@ -87,11 +88,6 @@ static const char *const k8s_paths[K8S_NKINDS] = {
 static const char *const k8s_singular[K8S_NKINDS] = {
 	[K8S_SBR] = "SandboxRoute", [K8S_SERVICE] = "Service",	   [K8S_SLICE] = "EndpointSlice",
 	[K8S_POD] = "Pod",	    [K8S_SBO] = "SandboxOverride",
-};
-
-struct buf {
-	char *p;
-	size_t len, cap;
 };
 
 struct k8s_batch {
@@ -185,32 +181,12 @@ struct k8s_fail {
 	struct shunt_override ovr;
 };
 
-static int buf_add(struct buf *b, const char *p, size_t n, size_t max)
+/* Append, refusing to pass max bytes: 0, -E2BIG or -ENOMEM. */
+static int body_add(struct buf *b, const char *p, size_t n, size_t max)
 {
-	if (b->len + n > max)
+	if (buf_len(b) + n > max)
 		return -E2BIG;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *q;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		q = realloc(b->p, cap);
-		if (!q)
-			return -ENOMEM;
-		b->p = q;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return 0;
-}
-
-static void buf_free(struct buf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
+	return buf_append(b, p, n) ? -ENOMEM : 0;
 }
 
 static uint32_t k8s_rand(struct k8s *k)
@@ -454,7 +430,7 @@ static int res_start(struct k8s_res *r)
 	r->relist = false;
 	r->too_big = false;
 	r->why[0] = '\0';
-	r->body.len = 0;
+	buf_reset(&r->body);
 	r->started_ms = monotonic_ms();
 	if (curl_multi_add_handle(k->multi, e)) {
 		curl_easy_cleanup(e);
@@ -556,12 +532,12 @@ static size_t write_cb(char *p, size_t size, size_t nmemb, void *ud)
 	}
 	if (r->status != 200) {
 		/* An error: keep the start of the body for the message. */
-		buf_add(&r->body, p, n < K8S_ERROR_BODY_MAX ? n : K8S_ERROR_BODY_MAX,
-			K8S_ERROR_BODY_MAX);
+		body_add(&r->body, p, n < K8S_ERROR_BODY_MAX ? n : K8S_ERROR_BODY_MAX,
+			 K8S_ERROR_BODY_MAX);
 		return n;
 	}
 	if (r->listing) {
-		int ret = buf_add(&r->body, p, n, K8S_LIST_BODY_MAX);
+		int ret = body_add(&r->body, p, n, K8S_LIST_BODY_MAX);
 
 		r->too_big = ret == -E2BIG;
 		return ret ? 0 : n;
@@ -570,18 +546,18 @@ static size_t write_cb(char *p, size_t size, size_t nmemb, void *ud)
 	for (size_t i = 0; i < n; i++) {
 		if (p[i] != '\n')
 			continue;
-		if (r->body.len) {
-			if (buf_add(&r->body, p + start, i - start, K8S_EVENT_MAX))
+		if (buf_len(&r->body)) {
+			if (body_add(&r->body, p + start, i - start, K8S_EVENT_MAX))
 				goto too_big;
-			if (!handle_event(r, r->body.p, r->body.len))
+			if (!handle_event(r, buf_head(&r->body), buf_len(&r->body)))
 				return 0;
-			r->body.len = 0;
+			buf_reset(&r->body);
 		} else if (!handle_event(r, p + start, i - start)) {
 			return 0;
 		}
 		start = i + 1;
 	}
-	if (start < n && buf_add(&r->body, p + start, n - start, K8S_EVENT_MAX))
+	if (start < n && body_add(&r->body, p + start, n - start, K8S_EVENT_MAX))
 		goto too_big;
 	return n;
 too_big:
@@ -593,7 +569,7 @@ too_big:
 /* The message of a Status body, or the HTTP status alone. */
 static void status_message(struct k8s_res *r, char *out, size_t len)
 {
-	struct json_object *o = r->body.len ? json_tokener_parse(r->body.p) : NULL;
+	struct json_object *o = buf_len(&r->body) ? json_tokener_parse(buf_head(&r->body)) : NULL;
 	const char *msg = json_object_get_string(json_object_object_get(o, "message"));
 
 	snprintf(out, len, "HTTP %ld%s%.120s", r->status, msg ? ": " : "", msg ? msg : "");
@@ -610,7 +586,7 @@ static void list_page(struct k8s_res *r)
 	size_t n;
 
 	json_tokener_reset(r->tok);
-	o = json_tokener_parse_ex(r->tok, r->body.p, (int)r->body.len);
+	o = json_tokener_parse_ex(r->tok, buf_head(&r->body), (int)buf_len(&r->body));
 	if (!o || json_tokener_get_error(r->tok) != json_tokener_success ||
 	    !json_object_is_type(o, json_type_object)) {
 		json_object_put(o);
@@ -715,7 +691,7 @@ static void res_done(struct k8s_res *r, CURLcode rc)
 		return;
 	}
 	if (r->relist) { /* the stream said so */
-		r->body.len = 0;
+		buf_reset(&r->body);
 		if (r->why[0]) {
 			res_fail(r, true, "%s", r->why);
 			return;
@@ -764,7 +740,7 @@ static void res_done(struct k8s_res *r, CURLcode rc)
 	}
 	/* A watch that ended: normal (timeoutSeconds, a dropped connection
 	 * after events) -> watch again from the last resourceVersion. */
-	r->body.len = 0;
+	buf_reset(&r->body);
 	if (rc != CURLE_OK && rc != CURLE_OPERATION_TIMEDOUT && !r->events) {
 		res_fail(r, true, "%s", curl_easy_strerror(rc));
 		return;
@@ -919,7 +895,7 @@ static long pods_relist(struct k8s *k, uint64_t now)
 	pr_info("k8s: pods: listing again: a selector uses a label key they were read without");
 	if (r->busy)
 		res_release(r);
-	r->body.len = 0;
+	buf_reset(&r->body);
 	r->listing = true;
 	r->next_ms = 0;
 	return 0;

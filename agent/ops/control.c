@@ -21,6 +21,8 @@
 #include "kernel/cgpeers.h"
 #include "ops/ctl_proto.h"
 #include "k8s/watch.h"
+#include "core/buf.h"
+#include "core/json.h"
 #include "core/log.h"
 #include "proxy/routekey.h"
 #include "kernel/source.h"
@@ -78,69 +80,16 @@ struct ctl_conn {
 	struct ev_handler h;
 	struct agent *a;
 	struct ctl_conn *prev, *next;
-	uint64_t started_ms;
+	struct timer deadline; /* CTL_TIMEOUT_MS after accept */
 	int fd;
 	char in[CTL_MAX_REQUEST];
 	size_t inlen;
-	char *out;
-	size_t outlen, outpos, outcap;
-	int failed; /* could not grow the answer */
+	struct buf out; /* the answer; out.failed: it could not grow */
 	/* The first descriptor the client sent with its request (SCM_RIGHTS),
 	 * or -1: a new shuntd's proof for a takeover. */
 	int proof_fd;
 	struct status_job *job; /* a status answer waits for it */
 };
-
-static void out_printf(struct ctl_conn *cc, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
-
-static void out_printf(struct ctl_conn *cc, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	for (;;) {
-		size_t room = cc->outcap - cc->outlen;
-
-		va_start(ap, fmt);
-		n = vsnprintf(cc->out ? cc->out + cc->outlen : NULL, room, fmt, ap);
-		va_end(ap);
-		if (n < 0)
-			return;
-		if ((size_t)n < room) {
-			cc->outlen += (size_t)n;
-			return;
-		}
-		size_t cap = cc->outcap ? cc->outcap * 2 : 4096;
-		while (cap - cc->outlen <= (size_t)n)
-			cap *= 2;
-		char *o = realloc(cc->out, cap);
-		if (!o) {
-			cc->failed = 1;
-			return;
-		}
-		cc->out = o;
-		cc->outcap = cap;
-	}
-}
-
-/* A JSON string; the values we print are addresses and validated keys,
- * but escape anyway. */
-static void out_json_str(struct ctl_conn *cc, const char *s)
-{
-	out_printf(cc, "\"");
-	for (; *s; s++) {
-		unsigned char ch = (unsigned char)*s;
-
-		if (ch == '"' || ch == '\\')
-			out_printf(cc, "\\%c", ch);
-		else if (ch < 0x20 || ch >= 0x7f)
-			out_printf(cc, "\\u%04x", ch);
-		else
-			out_printf(cc, "%c", ch);
-	}
-	out_printf(cc, "\"");
-}
 
 static int fail(struct ctl_conn *cc, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -153,8 +102,8 @@ static int fail(struct ctl_conn *cc, int code, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	cc->outlen = 0;
-	out_printf(cc, "error %d\n%s\n", code, msg);
+	buf_reset(&cc->out);
+	buf_printf(&cc->out, "error %d\n%s\n", code, msg);
 	return -1;
 }
 
@@ -183,7 +132,7 @@ static void cmd_route_add(struct ctl_conn *cc, const struct ctl_request *r)
 	if (shadowed) {
 		pr_info("route added: service %s key %s -> %s, hidden by its Kubernetes route", s1,
 			r->key, s2);
-		out_printf(cc,
+		buf_printf(&cc->out,
 			   "ok\nroute added: %s key=%s -> %s\nnote: a SandboxRoute holds this "
 			   "service and key; this route takes effect when that one goes\n",
 			   s1, r->key, s2);
@@ -191,11 +140,11 @@ static void cmd_route_add(struct ctl_conn *cc, const struct ctl_request *r)
 	}
 	pr_info("route added: service %s key %s -> %s%s", s1, r->key, s2,
 		v.flags & SHUNT_ROUTE_FALLBACK_BASELINE ? " (fallback baseline)" : "");
-	out_printf(cc, "ok\nroute added: %s key=%s -> %s\n", s1, r->key, s2);
+	buf_printf(&cc->out, "ok\nroute added: %s key=%s -> %s\n", s1, r->key, s2);
 	if (newly_steered)
 		/* Capture happens at connect(): say so, or the first keyed
 		 * request on an old keep-alive connection looks like a bug. */
-		out_printf(cc,
+		buf_printf(&cc->out,
 			   "note: %s is steered from now on; connections opened to it before now "
 			   "keep going to the baseline until they close\n",
 			   s1);
@@ -222,7 +171,7 @@ static void cmd_route_del(struct ctl_conn *cc, const struct ctl_request *r)
 		return;
 	}
 	pr_info("route deleted: service %s key %s", s1, r->key);
-	out_printf(cc, "ok\nroute deleted: %s key=%s\n", s1, r->key);
+	buf_printf(&cc->out, "ok\nroute deleted: %s key=%s\n", s1, r->key);
 }
 
 static const char *route_source(uint32_t flags)
@@ -246,11 +195,11 @@ static void cmd_route_list(struct ctl_conn *cc, const struct ctl_request *r)
 		fail(cc, CTL_EXIT_FAILED, "out of memory");
 		return;
 	}
-	out_printf(cc, "ok\n");
+	buf_printf(&cc->out, "ok\n");
 	if (json)
-		out_printf(cc, "[");
+		buf_printf(&cc->out, "[");
 	else
-		out_printf(cc, "%-24s %-20s %-24s %-9s %-7s %s\n", "SERVICE", "KEY", "TO",
+		buf_printf(&cc->out, "%-24s %-20s %-24s %-9s %-7s %s\n", "SERVICE", "KEY", "TO",
 			   "FALLBACK", "SOURCE", "TTL");
 	for (long i = 0; i < cnt; i++) {
 		const struct shunt_route *v = &vals[i];
@@ -261,29 +210,29 @@ static void cmd_route_list(struct ctl_conn *cc, const struct ctl_request *r)
 		format_addr_port(&keys[i].service, s1, sizeof(s1));
 		format_addr_port(&v->to, s2, sizeof(s2));
 		if (!json) {
-			out_printf(cc, "%-24s %-20s %-24s %-9s %-7s %s\n", s1, keys[i].key, s2, fb,
-				   src,
+			buf_printf(&cc->out, "%-24s %-20s %-24s %-9s %-7s %s\n", s1, keys[i].key,
+				   s2, fb, src,
 				   v->expires_unix ? format_duration(left, d, sizeof(d)) : "-");
 			continue;
 		}
-		out_printf(cc, "%s{\"service\":", i ? "," : "");
-		out_json_str(cc, s1);
-		out_printf(cc, ",\"key\":");
-		out_json_str(cc, keys[i].key);
-		out_printf(cc, ",\"to\":");
-		out_json_str(cc, s2);
-		out_printf(cc,
+		buf_printf(&cc->out, "%s{\"service\":", i ? "," : "");
+		json_str(&cc->out, s1);
+		buf_printf(&cc->out, ",\"key\":");
+		json_str(&cc->out, keys[i].key);
+		buf_printf(&cc->out, ",\"to\":");
+		json_str(&cc->out, s2);
+		buf_printf(&cc->out,
 			   ",\"fallback\":\"%s\",\"source\":\"%s\",\"created_unix\":%llu,"
 			   "\"expires_unix\":%llu,\"ttl_left\":",
 			   fb, src, (unsigned long long)v->created_unix,
 			   (unsigned long long)v->expires_unix);
 		if (v->expires_unix)
-			out_printf(cc, "%llu}", (unsigned long long)left);
+			buf_printf(&cc->out, "%llu}", (unsigned long long)left);
 		else
-			out_printf(cc, "null}");
+			buf_printf(&cc->out, "null}");
 	}
 	if (json)
-		out_printf(cc, "]\n");
+		buf_printf(&cc->out, "]\n");
 	free(keys);
 	free(vals);
 }
@@ -318,9 +267,9 @@ static void cmd_override_add(struct ctl_conn *cc, const struct ctl_request *r)
 	pr_info("override added: from %s (%s %llu) to %s -> %s", r->from,
 		k.src_kind == SHUNT_SRC_NETNS ? "netns cookie" : "cgroup id",
 		(unsigned long long)k.src_id, s1, s2);
-	out_printf(cc, "ok\noverride added: from %s to %s -> %s\n", r->from, s1, s2);
-	out_printf(cc, "note: connections opened from now on are redirected; open ones keep "
-		       "their destination\n");
+	buf_printf(&cc->out, "ok\noverride added: from %s to %s -> %s\n", r->from, s1, s2);
+	buf_printf(&cc->out, "note: connections opened from now on are redirected; open ones keep "
+			     "their destination\n");
 }
 
 static void cmd_override_del(struct ctl_conn *cc, const struct ctl_request *r)
@@ -343,7 +292,7 @@ static void cmd_override_del(struct ctl_conn *cc, const struct ctl_request *r)
 		return;
 	}
 	pr_info("override deleted: from %s to %s", r->from, s1);
-	out_printf(cc, "ok\noverride deleted: from %s to %s\n", r->from, s1);
+	buf_printf(&cc->out, "ok\noverride deleted: from %s to %s\n", r->from, s1);
 }
 
 static int ovr_cmp(const void *pa, const void *pb)
@@ -370,11 +319,12 @@ static void cmd_override_list(struct ctl_conn *cc, const struct ctl_request *r)
 		memcpy(o, st->ovr, st->novr * sizeof(*o));
 		qsort(o, st->novr, sizeof(*o), ovr_cmp);
 	}
-	out_printf(cc, "ok\n");
+	buf_printf(&cc->out, "ok\n");
 	if (r->json)
-		out_printf(cc, "[");
+		buf_printf(&cc->out, "[");
 	else
-		out_printf(cc, "%-36s %-24s %-24s %-7s %s\n", "FROM", "DST", "TO", "SOURCE", "TTL");
+		buf_printf(&cc->out, "%-36s %-24s %-24s %-7s %s\n", "FROM", "DST", "TO", "SOURCE",
+			   "TTL");
 	for (size_t i = 0; i < st->novr; i++) {
 		const struct shunt_override *v = &o[i].v;
 		uint64_t left = v->expires_unix > now ? v->expires_unix - now : 0;
@@ -385,30 +335,30 @@ static void cmd_override_list(struct ctl_conn *cc, const struct ctl_request *r)
 		format_addr_port(&o[i].k.dst, s1, sizeof(s1));
 		format_addr_port(&v->to, s2, sizeof(s2));
 		if (!r->json) {
-			out_printf(cc, "%-36s %-24s %-24s %-7s %s\n", v->from, s1, s2, src,
+			buf_printf(&cc->out, "%-36s %-24s %-24s %-7s %s\n", v->from, s1, s2, src,
 				   v->expires_unix ? format_duration(left, d, sizeof(d)) : "-");
 			continue;
 		}
-		out_printf(cc, "%s{\"from\":", i ? "," : "");
-		out_json_str(cc, v->from);
-		out_printf(cc, ",\"%s\":%llu,\"dst\":",
+		buf_printf(&cc->out, "%s{\"from\":", i ? "," : "");
+		json_str(&cc->out, v->from);
+		buf_printf(&cc->out, ",\"%s\":%llu,\"dst\":",
 			   o[i].k.src_kind == SHUNT_SRC_NETNS ? "netns_cookie" : "cgroup_id",
 			   (unsigned long long)o[i].k.src_id);
-		out_json_str(cc, s1);
-		out_printf(cc, ",\"to\":");
-		out_json_str(cc, s2);
-		out_printf(cc,
+		json_str(&cc->out, s1);
+		buf_printf(&cc->out, ",\"to\":");
+		json_str(&cc->out, s2);
+		buf_printf(&cc->out,
 			   ",\"source\":\"%s\",\"created_unix\":%llu,\"expires_unix\":%llu,"
 			   "\"ttl_left\":",
 			   src, (unsigned long long)v->created_unix,
 			   (unsigned long long)v->expires_unix);
 		if (v->expires_unix)
-			out_printf(cc, "%llu}", (unsigned long long)left);
+			buf_printf(&cc->out, "%llu}", (unsigned long long)left);
 		else
-			out_printf(cc, "null}");
+			buf_printf(&cc->out, "null}");
 	}
 	if (r->json)
-		out_printf(cc, "]\n");
+		buf_printf(&cc->out, "]\n");
 	free(o);
 }
 
@@ -421,7 +371,7 @@ static void cmd_override_ready(struct ctl_conn *cc, const struct ctl_request *r)
 		fail(cc, CTL_EXIT_FAILED, "override ready: %s", msg);
 		return;
 	}
-	out_printf(cc, "ok\n%s\n", msg);
+	buf_printf(&cc->out, "ok\n%s\n", msg);
 }
 
 /* A new agent asks for the listening sockets: send them with the answer
@@ -481,22 +431,23 @@ static const char *const k8s_kind_singular[K8S_NKINDS] = {
 static void status_k8s_list_text(struct ctl_conn *cc, const char *title,
 				 const struct k8s_status_list *l, const char *reason)
 {
-	out_printf(cc, "  %-18s %zu\n", title, l->total);
+	buf_printf(&cc->out, "  %-18s %zu\n", title, l->total);
 	for (size_t i = 0; i < l->n; i++) {
 		const struct k8s_status_entry *e = &l->e[i];
 
-		out_printf(cc, "    %s %s: %zu %s", k8s_kind_singular[e->kind], e->object, e->n,
+		buf_printf(&cc->out, "    %s %s: %zu %s", k8s_kind_singular[e->kind], e->object,
+			   e->n,
 			   e->kind == K8S_SLICE ? "address(es)"
 			   : e->kind == K8S_SBO ? "override(s)"
 						: "route(s)");
 		if (e->other[0])
-			out_printf(cc, " lost to %s", e->other);
+			buf_printf(&cc->out, " lost to %s", e->other);
 		if (e->detail[0])
-			out_printf(cc, " (%s%s)", reason, e->detail);
-		out_printf(cc, "\n");
+			buf_printf(&cc->out, " (%s%s)", reason, e->detail);
+		buf_printf(&cc->out, "\n");
 	}
 	if (l->total > l->n)
-		out_printf(cc, "    ... and %zu more\n", l->total - l->n);
+		buf_printf(&cc->out, "    ... and %zu more\n", l->total - l->n);
 }
 
 /* The same as a JSON array of objects. what: "conflict" (object, lost_to,
@@ -512,25 +463,25 @@ static void status_k8s_list_json(struct ctl_conn *cc, const struct k8s_status_li
 				    : e->kind == K8S_SBO ? "overrides"
 							 : "routes";
 
-		out_printf(cc, "%s{\"kind\":\"%s\",\"object\":", *first ? "" : ",",
+		buf_printf(&cc->out, "%s{\"kind\":\"%s\",\"object\":", *first ? "" : ",",
 			   k8s_kind_singular[e->kind]);
 		*first = false;
-		out_json_str(cc, e->object);
+		json_str(&cc->out, e->object);
 		if (!strcmp(what, "conflict")) {
-			out_printf(cc, ",\"lost_to\":");
-			out_json_str(cc, e->other);
+			buf_printf(&cc->out, ",\"lost_to\":");
+			json_str(&cc->out, e->other);
 		}
 		if (reason)
-			out_printf(cc, ",\"reason\":\"%s\"", reason);
-		out_printf(cc, ",\"%s\":%zu", count, e->n);
+			buf_printf(&cc->out, ",\"reason\":\"%s\"", reason);
+		buf_printf(&cc->out, ",\"%s\":%zu", count, e->n);
 		if (strcmp(what, "conflict")) {
-			out_printf(cc, ",\"%s\":",
+			buf_printf(&cc->out, ",\"%s\":",
 				   !strcmp(what, "endpoints")	    ? "example"
 				   : !strcmp(what, "not_installed") ? "error"
 								    : "detail");
-			out_json_str(cc, e->detail);
+			json_str(&cc->out, e->detail);
 		}
-		out_printf(cc, "}");
+		buf_printf(&cc->out, "}");
 	}
 }
 
@@ -543,7 +494,7 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 
 	k8s_get_status(cc->a, &st);
 	if (!json) {
-		out_printf(cc,
+		buf_printf(&cc->out,
 			   "kubernetes:\n  connected          %s\n  synced             %s\n"
 			   "  node               %s\n  routes             %zu\n"
 			   "  overrides          %zu (%zu pod(s) without a cgroup yet)\n"
@@ -553,15 +504,16 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 			   st.cgroup_watches ? "followed with inotify" : "scanned for",
 			   st.cgroup_watches);
 		for (int i = 0; i < K8S_NKINDS; i++)
-			out_printf(cc, "  %-18s %zu (resourceVersion %s)\n", k8s_kind_names[i],
-				   st.objects[i], st.rv[i][0] ? st.rv[i] : "-");
-		out_printf(cc, "  last error         %s\n", st.last_error[0] ? st.last_error : "-");
-		out_printf(cc, "  routes per namespace at most %zu\n  sandbox-cidr      ",
+			buf_printf(&cc->out, "  %-18s %zu (resourceVersion %s)\n",
+				   k8s_kind_names[i], st.objects[i], st.rv[i][0] ? st.rv[i] : "-");
+		buf_printf(&cc->out, "  last error         %s\n",
+			   st.last_error[0] ? st.last_error : "-");
+		buf_printf(&cc->out, "  routes per namespace at most %zu\n  sandbox-cidr      ",
 			   st.max_routes_per_ns);
 		for (size_t i = 0; i < cc->a->kopts.n_sandbox_cidrs; i++)
-			out_printf(cc, " %s",
+			buf_printf(&cc->out, " %s",
 				   format_prefix(&cc->a->kopts.sandbox_cidrs[i], pfx, sizeof(pfx)));
-		out_printf(cc, "%s\n",
+		buf_printf(&cc->out, "%s\n",
 			   cc->a->kopts.n_sandbox_cidrs ? "" : " - (no explicit addresses)");
 		status_k8s_list_text(cc, "conflicts", &st.conflicts, "");
 		status_k8s_list_text(cc, "over the quota", &st.refused_quota, "");
@@ -570,43 +522,43 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 		status_k8s_list_text(cc, "not installed", &st.not_installed, "");
 		return;
 	}
-	out_printf(cc, ",\"kubernetes\":{\"connected\":%s,\"synced\":%s",
+	buf_printf(&cc->out, ",\"kubernetes\":{\"connected\":%s,\"synced\":%s",
 		   st.connected ? "true" : "false", st.synced ? "true" : "false");
 	for (int i = 0; i < K8S_NKINDS; i++)
-		out_printf(cc, ",\"%s\":%zu", k8s_kind_names[i], st.objects[i]);
-	out_printf(cc,
+		buf_printf(&cc->out, ",\"%s\":%zu", k8s_kind_names[i], st.objects[i]);
+	buf_printf(&cc->out,
 		   ",\"routes\":%zu,\"overrides\":%zu,\"overrides_unresolved\":%zu,"
 		   "\"cgroup_watches\":%zu,\"node\":",
 		   st.routes, st.overrides, st.overrides_unresolved, st.cgroup_watches);
-	out_json_str(cc, st.node);
-	out_printf(cc, ",\"last_error\":");
-	out_json_str(cc, st.last_error);
-	out_printf(cc, ",\"resource_versions\":{");
+	json_str(&cc->out, st.node);
+	buf_printf(&cc->out, ",\"last_error\":");
+	json_str(&cc->out, st.last_error);
+	buf_printf(&cc->out, ",\"resource_versions\":{");
 	for (int i = 0; i < K8S_NKINDS; i++) {
-		out_printf(cc, "%s\"%s\":", i ? "," : "", k8s_kind_names[i]);
-		out_json_str(cc, st.rv[i]);
+		buf_printf(&cc->out, "%s\"%s\":", i ? "," : "", k8s_kind_names[i]);
+		json_str(&cc->out, st.rv[i]);
 	}
-	out_printf(cc, "},\"max_routes_per_namespace\":%zu,\"sandbox_cidrs\":[",
+	buf_printf(&cc->out, "},\"max_routes_per_namespace\":%zu,\"sandbox_cidrs\":[",
 		   st.max_routes_per_ns);
 	for (size_t i = 0; i < cc->a->kopts.n_sandbox_cidrs; i++)
-		out_printf(cc, "%s\"%s\"", i ? "," : "",
+		buf_printf(&cc->out, "%s\"%s\"", i ? "," : "",
 			   format_prefix(&cc->a->kopts.sandbox_cidrs[i], pfx, sizeof(pfx)));
-	out_printf(cc, "],\"conflicts\":[");
+	buf_printf(&cc->out, "],\"conflicts\":[");
 	first = true;
 	status_k8s_list_json(cc, &st.conflicts, "conflict", NULL, &first);
-	out_printf(cc, "],\"conflicts_total\":%zu,\"refused\":[", st.conflicts.total);
+	buf_printf(&cc->out, "],\"conflicts_total\":%zu,\"refused\":[", st.conflicts.total);
 	first = true;
 	status_k8s_list_json(cc, &st.refused_quota, "refused", "quota", &first);
 	status_k8s_list_json(cc, &st.refused_cidr, "refused", "sandbox-cidr", &first);
-	out_printf(cc, "],\"refused_total\":%zu,\"endpoints_ignored\":[",
+	buf_printf(&cc->out, "],\"refused_total\":%zu,\"endpoints_ignored\":[",
 		   st.refused_quota.total + st.refused_cidr.total);
 	first = true;
 	status_k8s_list_json(cc, &st.endpoints_ignored, "endpoints", NULL, &first);
-	out_printf(cc, "],\"endpoint_addresses_ignored\":%zu,\"not_installed\":[",
+	buf_printf(&cc->out, "],\"endpoint_addresses_ignored\":%zu,\"not_installed\":[",
 		   st.endpoint_addrs_ignored);
 	first = true;
 	status_k8s_list_json(cc, &st.not_installed, "not_installed", NULL, &first);
-	out_printf(cc, "],\"routes_not_installed\":%zu,\"overrides_not_installed\":%zu}",
+	buf_printf(&cc->out, "],\"routes_not_installed\":%zu,\"overrides_not_installed\":%zu}",
 		   st.routes_not_installed, st.overrides_not_installed);
 }
 
@@ -618,7 +570,7 @@ static void status_proxy(struct ctl_conn *cc, bool json)
 	static const uint8_t fams[2] = {SHUNT_FAMILY_V4, SHUNT_FAMILY_V6};
 	char s[ADDR_STR_LEN];
 
-	out_printf(cc, json ? ",\"listen\":{" : "listen:    ");
+	buf_printf(&cc->out, json ? ",\"listen\":{" : "listen:    ");
 	for (int f = 0; f < 2; f++) {
 		const struct shunt_addr *l = NULL;
 
@@ -626,20 +578,21 @@ static void status_proxy(struct ctl_conn *cc, bool json)
 			if (po->listen[i].family == fams[f])
 				l = &po->listen[i];
 		if (json) {
-			out_printf(cc, "%s\"ipv%u\":", f ? "," : "", fams[f]);
+			buf_printf(&cc->out, "%s\"ipv%u\":", f ? "," : "", fams[f]);
 			if (l)
-				out_json_str(cc, format_addr_port(l, s, sizeof(s)));
+				json_str(&cc->out, format_addr_port(l, s, sizeof(s)));
 			else
-				out_printf(cc, "null");
+				buf_printf(&cc->out, "null");
 		} else if (l) {
-			out_printf(cc, "%sIPv%u %s", f ? ", " : "", fams[f],
+			buf_printf(&cc->out, "%sIPv%u %s", f ? ", " : "", fams[f],
 				   format_addr_port(l, s, sizeof(s)));
 		} else {
-			out_printf(cc, "%sIPv%u none (no --proxy-addr of this family: not steered)",
+			buf_printf(&cc->out,
+				   "%sIPv%u none (no --proxy-addr of this family: not steered)",
 				   f ? ", " : "", fams[f]);
 		}
 	}
-	out_printf(cc, json ? "}" : "\n");
+	buf_printf(&cc->out, json ? "}" : "\n");
 }
 
 #define STATUS_MAX_LONE 10 /* lone routes named in the text of a warning */
@@ -653,51 +606,54 @@ static const char *const cg_relation_names[] = {
 static void status_other_progs(struct ctl_conn *cc, bool json, const struct cg_peers *p)
 {
 	if (json) {
-		out_printf(cc, ",\"cgroup_programs\":{\"programs\":[");
+		buf_printf(&cc->out, ",\"cgroup_programs\":{\"programs\":[");
 		for (size_t i = 0; i < p->n; i++) {
 			const struct cg_prog *c = &p->progs[i];
 
-			out_printf(cc,
+			buf_printf(&cc->out,
 				   "%s{\"hook\":\"connect%c\",\"id\":%u,\"name\":", i ? "," : "",
 				   c->family == SHUNT_FAMILY_V4 ? '4' : '6', c->id);
-			out_json_str(cc, c->name);
-			out_printf(cc, ",\"relation\":\"%s\",\"cgroup\":",
+			json_str(&cc->out, c->name);
+			buf_printf(&cc->out, ",\"relation\":\"%s\",\"cgroup\":",
 				   cg_relation_names[c->relation]);
-			out_json_str(cc, c->path);
-			out_printf(cc, ",\"cgroups\":%u,\"order\":\"%s\"}", c->cgroups,
+			json_str(&cc->out, c->path);
+			buf_printf(&cc->out, ",\"cgroups\":%u,\"order\":\"%s\"}", c->cgroups,
 				   c->before ? "before" : "after");
 		}
-		out_printf(cc, "],\"cgroups_walked\":%zu,\"truncated\":%s,\"error\":", p->walked,
+		buf_printf(&cc->out,
+			   "],\"cgroups_walked\":%zu,\"truncated\":%s,\"error\":", p->walked,
 			   p->truncated ? "true" : "false");
-		out_json_str(cc, p->err);
-		out_printf(cc, "}");
+		json_str(&cc->out, p->err);
+		buf_printf(&cc->out, "}");
 		return;
 	}
-	out_printf(cc, "other cgroup connect programs:%s\n", p->n ? "" : " none");
+	buf_printf(&cc->out, "other cgroup connect programs:%s\n", p->n ? "" : " none");
 	for (size_t i = 0; i < p->n; i++) {
 		const struct cg_prog *c = &p->progs[i];
 
-		out_printf(cc, "  connect%c id %-6u %-16s %s shunt's",
+		buf_printf(&cc->out, "  connect%c id %-6u %-16s %s shunt's",
 			   c->family == SHUNT_FAMILY_V4 ? '4' : '6', c->id,
 			   c->name[0] ? c->name : "-", c->before ? "before" : "after");
 		if (c->relation == CG_SAME)
-			out_printf(cc, ", attached at shunt's cgroup\n");
+			buf_printf(&cc->out, ", attached at shunt's cgroup\n");
 		else if (c->relation == CG_ANCESTOR && c->path[0])
-			out_printf(cc, ", attached at a parent cgroup, %s\n", c->path);
+			buf_printf(&cc->out, ", attached at a parent cgroup, %s\n", c->path);
 		else if (c->relation == CG_ANCESTOR)
-			out_printf(cc, ", attached at a parent cgroup (above the visible tree)\n");
+			buf_printf(&cc->out,
+				   ", attached at a parent cgroup (above the visible tree)\n");
 		else if (c->cgroups > 1)
-			out_printf(cc,
+			buf_printf(&cc->out,
 				   " for the tasks of %s (a descendant cgroup; also at %u more)\n",
 				   c->path, c->cgroups - 1);
 		else
-			out_printf(cc, " for the tasks of %s (a descendant cgroup)\n", c->path);
+			buf_printf(&cc->out, " for the tasks of %s (a descendant cgroup)\n",
+				   c->path);
 	}
 	if (p->truncated)
-		out_printf(cc, "  (looked at the first %zu cgroups below shunt's only)\n",
+		buf_printf(&cc->out, "  (looked at the first %zu cgroups below shunt's only)\n",
 			   p->walked);
 	if (p->err[0])
-		out_printf(cc, "  (not all could be read: %s)\n", p->err);
+		buf_printf(&cc->out, "  (not all could be read: %s)\n", p->err);
 }
 
 struct lone_routes {
@@ -724,27 +680,30 @@ static bool status_warn_family(struct ctl_conn *cc, bool json, bool first, uint8
 	if (!nlone)
 		return false;
 	if (json) {
-		out_printf(cc, "%s{\"kind\":\"connect_program_before_shunt\",", first ? "" : ",");
-		out_printf(cc, "\"hook\":\"connect%c\",\"programs\":[", hook);
+		buf_printf(&cc->out, "%s{\"kind\":\"connect_program_before_shunt\",",
+			   first ? "" : ",");
+		buf_printf(&cc->out, "\"hook\":\"connect%c\",\"programs\":[", hook);
 		for (size_t i = 0; i < p->n; i++) {
 			if (p->progs[i].family != fam || !p->progs[i].before)
 				continue;
-			out_printf(cc, "%s%u", any ? "," : "", p->progs[i].id);
+			buf_printf(&cc->out, "%s%u", any ? "," : "", p->progs[i].id);
 			any = true;
 		}
-		out_printf(cc, "],\"routes\":[");
+		buf_printf(&cc->out, "],\"routes\":[");
 	} else {
-		out_printf(cc, "warning: a cgroup/connect%c program runs before shunt's (above).\n",
+		buf_printf(&cc->out,
+			   "warning: a cgroup/connect%c program runs before shunt's (above).\n",
 			   hook);
-		out_printf(cc,
+		buf_printf(&cc->out,
 			   "  If it translates service addresses (a socket-level load balancer\n");
-		out_printf(cc,
+		buf_printf(&cc->out,
 			   "  such as Cilium's turns a ClusterIP into an endpoint), shunt sees\n");
-		out_printf(cc, "  only the translated address, and these %ld route(s), which no\n",
+		buf_printf(&cc->out,
+			   "  only the translated address, and these %ld route(s), which no\n",
 			   nlone);
-		out_printf(cc,
+		buf_printf(&cc->out,
 			   "  route of the same key and sandbox on another address backs up,\n");
-		out_printf(cc, "  are never hit:\n");
+		buf_printf(&cc->out, "  are never hit:\n");
 	}
 	for (long i = 0; i < lr->n; i++) {
 		if (!lr->lone[i] || lr->keys[i].service.family != fam)
@@ -752,29 +711,31 @@ static bool status_warn_family(struct ctl_conn *cc, bool json, bool first, uint8
 		format_addr_port(&lr->keys[i].service, s1, sizeof(s1));
 		format_addr_port(&lr->vals[i].to, s2, sizeof(s2));
 		if (json) {
-			out_printf(cc, "%s{\"service\":", shown ? "," : "");
-			out_json_str(cc, s1);
-			out_printf(cc, ",\"key\":");
-			out_json_str(cc, lr->keys[i].key);
-			out_printf(cc, ",\"to\":");
-			out_json_str(cc, s2);
-			out_printf(cc, "}");
+			buf_printf(&cc->out, "%s{\"service\":", shown ? "," : "");
+			json_str(&cc->out, s1);
+			buf_printf(&cc->out, ",\"key\":");
+			json_str(&cc->out, lr->keys[i].key);
+			buf_printf(&cc->out, ",\"to\":");
+			json_str(&cc->out, s2);
+			buf_printf(&cc->out, "}");
 		} else if (shown < STATUS_MAX_LONE) {
-			out_printf(cc, "    %s key %s -> %s\n", s1, lr->keys[i].key, s2);
+			buf_printf(&cc->out, "    %s key %s -> %s\n", s1, lr->keys[i].key, s2);
 		}
 		shown++;
 	}
 	if (json) {
-		out_printf(cc, "],\"message\":\"a connect%c program runs before shunt's: ", hook);
-		out_printf(cc, "routes on a virtual address it translates are never hit; ");
-		out_printf(cc, "add routes on the endpoint addresses too\"}");
+		buf_printf(&cc->out,
+			   "],\"message\":\"a connect%c program runs before shunt's: ", hook);
+		buf_printf(&cc->out, "routes on a virtual address it translates are never hit; ");
+		buf_printf(&cc->out, "add routes on the endpoint addresses too\"}");
 		return true;
 	}
 	if (shown > STATUS_MAX_LONE)
-		out_printf(cc, "    ... and %ld more (status -o json lists all)\n",
+		buf_printf(&cc->out, "    ... and %ld more (status -o json lists all)\n",
 			   shown - STATUS_MAX_LONE);
-	out_printf(cc, "  Add routes on the endpoint addresses too (Kubernetes mode does);\n");
-	out_printf(cc, "  docs/operations.md, \"Socket-level load balancers\".\n");
+	buf_printf(&cc->out,
+		   "  Add routes on the endpoint addresses too (Kubernetes mode does);\n");
+	buf_printf(&cc->out, "  docs/operations.md, \"Socket-level load balancers\".\n");
 	return true;
 }
 
@@ -805,11 +766,11 @@ static void status_cgroup_programs(struct ctl_conn *cc, bool json)
 		snprintf(p.err, sizeof(p.err), "routes: out of memory");
 	status_other_progs(cc, json, &p);
 	if (json)
-		out_printf(cc, ",\"warnings\":[");
+		buf_printf(&cc->out, ",\"warnings\":[");
 	warned |= status_warn_family(cc, json, !warned, SHUNT_FAMILY_V4, &p, &lr);
 	warned |= status_warn_family(cc, json, !warned, SHUNT_FAMILY_V6, &p, &lr);
 	if (json)
-		out_printf(cc, "]");
+		buf_printf(&cc->out, "]");
 	cg_peers_free(&p);
 	free(lone);
 	free(keys);
@@ -858,74 +819,76 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 	size_t npc = sizeof(pc) / sizeof(pc[0]);
 
 	shunt_bpf_stats(&a->bpf, ks);
-	out_printf(cc, "ok\n");
+	buf_printf(&cc->out, "ok\n");
 	if (!json) {
-		out_printf(cc,
+		buf_printf(&cc->out,
 			   "cgroup:    %s\npins:      %s\ncontrol:   %s\nroutes:    %zu\n"
 			   "overrides: %zu\n",
 			   a->cgroup, a->pin_dir, a->control_path, route_table_count(a->store.t),
 			   a->store.novr);
 		status_proxy(cc, false);
-		out_printf(cc, "\nprograms:\n");
+		buf_printf(&cc->out, "\nprograms:\n");
 		for (int i = 0; i < np; i++)
-			out_printf(cc, "  %-20s id %-6u %s\n", progs[i].name, progs[i].id,
+			buf_printf(&cc->out, "  %-20s id %-6u %s\n", progs[i].name, progs[i].id,
 				   progs[i].attach);
-		out_printf(cc, "maps:\n");
+		buf_printf(&cc->out, "maps:\n");
 		for (int i = 0; i < nm; i++) {
 			long cnt = shunt_bpf_map_count(maps[i].fd, 128);
 
-			out_printf(cc, "  %-16s %s/%s  %ld/%u\n", maps[i].name, a->pin_dir,
+			buf_printf(&cc->out, "  %-16s %s/%s  %ld/%u\n", maps[i].name, a->pin_dir,
 				   maps[i].name, cnt, maps[i].max_entries);
 		}
-		out_printf(cc, "kernel counters:\n");
+		buf_printf(&cc->out, "kernel counters:\n");
 		for (int i = 0; i < SHUNT_STAT_MAX; i++)
-			out_printf(cc, "  %-18s %llu\n", shunt_stat_names[i],
+			buf_printf(&cc->out, "  %-18s %llu\n", shunt_stat_names[i],
 				   (unsigned long long)ks[i]);
-		out_printf(cc, "proxy counters:\n");
+		buf_printf(&cc->out, "proxy counters:\n");
 		for (size_t i = 0; i < npc; i++)
-			out_printf(cc, "  %-18s %llu\n", pc[i].name, (unsigned long long)pc[i].v);
+			buf_printf(&cc->out, "  %-18s %llu\n", pc[i].name,
+				   (unsigned long long)pc[i].v);
 		if (a->k8s)
 			status_k8s(cc, false);
 		status_cgroup_programs(cc, false);
 		return;
 	}
-	out_printf(cc, "{\"cgroup\":");
-	out_json_str(cc, a->cgroup);
-	out_printf(cc, ",\"pin_dir\":");
-	out_json_str(cc, a->pin_dir);
-	out_printf(cc, ",\"routes\":%zu,\"overrides\":%zu", route_table_count(a->store.t),
+	buf_printf(&cc->out, "{\"cgroup\":");
+	json_str(&cc->out, a->cgroup);
+	buf_printf(&cc->out, ",\"pin_dir\":");
+	json_str(&cc->out, a->pin_dir);
+	buf_printf(&cc->out, ",\"routes\":%zu,\"overrides\":%zu", route_table_count(a->store.t),
 		   a->store.novr);
 	status_proxy(cc, true);
-	out_printf(cc, ",\"programs\":[");
+	buf_printf(&cc->out, ",\"programs\":[");
 	for (int i = 0; i < np; i++)
-		out_printf(cc, "%s{\"name\":\"%s\",\"id\":%u,\"attach\":\"%s\"}", i ? "," : "",
-			   progs[i].name, progs[i].id, progs[i].attach);
-	out_printf(cc, "],\"maps\":[");
+		buf_printf(&cc->out, "%s{\"name\":\"%s\",\"id\":%u,\"attach\":\"%s\"}",
+			   i ? "," : "", progs[i].name, progs[i].id, progs[i].attach);
+	buf_printf(&cc->out, "],\"maps\":[");
 	for (int i = 0; i < nm; i++) {
 		long cnt = shunt_bpf_map_count(maps[i].fd, 128);
 
-		out_printf(cc, "%s{\"name\":\"%s\",\"path\":", i ? "," : "", maps[i].name);
+		buf_printf(&cc->out, "%s{\"name\":\"%s\",\"path\":", i ? "," : "", maps[i].name);
 		{
 			char path[512];
 
 			snprintf(path, sizeof(path), "%s/%s", a->pin_dir, maps[i].name);
-			out_json_str(cc, path);
+			json_str(&cc->out, path);
 		}
-		out_printf(cc, ",\"entries\":%ld,\"max_entries\":%u}", cnt, maps[i].max_entries);
+		buf_printf(&cc->out, ",\"entries\":%ld,\"max_entries\":%u}", cnt,
+			   maps[i].max_entries);
 	}
-	out_printf(cc, "],\"kernel\":{");
+	buf_printf(&cc->out, "],\"kernel\":{");
 	for (int i = 0; i < SHUNT_STAT_MAX; i++)
-		out_printf(cc, "%s\"%s\":%llu", i ? "," : "", shunt_stat_names[i],
+		buf_printf(&cc->out, "%s\"%s\":%llu", i ? "," : "", shunt_stat_names[i],
 			   (unsigned long long)ks[i]);
-	out_printf(cc, "},\"proxy\":{");
+	buf_printf(&cc->out, "},\"proxy\":{");
 	for (size_t i = 0; i < npc; i++)
-		out_printf(cc, "%s\"%s\":%llu", i ? "," : "", pc[i].name,
+		buf_printf(&cc->out, "%s\"%s\":%llu", i ? "," : "", pc[i].name,
 			   (unsigned long long)pc[i].v);
-	out_printf(cc, "}");
+	buf_printf(&cc->out, "}");
 	if (a->k8s)
 		status_k8s(cc, true);
 	status_cgroup_programs(cc, true);
-	out_printf(cc, "}\n");
+	buf_printf(&cc->out, "}\n");
 }
 
 static void *status_job_run(void *arg)
@@ -1002,7 +965,7 @@ static void jobs_event(struct ev_handler *h, uint32_t events)
 
 			cmd_status(cc, &r);
 			cc->job = NULL;
-			if (cc->failed)
+			if (cc->out.failed)
 				fail(cc, CTL_EXIT_FAILED, "out of memory");
 			conn_event(&cc->h, EPOLLOUT);
 		}
@@ -1027,7 +990,7 @@ static void cmd_reload(struct ctl_conn *cc)
 		fail(cc, CTL_EXIT_FAILED, "reload: %s; the previous routes stay in force", msg);
 		return;
 	}
-	out_printf(cc, "ok\nreloaded %s\n", msg);
+	buf_printf(&cc->out, "ok\nreloaded %s\n", msg);
 }
 
 static void log_refusal(struct control *ctl, const char *msg)
@@ -1141,7 +1104,7 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 		cmd_reload(cc);
 		break;
 	}
-	if (cc->failed)
+	if (cc->out.failed)
 		fail(cc, CTL_EXIT_FAILED, "out of memory");
 }
 
@@ -1216,6 +1179,7 @@ static void conn_close(struct ctl_conn *cc)
 	if (cc->next)
 		cc->next->prev = cc->prev;
 	ctl->nconns--;
+	loop_timer_cancel(&cc->a->loop, &cc->deadline);
 	loop_del(&cc->a->loop, cc->fd);
 	drain_input(cc->fd);
 	close(cc->fd);
@@ -1223,8 +1187,17 @@ static void conn_close(struct ctl_conn *cc)
 		drop_fd(cc->proof_fd);
 	if (cc->job)
 		cc->job->cc = NULL; /* its thread finishes; the answer is dropped */
-	free(cc->out);
+	buf_free(&cc->out);
 	free(cc);
+}
+
+static void conn_expired(struct timer *t)
+{
+	struct ctl_conn *cc = (struct ctl_conn *)((char *)t - offsetof(struct ctl_conn, deadline));
+
+	pr_warn("control: a client did not finish its request in %d ms, closing it",
+		CTL_TIMEOUT_MS);
+	conn_close(cc);
 }
 
 static void conn_event(struct ev_handler *h, uint32_t events)
@@ -1235,7 +1208,7 @@ static void conn_event(struct ev_handler *h, uint32_t events)
 	if (cc->job)
 		return; /* the answer waits for its status job */
 	/* Read until the request line is complete. */
-	while (!cc->outlen) {
+	while (!buf_len(&cc->out)) {
 		n = conn_recv(cc);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
@@ -1256,14 +1229,14 @@ static void conn_event(struct ev_handler *h, uint32_t events)
 	}
 	if (cc->job)
 		return;
-	while (cc->outpos < cc->outlen) {
-		n = send(cc->fd, cc->out + cc->outpos, cc->outlen - cc->outpos,
+	while (buf_len(&cc->out)) {
+		n = send(cc->fd, buf_head(&cc->out), buf_len(&cc->out),
 			 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
 		if (n <= 0)
 			break;
-		cc->outpos += (size_t)n;
+		buf_consume(&cc->out, (size_t)n);
 	}
 	conn_close(cc);
 }
@@ -1297,8 +1270,10 @@ static void ctl_event(struct ev_handler *h, uint32_t events)
 		cc->a = ctl->a;
 		cc->fd = fd;
 		cc->proof_fd = -1;
-		cc->started_ms = ctl->a->loop.now_ms;
-		if (loop_add(&ctl->a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLET, &cc->h)) {
+		timer_init(&cc->deadline, conn_expired);
+		if (loop_timer_in(&ctl->a->loop, &cc->deadline, CTL_TIMEOUT_MS) ||
+		    loop_add(&ctl->a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLET, &cc->h)) {
+			loop_timer_cancel(&ctl->a->loop, &cc->deadline);
 			close(fd);
 			free(cc);
 			continue;
@@ -1391,22 +1366,6 @@ fail:
 	close(ctl->jobs_pipe[1]);
 	free(ctl);
 	return err;
-}
-
-void control_tick(struct agent *a)
-{
-	struct ctl_conn *cc, *next;
-
-	if (!a->ctl)
-		return;
-	for (cc = a->ctl->conns; cc; cc = next) {
-		next = cc->next;
-		if (a->loop.now_ms - cc->started_ms >= CTL_TIMEOUT_MS) {
-			pr_warn("control: a client did not finish its request in %d ms, closing it",
-				CTL_TIMEOUT_MS);
-			conn_close(cc);
-		}
-	}
 }
 
 void control_stop(struct agent *a)

@@ -24,67 +24,7 @@
  * last complete count, instead of stalling the proxy for tens of ms. */
 #define METRICS_MAP_BUDGET 8192U
 
-/* ------------------------------------------------------------- buffer */
-
-void mbuf_put(struct mbuf *b, const char *s, size_t n)
-{
-	if (b->failed)
-		return;
-	if (b->cap - b->len <= n) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *d;
-
-		while (cap - b->len <= n)
-			cap *= 2;
-		d = realloc(b->data, cap);
-		if (!d) {
-			b->failed = true;
-			return;
-		}
-		b->data = d;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, s, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-void mbuf_printf(struct mbuf *b, const char *fmt, ...)
-{
-	char small[256], *big;
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(small, sizeof(small), fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		return;
-	if ((size_t)n < sizeof(small)) {
-		mbuf_put(b, small, (size_t)n);
-		return;
-	}
-	big = malloc((size_t)n + 1);
-	if (!big) {
-		b->failed = true;
-		return;
-	}
-	va_start(ap, fmt);
-	vsnprintf(big, (size_t)n + 1, fmt, ap);
-	va_end(ap);
-	mbuf_put(b, big, (size_t)n);
-	free(big);
-}
-
-void mbuf_free(struct mbuf *b)
-{
-	free(b->data);
-	memset(b, 0, sizeof(*b));
-}
-
-/* --------------------------------------------------------- exposition */
-
-void metrics_label_value(struct mbuf *out, const char *v)
+void metrics_label_value(struct buf *out, const char *v)
 {
 	const char *run = v;
 
@@ -96,36 +36,36 @@ void metrics_label_value(struct mbuf *out, const char *v)
 
 		if (!esc)
 			continue;
-		mbuf_put(out, run, (size_t)(v - run));
-		mbuf_put(out, esc, 2);
+		buf_append(out, run, (size_t)(v - run));
+		buf_append(out, esc, 2);
 		run = v + 1;
 	}
-	mbuf_put(out, run, (size_t)(v - run));
+	buf_append(out, run, (size_t)(v - run));
 }
 
-static void family(struct mbuf *o, const char *name, const char *type, const char *help)
+static void family(struct buf *o, const char *name, const char *type, const char *help)
 {
-	mbuf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+	buf_printf(o, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
-static void sample(struct mbuf *o, const char *name, uint64_t v)
+static void sample(struct buf *o, const char *name, uint64_t v)
 {
-	mbuf_printf(o, "%s %llu\n", name, (unsigned long long)v);
+	buf_printf(o, "%s %llu\n", name, (unsigned long long)v);
 }
 
-static void one(struct mbuf *o, const char *name, const char *type, const char *help, uint64_t v)
+static void one(struct buf *o, const char *name, const char *type, const char *help, uint64_t v)
 {
 	family(o, name, type, help);
 	sample(o, name, v);
 }
 
 /* name{label="value"} v, the value escaped. */
-static void labelled(struct mbuf *o, const char *name, const char *label, const char *value,
+static void labelled(struct buf *o, const char *name, const char *label, const char *value,
 		     uint64_t v)
 {
-	mbuf_printf(o, "%s{%s=\"", name, label);
+	buf_printf(o, "%s{%s=\"", name, label);
 	metrics_label_value(o, value);
-	mbuf_printf(o, "\"} %llu\n", (unsigned long long)v);
+	buf_printf(o, "\"} %llu\n", (unsigned long long)v);
 }
 
 static const char *const kernel_help[SHUNT_STAT_MAX] = {
@@ -146,7 +86,7 @@ static const char *const kernel_help[SHUNT_STAT_MAX] = {
 		"held --max-conns-per-pod.",
 };
 
-static void render_proxy(struct mbuf *o, const struct proxy_stats *ps)
+static void render_proxy(struct buf *o, const struct proxy_stats *ps)
 {
 	const struct {
 		const char *name, *type, *help;
@@ -213,7 +153,7 @@ static void render_proxy(struct mbuf *o, const struct proxy_stats *ps)
 		one(o, m[i].name, m[i].type, m[i].help, m[i].v);
 }
 
-static void render_service(struct mbuf *o, const struct rs_service *s, const char *name)
+static void render_service(struct buf *o, const struct rs_service *s, const char *name)
 {
 	char a[ADDR_STR_LEN];
 
@@ -223,16 +163,16 @@ static void render_service(struct mbuf *o, const struct rs_service *s, const cha
 		for (int k = 0; k < RS_OUTCOME_MAX; k++) {
 			if (!s->n[d][k])
 				continue;
-			mbuf_put(o, "shunt_requests_total{service=\"", 30);
+			buf_append(o, "shunt_requests_total{service=\"", 30);
 			metrics_label_value(o, name);
-			mbuf_printf(o, "\",destination=\"%s\",outcome=\"%s\"} %llu\n",
-				    rs_dest_names[d], rs_outcome_names[k],
-				    (unsigned long long)s->n[d][k]);
+			buf_printf(o, "\",destination=\"%s\",outcome=\"%s\"} %llu\n",
+				   rs_dest_names[d], rs_outcome_names[k],
+				   (unsigned long long)s->n[d][k]);
 		}
 	}
 }
 
-static void render_requests(struct mbuf *o, const struct reqstats *rs)
+static void render_requests(struct buf *o, const struct reqstats *rs)
 {
 	family(o, "shunt_requests_total", "counter",
 	       "HTTP requests by service (original destination; \"other\" past the table's "
@@ -252,20 +192,20 @@ static void render_requests(struct mbuf *o, const struct reqstats *rs)
 
 		for (int i = 0; i < RS_NBUCKETS; i++) {
 			cum += h->bucket[i];
-			mbuf_printf(o,
-				    "shunt_request_duration_seconds_bucket{destination=\"%s\","
-				    "le=\"%s\"} %llu\n",
-				    rs_dest_names[d], rs_bucket_le[i], (unsigned long long)cum);
+			buf_printf(o,
+				   "shunt_request_duration_seconds_bucket{destination=\"%s\","
+				   "le=\"%s\"} %llu\n",
+				   rs_dest_names[d], rs_bucket_le[i], (unsigned long long)cum);
 		}
-		mbuf_printf(o,
-			    "shunt_request_duration_seconds_bucket{destination=\"%s\",le=\"+Inf\"} "
-			    "%llu\n"
-			    "shunt_request_duration_seconds_sum{destination=\"%s\"} %llu.%09llu\n"
-			    "shunt_request_duration_seconds_count{destination=\"%s\"} %llu\n",
-			    rs_dest_names[d], (unsigned long long)h->count, rs_dest_names[d],
-			    (unsigned long long)(h->sum_ns / 1000000000),
-			    (unsigned long long)(h->sum_ns % 1000000000), rs_dest_names[d],
-			    (unsigned long long)h->count);
+		buf_printf(o,
+			   "shunt_request_duration_seconds_bucket{destination=\"%s\",le=\"+Inf\"} "
+			   "%llu\n"
+			   "shunt_request_duration_seconds_sum{destination=\"%s\"} %llu.%09llu\n"
+			   "shunt_request_duration_seconds_count{destination=\"%s\"} %llu\n",
+			   rs_dest_names[d], (unsigned long long)h->count, rs_dest_names[d],
+			   (unsigned long long)(h->sum_ns / 1000000000),
+			   (unsigned long long)(h->sum_ns % 1000000000), rs_dest_names[d],
+			   (unsigned long long)h->count);
 	}
 
 	family(o, "shunt_parse_errors_total", "counter",
@@ -278,7 +218,7 @@ static void render_requests(struct mbuf *o, const struct reqstats *rs)
 
 /* What the cluster asks for and does not get (docs/k8s-contract.md
  * "Tenancy"): gauges of the state now. */
-static void render_k8s(struct mbuf *o, const struct k8s_status *k)
+static void render_k8s(struct buf *o, const struct k8s_status *k)
 {
 	one(o, "shunt_k8s_conflicts", "gauge",
 	    "Kubernetes objects losing routes or overrides to an older object that produces "
@@ -300,7 +240,7 @@ static void render_k8s(struct mbuf *o, const struct k8s_status *k)
 	    k->endpoint_addrs_ignored);
 }
 
-int metrics_render(const struct metrics_snapshot *s, struct mbuf *o)
+int metrics_render(const struct metrics_snapshot *s, struct buf *o)
 {
 	char name[96];
 
@@ -347,7 +287,7 @@ int metrics_render(const struct metrics_snapshot *s, struct mbuf *o)
 
 /* ------------------------------------------------------------ families */
 
-void metrics_families(const struct shunt_addr *listen, int n, struct mbuf *out)
+void metrics_families(const struct shunt_addr *listen, int n, struct buf *out)
 {
 	static const struct {
 		uint8_t family;
@@ -361,11 +301,10 @@ void metrics_families(const struct shunt_addr *listen, int n, struct mbuf *out)
 		while (i < n && listen[i].family != fams[f].family)
 			i++;
 		if (i < n)
-			mbuf_printf(out, "%s %s\n", fams[f].name,
-				    format_addr_port(&listen[i], s, sizeof(s)));
+			buf_printf(out, "%s %s\n", fams[f].name,
+				   format_addr_port(&listen[i], s, sizeof(s)));
 		else
-			mbuf_printf(out, "%s none (no --proxy-addr of this family)\n",
-				    fams[f].name);
+			buf_printf(out, "%s none (no --proxy-addr of this family)\n", fams[f].name);
 	}
 }
 
@@ -458,12 +397,11 @@ struct metrics_conn {
 	struct metrics_listener *l;
 	struct metrics_conn *prev, *next;
 	struct shunt_addr peer; /* port 0: the source address counts */
-	uint64_t started_ms;
+	struct timer deadline;	/* METRICS_TIMEOUT_MS after accept */
 	int fd;
 	bool answered;
 	size_t inlen;
-	struct mbuf out;
-	size_t outpos;
+	struct buf out;
 	char in[METRICS_MAX_REQUEST];
 };
 
@@ -551,33 +489,33 @@ static void collect(struct metrics *m, struct metrics_snapshot *s, uint64_t *ks)
 static void respond(struct metrics_conn *mc, int status, const struct metrics_request *r,
 		    const char *ctype, const char *body, size_t blen)
 {
-	mbuf_printf(&mc->out,
-		    "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
-		    "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
-		    status, reason_phrase(status), ctype, blen,
-		    status == 405   ? "Allow: GET, HEAD\r\n"
-		    : status == 429 ? "Retry-After: 1\r\n"
-				    : "");
+	buf_printf(&mc->out,
+		   "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+		   "Cache-Control: no-store\r\n%sConnection: close\r\n\r\n",
+		   status, reason_phrase(status), ctype, blen,
+		   status == 405   ? "Allow: GET, HEAD\r\n"
+		   : status == 429 ? "Retry-After: 1\r\n"
+				   : "");
 	if (!r || !r->head)
-		mbuf_put(&mc->out, body, blen);
+		buf_append(&mc->out, body, blen);
 }
 
 static void answer_readyz(struct metrics_conn *mc, const struct metrics_request *r)
 {
 	struct agent *a = mc->l->m->a;
 	const char *why = not_ready(a);
-	struct mbuf body = {};
+	struct buf body = {};
 
 	if (why)
-		mbuf_printf(&body, "not ready: %s\n", why);
+		buf_printf(&body, "not ready: %s\n", why);
 	else
-		mbuf_put(&body, "ok\n", 3);
+		buf_append(&body, "ok\n", 3);
 	metrics_families(a->popts.listen, a->popts.n_listen, &body);
 	if (body.failed)
 		respond(mc, 500, r, TEXT_PLAIN, "out of memory\n", 14);
 	else
-		respond(mc, why ? 503 : 200, r, TEXT_PLAIN, body.data, body.len);
-	mbuf_free(&body);
+		respond(mc, why ? 503 : 200, r, TEXT_PLAIN, buf_head(&body), buf_len(&body));
+	buf_free(&body);
 }
 
 static bool warn_due(struct metrics_listener *l, uint64_t *last);
@@ -601,7 +539,7 @@ static void answer(struct metrics_conn *mc, int status, const struct metrics_req
 	case METRICS_T_METRICS: {
 		struct metrics_snapshot s;
 		uint64_t ks[SHUNT_STAT_MAX];
-		struct mbuf body = {};
+		struct buf body = {};
 		struct metrics_listener *l = mc->l;
 
 		if (!scrape_allowed(&l->rates, &mc->peer, l->m->a->loop.now_ms)) {
@@ -619,9 +557,9 @@ static void answer(struct metrics_conn *mc, int status, const struct metrics_req
 		if (metrics_render(&s, &body))
 			respond(mc, 500, r, TEXT_PLAIN, "out of memory\n", 14);
 		else
-			respond(mc, 200, r, "text/plain; version=0.0.4; charset=utf-8", body.data,
-				body.len);
-		mbuf_free(&body);
+			respond(mc, 200, r, "text/plain; version=0.0.4; charset=utf-8",
+				buf_head(&body), buf_len(&body));
+		buf_free(&body);
 		break;
 	}
 	case METRICS_T_READYZ:
@@ -677,11 +615,22 @@ static void conn_close(struct metrics_conn *mc)
 	if (mc->next)
 		mc->next->prev = mc->prev;
 	l->nconns--;
+	loop_timer_cancel(&l->m->a->loop, &mc->deadline);
 	loop_del(&l->m->a->loop, mc->fd);
 	drain_input(mc->fd);
 	close(mc->fd);
-	mbuf_free(&mc->out);
+	buf_free(&mc->out);
 	free(mc);
+}
+
+static void conn_expired(struct timer *t)
+{
+	struct metrics_conn *mc =
+		(struct metrics_conn *)((char *)t - offsetof(struct metrics_conn, deadline));
+
+	pr_debug("%s: a request took more than %d ms, closing it", mc->l->ep->name,
+		 METRICS_TIMEOUT_MS);
+	conn_close(mc);
 }
 
 static void conn_event(struct ev_handler *h, uint32_t events)
@@ -708,8 +657,8 @@ static void conn_event(struct ev_handler *h, uint32_t events)
 		conn_close(mc);
 		return;
 	}
-	while (mc->outpos < mc->out.len) {
-		n = send(mc->fd, mc->out.data + mc->outpos, mc->out.len - mc->outpos,
+	while (buf_len(&mc->out)) {
+		n = send(mc->fd, buf_head(&mc->out), buf_len(&mc->out),
 			 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return; /* EPOLLOUT brings us back */
@@ -717,7 +666,7 @@ static void conn_event(struct ev_handler *h, uint32_t events)
 			conn_close(mc);
 			return;
 		}
-		mc->outpos += (size_t)n;
+		buf_consume(&mc->out, (size_t)n);
 	}
 	shutdown(mc->fd, SHUT_WR);
 	conn_close(mc);
@@ -818,8 +767,10 @@ static void listener_event(struct ev_handler *h, uint32_t events)
 		mc->l = l;
 		mc->fd = fd;
 		mc->peer = peer;
-		mc->started_ms = a->loop.now_ms;
-		if (loop_add(&a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &mc->h)) {
+		timer_init(&mc->deadline, conn_expired);
+		if (loop_timer_in(&a->loop, &mc->deadline, METRICS_TIMEOUT_MS) ||
+		    loop_add(&a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &mc->h)) {
+			loop_timer_cancel(&a->loop, &mc->deadline);
 			close(fd);
 			free(mc);
 			continue;
@@ -915,24 +866,6 @@ int metrics_start(struct agent *a, const struct shunt_addr *addr)
 int metrics_start_health(struct agent *a, const struct shunt_addr *addr)
 {
 	return listen_on(a, addr, &ep_health);
-}
-
-void metrics_tick(struct agent *a)
-{
-	struct metrics_conn *mc, *next;
-
-	if (!a->metrics)
-		return;
-	for (int i = 0; i < a->metrics->nls; i++) {
-		for (mc = a->metrics->ls[i]->conns; mc; mc = next) {
-			next = mc->next;
-			if (a->loop.now_ms - mc->started_ms >= METRICS_TIMEOUT_MS) {
-				pr_debug("%s: a request took more than %d ms, closing it",
-					 mc->l->ep->name, METRICS_TIMEOUT_MS);
-				conn_close(mc);
-			}
-		}
-	}
 }
 
 void metrics_stop(struct agent *a)

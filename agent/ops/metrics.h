@@ -36,6 +36,7 @@
 #include <stdint.h>
 #include <shunt/shunt.h>
 
+#include "core/buf.h"
 #include "k8s/uid.h"
 #include "k8s/watch.h"
 #include "proxy/proxy.h"
@@ -55,14 +56,6 @@
 #define METRICS_MAX_REQUEST	4096
 #define METRICS_MAX_MAPS	16
 
-/* A growing text buffer; after a failed allocation it stops growing and
- * says so in failed. */
-struct mbuf {
-	char *data;
-	size_t len, cap;
-	bool failed;
-};
-
 /* The scrape buckets of the sources seen last. */
 struct scrape_rates {
 	struct {
@@ -75,10 +68,6 @@ struct scrape_rates {
 
 /* May peer have /metrics rendered now? Takes one from its bucket if so. */
 bool scrape_allowed(struct scrape_rates *t, const struct shunt_addr *peer, uint64_t now_ms);
-
-void mbuf_printf(struct mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-void mbuf_put(struct mbuf *b, const char *s, size_t n);
-void mbuf_free(struct mbuf *b);
 
 struct metrics_map {
 	const char *name;
@@ -100,11 +89,11 @@ struct metrics_snapshot {
 };
 
 /* The exposition of s, appended to out. Returns 0 or -ENOMEM. */
-int metrics_render(const struct metrics_snapshot *s, struct mbuf *out);
+int metrics_render(const struct metrics_snapshot *s, struct buf *out);
 
 /* A label value as the text format wants it inside its quotes: backslash,
  * double quote and line feed escaped as \\, \" and \n. */
-void metrics_label_value(struct mbuf *out, const char *v);
+void metrics_label_value(struct buf *out, const char *v);
 
 enum metrics_target {
 	METRICS_T_METRICS,
@@ -134,7 +123,7 @@ int metrics_parse_request(const char *buf, size_t len, struct metrics_request *r
  * the proxy serves that family ("ipv4 10.0.0.5:15001") or "ipv6 none (no
  * --proxy-addr of this family)", from the n proxy listen addresses.
  */
-void metrics_families(const struct shunt_addr *listen, int n, struct mbuf *out);
+void metrics_families(const struct shunt_addr *listen, int n, struct buf *out);
 
 struct agent;
 
@@ -143,8 +132,6 @@ struct agent;
 int metrics_start(struct agent *a, const struct shunt_addr *addr);
 /* Serve /healthz and /readyz only, on addr, with their own budget. */
 int metrics_start_health(struct agent *a, const struct shunt_addr *addr);
-/* Close connections past their time; call every tick. */
-void metrics_tick(struct agent *a);
 /* Close both listeners and their connections. */
 void metrics_stop(struct agent *a);
 

@@ -99,7 +99,8 @@ int proxy_listener_fds(struct proxy *p, int fds[2]);
 void proxy_drain(struct proxy *p, uint64_t timeout_ms, bool handed_over);
 /* Draining and nothing left open. */
 bool proxy_drained(struct proxy *p);
-/* Enforce timeouts; call a few times a second. */
+/* Limits, draining and the idle pool; call a few times a second.
+ * Connection deadlines are timers on the loop, not scanned here. */
 void proxy_tick(struct proxy *p);
 /* Free connections closed during the last loop iteration. */
 void proxy_reap(struct proxy *p);

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "core/buf.h"
 #include "state/config.h"
 #include "proxy/routekey.h"
 #include "state/routes.h"
@@ -469,8 +470,8 @@ int config_parse(const char *name, const char *text, size_t len, struct config *
 
 int config_load(const char *path, struct config *out, char *err, size_t errlen)
 {
-	size_t len = 0, cap = 0;
-	char *buf = NULL;
+	/* Room for one byte past the limit, and the '\0'. */
+	struct buf b = {.max = CONFIG_FILE_MAX + 2};
 	int fd, ret;
 
 	if (err && errlen)
@@ -486,21 +487,11 @@ int config_load(const char *path, struct config *out, char *err, size_t errlen)
 	for (;;) {
 		ssize_t n;
 
-		if (len == cap) {
-			size_t ncap = cap ? cap * 2 : 65536;
-			char *nbuf;
-
-			if (ncap > CONFIG_FILE_MAX + 1)
-				ncap = CONFIG_FILE_MAX + 1;
-			nbuf = realloc(buf, ncap);
-			if (!nbuf) {
-				ret = err_printf(err, errlen, -ENOMEM, "%s: out of memory", path);
-				goto out;
-			}
-			buf = nbuf;
-			cap = ncap;
+		if (!buf_room(&b) && buf_reserve(&b, 1)) {
+			ret = err_printf(err, errlen, -ENOMEM, "%s: out of memory", path);
+			goto out;
 		}
-		n = read(fd, buf + len, cap - len);
+		n = read(fd, buf_tail(&b), buf_room(&b));
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0) {
@@ -510,16 +501,16 @@ int config_load(const char *path, struct config *out, char *err, size_t errlen)
 		}
 		if (n == 0)
 			break;
-		len += (size_t)n;
-		if (len > CONFIG_FILE_MAX) {
+		buf_commit(&b, (size_t)n);
+		if (buf_len(&b) > CONFIG_FILE_MAX) {
 			ret = err_printf(err, errlen, -EFBIG, "%s: larger than %u MiB", path,
 					 CONFIG_FILE_MAX >> 20);
 			goto out;
 		}
 	}
-	ret = config_parse(path, buf, len, out, err, errlen);
+	ret = config_parse(path, buf_head(&b), buf_len(&b), out, err, errlen);
 out:
-	free(buf);
+	buf_free(&b);
 	close(fd);
 	return ret;
 }

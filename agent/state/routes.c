@@ -12,6 +12,7 @@
 #include <string.h>
 #include <arpa/inet.h>
 
+#include "core/hash.h"
 #include "state/routes.h"
 
 /* Initial number of slots in either index; a power of two. */
@@ -42,22 +43,8 @@ struct route_table {
 	struct svc_slot *svcs; /* nsvcs_slots, power of two, at most half full */
 	size_t nsvc_slots;
 	size_t nsvcs;
+	uint64_t seed; /* keys in lookups come from requests */
 };
-
-/* FNV-1a, 64-bit: simple, no state, and good enough for keys whose text
- * part is chosen by operators rather than by whoever sends requests. */
-static uint64_t hash_bytes(const void *p, size_t len)
-{
-	const unsigned char *b = p;
-	uint64_t h = 0xcbf29ce484222325ULL;
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		h ^= b[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
 
 /* Only the bytes the family uses are copied, so an address built by hand
  * with junk in pad or addr[4..15] still makes the canonical key. */
@@ -90,7 +77,11 @@ void route_key_make(struct shunt_route_key *k, const struct shunt_addr *svc, con
 
 struct route_table *route_table_new(void)
 {
-	return calloc(1, sizeof(struct route_table));
+	struct route_table *t = calloc(1, sizeof(struct route_table));
+
+	if (t)
+		t->seed = hash_random_seed();
+	return t;
 }
 
 void route_table_free(struct route_table *t)
@@ -222,7 +213,7 @@ int route_table_put(struct route_table *t, const struct shunt_route_key *key,
 	 * which growing or replacing would pull from under them. */
 	const struct shunt_route_key k = *key;
 	const struct shunt_route v = *val;
-	uint64_t h = hash_bytes(&k, sizeof(k));
+	uint64_t h = hash_bytes(&k, sizeof(k), t->seed);
 	struct route_entry *e;
 	struct svc_slot *s;
 	size_t i;
@@ -248,7 +239,7 @@ int route_table_put(struct route_table *t, const struct shunt_route_key *key,
 	t->slots[route_slot_find(t, &k, h)] = (uint32_t)(t->n + 1);
 	t->n++;
 
-	h = hash_bytes(&k.service, sizeof(k.service));
+	h = hash_bytes(&k.service, sizeof(k.service), t->seed);
 	s = &t->svcs[svc_slot_find(t, &k.service, h)];
 	if (!s->routes) {
 		s->svc = k.service;
@@ -309,7 +300,7 @@ int route_table_del(struct route_table *t, const struct shunt_route_key *key)
 {
 	/* A copy: key may point into the entry that is about to move. */
 	const struct shunt_route_key k = *key;
-	uint64_t h = hash_bytes(&k, sizeof(k));
+	uint64_t h = hash_bytes(&k, sizeof(k), t->seed);
 	size_t i, idx, last;
 	struct svc_slot *s;
 
@@ -330,7 +321,7 @@ int route_table_del(struct route_table *t, const struct shunt_route_key *key)
 	}
 	t->n--;
 
-	h = hash_bytes(&k.service, sizeof(k.service));
+	h = hash_bytes(&k.service, sizeof(k.service), t->seed);
 	i = svc_slot_find(t, &k.service, h);
 	s = &t->svcs[i];
 	if (s->routes && --s->routes == 0) {
@@ -352,7 +343,7 @@ const struct shunt_route *route_table_get(const struct route_table *t, const str
 	if (!t || !t->n || keylen > SHUNT_ROUTE_KEY_LEN - 1)
 		return NULL;
 	route_key_make(&k, svc, key, keylen);
-	h = hash_bytes(&k, sizeof(k));
+	h = hash_bytes(&k, sizeof(k), t->seed);
 	s = t->slots[route_slot_find(t, &k, h)];
 	return s == ROUTE_SLOT_EMPTY ? NULL : &t->entries[s - 1].v;
 }
@@ -369,7 +360,7 @@ size_t route_table_service_count(const struct route_table *t, const struct shunt
 	if (!t || !t->nsvcs)
 		return 0;
 	addr_canon(&a, svc);
-	return t->svcs[svc_slot_find(t, &a, hash_bytes(&a, sizeof(a)))].routes;
+	return t->svcs[svc_slot_find(t, &a, hash_bytes(&a, sizeof(a), t->seed))].routes;
 }
 
 int route_table_foreach(const struct route_table *t,

@@ -57,16 +57,18 @@ declare -A SRCS=(
 	[fuzz_routekey]="agent/proxy/routekey.c"
 	[fuzz_http]="agent/proxy/http.c"
 	[fuzz_chunked]="agent/proxy/http.c"
-	[fuzz_config]="agent/state/config.c agent/state/routes.c agent/core/util.c agent/proxy/routekey.c agent/kernel/source.c"
+	[fuzz_config]="agent/state/config.c agent/state/routes.c agent/core/hash.c agent/core/buf.c agent/core/util.c agent/proxy/routekey.c agent/kernel/source.c"
 	[fuzz_util]="agent/core/util.c"
 	[fuzz_llhttp]="agent/proxy/http.c agent/proxy/routekey.c"
 	[fuzz_ctl]="agent/ops/ctl_proto.c agent/kernel/source.c agent/proxy/routekey.c agent/core/util.c"
 	[fuzz_metrics]="agent/ops/metrics_req.c"
-	[fuzz_k8s]="agent/k8s/obj.c agent/k8s/cache.c agent/core/hmap.c agent/state/routes.c agent/core/util.c agent/proxy/routekey.c"
+	[fuzz_json]="agent/core/json.c agent/core/buf.c"
+	[fuzz_k8s]="agent/k8s/obj.c agent/k8s/cache.c agent/core/hmap.c agent/state/routes.c agent/core/hash.c agent/core/util.c agent/proxy/routekey.c"
 )
 # Libraries a harness links (the Kubernetes decoders read JSON with json-c).
 declare -A LIBS=(
 	[fuzz_k8s]="$(pkg-config --cflags --libs json-c)"
+	[fuzz_json]="$(pkg-config --cflags --libs json-c)"
 )
 # libFuzzer's -max_len per harness (default 4096): fuzz_http reaches past
 # http_sniff()'s 8 KiB first-line limit; fuzz_k8s holds a few objects.
@@ -85,9 +87,10 @@ declare -A DICT=(
 	[fuzz_ctl]=ctl.dict
 	[fuzz_metrics]=http.dict
 	[fuzz_k8s]=k8s.dict
+	[fuzz_json]=json.dict
 )
 ALL=(fuzz_routekey fuzz_http fuzz_chunked fuzz_config fuzz_util fuzz_llhttp fuzz_ctl fuzz_metrics
-	fuzz_k8s)
+	fuzz_k8s fuzz_json)
 [ ${#WANT[@]} -gt 0 ] || WANT=("${ALL[@]}")
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"

@@ -3,6 +3,7 @@
 #include <string.h>
 #include <criterion/criterion.h>
 
+#include "core/json.h"
 #include "core/log.h"
 
 static const char *esc(const char *s, size_t n)

@@ -110,11 +110,11 @@ Test(reqstats, v4_and_v6_of_one_port_are_two_services)
 static char *label(const char *v)
 {
 	static char out[256];
-	struct mbuf b = {};
+	struct buf b = {};
 
 	metrics_label_value(&b, v);
 	snprintf(out, sizeof(out), "%s", b.data ? b.data : "");
-	mbuf_free(&b);
+	buf_free(&b);
 	return out;
 }
 
@@ -262,7 +262,7 @@ static void snapshot(struct metrics_snapshot *s, struct reqstats *rs, struct pro
 
 static char *render(const struct metrics_snapshot *s)
 {
-	struct mbuf b = {};
+	struct buf b = {};
 
 	cr_assert_eq(metrics_render(s, &b), 0);
 	validate(b.data);
@@ -546,7 +546,7 @@ Test(endpoint, refuses_malformed_requests)
 static char *families(const char *const *addrs, int n)
 {
 	struct shunt_addr l[2] = {};
-	struct mbuf out = {};
+	struct buf out = {};
 
 	for (int i = 0; i < n; i++)
 		cr_assert_eq(parse_addr_port(addrs[i], &l[i]), 0, "%s", addrs[i]);

@@ -10,6 +10,7 @@
 
 #include "addr_helpers.h"
 
+#include "core/hash.h"
 #include "core/util.h"
 
 #define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
@@ -583,4 +584,12 @@ Test(util_u64, invalid)
 	cr_assert_eq(parse_u64("99999999999999999999999999", UINT64_MAX, &got), -ERANGE);
 	cr_assert_eq(parse_u64("1", 0, &got), -ERANGE);
 	cr_assert_eq(got, 99);
+}
+
+Test(hash, fnv1a_and_seed)
+{
+	/* FNV-1a test vectors: "" and "a". */
+	cr_assert_eq(hash_bytes("", 0, 0), 0xcbf29ce484222325ULL);
+	cr_assert_eq(hash_bytes("a", 1, 0), 0xaf63dc4c8601ec8cULL);
+	cr_assert_neq(hash_bytes("a", 1, 1), hash_bytes("a", 1, 0));
 }

@@ -1,0 +1,252 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The proxy's insides, shared by its files (not for the rest of the
+ * agent: proxy.h is the interface).
+ *
+ *   proxy.c     start, drain, stop, the tick: the proxy as a whole
+ *   listener.c  listening sockets, takeover, accept and the capture record
+ *   conn.c      a client connection: buffers, reading, the pump, timeouts
+ *   h1.c        HTTP/1 framing of one exchange (struct stream) on it
+ *   route.c     the routing decision (protocol-free)
+ *   upstream.c  upstream connections: connect, reuse, failure, retry
+ *   pool.c      the upstream pool, indexed by destination
+ *   tunnel.c    non-HTTP connections and upgrades: bytes both ways
+ *   limits.c    connection limits per pod and per node, upstream holds
+ */
+#ifndef SHUNT_PROXY_INT_H
+#define SHUNT_PROXY_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <llhttp.h>
+#include <shunt/shunt.h>
+
+#include "core/buf.h"
+#include "core/hmap.h"
+#include "core/loop.h"
+#include "core/timer.h"
+#include "proxy/http.h"
+#include "proxy/pool.h"
+#include "proxy/proxy.h"
+#include "proxy/reqstats.h"
+
+#define BUF_INITIAL	   (16 * 1024)
+#define BUF_STREAM_MAX	   (64 * 1024) /* per direction, once the head is known */
+#define LINGER_MS	   1000	       /* reading after an error response, before close */
+#define POOL_IDLE_MS	   30000       /* an idle pooled upstream is closed after this */
+#define POOL_PEEK_AFTER_MS 1000	       /* idle longer: check it is still open */
+#define LISTEN_GRACE_MS	   250	       /* draining: accept stragglers, then close */
+#define LIMIT_LOG_MS	   1000	       /* at most one line a second about limits */
+#define LIMIT_SYNC_MS	   250	       /* the kernel's view of the limits checked */
+#define ENOTSUPP_KERNEL	   524	       /* the kernel's ENOTSUPP, not in errno.h */
+
+struct conn;
+struct pod_hold;
+
+enum up_state { UP_CONNECTING, UP_ACTIVE, UP_IDLE };
+
+struct upstream {
+	struct ev_handler h; /* first: the loop hands this pointer back */
+	struct proxy *p;
+	int fd;
+	bool rd, wr, eof, dead, reused;
+	bool rdhup;   /* the peer's FIN is queued: read until EOF */
+	int conn_err; /* connect() failed at once with this errno */
+	enum up_state state;
+	struct shunt_addr dst;
+	struct conn *owner;
+	struct pool_dst *pool;	    /* of dst: counts u in open; freed only when 0 */
+	struct pod_hold *hold;	    /* its owner's pod's count for dst, or NULL */
+	struct pool_link link;	    /* in the pool's idle list (since: went idle) */
+	struct upstream *dead_next; /* on the dead list */
+	llhttp_t resp;
+	struct buf in; /* response bytes; [start, parsed) may go to the client */
+	uint32_t parsed;
+};
+
+enum client_state {
+	C_HEAD,	   /* reading a request head */
+	C_REQUEST, /* a request is in flight */
+	C_TUNNEL,  /* raw bytes both ways (non-HTTP, or after an upgrade) */
+	C_ERROR,   /* writing a response the proxy generated, then close */
+};
+
+/* One request/response exchange on a client connection: what HTTP/1
+ * parsed of the request, where it was routed, how its body is framed, the
+ * upstream carrying it and its timing for reqstats. HTTP/1 drives one
+ * stream at a time per connection (the next pipelined request waits in
+ * the connection's buffer), so it is embedded in struct conn and reset
+ * between requests; HTTP/2 will keep several. */
+struct stream {
+	uint32_t req_start; /* where the request began in conn.in */
+	uint32_t head_len;  /* bytes of the head, once complete */
+	bool head_done, req_done, resp_done, resp_started;
+	bool keep_alive; /* the request allows the connection to stay open */
+	bool is_head, is_connect, want_upgrade, idempotent;
+	bool no_retry;	   /* bytes of this request were dropped: cannot resend */
+	bool up_connected; /* the current attempt's connect() completed */
+	bool to_sandbox, fallback;
+	/* Draining: "Connection: close" went into this response (the client
+	 * will not reuse the connection), or cannot (its head went out
+	 * before the drain began). */
+	enum { CLOSE_UNDECIDED, CLOSE_INJECTED, CLOSE_TOO_LATE } close_state;
+	uint8_t attempts;
+	enum body_kind body;
+	uint64_t body_left; /* BODY_LENGTH: bytes still to come */
+	struct chunked ck;  /* BODY_CHUNKED: framing state */
+	llhttp_t req;	    /* request heads only; bodies are framed by us */
+	struct upstream *up;
+	struct shunt_addr dst; /* the routing decision */
+	char key[SHUNT_ROUTE_KEY_LEN];
+	struct req_obs obs;
+};
+
+/* A client connection: its socket and buffers, where it was going (the
+ * captured original destination), which pod it came from (for the
+ * limits), its deadline, and the exchange under way. */
+struct conn {
+	struct ev_handler h;
+	struct proxy *p;
+	int fd;
+	bool rd, wr, eof, dead;
+	bool rdhup; /* the peer's FIN is queued: read until EOF */
+	enum client_state state;
+	struct shunt_addr peer, orig;
+	struct pod *pod;	  /* where it connected from; NULL: not tracked */
+	struct buf in;		  /* request bytes from the client */
+	uint32_t parsed;	  /* request parser position in in */
+	uint32_t sent;		  /* bytes up to here went to the upstream */
+	bool first;		  /* no request seen yet on this connection */
+	bool shut_wr_up;	  /* tunnel: client EOF passed on to the upstream */
+	struct buf out;		  /* generated responses */
+	uint64_t deadline;	  /* loop time; 0: none */
+	struct timer timer;	  /* fires at or before deadline */
+	struct conn *prev, *next; /* all live clients, for drain and stop */
+	struct stream s;	  /* the exchange under way */
+};
+
+/* A pod, as the kernel tells them apart: its network namespace (hostNetwork
+ * pods share the node's). Exists while it has connections in the proxy. */
+struct pod {
+	uint64_t netns;		/* netns cookie */
+	struct shunt_addr peer; /* an address it connected from, for people */
+	size_t conns;		/* its client connections in the proxy */
+	bool limited;		/* at --max-conns-per-pod: in shunt_pod_limit */
+};
+
+/* Upstream connections one pod's requests hold to one sandbox (for
+ * --max-upstream-conns-per-pod). Exists while held > 0, and until the next
+ * sweep after that (LIMIT_SYNC_MS): a keep-alive client's keyed requests,
+ * one after the other, find it again instead of allocating it each time. */
+struct hold_key {
+	uint64_t netns;
+	struct shunt_addr dst;
+	uint32_t zero; /* the struct's tail padding, spelled out: keys are bytes */
+};
+
+struct pod_hold {
+	struct hold_key k;
+	size_t held;
+};
+
+struct listener {
+	struct ev_handler h;
+	struct proxy *p;
+	int fd;
+	uint8_t family;
+};
+
+struct proxy {
+	struct proxy_opts o;
+	struct loop *loop;
+	struct store *store;
+	struct shunt_bpf *bpf;
+	struct listener listeners[2];
+	int n_listeners;
+	struct conn *clients;
+	struct conn *dead_clients;
+	struct upstream *dead_ups;
+	struct pool pool;	  /* upstream connections by destination */
+	struct http_header *hdrs; /* scratch for one head at a time */
+	int spare_fd;		  /* given up to refuse a connection at EMFILE */
+	llhttp_settings_t req_settings, resp_settings;
+	struct proxy_stats st;
+	/* Draining (proxy_drain): no new connections; each client gets
+	 * "Connection: close" on its next response and goes once that is
+	 * out; whatever is left at drain_deadline is closed. */
+	bool draining;
+	uint64_t drain_deadline;
+	uint64_t listen_close_at; /* 0, or when the listeners close */
+	struct reqstats rs;
+	/* Fairness between pods and the node's limit (see accept_one). */
+	bool track_pods;	  /* shunt_conn_src is filled: count per pod */
+	bool conn_limited;	  /* at --max-conns: SHUNT_CFG_CONN_LIMIT */
+	bool no_take;		  /* the kernel has no LOOKUP_AND_DELETE for hashes */
+	struct hmap pods;	  /* netns cookie -> struct pod */
+	struct hmap holds;	  /* struct hold_key -> struct pod_hold */
+	uint64_t limit_log_next;  /* loop time before which limit lines are held back */
+	uint64_t limit_sync_next; /* loop time of the next limits_reconcile() */
+	uint64_t limit_log_quiet; /* lines held back since the last one */
+};
+
+/* errno of up_new() when dst has --max-upstream-conns connections open. */
+#define EUPSTREAM_LIMIT EUSERS
+
+/* errno of up_new() when the destination guard refuses dst (an address of
+ * the node): never an errno connect() itself gives. */
+#define EDST_REFUSED ENOTUNIQ
+
+/* errno of attach_upstream() when the client's pod holds
+ * --max-upstream-conns-per-pod connections to dst. */
+#define EPOD_UPSTREAM_LIMIT EDQUOT
+
+/* conn.c */
+int conn_buf_grow(struct buf *b, uint32_t limit);
+void client_set_deadline(struct conn *c, uint64_t ms);
+void client_reset_request(struct conn *c);
+void req_end(struct conn *c, enum rs_dest d, enum rs_outcome o, int status);
+void client_close(struct conn *c);
+void client_error(struct conn *c, int status, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+void client_pump(struct conn *c);
+void client_event(struct ev_handler *h, uint32_t events);
+void client_expired(struct conn *c);
+void client_timer_fired(struct timer *t);
+
+/* h1.c */
+int on_req_headers(llhttp_t *ll);
+int on_resp_headers(llhttp_t *ll);
+int on_resp_complete(llhttp_t *ll);
+void parse_request(struct conn *c);
+void finish_exchange(struct conn *c);
+bool read_upstream(struct conn *c);
+uint32_t drain_inject(struct conn *c);
+
+/* upstream.c */
+void up_close(struct upstream *u);
+void up_close_idle(struct pool_link *l);
+void up_release(struct upstream *u);
+bool attach_upstream(struct conn *c, bool fresh);
+void no_upstream(struct conn *c, int err);
+void upstream_failed(struct conn *c, int err);
+
+/* tunnel.c */
+void start_tunnel(struct conn *c);
+bool tunnel_ended(struct conn *c, struct upstream *u);
+
+/* limits.c */
+struct pod_hold *hold_get(struct proxy *p, uint64_t netns, const struct shunt_addr *dst);
+void holds_sweep(struct proxy *p);
+const char *limit_log(struct proxy *p, uint64_t times, char *buf, size_t len);
+const char *pod_name(const struct pod *pod, char *buf, size_t len);
+void conn_limit_set(struct proxy *p, bool on);
+void pod_attach(struct conn *c, uint64_t netns);
+void pod_detach(struct conn *c);
+void limits_reconcile(struct proxy *p);
+
+/* listener.c */
+int listen_on(struct proxy *p, const struct shunt_addr *a);
+void close_listeners(struct proxy *p);
+
+#endif /* SHUNT_PROXY_INT_H */
