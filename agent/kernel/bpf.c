@@ -436,22 +436,6 @@ int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[SHUNT_NR_MAPS]
 	return SHUNT_NR_MAPS;
 }
 
-long shunt_bpf_map_count(int fd, uint32_t key_size)
-{
-	unsigned char key[128], next[128];
-	long n = 0;
-	void *prev = NULL;
-
-	if (key_size > sizeof(key))
-		return -EINVAL;
-	while (bpf_map_get_next_key(fd, prev, next) == 0) {
-		memcpy(key, next, key_size);
-		prev = key;
-		n++;
-	}
-	return n;
-}
-
 /* Entries of a sockmap: a slot holds a socket or is empty (ENOENT). */
 static long sockmap_count(const struct shunt_map_info *m)
 {

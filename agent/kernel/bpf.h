@@ -72,9 +72,6 @@ struct shunt_map_info {
 };
 int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[SHUNT_NR_MAPS]);
 
-/* Entries in a hash map (walks the keys). */
-long shunt_bpf_map_count(int fd, uint32_t key_size);
-
 /* Counting a hash map in steps: a full LRU map of 64k connections takes
  * tens of milliseconds to walk, too long to stop the proxy for. Each step
  * reads at most budget entries (BPF_MAP_LOOKUP_BATCH) and the next one

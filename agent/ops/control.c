@@ -53,6 +53,10 @@ struct status_job {
 	char cgroup[PATH_MAX];
 	uint32_t own4, own6;
 	struct cg_peers peers;
+	/* Map entries, counted on the thread with the batched walk. */
+	struct shunt_map_info maps[SHUNT_NR_MAPS];
+	long counts[SHUNT_NR_MAPS];
+	int nmaps;
 };
 
 struct jobs_handler {
@@ -81,6 +85,10 @@ struct ctl_conn {
 	struct agent *a;
 	struct ctl_conn *prev, *next;
 	struct timer deadline; /* CTL_TIMEOUT_MS after accept */
+	/* A status answer is sent from here, after the loop's batch of
+	 * events: one of them may be this connection's, and sending can
+	 * close (free) it. */
+	struct timer answer;
 	int fd;
 	char in[CTL_MAX_REQUEST];
 	size_t inlen;
@@ -777,6 +785,29 @@ static void status_cgroup_programs(struct ctl_conn *cc, bool json)
 	free(vals);
 }
 
+/* Entries in m: a whole pass of the batched walk metrics uses. */
+static long map_entries(const struct shunt_map_info *m)
+{
+	struct shunt_map_walk w = {0};
+	long cnt = 0;
+	int ret;
+
+	while ((ret = shunt_bpf_map_walk(m, &w, UINT32_MAX, &cnt)) == 0)
+		;
+	return ret < 0 ? ret : cnt;
+}
+
+/* The count for maps[i]: from the status job when there is one (it
+ * counted off the event loop), else counted now. */
+static long status_map_entries(const struct ctl_conn *cc, const struct shunt_map_info *maps, int i)
+{
+	const struct status_job *job = cc->job;
+
+	if (job && i < job->nmaps && job->maps[i].fd == maps[i].fd)
+		return job->counts[i];
+	return map_entries(&maps[i]);
+}
+
 static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 {
 	struct agent *a = cc->a;
@@ -833,7 +864,7 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 				   progs[i].attach);
 		buf_printf(&cc->out, "maps:\n");
 		for (int i = 0; i < nm; i++) {
-			long cnt = shunt_bpf_map_count(maps[i].fd, 128);
+			long cnt = status_map_entries(cc, maps, i);
 
 			buf_printf(&cc->out, "  %-16s %s/%s  %ld/%u\n", maps[i].name, a->pin_dir,
 				   maps[i].name, cnt, maps[i].max_entries);
@@ -864,7 +895,7 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 			   i ? "," : "", progs[i].name, progs[i].id, progs[i].attach);
 	buf_printf(&cc->out, "],\"maps\":[");
 	for (int i = 0; i < nm; i++) {
-		long cnt = shunt_bpf_map_count(maps[i].fd, 128);
+		long cnt = status_map_entries(cc, maps, i);
 
 		buf_printf(&cc->out, "%s{\"name\":\"%s\",\"path\":", i ? "," : "", maps[i].name);
 		{
@@ -896,6 +927,8 @@ static void *status_job_run(void *arg)
 	struct status_job *job = arg;
 
 	cg_peers_scan(job->cgroup, job->own4, job->own6, &job->peers);
+	for (int i = 0; i < job->nmaps; i++)
+		job->counts[i] = map_entries(&job->maps[i]);
 	/* A pointer is far below PIPE_BUF: the write is whole, and the pipe
 	 * holds thousands (there are at most CTL_MAX_CONNS jobs). Were it
 	 * lost, the client would be closed at CTL_TIMEOUT_MS and the job
@@ -929,6 +962,9 @@ static void status_start(struct ctl_conn *cc, const struct ctl_request *r)
 		else if (!strcmp(progs[i].name, "shunt_connect6"))
 			job->own6 = progs[i].id;
 	}
+	job->nmaps = shunt_bpf_maps(&cc->a->bpf, job->maps);
+	if (job->nmaps < 0)
+		job->nmaps = 0;
 	job->json = r->json;
 	job->cc = cc;
 	job->pipe_fd = ctl->jobs_pipe[1];
@@ -944,6 +980,7 @@ static void status_start(struct ctl_conn *cc, const struct ctl_request *r)
 }
 
 static void conn_event(struct ev_handler *h, uint32_t events);
+static void conn_close(struct ctl_conn *cc);
 
 /* Status jobs done: answer the ones whose client is still there. */
 static void jobs_event(struct ev_handler *h, uint32_t events)
@@ -967,7 +1004,8 @@ static void jobs_event(struct ev_handler *h, uint32_t events)
 			cc->job = NULL;
 			if (cc->out.failed)
 				fail(cc, CTL_EXIT_FAILED, "out of memory");
-			conn_event(&cc->h, EPOLLOUT);
+			if (loop_timer_in(&cc->a->loop, &cc->answer, 0))
+				conn_close(cc); /* no memory to send it later */
 		}
 		status_job_free(job);
 	}
@@ -1180,6 +1218,7 @@ static void conn_close(struct ctl_conn *cc)
 		cc->next->prev = cc->prev;
 	ctl->nconns--;
 	loop_timer_cancel(&cc->a->loop, &cc->deadline);
+	loop_timer_cancel(&cc->a->loop, &cc->answer);
 	loop_del(&cc->a->loop, cc->fd);
 	drain_input(cc->fd);
 	close(cc->fd);
@@ -1198,6 +1237,13 @@ static void conn_expired(struct timer *t)
 	pr_warn("control: a client did not finish its request in %d ms, closing it",
 		CTL_TIMEOUT_MS);
 	conn_close(cc);
+}
+
+static void conn_answer(struct timer *t)
+{
+	struct ctl_conn *cc = (struct ctl_conn *)((char *)t - offsetof(struct ctl_conn, answer));
+
+	conn_event(&cc->h, EPOLLOUT);
 }
 
 static void conn_event(struct ev_handler *h, uint32_t events)
@@ -1271,6 +1317,7 @@ static void ctl_event(struct ev_handler *h, uint32_t events)
 		cc->fd = fd;
 		cc->proof_fd = -1;
 		timer_init(&cc->deadline, conn_expired);
+		timer_init(&cc->answer, conn_answer);
 		if (loop_timer_in(&ctl->a->loop, &cc->deadline, CTL_TIMEOUT_MS) ||
 		    loop_add(&ctl->a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLET, &cc->h)) {
 			loop_timer_cancel(&ctl->a->loop, &cc->deadline);
