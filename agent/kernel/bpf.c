@@ -13,8 +13,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "connect.skel.h"
-#include "getpeername.skel.h"
+#include "sock_addr.skel.h"
 #include "sockops.skel.h"
 #include "kernel/bpf.h"
 #include "core/log.h"
@@ -281,37 +280,35 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 	}
 
 	/* The first object creates and pins the maps; the others reuse them. */
-	err = OPEN_LOAD(b, connect, shunt_connect, &opts, (void)0);
-	if (!err)
-		err = OPEN_LOAD(b, getpeername, shunt_getpeername, &opts, (void)0);
+	err = OPEN_LOAD(b, sock_addr, shunt_sock_addr, &opts, (void)0);
 	if (!err)
 		err = OPEN_LOAD(b, sockops, shunt_sockops, &opts,
 				b->sockops->rodata->record_src = b->record_src);
 	if (err)
 		goto cleanup;
 
-	b->services_fd = bpf_map__fd(b->connect->maps.shunt_services);
-	b->routes_fd = bpf_map__fd(b->connect->maps.shunt_routes);
-	b->overrides_fd = bpf_map__fd(b->connect->maps.shunt_overrides);
-	b->orig_fd = bpf_map__fd(b->connect->maps.shunt_orig);
-	b->conns_fd = bpf_map__fd(b->connect->maps.shunt_conns);
-	b->listeners_fd = bpf_map__fd(b->connect->maps.shunt_listeners);
-	b->config_fd = bpf_map__fd(b->connect->maps.shunt_config);
-	b->stats_fd = bpf_map__fd(b->connect->maps.shunt_stats);
-	b->conn_src_fd = bpf_map__fd(b->connect->maps.shunt_conn_src);
-	b->pod_limit_fd = bpf_map__fd(b->connect->maps.shunt_pod_limit);
+	b->services_fd = bpf_map__fd(b->sock_addr->maps.shunt_services);
+	b->routes_fd = bpf_map__fd(b->sock_addr->maps.shunt_routes);
+	b->overrides_fd = bpf_map__fd(b->sock_addr->maps.shunt_overrides);
+	b->orig_fd = bpf_map__fd(b->sock_addr->maps.shunt_orig);
+	b->conns_fd = bpf_map__fd(b->sock_addr->maps.shunt_conns);
+	b->listeners_fd = bpf_map__fd(b->sock_addr->maps.shunt_listeners);
+	b->config_fd = bpf_map__fd(b->sock_addr->maps.shunt_config);
+	b->stats_fd = bpf_map__fd(b->sock_addr->maps.shunt_stats);
+	b->conn_src_fd = bpf_map__fd(b->sock_addr->maps.shunt_conn_src);
+	b->pod_limit_fd = bpf_map__fd(b->sock_addr->maps.shunt_pod_limit);
 
 	/* sockops first: a connection captured by connect4 must find the
 	 * bookkeeping program already in place. */
 	err = attach(b, 0, b->sockops->progs.shunt_sockops);
 	if (!err)
-		err = attach(b, 1, b->getpeername->progs.shunt_getpeername4);
+		err = attach(b, 1, b->sock_addr->progs.shunt_getpeername4);
 	if (!err)
-		err = attach(b, 2, b->getpeername->progs.shunt_getpeername6);
+		err = attach(b, 2, b->sock_addr->progs.shunt_getpeername6);
 	if (!err)
-		err = attach(b, LINK_CONNECT4, b->connect->progs.shunt_connect4);
+		err = attach(b, LINK_CONNECT4, b->sock_addr->progs.shunt_connect4);
 	if (!err)
-		err = attach(b, 4, b->connect->progs.shunt_connect6);
+		err = attach(b, 4, b->sock_addr->progs.shunt_connect6);
 	if (err)
 		goto cleanup;
 	return 0;
@@ -332,11 +329,9 @@ void shunt_bpf_close(struct shunt_bpf *b, bool detach)
 		bpf_link__destroy(b->links[i]);
 		b->links[i] = NULL;
 	}
-	shunt_connect__destroy(b->connect);
-	shunt_getpeername__destroy(b->getpeername);
+	shunt_sock_addr__destroy(b->sock_addr);
 	shunt_sockops__destroy(b->sockops);
-	b->connect = NULL;
-	b->getpeername = NULL;
+	b->sock_addr = NULL;
 	b->sockops = NULL;
 	if (b->cgroup_fd >= 0)
 		close(b->cgroup_fd);
@@ -393,9 +388,9 @@ int shunt_bpf_stats(struct shunt_bpf *b, uint64_t out[SHUNT_STAT_MAX])
 int shunt_bpf_progs(struct shunt_bpf *b, struct shunt_prog_info out[SHUNT_NR_PROGS])
 {
 	const struct bpf_program *progs[SHUNT_NR_PROGS] = {
-		b->sockops->progs.shunt_sockops,	  b->getpeername->progs.shunt_getpeername4,
-		b->getpeername->progs.shunt_getpeername6, b->connect->progs.shunt_connect4,
-		b->connect->progs.shunt_connect6,
+		b->sockops->progs.shunt_sockops,	b->sock_addr->progs.shunt_getpeername4,
+		b->sock_addr->progs.shunt_getpeername6, b->sock_addr->progs.shunt_connect4,
+		b->sock_addr->progs.shunt_connect6,
 	};
 	int n = 0;
 
@@ -418,11 +413,11 @@ int shunt_bpf_progs(struct shunt_bpf *b, struct shunt_prog_info out[SHUNT_NR_PRO
 int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[SHUNT_NR_MAPS])
 {
 	const struct bpf_map *maps[SHUNT_NR_MAPS] = {
-		b->connect->maps.shunt_services,  b->connect->maps.shunt_routes,
-		b->connect->maps.shunt_overrides, b->connect->maps.shunt_orig,
-		b->connect->maps.shunt_conns,	  b->connect->maps.shunt_listeners,
-		b->connect->maps.shunt_config,	  b->connect->maps.shunt_stats,
-		b->connect->maps.shunt_conn_src,  b->connect->maps.shunt_pod_limit,
+		b->sock_addr->maps.shunt_services,  b->sock_addr->maps.shunt_routes,
+		b->sock_addr->maps.shunt_overrides, b->sock_addr->maps.shunt_orig,
+		b->sock_addr->maps.shunt_conns,	    b->sock_addr->maps.shunt_listeners,
+		b->sock_addr->maps.shunt_config,    b->sock_addr->maps.shunt_stats,
+		b->sock_addr->maps.shunt_conn_src,  b->sock_addr->maps.shunt_pod_limit,
 	};
 
 	for (int i = 0; i < SHUNT_NR_MAPS; i++) {
@@ -544,7 +539,7 @@ int shunt_bpf_listener_present(struct shunt_bpf *b, enum shunt_listener_slot slo
 
 int shunt_bpf_connect4_fd(struct shunt_bpf *b)
 {
-	return b->connect ? bpf_program__fd(b->connect->progs.shunt_connect4) : -EINVAL;
+	return b->sock_addr ? bpf_program__fd(b->sock_addr->progs.shunt_connect4) : -EINVAL;
 }
 
 int shunt_bpf_is_successor_prog(struct shunt_bpf *b, int prog_fd, uint32_t *id)
@@ -575,7 +570,7 @@ int shunt_bpf_is_successor_prog(struct shunt_bpf *b, int prog_fd, uint32_t *id)
 	if (bpf_obj_get_info_by_fd(bpf_link__fd(b->links[LINK_CONNECT4]), &link, &len))
 		return -errno;
 	len = sizeof(own);
-	if (bpf_obj_get_info_by_fd(bpf_program__fd(b->connect->progs.shunt_connect4), &own, &len))
+	if (bpf_obj_get_info_by_fd(bpf_program__fd(b->sock_addr->progs.shunt_connect4), &own, &len))
 		return -errno;
 	return link.prog_id == given.id && given.id != own.id;
 }

@@ -7,8 +7,7 @@
 #include <stdint.h>
 #include <shunt/shunt.h>
 
-struct shunt_connect;
-struct shunt_getpeername;
+struct shunt_sock_addr;
 struct shunt_sockops;
 struct bpf_link;
 
@@ -16,8 +15,7 @@ struct bpf_link;
 #define SHUNT_NR_MAPS  10
 
 struct shunt_bpf {
-	struct shunt_connect *connect;
-	struct shunt_getpeername *getpeername;
+	struct shunt_sock_addr *sock_addr; /* connect4|6, getpeername4|6 */
 	struct shunt_sockops *sockops;
 	struct bpf_link *links[SHUNT_NR_PROGS];
 	int cgroup_fd;
