@@ -20,7 +20,67 @@
 #include "kernel/source.h"
 
 #define BPFFS_DEFAULT_MOUNT "/sys/fs/bpf"
-#define LINK_CONNECT4	    3 /* links[]: the order of attach() in shunt_bpf_open() */
+
+/* The BPF objects a program can come from. */
+enum shunt_obj {
+	OBJ_SOCKOPS,
+	OBJ_SOCK_ADDR,
+};
+
+enum attach_flags {
+	/* The program a successor's takeover proof is checked against
+	 * (shunt_bpf_is_successor_prog). */
+	ATTACH_PROOF = 1U << 0,
+};
+
+/*
+ * Every program shunt attaches, in attach order: sockops first, so that a
+ * connection captured by connect4 finds the bookkeeping program already in
+ * place, capture last. Detach walks it backwards. Each program's cgroup
+ * link is pinned at <pin_dir>/link_<prog>: these names are what an agent
+ * of another version finds and swaps its programs into, so they do not
+ * change.
+ */
+static const struct attach_spec {
+	const char *prog;
+	enum shunt_obj obj;
+	enum bpf_attach_type type;
+	unsigned int flags; /* enum attach_flags */
+} attach_table[SHUNT_NR_PROGS] = {
+	{"shunt_sockops", OBJ_SOCKOPS, BPF_CGROUP_SOCK_OPS, 0},
+	{"shunt_getpeername4", OBJ_SOCK_ADDR, BPF_CGROUP_INET4_GETPEERNAME, 0},
+	{"shunt_getpeername6", OBJ_SOCK_ADDR, BPF_CGROUP_INET6_GETPEERNAME, 0},
+	{"shunt_connect4", OBJ_SOCK_ADDR, BPF_CGROUP_INET4_CONNECT, ATTACH_PROOF},
+	{"shunt_connect6", OBJ_SOCK_ADDR, BPF_CGROUP_INET6_CONNECT, 0},
+};
+
+static struct bpf_object *obj_of(const struct shunt_bpf *b, enum shunt_obj obj)
+{
+	switch (obj) {
+	case OBJ_SOCKOPS:
+		return b->sockops ? b->sockops->obj : NULL;
+	case OBJ_SOCK_ADDR:
+		return b->sock_addr ? b->sock_addr->obj : NULL;
+	}
+	return NULL;
+}
+
+/* The loaded program of a table entry, or NULL before loading. */
+static struct bpf_program *spec_prog(const struct shunt_bpf *b, const struct attach_spec *s)
+{
+	struct bpf_object *obj = obj_of(b, s->obj);
+
+	return obj ? bpf_object__find_program_by_name(obj, s->prog) : NULL;
+}
+
+/* The index of the table entry with flag, or -1. */
+static int spec_with(unsigned int flag)
+{
+	for (int i = 0; i < SHUNT_NR_PROGS; i++)
+		if (attach_table[i].flags & flag)
+			return i;
+	return -1;
+}
 
 int libbpf_debug;
 
@@ -120,16 +180,23 @@ static int ensure_pin_dir(const char *pin_dir)
  * agent, on the same cgroup, gets the new program swapped in atomically:
  * no connect() goes unhooked, and restarts never stack programs.
  */
-static int attach(struct shunt_bpf *b, int idx, struct bpf_program *prog)
+static int attach(struct shunt_bpf *b, int idx)
 {
-	enum bpf_attach_type type = bpf_program__expected_attach_type(prog);
+	const struct attach_spec *spec = &attach_table[idx];
+	struct bpf_program *prog = spec_prog(b, spec);
+	enum bpf_attach_type type = spec->type;
 	struct bpf_link_info info = {};
 	__u32 len = sizeof(info);
 	struct bpf_link *link;
 	char path[512];
 	int err;
 
-	snprintf(path, sizeof(path), "%s/link_%s", b->pin_dir, bpf_program__name(prog));
+	if (!prog || bpf_program__expected_attach_type(prog) != type) {
+		pr_err("BPF object has no program %s for attach type %s", spec->prog,
+		       libbpf_bpf_attach_type_str(type));
+		return -ENOENT;
+	}
+	snprintf(path, sizeof(path), "%s/link_%s", b->pin_dir, spec->prog);
 	link = bpf_link__open(path);
 	if (link) {
 		if (!bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) &&
@@ -298,17 +365,8 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 	b->conn_src_fd = bpf_map__fd(b->sock_addr->maps.shunt_conn_src);
 	b->pod_limit_fd = bpf_map__fd(b->sock_addr->maps.shunt_pod_limit);
 
-	/* sockops first: a connection captured by connect4 must find the
-	 * bookkeeping program already in place. */
-	err = attach(b, 0, b->sockops->progs.shunt_sockops);
-	if (!err)
-		err = attach(b, 1, b->sock_addr->progs.shunt_getpeername4);
-	if (!err)
-		err = attach(b, 2, b->sock_addr->progs.shunt_getpeername6);
-	if (!err)
-		err = attach(b, LINK_CONNECT4, b->sock_addr->progs.shunt_connect4);
-	if (!err)
-		err = attach(b, 4, b->sock_addr->progs.shunt_connect6);
+	for (int i = 0; i < SHUNT_NR_PROGS && !err; i++)
+		err = attach(b, i);
 	if (err)
 		goto cleanup;
 	return 0;
@@ -320,7 +378,7 @@ cleanup:
 
 void shunt_bpf_close(struct shunt_bpf *b, bool detach)
 {
-	/* Capture goes first, bookkeeping last: the reverse of attach. */
+	/* Capture goes first, bookkeeping last: the table backwards. */
 	for (int i = SHUNT_NR_PROGS - 1; i >= 0; i--) {
 		if (b->links[i] && detach) {
 			bpf_link__unpin(b->links[i]);
@@ -387,23 +445,19 @@ int shunt_bpf_stats(struct shunt_bpf *b, uint64_t out[SHUNT_STAT_MAX])
 
 int shunt_bpf_progs(struct shunt_bpf *b, struct shunt_prog_info out[SHUNT_NR_PROGS])
 {
-	const struct bpf_program *progs[SHUNT_NR_PROGS] = {
-		b->sockops->progs.shunt_sockops,	b->sock_addr->progs.shunt_getpeername4,
-		b->sock_addr->progs.shunt_getpeername6, b->sock_addr->progs.shunt_connect4,
-		b->sock_addr->progs.shunt_connect6,
-	};
 	int n = 0;
 
 	for (int i = 0; i < SHUNT_NR_PROGS; i++) {
+		const struct bpf_program *prog = spec_prog(b, &attach_table[i]);
 		struct bpf_prog_info info = {};
 		__u32 len = sizeof(info);
 
-		if (!b->links[i])
+		if (!b->links[i] || !prog)
 			continue;
-		if (bpf_obj_get_info_by_fd(bpf_program__fd(progs[i]), &info, &len))
+		if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len))
 			continue;
-		out[n].name = bpf_program__name(progs[i]);
-		out[n].attach = bpf_program__section_name(progs[i]);
+		out[n].name = attach_table[i].prog;
+		out[n].attach = bpf_program__section_name(prog);
 		out[n].id = info.id;
 		n++;
 	}
@@ -539,7 +593,10 @@ int shunt_bpf_listener_present(struct shunt_bpf *b, enum shunt_listener_slot slo
 
 int shunt_bpf_connect4_fd(struct shunt_bpf *b)
 {
-	return b->sock_addr ? bpf_program__fd(b->sock_addr->progs.shunt_connect4) : -EINVAL;
+	int i = spec_with(ATTACH_PROOF);
+	const struct bpf_program *prog = i < 0 ? NULL : spec_prog(b, &attach_table[i]);
+
+	return prog ? bpf_program__fd(prog) : -EINVAL;
 }
 
 int shunt_bpf_is_successor_prog(struct shunt_bpf *b, int prog_fd, uint32_t *id)
@@ -549,6 +606,7 @@ int shunt_bpf_is_successor_prog(struct shunt_bpf *b, int prog_fd, uint32_t *id)
 	__u32 len;
 	char path[64], target[64];
 	ssize_t n;
+	int proof;
 
 	*id = 0;
 	/* The info call fills whatever kind of object fd is: make sure it
@@ -564,13 +622,14 @@ int shunt_bpf_is_successor_prog(struct shunt_bpf *b, int prog_fd, uint32_t *id)
 	if (bpf_obj_get_info_by_fd(prog_fd, &given, &len))
 		return -errno;
 	*id = given.id;
-	if (!b->links[LINK_CONNECT4] || given.type != BPF_PROG_TYPE_CGROUP_SOCK_ADDR)
+	proof = spec_with(ATTACH_PROOF);
+	if (proof < 0 || !b->links[proof] || given.type != BPF_PROG_TYPE_CGROUP_SOCK_ADDR)
 		return 0;
 	len = sizeof(link);
-	if (bpf_obj_get_info_by_fd(bpf_link__fd(b->links[LINK_CONNECT4]), &link, &len))
+	if (bpf_obj_get_info_by_fd(bpf_link__fd(b->links[proof]), &link, &len))
 		return -errno;
 	len = sizeof(own);
-	if (bpf_obj_get_info_by_fd(bpf_program__fd(b->sock_addr->progs.shunt_connect4), &own, &len))
+	if (bpf_obj_get_info_by_fd(shunt_bpf_connect4_fd(b), &own, &len))
 		return -errno;
 	return link.prog_id == given.id && given.id != own.id;
 }
