@@ -18,6 +18,7 @@
 #include "kernel/bpf.h"
 #include "core/log.h"
 #include "kernel/source.h"
+#include "kernel/layout.h"
 
 #define BPFFS_DEFAULT_MOUNT "/sys/fs/bpf"
 
@@ -232,13 +233,11 @@ static int attach(struct shunt_bpf *b, int idx)
 	return 0;
 }
 
-/* setup: a statement run between open and load (to set rodata). */
-#define OPEN_LOAD(b, field, type, opts, setup)                                                     \
+/* Open a skeleton with the maps sized as this agent sizes them. */
+#define OPEN_SIZED(b, field, type, opts)                                                           \
 	({                                                                                         \
 		int __err = 0;                                                                     \
 		(b)->field = type##__open_opts(opts);                                              \
-		if ((b)->field)                                                                    \
-			setup;                                                                     \
 		if (!(b)->field) {                                                                 \
 			__err = -errno;                                                            \
 			pr_err("open BPF object " #type ": %s", strerror(-__err));                 \
@@ -247,12 +246,50 @@ static int attach(struct shunt_bpf *b, int idx)
 			   (__err = bpf_map__set_max_entries((b)->field->maps.shunt_services,      \
 							     (b)->max_services))) {                \
 			pr_err("size shunt_routes, shunt_services: %s", strerror(-__err));         \
-		} else if ((__err = type##__load((b)->field))) {                                   \
-			pr_err("load BPF object " #type ": %s (the verifier log is above)",        \
-			       strerror(-__err));                                                  \
 		}                                                                                  \
 		__err;                                                                             \
 	})
+
+#define LOAD(b, field, type)                                                                       \
+	({                                                                                         \
+		int __err = type##__load((b)->field);                                              \
+		if (__err)                                                                         \
+			pr_err("load BPF object " #type ": %s (the verifier log is above)",        \
+			       strerror(-__err));                                                  \
+		__err;                                                                             \
+	})
+
+/*
+ * The first object creates and pins the maps; the others reuse them. Pins
+ * of another layout (an agent of another version left them) are dealt
+ * with before the first load, which libbpf would refuse.
+ */
+static int load_objects(struct shunt_bpf *b, const struct bpf_object_open_opts *opts,
+			bool reset_maps)
+{
+	struct layout_plan *plan;
+	int err;
+
+	plan = calloc(1, sizeof(*plan));
+	if (!plan)
+		return -ENOMEM;
+	err = OPEN_SIZED(b, sock_addr, shunt_sock_addr, opts);
+	if (!err)
+		err = layout_prepare(b->sock_addr->obj, b->pin_dir, reset_maps, plan);
+	if (!err)
+		err = LOAD(b, sock_addr, shunt_sock_addr);
+	if (!err)
+		err = layout_finish(b->sock_addr->obj, plan);
+	layout_plan_free(plan);
+	free(plan);
+	if (!err)
+		err = OPEN_SIZED(b, sockops, shunt_sockops, opts);
+	if (!err) {
+		b->sockops->rodata->record_src = b->record_src;
+		err = LOAD(b, sockops, shunt_sockops);
+	}
+	return err;
+}
 
 /* The size of a pinned map, if there is one: a map cannot be resized, and
  * the routes in it must not be lost. */
@@ -284,7 +321,7 @@ static bool sockops_has_netns_cookie(void)
 }
 
 int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
-		   uint32_t max_routes, bool want_src)
+		   uint32_t max_routes, bool want_src, bool reset_maps)
 {
 	struct bpf_object_open_opts opts = {.sz = sizeof(opts), .pin_root_path = pin_dir};
 	char msg[256];
@@ -346,11 +383,7 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 				"--max-conns-per-pod and --max-upstream-conns-per-pod are off");
 	}
 
-	/* The first object creates and pins the maps; the others reuse them. */
-	err = OPEN_LOAD(b, sock_addr, shunt_sock_addr, &opts, (void)0);
-	if (!err)
-		err = OPEN_LOAD(b, sockops, shunt_sockops, &opts,
-				b->sockops->rodata->record_src = b->record_src);
+	err = load_objects(b, &opts, reset_maps);
 	if (err)
 		goto cleanup;
 

@@ -36,9 +36,14 @@ struct shunt_bpf {
  * every object reusing maps already pinned there, and attach to cgroup.
  * want_src: record each captured connection's network namespace (the
  * per-pod limits need it), if the kernel can (b->record_src says).
+ * Pinned maps of another layout (another agent version pinned them) are
+ * migrated or, transient ones, recreated; a durable map (routes,
+ * overrides) that cannot be converted fails the start with -EEXIST and a
+ * message saying what to run, unless reset_maps (--reset-maps) allows
+ * dropping it (kernel/layout.h).
  * Returns 0 or -errno, having logged what failed. */
 int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
-		   uint32_t max_routes, bool want_src);
+		   uint32_t max_routes, bool want_src, bool reset_maps);
 
 /* Unload. With detach, unpin and detach the programs too (a clean stop);
  * without, they stay attached through their pinned links (a successor
