@@ -120,7 +120,6 @@ class MapLayout(NodeTestCase):
         out = self._restart(["--reset-maps"])
         self.assertIn("dropping it for a new one (--reset-maps)", out)
         self.assertEqual(self._routes(), [])
-        self.node.shuntd_args = [a for a in self.node.shuntd_args if a != "--reset-maps"]
 
     def test_d_a_newer_layout_version_refuses(self):
         # Same sizes, but shunt_abi says a newer agent changed their meaning.
@@ -140,6 +139,41 @@ class MapLayout(NodeTestCase):
         self.assertIn("shunt_routes: layout v99", out)
         self.assertIn("--reset-maps", out)
         self._restart(["--reset-maps"])
+
+    def test_e_takeover_across_a_layout_change(self):
+        # The running agent's pins are swapped for those an agent of the
+        # previous layout would have left (it keeps its own maps through
+        # its descriptors): the new agent migrates, drops, then takes the
+        # listeners over from it as from any running agent.
+        n = self.node
+        self.route(SVC4, "dev-a", TO4)
+        self.route(SVC4, "dev-b", TO4)
+        for name in ("shunt_abi", "shunt_routes", "shunt_conn_src"):
+            os.unlink(self._pin(name))
+        self._create("shunt_routes", ROUTE_KEY_SIZE, OLD_ROUTE_SIZE, N_ROUTES)
+        self._update("shunt_routes", *self._old_route(N.BASE4, N.HTTP_PORT, "dev-a", N.SBX4))
+        self._create("shunt_conn_src", 20, 16, 16384, kind="lru_hash")
+        old = n.shuntd
+        new = n.shuntd_spawn(["--drain-timeout", "2s"])
+        off = n.shuntd_log_start = new.log_offset
+        n.shuntd = new
+        deadline = time.monotonic() + 15
+        while "ready: cgroup" not in N._read_from(n.shuntd_log, off):
+            self.assertIsNone(new.poll(), "the new agent exited:\n" + N._read_from(n.shuntd_log, off))
+            self.assertLess(time.monotonic(), deadline, "the new agent is not ready")
+            time.sleep(0.05)
+        self.assertEqual(old.wait(8), 0, "the old agent did not drain and exit cleanly")
+        out = N._read_from(n.shuntd_log, off)
+        print("\n" + out)
+        self.assertIn("shunt_routes: layout v0 (type 1, key 84, value 32 bytes", out)
+        self.assertIn("migrating its 1 entries", out)
+        self.assertIn("shunt_conn_src: layout v0 (type 9, key 20, value 16 bytes", out)
+        self.assertIn("took over 2 listener(s)", out)
+        # What the other agent's pins held, not what it had in memory.
+        self.assertEqual(self._routes(), [(SVC4, "dev-a", TO4)])
+        self.assertPod(self.get(N.BASE4, "/", [key_header("dev-a")]), "sandbox", "after the takeover")
+        self.assertPod(self.get(N.BASE4, "/", [key_header("dev-b")]), "baseline", "after the takeover")
+
 
 
 N_ROUTES = 16384  # SHUNT_MAX_ROUTES, the default --max-routes
