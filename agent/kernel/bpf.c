@@ -320,6 +320,34 @@ static bool sockops_has_netns_cookie(void)
 	return r > 0;
 }
 
+/* The maps' sizes: shunt_routes keeps the size it was pinned with (a map
+ * cannot be resized, and the routes in it must not be lost); shunt_services
+ * follows it. */
+static void size_from_pins(struct shunt_bpf *b, uint32_t max_routes)
+{
+	uint32_t pinned = pinned_max_entries(b->pin_dir, "shunt_routes");
+	char path[512];
+
+	b->max_routes = max_routes ? max_routes : SHUNT_MAX_ROUTES;
+	if (pinned && pinned != b->max_routes) {
+		pr_warn("%s/shunt_routes holds at most %u routes, not %u: keeping it (remove the "
+			"pins, losing the routes, to resize it)",
+			b->pin_dir, pinned, b->max_routes);
+		b->max_routes = pinned;
+	}
+	/* Every route may name its own service, and every override its own
+	 * destination. The services map is derived state: a pinned one of
+	 * another size is dropped and rebuilt from the routes and overrides. */
+	b->max_services = b->max_routes + SHUNT_MAX_OVERRIDES;
+	pinned = pinned_max_entries(b->pin_dir, "shunt_services");
+	if (pinned && pinned != b->max_services) {
+		snprintf(path, sizeof(path), "%s/shunt_services", b->pin_dir);
+		pr_info("%s: resizing to %u entries (rebuilt from the routes)", path,
+			b->max_services);
+		unlink(path);
+	}
+}
+
 int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 		   uint32_t max_routes, bool want_src, bool reset_maps)
 {
@@ -336,33 +364,7 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 	err = ensure_pin_dir(pin_dir);
 	if (err)
 		return err;
-	b->max_routes = max_routes ? max_routes : SHUNT_MAX_ROUTES;
-	{
-		uint32_t pinned = pinned_max_entries(pin_dir, "shunt_routes");
-
-		if (pinned && pinned != b->max_routes) {
-			pr_warn("%s/shunt_routes holds at most %u routes, not %u: keeping it "
-				"(remove "
-				"the pins, losing the routes, to resize it)",
-				pin_dir, pinned, b->max_routes);
-			b->max_routes = pinned;
-		}
-	}
-	/* Every route may name its own service, and every override its own
-	 * destination. The services map is derived state: a pinned one of
-	 * another size is dropped and rebuilt from the routes and overrides. */
-	b->max_services = b->max_routes + SHUNT_MAX_OVERRIDES;
-	{
-		uint32_t pinned = pinned_max_entries(pin_dir, "shunt_services");
-		char path[512];
-
-		if (pinned && pinned != b->max_services) {
-			snprintf(path, sizeof(path), "%s/shunt_services", pin_dir);
-			pr_info("%s: resizing to %u entries (rebuilt from the routes)", path,
-				b->max_services);
-			unlink(path);
-		}
-	}
+	size_from_pins(b, max_routes);
 	b->cgroup_fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (b->cgroup_fd < 0) {
 		err = -errno;
