@@ -48,6 +48,9 @@ struct agent {
 	/* Unpin and detach the programs at exit: a clean stop of an agent
 	 * that started, not a failed second start or a handed-over one. */
 	bool detach_on_exit;
+	/* --reset-maps: pinned routes and overrides of a layout this agent
+	 * cannot convert may be dropped rather than refusing to start. */
+	bool reset_maps;
 };
 
 /* Control socket: one request line per connection, answered and closed.

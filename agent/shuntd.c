@@ -88,6 +88,10 @@ static const char usage_text[] =
 	"                          --max-upstream-conns is not above it; 0 = no cap)\n"
 	"  --max-routes N          size of the route table, fixed once pinned; a\n"
 	"                          route add beyond it is refused (default 16384)\n"
+	"  --reset-maps            pinned maps an agent of another version left in a\n"
+	"                          layout this one cannot convert are dropped instead\n"
+	"                          of refusing to start (their routes and overrides\n"
+	"                          are lost; --config and Kubernetes add theirs back)\n"
 	"  --metrics-addr IP:PORT  serve /metrics (Prometheus), /healthz and /readyz\n"
 	"                          over HTTP there ([IPv6]:PORT; default off); at most\n"
 	"                          2 connections at once per client address, 32 in all\n"
@@ -176,6 +180,7 @@ enum {
 	OPT_HEALTH_ADDR,
 	OPT_LOG_FORMAT,
 	OPT_ACCESS_LOG,
+	OPT_RESET_MAPS,
 	OPT_KUBERNETES,
 	OPT_KUBECONFIG,
 	OPT_K8S_API,
@@ -214,6 +219,7 @@ static const struct option long_opts[] = {
 	{"health-addr", required_argument, NULL, OPT_HEALTH_ADDR},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
 	{"access-log", no_argument, NULL, OPT_ACCESS_LOG},
+	{"reset-maps", no_argument, NULL, OPT_RESET_MAPS},
 	{"kubernetes", no_argument, NULL, OPT_KUBERNETES},
 	{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
 	{"k8s-api", required_argument, NULL, OPT_K8S_API},
@@ -500,6 +506,9 @@ static int opt_agent(struct agent *a, struct arg_state *st, int opt)
 		break;
 	case OPT_BPFFS:
 		a->pin_dir = optarg;
+		break;
+	case OPT_RESET_MAPS:
+		a->reset_maps = true;
 		break;
 	case OPT_CONFIG:
 		a->config_path = optarg;
@@ -987,7 +996,7 @@ int main(int argc, char **argv)
 	if (guard_start(&a, &gh))
 		goto cleanup_loop;
 	if (shunt_bpf_open(&a.bpf, a.pin_dir, a.cgroup, max_routes,
-			   a.popts.max_conns_per_pod || a.popts.max_upstream_per_pod))
+			   a.popts.max_conns_per_pod || a.popts.max_upstream_per_pod, a.reset_maps))
 		goto cleanup_loop;
 
 	for (int i = 0; i < a.popts.n_listen; i++) {

@@ -5,7 +5,8 @@
  * so the proxy can find it from accept()'s peer address. At close, forget
  * the socket.
  */
-#include "lib/capture.h"
+#include "lib/addr.h"
+#include "lib/orig.h"
 
 /* Set by the agent before loading: file each captured connection's network
  * namespace in shunt_conn_src (the per-pod limits are on, and the kernel
@@ -15,12 +16,11 @@ const volatile __u8 record_src = 0;
 
 static __always_inline void on_active_established(struct bpf_sock_ops *skops)
 {
-	__u64 cookie = bpf_get_socket_cookie(skops);
 	struct shunt_orig *orig;
 	struct shunt_addr client = {};
 	__u32 ip6[4];
 
-	orig = bpf_map_lookup_elem(&shunt_orig, &cookie);
+	orig = orig_of(skops);
 	if (!orig)
 		return;
 	/* Ask for a state callback so the record goes when the socket does. */
@@ -62,17 +62,13 @@ static __always_inline void on_active_established(struct bpf_sock_ops *skops)
 SEC("sockops")
 int shunt_sockops(struct bpf_sock_ops *skops)
 {
-	__u64 cookie;
-
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		on_active_established(skops);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
-		if (skops->args[1] == BPF_TCP_CLOSE) {
-			cookie = bpf_get_socket_cookie(skops);
-			bpf_map_delete_elem(&shunt_orig, &cookie);
-		}
+		if (skops->args[1] == BPF_TCP_CLOSE)
+			orig_forget(skops);
 		break;
 	default:
 		break;

@@ -13,15 +13,75 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
-#include "connect.skel.h"
-#include "getpeername.skel.h"
+#include "sock_addr.skel.h"
 #include "sockops.skel.h"
 #include "kernel/bpf.h"
 #include "core/log.h"
 #include "kernel/source.h"
+#include "kernel/layout.h"
 
 #define BPFFS_DEFAULT_MOUNT "/sys/fs/bpf"
-#define LINK_CONNECT4	    3 /* links[]: the order of attach() in shunt_bpf_open() */
+
+/* The BPF objects a program can come from. */
+enum shunt_obj {
+	OBJ_SOCKOPS,
+	OBJ_SOCK_ADDR,
+};
+
+enum attach_flags {
+	/* The program a successor's takeover proof is checked against
+	 * (shunt_bpf_is_successor_prog). */
+	ATTACH_PROOF = 1U << 0,
+};
+
+/*
+ * Every program shunt attaches, in attach order: sockops first, so that a
+ * connection captured by connect4 finds the bookkeeping program already in
+ * place, capture last. Detach walks it backwards. Each program's cgroup
+ * link is pinned at <pin_dir>/link_<prog>: these names are what an agent
+ * of another version finds and swaps its programs into, so they do not
+ * change.
+ */
+static const struct attach_spec {
+	const char *prog;
+	enum shunt_obj obj;
+	enum bpf_attach_type type;
+	unsigned int flags; /* enum attach_flags */
+} attach_table[SHUNT_NR_PROGS] = {
+	{"shunt_sockops", OBJ_SOCKOPS, BPF_CGROUP_SOCK_OPS, 0},
+	{"shunt_getpeername4", OBJ_SOCK_ADDR, BPF_CGROUP_INET4_GETPEERNAME, 0},
+	{"shunt_getpeername6", OBJ_SOCK_ADDR, BPF_CGROUP_INET6_GETPEERNAME, 0},
+	{"shunt_connect4", OBJ_SOCK_ADDR, BPF_CGROUP_INET4_CONNECT, ATTACH_PROOF},
+	{"shunt_connect6", OBJ_SOCK_ADDR, BPF_CGROUP_INET6_CONNECT, 0},
+};
+
+static struct bpf_object *obj_of(const struct shunt_bpf *b, enum shunt_obj obj)
+{
+	switch (obj) {
+	case OBJ_SOCKOPS:
+		return b->sockops ? b->sockops->obj : NULL;
+	case OBJ_SOCK_ADDR:
+		return b->sock_addr ? b->sock_addr->obj : NULL;
+	}
+	return NULL;
+}
+
+/* The loaded program of a table entry, or NULL before loading. */
+static struct bpf_program *spec_prog(const struct shunt_bpf *b, const struct attach_spec *s)
+{
+	struct bpf_object *obj = obj_of(b, s->obj);
+
+	return obj ? bpf_object__find_program_by_name(obj, s->prog) : NULL;
+}
+
+/* The index of the table entry with flag, or -1. */
+static int spec_with(unsigned int flag)
+{
+	for (int i = 0; i < SHUNT_NR_PROGS; i++)
+		if (attach_table[i].flags & flag)
+			return i;
+	return -1;
+}
 
 int libbpf_debug;
 
@@ -121,16 +181,23 @@ static int ensure_pin_dir(const char *pin_dir)
  * agent, on the same cgroup, gets the new program swapped in atomically:
  * no connect() goes unhooked, and restarts never stack programs.
  */
-static int attach(struct shunt_bpf *b, int idx, struct bpf_program *prog)
+static int attach(struct shunt_bpf *b, int idx)
 {
-	enum bpf_attach_type type = bpf_program__expected_attach_type(prog);
+	const struct attach_spec *spec = &attach_table[idx];
+	struct bpf_program *prog = spec_prog(b, spec);
+	enum bpf_attach_type type = spec->type;
 	struct bpf_link_info info = {};
 	__u32 len = sizeof(info);
 	struct bpf_link *link;
 	char path[512];
 	int err;
 
-	snprintf(path, sizeof(path), "%s/link_%s", b->pin_dir, bpf_program__name(prog));
+	if (!prog || bpf_program__expected_attach_type(prog) != type) {
+		pr_err("BPF object has no program %s for attach type %s", spec->prog,
+		       libbpf_bpf_attach_type_str(type));
+		return -ENOENT;
+	}
+	snprintf(path, sizeof(path), "%s/link_%s", b->pin_dir, spec->prog);
 	link = bpf_link__open(path);
 	if (link) {
 		if (!bpf_obj_get_info_by_fd(bpf_link__fd(link), &info, &len) &&
@@ -166,13 +233,11 @@ static int attach(struct shunt_bpf *b, int idx, struct bpf_program *prog)
 	return 0;
 }
 
-/* setup: a statement run between open and load (to set rodata). */
-#define OPEN_LOAD(b, field, type, opts, setup)                                                     \
+/* Open a skeleton with the maps sized as this agent sizes them. */
+#define OPEN_SIZED(b, field, type, opts)                                                           \
 	({                                                                                         \
 		int __err = 0;                                                                     \
 		(b)->field = type##__open_opts(opts);                                              \
-		if ((b)->field)                                                                    \
-			setup;                                                                     \
 		if (!(b)->field) {                                                                 \
 			__err = -errno;                                                            \
 			pr_err("open BPF object " #type ": %s", strerror(-__err));                 \
@@ -181,12 +246,50 @@ static int attach(struct shunt_bpf *b, int idx, struct bpf_program *prog)
 			   (__err = bpf_map__set_max_entries((b)->field->maps.shunt_services,      \
 							     (b)->max_services))) {                \
 			pr_err("size shunt_routes, shunt_services: %s", strerror(-__err));         \
-		} else if ((__err = type##__load((b)->field))) {                                   \
-			pr_err("load BPF object " #type ": %s (the verifier log is above)",        \
-			       strerror(-__err));                                                  \
 		}                                                                                  \
 		__err;                                                                             \
 	})
+
+#define LOAD(b, field, type)                                                                       \
+	({                                                                                         \
+		int __err = type##__load((b)->field);                                              \
+		if (__err)                                                                         \
+			pr_err("load BPF object " #type ": %s (the verifier log is above)",        \
+			       strerror(-__err));                                                  \
+		__err;                                                                             \
+	})
+
+/*
+ * The first object creates and pins the maps; the others reuse them. Pins
+ * of another layout (an agent of another version left them) are dealt
+ * with before the first load, which libbpf would refuse.
+ */
+static int load_objects(struct shunt_bpf *b, const struct bpf_object_open_opts *opts,
+			bool reset_maps)
+{
+	struct layout_plan *plan;
+	int err;
+
+	plan = calloc(1, sizeof(*plan));
+	if (!plan)
+		return -ENOMEM;
+	err = OPEN_SIZED(b, sock_addr, shunt_sock_addr, opts);
+	if (!err)
+		err = layout_prepare(b->sock_addr->obj, b->pin_dir, reset_maps, plan);
+	if (!err)
+		err = LOAD(b, sock_addr, shunt_sock_addr);
+	if (!err)
+		err = layout_finish(b->sock_addr->obj, plan);
+	layout_plan_free(plan);
+	free(plan);
+	if (!err)
+		err = OPEN_SIZED(b, sockops, shunt_sockops, opts);
+	if (!err) {
+		b->sockops->rodata->record_src = b->record_src;
+		err = LOAD(b, sockops, shunt_sockops);
+	}
+	return err;
+}
 
 /* The size of a pinned map, if there is one: a map cannot be resized, and
  * the routes in it must not be lost. */
@@ -217,8 +320,36 @@ static bool sockops_has_netns_cookie(void)
 	return r > 0;
 }
 
+/* The maps' sizes: shunt_routes keeps the size it was pinned with (a map
+ * cannot be resized, and the routes in it must not be lost); shunt_services
+ * follows it. */
+static void size_from_pins(struct shunt_bpf *b, uint32_t max_routes)
+{
+	uint32_t pinned = pinned_max_entries(b->pin_dir, "shunt_routes");
+	char path[512];
+
+	b->max_routes = max_routes ? max_routes : SHUNT_MAX_ROUTES;
+	if (pinned && pinned != b->max_routes) {
+		pr_warn("%s/shunt_routes holds at most %u routes, not %u: keeping it (remove the "
+			"pins, losing the routes, to resize it)",
+			b->pin_dir, pinned, b->max_routes);
+		b->max_routes = pinned;
+	}
+	/* Every route may name its own service, and every override its own
+	 * destination. The services map is derived state: a pinned one of
+	 * another size is dropped and rebuilt from the routes and overrides. */
+	b->max_services = b->max_routes + SHUNT_MAX_OVERRIDES;
+	pinned = pinned_max_entries(b->pin_dir, "shunt_services");
+	if (pinned && pinned != b->max_services) {
+		snprintf(path, sizeof(path), "%s/shunt_services", b->pin_dir);
+		pr_info("%s: resizing to %u entries (rebuilt from the routes)", path,
+			b->max_services);
+		unlink(path);
+	}
+}
+
 int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
-		   uint32_t max_routes, bool want_src)
+		   uint32_t max_routes, bool want_src, bool reset_maps)
 {
 	struct bpf_object_open_opts opts = {.sz = sizeof(opts), .pin_root_path = pin_dir};
 	char msg[256];
@@ -233,33 +364,7 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 	err = ensure_pin_dir(pin_dir);
 	if (err)
 		return err;
-	b->max_routes = max_routes ? max_routes : SHUNT_MAX_ROUTES;
-	{
-		uint32_t pinned = pinned_max_entries(pin_dir, "shunt_routes");
-
-		if (pinned && pinned != b->max_routes) {
-			pr_warn("%s/shunt_routes holds at most %u routes, not %u: keeping it "
-				"(remove "
-				"the pins, losing the routes, to resize it)",
-				pin_dir, pinned, b->max_routes);
-			b->max_routes = pinned;
-		}
-	}
-	/* Every route may name its own service, and every override its own
-	 * destination. The services map is derived state: a pinned one of
-	 * another size is dropped and rebuilt from the routes and overrides. */
-	b->max_services = b->max_routes + SHUNT_MAX_OVERRIDES;
-	{
-		uint32_t pinned = pinned_max_entries(pin_dir, "shunt_services");
-		char path[512];
-
-		if (pinned && pinned != b->max_services) {
-			snprintf(path, sizeof(path), "%s/shunt_services", pin_dir);
-			pr_info("%s: resizing to %u entries (rebuilt from the routes)", path,
-				b->max_services);
-			unlink(path);
-		}
-	}
+	size_from_pins(b, max_routes);
 	b->cgroup_fd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (b->cgroup_fd < 0) {
 		err = -errno;
@@ -280,38 +385,23 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 				"--max-conns-per-pod and --max-upstream-conns-per-pod are off");
 	}
 
-	/* The first object creates and pins the maps; the others reuse them. */
-	err = OPEN_LOAD(b, connect, shunt_connect, &opts, (void)0);
-	if (!err)
-		err = OPEN_LOAD(b, getpeername, shunt_getpeername, &opts, (void)0);
-	if (!err)
-		err = OPEN_LOAD(b, sockops, shunt_sockops, &opts,
-				b->sockops->rodata->record_src = b->record_src);
+	err = load_objects(b, &opts, reset_maps);
 	if (err)
 		goto cleanup;
 
-	b->services_fd = bpf_map__fd(b->connect->maps.shunt_services);
-	b->routes_fd = bpf_map__fd(b->connect->maps.shunt_routes);
-	b->overrides_fd = bpf_map__fd(b->connect->maps.shunt_overrides);
-	b->orig_fd = bpf_map__fd(b->connect->maps.shunt_orig);
-	b->conns_fd = bpf_map__fd(b->connect->maps.shunt_conns);
-	b->listeners_fd = bpf_map__fd(b->connect->maps.shunt_listeners);
-	b->config_fd = bpf_map__fd(b->connect->maps.shunt_config);
-	b->stats_fd = bpf_map__fd(b->connect->maps.shunt_stats);
-	b->conn_src_fd = bpf_map__fd(b->connect->maps.shunt_conn_src);
-	b->pod_limit_fd = bpf_map__fd(b->connect->maps.shunt_pod_limit);
+	b->services_fd = bpf_map__fd(b->sock_addr->maps.shunt_services);
+	b->routes_fd = bpf_map__fd(b->sock_addr->maps.shunt_routes);
+	b->overrides_fd = bpf_map__fd(b->sock_addr->maps.shunt_overrides);
+	b->orig_fd = bpf_map__fd(b->sock_addr->maps.shunt_orig);
+	b->conns_fd = bpf_map__fd(b->sock_addr->maps.shunt_conns);
+	b->listeners_fd = bpf_map__fd(b->sock_addr->maps.shunt_listeners);
+	b->config_fd = bpf_map__fd(b->sock_addr->maps.shunt_config);
+	b->stats_fd = bpf_map__fd(b->sock_addr->maps.shunt_stats);
+	b->conn_src_fd = bpf_map__fd(b->sock_addr->maps.shunt_conn_src);
+	b->pod_limit_fd = bpf_map__fd(b->sock_addr->maps.shunt_pod_limit);
 
-	/* sockops first: a connection captured by connect4 must find the
-	 * bookkeeping program already in place. */
-	err = attach(b, 0, b->sockops->progs.shunt_sockops);
-	if (!err)
-		err = attach(b, 1, b->getpeername->progs.shunt_getpeername4);
-	if (!err)
-		err = attach(b, 2, b->getpeername->progs.shunt_getpeername6);
-	if (!err)
-		err = attach(b, LINK_CONNECT4, b->connect->progs.shunt_connect4);
-	if (!err)
-		err = attach(b, 4, b->connect->progs.shunt_connect6);
+	for (int i = 0; i < SHUNT_NR_PROGS && !err; i++)
+		err = attach(b, i);
 	if (err)
 		goto cleanup;
 	return 0;
@@ -323,7 +413,7 @@ cleanup:
 
 void shunt_bpf_close(struct shunt_bpf *b, bool detach)
 {
-	/* Capture goes first, bookkeeping last: the reverse of attach. */
+	/* Capture goes first, bookkeeping last: the table backwards. */
 	for (int i = SHUNT_NR_PROGS - 1; i >= 0; i--) {
 		if (b->links[i] && detach) {
 			bpf_link__unpin(b->links[i]);
@@ -332,11 +422,9 @@ void shunt_bpf_close(struct shunt_bpf *b, bool detach)
 		bpf_link__destroy(b->links[i]);
 		b->links[i] = NULL;
 	}
-	shunt_connect__destroy(b->connect);
-	shunt_getpeername__destroy(b->getpeername);
+	shunt_sock_addr__destroy(b->sock_addr);
 	shunt_sockops__destroy(b->sockops);
-	b->connect = NULL;
-	b->getpeername = NULL;
+	b->sock_addr = NULL;
 	b->sockops = NULL;
 	if (b->cgroup_fd >= 0)
 		close(b->cgroup_fd);
@@ -392,23 +480,19 @@ int shunt_bpf_stats(struct shunt_bpf *b, uint64_t out[SHUNT_STAT_MAX])
 
 int shunt_bpf_progs(struct shunt_bpf *b, struct shunt_prog_info out[SHUNT_NR_PROGS])
 {
-	const struct bpf_program *progs[SHUNT_NR_PROGS] = {
-		b->sockops->progs.shunt_sockops,	  b->getpeername->progs.shunt_getpeername4,
-		b->getpeername->progs.shunt_getpeername6, b->connect->progs.shunt_connect4,
-		b->connect->progs.shunt_connect6,
-	};
 	int n = 0;
 
 	for (int i = 0; i < SHUNT_NR_PROGS; i++) {
+		const struct bpf_program *prog = spec_prog(b, &attach_table[i]);
 		struct bpf_prog_info info = {};
 		__u32 len = sizeof(info);
 
-		if (!b->links[i])
+		if (!b->links[i] || !prog)
 			continue;
-		if (bpf_obj_get_info_by_fd(bpf_program__fd(progs[i]), &info, &len))
+		if (bpf_obj_get_info_by_fd(bpf_program__fd(prog), &info, &len))
 			continue;
-		out[n].name = bpf_program__name(progs[i]);
-		out[n].attach = bpf_program__section_name(progs[i]);
+		out[n].name = attach_table[i].prog;
+		out[n].attach = bpf_program__section_name(prog);
 		out[n].id = info.id;
 		n++;
 	}
@@ -418,11 +502,11 @@ int shunt_bpf_progs(struct shunt_bpf *b, struct shunt_prog_info out[SHUNT_NR_PRO
 int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[SHUNT_NR_MAPS])
 {
 	const struct bpf_map *maps[SHUNT_NR_MAPS] = {
-		b->connect->maps.shunt_services,  b->connect->maps.shunt_routes,
-		b->connect->maps.shunt_overrides, b->connect->maps.shunt_orig,
-		b->connect->maps.shunt_conns,	  b->connect->maps.shunt_listeners,
-		b->connect->maps.shunt_config,	  b->connect->maps.shunt_stats,
-		b->connect->maps.shunt_conn_src,  b->connect->maps.shunt_pod_limit,
+		b->sock_addr->maps.shunt_services,  b->sock_addr->maps.shunt_routes,
+		b->sock_addr->maps.shunt_overrides, b->sock_addr->maps.shunt_orig,
+		b->sock_addr->maps.shunt_conns,	    b->sock_addr->maps.shunt_listeners,
+		b->sock_addr->maps.shunt_config,    b->sock_addr->maps.shunt_stats,
+		b->sock_addr->maps.shunt_conn_src,  b->sock_addr->maps.shunt_pod_limit,
 	};
 
 	for (int i = 0; i < SHUNT_NR_MAPS; i++) {
@@ -528,7 +612,10 @@ int shunt_bpf_listener_present(struct shunt_bpf *b, enum shunt_listener_slot slo
 
 int shunt_bpf_connect4_fd(struct shunt_bpf *b)
 {
-	return b->connect ? bpf_program__fd(b->connect->progs.shunt_connect4) : -EINVAL;
+	int i = spec_with(ATTACH_PROOF);
+	const struct bpf_program *prog = i < 0 ? NULL : spec_prog(b, &attach_table[i]);
+
+	return prog ? bpf_program__fd(prog) : -EINVAL;
 }
 
 int shunt_bpf_is_successor_prog(struct shunt_bpf *b, int prog_fd, uint32_t *id)
@@ -538,6 +625,7 @@ int shunt_bpf_is_successor_prog(struct shunt_bpf *b, int prog_fd, uint32_t *id)
 	__u32 len;
 	char path[64], target[64];
 	ssize_t n;
+	int proof;
 
 	*id = 0;
 	/* The info call fills whatever kind of object fd is: make sure it
@@ -553,13 +641,14 @@ int shunt_bpf_is_successor_prog(struct shunt_bpf *b, int prog_fd, uint32_t *id)
 	if (bpf_obj_get_info_by_fd(prog_fd, &given, &len))
 		return -errno;
 	*id = given.id;
-	if (!b->links[LINK_CONNECT4] || given.type != BPF_PROG_TYPE_CGROUP_SOCK_ADDR)
+	proof = spec_with(ATTACH_PROOF);
+	if (proof < 0 || !b->links[proof] || given.type != BPF_PROG_TYPE_CGROUP_SOCK_ADDR)
 		return 0;
 	len = sizeof(link);
-	if (bpf_obj_get_info_by_fd(bpf_link__fd(b->links[LINK_CONNECT4]), &link, &len))
+	if (bpf_obj_get_info_by_fd(bpf_link__fd(b->links[proof]), &link, &len))
 		return -errno;
 	len = sizeof(own);
-	if (bpf_obj_get_info_by_fd(bpf_program__fd(b->connect->progs.shunt_connect4), &own, &len))
+	if (bpf_obj_get_info_by_fd(shunt_bpf_connect4_fd(b), &own, &len))
 		return -errno;
 	return link.prog_id == given.id && given.id != own.id;
 }

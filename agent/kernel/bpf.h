@@ -7,8 +7,7 @@
 #include <stdint.h>
 #include <shunt/shunt.h>
 
-struct shunt_connect;
-struct shunt_getpeername;
+struct shunt_sock_addr;
 struct shunt_sockops;
 struct bpf_link;
 
@@ -16,8 +15,7 @@ struct bpf_link;
 #define SHUNT_NR_MAPS  10
 
 struct shunt_bpf {
-	struct shunt_connect *connect;
-	struct shunt_getpeername *getpeername;
+	struct shunt_sock_addr *sock_addr; /* connect4|6, getpeername4|6 */
 	struct shunt_sockops *sockops;
 	struct bpf_link *links[SHUNT_NR_PROGS];
 	int cgroup_fd;
@@ -38,9 +36,14 @@ struct shunt_bpf {
  * every object reusing maps already pinned there, and attach to cgroup.
  * want_src: record each captured connection's network namespace (the
  * per-pod limits need it), if the kernel can (b->record_src says).
+ * Pinned maps of another layout (another agent version pinned them) are
+ * migrated or, transient ones, recreated; a durable map (routes,
+ * overrides) that cannot be converted fails the start with -EEXIST and a
+ * message saying what to run, unless reset_maps (--reset-maps) allows
+ * dropping it (kernel/layout.h).
  * Returns 0 or -errno, having logged what failed. */
 int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
-		   uint32_t max_routes, bool want_src);
+		   uint32_t max_routes, bool want_src, bool reset_maps);
 
 /* Unload. With detach, unpin and detach the programs too (a clean stop);
  * without, they stay attached through their pinned links (a successor

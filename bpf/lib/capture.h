@@ -4,27 +4,8 @@
 #define SHUNT_BPF_CAPTURE_H
 
 #include "maps.h"
-
-/* The address of a shunt_addr as 32-bit words, network order, for the
- * 4-byte-wide fields of the BPF contexts. */
-static __always_inline __u32 addr_word(const struct shunt_addr *a, int i)
-{
-	__u32 w;
-
-	__builtin_memcpy(&w, a->addr + 4 * i, sizeof(w));
-	return w;
-}
-
-static __always_inline void addr_set_words(struct shunt_addr *a, const __u32 *w, int n)
-{
-	__builtin_memcpy(a->addr, w, 4 * n);
-}
-
-/* ::ffff:a.b.c.d, as a dual-stack socket spells an IPv4 destination. */
-static __always_inline int ip6_is_v4mapped(const __u32 ip6[4])
-{
-	return ip6[0] == 0 && ip6[1] == 0 && ip6[2] == bpf_htonl(0x0000ffff);
-}
+#include "addr.h"
+#include "orig.h"
 
 /* Is there a live proxy listener in this slot? The sockmap drops a socket
  * as soon as it closes, so this is false from the moment the agent dies. */
@@ -65,23 +46,6 @@ static __always_inline const struct shunt_override *override_find(struct bpf_soc
 	k.src_kind = SHUNT_SRC_NETNS;
 	k.src_id = bpf_get_netns_cookie(ctx);
 	return bpf_map_lookup_elem(&shunt_overrides, &k);
-}
-
-/* Remember where the application meant to connect, under the socket's
- * cookie: getpeername() answers with it, sockops re-keys it for the proxy. */
-static __always_inline int orig_record(struct bpf_sock_addr *ctx, const struct shunt_addr *dst,
-				       __u32 flags)
-{
-	struct shunt_orig orig = {};
-
-	orig.dst = *dst;
-	orig.flags = flags;
-	orig.cookie = bpf_get_socket_cookie(ctx);
-	if (bpf_map_update_elem(&shunt_orig, &orig.cookie, &orig, BPF_ANY)) {
-		stat_inc(SHUNT_STAT_ORIG_FULL);
-		return -1;
-	}
-	return 0;
 }
 
 /*

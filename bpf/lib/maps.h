@@ -111,6 +111,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } shunt_stats SEC(".maps");
 
+/* The layout (sizes and version) of every map above, written by the agent
+ * after loading; the next agent compares it with its own before reusing
+ * the pins. The programs never read it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SHUNT_ABI_SLOTS);
+	__type(key, __u32);
+	__type(value, struct shunt_abi_map);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shunt_abi SEC(".maps");
+
 static __always_inline void stat_inc(enum shunt_stat idx)
 {
 	__u32 key = idx;

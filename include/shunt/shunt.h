@@ -205,6 +205,44 @@ enum shunt_stat {
 	SHUNT_STAT_MAX,		  /* <= SHUNT_STAT_SLOTS */
 };
 
+/*
+ * Layout versions of the pinned maps, recorded in shunt_abi. Bump a map's
+ * version when its key or value changes meaning without changing size; a
+ * change of size is seen on the pinned map itself. An agent finding another
+ * version migrates what it can convert (agent/kernel/layout.c) and refuses
+ * to start otherwise, saying what to run. Maps older than shunt_abi count
+ * as version 0: their sizes decide.
+ */
+enum shunt_layout_version {
+	SHUNT_LAYOUT_SERVICES = 1,
+	SHUNT_LAYOUT_ROUTES = 1,
+	SHUNT_LAYOUT_ORIG = 1,
+	SHUNT_LAYOUT_CONNS = 1,
+	SHUNT_LAYOUT_CONN_SRC = 1,
+	SHUNT_LAYOUT_POD_LIMIT = 1,
+	SHUNT_LAYOUT_OVERRIDES = 1,
+	SHUNT_LAYOUT_LISTENERS = 1,
+	SHUNT_LAYOUT_CONFIG = 1,
+	SHUNT_LAYOUT_STATS = 1,
+};
+
+/* Slots of shunt_abi: one per pinned map, with room for more. */
+#define SHUNT_ABI_SLOTS	   32U
+#define SHUNT_MAP_NAME_LEN 16 /* BPF_OBJ_NAME_LEN */
+
+/* shunt_abi value (an array indexed from 0, name "" = unused): the layout
+ * of one pinned map, as the agent that last loaded the maps wrote it. This
+ * struct itself never changes; new fields go into a new map. */
+struct shunt_abi_map {
+	char name[SHUNT_MAP_NAME_LEN];
+	__u32 version; /* enum shunt_layout_version */
+	__u32 type;    /* enum bpf_map_type */
+	__u32 key_size;
+	__u32 value_size;
+	__u32 max_entries;
+	__u32 map_flags;
+};
+
 #ifndef __BPF__
 _Static_assert(sizeof(struct shunt_addr) == 20, "shunt_addr ABI");
 _Static_assert(sizeof(struct shunt_route_key) == 84, "shunt_route_key ABI");
@@ -216,6 +254,7 @@ _Static_assert(sizeof(struct shunt_override) == 168, "shunt_override ABI");
 _Static_assert(sizeof(struct shunt_conn_src) == 8, "shunt_conn_src ABI");
 _Static_assert(sizeof(struct shunt_pod_limit) == 16, "shunt_pod_limit ABI");
 _Static_assert(SHUNT_STAT_MAX <= SHUNT_STAT_SLOTS, "shunt_stats slots");
+_Static_assert(sizeof(struct shunt_abi_map) == 40, "shunt_abi_map ABI");
 #endif
 
 #endif /* SHUNT_SHUNT_H */
