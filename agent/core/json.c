@@ -5,28 +5,7 @@
 #include <string.h>
 
 #include "core/json.h"
-
-/* Appends to buf while there is room and counts everything, like
- * snprintf. */
-struct writer {
-	char *buf;
-	size_t len, pos;
-};
-
-static void w_put(struct writer *w, const char *s, size_t n)
-{
-	if (w->pos < w->len) {
-		size_t room = w->len - 1 - w->pos;
-
-		memcpy(w->buf + w->pos, s, n < room ? n : room);
-	}
-	w->pos += n;
-}
-
-static void w_str(struct writer *w, const char *s)
-{
-	w_put(w, s, strlen(s));
-}
+#include "core/writer.h"
 
 /* Length of the valid UTF-8 sequence at s (at most n bytes), or 0. */
 static size_t utf8_len(const unsigned char *s, size_t n)

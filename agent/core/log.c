@@ -10,33 +10,12 @@
 
 #include "core/json.h"
 #include "core/log.h"
+#include "core/writer.h"
 
 enum log_level log_threshold = LOG_INFO;
 enum log_format log_format = LOG_FORMAT_TEXT;
 
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
-
-/* Appends to buf while there is room and counts everything, like
- * snprintf: the caller learns how long the whole line is. */
-struct writer {
-	char *buf;
-	size_t len, pos;
-};
-
-static void w_put(struct writer *w, const char *s, size_t n)
-{
-	if (w->pos < w->len) {
-		size_t room = w->len - 1 - w->pos;
-
-		memcpy(w->buf + w->pos, s, n < room ? n : room);
-	}
-	w->pos += n;
-}
-
-static void w_str(struct writer *w, const char *s)
-{
-	w_put(w, s, strlen(s));
-}
 
 /* The JSON writer's escaping, into the line's snprintf-like writer. */
 static void w_json(struct writer *w, const char *s, size_t n)
