@@ -116,8 +116,12 @@ $(OUTPUT)/unit-tests: $(UNIT_OBJS) $(AGENT_LIB_OBJS) $(LLHTTP_OBJS)
 $(OUTPUT)/bpf $(OUTPUT)/agent $(OUTPUT)/llhttp $(OUTPUT)/tests:
 	$(Q)mkdir -p $@
 
+# A sanitizer's report in a test's teardown does not fail Criterion's
+# verdict (the test already passed): the log is read for one.
 test-unit: $(OUTPUT)/unit-tests
-	$(OUTPUT)/unit-tests
+	$(Q)$(OUTPUT)/unit-tests > $(OUTPUT)/unit-tests.log 2>&1; rc=$$?; cat $(OUTPUT)/unit-tests.log; \
+	if grep -q 'ERROR: AddressSanitizer\|ERROR: LeakSanitizer\|runtime error:' $(OUTPUT)/unit-tests.log; then \
+		echo "unit tests: a sanitizer reported an error (above)"; exit 1; fi; exit $$rc
 
 # BPF objects the end-to-end tests load themselves (tests/e2e/bpf/).
 E2E_BPF_OBJS := $(patsubst tests/e2e/bpf/%.bpf.c,$(OUTPUT)/tests/%.bpf.o,$(wildcard tests/e2e/bpf/*.bpf.c))

@@ -59,6 +59,7 @@ static void setup(void)
 static void teardown(void)
 {
 	route_table_free(t);
+	t = NULL;
 	dstguard_close(&g);
 }
 
@@ -98,8 +99,7 @@ Test(route_decision, no_key_goes_to_the_original_destination)
 	cr_assert(addr_equal(&rd.dst, &svc));
 }
 
-Test(route_decision, key_without_route_goes_to_the_original_destination, .init = setup,
-     .fini = teardown)
+Test(route_decision, key_without_route_goes_to_the_original_destination)
 {
 	struct route_decision rd;
 	char key[SHUNT_ROUTE_KEY_LEN];
