@@ -13,7 +13,7 @@
 #include <sys/un.h>
 
 #include "ops/ctl_proto.h"
-#include "proxy/routekey.h"
+#include "state/routes.h"
 #include "kernel/source.h"
 #include "core/util.h"
 

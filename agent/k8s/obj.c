@@ -13,7 +13,7 @@
 #include <time.h>
 
 #include "k8s/obj.h"
-#include "proxy/routekey.h"
+#include "state/routes.h"
 #include "core/util.h"
 
 const char *const k8s_kind_names[K8S_NKINDS] = {

@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "ops/ctl_proto.h"
-#include "proxy/routekey.h"
+#include "state/routes.h"
 #include "kernel/source.h"
 #include "core/util.h"
 

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "proxy/routekey.h"
+#include "state/routes.h"
 
 #define RK_DEFAULT_BAGGAGE     "baggage"
 #define RK_DEFAULT_TRACESTATE  "tracestate"
@@ -67,26 +68,6 @@ static bool name_eq(const char *a, size_t alen, const struct rk_name *b)
 		if (ascii_lower(a[i]) != ascii_lower(b->s[i]))
 			return false;
 	return true;
-}
-
-/*
- * Visible ASCII minus the delimiters of the formats that carry keys, so a
- * key survives being written back into any of them unquoted and unescaped.
- */
-static bool key_byte_ok(unsigned char c)
-{
-	if (c < 0x21 || c > 0x7e)
-		return false;
-	switch (c) {
-	case ',':
-	case ';':
-	case '=':
-	case '"':
-	case '\\':
-		return false;
-	default:
-		return true;
-	}
 }
 
 static int hex_val(unsigned char c)
@@ -184,7 +165,7 @@ static int copy_key(const char *v, size_t len, bool decode, char *out)
 			c = (unsigned char)(hi << 4 | lo);
 			i += 2;
 		}
-		if (!key_byte_ok(c) || o == SHUNT_ROUTE_KEY_LEN - 1)
+		if (!rk_key_byte_ok(c) || o == SHUNT_ROUTE_KEY_LEN - 1)
 			goto invalid;
 		out[o++] = (char)c;
 	}
@@ -280,19 +261,4 @@ int rk_extract(const struct rk_config *cfg, const struct http_header *hdrs, size
 	if (best_src == RK_SRC_NONE)
 		return 0;
 	return copy_key(best, best_len, best_src == RK_SRC_BAGGAGE, out);
-}
-
-int rk_validate(const char *key)
-{
-	size_t i, len;
-
-	if (!key)
-		return -EINVAL;
-	len = strnlen(key, SHUNT_ROUTE_KEY_LEN);
-	if (!len || len == SHUNT_ROUTE_KEY_LEN)
-		return -EINVAL;
-	for (i = 0; i < len; i++)
-		if (!key_byte_ok(key[i]))
-			return -EINVAL;
-	return 0;
 }

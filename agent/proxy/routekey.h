@@ -51,8 +51,4 @@ void rk_config_default(struct rk_config *cfg);
 int rk_extract(const struct rk_config *cfg, const struct http_header *hdrs, size_t n, char *out,
 	       size_t outsz);
 
-/* A routing key as given by an operator (route add, config file) follows
- * the same rules. Returns 0 or -EINVAL. */
-int rk_validate(const char *key);
-
 #endif /* SHUNT_ROUTEKEY_H */

@@ -16,7 +16,6 @@
 
 #include "core/buf.h"
 #include "state/config.h"
-#include "proxy/routekey.h"
 #include "state/routes.h"
 #include "kernel/source.h"
 #include "core/util.h"

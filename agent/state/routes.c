@@ -75,6 +75,21 @@ void route_key_make(struct shunt_route_key *k, const struct shunt_addr *svc, con
 	memcpy(k->key, key, strnlen(key, keylen));
 }
 
+int rk_validate(const char *key)
+{
+	size_t i, len;
+
+	if (!key)
+		return -EINVAL;
+	len = strnlen(key, SHUNT_ROUTE_KEY_LEN);
+	if (!len || len == SHUNT_ROUTE_KEY_LEN)
+		return -EINVAL;
+	for (i = 0; i < len; i++)
+		if (!rk_key_byte_ok(key[i]))
+			return -EINVAL;
+	return 0;
+}
+
 struct route_table *route_table_new(void)
 {
 	struct route_table *t = calloc(1, sizeof(struct route_table));

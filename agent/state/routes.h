@@ -7,6 +7,7 @@
 #ifndef SHUNT_ROUTES_H
 #define SHUNT_ROUTES_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <shunt/shunt.h>
@@ -15,6 +16,31 @@ struct route_table;
 
 /* Fill a map key: zeroed, then service and key copied (key truncated to
  * SHUNT_ROUTE_KEY_LEN - 1 bytes), so equal routes are bytewise equal. */
+/*
+ * Visible ASCII minus the delimiters of the formats that carry keys, so a
+ * key survives being written back into any of them unquoted and unescaped.
+ */
+static inline bool rk_key_byte_ok(unsigned char c)
+{
+	if (c < 0x21 || c > 0x7e)
+		return false;
+	switch (c) {
+	case ',':
+	case ';':
+	case '=':
+	case '"':
+	case '\\':
+		return false;
+	default:
+		return true;
+	}
+}
+
+/* A routing key as given by an operator (route add, config file, an API
+ * object) or taken from a request: 1 to 63 such bytes. Returns 0 or
+ * -EINVAL. */
+int rk_validate(const char *key);
+
 void route_key_make(struct shunt_route_key *k, const struct shunt_addr *svc, const char *key,
 		    size_t keylen);
 

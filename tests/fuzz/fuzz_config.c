@@ -18,6 +18,7 @@
 #include "state/config.h"
 #include "fuzz.h"
 #include "proxy/routekey.h"
+#include "state/routes.h"
 #include "kernel/source.h"
 #include "core/util.h"
 

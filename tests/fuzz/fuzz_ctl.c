@@ -18,6 +18,7 @@
 #include "ops/ctl_proto.h"
 #include "fuzz.h"
 #include "proxy/routekey.h"
+#include "state/routes.h"
 #include "kernel/source.h"
 
 static void check_message(const char *err)

@@ -18,6 +18,7 @@
 
 #include "fuzz.h"
 #include "proxy/routekey.h"
+#include "state/routes.h"
 
 #define MAX_HDRS 64
 

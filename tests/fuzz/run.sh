@@ -54,13 +54,13 @@ done
 # The agent sources each harness compiles in, directly: no Makefile objects,
 # which are built without coverage instrumentation.
 declare -A SRCS=(
-	[fuzz_routekey]="agent/proxy/routekey.c"
+	[fuzz_routekey]="agent/proxy/routekey.c agent/state/routes.c agent/core/hash.c"
 	[fuzz_http]="agent/proxy/http.c"
 	[fuzz_chunked]="agent/proxy/http.c"
 	[fuzz_config]="agent/state/config.c agent/state/routes.c agent/core/hash.c agent/core/buf.c agent/core/util.c agent/proxy/routekey.c agent/kernel/source.c"
 	[fuzz_util]="agent/core/util.c"
-	[fuzz_llhttp]="agent/proxy/http.c agent/proxy/routekey.c"
-	[fuzz_ctl]="agent/ops/ctl_proto.c agent/kernel/source.c agent/proxy/routekey.c agent/core/util.c"
+	[fuzz_llhttp]="agent/proxy/http.c agent/proxy/routekey.c agent/state/routes.c agent/core/hash.c"
+	[fuzz_ctl]="agent/ops/ctl_proto.c agent/kernel/source.c agent/state/routes.c agent/core/hash.c agent/core/util.c"
 	[fuzz_metrics]="agent/ops/metrics_req.c"
 	[fuzz_json]="agent/core/json.c agent/core/buf.c"
 	[fuzz_k8s]="agent/k8s/obj.c agent/k8s/cache.c agent/core/hmap.c agent/state/routes.c agent/core/hash.c agent/core/util.c agent/proxy/routekey.c"

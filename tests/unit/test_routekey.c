@@ -11,6 +11,7 @@
 #include <criterion/criterion.h>
 
 #include "proxy/routekey.h"
+#include "state/routes.h"
 
 #define MAX_HDRS 16
 
