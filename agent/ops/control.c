@@ -20,6 +20,7 @@
 #include "ops/caller.h"
 #include "kernel/cgpeers.h"
 #include "ops/ctl_proto.h"
+#include "ops/server.h"
 #include "k8s/watch.h"
 #include "core/buf.h"
 #include "core/json.h"
@@ -65,11 +66,8 @@ struct jobs_handler {
 };
 
 struct control {
-	struct ev_handler h;
+	struct srv srv; /* accept, connections, deadlines */
 	struct agent *a;
-	int fd;
-	unsigned int nconns;
-	struct ctl_conn *conns; /* oldest last */
 	char path[108];
 	struct caller_self self;
 	uint64_t refused_logged_ms; /* when the last refusal was logged */
@@ -81,15 +79,12 @@ struct control {
 };
 
 struct ctl_conn {
-	struct ev_handler h;
+	struct srv_conn c; /* its deadline: CTL_TIMEOUT_MS after accept */
 	struct agent *a;
-	struct ctl_conn *prev, *next;
-	struct timer deadline; /* CTL_TIMEOUT_MS after accept */
 	/* A status answer is sent from here, after the loop's batch of
 	 * events: one of them may be this connection's, and sending can
 	 * close (free) it. */
 	struct timer answer;
-	int fd;
 	char in[CTL_MAX_REQUEST];
 	size_t inlen;
 	struct buf out; /* the answer; out.failed: it could not grow */
@@ -414,12 +409,12 @@ static void cmd_takeover(struct ctl_conn *cc)
 		cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
 		memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n);
 	}
-	if (sendmsg(cc->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)iov.iov_len) {
+	if (sendmsg(cc->c.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)iov.iov_len) {
 		pr_warn("takeover: sending the listeners failed: %s; not draining",
 			strerror(errno));
 		return;
 	}
-	getsockopt(cc->fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
+	getsockopt(cc->c.fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
 	if (cred.pid)
 		pr_info("handed %d listener(s) over to pid %d; draining", n, (int)cred.pid);
 	else
@@ -979,7 +974,7 @@ static void status_start(struct ctl_conn *cc, const struct ctl_request *r)
 	cc->job = job;
 }
 
-static void conn_event(struct ev_handler *h, uint32_t events);
+static void conn_event(struct srv_conn *c, uint32_t events);
 static void conn_close(struct ctl_conn *cc);
 
 /* Status jobs done: answer the ones whose client is still there. */
@@ -1057,7 +1052,7 @@ static bool caller_may_change(struct ctl_conn *cc, enum ctl_op op)
 	struct caller c;
 	char msg[768];
 
-	caller_check(cc->fd, &ctl->self, &c);
+	caller_check(cc->c.fd, &ctl->self, &c);
 	if (c.net_admin) {
 		pr_debug("control: %s by pid %d uid %u (CapEff %016llx%s)", ctl_op_name(op), c.pid,
 			 c.uid, (unsigned long long)c.capeff,
@@ -1146,19 +1141,6 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 		fail(cc, CTL_EXIT_FAILED, "out of memory");
 }
 
-/* Read and drop what the client sent beyond its request: closing a unix
- * socket with unread bytes resets the peer, which would lose the answer
- * (a too-long request, a busy refusal). Bounded: a client that keeps
- * writing gets its reset. */
-static void drain_input(int fd)
-{
-	char junk[4096];
-
-	for (int i = 0; i < 16; i++)
-		if (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0)
-			return;
-}
-
 /* A descriptor a client sent: closed so that it cannot stall us. */
 static void drop_fd(int fd)
 {
@@ -1186,7 +1168,7 @@ static ssize_t conn_recv(struct ctl_conn *cc)
 			    .msg_control = u.buf,
 			    .msg_controllen = sizeof(u.buf)};
 	struct cmsghdr *cm;
-	ssize_t n = recvmsg(cc->fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
+	ssize_t n = recvmsg(cc->c.fd, &mh, MSG_CMSG_CLOEXEC | MSG_DONTWAIT);
 
 	if (n < 0)
 		return n;
@@ -1208,47 +1190,39 @@ static ssize_t conn_recv(struct ctl_conn *cc)
 
 static void conn_close(struct ctl_conn *cc)
 {
-	struct control *ctl = cc->a->ctl;
+	srv_close(&cc->c);
+}
 
-	if (cc->prev)
-		cc->prev->next = cc->next;
-	else
-		ctl->conns = cc->next;
-	if (cc->next)
-		cc->next->prev = cc->prev;
-	ctl->nconns--;
-	loop_timer_cancel(&cc->a->loop, &cc->deadline);
+/* The server closes the socket; the connection's own parts go here. */
+static void conn_fini(struct srv_conn *c)
+{
+	struct ctl_conn *cc = (struct ctl_conn *)c;
+
 	loop_timer_cancel(&cc->a->loop, &cc->answer);
-	loop_del(&cc->a->loop, cc->fd);
-	drain_input(cc->fd);
-	close(cc->fd);
 	if (cc->proof_fd >= 0)
 		drop_fd(cc->proof_fd);
 	if (cc->job)
 		cc->job->cc = NULL; /* its thread finishes; the answer is dropped */
 	buf_free(&cc->out);
-	free(cc);
 }
 
-static void conn_expired(struct timer *t)
+static void conn_expired(struct srv_conn *c)
 {
-	struct ctl_conn *cc = (struct ctl_conn *)((char *)t - offsetof(struct ctl_conn, deadline));
-
+	(void)c;
 	pr_warn("control: a client did not finish its request in %d ms, closing it",
 		CTL_TIMEOUT_MS);
-	conn_close(cc);
 }
 
 static void conn_answer(struct timer *t)
 {
 	struct ctl_conn *cc = (struct ctl_conn *)((char *)t - offsetof(struct ctl_conn, answer));
 
-	conn_event(&cc->h, EPOLLOUT);
+	conn_event(&cc->c, EPOLLOUT);
 }
 
-static void conn_event(struct ev_handler *h, uint32_t events)
+static void conn_event(struct srv_conn *c, uint32_t events)
 {
-	struct ctl_conn *cc = (struct ctl_conn *)h;
+	struct ctl_conn *cc = (struct ctl_conn *)c;
 	ssize_t n;
 
 	if (cc->job)
@@ -1276,7 +1250,7 @@ static void conn_event(struct ev_handler *h, uint32_t events)
 	if (cc->job)
 		return;
 	while (buf_len(&cc->out)) {
-		n = send(cc->fd, buf_head(&cc->out), buf_len(&cc->out),
+		n = send(cc->c.fd, buf_head(&cc->out), buf_len(&cc->out),
 			 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
@@ -1287,51 +1261,48 @@ static void conn_event(struct ev_handler *h, uint32_t events)
 	conn_close(cc);
 }
 
-static void ctl_event(struct ev_handler *h, uint32_t events)
+static bool ctl_admit(struct srv *s, const struct shunt_addr *peer)
 {
-	struct control *ctl = (struct control *)h;
-
-	for (;;) {
-		int fd = accept4(ctl->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-		struct ctl_conn *cc;
-
-		if (fd < 0)
-			return;
-		if (ctl->nconns >= CTL_MAX_CONNS) {
-			static const char busy[] = "error 1\nshuntd: too many control connections "
-						   "at once, try again\n";
-
-			pr_warn("control: %u connections open, refusing one", ctl->nconns);
-			(void)!send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-			drain_input(fd);
-			close(fd);
-			continue;
-		}
-		cc = calloc(1, sizeof(*cc));
-		if (!cc) {
-			close(fd);
-			continue;
-		}
-		cc->h.fn = conn_event;
-		cc->a = ctl->a;
-		cc->fd = fd;
-		cc->proof_fd = -1;
-		timer_init(&cc->deadline, conn_expired);
-		timer_init(&cc->answer, conn_answer);
-		if (loop_timer_in(&ctl->a->loop, &cc->deadline, CTL_TIMEOUT_MS) ||
-		    loop_add(&ctl->a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLET, &cc->h)) {
-			loop_timer_cancel(&ctl->a->loop, &cc->deadline);
-			close(fd);
-			free(cc);
-			continue;
-		}
-		cc->next = ctl->conns;
-		if (cc->next)
-			cc->next->prev = cc;
-		ctl->conns = cc;
-		ctl->nconns++;
-	}
+	(void)peer;
+	if (s->nconns < CTL_MAX_CONNS)
+		return true;
+	pr_warn("control: %u connections open, refusing one", s->nconns);
+	return false;
 }
+
+static void ctl_refuse(struct srv *s, int fd)
+{
+	static const char busy[] = "error 1\nshuntd: too many control connections "
+				   "at once, try again\n";
+
+	(void)s;
+	(void)!send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+	srv_drain_input(fd);
+	close(fd);
+}
+
+static int conn_init(struct srv_conn *c)
+{
+	struct ctl_conn *cc = (struct ctl_conn *)c;
+
+	cc->a = ((struct control *)c->srv->owner)->a;
+	cc->proof_fd = -1;
+	timer_init(&cc->answer, conn_answer);
+	return 0;
+}
+
+static const struct srv_ops ctl_srv_ops = {
+	.name = "control",
+	.conn_size = sizeof(struct ctl_conn),
+	.timeout_ms = CTL_TIMEOUT_MS,
+	.events = EPOLLIN | EPOLLOUT,
+	.admit = ctl_admit,
+	.refuse = ctl_refuse,
+	.init = conn_init,
+	.event = conn_event,
+	.expired = conn_expired,
+	.fini = conn_fini,
+};
 
 int control_start(struct agent *a, const char *path)
 {
@@ -1339,7 +1310,7 @@ int control_start(struct agent *a, const char *path)
 	struct control *ctl;
 	char dir[sizeof(sun.sun_path)];
 	char *slash;
-	int err;
+	int err, fd = -1;
 
 	if (strlen(path) >= sizeof(sun.sun_path)) {
 		pr_err("control socket path too long: %s", path);
@@ -1355,7 +1326,6 @@ int control_start(struct agent *a, const char *path)
 	ctl = calloc(1, sizeof(*ctl));
 	if (!ctl)
 		return -ENOMEM;
-	ctl->h.fn = ctl_event;
 	ctl->a = a;
 	ctl->jobs_h.h.fn = jobs_event;
 	ctl->jobs_h.ctl = ctl;
@@ -1374,8 +1344,8 @@ int control_start(struct agent *a, const char *path)
 		if (warn[0])
 			pr_warn("%s", warn);
 	}
-	ctl->fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (ctl->fd < 0) {
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
 		err = -errno;
 		goto fail;
 	}
@@ -1384,7 +1354,7 @@ int control_start(struct agent *a, const char *path)
 		/* Never reachable by more than root before its mode is set. */
 		mode_t old = umask(0177);
 
-		err = bind(ctl->fd, (struct sockaddr *)&sun, sizeof(sun)) ? -errno : 0;
+		err = bind(fd, (struct sockaddr *)&sun, sizeof(sun)) ? -errno : 0;
 		umask(old);
 	}
 	if (!err && a->control_group && chown(path, (uid_t)-1, a->control_gid)) {
@@ -1395,10 +1365,16 @@ int control_start(struct agent *a, const char *path)
 		unlink(path);
 		goto fail;
 	}
-	if (err || chmod(path, a->control_group ? 0660 : 0600) || listen(ctl->fd, 64) ||
-	    loop_add(&a->loop, ctl->fd, EPOLLIN | EPOLLET, &ctl->h)) {
+	if (err || chmod(path, a->control_group ? 0660 : 0600) || listen(fd, 64)) {
 		err = err ? err : -errno;
 		pr_err("control socket %s: %s", path, strerror(-err));
+		goto fail;
+	}
+	err = srv_start(&ctl->srv, &a->loop, fd, &ctl_srv_ops, ctl);
+	fd = -1; /* the server's now, also on failure */
+	if (err) {
+		pr_err("control socket %s: %s", path, strerror(-err));
+		unlink(path);
 		goto fail;
 	}
 	if (a->control_group)
@@ -1407,7 +1383,8 @@ int control_start(struct agent *a, const char *path)
 	a->ctl = ctl;
 	return 0;
 fail:
-	close(ctl->fd);
+	if (fd >= 0)
+		close(fd);
 	loop_del(&a->loop, ctl->jobs_pipe[0]);
 	close(ctl->jobs_pipe[0]);
 	close(ctl->jobs_pipe[1]);
@@ -1419,8 +1396,7 @@ void control_stop(struct agent *a)
 {
 	if (!a->ctl)
 		return;
-	while (a->ctl->conns)
-		conn_close(a->ctl->conns);
+	srv_stop(&a->ctl->srv); /* the connections and the listening socket */
 	/* Status jobs still looking at the cgroup tree: a moment each. */
 	while (a->ctl->jobs) {
 		struct status_job *job = a->ctl->jobs;
@@ -1432,8 +1408,6 @@ void control_stop(struct agent *a)
 	loop_del(&a->loop, a->ctl->jobs_pipe[0]);
 	close(a->ctl->jobs_pipe[0]);
 	close(a->ctl->jobs_pipe[1]);
-	loop_del(&a->loop, a->ctl->fd);
-	close(a->ctl->fd);
 	/* After a takeover the path is the successor's socket. */
 	if (!a->handed_over)
 		unlink(a->ctl->path);

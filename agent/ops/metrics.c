@@ -16,6 +16,7 @@
 #include "k8s/watch.h"
 #include "core/log.h"
 #include "ops/metrics.h"
+#include "ops/server.h"
 #include "core/util.h"
 #include "version.h"
 
@@ -345,12 +346,9 @@ static const struct metrics_endpoint ep_health = {
 struct metrics_conn;
 
 struct metrics_listener {
-	struct ev_handler h;
+	struct srv srv; /* accept, connections, deadlines */
 	struct metrics *m;
 	const struct metrics_endpoint *ep;
-	int fd;
-	unsigned int nconns;
-	struct metrics_conn *conns;
 	uint64_t last_busy_warn, last_source_warn, last_rate_warn;
 	struct scrape_rates rates;
 };
@@ -393,12 +391,8 @@ struct metrics {
 };
 
 struct metrics_conn {
-	struct ev_handler h;
+	struct srv_conn c; /* c.peer: port 0, the source address counts */
 	struct metrics_listener *l;
-	struct metrics_conn *prev, *next;
-	struct shunt_addr peer; /* port 0: the source address counts */
-	struct timer deadline;	/* METRICS_TIMEOUT_MS after accept */
-	int fd;
 	bool answered;
 	size_t inlen;
 	struct buf out;
@@ -542,7 +536,7 @@ static void answer(struct metrics_conn *mc, int status, const struct metrics_req
 		struct buf body = {};
 		struct metrics_listener *l = mc->l;
 
-		if (!scrape_allowed(&l->rates, &mc->peer, l->m->a->loop.now_ms)) {
+		if (!scrape_allowed(&l->rates, &mc->c.peer, l->m->a->loop.now_ms)) {
 			static const char slow[] =
 				"too many scrapes from this address: at most one "
 				"every 100 ms after a burst of 20\n";
@@ -592,59 +586,29 @@ static void answer(struct metrics_conn *mc, int status, const struct metrics_req
 	}
 }
 
-/* Read and drop what the client sent beyond its request (bounded), so
- * closing with unread bytes does not reset the connection and lose the
- * answer. */
-static void drain_input(int fd)
+static void conn_fini(struct srv_conn *c)
 {
-	char junk[4096];
-
-	for (int i = 0; i < 16; i++)
-		if (recv(fd, junk, sizeof(junk), MSG_DONTWAIT) <= 0)
-			return;
+	buf_free(&((struct metrics_conn *)c)->out);
 }
 
-static void conn_close(struct metrics_conn *mc)
+static void conn_expired(struct srv_conn *c)
 {
-	struct metrics_listener *l = mc->l;
-
-	if (mc->prev)
-		mc->prev->next = mc->next;
-	else
-		l->conns = mc->next;
-	if (mc->next)
-		mc->next->prev = mc->prev;
-	l->nconns--;
-	loop_timer_cancel(&l->m->a->loop, &mc->deadline);
-	loop_del(&l->m->a->loop, mc->fd);
-	drain_input(mc->fd);
-	close(mc->fd);
-	buf_free(&mc->out);
-	free(mc);
+	pr_debug("%s: a request took more than %d ms, closing it",
+		 ((struct metrics_conn *)c)->l->ep->name, METRICS_TIMEOUT_MS);
 }
 
-static void conn_expired(struct timer *t)
+static void conn_event(struct srv_conn *c, uint32_t events)
 {
-	struct metrics_conn *mc =
-		(struct metrics_conn *)((char *)t - offsetof(struct metrics_conn, deadline));
-
-	pr_debug("%s: a request took more than %d ms, closing it", mc->l->ep->name,
-		 METRICS_TIMEOUT_MS);
-	conn_close(mc);
-}
-
-static void conn_event(struct ev_handler *h, uint32_t events)
-{
-	struct metrics_conn *mc = (struct metrics_conn *)h;
+	struct metrics_conn *mc = (struct metrics_conn *)c;
 	struct metrics_request r;
 	ssize_t n;
 
 	while (!mc->answered) {
-		n = read(mc->fd, mc->in + mc->inlen, sizeof(mc->in) - mc->inlen);
+		n = read(mc->c.fd, mc->in + mc->inlen, sizeof(mc->in) - mc->inlen);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
 		if (n <= 0) {
-			conn_close(mc); /* gone before asking anything */
+			srv_close(&mc->c); /* gone before asking anything */
 			return;
 		}
 		mc->inlen += (size_t)n;
@@ -654,22 +618,22 @@ static void conn_event(struct ev_handler *h, uint32_t events)
 			answer(mc, st, &r);
 	}
 	if (mc->out.failed) {
-		conn_close(mc);
+		srv_close(&mc->c);
 		return;
 	}
 	while (buf_len(&mc->out)) {
-		n = send(mc->fd, buf_head(&mc->out), buf_len(&mc->out),
+		n = send(mc->c.fd, buf_head(&mc->out), buf_len(&mc->out),
 			 MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return; /* EPOLLOUT brings us back */
 		if (n <= 0) {
-			conn_close(mc);
+			srv_close(&mc->c);
 			return;
 		}
 		buf_consume(&mc->out, (size_t)n);
 	}
-	shutdown(mc->fd, SHUT_WR);
-	conn_close(mc);
+	shutdown(mc->c.fd, SHUT_WR);
+	srv_close(&mc->c);
 }
 
 /* At most one warning per kind and listener every 10 s: a flood of
@@ -685,103 +649,66 @@ static bool warn_due(struct metrics_listener *l, uint64_t *last)
 }
 
 /* A connection over a limit: a fixed 503, no state kept. */
-static void refuse(int fd)
+static void refuse(struct srv *s, int fd)
 {
 	static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n"
 				   "Connection: close\r\n\r\n";
 
+	(void)s;
 	(void)!send(fd, busy, sizeof(busy) - 1, MSG_NOSIGNAL | MSG_DONTWAIT);
-	drain_input(fd);
+	srv_drain_input(fd);
 	close(fd);
 }
 
-static unsigned int conns_from(const struct metrics_listener *l, const struct shunt_addr *peer)
-{
-	unsigned int n = 0;
-
-	for (const struct metrics_conn *mc = l->conns; mc; mc = mc->next)
-		n += (unsigned int)addr_equal(&mc->peer, peer);
-	return n;
-}
-
 /* May a connection from peer have a slot? Says why not in the log. */
-static bool admit(struct metrics_listener *l, const struct shunt_addr *peer)
+static bool admit(struct srv *s, const struct shunt_addr *peer)
 {
+	struct metrics_listener *l = s->owner;
 	const struct metrics_endpoint *ep = l->ep;
-	char s[INET6_ADDRSTRLEN];
+	char a[INET6_ADDRSTRLEN];
 
-	if (l->nconns >= ep->max_conns) {
+	if (s->nconns >= ep->max_conns) {
 		if (warn_due(l, &l->last_busy_warn))
-			pr_warn("%s: %u connections open, refusing more", ep->name, l->nconns);
+			pr_warn("%s: %u connections open, refusing more", ep->name, s->nconns);
 		return false;
 	}
-	if (ep->max_per_source && peer->family && conns_from(l, peer) >= ep->max_per_source) {
+	if (ep->max_per_source && peer->family && srv_conns_from(s, peer) >= ep->max_per_source) {
 		if (warn_due(l, &l->last_source_warn)) {
 			inet_ntop(peer->family == SHUNT_FAMILY_V4 ? AF_INET : AF_INET6, peer->addr,
-				  s, sizeof(s));
+				  a, sizeof(a));
 			pr_warn("%s: %u connections open from %s, refusing more from it", ep->name,
-				ep->max_per_source, s);
+				ep->max_per_source, a);
 		}
 		return false;
 	}
 	return true;
 }
 
-static void listener_event(struct ev_handler *h, uint32_t events)
+static int conn_init(struct srv_conn *c)
 {
-	struct metrics_listener *l = (struct metrics_listener *)h;
-	struct agent *a = l->m->a;
 	unsigned int user_timeout = METRICS_TIMEOUT_MS;
 
-	/* Edge-triggered: take the whole backlog. */
-	for (;;) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		struct shunt_addr peer = {};
-		struct metrics_conn *mc;
-		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				pr_warn("%s: accept: %s", l->ep->name, strerror(errno));
-			return;
-		}
-		if (addr_from_sockaddr((struct sockaddr *)&ss, &peer) == 0)
-			peer.port = 0;
-		if (!admit(l, &peer)) {
-			refuse(fd);
-			continue;
-		}
-		mc = calloc(1, sizeof(*mc));
-		if (!mc) {
-			close(fd);
-			continue;
-		}
-		/* A reader that opens no window for the answer: the kernel
-		 * gives up too, instead of keeping the rest of the answer in an
-		 * orphaned socket after we closed it. */
-		setsockopt(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
-		mc->h.fn = conn_event;
-		mc->l = l;
-		mc->fd = fd;
-		mc->peer = peer;
-		timer_init(&mc->deadline, conn_expired);
-		if (loop_timer_in(&a->loop, &mc->deadline, METRICS_TIMEOUT_MS) ||
-		    loop_add(&a->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &mc->h)) {
-			loop_timer_cancel(&a->loop, &mc->deadline);
-			close(fd);
-			free(mc);
-			continue;
-		}
-		mc->next = l->conns;
-		if (mc->next)
-			mc->next->prev = mc;
-		l->conns = mc;
-		l->nconns++;
-	}
+	((struct metrics_conn *)c)->l = c->srv->owner;
+	/* A reader that opens no window for the answer: the kernel gives up
+	 * too, instead of keeping the rest of the answer in an orphaned
+	 * socket after we closed it. */
+	setsockopt(c->fd, IPPROTO_TCP, TCP_USER_TIMEOUT, &user_timeout, sizeof(user_timeout));
+	return 0;
 }
+
+/* Both endpoints' (the listener's srv.name is its endpoint's). */
+static const struct srv_ops metrics_srv_ops = {
+	.name = "metrics",
+	.conn_size = sizeof(struct metrics_conn),
+	.timeout_ms = METRICS_TIMEOUT_MS,
+	.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP,
+	.admit = admit,
+	.refuse = refuse,
+	.init = conn_init,
+	.event = conn_event,
+	.expired = conn_expired,
+	.fini = conn_fini,
+};
 
 static struct metrics *server(struct agent *a)
 {
@@ -807,7 +734,7 @@ static int listen_on(struct agent *a, const struct shunt_addr *addr,
 	struct metrics *m = server(a);
 	struct metrics_listener *l;
 	char s[ADDR_STR_LEN];
-	int one = 1, err;
+	int one = 1, err, fd;
 
 	format_addr_port(addr, s, sizeof(s));
 	if (!m || m->nls == METRICS_MAX_LISTENERS) {
@@ -819,30 +746,34 @@ static int listen_on(struct agent *a, const struct shunt_addr *addr,
 		err = -ENOMEM;
 		goto fail;
 	}
-	l->h.fn = listener_event;
 	l->m = m;
 	l->ep = ep;
 	/* Not marked: the agent's mark keeps its own connect() calls out of
 	 * the capture hooks, and a listener connects nowhere. */
-	l->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (l->fd < 0) {
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
 		err = -errno;
 		free(l);
 		goto fail;
 	}
-	setsockopt(l->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	/* A new agent taking over binds the same address while the old one
 	 * still serves; the old one closes its listeners once it hands over. */
-	setsockopt(l->fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	if (ss.ss_family == AF_INET6)
-		setsockopt(l->fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(l->fd, (struct sockaddr *)&ss, sl) || listen(l->fd, 64) ||
-	    loop_add(&a->loop, l->fd, EPOLLIN | EPOLLET, &l->h)) {
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 64)) {
 		err = -errno;
-		close(l->fd);
+		close(fd);
 		free(l);
 		goto fail;
 	}
+	err = srv_start(&l->srv, &a->loop, fd, &metrics_srv_ops, l);
+	if (err) {
+		free(l);
+		goto fail;
+	}
+	l->srv.name = ep->name;
 	m->ls[m->nls++] = l;
 	if (ep == &ep_metrics)
 		pr_info("metrics on http://%s/metrics", s);
@@ -875,13 +806,8 @@ void metrics_stop(struct agent *a)
 	if (!m)
 		return;
 	for (int i = 0; i < m->nls; i++) {
-		struct metrics_listener *l = m->ls[i];
-
-		while (l->conns)
-			conn_close(l->conns);
-		loop_del(&a->loop, l->fd);
-		close(l->fd);
-		free(l);
+		srv_stop(&m->ls[i]->srv);
+		free(m->ls[i]);
 	}
 	free(m);
 	a->metrics = NULL;
