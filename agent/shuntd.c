@@ -948,19 +948,110 @@ static void on_signal(struct ev_handler *h, uint32_t events)
 	}
 }
 
+/* The proxy's addresses and the agent's mark, for the programs. */
+static int write_kernel_config(struct agent *a)
+{
+	struct shunt_config kcfg = {.mark = a->popts.mark};
+	int err;
+
+	for (int i = 0; i < a->popts.n_listen; i++) {
+		if (a->popts.listen[i].family == SHUNT_FAMILY_V4)
+			kcfg.proxy4 = a->popts.listen[i];
+		else
+			kcfg.proxy6 = a->popts.listen[i];
+	}
+	err = shunt_bpf_set_config(&a->bpf, &kcfg);
+	if (err)
+		pr_err("write shunt_config: %s", strerror(-err));
+	return err;
+}
+
+/* Routes and overrides from the pinned maps, then the routes file. */
+static int recover_state(struct agent *a)
+{
+	long recovered = store_init(&a->store, a->bpf.routes_fd, a->bpf.services_fd,
+				    a->bpf.overrides_fd, (uint64_t)time(NULL), &a->guard);
+
+	a->store.max_routes = a->bpf.max_routes;
+	if (recovered < 0) {
+		pr_err("recover routes and overrides from %s: %s", a->pin_dir,
+		       strerror((int)-recovered));
+		return -1;
+	}
+	if (recovered || a->store.novr)
+		pr_info("recovered %ld route(s) and %zu override(s) from %s", recovered,
+			a->store.novr, a->pin_dir);
+	if (a->config_path && load_config(a, 1))
+		return -1;
+	return 0;
+}
+
+static void log_ready(const struct agent *a)
+{
+	pr_info("limits: --max-conns %zu, --max-conns-per-pod %zu, --max-upstream-conns %zu, "
+		"--max-upstream-conns-per-pod %zu%s",
+		a->popts.max_conns, a->popts.max_conns_per_pod, a->popts.max_upstream_per_dst,
+		a->popts.max_upstream_per_pod,
+		(a->popts.max_conns_per_pod || a->popts.max_upstream_per_pod) && !a->bpf.record_src
+			? " (per-pod caps off: see the warning above)"
+			: "");
+	pr_info("ready: cgroup %s, pins %s, control %s", a->cgroup, a->pin_dir, a->control_path);
+}
+
+/* The event loop until a signal, a drain that finished or a loop failure
+ * (-errno). Between wakeups: the hand-over to a successor, the proxy's
+ * housekeeping, the node's addresses every GUARD_REFRESH_MS, route TTLs
+ * every second. */
+static int run(struct agent *a)
+{
+	uint64_t last_sweep = 0, last_guard = 0;
+	int err;
+
+	while (!a->loop.stop) {
+		err = loop_run_once(&a->loop, TICK_MS);
+		if (err) {
+			pr_err("event loop: %s", strerror(-err));
+			return err;
+		}
+		if (a->handed_over && !a->draining) {
+			/* The successor owns the routes, the links and the
+			 * control socket path from now on. */
+			a->detach_on_exit = false;
+			start_drain(a, true);
+		}
+		proxy_tick(a->proxy);
+		proxy_reap(a->proxy);
+		if (a->loop.now_ms - last_guard >= GUARD_REFRESH_MS) {
+			last_guard = a->loop.now_ms;
+			err = dstguard_refresh(&a->guard);
+			if (err)
+				pr_warn("read the node's addresses: %s", strerror(-err));
+		}
+		if (!a->handed_over && a->loop.now_ms - last_sweep >= 1000) {
+			last_sweep = a->loop.now_ms;
+			store_expire(&a->store, (uint64_t)time(NULL));
+		}
+		if (a->draining && proxy_drained(a->proxy)) {
+			pr_info("drained");
+			break;
+		}
+	}
+	return 0;
+}
+
+/* Start-up in order, and the way down in reverse: each step that fails
+ * jumps to the undoing of the steps before it (the kernel's and nginx's
+ * goto ladder), which is why this stays one function. */
 int main(int argc, char **argv)
 {
 	struct agent a = {};
 	struct sig_handler sh = {.fd = -1};
 	struct guard_handler gh = {};
-	struct shunt_config kcfg = {};
 	uint32_t mark = SHUNT_DEFAULT_MARK;
 	uint16_t port = DEFAULT_PROXY_PORT;
 	uint32_t max_routes = SHUNT_MAX_ROUTES;
-	uint64_t last_sweep = 0, last_guard = 0;
 	bool predecessor;
 	sigset_t mask;
-	long recovered;
 	int err, ret = 1;
 
 	err = parse_args(&a, argc, argv, &mark, &port, &max_routes);
@@ -999,36 +1090,15 @@ int main(int argc, char **argv)
 			   a.popts.max_conns_per_pod || a.popts.max_upstream_per_pod, a.reset_maps))
 		goto cleanup_loop;
 
-	for (int i = 0; i < a.popts.n_listen; i++) {
-		if (a.popts.listen[i].family == SHUNT_FAMILY_V4)
-			kcfg.proxy4 = a.popts.listen[i];
-		else
-			kcfg.proxy6 = a.popts.listen[i];
-	}
-	kcfg.mark = mark;
-	err = shunt_bpf_set_config(&a.bpf, &kcfg);
-	if (err) {
-		pr_err("write shunt_config: %s", strerror(-err));
+	if (write_kernel_config(&a))
 		goto cleanup_bpf;
-	}
 
 	/* The predecessor stops changing routes once it has handed over, so
 	 * the maps read next are final. */
 	if (predecessor && takeover(&a))
 		goto cleanup_bpf;
 
-	recovered = store_init(&a.store, a.bpf.routes_fd, a.bpf.services_fd, a.bpf.overrides_fd,
-			       (uint64_t)time(NULL), &a.guard);
-	a.store.max_routes = a.bpf.max_routes;
-	if (recovered < 0) {
-		pr_err("recover routes and overrides from %s: %s", a.pin_dir,
-		       strerror((int)-recovered));
-		goto cleanup_store;
-	}
-	if (recovered || a.store.novr)
-		pr_info("recovered %ld route(s) and %zu override(s) from %s", recovered,
-			a.store.novr, a.pin_dir);
-	if (a.config_path && load_config(&a, 1))
+	if (recover_state(&a))
 		goto cleanup_store;
 
 	if (proxy_start(&a.proxy, &a.popts, &a.loop, &a.store, &a.bpf))
@@ -1052,45 +1122,8 @@ int main(int argc, char **argv)
 		goto cleanup_signal;
 
 	a.detach_on_exit = true;
-	pr_info("limits: --max-conns %zu, --max-conns-per-pod %zu, --max-upstream-conns %zu, "
-		"--max-upstream-conns-per-pod %zu%s",
-		a.popts.max_conns, a.popts.max_conns_per_pod, a.popts.max_upstream_per_dst,
-		a.popts.max_upstream_per_pod,
-		(a.popts.max_conns_per_pod || a.popts.max_upstream_per_pod) && !a.bpf.record_src
-			? " (per-pod caps off: see the warning above)"
-			: "");
-	pr_info("ready: cgroup %s, pins %s, control %s", a.cgroup, a.pin_dir, a.control_path);
-	while (!a.loop.stop) {
-		err = loop_run_once(&a.loop, TICK_MS);
-		if (err) {
-			pr_err("event loop: %s", strerror(-err));
-			break;
-		}
-		if (a.handed_over && !a.draining) {
-			/* The successor owns the routes, the links and the
-			 * control socket path from now on. */
-			a.detach_on_exit = false;
-			start_drain(&a, true);
-		}
-		proxy_tick(a.proxy);
-		proxy_reap(a.proxy);
-		if (a.loop.now_ms - last_guard >= GUARD_REFRESH_MS) {
-			last_guard = a.loop.now_ms;
-			err = dstguard_refresh(&a.guard);
-			if (err)
-				pr_warn("read the node's addresses: %s", strerror(-err));
-			err = 0;
-		}
-		if (!a.handed_over && a.loop.now_ms - last_sweep >= 1000) {
-			last_sweep = a.loop.now_ms;
-			store_expire(&a.store, (uint64_t)time(NULL));
-		}
-		if (a.draining && proxy_drained(a.proxy)) {
-			pr_info("drained");
-			break;
-		}
-	}
-	ret = err ? 1 : 0;
+	log_ready(&a);
+	ret = run(&a) ? 1 : 0;
 
 cleanup_signal:
 	k8s_stop(&a);
