@@ -790,28 +790,16 @@ static bool control_probe(const char *path)
 
 /* Ask the running agent for its listening sockets. 0 with them in
  * a->popts.inherited, or -1 having said why. */
-static int takeover(struct agent *a)
+/* Connect to the running agent and ask it to hand over. With the request
+ * goes our connect4 program, now attached through the pinned link: where
+ * the running agent cannot read our capabilities (we run in a PID
+ * namespace it cannot see, e.g. the next pod of a DaemonSet), holding it
+ * proves we replaced its programs. (An agent that does not look for it
+ * drops it.) Returns the connected socket, or -1. */
+static int takeover_ask(struct agent *a)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	struct timeval tv = {.tv_sec = 5};
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 2)];
-		struct cmsghdr align;
-	} u;
-	char line[512];
-	struct iovec iov = {.iov_base = line, .iov_len = sizeof(line) - 1};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = u.buf,
-			    .msg_controllen = sizeof(u.buf)};
-	struct cmsghdr *cm;
-	ssize_t n;
-	int fd;
-	/* With the request goes our connect4 program, now attached through
-	 * the pinned link: where the running agent cannot read our
-	 * capabilities (we run in a PID namespace it cannot see, e.g. the
-	 * next pod of a DaemonSet), holding it proves we replaced its
-	 * programs. (An agent that does not look for it drops it.) */
 	union {
 		char buf[CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
@@ -819,8 +807,11 @@ static int takeover(struct agent *a)
 	struct iovec req_iov = {.iov_base = "takeover\n", .iov_len = 9};
 	struct msghdr req = {.msg_iov = &req_iov, .msg_iovlen = 1};
 	int prog_fd = shunt_bpf_connect4_fd(&a->bpf);
+	int fd;
 
 	if (prog_fd >= 0) {
+		struct cmsghdr *cm;
+
 		req.msg_control = proof.buf;
 		req.msg_controllen = sizeof(proof.buf);
 		cm = CMSG_FIRSTHDR(&req);
@@ -839,14 +830,13 @@ static int takeover(struct agent *a)
 			close(fd);
 		return -1;
 	}
-	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-	close(fd);
-	if (n <= 0) {
-		pr_err("takeover: no answer from the running agent on %s: %s", a->control_path,
-		       n ? strerror(errno) : "closed");
-		return -1;
-	}
-	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+	return fd;
+}
+
+/* The listening sockets the running agent sent (two at most). */
+static void takeover_keep_fds(struct agent *a, struct msghdr *mh)
+{
+	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
 		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
 			continue;
 		for (size_t i = 0; CMSG_LEN((i + 1) * sizeof(int)) <= cm->cmsg_len; i++) {
@@ -859,6 +849,33 @@ static int takeover(struct agent *a)
 				close(got);
 		}
 	}
+}
+
+static int takeover(struct agent *a)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 2)];
+		struct cmsghdr align;
+	} u;
+	char line[512];
+	struct iovec iov = {.iov_base = line, .iov_len = sizeof(line) - 1};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = u.buf,
+			    .msg_controllen = sizeof(u.buf)};
+	ssize_t n;
+	int fd = takeover_ask(a);
+
+	if (fd < 0)
+		return -1;
+	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	close(fd);
+	if (n <= 0) {
+		pr_err("takeover: no answer from the running agent on %s: %s", a->control_path,
+		       n ? strerror(errno) : "closed");
+		return -1;
+	}
+	takeover_keep_fds(a, &mh);
 	line[n] = '\0';
 	if (strncmp(line, "ok\n", 3)) {
 		for (int i = 0; i < a->popts.n_inherited; i++)
