@@ -95,6 +95,8 @@ static size_t check_request_line(const char *p, size_t len, struct head_result *
 	return i;
 }
 
+/* One pass over the head's lines, in order, each rule where its line is
+ * read: longer than a screen on purpose (and fuzzed as one, fuzz_http). */
 int http_head_check(const char *head, size_t len, struct http_header *hdrs, size_t max_hdrs,
 		    struct head_result *res)
 {
@@ -286,6 +288,9 @@ static int hexval(unsigned char c)
 	return -1;
 }
 
+/* A byte-at-a-time state machine: one switch over the states reads as the
+ * grammar does (RFC 9112 7.1); longer than a screen on purpose, fuzzed as
+ * one (fuzz_chunked). */
 long chunked_feed(struct chunked *ck, const char *p, size_t len, bool *done, const char **reason)
 {
 	size_t i = 0;
