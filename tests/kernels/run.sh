@@ -31,7 +31,7 @@ REPO=$(cd "$HERE/../.." && pwd)
 BUILD=build
 KERNELS="6.1 6.12"
 CACHE=${SHUNT_KERNEL_CACHE:-/var/cache/shunt-kernels}
-TIMEOUT= # per kernel, boot to power-off, qemu is killed after it: 1800 s, 900 s --quick
+TIMEOUT= # per kernel, boot to power-off, qemu is killed after it: 1800 s, 1500 s --quick
 QUICK=0
 PATTERNS=()
 JOBS= # kernels booted at once: as many as there are CPUs
@@ -87,7 +87,7 @@ NK=$(echo "$KERNELS" | wc -w)
 [ -n "$JOBS" ] || JOBS=$((NK < NCPU ? NK : NCPU))
 [ "$JOBS" -ge 1 ] 2>/dev/null || JOBS=1
 [ -n "$SMP" ] || SMP=$((NCPU / JOBS > 1 ? NCPU / JOBS : 1))
-[ -n "$TIMEOUT" ] || TIMEOUT=$([ $QUICK = 1 ] && echo 900 || echo 1800)
+[ -n "$TIMEOUT" ] || TIMEOUT=$([ $QUICK = 1 ] && echo 1500 || echo 1800)
 [[ $TIMEOUT =~ ^[0-9]+$ ]] || { echo "run.sh: --timeout: '$TIMEOUT' is not a number of seconds" >&2; exit 2; }
 
 log() { echo "kernels: $*"; }
