@@ -29,7 +29,7 @@ WARN := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wmissing-prototype
 CFLAGS ?= -O2 -g
 # The Kubernetes watcher: libcurl (HTTP), json-c (the API's JSON), libyaml
 # (kubeconfig).
-PKGS := libcurl json-c yaml-0.1
+PKGS := libcurl json-c yaml-0.1 libnghttp2
 PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS))
 PKG_LIBS := $(shell pkg-config --libs $(PKGS))
 ALL_CFLAGS := $(CFLAGS) $(WARN) $(SAN_FLAGS) -std=gnu11 -D_GNU_SOURCE -MMD -MP -pthread \

@@ -100,6 +100,9 @@ static const char usage_text[] =
 	"                          probes, on 127.0.0.1 (default off)\n"
 	"  --log-format FMT        text (default) or json: one object per line with\n"
 	"                          ts, level, msg\n"
+	"  --http2 on|off          route HTTP/2 (prior knowledge and Upgrade: h2c) per\n"
+	"                          stream (default on); off: an HTTP/2 connection is\n"
+	"                          tunnelled unrouted to its original destination\n"
 	"  --access-log            a line per request to a steered service: service,\n"
 	"                          key, destination, upstream, status, outcome,\n"
 	"                          duration, bytes (never other headers or bodies)\n"
@@ -180,6 +183,7 @@ enum {
 	OPT_HEALTH_ADDR,
 	OPT_LOG_FORMAT,
 	OPT_ACCESS_LOG,
+	OPT_HTTP2,
 	OPT_RESET_MAPS,
 	OPT_KUBERNETES,
 	OPT_KUBECONFIG,
@@ -219,6 +223,7 @@ static const struct option long_opts[] = {
 	{"health-addr", required_argument, NULL, OPT_HEALTH_ADDR},
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
 	{"access-log", no_argument, NULL, OPT_ACCESS_LOG},
+	{"http2", required_argument, NULL, OPT_HTTP2},
 	{"reset-maps", no_argument, NULL, OPT_RESET_MAPS},
 	{"kubernetes", no_argument, NULL, OPT_KUBERNETES},
 	{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
@@ -353,6 +358,7 @@ static void args_defaults(struct agent *a)
 	rk_config_default(&po->rk);
 	po->head_timeout_ms = 10000;
 	po->idle_timeout_ms = 60000;
+	po->http2 = true;
 	po->connect_timeout_ms = 2000;
 	po->tunnel_timeout_ms = 3600 * 1000;
 	po->max_head_bytes = 65536;
@@ -414,6 +420,11 @@ static int opt_proxy(struct agent *a, struct arg_state *st, int opt)
 		break;
 	case OPT_ACCESS_LOG:
 		po->access_log = true;
+		break;
+	case OPT_HTTP2:
+		if (strcmp(optarg, "on") && strcmp(optarg, "off"))
+			return usage_error("--http2: '%s' is neither on nor off", optarg);
+		po->http2 = !strcmp(optarg, "on");
 		break;
 	default:
 		return OPT_NOT_MINE;

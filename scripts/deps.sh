@@ -6,7 +6,7 @@ set -euo pipefail
 
 PKGS=(
 	make clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev pkg-config
-	libcriterion-dev node-llhttp
+	libcriterion-dev node-llhttp libnghttp2-dev
 	libcurl4-openssl-dev libjson-c-dev libyaml-dev
 	iproute2 util-linux procps python3 curl openssl dpkg
 	python3-jsonschema python3-yaml

@@ -131,6 +131,15 @@ static void render_proxy(struct buf *o, const struct proxy_stats *ps)
 		{"shunt_tunnels_total", "counter",
 		 "Connections tunnelled unchanged: not HTTP/1.x, or after an upgrade or CONNECT.",
 		 ps->tunnels},
+		{"shunt_h2_connections_total", "counter",
+		 "Client connections that spoke HTTP/2 (prior knowledge): routed per stream.",
+		 ps->h2_conns},
+		{"shunt_h2_streams_total", "counter",
+		 "HTTP/2 streams that ended (each is also a request in shunt_requests_total).",
+		 ps->h2_streams},
+		{"shunt_h2_upstream_sessions", "gauge",
+		 "HTTP/2 sessions to upstreams open now (each carries many streams).",
+		 ps->h2_sessions},
 		{"shunt_upstream_connects_total", "counter",
 		 "New connections to upstreams (sandboxes and baselines).", ps->upstream_connects},
 		{"shunt_upstream_reuses_total", "counter",
@@ -160,24 +169,27 @@ static void render_service(struct buf *o, const struct rs_service *s, const char
 
 	if (!name)
 		name = format_addr_port(&s->svc, a, sizeof(a));
-	for (int d = 0; d < RS_DEST_MAX; d++) {
-		for (int k = 0; k < RS_OUTCOME_MAX; k++) {
-			if (!s->n[d][k])
-				continue;
-			buf_append(o, "shunt_requests_total{service=\"", 30);
-			metrics_label_value(o, name);
-			buf_printf(o, "\",destination=\"%s\",outcome=\"%s\"} %llu\n",
-				   rs_dest_names[d], rs_outcome_names[k],
-				   (unsigned long long)s->n[d][k]);
-		}
-	}
+	for (int p = 0; p < RS_PROTO_MAX; p++)
+		for (int d = 0; d < RS_DEST_MAX; d++)
+			for (int k = 0; k < RS_OUTCOME_MAX; k++) {
+				if (!s->n[p][d][k])
+					continue;
+				buf_append(o, "shunt_requests_total{service=\"", 30);
+				metrics_label_value(o, name);
+				buf_printf(o,
+					   "\",protocol=\"%s\",destination=\"%s\",outcome=\"%s\"} "
+					   "%llu\n",
+					   rs_proto_names[p], rs_dest_names[d], rs_outcome_names[k],
+					   (unsigned long long)s->n[p][d][k]);
+			}
 }
 
 static void render_requests(struct buf *o, const struct reqstats *rs)
 {
 	family(o, "shunt_requests_total", "counter",
-	       "HTTP requests by service (original destination; \"other\" past the table's "
-	       "size), destination (baseline, sandbox, or error: answered by shunt itself) and "
+	       "HTTP requests (HTTP/2: streams) by service (original destination; \"other\" "
+	       "past the table's size), protocol (http/1.1, h2), destination (baseline, sandbox, "
+	       "or error: answered by shunt itself) and "
 	       "outcome (1xx..5xx: final status class; upstream_error, timeout, client_abort).");
 	for (size_t i = 0; i < rs->cap; i++)
 		if (rs->slots[i].svc.family)

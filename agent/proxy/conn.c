@@ -25,6 +25,7 @@
 #include "state/dstguard.h"
 #include "core/hmap.h"
 #include "proxy/http.h"
+#include "proxy/h2.h"
 #include "core/log.h"
 #include "proxy/proxy.h"
 #include "proxy/pool.h"
@@ -126,10 +127,10 @@ void req_end(struct conn *c, enum rs_dest d, enum rs_outcome o, int status)
 	c->s.obs.t0_ns = 0;
 	if (d == RS_DEST_ERROR)
 		c->s.obs.resp_bytes = c->out.start;
-	reqstats_record(&p->rs, &c->orig, d, o, dur);
+	reqstats_record(&p->rs, &c->orig, RS_HTTP1, d, o, dur);
 	if (p->o.access_log && route_table_service_count(p->store->t, &c->orig))
-		rs_access_log(&c->orig, c->s.key, d, c->s.obs.routed ? &c->s.dst : NULL, status, o,
-			      &c->s.obs, dur);
+		rs_access_log(&c->orig, c->s.key, RS_HTTP1, d, c->s.obs.routed ? &c->s.dst : NULL,
+			      status, o, &c->s.obs, dur);
 }
 
 /* The request under way ends now, however far it got. */
@@ -155,6 +156,8 @@ void client_close(struct conn *c)
 	req_end_now(c);
 	if (c->s.up)
 		up_close(c->s.up);
+	if (c->h2)
+		h2_conn_free(c);
 	loop_del(p->loop, c->fd);
 	loop_timer_cancel(p->loop, &c->timer);
 	close(c->fd);
@@ -505,7 +508,7 @@ void client_pump(struct conn *c)
 	bool progress;
 
 	do {
-		if (c->dead)
+		if (c->dead || c->state == C_H2)
 			return;
 		if (c->state == C_ERROR) {
 			pump_error_reply(c);
@@ -527,6 +530,10 @@ void client_event(struct ev_handler *h, uint32_t events)
 
 	if (c->dead)
 		return;
+	if (c->state == C_H2) {
+		h2_conn_event(c, events);
+		return;
+	}
 	if (events & EPOLLERR) {
 		/* Reset by the client: nothing more can be said to it. */
 		client_close(c);
@@ -579,6 +586,9 @@ void client_expired(struct conn *c)
 	case C_ERROR:
 		client_close(c); /* the client did not close after our answer */
 		break;
+	case C_H2:
+		h2_conn_expired(c);
+		return;
 	}
 	if (!c->dead)
 		client_pump(c);

@@ -27,6 +27,7 @@
 #include "state/dstguard.h"
 #include "core/hmap.h"
 #include "proxy/http.h"
+#include "proxy/h2.h"
 #include "core/log.h"
 #include "proxy/proxy.h"
 #include "proxy/pool.h"
@@ -81,6 +82,64 @@ static bool method_is_idempotent(uint8_t m)
 	       m == HTTP_PUT || m == HTTP_DELETE;
 }
 
+/* Does a header list ask for "Upgrade: h2c"? 1: yes, with one
+ * HTTP2-Settings (*settings is it); -1: h2c without a usable one (the
+ * upgrade must not happen, RFC 7540 section 3.2.1); 0: no h2c. */
+static int h2c_asked(const struct http_header *h, size_t n, const struct http_header **settings)
+{
+	bool h2c = false;
+	int ns = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (h[i].name_len == 14 && !strncasecmp(h[i].name, "HTTP2-Settings", 14)) {
+			*settings = &h[i];
+			ns++;
+		}
+		if (h[i].name_len != 7 || strncasecmp(h[i].name, "Upgrade", 7))
+			continue;
+		for (size_t j = 0; j + 3 <= h[i].value_len; j++) {
+			const char *v = h[i].value;
+
+			if (!strncasecmp(v + j, "h2c", 3) &&
+			    (j == 0 || v[j - 1] == ' ' || v[j - 1] == ',') &&
+			    (j + 3 == h[i].value_len || v[j + 3] == ' ' || v[j + 3] == ','))
+				h2c = true;
+		}
+	}
+	if (!h2c)
+		return 0;
+	return ns == 1 ? 1 : -1;
+}
+
+/* An h2c upgrade shunt does not take (a request with a body, or without
+ * its settings): the Upgrade and HTTP2-Settings lines leave the head, so
+ * no upstream can switch the whole connection to HTTP/2 behind our back
+ * (every later stream would then go where this request went). The
+ * request is answered over HTTP/1.1, which RFC 7540 allows. */
+static void strip_h2c(struct conn *c, const struct http_header *h, size_t n)
+{
+	/* Last line first: the spans before it stay where they are. */
+	for (size_t k = n; k-- > 0;) {
+		char *line, *end;
+		size_t cut;
+
+		if (!((h[k].name_len == 7 && !strncasecmp(h[k].name, "Upgrade", 7)) ||
+		      (h[k].name_len == 14 && !strncasecmp(h[k].name, "HTTP2-Settings", 14))))
+			continue;
+		line = (char *)h[k].name;
+		end = memchr(h[k].value + h[k].value_len, '\n',
+			     (size_t)(c->in.data + c->in.end - (h[k].value + h[k].value_len)));
+		if (!end)
+			continue;
+		cut = (size_t)(end + 1 - line);
+		memmove(line, end + 1, (size_t)(c->in.data + c->in.end - (end + 1)));
+		c->in.end -= cut;
+		c->parsed -= (uint32_t)cut;
+		c->s.head_len -= (uint32_t)cut;
+	}
+	c->s.req.upgrade = 0;
+}
+
 /* Decide where the request whose head is in[req_start, req_start+head_len)
  * goes, and get a connection there. */
 static void route_request(struct conn *c)
@@ -100,6 +159,21 @@ static void route_request(struct conn *c)
 			 hr.reason);
 		client_error(c, st, "shunt: %s", hr.reason);
 		return;
+	}
+	if (c->s.req.upgrade && p->o.http2) {
+		const struct http_header *settings = NULL;
+		int h2c = h2c_asked(p->hdrs, hr.n_headers, &settings);
+
+		if (h2c > 0 && hr.body == BODY_NONE) {
+			/* This request becomes stream 1, routed by its own key
+			 * like every stream after it. */
+			h2_upgrade(c, p->hdrs, hr.n_headers, settings);
+			return;
+		}
+		if (h2c) {
+			strip_h2c(c, p->hdrs, hr.n_headers);
+			http_head_check(head, c->s.head_len, p->hdrs, p->o.max_headers, &hr);
+		}
 	}
 	c->s.is_head = c->s.req.method == HTTP_HEAD;
 	c->s.is_connect = c->s.req.method == HTTP_CONNECT;
@@ -201,6 +275,19 @@ static bool head_start(struct conn *c)
 	if (c->parsed == c->s.req_start && c->in.end - c->s.req_start == 1 &&
 	    c->in.data[c->s.req_start] == '\r' && !c->eof)
 		return false; /* a CR whose LF is still on its way */
+	if (c->first && c->p->o.http2) {
+		const char *b = c->in.data + c->s.req_start;
+		size_t have = c->in.end - c->s.req_start;
+
+		if (!memcmp(b, H2_PREFACE, have < H2_PREFACE_LEN ? have : H2_PREFACE_LEN)) {
+			if (have >= H2_PREFACE_LEN) {
+				h2_start(c); /* the client knows we speak HTTP/2 */
+				return false;
+			}
+			if (!c->eof)
+				return false; /* the rest of the preface is on its way */
+		}
+	}
 	if (c->first) {
 		r = http_sniff(c->in.data + c->s.req_start, c->in.end - c->s.req_start);
 		if (r < 0 && !c->eof)

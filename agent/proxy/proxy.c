@@ -33,6 +33,7 @@
 #include "state/dstguard.h"
 #include "core/hmap.h"
 #include "proxy/http.h"
+#include "proxy/h2.h"
 #include "core/log.h"
 #include "proxy/proxy.h"
 #include "proxy/pool.h"
@@ -114,6 +115,9 @@ void proxy_drain(struct proxy *p, uint64_t timeout_ms, bool handed_over)
 	for (struct conn *c = p->clients; c; c = c->next)
 		if (c->state == C_REQUEST && c->s.resp_started)
 			c->s.close_state = CLOSE_TOO_LATE;
+		else if (c->state == C_H2)
+			h2_conn_drain(c);
+	h2_flush_dirty(p);
 }
 
 bool proxy_drained(struct proxy *p)
@@ -128,7 +132,10 @@ void proxy_stop(struct proxy *p)
 	close_listeners(p); /* a closed socket leaves the sockmap: fail open */
 	while (p->clients)
 		client_close(p->clients);
+	h2up_close_all(p);
+	p->h2_dirty = NULL; /* every session is closed: nothing to write */
 	pool_sweep(&p->pool, p->loop->now_ms, POOL_IDLE_MS, true, up_close_idle);
+	proxy_reap(p);
 	pool_free(&p->pool);
 	proxy_reap(p);
 	if (p->spare_fd >= 0)
@@ -146,6 +153,7 @@ void proxy_tick(struct proxy *p)
 {
 	uint64_t now = p->loop->now_ms;
 
+	h2_flush_dirty(p);
 	if (p->listen_close_at && now >= p->listen_close_at)
 		close_listeners(p);
 	/* proxy_tick runs after every loop iteration: these, every 250 ms. */
@@ -162,16 +170,20 @@ void proxy_tick(struct proxy *p)
 			client_close(p->clients);
 	}
 	pool_sweep(&p->pool, now, POOL_IDLE_MS, false, up_close_idle);
+	h2_flush_dirty(p);
 }
 
 void proxy_reap(struct proxy *p)
 {
+	h2_flush_dirty(p); /* no dead session may stay on the list */
 	while (p->dead_clients) {
 		struct conn *c = p->dead_clients;
 
 		p->dead_clients = c->next;
+		free(c->h2);
 		free(c);
 	}
+	h2up_reap(p);
 	while (p->dead_ups) {
 		struct upstream *u = p->dead_ups;
 

@@ -37,6 +37,7 @@ struct proxy_opts {
 	size_t max_upstream_per_dst; /* connections to one sandbox; beyond: 503 */
 	size_t max_upstream_per_pod; /* ... held by one pod's requests; beyond: 503; 0 = no cap */
 	bool access_log;	     /* a line per request to a steered service */
+	bool http2;		     /* route HTTP/2 per stream (else tunnel it) */
 	struct rk_config rk;
 	/* Listening sockets handed over by the agent before this one (see
 	 * proxy_listener_fds); one matching a listen address is used instead
@@ -70,6 +71,9 @@ struct proxy_stats {
 	uint64_t upstream_reused;   /* requests sent on a pooled connection */
 	uint64_t retries;	    /* pooled connection died before answering */
 	uint64_t dst_refused;	    /* connects refused: the destination is the node */
+	uint64_t h2_conns;	    /* client connections that spoke HTTP/2 */
+	uint64_t h2_streams;	    /* HTTP/2 streams that ended (also in requests) */
+	uint64_t h2_sessions;	    /* HTTP/2 upstream sessions open now */
 };
 
 struct proxy;

@@ -43,6 +43,9 @@
 
 struct conn;
 struct pod_hold;
+struct h2cc;
+struct h2io;
+struct h2up;
 
 enum up_state { UP_CONNECTING, UP_ACTIVE, UP_IDLE };
 
@@ -70,6 +73,7 @@ enum client_state {
 	C_REQUEST, /* a request is in flight */
 	C_TUNNEL,  /* raw bytes both ways (non-HTTP, or after an upgrade) */
 	C_ERROR,   /* writing a response the proxy generated, then close */
+	C_H2,	   /* HTTP/2: conn.h2 has the session and its streams */
 };
 
 /* One request/response exchange on a client connection: what HTTP/1
@@ -123,7 +127,8 @@ struct conn {
 	uint64_t deadline;	  /* loop time; 0: none */
 	struct timer timer;	  /* fires at or before deadline */
 	struct conn *prev, *next; /* all live clients, for drain and stop */
-	struct stream s;	  /* the exchange under way */
+	struct stream s;	  /* the exchange under way (HTTP/1) */
+	struct h2cc *h2;	  /* C_H2: the HTTP/2 session */
 };
 
 /* A pod, as the kernel tells them apart: its network namespace (hostNetwork
@@ -179,6 +184,9 @@ struct proxy {
 	uint64_t drain_deadline;
 	uint64_t listen_close_at; /* 0, or when the listeners close */
 	struct reqstats rs;
+	/* HTTP/2 (h2.h): sessions with frames to write, upstream sessions. */
+	struct h2io *h2_dirty;
+	struct h2up *h2_all, *h2_dead_ups;
 	/* Fairness between pods and the node's limit (see accept_one). */
 	bool track_pods;	  /* shunt_conn_src is filled: count per pod */
 	bool conn_limited;	  /* at --max-conns: SHUNT_CFG_CONN_LIMIT */

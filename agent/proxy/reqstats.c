@@ -13,6 +13,8 @@ const char *const rs_dest_names[RS_DEST_MAX] = {
 	[RS_DEST_ERROR] = "error",
 };
 
+const char *const rs_proto_names[RS_PROTO_MAX] = {"http/1.1", "h2"};
+
 const char *const rs_outcome_names[RS_OUTCOME_MAX] = {
 	[RS_1XX] = "1xx",	  [RS_2XX] = "2xx",
 	[RS_3XX] = "3xx",	  [RS_4XX] = "4xx",
@@ -116,13 +118,13 @@ static struct rs_service *service_row(struct reqstats *rs, const struct shunt_ad
 	return s;
 }
 
-void reqstats_record(struct reqstats *rs, const struct shunt_addr *svc, enum rs_dest d,
-		     enum rs_outcome o, uint64_t duration_ns)
+void reqstats_record(struct reqstats *rs, const struct shunt_addr *svc, enum rs_proto p,
+		     enum rs_dest d, enum rs_outcome o, uint64_t duration_ns)
 {
 	struct rs_hist *h = &rs->hist[d];
 	int i;
 
-	service_row(rs, svc)->n[d][o]++;
+	service_row(rs, svc)->n[p][d][o]++;
 	for (i = 0; i < RS_NBUCKETS; i++)
 		if (duration_ns <= rs_bucket_us[i] * 1000)
 			break;
@@ -132,7 +134,7 @@ void reqstats_record(struct reqstats *rs, const struct shunt_addr *svc, enum rs_
 	h->sum_ns += duration_ns;
 }
 
-void rs_access_log(const struct shunt_addr *svc, const char *key, enum rs_dest d,
+void rs_access_log(const struct shunt_addr *svc, const char *key, enum rs_proto p, enum rs_dest d,
 		   const struct shunt_addr *dst, int status, enum rs_outcome o,
 		   const struct req_obs *obs, uint64_t duration_ns)
 {
@@ -140,6 +142,7 @@ void rs_access_log(const struct shunt_addr *svc, const char *key, enum rs_dest d
 	struct log_field f[] = {
 		{"service", LOG_F_STR, format_addr_port(svc, s, sizeof(s)), 0},
 		{"key", LOG_F_STR, key, 0},
+		{"protocol", LOG_F_STR, rs_proto_names[p], 0},
 		{"destination", LOG_F_STR, rs_dest_names[d], 0},
 		{"upstream", LOG_F_STR, dst ? format_addr_port(dst, t, sizeof(t)) : t, 0},
 		{"status", LOG_F_UINT, NULL, (uint64_t)(status > 0 ? status : 0)},

@@ -34,6 +34,9 @@
 
 enum rs_dest { RS_DEST_BASELINE, RS_DEST_SANDBOX, RS_DEST_ERROR, RS_DEST_MAX };
 
+/* How the request came: an HTTP/1.x request, or an HTTP/2 stream. */
+enum rs_proto { RS_HTTP1, RS_HTTP2, RS_PROTO_MAX };
+
 enum rs_outcome {
 	RS_1XX,
 	RS_2XX,
@@ -48,6 +51,7 @@ enum rs_outcome {
 
 extern const char *const rs_dest_names[RS_DEST_MAX];
 extern const char *const rs_outcome_names[RS_OUTCOME_MAX];
+extern const char *const rs_proto_names[RS_PROTO_MAX];
 
 /* The outcome for a final status (100..599; anything else is 5xx). */
 enum rs_outcome rs_outcome_of_status(int status);
@@ -66,7 +70,7 @@ struct rs_hist {
 
 struct rs_service {
 	struct shunt_addr svc; /* family 0: an empty slot */
-	uint64_t n[RS_DEST_MAX][RS_OUTCOME_MAX];
+	uint64_t n[RS_PROTO_MAX][RS_DEST_MAX][RS_OUTCOME_MAX];
 };
 
 struct reqstats {
@@ -81,8 +85,8 @@ struct reqstats {
 /* At most max services get their own row; later ones add up in "other". */
 void reqstats_init(struct reqstats *rs, size_t max);
 void reqstats_free(struct reqstats *rs);
-void reqstats_record(struct reqstats *rs, const struct shunt_addr *svc, enum rs_dest d,
-		     enum rs_outcome o, uint64_t duration_ns);
+void reqstats_record(struct reqstats *rs, const struct shunt_addr *svc, enum rs_proto p,
+		     enum rs_dest d, enum rs_outcome o, uint64_t duration_ns);
 
 /* The request under way on a client connection. */
 struct req_obs {
@@ -97,7 +101,7 @@ struct req_obs {
 uint64_t rs_now_ns(void);
 
 /* One access log line (log.h) for a request that ended. */
-void rs_access_log(const struct shunt_addr *svc, const char *key, enum rs_dest d,
+void rs_access_log(const struct shunt_addr *svc, const char *key, enum rs_proto p, enum rs_dest d,
 		   const struct shunt_addr *dst, int status, enum rs_outcome o,
 		   const struct req_obs *obs, uint64_t duration_ns);
 

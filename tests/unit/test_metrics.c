@@ -42,11 +42,11 @@ Test(reqstats, buckets_are_less_or_equal)
 	struct shunt_addr s = v4(0x0a000001, 80);
 
 	reqstats_init(&rs, 4);
-	reqstats_record(&rs, &s, RS_DEST_BASELINE, RS_2XX, 50000);	 /* exactly 50 us */
-	reqstats_record(&rs, &s, RS_DEST_BASELINE, RS_2XX, 50001);	 /* just above */
-	reqstats_record(&rs, &s, RS_DEST_BASELINE, RS_2XX, 0);		 /* instant */
-	reqstats_record(&rs, &s, RS_DEST_BASELINE, RS_2XX, 10000000000); /* 10 s */
-	reqstats_record(&rs, &s, RS_DEST_BASELINE, RS_5XX, 10000000001); /* beyond */
+	reqstats_record(&rs, &s, RS_HTTP1, RS_DEST_BASELINE, RS_2XX, 50000); /* exactly 50 us */
+	reqstats_record(&rs, &s, RS_HTTP1, RS_DEST_BASELINE, RS_2XX, 50001); /* just above */
+	reqstats_record(&rs, &s, RS_HTTP1, RS_DEST_BASELINE, RS_2XX, 0);     /* instant */
+	reqstats_record(&rs, &s, RS_HTTP1, RS_DEST_BASELINE, RS_2XX, 10000000000); /* 10 s */
+	reqstats_record(&rs, &s, RS_HTTP1, RS_DEST_BASELINE, RS_5XX, 10000000001); /* beyond */
 	cr_assert_eq(rs.hist[RS_DEST_BASELINE].bucket[0], 2);
 	cr_assert_eq(rs.hist[RS_DEST_BASELINE].bucket[1], 1);
 	cr_assert_eq(rs.hist[RS_DEST_BASELINE].bucket[RS_NBUCKETS - 1], 1);
@@ -74,19 +74,20 @@ Test(reqstats, services_beyond_the_limit_add_up_in_other)
 		for (uint32_t i = 0; i < 150; i++) {
 			struct shunt_addr s = v4(0x0a000000 + i, 8080);
 
-			reqstats_record(&rs, &s, RS_DEST_SANDBOX, RS_2XX, 1000);
+			reqstats_record(&rs, &s, RS_HTTP1, RS_DEST_SANDBOX, RS_2XX, 1000);
 		}
 	cr_assert_eq(rs.n, 100);
 	for (size_t i = 0; i < rs.cap; i++) {
 		if (!rs.slots[i].svc.family)
 			continue;
 		rows++;
-		cr_assert_eq(rs.slots[i].n[RS_DEST_SANDBOX][RS_2XX], 2, "each seen twice");
-		total += rs.slots[i].n[RS_DEST_SANDBOX][RS_2XX];
+		cr_assert_eq(rs.slots[i].n[RS_HTTP1][RS_DEST_SANDBOX][RS_2XX], 2,
+			     "each seen twice");
+		total += rs.slots[i].n[RS_HTTP1][RS_DEST_SANDBOX][RS_2XX];
 	}
 	cr_assert_eq(rows, 100);
-	cr_assert_eq(rs.other.n[RS_DEST_SANDBOX][RS_2XX], 100, "50 services, twice each");
-	cr_assert_eq(total + rs.other.n[RS_DEST_SANDBOX][RS_2XX], 300);
+	cr_assert_eq(rs.other.n[RS_HTTP1][RS_DEST_SANDBOX][RS_2XX], 100, "50 services, twice each");
+	cr_assert_eq(total + rs.other.n[RS_HTTP1][RS_DEST_SANDBOX][RS_2XX], 300);
 	cr_assert_leq(rs.n * 2, rs.cap, "kept at most half full");
 	reqstats_free(&rs);
 }
@@ -98,9 +99,9 @@ Test(reqstats, v4_and_v6_of_one_port_are_two_services)
 
 	b.addr[15] = 1;
 	reqstats_init(&rs, 8);
-	reqstats_record(&rs, &a, RS_DEST_ERROR, RS_4XX, 1);
-	reqstats_record(&rs, &b, RS_DEST_ERROR, RS_4XX, 1);
-	reqstats_record(&rs, &b, RS_DEST_ERROR, RS_4XX, 1);
+	reqstats_record(&rs, &a, RS_HTTP1, RS_DEST_ERROR, RS_4XX, 1);
+	reqstats_record(&rs, &b, RS_HTTP1, RS_DEST_ERROR, RS_4XX, 1);
+	reqstats_record(&rs, &b, RS_HTTP1, RS_DEST_ERROR, RS_4XX, 1);
 	cr_assert_eq(rs.n, 2);
 	reqstats_free(&rs);
 }
@@ -296,11 +297,12 @@ Test(exposition, full_snapshot)
 	six.addr[0] = 0xfd;
 	six.addr[15] = 0x20;
 	reqstats_init(&rs, 1);
-	reqstats_record(&rs, &svc, RS_DEST_SANDBOX, RS_2XX, 100000);
-	reqstats_record(&rs, &svc, RS_DEST_SANDBOX, RS_2XX, 200000);
-	reqstats_record(&rs, &svc, RS_DEST_BASELINE, RS_CLIENT_ABORT, 3000000000ULL);
-	reqstats_record(&rs, &svc, RS_DEST_ERROR, RS_4XX, 20000);
-	reqstats_record(&rs, &six, RS_DEST_BASELINE, RS_5XX, 1); /* past the limit */
+	reqstats_record(&rs, &svc, RS_HTTP1, RS_DEST_SANDBOX, RS_2XX, 100000);
+	reqstats_record(&rs, &svc, RS_HTTP1, RS_DEST_SANDBOX, RS_2XX, 200000);
+	reqstats_record(&rs, &svc, RS_HTTP1, RS_DEST_BASELINE, RS_CLIENT_ABORT, 3000000000ULL);
+	reqstats_record(&rs, &svc, RS_HTTP1, RS_DEST_ERROR, RS_4XX, 20000);
+	reqstats_record(&rs, &svc, RS_HTTP2, RS_DEST_SANDBOX, RS_2XX, 300000);
+	reqstats_record(&rs, &six, RS_HTTP1, RS_DEST_BASELINE, RS_5XX, 1); /* past the limit */
 	rs.parse_errors[HTTP_ERR_HEADER] = 1;
 	rs.parse_errors[HTTP_ERR_ROUTING_KEY] = 4;
 	snapshot(&s, &rs, &ps);
@@ -308,14 +310,20 @@ Test(exposition, full_snapshot)
 
 	HAS(t, "shunt_build_info{version=\"v1.2-3-gabc \\\"x\\\"\"} 1");
 	HAS(t, "shunt_start_time_seconds 1795694472");
-	HAS(t, "shunt_requests_total{service=\"10.211.0.20:8080\",destination=\"sandbox\","
+	HAS(t, "shunt_requests_total{service=\"10.211.0.20:8080\",protocol=\"http/"
+	       "1.1\",destination=\"sandbox\","
 	       "outcome=\"2xx\"} 2");
-	HAS(t, "shunt_requests_total{service=\"10.211.0.20:8080\",destination=\"baseline\","
+	HAS(t, "shunt_requests_total{service=\"10.211.0.20:8080\",protocol=\"h2\",destination="
+	       "\"sandbox\","
+	       "outcome=\"2xx\"} 1");
+	HAS(t, "shunt_requests_total{service=\"10.211.0.20:8080\",protocol=\"http/"
+	       "1.1\",destination=\"baseline\","
 	       "outcome=\"client_abort\"} 1");
-	HAS(t, "shunt_requests_total{service=\"10.211.0.20:8080\",destination=\"error\","
+	HAS(t, "shunt_requests_total{service=\"10.211.0.20:8080\",protocol=\"http/"
+	       "1.1\",destination=\"error\","
 	       "outcome=\"4xx\"} 1");
-	HAS(t,
-	    "shunt_requests_total{service=\"other\",destination=\"baseline\",outcome=\"5xx\"} 1");
+	HAS(t, "shunt_requests_total{service=\"other\",protocol=\"http/"
+	       "1.1\",destination=\"baseline\",outcome=\"5xx\"} 1");
 	HAS_NOT(t, "outcome=\"3xx\"");
 	HAS_NOT(t, "fd00");
 
@@ -323,10 +331,11 @@ Test(exposition, full_snapshot)
 	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"sandbox\",le=\"0.00005\"} 0");
 	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"sandbox\",le=\"0.0001\"} 1");
 	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"sandbox\",le=\"0.00025\"} 2");
-	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"sandbox\",le=\"10\"} 2");
-	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"sandbox\",le=\"+Inf\"} 2");
-	HAS(t, "shunt_request_duration_seconds_sum{destination=\"sandbox\"} 0.000300000");
-	HAS(t, "shunt_request_duration_seconds_count{destination=\"sandbox\"} 2");
+	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"sandbox\",le=\"0.0005\"} 3");
+	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"sandbox\",le=\"10\"} 3");
+	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"sandbox\",le=\"+Inf\"} 3");
+	HAS(t, "shunt_request_duration_seconds_sum{destination=\"sandbox\"} 0.000600000");
+	HAS(t, "shunt_request_duration_seconds_count{destination=\"sandbox\"} 3");
 	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"baseline\",le=\"2.5\"} 1");
 	HAS(t, "shunt_request_duration_seconds_bucket{destination=\"baseline\",le=\"5\"} 2");
 	HAS(t, "shunt_request_duration_seconds_sum{destination=\"baseline\"} 3.000000001");
@@ -429,14 +438,15 @@ Test(exposition, many_services_render_whole)
 	for (uint32_t i = 0; i < SHUNT_MAX_SERVICES + 10; i++) {
 		struct shunt_addr a = v4(0x0a000000 + i, 80);
 
-		reqstats_record(&rs, &a, RS_DEST_BASELINE, RS_2XX, 1000);
+		reqstats_record(&rs, &a, RS_HTTP1, RS_DEST_BASELINE, RS_2XX, 1000);
 	}
 	s.req = &rs;
 	t = render(&s);
 	for (const char *p = t; (p = strstr(p, "\nshunt_requests_total{")); p++)
 		lines++;
 	cr_assert_eq(lines, SHUNT_MAX_SERVICES + 1, "one row per service and one for other");
-	HAS(t, "shunt_requests_total{service=\"other\",destination=\"baseline\",outcome=\"2xx\"} "
+	HAS(t, "shunt_requests_total{service=\"other\",protocol=\"http/"
+	       "1.1\",destination=\"baseline\",outcome=\"2xx\"} "
 	       "10");
 	free(t);
 	reqstats_free(&rs);

@@ -1,0 +1,522 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * HTTP/2 towards upstreams: client sessions pooled by destination. A
+ * session takes streams from any client connection while it has room
+ * (the peer's SETTINGS_MAX_CONCURRENT_STREAMS, at most H2_UP_MAX_STREAMS)
+ * and sits on its destination's mux ring meanwhile; full, going away
+ * (GOAWAY) or failed, it leaves the ring and another one opens. A session
+ * with no stream for POOL_IDLE_MS is closed.
+ */
+#include <errno.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <nghttp2/nghttp2.h>
+
+#include "core/log.h"
+#include "core/util.h"
+#include "proxy/h2.h"
+#include "proxy/proxy_int.h"
+#include "state/dstguard.h"
+#include "state/store.h"
+
+static struct h2up *up_of_link(struct pool_link *l)
+{
+	return (struct h2up *)((char *)l - offsetof(struct h2up, link));
+}
+
+static bool has_room(struct h2up *u)
+{
+	uint32_t max;
+
+	if (u->goaway || u->io.dead)
+		return false;
+	max = nghttp2_session_get_remote_settings(u->io.ng,
+						  NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+	if (max > H2_UP_MAX_STREAMS)
+		max = H2_UP_MAX_STREAMS;
+	/* Stream ids run out after 2^31: the session is done then. */
+	return u->n_streams < max && nghttp2_session_get_next_stream_id(u->io.ng) < (1U << 30);
+}
+
+static void mux_remove(struct h2up *u)
+{
+	if (!u->on_mux)
+		return;
+	u->link.prev->next = u->link.next;
+	u->link.next->prev = u->link.prev;
+	u->link.prev = u->link.next = NULL;
+	u->pool->n_mux--;
+	u->on_mux = false;
+}
+
+static void mux_add(struct h2up *u)
+{
+	struct pool_link *head = &u->pool->mux;
+
+	if (u->on_mux || !has_room(u))
+		return;
+	u->link.prev = head;
+	u->link.next = head->next;
+	head->next->prev = &u->link;
+	head->next = &u->link;
+	u->pool->n_mux++;
+	u->on_mux = true;
+}
+
+static void unlink_stream(struct h2up *u, struct h2s *s)
+{
+	if (s->uprev)
+		s->uprev->unext = s->unext;
+	else
+		u->streams = s->unext;
+	if (s->unext)
+		s->unext->uprev = s->uprev;
+	s->unext = s->uprev = NULL;
+	s->up = NULL;
+	s->up_id = 0;
+	u->n_streams--;
+	if (!u->n_streams && !u->io.dead)
+		loop_timer_in(u->io.p->loop, &u->idle, POOL_IDLE_MS);
+	mux_add(u);
+}
+
+void h2up_close(struct h2up *u, int err)
+{
+	struct proxy *p = u->io.p;
+
+	if (u->io.dead)
+		return;
+	u->io.dead = true;
+	mux_remove(u);
+	u->pool->open--;
+	loop_del(p->loop, u->io.fd);
+	loop_timer_cancel(p->loop, &u->idle);
+	close(u->io.fd);
+	u->io.fd = -1;
+	p->st.h2_sessions--;
+	while (u->streams) {
+		struct h2s *s = u->streams;
+
+		unlink_stream(u, s);
+		h2s_upstream_closed(s, err, false);
+	}
+	/* The nghttp2 session goes at h2up_reap: this may run inside one
+	 * of its callbacks' callers. */
+	u->dead_next = p->h2_dead_ups;
+	p->h2_dead_ups = u;
+}
+
+void h2up_detach(struct h2s *s, uint32_t rst_code)
+{
+	struct h2up *u = s->up;
+
+	if (!u)
+		return;
+	if (!u->io.dead && s->up_id) {
+		nghttp2_session_set_stream_user_data(u->io.ng, s->up_id, NULL);
+		nghttp2_submit_rst_stream(u->io.ng, NGHTTP2_FLAG_NONE, s->up_id, rst_code);
+		h2_mark(&u->io);
+	}
+	unlink_stream(u, s);
+}
+
+void h2up_kick(struct h2s *s)
+{
+	struct h2up *u = s->up;
+
+	if (!u || !s->up_id)
+		return;
+	if (s->req_deferred) {
+		s->req_deferred = false;
+		nghttp2_session_resume_data(u->io.ng, s->up_id);
+	}
+	h2_mark(&u->io);
+}
+
+/* The request body, from the client's stream to the upstream's. */
+static ssize_t req_read(nghttp2_session *ng, int32_t id, uint8_t *b, size_t len, uint32_t *flags,
+			nghttp2_data_source *src, void *user)
+{
+	struct h2s *s = src->ptr;
+	size_t n = buf_len(&s->req);
+
+	(void)user;
+	if (n > len)
+		n = len;
+	memcpy(b, buf_head(&s->req), n);
+	buf_consume(&s->req, n);
+	s->req_fwd += n;
+	if (n && s->id) {
+		nghttp2_session_consume_stream(s->cc->io.ng, s->id, n);
+		h2_mark(&s->cc->io);
+	}
+	if (buf_len(&s->req))
+		return (ssize_t)n;
+	buf_reset(&s->req);
+	if (!s->req_end) {
+		if (n)
+			return (ssize_t)n;
+		s->req_deferred = true;
+		return NGHTTP2_ERR_DEFERRED;
+	}
+	*flags |= NGHTTP2_DATA_FLAG_EOF;
+	if (s->req_trl.n) {
+		nghttp2_nv *nv = h2_hb_nv(&s->req_trl);
+
+		*flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+		if (!nv || nghttp2_submit_trailer(ng, id, nv, s->req_trl.n))
+			nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, id,
+						  NGHTTP2_INTERNAL_ERROR);
+		free(nv);
+	}
+	return (ssize_t)n;
+}
+
+/* ---- the upstream's session: nghttp2's callbacks ---- */
+
+static struct h2s *stream_of(nghttp2_session *ng, int32_t id)
+{
+	return id > 0 ? nghttp2_session_get_stream_user_data(ng, id) : NULL;
+}
+
+static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name, size_t nl,
+		     const uint8_t *value, size_t vl, uint8_t flags, void *user)
+{
+	struct h2up *u = user;
+	struct h2s *s = stream_of(ng, f->hd.stream_id);
+	struct h2hb *hb;
+
+	(void)flags;
+	if (!s || f->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	hb = s->resp_final ? &s->resp_trl : &s->resph;
+	if (hb->list_size + nl + vl + 32 > 4 * u->io.p->o.max_head_bytes)
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* RST_STREAM: 502 below */
+	if (h2_hb_add(hb, name, nl, value, vl))
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	return 0;
+}
+
+static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user)
+{
+	struct h2up *u = user;
+	struct h2s *s = stream_of(ng, f->hd.stream_id);
+	bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+
+	switch (f->hd.type) {
+	case NGHTTP2_GOAWAY:
+		/* Streams above last_stream_id are closed by nghttp2 with
+		 * REFUSED_STREAM (never processed: sent again elsewhere); the
+		 * rest finish here. */
+		u->goaway = true;
+		mux_remove(u);
+		return 0;
+	case NGHTTP2_SETTINGS:
+		mux_add(u);
+		return 0;
+	case NGHTTP2_HEADERS:
+		if (!s)
+			return 0;
+		if (!s->resp_final) {
+			s->resp_end = end;
+			h2s_respond(s);
+		} else {
+			s->resp_end = true; /* trailers */
+			h2s_resp_data(s, NULL, 0, true);
+		}
+		return 0;
+	case NGHTTP2_DATA:
+		if (s && end)
+			h2s_resp_data(s, NULL, 0, true);
+		return 0;
+	default:
+		return 0;
+	}
+}
+
+static int on_data(nghttp2_session *ng, uint8_t flags, int32_t id, const uint8_t *d, size_t len,
+		   void *user)
+{
+	struct h2s *s = stream_of(ng, id);
+
+	(void)flags;
+	(void)user;
+	nghttp2_session_consume_connection(ng, len);
+	if (!s || !s->id) {
+		nghttp2_session_consume_stream(ng, id, len);
+		return 0;
+	}
+	h2s_resp_data(s, d, len, false);
+	return 0;
+}
+
+static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void *user)
+{
+	struct h2up *u = user;
+	struct h2s *s = stream_of(ng, id);
+	bool refused;
+
+	if (!s)
+		return 0;
+	nghttp2_session_set_stream_user_data(ng, id, NULL);
+	/* REFUSED_STREAM, or a GOAWAY's stream nghttp2 closed: the upstream
+	 * did not process it (RFC 9113 section 8.7). */
+	refused = code == NGHTTP2_REFUSED_STREAM && !s->resp_final;
+	unlink_stream(u, s);
+	h2s_upstream_closed(s, (int)code, refused);
+	return 0;
+}
+
+static nghttp2_session_callbacks *client_callbacks(void)
+{
+	static nghttp2_session_callbacks *cbs;
+
+	if (cbs || nghttp2_session_callbacks_new(&cbs))
+		return cbs;
+	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+	return cbs;
+}
+
+/* ---- the session's socket ---- */
+
+static void up_connected(struct h2up *u)
+{
+	socklen_t sl = sizeof(int);
+	int soerr = 0;
+
+	if (u->connected || !u->io.wr)
+		return;
+	if (u->conn_err)
+		soerr = u->conn_err;
+	else if (getsockopt(u->io.fd, SOL_SOCKET, SO_ERROR, &soerr, &sl))
+		soerr = errno;
+	if (soerr) {
+		h2up_close(u, -soerr);
+		return;
+	}
+	u->connected = true;
+	for (struct h2s *s = u->streams; s; s = s->unext)
+		s->up_connected = true;
+}
+
+static void up_event(struct ev_handler *h, uint32_t events)
+{
+	struct h2up *u = (struct h2up *)h;
+	struct proxy *p = u->io.p;
+	int r;
+
+	if (u->io.dead)
+		return;
+	if (events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+		u->io.rd = true;
+	if (events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+		u->io.wr = true;
+	up_connected(u);
+	if (u->io.dead || !u->connected) {
+		h2_flush_dirty(p);
+		return;
+	}
+	r = h2_io_read(&u->io);
+	if (r < 0 || u->io.eof) {
+		char a[ADDR_STR_LEN];
+
+		if (r < 0)
+			pr_warn("HTTP/2 upstream %s: %s", format_addr_port(&u->dst, a, sizeof(a)),
+				r > -4096 ? strerror(-r) : nghttp2_strerror(r));
+		h2up_close(u, r < 0 && r > -4096 ? r : -ECONNRESET);
+	} else {
+		h2_mark(&u->io);
+	}
+	h2_flush_dirty(p);
+}
+
+static void idle_fired(struct timer *t)
+{
+	struct h2up *u = (struct h2up *)((char *)t - offsetof(struct h2up, idle));
+
+	if (!u->io.dead && !u->n_streams) {
+		nghttp2_submit_goaway(u->io.ng, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
+		h2_io_flush(&u->io);
+		h2up_close(u, -ECONNRESET);
+	}
+}
+
+static int up_session(struct h2up *u)
+{
+	nghttp2_session_callbacks *cbs = client_callbacks();
+	nghttp2_option *opt;
+	nghttp2_settings_entry iv[] = {
+		{NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+		{NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, H2_STREAM_WINDOW},
+	};
+	int r;
+
+	if (!cbs || nghttp2_option_new(&opt))
+		return -ENOMEM;
+	nghttp2_option_set_no_auto_window_update(opt, 1);
+	nghttp2_option_set_peer_max_concurrent_streams(opt, H2_UP_MAX_STREAMS);
+	r = nghttp2_session_client_new2(&u->io.ng, cbs, u, opt);
+	nghttp2_option_del(opt);
+	if (r)
+		return -ENOMEM;
+	if (nghttp2_submit_settings(u->io.ng, NGHTTP2_FLAG_NONE, iv, 2) ||
+	    nghttp2_session_set_local_window_size(u->io.ng, NGHTTP2_FLAG_NONE, 0, H2_CONN_WINDOW))
+		return -ENOMEM;
+	return 0;
+}
+
+static struct h2up *up_new(struct proxy *p, const struct shunt_addr *dst, bool sandbox)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = addr_to_sockaddr(dst, &ss);
+	struct pool_dst *pl = pool_dst_get(&p->pool, dst, true);
+	struct h2up *u;
+	int one = 1, fd;
+
+	if (!pl) {
+		errno = ENOMEM;
+		return NULL;
+	}
+	if (dstguard_check(p->store->guard, dst) != DST_OK) {
+		p->st.dst_refused++;
+		errno = EDST_REFUSED;
+		return NULL;
+	}
+	if (sandbox && p->o.max_upstream_per_dst && pl->open >= p->o.max_upstream_per_dst) {
+		p->st.upstream_limit++;
+		errno = EUPSTREAM_LIMIT;
+		return NULL;
+	}
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return NULL;
+	if (up_session(u)) {
+		nghttp2_session_del(u->io.ng);
+		free(u);
+		errno = ENOMEM;
+		return NULL;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0) {
+		nghttp2_session_del(u->io.ng);
+		free(u);
+		return NULL;
+	}
+	/* The mark keeps our own connect() out of cgroup/connect's reach. */
+	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &p->o.mark, sizeof(p->o.mark)))
+		pr_debug("SO_MARK on upstream socket: %s", strerror(errno));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	u->h.fn = up_event;
+	u->io.p = p;
+	u->io.fd = fd;
+	u->io.upstream = true;
+	u->dst = *dst;
+	u->pool = pl;
+	u->sandbox = sandbox;
+	timer_init(&u->idle, idle_fired);
+	if (connect(fd, (struct sockaddr *)&ss, sl) && errno != EINPROGRESS) {
+		u->conn_err = errno; /* reported by up_connected, like a late failure */
+		u->io.wr = true;
+	}
+	if (loop_add(p->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &u->h)) {
+		close(fd);
+		nghttp2_session_del(u->io.ng);
+		free(u);
+		return NULL;
+	}
+	pl->open++;
+	p->st.upstream_connects++;
+	p->st.h2_sessions++;
+	u->all_next = p->h2_all;
+	if (p->h2_all)
+		p->h2_all->all_prev = u;
+	p->h2_all = u;
+	mux_add(u);
+	return u;
+}
+
+bool h2up_submit(struct proxy *p, struct h2s *s)
+{
+	nghttp2_data_provider prov = {.source.ptr = s, .read_callback = req_read};
+	struct pool_dst *pl = pool_dst_get(&p->pool, &s->dst, false);
+	struct h2up *u = NULL;
+	nghttp2_nv *nv;
+	int32_t id;
+
+	if (pl)
+		for (struct pool_link *l = pl->mux.next; l != &pl->mux; l = l->next)
+			if (has_room(up_of_link(l))) {
+				u = up_of_link(l);
+				p->st.upstream_reused++;
+				break;
+			}
+	if (!u)
+		u = up_new(p, &s->dst, s->to_sandbox);
+	if (!u)
+		return false;
+	nv = h2_hb_nv(&s->reqh);
+	if (!nv) {
+		errno = ENOMEM;
+		return false;
+	}
+	id = nghttp2_submit_request(u->io.ng, NULL, nv, s->reqh.n,
+				    s->req_end && !buf_len(&s->req) && !s->req_trl.n ? NULL : &prov,
+				    s);
+	free(nv);
+	if (id < 0) {
+		errno = EPROTO;
+		return false;
+	}
+	s->up = u;
+	s->up_id = id;
+	s->up_connected = u->connected;
+	s->unext = u->streams;
+	if (u->streams)
+		u->streams->uprev = s;
+	u->streams = s;
+	u->n_streams++;
+	loop_timer_cancel(p->loop, &u->idle);
+	if (!has_room(u))
+		mux_remove(u);
+	h2_mark(&u->io);
+	return true;
+}
+
+void h2up_close_all(struct proxy *p)
+{
+	for (struct h2up *u = p->h2_all; u; u = u->all_next)
+		h2up_close(u, -ECONNRESET);
+}
+
+void h2up_reap(struct proxy *p)
+{
+	while (p->h2_dead_ups) {
+		struct h2up *u = p->h2_dead_ups;
+
+		p->h2_dead_ups = u->dead_next;
+		if (u->all_prev)
+			u->all_prev->all_next = u->all_next;
+		else
+			p->h2_all = u->all_next;
+		if (u->all_next)
+			u->all_next->all_prev = u->all_prev;
+		nghttp2_session_del(u->io.ng);
+		buf_free(&u->io.out);
+		free(u);
+	}
+}
+
+size_t h2up_count(const struct proxy *p)
+{
+	return (size_t)p->st.h2_sessions;
+}
