@@ -301,8 +301,10 @@ static ssize_t resp_read(nghttp2_session *ng, int32_t id, uint8_t *b, size_t len
 	(void)user;
 	if (n > len)
 		n = len;
-	memcpy(b, buf_head(&s->resp), n);
-	buf_consume(&s->resp, n);
+	if (n) { /* an empty buffer may have no storage at all */
+		memcpy(b, buf_head(&s->resp), n);
+		buf_consume(&s->resp, n);
+	}
 	s->resp_bytes += n;
 	if (n && s->up && s->up_id) {
 		nghttp2_session_consume_stream(s->up->io.ng, s->up_id, n);

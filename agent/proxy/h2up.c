@@ -150,8 +150,10 @@ static ssize_t req_read(nghttp2_session *ng, int32_t id, uint8_t *b, size_t len,
 	(void)user;
 	if (n > len)
 		n = len;
-	memcpy(b, buf_head(&s->req), n);
-	buf_consume(&s->req, n);
+	if (n) { /* an empty buffer may have no storage at all */
+		memcpy(b, buf_head(&s->req), n);
+		buf_consume(&s->req, n);
+	}
 	s->req_fwd += n;
 	if (n && s->id) {
 		nghttp2_session_consume_stream(s->cc->io.ng, s->id, n);
