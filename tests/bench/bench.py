@@ -2,11 +2,15 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 """shunt benchmark: `make bench` (a command that reports, not a test).
 
-    make bench [BENCH_ARGS='...']     (as root; about 2 minutes)
+    make bench [BENCH_ARGS='...']     (as root; about 4 minutes)
     /usr/bin/python3 tests/bench/bench.py --build build [--client c|python]
         [--requests N] [--warmup N] [--rounds N] [--no-pinned] [--duration S]
         [--wrk-warmup S] [--connections N] [--threads N] [--idle N]
-        [--upstream-workers N] [--baseline OTHER_BUILD]
+        [--upstream-workers N] [--baseline OTHER_BUILD] [--no-h2]
+        [--h2-duration S] [--h2-warmup S] [--h2-rounds N] [--h2-clients N]
+        [--h2-streams N] [--grpc-calls N] [--grpc-concurrency N]
+
+    e.g. make bench BENCH_ARGS='--no-h2 --no-pinned'   (HTTP/1.1 only, quicker)
 
 Builds a throwaway node with tests/e2e/node.py (netns, test cgroup, shuntd
 in the node netns at 10.211.0.1:15001), then puts nginx in the pods as fast
@@ -45,14 +49,31 @@ a W3C baggage), direct-sandbox, nginx-nokey and nginx-key (:8280).
      measured for both. The report ends with new/base ratios and the spread
      between rounds (latency) or between the two runs of one agent (wrk), which
      is what a difference has to exceed before it counts.
-Every row is verified: the pod on every latency response, the peer the
-upstream saw (captured or not), nginx stub_status request counters and
-shuntd's proxy counters before and after every run (a single request at the
-wrong pod is an error). A thread watches the CPU time other processes take
-meanwhile, since the 2 CPUs are shared. Targets print PASS/FAIL; the exit
-status is 0 unless something went wrong (misrouting, errors, a leftover), 2
-when a prerequisite is missing, 130 on Ctrl-C. Everything it creates carries
-the run id and is removed at the end, on failure and on Ctrl-C too.
+  5. HTTP/2 (--no-h2 skips it; --build's shuntd only), started after the
+     above so those rows run as before. h2c (prior knowledge) upstreams:
+     nginx `listen http2` in the pods (:8182 steered, :8183 the never-routed
+     direct port on the baseline pod) and grpcbench.py, a python3-grpcio
+     asyncio server (:50061 steered, :50062 direct); routes for both to the
+     sandbox's same port. Peers in the node netns: nginx, 1 worker, the same
+     map -> grpc_pass (:8282 h2, :8283 gRPC; nginx 1.22 reaches HTTP/2
+     upstreams only through grpc_pass, which forwards any HTTP/2 request),
+     and HAProxy, 1 thread, proto h2 on both sides, use_backend on the
+     baggage member (:8382, :8383). Eight rows per client: direct-baseline,
+     shunt-nokey, shunt-key, direct-sandbox, nginx-nokey, nginx-key,
+     haproxy-nokey, haproxy-key, in --h2-rounds interleaved rounds:
+       h2load -c4 -m10 -D4s after a 1 s warm-up, p50/p99 from its --log-file;
+       grpcbench.py run: one channel, 4 unary calls in flight, 3000 calls
+       after 300 warmup (both ends Python: the ratios are what matter).
+     Targets: shunt's p50 and p99 at or below both peers', req/s at or above.
+Every row is verified: the pod on every latency response (and every gRPC
+answer), the peer the upstream saw (captured or not), nginx stub_status and
+gRPC server request counters and shuntd's proxy counters before and after
+every run (a single request at the wrong pod is an error). A thread watches
+the CPU time other processes take meanwhile, since the 2 CPUs are shared.
+Targets print PASS/FAIL; the exit status is 0 unless something went wrong
+(misrouting, errors, a leftover), 2 when a prerequisite is missing, 130 on
+Ctrl-C. Everything it creates carries the run id and is removed at the end,
+on failure and on Ctrl-C too.
 """
 
 import argparse
@@ -90,6 +111,19 @@ TARGET_RATIO = 1.3
 PIN_CPU = 0  # the CPU of the pinned single-connection test
 TARGET_RSS_MIB = 32.0
 
+# HTTP/2 (issue 11): servers started for that section only, so the rows above run as before.
+H2LOAD = "/usr/bin/h2load"
+HAPROXY = "/usr/sbin/haproxy"
+H2_SVC_PORT = 8182  # nginx `listen http2` (h2c) in both pods; steered on the baseline pod
+H2_DIRECT_PORT = 8183  # the same h2 server on the baseline pod, never routed
+H2_STATUS_PORT = 8199  # stub_status of each h2 upstream nginx
+GRPC_SVC_PORT = 50061  # grpcbench.py in both pods; steered on the baseline pod
+GRPC_DIRECT_PORT = 50062  # the same gRPC server on the baseline pod, never routed
+PEER_H2_PORT, PEER_GRPC_PORT = 8282, 8283  # the nginx HTTP/2 peer, in the node netns
+HAP_H2_PORT, HAP_GRPC_PORT = 8382, 8383  # the HAProxy peer, in the node netns
+GRPC_WARMUP = 300  # gRPC calls per run before the measured ones
+GRPCBENCH = os.path.join(BENCH_DIR, "grpcbench.py")
+
 
 class BenchError(Exception):
     """Something is wrong (misrouting, a failed client, a broken setup)."""
@@ -108,6 +142,8 @@ class Row:
         self.lat = {}  # "free" / "pinned" -> single-connection results
         self.wrk = None
         self.first = None  # (pod, peer) of the last latency connection's first response
+        self.h2_runs = []  # HTTP/2 section: one result per round
+        self.h2 = None  # HTTP/2 section: {"p50_us", "p99_us", "rps"} over the rounds
 
 
 def make_rows(compare=False):
@@ -123,6 +159,23 @@ def make_rows(compare=False):
         Row("direct-sandbox", N.SBX4, SVC_PORT, False, "sandbox", N.CLIENT4, "direct-sandbox", "direct"),
         Row("nginx-nokey", N.NODE4, PEER_PORT, False, "baseline", N.NODE4, "direct-baseline", "nginx"),
         Row("nginx-key", N.NODE4, PEER_PORT, True, "sandbox", N.NODE4, "direct-sandbox", "nginx"),
+    ]
+
+
+def make_h2_rows(kind):
+    """The HTTP/2 section's rows for one client: kind "h2" (h2load against
+    nginx h2c upstreams) or "grpc" (grpcbench.py against its own servers)."""
+    svc, direct, ngx, hap = ((H2_SVC_PORT, H2_DIRECT_PORT, PEER_H2_PORT, HAP_H2_PORT) if kind == "h2"
+                             else (GRPC_SVC_PORT, GRPC_DIRECT_PORT, PEER_GRPC_PORT, HAP_GRPC_PORT))
+    return [
+        Row("direct-baseline", N.BASE4, direct, False, "baseline", N.CLIENT4, "direct-baseline", "direct"),
+        Row("shunt-nokey", N.BASE4, svc, False, "baseline", N.NODE4, "direct-baseline", "shunt"),
+        Row("shunt-key", N.BASE4, svc, True, "sandbox", N.NODE4, "direct-sandbox", "shunt"),
+        Row("direct-sandbox", N.SBX4, svc, False, "sandbox", N.CLIENT4, "direct-sandbox", "direct"),
+        Row("nginx-nokey", N.NODE4, ngx, False, "baseline", N.NODE4, "direct-baseline", "nginx"),
+        Row("nginx-key", N.NODE4, ngx, True, "sandbox", N.NODE4, "direct-sandbox", "nginx"),
+        Row("haproxy-nokey", N.NODE4, hap, False, "baseline", N.NODE4, "direct-baseline", "haproxy"),
+        Row("haproxy-key", N.NODE4, hap, True, "sandbox", N.NODE4, "direct-sandbox", "haproxy"),
     ]
 
 
@@ -169,11 +222,13 @@ UPSTREAM_BODY = """\
 # The routing peer: what shunt does for one service, done by nginx. A member
 # sd-routing-key=dev-a anywhere in the baggage list (optional whitespace,
 # optional ;properties) selects the sandbox; anything else the baseline.
-PEER_BODY = """\
+PEER_MAP = """\
     map $http_baggage $shunt_upstream {{
         default baseline;
         "~(^|,)[ \\t]*sd-routing-key[ \\t]*=[ \\t]*{key}[ \\t]*(;|,|$)" sandbox;
     }}
+"""
+PEER_BODY = PEER_MAP + """\
     upstream baseline {{
         server {base}:{port};
         keepalive 64;
@@ -193,6 +248,87 @@ PEER_BODY = """\
             proxy_set_header Host $http_host;
         }}
     }}
+"""
+
+# The HTTP/2 peer: the same map. nginx 1.22 has no HTTP/2 for proxy_pass
+# (HTTP/1.x upstreams only); grpc_pass is its HTTP/2 upstream client, and it
+# forwards any HTTP/2 request, gRPC or not: both servers use it.
+PEER_H2_BODY = PEER_MAP + """\
+    upstream h2_baseline {{
+        server {base}:{h2_port};
+        keepalive 64;
+        keepalive_requests 10000000;
+    }}
+    upstream h2_sandbox {{
+        server {sbx}:{h2_port};
+        keepalive 64;
+        keepalive_requests 10000000;
+    }}
+    upstream grpc_baseline {{
+        server {base}:{grpc_port};
+        keepalive 64;
+        keepalive_requests 10000000;
+    }}
+    upstream grpc_sandbox {{
+        server {sbx}:{grpc_port};
+        keepalive 64;
+        keepalive_requests 10000000;
+    }}
+    server {{
+        listen {ip}:{peer_h2_port} http2;
+        location / {{
+            grpc_pass grpc://h2_$shunt_upstream;
+        }}
+    }}
+    server {{
+        listen {ip}:{peer_grpc_port} http2;
+        location / {{
+            grpc_pass grpc://grpc_$shunt_upstream;
+        }}
+    }}
+"""
+
+# The HAProxy peer: HTTP/2 on both sides, one thread (like shuntd and the
+# nginx peer's one worker). req.hdr() splits the baggage list on commas and
+# trims each member, and an ACL tries every member: the regex matches the
+# member sd-routing-key=KEY (optional ;properties) exactly, as shunt does.
+HAPROXY_CFG = """\
+global
+    nbthread 1
+    maxconn 4096
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 300s
+    timeout server 300s
+frontend h2
+    bind {ip}:{hap_h2_port} proto h2
+    acl keyed req.hdr(baggage) -m reg '{member_re}'
+    use_backend h2_sandbox if keyed
+    default_backend h2_baseline
+frontend grpc
+    bind {ip}:{hap_grpc_port} proto h2
+    acl keyed req.hdr(baggage) -m reg '{member_re}'
+    use_backend grpc_sandbox if keyed
+    default_backend grpc_baseline
+backend h2_baseline
+    server baseline {base}:{h2_port} proto h2
+backend h2_sandbox
+    server sandbox {sbx}:{h2_port} proto h2
+backend grpc_baseline
+    server baseline {base}:{grpc_port} proto h2
+backend grpc_sandbox
+    server sandbox {sbx}:{grpc_port} proto h2
+"""
+
+GRPC_COUNT_READER = r"""
+import grpc, json, sys
+out = {}
+for arg in sys.argv[1:]:
+    name, target = arg.split("=")
+    with grpc.insecure_channel(target, options=[("grpc.enable_http_proxy", 0)]) as ch:
+        out[name] = int(ch.unary_unary("/shunt.Bench/Count")(b"", timeout=5))
+print(json.dumps(out))
 """
 
 STUB_READER = r"""
@@ -362,6 +498,10 @@ class Bench:
         self.all_cpus = os.sched_getaffinity(0)
         self.watch = None
         self.foreign = None  # (cpu seconds, wall seconds, [(seconds, comm, pid)]) of other processes
+        self.routes = []  # (service, to) for KEY: added again whenever the agent is swapped
+        self.h2_rows = make_h2_rows("h2") if args.h2 else []
+        self.grpc_rows = make_h2_rows("grpc") if args.h2 else []
+        self.h2_versions = {}
 
     def log(self, msg):
         print("[%5.1fs] %s" % (time.monotonic() - self.t0, msg), flush=True)
@@ -400,9 +540,13 @@ class Bench:
             key=re.escape(KEY), base=N.BASE4, sbx=N.SBX4, port=SVC_PORT, ip=N.NODE4, peer_port=PEER_PORT))
         self.wait_nginx()
         svc = N.hostport(N.BASE4, SVC_PORT)
-        self.node.route_add(svc, KEY, N.hostport(N.SBX4, SVC_PORT))
+        self.add_route(svc, N.hostport(N.SBX4, SVC_PORT))
         self.log("route %s key %s -> %s; nginx upstreams and routing peer up" % (svc, KEY, N.hostport(N.SBX4, SVC_PORT)))
         self.shuntd_pid = self.find_shuntd()
+
+    def add_route(self, service, to):
+        self.node.route_add(service, KEY, to)
+        self.routes.append((service, to))
 
     def start_nginx(self, name, pod, workers, body):
         d = os.path.join(self.tmp, "nginx-" + name)
@@ -443,7 +587,8 @@ class Bench:
             shutil.rmtree(self.node.pin)
         self.node.shuntd_bin, self.node.shuntctl_bin = self.bins[agent]
         self.node.shuntd_start()
-        self.node.route_add(N.hostport(N.BASE4, SVC_PORT), KEY, N.hostport(N.SBX4, SVC_PORT))
+        for service, to in self.routes:
+            self.node.route_add(service, KEY, to)
         self.agent = agent
         self.shuntd_pid = self.find_shuntd()
         self.switches += 1
@@ -457,9 +602,16 @@ class Bench:
         return pid
 
     # ---- counters --------------------------------------------------------------------
-    def upstream_counts(self):
-        p = N.run(self.node.nsenter("node") + [N.PYTHON, "-c", STUB_READER, str(STATUS_PORT),
+    def upstream_counts(self, port=STATUS_PORT):
+        p = N.run(self.node.nsenter("node") + [N.PYTHON, "-c", STUB_READER, str(port),
                                                "baseline=" + N.BASE4, "sandbox=" + N.SBX4])
+        return json.loads(p.stdout)
+
+    def grpc_counts(self):
+        """Who calls each gRPC server answered (asked from the node netns: never captured)."""
+        p = N.run(self.node.nsenter("node") + [N.PYTHON, "-c", GRPC_COUNT_READER,
+                                               "baseline=" + N.hostport(N.BASE4, GRPC_DIRECT_PORT),
+                                               "sandbox=" + N.hostport(N.SBX4, GRPC_SVC_PORT)])
         return json.loads(p.stdout)
 
     def shunt_counts(self):
@@ -475,11 +627,12 @@ class Bench:
         except AssertionError as e:
             raise BenchError(str(e))
 
-    def check_counts(self, row, up0, up1, sh0, sh1, completed, what):
-        """Upstream and shuntd counters moved as the row says, and only so."""
+    def check_counts(self, row, up0, up1, sh0, sh1, completed, what, self_counted=1):
+        """Upstream and shuntd counters moved as the row says, and only so.
+        self_counted: requests the second counter read adds itself (stub_status: 1)."""
         other = "sandbox" if row.pod == "baseline" else "baseline"
-        got = up1[row.pod] - up0[row.pod] - 1  # the second stub_status read counts itself
-        stray = up1[other] - up0[other] - 1
+        got = up1[row.pod] - up0[row.pod] - self_counted
+        stray = up1[other] - up0[other] - self_counted
         if stray != 0:
             raise BenchError("%s %s: MISROUTED: %d requests reached %s (and %d %s)"
                              % (row.name, what, stray, other, got, row.pod))
@@ -685,6 +838,181 @@ class Bench:
                                                             mib(self.rss_res["held_rss_kb"]),
                                                             mib(self.rss_res["before_kb"]), fds))
 
+    # ---- HTTP/2: h2load and gRPC unary, direct, through shunt, nginx and HAProxy --------------
+    def h2_setup(self):
+        """HTTP/2 servers and peers, started now so that the rows above ran as before."""
+        self.use_agent("new")  # the HTTP/2 rows measure --build's shuntd only
+        self.start_nginx("h2-baseline", "base", self.a.upstream_workers, UPSTREAM_BODY.format(
+            listens="        listen %s:%d http2;\n        listen %s:%d http2;" % (
+                N.BASE4, H2_SVC_PORT, N.BASE4, H2_DIRECT_PORT),
+            pod="baseline", ip=N.BASE4, status_port=H2_STATUS_PORT))
+        self.start_nginx("h2-sandbox", "sbx", self.a.upstream_workers, UPSTREAM_BODY.format(
+            listens="        listen %s:%d http2;" % (N.SBX4, H2_SVC_PORT), pod="sandbox", ip=N.SBX4,
+            status_port=H2_STATUS_PORT))
+        self.start_nginx("peer-h2", "node", 1, PEER_H2_BODY.format(
+            key=re.escape(KEY), base=N.BASE4, sbx=N.SBX4, h2_port=H2_SVC_PORT, grpc_port=GRPC_SVC_PORT, ip=N.NODE4,
+            peer_h2_port=PEER_H2_PORT, peer_grpc_port=PEER_GRPC_PORT))
+        d = os.path.join(self.tmp, "haproxy")
+        os.makedirs(d)
+        cfg = os.path.join(d, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write(HAPROXY_CFG.format(
+                ip=N.NODE4, hap_h2_port=HAP_H2_PORT, hap_grpc_port=HAP_GRPC_PORT, base=N.BASE4, sbx=N.SBX4,
+                h2_port=H2_SVC_PORT, grpc_port=GRPC_SVC_PORT,
+                member_re="^sd-routing-key[[:blank:]]*=[[:blank:]]*%s[[:blank:]]*(;|$)" % re.escape(KEY)))
+        p = N.run(self.node.nsenter("node") + [HAPROXY, "-c", "-q", "-f", cfg], check=False)
+        if p.returncode != 0:
+            raise BenchError("haproxy: bad configuration:\n%s%s" % (p.stdout, p.stderr))
+        with open(os.path.join(d, "stderr"), "ab") as err:
+            hap = self.node.spawn(self.node.nsenter("node") + [HAPROXY, "-db", "-f", cfg], stdout=err, stderr=err)
+        started = [("node", HAP_H2_PORT, hap), ("node", HAP_GRPC_PORT, hap)]
+        for pod, name, ports in (("base", "baseline", (GRPC_SVC_PORT, GRPC_DIRECT_PORT)),
+                                 ("sbx", "sandbox", (GRPC_SVC_PORT,))):
+            with open(os.path.join(self.tmp, "grpc-%s.stderr" % name), "ab") as err:
+                p = self.node.spawn(self.node.nsenter(pod) + [
+                    N.PYTHON, "-B", GRPCBENCH, "serve", "--name", name, "--ports", ",".join(map(str, ports)),
+                    "--ready", os.path.join(self.tmp, "grpc-%s.ready" % name)], stdout=subprocess.DEVNULL, stderr=err)
+            started += [(pod, port, p) for port in ports]
+        self.wait_nginx()
+        try:
+            for pod, port, proc in started:
+                self.node.wait_listen(pod, port, timeout=30, proc=proc)
+        except N.HarnessError as e:
+            logs = [os.path.join(d, "stderr")] + [os.path.join(self.tmp, "grpc-%s.stderr" % n)
+                                                  for n in ("baseline", "sandbox")]
+            raise BenchError("%s\nhaproxy: %s\ngRPC servers: %s%s" % ((e,) + tuple(map(N._read_from, logs))))
+        for port in (H2_SVC_PORT, GRPC_SVC_PORT):
+            self.add_route(N.hostport(N.BASE4, port), N.hostport(N.SBX4, port))
+        p = N.run([HAPROXY, "-v"], check=False)
+        self.h2_versions["haproxy"] = ((p.stdout.splitlines() or ["?"])[0].replace("HAProxy version ", "").split()
+                                       or ["?"])[0]
+        p = N.run([H2LOAD, "--version"], check=False)
+        self.h2_versions["h2load"] = p.stdout.strip()
+        p = N.run([N.PYTHON, "-c", "import grpc; print(grpc.__version__)"], check=False)
+        self.h2_versions["grpc"] = p.stdout.strip() or "?"
+        self.log("HTTP/2: h2c nginx and gRPC servers in the pods, nginx (grpc_pass) and HAProxy peers up; routes "
+                 "%s and %s key %s -> sandbox" % (N.hostport(N.BASE4, H2_SVC_PORT), N.hostport(N.BASE4, GRPC_SVC_PORT),
+                                                 KEY))
+
+    def h2_first(self, row):
+        """One HTTP/2 request with curl: the answering pod and the peer it saw."""
+        argv = ["curl", "-sS", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null", "-D", "-"]
+        if row.keyed:
+            argv += ["-H", KEY_HEADER]
+        rc, out, err = self.client_run(argv + ["http://%s/" % N.hostport(row.host, row.port)], timeout=30)
+        hdrs = {}
+        for ln in out.splitlines():
+            k, sep, v = ln.partition(":")
+            if sep:
+                hdrs[k.strip().lower()] = v.strip()
+        if rc != 0 or not out.startswith("HTTP/2 200"):
+            raise BenchError("%s (h2): curl --http2-prior-knowledge failed (rc %d): %s%s" % (row.name, rc, err, out))
+        return hdrs.get("x-pod"), hdrs.get("x-peer")
+
+    def check_first(self, row, pod, peer, what):
+        if pod != row.pod:
+            raise BenchError("%s (%s): MISROUTED: answer from %r, expected %r" % (row.name, what, pod, row.pod))
+        if peer != row.peer:
+            raise BenchError("%s (%s): upstream saw the client as %r, expected %r (%s)" % (
+                row.name, what, peer, row.peer,
+                "captured by shunt" if row.peer == N.CLIENT4 else "not through the proxy"))
+
+    def h2load_once(self, row):
+        """h2load for one row: {"lat_us": [...], "rps", "requests"}; every count checked."""
+        a = self.a
+        pod, peer = self.h2_first(row)
+        self.check_first(row, pod, peer, "h2")
+        log = os.path.join(self.tmp, "h2load.log")
+        if os.path.exists(log):
+            os.unlink(log)
+        argv = [H2LOAD, "-c%d" % a.h2_clients, "-m%d" % a.h2_streams, "-D%d" % a.h2_duration, "--log-file=" + log]
+        if a.h2_warmup > 0:
+            argv.append("--warm-up-time=%d" % a.h2_warmup)
+        if row.keyed:
+            argv += ["-H", KEY_HEADER]
+        argv.append("http://%s/" % N.hostport(row.host, row.port))
+        up0, sh0 = self.upstream_counts(H2_STATUS_PORT), self.shunt_counts()
+        rc, out, err = self.client_run(argv, timeout=a.h2_duration + a.h2_warmup + 60)
+        if rc != 0:
+            raise BenchError("%s: h2load failed (rc %d): %s%s" % (row.name, rc, err, out))
+        m_rps = re.search(r"^finished in [\d.]+\w+, ([\d.]+) req/s", out, re.M)
+        m_req = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, (\d+) failed, "
+                          r"(\d+) errored, (\d+) timeout", out, re.M)
+        m_st = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out, re.M)
+        if not (m_rps and m_req and m_st):
+            raise BenchError("%s: h2load output not understood:\n%s" % (row.name, out))
+        if not re.search(r"^Application protocol: h2c$", out, re.M):
+            raise BenchError("%s: h2load did not speak h2c:\n%s" % (row.name, out))
+        bad = [int(x) for x in m_req.groups()[4:]] + [int(x) for x in m_st.groups()[1:]]
+        if any(bad):
+            raise BenchError("%s: h2load saw failed/errored/timed-out streams or non-2xx answers %s:\n%s"
+                             % (row.name, bad, out))
+        lat, other = [], 0
+        with open(log) as f:
+            for ln in f:
+                cols = ln.split("\t")
+                if len(cols) < 3:
+                    continue
+                if cols[1] == "200":
+                    lat.append(int(cols[2]))
+                elif cols[1] != "0":  # 0: a stream still open when the duration ended
+                    other += 1
+        if other or not lat:
+            raise BenchError("%s: h2load logged %d requests that were not 200 and %d that were"
+                             % (row.name, other, len(lat)))
+        self.check_counts(row, up0, self.upstream_counts(H2_STATUS_PORT), sh0, self.shunt_counts(), len(lat),
+                          "h2load run")
+        return {"lat_us": lat, "rps": float(m_rps.group(1)), "requests": len(lat)}
+
+    def grpc_once(self, row):
+        """grpcbench.py run for one row: {"lat_us": [...], "rps", "requests"}; every call checked."""
+        a = self.a
+        argv = [N.PYTHON, "-B", GRPCBENCH, "run", N.hostport(row.host, row.port), str(a.grpc_calls),
+                str(a.grpc_concurrency), str(GRPC_WARMUP)]
+        if row.keyed:
+            argv.append(KEY_HEADER.split(":", 1)[1].strip())
+        up0, sh0 = self.grpc_counts(), self.shunt_counts()
+        rc, out, err = self.client_run(argv, timeout=180)
+        if rc != 0:
+            raise BenchError("%s: gRPC client failed (rc %d): %s%s" % (row.name, rc, err.strip(), out.strip()))
+        res = json.loads(out.strip().splitlines()[-1])
+        if res["failed"]:
+            raise BenchError("%s: %d gRPC calls failed: %s" % (row.name, res["failed"], res["errors"]))
+        self.check_first(row, res["first"]["pod"], res["first"]["peer"], "gRPC")
+        calls = a.grpc_calls + GRPC_WARMUP
+        if res["pods"] != {row.pod: calls}:
+            raise BenchError("%s: MISROUTED: gRPC answers from %r, expected %d from %s"
+                             % (row.name, res["pods"], calls, row.pod))
+        self.check_counts(row, up0, self.grpc_counts(), sh0, self.shunt_counts(), calls, "gRPC run", self_counted=0)
+        return {"lat_us": [x / 1000.0 for x in res["lat_ns"]], "rps": res["rps"], "requests": res["n"]}
+
+    def h2_all(self):
+        """Both HTTP/2 clients over their rows, in interleaved rounds (as latency_all)."""
+        a = self.a
+        self.h2_setup()
+        rounds = max(1, a.h2_rounds)
+        for tag, rows, once in (("h2load", self.h2_rows, self.h2load_once), ("grpc", self.grpc_rows, self.grpc_once)):
+            if tag == "h2load":
+                self.log("HTTP/2 h2load -c%d -m%d -D%ds per row, %d rounds" % (a.h2_clients, a.h2_streams,
+                                                                             a.h2_duration, rounds))
+            else:
+                self.log("HTTP/2 gRPC unary: %d calls per row, %d in flight, %d rounds" % (
+                    a.grpc_calls, a.grpc_concurrency, rounds))
+            for k in range(rounds):
+                for r in rows[k % len(rows):] + rows[:k % len(rows)]:
+                    r.h2_runs.append(once(r))
+            for r in rows:
+                lat = sorted(x for run in r.h2_runs for x in run["lat_us"])
+                n = len(lat)
+
+                def pct(p):
+                    return lat[min(max(-(-p * n // 100), 1), n) - 1]
+
+                r.h2 = {"n": n, "p50_us": pct(50), "p99_us": pct(99),
+                        "rps": sum(x["rps"] for x in r.h2_runs) / len(r.h2_runs)}
+                self.log("%-6s %-16s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  (%d requests, all from %s)" % (
+                    tag, r.name, r.h2["p50_us"], r.h2["p99_us"], r.h2["rps"], n, r.pod))
+
     # ---- report ----------------------------------------------------------------------------
     def report(self):
         a = self.a
@@ -788,6 +1116,66 @@ class Bench:
         if a.baseline:
             self.report_compare()
 
+    def report_h2(self):
+        """The HTTP/2 section: h2load and gRPC tables, then their targets."""
+        a = self.a
+        P = print
+        P()
+        P("=" * 92)
+        P("HTTP/2 (h2c, prior knowledge): every stream routed by its own baggage; same node, shuntd and run")
+        P("shunt     routes %s and %s, key %s -> the sandbox pod's same port"
+          % (N.hostport(N.BASE4, H2_SVC_PORT), N.hostport(N.BASE4, GRPC_SVC_PORT), KEY))
+        P("nginx     HTTP/2 peer in the node netns: 1 worker, the same map $http_baggage -> grpc_pass, upstream")
+        P("          keepalive 64 (%s). nginx 1.22's proxy_pass has no HTTP/2 upstreams; grpc_pass is its only"
+          % self.nginx_version)
+        P("          HTTP/2 upstream client and forwards any HTTP/2 request, so the h2load rows use it too")
+        P("haproxy   peer in the node netns: nbthread 1, bind proto h2, servers proto h2, use_backend sandbox when")
+        P("          a baggage member (req.hdr) matches ^sd-routing-key=%s(;|$) (HAProxy %s)"
+          % (KEY, self.h2_versions["haproxy"]))
+        P("upstreams h2: nginx `listen ... http2` in the pods, %s workers, 20-byte body; gRPC: grpcbench.py"
+          % a.upstream_workers)
+        P("          (python3-grpcio %s, asyncio) in the pods, unary /shunt.Bench/Who answers the pod name"
+          % self.h2_versions["grpc"])
+        P("ratios    *-nokey rows against direct-baseline, *-key rows against direct-sandbox")
+        hdr = "  %-16s %9s %9s %10s %10s %10s %10s"
+        rounds = max(1, a.h2_rounds)
+        tables = (
+            (self.h2_rows, "h2load -c%d -m%d -D%ds (--warm-up-time %ds) per row and round, %d interleaved rounds "
+             "(%s);\np50/p99 over every request of every round (--log-file), req/s the mean of the rounds"
+             % (a.h2_clients, a.h2_streams, a.h2_duration, a.h2_warmup, rounds, self.h2_versions["h2load"])),
+            (self.grpc_rows, "gRPC unary (grpcbench.py run): one channel, %d calls in flight, %d calls per row and "
+             "round after %d warmup,\n%d interleaved rounds, percentiles over all; both ends are Python and take "
+             "most of each call" % (a.grpc_concurrency, a.grpc_calls, GRPC_WARMUP, rounds)),
+        )
+        for rows, title in tables:
+            by = {r.name: r for r in rows}
+            P()
+            P(title)
+            P(hdr % ("row", "p50 us", "p99 us", "req/s", "p50 ratio", "p99 ratio", "req/s ratio"))
+            for r in rows:
+                x, ref = r.h2, by[r.ref].h2
+                P("  %-16s %9.1f %9.1f %10.0f %10s %10s %10s" % (
+                    r.name, x["p50_us"], x["p99_us"], x["rps"], fmt_ratio(x["p50_us"] / ref["p50_us"]),
+                    fmt_ratio(x["p99_us"] / ref["p99_us"]), fmt_ratio(x["rps"] / ref["rps"])))
+        P()
+        P("Targets, HTTP/2 (reported; they do not change the exit status): shunt's p50 and p99 at or below both")
+        P("peers', req/s at or above both")
+        res = []
+        for lab, rows in (("h2load", self.h2_rows), ("grpc", self.grpc_rows)):
+            by = {r.name: r for r in rows}
+            for name in ("shunt-nokey", "shunt-key"):
+                sfx = name.split("-", 1)[1]
+                mine, peers = by[name].h2, [by["nginx-" + sfx], by["haproxy-" + sfx]]
+                for k, what, fmt in (("p50_us", "p50", "%.1f us"), ("p99_us", "p99", "%.1f us"),
+                                     ("rps", "req/s", "%.0f req/s")):
+                    higher_better = k == "rps"
+                    ok = all(mine[k] >= p.h2[k] if higher_better else mine[k] <= p.h2[k] for p in peers)
+                    res.append(ok)
+                    P("  %s  %-6s %-12s %-5s %s %s %s" % (
+                        "PASS" if ok else "FAIL", lab, name, what, fmt % mine[k], ">=" if higher_better else "<=",
+                        ", ".join(("%s " + fmt) % (p.name, p.h2[k]) for p in peers)))
+        P("  %d of %d targets met" % (sum(res), len(res)))
+
     def report_compare(self):
         """new/base per measurement, and whether the difference exceeds the noise."""
         P = print
@@ -860,8 +1248,12 @@ class Bench:
             for r in [r for r in reversed(self.rows) if r.via == "shunt"]:
                 self.load(r)
         self.rss()
+        if self.a.h2:
+            self.h2_all()
         self.foreign_cpu()
         self.report()
+        if self.a.h2:
+            self.report_h2()
 
     def foreign_cpu(self):
         self.foreign = self.watch.stop()
@@ -914,6 +1306,18 @@ def main():
     ap.add_argument("--upstream-workers", default="auto", help="nginx workers of each upstream pod (default auto)")
     ap.add_argument("--baseline", metavar="OTHER_BUILD",
                     help="also measure OTHER_BUILD's shuntd (rows base:*) in the same run: before/after")
+    ap.add_argument("--no-h2", dest="h2", action="store_false",
+                    help="skip the HTTP/2 section (h2load and gRPC rows, nginx and HAProxy peers)")
+    ap.add_argument("--h2-duration", type=int, default=4, help="h2load seconds per row and round (default 4)")
+    ap.add_argument("--h2-warmup", type=int, default=1, help="h2load warm-up seconds per run (default 1)")
+    ap.add_argument("--h2-rounds", type=int, default=2,
+                    help="HTTP/2 section: interleaved rounds of each client over its rows (default 2)")
+    ap.add_argument("--h2-clients", type=int, default=4, help="h2load connections, -c (default 4)")
+    ap.add_argument("--h2-streams", type=int, default=10,
+                    help="h2load concurrent streams per connection, -m (default 10)")
+    ap.add_argument("--grpc-calls", type=int, default=3000, help="gRPC unary calls per row and round (default 3000)")
+    ap.add_argument("--grpc-concurrency", type=int, default=4,
+                    help="gRPC calls in flight on the one channel (default 4)")
     args = ap.parse_args()
 
     missing = []
@@ -925,6 +1329,18 @@ def main():
         missing.append("taskset not found (util-linux): install it, or use --no-pinned")
     if args.client == "c" and not shutil.which("cc"):
         missing.append("no C compiler (cc) for the latency client: apt-get install gcc, or use --client python")
+    if args.h2:
+        for path, pkg in ((H2LOAD, "nghttp2-client"), (HAPROXY, "haproxy")):
+            if not os.access(path, os.X_OK):
+                missing.append("%s not found: install it with  apt-get install %s, or use --no-h2" % (path, pkg))
+        if not shutil.which("curl"):
+            missing.append("curl not found (HTTP/2 rows check each path with it): apt-get install curl, or use --no-h2")
+        if N.run([N.PYTHON, "-c", "import grpc"], check=False).returncode != 0:
+            missing.append("python3-grpcio missing for %s: apt-get install python3-grpcio, or use --no-h2" % N.PYTHON)
+        if min(args.h2_duration, args.h2_clients, args.h2_streams, args.grpc_calls, args.grpc_concurrency) < 1 \
+                or args.h2_warmup < 0:
+            missing.append("--h2-duration, --h2-clients, --h2-streams, --grpc-calls and --grpc-concurrency must be "
+                           ">= 1, --h2-warmup >= 0")
     reason = N.prereq_skip_reason()
     if reason:
         missing.append(reason)
