@@ -84,14 +84,13 @@ static bool take_capture_record(struct proxy *p, struct conn *c)
 	return true;
 }
 
-static void accept_one(struct proxy *p, int fd)
+struct conn *conn_new(struct proxy *p, int fd)
 {
-	struct conn *c;
+	struct conn *c = calloc(1, sizeof(*c));
 
-	c = calloc(1, sizeof(*c));
 	if (!c) {
 		close(fd);
-		return;
+		return NULL;
 	}
 	c->h.fn = client_event;
 	timer_init(&c->timer, client_timer_fired);
@@ -104,14 +103,26 @@ static void accept_one(struct proxy *p, int fd)
 	if (p->clients)
 		p->clients->prev = c;
 	p->clients = c;
-	if (!take_capture_record(p, c))
-		return;
+	return c;
+}
+
+bool conn_begin(struct conn *c)
+{
 	client_reset_request(c);
-	if (loop_add(p->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->h)) {
+	if (loop_add(c->p->loop, c->fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &c->h)) {
 		pr_warn("epoll add: %s", strerror(errno));
 		client_close(c);
-		return;
+		return false;
 	}
+	return true;
+}
+
+static void accept_one(struct proxy *p, int fd)
+{
+	struct conn *c = conn_new(p, fd);
+
+	if (!c || !take_capture_record(p, c) || !conn_begin(c))
+		return;
 	/*
 	 * At a limit the kernel stops capturing (fail open: the connections
 	 * go where the applications were going). Connections captured before

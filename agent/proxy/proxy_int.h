@@ -187,6 +187,9 @@ struct proxy {
 	/* HTTP/2 (h2.h): sessions with frames to write, upstream sessions. */
 	struct h2io *h2_dirty;
 	struct h2up *h2_all, *h2_dead_ups;
+	/* Tests (tests/fuzz/fuzz_h2.c) connect upstreams themselves: a
+	 * connected, non-blocking socket to dst, or -errno. NULL: connect(). */
+	int (*dial)(struct proxy *p, const struct shunt_addr *dst);
 	/* Fairness between pods and the node's limit (see accept_one). */
 	bool track_pods;	  /* shunt_conn_src is filled: count per pod */
 	bool conn_limited;	  /* at --max-conns: SHUNT_CFG_CONN_LIMIT */
@@ -255,6 +258,10 @@ void limits_reconcile(struct proxy *p);
 
 /* listener.c */
 int listen_on(struct proxy *p, const struct shunt_addr *a);
+/* A client connection on fd (closed on failure), then served: conn_begin
+ * once its peer and original destination are known. */
+struct conn *conn_new(struct proxy *p, int fd);
+bool conn_begin(struct conn *c);
 void close_listeners(struct proxy *p);
 
 #endif /* SHUNT_PROXY_INT_H */

@@ -64,11 +64,13 @@ declare -A SRCS=(
 	[fuzz_metrics]="agent/ops/metrics_req.c"
 	[fuzz_json]="agent/core/json.c agent/core/buf.c"
 	[fuzz_k8s]="agent/k8s/obj.c agent/k8s/cache.c agent/core/hmap.c agent/state/routes.c agent/core/hash.c agent/core/util.c agent/proxy/routekey.c"
+	[fuzz_h2]="agent/proxy/h2.c agent/proxy/h2up.c agent/proxy/conn.c agent/proxy/h1.c agent/proxy/upstream.c agent/proxy/tunnel.c agent/proxy/limits.c agent/proxy/listener.c agent/proxy/proxy.c agent/proxy/pool.c agent/proxy/route.c agent/proxy/routekey.c agent/proxy/reqstats.c agent/proxy/http.c agent/core/loop.c agent/core/timer.c agent/core/buf.c agent/core/hash.c agent/core/hmap.c agent/core/log.c agent/core/util.c agent/core/json.c agent/state/routes.c agent/state/dstguard.c tests/fuzz/stub_bpf.c"
 )
 # Libraries a harness links (the Kubernetes decoders read JSON with json-c).
 declare -A LIBS=(
 	[fuzz_k8s]="$(pkg-config --cflags --libs json-c)"
 	[fuzz_json]="$(pkg-config --cflags --libs json-c)"
+	[fuzz_h2]="$(pkg-config --cflags --libs libnghttp2 libbpf)"
 )
 # libFuzzer's -max_len per harness (default 4096): fuzz_http reaches past
 # http_sniff()'s 8 KiB first-line limit; fuzz_k8s holds a few objects.
@@ -88,9 +90,10 @@ declare -A DICT=(
 	[fuzz_metrics]=http.dict
 	[fuzz_k8s]=k8s.dict
 	[fuzz_json]=json.dict
+	[fuzz_h2]=h2.dict
 )
 ALL=(fuzz_routekey fuzz_http fuzz_chunked fuzz_config fuzz_util fuzz_llhttp fuzz_ctl fuzz_metrics
-	fuzz_k8s fuzz_json)
+	fuzz_k8s fuzz_json fuzz_h2)
 [ ${#WANT[@]} -gt 0 ] || WANT=("${ALL[@]}")
 
 SAN="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
@@ -114,7 +117,7 @@ done
 for h in "${WANT[@]}"; do
 	[ -n "${SRCS[$h]+x}" ] || { echo "run.sh: no harness $h" >&2; exit 2; }
 	extra=()
-	[ "$h" = fuzz_llhttp ] && extra=("${LLHTTP_OBJS[@]}")
+	case "$h" in fuzz_llhttp | fuzz_h2) extra=("${LLHTTP_OBJS[@]}") ;; esac
 	echo "  FUZZ     $OUT/$h"
 	# shellcheck disable=SC2086
 	$CLANG $CFLAGS $WARN -fsanitize=fuzzer "tests/fuzz/$h.c" ${SRCS[$h]} "${extra[@]}" ${LIBS[$h]:-} -o "$OUT/$h"

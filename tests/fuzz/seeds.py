@@ -314,6 +314,42 @@ METRICS = {
 }
 
 
+# ------------------------------------------------------------ fuzz_h2 programs
+def h2_open(key=0, method=0, resp=0, body=0, fields=()):
+    """Open a stream: key 0 none, 1 dev-a (the sandbox), 2 dev-b (its sandbox
+    is down), 3 dev-a among other members, 4 dev-c (no route), 5 a bad key;
+    resp and body index the sizes 0, 1, 100, 70000, 300000; fields are
+    (name, value) byte strings, a name from the harness's list when it is an
+    int."""
+    out = [0, key, len(fields), method, resp]
+    for name, value in fields:
+        if isinstance(name, int):
+            out += [0, len(value), 1, name]
+        else:
+            out += [len(name), len(value), 0] + list(name)
+        out += list(value)
+    return out + [body]
+
+
+def h2_pump(n=7):
+    return [7, n]
+
+
+H2PROGS = {
+    "one-keyed": h2_open(1) + h2_pump(),
+    "every-key": sum((h2_open(k) for k in range(6)), []) + h2_pump() + h2_pump(),
+    "bodies-both-ways": h2_open(1, 1, 3, 3) + h2_open(0, 1, 4, 2) + h2_pump() * 4,
+    "reset-in-flight": h2_open(1, 1, 4, 4) + h2_pump(1) + [3, 0, 8] + h2_pump() * 2,
+    "slow-reader": [4, 1] + h2_open(0, 0, 4) + h2_open(1, 0, 3) + h2_pump() * 6,
+    "paused-client": [5] + h2_open(1, 0, 4) + h2_open(0, 0, 4) + h2_pump() * 3 + [5] + h2_pump() * 3,
+    "key-in-tracestate-and-dup-baggage": h2_open(0, 0, 1, 0, [(1, b"x=1"), (0, b"sd-routing-key=dev-a")])
+    + h2_open(2, 0, 1, 0, [(0, b"sd-routing-key=dev-a")]) + h2_pump(),
+    "content-length-lies": h2_open(1, 1, 0, 2, [(3, b"5")]) + h2_pump(),
+    "te-trailers-and-raw-field": h2_open(0, 0, 0, 0, [(4, b"trailers"), (b"Upper", b"v")]) + h2_pump(),
+    "raw-garbage": [6, 9] + list(b"\x00\x00\x04\x08\x00\x00\x00\x00\x00") + h2_pump(),
+}
+
+
 def write(harness, name, data):
     d = os.path.join(HERE, "corpus", harness)
     os.makedirs(d, exist_ok=True)
@@ -324,7 +360,7 @@ def write(harness, name, data):
 
 def main():
     for h in ("fuzz_http", "fuzz_chunked", "fuzz_routekey", "fuzz_config", "fuzz_util", "fuzz_llhttp",
-              "fuzz_ctl", "fuzz_metrics"):
+              "fuzz_ctl", "fuzz_metrics", "fuzz_h2"):
         shutil.rmtree(os.path.join(HERE, "corpus", h), ignore_errors=True)
 
     for name, head in list(HEADS.items()) + list(SNIFF.items()):
@@ -400,6 +436,11 @@ def main():
           bytes([0]) + b"POST / HTTP/1.1\r\nHost: svc\r\nTransfer-Encoding: chunked\t\r\n\r\n0\r\n\r\n")
     # eight NUL bytes: format_duration(0) into buffers of 1..31 bytes
     write("fuzz_util", "regress-format-duration-0s-cut", bytes(8))
+
+    # fuzz_h2 reads a program (tests/fuzz/fuzz_h2.c, LLVMFuzzerTestOneInput):
+    # an op byte, mod 8, then its operands.
+    for name, prog in H2PROGS.items():
+        write("fuzz_h2", name, bytes(prog))
     return 0
 
 
