@@ -79,8 +79,20 @@ nghttp2_nv *h2_hb_nv(const struct h2hb *hb)
 	return nv;
 }
 
-/* The value of the first field named name (lowercase), or NULL. */
-static const char *hb_get(const struct h2hb *hb, const char *name, uint32_t *len)
+size_t h2_hb_headers(const struct h2hb *hb, struct http_header *out, size_t max)
+{
+	size_t n = hb->n < max ? hb->n : max;
+
+	for (size_t i = 0; i < n; i++) {
+		out[i].name = hb->b.data + hb->f[i].no;
+		out[i].name_len = hb->f[i].nl;
+		out[i].value = hb->b.data + hb->f[i].vo;
+		out[i].value_len = hb->f[i].vl;
+	}
+	return n;
+}
+
+const char *h2_hb_get(const struct h2hb *hb, const char *name, uint32_t *len)
 {
 	size_t nl = strlen(name);
 
@@ -512,7 +524,7 @@ void h2s_respond(struct h2s *s)
 	nghttp2_data_provider prov = {.source.ptr = s, .read_callback = resp_read};
 	nghttp2_nv *nv;
 	uint32_t vl;
-	const char *v = hb_get(&s->resph, ":status", &vl);
+	const char *v = h2_hb_get(&s->resph, ":status", &vl);
 	int st = v && vl == 3 ? atoi(v) : 0, r;
 
 	if (!s->id)
@@ -564,17 +576,11 @@ static void h2s_route(struct h2s *s)
 	struct route_decision rd;
 	uint32_t vl;
 	const char *v;
-	size_t n = s->reqh.n < p->o.max_headers ? s->reqh.n : p->o.max_headers;
+	size_t n = h2_hb_headers(&s->reqh, p->hdrs, p->o.max_headers);
 
-	for (size_t i = 0; i < n; i++) {
-		p->hdrs[i].name = s->reqh.b.data + s->reqh.f[i].no;
-		p->hdrs[i].name_len = s->reqh.f[i].nl;
-		p->hdrs[i].value = s->reqh.b.data + s->reqh.f[i].vo;
-		p->hdrs[i].value_len = s->reqh.f[i].vl;
-	}
-	v = hb_get(&s->reqh, "content-type", &vl);
+	v = h2_hb_get(&s->reqh, "content-type", &vl);
 	s->grpc = v && vl >= 16 && !strncasecmp(v, "application/grpc", 16);
-	v = hb_get(&s->reqh, ":method", &vl);
+	v = h2_hb_get(&s->reqh, ":method", &vl);
 	s->is_head = v && vl == 4 && !memcmp(v, "HEAD", 4);
 	in.rk = &p->o.rk;
 	in.hdrs = p->hdrs;

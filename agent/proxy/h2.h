@@ -145,6 +145,10 @@ int h2_hb_add(struct h2hb *hb, const uint8_t *name, size_t nl, const uint8_t *va
 /* The fields of hb as nghttp2 wants them (pointers into hb: valid until it
  * changes); NULL when out of memory. */
 nghttp2_nv *h2_hb_nv(const struct h2hb *hb);
+/* The first max fields of hb as header lines (pointers into hb); how many. */
+size_t h2_hb_headers(const struct h2hb *hb, struct http_header *out, size_t max);
+/* The value of the first field named name (lowercase), or NULL. */
+const char *h2_hb_get(const struct h2hb *hb, const char *name, uint32_t *len);
 /* Bytes of the session's output: fill io->out from nghttp2, write it.
  * false when the connection failed (the caller closes it). */
 bool h2_io_flush(struct h2io *io);

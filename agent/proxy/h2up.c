@@ -377,36 +377,6 @@ static int up_session(struct h2up *u)
 	return 0;
 }
 
-/* A non-blocking socket connecting to dst; a connect() that failed at once
- * is reported later, like one that failed on the way (u->conn_err). */
-static int up_socket(struct proxy *p, const struct shunt_addr *dst, struct h2up *u)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = addr_to_sockaddr(dst, &ss);
-	int one = 1, fd;
-
-	if (p->dial) {
-		fd = p->dial(p, dst);
-		if (fd < 0) {
-			errno = -fd;
-			return -1;
-		}
-		return fd;
-	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (fd < 0)
-		return -1;
-	/* The mark keeps our own connect() out of cgroup/connect's reach. */
-	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &p->o.mark, sizeof(p->o.mark)))
-		pr_debug("SO_MARK on upstream socket: %s", strerror(errno));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (connect(fd, (struct sockaddr *)&ss, sl) && errno != EINPROGRESS) {
-		u->conn_err = errno;
-		u->io.wr = true;
-	}
-	return fd;
-}
-
 static struct h2up *up_new(struct proxy *p, const struct shunt_addr *dst, bool sandbox)
 {
 	struct pool_dst *pl = pool_dst_get(&p->pool, dst, true);
@@ -436,12 +406,13 @@ static struct h2up *up_new(struct proxy *p, const struct shunt_addr *dst, bool s
 		errno = ENOMEM;
 		return NULL;
 	}
-	fd = up_socket(p, dst, u);
+	fd = upstream_dial(p, dst, &u->conn_err);
 	if (fd < 0) {
 		nghttp2_session_del(u->io.ng);
 		free(u);
 		return NULL;
 	}
+	u->io.wr = u->conn_err != 0; /* reported by up_connected, like a late failure */
 	u->h.fn = up_event;
 	u->io.p = p;
 	u->io.fd = fd;

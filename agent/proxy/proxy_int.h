@@ -188,7 +188,8 @@ struct proxy {
 	struct h2io *h2_dirty;
 	struct h2up *h2_all, *h2_dead_ups;
 	/* Tests (tests/fuzz/fuzz_h2.c) connect upstreams themselves: a
-	 * connected, non-blocking socket to dst, or -errno. NULL: connect(). */
+	 * connected, non-blocking socket to dst, or -errno. NULL: connect().
+	 * upstream_dial() is the one caller. */
 	int (*dial)(struct proxy *p, const struct shunt_addr *dst);
 	/* Fairness between pods and the node's limit (see accept_one). */
 	bool track_pods;	  /* shunt_conn_src is filled: count per pod */
@@ -235,6 +236,10 @@ bool read_upstream(struct conn *c);
 uint32_t drain_inject(struct conn *c);
 
 /* upstream.c */
+/* A non-blocking socket connecting to dst (p->dial's when set), or -1 and
+ * errno; a connect() that failed at once leaves its errno in *conn_err,
+ * reported later like a failure on the way. */
+int upstream_dial(struct proxy *p, const struct shunt_addr *dst, int *conn_err);
 void up_close(struct upstream *u);
 void up_close_idle(struct pool_link *l);
 void up_release(struct upstream *u);

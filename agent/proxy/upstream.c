@@ -125,16 +125,41 @@ static void up_event(struct ev_handler *h, uint32_t events)
 		client_pump(u->owner);
 }
 
+int upstream_dial(struct proxy *p, const struct shunt_addr *dst, int *conn_err)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = addr_to_sockaddr(dst, &ss);
+	int one = 1, fd;
+
+	*conn_err = 0;
+	if (p->dial) {
+		fd = p->dial(p, dst);
+		if (fd < 0) {
+			errno = -fd;
+			return -1;
+		}
+		return fd;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	/* The mark keeps our own connect() out of cgroup/connect's reach. */
+	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &p->o.mark, sizeof(p->o.mark)))
+		pr_debug("SO_MARK on upstream socket: %s", strerror(errno));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	if (connect(fd, (struct sockaddr *)&ss, sl) && errno != EINPROGRESS)
+		*conn_err = errno;
+	return fd;
+}
+
 /* limited: dst is a sandbox, which --max-upstream-conns protects. A request
  * without a route goes where the application was going anyway: no upstream
  * limit applies to it (the connection limits bound those). */
 static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst, bool limited)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = addr_to_sockaddr(dst, &ss);
 	struct pool_dst *pl = pool_dst_get(&p->pool, dst, true);
 	struct upstream *u;
-	int one = 1, fd;
+	int fd, conn_err;
 
 	if (!pl) {
 		errno = ENOMEM;
@@ -153,13 +178,9 @@ static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst, bo
 		errno = EUPSTREAM_LIMIT;
 		return NULL;
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = upstream_dial(p, dst, &conn_err);
 	if (fd < 0)
 		return NULL;
-	/* The mark keeps our own connect() out of cgroup/connect's reach. */
-	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &p->o.mark, sizeof(p->o.mark)))
-		pr_debug("SO_MARK on upstream socket: %s", strerror(errno));
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	u = calloc(1, sizeof(*u));
 	if (!u) {
 		close(fd);
@@ -171,9 +192,9 @@ static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst, bo
 	u->dst = *dst;
 	u->pool = pl;
 	u->state = UP_CONNECTING;
-	if (connect(fd, (struct sockaddr *)&ss, sl) && errno != EINPROGRESS) {
+	if (conn_err) {
 		/* Reported by the pump like an asynchronous failure. */
-		u->conn_err = errno;
+		u->conn_err = conn_err;
 		u->rd = u->wr = true;
 	}
 	if (loop_add(p->loop, fd, up_events(), &u->h)) {

@@ -141,52 +141,36 @@ struct fake {
 static struct fake fakes[MAX_FAKE];
 static int n_fakes;
 
-static ssize_t fake_body(nghttp2_session *ng, int32_t id, uint8_t *b, size_t len, uint32_t *flags,
+/* A body of *left bytes, for both ends: src->ptr is the count left. */
+static ssize_t body_read(nghttp2_session *ng, int32_t id, uint8_t *b, size_t len, uint32_t *flags,
 			 nghttp2_data_source *src, void *user)
 {
-	struct fake_stream *fs = src->ptr;
-	size_t n = fs->body < len ? fs->body : len;
+	uint32_t *left = src->ptr;
+	size_t n = *left < len ? *left : len;
 
 	(void)ng, (void)id, (void)user;
-	memset(b, 'r', n);
-	fs->body -= (uint32_t)n;
-	if (!fs->body)
+	memset(b, 'b', n);
+	*left -= (uint32_t)n;
+	if (!*left)
 		*flags |= NGHTTP2_DATA_FLAG_EOF;
 	return (ssize_t)n;
-}
-
-static const char *hb_value(const struct h2hb *hb, const char *name, uint32_t *len)
-{
-	for (uint32_t i = 0; i < hb->n; i++)
-		if (hb->f[i].nl == strlen(name) &&
-		    !memcmp(hb->b.data + hb->f[i].no, name, hb->f[i].nl)) {
-			*len = hb->f[i].vl;
-			return hb->b.data + hb->f[i].vo;
-		}
-	return NULL;
 }
 
 static void fake_answer(struct fake *f, nghttp2_session *ng, int32_t id, struct fake_stream *fs)
 {
 	struct http_header h[128];
-	size_t n = 0;
+	size_t n = h2_hb_headers(&fs->hb, h, ARRAY_SIZE(h));
 	uint32_t il = 0, sl = 0;
-	const char *idv = hb_value(&fs->hb, "x-id", &il), *sz = hb_value(&fs->hb, "x-size", &sl);
+	const char *idv = h2_hb_get(&fs->hb, "x-id", &il), *sz = h2_hb_get(&fs->hb, "x-size", &sl);
 	char who[2] = {(char)('0' + f->who), 0};
 	nghttp2_nv nv[3] = {
 		{(uint8_t *)":status", (uint8_t *)"200", 7, 3, 0},
 		{(uint8_t *)"x-who", (uint8_t *)who, 5, 1, 0},
 		{(uint8_t *)"x-id", (uint8_t *)(idv ? idv : ""), 4, idv ? il : 0, 0},
 	};
-	nghttp2_data_provider prov = {.source.ptr = fs, .read_callback = fake_body};
+	nghttp2_data_provider prov = {.source.ptr = &fs->body, .read_callback = body_read};
 	int want;
 
-	for (uint32_t i = 0; i < fs->hb.n && n < 128; i++, n++) {
-		h[n].name = fs->hb.b.data + fs->hb.f[i].no;
-		h[n].name_len = fs->hb.f[i].nl;
-		h[n].value = fs->hb.b.data + fs->hb.f[i].vo;
-		h[n].value_len = fs->hb.f[i].vl;
-	}
 	want = expected_for(h, n);
 	FUZZ_CHECK(want == f->who, "a request for upstream %d reached upstream %d", want, f->who);
 	fs->body = 0;
@@ -315,20 +299,6 @@ static int cl_header(nghttp2_session *ng, const nghttp2_frame *fr, const uint8_t
 	return 0;
 }
 
-static ssize_t cl_body(nghttp2_session *ng, int32_t id, uint8_t *b, size_t len, uint32_t *flags,
-		       nghttp2_data_source *src, void *user)
-{
-	struct cstream *cs = src->ptr;
-	size_t n = cs->body < len ? cs->body : len;
-
-	(void)ng, (void)id, (void)user;
-	memset(b, 'q', n);
-	cs->body -= (uint32_t)n;
-	if (!cs->body)
-		*flags |= NGHTTP2_DATA_FLAG_EOF;
-	return (ssize_t)n;
-}
-
 static nghttp2_session_callbacks *cl_cbs;
 
 /* ---- running it ---- */
@@ -404,7 +374,7 @@ static void open_stream(struct reader *r, unsigned id)
 	nghttp2_nv nv[16];
 	struct http_header h[16];
 	struct cstream *cs = calloc(1, sizeof(*cs));
-	nghttp2_data_provider prov = {.read_callback = cl_body};
+	nghttp2_data_provider prov = {.read_callback = body_read};
 	size_t n = 0;
 	const char *key = keys[take(r, ARRAY_SIZE(keys))];
 	uint32_t extra = take(r, 9);
@@ -436,7 +406,7 @@ static void open_stream(struct reader *r, unsigned id)
 	cs->want = expected_for(h, n);
 	cs->id = id;
 	cs->body = sizes[take(r, ARRAY_SIZE(sizes))];
-	prov.source.ptr = cs;
+	prov.source.ptr = &cs->body;
 	if (nghttp2_submit_request(cl.ng, NULL, nv, n, cs->body ? &prov : NULL, cs) < 0) {
 		free(cs);
 		return;
