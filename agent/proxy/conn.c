@@ -93,6 +93,7 @@ void client_reset_request(struct conn *c)
 	c->s.head_done = c->s.req_done = c->s.resp_done = c->s.resp_started = false;
 	c->s.is_head = c->s.is_connect = c->s.want_upgrade = c->s.idempotent = false;
 	c->s.no_retry = c->s.up_connected = c->s.to_sandbox = c->s.fallback = false;
+	c->s.h2c_no = false;
 	c->s.close_state = CLOSE_UNDECIDED;
 	c->s.attempts = 0;
 	c->s.body = BODY_NONE;
@@ -154,6 +155,8 @@ void client_close(struct conn *c)
 	if (c->dead)
 		return;
 	req_end_now(c);
+	if (c->h2_wait)
+		h2up_unwait(c);
 	if (c->s.up)
 		up_close(c->s.up);
 	if (c->h2)
@@ -508,8 +511,8 @@ void client_pump(struct conn *c)
 	bool progress;
 
 	do {
-		if (c->dead || c->state == C_H2)
-			return;
+		if (c->dead || c->state == C_H2 || c->state == C_H2WAIT)
+			return; /* C_H2WAIT: h1_h2c_resume() pumps */
 		if (c->state == C_ERROR) {
 			pump_error_reply(c);
 			return;
@@ -588,6 +591,13 @@ void client_expired(struct conn *c)
 		break;
 	case C_H2:
 		h2_conn_expired(c);
+		return;
+	case C_H2WAIT:
+		/* No answer from the destinations in time: the request goes
+		 * on over HTTP/1.1, as a server that ignores Upgrade would. */
+		h2up_unwait(c);
+		c->s.h2c_no = true;
+		h1_h2c_resume(c);
 		return;
 	}
 	if (!c->dead)

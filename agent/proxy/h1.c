@@ -140,6 +140,48 @@ static void strip_h2c(struct conn *c, const struct http_header *h, size_t n)
 	c->s.req.upgrade = 0;
 }
 
+/* May the h2c upgrade of c's request happen? Only where the server would
+ * take it directly: the request's destination (by its key) and the
+ * connection's original one (where the streams after it without a key
+ * go) must both speak HTTP/2. Otherwise the request goes on over HTTP/1.1
+ * without the Upgrade, as a server that ignores it would answer. 1: yes;
+ * 0: no; -1: c waits to find out (C_H2WAIT), h1_h2c_resume() follows. */
+static int h2c_take(struct conn *c, const struct http_header *h, size_t n)
+{
+	struct proxy *p = c->p;
+	struct route_input in = {.rk = &p->o.rk,
+				 .hdrs = h,
+				 .n_hdrs = n,
+				 .orig = &c->orig,
+				 .t = p->store->t,
+				 .guard = p->store->guard};
+	struct route_decision rd;
+	const struct shunt_addr *dsts[2];
+
+	if (c->s.h2c_no || p->draining)
+		return 0;
+	route_decide(&in, &rd, c->s.key, sizeof(c->s.key));
+	if (rd.reason == ROUTE_REFUSED)
+		return 0; /* refused over HTTP/1.1 below */
+	dsts[0] = &rd.dst;
+	dsts[1] = &c->orig;
+	for (int i = 0; i < 2; i++) {
+		switch (h2up_speaks(p, dsts[i])) {
+		case POOL_H2_YES:
+			continue;
+		case POOL_H2_NO:
+			return 0;
+		default:
+			if (!h2up_probe(p, dsts[i], c))
+				return 0;
+			c->state = C_H2WAIT;
+			client_set_deadline(c, p->o.connect_timeout_ms);
+			return -1;
+		}
+	}
+	return 1;
+}
+
 /* Decide where the request whose head is in[req_start, req_start+head_len)
  * goes, and get a connection there. */
 static void route_request(struct conn *c)
@@ -164,12 +206,18 @@ static void route_request(struct conn *c)
 		const struct http_header *settings = NULL;
 		int h2c = h2c_asked(p->hdrs, hr.n_headers, &settings);
 
-		if (h2c > 0 && hr.body == BODY_NONE) {
+		int take = h2c > 0 && hr.body == BODY_NONE ? h2c_take(c, p->hdrs, hr.n_headers) : 0;
+
+		if (take > 0) {
 			/* This request becomes stream 1, routed by its own key
 			 * like every stream after it. */
 			h2_upgrade(c, p->hdrs, hr.n_headers, settings);
 			return;
 		}
+		if (take < 0)
+			return; /* h1_h2c_resume() */
+		if (h2c > 0 && hr.body == BODY_NONE)
+			p->st.h2c_declined++;
 		if (h2c) {
 			strip_h2c(c, p->hdrs, hr.n_headers);
 			http_head_check(head, c->s.head_len, p->hdrs, p->o.max_headers, &hr);
@@ -343,6 +391,17 @@ void parse_request(struct conn *c)
 	route_request(c);
 	if (c->state == C_REQUEST)
 		frame_body(c);
+}
+
+void h1_h2c_resume(struct conn *c)
+{
+	if (c->dead || c->state != C_H2WAIT)
+		return;
+	c->state = C_HEAD;
+	route_request(c);
+	if (c->state == C_REQUEST)
+		frame_body(c);
+	client_pump(c);
 }
 
 /* After the final response went out in full. */

@@ -459,7 +459,11 @@ static void h2s_no_upstream(struct h2s *s, int err)
 static void h2s_unreachable(struct h2s *s, int err)
 {
 	char a[ADDR_STR_LEN];
-	const char *why = err < 0 ? strerror(-err) : nghttp2_http2_strerror((uint32_t)err);
+	const char *why =
+		err == -EPROTONOSUPPORT
+			? "it does not speak HTTP/2 (no SETTINGS after the connection preface)"
+		: err < 0 ? strerror(-err)
+			  : nghttp2_http2_strerror((uint32_t)err);
 
 	format_addr_port(&s->dst, a, sizeof(a));
 	if (s->to_sandbox)
@@ -606,6 +610,8 @@ static void h2s_route(struct h2s *s)
 	if (rd.reason == ROUTE_REFUSED) {
 		p->st.dst_refused++;
 		h2s_no_upstream(s, EDST_REFUSED);
+	} else if (h2up_speaks(p, &s->dst) == POOL_H2_NO) {
+		h2s_unreachable(s, -EPROTONOSUPPORT); /* a session to it just showed that */
 	} else if (!h2up_submit(p, s)) {
 		h2s_no_upstream(s, errno);
 	}

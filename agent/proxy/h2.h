@@ -89,9 +89,11 @@ struct h2up {
 	struct pool_link link; /* on the pool's mux ring while it takes streams */
 	bool on_mux;
 	bool connected, goaway;
-	int conn_err;	     /* connect() failed at once with this errno */
-	bool sandbox;	     /* counted against --max-upstream-conns */
-	struct h2s *streams; /* carried by this session */
+	bool settings;	      /* the peer's SETTINGS came: it speaks HTTP/2 */
+	int conn_err;	      /* connect() failed at once with this errno */
+	struct conn *waiters; /* Upgrade: h2c requests waiting for settings */
+	bool sandbox;	      /* counted against --max-upstream-conns */
+	struct h2s *streams;  /* carried by this session */
 	size_t n_streams;
 	struct timer idle; /* no stream for POOL_IDLE_MS: closed */
 	struct h2up *dead_next;
@@ -174,6 +176,14 @@ void h2up_close(struct h2up *u, int err);
 /* More of s's request is here (or its end): wake its upstream stream. */
 void h2up_kick(struct h2s *s);
 void h2up_close_all(struct proxy *p);
+/* Does dst speak HTTP/2, as far as shunt knows (POOL_H2_*)? */
+int h2up_speaks(struct proxy *p, const struct shunt_addr *dst);
+/* Find out: c waits (state C_H2WAIT) for a session to dst to show its
+ * SETTINGS or fail, then h1_h2c_resume(c). false: no session could be
+ * opened (errno), c does not wait. */
+bool h2up_probe(struct proxy *p, const struct shunt_addr *dst, struct conn *c);
+/* c stops waiting (it is closing). */
+void h2up_unwait(struct conn *c);
 void h2up_reap(struct proxy *p);
 size_t h2up_count(const struct proxy *p);
 

@@ -6,6 +6,12 @@
  * and sits on its destination's mux ring meanwhile; full, going away
  * (GOAWAY) or failed, it leaves the ring and another one opens. A session
  * with no stream for POOL_IDLE_MS is closed.
+ *
+ * What a session shows is remembered per destination (pool_dst.h2): its
+ * SETTINGS came (the destination speaks HTTP/2), or it connected and
+ * failed before them (it does not). An HTTP/1.1 request that asks for
+ * "Upgrade: h2c" is switched only where that is known to hold; to find
+ * out, it waits for a session to show it (h2up_probe).
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -29,6 +35,40 @@
 static struct h2up *up_of_link(struct pool_link *l)
 {
 	return (struct h2up *)((char *)l - offsetof(struct h2up, link));
+}
+
+#define H2_KNOWN_YES_MS (5 * 60 * 1000) /* after its last session showed SETTINGS */
+#define H2_KNOWN_NO_MS	(60 * 1000)	/* a redeployed server is asked again soon */
+
+static void learned(struct h2up *u, bool speaks)
+{
+	u->pool->h2 = speaks ? POOL_H2_YES : POOL_H2_NO;
+	u->pool->h2_until = u->io.p->loop->now_ms + (speaks ? H2_KNOWN_YES_MS : H2_KNOWN_NO_MS);
+}
+
+/* The requests waiting for u to show whether it speaks HTTP/2 go on;
+ * those of a session that failed without saying go on over HTTP/1.1. */
+static void wake_waiters(struct h2up *u, bool failed)
+{
+	while (u->waiters) {
+		struct conn *c = u->waiters;
+
+		u->waiters = c->h2_wait_next;
+		c->h2_wait = NULL;
+		c->h2_wait_next = NULL;
+		if (failed)
+			c->s.h2c_no = true;
+		h1_h2c_resume(c);
+	}
+}
+
+int h2up_speaks(struct proxy *p, const struct shunt_addr *dst)
+{
+	struct pool_dst *pl = pool_dst_get(&p->pool, dst, false);
+
+	if (!pl || pl->h2_until <= p->loop->now_ms)
+		return POOL_H2_UNKNOWN;
+	return (int)pl->h2;
 }
 
 static bool has_room(struct h2up *u)
@@ -101,12 +141,18 @@ void h2up_close(struct h2up *u, int err)
 	close(u->io.fd);
 	u->io.fd = -1;
 	p->st.h2_sessions--;
+	if (u->connected && !u->settings) {
+		/* It took the connection but not the preface: no HTTP/2. */
+		learned(u, false);
+		err = -EPROTONOSUPPORT;
+	}
 	while (u->streams) {
 		struct h2s *s = u->streams;
 
 		unlink_stream(u, s);
 		h2s_upstream_closed(s, err, false);
 	}
+	wake_waiters(u, !u->connected || u->settings);
 	/* The nghttp2 session goes at h2up_reap: this may run inside one
 	 * of its callbacks' callers. */
 	u->dead_next = p->h2_dead_ups;
@@ -221,6 +267,10 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
 		mux_remove(u);
 		return 0;
 	case NGHTTP2_SETTINGS:
+		if (!u->settings && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
+			u->settings = true;
+			learned(u, true);
+		}
 		mux_add(u);
 		return 0;
 	case NGHTTP2_HEADERS:
@@ -329,6 +379,12 @@ static void up_event(struct ev_handler *h, uint32_t events)
 		return;
 	}
 	r = h2_io_read(&u->io);
+	if (u->settings && u->waiters && r >= 0)
+		wake_waiters(u, false);
+	if (u->io.dead) {
+		h2_flush_dirty(p);
+		return;
+	}
 	if (r < 0 || u->io.eof) {
 		char a[ADDR_STR_LEN];
 
@@ -507,6 +563,45 @@ void h2up_reap(struct proxy *p)
 		buf_free(&u->io.out);
 		free(u);
 	}
+}
+
+bool h2up_probe(struct proxy *p, const struct shunt_addr *dst, struct conn *c)
+{
+	struct pool_dst *pl = pool_dst_get(&p->pool, dst, false);
+	struct h2up *u = NULL;
+
+	/* A session to dst that has not shown its SETTINGS yet, or a new one
+	 * (pooled like any: the streams after the upgrade use it). */
+	if (pl)
+		for (struct pool_link *l = pl->mux.next; l != &pl->mux && !u; l = l->next)
+			if (!up_of_link(l)->settings)
+				u = up_of_link(l);
+	if (!u) {
+		u = up_new(p, dst, false);
+		if (!u)
+			return false;
+		loop_timer_in(p->loop, &u->idle, POOL_IDLE_MS);
+		h2_mark(&u->io); /* the preface and SETTINGS */
+	}
+	c->h2_wait = u;
+	c->h2_wait_next = u->waiters;
+	u->waiters = c;
+	return true;
+}
+
+void h2up_unwait(struct conn *c)
+{
+	struct h2up *u = c->h2_wait;
+
+	if (!u)
+		return;
+	for (struct conn **pp = &u->waiters; *pp; pp = &(*pp)->h2_wait_next)
+		if (*pp == c) {
+			*pp = c->h2_wait_next;
+			break;
+		}
+	c->h2_wait = NULL;
+	c->h2_wait_next = NULL;
 }
 
 size_t h2up_count(const struct proxy *p)

@@ -97,7 +97,7 @@ void pool_sweep(struct pool *pl, uint64_t now, uint64_t idle_ms, bool close_all,
 
 		next = hmap_next(&pl->by_dst, e, &it);
 		sweep_dst(d, now, idle_ms, close_all, close_fn);
-		if (!d->n_idle && !d->open && !d->n_mux) {
+		if (!d->n_idle && !d->open && !d->n_mux && (close_all || d->h2_until <= now)) {
 			/* No connection left: forget the destination. */
 			hmap_del(&pl->by_dst, &d->dst, sizeof(d->dst));
 			free(d);

@@ -35,6 +35,10 @@ struct pool_dst {
 	size_t open;	      /* every connection to dst, in any state */
 	struct pool_link mux; /* ring head: sessions with room for a stream */
 	size_t n_mux;
+	/* Does dst speak HTTP/2? What its last session showed (h2up.c),
+	 * until h2_until (loop time); the entry is kept that long. */
+	enum { POOL_H2_UNKNOWN, POOL_H2_YES, POOL_H2_NO } h2;
+	uint64_t h2_until;
 };
 
 struct pool {

@@ -74,6 +74,8 @@ enum client_state {
 	C_TUNNEL,  /* raw bytes both ways (non-HTTP, or after an upgrade) */
 	C_ERROR,   /* writing a response the proxy generated, then close */
 	C_H2,	   /* HTTP/2: conn.h2 has the session and its streams */
+	C_H2WAIT,  /* an Upgrade: h2c request waits to learn whether its
+		    * destinations speak HTTP/2 (h2up_probe) */
 };
 
 /* One request/response exchange on a client connection: what HTTP/1
@@ -91,6 +93,7 @@ struct stream {
 	bool no_retry;	   /* bytes of this request were dropped: cannot resend */
 	bool up_connected; /* the current attempt's connect() completed */
 	bool to_sandbox, fallback;
+	bool h2c_no; /* Upgrade: h2c not taken: go on over HTTP/1.1 */
 	/* Draining: "Connection: close" went into this response (the client
 	 * will not reuse the connection), or cannot (its head went out
 	 * before the drain began). */
@@ -129,6 +132,8 @@ struct conn {
 	struct conn *prev, *next; /* all live clients, for drain and stop */
 	struct stream s;	  /* the exchange under way (HTTP/1) */
 	struct h2cc *h2;	  /* C_H2: the HTTP/2 session */
+	struct h2up *h2_wait;	  /* C_H2WAIT: the session it waits for */
+	struct conn *h2_wait_next;
 };
 
 /* A pod, as the kernel tells them apart: its network namespace (hostNetwork
@@ -232,6 +237,8 @@ int on_resp_headers(llhttp_t *ll);
 int on_resp_complete(llhttp_t *ll);
 void parse_request(struct conn *c);
 void finish_exchange(struct conn *c);
+/* c's Upgrade: h2c request stopped waiting (C_H2WAIT): route it again. */
+void h1_h2c_resume(struct conn *c);
 bool read_upstream(struct conn *c);
 uint32_t drain_inject(struct conn *c);
 

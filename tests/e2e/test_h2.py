@@ -296,6 +296,45 @@ class H2(NodeTestCase):
                 want = lambda keyed: b"sandbox\n" if keyed else b"baseline\n"
                 self.assertEqual((bodies.get(1), bodies.get(3)), (want(first), want(then)))
 
+    def test_upgrade_to_a_server_without_http2_stays_http1(self):
+        # The finding: curl --http2 and Java's HttpClient (HTTP/2 is its
+        # default) ask every cleartext server for h2c. Directly, a server
+        # that speaks only HTTP/1.1 ignores the Upgrade and answers; through
+        # shunt the client got 101 from shunt and then 502 for the stream,
+        # because the upstream could not take an HTTP/2 session. shunt now
+        # switches only where the destinations speak HTTP/2; elsewhere the
+        # request goes on over HTTP/1.1 without the Upgrade, as it would
+        # directly. The first round asks the upstreams, the second knows.
+        self.route(SVC_H1, KEY, svc(N.SBX4, N.HTTP_PORT))
+        declined = self.node.status()["proxy"]["h2c_declined"]
+        for attempt in (1, 2):
+            for extra, pod in (([], "baseline"), (["-H", "baggage: sd-routing-key=" + KEY], "sandbox")):
+                with self.subTest(attempt=attempt, pod=pod):
+                    rc, out, err = self.node.client_cmd(
+                        ["curl", "-sS", "--max-time", "10", "--http2", "-D", "-", "-o", "/dev/null", "-w",
+                         "%{http_code} %{http_version}"] + extra + ["http://%s/who" % SVC_H1])
+                    self.assertEqual(rc, 0, err)
+                    lines = out.strip().splitlines()
+                    pods = [ln.split(":", 1)[1].strip() for ln in lines if ln.lower().startswith("x-pod:")]
+                    self.assertEqual((lines[-1], pods), ("200 1.1", [pod]), out)
+        self.assertEqual(self.node.status()["proxy"]["h2c_declined"], declined + 4)
+
+    def test_upgrade_to_a_server_silent_on_the_preface_goes_on_over_http1(self):
+        # While shunt finds out whether the sandbox speaks HTTP/2, the
+        # request waits; a server that neither answers the preface nor
+        # closes costs it the connect timeout (2 s), then it goes on over
+        # HTTP/1.1. Nothing hangs, nothing is answered by shunt.
+        p = self.node.pod_spawn("sbx2", [N.PYTHON, "-c", QUIET_SERVER, str(QUIET_PORT)], in_cgroup=False)
+        self.node.wait_listen("sbx2", QUIET_PORT, proc=p)
+        self.route(SVC_H1, KEY, svc(N.SBX2_4, QUIET_PORT))
+        t0 = time.monotonic()
+        rc, out, err = self.node.client_cmd(
+            ["curl", "-sS", "--max-time", "10", "--http2", "-o", "-", "-w", "\n%{http_code} %{http_version}", "-H",
+             "baggage: sd-routing-key=" + KEY, "http://%s/who" % SVC_H1])
+        took = time.monotonic() - t0
+        self.assertEqual((rc, out), (0, "quiet\n\n200 1.1"), err)
+        self.assertLess(took, 6)
+
     def test_upgrade_with_a_body_stays_http1_and_never_switches(self):
         # shunt takes only body-less upgrades; one with a body is answered
         # over HTTP/1.1 and its Upgrade never reaches the upstream (which
@@ -361,11 +400,37 @@ class H2(NodeTestCase):
         # SETTINGS frame, so the upstream session fails; the stream is
         # answered, nothing hangs.
         self.route(svc(N.BASE4, N.ECHO_PORT), KEY, svc(N.SBX4, N.ECHO_PORT))
-        rc, out, err = self.node.client_cmd(["curl", "-sS", "--max-time", "10", "--http2-prior-knowledge", "-o",
-                                             "/dev/null", "-w", "%{http_code}", "http://%s/x" % svc(N.BASE4, N.ECHO_PORT)])
-        self.assertEqual((rc, out), (0, "502"), err)
+        # Asked again, it is answered at once from what shunt learned.
+        for attempt in (1, 2):
+            rc, out, err = self.node.client_cmd(["curl", "-sS", "--max-time", "10", "--http2-prior-knowledge", "-o",
+                                                 "-", "-w", "\n%{http_code}", "http://%s/x" % svc(N.BASE4, N.ECHO_PORT)])
+            self.assertEqual(rc, 0, err)
+            body, _, code = out.rpartition("\n")
+            self.assertEqual(code, "502", out)
+            self.assertIn("does not speak HTTP/2", body)
 
 
+QUIET_PORT = 8090
+# An HTTP/1.1 server that holds the HTTP/2 preface without a word.
+QUIET_SERVER = r"""
+import socket, sys, threading
+def serve(c):
+    f = c.makefile("rb")
+    line = f.readline()
+    if line.startswith(b"PRI "):
+        f.read()  # until the peer closes
+        return
+    while f.readline() not in (b"\r\n", b""):
+        pass
+    c.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 6\r\nConnection: close\r\n\r\nquiet\n")
+    c.close()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("0.0.0.0", int(sys.argv[1])))
+s.listen(16)
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()
+"""
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 SETTINGS = b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
 
