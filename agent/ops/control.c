@@ -844,6 +844,7 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 		{"h2_conns", ps->h2_conns},
 		{"h2_streams", ps->h2_streams},
 		{"h2c_declined", ps->h2c_declined},
+		{"h2_calmed", ps->h2_calmed},
 		{"h2_sessions", ps->h2_sessions},
 	};
 	size_t npc = sizeof(pc) / sizeof(pc[0]);

@@ -137,6 +137,10 @@ static void render_proxy(struct buf *o, const struct proxy_stats *ps)
 		{"shunt_h2_streams_total", "counter",
 		 "HTTP/2 streams that ended (each is also a request in shunt_requests_total).",
 		 ps->h2_streams},
+		{"shunt_h2_calmed_total", "counter",
+		 "HTTP/2 client connections told ENHANCE_YOUR_CALM: they reset streams opened "
+		 "upstream faster than 33 a second (after a burst of 1000).",
+		 ps->h2_calmed},
 		{"shunt_h2c_declined_total", "counter",
 		 "Upgrade: h2c requests answered over HTTP/1.1 because a destination does not "
 		 "speak HTTP/2 (as the server would have, directly).",

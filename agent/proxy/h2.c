@@ -157,7 +157,7 @@ int h2_io_read(struct h2io *io)
 {
 	uint8_t b[16384];
 
-	while (io->rd && !io->eof && !io->dead) {
+	while (io->rd && !io->eof && !io->dead && !io->stop) {
 		ssize_t n = read(io->fd, b, sizeof(b)), r;
 
 		if (n < 0) {
@@ -678,21 +678,59 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 	return 0;
 }
 
+/* The client reset a stream that was open upstream: one token. false
+ * when none is left (the connection was told to calm down). */
+static bool reset_taken(struct h2cc *cc)
+{
+	struct proxy *p = cc->io.p;
+	uint64_t now = p->loop->now_ms;
+	uint64_t add = (now - cc->reset_refill_ms) * H2_RESET_RATE / 1000;
+
+	if (add) {
+		cc->reset_tokens = add >= H2_RESET_BURST - cc->reset_tokens
+					   ? H2_RESET_BURST
+					   : cc->reset_tokens + (uint32_t)add;
+		cc->reset_refill_ms = now;
+	}
+	if (cc->reset_tokens) {
+		cc->reset_tokens--;
+		return true;
+	}
+	if (!cc->calm) {
+		char a[ADDR_STR_LEN];
+
+		cc->calm = true;
+		cc->io.stop = true;
+		p->st.h2_calmed++;
+		pr_warn("client %s: HTTP/2 streams reset faster than %d a second: GOAWAY "
+			"ENHANCE_YOUR_CALM",
+			format_addr_port(&cc->c->peer, a, sizeof(a)), H2_RESET_RATE);
+		nghttp2_session_terminate_session(cc->io.ng, NGHTTP2_ENHANCE_YOUR_CALM);
+	}
+	return false;
+}
+
 static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user)
 {
+	struct h2cc *cc = user;
 	struct h2s *s = stream_of(ng, f->hd.stream_id);
 	bool end = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
 
-	(void)user;
 	if (log_threshold >= LOG_DEBUG)
 		log_frame("got", f);
 	if (!s)
 		return 0;
 	if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST) {
 		s->req_end = end;
-		h2s_route(s);
+		if (cc->calm)
+			nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, s->id,
+						  NGHTTP2_REFUSED_STREAM); /* never routed */
+		else
+			h2s_route(s);
 		return 0;
 	}
+	if (f->hd.type == NGHTTP2_RST_STREAM && s->up_id && !s->resp_end && !reset_taken(cc))
+		return 0;
 	if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && end) {
 		s->req_end = true;
 		h2up_kick(s);
@@ -786,6 +824,8 @@ static struct h2cc *session_new(struct conn *c)
 		return NULL;
 	}
 	cc->c = c;
+	cc->reset_tokens = H2_RESET_BURST;
+	cc->reset_refill_ms = p->loop->now_ms;
 	cc->io.p = p;
 	cc->io.fd = c->fd;
 	cc->io.rd = true;

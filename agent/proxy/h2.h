@@ -42,6 +42,8 @@
 #define H2_MAX_STREAMS	  100		/* a client's concurrent streams (advertised) */
 #define H2_UP_MAX_STREAMS 100		/* streams we open on one upstream session */
 #define H2_OUT_HIGH	  (64 * 1024)	/* frames queued for a socket before we wait */
+#define H2_RESET_BURST	  1000		/* as nghttp2's own RST_STREAM limit */
+#define H2_RESET_RATE	  33		/* tokens a second */
 #define H2_PREFACE	  "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define H2_PREFACE_LEN	  24
 
@@ -55,6 +57,7 @@ struct h2io {
 	nghttp2_session *ng;
 	int fd;
 	bool rd, wr, eof, dead;
+	bool stop;     /* read no more: the session is being torn down */
 	bool upstream; /* a struct h2up (else a struct h2cc) */
 	bool dirty;
 	struct h2io *dirty_next;
@@ -78,6 +81,13 @@ struct h2cc {
 	struct h2s *streams; /* open on this connection, or still upstream */
 	size_t n_streams;
 	bool goaway; /* GOAWAY sent (draining): finish what is open, then close */
+	/* Streams the client reset after they were opened upstream (rapid
+	 * reset, CVE-2023-44487): a token bucket of H2_RESET_BURST tokens,
+	 * H2_RESET_RATE a second. Empty: the connection is told to calm
+	 * down (GOAWAY ENHANCE_YOUR_CALM) and nothing more is routed. */
+	uint32_t reset_tokens;
+	uint64_t reset_refill_ms;
+	bool calm;
 };
 
 /* An upstream session to one destination. */

@@ -73,6 +73,7 @@ struct proxy_stats {
 	uint64_t dst_refused;	    /* connects refused: the destination is the node */
 	uint64_t h2_conns;	    /* client connections that spoke HTTP/2 */
 	uint64_t h2_streams;	    /* HTTP/2 streams that ended (also in requests) */
+	uint64_t h2_calmed;	    /* HTTP/2 clients told ENHANCE_YOUR_CALM (rapid reset) */
 	uint64_t h2c_declined;	    /* Upgrade: h2c answered over HTTP/1.1 (no HTTP/2 there) */
 	uint64_t h2_sessions;	    /* HTTP/2 upstream sessions open now */
 };

@@ -382,6 +382,40 @@ class H2(NodeTestCase):
                 c.close()
         self.assertEqual(self.node.status()["proxy"]["requests"], before, "a malformed stream was routed")
 
+    def test_rapid_reset_is_stopped(self):
+        # CVE-2023-44487: HEADERS then RST_STREAM, over and over, in one
+        # burst. Each stream routed costs an upstream stream. The finding:
+        # nghttp2's own limit queued a GOAWAY after 1000 resets, but shunt
+        # had read the whole burst and routed all 5000 streams first. Now
+        # a client that resets streams opened upstream faster than 33 a
+        # second (after 1000) is told ENHANCE_YOUR_CALM and nothing more of
+        # it is routed.
+        self.route(svc(N.BASE4, H2_PORT), KEY, svc(N.SBX4, H2_PORT))
+        block = hpack_literal([(":method", "GET"), (":scheme", "http"), (":authority", svc(N.BASE4, H2_PORT)),
+                               (":path", "/who"), ("baggage", "sd-routing-key=" + KEY)])
+        before = self.node.status()["proxy"]
+        c = self.connect(N.BASE4, H2_PORT)
+        n = 5000
+        burst = b"".join(frame(1, 0x05, 2 * i + 1, block) + frame(3, 0, 2 * i + 1, (8).to_bytes(4, "big"))
+                         for i in range(n))
+        try:
+            c.send(PREFACE + SETTINGS + burst, timeout=20)
+        except N.HarnessError:
+            pass  # closed before it took all of it: that is the point
+        got = c.wait_closed(timeout=20)
+        codes = goaway_codes(got["data"])
+        after = self.node.status()["proxy"]
+        routed = after["requests"] - before["requests"]
+        print("rapid reset: %d streams sent, %d routed, GOAWAY codes %s" % (n, routed, codes))
+        self.assertTrue(got["closed"], "the connection stayed open")
+        self.assertLessEqual(routed, 1300)
+        self.assertTrue(set(codes) & {2, 11}, codes)
+        self.assertEqual(after["h2_calmed"] - before["h2_calmed"], 1)
+        # A client that cancels a call now and then is not bothered.
+        self.route_grpc()
+        c = self.grpc(N.BASE4, "cancel")
+        self.assertEqual([c[0]["got"], c[1]["pod"], c[2]["pod"]], [10, "baseline", "sandbox"])
+
     def test_content_length_disagreeing_with_data_is_reset(self):
         self.route(svc(N.BASE4, H2_PORT), KEY, svc(N.SBX4, H2_PORT))
         auth = svc(N.BASE4, H2_PORT)
@@ -448,6 +482,17 @@ def hpack_literal(fields):
         assert len(n) < 127 and len(v) < 127
         out += b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
     return out
+
+
+def goaway_codes(data):
+    """The error codes of the GOAWAY frames in data (frames from the start)."""
+    codes = []
+    while len(data) >= 9:
+        ln, ftype = int.from_bytes(data[:3], "big"), data[3]
+        if ftype == 7 and len(data) >= 9 + 8:
+            codes.append(int.from_bytes(data[13:17], "big"))
+        data = data[9 + ln:]
+    return codes
 
 
 def read_exactly(conn, n, buf, timeout):
