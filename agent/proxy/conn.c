@@ -156,7 +156,7 @@ void client_close(struct conn *c)
 		return;
 	req_end_now(c);
 	if (c->h2_wait)
-		h2up_unwait(c);
+		h2up_unwait(c, false);
 	if (c->s.up)
 		up_close(c->s.up);
 	if (c->h2)
@@ -595,7 +595,7 @@ void client_expired(struct conn *c)
 	case C_H2WAIT:
 		/* No answer from the destinations in time: the request goes
 		 * on over HTTP/1.1, as a server that ignores Upgrade would. */
-		h2up_unwait(c);
+		h2up_unwait(c, true);
 		c->s.h2c_no = true;
 		h1_h2c_resume(c);
 		return;

@@ -192,8 +192,9 @@ int h2up_speaks(struct proxy *p, const struct shunt_addr *dst);
  * SETTINGS or fail, then h1_h2c_resume(c). false: no session could be
  * opened (errno), c does not wait. */
 bool h2up_probe(struct proxy *p, const struct shunt_addr *dst, struct conn *c);
-/* c stops waiting (it is closing). */
-void h2up_unwait(struct conn *c);
+/* c stops waiting: it is closing, or timed out (then a session that
+ * connected and said nothing counts as "no HTTP/2"). */
+void h2up_unwait(struct conn *c, bool timed_out);
 void h2up_reap(struct proxy *p);
 size_t h2up_count(const struct proxy *p);
 

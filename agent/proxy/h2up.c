@@ -589,12 +589,14 @@ bool h2up_probe(struct proxy *p, const struct shunt_addr *dst, struct conn *c)
 	return true;
 }
 
-void h2up_unwait(struct conn *c)
+void h2up_unwait(struct conn *c, bool timed_out)
 {
 	struct h2up *u = c->h2_wait;
 
 	if (!u)
 		return;
+	if (timed_out && u->connected && !u->settings)
+		learned(u, false);
 	for (struct conn **pp = &u->waiters; *pp; pp = &(*pp)->h2_wait_next)
 		if (*pp == c) {
 			*pp = c->h2_wait_next;

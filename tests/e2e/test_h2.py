@@ -334,6 +334,27 @@ class H2(NodeTestCase):
         took = time.monotonic() - t0
         self.assertEqual((rc, out), (0, "quiet\n\n200 1.1"), err)
         self.assertLess(took, 6)
+        # Clients that close while they wait leave nothing behind. A FIN
+        # after a request is a half-close to HTTP/1.1, so their requests go
+        # on like the others (then find nobody to answer).
+        before = self.node.status()["proxy"]
+        for i in range(20):
+            c = self.connect(N.BASE4, N.HTTP_PORT)
+            c.send("GET /who HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                   "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\nbaggage: sd-routing-key=%s\r\n\r\n" % (SVC_H1, KEY))
+            if i % 2:
+                c.close()
+        time.sleep(2.5)  # past --connect-timeout: the ones still open went on over HTTP/1.1
+        after = self.node.status()["proxy"]
+        self.assertEqual((after["h2c_declined"] - before["h2c_declined"], after["active"]),
+                         (20, before["active"]), after)
+        # ... and shunt remembers that server said nothing: no more waiting.
+        t0 = time.monotonic()
+        rc, out, err = self.node.client_cmd(["curl", "-sS", "--max-time", "10", "--http2", "-o", "-", "-w",
+                                             " %{http_code} %{http_version}", "-H", "baggage: sd-routing-key=" + KEY,
+                                             "http://%s/who" % SVC_H1])
+        self.assertEqual((rc, out), (0, "quiet\n 200 1.1"), err)
+        self.assertLess(time.monotonic() - t0, 1.5)
 
     def test_upgrade_with_a_body_stays_http1_and_never_switches(self):
         # shunt takes only body-less upgrades; one with a body is answered
