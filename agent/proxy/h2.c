@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <netinet/in.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <nghttp2/nghttp2.h>
@@ -268,12 +269,44 @@ static void stream_record(struct h2s *s)
 			      o, &obs, dur);
 }
 
+/* --max-upstream-conns-per-pod for HTTP/2: a pod's streams to one sandbox
+ * count H2_UP_MAX_STREAMS (one session's worth) to a connection. false:
+ * the pod is at its limit. */
+static bool h2s_hold(struct h2s *s)
+{
+	struct conn *c = s->cc->c;
+	struct proxy *p = c->p;
+	struct pod_hold *h;
+
+	if (s->hold || !s->to_sandbox || !c->pod || !p->o.max_upstream_per_pod)
+		return true;
+	h = hold_get(p, c->pod->netns, &s->dst);
+	if (!h)
+		return true; /* out of memory: not counted, not refused */
+	if (h->h2_streams >= p->o.max_upstream_per_pod * H2_UP_MAX_STREAMS) {
+		p->st.pod_upstream_limit++;
+		return false;
+	}
+	h->h2_streams++;
+	s->hold = h;
+	return true;
+}
+
+static void h2s_unhold(struct h2s *s)
+{
+	if (s->hold) {
+		s->hold->h2_streams--;
+		s->hold = NULL;
+	}
+}
+
 void h2s_free_if_done(struct h2s *s)
 {
 	struct h2cc *cc = s->cc;
 
 	if (s->id || s->up)
 		return;
+	h2s_unhold(s);
 	stream_record(s);
 	if (s->cprev)
 		s->cprev->cnext = s->cnext;
@@ -442,7 +475,22 @@ static void h2s_no_upstream(struct h2s *s, int err)
 	char a[ADDR_STR_LEN];
 
 	format_addr_port(&s->dst, a, sizeof(a));
-	if (err == EUPSTREAM_LIMIT)
+	if (err == EPOD_UPSTREAM_LIMIT) {
+		char who[INET6_ADDRSTRLEN], tail[96];
+		struct pod *pod = s->cc->c->pod;
+
+		if (limit_log(p, p->st.pod_upstream_limit, tail, sizeof(tail)))
+			pr_warn("pod %s (netns %llu): its HTTP/2 streams to sandbox %s are at %zu "
+				"(--max-upstream-conns-per-pod %zu x %d streams): answering 503 "
+				"(%s)",
+				pod_name(pod, who, sizeof(who)), (unsigned long long)pod->netns, a,
+				p->o.max_upstream_per_pod * H2_UP_MAX_STREAMS,
+				p->o.max_upstream_per_pod, H2_UP_MAX_STREAMS, tail);
+		h2s_error(s, 503,
+			  "shunt: this pod has %zu HTTP/2 streams open to sandbox %s, the limit "
+			  "(--max-upstream-conns-per-pod x %d); try again",
+			  p->o.max_upstream_per_pod * H2_UP_MAX_STREAMS, a, H2_UP_MAX_STREAMS);
+	} else if (err == EUPSTREAM_LIMIT)
 		h2s_error(s, 503,
 			  "shunt: %zu connections to %s are open, the limit "
 			  "(--max-upstream-conns); try again",
@@ -500,6 +548,7 @@ void h2s_upstream_closed(struct h2s *s, int err, bool refused_unprocessed)
 				format_addr_port(&s->cc->c->orig, b, sizeof(b)));
 			s->dst = s->cc->c->orig;
 			s->to_sandbox = false;
+			h2s_unhold(s);
 			p->st.fallbacks++;
 			retry = true;
 		}
@@ -610,6 +659,8 @@ static void h2s_route(struct h2s *s)
 	if (rd.reason == ROUTE_REFUSED) {
 		p->st.dst_refused++;
 		h2s_no_upstream(s, EDST_REFUSED);
+	} else if (!h2s_hold(s)) {
+		h2s_no_upstream(s, EPOD_UPSTREAM_LIMIT);
 	} else if (h2up_speaks(p, &s->dst) == POOL_H2_NO) {
 		h2s_unreachable(s, -EPROTONOSUPPORT); /* a session to it just showed that */
 	} else if (!h2up_submit(p, s)) {

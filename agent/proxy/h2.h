@@ -127,6 +127,7 @@ struct h2s {
 	uint8_t attempts;
 	uint64_t req_fwd; /* request body bytes handed to the upstream session */
 	struct shunt_addr dst;
+	struct pod_hold *hold; /* its pod's count for a sandbox dst, or NULL */
 	char key[SHUNT_ROUTE_KEY_LEN];
 	uint64_t t0_ns, req_bytes, resp_bytes;
 	int status;	     /* the final status the client got (ours or the upstream's) */

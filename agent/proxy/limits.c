@@ -70,7 +70,7 @@ void holds_sweep(struct proxy *p)
 		struct pod_hold *h = e->val;
 
 		next = hmap_next(&p->holds, e, &it);
-		if (!h->held) {
+		if (!h->held && !h->h2_streams) {
 			hmap_del(&p->holds, &h->k, sizeof(h->k));
 			free(h);
 		}

@@ -158,6 +158,7 @@ struct hold_key {
 struct pod_hold {
 	struct hold_key k;
 	size_t held;
+	size_t h2_streams; /* HTTP/2 streams: H2_UP_MAX_STREAMS count as one */
 };
 
 struct listener {

@@ -547,6 +547,41 @@ def read_streams(conn, want, timeout=5, buf=b""):
 
 
 
+class H2PodCap(NodeTestCase):
+    """--max-upstream-conns-per-pod for HTTP/2: a pod's streams to one
+    sandbox count 100 (one session's worth) to a connection. With the cap
+    at 1, three channels of one pod, each with 100 slow calls in flight,
+    half of them keyed, hold about 150 streams to the sandbox: the ones
+    past 100 are refused UNAVAILABLE naming the flag; no call without a
+    key is refused."""
+    node_opts = {"shuntd_args": ["--max-upstream-conns-per-pod", "1"]}
+    prepare_node = classmethod(H2.prepare_node.__func__)
+    route_grpc = H2.route_grpc
+
+    def test_a_pods_streams_to_a_sandbox_are_capped(self):
+        self.route_grpc()
+        before = self.node.status()["proxy"]["pod_upstream_limit"]
+        procs = [self.node.pod_spawn("client", [N.PYTHON, "-B", os.path.join(E2E, "grpc_client.py"),
+                                                svc(N.BASE4, GRPC_PORT), KEY, "slow", "1000", 200], in_cgroup=True,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(3)]
+        calls = []
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            self.node.procs.remove(p)
+            self.assertEqual(p.returncode, 0, err[-2000:])
+            calls += json.loads(out)["calls"]
+        refused = [c for c in calls if c["err"]]
+        landed = [c for c in calls if not c["err"]]
+        self.assertEqual([c for c in refused if not c["keyed"] or "--max-upstream-conns-per-pod" not in c["err"]
+                          or not c["err"].startswith("UNAVAILABLE")], [], "refused otherwise than by the cap")
+        self.assertEqual([c for c in landed if c["pod"] != ("sandbox" if c["keyed"] else "baseline")], [])
+        self.assertGreater(len(refused), 0, "no stream was refused: the cap did not hold")
+        self.assertGreaterEqual(len([c for c in landed if c["keyed"]]), 100)
+        self.assertEqual(self.node.status()["proxy"]["pod_upstream_limit"] - before, len(refused))
+        print("per-pod cap: %d keyed calls landed, %d refused, %d unkeyed landed"
+              % (len([c for c in landed if c["keyed"]]), len(refused), len([c for c in landed if not c["keyed"]])))
+
+
 class H2Off(NodeTestCase):
     node_opts = {"shuntd_args": ["--http2", "off"]}
 
