@@ -105,7 +105,8 @@ struct h2up {
 	bool sandbox;	      /* counted against --max-upstream-conns */
 	struct h2s *streams;  /* carried by this session */
 	size_t n_streams;
-	struct timer idle; /* no stream for POOL_IDLE_MS: closed */
+	struct timer idle;	 /* no stream for POOL_IDLE_MS: closed */
+	struct timer connecting; /* not connected after --connect-timeout: failed */
 	struct h2up *dead_next;
 	struct h2up *all_prev, *all_next; /* every session, for stop */
 };

@@ -138,6 +138,7 @@ void h2up_close(struct h2up *u, int err)
 	u->pool->open--;
 	loop_del(p->loop, u->io.fd);
 	loop_timer_cancel(p->loop, &u->idle);
+	loop_timer_cancel(p->loop, &u->connecting);
 	close(u->io.fd);
 	u->io.fd = -1;
 	p->st.h2_sessions--;
@@ -357,6 +358,7 @@ static void up_connected(struct h2up *u)
 		return;
 	}
 	u->connected = true;
+	loop_timer_cancel(u->io.p->loop, &u->connecting);
 	for (struct h2s *s = u->streams; s; s = s->unext)
 		s->up_connected = true;
 }
@@ -406,6 +408,20 @@ static void idle_fired(struct timer *t)
 		nghttp2_submit_goaway(u->io.ng, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, NULL, 0);
 		h2_io_flush(&u->io);
 		h2up_close(u, -ECONNRESET);
+	}
+}
+
+/* As for HTTP/1 (client_expired): a connect() that takes longer than
+ * --connect-timeout failed; its streams fall back or are answered. */
+static void connecting_fired(struct timer *t)
+{
+	struct h2up *u = (struct h2up *)((char *)t - offsetof(struct h2up, connecting));
+	struct proxy *p = u->io.p;
+
+	if (!u->io.dead && !u->connected) {
+		p->st.timeouts++;
+		h2up_close(u, -ETIMEDOUT);
+		h2_flush_dirty(p);
 	}
 }
 
@@ -477,12 +493,14 @@ static struct h2up *up_new(struct proxy *p, const struct shunt_addr *dst, bool s
 	u->pool = pl;
 	u->sandbox = sandbox;
 	timer_init(&u->idle, idle_fired);
+	timer_init(&u->connecting, connecting_fired);
 	if (loop_add(p->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &u->h)) {
 		close(fd);
 		nghttp2_session_del(u->io.ng);
 		free(u);
 		return NULL;
 	}
+	loop_timer_in(p->loop, &u->connecting, p->o.connect_timeout_ms);
 	pl->open++;
 	p->st.upstream_connects++;
 	p->st.h2_sessions++;

@@ -179,6 +179,28 @@ class H2(NodeTestCase):
         c = self.grpc(N.BASE4, "one", "--key")[0]
         self.assertEqual(c["pod"], "baseline", c)
 
+    def test_grpc_sandbox_that_drops_syns_times_out_at_connect_timeout(self):
+        # A sandbox whose SYNs go unanswered (its accept queue is full: the
+        # kernel drops them, as for a pod behind a dropping firewall). An
+        # HTTP/1 request gives up after --connect-timeout (2 s); an HTTP/2
+        # stream waited for the kernel's SYN retries (minutes), i.e. until
+        # the client's own deadline. Now both fail over at 2 s.
+        p = self.node.pod_spawn("sbx2", [N.PYTHON, "-c", FULL_BACKLOG, N.SBX2_4, str(FULL_PORT)], in_cgroup=False,
+                                stdout=subprocess.PIPE)
+        self.assertEqual(p.stdout.readline().strip(), b"full")
+        for fallback, want in ((None, "UNAVAILABLE"), ("baseline", "baseline")):
+            with self.subTest(fallback=fallback):
+                kw = {"fallback": fallback} if fallback else {}
+                self.route(svc(N.BASE4, GRPC_PORT), KEY, svc(N.SBX2_4, FULL_PORT), **kw)
+                t0 = time.monotonic()
+                c = self.grpc(N.BASE4, "one", "--key")[0]
+                took = time.monotonic() - t0
+                got = c["pod"] or c["err"].split(":")[0]
+                self.assertEqual(got, want, c)
+                if not fallback:
+                    self.assertIn(svc(N.SBX2_4, FULL_PORT), c["err"])
+                self.assertLess(took, 6, "the stream waited for more than --connect-timeout")
+
     def test_plain_h2_sandbox_down_is_502_naming_it(self):
         self.route(svc(N.BASE4, H2_PORT), KEY, svc(N.SBX4, N.DEAD_PORT))
         code, version, body = self.curl(self.url(N.BASE4), "-H", "baggage: sd-routing-key=" + KEY)
@@ -465,6 +487,24 @@ class H2(NodeTestCase):
             self.assertIn("does not speak HTTP/2", body)
 
 
+FULL_PORT = 8091
+# A listener whose accept queue is full: SYNs to it are dropped.
+FULL_BACKLOG = r"""
+import socket, sys, time
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind((sys.argv[1], int(sys.argv[2])))
+s.listen(0)
+held = []
+for _ in range(2):
+    c = socket.socket()
+    c.setblocking(False)
+    c.connect_ex((sys.argv[1], int(sys.argv[2])))
+    held.append(c)
+time.sleep(0.5)
+print("full", flush=True)
+time.sleep(3600)
+"""
 QUIET_PORT = 8090
 # An HTTP/1.1 server that holds the HTTP/2 preface without a word.
 QUIET_SERVER = r"""
