@@ -9,7 +9,14 @@ the requests the client got answers for. A request hidden in another's body
 that an upstream parsed would show up upstream without an answer of its
 own, or be answered by a pod its key does not name."""
 
+import os
+import re
+import shutil
+import subprocess
+import time
+
 import node as N
+import test_h2 as h2
 from base import SVC4, TO4, NodeTestCase
 
 HOST = b"Host: 10.211.0.20:8080\r\n"
@@ -168,3 +175,194 @@ class Smuggling(NodeTestCase):
         r, reply = c.try_response(timeout=5)
         self.assertIsNotNone(r, reply.get("error"))
         self.assertEqual((r.status, r.pod), (200, "sandbox"))
+
+
+# ---- HTTP/2 ----------------------------------------------------------------------
+# An HTTP/2 upstream gets every stream with explicit framing (shunt never
+# turns HTTP/2 into HTTP/1.1), so the classic smuggling of a request inside
+# another cannot happen on the way out. What must hold is RFC 9113 section
+# 8.1.1: a malformed request is answered with RST_STREAM (or GOAWAY) and
+# never forwarded, and a well-formed one in an unusual shape reaches the
+# upstream its key names, once, with nothing else. The upstreams are
+# nghttpd -v: its log shows every :path it received.
+
+H2_PORT = 8082
+H2_AUTH = "%s:%d" % (N.BASE4, H2_PORT)
+H2_KEY = ("baggage", "sd-routing-key=dev-a")
+
+
+def h2_get(path, *extra, method="GET", key=True):
+    return ([(":method", method), (":scheme", "http"), (":authority", H2_AUTH), (":path", path)]
+            + ([H2_KEY] if key else []) + list(extra))
+
+
+def h2_headers(sid, fields, end=True):
+    return h2.frame(1, 0x04 | (0x01 if end else 0), sid, h2.hpack_literal(fields))
+
+
+def h2_data(sid, data, end=True):
+    return h2.frame(0, 0x01 if end else 0, sid, data)
+
+
+def h2_without(fields, name):
+    return [f for f in fields if f[0] != name]
+
+
+# (what, frames of stream 1 given its path, kind): "header" cases are
+# refused before routing (never reach any upstream); "body" cases are
+# routed when their head arrives and reset when the body breaks the rules
+# (the upstream gets RST_STREAM, never a request that ended).
+H2_REFUSE = [
+    ("uppercase field name", lambda p: h2_headers(1, h2_get(p, ("X-Upper", "v"))), "header"),
+    ("connection", lambda p: h2_headers(1, h2_get(p, ("connection", "keep-alive"))), "header"),
+    ("keep-alive", lambda p: h2_headers(1, h2_get(p, ("keep-alive", "5"))), "header"),
+    ("proxy-connection", lambda p: h2_headers(1, h2_get(p, ("proxy-connection", "x"))), "header"),
+    ("H2.TE: transfer-encoding", lambda p: h2_headers(1, h2_get(p, ("transfer-encoding", "chunked"))), "header"),
+    ("upgrade", lambda p: h2_headers(1, h2_get(p, ("upgrade", "websocket"))), "header"),
+    ("te other than trailers", lambda p: h2_headers(1, h2_get(p, ("te", "gzip"))), "header"),
+    ("duplicate :path", lambda p: h2_headers(1, h2_get(p, (":path", "/other"))), "header"),
+    ("no :path", lambda p: h2_headers(1, h2_without(h2_get(p), ":path") + [("x-was", p)]), "header"),
+    ("no :method", lambda p: h2_headers(1, h2_without(h2_get(p), ":method")), "header"),
+    ("no :scheme", lambda p: h2_headers(1, h2_without(h2_get(p), ":scheme")), "header"),
+    ("empty :path", lambda p: h2_headers(1, [(":method", "GET"), (":scheme", "http"), (":authority", H2_AUTH),
+                                             (":path", ""), H2_KEY, ("x-was", p)]), "header"),
+    ("pseudo-header after a field", lambda p: h2_headers(1, [H2_KEY] + h2_get(p, key=False)), "header"),
+    ("unknown pseudo-header", lambda p: h2_headers(1, h2_get(p, (":foo", "bar"))), "header"),
+    ("response pseudo-header", lambda p: h2_headers(1, h2_get(p, (":status", "200"))), "header"),
+    ("CR in a value", lambda p: h2_headers(1, h2_get(p, ("x", "a\rb"))), "header"),
+    ("LF in a value", lambda p: h2_headers(1, h2_get(p, ("x", "a\nb"))), "header"),
+    ("NUL in a value", lambda p: h2_headers(1, h2_get(p, ("x", "a\x00b"))), "header"),
+    ("CRLF and a header in :path", lambda p: h2_headers(1, h2_get(p + "\r\nx-smuggled: 1")), "header"),
+    ("space in :path", lambda p: h2_headers(1, h2_get(p + " HTTP/1.1")), "header"),
+    ("space in a field name", lambda p: h2_headers(1, h2_get(p, ("x y", "v"))), "header"),
+    ("colon in a field name", lambda p: h2_headers(1, h2_get(p, ("x:y", "v"))), "header"),
+    ("empty field name", lambda p: h2_headers(1, h2_get(p, ("", "v"))), "header"),
+    ("two content-lengths", lambda p: h2_headers(1, h2_get(p, ("content-length", "0"), ("content-length", "0"),
+                                                           method="POST")), "header"),
+    ("CONNECT with a :path", lambda p: h2_headers(1, h2_get(p, method="CONNECT"), end=False), "header"),
+    ("extended CONNECT without the setting",
+     lambda p: h2_headers(1, h2_get(p, (":protocol", "websocket"), method="CONNECT"), end=False), "header"),
+    ("H2.CL: content-length 0 with a body",
+     lambda p: h2_headers(1, h2_get(p, ("content-length", "0"), method="POST"), end=False)
+     + h2_data(1, b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n"), "body"),
+    ("content-length longer than the body",
+     lambda p: h2_headers(1, h2_get(p, ("content-length", "5"), method="POST"), end=False) + h2_data(1, b"012"), "body"),
+    ("content-length shorter than the body",
+     lambda p: h2_headers(1, h2_get(p, ("content-length", "5"), method="POST"), end=False)
+     + h2_data(1, b"0123456789"), "body"),
+    ("pseudo-header in trailers",
+     lambda p: h2_headers(1, h2_get(p, method="POST"), end=False) + h2_data(1, b"x", end=False)
+     + h2_headers(1, [(":path", "/smuggled")]), "body"),
+    ("trailers without END_STREAM",
+     lambda p: h2_headers(1, h2_get(p, method="POST"), end=False) + h2_data(1, b"x", end=False)
+     + h2_headers(1, [("x-t", "1")], end=False), "body"),
+]
+
+
+def h2_split(sid, fields, cuts):
+    """HEADERS + CONTINUATION frames: the block cut at the given offsets."""
+    block = h2.hpack_literal(fields)
+    parts = [block[a:b] for a, b in zip([0] + cuts, cuts + [len(block)])]
+    out = h2.frame(1, 0x01, sid, parts[0])
+    for i, part in enumerate(parts[1:]):
+        out += h2.frame(9, 0x04 if i == len(parts) - 2 else 0, sid, part)
+    return out
+
+
+def h2_padded_headers(sid, fields):
+    block = h2.hpack_literal(fields)
+    # PADDED | PRIORITY | END_HEADERS | END_STREAM: pad length 7, then
+    # the stream dependency (0, weight 16), the block, seven zeros.
+    return h2.frame(1, 0x08 | 0x20 | 0x04 | 0x01, sid, b"\x07" + b"\x00\x00\x00\x00\x0f" + block + b"\x00" * 7)
+
+
+# (what, frames of stream 1 given its path): well-formed requests in
+# unusual shapes. Each must reach the sandbox once, and nothing else.
+H2_ACCEPT = [
+    ("te: trailers", lambda p: h2_headers(1, h2_get(p, ("te", "trailers")))),
+    ("header block in CONTINUATION frames", lambda p: h2_split(1, h2_get(p, ("x-pad", "v" * 100)), [3, 40, 90])),
+    ("the key in CONTINUATION", lambda p: h2_split(1, h2_get(p, key=False) + [("x-pad", "v" * 50), H2_KEY], [60])),
+    ("padding and priority in HEADERS", lambda p: h2_padded_headers(1, h2_get(p))),
+    ("padded DATA", lambda p: h2_headers(1, h2_get(p, ("content-length", "5"), method="POST"), end=False)
+     + h2.frame(0, 0x08 | 0x01, 1, b"\x03hello\x00\x00\x00")),
+    ("body in one-byte DATA frames, then an empty one",
+     lambda p: h2_headers(1, h2_get(p, ("content-length", "5"), method="POST"), end=False)
+     + b"".join(h2_data(1, bytes([c]), end=False) for c in b"hello") + h2_data(1, b"")),
+    ("a body that looks like an HTTP/1 request",
+     lambda p: h2_headers(1, h2_get(p, method="POST"), end=False)
+     + h2_data(1, b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")),
+    ("request trailers", lambda p: h2_headers(1, h2_get(p, ("te", "trailers"), method="POST"), end=False)
+     + h2_data(1, b"hello", end=False) + h2_headers(1, [("x-checksum", "1")])),
+    ("the key in the second of two baggage fields",
+     lambda p: h2_headers(1, h2_get(p, ("baggage", "other=1"), key=False) + [H2_KEY])),
+    ("cookie in two fields", lambda p: h2_headers(1, h2_get(p, ("cookie", "a=1"), ("cookie", "b=2")))),
+]
+
+
+class SmugglingH2(NodeTestCase):
+    @classmethod
+    def prepare_node(cls, node):
+        if not shutil.which("nghttpd"):
+            raise N.Skip("nghttpd is not installed (scripts/deps.sh installs it)")
+        cls.h2logs = {}
+        for pod, name in (("base", "baseline"), ("sbx", "sandbox")):
+            docroot = os.path.join(node.tmp, "smuggle-" + name)
+            os.makedirs(docroot, exist_ok=True)
+            with open(os.path.join(docroot, "who"), "w") as f:
+                f.write(name + "\n")
+            log = os.path.join(node.tmp, "nghttpd-%s.log" % name)
+            p = node.pod_spawn(pod, ["stdbuf", "-oL", "nghttpd", "-v", "--no-tls", "-d", docroot, str(H2_PORT)],
+                               in_cgroup=False, stdout=open(log, "ab"), stderr=subprocess.STDOUT)
+            node.wait_listen(pod, H2_PORT, proc=p)
+            cls.h2logs[name] = log
+
+    def setUp(self):
+        super().setUp()
+        self.route(H2_AUTH, "dev-a", "%s:%d" % (N.SBX4, H2_PORT))
+
+    def seen(self):
+        """{pod: [every :path its upstream received]}"""
+        time.sleep(0.2)
+        out = {}
+        for name, log in self.h2logs.items():
+            with open(log, "rb") as f:
+                out[name] = re.findall(rb"recv \(stream_id=\d+\) :path: (.*)", f.read())
+        return out
+
+    def exchange(self, frames, after_path):
+        """frames for stream 1, then a good unkeyed stream 3 on the same
+        connection: what came back per stream."""
+        c = self.connect(N.BASE4, H2_PORT)
+        c.send(h2.PREFACE + h2.SETTINGS + frames + h2_headers(3, h2_get(after_path, key=False)))
+        try:
+            return h2.read_streams(c, (1, 3))
+        finally:
+            c.close()
+
+    def test_malformed_requests_are_reset_and_never_forwarded(self):
+        for n, (what, build, kind) in enumerate(H2_REFUSE):
+            with self.subTest(what):
+                path, after = "/who?bad=%d" % n, "/who?after-refused=%d" % n
+                routed = self.node.status()["proxy"]["requests"]
+                got = self.exchange(build(path), after)
+                # RST_STREAM PROTOCOL_ERROR for the stream, or GOAWAY for
+                # the connection (then stream 3 was never processed).
+                self.assertIn(got.get(1, got.get(0)), (b"RST_STREAM 1", b"GOAWAY 1"), got)
+                if 0 not in got:
+                    self.assertEqual(got.get(3), b"baseline\n", "the stream after it: %r" % got)
+                seen = self.seen()
+                if kind == "header":
+                    self.assertEqual(self.node.status()["proxy"]["requests"] - routed, 0 if 0 in got else 1,
+                                     "a malformed stream was routed")
+                    self.assertEqual([p for ps in seen.values() for p in ps if p.startswith(path.encode())], [])
+
+    def test_unusual_but_valid_requests_reach_their_upstream_once(self):
+        for n, (what, build) in enumerate(H2_ACCEPT):
+            with self.subTest(what):
+                path, after = "/who?ok=%d" % n, "/who?after-accepted=%d" % n
+                got = self.exchange(build(path), after)
+                self.assertEqual((got.get(1), got.get(3)), (b"sandbox\n", b"baseline\n"), got)
+                seen = self.seen()
+                mine = (path.encode(), after.encode())
+                self.assertEqual(([p for p in seen["sandbox"] if p in mine], [p for p in seen["baseline"] if p in mine]),
+                                 ([path.encode()], [after.encode()]), seen)
