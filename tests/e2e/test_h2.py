@@ -134,6 +134,33 @@ class H2(NodeTestCase):
         self.assertEqual((rc, out), (0, "200 %d" % (4 << 20)), err)
 
     # ---- gRPC --------------------------------------------------------------------
+    def test_a_stream_nobody_reads_stalls_only_itself(self):
+        # Flow control end to end, memory bounded per stream: on one
+        # connection 60 keyed 4 MiB downloads are never read (their stream
+        # windows stay shut) while a keyed and an unkeyed 4 MiB download
+        # and two small requests beside them finish. Unbounded, the proxy
+        # would hold the 240 MiB nobody reads; it holds 64 KiB a stream.
+        self.route(svc(N.BASE4, H2_PORT), KEY, svc(N.SBX4, H2_PORT))
+        pid = self.node.shuntd.pid
+        rss0 = rss_kib(pid)
+        p = self.node.pod_spawn("client", [N.PYTHON, "-B", os.path.join(E2E, "h2flow.py"), svc(N.BASE4, H2_PORT),
+                                           KEY, "60", "--hold", "3"], in_cgroup=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        self.assertEqual(p.stderr.readline().strip(), b"read", "the streams that are read did not finish")
+        time.sleep(0.5)
+        grown = rss_kib(pid) - rss0
+        out, err = p.communicate(timeout=30)
+        self.node.procs.remove(p)
+        streams = {int(k): v for k, v in json.loads(out)["streams"].items()}
+        read = [streams[k] for k in sorted(streams)[-4:]]
+        stalled = [streams[k] for k in sorted(streams)[:-4]]
+        self.assertEqual([(st["path"], st["keyed"], st["bytes"], st["ended"]) for st in read[:2]],
+                         [("/big", True, 4 << 20, True), ("/big", False, 4 << 20, True)])
+        self.assertEqual([st["body"] for st in read[2:]], ["sandbox\n", "baseline\n"])
+        self.assertEqual([st for st in stalled if st["ended"] or st["bytes"] > 65535], [])
+        print("60 streams never read: proxy RSS grew %d KiB (4 MiB each unbounded)" % grown)
+        self.assertLess(grown, 32 << 10)
+
     def test_grpc_keyed_and_unkeyed_interleaved_on_one_channel(self):
         self.route_grpc()
         calls = self.grpc(N.BASE4, "mix", 400)
@@ -500,6 +527,11 @@ def hpack_literal(fields):
         assert len(n) < 127 and len(v) < 127
         out += b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
     return out
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        return int(next(ln for ln in f if ln.startswith("VmRSS:")).split()[1])
 
 
 def goaway_codes(data):
