@@ -172,6 +172,7 @@ int h2_io_read(struct h2io *io)
 			io->eof = true;
 			return 0;
 		}
+		io->rx = true;
 		r = nghttp2_session_mem_recv(io->ng, b, (size_t)n);
 		if (r < 0)
 			return (int)r; /* an NGHTTP2_ERR_*: negative, never an errno */
@@ -523,13 +524,39 @@ static void h2s_unreachable(struct h2s *s, int err)
 			  a, why);
 }
 
-void h2s_upstream_closed(struct h2s *s, int err, bool refused_unprocessed)
+/* The upstream answered in full and stopped reading the request: once
+ * the response's end went out, the client gets RST_STREAM(NO_ERROR). */
+static void stop_request(struct h2s *s)
+{
+	if (s->id && s->up_stopped && s->resp_end_sent && !s->req_end) {
+		nghttp2_submit_rst_stream(s->cc->io.ng, NGHTTP2_FLAG_NONE, s->id, NGHTTP2_NO_ERROR);
+		s->up_stopped = false;
+		h2_mark(&s->cc->io);
+	}
+}
+
+/* A sandbox route with fallback=baseline: s goes to its baseline. */
+static void h2s_fall_back(struct h2s *s, const char *why)
 {
 	struct proxy *p = s->cc->io.p;
 	char a[ADDR_STR_LEN], b[ADDR_STR_LEN];
 
+	pr_info("sandbox %s for key %s unreachable (%s): falling back to baseline %s",
+		format_addr_port(&s->dst, a, sizeof(a)), s->key, why,
+		format_addr_port(&s->cc->c->orig, b, sizeof(b)));
+	s->dst = s->cc->c->orig;
+	s->to_sandbox = false;
+	h2s_unhold(s);
+	p->st.fallbacks++;
+}
+
+void h2s_upstream_closed(struct h2s *s, int err, bool refused_unprocessed)
+{
+	struct proxy *p = s->cc->io.p;
+
 	if (!err && s->resp_end) {
 		kick_client(s);
+		stop_request(s);
 		h2s_free_if_done(s);
 		return;
 	}
@@ -538,18 +565,15 @@ void h2s_upstream_closed(struct h2s *s, int err, bool refused_unprocessed)
 	if (s->id && !s->resp_sent && !s->answered) {
 		bool retry = false;
 
-		if (refused_unprocessed && !s->req_fwd && s->attempts < 2) {
+		/* A stream refused by a session that had not said its limits
+		 * yet was sent blind: up to H2_BLIND_RETRIES more tries, the
+		 * limit is known from the second session on. */
+		if (refused_unprocessed && !s->req_fwd &&
+		    (s->attempts < 2 || (s->up_unsettled && s->attempts < H2_BLIND_RETRIES))) {
 			retry = true; /* the upstream never saw it: send it again */
 			p->st.retries++;
 		} else if (s->to_sandbox && s->fallback && !s->up_connected && err < 0) {
-			pr_info("sandbox %s for key %s unreachable (%s): falling back to baseline "
-				"%s",
-				format_addr_port(&s->dst, a, sizeof(a)), s->key, strerror(-err),
-				format_addr_port(&s->cc->c->orig, b, sizeof(b)));
-			s->dst = s->cc->c->orig;
-			s->to_sandbox = false;
-			h2s_unhold(s);
-			p->st.fallbacks++;
+			h2s_fall_back(s, strerror(-err));
 			retry = true;
 		}
 		if (retry) {
@@ -661,8 +685,12 @@ static void h2s_route(struct h2s *s)
 		h2s_no_upstream(s, EDST_REFUSED);
 	} else if (!h2s_hold(s)) {
 		h2s_no_upstream(s, EPOD_UPSTREAM_LIMIT);
-	} else if (h2up_speaks(p, &s->dst) == POOL_H2_NO) {
+	} else if (h2up_speaks(p, &s->dst) == POOL_H2_NO && !(s->to_sandbox && s->fallback)) {
 		h2s_unreachable(s, -EPROTONOSUPPORT); /* a session to it just showed that */
+	} else if (h2up_speaks(p, &s->dst) == POOL_H2_NO) {
+		h2s_fall_back(s, "it does not speak HTTP/2");
+		if (!h2up_submit(p, s))
+			h2s_no_upstream(s, errno);
 	} else if (!h2up_submit(p, s)) {
 		h2s_no_upstream(s, errno);
 	}
@@ -729,7 +757,10 @@ static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t 
 	return 0;
 }
 
-/* The client reset a stream that was open upstream: one token. false
+/* A stream open upstream was reset on the client's connection, by the
+ * client (RST_STREAM) or by nghttp2 for the client's protocol error (a
+ * window overflow, a bad trailer: "MadeYouReset", CVE-2025-8671): one
+ * token. false
  * when none is left (the connection was told to calm down). */
 static bool reset_taken(struct h2cc *cc)
 {
@@ -780,8 +811,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
 			h2s_route(s);
 		return 0;
 	}
-	if (f->hd.type == NGHTTP2_RST_STREAM && s->up_id && !s->resp_end && !reset_taken(cc))
-		return 0;
+
 	if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) && end) {
 		s->req_end = true;
 		h2up_kick(s);
@@ -820,6 +850,8 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 	nghttp2_session_set_stream_user_data(ng, id, NULL);
 	s->id = 0;
 	s->close_code = code;
+	if (code != NGHTTP2_NO_ERROR && s->up_id && !s->resp_end)
+		reset_taken(s->cc);
 	if (s->up)
 		h2up_detach(s, NGHTTP2_CANCEL);
 	h2s_free_if_done(s);
@@ -828,10 +860,16 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 
 static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *user)
 {
-	(void)ng;
+	struct h2s *s = stream_of(ng, f->hd.stream_id);
+
 	(void)user;
 	if (log_threshold >= LOG_DEBUG)
 		log_frame("sent", f);
+	if (s && (f->hd.type == NGHTTP2_DATA || f->hd.type == NGHTTP2_HEADERS) &&
+	    (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
+		s->resp_end_sent = true;
+		stop_request(s);
+	}
 	return 0;
 }
 
@@ -1087,6 +1125,15 @@ void h2_conn_event(struct conn *c, uint32_t events)
 		if (r <= -4096 || r == NGHTTP2_ERR_CALLBACK_FAILURE)
 			p->st.bad_requests++;
 		h2_io_flush(&cc->io); /* the GOAWAY nghttp2 queued, if it can */
+		client_close(c);
+		h2_flush_dirty(p);
+		return;
+	}
+	if (cc->io.eof && cc->n_streams) {
+		/* HTTP/2 has no half-close: a client's FIN means it is gone
+		 * (as nginx and Envoy take it). Its streams still open
+		 * upstream are cancelled there now, not held until
+		 * --tunnel-timeout. */
 		client_close(c);
 		h2_flush_dirty(p);
 		return;

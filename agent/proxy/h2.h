@@ -42,6 +42,7 @@
 #define H2_MAX_STREAMS	  100		/* a client's concurrent streams (advertised) */
 #define H2_UP_MAX_STREAMS 100		/* streams we open on one upstream session */
 #define H2_OUT_HIGH	  (64 * 1024)	/* frames queued for a socket before we wait */
+#define H2_BLIND_RETRIES  6		/* see h2s_upstream_closed */
 #define H2_RESET_BURST	  1000		/* as nghttp2's own RST_STREAM limit */
 #define H2_RESET_RATE	  33		/* tokens a second */
 #define H2_PREFACE	  "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -58,6 +59,7 @@ struct h2io {
 	int fd;
 	bool rd, wr, eof, dead;
 	bool stop;     /* read no more: the session is being torn down */
+	bool rx;       /* some bytes came from the peer */
 	bool upstream; /* a struct h2up (else a struct h2cc) */
 	bool dirty;
 	struct h2io *dirty_next;
@@ -124,7 +126,10 @@ struct h2s {
 	bool req_deferred, resp_deferred;
 	bool routed, resp_sent, resp_final, answered;
 	bool grpc, is_head, to_sandbox, fallback;
-	bool up_connected; /* its session had connected when it was submitted */
+	bool up_connected;  /* its session had connected when it was submitted */
+	bool up_unsettled;  /* ... had not had the peer's SETTINGS yet */
+	bool up_stopped;    /* the upstream answered and wants no more request */
+	bool resp_end_sent; /* END_STREAM went to the client */
 	uint8_t attempts;
 	uint64_t req_fwd; /* request body bytes handed to the upstream session */
 	struct shunt_addr dst;

@@ -77,8 +77,12 @@ static bool has_room(struct h2up *u)
 
 	if (u->goaway || u->io.dead)
 		return false;
-	max = nghttp2_session_get_remote_settings(u->io.ng,
-						  NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+	/* Before the peer's SETTINGS, what its last session said: a server
+	 * that allows one stream refuses the rest of a burst otherwise. */
+	max = !u->settings && u->pool->h2_max_streams
+		      ? u->pool->h2_max_streams
+		      : nghttp2_session_get_remote_settings(
+				u->io.ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
 	if (max > H2_UP_MAX_STREAMS)
 		max = H2_UP_MAX_STREAMS;
 	/* Stream ids run out after 2^31: the session is done then. */
@@ -142,8 +146,10 @@ void h2up_close(struct h2up *u, int err)
 	close(u->io.fd);
 	u->io.fd = -1;
 	p->st.h2_sessions--;
-	if (u->connected && !u->settings) {
-		/* It took the connection but not the preface: no HTTP/2. */
+	if (u->connected && !u->settings && u->io.rx) {
+		/* It answered the preface with something else than SETTINGS
+		 * (an HTTP/1.1 error, say): no HTTP/2. A bare reset or close
+		 * says nothing (a server restarting). */
 		learned(u, false);
 		err = -EPROTONOSUPPORT;
 	}
@@ -268,9 +274,13 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
 		mux_remove(u);
 		return 0;
 	case NGHTTP2_SETTINGS:
-		if (!u->settings && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
-			u->settings = true;
-			learned(u, true);
+		if (!(f->hd.flags & NGHTTP2_FLAG_ACK)) {
+			u->pool->h2_max_streams = nghttp2_session_get_remote_settings(
+				ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+			if (!u->settings) {
+				u->settings = true;
+				learned(u, true);
+			}
 		}
 		mux_add(u);
 		return 0;
@@ -322,6 +332,11 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 	/* REFUSED_STREAM, or a GOAWAY's stream nghttp2 closed: the upstream
 	 * did not process it (RFC 9113 section 8.7). */
 	refused = code == NGHTTP2_REFUSED_STREAM && !s->resp_final;
+	/* Closed cleanly while the request was still coming: the upstream
+	 * answered in full and sent RST_STREAM(NO_ERROR), "stop sending"
+	 * (RFC 9113 section 8.1). The client is told the same. */
+	if (code == NGHTTP2_NO_ERROR && s->resp_end && !s->req_end)
+		s->up_stopped = true;
 	unlink_stream(u, s);
 	h2s_upstream_closed(s, (int)code, refused);
 	return 0;
@@ -547,6 +562,7 @@ bool h2up_submit(struct proxy *p, struct h2s *s)
 	s->up = u;
 	s->up_id = id;
 	s->up_connected = u->connected;
+	s->up_unsettled = !u->settings;
 	s->unext = u->streams;
 	if (u->streams)
 		u->streams->uprev = s;

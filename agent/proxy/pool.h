@@ -39,6 +39,7 @@ struct pool_dst {
 	 * until h2_until (loop time); the entry is kept that long. */
 	enum { POOL_H2_UNKNOWN, POOL_H2_YES, POOL_H2_NO } h2;
 	uint64_t h2_until;
+	uint32_t h2_max_streams; /* its last SETTINGS_MAX_CONCURRENT_STREAMS; 0: none seen */
 };
 
 struct pool {

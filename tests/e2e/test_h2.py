@@ -42,12 +42,7 @@ class H2(NodeTestCase):
             raise N.Skip("python3-grpcio is not installed (scripts/deps.sh installs it)")
         started = []
         for pod, name in (("base", "baseline"), ("sbx", "sandbox"), ("sbx2", "sandbox2")):
-            docroot = os.path.join(node.tmp, "h2-" + name)
-            os.makedirs(docroot, exist_ok=True)
-            with open(os.path.join(docroot, "who"), "w") as f:
-                f.write(name + "\n")
-            with open(os.path.join(docroot, "big"), "wb") as f:
-                f.write(b"y" * (4 << 20))
+            docroot = make_docroot(node, "h2-" + name, name)
             p = node.pod_spawn(pod, ["nghttpd", "--no-tls", "-d", docroot, str(H2_PORT)], in_cgroup=False,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             started.append((pod, H2_PORT, p))
@@ -159,7 +154,9 @@ class H2(NodeTestCase):
         self.assertEqual([st["body"] for st in read[2:]], ["sandbox\n", "baseline\n"])
         self.assertEqual([st for st in stalled if st["ended"] or st["bytes"] > 65535], [])
         print("60 streams never read: proxy RSS grew %d KiB (4 MiB each unbounded)" % grown)
-        self.assertLess(grown, 32 << 10)
+        # Bounded: 8 MiB here, about 33 under ASan (its quarantine keeps
+        # freed memory); unbounded would be over 240.
+        self.assertLess(grown, 64 << 10)
 
     def test_grpc_keyed_and_unkeyed_interleaved_on_one_channel(self):
         self.route_grpc()
@@ -527,6 +524,17 @@ def hpack_literal(fields):
         assert len(n) < 127 and len(v) < 127
         out += b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
     return out
+
+
+def make_docroot(node, dirname, name):
+    """nghttpd's files: /who answers the pod's name, /big is 4 MiB."""
+    docroot = os.path.join(node.tmp, dirname)
+    os.makedirs(docroot, exist_ok=True)
+    with open(os.path.join(docroot, "who"), "w") as f:
+        f.write(name + "\n")
+    with open(os.path.join(docroot, "big"), "wb") as f:
+        f.write(b"y" * (4 << 20))
+    return docroot
 
 
 def rss_kib(pid):
