@@ -160,7 +160,6 @@ class H2Edges(NodeTestCase):
                          'req(9, "/head", AUTH, method="HEAD")',
                          ], (1, 3, 5, 7, 9))
         got = {k: r[k] for k in ("1", "3", "5", "7", "9")}
-        print(json.dumps(got, indent=1))
         self.assertEqual([h[0] for h in got["1"]["hdrs"]][:1], [[":status", "103"], ][:1] and [got["1"]["hdrs"][0][0]])
         self.assertEqual(got["1"]["hdrs"][0][0], [":status", "103"])
         self.assertEqual(got["1"]["hdrs"][1][0], [":status", "200"])
@@ -237,8 +236,6 @@ class H2Edges(NodeTestCase):
         self.assertEqual([e["path"] for e in evs if e["ev"] == "req"], ["/hold"])
         self.assertEqual([e.get("code") for e in evs if e["ev"] == "rst"], [8],
                          "the upstream stream was not reset after the client left: %s" % evs)
-        st = self.node.status()["proxy"]
-        print("h2_sessions", st.get("h2_sessions"))
 
     def test_transient_reset_does_not_mark_h2_off_for_a_minute(self):
         # A server that is restarting resets one connection right after the
