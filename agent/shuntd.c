@@ -570,21 +570,21 @@ static int opt_k8s(struct agent *a, struct arg_state *st, int opt)
 {
 	switch (opt) {
 	case OPT_KUBERNETES:
-		a->kopts.in_cluster = true;
+		a->kopts.where.in_cluster = true;
 		break;
 	case OPT_KUBECONFIG:
-		a->kopts.kubeconfig = optarg;
+		a->kopts.where.kubeconfig = optarg;
 		break;
 	case OPT_K8S_API:
 		if (strncmp(optarg, "https://", 8) && strncmp(optarg, "http://", 7))
 			return usage_error("--k8s-api: '%s' is not an http(s):// URL", optarg);
-		a->kopts.api = optarg;
+		a->kopts.where.api = optarg;
 		break;
 	case OPT_K8S_TOKEN_FILE:
-		a->kopts.token_file = optarg;
+		a->kopts.where.token_file = optarg;
 		break;
 	case OPT_K8S_CA_FILE:
-		a->kopts.ca_file = optarg;
+		a->kopts.where.ca_file = optarg;
 		break;
 	case OPT_NODE_NAME:
 		if (!*optarg || strlen(optarg) > K8S_NAME_MAX)
@@ -659,9 +659,9 @@ static int check_args(struct agent *a, struct arg_state *st)
 				   "give it a port of its own",
 				   format_addr_port(&a->health_addr, hs, sizeof(hs)));
 	}
-	if (a->kopts.in_cluster && a->kopts.kubeconfig)
+	if (a->kopts.where.in_cluster && a->kopts.where.kubeconfig)
 		return usage_error("--kubernetes and --kubeconfig: give one%s", "");
-	if ((a->kopts.token_file || a->kopts.ca_file) && !k8s_wanted(&a->kopts))
+	if ((a->kopts.where.token_file || a->kopts.where.ca_file) && !k8s_wanted(&a->kopts))
 		return usage_error("--k8s-token-file and --k8s-ca-file need --kubernetes, "
 				   "--kubeconfig or --k8s-api%s",
 				   "");

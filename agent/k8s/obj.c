@@ -28,7 +28,7 @@ const char *const k8s_kind_names[K8S_NKINDS] = {
 
 /* A member of a JSON object; NULL when o is not an object, the member is
  * absent, or it is null (the API writes null for "not set"). */
-static struct json_object *jget(struct json_object *o, const char *k)
+struct json_object *k8s_jget(struct json_object *o, const char *k)
 {
 	struct json_object *v = NULL;
 
@@ -100,9 +100,9 @@ static int ip_parse(const char *s, struct shunt_addr *a)
 
 int k8s_object_id(struct json_object *obj, char *buf, size_t len)
 {
-	struct json_object *md = jget(obj, "metadata");
-	const char *ns = jstring(jget(md, "namespace"), 1, K8S_NAME_MAX);
-	const char *name = jstring(jget(md, "name"), 1, K8S_NAME_MAX);
+	struct json_object *md = k8s_jget(obj, "metadata");
+	const char *ns = jstring(k8s_jget(md, "namespace"), 1, K8S_NAME_MAX);
+	const char *name = jstring(k8s_jget(md, "name"), 1, K8S_NAME_MAX);
 
 	if (!ns || !name || strchr(ns, '/') || strchr(name, '/')) {
 		snprintf(buf, len, "%s/%s", ns ? ns : "?", name ? name : "?");
@@ -114,7 +114,7 @@ int k8s_object_id(struct json_object *obj, char *buf, size_t len)
 
 const char *k8s_object_rv(struct json_object *obj)
 {
-	return jstring(jget(jget(obj, "metadata"), "resourceVersion"), 1, 128);
+	return jstring(k8s_jget(k8s_jget(obj, "metadata"), "resourceVersion"), 1, 128);
 }
 
 static void meta_free(struct k8s_meta *m)
@@ -273,9 +273,9 @@ static int expr_decode(struct json_object *v, const char *path, struct k8s_expr 
 		{"Exists", K8S_SEL_EXISTS},
 		{"DoesNotExist", K8S_SEL_NOT_EXISTS},
 	};
-	const char *key = jstring(jget(v, "key"), 1, K8S_LABEL_KEY_MAX);
-	const char *op = jstring(jget(v, "operator"), 1, 16);
-	struct json_object *vals = jget(v, "values");
+	const char *key = jstring(k8s_jget(v, "key"), 1, K8S_LABEL_KEY_MAX);
+	const char *op = jstring(k8s_jget(v, "operator"), 1, 16);
+	struct json_object *vals = k8s_jget(v, "values");
 	size_t nv, i;
 	bool found = false;
 
@@ -333,11 +333,11 @@ static int selector_decode(struct json_object *sel, const char *path, struct k8s
 	if (!json_object_is_type(sel, json_type_object))
 		return bad(err, errlen, "%s: not an object", path);
 	snprintf(p, sizeof(p), "%s.matchLabels", path);
-	ret = labels_decode(jget(sel, "matchLabels"), p, NULL, &out->match, &out->nmatch, err,
+	ret = labels_decode(k8s_jget(sel, "matchLabels"), p, NULL, &out->match, &out->nmatch, err,
 			    errlen);
 	if (ret)
 		return ret;
-	if (jarray(jget(sel, "matchExpressions"), K8S_MAX_EXPRS, &n))
+	if (jarray(k8s_jget(sel, "matchExpressions"), K8S_MAX_EXPRS, &n))
 		return bad(err, errlen, "%s.matchExpressions: not an array of at most %d", path,
 			   K8S_MAX_EXPRS);
 	if (n) {
@@ -347,8 +347,8 @@ static int selector_decode(struct json_object *sel, const char *path, struct k8s
 	}
 	for (size_t i = 0; i < n; i++) {
 		out->nexpr = i + 1;
-		ret = expr_decode(json_object_array_get_idx(jget(sel, "matchExpressions"), i), path,
-				  &out->expr[i], i, err, errlen);
+		ret = expr_decode(json_object_array_get_idx(k8s_jget(sel, "matchExpressions"), i),
+				  path, &out->expr[i], i, err, errlen);
 		if (ret)
 			return ret;
 	}
@@ -374,14 +374,14 @@ static void selector_free(struct k8s_selector *sel)
 
 static int sandbox_decode(struct json_object *sb, struct k8s_sbr *r, char *err, size_t errlen)
 {
-	struct json_object *sel = jget(sb, "selector"), *addrs = jget(sb, "addresses");
+	struct json_object *sel = k8s_jget(sb, "selector"), *addrs = k8s_jget(sb, "addresses");
 	struct k8s_selector tmp;
 	size_t n;
 	int ret;
 
 	if (!sb || !json_object_is_type(sb, json_type_object))
 		return bad(err, errlen, "spec.sandbox: missing or not an object");
-	if (jport(jget(sb, "port"), &r->port))
+	if (jport(k8s_jget(sb, "port"), &r->port))
 		return bad(err, errlen, "spec.sandbox.port: not a port number (1..65535)");
 	if (!sel == !addrs)
 		return bad(err, errlen,
@@ -415,14 +415,15 @@ static int sandbox_decode(struct json_object *sb, struct k8s_sbr *r, char *err, 
 static int lifetime_decode(struct json_object *obj, struct json_object *spec,
 			   uint64_t *created_unix, uint64_t *expires_unix, char *err, size_t errlen)
 {
-	const char *s = jstring(jget(jget(obj, "metadata"), "creationTimestamp"), 1, K8S_TIME_MAX);
+	const char *s =
+		jstring(k8s_jget(k8s_jget(obj, "metadata"), "creationTimestamp"), 1, K8S_TIME_MAX);
 	uint64_t ttl;
 
 	if (s && k8s_parse_time(s, created_unix))
 		return bad(err, errlen, "metadata.creationTimestamp: not an RFC 3339 time");
-	if (!jget(spec, "ttl"))
+	if (!k8s_jget(spec, "ttl"))
 		return 0;
-	s = jstring(jget(spec, "ttl"), 1, K8S_DURATION_TXT_MAX);
+	s = jstring(k8s_jget(spec, "ttl"), 1, K8S_DURATION_TXT_MAX);
 	if (!s || parse_duration(s, &ttl))
 		return bad(err, errlen,
 			   "spec.ttl: not a duration (e.g. 90m, 8h; at most 10 years)");
@@ -435,7 +436,7 @@ static int lifetime_decode(struct json_object *obj, struct json_object *spec,
 
 static int sbr_decode(struct json_object *obj, struct k8s_sbr *r, char *err, size_t errlen)
 {
-	struct json_object *spec = jget(obj, "spec"), *svc, *keys, *ports;
+	struct json_object *spec = k8s_jget(obj, "spec"), *svc, *keys, *ports;
 	const char *s;
 	size_t n;
 	int ret;
@@ -445,14 +446,14 @@ static int sbr_decode(struct json_object *obj, struct k8s_sbr *r, char *err, siz
 		return ret;
 	if (!spec || !json_object_is_type(spec, json_type_object))
 		return bad(err, errlen, "spec: missing or not an object");
-	svc = jget(spec, "service");
-	s = jstring(jget(svc, "name"), 1, 63);
+	svc = k8s_jget(spec, "service");
+	s = jstring(k8s_jget(svc, "name"), 1, 63);
 	if (!s)
 		return bad(err, errlen, "spec.service.name: missing or not a Service name");
 	r->service = strdup(s);
 	if (!r->service)
 		return -ENOMEM;
-	ports = jget(svc, "ports");
+	ports = k8s_jget(svc, "ports");
 	if (jarray(ports, K8S_MAX_PORTS, &n))
 		return bad(err, errlen, "spec.service.ports: not an array of at most %d ports",
 			   K8S_MAX_PORTS);
@@ -466,7 +467,7 @@ static int sbr_decode(struct json_object *obj, struct k8s_sbr *r, char *err, siz
 			return bad(err, errlen, "spec.service.ports[%zu]: not a port number", i);
 	r->nports = n;
 
-	keys = jget(spec, "keys");
+	keys = k8s_jget(spec, "keys");
 	if (jarray(keys, K8S_MAX_KEYS, &n) || !n)
 		return bad(err, errlen, "spec.keys: not an array of 1..%d routing keys",
 			   K8S_MAX_KEYS);
@@ -481,12 +482,12 @@ static int sbr_decode(struct json_object *obj, struct k8s_sbr *r, char *err, siz
 	}
 	r->nkeys = n;
 
-	ret = sandbox_decode(jget(spec, "sandbox"), r, err, errlen);
+	ret = sandbox_decode(k8s_jget(spec, "sandbox"), r, err, errlen);
 	if (ret)
 		return ret;
 
-	s = jstring(jget(spec, "fallback"), 1, 16);
-	if (jget(spec, "fallback") && (!s || (strcmp(s, "error") && strcmp(s, "baseline"))))
+	s = jstring(k8s_jget(spec, "fallback"), 1, 16);
+	if (k8s_jget(spec, "fallback") && (!s || (strcmp(s, "error") && strcmp(s, "baseline"))))
 		return bad(err, errlen, "spec.fallback: not error or baseline");
 	r->fallback_baseline = s && !strcmp(s, "baseline");
 
@@ -512,13 +513,13 @@ static int ports_decode(struct json_object *v, const char *path, struct k8s_port
 		return -ENOMEM;
 	for (size_t i = 0; i < cnt; i++) {
 		struct json_object *p = json_object_array_get_idx(v, i);
-		struct json_object *name = jget(p, "name"), *proto = jget(p, "protocol");
+		struct json_object *name = k8s_jget(p, "name"), *proto = k8s_jget(p, "protocol");
 		const char *ns = jstring(name, 0, 63), *ps = jstring(proto, 1, 16);
 		struct k8s_port *o = &(*out)[i];
 
 		if (!json_object_is_type(p, json_type_object) || (name && !ns) || (proto && !ps))
 			return bad(err, errlen, "%s[%zu]: invalid", path, i);
-		if (jget(p, "port") && jport(jget(p, "port"), &o->port))
+		if (k8s_jget(p, "port") && jport(k8s_jget(p, "port"), &o->port))
 			return bad(err, errlen, "%s[%zu].port: not a port number", path, i);
 		o->tcp = !ps || !strcmp(ps, "TCP");
 		o->name = strdup(ns ? ns : "");
@@ -538,7 +539,7 @@ static void ports_free(struct k8s_port *p, size_t n)
 
 static int service_decode(struct json_object *obj, struct k8s_service *s, char *err, size_t errlen)
 {
-	struct json_object *spec = jget(obj, "spec"), *ips = jget(spec, "clusterIPs");
+	struct json_object *spec = k8s_jget(obj, "spec"), *ips = k8s_jget(spec, "clusterIPs");
 	const char *ip;
 	size_t n;
 	int ret;
@@ -552,7 +553,7 @@ static int service_decode(struct json_object *obj, struct k8s_service *s, char *
 		return bad(err, errlen, "spec.clusterIPs: not an array of at most 2 addresses");
 	for (size_t i = 0; i < (ips ? n : 1); i++) {
 		struct json_object *v =
-			ips ? json_object_array_get_idx(ips, i) : jget(spec, "clusterIP");
+			ips ? json_object_array_get_idx(ips, i) : k8s_jget(spec, "clusterIP");
 
 		if (!v)
 			break;
@@ -566,7 +567,8 @@ static int service_decode(struct json_object *obj, struct k8s_service *s, char *
 				   ips ? "s" : "", ip);
 		s->ncips++;
 	}
-	return ports_decode(jget(spec, "ports"), "spec.ports", &s->ports, &s->nports, err, errlen);
+	return ports_decode(k8s_jget(spec, "ports"), "spec.ports", &s->ports, &s->nports, err,
+			    errlen);
 }
 
 /* The Pod an endpoint's targetRef names in the slice's namespace ns:
@@ -574,7 +576,7 @@ static int service_decode(struct json_object *obj, struct k8s_service *s, char *
  * a Pod, another namespace). -EINVAL when it is malformed. */
 static int target_pod(struct json_object *ep, const char *ns, const char **pod)
 {
-	struct json_object *ref = jget(ep, "targetRef");
+	struct json_object *ref = k8s_jget(ep, "targetRef");
 	const char *kind, *name, *rns;
 
 	*pod = NULL;
@@ -582,11 +584,11 @@ static int target_pod(struct json_object *ep, const char *ns, const char **pod)
 		return 0;
 	if (!json_object_is_type(ref, json_type_object))
 		return -EINVAL;
-	kind = jstring(jget(ref, "kind"), 1, 64);
-	name = jstring(jget(ref, "name"), 1, K8S_NAME_MAX);
-	rns = jstring(jget(ref, "namespace"), 1, K8S_NAME_MAX);
-	if ((jget(ref, "kind") && !kind) || (jget(ref, "name") && !name) ||
-	    (jget(ref, "namespace") && !rns) || (name && strchr(name, '/')))
+	kind = jstring(k8s_jget(ref, "kind"), 1, 64);
+	name = jstring(k8s_jget(ref, "name"), 1, K8S_NAME_MAX);
+	rns = jstring(k8s_jget(ref, "namespace"), 1, K8S_NAME_MAX);
+	if ((k8s_jget(ref, "kind") && !kind) || (k8s_jget(ref, "name") && !name) ||
+	    (k8s_jget(ref, "namespace") && !rns) || (name && strchr(name, '/')))
 		return -EINVAL;
 	/* The real server always sets the namespace; without one, the
 	 * slice's own is meant (an ObjectReference's default). */
@@ -597,15 +599,15 @@ static int target_pod(struct json_object *ep, const char *ns, const char **pod)
 
 static int slice_decode(struct json_object *obj, struct k8s_slice *sl, char *err, size_t errlen)
 {
-	struct json_object *eps = jget(obj, "endpoints"), *lv;
-	const char *type = jstring(jget(obj, "addressType"), 1, 16), *svc;
+	struct json_object *eps = k8s_jget(obj, "endpoints"), *lv;
+	const char *type = jstring(k8s_jget(obj, "addressType"), 1, 16), *svc;
 	size_t n, total = 0;
 	int family, ret;
 
 	ret = meta_decode(obj, &sl->m, err, errlen);
 	if (ret)
 		return ret;
-	lv = jget(jget(jget(obj, "metadata"), "labels"), SERVICE_NAME_LABEL);
+	lv = k8s_jget(k8s_jget(k8s_jget(obj, "metadata"), "labels"), SERVICE_NAME_LABEL);
 	if (lv) {
 		svc = jstring(lv, 1, 63);
 		if (!svc)
@@ -619,7 +621,7 @@ static int slice_decode(struct json_object *obj, struct k8s_slice *sl, char *err
 	family = !strcmp(type, "IPv4")	 ? SHUNT_FAMILY_V4
 		 : !strcmp(type, "IPv6") ? SHUNT_FAMILY_V6
 					 : 0;
-	ret = ports_decode(jget(obj, "ports"), "ports", &sl->ports, &sl->nports, err, errlen);
+	ret = ports_decode(k8s_jget(obj, "ports"), "ports", &sl->ports, &sl->nports, err, errlen);
 	if (ret)
 		return ret;
 	if (jarray(eps, K8S_MAX_ENDPOINTS, &n))
@@ -630,8 +632,8 @@ static int slice_decode(struct json_object *obj, struct k8s_slice *sl, char *err
 	for (int pass = 0; pass < 2; pass++) {
 		for (size_t i = 0; i < n; i++) {
 			struct json_object *ep = json_object_array_get_idx(eps, i);
-			struct json_object *addrs = jget(ep, "addresses");
-			struct json_object *ready = jget(jget(ep, "conditions"), "ready");
+			struct json_object *addrs = k8s_jget(ep, "addresses");
+			struct json_object *ready = k8s_jget(k8s_jget(ep, "conditions"), "ready");
 			const char *pod;
 			size_t na;
 
@@ -685,11 +687,11 @@ static int slice_decode(struct json_object *obj, struct k8s_slice *sl, char *err
 static int pod_decode(struct json_object *obj, const struct k8s_decode_opts *o, struct k8s_pod *p,
 		      char *err, size_t errlen)
 {
-	struct json_object *st = jget(obj, "status"), *ips = jget(st, "podIPs");
-	struct json_object *conds = jget(st, "conditions");
-	struct json_object *uid = jget(jget(obj, "metadata"), "uid");
-	struct json_object *node = jget(jget(obj, "spec"), "nodeName");
-	const char *phase = jstring(jget(st, "phase"), 1, 32);
+	struct json_object *st = k8s_jget(obj, "status"), *ips = k8s_jget(st, "podIPs");
+	struct json_object *conds = k8s_jget(st, "conditions");
+	struct json_object *uid = k8s_jget(k8s_jget(obj, "metadata"), "uid");
+	struct json_object *node = k8s_jget(k8s_jget(obj, "spec"), "nodeName");
+	const char *phase = jstring(k8s_jget(st, "phase"), 1, 32);
 	bool cond_ready = false;
 	size_t n;
 	int ret;
@@ -697,7 +699,7 @@ static int pod_decode(struct json_object *obj, const struct k8s_decode_opts *o, 
 	ret = meta_decode(obj, &p->m, err, errlen);
 	if (ret)
 		return ret;
-	ret = labels_decode(jget(jget(obj, "metadata"), "labels"), "metadata.labels",
+	ret = labels_decode(k8s_jget(k8s_jget(obj, "metadata"), "labels"), "metadata.labels",
 			    o ? o->label_keys : NULL, &p->labels, &p->nlabels, err, errlen);
 	if (ret)
 		return ret;
@@ -718,8 +720,8 @@ static int pod_decode(struct json_object *obj, const struct k8s_decode_opts *o, 
 		return bad(err, errlen, "status.conditions: not an array");
 	for (size_t i = 0; i < n; i++) {
 		struct json_object *c = json_object_array_get_idx(conds, i);
-		const char *type = jstring(jget(c, "type"), 1, 128);
-		const char *status = jstring(jget(c, "status"), 1, 16);
+		const char *type = jstring(k8s_jget(c, "type"), 1, 128);
+		const char *status = jstring(k8s_jget(c, "status"), 1, 16);
 
 		if (type && !strcmp(type, "Ready"))
 			cond_ready = status && !strcmp(status, "True");
@@ -730,12 +732,12 @@ static int pod_decode(struct json_object *obj, const struct k8s_decode_opts *o, 
 		return bad(err, errlen, "status.podIPs: not an array of at most %d",
 			   K8S_MAX_POD_IPS);
 	for (size_t i = 0; i < n; i++)
-		if (ip_parse(jstring(jget(json_object_array_get_idx(ips, i), "ip"), 1, 64),
+		if (ip_parse(jstring(k8s_jget(json_object_array_get_idx(ips, i), "ip"), 1, 64),
 			     &p->ips[i]))
 			return bad(err, errlen, "status.podIPs[%zu].ip: not an IP address", i);
 	p->nips = (uint8_t)n;
-	if (!n && jget(st, "podIP")) {
-		const char *ip = jstring(jget(st, "podIP"), 0, 64);
+	if (!n && k8s_jget(st, "podIP")) {
+		const char *ip = jstring(k8s_jget(st, "podIP"), 0, 64);
 
 		if (!ip)
 			return bad(err, errlen, "status.podIP: not a string");
@@ -754,14 +756,14 @@ static int sbo_target_decode(struct json_object *v, const char *path, char **ser
 			     struct shunt_addr *addrs, size_t *naddrs, uint16_t *port,
 			     struct k8s_selector *sel, bool *sel_set, char *err, size_t errlen)
 {
-	struct json_object *a = jget(v, "addresses"), *sv = jget(v, "service");
-	struct json_object *sl = sel ? jget(v, "selector") : NULL;
+	struct json_object *a = k8s_jget(v, "addresses"), *sv = k8s_jget(v, "service");
+	struct json_object *sl = sel ? k8s_jget(v, "selector") : NULL;
 	char p[64];
 	size_t n;
 
 	if (!v || !json_object_is_type(v, json_type_object))
 		return bad(err, errlen, "%s: missing or not an object", path);
-	if (jport(jget(v, "port"), port))
+	if (jport(k8s_jget(v, "port"), port))
 		return bad(err, errlen, "%s.port: not a port number (1..65535)", path);
 	if (!!a + !!sv + !!sl != 1)
 		return bad(err, errlen, "%s: exactly one of service%s or addresses is required",
@@ -791,7 +793,7 @@ static int sbo_target_decode(struct json_object *v, const char *path, char **ser
 
 static int sbo_decode(struct json_object *obj, struct k8s_sbo *o, char *err, size_t errlen)
 {
-	struct json_object *spec = jget(obj, "spec");
+	struct json_object *spec = k8s_jget(obj, "spec");
 	int ret;
 
 	ret = meta_decode(obj, &o->m, err, errlen);
@@ -799,17 +801,18 @@ static int sbo_decode(struct json_object *obj, struct k8s_sbo *o, char *err, siz
 		return ret;
 	if (!spec || !json_object_is_type(spec, json_type_object))
 		return bad(err, errlen, "spec: missing or not an object");
-	if (!jget(spec, "podSelector"))
+	if (!k8s_jget(spec, "podSelector"))
 		return bad(err, errlen, "spec.podSelector: missing");
-	ret = selector_decode(jget(spec, "podSelector"), "spec.podSelector", &o->sel, err, errlen);
+	ret = selector_decode(k8s_jget(spec, "podSelector"), "spec.podSelector", &o->sel, err,
+			      errlen);
 	if (ret)
 		return ret;
-	ret = sbo_target_decode(jget(spec, "destination"), "spec.destination", &o->dst_service,
+	ret = sbo_target_decode(k8s_jget(spec, "destination"), "spec.destination", &o->dst_service,
 				o->dst_addrs, &o->ndst, &o->dst_port, NULL, NULL, err, errlen);
 	if (ret)
 		return ret;
-	ret = sbo_target_decode(jget(spec, "to"), "spec.to", &o->to_service, o->to_addrs, &o->nto,
-				&o->to_port, &o->to_sel, &o->to_sel_set, err, errlen);
+	ret = sbo_target_decode(k8s_jget(spec, "to"), "spec.to", &o->to_service, o->to_addrs,
+				&o->nto, &o->to_port, &o->to_sel, &o->to_sel_set, err, errlen);
 	if (ret)
 		return ret;
 	return lifetime_decode(obj, spec, &o->created_unix, &o->expires_unix, err, errlen);

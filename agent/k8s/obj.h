@@ -212,4 +212,8 @@ struct k8s_selector k8s_sbr_selector(const struct k8s_sbr *r);
  * seconds; 0 or -EINVAL. */
 int k8s_parse_time(const char *s, uint64_t *out);
 
+/* A member of a JSON object; NULL when o is not an object, the member is
+ * absent, or it is null (the API writes null for "not set"). */
+struct json_object *k8s_jget(struct json_object *o, const char *k);
+
 #endif /* SHUNT_K8S_OBJ_H */

@@ -41,7 +41,7 @@
 #include "k8s/cache.h"
 #include "k8s/cgroup.h"
 #include "k8s/wait.h"
-#include "k8s/kubeconfig.h"
+#include "k8s/client.h"
 #include "core/buf.h"
 #include "core/log.h"
 #include "kernel/source.h"
@@ -50,12 +50,11 @@
 #define K8S_LIST_LIMIT 500 /* items of a list page */
 /* Pods are the many objects with many fields: smaller pages keep the
  * JSON of one page (parsed whole) small. */
-#define K8S_POD_LIST_LIMIT     100
-#define K8S_WATCH_TIMEOUT_S    240 /* plus up to as much again, at random */
-#define K8S_BACKOFF_MIN_MS     100
-#define K8S_BACKOFF_MAX_MS     10000
-#define K8S_CONNECT_TIMEOUT_MS 5000
-#define K8S_LIST_TIMEOUT_S     120
+#define K8S_POD_LIST_LIMIT  100
+#define K8S_WATCH_TIMEOUT_S 240 /* plus up to as much again, at random */
+#define K8S_BACKOFF_MIN_MS  100
+#define K8S_BACKOFF_MAX_MS  10000
+#define K8S_LIST_TIMEOUT_S  120
 /* One page of a list, and one watch event. An object is at most what etcd
  * stores (1.5 MiB by default): a page over the cap is asked for again with
  * fewer items, down to one. Far below the DaemonSet's memory limit, also
@@ -63,7 +62,6 @@
 #define K8S_LIST_BODY_MAX    (4U << 20)
 #define K8S_EVENT_MAX	     (4U << 20)
 #define K8S_ERROR_BODY_MAX   4096
-#define K8S_TOKEN_MAX	     65536
 #define K8S_JSON_DEPTH	     64 /* managedFields nest deeply */
 #define K8S_POLL_MAX_MS	     1000
 #define K8S_TOKEN_CHECK_MS   60000 /* the token file's mtime, at least this often */
@@ -140,11 +138,7 @@ struct k8s {
 
 	/* Watcher thread only. */
 	CURLM *multi;
-	struct k8s_conn conn;
-	uint32_t mark;
-	char *token;
-	struct stat token_st;
-	bool token_reload;
+	struct k8s_client cl;
 	uint64_t token_checked_ms;
 	struct k8s_res res[K8S_NKINDS];
 	struct k8s_cache cache;
@@ -216,62 +210,14 @@ static void set_error(struct k8s *k, const char *fmt, ...)
  * token rotates) or after a 401. */
 static void token_refresh(struct k8s *k)
 {
-	const char *path = k->conn.token_file;
-	struct stat st;
-	char *t;
-	size_t len;
-	FILE *f;
+	char err[300];
 
-	if (!path)
-		return;
 	k->token_checked_ms = monotonic_ms();
-	if (stat(path, &st)) {
-		if (k->token_reload || !k->token)
-			set_error(k, "token %s: %s", path, strerror(errno));
-		k->token_reload = false;
-		return;
-	}
-	if (k->token && !k->token_reload && st.st_mtim.tv_sec == k->token_st.st_mtim.tv_sec &&
-	    st.st_mtim.tv_nsec == k->token_st.st_mtim.tv_nsec && st.st_ino == k->token_st.st_ino &&
-	    st.st_size == k->token_st.st_size)
-		return;
-	k->token_reload = false;
-	f = fopen(path, "re");
-	if (!f) {
-		set_error(k, "token %s: %s", path, strerror(errno));
-		return;
-	}
-	t = calloc(1, K8S_TOKEN_MAX + 1);
-	len = t ? fread(t, 1, K8S_TOKEN_MAX, f) : 0;
-	fclose(f);
-	if (!t)
-		return;
-	while (len && (t[len - 1] == '\n' || t[len - 1] == '\r' || t[len - 1] == ' '))
-		t[--len] = '\0';
-	if (strlen(t) != len || !len) {
-		set_error(k, "token %s: empty or not text", path);
-		free(t);
-		return;
-	}
-	free(k->token);
-	k->token = t;
-	k->token_st = st;
-	pr_debug("k8s: read the token from %s", path);
+	if (k8s_client_token(&k->cl, err, sizeof(err)))
+		set_error(k, "%s", err);
 }
 
 /* ---- requests ------------------------------------------------------------ */
-
-static int sockopt_cb(void *ud, curl_socket_t fd, curlsocktype purpose)
-{
-	struct k8s *k = ud;
-
-	/* The agent's own sockets carry its mark: the connect hooks never
-	 * capture them. */
-	if (purpose == CURLSOCKTYPE_IPCXN &&
-	    setsockopt(fd, SOL_SOCKET, SO_MARK, &k->mark, sizeof(k->mark)))
-		pr_debug("k8s: SO_MARK: %s", strerror(errno));
-	return CURL_SOCKOPT_OK;
-}
 
 static void res_fail(struct k8s_res *r, bool relist, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
@@ -336,8 +282,8 @@ static int pod_keys_reset(struct k8s *k)
 static int res_start(struct k8s_res *r)
 {
 	struct k8s *k = r->k;
-	const struct k8s_conn *c = &k->conn;
-	char *url = NULL, *esc = NULL, *auth = NULL;
+	const struct k8s_conn *c = &k->cl.conn;
+	char *url = NULL, *esc = NULL;
 	CURL *e;
 	int n;
 
@@ -376,54 +322,18 @@ static int res_start(struct k8s_res *r)
 	}
 	if (r->listing)
 		curl_easy_setopt(e, CURLOPT_TIMEOUT, (long)K8S_LIST_TIMEOUT_S);
-	r->hdrs = curl_slist_append(NULL, "Accept: application/json");
-	if (k->token && asprintf(&auth, "Authorization: Bearer %s", k->token) >= 0) {
-		struct curl_slist *h = curl_slist_append(r->hdrs, auth);
-
-		r->hdrs = h ? h : r->hdrs;
-		/* the slist keeps a copy; wipe ours */
-		memset(auth, 0, strlen(auth));
-		free(auth);
+	r->hdrs = k8s_client_easy(&k->cl, e, NULL);
+	if (!r->hdrs) {
+		free(url);
+		curl_easy_cleanup(e);
+		return -ENOMEM;
 	}
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	free(url);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, r->hdrs);
-	curl_easy_setopt(e, CURLOPT_USERAGENT, "shuntd");
-	curl_easy_setopt(e, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)K8S_CONNECT_TIMEOUT_MS);
-	curl_easy_setopt(e, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(e, CURLOPT_ACCEPT_ENCODING, "");
-	curl_easy_setopt(e, CURLOPT_SOCKOPTFUNCTION, sockopt_cb);
-	curl_easy_setopt(e, CURLOPT_SOCKOPTDATA, k);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(e, CURLOPT_PRIVATE, r);
-	if (c->ca_file)
-		curl_easy_setopt(e, CURLOPT_CAINFO, c->ca_file);
-	if (c->ca_data) {
-		struct curl_blob b = {.data = c->ca_data, .len = c->ca_len};
-
-		curl_easy_setopt(e, CURLOPT_CAINFO_BLOB, &b);
-	}
-	if (c->cert_file)
-		curl_easy_setopt(e, CURLOPT_SSLCERT, c->cert_file);
-	if (c->key_file)
-		curl_easy_setopt(e, CURLOPT_SSLKEY, c->key_file);
-	if (c->cert_data) {
-		struct curl_blob b = {.data = c->cert_data, .len = c->cert_len};
-
-		curl_easy_setopt(e, CURLOPT_SSLCERT_BLOB, &b);
-	}
-	if (c->key_data) {
-		struct curl_blob b = {.data = c->key_data, .len = c->key_len};
-
-		curl_easy_setopt(e, CURLOPT_SSLKEY_BLOB, &b);
-	}
-	if (c->insecure) {
-		curl_easy_setopt(e, CURLOPT_SSL_VERIFYPEER, 0L);
-		curl_easy_setopt(e, CURLOPT_SSL_VERIFYHOST, 0L);
-	}
 	r->easy = e;
 	r->status = 0;
 	r->events = 0;
@@ -723,7 +633,7 @@ static void res_done(struct k8s_res *r, CURLcode rc)
 	if (r->status != 200) {
 		status_message(r, msg, sizeof(msg));
 		if (r->status == 401)
-			k->token_reload = true;
+			k->cl.token_reload = true;
 		if (r->listing)
 			res_list_reset(r);
 		res_fail(r, true, "%s", msg);
@@ -1517,49 +1427,6 @@ static void on_batches(struct ev_handler *h, uint32_t events)
 	}
 }
 
-static int conn_setup(struct k8s_conn *c, const struct k8s_opts *o)
-{
-	char err[512];
-	int ret = 0;
-
-	if (o->kubeconfig)
-		ret = kubeconfig_load(o->kubeconfig, c, err, sizeof(err));
-	else if (o->in_cluster || !o->api)
-		ret = k8s_conn_in_cluster(c, err, sizeof(err));
-	else
-		memset(c, 0, sizeof(*c));
-	if (ret) {
-		pr_err("k8s: %s", err);
-		return ret;
-	}
-	if (o->api) {
-		if (strncmp(o->api, "https://", 8) && strncmp(o->api, "http://", 7)) {
-			pr_err("k8s: --k8s-api: '%s' is not an http:// or https:// URL", o->api);
-			k8s_conn_free(c);
-			return -EINVAL;
-		}
-		free(c->server);
-		c->server = strndup(o->api, strlen(o->api) - (o->api[strlen(o->api) - 1] == '/'));
-	}
-	if (o->token_file) {
-		free(c->token_file);
-		free(c->token);
-		c->token = NULL;
-		c->token_file = strdup(o->token_file);
-	}
-	if (o->ca_file) {
-		free(c->ca_file);
-		free(c->ca_data);
-		c->ca_data = NULL;
-		c->ca_file = strdup(o->ca_file);
-	}
-	if (!c->server || (o->token_file && !c->token_file) || (o->ca_file && !c->ca_file)) {
-		k8s_conn_free(c);
-		return -ENOMEM;
-	}
-	return 0;
-}
-
 /* This node's name: --node-name, else $NODE_NAME (the DaemonSet sets it
  * from spec.nodeName), else the host name. */
 static int node_setup(struct k8s *k, const struct k8s_opts *o)
@@ -1605,8 +1472,7 @@ static void k8s_free(struct k8s *k)
 	fails_clear(&k->failed_routes);
 	fails_clear(&k->failed_ovr);
 	free(k->node);
-	k8s_conn_free(&k->conn);
-	free(k->token);
+	k8s_client_free(&k->cl);
 	if (k->efd >= 0)
 		close(k->efd);
 	pthread_mutex_destroy(&k->mu);
@@ -1625,7 +1491,6 @@ int k8s_start(struct agent *a, const struct k8s_opts *o)
 	pthread_mutex_init(&k->mu, NULL);
 	k->tail = &k->head;
 	k->a = a;
-	k->mark = a->popts.mark;
 	k->rnd = (uint32_t)getpid() ^ (uint32_t)monotonic_ms() ^ 0x9e3779b9U;
 	k8s_cache_init(&k->cache);
 	ret = node_setup(k, o);
@@ -1647,7 +1512,8 @@ int k8s_start(struct agent *a, const struct k8s_opts *o)
 	k->st.max_routes_per_ns = o->max_routes_per_ns;
 	k->dopts.label_keys = &k->pod_keys;
 	k->dopts.node = k->node;
-	ret = conn_setup(&k->conn, o);
+	ret = k8s_client_init(&k->cl, &o->where, "shuntd");
+	k->cl.mark = a->popts.mark;
 	if (ret) {
 		k8s_free(k);
 		return ret;
@@ -1688,11 +1554,11 @@ int k8s_start(struct agent *a, const struct k8s_opts *o)
 	if (k8s_cgroups_following(&k->cg))
 		pr_info("k8s: following new pod cgroups below %s (%zu directories watched)",
 			a->cgroup, k8s_cgroups_nwatches(&k->cg));
-	pr_info("k8s: following %s as node %s (%s)", k->conn.server, k->node,
-		k->conn.token_file			 ? k->conn.token_file
-		: k->conn.token				 ? "token from the kubeconfig"
-		: k->conn.cert_file || k->conn.cert_data ? "client certificate"
-							 : "no credentials");
+	pr_info("k8s: following %s as node %s (%s)", k->cl.conn.server, k->node,
+		k->cl.conn.token_file			       ? k->cl.conn.token_file
+		: k->cl.conn.token			       ? "token from the kubeconfig"
+		: k->cl.conn.cert_file || k->cl.conn.cert_data ? "client certificate"
+							       : "no credentials");
 	return 0;
 fail:
 	pr_err("k8s: cannot start the watcher: %s", strerror(-ret));

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "k8s/client.h"
 #include "k8s/obj.h"
 #include "core/util.h"
 
@@ -23,12 +24,10 @@ struct k8s;
 #define K8S_STATUS_LIST		  16   /* entries of each list in status */
 
 struct k8s_opts {
-	bool in_cluster;	/* --kubernetes */
-	const char *kubeconfig; /* --kubeconfig */
-	const char *api;	/* --k8s-api, overrides the server */
-	const char *token_file; /* --k8s-token-file */
-	const char *ca_file;	/* --k8s-ca-file */
-	const char *node_name;	/* --node-name; NULL: $NODE_NAME, else the host name */
+	/* --kubernetes, --kubeconfig, --k8s-api (overrides the server),
+	 * --k8s-token-file, --k8s-ca-file */
+	struct k8s_where where;
+	const char *node_name; /* --node-name; NULL: $NODE_NAME, else the host name */
 	/* --sandbox-cidr: where sandbox.addresses may point (none: nowhere) */
 	struct addr_prefix sandbox_cidrs[K8S_MAX_SANDBOX_CIDRS];
 	size_t n_sandbox_cidrs;
@@ -38,7 +37,7 @@ struct k8s_opts {
 /* Is Kubernetes mode asked for? */
 static inline bool k8s_wanted(const struct k8s_opts *o)
 {
-	return o->in_cluster || o->kubeconfig || o->api;
+	return o->where.in_cluster || o->where.kubeconfig || o->where.api;
 }
 
 /* An object that gets less than it asks for, as status lists it. */
