@@ -1,5 +1,5 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-# shunt: make builds build/shuntd and build/shuntctl; make test runs every
+# shunt: make builds build/shuntd, build/shuntctl and build/shunt-controller; make test runs every
 # test; make bench runs the benchmark; make check lints. V=1 for verbose.
 
 OUTPUT ?= build
@@ -50,6 +50,9 @@ SKELS := $(patsubst %,$(OUTPUT)/%.skel.h,$(BPF_PROGS))
 AGENT_DIRS := core kernel state proxy k8s ops
 AGENT_LIB_SRCS := $(wildcard $(patsubst %,agent/%/*.c,$(AGENT_DIRS)))
 AGENT_LIB_OBJS := $(patsubst agent/%.c,$(OUTPUT)/agent/%.o,$(AGENT_LIB_SRCS))
+# The Sandbox controller (agent/ctrl) is its own program on the same
+# library: shuntd does not carry it.
+CTRL_OBJS := $(patsubst agent/%.c,$(OUTPUT)/agent/%.o,$(wildcard agent/ctrl/*.c))
 LLHTTP_OBJS := $(patsubst %,$(OUTPUT)/llhttp/%.o,api http llhttp)
 
 UNIT_SRCS := $(wildcard tests/unit/test_*.c) tests/unit/main.c
@@ -60,7 +63,7 @@ UNIT_OBJS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%.o,$(UNIT_SRCS))
 .PHONY: FORCE all clean test test-unit test-e2e test-deploy test-image deploy-schemas bench bench-k8s soak fuzz \
 	fuzz-smoke test-kernels check format vmlinux demo
 
-all: $(OUTPUT)/shuntd $(OUTPUT)/shuntctl
+all: $(OUTPUT)/shuntd $(OUTPUT)/shuntctl $(OUTPUT)/shunt-controller
 
 $(OUTPUT)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) include/shunt/shunt.h | $(OUTPUT)/bpf
 	$(call msg,BPF,$@)
@@ -105,11 +108,15 @@ $(OUTPUT)/shuntctl: $(OUTPUT)/agent/shuntctl.o $(OUTPUT)/libshunt.a
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) -Wl,--as-needed $^ $(LDLIBS) -o $@
 
+$(OUTPUT)/shunt-controller: $(OUTPUT)/agent/shunt-controller.o $(CTRL_OBJS) $(OUTPUT)/libshunt.a
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) -Wl,--as-needed $^ $(LDLIBS) -o $@
+
 $(OUTPUT)/tests/%.o: tests/unit/%.c $(SKELS) | $(OUTPUT)/tests
 	$(call msg,CC,$@)
 	$(Q)$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(OUTPUT)/unit-tests: $(UNIT_OBJS) $(AGENT_LIB_OBJS) $(LLHTTP_OBJS)
+$(OUTPUT)/unit-tests: $(UNIT_OBJS) $(AGENT_LIB_OBJS) $(CTRL_OBJS) $(LLHTTP_OBJS)
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LDLIBS) -lcriterion -o $@
 

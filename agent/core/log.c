@@ -13,6 +13,7 @@
 #include "core/writer.h"
 
 enum log_level log_threshold = LOG_INFO;
+const char *log_prog = "shuntd";
 enum log_format log_format = LOG_FORMAT_TEXT;
 
 static const char *const level_names[] = {"error", "warning", "info", "debug"};
@@ -107,7 +108,8 @@ size_t log_format_line(char *buf, size_t len, enum log_format fmt, enum log_leve
 		/* Every line of a message says whose and how severe it is. */
 		do {
 			nl = memchr(p, '\n', (size_t)(end - p));
-			w_str(&w, "shuntd: ");
+			w_str(&w, log_prog);
+			w_str(&w, ": ");
 			w_str(&w, level_names[lvl]);
 			w_str(&w, ": ");
 			w_put(&w, p, (size_t)((nl ? nl : end) - p));

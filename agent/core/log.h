@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
  * One line per event on stderr, in one write, in either format:
- *   text: shuntd: <level>: <message>[ name=value ...]
+ *   text: <program>: <level>: <message>[ name=value ...]
  *   json: {"ts":"2026-11-26T10:11:12.345Z","level":"info","msg":"...",...}
  * A text message of several lines (libbpf's verifier log) becomes one
  * prefixed line each; in json it stays one object with "\n" in msg.
@@ -17,6 +17,7 @@ enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 
 extern enum log_level log_threshold;
 extern enum log_format log_format;
+extern const char *log_prog; /* the text format's prefix: "shuntd" */
 
 /* A named value of a structured line (the access log). Text shows it as
  * name=value (quoted and escaped when it is empty or holds a space, '"',
