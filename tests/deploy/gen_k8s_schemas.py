@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 """Regenerate tests/deploy/schemas/k8s.json, the strict JSON schemas of
-the Kubernetes kinds that deploy/ uses.
+the Kubernetes kinds that deploy/ uses and tests/k8s/fakeapi.py serves.
 
     make deploy-schemas          (npm packs the sources into a temp dir)
     python3 tests/deploy/gen_k8s_schemas.py KUBERNETES_MODELS_DIR APIMACHINERY_DIR OUT
@@ -22,15 +22,29 @@ import os
 import re
 import sys
 
-# The kinds deploy/ and its examples use: (apiVersion, kind) -> definition.
+# The kinds deploy/ and its examples use, and those the fake API server
+# serves: (apiVersion, kind) -> definition.
 KINDS = {
     ("v1", "Namespace"): "IIoK8sApiCoreV1Namespace",
     ("v1", "ServiceAccount"): "IIoK8sApiCoreV1ServiceAccount",
     ("v1", "Service"): "IIoK8sApiCoreV1Service",
     ("apps/v1", "DaemonSet"): "IIoK8sApiAppsV1DaemonSet",
     ("apps/v1", "Deployment"): "IIoK8sApiAppsV1Deployment",
+    # What tests/k8s/fakeapi.py serves and checks every accepted object of
+    # against these schemas (the Sandbox controller's kinds among them).
+    ("v1", "Pod"): "IIoK8sApiCoreV1Pod",
+    ("v1", "ConfigMap"): "IIoK8sApiCoreV1ConfigMap",
+    ("v1", "Secret"): "IIoK8sApiCoreV1Secret",
+    ("v1", "Event"): "IIoK8sApiCoreV1Event",
+    ("discovery.k8s.io/v1", "EndpointSlice"): "IIoK8sApiDiscoveryV1EndpointSlice",
+    ("apps/v1", "StatefulSet"): "IIoK8sApiAppsV1StatefulSet",
+    ("apps/v1", "ReplicaSet"): "IIoK8sApiAppsV1ReplicaSet",
+    ("batch/v1", "Job"): "IIoK8sApiBatchV1Job",
+    ("coordination.k8s.io/v1", "Lease"): "IIoK8sApiCoordinationV1Lease",
     ("rbac.authorization.k8s.io/v1", "ClusterRole"): "IIoK8sApiRbacV1ClusterRole",
     ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding"): "IIoK8sApiRbacV1ClusterRoleBinding",
+    ("rbac.authorization.k8s.io/v1", "Role"): "IIoK8sApiRbacV1Role",
+    ("rbac.authorization.k8s.io/v1", "RoleBinding"): "IIoK8sApiRbacV1RoleBinding",
     ("apiextensions.k8s.io/v1", "CustomResourceDefinition"):
         "IIoK8sApiextensionsApiserverPkgApisApiextensionsV1CustomResourceDefinition",
 }
@@ -135,6 +149,8 @@ def type_schema(t, local_names, refs):
     m = re.match(r"\{ \[key: string\]: (.*?);? \}$", t)
     if m:
         return {"type": "object", "additionalProperties": type_schema(m.group(1), local_names, refs)}
+    if t.startswith("{") and t.endswith("}"):  # an inline object (StatefulSet's volumeClaimTemplates)
+        return object_schema(members(t[1:-1]), local_names, refs)
     if re.match(r'I\w+\["\w+"\]$', t):  # ISubject["kind"]: a string
         return {"type": "string"}
     if re.match(r"I\w+$", t):
@@ -142,6 +158,19 @@ def type_schema(t, local_names, refs):
         refs.add(canon)
         return {"$ref": "#/definitions/" + canon}
     raise ValueError("type %r" % t)
+
+
+def object_schema(ms, local_names, refs):
+    """A strict object schema of members() [(name, optional, type)]."""
+    sch = {"type": "object", "additionalProperties": False, "properties": {}}
+    req = []
+    for fname, optional, ftype in ms:
+        sch["properties"][fname] = type_schema(ftype, local_names, refs)
+        if not optional:
+            req.append(fname)
+    if req:
+        sch["required"] = req
+    return sch
 
 
 def build(defs, roots):
@@ -164,15 +193,7 @@ def build(defs, roots):
             if not ms:
                 out[name] = {}  # untyped in the spec (RawExtension, FieldsV1)
             else:
-                sch = {"type": "object", "additionalProperties": False, "properties": {}}
-                req = []
-                for fname, optional, ftype in ms:
-                    sch["properties"][fname] = type_schema(ftype, {local: name}, refs)
-                    if not optional:
-                        req.append(fname)
-                if req:
-                    sch["required"] = req
-                out[name] = sch
+                out[name] = object_schema(ms, {local: name}, refs)
         todo.extend(refs)
     return out
 

@@ -165,7 +165,21 @@ CEL_RULES = {
     "(!has(self.values) || size(self.values) == 0)":
         lambda s: (len(s.get("values") or []) > 0) if s.get("operator") in ("In", "NotIn")
         else len(s.get("values") or []) == 0,
+    # Sandbox (crd-sandbox.yaml)
+    "self.metadata.name.size() <= 40": lambda s: len(s["metadata"]["name"]) <= 40,
+    "!has(self.overrides) || self.overrides.all(o, has(self.resources) && "
+    "self.resources.exists(r, r.name == o.to.resource))":
+        lambda s: all(o["to"]["resource"] in {r["name"] for r in s.get("resources", [])}
+                      for o in s.get("overrides", [])),
+    "(self.template.apiVersion == 'apps/v1' && self.template.kind in ['Deployment', 'StatefulSet']) || "
+    "(self.template.apiVersion == 'v1' && self.template.kind in ['Service', 'ConfigMap']) || "
+    "(self.template.apiVersion == 'batch/v1' && self.template.kind == 'Job')":
+        lambda s: (s["template"].get("apiVersion"), s["template"].get("kind")) in SANDBOX_RESOURCE_KINDS,
 }
+
+
+SANDBOX_RESOURCE_KINDS = {("apps/v1", "Deployment"), ("apps/v1", "StatefulSet"), ("v1", "Service"),
+                          ("v1", "ConfigMap"), ("batch/v1", "Job")}
 
 
 def cel_errors(schema, obj, path=()):
@@ -300,8 +314,9 @@ class Manifests(unittest.TestCase):
         self.assertEqual(out.returncode, 0, out.stderr)
         docs = list(yaml.safe_load_all(out.stdout))
         kinds = sorted(d["kind"] for d in docs)
-        self.assertEqual(kinds, sorted(["CustomResourceDefinition", "CustomResourceDefinition", "Namespace",
-                                        "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet"]))
+        self.assertEqual(kinds, sorted(["CustomResourceDefinition"] * 3 + [
+            "Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "DaemonSet",
+            "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding", "Deployment"]))
         ds = [d for d in docs if d["kind"] == "DaemonSet"][0]
         self.assertEqual(ds["spec"]["template"]["spec"]["containers"][0]["image"], "shuntd:dev")
 
@@ -357,13 +372,17 @@ class CRDs(unittest.TestCase):
             for d in load_docs(p):
                 for v in d["spec"]["versions"]:
                     for c in v["additionalPrinterColumns"]:
-                        parts = c["jsonPath"].lstrip(".").split(".")
+                        # .status.conditions[?(@.type=="Ready")].status: the
+                        # filter picks list items, the field is in the item.
+                        parts = re.sub(r"\[\?\(.*?\)\]", "", c["jsonPath"]).lstrip(".").split(".")
                         if parts == ["metadata", "creationTimestamp"]:
                             continue
                         node = v["schema"]["openAPIV3Schema"]
                         for part in parts:
                             self.assertIn(part, node.get("properties", {}), "%s: %s" % (p, c["jsonPath"]))
                             node = node["properties"][part]
+                            if node.get("type") == "array":
+                                node = node["items"]
 
     def test_contract_names(self):
         crd = find("CustomResourceDefinition", "sandboxroutes.shunt.dev")
@@ -603,8 +622,8 @@ class Agent(unittest.TestCase):
         self.assertEqual(b["subjects"], [{"kind": "ServiceAccount", "name": self.pod["serviceAccountName"],
                                           "namespace": self.ds["metadata"]["namespace"]}])
 
-    def test_image_installs_the_libraries_shuntd_links(self):
-        bins = [os.path.join(BUILD, b) for b in ("shuntd", "shuntctl")]
+    def test_image_installs_the_libraries_shuntd_links(self):  # and shuntctl, shunt-controller
+        bins = [os.path.join(BUILD, b) for b in ("shuntd", "shuntctl", "shunt-controller")]
         if not all(os.access(b, os.X_OK) for b in bins) or not shutil.which("dpkg"):
             self.skipTest("build/shuntd or dpkg missing")
         docker = open(os.path.join(DEPLOY, "Dockerfile")).read()
@@ -809,6 +828,59 @@ class Result(unittest.TestResult):
                   % (test.id().replace("__main__.", ""), reason))
             return
         print("skip  %s: %s" % (test.id().replace("__main__.", ""), reason))
+
+
+
+class Controller(unittest.TestCase):
+    """deploy/controller.yaml: the Sandbox controller apart from the agent."""
+
+    def setUp(self):
+        self.dep = find("Deployment", "shunt-controller")
+        self.pod = self.dep["spec"]["template"]["spec"]
+        self.ctr = self.pod["containers"][0]
+
+    def test_an_ordinary_pod(self):
+        for f in ("hostNetwork", "hostPID", "hostIPC", "volumes"):
+            self.assertNotIn(f, self.pod)
+        self.assertTrue(self.pod["securityContext"]["runAsNonRoot"])
+        sc = self.ctr["securityContext"]
+        self.assertEqual((sc["allowPrivilegeEscalation"], sc["readOnlyRootFilesystem"], sc["capabilities"]),
+                         (False, True, {"drop": ["ALL"]}))
+        self.assertEqual(self.ctr["command"], ["/usr/local/bin/shunt-controller"])
+        self.assertEqual(self.ctr["image"], find("DaemonSet")["spec"]["template"]["spec"]["containers"][0]["image"])
+        self.assertGreaterEqual(self.dep["spec"]["replicas"], 2, "a standby takes over from a dead leader")
+        env = {e["name"]: e["valueFrom"]["fieldRef"]["fieldPath"] for e in self.ctr["env"]}
+        self.assertEqual(env, {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace"})
+
+    def test_flags_known_to_the_controller(self):
+        exe = os.path.join(BUILD, "shunt-controller")
+        if not os.access(exe, os.X_OK):
+            self.skipTest("%s not built" % exe)
+        helptext = subprocess.run([exe, "--help"], capture_output=True, text=True).stdout
+        known = set(re.findall(r"(--[a-z][-a-z0-9]*)", helptext))
+        self.assertEqual([a for a in self.ctr["args"] if a.startswith("--") and a not in known], [])
+
+    def test_own_account_and_the_agent_stays_read_only(self):
+        self.assertEqual(self.pod["serviceAccountName"], "shunt-controller")
+        b = find("ClusterRoleBinding", "shunt-controller")
+        self.assertEqual(b["subjects"], [{"kind": "ServiceAccount", "name": "shunt-controller",
+                                          "namespace": "shunt-system"}])
+        self.assertEqual(b["roleRef"]["name"], "shunt-controller")
+        for r in find("ClusterRole", "shunt-agent")["rules"]:
+            self.assertEqual(sorted(r["verbs"]), ["get", "list", "watch"])
+        # No Secrets, no pods (the Deployment controller makes those), no
+        # wildcard, leases only in the controller's namespace.
+        grants = set()
+        for r in find("ClusterRole", "shunt-controller")["rules"]:
+            for g in r["apiGroups"]:
+                for res in r["resources"]:
+                    for v in r["verbs"]:
+                        grants.add((g, res, v))
+        self.assertFalse([x for x in grants if "*" in x or x[1] in ("secrets", "pods", "leases")], grants)
+        lease = find("Role", "shunt-controller-lease")
+        self.assertEqual(lease["metadata"]["namespace"], "shunt-system")
+        self.assertEqual(lease["rules"], [{"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+                                           "verbs": ["get", "create", "update"]}])
 
 
 def main():
