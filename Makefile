@@ -63,7 +63,7 @@ UNIT_OBJS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%.o,$(UNIT_SRCS))
 .PHONY: FORCE all clean test test-unit test-e2e test-deploy test-image deploy-schemas bench bench-k8s soak fuzz \
 	fuzz-smoke test-kernels check format vmlinux demo
 
-all: $(OUTPUT)/shuntd $(OUTPUT)/shuntctl $(OUTPUT)/shunt-controller
+all: $(OUTPUT)/shuntd $(OUTPUT)/shuntctl $(OUTPUT)/shunt-controller $(OUTPUT)/kubectl-shunt
 
 $(OUTPUT)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/lib/*.h) include/shunt/shunt.h | $(OUTPUT)/bpf
 	$(call msg,BPF,$@)
@@ -109,6 +109,10 @@ $(OUTPUT)/shuntctl: $(OUTPUT)/agent/shuntctl.o $(OUTPUT)/libshunt.a
 	$(Q)$(CC) $(LDFLAGS) -Wl,--as-needed $^ $(LDLIBS) -o $@
 
 $(OUTPUT)/shunt-controller: $(OUTPUT)/agent/shunt-controller.o $(CTRL_OBJS) $(OUTPUT)/libshunt.a
+	$(call msg,LINK,$@)
+	$(Q)$(CC) $(LDFLAGS) -Wl,--as-needed $^ $(LDLIBS) -o $@
+
+$(OUTPUT)/kubectl-shunt: $(OUTPUT)/agent/kubectl-shunt.o $(CTRL_OBJS) $(OUTPUT)/libshunt.a
 	$(call msg,LINK,$@)
 	$(Q)$(CC) $(LDFLAGS) -Wl,--as-needed $^ $(LDLIBS) -o $@
 

@@ -31,6 +31,7 @@ void k8s_conn_free(struct k8s_conn *c)
 	free(c->key_file);
 	free(c->cert_data);
 	free(c->key_data);
+	free(c->ns);
 	memset(c, 0, sizeof(*c));
 }
 
@@ -221,6 +222,11 @@ int kubeconfig_parse(const char *text, size_t len, const char *dir, struct k8s_c
 	if (!ctx || !cname) {
 		ret = err_printf(err, errlen, -EINVAL,
 				 "context '%s' is missing or names no cluster", cur);
+		goto out;
+	}
+	s = scalar(map_get(&doc, ctx, "namespace"));
+	if (s && !(c->ns = strdup(s))) {
+		ret = -ENOMEM;
 		goto out;
 	}
 	cluster = named(&doc, root, "clusters", cname, "cluster");

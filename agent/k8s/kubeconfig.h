@@ -23,6 +23,7 @@ struct k8s_conn {
 	char *cert_data, *key_data; /* ... or PEM bytes */
 	size_t cert_len, key_len;
 	bool insecure; /* insecure-skip-tls-verify */
+	char *ns;      /* the context's namespace, or NULL */
 };
 
 /* The in-cluster config: $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT,

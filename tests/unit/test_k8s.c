@@ -1596,7 +1596,8 @@ Test(kubeconfig, current_context)
 		"    certificate-authority-data: LS0tLS1CRUdJTg==\n"
 		"contexts:\n"
 		"- name: prod\n  context: {cluster: prod, user: admin}\n"
-		"- name: dev\n  context:\n    cluster: staging\n    user: dev\n"
+		"- name: dev\n  context:\n    cluster: staging\n    user: dev\n    namespace: "
+		"shop\n"
 		"users:\n"
 		"- name: dev\n  user:\n    tokenFile: tok\n    client-certificate: c.crt\n"
 		"    client-key: /abs/c.key\n";
@@ -1612,6 +1613,7 @@ Test(kubeconfig, current_context)
 	cr_assert_str_eq(kc.key_file, "/abs/c.key");
 	cr_assert_null(kc.token);
 	cr_assert_not(kc.insecure);
+	cr_assert_str_eq(kc.ns, "shop", "the context's namespace (kubectl-shunt's default)");
 	k8s_conn_free(&kc);
 }
 
