@@ -81,6 +81,14 @@ static void *signal_thread(void *arg)
 	return NULL;
 }
 
+static uint64_t realtime_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 /* Wait until a mark or the deadline (monotonic ms). */
 static void wait_until(struct ctrl *c, uint64_t deadline)
 {
@@ -117,7 +125,7 @@ static void run(struct ctrl *c)
 			ctrl_lease_tick(c);
 			next_lease = now + renew_ms;
 		}
-		if (c->leader && c->next_expiry_unix && (uint64_t)time(NULL) >= c->next_expiry_unix)
+		if (c->leader && c->next_expiry_unix && realtime_ms() >= c->next_expiry_unix * 1000)
 			ctrl_mark(c, NULL);
 		/* Let a burst of events settle into one pass. */
 		wait_until(c, monotonic_ms() + c->o.debounce_ms);
@@ -129,6 +137,8 @@ static void run(struct ctrl *c)
 		pthread_mutex_unlock(&c->mu);
 		if (c->leader) {
 			if (all) {
+				/* The pass finds the next expiry again. */
+				c->next_expiry_unix = 0;
 				if (!ctrl_pass(c, c->o.ns))
 					next_full = monotonic_ms() + c->o.resync_ms;
 			} else {
@@ -145,8 +155,8 @@ static void run(struct ctrl *c)
 		if (c->leader && next_full < wake)
 			wake = next_full;
 		if (c->leader && c->next_expiry_unix) {
-			int64_t in = (int64_t)c->next_expiry_unix - (int64_t)time(NULL);
-			uint64_t at = monotonic_ms() + (in > 0 ? (uint64_t)in * 1000 : 0);
+			int64_t in = (int64_t)(c->next_expiry_unix * 1000) - (int64_t)realtime_ms();
+			uint64_t at = monotonic_ms() + (in > 0 ? (uint64_t)in : 0);
 
 			if (at < wake)
 				wake = at;

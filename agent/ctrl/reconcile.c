@@ -611,8 +611,6 @@ int ctrl_pass(struct ctrl *c, const char *ns)
 	struct ans a;
 	int n = 0;
 
-	if (!ns)
-		c->next_expiry_unix = 0;
 	do {
 		if (ns)
 			snprintf(path, sizeof(path),

@@ -318,6 +318,41 @@ class Sandboxes(SandboxBase):
         self.assertFalse(self.api.list("jobs", self.ns), "the hook's Job went with the Sandbox")
         self.assertIn("expired", self.ctl_log("a"))
         self.assert_no_forbidden()
+        # Idle again: no pass after pass for an expiry that has been dealt
+        # with (once a busy loop of full passes with --namespace).
+        n0 = len(self.ctl_requests())
+        time.sleep(2.5)
+        lists = [r for r in self.ctl_requests()[n0:] if r["resource"] == "sandboxes" and r["verb"] == "list"]
+        self.assertLessEqual(len(lists), 2, "%d Sandbox lists in 2.5 s while idle" % len(lists))
+
+    def test_the_fork_follows_its_baseline(self):
+        self.app("web", "chain:v1")
+        self.kube.wait_deployment(self.ns, "web")
+        self.api.create(sandbox(self.ns, "fol", [{"deployment": "web", "containers": [
+            {"name": "app", "image": "chain:v2", "env": [{"name": "MODE", "value": "sandbox"}]}]}]))
+        self.wait_ready("fol")
+        # The baseline's template changes (a new variable, a new label):
+        # the fork gets it, with the sandbox's changes on top.
+        base = self.api.get("deployments", self.ns, "web")
+        tmpl = base["spec"]["template"]
+        tmpl["metadata"]["labels"]["version"] = "2"
+        tmpl["spec"]["containers"][0]["env"] = [{"name": "MODE", "value": "baseline"},
+                                                {"name": "NEW", "value": "1"}]
+        self.api.update(base)
+        deadline = time.monotonic() + 15
+        ctr = labels = None
+        while time.monotonic() < deadline:
+            d = self.api.get("deployments", self.ns, "fol-web")
+            ctr = d["spec"]["template"]["spec"]["containers"][0]
+            labels = d["spec"]["template"]["metadata"]["labels"]
+            if labels.get("version") == "2":
+                break
+            time.sleep(0.1)
+        self.assertEqual(labels, {"version": "2", "shunt.dev/sandbox": "fol", "shunt.dev/fork": "web"})
+        self.assertEqual((ctr["image"], ctr["env"]), ("chain:v2", [{"name": "MODE", "value": "sandbox"},
+                                                                   {"name": "NEW", "value": "1"}]))
+        self.wait_ready("fol")
+        self.assert_no_forbidden()
 
     def test_bad_sandboxes_are_refused_or_reported_never_half_applied(self):
         self.app("web", "chain:v1")
