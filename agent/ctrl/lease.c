@@ -120,17 +120,19 @@ void ctrl_lease_tick(struct ctrl *c)
 		c->seen_ms = now;
 	}
 	if (holder && !strcmp(holder, c->o.id)) {
-		fill_spec(c, spec ? spec : l, false, 0);
+		fill_spec(c, spec, false, 0);
 	} else if (!holder || !*holder || now - c->seen_ms >= c->o.lease_ms) {
 		int64_t tr = json_object_get_int64(k8s_jget(spec, "leaseTransitions"));
+		char was[256];
 
+		/* fill_spec() replaces (frees) the holder's string. */
+		snprintf(was, sizeof(was), "%s", holder && *holder ? holder : "nobody");
 		if (!spec) {
 			spec = json_object_new_object();
 			json_object_object_add(l, "spec", spec);
 		}
 		fill_spec(c, spec, true, tr + 1);
-		pr_info("ctrl: taking the lease over from %s",
-			holder && *holder ? holder : "nobody");
+		pr_info("ctrl: taking the lease over from %s", was);
 	} else {
 		set_leader(c, false, "another instance holds the lease");
 		goto out;

@@ -31,6 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 CTL_RBAC = os.path.join(ROOT, "deploy", "controller.yaml")
 LEASE_MS = 3000
 READY_TIMEOUT = 45
+SANITIZER_RE = r"(Sanitizer|runtime error:)"
 OWNED = ("deployments", "statefulsets", "services", "configmaps", "jobs", "sandboxroutes", "sandboxoverrides",
          "pods")
 
@@ -139,6 +140,13 @@ class SandboxBase(KubeBase):
         except subprocess.TimeoutExpired:
             p.kill()
             p.wait(5)
+            self.fail("shunt-controller %s did not stop within 10 s of SIGTERM" % ident)
+        if sig == signal.SIGTERM:
+            # A sanitizer build reports here (leaks at exit, UB at once).
+            log = self.ctl_log(ident)
+            self.assertEqual(p.returncode, 0, "shunt-controller %s exited %d:\n%s" % (ident, p.returncode,
+                                                                                    log[-3000:]))
+            self.assertNotRegex(log, SANITIZER_RE, "shunt-controller %s:\n%s" % (ident, log[-3000:]))
 
     def ctl_log(self, ident):
         with open(os.path.join(self.node.tmp, "ctl-%s-%s.log" % (self.ns, ident)), errors="replace") as f:
@@ -435,7 +443,9 @@ class Sandboxes(SandboxBase):
                 "--k8s-token-file", tok, "-n", self.ns]
 
         def run(*args, timeout=60):
-            return self.node.pod_run("node", base + list(args), timeout=timeout)
+            rc, out, err = self.node.pod_run("node", base + list(args), timeout=timeout)
+            self.assertNotRegex(err, SANITIZER_RE, err)
+            return rc, out, err
         rc, out, err = run("sandbox", "create", "ci-1", "--fork", "web", "--image", "app=chain:v2",
                            "--env", "app:MODE=ci", "--ttl", "1h", "--key", "ci-1", "--wait", "40s", "-q")
         self.assertEqual((rc, out.strip()), (0, "ci-1"), err)
