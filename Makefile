@@ -221,3 +221,4 @@ clean:
 .PHONY: bench-k8s
 bench-k8s: all
 	$(PYTHON) tests/k8s/scale.py --build $(OUTPUT) $(BENCH_K8S_ARGS)
+	$(PYTHON) tests/k8s/sandbox_bench.py --build $(OUTPUT)
