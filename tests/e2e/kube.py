@@ -146,7 +146,6 @@ the forwarder only sees unkeyed / baseline traffic.
 """
 
 import copy
-import ctypes
 import datetime
 import errno
 import hashlib
@@ -158,14 +157,16 @@ import shlex
 import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 import traceback
 
 import node as N
 
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "k8s"))
+from fakeapi import socket_in_netns  # noqa: E402
+
 
 MANAGED_BY = "endpointslice-controller.k8s.io"
 SVC_LABEL = "kubernetes.io/service-name"
@@ -282,24 +283,6 @@ def _conditions(old_status, new):
         c["lastTransitionTime"] = o.get("lastTransitionTime", now) if o and o.get("status") == st else now
         out.append(c)
     return out
-
-
-def _socket_in(netns, family):
-    """A TCP socket of the network namespace at path netns (setns on this
-    thread for the socket() call only, like fakeapi's listener)."""
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(netns, os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), "setns(%s)" % netns)
-        try:
-            return socket.socket(family, socket.SOCK_STREAM)
-        finally:
-            if _libc.setns(own, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns back to our own netns")
-    finally:
-        os.close(own)
-        os.close(target)
 
 
 def _fam(ip):
@@ -1134,7 +1117,7 @@ class KubeStandIn:
 
     def _tcp_ok(self, ip, port):
         try:
-            s = _socket_in(self.node.netns_path("node"), _fam(ip))
+            s = socket_in_netns(self.node.netns_path("node"), _fam(ip))
         except OSError:
             return False
         try:
@@ -1627,21 +1610,7 @@ class KubeStandIn:
         """The JSON-lines events of a server_image() server named name
         (servers.py: accept, request, error, close), after byte offset since
         (a previous len of the file: server_log_size(name))."""
-        out = []
-        try:
-            with open(os.path.join(self.log_dir, name + ".log"), "rb") as f:
-                f.seek(since)
-                data = f.read().decode("utf-8", "replace")
-        except FileNotFoundError:
-            return out
-        for line in data.splitlines():
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if kinds is None or ev.get("event") in kinds:
-                out.append(ev)
-        return out
+        return N.server_events(os.path.join(self.log_dir, name + ".log"), since, kinds)
 
     def server_log_size(self, name):
         try:
@@ -1685,7 +1654,7 @@ class _Listener:
         self.conns = set()
         self.lock = threading.Lock()
         ip, port = key
-        s = _socket_in(kube.node.netns_path("node"), _fam(ip))
+        s = socket_in_netns(kube.node.netns_path("node"), _fam(ip))
         s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if ":" in ip:
             s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -1719,7 +1688,7 @@ class _Listener:
         u = None
         for ep in self.kube._pick(self.key):
             try:
-                u = _socket_in(self.kube.node.netns_path("node"), _fam(ep[0]))
+                u = socket_in_netns(self.kube.node.netns_path("node"), _fam(ep[0]))
                 u.settimeout(2)
                 u.connect(ep)
                 u.settimeout(None)

@@ -214,6 +214,20 @@ def _read_from(path, offset=0):
         return ""
 
 
+def server_events(path, offset=0, kinds=None):
+    """The JSON-lines events servers.py wrote to its log at path after
+    byte offset, of the given kinds (all when None)."""
+    out = []
+    for line in _read_from(path, offset).splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if kinds is None or ev.get("event") in kinds:
+            out.append(ev)
+    return out
+
+
 def _size(path):
     try:
         return os.path.getsize(path)
@@ -950,16 +964,7 @@ class Node:
         return m
 
     def events(self, name, since=None, kinds=None):
-        off = (since or {}).get(name, 0)
-        out = []
-        for line in _read_from(self.servers[name]["log"], off).splitlines():
-            try:
-                ev = json.loads(line)
-            except ValueError:
-                continue
-            if kinds is None or ev.get("event") in kinds:
-                out.append(ev)
-        return out
+        return server_events(self.servers[name]["log"], (since or {}).get(name, 0), kinds)
 
     def requests(self, name, since=None):
         return self.events(name, since, kinds=("request",))

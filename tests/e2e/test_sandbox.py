@@ -25,7 +25,7 @@ import time
 
 import node as N
 from test_kube import F, K, KubeBase, deployment, service
-from test_postgres import PG_PORT, pg_bin, pg_skip_reason
+from test_postgres import PG_PORT, NeedsPostgres, pg_bin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 CTL_RBAC = os.path.join(ROOT, "deploy", "controller.yaml")
@@ -540,23 +540,9 @@ class Sandboxes(SandboxBase):
         self.assertEqual(sorted(granted - used - implicit), [], "granted and never used")
 
 
-class SandboxDatabases(SandboxBase):
+class SandboxDatabases(NeedsPostgres, SandboxBase):
     """A temporary PostgreSQL per sandbox, and a database on the shared
     server made and dropped by hooks (Debian's PostgreSQL)."""
-
-    @classmethod
-    def setUpClass(cls):
-        reason = pg_skip_reason()
-        if reason:
-            cls._skip = reason
-            cls.node = None
-            return
-        super().setUpClass()
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.node is not None:
-            super().tearDownClass()
 
     def setUp(self):
         super().setUp()

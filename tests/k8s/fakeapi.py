@@ -218,6 +218,25 @@ CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)
 
 
+def socket_in_netns(netns, family):
+    """A TCP socket of the network namespace at path netns: this thread
+    enters it for the socket() call only (the socket belongs to that
+    namespace for good), then returns to its own."""
+    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    target = os.open(netns, os.O_RDONLY)
+    try:
+        if _libc.setns(target, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), "setns(%s)" % netns)
+        try:
+            return socket.socket(family, socket.SOCK_STREAM)
+        finally:
+            if _libc.setns(own, CLONE_NEWNET) != 0:
+                raise OSError(ctypes.get_errno(), "setns back to our own netns")
+    finally:
+        os.close(own)
+        os.close(target)
+
+
 def now_rfc3339(t=None):
     t = time.time() if t is None else t
     return datetime.datetime.fromtimestamp(int(t), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -986,23 +1005,7 @@ class FakeAPI:
 
     def _make_socket(self):
         fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        if not self.netns:
-            return socket.socket(fam, socket.SOCK_STREAM)
-        # Enter the netns on this thread only, for the socket() call: the
-        # socket belongs to that namespace for good.
-        own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-        target = os.open(self.netns, os.O_RDONLY)
-        try:
-            if _libc.setns(target, CLONE_NEWNET) != 0:
-                raise OSError(ctypes.get_errno(), "setns(%s)" % self.netns)
-            try:
-                return socket.socket(fam, socket.SOCK_STREAM)
-            finally:
-                if _libc.setns(own, CLONE_NEWNET) != 0:
-                    raise OSError(ctypes.get_errno(), "setns back to our own netns")
-        finally:
-            os.close(own)
-            os.close(target)
+        return socket_in_netns(self.netns, fam) if self.netns else socket.socket(fam, socket.SOCK_STREAM)
 
     def start(self):
         """Listen (again) on host:port; port 0 picks one the first time and
