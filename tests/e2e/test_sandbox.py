@@ -272,6 +272,13 @@ class Sandboxes(SandboxBase):
             for other in (None, "pr-2"):
                 h = self.hops(other)
                 self.assertEqual([x.split("-")[0] for x in h], ["front", "middle", "back"], (other, h))
+        # Ready and nothing changing: the controller writes nothing (no
+        # status that differs at every pass, no object rewritten).
+        n0 = len(self.ctl_requests())
+        time.sleep(2)
+        writes = [(r["method"], r["path"]) for r in self.ctl_requests()[n0:]
+                  if r["method"] != "GET" and r["resource"] != "leases"]
+        self.assertEqual(writes, [], "writes while idle")
         # The fork's pods: none of the baseline Service's labels, ours instead.
         fork_dep = self.api.get("deployments", self.ns, "pr1-middle")
         labels = fork_dep["spec"]["template"]["metadata"]["labels"]
