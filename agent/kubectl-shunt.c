@@ -103,9 +103,9 @@ static struct json_object *call(const char *method, const char *path, const char
 
 static struct json_object *ready_cond(struct json_object *sb)
 {
-	struct json_object *c = k8s_jget(k8s_jget(sb, "status"), "conditions");
+	struct json_object *c = k8s_jarr(k8s_jobj(sb, "status"), "conditions");
 
-	for (size_t i = 0; c && i < json_object_array_length(c); i++) {
+	for (size_t i = 0; i < k8s_jlen(c); i++) {
 		struct json_object *e = json_object_array_get_idx(c, i);
 
 		if (!strcmp(json_object_get_string(k8s_jget(e, "type")) ?: "", "Ready"))
@@ -360,12 +360,18 @@ static int cmd_create(int argc, char **argv)
 				      msg[0] ? msg : "no answer");
 		goto out;
 	}
+	/* The key, also one the controller makes from the uid it now has. */
+	ret = sbx_meta_decode(created, &m, err, sizeof(err));
 	json_object_put(created);
+	if (ret) {
+		ret = die("the server's Sandbox: %s", err);
+		goto out;
+	}
 	if (!quiet)
-		printf("sandbox %s/%s created\n", ns, argv[optind]);
+		printf("sandbox %s/%s created, key %s\n", ns, argv[optind], m.key);
 	ret = wait_s ? wait_ready(argv[optind], wait_s, quiet) : 0;
 	if (!wait_s && quiet)
-		printf("%s\n", m.key_generated ? "" : m.key);
+		printf("%s\n", m.key);
 out:
 	json_object_put(sb);
 	return ret;
@@ -400,12 +406,12 @@ static int cmd_list(bool all)
 	l = call("GET", path, NULL, NULL, &st, msg, sizeof(msg));
 	if (!l)
 		return die("list sandboxes: %s", msg[0] ? msg : "no answer");
-	items = k8s_jget(l, "items");
+	items = k8s_jarr(l, "items");
 	if (all)
 		printf("%-16s ", "NAMESPACE");
 	printf("%-24s %-24s %-6s %-18s %-6s %-10s %s\n", "NAME", "KEY", "READY", "REASON", "FORKS",
 	       "EXPIRES", "AGE");
-	for (size_t i = 0; items && i < json_object_array_length(items); i++) {
+	for (size_t i = 0; i < k8s_jlen(items); i++) {
 		struct json_object *sb = json_object_array_get_idx(items, i);
 		struct json_object *md = k8s_jget(sb, "metadata"), *st2 = k8s_jget(sb, "status");
 		struct json_object *c = ready_cond(sb);
@@ -470,28 +476,36 @@ static int cmd_delete(int argc, char **argv)
 		return die("sandbox %s/%s not found", ns, argv[optind]);
 	if (st < 200 || st >= 300)
 		return die("delete %s/%s: %s", ns, argv[optind], msg[0] ? msg : "no answer");
-	printf("sandbox %s/%s deleted%s\n", ns, argv[optind],
-	       force ? "; finalizer removed (the delete hook, if any, will not run)" : "");
-	if (force) {
+	printf("sandbox %s/%s deleted\n", ns, argv[optind]);
+	/* --force: the finalizer off, again if the object changed meanwhile. */
+	for (int tries = 0; force; tries++) {
+		struct json_object *md, *fin, *nf, *put;
+
 		sb = call("GET", path, NULL, NULL, &st, msg, sizeof(msg));
-		if (sb) {
-			struct json_object *md = k8s_jget(sb, "metadata"),
-					   *fin = k8s_jget(md, "finalizers");
-			struct json_object *nf = json_object_new_array(), *put;
+		if (!sb)
+			break; /* gone already */
+		md = k8s_jobj(sb, "metadata");
+		fin = k8s_jarr(md, "finalizers");
+		nf = json_object_new_array();
+		for (size_t i = 0; i < k8s_jlen(fin); i++) {
+			struct json_object *f = json_object_array_get_idx(fin, i);
 
-			for (size_t i = 0; fin && i < json_object_array_length(fin); i++) {
-				struct json_object *f = json_object_array_get_idx(fin, i);
-
-				if (strcmp(json_object_get_string(f) ?: "", SBX_FINALIZER))
-					json_object_array_add(nf, json_object_get(f));
-			}
-			json_object_object_add(md, "finalizers", nf);
-			put = call("PUT", path, NULL, sb, &st, msg, sizeof(msg));
-			if (!put && st != 404)
-				die("removing the finalizer: %s", msg);
-			json_object_put(put);
-			json_object_put(sb);
+			if (strcmp(json_object_get_string(f) ?: "", SBX_FINALIZER))
+				json_object_array_add(nf, json_object_get(f));
 		}
+		json_object_object_add(md, "finalizers", nf);
+		put = call("PUT", path, NULL, sb, &st, msg, sizeof(msg));
+		json_object_put(put);
+		json_object_put(sb);
+		if (put || st == 404) {
+			printf("sandbox %s/%s: finalizer %s removed (its delete hook, if any, will "
+			       "not "
+			       "run)\n",
+			       ns, argv[optind], SBX_FINALIZER);
+			break;
+		}
+		if (st != 409 || tries == 4)
+			return die("removing the finalizer: %s", msg);
 	}
 	if (!wait_s)
 		return 0;
@@ -538,6 +552,10 @@ int main(int argc, char **argv)
 		const struct option *o = NULL;
 		const char *s = argv[i];
 
+		if (!strncmp(s, "-n", 2) && s[2]) {
+			ns = s + 2;
+			continue;
+		}
 		if (!strcmp(s, "-n") || !strcmp(s, "-A") || !strcmp(s, "-h")) {
 			if (s[1] == 'h') {
 				usage(stdout);

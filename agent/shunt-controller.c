@@ -113,45 +113,56 @@ static void wait_until(struct ctrl *c, uint64_t deadline)
 
 static void run(struct ctrl *c)
 {
-	uint64_t next_lease = 0, next_full = 0;
-	unsigned int renew_ms = c->o.lease_ms / 3;
+	uint64_t next_full = 0;
+	unsigned int retry_ms = 0;
 
 	while (!__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
-		uint64_t now = monotonic_ms(), wake;
 		struct hmap todo = {0};
-		bool all;
+		uint64_t wake;
+		bool all, any;
 
-		if (now >= next_lease) {
-			ctrl_lease_tick(c);
-			next_lease = now + renew_ms;
-		}
+		ctrl_lease_maybe_tick(c);
 		if (c->leader && c->next_expiry_unix && realtime_ms() >= c->next_expiry_unix * 1000)
 			ctrl_mark(c, NULL);
-		/* Let a burst of events settle into one pass. */
-		wait_until(c, monotonic_ms() + c->o.debounce_ms);
+		pthread_mutex_lock(&c->mu);
+		any = c->dirty_all || c->dirty.n;
+		pthread_mutex_unlock(&c->mu);
+		if (any) {
+			/* Let a burst of events settle into one pass. */
+			struct timespec ts = {.tv_nsec = (long)c->o.debounce_ms * 1000000L};
+
+			nanosleep(&ts, NULL);
+		}
 		pthread_mutex_lock(&c->mu);
 		all = c->dirty_all || (c->leader && monotonic_ms() >= next_full);
 		todo = c->dirty;
 		memset(&c->dirty, 0, sizeof(c->dirty));
 		c->dirty_all = false;
 		pthread_mutex_unlock(&c->mu);
-		if (c->leader) {
-			if (all) {
-				/* The pass finds the next expiry again. */
-				c->next_expiry_unix = 0;
-				if (!ctrl_pass(c, c->o.ns))
-					next_full = monotonic_ms() + c->o.resync_ms;
+		if (c->leader && all) {
+			/* The pass finds the next expiry again. */
+			c->next_expiry_unix = 0;
+			if (!ctrl_pass(c, c->o.ns)) {
+				retry_ms = 0;
+				next_full = monotonic_ms() + c->o.resync_ms;
 			} else {
-				size_t i;
-
-				for (struct hmap_entry *e = hmap_first(&todo, &i); e;
-				     e = hmap_next(&todo, e, &i))
-					if (!c->o.ns || !strcmp(c->o.ns, e->key))
-						ctrl_pass(c, e->key);
+				/* The list failed (no CRD, no permission, the
+				 * server): again after a growing pause. */
+				retry_ms = retry_ms ? retry_ms * 2 : 1000;
+				if (retry_ms > c->o.resync_ms)
+					retry_ms = c->o.resync_ms;
+				next_full = monotonic_ms() + retry_ms;
 			}
+		} else if (c->leader) {
+			size_t i;
+
+			for (struct hmap_entry *e = hmap_first(&todo, &i); e;
+			     e = hmap_next(&todo, e, &i))
+				if (!c->o.ns || !strcmp(c->o.ns, e->key))
+					ctrl_pass(c, e->key);
 		}
 		hmap_free(&todo);
-		wake = next_lease;
+		wake = c->next_lease_ms;
 		if (c->leader && next_full < wake)
 			wake = next_full;
 		if (c->leader && c->next_expiry_unix) {

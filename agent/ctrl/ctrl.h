@@ -44,10 +44,11 @@ struct ctrl {
 
 	/* Leader election (lease.c), main thread. */
 	bool leader;
-	uint64_t renewed_ms;   /* the last successful renewal */
-	char seen_rv[64];      /* the Lease record last seen ... */
-	uint64_t seen_ms;      /* ... and since when */
-	uint64_t leader_since; /* for the log */
+	uint64_t renewed_ms;	/* the last successful renewal */
+	char seen_rv[64];	/* the Lease record last seen ... */
+	uint64_t seen_ms;	/* ... and since when */
+	uint64_t leader_since;	/* for the log */
+	uint64_t next_lease_ms; /* the next renewal or attempt */
 
 	/* Shared with the watch threads, under mu. */
 	pthread_mutex_t mu;
@@ -63,6 +64,11 @@ struct ctrl {
 
 /* lease.c: try to become or stay the leader; c->leader says. */
 void ctrl_lease_tick(struct ctrl *c);
+/* ... when it is due (every third of the lease), also in a long pass. */
+void ctrl_lease_maybe_tick(struct ctrl *c);
+/* May this instance write now? It leads, and its last renewal is less than
+ * two thirds of the lease old: well before another may take over. */
+bool ctrl_may_write(const struct ctrl *c);
 /* Give the lease up (on a clean stop) so another instance takes over at once. */
 void ctrl_lease_release(struct ctrl *c);
 

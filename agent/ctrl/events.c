@@ -162,9 +162,11 @@ static void *watch_thread(void *arg)
 	CURL *e = curl_easy_init();
 
 	while (e && !__atomic_load_n(&c->stop, __ATOMIC_ACQUIRE)) {
-		uint64_t until;
+		uint64_t until, t0 = monotonic_ms();
 
-		if (watch_once(w, e)) {
+		/* A stream that ends at once (a proxy, a server shutting
+		 * down) counts as a failure: no reconnecting in a loop. */
+		if (watch_once(w, e) && monotonic_ms() - t0 >= 1000) {
 			backoff = 0;
 			continue;
 		}

@@ -150,11 +150,24 @@ void ctrl_lease_tick(struct ctrl *c)
 		pr_warn("ctrl: lease %s/%s: %s", c->o.lease_ns, c->o.lease_name, r.msg);
 	}
 out:
-	/* Stop acting well before another instance may take over. */
-	if (c->leader && now - c->renewed_ms >= (uint64_t)c->o.lease_ms * 2 / 3)
+	/* Stop acting well before another instance may take over (counted
+	 * from before the requests: they may have taken long). */
+	c->next_lease_ms = monotonic_ms() + c->o.lease_ms / 3;
+	if (c->leader && !ctrl_may_write(c))
 		set_leader(c, false, "could not renew the lease in time");
 	json_object_put(l);
 	k8s_resp_free(&r);
+}
+
+bool ctrl_may_write(const struct ctrl *c)
+{
+	return c->leader && monotonic_ms() - c->renewed_ms < (uint64_t)c->o.lease_ms * 2 / 3;
+}
+
+void ctrl_lease_maybe_tick(struct ctrl *c)
+{
+	if (monotonic_ms() >= c->next_lease_ms)
+		ctrl_lease_tick(c);
 }
 
 void ctrl_lease_release(struct ctrl *c)

@@ -44,6 +44,11 @@ static int api(struct ctrl *c, const char *method, const char *path, const char 
 	int ret;
 
 	memset(a, 0, sizeof(*a));
+	if (strcmp(method, "GET") && !ctrl_may_write(c)) {
+		/* The lease may be someone else's by now: never write then. */
+		snprintf(a->msg, sizeof(a->msg), "not leading (the lease was not renewed in time)");
+		return -EPERM;
+	}
 	ret = k8s_call(&c->cl, method, path, ctype,
 		       body ? json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN) : NULL,
 		       &r);
@@ -90,6 +95,8 @@ struct sync {
 	enum sbx_job_state hook[2];	       /* create, delete */
 	bool has_hook[2];
 	int nforks, nforks_ready;
+	char notes[SBX_MAX_NOTES][200]; /* the plan's, for status */
+	size_t nnotes;
 };
 
 static void not_ready(struct sync *s, const char *reason, const char *fmt, ...)
@@ -108,35 +115,54 @@ static void not_ready(struct sync *s, const char *reason, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* The objects of each kind labelled with the Sandbox's name and owned by
- * it (a label alone is not enough: anyone can write one). */
-static int read_owned(struct sync *s)
+/* The items of kind k in the Sandbox's namespace (labelSelector sel, or
+ * all), a new reference; NULL (having said why in the status) when the
+ * list failed. */
+static struct json_object *list_ns(struct sync *s, enum sbx_kind k, const char *sel)
 {
+	struct json_object *items;
 	char path[512];
 	struct ans a;
 
-	for (int k = 0; k < SBX_NKINDS; k++) {
-		struct json_object *items, *map = json_object_new_object();
+	obj_path(path, sizeof(path), k, s->m.ns, NULL);
+	if (sel)
+		snprintf(path + strlen(path), sizeof(path) - strlen(path), "?labelSelector=%s",
+			 sel);
+	if (api(s->c, "GET", path, NULL, NULL, &a) || a.status != 200 ||
+	    !(items = k8s_jarr(a.obj, "items"))) {
+		not_ready(s, "APIError", "list %s: %s", sbx_kinds[k].resource,
+			  a.msg[0] ? a.msg : "not a list");
+		ans_free(&a);
+		return NULL;
+	}
+	json_object_get(items);
+	ans_free(&a);
+	return items;
+}
 
-		s->owned[k] = map;
-		obj_path(path, sizeof(path), (enum sbx_kind)k, s->m.ns, NULL);
-		snprintf(path + strlen(path), sizeof(path) - strlen(path),
-			 "?labelSelector=shunt.dev%%2Fsandbox%%3D%s", s->m.name);
-		if (api(s->c, "GET", path, NULL, NULL, &a) || a.status != 200) {
-			pr_warn("ctrl: %s/%s: list %s: %s", s->m.ns, s->m.name,
-				sbx_kinds[k].resource, a.msg);
-			ans_free(&a);
+/* The objects of each kind owned by the Sandbox (its controller owner
+ * reference: a label alone is not enough, anyone can write one). Kinds
+ * with a list in have (the whole namespace's, already read) are taken
+ * from it; the others are listed by our label. 0 or -EIO. */
+static int read_owned(struct sync *s, struct json_object *const have[SBX_NKINDS])
+{
+	char sel[128];
+
+	snprintf(sel, sizeof(sel), "shunt.dev%%2Fsandbox%%3D%s", s->m.name);
+	for (int k = 0; k < SBX_NKINDS; k++) {
+		struct json_object *items = have ? json_object_get(have[k]) : NULL;
+
+		s->owned[k] = json_object_new_object();
+		if (!items && !(items = list_ns(s, (enum sbx_kind)k, sel)))
 			return -EIO;
-		}
-		items = k8s_jget(a.obj, "items");
-		for (size_t i = 0; items && i < json_object_array_length(items); i++) {
+		for (size_t i = 0; i < k8s_jlen(items); i++) {
 			struct json_object *o = json_object_array_get_idx(items, i);
 			const char *name = meta_str(o, "name");
 
 			if (name && sbx_owned(o, s->m.uid))
-				json_object_object_add(map, name, json_object_get(o));
+				json_object_object_add(s->owned[k], name, json_object_get(o));
 		}
-		ans_free(&a);
+		json_object_put(items);
 	}
 	return 0;
 }
@@ -207,14 +233,15 @@ fail:
 	return -1;
 }
 
-static void delete_obj(struct sync *s, enum sbx_kind k, const char *name)
+/* DELETE one object; propagation Background (its pods go after it) or
+ * Foreground (it stays until its pods are gone). */
+static void delete_obj(struct sync *s, enum sbx_kind k, const char *name, const char *propagation)
 {
 	char path[512];
 	struct ans a;
 	struct json_object *opts = json_object_new_object();
 
-	/* Background: the Job's and Deployment's pods go with them. */
-	json_object_object_add(opts, "propagationPolicy", json_object_new_string("Background"));
+	json_object_object_add(opts, "propagationPolicy", json_object_new_string(propagation));
 	obj_path(path, sizeof(path), k, s->m.ns, name);
 	if (!api(s->c, "DELETE", path, NULL, opts, &a) && (a.status < 300 || a.status == 404))
 		pr_info("ctrl: %s/%s: deleted %s %s", s->m.ns, s->m.name, sbx_kinds[k].kind, name);
@@ -241,7 +268,7 @@ static void delete_unplanned(struct sync *s, const struct sbx_plan *plan, enum s
 			if (plan->objs[i].kind == k && !strcmp(plan->objs[i].name, name))
 				want = true;
 		if (!want && strcmp(name, hook))
-			delete_obj(s, k, name);
+			delete_obj(s, k, name, "Background");
 	}
 }
 
@@ -296,14 +323,17 @@ static void write_status(struct sync *s, const char *reason, const char *msg)
 {
 	struct json_object *old = k8s_jget(s->sb, "status"), *st = json_object_new_object();
 	struct json_object *cond = json_object_new_object(), *conds = json_object_new_array();
-	struct json_object *oldc = k8s_jget(old, "conditions"), *hooks, *body;
+	struct json_object *oldc, *hooks, *body, *notes = NULL;
 	const char *status = reason ? "False" : "True";
 	const char *lt = NULL;
 	char t[32], path[512];
 	struct ans a;
 
 	reason = reason ? reason : "Ready";
-	for (size_t i = 0; oldc && i < json_object_array_length(oldc); i++) {
+	if (!json_object_is_type(old, json_type_object))
+		old = NULL;
+	oldc = k8s_jarr(old, "conditions");
+	for (size_t i = 0; i < k8s_jlen(oldc); i++) {
 		struct json_object *oc = json_object_array_get_idx(oldc, i);
 		const char *ty = json_object_get_string(k8s_jget(oc, "type"));
 		const char *os = json_object_get_string(k8s_jget(oc, "status"));
@@ -341,9 +371,26 @@ static void write_status(struct sync *s, const char *reason, const char *msg)
 			       json_object_new_string(msg && *msg ? msg : "ready"));
 	json_object_array_add(conds, cond);
 	json_object_object_add(st, "conditions", conds);
+	for (size_t i = 0; i < s->nnotes; i++) {
+		if (!notes)
+			notes = json_object_new_array();
+		json_object_array_add(notes, json_object_new_string(s->notes[i]));
+	}
+	if (notes)
+		json_object_object_add(st, "notes", notes);
 	if (old && json_object_equal(old, st)) {
 		json_object_put(st);
 		return;
+	}
+	/* A merge patch keeps what it does not name: what this status no
+	 * longer has (an expiry, hooks, notes) is named with null. */
+	if (old) {
+		json_object_object_foreach(old, k, v)
+		{
+			(void)v;
+			if (!json_object_object_get_ex(st, k, NULL))
+				json_object_object_add(st, k, NULL);
+		}
 	}
 	body = json_object_new_object();
 	json_object_object_add(body, "status", st);
@@ -351,11 +398,8 @@ static void write_status(struct sync *s, const char *reason, const char *msg)
 		 s->m.name);
 	if (api(s->c, "PATCH", path, "application/merge-patch+json", body, &a) || a.status != 200)
 		pr_warn("ctrl: %s/%s: status: %s", s->m.ns, s->m.name, a.msg);
-	else if (!old || strcmp(json_object_get_string(k8s_jget(
-					json_object_array_get_idx(k8s_jget(old, "conditions"), 0),
-					"reason"))
-					?: "",
-				reason))
+	else if (!old || !k8s_jlen(oldc) ||
+		 strcmp(k8s_jstr(json_object_array_get_idx(oldc, 0), "reason") ?: "", reason))
 		pr_info("ctrl: %s/%s: %s (%s)", s->m.ns, s->m.name, reason,
 			msg && *msg ? msg : "ready");
 	ans_free(&a);
@@ -376,8 +420,8 @@ static int set_finalizer(struct sync *s, bool on)
 		return -ENOMEM;
 	}
 	md = k8s_jget(sb, "metadata");
-	fin = k8s_jget(md, "finalizers");
-	for (size_t i = 0; fin && i < json_object_array_length(fin); i++) {
+	fin = k8s_jarr(md, "finalizers");
+	for (size_t i = 0; i < k8s_jlen(fin); i++) {
 		struct json_object *f = json_object_array_get_idx(fin, i);
 
 		if (strcmp(json_object_get_string(f) ?: "", SBX_FINALIZER))
@@ -411,23 +455,35 @@ static int set_finalizer(struct sync *s, bool on)
  * off and Kubernetes removes the rest. */
 static void cleanup(struct sync *s)
 {
-	struct json_object *hooks = k8s_jget(k8s_jget(s->sb, "spec"), "hooks");
+	struct json_object *hooks = k8s_jobj(k8s_jobj(s->sb, "spec"), "hooks");
 	struct json_object *cur = NULL;
 	struct sbx_plan plan;
 	char err[256];
 
 	if (!s->m.has_finalizer)
 		return;
-	if (read_owned(s))
+	if (read_owned(s, NULL)) {
+		write_status(s, s->reason, s->msg);
 		return;
+	}
 	delete_unplanned(s, NULL, SBX_ROUTE);
 	delete_unplanned(s, NULL, SBX_OVERRIDE);
 	json_object_object_foreach(s->owned[SBX_DEPLOYMENT], name, o)
 	{
 		if (k8s_jget(k8s_jget(k8s_jget(o, "metadata"), "labels"), SBX_LABEL_FORK))
-			delete_obj(s, SBX_DEPLOYMENT, name);
+			delete_obj(s, SBX_DEPLOYMENT, name, "Background");
 	}
-	if (k8s_jget(hooks, "delete")) {
+	/* A create hook still running could create what the delete hook
+	 * drops after it has run: it is stopped (its pods gone) first. */
+	snprintf(err, sizeof(err), "%s-hook-create", s->m.name);
+	cur = k8s_jget(s->owned[SBX_JOB], err);
+	if (cur && sbx_job_state(cur) == SBX_JOB_RUNNING) {
+		delete_obj(s, SBX_JOB, err, "Foreground");
+		not_ready(s, "Deleting", "stopping the create hook %s first", err);
+		write_status(s, s->reason, s->msg);
+		return;
+	}
+	if (k8s_jobj(hooks, "delete")) {
 		s->has_hook[1] = true;
 		if (sbx_plan_hook(s->sb, &s->m, "delete", &plan, err, sizeof(err))) {
 			not_ready(s, "HookFailed", "%s", err);
@@ -458,86 +514,126 @@ static void expire(struct sync *s)
 	char path[512];
 	struct ans a;
 
+	struct json_object *opts = json_object_new_object(), *pre = json_object_new_object();
+
 	write_status(s, "Expired", "the ttl ran out: deleting the Sandbox");
+	/* This very Sandbox, not one made again under its name meanwhile. */
+	json_object_object_add(pre, "uid", json_object_new_string(s->m.uid));
+	json_object_object_add(opts, "preconditions", pre);
 	snprintf(path, sizeof(path), SBX_PATH "/namespaces/%s/sandboxes/%s", s->m.ns, s->m.name);
-	if (!api(s->c, "DELETE", path, NULL, NULL, &a) && (a.status < 300 || a.status == 404))
+	if (!api(s->c, "DELETE", path, NULL, opts, &a) && (a.status < 300 || a.status == 404))
 		pr_info("ctrl: %s/%s: expired, deleted", s->m.ns, s->m.name);
 	else
 		pr_warn("ctrl: %s/%s: expired, delete: %s", s->m.ns, s->m.name, a.msg);
 	ans_free(&a);
+	json_object_put(opts);
 }
 
-/* GET one object (NULL when absent or on failure; failure sets *failed). */
-static struct json_object *get_obj(struct sync *s, enum sbx_kind k, const char *name, bool *failed)
+/* The Deployment named name among items, or NULL. */
+static struct json_object *by_name(struct json_object *items, const char *name)
 {
-	char path[512];
-	struct ans a;
+	for (size_t i = 0; name && i < k8s_jlen(items); i++) {
+		struct json_object *o = json_object_array_get_idx(items, i);
 
-	obj_path(path, sizeof(path), k, s->m.ns, name);
-	if (api(s->c, "GET", path, NULL, NULL, &a) || (a.status != 200 && a.status != 404)) {
-		not_ready(s, "APIError", "get %s %s: %s", sbx_kinds[k].kind, name, a.msg);
-		*failed = true;
-		ans_free(&a);
-		return NULL;
+		if (!strcmp(meta_str(o, "name") ?: "", name))
+			return o;
 	}
-	return a.obj;
+	return NULL;
+}
+
+/* Did an earlier pass see the create hook succeed? (Its Job may be gone
+ * since: a ttlSecondsAfterFinished, or someone tidying up; it is never
+ * run again.) */
+static bool create_hook_done(struct sync *s)
+{
+	struct json_object *h = k8s_jobj(k8s_jobj(s->sb, "status"), "hooks");
+
+	return !strcmp(k8s_jstr(h, "create") ?: "", sbx_job_state_names[SBX_JOB_SUCCEEDED]);
 }
 
 static void sync_live(struct sync *s)
 {
-	struct json_object *forks = k8s_jget(k8s_jget(s->sb, "spec"), "forks");
-	struct json_object *baselines[SBX_MAX_FORKS] = {0}, *services, *cur;
-	size_t nf = forks ? json_object_array_length(forks) : 0;
-	bool failed = false, forks_go = true;
+	struct json_object *forks = k8s_jarr(k8s_jobj(s->sb, "spec"), "forks");
+	struct json_object *baselines[SBX_MAX_FORKS] = {0}, *cur;
+	struct json_object *have[SBX_NKINDS] = {0};
+	size_t nf = k8s_jlen(forks);
+	bool forks_go = true,
+	     res_ok[SBX_MAX_RESOURCES + SBX_MAX_FORKS + SBX_MAX_ROUTES + SBX_MAX_OVERRIDES + 2] = {
+		     0};
+	struct sbx_inputs in = {0};
 	struct sbx_plan plan;
 	char err[MSG_MAX];
 	int ret;
 
+	/* The namespace's Deployments, StatefulSets and Services: the
+	 * baselines, what else Services select, and ours among them. */
+	if (!(have[SBX_DEPLOYMENT] = list_ns(s, SBX_DEPLOYMENT, NULL)) ||
+	    !(have[SBX_STATEFULSET] = list_ns(s, SBX_STATEFULSET, NULL)) ||
+	    !(have[SBX_SERVICE] = list_ns(s, SBX_SERVICE, NULL)))
+		goto out;
 	if (nf > SBX_MAX_FORKS)
 		nf = SBX_MAX_FORKS;
-	for (size_t i = 0; i < nf; i++) {
-		const char *d = json_object_get_string(
-			k8s_jget(json_object_array_get_idx(forks, i), "deployment"));
-
-		if (d)
-			baselines[i] = get_obj(s, SBX_DEPLOYMENT, d, &failed);
-	}
-	services = failed ? NULL : get_obj(s, SBX_SERVICE, NULL, &failed);
-	if (failed)
-		goto out;
-	ret = sbx_plan_make(s->sb, &s->m, baselines, nf, k8s_jget(services, "items"), &plan, err,
-			    sizeof(err));
+	for (size_t i = 0; i < nf; i++)
+		baselines[i] = by_name(have[SBX_DEPLOYMENT],
+				       k8s_jstr(json_object_array_get_idx(forks, i), "deployment"));
+	in.baselines = baselines;
+	in.nbaselines = nf;
+	in.services = have[SBX_SERVICE];
+	in.workloads[0] = have[SBX_DEPLOYMENT];
+	in.workloads[1] = have[SBX_STATEFULSET];
+	ret = sbx_plan_make(s->sb, &s->m, &in, &plan, err, sizeof(err));
 	if (ret) {
 		not_ready(s, strstr(err, "not found") ? "BaselineNotFound" : "InvalidSpec", "%s",
 			  err);
 		goto out;
 	}
-	if (read_owned(s)) {
-		not_ready(s, "APIError", "could not list the Sandbox's objects");
+	for (size_t i = 0; i < plan.nnotes && s->nnotes < SBX_MAX_NOTES; i++)
+		snprintf(s->notes[s->nnotes++], sizeof(s->notes[0]), "%s", plan.notes[i]);
+	if (read_owned(s, have))
 		goto plan_out;
-	}
-	/* Resources, the create hook and overrides first. */
+	/* Resources and the create hook first. */
 	for (size_t i = 0; i < plan.n; i++) {
 		struct sbx_obj *o = &plan.objs[i];
 
 		if (o->role == SBX_ROLE_RESOURCE) {
-			if (!ensure(s, o, &cur))
+			res_ok[i] = !ensure(s, o, &cur);
+			if (res_ok[i])
 				note_resource(s, o, cur);
-		} else if (o->role == SBX_ROLE_OVERRIDE) {
-			ensure(s, o, &cur);
 		} else if (o->role == SBX_ROLE_HOOK_CREATE) {
 			s->has_hook[0] = true;
-			if (!ensure(s, o, &cur))
+			if (!k8s_jget(s->owned[SBX_JOB], o->name) && create_hook_done(s))
+				s->hook[0] = SBX_JOB_SUCCEEDED;
+			else if (!ensure(s, o, &cur))
 				s->hook[0] = sbx_job_state(cur);
-			forks_go = s->hook[0] == SBX_JOB_SUCCEEDED;
 			if (s->hook[0] == SBX_JOB_FAILED)
 				not_ready(s, "HookFailed", "the create hook's Job %s failed",
 					  o->name);
-			else if (!forks_go)
+			else if (s->hook[0] != SBX_JOB_SUCCEEDED)
 				not_ready(s, "HookPending", "waiting for the create hook's Job %s",
 					  o->name);
+			forks_go = forks_go && s->hook[0] == SBX_JOB_SUCCEEDED;
 		} else if (o->role == SBX_ROLE_HOOK_DELETE) {
 			s->has_hook[1] = true;
+		}
+	}
+	/* Overrides only to resources that are ours: never to an object of
+	 * someone else that took the name. Without all of them in place the
+	 * forks wait: they would reach the shared systems instead. */
+	for (size_t i = 0; i < plan.n; i++) {
+		struct sbx_obj *o = &plan.objs[i];
+		bool target = false;
+
+		if (o->role != SBX_ROLE_OVERRIDE)
+			continue;
+		for (size_t j = 0; j < plan.n; j++)
+			if (plan.objs[j].role == SBX_ROLE_RESOURCE && res_ok[j] &&
+			    !strcmp(plan.objs[j].part, o->part))
+				target = true;
+		if (!target || ensure(s, o, &cur)) {
+			not_ready(s, "ResourceFailed",
+				  "override %s: its resource %s is not the Sandbox's", o->name,
+				  o->part);
+			forks_go = false;
 		}
 	}
 	/* Forks and their routes once the create hook, if any, succeeded. */
@@ -554,16 +650,15 @@ static void sync_live(struct sync *s)
 		}
 	}
 	/* What the Sandbox no longer asks for goes; forks and routes only
-	 * once the plan's own could be made (not while the create hook runs). */
+	 * once the plan's own could be made. */
 	for (int k = 0; k < SBX_NKINDS; k++)
 		if (forks_go || (k != SBX_DEPLOYMENT && k != SBX_ROUTE))
 			delete_unplanned(s, &plan, (enum sbx_kind)k);
 plan_out:
 	sbx_plan_free(&plan);
 out:
-	for (size_t i = 0; i < nf; i++)
-		json_object_put(baselines[i]);
-	json_object_put(services);
+	for (int k = 0; k < SBX_NKINDS; k++)
+		json_object_put(have[k]);
 	write_status(s, s->reason, s->msg);
 }
 
@@ -627,9 +722,12 @@ int ctrl_pass(struct ctrl *c, const char *ns)
 			ans_free(&a);
 			return -EIO;
 		}
-		items = k8s_jget(a.obj, "items");
-		for (size_t i = 0; items && i < json_object_array_length(items); i++) {
-			if (!__atomic_load_n(&c->leader, __ATOMIC_RELAXED))
+		items = k8s_jarr(a.obj, "items");
+		for (size_t i = 0; i < k8s_jlen(items); i++) {
+			/* A long pass keeps the lease, and stops when it is lost
+			 * or the controller is asked to stop. */
+			ctrl_lease_maybe_tick(c);
+			if (!c->leader || __atomic_load_n(&c->stop, __ATOMIC_ACQUIRE))
 				break;
 			sync_one(c, json_object_array_get_idx(items, i));
 			n++;

@@ -4,6 +4,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -35,36 +36,10 @@ const char *const sbx_job_state_names[] = {
 
 /* ---- JSON helpers ----------------------------------------------------- */
 
-static const char *jstr(struct json_object *o, const char *k)
-{
-	struct json_object *v = k8s_jget(o, k);
-
-	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
-}
-
-static struct json_object *jobj(struct json_object *o, const char *k)
-{
-	struct json_object *v = k8s_jget(o, k);
-
-	return v && json_object_is_type(v, json_type_object) ? v : NULL;
-}
-
-static struct json_object *jarr(struct json_object *o, const char *k)
-{
-	struct json_object *v = k8s_jget(o, k);
-
-	return v && json_object_is_type(v, json_type_array) ? v : NULL;
-}
-
-static size_t jlen(struct json_object *a)
-{
-	return a ? json_object_array_length(a) : 0;
-}
-
 /* o[k] as an object, made (replacing a non-object) when absent. */
 static struct json_object *jchild(struct json_object *o, const char *k)
 {
-	struct json_object *v = jobj(o, k);
+	struct json_object *v = k8s_jobj(o, k);
 
 	if (v)
 		return v;
@@ -108,15 +83,15 @@ static bool key_ok(const char *s)
 
 int sbx_meta_decode(struct json_object *sb, struct sbx_meta *m, char *err, size_t errlen)
 {
-	struct json_object *md = jobj(sb, "metadata"), *spec = jobj(sb, "spec"), *fin;
+	struct json_object *md = k8s_jobj(sb, "metadata"), *spec = k8s_jobj(sb, "spec"), *fin;
 	const char *s;
 	uint64_t ttl;
 	size_t j = 0;
 
 	memset(m, 0, sizeof(*m));
-	m->ns = jstr(md, "namespace");
-	m->name = jstr(md, "name");
-	m->uid = jstr(md, "uid");
+	m->ns = k8s_jstr(md, "namespace");
+	m->name = k8s_jstr(md, "name");
+	m->uid = k8s_jstr(md, "uid");
 	if (!m->ns || !m->name || !m->uid)
 		return bad(err, errlen, "metadata: no namespace, name or uid");
 	if (strlen(m->name) > 40)
@@ -124,18 +99,18 @@ int sbx_meta_decode(struct json_object *sb, struct sbx_meta *m, char *err, size_
 	if (!spec)
 		return bad(err, errlen, "spec: missing");
 	m->generation = json_object_get_int64(k8s_jget(md, "generation"));
-	s = jstr(md, "creationTimestamp");
+	s = k8s_jstr(md, "creationTimestamp");
 	if (s && k8s_parse_time(s, &m->created_unix))
 		return bad(err, errlen, "metadata.creationTimestamp: not an RFC 3339 time");
-	m->deleting = jstr(md, "deletionTimestamp") != NULL;
-	fin = jarr(md, "finalizers");
-	for (size_t i = 0; i < jlen(fin); i++) {
+	m->deleting = k8s_jstr(md, "deletionTimestamp") != NULL;
+	fin = k8s_jarr(md, "finalizers");
+	for (size_t i = 0; i < k8s_jlen(fin); i++) {
 		s = json_object_get_string(json_object_array_get_idx(fin, i));
 		if (s && !strcmp(s, SBX_FINALIZER))
 			m->has_finalizer = true;
 	}
 	if (k8s_jget(spec, "ttl")) {
-		s = jstr(spec, "ttl");
+		s = k8s_jstr(spec, "ttl");
 		if (!s || parse_duration(s, &ttl) || !ttl)
 			return bad(err, errlen, "spec.ttl: not a duration (e.g. 90m, 8h)");
 		if (!m->created_unix)
@@ -144,7 +119,7 @@ int sbx_meta_decode(struct json_object *sb, struct sbx_meta *m, char *err, size_
 				"metadata.creationTimestamp: missing, and spec.ttl counts from it");
 		m->expires_unix = m->created_unix + ttl;
 	}
-	s = jstr(spec, "key");
+	s = k8s_jstr(spec, "key");
 	if (k8s_jget(spec, "key")) {
 		if (!s || !key_ok(s))
 			return bad(err, errlen,
@@ -261,14 +236,14 @@ static void add_labels(struct json_object *labels, const char *k1, const char *v
 /* Does the Service's selector (non-empty) select pods with these labels? */
 static bool selects(struct json_object *svc, struct json_object *labels)
 {
-	struct json_object *sel = jobj(jobj(svc, "spec"), "selector");
+	struct json_object *sel = k8s_jobj(k8s_jobj(svc, "spec"), "selector");
 	bool any = false;
 
 	if (!sel)
 		return false;
 	json_object_object_foreach(sel, k, v)
 	{
-		const char *want = json_object_get_string(v), *have = jstr(labels, k);
+		const char *want = json_object_get_string(v), *have = k8s_jstr(labels, k);
 
 		if (!want || !have || strcmp(want, have))
 			return false;
@@ -277,11 +252,49 @@ static bool selects(struct json_object *svc, struct json_object *labels)
 	return any;
 }
 
+static void note(struct sbx_plan *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void note(struct sbx_plan *p, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (p->nnotes == SBX_MAX_NOTES)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(p->notes[p->nnotes++], sizeof(p->notes[0]), fmt, ap);
+	va_end(ap);
+}
+
+/* The workload, other than the baseline and not a Sandbox's, that the
+ * Service selects too ("Deployment payments"); NULL: none. */
+static const char *selects_other(struct json_object *svc, const struct sbx_inputs *in,
+				 const char *baseline, char *buf, size_t len)
+{
+	static const char *const kinds[2] = {"Deployment", "StatefulSet"};
+
+	for (int k = 0; k < 2; k++)
+		for (size_t i = 0; i < k8s_jlen(in->workloads[k]); i++) {
+			struct json_object *w = json_object_array_get_idx(in->workloads[k], i);
+			struct json_object *md = k8s_jobj(w, "metadata");
+			const char *name = k8s_jstr(md, "name");
+			struct json_object *labels = k8s_jobj(
+				k8s_jobj(k8s_jobj(k8s_jobj(w, "spec"), "template"), "metadata"),
+				"labels");
+
+			if (!name || (k == 0 && !strcmp(name, baseline)) ||
+			    k8s_jstr(k8s_jobj(md, "labels"), SBX_LABEL) || !selects(svc, labels))
+				continue;
+			snprintf(buf, len, "%s %s", kinds[k], name);
+			return buf;
+		}
+	return NULL;
+}
+
 /* The number of a Service port's targetPort in the pod template. */
 static int target_port(struct json_object *port, struct json_object *tmpl)
 {
 	struct json_object *t = k8s_jget(port, "targetPort");
-	struct json_object *ctrs = jarr(jobj(tmpl, "spec"), "containers");
+	struct json_object *ctrs = k8s_jarr(k8s_jobj(tmpl, "spec"), "containers");
 	const char *name;
 
 	if (!t)
@@ -289,12 +302,12 @@ static int target_port(struct json_object *port, struct json_object *tmpl)
 	if (json_object_is_type(t, json_type_int))
 		return json_object_get_int(t);
 	name = json_object_get_string(t);
-	for (size_t i = 0; name && i < jlen(ctrs); i++) {
-		struct json_object *ps = jarr(json_object_array_get_idx(ctrs, i), "ports");
+	for (size_t i = 0; name && i < k8s_jlen(ctrs); i++) {
+		struct json_object *ps = k8s_jarr(json_object_array_get_idx(ctrs, i), "ports");
 
-		for (size_t j = 0; j < jlen(ps); j++) {
+		for (size_t j = 0; j < k8s_jlen(ps); j++) {
 			struct json_object *p = json_object_array_get_idx(ps, j);
-			const char *pn = jstr(p, "name");
+			const char *pn = k8s_jstr(p, "name");
 
 			if (pn && !strcmp(pn, name))
 				return json_object_get_int(k8s_jget(p, "containerPort"));
@@ -306,8 +319,10 @@ static int target_port(struct json_object *port, struct json_object *tmpl)
 /* Find the array member whose "name" is name. */
 static int by_name(struct json_object *a, const char *name)
 {
-	for (size_t i = 0; i < jlen(a); i++) {
-		const char *n = jstr(json_object_array_get_idx(a, i), "name");
+	if (!name)
+		return -1;
+	for (size_t i = 0; i < k8s_jlen(a); i++) {
+		const char *n = k8s_jstr(json_object_array_get_idx(a, i), "name");
 
 		if (n && !strcmp(n, name))
 			return (int)i;
@@ -328,23 +343,23 @@ static int change_container(struct json_object *ctr, struct json_object *chg, si
 	struct json_object *env, *v;
 	const char *s;
 
-	if ((s = jstr(chg, "image")))
+	if ((s = k8s_jstr(chg, "image")))
 		jset_str(ctr, "image", s);
 	for (size_t i = 0; i < 2; i++)
-		if ((v = jarr(chg, lists[i])))
+		if ((v = k8s_jarr(chg, lists[i])))
 			json_object_object_add(ctr, lists[i], jcopy(v));
-	env = jarr(ctr, "env");
-	v = jarr(chg, "removeEnv");
-	for (size_t i = 0; env && i < jlen(v); i++) {
+	env = k8s_jarr(ctr, "env");
+	v = k8s_jarr(chg, "removeEnv");
+	for (size_t i = 0; env && i < k8s_jlen(v); i++) {
 		int at = by_name(env, json_object_get_string(json_object_array_get_idx(v, i)));
 
 		if (at >= 0)
 			array_del(env, at);
 	}
-	v = jarr(chg, "env");
-	for (size_t i = 0; i < jlen(v); i++) {
+	v = k8s_jarr(chg, "env");
+	for (size_t i = 0; i < k8s_jlen(v); i++) {
 		struct json_object *e = json_object_array_get_idx(v, i), *ne;
-		const char *name = jstr(e, "name");
+		const char *name = k8s_jstr(e, "name");
 		int at;
 
 		if (!name)
@@ -356,7 +371,7 @@ static int change_container(struct json_object *ctr, struct json_object *chg, si
 		}
 		ne = json_object_new_object();
 		jset_str(ne, "name", name);
-		jset_str(ne, "value", jstr(e, "value") ? jstr(e, "value") : "");
+		jset_str(ne, "value", k8s_jstr(e, "value") ? k8s_jstr(e, "value") : "");
 		at = by_name(env, name);
 		if (at >= 0)
 			json_object_array_put_idx(env, (size_t)at, ne);
@@ -370,26 +385,29 @@ static int change_container(struct json_object *ctr, struct json_object *chg, si
 static void drop_selector_keys(struct json_object *labels, struct json_object *base,
 			       struct json_object *services, struct json_object *base_labels)
 {
-	struct json_object *sel = jobj(jobj(base, "spec"), "selector");
-	struct json_object *ml = jobj(sel, "matchLabels"), *me = jarr(sel, "matchExpressions");
+	struct json_object *sel = k8s_jobj(k8s_jobj(base, "spec"), "selector");
+	struct json_object *ml = k8s_jobj(sel, "matchLabels"),
+			   *me = k8s_jarr(sel, "matchExpressions");
 
-	json_object_object_foreach(ml, k1, v1)
-	{
-		(void)v1;
-		json_object_object_del(labels, k1);
+	if (ml) {
+		json_object_object_foreach(ml, k1, v1)
+		{
+			(void)v1;
+			json_object_object_del(labels, k1);
+		}
 	}
-	for (size_t i = 0; i < jlen(me); i++) {
-		const char *k = jstr(json_object_array_get_idx(me, i), "key");
+	for (size_t i = 0; i < k8s_jlen(me); i++) {
+		const char *k = k8s_jstr(json_object_array_get_idx(me, i), "key");
 
 		if (k)
 			json_object_object_del(labels, k);
 	}
-	for (size_t i = 0; i < jlen(services); i++) {
+	for (size_t i = 0; i < k8s_jlen(services); i++) {
 		struct json_object *svc = json_object_array_get_idx(services, i);
 
 		if (!selects(svc, base_labels))
 			continue;
-		json_object_object_foreach(jobj(jobj(svc, "spec"), "selector"), k, v)
+		json_object_object_foreach(k8s_jobj(k8s_jobj(svc, "spec"), "selector"), k, v)
 		{
 			(void)v;
 			json_object_object_del(labels, k);
@@ -398,10 +416,12 @@ static void drop_selector_keys(struct json_object *labels, struct json_object *b
 }
 
 static int plan_fork(struct sbx_plan *p, const struct sbx_meta *m, struct json_object *spec,
-		     struct json_object *fork, size_t fi, struct json_object *base,
-		     struct json_object *services, char *err, size_t errlen)
+		     struct json_object *fork, size_t fi, const struct sbx_inputs *in, char *err,
+		     size_t errlen)
 {
-	const char *dep = jstr(fork, "deployment");
+	struct json_object *base = fi < in->nbaselines ? in->baselines[fi] : NULL;
+	struct json_object *services = in->services;
+	const char *dep = k8s_jstr(fork, "deployment");
 	struct json_object *tmpl, *labels, *ctrs, *chg, *d, *dspec, *ml;
 	struct json_object *base_labels;
 	char name[128];
@@ -414,9 +434,9 @@ static int plan_fork(struct sbx_plan *p, const struct sbx_meta *m, struct json_o
 	if (!base)
 		return bad(err, errlen, "spec.forks[%zu]: Deployment %s/%s not found", fi, m->ns,
 			   dep);
-	tmpl = jobj(jobj(base, "spec"), "template");
-	base_labels = jobj(jobj(tmpl, "metadata"), "labels");
-	if (!tmpl || !jarr(jobj(tmpl, "spec"), "containers"))
+	tmpl = k8s_jobj(k8s_jobj(base, "spec"), "template");
+	base_labels = k8s_jobj(k8s_jobj(tmpl, "metadata"), "labels");
+	if (!tmpl || !k8s_jarr(k8s_jobj(tmpl, "spec"), "containers"))
 		return bad(err, errlen, "Deployment %s/%s: no pod template", m->ns, dep);
 	tmpl = jcopy(tmpl);
 	if (!tmpl)
@@ -424,11 +444,11 @@ static int plan_fork(struct sbx_plan *p, const struct sbx_meta *m, struct json_o
 	labels = jchild(jchild(tmpl, "metadata"), "labels");
 	drop_selector_keys(labels, base, services, base_labels);
 	add_labels(labels, SBX_LABEL, m->name, SBX_LABEL_FORK, dep);
-	ctrs = jarr(jobj(tmpl, "spec"), "containers");
-	chg = jarr(fork, "containers");
-	for (size_t ci = 0; ci < jlen(chg); ci++) {
+	ctrs = k8s_jarr(k8s_jobj(tmpl, "spec"), "containers");
+	chg = k8s_jarr(fork, "containers");
+	for (size_t ci = 0; ci < k8s_jlen(chg); ci++) {
 		struct json_object *c = json_object_array_get_idx(chg, ci);
-		const char *cn = jstr(c, "name");
+		const char *cn = k8s_jstr(c, "name");
 		int at = cn ? by_name(ctrs, cn) : -1;
 
 		if (at < 0) {
@@ -459,33 +479,41 @@ static int plan_fork(struct sbx_plan *p, const struct sbx_meta *m, struct json_o
 	o = plan_add(p, SBX_DEPLOYMENT, SBX_ROLE_FORK, name, dep, d, m);
 	if (!o)
 		return bad(err, errlen, "too many objects");
-	add_labels(jobj(jobj(d, "metadata"), "labels"), SBX_LABEL_FORK, dep, NULL, NULL);
-	jset_str(jchild(jobj(d, "metadata"), "annotations"), SBX_ANN_BASELINE, dep);
+	add_labels(k8s_jobj(k8s_jobj(d, "metadata"), "labels"), SBX_LABEL_FORK, dep, NULL, NULL);
+	jset_str(jchild(k8s_jobj(d, "metadata"), "annotations"), SBX_ANN_BASELINE, dep);
 	seal(o);
 
 	/* A SandboxRoute per TCP port of each Service selecting the baseline. */
 	first_route = p->n;
-	for (size_t i = 0; i < jlen(services); i++) {
+	for (size_t i = 0; i < k8s_jlen(services); i++) {
 		struct json_object *svc = json_object_array_get_idx(services, i);
-		struct json_object *ports = jarr(jobj(svc, "spec"), "ports");
-		const char *sname = jstr(jobj(svc, "metadata"), "name");
+		struct json_object *ports = k8s_jarr(k8s_jobj(svc, "spec"), "ports");
+		const char *sname = k8s_jstr(k8s_jobj(svc, "metadata"), "name");
+
+		char other[128];
 
 		if (!sname || !selects(svc, base_labels))
 			continue;
-		for (size_t j = 0; j < jlen(ports); j++) {
+		if (selects_other(svc, in, dep, other, sizeof(other))) {
+			note(p, "Service %s: not steered, it selects %s too", sname, other);
+			continue;
+		}
+		for (size_t j = 0; j < k8s_jlen(ports); j++) {
 			struct json_object *port = json_object_array_get_idx(ports, j);
-			const char *proto = jstr(port, "protocol");
+			const char *proto = k8s_jstr(port, "protocol");
 			int sport = json_object_get_int(k8s_jget(port, "port"));
 			int tport = target_port(port, tmpl);
 			struct json_object *r, *rs, *sb, *a;
 
 			if (proto && strcmp(proto, "TCP"))
 				continue;
-			if (tport <= 0 || tport > 65535 || sport <= 0 || sport > 65535)
-				return bad(err, errlen,
-					   "Service %s port %d: its targetPort is not a port of "
-					   "the fork's containers",
-					   sname, sport);
+			if (tport <= 0 || tport > 65535 || sport <= 0 || sport > 65535) {
+				note(p,
+				     "Service %s port %d: not steered, its targetPort is no port "
+				     "of the fork",
+				     sname, sport);
+				continue;
+			}
 			if (p->n - first_route >= SBX_MAX_ROUTES)
 				return bad(err, errlen, "more than %d Service ports select %s",
 					   SBX_MAX_ROUTES, dep);
@@ -494,7 +522,7 @@ static int plan_fork(struct sbx_plan *p, const struct sbx_meta *m, struct json_o
 			a = json_object_new_array();
 			jset_str(jchild(rs, "service"), "name", sname);
 			json_object_array_add(a, json_object_new_int(sport));
-			json_object_object_add(jobj(rs, "service"), "ports", a);
+			json_object_object_add(k8s_jobj(rs, "service"), "ports", a);
 			a = json_object_new_array();
 			json_object_array_add(a, json_object_new_string(m->key));
 			json_object_object_add(rs, "keys", a);
@@ -502,8 +530,8 @@ static int plan_fork(struct sbx_plan *p, const struct sbx_meta *m, struct json_o
 			add_labels(jchild(jchild(sb, "selector"), "matchLabels"), SBX_LABEL,
 				   m->name, SBX_LABEL_FORK, dep);
 			json_object_object_add(sb, "port", json_object_new_int(tport));
-			if (jstr(spec, "fallback"))
-				jset_str(rs, "fallback", jstr(spec, "fallback"));
+			if (k8s_jstr(spec, "fallback"))
+				jset_str(rs, "fallback", k8s_jstr(spec, "fallback"));
 			snprintf(name, sizeof(name), "%s-%s-%d", m->name, sname, sport);
 			o = plan_add(p, SBX_ROUTE, SBX_ROLE_ROUTE, name, dep, r, m);
 			if (!o)
@@ -516,7 +544,7 @@ static int plan_fork(struct sbx_plan *p, const struct sbx_meta *m, struct json_o
 
 static enum sbx_kind resource_kind(struct json_object *tmpl)
 {
-	const char *av = jstr(tmpl, "apiVersion"), *k = jstr(tmpl, "kind");
+	const char *av = k8s_jstr(tmpl, "apiVersion"), *k = k8s_jstr(tmpl, "kind");
 
 	for (int i = SBX_DEPLOYMENT; av && k && i <= SBX_JOB; i++)
 		if (!strcmp(av, sbx_kinds[i].api_version) && !strcmp(k, sbx_kinds[i].kind))
@@ -538,8 +566,8 @@ static void scope_pods(struct json_object *spec, const struct sbx_meta *m, const
 static int plan_resource(struct sbx_plan *p, const struct sbx_meta *m, struct json_object *res,
 			 size_t ri, struct json_object *all, char *err, size_t errlen)
 {
-	const char *rname = jstr(res, "name"), *tns;
-	struct json_object *tmpl = jobj(res, "template"), *obj, *spec, *sel;
+	const char *rname = k8s_jstr(res, "name"), *tns;
+	struct json_object *tmpl = k8s_jobj(res, "template"), *obj, *spec, *sel;
 	enum sbx_kind kind = resource_kind(tmpl);
 	char name[128];
 	struct sbx_obj *o;
@@ -551,7 +579,7 @@ static int plan_resource(struct sbx_plan *p, const struct sbx_meta *m, struct js
 			   "spec.resources[%zu].template: not an apps/v1 Deployment or "
 			   "StatefulSet, v1 Service or ConfigMap, or batch/v1 Job",
 			   ri);
-	tns = jstr(jobj(tmpl, "metadata"), "namespace");
+	tns = k8s_jstr(k8s_jobj(tmpl, "metadata"), "namespace");
 	if (tns && strcmp(tns, m->ns))
 		return bad(err, errlen,
 			   "spec.resources[%zu].template.metadata.namespace: %s is not the "
@@ -560,18 +588,27 @@ static int plan_resource(struct sbx_plan *p, const struct sbx_meta *m, struct js
 	obj = jcopy(tmpl);
 	if (!obj)
 		return -ENOMEM;
-	spec = jobj(obj, "spec");
+	spec = k8s_jobj(obj, "spec");
 	switch (kind) {
 	case SBX_DEPLOYMENT:
 	case SBX_STATEFULSET:
 		if (!spec)
 			break;
 		scope_pods(spec, m, SBX_LABEL_RESOURCE, rname, true);
-		if (kind == SBX_STATEFULSET && jstr(spec, "serviceName")) {
-			const char *sn = jstr(spec, "serviceName");
+		/* Its volume claims go with it (they are not owned otherwise). */
+		if (kind == SBX_STATEFULSET &&
+		    !k8s_jget(spec, "persistentVolumeClaimRetentionPolicy")) {
+			struct json_object *r =
+				jchild(spec, "persistentVolumeClaimRetentionPolicy");
 
-			for (size_t i = 0; i < jlen(all); i++)
-				if (!strcmp(sn, jstr(json_object_array_get_idx(all, i), "name")
+			jset_str(r, "whenDeleted", "Delete");
+			jset_str(r, "whenScaled", "Retain");
+		}
+		if (kind == SBX_STATEFULSET && k8s_jstr(spec, "serviceName")) {
+			const char *sn = k8s_jstr(spec, "serviceName");
+
+			for (size_t i = 0; i < k8s_jlen(all); i++)
+				if (!strcmp(sn, k8s_jstr(json_object_array_get_idx(all, i), "name")
 							?: "")) {
 					snprintf(name, sizeof(name), "%s-%s", m->name, sn);
 					jset_str(spec, "serviceName", name);
@@ -580,7 +617,7 @@ static int plan_resource(struct sbx_plan *p, const struct sbx_meta *m, struct js
 		}
 		break;
 	case SBX_SERVICE:
-		sel = jobj(spec, "selector");
+		sel = k8s_jobj(spec, "selector");
 		if (sel && json_object_object_length(sel))
 			jset_str(sel, SBX_LABEL, m->name);
 		break;
@@ -595,7 +632,7 @@ static int plan_resource(struct sbx_plan *p, const struct sbx_meta *m, struct js
 	o = plan_add(p, kind, SBX_ROLE_RESOURCE, name, rname, obj, m);
 	if (!o)
 		return bad(err, errlen, "too many objects");
-	jset_str(jobj(jobj(obj, "metadata"), "labels"), SBX_LABEL_RESOURCE, rname);
+	jset_str(k8s_jobj(k8s_jobj(obj, "metadata"), "labels"), SBX_LABEL_RESOURCE, rname);
 	seal(o);
 	return 0;
 }
@@ -607,7 +644,7 @@ static int plan_hook(struct sbx_plan *p, const struct sbx_meta *m, struct json_o
 	char name[128];
 	struct sbx_obj *o;
 
-	if (!jobj(hook, "template"))
+	if (!k8s_jobj(hook, "template"))
 		return bad(err, errlen, "spec.hooks.%s: a JobSpec with a template", which);
 	spec = jcopy(hook);
 	if (!spec)
@@ -620,7 +657,7 @@ static int plan_hook(struct sbx_plan *p, const struct sbx_meta *m, struct json_o
 		     name, which[0] == 'c' ? "create" : "delete", job, m);
 	if (!o)
 		return bad(err, errlen, "too many objects");
-	jset_str(jobj(jobj(job, "metadata"), "labels"), SBX_LABEL_HOOK, which);
+	jset_str(k8s_jobj(k8s_jobj(job, "metadata"), "labels"), SBX_LABEL_HOOK, which);
 	seal(o);
 	return 0;
 }
@@ -628,9 +665,9 @@ static int plan_hook(struct sbx_plan *p, const struct sbx_meta *m, struct json_o
 static int plan_override(struct sbx_plan *p, const struct sbx_meta *m, struct json_object *ov,
 			 size_t oi, struct json_object *resources, char *err, size_t errlen)
 {
-	struct json_object *to = jobj(ov, "to"), *dst = jobj(ov, "destination"), *sbo, *spec, *ps,
-			   *expr, *a, *nto;
-	const char *rname = jstr(to, "resource");
+	struct json_object *to = k8s_jobj(ov, "to"), *dst = k8s_jobj(ov, "destination"), *sbo,
+			   *spec, *ps, *expr, *a, *nto;
+	const char *rname = k8s_jstr(to, "resource");
 	int at = rname ? by_name(resources, rname) : -1;
 	enum sbx_kind kind;
 	char name[128];
@@ -638,7 +675,8 @@ static int plan_override(struct sbx_plan *p, const struct sbx_meta *m, struct js
 
 	if (at < 0 || !dst)
 		return bad(err, errlen, "spec.overrides[%zu]: to.resource names no resource", oi);
-	kind = resource_kind(jobj(json_object_array_get_idx(resources, (size_t)at), "template"));
+	kind = resource_kind(
+		k8s_jobj(json_object_array_get_idx(resources, (size_t)at), "template"));
 	if (kind != SBX_SERVICE && kind != SBX_DEPLOYMENT && kind != SBX_STATEFULSET)
 		return bad(err, errlen,
 			   "spec.overrides[%zu].to.resource: %s is not a Service, Deployment or "
@@ -672,34 +710,33 @@ static int plan_override(struct sbx_plan *p, const struct sbx_meta *m, struct js
 	return 0;
 }
 
-int sbx_plan_make(struct json_object *sb, const struct sbx_meta *m,
-		  struct json_object *const *baselines, size_t nbaselines,
-		  struct json_object *services, struct sbx_plan *plan, char *err, size_t errlen)
+int sbx_plan_make(struct json_object *sb, const struct sbx_meta *m, const struct sbx_inputs *in,
+		  struct sbx_plan *plan, char *err, size_t errlen)
 {
-	struct json_object *spec = jobj(sb, "spec"), *forks = jarr(spec, "forks");
-	struct json_object *res = jarr(spec, "resources"), *ovr = jarr(spec, "overrides");
-	struct json_object *hooks = jobj(spec, "hooks");
+	struct json_object *spec = k8s_jobj(sb, "spec"), *forks = k8s_jarr(spec, "forks");
+	struct json_object *res = k8s_jarr(spec, "resources"), *ovr = k8s_jarr(spec, "overrides");
+	struct json_object *hooks = k8s_jobj(spec, "hooks");
 	int ret = 0;
 
 	memset(plan, 0, sizeof(*plan));
-	if (!jlen(forks) || jlen(forks) > SBX_MAX_FORKS)
+	if (!k8s_jlen(forks) || k8s_jlen(forks) > SBX_MAX_FORKS)
 		return bad(err, errlen, "spec.forks: 1 to %d forks", SBX_MAX_FORKS);
-	if (jlen(res) > SBX_MAX_RESOURCES || jlen(ovr) > SBX_MAX_OVERRIDES)
+	if (k8s_jlen(res) > SBX_MAX_RESOURCES || k8s_jlen(ovr) > SBX_MAX_OVERRIDES)
 		return bad(err, errlen, "spec: at most %d resources and %d overrides",
 			   SBX_MAX_RESOURCES, SBX_MAX_OVERRIDES);
-	for (size_t i = 0; !ret && i < jlen(res); i++)
+	for (size_t i = 0; !ret && i < k8s_jlen(res); i++)
 		ret = plan_resource(plan, m, json_object_array_get_idx(res, i), i, res, err,
 				    errlen);
-	if (!ret && jobj(hooks, "create"))
-		ret = plan_hook(plan, m, jobj(hooks, "create"), "create", err, errlen);
-	if (!ret && jobj(hooks, "delete"))
-		ret = plan_hook(plan, m, jobj(hooks, "delete"), "delete", err, errlen);
-	for (size_t i = 0; !ret && i < jlen(ovr); i++)
+	if (!ret && k8s_jobj(hooks, "create"))
+		ret = plan_hook(plan, m, k8s_jobj(hooks, "create"), "create", err, errlen);
+	if (!ret && k8s_jobj(hooks, "delete"))
+		ret = plan_hook(plan, m, k8s_jobj(hooks, "delete"), "delete", err, errlen);
+	for (size_t i = 0; !ret && i < k8s_jlen(ovr); i++)
 		ret = plan_override(plan, m, json_object_array_get_idx(ovr, i), i, res, err,
 				    errlen);
-	for (size_t i = 0; !ret && i < jlen(forks); i++)
-		ret = plan_fork(plan, m, spec, json_object_array_get_idx(forks, i), i,
-				i < nbaselines ? baselines[i] : NULL, services, err, errlen);
+	for (size_t i = 0; !ret && i < k8s_jlen(forks); i++)
+		ret = plan_fork(plan, m, spec, json_object_array_get_idx(forks, i), i, in, err,
+				errlen);
 	/* Two parts with one name (a fork's route and a resource, say). */
 	for (size_t i = 0; !ret && i < plan->n; i++)
 		for (size_t j = i + 1; !ret && j < plan->n; j++)
@@ -715,7 +752,7 @@ int sbx_plan_make(struct json_object *sb, const struct sbx_meta *m,
 int sbx_plan_hook(struct json_object *sb, const struct sbx_meta *m, const char *which,
 		  struct sbx_plan *plan, char *err, size_t errlen)
 {
-	struct json_object *hook = jobj(jobj(jobj(sb, "spec"), "hooks"), which);
+	struct json_object *hook = k8s_jobj(k8s_jobj(k8s_jobj(sb, "spec"), "hooks"), which);
 
 	memset(plan, 0, sizeof(*plan));
 	if (!hook)
@@ -732,11 +769,11 @@ void sbx_plan_free(struct sbx_plan *plan)
 
 bool sbx_owned(struct json_object *obj, const char *uid)
 {
-	struct json_object *refs = jarr(jobj(obj, "metadata"), "ownerReferences");
+	struct json_object *refs = k8s_jarr(k8s_jobj(obj, "metadata"), "ownerReferences");
 
-	for (size_t i = 0; i < jlen(refs); i++) {
+	for (size_t i = 0; i < k8s_jlen(refs); i++) {
 		struct json_object *r = json_object_array_get_idx(refs, i);
-		const char *u = jstr(r, "uid");
+		const char *u = k8s_jstr(r, "uid");
 
 		if (u && !strcmp(u, uid) && json_object_get_boolean(k8s_jget(r, "controller")))
 			return true;
@@ -746,17 +783,17 @@ bool sbx_owned(struct json_object *obj, const char *uid)
 
 const char *sbx_obj_hash(struct json_object *obj)
 {
-	const char *h = jstr(jobj(jobj(obj, "metadata"), "annotations"), SBX_ANN_HASH);
+	const char *h = k8s_jstr(k8s_jobj(k8s_jobj(obj, "metadata"), "annotations"), SBX_ANN_HASH);
 
 	return h ? h : "";
 }
 
 bool sbx_workload_ready(struct json_object *obj, int64_t *replicas, int64_t *ready)
 {
-	struct json_object *spec = jobj(obj, "spec"), *st = jobj(obj, "status");
+	struct json_object *spec = k8s_jobj(obj, "spec"), *st = k8s_jobj(obj, "status");
 	int64_t want =
 		k8s_jget(spec, "replicas") ? json_object_get_int64(k8s_jget(spec, "replicas")) : 1;
-	int64_t gen = json_object_get_int64(k8s_jget(jobj(obj, "metadata"), "generation"));
+	int64_t gen = json_object_get_int64(k8s_jget(k8s_jobj(obj, "metadata"), "generation"));
 	int64_t seen = json_object_get_int64(k8s_jget(st, "observedGeneration"));
 	int64_t rdy = json_object_get_int64(k8s_jget(st, "readyReplicas"));
 	int64_t upd = json_object_get_int64(k8s_jget(st, "updatedReplicas"));
@@ -770,13 +807,13 @@ bool sbx_workload_ready(struct json_object *obj, int64_t *replicas, int64_t *rea
 
 enum sbx_job_state sbx_job_state(struct json_object *job)
 {
-	struct json_object *conds = jarr(jobj(job, "status"), "conditions");
+	struct json_object *conds = k8s_jarr(k8s_jobj(job, "status"), "conditions");
 
 	if (!job)
 		return SBX_JOB_NONE;
-	for (size_t i = 0; i < jlen(conds); i++) {
+	for (size_t i = 0; i < k8s_jlen(conds); i++) {
 		struct json_object *c = json_object_array_get_idx(conds, i);
-		const char *t = jstr(c, "type"), *s = jstr(c, "status");
+		const char *t = k8s_jstr(c, "type"), *s = k8s_jstr(c, "status");
 
 		if (!t || !s || strcmp(s, "True"))
 			continue;

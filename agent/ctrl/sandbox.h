@@ -96,19 +96,35 @@ struct sbx_meta {
 /* Decode what every step needs. 0 or -EINVAL with err naming the field. */
 int sbx_meta_decode(struct json_object *sandbox, struct sbx_meta *m, char *err, size_t errlen);
 
+#define SBX_MAX_NOTES 16
+
 struct sbx_plan {
 	struct sbx_obj
 		objs[SBX_MAX_FORKS + SBX_MAX_ROUTES + SBX_MAX_RESOURCES + SBX_MAX_OVERRIDES + 2];
 	size_t n;
+	/* What the plan leaves out on purpose, for status: Services not
+	 * steered (they select more than the baseline, or a port name the
+	 * fork lacks). */
+	char notes[SBX_MAX_NOTES][200];
+	size_t nnotes;
 };
 
-/* The objects Sandbox sb asks for. baselines[i] is the Deployment of
- * spec.forks[i] (NULL: not found, an error); services: the items of the
- * namespace's Services. 0 (plan filled; free it with sbx_plan_free) or
- * -EINVAL with err saying what is wrong, nothing in the plan. */
-int sbx_plan_make(struct json_object *sb, const struct sbx_meta *m,
-		  struct json_object *const *baselines, size_t nbaselines,
-		  struct json_object *services, struct sbx_plan *plan, char *err, size_t errlen);
+/* What the plan is made from, as read from the API. */
+struct sbx_inputs {
+	struct json_object *const *baselines; /* [i]: spec.forks[i]'s Deployment, NULL: not found */
+	size_t nbaselines;
+	struct json_object *services;	  /* the namespace's Services (items) */
+	struct json_object *workloads[2]; /* its Deployments and StatefulSets (items), or NULL */
+};
+
+/* The objects Sandbox sb asks for. A Service gets SandboxRoutes only when
+ * it selects a baseline and no other workload of in->workloads (objects
+ * of Sandboxes aside): keyed requests to a Service shared with other
+ * workloads are not all the fork's to answer. 0 (plan filled; free it
+ * with sbx_plan_free) or -EINVAL with err saying what is wrong, nothing
+ * in the plan. */
+int sbx_plan_make(struct json_object *sb, const struct sbx_meta *m, const struct sbx_inputs *in,
+		  struct sbx_plan *plan, char *err, size_t errlen);
 void sbx_plan_free(struct sbx_plan *plan);
 /* Only the Job of hooks.<which> ("create", "delete"), as plan->objs[0]. */
 int sbx_plan_hook(struct json_object *sb, const struct sbx_meta *m, const char *which,

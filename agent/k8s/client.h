@@ -20,7 +20,7 @@
 
 #define K8S_TOKEN_MAX	       65536
 #define K8S_CONNECT_TIMEOUT_MS 5000
-#define K8S_REQUEST_TIMEOUT_S  30
+#define K8S_REQUEST_TIMEOUT_S  10 /* the controller must not outlive its lease in one request */
 #define K8S_RESPONSE_MAX       (64u << 20) /* one answer (a list) */
 
 /* Where the API server is: a kubeconfig, the in-cluster settings, or an

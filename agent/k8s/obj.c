@@ -39,6 +39,32 @@ struct json_object *k8s_jget(struct json_object *o, const char *k)
 	return v;
 }
 
+const char *k8s_jstr(struct json_object *o, const char *k)
+{
+	struct json_object *v = k8s_jget(o, k);
+
+	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+}
+
+struct json_object *k8s_jobj(struct json_object *o, const char *k)
+{
+	struct json_object *v = k8s_jget(o, k);
+
+	return v && json_object_is_type(v, json_type_object) ? v : NULL;
+}
+
+struct json_object *k8s_jarr(struct json_object *o, const char *k)
+{
+	struct json_object *v = k8s_jget(o, k);
+
+	return v && json_object_is_type(v, json_type_array) ? v : NULL;
+}
+
+size_t k8s_jlen(struct json_object *a)
+{
+	return a && json_object_is_type(a, json_type_array) ? json_object_array_length(a) : 0;
+}
+
 static bool visible(const char *s, size_t len)
 {
 	for (size_t i = 0; i < len; i++)

@@ -215,5 +215,12 @@ int k8s_parse_time(const char *s, uint64_t *out);
 /* A member of a JSON object; NULL when o is not an object, the member is
  * absent, or it is null (the API writes null for "not set"). */
 struct json_object *k8s_jget(struct json_object *o, const char *k);
+/* o[k] as a string, an object or an array: NULL when it is absent, null
+ * or of another type (what a hostile or older server may send). */
+const char *k8s_jstr(struct json_object *o, const char *k);
+struct json_object *k8s_jobj(struct json_object *o, const char *k);
+struct json_object *k8s_jarr(struct json_object *o, const char *k);
+/* The length of an array from k8s_jarr() (0 for NULL). */
+size_t k8s_jlen(struct json_object *a);
 
 #endif /* SHUNT_K8S_OBJ_H */

@@ -98,10 +98,7 @@ class SandboxBase(KubeBase):
         super().setUp()
         self.images.update(images(self.node.tmp))
         self.ctls = {}
-        self.ctl_token = "ctl-" + self.ns
-        rules = F.rbac_rules_from_manifest(CTL_RBAC, names=["shunt-controller", "shunt-controller-lease"])
-        self.api.set_rbac(self.ctl_token, rules)
-        self.addCleanup(self.api.set_rbac, self.ctl_token, None)
+        self.ctl_token = "ctl-" + self.ns  # and -<ident>, one per controller
         self.req_mark = self.api.request_count()
         self.start_controller("a")
 
@@ -114,10 +111,17 @@ class SandboxBase(KubeBase):
             super().tearDown()
 
     # ---- the controller ---------------------------------------------------------
-    def start_controller(self, ident):
-        tok = os.path.join(self.node.tmp, "ctl-token-" + self.ns)
+    def start_controller(self, ident, rules=None):
+        """shunt-controller ident with its own token, limited to rules
+        (default: deploy/controller.yaml's)."""
+        token = "%s-%s" % (self.ctl_token, ident)
+        if rules is None:
+            rules = F.rbac_rules_from_manifest(CTL_RBAC, names=["shunt-controller", "shunt-controller-lease"])
+        self.api.set_rbac(token, rules)
+        self.addCleanup(self.api.set_rbac, token, None)
+        tok = os.path.join(self.node.tmp, "ctl-token-%s-%s" % (self.ns, ident))
         with open(tok, "w") as f:
-            f.write(self.ctl_token)
+            f.write(token)
         log = open(os.path.join(self.node.tmp, "ctl-%s-%s.log" % (self.ns, ident)), "ab")
         p = self.node.pod_spawn("node", [os.path.join(self.node.build, "shunt-controller"),
                                          "--k8s-api", self.api.url, "--k8s-token-file", tok,
@@ -153,7 +157,7 @@ class SandboxBase(KubeBase):
             return f.read()
 
     def ctl_requests(self):
-        return [r for r in self.api.requests(self.req_mark) if r["auth"] == "Bearer " + self.ctl_token]
+        return [r for r in self.api.requests(self.req_mark) if r["auth"].startswith("Bearer %s-" % self.ctl_token)]
 
     # ---- objects ------------------------------------------------------------------
     def app(self, name, image, port=N.HTTP_PORT, args=None, replicas=None, svc_port=80, target="http"):
@@ -369,6 +373,119 @@ class Sandboxes(SandboxBase):
         self.wait_ready("fol")
         self.assert_no_forbidden()
 
+    def test_hooks_run_once_and_never_overlap(self):
+        self.app("web", "chain:v1")
+        self.kube.wait_deployment(self.ns, "web")
+        log = os.path.join(self.node.tmp, "hooks-" + self.ns)
+        self.api.create(sandbox(self.ns, "once", [fork("web")], hooks={
+            "create": job_spec("echo create >> %s" % log), "delete": job_spec("echo delete >> %s" % log)}))
+        self.wait_ready("once")
+        # Its Job tidied away (ttlSecondsAfterFinished, or by hand): it is
+        # not run again (that CREATE DATABASE would fail).
+        self.api.delete("jobs", self.ns, "once-hook-create")
+        time.sleep(2)
+        self.assertIsNone(self.api.get("jobs", self.ns, "once-hook-create"))
+        self.assertEqual(ready(self.api.get("sandboxes", self.ns, "once"))["reason"], "Ready")
+        self.api.delete("sandboxes", self.ns, "once")
+        self.wait_gone("once")
+        with open(log) as f:
+            self.assertEqual(f.read().split(), ["create", "delete"])
+        # A Sandbox deleted while its create hook still runs: the create
+        # hook is stopped (its pods gone) before the delete hook starts.
+        self.api.create(sandbox(self.ns, "slow", [fork("web")], hooks={
+            "create": job_spec("sleep 30; echo late-create >> %s" % log),
+            "delete": job_spec("echo slow-delete >> %s" % log)}))
+        self.wait_reason("slow", "HookPending")
+        self.kube.wait(lambda: any(K.is_true(p, "Ready") or p["status"].get("phase") == "Running"
+                                   for p in self.api.list("pods", self.ns, selector={"shunt.dev/hook": "create"})),
+                       20, "the create hook's pod running")
+        self.api.delete("sandboxes", self.ns, "slow")
+        deadline = time.monotonic() + 30
+        seen = []
+        while time.monotonic() < deadline and self.api.get("sandboxes", self.ns, "slow") is not None:
+            jobs = {j["metadata"]["name"] for j in self.api.list("jobs", self.ns)}
+            pods = {p["metadata"]["labels"].get("shunt.dev/hook") for p in self.api.list("pods", self.ns)}
+            seen.append((jobs, pods))
+            self.assertFalse("slow-hook-delete" in jobs and "create" in pods,
+                             "the delete hook started while the create hook's pod lived")
+            time.sleep(0.05)
+        self.wait_gone("slow")
+        with open(log) as f:
+            self.assertEqual(f.read().split(), ["create", "delete", "slow-delete"])
+        self.assert_no_forbidden()
+
+    def test_status_follows_the_spec_and_stays_quiet(self):
+        self.app("web", "chain:v1")
+        self.kube.wait_deployment(self.ns, "web")
+        self.api.create(sandbox(self.ns, "st", [fork("web")], ttl="1h", hooks={"delete": job_spec("true")}))
+        sb = self.wait_ready("st")
+        self.assertIn("expiresAt", sb["status"])
+        self.assertEqual(sb["status"]["hooks"], {"delete": "Pending"})
+        del sb["spec"]["ttl"], sb["spec"]["hooks"]
+        self.api.update(sb)
+        st = self.wait_ready("st")["status"]
+        self.assertNotIn("expiresAt", st, "a status key the Sandbox no longer has stays (merge patch)")
+        self.assertNotIn("hooks", st)
+        n0 = len(self.ctl_requests())
+        for i in range(3):  # unrelated changes in the namespace
+            svc = self.api.get("services", self.ns, "web")
+            svc["metadata"].setdefault("labels", {})["touched"] = str(i)
+            self.api.update(svc)
+            time.sleep(0.5)
+        time.sleep(1)
+        writes = [(r["method"], r["path"]) for r in self.ctl_requests()[n0:]
+                  if r["method"] != "GET" and r["resource"] != "leases"]
+        self.assertEqual(writes, [])
+
+    def test_a_failing_list_is_retried_with_a_pause(self):
+        # A controller that may not list Sandboxes (RBAC without it; the
+        # same with the CRD missing, or the server failing).
+        rules = [r for r in F.rbac_rules_from_manifest(CTL_RBAC, names=["shunt-controller",
+                                                                     "shunt-controller-lease"])
+                 if "sandboxes" not in r["resources"]]
+        self.api.set_rbac(self.ctl_token + "-a", rules)
+        time.sleep(1)
+        n0 = len(self.ctl_requests())
+        time.sleep(4)
+        lists = [r for r in self.ctl_requests()[n0:] if r["resource"] == "sandboxes" and r["verb"] == "list"]
+        self.assertTrue(all(r["status"] == 403 for r in lists), lists)
+        self.assertLessEqual(len(lists), 4, "%d Sandbox lists in 4 s" % len(lists))
+        self.assertGreaterEqual(len(lists), 1, "never tried again")
+
+    def test_a_long_pass_keeps_the_lease(self):
+        # Passes longer than the lease (a slow API server): the leader
+        # renews between Sandboxes, the standby never takes over, nobody
+        # writes while another leads.
+        self.app("web", "chain:v1")
+        self.kube.wait_deployment(self.ns, "web")
+        for i in range(4):
+            self.api.create(sandbox(self.ns, "lp%d" % i, [fork("web")]))
+        for i in range(4):
+            self.wait_ready("lp%d" % i)
+        self.start_controller("b")
+        self.api.set_latency(0.15)
+        self.addCleanup(self.api.set_latency, 0)
+        t0 = time.monotonic()
+        # The baseline changes: every fork is to be rewritten, in one slow pass.
+        base = self.api.get("deployments", self.ns, "web")
+        base["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "V", "value": "2"}]
+        self.api.update(base)
+
+        def rewritten():
+            return all(self.api.get("deployments", self.ns, "lp%d-web" % i)["spec"]["template"]["spec"]
+                       ["containers"][0].get("env") == [{"name": "V", "value": "2"}] for i in range(4))
+        self.kube.wait(rewritten, 40, "every fork rewritten by the slow pass")
+        took = time.monotonic() - t0
+        self.api.set_latency(0)
+        self.assertGreater(took, LEASE_MS / 1000, "the pass was not longer than the lease: no test")
+        lease = self.api.get("leases", "shunt-system", "ctl-" + self.ns)
+        self.assertEqual((lease["spec"]["holderIdentity"], lease["spec"].get("leaseTransitions", 0)), ("a", 0))
+        writers = {r["auth"] for r in self.ctl_requests() if r["method"] != "GET" and r["resource"] != "leases"
+                   and r["t"] >= t0}
+        self.assertEqual(writers, {"Bearer %s-a" % self.ctl_token}, "b wrote")
+        self.assertIn("leading as a", self.ctl_log("a"))
+        self.assertNotIn("leading as b", self.ctl_log("b"))
+
     def test_bad_sandboxes_are_refused_or_reported_never_half_applied(self):
         self.app("web", "chain:v1")
         self.kube.wait_deployment(self.ns, "web")
@@ -400,6 +517,18 @@ class Sandboxes(SandboxBase):
         sb = self.wait_reason("bad4", "ResourceFailed")
         self.assertIn("does not belong", ready(sb)["message"])
         self.assertEqual(self.api.get("configmaps", self.ns, "bad4-cfg")["data"], foreign["data"])
+        # ... also when an override points at it: no override to someone
+        # else's Service, and no fork (it would reach the shared database).
+        self.api.create({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "bad5-db", "namespace": self.ns},
+                         "spec": {"selector": {"app": "someone"}, "ports": [{"port": 5432}]}})
+        self.api.create(sandbox(self.ns, "bad5", [fork("web")], resources=[
+            {"name": "db", "template": {"apiVersion": "v1", "kind": "Service", "metadata": {},
+                                        "spec": {"selector": {"app": "db"}, "ports": [{"port": 5432}]}}}],
+            overrides=[{"destination": {"service": "web", "port": 80}, "to": {"resource": "db", "port": 5432}}]))
+        self.wait_reason("bad5", "ResourceFailed")
+        time.sleep(1)
+        self.assertEqual(self.api.list("sandboxoverrides", self.ns), [])
+        self.assertIsNone(self.api.get("deployments", self.ns, "bad5-web"))
         time.sleep(1)
         for name in ("bad1", "bad2", "bad3"):
             self.assertEqual(self.owned(name), [], "%s: half-applied" % name)

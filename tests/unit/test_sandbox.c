@@ -68,6 +68,16 @@ static struct json_object *parse(const char *s)
 	return o;
 }
 
+/* sbx_plan_make() on sb, meta and svcs with these baselines and the
+ * namespace's Deployments (NULL: none besides). */
+static int plan_with(struct json_object **bases, size_t n, struct json_object *deployments)
+{
+	struct sbx_inputs in = {.baselines = bases, .nbaselines = n, .services = svcs};
+
+	in.workloads[0] = deployments;
+	return sbx_plan_make(sb, &meta, &in, &plan, err, sizeof(err));
+}
+
 /* Plan the Sandbox with this spec body; returns sbx_plan_make's result. */
 static int make(const char *spec)
 {
@@ -80,7 +90,7 @@ static int make(const char *spec)
 	if (!svcs)
 		svcs = parse(SERVICES);
 	cr_assert_eq(sbx_meta_decode(sb, &meta, err, sizeof(err)), 0, "%s", err);
-	return sbx_plan_make(sb, &meta, &base, 1, svcs, &plan, err, sizeof(err));
+	return plan_with(&base, 1, NULL);
 }
 
 static struct sbx_obj *find(enum sbx_kind k, const char *name)
@@ -316,7 +326,111 @@ Test(sandbox, a_missing_baseline_is_named)
 	sb = parse(text);
 	svcs = parse(SERVICES);
 	cr_assert_eq(sbx_meta_decode(sb, &meta, err, sizeof(err)), 0);
-	cr_assert_neq(sbx_plan_make(sb, &meta, NULL, 0, svcs, &plan, err, sizeof(err)), 0);
+	cr_assert_neq(plan_with(NULL, 0, NULL), 0);
 	cr_assert(strstr(err, "Deployment shop/orders not found"), "%s", err);
 	cr_assert_eq(plan.n, 0);
+}
+
+/* Found in review: a baseline whose selector has only matchExpressions
+ * (valid apps/v1) crashed the controller. */
+Test(sandbox, a_selector_with_only_match_expressions)
+{
+	char text[4096];
+
+	base = parse(
+		"{\"metadata\":{\"name\":\"orders\",\"namespace\":\"shop\"},\"spec\":{"
+		"\"selector\":{\"matchExpressions\":[{\"key\":\"app\",\"operator\":\"In\","
+		"\"values\":[\"orders\"]}]},\"template\":{\"metadata\":{\"labels\":{\"app\":"
+		"\"orders\"}},\"spec\":{\"containers\":[{\"name\":\"web\",\"image\":\"o:1\"}]}}}}");
+	snprintf(text, sizeof(text), SANDBOX, "\"forks\":[{\"deployment\":\"orders\"}]");
+	sb = parse(text);
+	svcs = parse("[]");
+	cr_assert_eq(sbx_meta_decode(sb, &meta, err, sizeof(err)), 0);
+	cr_assert_eq(plan_with(&base, 1, NULL), 0, "%s", err);
+	cr_assert_null(k8s_jget(
+		at(find(SBX_DEPLOYMENT, "pr-7-orders")->obj, "spec.template.metadata.labels"),
+		"app"));
+}
+
+/* Found in review: two forks one shared Service selects refused the whole
+ * Sandbox ("two SandboxRoutes would be named ..."). A Service that selects
+ * more than the baseline is not steered at all, and says so. */
+Test(sandbox, a_service_shared_with_other_workloads_is_not_steered)
+{
+	char text[4096];
+	struct json_object *bases[2], *deps;
+
+	bases[0] = parse(BASELINE);
+	bases[1] = parse("{\"metadata\":{\"name\":\"payments\",\"namespace\":\"shop\"},\"spec\":{"
+			 "\"selector\":{\"matchLabels\":{\"app\":\"payments\"}},\"template\":{"
+			 "\"metadata\":{\"labels\":{\"app\":\"payments\",\"team\":\"shop\"}},"
+			 "\"spec\":{\"containers\":[{\"name\":\"web\",\"image\":\"p:1\",\"ports\":"
+			 "[{\"containerPort\":9000}]}]}}}}");
+	deps = json_object_new_array();
+	json_object_array_add(deps, json_object_get(bases[0]));
+	json_object_array_add(deps, json_object_get(bases[1]));
+	snprintf(text, sizeof(text), SANDBOX,
+		 "\"forks\":[{\"deployment\":\"orders\"},{\"deployment\":\"payments\"}]");
+	sb = parse(text);
+	svcs = parse(SERVICES);
+	cr_assert_eq(sbx_meta_decode(sb, &meta, err, sizeof(err)), 0);
+	cr_assert_eq(plan_with(bases, 2, deps), 0, "forking orders and payments together: %s", err);
+	cr_assert_not_null(find(SBX_ROUTE, "pr-7-orders-80"));
+	cr_assert_null(find(SBX_ROUTE, "pr-7-metrics-9100"), "metrics selects both");
+	cr_assert_eq(plan.nnotes, 2, "metrics, for each fork");
+	cr_assert(strstr(plan.notes[0],
+			 "Service metrics: not steered, it selects Deployment payments"),
+		  "%s", plan.notes[0]);
+	/* Its label is still off the forks: it must not select them either. */
+	cr_assert_null(k8s_jget(
+		at(find(SBX_DEPLOYMENT, "pr-7-payments")->obj, "spec.template.metadata.labels"),
+		"team"));
+	json_object_put(bases[0]);
+	json_object_put(bases[1]);
+	json_object_put(deps);
+}
+
+/* Found in review: a null in removeEnv crashed the controller (strcmp). */
+Test(sandbox, a_null_in_remove_env)
+{
+	cr_assert_eq(make("\"forks\":[{\"deployment\":\"orders\",\"containers\":[{\"name\":"
+			  "\"web\",\"removeEnv\":[null]}]}]"),
+		     0, "%s", err);
+}
+
+/* Found in review: a Service port whose named targetPort the fork lacks
+ * refused the whole Sandbox; the port is left out and said so. */
+Test(sandbox, a_port_name_the_fork_lacks_is_left_out)
+{
+	char text[4096];
+
+	base = parse(BASELINE);
+	svcs = parse("[{\"metadata\":{\"name\":\"orders\"},\"spec\":{\"selector\":{\"app\":"
+		     "\"orders\"},\"ports\":[{\"port\":80,\"targetPort\":\"http\"},"
+		     "{\"port\":9090,\"targetPort\":\"grpc\"}]}}]");
+	snprintf(text, sizeof(text), SANDBOX, "\"forks\":[{\"deployment\":\"orders\"}]");
+	sb = parse(text);
+	cr_assert_eq(sbx_meta_decode(sb, &meta, err, sizeof(err)), 0);
+	cr_assert_eq(plan_with(&base, 1, NULL), 0, "%s", err);
+	cr_assert_not_null(find(SBX_ROUTE, "pr-7-orders-80"));
+	cr_assert_null(find(SBX_ROUTE, "pr-7-orders-9090"));
+	cr_assert_eq(plan.nnotes, 1);
+	cr_assert(strstr(plan.notes[0], "port 9090"), "%s", plan.notes[0]);
+}
+
+Test(sandbox, a_statefulset_resource_takes_its_volume_claims_along)
+{
+	struct sbx_obj *o;
+
+	cr_assert_eq(make("\"forks\":[{\"deployment\":\"orders\"}],\"resources\":[{\"name\":"
+			  "\"db\",\"template\":{\"apiVersion\":\"apps/v1\",\"kind\":"
+			  "\"StatefulSet\",\"metadata\":{},\"spec\":{\"serviceName\":\"db\","
+			  "\"selector\":{\"matchLabels\":{\"a\":\"b\"}},\"template\":{\"metadata\":"
+			  "{\"labels\":{\"a\":\"b\"}},\"spec\":{\"containers\":[{\"name\":\"c\","
+			  "\"image\":\"i\"}]}}}}}]"),
+		     0, "%s", err);
+	o = find(SBX_STATEFULSET, "pr-7-db");
+	cr_assert_str_eq(at_str(o->obj, "spec.persistentVolumeClaimRetentionPolicy.whenDeleted"),
+			 "Delete");
+	cr_assert_str_eq(at_str(o->obj, "spec.serviceName"), "pr-7-db", "a resource's name");
 }
