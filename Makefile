@@ -21,7 +21,7 @@ endif
 
 # Sanitizer build (SAN=1) goes to its own output tree.
 ifeq ($(SAN),1)
-OUTPUT := $(OUTPUT)/san
+override OUTPUT := $(OUTPUT)/san
 SAN_FLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 endif
 

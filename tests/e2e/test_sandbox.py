@@ -595,6 +595,12 @@ class Sandboxes(SandboxBase):
         self.assertEqual(rc, 0, err)
         row = [l.split() for l in out.splitlines() if l.startswith("ci-1 ")]
         self.assertEqual(row and row[0][:5], ["ci-1", "ci-1", "True", "Ready", "1/1"], out)
+        # Without --key the key is the one the controller makes: printed at once.
+        rc, out, err = run("sandbox", "create", "ci-3", "--fork", "web", "-q")
+        self.assertEqual(rc, 0, err)
+        made = self.wait_ready("ci-3")["status"]["key"]
+        self.assertEqual(out.strip(), made)
+        self.assertRegex(made, r"^sbx-[0-9a-f]{12}$")
         rc, out, err = run("sandbox", "create", "ci-2", "--fork", "web", "--key", "a,b")
         self.assertNotEqual(rc, 0)
         self.assertIn("spec.key", err)
