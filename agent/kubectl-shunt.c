@@ -80,47 +80,6 @@ static int die(const char *fmt, ...)
 	return 1;
 }
 
-/* GET/POST/...: the parsed body of a 2xx answer, else NULL with *status. */
-static struct json_object *call(const char *method, const char *path, const char *ctype,
-				struct json_object *body, long *status, char *msg, size_t msglen)
-{
-	struct k8s_resp r = {0};
-	struct json_object *o = NULL;
-
-	if (k8s_call(&cl, method, path, ctype,
-		     body ? json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN) : NULL,
-		     &r)) {
-		*status = 0;
-	} else {
-		*status = r.status;
-		if (r.status >= 200 && r.status < 300)
-			o = json_tokener_parse(buf_head(&r.body));
-	}
-	snprintf(msg, msglen, "%s", r.msg);
-	k8s_resp_free(&r);
-	return o;
-}
-
-static struct json_object *ready_cond(struct json_object *sb)
-{
-	struct json_object *c = k8s_jarr(k8s_jobj(sb, "status"), "conditions");
-
-	for (size_t i = 0; i < k8s_jlen(c); i++) {
-		struct json_object *e = json_object_array_get_idx(c, i);
-
-		if (!strcmp(json_object_get_string(k8s_jget(e, "type")) ?: "", "Ready"))
-			return e;
-	}
-	return NULL;
-}
-
-static const char *jstr(struct json_object *o, const char *k, const char *dflt)
-{
-	struct json_object *v = k8s_jget(o, k);
-
-	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : dflt;
-}
-
 /* "a=b" or "a:b=c" split at the first sep. */
 static int split(char *s, char sep, char **a, char **b)
 {
@@ -145,7 +104,7 @@ static struct json_object *container(struct json_object *fork, const char *cname
 	}
 	for (size_t i = 0; i < json_object_array_length(cs); i++) {
 		c = json_object_array_get_idx(cs, i);
-		if (!strcmp(jstr(c, "name", ""), cname))
+		if (!strcmp(k8s_jstr(c, "name") ?: "", cname))
 			return c;
 	}
 	c = json_object_new_object();
@@ -173,8 +132,9 @@ static int wait_ready(const char *name, uint64_t wait_s, bool quiet)
 
 	snprintf(path, sizeof(path), SBX_PATH "/namespaces/%s/sandboxes/%s", ns, name);
 	for (;;) {
-		struct json_object *sb = call("GET", path, NULL, NULL, &st, msg, sizeof(msg));
-		struct json_object *c = ready_cond(sb);
+		struct json_object *sb =
+			k8s_call_json(&cl, "GET", path, NULL, NULL, &st, msg, sizeof(msg));
+		struct json_object *c = sbx_ready(sb);
 		char now[600];
 		int64_t gen =
 			json_object_get_int64(k8s_jget(k8s_jget(sb, "metadata"), "generation"));
@@ -185,8 +145,8 @@ static int wait_ready(const char *name, uint64_t wait_s, bool quiet)
 			json_object_put(sb);
 			return die("get %s/%s: %s", ns, name, msg);
 		}
-		if (c && seen >= gen && !strcmp(jstr(c, "status", ""), "True")) {
-			const char *key = jstr(k8s_jget(sb, "status"), "key", "");
+		if (c && seen >= gen && !strcmp(k8s_jstr(c, "status") ?: "", "True")) {
+			const char *key = k8s_jstr(k8s_jget(sb, "status"), "key") ?: "";
 
 			if (quiet)
 				printf("%s\n", key);
@@ -197,8 +157,9 @@ static int wait_ready(const char *name, uint64_t wait_s, bool quiet)
 			json_object_put(sb);
 			return 0;
 		}
-		snprintf(now, sizeof(now), "%s: %s", c ? jstr(c, "reason", "") : "Pending",
-			 c ? jstr(c, "message", "") : "the controller has not reported yet");
+		snprintf(now, sizeof(now), "%s: %s", c ? (k8s_jstr(c, "reason") ?: "") : "Pending",
+			 c ? (k8s_jstr(c, "message") ?: "")
+			   : "the controller has not reported yet");
 		if (!quiet && strcmp(now, last)) {
 			fprintf(stderr, "  %s\n", now);
 			snprintf(last, sizeof(last), "%s", now);
@@ -353,7 +314,7 @@ static int cmd_create(int argc, char **argv)
 		goto out;
 	}
 	snprintf(path, sizeof(path), SBX_PATH "/namespaces/%s/sandboxes", ns);
-	created = call("POST", path, NULL, sb, &st, msg, sizeof(msg));
+	created = k8s_call_json(&cl, "POST", path, NULL, sb, &st, msg, sizeof(msg));
 	if (!created) {
 		ret = st == 409 ? die("sandbox %s/%s exists already", ns, argv[optind])
 				: die("create %s/%s: %s", ns, argv[optind],
@@ -403,7 +364,7 @@ static int cmd_list(bool all)
 		snprintf(path, sizeof(path), SBX_PATH "/sandboxes");
 	else
 		snprintf(path, sizeof(path), SBX_PATH "/namespaces/%s/sandboxes", ns);
-	l = call("GET", path, NULL, NULL, &st, msg, sizeof(msg));
+	l = k8s_call_json(&cl, "GET", path, NULL, NULL, &st, msg, sizeof(msg));
 	if (!l)
 		return die("list sandboxes: %s", msg[0] ? msg : "no answer");
 	items = k8s_jarr(l, "items");
@@ -414,12 +375,12 @@ static int cmd_list(bool all)
 	for (size_t i = 0; i < k8s_jlen(items); i++) {
 		struct json_object *sb = json_object_array_get_idx(items, i);
 		struct json_object *md = k8s_jget(sb, "metadata"), *st2 = k8s_jget(sb, "status");
-		struct json_object *c = ready_cond(sb);
+		struct json_object *c = sbx_ready(sb);
 		uint64_t created = 0, exp = 0, now = (uint64_t)time(NULL);
 		char a[24], e[32], in[24];
 
-		k8s_parse_time(jstr(md, "creationTimestamp", ""), &created);
-		k8s_parse_time(jstr(st2, "expiresAt", ""), &exp);
+		k8s_parse_time(k8s_jstr(md, "creationTimestamp") ?: "", &created);
+		k8s_parse_time(k8s_jstr(st2, "expiresAt") ?: "", &exp);
 		age(created, a, sizeof(a));
 		if (!exp)
 			snprintf(e, sizeof(e), "-");
@@ -430,14 +391,14 @@ static int cmd_list(bool all)
 			snprintf(e, sizeof(e), "in %s", in);
 		}
 		if (all)
-			printf("%-16s ", jstr(md, "namespace", ""));
-		printf("%-24s %-24s %-6s %-18s %-6s %-10s %s\n", jstr(md, "name", ""),
-		       jstr(st2, "key", jstr(k8s_jget(sb, "spec"), "key", "-")),
-		       c ? jstr(c, "status", "?") : "-",
-		       jstr(md, "deletionTimestamp", NULL) ? "Deleting"
-		       : c				   ? jstr(c, "reason", "")
+			printf("%-16s ", k8s_jstr(md, "namespace") ?: "");
+		printf("%-24s %-24s %-6s %-18s %-6s %-10s %s\n", k8s_jstr(md, "name") ?: "",
+		       k8s_jstr(st2, "key") ?: k8s_jstr(k8s_jobj(sb, "spec"), "key") ?: "-",
+		       c ? (k8s_jstr(c, "status") ?: "?") : "-",
+		       k8s_jstr(md, "deletionTimestamp") ? "Deleting"
+		       : c				   ? (k8s_jstr(c, "reason") ?: "")
 							   : "-",
-		       jstr(st2, "forksReady", "-"), e, a);
+		       (k8s_jstr(st2, "forksReady") ?: "-"), e, a);
 	}
 	json_object_put(l);
 	return 0;
@@ -470,7 +431,7 @@ static int cmd_delete(int argc, char **argv)
 	if (optind != argc - 1)
 		return die("delete: one NAME");
 	snprintf(path, sizeof(path), SBX_PATH "/namespaces/%s/sandboxes/%s", ns, argv[optind]);
-	gone = call("DELETE", path, NULL, NULL, &st, msg, sizeof(msg));
+	gone = k8s_call_json(&cl, "DELETE", path, NULL, NULL, &st, msg, sizeof(msg));
 	json_object_put(gone);
 	if (st == 404)
 		return die("sandbox %s/%s not found", ns, argv[optind]);
@@ -479,22 +440,14 @@ static int cmd_delete(int argc, char **argv)
 	printf("sandbox %s/%s deleted\n", ns, argv[optind]);
 	/* --force: the finalizer off, again if the object changed meanwhile. */
 	for (int tries = 0; force; tries++) {
-		struct json_object *md, *fin, *nf, *put;
+		struct json_object *md, *put;
 
-		sb = call("GET", path, NULL, NULL, &st, msg, sizeof(msg));
+		sb = k8s_call_json(&cl, "GET", path, NULL, NULL, &st, msg, sizeof(msg));
 		if (!sb)
 			break; /* gone already */
 		md = k8s_jobj(sb, "metadata");
-		fin = k8s_jarr(md, "finalizers");
-		nf = json_object_new_array();
-		for (size_t i = 0; i < k8s_jlen(fin); i++) {
-			struct json_object *f = json_object_array_get_idx(fin, i);
-
-			if (strcmp(json_object_get_string(f) ?: "", SBX_FINALIZER))
-				json_object_array_add(nf, json_object_get(f));
-		}
-		json_object_object_add(md, "finalizers", nf);
-		put = call("PUT", path, NULL, sb, &st, msg, sizeof(msg));
+		json_object_object_add(md, "finalizers", sbx_finalizers(sb, false));
+		put = k8s_call_json(&cl, "PUT", path, NULL, sb, &st, msg, sizeof(msg));
 		json_object_put(put);
 		json_object_put(sb);
 		if (put || st == 404) {
@@ -511,7 +464,7 @@ static int cmd_delete(int argc, char **argv)
 		return 0;
 	end = monotonic_ms() + wait_s * 1000;
 	for (;;) {
-		sb = call("GET", path, NULL, NULL, &st, msg, sizeof(msg));
+		sb = k8s_call_json(&cl, "GET", path, NULL, NULL, &st, msg, sizeof(msg));
 		json_object_put(sb);
 		if (st == 404) {
 			printf("sandbox %s/%s is gone\n", ns, argv[optind]);

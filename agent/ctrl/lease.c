@@ -73,48 +73,44 @@ static void set_leader(struct ctrl *c, bool on, const char *why)
 
 void ctrl_lease_tick(struct ctrl *c)
 {
-	struct k8s_resp r = {0};
-	struct json_object *l = NULL, *spec, *body;
-	const char *holder = NULL, *rv;
+	struct json_object *l, *spec, *body, *md, *put;
+	const char *holder, *rv;
 	uint64_t now = monotonic_ms();
-	char path[512];
-	int ret;
+	char path[512], msg[256];
+	long st;
 
 	lease_path(c, path, sizeof(path), true);
-	ret = k8s_call(&c->cl, "GET", path, NULL, NULL, &r);
-	if (!ret && r.status == 404) {
+	l = k8s_call_json(&c->cl, "GET", path, NULL, NULL, &st, msg, sizeof(msg));
+	if (st == 404) {
 		body = json_object_new_object();
+		md = json_object_new_object();
+		spec = json_object_new_object();
 		json_object_object_add(body, "apiVersion",
 				       json_object_new_string("coordination.k8s.io/v1"));
 		json_object_object_add(body, "kind", json_object_new_string("Lease"));
-		spec = json_object_new_object();
-		json_object_object_add(body, "metadata", json_object_new_object());
-		json_object_object_add(json_object_object_get(body, "metadata"), "name",
-				       json_object_new_string(c->o.lease_name));
-		json_object_object_add(json_object_object_get(body, "metadata"), "namespace",
-				       json_object_new_string(c->o.lease_ns));
+		json_object_object_add(md, "name", json_object_new_string(c->o.lease_name));
+		json_object_object_add(md, "namespace", json_object_new_string(c->o.lease_ns));
+		json_object_object_add(body, "metadata", md);
 		fill_spec(c, spec, true, 0);
 		json_object_object_add(body, "spec", spec);
 		lease_path(c, path, sizeof(path), false);
-		ret = k8s_call(&c->cl, "POST", path, NULL,
-			       json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN), &r);
+		put = k8s_call_json(&c->cl, "POST", path, NULL, body, &st, msg, sizeof(msg));
+		json_object_put(put);
 		json_object_put(body);
-		if (!ret && r.status == 201) {
+		if (st == 201) {
 			c->renewed_ms = now;
 			set_leader(c, true, NULL);
 		}
 		goto out;
 	}
-	if (ret || r.status != 200) {
-		pr_warn("ctrl: lease %s/%s: %s", c->o.lease_ns, c->o.lease_name, r.msg);
+	spec = k8s_jobj(l, "spec");
+	holder = k8s_jstr(spec, "holderIdentity");
+	rv = k8s_jstr(k8s_jobj(l, "metadata"), "resourceVersion");
+	if (!rv) {
+		pr_warn("ctrl: lease %s/%s: %s", c->o.lease_ns, c->o.lease_name,
+			msg[0] ? msg : "no resourceVersion");
 		goto out;
 	}
-	l = json_tokener_parse(buf_head(&r.body));
-	spec = k8s_jget(l, "spec");
-	holder = json_object_get_string(k8s_jget(spec, "holderIdentity"));
-	rv = json_object_get_string(k8s_jget(k8s_jget(l, "metadata"), "resourceVersion"));
-	if (!l || !rv)
-		goto out;
 	if (strcmp(rv, c->seen_rv)) {
 		snprintf(c->seen_rv, sizeof(c->seen_rv), "%s", rv);
 		c->seen_ms = now;
@@ -137,17 +133,16 @@ void ctrl_lease_tick(struct ctrl *c)
 		set_leader(c, false, "another instance holds the lease");
 		goto out;
 	}
-	lease_path(c, path, sizeof(path), true);
-	ret = k8s_call(&c->cl, "PUT", path, NULL,
-		       json_object_to_json_string_ext(l, JSON_C_TO_STRING_PLAIN), &r);
-	if (!ret && r.status == 200) {
+	put = k8s_call_json(&c->cl, "PUT", path, NULL, l, &st, msg, sizeof(msg));
+	json_object_put(put);
+	if (st == 200) {
 		c->renewed_ms = now;
 		c->seen_rv[0] = '\0';
 		set_leader(c, true, NULL);
-	} else if (!ret && r.status == 409) {
+	} else if (st == 409) {
 		set_leader(c, false, "the lease changed hands");
 	} else {
-		pr_warn("ctrl: lease %s/%s: %s", c->o.lease_ns, c->o.lease_name, r.msg);
+		pr_warn("ctrl: lease %s/%s: %s", c->o.lease_ns, c->o.lease_name, msg);
 	}
 out:
 	/* Stop acting well before another instance may take over (counted
@@ -156,7 +151,6 @@ out:
 	if (c->leader && !ctrl_may_write(c))
 		set_leader(c, false, "could not renew the lease in time");
 	json_object_put(l);
-	k8s_resp_free(&r);
 }
 
 bool ctrl_may_write(const struct ctrl *c)
@@ -172,29 +166,24 @@ void ctrl_lease_maybe_tick(struct ctrl *c)
 
 void ctrl_lease_release(struct ctrl *c)
 {
-	struct k8s_resp r = {0};
-	struct json_object *l, *spec;
-	char path[512];
+	struct json_object *l, *spec, *put;
+	char path[512], msg[256];
+	long st;
 
 	if (!c->leader)
 		return;
 	lease_path(c, path, sizeof(path), true);
-	if (k8s_call(&c->cl, "GET", path, NULL, NULL, &r) || r.status != 200)
-		goto out;
-	l = json_tokener_parse(buf_head(&r.body));
-	spec = k8s_jget(l, "spec");
-	if (spec &&
-	    !strcmp(json_object_get_string(k8s_jget(spec, "holderIdentity")) ?: "", c->o.id)) {
+	l = k8s_call_json(&c->cl, "GET", path, NULL, NULL, &st, msg, sizeof(msg));
+	spec = k8s_jobj(l, "spec");
+	if (spec && !strcmp(k8s_jstr(spec, "holderIdentity") ?: "", c->o.id)) {
 		/* An empty holder: the next candidate takes it at once. */
 		json_object_object_add(spec, "holderIdentity", json_object_new_string(""));
 		json_object_object_add(spec, "leaseDurationSeconds", json_object_new_int(1));
-		if (!k8s_call(&c->cl, "PUT", path, NULL,
-			      json_object_to_json_string_ext(l, JSON_C_TO_STRING_PLAIN), &r) &&
-		    r.status == 200)
+		put = k8s_call_json(&c->cl, "PUT", path, NULL, l, &st, msg, sizeof(msg));
+		json_object_put(put);
+		if (st == 200)
 			pr_info("ctrl: released the lease");
 	}
 	json_object_put(l);
-out:
 	__atomic_store_n(&c->leader, false, __ATOMIC_RELAXED);
-	k8s_resp_free(&r);
 }

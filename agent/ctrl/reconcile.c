@@ -40,26 +40,19 @@ struct ans {
 static int api(struct ctrl *c, const char *method, const char *path, const char *ctype,
 	       struct json_object *body, struct ans *a)
 {
-	struct k8s_resp r = {0};
-	int ret;
-
 	memset(a, 0, sizeof(*a));
 	if (strcmp(method, "GET") && !ctrl_may_write(c)) {
 		/* The lease may be someone else's by now: never write then. */
 		snprintf(a->msg, sizeof(a->msg), "not leading (the lease was not renewed in time)");
 		return -EPERM;
 	}
-	ret = k8s_call(&c->cl, method, path, ctype,
-		       body ? json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN) : NULL,
-		       &r);
-	a->status = r.status;
-	snprintf(a->msg, sizeof(a->msg), "%s", r.msg);
-	if (!ret && r.status >= 200 && r.status < 300 && buf_len(&r.body))
-		a->obj = json_tokener_parse(buf_head(&r.body));
-	if (!ret && strcmp(method, "GET"))
+	a->obj = k8s_call_json(&c->cl, method, path, ctype, body, &a->status, a->msg,
+			       sizeof(a->msg));
+	if (!a->status)
+		return -EIO;
+	if (strcmp(method, "GET"))
 		c->writes++;
-	k8s_resp_free(&r);
-	return ret;
+	return 0;
 }
 
 static void ans_free(struct ans *a)
@@ -76,9 +69,7 @@ static void obj_path(char *out, size_t len, enum sbx_kind k, const char *ns, con
 
 static const char *meta_str(struct json_object *o, const char *k)
 {
-	struct json_object *v = k8s_jget(k8s_jget(o, "metadata"), k);
-
-	return v && json_object_is_type(v, json_type_string) ? json_object_get_string(v) : NULL;
+	return k8s_jstr(k8s_jobj(o, "metadata"), k);
 }
 
 /* ---- one Sandbox ----------------------------------------------------------- */
@@ -321,26 +312,17 @@ static void note_resource(struct sync *s, struct sbx_obj *o, struct json_object 
 /* Write status when it changed. */
 static void write_status(struct sync *s, const char *reason, const char *msg)
 {
-	struct json_object *old = k8s_jget(s->sb, "status"), *st = json_object_new_object();
+	struct json_object *old = k8s_jobj(s->sb, "status"), *st = json_object_new_object();
 	struct json_object *cond = json_object_new_object(), *conds = json_object_new_array();
-	struct json_object *oldc, *hooks, *body, *notes = NULL;
+	struct json_object *was = sbx_ready(s->sb), *hooks, *body, *notes = NULL;
 	const char *status = reason ? "False" : "True";
 	const char *lt = NULL;
 	char t[32], path[512];
 	struct ans a;
 
 	reason = reason ? reason : "Ready";
-	if (!json_object_is_type(old, json_type_object))
-		old = NULL;
-	oldc = k8s_jarr(old, "conditions");
-	for (size_t i = 0; i < k8s_jlen(oldc); i++) {
-		struct json_object *oc = json_object_array_get_idx(oldc, i);
-		const char *ty = json_object_get_string(k8s_jget(oc, "type"));
-		const char *os = json_object_get_string(k8s_jget(oc, "status"));
-
-		if (ty && os && !strcmp(ty, "Ready") && !strcmp(os, status))
-			lt = json_object_get_string(k8s_jget(oc, "lastTransitionTime"));
-	}
+	if (!strcmp(k8s_jstr(was, "status") ?: "", status))
+		lt = k8s_jstr(was, "lastTransitionTime");
 	json_object_object_add(st, "observedGeneration", json_object_new_int64(s->m.generation));
 	json_object_object_add(st, "key", json_object_new_string(s->m.key));
 	if (s->m.expires_unix)
@@ -398,8 +380,7 @@ static void write_status(struct sync *s, const char *reason, const char *msg)
 		 s->m.name);
 	if (api(s->c, "PATCH", path, "application/merge-patch+json", body, &a) || a.status != 200)
 		pr_warn("ctrl: %s/%s: status: %s", s->m.ns, s->m.name, a.msg);
-	else if (!old || !k8s_jlen(oldc) ||
-		 strcmp(k8s_jstr(json_object_array_get_idx(oldc, 0), "reason") ?: "", reason))
+	else if (strcmp(k8s_jstr(was, "reason") ?: "", reason))
 		pr_info("ctrl: %s/%s: %s (%s)", s->m.ns, s->m.name, reason,
 			msg && *msg ? msg : "ready");
 	ans_free(&a);
@@ -410,26 +391,14 @@ static void write_status(struct sync *s, const char *reason, const char *msg)
  * conditional: a 409 waits for the next pass). */
 static int set_finalizer(struct sync *s, bool on)
 {
-	struct json_object *sb = NULL, *md, *fin, *nf = json_object_new_array();
+	struct json_object *sb = NULL;
 	char path[512];
 	struct ans a;
 	int ret;
 
-	if (json_object_deep_copy(s->sb, &sb, NULL)) {
-		json_object_put(nf);
+	if (json_object_deep_copy(s->sb, &sb, NULL))
 		return -ENOMEM;
-	}
-	md = k8s_jget(sb, "metadata");
-	fin = k8s_jarr(md, "finalizers");
-	for (size_t i = 0; i < k8s_jlen(fin); i++) {
-		struct json_object *f = json_object_array_get_idx(fin, i);
-
-		if (strcmp(json_object_get_string(f) ?: "", SBX_FINALIZER))
-			json_object_array_add(nf, json_object_get(f));
-	}
-	if (on)
-		json_object_array_add(nf, json_object_new_string(SBX_FINALIZER));
-	json_object_object_add(md, "finalizers", nf);
+	json_object_object_add(k8s_jobj(sb, "metadata"), "finalizers", sbx_finalizers(s->sb, on));
 	snprintf(path, sizeof(path), SBX_PATH "/namespaces/%s/sandboxes/%s", s->m.ns, s->m.name);
 	ret = api(s->c, "PUT", path, NULL, sb, &a);
 	if (!ret && a.status == 200) {

@@ -825,6 +825,35 @@ enum sbx_job_state sbx_job_state(struct json_object *job)
 	return SBX_JOB_RUNNING;
 }
 
+struct json_object *sbx_ready(struct json_object *sb)
+{
+	struct json_object *c = k8s_jarr(k8s_jobj(sb, "status"), "conditions");
+
+	for (size_t i = 0; i < k8s_jlen(c); i++) {
+		struct json_object *e = json_object_array_get_idx(c, i);
+
+		if (!strcmp(k8s_jstr(e, "type") ?: "", "Ready"))
+			return e;
+	}
+	return NULL;
+}
+
+struct json_object *sbx_finalizers(struct json_object *obj, bool add)
+{
+	struct json_object *fin = k8s_jarr(k8s_jobj(obj, "metadata"), "finalizers");
+	struct json_object *out = json_object_new_array();
+
+	for (size_t i = 0; i < k8s_jlen(fin); i++) {
+		struct json_object *f = json_object_array_get_idx(fin, i);
+
+		if (strcmp(json_object_get_string(f) ?: "", SBX_FINALIZER))
+			json_object_array_add(out, json_object_get(f));
+	}
+	if (add)
+		json_object_array_add(out, json_object_new_string(SBX_FINALIZER));
+	return out;
+}
+
 char *sbx_time(uint64_t unix_s, char *buf, size_t len)
 {
 	time_t t = (time_t)unix_s;

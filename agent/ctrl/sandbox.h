@@ -142,6 +142,12 @@ enum sbx_job_state { SBX_JOB_NONE, SBX_JOB_RUNNING, SBX_JOB_SUCCEEDED, SBX_JOB_F
 enum sbx_job_state sbx_job_state(struct json_object *job);
 extern const char *const sbx_job_state_names[]; /* "Pending", "Running", ... */
 
+/* A Sandbox's Ready condition (status.conditions[type=Ready]), or NULL. */
+struct json_object *sbx_ready(struct json_object *sb);
+/* A new array of the object's finalizers without the controller's, and
+ * with it again when add. */
+struct json_object *sbx_finalizers(struct json_object *obj, bool add);
+
 /* Unix seconds as RFC 3339 ("2026-12-06T03:00:00Z"). */
 char *sbx_time(uint64_t unix_s, char *buf, size_t len);
 

@@ -294,3 +294,23 @@ void k8s_resp_free(struct k8s_resp *r)
 {
 	buf_free(&r->body);
 }
+
+struct json_object *k8s_call_json(struct k8s_client *c, const char *method, const char *path,
+				  const char *ctype, struct json_object *body, long *status,
+				  char *msg, size_t msglen)
+{
+	struct k8s_resp r = {0};
+	struct json_object *o = NULL;
+	const char *text =
+		body ? json_object_to_json_string_ext(body, JSON_C_TO_STRING_PLAIN) : NULL;
+
+	*status = 0;
+	if (!k8s_call(c, method, path, ctype, text, &r)) {
+		*status = r.status;
+		if (r.status >= 200 && r.status < 300 && buf_len(&r.body))
+			o = json_tokener_parse(buf_head(&r.body));
+	}
+	snprintf(msg, msglen, "%s", r.msg);
+	k8s_resp_free(&r);
+	return o;
+}

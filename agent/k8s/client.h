@@ -70,4 +70,13 @@ int k8s_call(struct k8s_client *c, const char *method, const char *path, const c
 	     const char *body, struct k8s_resp *r);
 void k8s_resp_free(struct k8s_resp *r);
 
+struct json_object;
+
+/* k8s_call() with JSON both ways: body (NULL: none) is sent, and the body
+ * of a 2xx answer comes back parsed (a new reference; NULL otherwise).
+ * *status: the HTTP status, 0 when no answer came; msg: why it failed. */
+struct json_object *k8s_call_json(struct k8s_client *c, const char *method, const char *path,
+				  const char *ctype, struct json_object *body, long *status,
+				  char *msg, size_t msglen);
+
 #endif /* SHUNT_K8S_CLIENT_H */
