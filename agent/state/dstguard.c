@@ -118,26 +118,47 @@ int dstguard_skip_iface(struct dstguard *g, const char *name)
 
 int dstguard_set_node(struct dstguard *g, const struct shunt_addr *addrs, size_t n)
 {
+	struct shunt_addr *v = n ? malloc(n * sizeof(*v)) : NULL;
 	size_t w = 0;
 
-	if (n > g->node_cap) {
-		struct shunt_addr *v = realloc(g->node, n * sizeof(*v));
-
-		if (!v)
-			return -ENOMEM;
-		g->node = v;
-		g->node_cap = n;
-	}
+	if (n && !v)
+		return -ENOMEM;
 	for (size_t i = 0; i < n; i++) {
-		g->node[i] = addrs[i];
-		g->node[i].port = 0;
+		v[i] = addrs[i];
+		v[i].port = 0;
 	}
 	if (n > 1)
-		qsort(g->node, n, sizeof(*g->node), addr_cmp);
+		qsort(v, n, sizeof(*v), addr_cmp);
 	for (size_t i = 0; i < n; i++)
-		if (!w || addr_cmp(&g->node[w - 1], &g->node[i]))
-			g->node[w++] = g->node[i];
+		if (!w || addr_cmp(&v[w - 1], &v[i]))
+			v[w++] = v[i];
+	/* The same set again (the periodic refresh, mostly): keep the old
+	 * array and the generation, so nothing is republished. */
+	if (w == g->n_node && (!w || !memcmp(v, g->node, w * sizeof(*v)))) {
+		free(v);
+		return 0;
+	}
+	free(g->node);
+	g->node = v;
 	g->n_node = w;
+	g->node_cap = n;
+	g->gen++;
+	return 0;
+}
+
+int dstguard_copy(struct dstguard *dst, const struct dstguard *src)
+{
+	*dst = *src;
+	dst->nl_fd = -1;
+	dst->node = NULL;
+	dst->node_cap = 0;
+	if (src->n_node) {
+		dst->node = malloc(src->n_node * sizeof(*dst->node));
+		if (!dst->node)
+			return -ENOMEM;
+		memcpy(dst->node, src->node, src->n_node * sizeof(*dst->node));
+		dst->node_cap = src->n_node;
+	}
 	return 0;
 }
 

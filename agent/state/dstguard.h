@@ -51,6 +51,7 @@ struct dstguard {
 	int n_skip;
 	int nl_fd; /* netlink socket told of address changes; -1 without */
 	uint64_t refreshed_ms;
+	uint64_t gen; /* changes when the node's addresses do */
 };
 
 /* The class of an address by its value alone (no node, no proxy). */
@@ -73,6 +74,9 @@ void dstguard_close(struct dstguard *g);
 int dstguard_refresh(struct dstguard *g);
 /* Replace the node's addresses (unit tests, and dstguard_refresh). */
 int dstguard_set_node(struct dstguard *g, const struct shunt_addr *addrs, size_t n);
+/* A copy for reading on another thread (no netlink socket): free it
+ * with dstguard_close(). 0 or -ENOMEM. */
+int dstguard_copy(struct dstguard *dst, const struct dstguard *src);
 /* The netlink socket said something changed: drain it and refresh. */
 void dstguard_on_netlink(struct dstguard *g);
 

@@ -44,6 +44,7 @@ struct route_table {
 	size_t nsvc_slots;
 	size_t nsvcs;
 	uint64_t seed; /* keys in lookups come from requests */
+	uint64_t gen;  /* changes with every put and delete */
 };
 
 /* Only the bytes the family uses are copied, so an address built by hand
@@ -97,6 +98,42 @@ struct route_table *route_table_new(void)
 	if (t)
 		t->seed = hash_random_seed();
 	return t;
+}
+
+/* Copy an array of n elements of size sz (NULL for none). */
+static void *dup_array(const void *src, size_t n, size_t sz)
+{
+	void *d;
+
+	if (!n)
+		return NULL;
+	d = malloc(n * sz);
+	if (d)
+		memcpy(d, src, n * sz);
+	return d;
+}
+
+struct route_table *route_table_clone(const struct route_table *t)
+{
+	struct route_table *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	*c = *t;
+	c->entries = dup_array(t->entries, t->n, sizeof(*t->entries));
+	c->entries_cap = t->n;
+	c->slots = dup_array(t->slots, t->nslots, sizeof(*t->slots));
+	c->svcs = dup_array(t->svcs, t->nsvc_slots, sizeof(*t->svcs));
+	if ((t->n && !c->entries) || (t->nslots && !c->slots) || (t->nsvc_slots && !c->svcs)) {
+		route_table_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+uint64_t route_table_gen(const struct route_table *t)
+{
+	return t->gen;
 }
 
 void route_table_free(struct route_table *t)
@@ -238,6 +275,7 @@ int route_table_put(struct route_table *t, const struct shunt_route_key *key,
 		i = route_slot_find(t, &k, h);
 		if (t->slots[i] != ROUTE_SLOT_EMPTY) {
 			t->entries[t->slots[i] - 1].v = v;
+			t->gen++;
 			if (created)
 				*created = 0;
 			return 0;
@@ -247,6 +285,7 @@ int route_table_put(struct route_table *t, const struct shunt_route_key *key,
 	if (err)
 		return err;
 
+	t->gen++;
 	e = &t->entries[t->n];
 	e->k = k;
 	e->v = v;
@@ -325,6 +364,7 @@ int route_table_del(struct route_table *t, const struct shunt_route_key *key)
 	if (t->slots[i] == ROUTE_SLOT_EMPTY)
 		return -ENOENT;
 	idx = t->slots[i] - 1;
+	t->gen++;
 	route_slot_remove(t, i);
 
 	/* Fill the hole in the dense array with the last entry. */

@@ -47,6 +47,13 @@ void route_key_make(struct shunt_route_key *k, const struct shunt_addr *svc, con
 struct route_table *route_table_new(void);
 void route_table_free(struct route_table *t);
 
+/* A copy that shares nothing with t (for readers on other threads while
+ * t changes), or NULL when out of memory. */
+struct route_table *route_table_clone(const struct route_table *t);
+
+/* Changes with every put and delete: equal values, equal contents. */
+uint64_t route_table_gen(const struct route_table *t);
+
 /* Insert or replace. *created (if non-NULL) says which. 0 or -ENOMEM. */
 int route_table_put(struct route_table *t, const struct shunt_route_key *k,
 		    const struct shunt_route *v, int *created);
