@@ -13,6 +13,7 @@
 #include "core/loop.h"
 #include "proxy/proxy.h"
 #include "state/store.h"
+#include "state/view.h"
 
 struct control;
 struct metrics;
@@ -22,8 +23,9 @@ struct agent {
 	struct loop loop;
 	struct shunt_bpf bpf;
 	struct store store;
-	struct dstguard guard; /* where the proxy may never connect */
-	struct proxy *proxy;
+	struct dstguard guard;	 /* where the proxy may never connect */
+	struct workers *workers; /* the proxy */
+	struct view view;	 /* the routes, as the workers read them */
 	struct proxy_opts popts;
 	struct control *ctl;
 	struct metrics *metrics; /* NULL without --metrics-addr, --health-addr */

@@ -27,6 +27,7 @@
 
 #define DEFAULT_PIN_DIR	   "/sys/fs/bpf/shunt"
 #define DEFAULT_PROXY_PORT 15001
+#define DEFAULT_POLL_US	   50 /* --poll on */
 #define TICK_MS		   250
 
 static const char usage_text[] =
@@ -100,6 +101,14 @@ static const char usage_text[] =
 	"                          probes, on 127.0.0.1 (default off)\n"
 	"  --log-format FMT        text (default) or json: one object per line with\n"
 	"                          ts, level, msg\n"
+	"  --workers N             the proxy's event loops, each pinned to its share of\n"
+	"                          the CPUs the agent may run on; a connection is\n"
+	"                          served on the CPU it was made on (default: one per\n"
+	"                          such CPU, at most 64)\n"
+	"  --poll on|off|Nus       before sleeping, a worker polls for up to N us\n"
+	"                          (on: 50us) while its traffic comes that fast,\n"
+	"                          yielding its CPU between polls; backs off when\n"
+	"                          polls find nothing (default on)\n"
 	"  --http2 on|off          route HTTP/2 (prior knowledge and Upgrade: h2c) per\n"
 	"                          stream (default on); off: an HTTP/2 connection is\n"
 	"                          tunnelled unrouted to its original destination\n"
@@ -184,6 +193,8 @@ enum {
 	OPT_LOG_FORMAT,
 	OPT_ACCESS_LOG,
 	OPT_HTTP2,
+	OPT_WORKERS,
+	OPT_POLL,
 	OPT_RESET_MAPS,
 	OPT_KUBERNETES,
 	OPT_KUBECONFIG,
@@ -224,6 +235,8 @@ static const struct option long_opts[] = {
 	{"log-format", required_argument, NULL, OPT_LOG_FORMAT},
 	{"access-log", no_argument, NULL, OPT_ACCESS_LOG},
 	{"http2", required_argument, NULL, OPT_HTTP2},
+	{"workers", required_argument, NULL, OPT_WORKERS},
+	{"poll", required_argument, NULL, OPT_POLL},
 	{"reset-maps", no_argument, NULL, OPT_RESET_MAPS},
 	{"kubernetes", no_argument, NULL, OPT_KUBERNETES},
 	{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
@@ -359,6 +372,7 @@ static void args_defaults(struct agent *a)
 	po->head_timeout_ms = 10000;
 	po->idle_timeout_ms = 60000;
 	po->http2 = true;
+	po->poll_us = DEFAULT_POLL_US;
 	po->connect_timeout_ms = 2000;
 	po->tunnel_timeout_ms = 3600 * 1000;
 	po->max_head_bytes = 65536;
@@ -376,6 +390,31 @@ static void args_defaults(struct agent *a)
 	a->control_path = CTL_DEFAULT_PATH;
 	a->drain_timeout_ms = 20000;
 	a->kopts.max_routes_per_ns = K8S_DEFAULT_MAX_NS_ROUTES;
+}
+
+/* --poll: on (the default window), off, or the window in microseconds. */
+static int opt_poll(const char *arg, uint32_t *us)
+{
+	char num[16];
+	size_t len = strlen(arg);
+	uint64_t v;
+
+	if (!strcmp(arg, "on")) {
+		*us = DEFAULT_POLL_US;
+		return 0;
+	}
+	if (!strcmp(arg, "off")) {
+		*us = 0;
+		return 0;
+	}
+	if (len < 3 || len - 2 >= sizeof(num) || strcmp(arg + len - 2, "us"))
+		return -1;
+	memcpy(num, arg, len - 2);
+	num[len - 2] = '\0';
+	if (parse_u64(num, 1000, &v) || !v)
+		return -1;
+	*us = (uint32_t)v;
+	return 0;
 }
 
 /* The proxy's addresses, timeouts and head limits. */
@@ -425,6 +464,17 @@ static int opt_proxy(struct agent *a, struct arg_state *st, int opt)
 		if (strcmp(optarg, "on") && strcmp(optarg, "off"))
 			return usage_error("--http2: '%s' is neither on nor off", optarg);
 		po->http2 = !strcmp(optarg, "on");
+		break;
+	case OPT_WORKERS:
+		if (parse_u64(optarg, SHUNT_MAX_WORKERS, &v) || !v)
+			return usage_error("--workers: '%s' is not a number from 1 to 64", optarg);
+		po->workers = (int)v;
+		break;
+	case OPT_POLL:
+		if (opt_poll(optarg, &po->poll_us))
+			return usage_error("--poll: '%s' is not on, off or a window like 50us "
+					   "(1us to 1000us)",
+					   optarg);
 		break;
 	default:
 		return OPT_NOT_MINE;
@@ -773,7 +823,7 @@ static void start_drain(struct agent *a, bool handed_over)
 	/* The routes stay as they are: on a takeover the successor owns
 	 * them from now on. */
 	k8s_stop(a);
-	proxy_drain(a->proxy, a->drain_timeout_ms, handed_over);
+	workers_drain(a->workers, a->drain_timeout_ms, handed_over);
 	control_stop(a);
 	/* After a takeover the new agent answers scrapes and probes on the
 	 * same addresses (metrics and probes); on a plain SIGTERM /readyz
@@ -844,7 +894,7 @@ static int takeover_ask(struct agent *a)
 	return fd;
 }
 
-/* The listening sockets the running agent sent (two at most). */
+/* The listening sockets the running agent sent (two per worker at most). */
 static void takeover_keep_fds(struct agent *a, struct msghdr *mh)
 {
 	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
@@ -854,7 +904,7 @@ static void takeover_keep_fds(struct agent *a, struct msghdr *mh)
 			int got;
 
 			memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-			if (a->popts.n_inherited < 2)
+			if (a->popts.n_inherited < (int)(2 * SHUNT_MAX_WORKERS))
 				a->popts.inherited[a->popts.n_inherited++] = got;
 			else
 				close(got);
@@ -865,7 +915,7 @@ static void takeover_keep_fds(struct agent *a, struct msghdr *mh)
 static int takeover(struct agent *a)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * 2)];
+		char buf[CMSG_SPACE(sizeof(int) * 2 * SHUNT_MAX_WORKERS)];
 		struct cmsghdr align;
 	} u;
 	char line[512];
@@ -1047,8 +1097,7 @@ static int run(struct agent *a)
 			a->detach_on_exit = false;
 			start_drain(a, true);
 		}
-		proxy_tick(a->proxy);
-		proxy_reap(a->proxy);
+		workers_tick(a->workers);
 		if (a->loop.now_ms - last_guard >= GUARD_REFRESH_MS) {
 			last_guard = a->loop.now_ms;
 			err = dstguard_refresh(&a->guard);
@@ -1059,7 +1108,12 @@ static int run(struct agent *a)
 			last_sweep = a->loop.now_ms;
 			store_expire(&a->store, (uint64_t)time(NULL));
 		}
-		if (a->draining && proxy_drained(a->proxy)) {
+		/* Whatever changed the routes or the node's addresses in
+		 * this iteration reaches the workers now. */
+		if (view_sync(&a->view, a->store.t, &a->guard))
+			pr_warn("routes: no memory for a copy for the workers; the previous "
+				"routes stay in force there");
+		if (a->draining && workers_drained(a->workers)) {
 			pr_info("drained");
 			break;
 		}
@@ -1129,8 +1183,12 @@ int main(int argc, char **argv)
 	if (recover_state(&a))
 		goto cleanup_store;
 
-	if (proxy_start(&a.proxy, &a.popts, &a.loop, &a.store, &a.bpf))
-		goto cleanup_store;
+	if (view_init(&a.view, SHUNT_MAX_WORKERS) || view_sync(&a.view, a.store.t, &a.guard)) {
+		pr_err("routes: out of memory");
+		goto cleanup_view;
+	}
+	if (workers_start(&a.workers, &a.popts, &a.loop, &a.bpf, &a.view))
+		goto cleanup_view;
 	if (control_start(&a, a.control_path))
 		goto cleanup_proxy;
 	if (a.metrics_addr.family && metrics_start(&a, &a.metrics_addr))
@@ -1162,7 +1220,9 @@ cleanup_control:
 	control_stop(&a);
 cleanup_proxy:
 	/* Listeners close first: new connections fail open from here on. */
-	proxy_stop(a.proxy);
+	workers_stop(a.workers);
+cleanup_view:
+	view_free(&a.view);
 cleanup_store:
 	store_free(&a.store);
 cleanup_bpf:

@@ -384,7 +384,7 @@ static void cmd_takeover(struct ctl_conn *cc)
 	struct agent *a = cc->a;
 	static const char ok[] = "ok\n";
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * 2)];
+		char buf[CMSG_SPACE(sizeof(int) * 2 * SHUNT_MAX_WORKERS)];
 		struct cmsghdr align;
 	} u = {};
 	struct iovec iov = {.iov_base = (void *)ok, .iov_len = sizeof(ok) - 1};
@@ -392,14 +392,14 @@ static void cmd_takeover(struct ctl_conn *cc)
 	struct ucred cred = {};
 	socklen_t cl = sizeof(cred);
 	struct cmsghdr *cm;
-	int fds[2], n;
+	int fds[2 * SHUNT_MAX_WORKERS], n;
 
 	if (a->draining || a->handed_over) {
 		fail(cc, CTL_EXIT_FAILED,
 		     "this shuntd is already draining; start the new one after it exits");
 		return;
 	}
-	n = proxy_listener_fds(a->proxy, fds);
+	n = workers_listener_fds(a->workers, fds, 2 * SHUNT_MAX_WORKERS);
 	if (n > 0) {
 		mh.msg_control = u.buf;
 		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
@@ -596,6 +596,35 @@ static void status_proxy(struct ctl_conn *cc, bool json)
 		}
 	}
 	buf_printf(&cc->out, json ? "}" : "\n");
+}
+
+/* The proxy's workers: how connections reach them, what each holds. */
+static void status_workers(struct ctl_conn *cc, bool json, const struct proxy_stats *per, int n)
+{
+	const char *how = workers_steering(cc->a->workers);
+
+	if (json) {
+		buf_printf(&cc->out, ",\"workers\":{\"count\":%d,\"steering\":", n);
+		json_str(&cc->out, how);
+		buf_printf(&cc->out, ",\"each\":[");
+	} else {
+		buf_printf(&cc->out, "workers:   %d, connections steered %s\n", n, how);
+	}
+	for (int i = 0; i < n; i++) {
+		unsigned long long act = per[i].active, acc = per[i].accepted,
+				   req = per[i].requests;
+
+		if (json)
+			buf_printf(&cc->out,
+				   "%s{\"active\":%llu,\"accepted\":%llu,\"requests\":%llu}",
+				   i ? "," : "", act, acc, req);
+		else
+			buf_printf(&cc->out,
+				   "  worker %d: %llu open, %llu accepted, %llu requests\n", i, act,
+				   acc, req);
+	}
+	if (json)
+		buf_printf(&cc->out, "]}");
 }
 
 #define STATUS_MAX_LONE 10 /* lone routes named in the text of a warning */
@@ -809,7 +838,9 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 	struct shunt_prog_info progs[SHUNT_NR_PROGS];
 	struct shunt_map_info maps[SHUNT_NR_MAPS];
 	uint64_t ks[SHUNT_STAT_MAX] = {};
-	const struct proxy_stats *ps = proxy_stats(a->proxy);
+	struct proxy_stats sum, per[SHUNT_MAX_WORKERS];
+	int nw = workers_stats(a->workers, &sum, per, SHUNT_MAX_WORKERS);
+	const struct proxy_stats *ps = &sum;
 	bool json = r->json;
 	int np = shunt_bpf_progs(&a->bpf, progs);
 	int nm = shunt_bpf_maps(&a->bpf, maps);
@@ -846,6 +877,8 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 		{"h2c_declined", ps->h2c_declined},
 		{"h2_calmed", ps->h2_calmed},
 		{"h2_sessions", ps->h2_sessions},
+		{"polls", ps->polls},
+		{"poll_hits", ps->poll_hits},
 	};
 	size_t npc = sizeof(pc) / sizeof(pc[0]);
 
@@ -858,6 +891,7 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 			   a->cgroup, a->pin_dir, a->control_path, route_table_count(a->store.t),
 			   a->store.novr);
 		status_proxy(cc, false);
+		status_workers(cc, false, per, nw);
 		buf_printf(&cc->out, "\nprograms:\n");
 		for (int i = 0; i < np; i++)
 			buf_printf(&cc->out, "  %-20s id %-6u %s\n", progs[i].name, progs[i].id,
@@ -889,6 +923,7 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 	buf_printf(&cc->out, ",\"routes\":%zu,\"overrides\":%zu", route_table_count(a->store.t),
 		   a->store.novr);
 	status_proxy(cc, true);
+	status_workers(cc, true, per, nw);
 	buf_printf(&cc->out, ",\"programs\":[");
 	for (int i = 0; i < np; i++)
 		buf_printf(&cc->out, "%s{\"name\":\"%s\",\"id\":%u,\"attach\":\"%s\"}",
@@ -1142,6 +1177,10 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 		cmd_reload(cc);
 		break;
 	}
+	/* A route this request changed is in force for the workers before
+	 * the answer goes out. */
+	if (view_sync(&cc->a->view, cc->a->store.t, &cc->a->guard))
+		pr_warn("routes: no memory for a copy for the workers");
 	if (cc->out.failed)
 		fail(cc, CTL_EXIT_FAILED, "out of memory");
 }

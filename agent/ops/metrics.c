@@ -148,6 +148,11 @@ static void render_proxy(struct buf *o, const struct proxy_stats *ps)
 		{"shunt_h2_upstream_sessions", "gauge",
 		 "HTTP/2 sessions to upstreams open now (each carries many streams).",
 		 ps->h2_sessions},
+		{"shunt_proxy_polls_total", "counter",
+		 "Waits of the proxy's event loops that polled before sleeping (--poll).",
+		 ps->polls},
+		{"shunt_proxy_poll_hits_total", "counter",
+		 "Polls that found an event without sleeping.", ps->poll_hits},
 		{"shunt_upstream_connects_total", "counter",
 		 "New connections to upstreams (sandboxes and baselines).", ps->upstream_connects},
 		{"shunt_upstream_reuses_total", "counter",
@@ -273,8 +278,11 @@ int metrics_render(const struct metrics_snapshot *s, struct buf *o)
 
 	if (s->req)
 		render_requests(o, s->req);
-	if (s->proxy)
+	if (s->proxy) {
 		render_proxy(o, s->proxy);
+		one(o, "shunt_proxy_workers", "gauge",
+		    "The proxy's event loops (--workers), one per CPU by default.", s->workers);
+	}
 
 	one(o, "shunt_routes", "gauge", "Routes in force (service, routing key -> sandbox).",
 	    s->routes);
@@ -450,7 +458,7 @@ static const char *not_ready(struct agent *a)
 		return "draining (stopping, or handed over to a new agent)";
 	if (shunt_bpf_progs(&a->bpf, progs) != SHUNT_NR_PROGS)
 		return "not every program is attached";
-	if (!a->proxy || proxy_listening(a->proxy) != a->popts.n_listen)
+	if (!a->workers || workers_listening(a->workers) != a->popts.n_listen)
 		return "the proxy is not listening";
 	for (int i = 0; i < a->popts.n_listen; i++) {
 		enum shunt_listener_slot slot = a->popts.listen[i].family == SHUNT_FAMILY_V4
@@ -465,7 +473,10 @@ static const char *not_ready(struct agent *a)
 	return NULL;
 }
 
-static void collect(struct metrics *m, struct metrics_snapshot *s, uint64_t *ks)
+/* ps and rq hold what s->proxy and s->req point to; rq is the caller's to
+ * free. */
+static void collect(struct metrics *m, struct metrics_snapshot *s, uint64_t *ks,
+		    struct proxy_stats *ps, struct reqstats *rq)
 {
 	struct agent *a = m->a;
 	struct shunt_map_info maps[METRICS_MAX_MAPS];
@@ -474,8 +485,13 @@ static void collect(struct metrics *m, struct metrics_snapshot *s, uint64_t *ks)
 	memset(s, 0, sizeof(*s));
 	s->version = SHUNT_VERSION;
 	s->start_time_unix = a->started_unix;
-	s->proxy = a->proxy ? proxy_stats(a->proxy) : NULL;
-	s->req = a->proxy ? proxy_reqstats(a->proxy) : NULL;
+	reqstats_init(rq, SHUNT_MAX_SERVICES);
+	if (a->workers) {
+		s->workers = (uint64_t)workers_stats(a->workers, ps, NULL, 0);
+		workers_reqstats(a->workers, rq);
+		s->proxy = ps;
+		s->req = rq;
+	}
 	s->routes = route_table_count(a->store.t);
 	s->overrides = a->store.novr;
 	for (int i = 0; i < nm && i < METRICS_MAX_MAPS; i++) {
@@ -555,6 +571,9 @@ static void answer(struct metrics_conn *mc, int status, const struct metrics_req
 		uint64_t ks[SHUNT_STAT_MAX];
 		struct buf body = {};
 		struct metrics_listener *l = mc->l;
+		struct proxy_stats ps;
+		struct reqstats rq;
+		int err;
 
 		if (!scrape_allowed(&l->rates, &mc->c.peer, l->m->a->loop.now_ms)) {
 			static const char slow[] =
@@ -567,8 +586,10 @@ static void answer(struct metrics_conn *mc, int status, const struct metrics_req
 			respond(mc, 429, r, TEXT_PLAIN, slow, sizeof(slow) - 1);
 			break;
 		}
-		collect(mc->l->m, &s, ks);
-		if (metrics_render(&s, &body))
+		collect(mc->l->m, &s, ks, &ps, &rq);
+		err = metrics_render(&s, &body);
+		reqstats_free(&rq);
+		if (err)
 			respond(mc, 500, r, TEXT_PLAIN, "out of memory\n", 14);
 		else
 			respond(mc, 200, r, "text/plain; version=0.0.4; charset=utf-8",

@@ -80,6 +80,7 @@ struct metrics_snapshot {
 	uint64_t start_time_unix;
 	const struct proxy_stats *proxy; /* NULL: no proxy counters */
 	const struct reqstats *req;	 /* NULL: no request metrics */
+	uint64_t workers;		 /* the proxy's event loops */
 	size_t routes;
 	size_t overrides;
 	struct metrics_map maps[METRICS_MAX_MAPS];

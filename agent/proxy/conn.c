@@ -129,7 +129,7 @@ void req_end(struct conn *c, enum rs_dest d, enum rs_outcome o, int status)
 	if (d == RS_DEST_ERROR)
 		c->s.obs.resp_bytes = c->out.start;
 	reqstats_record(&p->rs, &c->orig, RS_HTTP1, d, o, dur);
-	if (p->o.access_log && route_table_service_count(p->store->t, &c->orig))
+	if (p->o.access_log && route_table_service_count(p->snap->t, &c->orig))
 		rs_access_log(&c->orig, c->s.key, RS_HTTP1, d, c->s.obs.routed ? &c->s.dst : NULL,
 			      status, o, &c->s.obs, dur);
 }
@@ -176,11 +176,9 @@ void client_close(struct conn *c)
 		c->next->prev = c->prev;
 	c->next = p->dead_clients;
 	p->dead_clients = c;
-	p->st.active--;
 	if (c->pod)
 		pod_detach(c);
-	if (p->conn_limited && p->st.active <= limit_resume_at(p->o.max_conns))
-		conn_limit_set(p, false);
+	conn_count_down(p);
 }
 
 static const char *status_text(int status)

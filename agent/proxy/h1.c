@@ -153,8 +153,8 @@ static int h2c_take(struct conn *c, const struct http_header *h, size_t n)
 				 .hdrs = h,
 				 .n_hdrs = n,
 				 .orig = &c->orig,
-				 .t = p->store->t,
-				 .guard = p->store->guard};
+				 .t = p->snap->t,
+				 .guard = &p->snap->guard};
 	struct route_decision rd;
 	const struct shunt_addr *dsts[2];
 
@@ -235,8 +235,8 @@ static void route_request(struct conn *c)
 	in.hdrs = p->hdrs;
 	in.n_hdrs = hr.n_headers;
 	in.orig = &c->orig;
-	in.t = p->store->t;
-	in.guard = p->store->guard;
+	in.t = p->snap->t;
+	in.guard = &p->snap->guard;
 	in.now_unix = 0;
 	route_decide(&in, &rd, c->s.key, sizeof(c->s.key));
 	if (rd.reason == ROUTE_BAD_KEY) {

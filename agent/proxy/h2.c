@@ -265,7 +265,7 @@ static void stream_record(struct h2s *s)
 		o = RS_CLIENT_ABORT;
 	p->st.h2_streams++;
 	reqstats_record(&p->rs, &c->orig, RS_HTTP2, d, o, dur);
-	if (p->o.access_log && route_table_service_count(p->store->t, &c->orig))
+	if (p->o.access_log && route_table_service_count(p->snap->t, &c->orig))
 		rs_access_log(&c->orig, s->key, RS_HTTP2, d, s->routed ? &s->dst : NULL, s->status,
 			      o, &obs, dur);
 }
@@ -281,22 +281,19 @@ static bool h2s_hold(struct h2s *s)
 
 	if (s->hold || !s->to_sandbox || !c->pod || !p->o.max_upstream_per_pod)
 		return true;
-	h = hold_get(p, c->pod->netns, &s->dst);
-	if (!h)
-		return true; /* out of memory: not counted, not refused */
-	if (h->h2_streams >= p->o.max_upstream_per_pod * H2_UP_MAX_STREAMS) {
+	h = hold_take(p, c->pod->netns, &s->dst, true);
+	if (!h && errno == EPOD_UPSTREAM_LIMIT) {
 		p->st.pod_upstream_limit++;
 		return false;
 	}
-	h->h2_streams++;
-	s->hold = h;
+	s->hold = h; /* NULL: out of memory, not counted, not refused */
 	return true;
 }
 
 static void h2s_unhold(struct h2s *s)
 {
 	if (s->hold) {
-		s->hold->h2_streams--;
+		hold_put(s->cc->c->p, s->hold, true);
 		s->hold = NULL;
 	}
 }
@@ -500,7 +497,7 @@ static void h2s_no_upstream(struct h2s *s, int err)
 		h2s_error(s, 502,
 			  "shunt: refusing to connect to %s: it is %s; shunt never sends traffic "
 			  "to the node",
-			  a, dst_class_text(dstguard_check(p->store->guard, &s->dst)));
+			  a, dst_class_text(dstguard_check(&p->snap->guard, &s->dst)));
 	else
 		h2s_error(s, 503, "shunt: no connection to %s: %s", a, strerror(err));
 }
@@ -663,8 +660,8 @@ static void h2s_route(struct h2s *s)
 	in.hdrs = p->hdrs;
 	in.n_hdrs = n;
 	in.orig = &s->cc->c->orig;
-	in.t = p->store->t;
-	in.guard = p->store->guard;
+	in.t = p->snap->t;
+	in.guard = &p->snap->guard;
 	in.now_unix = 0;
 	route_decide(&in, &rd, s->key, sizeof(s->key));
 	if (rd.reason == ROUTE_BAD_KEY) {

@@ -104,7 +104,7 @@ struct h2up {
 	bool settings;	      /* the peer's SETTINGS came: it speaks HTTP/2 */
 	int conn_err;	      /* connect() failed at once with this errno */
 	struct conn *waiters; /* Upgrade: h2c requests waiting for settings */
-	bool sandbox;	      /* counted against --max-upstream-conns */
+	bool counted;	      /* one of dst's --max-upstream-conns (dst_take) */
 	struct h2s *streams;  /* carried by this session */
 	size_t n_streams;
 	struct timer idle;	 /* no stream for POOL_IDLE_MS: closed */

@@ -140,6 +140,8 @@ void h2up_close(struct h2up *u, int err)
 	u->io.dead = true;
 	mux_remove(u);
 	u->pool->open--;
+	if (u->counted)
+		dst_put(p, &u->dst);
 	loop_del(p->loop, u->io.fd);
 	loop_timer_cancel(p->loop, &u->idle);
 	loop_timer_cancel(p->loop, &u->connecting);
@@ -468,37 +470,31 @@ static struct h2up *up_new(struct proxy *p, const struct shunt_addr *dst, bool s
 {
 	struct pool_dst *pl = pool_dst_get(&p->pool, dst, true);
 	struct h2up *u;
-	int fd;
+	bool counted;
+	int fd, err;
 
 	if (!pl) {
 		errno = ENOMEM;
 		return NULL;
 	}
-	if (dstguard_check(p->store->guard, dst) != DST_OK) {
+	if (dstguard_check(&p->snap->guard, dst) != DST_OK) {
 		p->st.dst_refused++;
 		errno = EDST_REFUSED;
 		return NULL;
 	}
-	if (sandbox && p->o.max_upstream_per_dst && pl->open >= p->o.max_upstream_per_dst) {
-		p->st.upstream_limit++;
-		errno = EUPSTREAM_LIMIT;
+	counted = sandbox && p->o.max_upstream_per_dst;
+	if (counted && !dst_take(p, dst))
 		return NULL;
-	}
 	u = calloc(1, sizeof(*u));
 	if (!u)
-		return NULL;
+		goto fail;
 	if (up_session(u)) {
-		nghttp2_session_del(u->io.ng);
-		free(u);
 		errno = ENOMEM;
-		return NULL;
+		goto fail_session;
 	}
 	fd = upstream_dial(p, dst, &u->conn_err);
-	if (fd < 0) {
-		nghttp2_session_del(u->io.ng);
-		free(u);
-		return NULL;
-	}
+	if (fd < 0)
+		goto fail_session;
 	u->io.wr = u->conn_err != 0; /* reported by up_connected, like a late failure */
 	u->h.fn = up_event;
 	u->io.p = p;
@@ -506,15 +502,13 @@ static struct h2up *up_new(struct proxy *p, const struct shunt_addr *dst, bool s
 	u->io.upstream = true;
 	u->dst = *dst;
 	u->pool = pl;
-	u->sandbox = sandbox;
 	timer_init(&u->idle, idle_fired);
 	timer_init(&u->connecting, connecting_fired);
 	if (loop_add(p->loop, fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, &u->h)) {
 		close(fd);
-		nghttp2_session_del(u->io.ng);
-		free(u);
-		return NULL;
+		goto fail_session;
 	}
+	u->counted = counted;
 	loop_timer_in(p->loop, &u->connecting, p->o.connect_timeout_ms);
 	pl->open++;
 	p->st.upstream_connects++;
@@ -525,6 +519,19 @@ static struct h2up *up_new(struct proxy *p, const struct shunt_addr *dst, bool s
 	p->h2_all = u;
 	mux_add(u);
 	return u;
+
+fail_session:
+	err = errno;
+	nghttp2_session_del(u->io.ng);
+	free(u);
+	errno = err;
+fail:
+	if (counted) {
+		err = errno;
+		dst_put(p, dst);
+		errno = err;
+	}
+	return NULL;
 }
 
 bool h2up_submit(struct proxy *p, struct h2s *s)

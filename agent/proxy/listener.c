@@ -65,7 +65,7 @@ static bool take_capture_record(struct proxy *p, struct conn *c)
 
 	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) ||
 	    addr_from_sockaddr((struct sockaddr *)&ss, &c->peer) ||
-	    map_take(p, p->bpf->conns_fd, &c->peer, &orig)) {
+	    map_take(p, p->sh->bpf->conns_fd, &c->peer, &orig)) {
 		p->st.unknown++;
 		pr_debug("connection from %s was not captured by shunt: closing",
 			 format_addr_port(&c->peer, a, sizeof(a)));
@@ -73,10 +73,10 @@ static bool take_capture_record(struct proxy *p, struct conn *c)
 		return false;
 	}
 	c->orig = orig.dst;
-	if (p->track_pods) {
+	if (p->sh->track_pods) {
 		/* Captured by an agent before us (a takeover) or evicted:
 		 * served, but not counted against a pod. */
-		if (map_take(p, p->bpf->conn_src_fd, &c->peer, &src))
+		if (map_take(p, p->sh->bpf->conn_src_fd, &c->peer, &src))
 			p->st.pod_unknown++;
 		else
 			pod_attach(c, src.netns);
@@ -98,7 +98,7 @@ struct conn *conn_new(struct proxy *p, int fd)
 	c->fd = fd;
 	c->first = true;
 	p->st.accepted++;
-	p->st.active++;
+	conn_count_up(p);
 	c->next = p->clients;
 	if (p->clients)
 		p->clients->prev = c;
@@ -121,21 +121,8 @@ static void accept_one(struct proxy *p, int fd)
 {
 	struct conn *c = conn_new(p, fd);
 
-	if (!c || !take_capture_record(p, c) || !conn_begin(c))
-		return;
-	/*
-	 * At a limit the kernel stops capturing (fail open: the connections
-	 * go where the applications were going). Connections captured before
-	 * it heard are here already, at most a listen backlog of them: they
-	 * are served like any other, since the only alternative left would be
-	 * to refuse them.
-	 */
-	if (p->o.max_conns && p->st.active >= p->o.max_conns) {
-		if (p->st.active > p->o.max_conns)
-			p->st.over_limit++;
-		if (!p->conn_limited)
-			conn_limit_set(p, true);
-	}
+	if (c && take_capture_record(p, c))
+		conn_begin(c);
 }
 
 static void listener_event(struct ev_handler *h, uint32_t events)
@@ -173,18 +160,25 @@ static void listener_event(struct ev_handler *h, uint32_t events)
 	}
 }
 
+/* The address a listening socket is bound to; 0 or -1. */
+static int bound_to(int fd, struct shunt_addr *a)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl))
+		return -1;
+	return addr_from_sockaddr((struct sockaddr *)&ss, a);
+}
+
 /* An inherited listening socket bound to exactly a, or -1. */
 static int take_inherited(struct proxy_opts *o, const struct shunt_addr *a)
 {
 	for (int i = 0; i < o->n_inherited; i++) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
 		struct shunt_addr got;
 		int fd = o->inherited[i];
 
-		if (fd < 0 || getsockname(fd, (struct sockaddr *)&ss, &sl) ||
-		    addr_from_sockaddr((struct sockaddr *)&ss, &got) ||
-		    memcmp(&got, a, sizeof(got)))
+		if (fd < 0 || bound_to(fd, &got) || memcmp(&got, a, sizeof(got)))
 			continue;
 		o->inherited[i] = -1;
 		return fd;
@@ -192,7 +186,9 @@ static int take_inherited(struct proxy_opts *o, const struct shunt_addr *a)
 	return -1;
 }
 
-/* A new listening socket on a (s: a, printed): the fd, or -errno. */
+/* A new listening socket on a (s: a, printed): the fd, or -errno. Every
+ * worker has one on the same address (SO_REUSEPORT): the kernel hands a
+ * connection to one of them (workers.c says which). */
 static int bind_listener(const struct shunt_addr *a, const char *s)
 {
 	struct sockaddr_storage ss;
@@ -203,6 +199,7 @@ static int bind_listener(const struct shunt_addr *a, const char *s)
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	/* Accepted sockets inherit TCP_NODELAY from the listener. */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (ss.ss_family == AF_INET6)
@@ -228,63 +225,124 @@ static int bind_listener(const struct shunt_addr *a, const char *s)
 		close(fd);
 		return err;
 	}
-	pr_info("proxy listening on %s", s);
 	return fd;
 }
 
-int listen_on(struct proxy *p, const struct shunt_addr *a)
+/* fd (listening on a) joins the loop as one of p's listeners. */
+static int listener_add(struct proxy *p, int fd, const struct shunt_addr *a, uint64_t close_at)
 {
-	struct listener *l = &p->listeners[p->n_listeners];
-	char s[ADDR_STR_LEN];
+	struct listener *l;
 	int err;
 
-	format_addr_port(a, s, sizeof(s));
-	l->fd = take_inherited(&p->o, a);
-	if (l->fd >= 0) {
-		/* Handed over by the agent before us, with its backlog: not
-		 * one waiting connection is lost. */
-		fcntl(l->fd, F_SETFL, fcntl(l->fd, F_GETFL) | O_NONBLOCK);
-		fcntl(l->fd, F_SETFD, FD_CLOEXEC);
-		pr_info("proxy listening on %s (taken over)", s);
-		goto registered;
-	}
-	l->fd = bind_listener(a, s);
-	if (l->fd < 0)
-		return l->fd;
-registered:
+	if (p->n_listeners == PROXY_MAX_LISTENERS)
+		return -ENOSPC;
+	l = &p->listeners[p->n_listeners];
 	l->h.fn = listener_event;
 	l->p = p;
+	l->fd = fd;
 	l->family = a->family;
-	err = loop_add(p->loop, l->fd, EPOLLIN | EPOLLET, &l->h);
-	if (!err)
-		err = shunt_bpf_set_listener(p->bpf,
-					     a->family == SHUNT_FAMILY_V4 ? SHUNT_LISTENER_V4
-									  : SHUNT_LISTENER_V6,
-					     l->fd);
-	if (err) {
-		pr_err("register proxy listener %s: %s", s, strerror(-err));
-		close(l->fd);
+	l->close_at = close_at;
+	err = loop_add(p->loop, fd, EPOLLIN | EPOLLET, &l->h);
+	if (err)
 		return err;
-	}
 	p->n_listeners++;
-	if (l->fd >= 0 && !p->draining)
+	if (!p->draining)
 		listener_event(&l->h, EPOLLIN); /* a handed-over backlog has no new edge */
 	return 0;
 }
 
+int listen_on(struct proxy *p, const struct shunt_addr *a)
+{
+	char s[ADDR_STR_LEN];
+	int err, fd, one = 1;
+
+	format_addr_port(a, s, sizeof(s));
+	fd = take_inherited(&p->o, a);
+	if (fd >= 0) {
+		/* Handed over by the agent before us, with its backlog: not
+		 * one waiting connection is lost. An agent from before
+		 * workers did not set SO_REUSEPORT: set now, the other
+		 * workers' sockets can join it. */
+		fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+		fcntl(fd, F_SETFD, FD_CLOEXEC);
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+		pr_debug("worker %d: proxy listening on %s (taken over)", p->id, s);
+	} else {
+		fd = bind_listener(a, s);
+		if (fd < 0)
+			return fd;
+		pr_debug("worker %d: proxy listening on %s", p->id, s);
+	}
+	err = listener_add(p, fd, a, 0);
+	/* Worker 0's listeners stand for all in the sockmap: the slot
+	 * empties when the agent dies (fail open). */
+	if (!err && !p->id)
+		err = shunt_bpf_set_listener(
+			p->sh->bpf,
+			a->family == SHUNT_FAMILY_V4 ? SHUNT_LISTENER_V4 : SHUNT_LISTENER_V6, fd);
+	if (err) {
+		pr_err("register proxy listener %s: %s", s, strerror(-err));
+		close(fd);
+		return err;
+	}
+	return 0;
+}
+
+void listen_adopt(struct proxy *p, int fd)
+{
+	struct shunt_addr a;
+	bool ours = false;
+
+	if (!bound_to(fd, &a))
+		for (int i = 0; i < p->o.n_listen; i++)
+			ours = ours || !memcmp(&a, &p->o.listen[i], sizeof(a));
+	/* The kernel hands it nothing new once our reuseport program is in
+	 * (workers.c); what is queued on it is accepted until it closes. */
+	fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK);
+	if (!ours || listener_add(p, fd, &a, p->loop->now_ms + LISTEN_GRACE_MS)) {
+		pr_warn("a handed-over listener %s: closing it",
+			ours ? "is one too many to serve" : "matches no --proxy-addr");
+		close(fd);
+	}
+}
+
+static void listener_close(struct proxy *p, int i)
+{
+	struct listener *l = &p->listeners[i];
+
+	loop_del(p->loop, l->fd);
+	close(l->fd);
+	if (i != --p->n_listeners) {
+		/* The last one moves into the gap: the loop gets its new
+		 * address (epoll hands back the handler pointer). */
+		*l = p->listeners[p->n_listeners];
+		loop_mod(p->loop, l->fd, EPOLLIN | EPOLLET, &l->h);
+	}
+}
+
+void listeners_expire(struct proxy *p)
+{
+	for (int i = 0; i < p->n_listeners; i++)
+		if (p->listeners[i].close_at && p->loop->now_ms >= p->listeners[i].close_at) {
+			/* Whatever reached it since the last edge. */
+			listener_event(&p->listeners[i].h, EPOLLIN);
+			listener_close(p, i--);
+		}
+}
+
 void close_listeners(struct proxy *p)
 {
-	for (int i = 0; i < p->n_listeners; i++) {
-		loop_del(p->loop, p->listeners[i].fd);
-		close(p->listeners[i].fd);
-	}
-	p->n_listeners = 0;
+	while (p->n_listeners)
+		listener_close(p, 0);
 	p->listen_close_at = 0;
 }
 
-int proxy_listener_fds(struct proxy *p, int fds[2])
+int proxy_listener_fds(struct proxy *p, int *fds, int max)
 {
-	for (int i = 0; i < p->n_listeners; i++)
-		fds[i] = p->listeners[i].fd;
-	return p->n_listeners;
+	int n = 0;
+
+	for (int i = 0; i < p->n_listeners && n < max; i++)
+		if (!p->listeners[i].close_at)
+			fds[n++] = p->listeners[i].fd;
+	return n;
 }

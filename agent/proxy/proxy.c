@@ -44,7 +44,7 @@
 #include "proxy/proxy_int.h"
 
 int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loop,
-		struct store *store, struct shunt_bpf *bpf)
+		struct proxy_shared *sh, int id)
 {
 	struct proxy *p = calloc(1, sizeof(*p));
 	int err = 0;
@@ -52,9 +52,10 @@ int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loo
 	if (!p)
 		return -ENOMEM;
 	p->o = *o;
+	p->id = id;
 	p->loop = loop;
-	p->store = store;
-	p->bpf = bpf;
+	p->sh = sh;
+	p->snap = view_enter(sh->view, id);
 	p->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
 	reqstats_init(&p->rs, SHUNT_MAX_SERVICES);
 	p->hdrs = calloc(o->max_headers ? o->max_headers : 1, sizeof(*p->hdrs));
@@ -68,17 +69,12 @@ int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loo
 	p->resp_settings.on_headers_complete = on_resp_headers;
 	p->resp_settings.on_message_complete = on_resp_complete;
 
-	p->track_pods = bpf->record_src && (o->max_conns_per_pod || o->max_upstream_per_pod);
-	/* Limits an agent before us left in the kernel are not ours. */
-	limits_reconcile(p);
 	for (int i = 0; i < o->n_listen && !err; i++)
 		err = listen_on(p, &o->listen[i]);
-	for (int i = 0; i < p->o.n_inherited; i++)
-		if (p->o.inherited[i] >= 0) {
-			pr_warn("a handed-over listener matches no --proxy-addr: closing it");
-			close(p->o.inherited[i]);
-			p->o.inherited[i] = -1;
-		}
+	/* What is left was another worker's of an agent with more of them. */
+	for (int i = 0; i < p->o.n_inherited && !err; i++)
+		if (p->o.inherited[i] >= 0)
+			listen_adopt(p, p->o.inherited[i]);
 	if (err) {
 		proxy_stop(p);
 		return err;
@@ -98,11 +94,12 @@ void proxy_drain(struct proxy *p, uint64_t timeout_ms, bool handed_over)
 		 * own descriptors for them); the sockmap keeps them. */
 		close_listeners(p);
 	} else {
-		/* Empty the sockmap slots first: new connect()s fail open from
-		 * here on. Connections already on their way to the listener
-		 * are still accepted for a moment, then the listeners close. */
-		for (int i = 0; i < p->n_listeners; i++)
-			shunt_bpf_set_listener(p->bpf,
+		/* Empty the sockmap slots first (worker 0 filled them): new
+		 * connect()s fail open from here on. Connections already on
+		 * their way to the listeners are still accepted for a moment,
+		 * then the listeners close. */
+		for (int i = 0; i < p->n_listeners && !p->id; i++)
+			shunt_bpf_set_listener(p->sh->bpf,
 					       p->listeners[i].family == SHUNT_FAMILY_V4
 						       ? SHUNT_LISTENER_V4
 						       : SHUNT_LISTENER_V6,
@@ -140,10 +137,6 @@ void proxy_stop(struct proxy *p)
 	proxy_reap(p);
 	if (p->spare_fd >= 0)
 		close(p->spare_fd);
-	/* Every client is gone, and with them their pods and holds. */
-	holds_sweep(p);
-	hmap_free(&p->pods);
-	hmap_free(&p->holds);
 	reqstats_free(&p->rs);
 	free(p->hdrs);
 	free(p);
@@ -156,11 +149,13 @@ void proxy_tick(struct proxy *p)
 	h2_flush_dirty(p);
 	if (p->listen_close_at && now >= p->listen_close_at)
 		close_listeners(p);
-	/* proxy_tick runs after every loop iteration: these, every 250 ms. */
-	if (now >= p->limit_sync_next) {
+	listeners_expire(p);
+	/* proxy_tick runs after every loop iteration: these, every 250 ms,
+	 * by one worker for all. */
+	if (!p->id && now >= p->limit_sync_next) {
 		p->limit_sync_next = now + LIMIT_SYNC_MS;
-		limits_reconcile(p);
-		holds_sweep(p);
+		limits_reconcile(p->sh);
+		holds_sweep(p->sh);
 	}
 	if (p->draining && now >= p->drain_deadline) {
 		if (p->clients)
@@ -190,19 +185,4 @@ void proxy_reap(struct proxy *p)
 		p->dead_ups = u->dead_next;
 		free(u);
 	}
-}
-
-const struct proxy_stats *proxy_stats(const struct proxy *p)
-{
-	return &p->st;
-}
-
-const struct reqstats *proxy_reqstats(const struct proxy *p)
-{
-	return &p->rs;
-}
-
-int proxy_listening(const struct proxy *p)
-{
-	return p->n_listeners;
 }

@@ -1,10 +1,18 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /*
- * The per-request HTTP/1.x proxy. Connections captured by cgroup/connect
- * arrive here; each request's routing key picks the sandbox or the
- * original destination. Requests on one client connection are handled one
- * at a time, so pipelined requests are answered in order even when they go
- * to different upstreams. Upstream connections are pooled per destination.
+ * The per-request proxy. Connections captured by cgroup/connect arrive
+ * here; each request's routing key (each HTTP/2 stream's) picks the
+ * sandbox or the original destination. Requests on one HTTP/1 connection
+ * are handled one at a time, so pipelined requests are answered in order
+ * even when they go to different upstreams. Upstream connections are
+ * pooled per destination.
+ *
+ * It runs as workers: one event loop per CPU (worker 0 on the agent's main
+ * loop, the others on threads), each with its own listening socket on the
+ * proxy address, its own connections, pools and counters. The kernel
+ * hands a new connection to the worker of the CPU it arrived on
+ * (bpf/reuseport.bpf.c). Routes reach the workers as snapshots
+ * (state/view.h); the limits are shared (proxy_int.h).
  */
 #ifndef SHUNT_PROXY_H
 #define SHUNT_PROXY_H
@@ -17,7 +25,6 @@
 #include "core/loop.h"
 #include "proxy/routekey.h"
 
-struct store;
 struct shunt_bpf;
 struct reqstats;
 
@@ -39,10 +46,12 @@ struct proxy_opts {
 	bool access_log;	     /* a line per request to a steered service */
 	bool http2;		     /* route HTTP/2 per stream (else tunnel it) */
 	struct rk_config rk;
+	int workers;	  /* event loops; 0: one per CPU the agent may run on */
+	uint32_t poll_us; /* adaptive polling window (core/loop.h); 0: off */
 	/* Listening sockets handed over by the agent before this one (see
-	 * proxy_listener_fds); one matching a listen address is used instead
-	 * of binding a new socket. */
-	int inherited[2];
+	 * workers_listener_fds); one matching a listen address is used
+	 * instead of binding a new socket. */
+	int inherited[2 * SHUNT_MAX_WORKERS];
 	int n_inherited;
 };
 
@@ -76,6 +85,8 @@ struct proxy_stats {
 	uint64_t h2_calmed;	    /* HTTP/2 clients told ENHANCE_YOUR_CALM (rapid reset) */
 	uint64_t h2c_declined;	    /* Upgrade: h2c answered over HTTP/1.1 (no HTTP/2 there) */
 	uint64_t h2_sessions;	    /* HTTP/2 upstream sessions open now */
+	uint64_t polls;		    /* waits that polled before sleeping (core/loop.h) */
+	uint64_t poll_hits;	    /* ... and found an event without sleeping */
 };
 
 struct proxy;
@@ -90,30 +101,44 @@ static inline size_t limit_resume_at(size_t cap)
 	return cap > gap ? cap - gap : 0;
 }
 
-int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loop,
-		struct store *store, struct shunt_bpf *bpf);
-/* Close listeners (new connections then fail open) and every connection. */
-void proxy_stop(struct proxy *p);
-/* The listening sockets, for handing over to a successor; returns how
- * many (at most 2). */
-int proxy_listener_fds(struct proxy *p, int fds[2]);
+struct workers;
+struct view;
+
+/* Start the workers (o->workers, or one per CPU the agent may run on):
+ * listening sockets bound or taken over, threads running. Worker 0 runs on
+ * main, which must then call workers_tick() after every iteration. view
+ * must have a snapshot (view_sync) before. 0 or -errno. */
+int workers_start(struct workers **out, const struct proxy_opts *o, struct loop *main,
+		  struct shunt_bpf *bpf, struct view *view);
+/* Close the listeners (new connections then fail open) and every
+ * connection; the threads are joined. */
+void workers_stop(struct workers *w);
 /* Stop taking new connections and let the open ones finish: each client
  * is told "Connection: close" on its next response and closed after it;
  * at timeout_ms whatever is left is closed. handed_over: a successor
  * accepts from the listeners now; otherwise they leave the sockmap at
  * once (new connections fail open) and close shortly after. */
-void proxy_drain(struct proxy *p, uint64_t timeout_ms, bool handed_over);
-/* Draining and nothing left open. */
-bool proxy_drained(struct proxy *p);
-/* Limits, draining and the idle pool; call a few times a second.
- * Connection deadlines are timers on the loop, not scanned here. */
-void proxy_tick(struct proxy *p);
-/* Free connections closed during the last loop iteration. */
-void proxy_reap(struct proxy *p);
-const struct proxy_stats *proxy_stats(const struct proxy *p);
-/* Requests by service, destination and outcome; latency; parse errors. */
-const struct reqstats *proxy_reqstats(const struct proxy *p);
-/* How many listening sockets the proxy has open. */
-int proxy_listening(const struct proxy *p);
+void workers_drain(struct workers *w, uint64_t timeout_ms, bool handed_over);
+/* Draining and nothing left open in any worker. */
+bool workers_drained(struct workers *w);
+/* Worker 0's housekeeping (limits, draining, the idle pool, freed
+ * connections) and the routes' old snapshots. */
+void workers_tick(struct workers *w);
+/* The listening sockets of every worker, for handing over to a successor;
+ * returns how many (at most max). */
+int workers_listener_fds(struct workers *w, int *fds, int max);
+/* How many listening sockets worker 0 has open (one per --proxy-addr
+ * while it serves). */
+int workers_listening(const struct workers *w);
+int workers_count(const struct workers *w);
+/* Counters summed over the workers; per (if not NULL) gets each worker's
+ * own, at most max of them. Returns the number of workers. */
+int workers_stats(struct workers *w, struct proxy_stats *sum, struct proxy_stats *per, int max);
+/* Requests by service, destination and outcome; latency; parse errors:
+ * every worker's, added into out (reqstats_init'ed by the caller). */
+void workers_reqstats(struct workers *w, struct reqstats *out);
+/* Whether the reuseport program steers connections by CPU (else: the
+ * kernel's hash), and how: "cpu", "cpu+migrate", "hash". */
+const char *workers_steering(const struct workers *w);
 
 #endif /* SHUNT_PROXY_H */

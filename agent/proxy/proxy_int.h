@@ -19,6 +19,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <llhttp.h>
 #include <shunt/shunt.h>
 
@@ -30,6 +32,7 @@
 #include "proxy/pool.h"
 #include "proxy/proxy.h"
 #include "proxy/reqstats.h"
+#include "state/view.h"
 
 #define BUF_INITIAL	   (16 * 1024)
 #define BUF_STREAM_MAX	   (64 * 1024) /* per direction, once the head is known */
@@ -55,6 +58,7 @@ struct upstream {
 	int fd;
 	bool rd, wr, eof, dead, reused;
 	bool rdhup;   /* the peer's FIN is queued: read until EOF */
+	bool counted; /* one of dst's --max-upstream-conns (dst_take) */
 	int conn_err; /* connect() failed at once with this errno */
 	enum up_state state;
 	struct shunt_addr dst;
@@ -166,14 +170,46 @@ struct listener {
 	struct proxy *p;
 	int fd;
 	uint8_t family;
+	uint64_t close_at; /* 0, or when it closes (handed over, not ours) */
+};
+
+/* At most one listener of each family per worker, and listeners a
+ * predecessor with more workers handed over, served until they close. */
+#define PROXY_MAX_LISTENERS 8
+
+/*
+ * What the workers share (workers.c makes one): the routes (a view, read
+ * without locks), and the limits, which are the node's and not one
+ * worker's. The limits' tables and flags change under mu, taken once per
+ * client connection (pods), per new upstream connection to a sandbox
+ * (dsts) and per request a pod sends to a sandbox while
+ * --max-upstream-conns-per-pod is on (holds); never for anything else.
+ */
+struct proxy_shared {
+	const struct proxy_opts *o;
+	struct shunt_bpf *bpf;
+	struct view *view;
+	bool track_pods;       /* shunt_conn_src is filled: count per pod */
+	_Atomic size_t active; /* client connections of every worker */
+	pthread_mutex_t mu;    /* everything below */
+	bool draining;	       /* the kernel's limits are no longer ours to write */
+	bool conn_limited;     /* at --max-conns: SHUNT_CFG_CONN_LIMIT */
+	struct hmap pods;      /* netns cookie -> struct pod */
+	struct hmap holds;     /* struct hold_key -> struct pod_hold */
+	struct hmap dsts;      /* sandbox address -> struct dst_count */
+	/* conn_limit, pod_limit, pods_limited: the workers' st has them 0. */
+	struct proxy_stats st;
 };
 
 struct proxy {
 	struct proxy_opts o;
+	int id; /* the worker: 0 runs on the main thread */
 	struct loop *loop;
-	struct store *store;
-	struct shunt_bpf *bpf;
-	struct listener listeners[2];
+	struct proxy_shared *sh;
+	/* The routes and the guard, picked up each time the loop wakes
+	 * (view.h); never kept across a blocking wait. */
+	const struct view_snap *snap;
+	struct listener listeners[PROXY_MAX_LISTENERS];
 	int n_listeners;
 	struct conn *clients;
 	struct conn *dead_clients;
@@ -197,16 +233,27 @@ struct proxy {
 	 * connected, non-blocking socket to dst, or -errno. NULL: connect().
 	 * upstream_dial() is the one caller. */
 	int (*dial)(struct proxy *p, const struct shunt_addr *dst);
-	/* Fairness between pods and the node's limit (see accept_one). */
-	bool track_pods;	  /* shunt_conn_src is filled: count per pod */
-	bool conn_limited;	  /* at --max-conns: SHUNT_CFG_CONN_LIMIT */
 	bool no_take;		  /* the kernel has no LOOKUP_AND_DELETE for hashes */
-	struct hmap pods;	  /* netns cookie -> struct pod */
-	struct hmap holds;	  /* struct hold_key -> struct pod_hold */
 	uint64_t limit_log_next;  /* loop time before which limit lines are held back */
 	uint64_t limit_sync_next; /* loop time of the next limits_reconcile() */
 	uint64_t limit_log_quiet; /* lines held back since the last one */
 };
+
+/* One worker (proxy.c). proxy_start binds or takes over its listening
+ * sockets on loop; the rest mirror workers_*() for one worker, on its own
+ * thread. */
+int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loop,
+		struct proxy_shared *sh, int id);
+void proxy_stop(struct proxy *p);
+void proxy_drain(struct proxy *p, uint64_t timeout_ms, bool handed_over);
+bool proxy_drained(struct proxy *p);
+/* Limits, draining and the idle pool; after every loop iteration.
+ * Connection deadlines are timers on the loop, not scanned here. */
+void proxy_tick(struct proxy *p);
+/* Free connections closed during the last loop iteration. */
+void proxy_reap(struct proxy *p);
+/* p's listening sockets (not those it only finishes); at most max. */
+int proxy_listener_fds(struct proxy *p, int *fds, int max);
 
 /* errno of up_new() when dst has --max-upstream-conns connections open. */
 #define EUPSTREAM_LIMIT EUSERS
@@ -260,17 +307,36 @@ void start_tunnel(struct conn *c);
 bool tunnel_ended(struct conn *c, struct upstream *u);
 
 /* limits.c */
-struct pod_hold *hold_get(struct proxy *p, uint64_t netns, const struct shunt_addr *dst);
-void holds_sweep(struct proxy *p);
+/* One more upstream connection (h2: stream) of a pod's requests to dst,
+ * unless the pod holds --max-upstream-conns-per-pod already: the count,
+ * or NULL with errno EPOD_UPSTREAM_LIMIT (or ENOMEM). */
+struct pod_hold *hold_take(struct proxy *p, uint64_t netns, const struct shunt_addr *dst, bool h2);
+void hold_put(struct proxy *p, struct pod_hold *h, bool h2);
+void holds_sweep(struct proxy_shared *sh);
+/* One more connection to sandbox dst, of every worker; false with errno
+ * EUPSTREAM_LIMIT (--max-upstream-conns reached, counted) or ENOMEM. */
+bool dst_take(struct proxy *p, const struct shunt_addr *dst);
+void dst_put(struct proxy *p, const struct shunt_addr *dst);
 const char *limit_log(struct proxy *p, uint64_t times, char *buf, size_t len);
 const char *pod_name(const struct pod *pod, char *buf, size_t len);
-void conn_limit_set(struct proxy *p, bool on);
+/* A client connection opened or closed: the node's count (--max-conns). */
+void conn_count_up(struct proxy *p);
+void conn_count_down(struct proxy *p);
 void pod_attach(struct conn *c, uint64_t netns);
 void pod_detach(struct conn *c);
-void limits_reconcile(struct proxy *p);
+void limits_reconcile(struct proxy_shared *sh);
+int proxy_shared_init(struct proxy_shared *sh, const struct proxy_opts *o, struct shunt_bpf *bpf,
+		      struct view *view);
+void proxy_shared_free(struct proxy_shared *sh);
 
 /* listener.c */
 int listen_on(struct proxy *p, const struct shunt_addr *a);
+/* A listening socket handed over beyond those p listens on: its queue is
+ * served until LISTEN_GRACE_MS from now, then it closes (or at once, if
+ * it is not on one of p's addresses). */
+void listen_adopt(struct proxy *p, int fd);
+/* Close the adopted listeners whose time is up. */
+void listeners_expire(struct proxy *p);
 /* A client connection on fd (closed on failure), then served: conn_begin
  * once its peer and original destination are known. */
 struct conn *conn_new(struct proxy *p, int fd);

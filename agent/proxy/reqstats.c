@@ -1,4 +1,5 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -52,10 +53,12 @@ void reqstats_init(struct reqstats *rs, size_t max)
 {
 	memset(rs, 0, sizeof(*rs));
 	rs->max = max;
+	pthread_mutex_init(&rs->lock, NULL);
 }
 
 void reqstats_free(struct reqstats *rs)
 {
+	pthread_mutex_destroy(&rs->lock);
 	free(rs->slots);
 	rs->slots = NULL;
 	rs->cap = rs->n = 0;
@@ -109,13 +112,45 @@ static struct rs_service *service_row(struct reqstats *rs, const struct shunt_ad
 	}
 	if (rs->n >= rs->max)
 		return &rs->other;
+	/* A new row: the table may move, so not while it is being read
+	 * (reqstats_merge). Once per service, never per request. */
+	pthread_mutex_lock(&rs->lock);
 	/* At most half full, so probes stay short and always end. */
-	if ((rs->n + 1) * 2 > rs->cap && grow(rs))
-		return &rs->other;
-	s = slot_find(rs->slots, rs->cap, svc);
-	s->svc = *svc;
-	rs->n++;
+	if ((rs->n + 1) * 2 > rs->cap && grow(rs)) {
+		s = &rs->other;
+	} else {
+		s = slot_find(rs->slots, rs->cap, svc);
+		s->svc = *svc;
+		rs->n++;
+	}
+	pthread_mutex_unlock(&rs->lock);
 	return s;
+}
+
+/* Counters another thread increments: each word read whole. */
+static void add_counts(uint64_t *dst, const uint64_t *src, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		dst[i] += __atomic_load_n(&src[i], __ATOMIC_RELAXED);
+}
+
+void reqstats_merge(struct reqstats *dst, struct reqstats *src)
+{
+	pthread_mutex_lock(&src->lock);
+	for (size_t i = 0; i < src->cap; i++) {
+		const struct rs_service *s = &src->slots[i];
+
+		if (s->svc.family)
+			add_counts(&service_row(dst, &s->svc)->n[0][0][0], &s->n[0][0][0],
+				   sizeof(s->n) / sizeof(uint64_t));
+	}
+	pthread_mutex_unlock(&src->lock);
+	add_counts(&dst->other.n[0][0][0], &src->other.n[0][0][0],
+		   sizeof(src->other.n) / sizeof(uint64_t));
+	for (int d = 0; d < RS_DEST_MAX; d++)
+		add_counts((uint64_t *)&dst->hist[d], (const uint64_t *)&src->hist[d],
+			   sizeof(src->hist[d]) / sizeof(uint64_t));
+	add_counts(dst->parse_errors, src->parse_errors, HTTP_ERR_MAX);
 }
 
 void reqstats_record(struct reqstats *rs, const struct shunt_addr *svc, enum rs_proto p,

@@ -25,6 +25,7 @@
 #ifndef SHUNT_REQSTATS_H
 #define SHUNT_REQSTATS_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -74,6 +75,10 @@ struct rs_service {
 };
 
 struct reqstats {
+	/* Held while a row is added (the table may move) and while another
+	 * thread merges this one into its own; counters are plain words that
+	 * one worker increments and anyone may read. */
+	pthread_mutex_t lock;
 	struct rs_service *slots; /* open addressing; cap a power of two */
 	size_t cap, n;
 	size_t max;		 /* services with a row of their own */
@@ -87,6 +92,9 @@ void reqstats_init(struct reqstats *rs, size_t max);
 void reqstats_free(struct reqstats *rs);
 void reqstats_record(struct reqstats *rs, const struct shunt_addr *svc, enum rs_proto p,
 		     enum rs_dest d, enum rs_outcome o, uint64_t duration_ns);
+
+/* Add src's counts to dst (src may be in use by its worker). */
+void reqstats_merge(struct reqstats *dst, struct reqstats *src);
 
 /* The request under way on a client connection. */
 struct req_obs {

@@ -45,7 +45,7 @@ void start_tunnel(struct conn *c)
 		return;
 	if (errno == EDST_REFUSED)
 		pr_warn("tunnel to %s refused: it is %s", format_addr_port(&c->s.dst, a, sizeof(a)),
-			dst_class_text(dstguard_check(c->p->store->guard, &c->s.dst)));
+			dst_class_text(dstguard_check(&c->p->snap->guard, &c->s.dst)));
 	client_close(c);
 }
 

@@ -49,7 +49,7 @@ static void up_disown(struct upstream *u)
 {
 	u->owner = NULL;
 	if (u->hold) {
-		u->hold->held--;
+		hold_put(u->p, u->hold, false);
 		u->hold = NULL;
 	}
 }
@@ -63,6 +63,8 @@ void up_close(struct upstream *u)
 	if (u->state == UP_IDLE)
 		pool_idle_remove(u->pool, &u->link);
 	u->pool->open--;
+	if (u->counted)
+		dst_put(p, &u->dst);
 	if (u->owner && u->owner->s.up == u)
 		u->owner->s.up = NULL;
 	up_disown(u);
@@ -168,24 +170,24 @@ static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst, bo
 	/* Checked again here, not only when the route was added: the node's
 	 * addresses change, and the original destination of a captured
 	 * connection was never a route's. */
-	if (dstguard_check(p->store->guard, dst) != DST_OK) {
+	if (dstguard_check(&p->snap->guard, dst) != DST_OK) {
 		p->st.dst_refused++;
 		errno = EDST_REFUSED;
 		return NULL;
 	}
-	if (limited && p->o.max_upstream_per_dst && pl->open >= p->o.max_upstream_per_dst) {
-		p->st.upstream_limit++;
-		errno = EUPSTREAM_LIMIT;
+	limited = limited && p->o.max_upstream_per_dst;
+	if (limited && !dst_take(p, dst))
 		return NULL;
-	}
 	fd = upstream_dial(p, dst, &conn_err);
-	if (fd < 0)
-		return NULL;
-	u = calloc(1, sizeof(*u));
+	u = fd < 0 ? NULL : calloc(1, sizeof(*u));
 	if (!u) {
-		close(fd);
+		if (fd >= 0)
+			close(fd);
+		if (limited)
+			dst_put(p, dst);
 		return NULL;
 	}
+	u->counted = limited;
 	u->h.fn = up_event;
 	u->p = p;
 	u->fd = fd;
@@ -200,6 +202,8 @@ static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst, bo
 	if (loop_add(p->loop, fd, up_events(), &u->h)) {
 		close(fd);
 		free(u);
+		if (limited)
+			dst_put(p, dst);
 		return NULL;
 	}
 	pl->open++;
@@ -248,26 +252,26 @@ bool attach_upstream(struct conn *c, bool fresh)
 	struct upstream *u;
 
 	if (c->s.to_sandbox && c->pod && p->o.max_upstream_per_pod) {
-		h = hold_get(p, c->pod->netns, &c->s.dst);
+		h = hold_take(p, c->pod->netns, &c->s.dst, false);
 		if (!h) {
-			errno = ENOMEM;
-			return false;
-		}
-		if (h->held >= p->o.max_upstream_per_pod) {
-			p->st.pod_upstream_limit++;
-			errno = EPOD_UPSTREAM_LIMIT;
+			if (errno == EPOD_UPSTREAM_LIMIT)
+				p->st.pod_upstream_limit++;
 			return false;
 		}
 	}
 	u = up_get(p, &c->s.dst, fresh, c->s.to_sandbox);
-	if (!u)
+	if (!u) {
+		if (h) {
+			int err = errno;
+
+			hold_put(p, h, false);
+			errno = err;
+		}
 		return false;
+	}
 	c->s.up = u;
 	u->owner = c;
-	if (h) {
-		u->hold = h;
-		h->held++;
-	}
+	u->hold = h;
 	llhttp_init(&u->resp, HTTP_RESPONSE, &p->resp_settings);
 	/* An interim response that says "close" must not stop the parser
 	 * before the final response it announces. */
@@ -306,7 +310,7 @@ void no_upstream(struct conn *c, int err)
 			c, 502,
 			"shunt: refusing to connect to %s: it is %s; shunt never sends traffic "
 			"to the node",
-			a, dst_class_text(dstguard_check(c->p->store->guard, &c->s.dst)));
+			a, dst_class_text(dstguard_check(&c->p->snap->guard, &c->s.dst)));
 	else
 		client_error(c, 503, "shunt: no connection to %s: %s", a, strerror(err));
 }

@@ -55,6 +55,10 @@
 #ifndef SHUNT_MAX_PODS
 #define SHUNT_MAX_PODS 4096U
 #endif
+/* The proxy's event loops (--workers), and the CPUs the reuseport program
+ * maps to them (bpf/reuseport.bpf.c). */
+#define SHUNT_MAX_WORKERS 64U
+#define SHUNT_MAX_CPUS	  1024U
 /* Slots of shunt_stats: more than enum shunt_stat uses, so that a newer
  * agent with more counters still fits the map an older one pinned. */
 #define SHUNT_STAT_SLOTS 32U

@@ -123,6 +123,13 @@ def addr_text(a):
 KERNEL_SKIP = "kernel: "
 
 
+def listener_socks(addrs=2):
+    """Listening sockets an agent started by the harness has (and hands
+    over): one per --proxy-addr for each of its workers, one worker per CPU
+    it may run on (it inherits the harness's affinity)."""
+    return addrs * len(os.sched_getaffinity(0))
+
+
 class Skip(Exception):
     """A prerequisite of the machine is missing."""
 
@@ -952,9 +959,11 @@ class Node:
                 self.ctl("override", "del", "--from", o["from"], "--dst", o["dst"])
 
     # ---- clients ---------------------------------------------------------------
-    def client_cmd(self, argv, timeout=20):
-        """Run a program in the client pod, in the test cgroup."""
-        return self.pod_run("client", argv, in_cgroup=True, timeout=timeout)
+    def client_cmd(self, argv, timeout=20, cpus=None):
+        """Run a program in the client pod, in the test cgroup; cpus (a
+        set): only on those (its connections go to their proxy workers)."""
+        pin = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
+        return self.pod_run("client", pin + argv, in_cgroup=True, timeout=timeout)
 
     # ---- logs ------------------------------------------------------------------
     def mark(self):

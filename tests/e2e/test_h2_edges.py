@@ -90,9 +90,11 @@ class H2Edges(NodeTestCase):
         except FileNotFoundError:
             return []
 
+    cpus = None  # where raw() clients run (None: anywhere)
+
     def raw(self, body, timeout=30):
         code = CLIENT_PRELUDE + textwrap.dedent(body)
-        rc, out, err = self.node.client_cmd([N.PYTHON, "-B", "-c", code], timeout=timeout)
+        rc, out, err = self.node.client_cmd([N.PYTHON, "-B", "-c", code], timeout=timeout, cpus=self.cpus)
         self.assertEqual(rc, 0, err[-3000:])
         return json.loads(out.strip().splitlines()[-1])
 
@@ -383,6 +385,9 @@ class H2Edges(NodeTestCase):
         self.assertLessEqual(routed, 1300)
 
     def test_client_reset_close_cancels_and_session_is_reused(self):
+        # Each proxy worker has its own upstream sessions: these clients
+        # run on one CPU, so they reach one worker.
+        self.cpus = {min(os.sched_getaffinity(0))}
         self.route(self.svc(N.BASE4, RAW), KEY, self.svc(N.SBX4, RAW))
         auth = self.svc(N.BASE4, RAW)
         self.rawreq(['req(1, "/who", AUTH)'], (1,))  # a session to the baseline

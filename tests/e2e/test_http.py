@@ -3,6 +3,7 @@
 connection management, upgrades, upstream pooling and upstream failures."""
 
 import json
+import os
 import random
 import time
 
@@ -179,6 +180,16 @@ class Http(NodeTestCase):
                 self.assertEqual(reqs, ["/ws"], "bytes after the upgrade were parsed as HTTP")
 
     def test_upstream_connection_pooling(self):
+        # Each worker has its own pool: connections made on one CPU go to
+        # one worker, so the client stays on one CPU.
+        cpus = os.sched_getaffinity(self.node.client.pid)
+        os.sched_setaffinity(self.node.client.pid, {min(cpus)})
+        try:
+            self.pooling()
+        finally:
+            os.sched_setaffinity(self.node.client.pid, cpus)
+
+    def pooling(self):
         for hs, pod in ((KEY, "sandbox"), ([], "baseline")):
             with self.subTest(pod=pod):
                 mark = self.node.mark()

@@ -168,7 +168,7 @@ class MapLayout(NodeTestCase):
         self.assertIn("shunt_routes: layout v0 (type 1, key 84, value 32 bytes", out)
         self.assertIn("migrating its 1 entries", out)
         self.assertIn("shunt_conn_src: layout v0 (type 9, key 20, value 16 bytes", out)
-        self.assertIn("took over 2 listener(s)", out)
+        self.assertIn("took over %d listener(s)" % N.listener_socks(), out)
         # What the other agent's pins held, not what it had in memory.
         self.assertEqual(self._routes(), [(SVC4, "dev-a", TO4)])
         self.assertPod(self.get(N.BASE4, "/", [key_header("dev-a")]), "sandbox", "after the takeover")

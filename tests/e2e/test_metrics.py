@@ -872,7 +872,7 @@ class HealthEndpoint(TwoPods, HealthBase):
         n.shuntd = new
         n.shuntd_log_start = off
         self.wait_log("ready: cgroup", off)
-        self.wait_log("handed 2 listener(s) over to pid %d" % new.pid, off)
+        self.wait_log("handed %d listener(s) over to pid %d" % (N.listener_socks(), new.pid), off)
         time.sleep(0.2)  # the old agent closes its endpoints as it starts draining
         out = N._read_from(n.shuntd_log, off)
         self.assertNotIn("listen on", out, "the new agent could not bind")

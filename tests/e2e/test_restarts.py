@@ -29,22 +29,28 @@ KEYS = {"dev-a": "sandbox", "": "baseline", "dev-nobody": "baseline"}
 WORKERS = 6
 
 
-class Restarts(NodeTestCase):
-    def start_load(self, seconds=60):
-        """Load until stop_load() (seconds is only a cap)."""
+class Load:
+    """restartload.py in the client pod, for restart tests (a mixin)."""
+
+    def start_load(self, seconds=60, cpus=None):
+        """Load until load_result() (seconds is only a cap); cpus: the CPUs
+        (a set) it runs on, else wherever the scheduler puts it."""
         n = self.node
-        self.stop_file = os.path.join(n.tmp, "load-stop-%d" % time.monotonic_ns())
+        stop_file = os.path.join(n.tmp, "load-stop-%d" % time.monotonic_ns())
+        pin = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
         cmd = "echo $$ > %s && exec %s" % (
             shlex.quote(os.path.join(n.cg, "cgroup.procs")),
-            shlex.join(n.nsenter("client") + [N.PYTHON, os.path.join(E2E, "restartload.py"), N.BASE4,
+            shlex.join(pin + n.nsenter("client") + [N.PYTHON, os.path.join(E2E, "restartload.py"), N.BASE4,
                                               str(N.HTTP_PORT), str(seconds), str(WORKERS), json.dumps(KEYS),
-                                              self.stop_file]))
-        return n.spawn(["sh", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                                              stop_file]))
+        p = n.spawn(["sh", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        p.stop_file = stop_file
+        return p
 
     def load_result(self, p, timeout, after=1.5):
         """Let the load run `after` seconds more, stop it, and read its counts."""
         time.sleep(after)
-        open(self.stop_file, "w").close()
+        open(p.stop_file, "w").close()
         out, err = p.communicate(timeout=timeout)
         self.node.procs.remove(p)
         self.assertEqual(p.returncode, 0, "load generator failed:\n%s" % err.decode())
@@ -70,6 +76,8 @@ class Restarts(NodeTestCase):
             self.assertLess(time.monotonic(), deadline, "no %r in shuntd's log" % text)
             time.sleep(0.02)
 
+
+class Restarts(Load, NodeTestCase):
     def test_a_takeover_loses_nothing(self):
         n = self.node
         self.route(SVC4, "dev-a", TO4)
@@ -82,15 +90,17 @@ class Restarts(NodeTestCase):
         self.wait_log("ready: cgroup", off)
         self.assertEqual(old.wait(8), 0, "the old agent did not drain and exit cleanly")
         out = N._read_from(n.shuntd_log, off)
-        self.assertIn("took over 2 listener(s)", out)
+        # Every worker's listener of each family (one per CPU here).
+        socks = N.listener_socks()
+        self.assertIn("took over %d listener(s)" % socks, out)
         # Two containers (pods) are two pid namespaces: the old agent sees
         # no pid of the new one, which proved itself by the program it
         # attached through the pinned link.
         if N.AC.AGENT_IMAGE:
-            self.assertIn("handed 2 listener(s) over to an agent in a PID namespace not visible here", out)
+            self.assertIn("handed %d listener(s) over to an agent in a PID namespace not visible here" % socks, out)
             self.assertIn("which it attached through our pinned connect4 link in place of ours", out)
         else:
-            self.assertIn("handed 2 listener(s) over to pid %d" % new.pid, out)
+            self.assertIn("handed %d listener(s) over to pid %d" % (socks, new.pid), out)
         if N.AC.AGENT_IMAGE:
             # The old pod's entrypoint idles until the pod is deleted (else
             # the kubelet would restart a shuntd that takes over back).

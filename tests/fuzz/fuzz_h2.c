@@ -37,7 +37,7 @@
 #include "proxy/proxy_int.h"
 #include "proxy/routekey.h"
 #include "state/routes.h"
-#include "state/store.h"
+#include "state/routes.h"
 
 #define SVC_IP	 0x0a000001u /* 10.0.0.1: the service (original destination) */
 #define SBX_IP	 0x0a000002u /* dev-a's sandbox */
@@ -45,7 +45,8 @@
 #define MAX_FAKE 16
 
 static struct loop loop;
-static struct store store;
+static struct view_snap snap;
+static struct proxy_shared shared;
 static struct proxy *P;
 static struct rk_config rk;
 static bool debug; /* FUZZ_H2_DEBUG=1: shunt's debug log and what the ends see */
@@ -421,6 +422,7 @@ static void setup(void)
 	struct shunt_route_key k;
 	struct shunt_route v = {.to = v4(SBX_IP, 80)};
 	struct shunt_addr svc = v4(SVC_IP, 80);
+	struct route_table *t;
 
 	debug = getenv("FUZZ_H2_DEBUG");
 	log_threshold = debug ? LOG_DEBUG : LOG_ERR;
@@ -428,15 +430,19 @@ static void setup(void)
 		atexit(print_stats);
 	loop_init(&loop);
 	rk_config_default(&rk);
-	store.t = route_table_new();
+	t = route_table_new();
 	route_key_make(&k, &svc, "dev-a", 5);
-	route_table_put(store.t, &k, &v, NULL);
+	route_table_put(t, &k, &v, NULL);
 	v.to = v4(DOWN_IP, 80);
 	route_key_make(&k, &svc, "dev-b", 5);
-	route_table_put(store.t, &k, &v, NULL);
+	route_table_put(t, &k, &v, NULL);
+	snap.t = t;
+	snap.guard.nl_fd = -1;
 	P = calloc(1, sizeof(*P));
 	P->loop = &loop;
-	P->store = &store;
+	P->snap = &snap;
+	P->sh = &shared;
+	proxy_shared_init(&shared, &P->o, NULL, NULL);
 	P->o.max_head_bytes = 65536;
 	P->o.max_headers = 100;
 	P->o.idle_timeout_ms = P->o.tunnel_timeout_ms = P->o.head_timeout_ms = 60000;
