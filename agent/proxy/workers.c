@@ -106,7 +106,11 @@ static void *worker_main(void *arg)
 		int err = loop_run_once(w->loop, WORKER_TICK_MS);
 
 		if (err) {
-			pr_err("worker %d: event loop: %s", w->id, strerror(-err));
+			/* Its connections are lost; the others serve on, and a
+			 * drain does not wait for it. */
+			pr_err("worker %d: event loop: %s; the worker stops", w->id,
+			       strerror(-err));
+			atomic_store(&w->drained, true);
 			break;
 		}
 		worker_commands(w);
@@ -140,6 +144,8 @@ static int plan_cpus(struct workers *ws, int want, uint32_t *cpu_worker, int ncp
 	ws->w = calloc((size_t)n, sizeof(*ws->w));
 	if (!ws->w)
 		return -ENOMEM;
+	for (int i = 0; i < n; i++)
+		ws->w[i].efd = -1;
 	for (int cpu = 0; cpu < ncpu && cpu < CPU_SETSIZE; cpu++) {
 		if (!CPU_ISSET(cpu, &allowed))
 			continue;
@@ -242,7 +248,6 @@ int workers_start(struct workers **out, const struct proxy_opts *o, struct loop 
 
 		w->ws = ws;
 		w->id = i;
-		w->efd = -1;
 		w->loop = main;
 		if (i) {
 			w->loop = &w->own;
@@ -356,9 +361,10 @@ int workers_listener_fds(struct workers *ws, int *fds, int max)
 {
 	int n = 0;
 
-	/* Only while the threads run their loops: the main thread reads
-	 * their listener tables, which change only when they close (a drain,
-	 * which a takeover starts after this). */
+	/* The threads run on meanwhile. Their own listeners come first in
+	 * their tables and change only when they drain (after a hand-over,
+	 * never before it); what may change meanwhile is the tail of
+	 * listeners adopted from a predecessor, which this skips. */
 	for (int i = 0; i < ws->n && n < max; i++)
 		n += proxy_listener_fds(ws->w[i].p, fds + n, max - n);
 	return n;
