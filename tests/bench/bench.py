@@ -24,19 +24,25 @@ upstreams (each answers a 20-byte body with "X-Pod: <pod>" and
                                     map $http_baggage (sd-routing-key=dev-a)
                                     -> proxy_pass sandbox or baseline,
                                     upstream keepalive, 1 worker, no access log
+                              :8380 HAProxy as the second routing peer:
+                                    use_backend sandbox on the baggage
+                                    member, else baseline; nbthread 1,
+                                    http-reuse always, no log
 
 (the e2e harness's own Python test servers stay on :8080, idle). Clients run
 in the client pod inside the test cgroup, so shunt captures what it should.
 
-Six rows: direct-baseline (:8181), shunt-nokey and shunt-key (:8180, key in
-a W3C baggage), direct-sandbox, nginx-nokey and nginx-key (:8280).
+Eight rows: direct-baseline (:8181), shunt-nokey and shunt-key (:8180, key
+in a W3C baggage), direct-sandbox, nginx-nokey and nginx-key (:8280),
+haproxy-nokey and haproxy-key (:8380).
   1. One keep-alive connection per row: latclient.c (compiled on the fly;
      --client python for the http.client twin, whose own ~40 us per request
      would swamp a ~20 us direct round trip), 5000 requests after 500 warmup,
      split into 5 rounds interleaved across the rows, percentiles over all.
-     Run twice: as scheduled, then with the client, shuntd and all nginx
-     processes pinned to CPU 0 (cross-CPU wakeups are slow and erratic on this
-     VM; pinned, what remains is each path's own cost). --no-pinned skips it.
+     Run twice: as scheduled, then with the client, shuntd, all nginx
+     processes and HAProxy pinned to CPU 0 (cross-CPU wakeups are slow and
+     erratic on this VM; pinned, what remains is each path's own cost).
+     --no-pinned skips it.
   2. wrk -t2 -c32 -d10s --latency per row, after a 2 s warmup.
   3. shuntd's peak RSS (VmHWM, reset just before) with 1000 idle keep-alive
      connections through it (idleconns.py), half keyed, half not.
@@ -57,8 +63,8 @@ a W3C baggage), direct-sandbox, nginx-nokey and nginx-key (:8280).
      sandbox's same port. Peers in the node netns: nginx, 1 worker, the same
      map -> grpc_pass (:8282 h2, :8283 gRPC; nginx 1.22 reaches HTTP/2
      upstreams only through grpc_pass, which forwards any HTTP/2 request),
-     and HAProxy, 1 thread, proto h2 on both sides, use_backend on the
-     baggage member (:8382, :8383). Eight rows per client: direct-baseline,
+     and a second HAProxy, the same routing as the HTTP/1.1 one with proto
+     h2 on both sides (:8382, :8383). Eight rows per client: direct-baseline,
      shunt-nokey, shunt-key, direct-sandbox, nginx-nokey, nginx-key,
      haproxy-nokey, haproxy-key, in --h2-rounds interleaved rounds:
        h2load -c4 -m10 -D4s after a 1 s warm-up, p50/p99 from its --log-file;
@@ -104,6 +110,7 @@ SVC_PORT = 8180  # steered service on the baseline pod; sandbox listens here too
 DIRECT_PORT = 8181  # same nginx server block on the baseline pod, never routed
 STATUS_PORT = 8189  # stub_status of each upstream nginx
 PEER_PORT = 8280  # the nginx routing peer, in the node netns
+HAP_PORT = 8380  # the HAProxy routing peer, in the node netns
 KEY = "dev-a"
 # A realistic W3C baggage: the key is one member among others.
 KEY_HEADER = "baggage: tenant=acme,sd-routing-key=%s;ttl=60,span.origin=web" % KEY
@@ -130,15 +137,16 @@ class BenchError(Exception):
 
 
 class Row:
-    def __init__(self, name, host, port, keyed, pod, peer, ref, via, agent="new"):
+    def __init__(self, name, host, port, keyed, pod, peer, ref, via, agent="new", proxy=None):
         self.name, self.host, self.port, self.keyed = name, host, port, keyed
         self.agent = agent  # "new" (--build) or "base" (--baseline): the shuntd this row goes through
+        self.proxy = proxy  # Bench.peers key of a peer row's process (e.g. "nginx", "haproxy-h2")
         self.round_p50 = {}  # mode -> [p50 ns of each round]
         self.wrk_runs = []
         self.pod = pod  # X-Pod every response must carry
         self.peer = peer  # the address the upstream must see (captured or not)
         self.ref = ref  # the direct row this one is compared with
-        self.via = via  # "direct", "shunt" or "nginx"
+        self.via = via  # "direct", "shunt", "nginx" or "haproxy"
         self.lat = {}  # "free" / "pinned" -> single-connection results
         self.wrk = None
         self.first = None  # (pod, peer) of the last latency connection's first response
@@ -146,20 +154,31 @@ class Row:
         self.h2 = None  # HTTP/2 section: {"p50_us", "p99_us", "rps"} over the rounds
 
 
+def direct_row(host, port, pod):
+    """A row straight to a pod (never captured): the reference of the rows that reach that pod."""
+    return Row("direct-" + pod, host, port, False, pod, N.CLIENT4, "direct-" + pod, "direct")
+
+
+def proxied_row(name, host, port, keyed, via, proxy=None, agent="new"):
+    """A row through shunt (via "shunt", the service address) or a routing
+    peer in the node netns (via "nginx"/"haproxy", proxy its Bench.peers key):
+    the keyed ones must reach the sandbox, the others the baseline, and the
+    upstream sees the node's address."""
+    pod = "sandbox" if keyed else "baseline"
+    return Row(name, host, port, keyed, pod, N.NODE4, "direct-" + pod, via, agent, proxy)
+
+
+def peer_rows(via, proxy, port):
+    return [proxied_row("%s-%s" % (via, k), N.NODE4, port, k == "key", via, proxy) for k in ("nokey", "key")]
+
+
 def make_rows(compare=False):
-    base = [
-        Row("base:shunt-nokey", N.BASE4, SVC_PORT, False, "baseline", N.NODE4, "direct-baseline", "shunt", "base"),
-        Row("base:shunt-key", N.BASE4, SVC_PORT, True, "sandbox", N.NODE4, "direct-sandbox", "shunt", "base"),
-    ] if compare else []
-    return [
-        Row("direct-baseline", N.BASE4, DIRECT_PORT, False, "baseline", N.CLIENT4, "direct-baseline", "direct"),
-        Row("shunt-nokey", N.BASE4, SVC_PORT, False, "baseline", N.NODE4, "direct-baseline", "shunt"),
-        Row("shunt-key", N.BASE4, SVC_PORT, True, "sandbox", N.NODE4, "direct-sandbox", "shunt"),
-    ] + base + [
-        Row("direct-sandbox", N.SBX4, SVC_PORT, False, "sandbox", N.CLIENT4, "direct-sandbox", "direct"),
-        Row("nginx-nokey", N.NODE4, PEER_PORT, False, "baseline", N.NODE4, "direct-baseline", "nginx"),
-        Row("nginx-key", N.NODE4, PEER_PORT, True, "sandbox", N.NODE4, "direct-sandbox", "nginx"),
-    ]
+    base = [proxied_row("base:shunt-" + k, N.BASE4, SVC_PORT, k == "key", "shunt", agent="base")
+            for k in ("nokey", "key")] if compare else []
+    return ([direct_row(N.BASE4, DIRECT_PORT, "baseline")]
+            + [proxied_row("shunt-" + k, N.BASE4, SVC_PORT, k == "key", "shunt") for k in ("nokey", "key")]
+            + base + [direct_row(N.SBX4, SVC_PORT, "sandbox")]
+            + peer_rows("nginx", "nginx", PEER_PORT) + peer_rows("haproxy", "haproxy", HAP_PORT))
 
 
 def make_h2_rows(kind):
@@ -167,16 +186,10 @@ def make_h2_rows(kind):
     nginx h2c upstreams) or "grpc" (grpcbench.py against its own servers)."""
     svc, direct, ngx, hap = ((H2_SVC_PORT, H2_DIRECT_PORT, PEER_H2_PORT, HAP_H2_PORT) if kind == "h2"
                              else (GRPC_SVC_PORT, GRPC_DIRECT_PORT, PEER_GRPC_PORT, HAP_GRPC_PORT))
-    return [
-        Row("direct-baseline", N.BASE4, direct, False, "baseline", N.CLIENT4, "direct-baseline", "direct"),
-        Row("shunt-nokey", N.BASE4, svc, False, "baseline", N.NODE4, "direct-baseline", "shunt"),
-        Row("shunt-key", N.BASE4, svc, True, "sandbox", N.NODE4, "direct-sandbox", "shunt"),
-        Row("direct-sandbox", N.SBX4, svc, False, "sandbox", N.CLIENT4, "direct-sandbox", "direct"),
-        Row("nginx-nokey", N.NODE4, ngx, False, "baseline", N.NODE4, "direct-baseline", "nginx"),
-        Row("nginx-key", N.NODE4, ngx, True, "sandbox", N.NODE4, "direct-sandbox", "nginx"),
-        Row("haproxy-nokey", N.NODE4, hap, False, "baseline", N.NODE4, "direct-baseline", "haproxy"),
-        Row("haproxy-key", N.NODE4, hap, True, "sandbox", N.NODE4, "direct-sandbox", "haproxy"),
-    ]
+    return ([direct_row(N.BASE4, direct, "baseline")]
+            + [proxied_row("shunt-" + k, N.BASE4, svc, k == "key", "shunt") for k in ("nokey", "key")]
+            + [direct_row(N.SBX4, svc, "sandbox")]
+            + peer_rows("nginx", "nginx-h2", ngx) + peer_rows("haproxy", "haproxy-h2", hap))
 
 
 # ---- nginx configurations ------------------------------------------------------
@@ -288,11 +301,14 @@ PEER_H2_BODY = PEER_MAP + """\
     }}
 """
 
-# The HAProxy peer: HTTP/2 on both sides, one thread (like shuntd and the
-# nginx peer's one worker). req.hdr() splits the baggage list on commas and
-# trims each member, and an ACL tries every member: the regex matches the
+# The HAProxy peers: one thread (like the nginx peer's one worker), no log
+# section (nothing is logged). req.hdr() splits the baggage list on commas
+# and trims each member, and an ACL tries every member: the regex matches the
 # member sd-routing-key=KEY (optional ;properties) exactly, as shunt does.
-HAPROXY_CFG = """\
+# One HAProxy per section: HTTP/1.1 keep-alive on both sides with upstream
+# connections shared between clients (http-reuse always, as nginx's upstream
+# keepalive), and HTTP/2 (proto h2) on both sides for the HTTP/2 section.
+HAPROXY_GLOBAL = """\
 global
     nbthread 1
     maxconn 4096
@@ -301,25 +317,19 @@ defaults
     timeout connect 5s
     timeout client 300s
     timeout server 300s
-frontend h2
-    bind {ip}:{hap_h2_port} proto h2
-    acl keyed req.hdr(baggage) -m reg '{member_re}'
-    use_backend h2_sandbox if keyed
-    default_backend h2_baseline
-frontend grpc
-    bind {ip}:{hap_grpc_port} proto h2
-    acl keyed req.hdr(baggage) -m reg '{member_re}'
-    use_backend grpc_sandbox if keyed
-    default_backend grpc_baseline
-backend h2_baseline
-    server baseline {base}:{h2_port} proto h2
-backend h2_sandbox
-    server sandbox {sbx}:{h2_port} proto h2
-backend grpc_baseline
-    server baseline {base}:{grpc_port} proto h2
-backend grpc_sandbox
-    server sandbox {sbx}:{grpc_port} proto h2
 """
+HAPROXY_ROUTE = """\
+frontend {name}
+    bind {ip}:{port}{proto}
+    acl keyed req.hdr(baggage) -m reg '{member_re}'
+    use_backend {name}_sandbox if keyed
+    default_backend {name}_baseline
+backend {name}_baseline
+{backend_opts}    server baseline {base}:{up_port}{proto}
+backend {name}_sandbox
+{backend_opts}    server sandbox {sbx}:{up_port}{proto}
+"""
+HAPROXY_MEMBER_RE = "^sd-routing-key[[:blank:]]*=[[:blank:]]*%s[[:blank:]]*(;|$)" % re.escape(KEY)
 
 GRPC_COUNT_READER = r"""
 import grpc, json, sys
@@ -483,7 +493,9 @@ class Bench:
         self.a = args
         self.node = None
         self.tmp = None
-        self.nginx = {}  # name -> Popen
+        self.nginx = {}  # name -> (Popen, its directory)
+        self.peers = {}  # Row.proxy -> Popen of a routing peer: "nginx", "haproxy", "nginx-h2", "haproxy-h2"
+        self.haproxy_version = "?"
         self.rows = make_rows(bool(args.baseline))
         self.agent = "new"  # whose shuntd runs now
         self.bins = {}  # agent -> (shuntd, shuntctl)
@@ -539,9 +551,16 @@ class Bench:
         self.start_nginx("peer", "node", 1, PEER_BODY.format(
             key=re.escape(KEY), base=N.BASE4, sbx=N.SBX4, port=SVC_PORT, ip=N.NODE4, peer_port=PEER_PORT))
         self.wait_nginx()
+        self.peers["nginx"] = self.nginx["peer"][0]
+        self.start_haproxy("haproxy", [("http", HAP_PORT, SVC_PORT)], proto="",
+                           backend_opts="    http-reuse always\n")
+        p = N.run([HAPROXY, "-v"], check=False)
+        self.haproxy_version = ((p.stdout.splitlines() or ["?"])[0].replace("HAProxy version ", "").split()
+                                or ["?"])[0]
         svc = N.hostport(N.BASE4, SVC_PORT)
         self.add_route(svc, N.hostport(N.SBX4, SVC_PORT))
-        self.log("route %s key %s -> %s; nginx upstreams and routing peer up" % (svc, KEY, N.hostport(N.SBX4, SVC_PORT)))
+        self.log("route %s key %s -> %s; nginx upstreams, nginx and HAProxy routing peers up"
+                 % (svc, KEY, N.hostport(N.SBX4, SVC_PORT)))
         self.shuntd_pid = self.find_shuntd()
 
     def add_route(self, service, to):
@@ -563,6 +582,31 @@ class Bench:
                                                           "-c", conf], stdout=err, stderr=err)
         err.close()
         self.nginx[name] = (proc, d)
+
+    def start_haproxy(self, name, routes, proto, backend_opts=""):
+        """An HAProxy in the node netns (Bench.peers[name]) routing each
+        (frontend name, its port, upstream port) on the baggage member;
+        returns once every frontend listens."""
+        d = os.path.join(self.tmp, name)
+        os.makedirs(d)
+        cfg = os.path.join(d, "haproxy.cfg")
+        with open(cfg, "w") as f:
+            f.write(HAPROXY_GLOBAL + "".join(HAPROXY_ROUTE.format(
+                name=fe, ip=N.NODE4, port=port, up_port=up_port, base=N.BASE4, sbx=N.SBX4, proto=proto,
+                backend_opts=backend_opts, member_re=HAPROXY_MEMBER_RE) for fe, port, up_port in routes))
+        p = N.run(self.node.nsenter("node") + [HAPROXY, "-c", "-q", "-f", cfg], check=False)
+        if p.returncode != 0:
+            raise BenchError("%s: bad configuration:\n%s%s" % (name, p.stdout, p.stderr))
+        with open(os.path.join(d, "stderr"), "ab") as err:
+            hap = self.node.spawn(self.node.nsenter("node") + [HAPROXY, "-db", "-f", cfg], stdout=err, stderr=err)
+        try:
+            for _, port, _ in routes:
+                self.node.wait_listen("node", port, timeout=30, proc=hap)
+        except N.HarnessError as e:
+            raise BenchError("%s\n%s: %s" % (e, name, N._read_from(os.path.join(d, "stderr"))))
+        if proc_status(hap.pid).get("Name") != "haproxy":  # nsenter execs it: same pid
+            raise BenchError("pid %d is %r, not haproxy" % (hap.pid, proc_status(hap.pid).get("Name")))
+        self.peers[name] = hap
 
     def wait_nginx(self):
         deadline = time.monotonic() + 10
@@ -681,7 +725,7 @@ class Bench:
         A discarded pass first (everything hot), then `rounds` passes over all
         rows in a rotating order, so a slow spell of the machine lands on every
         row alike instead of on whichever row happened to run then. pinned:
-        the client, shuntd and every nginx process on CPU 0 (see pin())."""
+        the client, shuntd, every nginx process and HAProxy on CPU 0 (see pin())."""
         a = self.a
         rounds = max(1, a.rounds)
         per = max(1, a.requests // rounds)
@@ -727,9 +771,9 @@ class Bench:
                                         r.first[0], r.first[1]))
 
     def pin(self, on):
-        """Every thread of shuntd and of the nginx processes on CPU PIN_CPU (on) or back on all CPUs."""
+        """Every thread of shuntd, of the nginx processes and of HAProxy on CPU PIN_CPU (on) or back on all CPUs."""
         cpus = {PIN_CPU} if on else self.all_cpus
-        pids = [self.shuntd_pid]
+        pids = [self.shuntd_pid] + [p.pid for name, p in self.peers.items() if name.startswith("haproxy")]
         for proc, _ in self.nginx.values():
             pids.append(proc.pid)
             try:
@@ -852,20 +896,9 @@ class Bench:
         self.start_nginx("peer-h2", "node", 1, PEER_H2_BODY.format(
             key=re.escape(KEY), base=N.BASE4, sbx=N.SBX4, h2_port=H2_SVC_PORT, grpc_port=GRPC_SVC_PORT, ip=N.NODE4,
             peer_h2_port=PEER_H2_PORT, peer_grpc_port=PEER_GRPC_PORT))
-        d = os.path.join(self.tmp, "haproxy")
-        os.makedirs(d)
-        cfg = os.path.join(d, "haproxy.cfg")
-        with open(cfg, "w") as f:
-            f.write(HAPROXY_CFG.format(
-                ip=N.NODE4, hap_h2_port=HAP_H2_PORT, hap_grpc_port=HAP_GRPC_PORT, base=N.BASE4, sbx=N.SBX4,
-                h2_port=H2_SVC_PORT, grpc_port=GRPC_SVC_PORT,
-                member_re="^sd-routing-key[[:blank:]]*=[[:blank:]]*%s[[:blank:]]*(;|$)" % re.escape(KEY)))
-        p = N.run(self.node.nsenter("node") + [HAPROXY, "-c", "-q", "-f", cfg], check=False)
-        if p.returncode != 0:
-            raise BenchError("haproxy: bad configuration:\n%s%s" % (p.stdout, p.stderr))
-        with open(os.path.join(d, "stderr"), "ab") as err:
-            hap = self.node.spawn(self.node.nsenter("node") + [HAPROXY, "-db", "-f", cfg], stdout=err, stderr=err)
-        started = [("node", HAP_H2_PORT, hap), ("node", HAP_GRPC_PORT, hap)]
+        self.start_haproxy("haproxy-h2", [("h2", HAP_H2_PORT, H2_SVC_PORT), ("grpc", HAP_GRPC_PORT, GRPC_SVC_PORT)],
+                           proto=" proto h2")
+        started = []
         for pod, name, ports in (("base", "baseline", (GRPC_SVC_PORT, GRPC_DIRECT_PORT)),
                                  ("sbx", "sandbox", (GRPC_SVC_PORT,))):
             with open(os.path.join(self.tmp, "grpc-%s.stderr" % name), "ab") as err:
@@ -874,18 +907,15 @@ class Bench:
                     "--ready", os.path.join(self.tmp, "grpc-%s.ready" % name)], stdout=subprocess.DEVNULL, stderr=err)
             started += [(pod, port, p) for port in ports]
         self.wait_nginx()
+        self.peers["nginx-h2"] = self.nginx["peer-h2"][0]
         try:
             for pod, port, proc in started:
                 self.node.wait_listen(pod, port, timeout=30, proc=proc)
         except N.HarnessError as e:
-            logs = [os.path.join(d, "stderr")] + [os.path.join(self.tmp, "grpc-%s.stderr" % n)
-                                                  for n in ("baseline", "sandbox")]
-            raise BenchError("%s\nhaproxy: %s\ngRPC servers: %s%s" % ((e,) + tuple(map(N._read_from, logs))))
+            logs = [os.path.join(self.tmp, "grpc-%s.stderr" % n) for n in ("baseline", "sandbox")]
+            raise BenchError("%s\ngRPC servers: %s%s" % ((e,) + tuple(map(N._read_from, logs))))
         for port in (H2_SVC_PORT, GRPC_SVC_PORT):
             self.add_route(N.hostport(N.BASE4, port), N.hostport(N.SBX4, port))
-        p = N.run([HAPROXY, "-v"], check=False)
-        self.h2_versions["haproxy"] = ((p.stdout.splitlines() or ["?"])[0].replace("HAProxy version ", "").split()
-                                       or ["?"])[0]
         p = N.run([H2LOAD, "--version"], check=False)
         self.h2_versions["h2load"] = p.stdout.strip()
         p = N.run([N.PYTHON, "-c", "import grpc; print(grpc.__version__)"], check=False)
@@ -1034,6 +1064,9 @@ class Bench:
         P("          single-threaded (one epoll loop), in the node netns; captured via cgroup/connect4")
         P("nginx     routing peer in the node netns: 1 worker, map $http_baggage -> proxy_pass, upstream")
         P("          keepalive 64, access_log off (%s)" % self.nginx_version)
+        P("haproxy   routing peer in the node netns: nbthread 1, use_backend sandbox when a baggage member")
+        P("          (req.hdr) matches ^sd-routing-key=%s(;|$), http-reuse always, no log (HAProxy %s)"
+          % (KEY, self.haproxy_version))
         P("upstreams nginx in the baseline and sandbox pods, %s workers each, 20-byte body, access_log off"
           % a.upstream_workers)
         P("key       %s" % KEY_HEADER)
@@ -1131,7 +1164,7 @@ class Bench:
         P("          HTTP/2 upstream client and forwards any HTTP/2 request, so the h2load rows use it too")
         P("haproxy   peer in the node netns: nbthread 1, bind proto h2, servers proto h2, use_backend sandbox when")
         P("          a baggage member (req.hdr) matches ^sd-routing-key=%s(;|$) (HAProxy %s)"
-          % (KEY, self.h2_versions["haproxy"]))
+          % (KEY, self.haproxy_version))
         P("upstreams h2: nginx `listen ... http2` in the pods, %s workers, 20-byte body; gRPC: grpcbench.py"
           % a.upstream_workers)
         P("          (python3-grpcio %s, asyncio) in the pods, unary /shunt.Bench/Who answers the pod name"
@@ -1224,8 +1257,9 @@ class Bench:
     def lat_modes(self):
         out = [("free", "Scheduler's choice of CPUs (as on a real node):")]
         if "pinned" in self.rows[0].lat:
-            out.append(("pinned", "Client, shuntd and every nginx process pinned to CPU %d (no cross-CPU wakeups, which "
-                                  "are slow and erratic\non this VM: what remains is each path's own cost):" % PIN_CPU))
+            out.append(("pinned", "Client, shuntd, every nginx process and HAProxy pinned to CPU %d (no cross-CPU "
+                                  "wakeups, which are slow\nand erratic on this VM: what remains is each path's own "
+                                  "cost):" % PIN_CPU))
         return out
 
     def run(self):
@@ -1239,7 +1273,7 @@ class Bench:
                  % (self.a.requests, self.a.warmup, self.a.rounds))
         self.latency_all(pinned=False)
         if self.a.pinned:
-            self.log("the same with the client, shuntd and every nginx process on CPU %d" % PIN_CPU)
+            self.log("the same with the client, shuntd, every nginx process and HAProxy on CPU %d" % PIN_CPU)
             self.latency_all(pinned=True)
         self.log("load: wrk -t%d -c%d -d%ds per row" % (self.a.threads, self.a.connections, self.a.duration))
         for r in self.rows:
@@ -1329,10 +1363,11 @@ def main():
         missing.append("taskset not found (util-linux): install it, or use --no-pinned")
     if args.client == "c" and not shutil.which("cc"):
         missing.append("no C compiler (cc) for the latency client: apt-get install gcc, or use --client python")
+    if not os.access(HAPROXY, os.X_OK):
+        missing.append("haproxy not found at %s: install it with  apt-get install haproxy" % HAPROXY)
     if args.h2:
-        for path, pkg in ((H2LOAD, "nghttp2-client"), (HAPROXY, "haproxy")):
-            if not os.access(path, os.X_OK):
-                missing.append("%s not found: install it with  apt-get install %s, or use --no-h2" % (path, pkg))
+        if not os.access(H2LOAD, os.X_OK):
+            missing.append("%s not found: install it with  apt-get install nghttp2-client, or use --no-h2" % H2LOAD)
         if not shutil.which("curl"):
             missing.append("curl not found (HTTP/2 rows check each path with it): apt-get install curl, or use --no-h2")
         if N.run([N.PYTHON, "-c", "import grpc"], check=False).returncode != 0:
