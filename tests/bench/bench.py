@@ -44,6 +44,11 @@ haproxy-nokey and haproxy-key (:8380).
      erratic on this VM; pinned, what remains is each path's own cost).
      --no-pinned skips it.
   2. wrk -t2 -c32 -d10s --latency per row, after a 2 s warmup.
+  Every table has a "cpu us/req" column for the rows through a proxy: the
+  on-CPU time of every thread of the proxy (shuntd; the nginx peer's master
+  and worker; HAProxy), summed from /proc/PID/task/*/schedstat (first field,
+  ns) over each run, divided by the requests the upstream served meanwhile:
+  over the latency rounds (warmup included) and over the wrk runs.
   3. shuntd's peak RSS (VmHWM, reset just before) with 1000 idle keep-alive
      connections through it (idleconns.py), half keyed, half not.
   4. With --baseline OTHER_BUILD (before/after): two more rows,
@@ -152,6 +157,12 @@ class Row:
         self.first = None  # (pod, peer) of the last latency connection's first response
         self.h2_runs = []  # HTTP/2 section: one result per round
         self.h2 = None  # HTTP/2 section: {"p50_us", "p99_us", "rps"} over the rounds
+        self.cpu = {}  # "free", "pinned", "wrk", "h2" -> [the proxy's on-CPU ns, requests served] summed over runs
+
+    def cpu_us(self, kind):
+        """The proxy's on-CPU microseconds per request over the runs of one kind; None for direct rows."""
+        ns, n = self.cpu.get(kind, (0, 0))
+        return ns / n / 1000.0 if n and self.via != "direct" else None
 
 
 def direct_row(host, port, pod):
@@ -375,6 +386,47 @@ def mib(kb):
 
 def fmt_ratio(x):
     return "-" if x is None else "%.2fx" % x
+
+
+def fmt_cpu(x):
+    return "-" if x is None else "%.1f" % x
+
+
+def task_stats(pids):
+    """{tid: (on-CPU ns, CPU it last ran on)} of every thread of these
+    processes and of their descendants (nginx: the master and its workers).
+    The time is the first field of /proc/PID/task/TID/schedstat (every thread
+    counts: a multi-threaded shuntd is summed whole), the CPU field 39
+    ("processor") of the thread's stat. A thread that exits between two
+    samples takes its time with it."""
+    out, todo, seen = {}, list(pids), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        try:
+            tids = os.listdir("/proc/%d/task" % pid)
+        except FileNotFoundError:
+            continue
+        for tid in tids:
+            d = "/proc/%d/task/%s/" % (pid, tid)
+            try:
+                with open(d + "schedstat") as f:
+                    ns = int(f.read().split()[0])
+                with open(d + "stat") as f:
+                    st = f.read()
+                with open(d + "children") as f:
+                    todo += [int(x) for x in f.read().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            out[int(tid)] = (ns, int(st[st.rfind(")") + 2:].split()[36]))
+    return out
+
+
+def cpu_delta(s0, s1):
+    """On-CPU ns the threads of sample s1 spent since sample s0 (new threads from zero)."""
+    return sum(ns - s0.get(tid, (0, 0))[0] for tid, (ns, _) in s1.items())
 
 
 def proc_status(pid):
@@ -672,7 +724,8 @@ class Bench:
             raise BenchError(str(e))
 
     def check_counts(self, row, up0, up1, sh0, sh1, completed, what, self_counted=1):
-        """Upstream and shuntd counters moved as the row says, and only so.
+        """Upstream and shuntd counters moved as the row says, and only so;
+        returns the requests the row's pod served meanwhile.
         self_counted: requests the second counter read adds itself (stub_status: 1)."""
         other = "sandbox" if row.pod == "baseline" else "baseline"
         got = up1[row.pod] - up0[row.pod] - self_counted
@@ -697,16 +750,33 @@ class Bench:
         elif acc or req:
             raise BenchError("%s %s: shuntd captured %d connections / %d requests of a row that must bypass it"
                              % (row.name, what, acc, req))
+        return got
+
+    def proxy_pids(self, row):
+        """The processes whose threads do the row's proxying (none for a direct row)."""
+        if row.via == "direct":
+            return []
+        return [self.shuntd_pid] if row.via == "shunt" else [self.peers[row.proxy].pid]
+
+    def account(self, row, kind, s0, s1, served):
+        """Add one run's proxy CPU time (samples s0, s1 of task_stats) and the requests it served."""
+        c = row.cpu.setdefault(kind, [0, 0])
+        c[0] += cpu_delta(s0, s1)
+        c[1] += served
 
     # ---- the single-connection latency test --------------------------------------------
-    def latency_once(self, row, n, warmup):
-        """One connection, warmup + n requests; returns latclient's JSON."""
+    def latency_once(self, row, n, warmup, mode=None):
+        """One connection, warmup + n requests; returns latclient's JSON.
+        mode: "free" or "pinned" to add the proxy's CPU time to the row's (None: a discarded run)."""
         self.use_agent(row.agent)
         argv = self.latclient + [row.host, str(row.port), str(n), str(warmup), row.pod]
         if row.keyed:
             argv.append(KEY_HEADER)
         up0, sh0 = self.upstream_counts(), self.shunt_counts()
+        pids = self.proxy_pids(row)
+        t0 = task_stats(pids)
         rc, out, err = self.client_run(argv, timeout=120)
+        t1 = task_stats(pids)
         if rc != 0:
             raise BenchError("%s: latency client failed (rc %d): %s%s" % (row.name, rc, err.strip(), out.strip()))
         res = json.loads(out.strip().splitlines()[-1])
@@ -716,7 +786,10 @@ class Bench:
             raise BenchError("%s: upstream saw the client as %r, expected %r (%s)" % (
                 row.name, res["peer"], row.peer,
                 "captured by shunt" if row.peer == N.CLIENT4 else "not through the proxy"))
-        self.check_counts(row, up0, self.upstream_counts(), sh0, self.shunt_counts(), n + warmup, "latency run")
+        served = self.check_counts(row, up0, self.upstream_counts(), sh0, self.shunt_counts(), n + warmup,
+                                   "latency run")
+        if mode:
+            self.account(row, mode, t0, t1, served)
         return res
 
     def latency_all(self, pinned):
@@ -746,7 +819,7 @@ class Bench:
             for k in range(rounds):
                 order = self.rows[k % len(self.rows):] + self.rows[:k % len(self.rows)]
                 for r in order:
-                    res = self.latency_once(r, per, warm)
+                    res = self.latency_once(r, per, warm, mode)
                     samples[r.name] += res["lat_ns"]
                     r.round_p50.setdefault(mode, []).append(sorted(res["lat_ns"])[len(res["lat_ns"]) // 2])
                     total_ns[r.name] += res["total_ns"]
@@ -766,24 +839,17 @@ class Bench:
             r.lat[mode] = {"n": n, "p50_ns": pct(50), "p99_ns": pct(99), "mean_ns": sum(lat) / n,
                            "rps": n / (total_ns[r.name] / 1e9)}
             x = r.lat[mode]
-            self.log("%s %-16s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  (%d requests, every one from %s; "
-                     "peer seen %s)" % (tag, r.name, us(x["p50_ns"]), us(x["p99_ns"]), x["rps"], n,
-                                        r.first[0], r.first[1]))
+            self.log("%s %-16s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  cpu %5s us/req  (%d requests, every one "
+                     "from %s; peer seen %s)" % (tag, r.name, us(x["p50_ns"]), us(x["p99_ns"]), x["rps"],
+                                                 fmt_cpu(r.cpu_us(mode)), n, r.first[0], r.first[1]))
 
     def pin(self, on):
         """Every thread of shuntd, of the nginx processes and of HAProxy on CPU PIN_CPU (on) or back on all CPUs."""
         cpus = {PIN_CPU} if on else self.all_cpus
-        pids = [self.shuntd_pid] + [p.pid for name, p in self.peers.items() if name.startswith("haproxy")]
-        for proc, _ in self.nginx.values():
-            pids.append(proc.pid)
-            try:
-                with open("/proc/%d/task/%d/children" % (proc.pid, proc.pid)) as f:
-                    pids += [int(x) for x in f.read().split()]
-            except OSError as e:
-                raise BenchError("cannot list the workers of nginx %d: %s" % (proc.pid, e))
-        for pid in pids:
-            for tid in os.listdir("/proc/%d/task" % pid):
-                os.sched_setaffinity(int(tid), cpus)
+        pids = ([self.shuntd_pid] + [p.pid for name, p in self.peers.items() if name.startswith("haproxy")]
+                + [proc.pid for proc, _ in self.nginx.values()])
+        for tid in task_stats(pids):
+            os.sched_setaffinity(tid, cpus)
 
     # ---- wrk -----------------------------------------------------------------------------
     def wrk_argv(self, row, duration):
@@ -799,18 +865,24 @@ class Bench:
             if rc != 0:
                 raise BenchError("%s: wrk warmup failed (rc %d): %s%s" % (row.name, rc, out, err))
         up0, sh0 = self.upstream_counts(), self.shunt_counts()
+        pids = self.proxy_pids(row)
+        t0 = task_stats(pids)
         rc, out, err = self.client_run(self.wrk_argv(row, self.a.duration), timeout=self.a.duration + 30)
+        t1 = task_stats(pids)
         if rc != 0:
             raise BenchError("%s: wrk failed (rc %d): %s%s" % (row.name, rc, out, err))
         res = parse_wrk(out)
         if res["non2xx"] or any(res["sock_errors"]):
             raise BenchError("%s: wrk saw %d non-2xx responses and socket errors (connect, read, write, "
                              "timeout) %s:\n%s" % (row.name, res["non2xx"], res["sock_errors"], out))
-        self.check_counts(row, up0, self.upstream_counts(), sh0, self.shunt_counts(), res["requests"], "wrk run")
+        served = self.check_counts(row, up0, self.upstream_counts(), sh0, self.shunt_counts(), res["requests"],
+                                   "wrk run")
+        self.account(row, "wrk", t0, t1, served)
         row.wrk_runs.append(res)
         row.wrk = {k: sum(x[k] for x in row.wrk_runs) / len(row.wrk_runs) for k in ("p50_us", "p99_us", "rps")}
-        self.log("wrk    %-16s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  (%d requests, all 200 from %s)" % (
-            row.name, res["p50_us"], res["p99_us"], res["rps"], res["requests"], row.pod))
+        self.log("wrk    %-16s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  cpu %5s us/req  (%d requests, all 200 "
+                 "from %s)" % (row.name, res["p50_us"], res["p99_us"], res["rps"], fmt_cpu(row.cpu_us("wrk")),
+                               res["requests"], row.pod))
 
     # ---- RSS with many idle keep-alive connections -------------------------------------
     def rss(self):
@@ -962,7 +1034,10 @@ class Bench:
             argv += ["-H", KEY_HEADER]
         argv.append("http://%s/" % N.hostport(row.host, row.port))
         up0, sh0 = self.upstream_counts(H2_STATUS_PORT), self.shunt_counts()
+        pids = self.proxy_pids(row)
+        t0 = task_stats(pids)
         rc, out, err = self.client_run(argv, timeout=a.h2_duration + a.h2_warmup + 60)
+        t1 = task_stats(pids)
         if rc != 0:
             raise BenchError("%s: h2load failed (rc %d): %s%s" % (row.name, rc, err, out))
         m_rps = re.search(r"^finished in [\d.]+\w+, ([\d.]+) req/s", out, re.M)
@@ -990,8 +1065,9 @@ class Bench:
         if other or not lat:
             raise BenchError("%s: h2load logged %d requests that were not 200 and %d that were"
                              % (row.name, other, len(lat)))
-        self.check_counts(row, up0, self.upstream_counts(H2_STATUS_PORT), sh0, self.shunt_counts(), len(lat),
-                          "h2load run")
+        served = self.check_counts(row, up0, self.upstream_counts(H2_STATUS_PORT), sh0, self.shunt_counts(),
+                                   len(lat), "h2load run")
+        self.account(row, "h2", t0, t1, served)  # served: h2load's warm-up requests too, as the CPU time
         return {"lat_us": lat, "rps": float(m_rps.group(1)), "requests": len(lat)}
 
     def grpc_once(self, row):
@@ -1002,7 +1078,10 @@ class Bench:
         if row.keyed:
             argv.append(KEY_HEADER.split(":", 1)[1].strip())
         up0, sh0 = self.grpc_counts(), self.shunt_counts()
+        pids = self.proxy_pids(row)
+        t0 = task_stats(pids)
         rc, out, err = self.client_run(argv, timeout=180)
+        t1 = task_stats(pids)
         if rc != 0:
             raise BenchError("%s: gRPC client failed (rc %d): %s%s" % (row.name, rc, err.strip(), out.strip()))
         res = json.loads(out.strip().splitlines()[-1])
@@ -1013,7 +1092,9 @@ class Bench:
         if res["pods"] != {row.pod: calls}:
             raise BenchError("%s: MISROUTED: gRPC answers from %r, expected %d from %s"
                              % (row.name, res["pods"], calls, row.pod))
-        self.check_counts(row, up0, self.grpc_counts(), sh0, self.shunt_counts(), calls, "gRPC run", self_counted=0)
+        served = self.check_counts(row, up0, self.grpc_counts(), sh0, self.shunt_counts(), calls, "gRPC run",
+                                   self_counted=0)
+        self.account(row, "h2", t0, t1, served)
         return {"lat_us": [x / 1000.0 for x in res["lat_ns"]], "rps": res["rps"], "requests": res["n"]}
 
     def h2_all(self):
@@ -1040,8 +1121,9 @@ class Bench:
 
                 r.h2 = {"n": n, "p50_us": pct(50), "p99_us": pct(99),
                         "rps": sum(x["rps"] for x in r.h2_runs) / len(r.h2_runs)}
-                self.log("%-6s %-16s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  (%d requests, all from %s)" % (
-                    tag, r.name, r.h2["p50_us"], r.h2["p99_us"], r.h2["rps"], n, r.pod))
+                self.log("%-6s %-16s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  cpu %5s us/req  (%d requests, all "
+                         "from %s)" % (tag, r.name, r.h2["p50_us"], r.h2["p99_us"], r.h2["rps"],
+                                       fmt_cpu(r.cpu_us("h2")), n, r.pod))
 
     # ---- report ----------------------------------------------------------------------------
     def report(self):
@@ -1070,6 +1152,10 @@ class Bench:
         P("upstreams nginx in the baseline and sandbox pods, %s workers each, 20-byte body, access_log off"
           % a.upstream_workers)
         P("key       %s" % KEY_HEADER)
+        P("cpu       us/req: the proxy's on-CPU time over a run (first field of /proc/PID/task/*/schedstat, every")
+        P("          thread of shuntd, of the nginx peer's master and worker, of HAProxy) divided by the requests")
+        P("          the upstream served meanwhile; latency tables: every round with its warmup; wrk: the measured")
+        P("          runs, not their warmup")
         cpu_s, wall, top = self.foreign
         share = cpu_s / (wall * (ncpu or 1))
         P("other     CPUs %.0f%% busy just before the run; other user processes took %.1f CPU-s during"
@@ -1087,25 +1173,25 @@ class Bench:
         if a.client == "python":
             P("(the Python client's own per-request cost, tens of us, is in every row alike: the ratios")
             P(" understate the proxy's share; the default C client avoids that)")
-        hdr = "  %-16s %9s %9s %10s %10s %10s"
+        hdr = "  %-16s %9s %9s %10s %10s %10s %10s"
         for mode, title in self.lat_modes():
             P()
             P(title)
-            P(hdr % ("row", "p50 us", "p99 us", "req/s", "p50 ratio", "p99 ratio"))
+            P(hdr % ("row", "p50 us", "p99 us", "req/s", "p50 ratio", "p99 ratio", "cpu us/req"))
             for r in self.rows:
                 x, ref = r.lat[mode], self.by_name[r.ref].lat[mode]
-                P("  %-16s %9.1f %9.1f %10.0f %10s %10s" % (
-                    r.name, us(x["p50_ns"]), us(x["p99_ns"]), x["rps"],
-                    fmt_ratio(x["p50_ns"] / ref["p50_ns"]), fmt_ratio(x["p99_ns"] / ref["p99_ns"])))
+                P("  %-16s %9.1f %9.1f %10.0f %10s %10s %10s" % (
+                    r.name, us(x["p50_ns"]), us(x["p99_ns"]), x["rps"], fmt_ratio(x["p50_ns"] / ref["p50_ns"]),
+                    fmt_ratio(x["p99_ns"] / ref["p99_ns"]), fmt_cpu(r.cpu_us(mode))))
         P()
         P("Load: wrk -t%d -c%d -d%ds --latency (after a %ds warmup per row)"
           % (a.threads, a.connections, a.duration, a.wrk_warmup))
-        P(hdr % ("row", "p50 us", "p99 us", "req/s", "p50 ratio", "req/s ratio"))
+        P(hdr % ("row", "p50 us", "p99 us", "req/s", "p50 ratio", "req/s ratio", "cpu us/req"))
         for r in self.rows:
             ref = self.by_name[r.ref].wrk
-            P("  %-16s %9.1f %9.1f %10.0f %10s %10s" % (
-                r.name, r.wrk["p50_us"], r.wrk["p99_us"], r.wrk["rps"],
-                fmt_ratio(r.wrk["p50_us"] / ref["p50_us"]), fmt_ratio(r.wrk["rps"] / ref["rps"])))
+            P("  %-16s %9.1f %9.1f %10.0f %10s %10s %10s" % (
+                r.name, r.wrk["p50_us"], r.wrk["p99_us"], r.wrk["rps"], fmt_ratio(r.wrk["p50_us"] / ref["p50_us"]),
+                fmt_ratio(r.wrk["rps"] / ref["rps"]), fmt_cpu(r.cpu_us("wrk"))))
         P()
         s = self.rss_res
         P("RSS       shuntd with %d idle keep-alive connections (half keyed -> sandbox, half -> baseline):"
@@ -1170,7 +1256,8 @@ class Bench:
         P("          (python3-grpcio %s, asyncio) in the pods, unary /shunt.Bench/Who answers the pod name"
           % self.h2_versions["grpc"])
         P("ratios    *-nokey rows against direct-baseline, *-key rows against direct-sandbox")
-        hdr = "  %-16s %9s %9s %10s %10s %10s %10s"
+        P("cpu       us/req as in the HTTP/1.1 section, over every run of the row (h2load's warm-up included)")
+        hdr = "  %-16s %9s %9s %10s %10s %10s %10s %10s"
         rounds = max(1, a.h2_rounds)
         tables = (
             (self.h2_rows, "h2load -c%d -m%d -D%ds (--warm-up-time %ds) per row and round, %d interleaved rounds "
@@ -1184,12 +1271,12 @@ class Bench:
             by = {r.name: r for r in rows}
             P()
             P(title)
-            P(hdr % ("row", "p50 us", "p99 us", "req/s", "p50 ratio", "p99 ratio", "req/s ratio"))
+            P(hdr % ("row", "p50 us", "p99 us", "req/s", "p50 ratio", "p99 ratio", "req/s ratio", "cpu us/req"))
             for r in rows:
                 x, ref = r.h2, by[r.ref].h2
-                P("  %-16s %9.1f %9.1f %10.0f %10s %10s %10s" % (
+                P("  %-16s %9.1f %9.1f %10.0f %10s %10s %10s %10s" % (
                     r.name, x["p50_us"], x["p99_us"], x["rps"], fmt_ratio(x["p50_us"] / ref["p50_us"]),
-                    fmt_ratio(x["p99_us"] / ref["p99_us"]), fmt_ratio(x["rps"] / ref["rps"])))
+                    fmt_ratio(x["p99_us"] / ref["p99_us"]), fmt_ratio(x["rps"] / ref["rps"]), fmt_cpu(r.cpu_us("h2"))))
         P()
         P("Targets, HTTP/2 (reported; they do not change the exit status): shunt's p50 and p99 at or below both")
         P("peers', req/s at or above both")
