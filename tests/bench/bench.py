@@ -6,7 +6,7 @@
     /usr/bin/python3 tests/bench/bench.py --build build [--client c|python]
         [--requests N] [--warmup N] [--rounds N] [--no-pinned] [--duration S]
         [--wrk-warmup S] [--connections N] [--threads N] [--idle N]
-        [--upstream-workers N] [--baseline OTHER_BUILD] [--no-h2]
+        [--upstream-workers N] [--no-variants] [--baseline OTHER_BUILD] [--no-h2]
         [--h2-duration S] [--h2-warmup S] [--h2-rounds N] [--h2-clients N]
         [--h2-streams N] [--grpc-calls N] [--grpc-concurrency N]
 
@@ -32,9 +32,17 @@ upstreams (each answers a 20-byte body with "X-Pod: <pod>" and
 (the e2e harness's own Python test servers stay on :8080, idle). Clients run
 in the client pod inside the test cgroup, so shunt captures what it should.
 
-Eight rows: direct-baseline (:8181), shunt-nokey and shunt-key (:8180, key
-in a W3C baggage), direct-sandbox, nginx-nokey and nginx-key (:8280),
-haproxy-nokey and haproxy-key (:8380).
+Rows: direct-baseline (:8181), shunt-nokey and shunt-key (:8180, key in a
+W3C baggage; shuntd with its default flags: one worker per CPU it may run
+on, adaptive polling on), the variant rows, direct-sandbox, nginx-nokey and
+nginx-key (:8280), haproxy-nokey and haproxy-key (:8380).
+Variant rows (keyed only; --no-variants skips them): the same route through
+--build's shuntd started with other flags, swapped in as for --baseline
+(item 4 below): shunt-w1-nopoll-key (--workers 1 --poll off),
+shunt-w1-poll-key (--workers 1 --poll on) and shunt-wN-nopoll-key
+(--workers N --poll off, N = the CPUs here). They need a shuntd whose
+--help lists --workers and --poll; with another the run says "variants
+skipped: this shuntd has no --workers" and goes on without them.
   1. One keep-alive connection per row: latclient.c (compiled on the fly;
      --client python for the http.client twin, whose own ~40 us per request
      would swamp a ~20 us direct round trip), 5000 requests after 500 warmup,
@@ -141,10 +149,35 @@ class BenchError(Exception):
     """Something is wrong (misrouting, a failed client, a broken setup)."""
 
 
+class Agent:
+    """A shuntd the rows can go through: a build's binaries ("new": --build,
+    "base": --baseline) started with extra flags (none: its defaults)."""
+
+    def __init__(self, name, build, args=()):
+        self.name, self.build, self.args = name, build, list(args)
+        self.threads = 0  # the most threads seen in it during a run
+
+    def flags(self):
+        return " ".join(self.args) or "default flags"
+
+
+def variant_agents(ncpu):
+    """(name, flags) of the --build agents measured beside the default one
+    (N workers, adaptive polling on): 1 worker without and with polling, N
+    workers without; a duplicate of another (one CPU) is left out."""
+    out, seen = [], {("--workers", str(ncpu), "--poll", "on")}
+    for workers, poll in ((1, "off"), (1, "on"), (ncpu, "off")):
+        args = ("--workers", str(workers), "--poll", poll)
+        if args not in seen:
+            seen.add(args)
+            out.append(("w%d-%s" % (workers, "poll" if poll == "on" else "nopoll"), list(args)))
+    return out
+
+
 class Row:
     def __init__(self, name, host, port, keyed, pod, peer, ref, via, agent="new", proxy=None):
         self.name, self.host, self.port, self.keyed = name, host, port, keyed
-        self.agent = agent  # "new" (--build) or "base" (--baseline): the shuntd this row goes through
+        self.agent = agent  # the Agent (Bench.agents key) of a row through shunt
         self.proxy = proxy  # Bench.peers key of a peer row's process (e.g. "nginx", "haproxy-h2")
         self.round_p50 = {}  # mode -> [p50 ns of each round]
         self.wrk_runs = []
@@ -183,11 +216,13 @@ def peer_rows(via, proxy, port):
     return [proxied_row("%s-%s" % (via, k), N.NODE4, port, k == "key", via, proxy) for k in ("nokey", "key")]
 
 
-def make_rows(compare=False):
+def make_rows(compare=False, variants=()):
+    """The HTTP/1.1 rows; variants: names of the extra agents, one keyed row each."""
     base = [proxied_row("base:shunt-" + k, N.BASE4, SVC_PORT, k == "key", "shunt", agent="base")
             for k in ("nokey", "key")] if compare else []
     return ([direct_row(N.BASE4, DIRECT_PORT, "baseline")]
             + [proxied_row("shunt-" + k, N.BASE4, SVC_PORT, k == "key", "shunt") for k in ("nokey", "key")]
+            + [proxied_row("shunt-%s-key" % v, N.BASE4, SVC_PORT, True, "shunt", agent=v) for v in variants]
             + base + [direct_row(N.SBX4, SVC_PORT, "sandbox")]
             + peer_rows("nginx", "nginx", PEER_PORT) + peer_rows("haproxy", "haproxy", HAP_PORT))
 
@@ -543,14 +578,19 @@ def machine_busy(seconds=1.0):
 class Bench:
     def __init__(self, args):
         self.a = args
+        self.all_cpus = os.sched_getaffinity(0)
         self.node = None
         self.tmp = None
         self.nginx = {}  # name -> (Popen, its directory)
         self.peers = {}  # Row.proxy -> Popen of a routing peer: "nginx", "haproxy", "nginx-h2", "haproxy-h2"
         self.haproxy_version = "?"
-        self.rows = make_rows(bool(args.baseline))
-        self.agent = "new"  # whose shuntd runs now
-        self.bins = {}  # agent -> (shuntd, shuntctl)
+        self.agents = {"new": Agent("new", "new")}
+        if args.baseline:
+            self.agents["base"] = Agent("base", "base")
+        self.variants_note = self.find_variants()
+        self.rows = make_rows(bool(args.baseline), [n for n in self.agents if n not in ("new", "base")])
+        self.agent = "new"  # whose shuntd runs now (node.start() runs the default one)
+        self.bins = {}  # build ("new", "base") -> (shuntd, shuntctl)
         self.build_ids = {}
         self.switches = 0
         self.pinned_now = False
@@ -559,7 +599,6 @@ class Bench:
         self.rss_res = None
         self.t0 = time.monotonic()
         self.busy_before = None
-        self.all_cpus = os.sched_getaffinity(0)
         self.watch = None
         self.foreign = None  # (cpu seconds, wall seconds, [(seconds, comm, pid)]) of other processes
         self.routes = []  # (service, to) for KEY: added again whenever the agent is swapped
@@ -569,6 +608,20 @@ class Bench:
 
     def log(self, msg):
         print("[%5.1fs] %s" % (time.monotonic() - self.t0, msg), flush=True)
+
+    def find_variants(self):
+        """Add the variant agents when --build's shuntd has their flags;
+        returns a line saying which were added or why none."""
+        if not self.a.variants:
+            return "variants skipped: --no-variants"
+        p = N.run([os.path.join(self.a.build, "shuntd"), "--help"], check=False)
+        lacks = [f for f in ("--workers", "--poll") if f not in p.stdout + p.stderr]
+        if lacks:
+            return "variants skipped: this shuntd has no %s" % " and no ".join(lacks)
+        ncpu = len(self.all_cpus)
+        for name, args in variant_agents(ncpu):
+            self.agents[name] = Agent(name, "new", args)
+        return "variants: %d CPUs here, so the default is --workers %d --poll on" % (ncpu, ncpu)
 
     # ---- setup ---------------------------------------------------------------------
     def setup(self):
@@ -672,8 +725,8 @@ class Bench:
 
     def use_agent(self, agent):
         """Run the row's shuntd: stop the other one (SIGTERM; its pins are
-        removed so that each starts from nothing), start this one, add the
-        route again."""
+        removed so that each starts from nothing), start this one (its
+        build, its flags), add the routes again."""
         if agent == self.agent:
             return
         rc = self.node.shuntd_stop()
@@ -681,8 +734,9 @@ class Bench:
             raise BenchError("shuntd (%s) exited with %s on SIGTERM" % (self.agent, rc))
         if os.path.isdir(self.node.pin):
             shutil.rmtree(self.node.pin)
-        self.node.shuntd_bin, self.node.shuntctl_bin = self.bins[agent]
-        self.node.shuntd_start()
+        ag = self.agents[agent]
+        self.node.shuntd_bin, self.node.shuntctl_bin = self.bins[ag.build]
+        self.node.shuntd_start(extra=ag.args)
         for service, to in self.routes:
             self.node.route_add(service, KEY, to)
         self.agent = agent
@@ -763,6 +817,9 @@ class Bench:
         c = row.cpu.setdefault(kind, [0, 0])
         c[0] += cpu_delta(s0, s1)
         c[1] += served
+        if row.via == "shunt":
+            ag = self.agents[row.agent]
+            ag.threads = max(ag.threads, len(s0), len(s1))
 
     # ---- the single-connection latency test --------------------------------------------
     def latency_once(self, row, n, warmup, mode=None):
@@ -839,7 +896,7 @@ class Bench:
             r.lat[mode] = {"n": n, "p50_ns": pct(50), "p99_ns": pct(99), "mean_ns": sum(lat) / n,
                            "rps": n / (total_ns[r.name] / 1e9)}
             x = r.lat[mode]
-            self.log("%s %-16s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  cpu %5s us/req  (%d requests, every one "
+            self.log("%s %-19s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  cpu %5s us/req  (%d requests, every one "
                      "from %s; peer seen %s)" % (tag, r.name, us(x["p50_ns"]), us(x["p99_ns"]), x["rps"],
                                                  fmt_cpu(r.cpu_us(mode)), n, r.first[0], r.first[1]))
 
@@ -880,7 +937,7 @@ class Bench:
         self.account(row, "wrk", t0, t1, served)
         row.wrk_runs.append(res)
         row.wrk = {k: sum(x[k] for x in row.wrk_runs) / len(row.wrk_runs) for k in ("p50_us", "p99_us", "rps")}
-        self.log("wrk    %-16s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  cpu %5s us/req  (%d requests, all 200 "
+        self.log("wrk    %-19s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  cpu %5s us/req  (%d requests, all 200 "
                  "from %s)" % (row.name, res["p50_us"], res["p99_us"], res["rps"], fmt_cpu(row.cpu_us("wrk")),
                                res["requests"], row.pod))
 
@@ -1141,9 +1198,17 @@ class Bench:
         P("machine   %d CPUs (%s), Linux %s: client, proxy and upstream servers share them"
           % (ncpu, model, platform.release()))
         P("shuntd    %s" % self.build_id)
+        P("          in the node netns, captured via cgroup/connect4; rows shunt-nokey, shunt-key: %s"
+          % self.agent_text("new"))
+        for name, ag in self.agents.items():
+            if name not in ("new", "base"):
+                P("          row shunt-%s-key: %s" % (name, self.agent_text(name)))
+        P("          " + self.variants_note)
         if a.baseline:
-            P("baseline  %s (rows base:*; agents swapped %d times)" % (self.build_ids["base"], self.switches))
-        P("          single-threaded (one epoll loop), in the node netns; captured via cgroup/connect4")
+            P("baseline  %s" % self.build_ids["base"])
+            P("          rows base:*: %s; agents swapped %d times" % (self.agent_text("base"), self.switches))
+        elif len(self.agents) > 1:
+            P("          agents swapped %d times" % self.switches)
         P("nginx     routing peer in the node netns: 1 worker, map $http_baggage -> proxy_pass, upstream")
         P("          keepalive 64, access_log off (%s)" % self.nginx_version)
         P("haproxy   routing peer in the node netns: nbthread 1, use_backend sandbox when a baggage member")
@@ -1173,14 +1238,14 @@ class Bench:
         if a.client == "python":
             P("(the Python client's own per-request cost, tens of us, is in every row alike: the ratios")
             P(" understate the proxy's share; the default C client avoids that)")
-        hdr = "  %-16s %9s %9s %10s %10s %10s %10s"
+        hdr = "  %-19s %9s %9s %10s %10s %10s %10s"
         for mode, title in self.lat_modes():
             P()
             P(title)
             P(hdr % ("row", "p50 us", "p99 us", "req/s", "p50 ratio", "p99 ratio", "cpu us/req"))
             for r in self.rows:
                 x, ref = r.lat[mode], self.by_name[r.ref].lat[mode]
-                P("  %-16s %9.1f %9.1f %10.0f %10s %10s %10s" % (
+                P("  %-19s %9.1f %9.1f %10.0f %10s %10s %10s" % (
                     r.name, us(x["p50_ns"]), us(x["p99_ns"]), x["rps"], fmt_ratio(x["p50_ns"] / ref["p50_ns"]),
                     fmt_ratio(x["p99_ns"] / ref["p99_ns"]), fmt_cpu(r.cpu_us(mode))))
         P()
@@ -1189,7 +1254,7 @@ class Bench:
         P(hdr % ("row", "p50 us", "p99 us", "req/s", "p50 ratio", "req/s ratio", "cpu us/req"))
         for r in self.rows:
             ref = self.by_name[r.ref].wrk
-            P("  %-16s %9.1f %9.1f %10.0f %10s %10s %10s" % (
+            P("  %-19s %9.1f %9.1f %10.0f %10s %10s %10s" % (
                 r.name, r.wrk["p50_us"], r.wrk["p99_us"], r.wrk["rps"], fmt_ratio(r.wrk["p50_us"] / ref["p50_us"]),
                 fmt_ratio(r.wrk["rps"] / ref["rps"]), fmt_cpu(r.cpu_us("wrk"))))
         P()
@@ -1341,6 +1406,10 @@ class Bench:
              True, "Mi")
         P("  %s" % ("no row worse beyond noise" if not worse else "WORSE beyond noise: " + ", ".join(worse)))
 
+    def agent_text(self, name):
+        ag = self.agents[name]
+        return "%s, %d thread%s" % (ag.flags(), ag.threads, "" if ag.threads == 1 else "s")
+
     def lat_modes(self):
         out = [("free", "Scheduler's choice of CPUs (as on a real node):")]
         if "pinned" in self.rows[0].lat:
@@ -1353,6 +1422,7 @@ class Bench:
         self.busy_before = machine_busy(1.0)
         self.log("CPUs busy before the run (other processes): %.0f%%" % (100 * self.busy_before))
         self.watch = CpuWatch()
+        self.log(self.variants_note)
         self.setup()
         p = N.run([NGINX, "-v"], check=False)
         self.nginx_version = (p.stderr or p.stdout).strip().replace("nginx version: ", "")
@@ -1366,7 +1436,7 @@ class Bench:
         for r in self.rows:
             self.load(r)
         if self.a.baseline:  # new, base above; now base, new: a drift over time lands on both alike
-            for r in [r for r in reversed(self.rows) if r.via == "shunt"]:
+            for r in [r for r in reversed(self.rows) if r.via == "shunt" and r.agent in ("new", "base")]:
                 self.load(r)
         self.rss()
         if self.a.h2:
@@ -1425,6 +1495,8 @@ def main():
     ap.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     ap.add_argument("--idle", type=int, default=1000, help="idle keep-alive connections for RSS (default 1000)")
     ap.add_argument("--upstream-workers", default="auto", help="nginx workers of each upstream pod (default auto)")
+    ap.add_argument("--no-variants", dest="variants", action="store_false",
+                    help="skip the rows of the shuntd variants (--workers 1/N, --poll off/on)")
     ap.add_argument("--baseline", metavar="OTHER_BUILD",
                     help="also measure OTHER_BUILD's shuntd (rows base:*) in the same run: before/after")
     ap.add_argument("--no-h2", dest="h2", action="store_false",
