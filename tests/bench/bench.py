@@ -50,7 +50,9 @@ skipped: this shuntd has no --workers" and goes on without them.
      Run twice: as scheduled, then with the client, shuntd, all nginx
      processes and HAProxy pinned to CPU 0 (cross-CPU wakeups are slow and
      erratic on this VM; pinned, what remains is each path's own cost).
-     --no-pinned skips it.
+     --no-pinned skips it. Free-scheduled, each round records where the
+     client (its sched_getcpu at the end), the proxy and the upstream (the
+     CPU of their busiest thread in the round) ran: a line per row.
   2. wrk -t2 -c32 -d10s --latency per row, after a 2 s warmup.
   Every table has a "cpu us/req" column for the rows through a proxy: the
   on-CPU time of every thread of the proxy (shuntd; the nginx peer's master
@@ -203,6 +205,7 @@ class Row:
         self.h2_runs = []  # HTTP/2 section: one result per round
         self.h2 = None  # HTTP/2 section: {"p50_us", "p99_us", "rps"} over the rounds
         self.cpu = {}  # "free", "pinned", "wrk", "h2" -> [the proxy's on-CPU ns, requests served] summed over runs
+        self.placement = []  # free-scheduled latency rounds: (client, proxy, upstream) CPU at the end of each
 
     def cpu_us(self, kind):
         """The proxy's on-CPU microseconds per request over the runs of one kind; None for direct rows."""
@@ -474,6 +477,13 @@ def task_stats(pids):
 def cpu_delta(s0, s1):
     """On-CPU ns the threads of sample s1 spent since sample s0 (new threads from zero)."""
     return sum(ns - s0.get(tid, (0, 0))[0] for tid, (ns, _) in s1.items())
+
+
+def busiest_cpu(s0, s1):
+    """The CPU of the thread that ran most between two samples (None if none ran)."""
+    ran = [(ns - s0.get(tid, (0, 0))[0], cpu) for tid, (ns, cpu) in s1.items()]
+    best = max(ran, default=(0, None))
+    return best[1] if best[0] > 0 else None
 
 
 def proc_status(pid):
@@ -842,10 +852,10 @@ class Bench:
         if row.keyed:
             argv.append(KEY_HEADER)
         up0, sh0 = self.upstream_counts(), self.shunt_counts()
-        pids = self.proxy_pids(row)
-        t0 = task_stats(pids)
+        pids, up_pids = self.proxy_pids(row), [self.nginx[row.pod][0].pid]
+        t0, u0 = task_stats(pids), task_stats(up_pids)
         rc, out, err = self.client_run(argv, timeout=120)
-        t1 = task_stats(pids)
+        t1, u1 = task_stats(pids), task_stats(up_pids)
         if rc != 0:
             raise BenchError("%s: latency client failed (rc %d): %s%s" % (row.name, rc, err.strip(), out.strip()))
         res = json.loads(out.strip().splitlines()[-1])
@@ -859,6 +869,8 @@ class Bench:
                                    "latency run")
         if mode:
             self.account(row, mode, t0, t1, served)
+        if mode == "free":
+            row.placement.append((res.get("cpu"), busiest_cpu(t0, t1) if pids else None, busiest_cpu(u0, u1)))
         return res
 
     def latency_all(self, pinned):
@@ -1260,6 +1272,8 @@ class Bench:
                 P("  %-19s %9.1f %9.1f %10.0f %10s %10s %10s" % (
                     r.name, us(x["p50_ns"]), us(x["p99_ns"]), x["rps"], fmt_ratio(x["p50_ns"] / ref["p50_ns"]),
                     fmt_ratio(x["p99_ns"] / ref["p99_ns"]), fmt_cpu(r.cpu_us(mode))))
+            if mode == "free":
+                self.report_placement()
         P()
         P("Load: wrk -t%d -c%d -d%ds --latency (after a %ds warmup per row)"
           % (a.threads, a.connections, a.duration, a.wrk_warmup))
@@ -1434,6 +1448,18 @@ class Bench:
         line("rss peak (MiB)", mib(self.rss_by["new"]["peak_kb"]), mib(self.rss_by["base"]["peak_kb"]), 0.0,
              True, "Mi")
         P("  %s" % ("no row worse beyond noise" if not worse else "WORSE beyond noise: " + ", ".join(worse)))
+
+    def report_placement(self):
+        """One line per row: where the client, the proxy and the upstream ran in each free-scheduled round."""
+        P = print
+        P()
+        P("Placement, free-scheduled: CPU of client/proxy/upstream at the end of each round (the client's")
+        P("sched_getcpu; the proxy's and the upstream nginx's busiest thread in the round, /proc task stat")
+        P("field 39; - = no proxy)")
+        for r in self.rows:
+            txt = ["/".join("-" if c is None else str(c) for c in p) for p in r.placement]
+            one = sum(1 for p in r.placement if len({c for c in p if c is not None}) == 1)
+            P("  %-19s %s  (one CPU in %d of %d rounds)" % (r.name, " ".join(txt), one, len(r.placement)))
 
     def agent_text(self, name):
         ag = self.agents[name]
