@@ -959,6 +959,7 @@ class Bench:
         served = self.check_counts(row, up0, self.upstream_counts(), sh0, self.shunt_counts(), res["requests"],
                                    "wrk run")
         self.account(row, "wrk", t0, t1, served)
+        res["cpu_us"] = cpu_delta(t0, t1) / served / 1000.0 if pids and served else 0.0
         row.wrk_runs.append(res)
         row.wrk = {k: sum(x[k] for x in row.wrk_runs) / len(row.wrk_runs) for k in ("p50_us", "p99_us", "rps")}
         self.log("wrk    %-19s p50 %7.1f us  p99 %7.1f us  %8.0f req/s  cpu %5s us/req  (%d requests, all 200 "
@@ -1445,6 +1446,8 @@ class Bench:
             for k, hw, unit in (("rps", False, "/s"), ("p50_us", True, "us"), ("p99_us", True, "us")):
                 noise = max(spread(n.wrk_runs, k), spread(b.wrk_runs, k))
                 line("wrk %s %s" % (name, k.replace("_us", "")), n.wrk[k], b.wrk[k], noise, hw, unit)
+            line("wrk %s cpu/req" % name, n.cpu_us("wrk"), b.cpu_us("wrk"),
+                 max(spread(n.wrk_runs, "cpu_us"), spread(b.wrk_runs, "cpu_us")))
         line("rss peak (MiB)", mib(self.rss_by["new"]["peak_kb"]), mib(self.rss_by["base"]["peak_kb"]), 0.0,
              True, "Mi")
         P("  %s" % ("no row worse beyond noise" if not worse else "WORSE beyond noise: " + ", ".join(worse)))
