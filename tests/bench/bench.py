@@ -616,6 +616,7 @@ class Bench:
         self.build_ids = {}
         self.switches = 0
         self.pinned_now = False
+        self.saved_affinity = {}  # tid -> its CPUs before pin(True)
         self.rss_by = {}
         self.by_name = {r.name: r for r in self.rows}
         self.rss_res = None
@@ -925,12 +926,21 @@ class Bench:
                                                  fmt_cpu(r.cpu_us(mode)), n, r.first[0], r.first[1]))
 
     def pin(self, on):
-        """Every thread of shuntd, of the nginx processes and of HAProxy on CPU PIN_CPU (on) or back on all CPUs."""
-        cpus = {PIN_CPU} if on else self.all_cpus
+        """Every thread of shuntd, of the nginx processes and of HAProxy on
+        CPU PIN_CPU (on) or back on the CPUs it had before (shuntd's workers
+        pin themselves, one per CPU); a thread first seen pinned (an agent
+        swapped in meanwhile) keeps the affinity it had then."""
         pids = ([self.shuntd_pid] + [p.pid for name, p in self.peers.items() if name.startswith("haproxy")]
                 + [proc.pid for proc, _ in self.nginx.values()])
         for tid in task_stats(pids):
-            os.sched_setaffinity(tid, cpus)
+            try:
+                if on:
+                    self.saved_affinity.setdefault(tid, os.sched_getaffinity(tid))
+                os.sched_setaffinity(tid, {PIN_CPU} if on else self.saved_affinity.get(tid, self.all_cpus))
+            except ProcessLookupError:  # a thread that just exited
+                pass
+        if not on:
+            self.saved_affinity = {}
 
     # ---- wrk -----------------------------------------------------------------------------
     def wrk_argv(self, row, duration):
