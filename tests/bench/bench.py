@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 """shunt benchmark: `make bench` (a command that reports, not a test).
 
-    make bench [BENCH_ARGS='...']     (as root; about 6 minutes)
+    make bench [BENCH_ARGS='...']     (as root; 6-7 minutes)
     /usr/bin/python3 tests/bench/bench.py --build build [--client c|python]
         [--requests N] [--warmup N] [--rounds N] [--no-pinned] [--duration S]
         [--wrk-warmup S] [--connections N] [--threads N] [--idle N]
