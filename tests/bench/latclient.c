@@ -10,12 +10,14 @@
  * the response read (CLOCK_MONOTONIC), and prints one JSON line:
  *   {"n":N,"p50_ns":..,"p90_ns":..,"p99_ns":..,"min_ns":..,"max_ns":..,
  *    "mean_ns":..,"total_ns":..,"pod":"..","peer":"..","status":200,
+ *    "cpu":the CPU it ran on after the last response (sched_getcpu),
  *    "lat_ns":[every request's latency, in the order sent]}
  * Every response must be 200 with "X-Pod: EXPECT_POD" and arrive on the same
  * connection; anything else is printed on stderr and the exit status is 1.
  * Built by tests/bench/bench.py into its temp dir; not part of the product.
  */
 #include <errno.h>
+#include <sched.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -168,7 +170,7 @@ int main(int argc, char **argv)
 	long n, warm, i;
 	uint64_t *lat, t0, t1, start, sum = 0;
 	size_t rlen;
-	int fd, one = 1, status = 0;
+	int fd, one = 1, status = 0, cpu;
 
 	if (argc < 6 || argc > 7) {
 		fprintf(stderr, "usage: latclient HOST PORT N WARMUP EXPECT_POD [HEADER_LINE]\n");
@@ -221,6 +223,7 @@ int main(int argc, char **argv)
 		}
 	}
 	t1 = now_ns();
+	cpu = sched_getcpu();
 	close(fd);
 	printf("{\"lat_ns\":[");
 	for (i = 0; i < n; i++)
@@ -229,11 +232,11 @@ int main(int argc, char **argv)
 	qsort(lat, (size_t)n, sizeof(*lat), cmp_u64);
 	printf("\"n\":%ld,\"p50_ns\":%llu,\"p90_ns\":%llu,\"p99_ns\":%llu,\"min_ns\":%llu,"
 	       "\"max_ns\":%llu,\"mean_ns\":%llu,\"total_ns\":%llu,\"pod\":\"%s\",\"peer\":\"%s\","
-	       "\"status\":%d}\n",
+	       "\"status\":%d,\"cpu\":%d}\n",
 	       n, (unsigned long long)pct(lat, n, 50), (unsigned long long)pct(lat, n, 90),
 	       (unsigned long long)pct(lat, n, 99), (unsigned long long)lat[0],
 	       (unsigned long long)lat[n - 1], (unsigned long long)(sum / (uint64_t)n),
-	       (unsigned long long)(t1 - start), pod, peer, status);
+	       (unsigned long long)(t1 - start), pod, peer, status, cpu);
 	free(lat);
 	return 0;
 }
