@@ -60,7 +60,7 @@ UNIT_OBJS := $(patsubst tests/unit/%.c,$(OUTPUT)/tests/%.o,$(UNIT_SRCS))
 
 .DELETE_ON_ERROR:
 .SECONDARY: $(BPF_OBJS)
-.PHONY: FORCE all clean test test-unit test-e2e test-deploy test-image deploy-schemas bench bench-k8s soak fuzz \
+.PHONY: FORCE all clean test test-unit test-e2e test-deploy test-image deploy-schemas bench bench-k8s profile soak fuzz \
 	fuzz-smoke test-kernels check format vmlinux demo
 
 all: $(OUTPUT)/shuntd $(OUTPUT)/shuntctl $(OUTPUT)/shunt-controller $(OUTPUT)/kubectl-shunt
@@ -178,6 +178,10 @@ demo: all
 
 bench: all
 	$(PYTHON) tests/bench/bench.py --build $(OUTPUT) $(BENCH_ARGS)
+
+# Where shuntd's time and system calls go per request (perf, strace).
+profile: all
+	$(PYTHON) tests/bench/hotpath.py --build $(OUTPUT) $(PROFILE_ARGS)
 
 # libFuzzer harnesses (tests/fuzz/): FUZZ_TIME seconds each; fuzz-smoke ~10 s.
 FUZZ_TIME ?= 60

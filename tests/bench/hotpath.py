@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 """shunt per-request profile: where shuntd's time and system calls go per request.
 
-    /usr/bin/python3 tests/bench/profile.py --build build [--requests N] [--duration S]
+    /usr/bin/python3 tests/bench/hotpath.py --build build [--requests N] [--duration S]
         [--scenarios 1conn-nokey,1conn-key,wrk-nokey,wrk-key] [--freq HZ]
         [--call-graph MODE] [--profile-seconds S] [--connections N] [--threads N]
         [--no-calls] [--no-strace] [--extra-dsts N] [--shuntd-args 'ARGS'] [--top N]
