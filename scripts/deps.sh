@@ -11,6 +11,8 @@ PKGS=(
 	iproute2 util-linux procps python3 curl openssl dpkg
 	python3-jsonschema python3-yaml
 	wrk nginx-light haproxy
+	# make profile (tests/bench/hotpath.py)
+	linux-perf strace
 	# HTTP/2 and gRPC tests: real clients and servers (tests/e2e/test_h2.py)
 	nghttp2-client nghttp2-server python3-grpcio
 	postgresql postgresql-client
