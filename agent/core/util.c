@@ -7,6 +7,9 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -460,4 +463,27 @@ char *format_prefix(const struct addr_prefix *p, char *buf, size_t len)
 		host[0] = '\0';
 	snprintf(buf, len, "%s/%u", host, p->len);
 	return buf;
+}
+
+static cpu_set_t saved_cpus;
+static bool cpus_saved;
+
+void thread_affinity_save(void)
+{
+	if (!cpus_saved && !sched_getaffinity(0, sizeof(saved_cpus), &saved_cpus))
+		cpus_saved = true;
+}
+
+int thread_start(pthread_t *t, void *(*fn)(void *), void *arg)
+{
+	pthread_attr_t attr;
+	int err;
+
+	if (pthread_attr_init(&attr))
+		return -ENOMEM;
+	if (cpus_saved)
+		pthread_attr_setaffinity_np(&attr, sizeof(saved_cpus), &saved_cpus);
+	err = pthread_create(t, &attr, fn, arg);
+	pthread_attr_destroy(&attr);
+	return -err;
 }

@@ -3,6 +3,7 @@
 #ifndef SHUNT_UTIL_H
 #define SHUNT_UTIL_H
 
+#include <pthread.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -74,5 +75,12 @@ char *format_prefix(const struct addr_prefix *p, char *buf, size_t len);
  * return code: `return err_printf(err, errlen, -EINVAL, "...", ...);`. */
 int err_printf(char *err, size_t errlen, int code, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
+
+/* Helper threads (watches, status jobs) run on every CPU the process
+ * started with, not on the one the creating thread was pinned to later
+ * (proxy workers pin the main thread): thread_affinity_save() before the
+ * pinning, thread_start() after. 0 or -errno. */
+void thread_affinity_save(void);
+int thread_start(pthread_t *t, void *(*fn)(void *), void *arg);
 
 #endif /* SHUNT_UTIL_H */

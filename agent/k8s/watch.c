@@ -1544,7 +1544,7 @@ int k8s_start(struct agent *a, const struct k8s_opts *o)
 		goto fail;
 	/* The thread inherits the blocked signal mask: signals stay with
 	 * the main loop's signalfd. */
-	ret = -pthread_create(&k->thread, NULL, k8s_thread, k);
+	ret = thread_start(&k->thread, k8s_thread, k);
 	if (ret) {
 		loop_del(&a->loop, k->efd);
 		goto fail;

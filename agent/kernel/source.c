@@ -115,7 +115,7 @@ static int netns_cookie(const char *path, uint64_t *cookie, char *err, size_t er
 		snprintf(err, errlen, "--from: %s: %s", path, strerror(-ret));
 		return ret;
 	}
-	ret = -pthread_create(&t, NULL, netns_cookie_thread, &j);
+	ret = thread_start(&t, netns_cookie_thread, &j);
 	if (!ret) {
 		pthread_join(t, NULL);
 		ret = j.err;

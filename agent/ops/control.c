@@ -1003,7 +1003,7 @@ static void status_start(struct ctl_conn *cc, const struct ctl_request *r)
 	job->json = r->json;
 	job->cc = cc;
 	job->pipe_fd = ctl->jobs_pipe[1];
-	if (pthread_create(&job->thread, NULL, status_job_run, job)) {
+	if (thread_start(&job->thread, status_job_run, job)) {
 		/* No thread: the answer without the cgroup tree. */
 		free(job);
 		cmd_status(cc, r);

@@ -24,6 +24,7 @@
 #include <bpf/libbpf.h>
 
 #include "core/log.h"
+#include "core/util.h"
 #include "kernel/reuseport.h"
 #include "proxy/proxy_int.h"
 
@@ -280,8 +281,10 @@ int workers_start(struct workers **out, const struct proxy_opts *o, struct loop 
 		pthread_attr_destroy(&attr);
 		w->started = !err;
 	}
-	if (!err && ws->n > 1 && CPU_COUNT(&ws->w[0].cpus))
+	if (!err && ws->n > 1 && CPU_COUNT(&ws->w[0].cpus)) {
+		thread_affinity_save();
 		sched_setaffinity(0, sizeof(ws->w[0].cpus), &ws->w[0].cpus);
+	}
 	if (err) {
 		pr_err("start the proxy's workers: %s", strerror(-err));
 		workers_stop(ws);
