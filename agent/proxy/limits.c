@@ -255,7 +255,10 @@ void conn_count_up(struct proxy *p)
 	if (n > p->o.max_conns)
 		p->st.over_limit++;
 	pthread_mutex_lock(&sh->mu);
-	if (!sh->conn_limited)
+	/* Counted again under the lock: a close on another worker may have
+	 * taken the node back under the cap meanwhile, and found no limit
+	 * to lift. */
+	if (!sh->conn_limited && atomic_load(&sh->active) >= p->o.max_conns)
 		conn_limit_set(p, true);
 	pthread_mutex_unlock(&sh->mu);
 }
