@@ -38,7 +38,7 @@
 /* Room to read into b: when it is full, grow it, doubling from
  * BUF_INITIAL, to at most limit bytes. 0, -ENOBUFS at the limit (the
  * other side must take bytes first), or -ENOMEM. */
-int conn_buf_grow(struct buf *b, uint32_t limit)
+int conn_buf_grow(struct proxy *p, struct buf *b, uint32_t limit)
 {
 	size_t have = b->cap ? b->cap - 1 : 0, want;
 
@@ -46,11 +46,32 @@ int conn_buf_grow(struct buf *b, uint32_t limit)
 		return 0;
 	if (have >= limit)
 		return -ENOBUFS;
+	if (!have && limit >= BUF_INITIAL && p->n_spare) {
+		/* A buffer another exchange of this worker let go of: still
+		 * in the cache, and no allocator call. */
+		b->data = p->spare[--p->n_spare];
+		b->data[0] = '\0';
+		b->start = b->end = 0;
+		b->cap = b->max = BUF_INITIAL + 1;
+		return 0;
+	}
 	want = have ? 2 * have : BUF_INITIAL;
 	if (want > limit)
 		want = limit;
 	b->max = want + 1; /* exactly that, and core/buf's '\0' after the bytes */
 	return buf_reserve(b, want - b->end);
+}
+
+void conn_buf_release(struct proxy *p, struct buf *b)
+{
+	if (b->cap != BUF_INITIAL + 1 || p->n_spare == BUF_SPARE_MAX) {
+		buf_free(b);
+		return;
+	}
+	p->spare[p->n_spare++] = b->data;
+	b->data = NULL;
+	b->start = b->end = b->cap = 0;
+	b->failed = false;
 }
 
 /*
@@ -105,7 +126,7 @@ void client_reset_request(struct conn *c)
 	if (c->sent == c->in.end) {
 		/* Nothing pipelined: an idle keep-alive connection holds no
 		 * buffer, so thousands of them cost little memory. */
-		buf_free(&c->in);
+		conn_buf_release(c->p, &c->in);
 		c->sent = c->parsed = 0;
 	}
 	c->s.req_start = c->sent;
@@ -166,7 +187,7 @@ void client_close(struct conn *c)
 	close(c->fd);
 	c->fd = -1;
 	c->dead = true;
-	buf_free(&c->in);
+	conn_buf_release(p, &c->in);
 	buf_free(&c->out);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -291,7 +312,7 @@ static int client_make_room(struct conn *c)
 		client_drop(c, c->sent);
 	else
 		client_drop(c, c->s.req_start < c->sent ? c->s.req_start : c->sent);
-	if (buf_room(b) || conn_buf_grow(b, limit) == 0)
+	if (buf_room(b) || conn_buf_grow(c->p, b, limit) == 0)
 		return 0;
 	if (c->state == C_REQUEST && c->sent > c->s.req_start) {
 		/* Full of this request: let go of what was sent, and of any

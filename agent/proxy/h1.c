@@ -439,7 +439,7 @@ static bool up_make_room(struct upstream *u)
 		u->parsed -= u->in.start;
 		buf_compact(&u->in);
 	}
-	return conn_buf_grow(&u->in, BUF_STREAM_MAX) == 0;
+	return conn_buf_grow(u->p, &u->in, BUF_STREAM_MAX) == 0;
 }
 
 /* The upstream closed its side. */

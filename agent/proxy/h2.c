@@ -945,7 +945,7 @@ static bool session_feed(struct conn *c, size_t from)
 	if (from < c->in.end)
 		r = nghttp2_session_mem_recv(c->h2->io.ng, (const uint8_t *)c->in.data + from,
 					     c->in.end - from);
-	buf_free(&c->in);
+	conn_buf_release(c->p, &c->in);
 	c->parsed = c->sent = 0;
 	if (r < 0) {
 		client_close(c);

@@ -137,6 +137,8 @@ void proxy_stop(struct proxy *p)
 	proxy_reap(p);
 	if (p->spare_fd >= 0)
 		close(p->spare_fd);
+	while (p->n_spare)
+		free(p->spare[--p->n_spare]);
 	reqstats_free(&p->rs);
 	free(p->hdrs);
 	free(p);
@@ -164,7 +166,12 @@ void proxy_tick(struct proxy *p)
 		while (p->clients)
 			client_close(p->clients);
 	}
-	pool_sweep(&p->pool, now, POOL_IDLE_MS, false, up_close_idle);
+	/* Idle connections live POOL_IDLE_MS: looking for the old ones a few
+	 * times a second is plenty, and costs nothing per request. */
+	if (now >= p->pool_sweep_next) {
+		p->pool_sweep_next = now + POOL_SWEEP_MS;
+		pool_sweep(&p->pool, now, POOL_IDLE_MS, false, up_close_idle);
+	}
 	h2_flush_dirty(p);
 }
 

@@ -36,9 +36,11 @@
 
 #define BUF_INITIAL	   (16 * 1024)
 #define BUF_STREAM_MAX	   (64 * 1024) /* per direction, once the head is known */
+#define BUF_SPARE_MAX	   64	       /* first-size buffers a worker keeps for reuse */
 #define LINGER_MS	   1000	       /* reading after an error response, before close */
 #define POOL_IDLE_MS	   30000       /* an idle pooled upstream is closed after this */
 #define POOL_PEEK_AFTER_MS 1000	       /* idle longer: check it is still open */
+#define POOL_SWEEP_MS	   250	       /* how often the pool is swept */
 #define LISTEN_GRACE_MS	   250	       /* draining: accept stragglers, then close */
 #define LIMIT_LOG_MS	   1000	       /* at most one line a second about limits */
 #define LIMIT_SYNC_MS	   250	       /* the kernel's view of the limits checked */
@@ -217,6 +219,11 @@ struct proxy {
 	struct pool pool;	  /* upstream connections by destination */
 	struct http_header *hdrs; /* scratch for one head at a time */
 	int spare_fd;		  /* given up to refuse a connection at EMFILE */
+	/* Input buffers of BUF_INITIAL that exchanges let go of: an idle
+	 * keep-alive connection holds none, the next exchange of any
+	 * connection takes one back without calling the allocator. */
+	char *spare[BUF_SPARE_MAX];
+	int n_spare;
 	llhttp_settings_t req_settings, resp_settings;
 	struct proxy_stats st;
 	/* Draining (proxy_drain): no new connections; each client gets
@@ -236,6 +243,7 @@ struct proxy {
 	bool no_take;		  /* the kernel has no LOOKUP_AND_DELETE for hashes */
 	uint64_t limit_log_next;  /* loop time before which limit lines are held back */
 	uint64_t limit_sync_next; /* loop time of the next limits_reconcile() */
+	uint64_t pool_sweep_next; /* loop time of the next pool_sweep() */
 	uint64_t limit_log_quiet; /* lines held back since the last one */
 };
 
@@ -267,7 +275,12 @@ int proxy_listener_fds(struct proxy *p, int *fds, int max);
 #define EPOD_UPSTREAM_LIMIT EDQUOT
 
 /* conn.c */
-int conn_buf_grow(struct buf *b, uint32_t limit);
+/* Room in b (a connection's input) for more bytes, growing it up to limit:
+ * 0 or -ENOBUFS / -ENOMEM. A first buffer comes from p's spares. */
+int conn_buf_grow(struct proxy *p, struct buf *b, uint32_t limit);
+/* b's memory goes back to p's spares (a first-size buffer, while there is
+ * room), else to the allocator; b is empty. */
+void conn_buf_release(struct proxy *p, struct buf *b);
 void client_set_deadline(struct conn *c, uint64_t ms);
 void client_reset_request(struct conn *c);
 void req_end(struct conn *c, enum rs_dest d, enum rs_outcome o, int status);

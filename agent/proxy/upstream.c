@@ -72,7 +72,7 @@ void up_close(struct upstream *u)
 	close(u->fd);
 	u->fd = -1;
 	u->dead = true;
-	buf_free(&u->in);
+	conn_buf_release(p, &u->in);
 	u->dead_next = p->dead_ups;
 	p->dead_ups = u;
 }
