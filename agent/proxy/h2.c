@@ -870,19 +870,31 @@ static int on_frame_send(nghttp2_session *ng, const nghttp2_frame *f, void *user
 	return 0;
 }
 
-static nghttp2_session_callbacks *server_callbacks(void)
-{
-	static nghttp2_session_callbacks *cbs;
+static nghttp2_session_callbacks *server_cbs;
 
-	if (cbs || nghttp2_session_callbacks_new(&cbs))
-		return cbs;
+static void server_callbacks_make(void)
+{
+	nghttp2_session_callbacks *cbs;
+
+	if (nghttp2_session_callbacks_new(&cbs))
+		return;
 	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
 	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
 	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
-	return cbs;
+	server_cbs = cbs;
+}
+
+/* Made once for every worker (nghttp2 copies them into each session); NULL
+ * when out of memory then. */
+static nghttp2_session_callbacks *server_callbacks(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, server_callbacks_make);
+	return server_cbs;
 }
 
 /* ---- the client connection ---- */

@@ -344,17 +344,28 @@ static int on_stream_close(nghttp2_session *ng, int32_t id, uint32_t code, void 
 	return 0;
 }
 
-static nghttp2_session_callbacks *client_callbacks(void)
-{
-	static nghttp2_session_callbacks *cbs;
+static nghttp2_session_callbacks *client_cbs;
 
-	if (cbs || nghttp2_session_callbacks_new(&cbs))
-		return cbs;
+static void client_callbacks_make(void)
+{
+	nghttp2_session_callbacks *cbs;
+
+	if (nghttp2_session_callbacks_new(&cbs))
+		return;
 	nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data);
 	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-	return cbs;
+	client_cbs = cbs;
+}
+
+/* Made once for every worker (see h2.c's server_callbacks). */
+static nghttp2_session_callbacks *client_callbacks(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+
+	pthread_once(&once, client_callbacks_make);
+	return client_cbs;
 }
 
 /* ---- the session's socket ---- */
