@@ -490,7 +490,7 @@ static void h2s_no_upstream(struct h2s *s, int err)
 			  p->o.max_upstream_per_pod * H2_UP_MAX_STREAMS, a, H2_UP_MAX_STREAMS);
 	} else if (err == EUPSTREAM_LIMIT)
 		h2s_error(s, 503,
-			  "shunt: %zu connections to %s are open, the limit "
+			  "shunt: %zu connections to %s are in use, the limit "
 			  "(--max-upstream-conns); try again",
 			  p->o.max_upstream_per_dst, a);
 	else if (err == EDST_REFUSED)

@@ -114,6 +114,16 @@ static void mux_add(struct h2up *u)
 	u->on_mux = true;
 }
 
+/* --max-upstream-conns counts sessions in use: an idle one of this worker
+ * must not keep another worker's streams out. */
+static void uncount_if_idle(struct h2up *u)
+{
+	if (!u->n_streams && u->counted) {
+		dst_put(u->io.p, &u->dst);
+		u->counted = false;
+	}
+}
+
 static void unlink_stream(struct h2up *u, struct h2s *s)
 {
 	if (s->uprev)
@@ -126,6 +136,7 @@ static void unlink_stream(struct h2up *u, struct h2s *s)
 	s->up = NULL;
 	s->up_id = 0;
 	u->n_streams--;
+	uncount_if_idle(u);
 	if (!u->n_streams && !u->io.dead)
 		loop_timer_in(u->io.p->loop, &u->idle, POOL_IDLE_MS);
 	mux_add(u);
@@ -564,8 +575,15 @@ bool h2up_submit(struct proxy *p, struct h2s *s)
 		u = up_new(p, &s->dst, s->to_sandbox);
 	if (!u)
 		return false;
+	if (!u->counted && s->to_sandbox && p->o.max_upstream_per_dst) {
+		/* an idle session of ours back in use */
+		if (!dst_take(p, &s->dst))
+			return false;
+		u->counted = true;
+	}
 	nv = h2_hb_nv(&s->reqh);
 	if (!nv) {
+		uncount_if_idle(u);
 		errno = ENOMEM;
 		return false;
 	}
@@ -574,6 +592,7 @@ bool h2up_submit(struct proxy *p, struct h2s *s)
 				    s);
 	free(nv);
 	if (id < 0) {
+		uncount_if_idle(u);
 		errno = EPROTO;
 		return false;
 	}

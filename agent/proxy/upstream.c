@@ -95,7 +95,14 @@ void up_release(struct upstream *u)
 		up_close(u);
 		return;
 	}
-	buf_free(&u->in);
+	conn_buf_release(p, &u->in);
+	if (u->counted) {
+		/* --max-upstream-conns counts connections in use: an idle
+		 * one in this worker's pool must not keep the other workers
+		 * (which cannot use it) from the sandbox. */
+		dst_put(p, &u->dst);
+		u->counted = false;
+	}
 	u->parsed = 0;
 	u->state = UP_IDLE;
 	u->reused = true;
@@ -237,6 +244,18 @@ static struct upstream *up_get(struct proxy *p, const struct shunt_addr *dst, bo
 				continue;
 			}
 		}
+		if (limited && p->o.max_upstream_per_dst) {
+			if (!dst_take(p, dst)) {
+				int err = errno;
+
+				/* at the limit: it stays idle for later */
+				u->state = UP_IDLE;
+				pool_idle_push(pl, &u->link, u->link.since);
+				errno = err;
+				return NULL;
+			}
+			u->counted = true;
+		}
 		p->st.upstream_reused++;
 		return u;
 	}
@@ -302,7 +321,7 @@ void no_upstream(struct conn *c, int err)
 			     p->o.max_upstream_per_pod, a);
 	} else if (err == EUPSTREAM_LIMIT)
 		client_error(c, 503,
-			     "shunt: %zu connections to %s are open, the limit "
+			     "shunt: %zu connections to %s are in use, the limit "
 			     "(--max-upstream-conns); try again",
 			     c->p->o.max_upstream_per_dst, a);
 	else if (err == EDST_REFUSED)

@@ -88,7 +88,7 @@ class UpstreamLimit(NodeTestCase):
         statuses = sorted(r.status for r in results)
         self.assertEqual(statuses, [200, 200, 503], statuses)
         over = [r for r in results if r.status == 503][0]
-        self.assertIn(b"2 connections to %s are open, the limit (--max-upstream-conns)" % TO4.encode(),
+        self.assertIn(b"2 connections to %s are in use, the limit (--max-upstream-conns)" % TO4.encode(),
                       over.body)
         self.assertGreaterEqual(self.node.status()["proxy"]["upstream_limit"], 1)
         # other destinations are not limited by it, and the sandbox is

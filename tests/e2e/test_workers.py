@@ -18,16 +18,20 @@ kernel matrix's guests have one, and run only WorkersKernel)."""
 import contextlib
 import os
 import re
+import shutil
 import signal
+import subprocess
 import time
 import unittest
 
 import node as N
 from base import SVC4, TO4, NodeTestCase
 from httpmsg import key_header
+from test_h2 import H2_PORT, make_docroot
 from test_restarts import Load
 
 KEY = [key_header("dev-a")]
+KEY_LINE = "%s: %s" % KEY[0]
 CPUS = sorted(os.sched_getaffinity(0))
 TWO_CPUS = len(CPUS) >= 2
 NEEDS_TWO = "needs two CPUs to put connections on two workers; this runs on %d" % len(CPUS)
@@ -209,6 +213,60 @@ class WorkersUpstreamLimit(WorkersCase):
         self.assertIn(b"the limit (--max-upstream-conns)", results[2].body)
         # the count goes down as the connections close, on either worker
         self.assertPod(self.open_on(CPUS[0], 1)[0][1], "sandbox")
+
+
+@unittest.skipUnless(TWO_CPUS, NEEDS_TWO)
+class WorkersIdleUpstream(WorkersCase):
+    """--max-upstream-conns counts the connections in use. An idle one sits
+    in the pool of the worker that used it, where no other worker can take
+    it: counted, it kept every other worker from the sandbox at a low cap
+    (CI failed test_limits.UpstreamLimit on it whenever its last request
+    landed on the other CPU). HTTP/1 connections and HTTP/2 sessions."""
+    node_opts = {"shuntd_args": ["--max-upstream-conns", "1"]}
+
+    @classmethod
+    def prepare_node(cls, node):
+        for tool in ("nghttpd", "curl"):
+            if not shutil.which(tool):
+                raise N.Skip("%s is not installed (scripts/deps.sh installs it)" % tool)
+        for pod, name in (("base", "baseline"), ("sbx", "sandbox")):
+            p = node.pod_spawn(pod, ["nghttpd", "--no-tls", "-d", make_docroot(node, "h2-" + name, name),
+                                     str(H2_PORT)], in_cgroup=False,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            node.wait_listen(pod, H2_PORT, proc=p, timeout=30)
+
+    def limited(self):
+        return self.node.status()["proxy"]["upstream_limit"]
+
+    def test_an_idle_http1_connection_of_one_worker_keeps_no_other_out(self):
+        self.route(SVC4, "dev-a", TO4)
+        before = self.limited()
+        for cpu in (CPUS[0], CPUS[1], CPUS[0], CPUS[1]):
+            c, r = self.open_on(cpu, 1)[0]
+            self.assertPod(r, "sandbox", "on CPU %d" % cpu)
+            c.close()
+        self.assertEqual(self.limited(), before)
+        # the cap still holds for connections in use, pooled ones included
+        slow = []
+        for cpu in (CPUS[0], CPUS[1]):
+            with self.on_cpu(cpu):
+                c = self.connect(N.BASE4)
+                c.send(N.build_request("GET", "/slow?ms=1000", KEY, host=SVC4))
+                slow.append(c)
+            time.sleep(0.2)
+        self.assertEqual([c.response(timeout=5).status for c in slow], [200, 503])
+        self.assertEqual(self.limited(), before + 1)
+
+    def test_an_idle_http2_session_of_one_worker_keeps_no_other_out(self):
+        self.route(N.hostport(N.BASE4, H2_PORT), "dev-a", N.hostport(N.SBX4, H2_PORT))
+        url = "http://%s/who" % N.hostport(N.BASE4, H2_PORT)
+        before = self.limited()
+        for cpu in (CPUS[0], CPUS[1], CPUS[0], CPUS[1]):
+            rc, out, err = self.node.client_cmd(
+                ["curl", "-sS", "--max-time", "10", "--http2-prior-knowledge", "-H", KEY_LINE,
+                 "-w", "%{http_code} %{http_version}", url], cpus={cpu})
+            self.assertEqual((rc, out), (0, "sandbox\n200 2"), "on CPU %d: %s" % (cpu, err))
+        self.assertEqual(self.limited(), before)
 
 
 class WorkersKernel(Load, WorkersCase):
