@@ -186,29 +186,24 @@ static int take_inherited(struct proxy_opts *o, const struct shunt_addr *a)
 	return -1;
 }
 
-/* A new listening socket on a (s: a, printed): the fd, or -errno. Every
- * worker has one on the same address (SO_REUSEPORT): the kernel hands a
- * connection to one of them (workers.c says which). */
-static int bind_listener(const struct shunt_addr *a, const char *s)
+/* A TCP socket bound to ss, with SO_REUSEPORT when shared: the fd or
+ * -errno. An agent that just stopped may hold the port for its last
+ * moments of draining: wait for it a little. */
+static int bind_tcp(const struct sockaddr_storage *ss, socklen_t sl, bool shared, const char *s)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = addr_to_sockaddr(a, &ss);
 	int one = 1, err, fd;
 
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-	/* Accepted sockets inherit TCP_NODELAY from the listener. */
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	if (ss.ss_family == AF_INET6)
+	if (shared)
+		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
+	if (ss->ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	/* An agent that just stopped may hold the port for its last
-	 * moments of draining: wait for it a little. */
 	for (int tries = 0;; tries++) {
-		if (!bind(fd, (struct sockaddr *)&ss, sl))
-			break;
+		if (!bind(fd, (const struct sockaddr *)ss, sl))
+			return fd;
 		err = -errno;
 		if (err != -EADDRINUSE || tries >= 50) {
 			pr_err("proxy listen on %s: %s", s, strerror(-err));
@@ -219,6 +214,31 @@ static int bind_listener(const struct shunt_addr *a, const char *s)
 			pr_info("proxy address %s in use; waiting up to 5 s for it", s);
 		usleep(100 * 1000);
 	}
+}
+
+/* A new listening socket on a (s: a, printed): the fd, or -errno. Every
+ * worker has one on the same address (SO_REUSEPORT): the kernel hands a
+ * connection to one of them (workers.c says which). The first (first)
+ * must not join sockets of anyone else's, a second agent started on the
+ * same address without taking over included: SO_REUSEPORT would let it,
+ * so the address is first bound without, to see that it is free. */
+static int bind_listener(const struct shunt_addr *a, const char *s, bool first)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = addr_to_sockaddr(a, &ss);
+	int one = 1, err, fd;
+
+	if (first) {
+		fd = bind_tcp(&ss, sl, false, s);
+		if (fd < 0)
+			return fd;
+		close(fd);
+	}
+	fd = bind_tcp(&ss, sl, true, s);
+	if (fd < 0)
+		return fd;
+	/* Accepted sockets inherit TCP_NODELAY from the listener. */
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	if (listen(fd, 4096)) {
 		err = -errno;
 		pr_err("proxy listen on %s: %s", s, strerror(-err));
@@ -268,7 +288,7 @@ int listen_on(struct proxy *p, const struct shunt_addr *a)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 		pr_debug("worker %d: proxy listening on %s (taken over)", p->id, s);
 	} else {
-		fd = bind_listener(a, s);
+		fd = bind_listener(a, s, !p->id);
 		if (fd < 0)
 			return fd;
 		pr_debug("worker %d: proxy listening on %s", p->id, s);

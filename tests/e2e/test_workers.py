@@ -269,6 +269,34 @@ class WorkersIdleUpstream(WorkersCase):
         self.assertEqual(self.limited(), before)
 
 
+class WorkersAddress(WorkersCase):
+    """SO_REUSEPORT lets any socket of the same user join the listeners'
+    group. A second agent started on the same proxy address without taking
+    over (another --control and --bpffs) must be refused, as before the
+    workers, not share the first one's connections."""
+
+    def test_a_second_agent_on_the_same_address_is_refused(self):
+        n = self.node
+        self.route(SVC4, "dev-a", TO4)
+        cg = n.cg + "-second"
+        pin = n.pin + "-second"
+        os.mkdir(cg)
+        try:
+            argv = n.shuntd_argv()
+            argv[argv.index(n.cg)] = cg
+            argv[argv.index(n.pin)] = pin
+            argv[argv.index(n.sock)] = os.path.join(n.tmp, "second.sock")
+            p = N.run(n.nsenter("node") + argv, check=False, timeout=30)
+        finally:
+            os.rmdir(cg)
+            N.run(["rm", "-rf", pin], check=False)
+        self.assertNotEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stderr, r"proxy listen on \S+: Address already in use")
+        accepted = sum(self.accepted())
+        self.assertPod(self.get(N.BASE4, "/", KEY), "sandbox")
+        self.assertEqual(sum(self.accepted()), accepted + 1, "the first agent did not get the connection")
+
+
 class WorkersKernel(Load, WorkersCase):
     """What depends on the kernel, with any number of CPUs: the reuseport
     program loads and steers, and an agent with another number of workers
