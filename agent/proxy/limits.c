@@ -95,6 +95,12 @@ void hold_put(struct proxy *p, struct pod_hold *h, bool h2)
 	pthread_mutex_unlock(&p->sh->mu);
 }
 
+/* Connections to one sandbox, of every worker (--max-upstream-conns). */
+struct dst_count {
+	struct shunt_addr dst;
+	size_t open;
+};
+
 /* Forget the counts that dropped to zero (every LIMIT_SYNC_MS, and at the
  * end). */
 void holds_sweep(struct proxy_shared *sh)
@@ -112,14 +118,17 @@ void holds_sweep(struct proxy_shared *sh)
 			free(h);
 		}
 	}
+	for (e = hmap_first(&sh->dsts, &it); e; e = next) {
+		struct dst_count *d = e->val;
+
+		next = hmap_next(&sh->dsts, e, &it);
+		if (!d->open) {
+			hmap_del(&sh->dsts, &d->dst, sizeof(d->dst));
+			free(d);
+		}
+	}
 	pthread_mutex_unlock(&sh->mu);
 }
-
-/* Connections to one sandbox, of every worker (--max-upstream-conns). */
-struct dst_count {
-	struct shunt_addr dst;
-	size_t open;
-};
 
 bool dst_take(struct proxy *p, const struct shunt_addr *dst)
 {
@@ -163,10 +172,10 @@ void dst_put(struct proxy *p, const struct shunt_addr *dst)
 	k.pad = 0;
 	pthread_mutex_lock(&sh->mu);
 	d = hmap_get(&sh->dsts, &k, sizeof(k));
-	if (d && !--d->open) {
-		hmap_del(&sh->dsts, &d->dst, sizeof(d->dst));
-		free(d);
-	}
+	/* At zero it stays until holds_sweep(): a keyed request counts its
+	 * pooled connection in and out, and should not allocate each time. */
+	if (d && d->open)
+		d->open--;
 	pthread_mutex_unlock(&sh->mu);
 }
 
