@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 """shunt benchmark: `make bench` (a command that reports, not a test).
 
-    make bench [BENCH_ARGS='...']     (as root; 6-7 minutes)
+    make bench [BENCH_ARGS='...']     (as root; about 9 minutes)
     /usr/bin/python3 tests/bench/bench.py --build build [--client c|python]
         [--requests N] [--warmup N] [--rounds N] [--no-pinned] [--duration S]
         [--wrk-warmup S] [--connections N] [--threads N] [--idle N]
@@ -53,7 +53,9 @@ skipped: this shuntd has no --workers" and goes on without them.
      --no-pinned skips it. Free-scheduled, each round records where the
      client (its sched_getcpu at the end), the proxy and the upstream (the
      CPU of their busiest thread in the round) ran: a line per row.
-  2. wrk -t2 -c32 -d10s --latency per row, after a 2 s warmup.
+  2. wrk -t2 -c32 -d10s --latency per row, after a 2 s warmup; every row
+     twice, the second pass in reverse order (req/s, p50, p99 and CPU are
+     the means of the two runs).
   Every table has a "cpu us/req" column for the rows through a proxy: the
   on-CPU time of every thread of the proxy (shuntd; the nginx peer's master
   and worker; HAProxy), summed from /proc/PID/task/*/schedstat (first field,
@@ -73,7 +75,7 @@ skipped: this shuntd has no --workers" and goes on without them.
      the same node in the same run. The agents are swapped (SIGTERM, pins
      removed, the other one started, the route added again) whenever the next
      row needs the other one, so both meet the same rounds of the same
-     machine; wrk runs each shunt row twice (new, base, base, new) and RSS is
+     machine; wrk's two passes run the rows new, base, then base, new; RSS is
      measured for both. The report ends with new/base ratios and the spread
      between rounds (latency) or between the two runs of one agent (wrk), which
      is what a difference has to exceed before it counts.
@@ -1501,11 +1503,11 @@ class Bench:
             self.log("the same with the client, shuntd, every nginx process and HAProxy on CPU %d" % PIN_CPU)
             self.latency_all(pinned=True)
         self.log("load: wrk -t%d -c%d -d%ds per row" % (self.a.threads, self.a.connections, self.a.duration))
-        for r in self.rows:
+        # Every row twice, the second pass in reverse order: a drift of the
+        # machine over the minutes lands on every row alike, and the two
+        # runs of a row show how far its number can be trusted.
+        for r in self.rows + list(reversed(self.rows)):
             self.load(r)
-        if self.a.baseline:  # new, base above; now base, new: a drift over time lands on both alike
-            for r in [r for r in reversed(self.rows) if r.via == "shunt" and r.agent in ("new", "base")]:
-                self.load(r)
         self.rss()
         if self.a.h2:
             self.h2_all()
