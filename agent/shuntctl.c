@@ -40,6 +40,9 @@ static const char usage_text[] =
 	"  override del --from SOURCE --dst IP:PORT\n"
 	"  override list [-o json]\n"
 	"  override wait --pod-uid UID [--agent IP[:PORT]] [--timeout DURATION]\n"
+	"  pod add NAME --netns PATH\n"
+	"  pod del NAME\n"
+	"  pod list [-o json]\n"
 	"  status [-o json]\n"
 	"  reload\n"
 	"\n"
@@ -49,6 +52,11 @@ static const char usage_text[] =
 	"connect() time and without the proxy. SOURCE is netns:PATH (the pod's network\n"
 	"namespace, e.g. netns:/run/netns/sandbox-a), pid:PID (that process's network\n"
 	"namespace) or cgroup:PATH (a cgroup v2 directory and everything below it).\n"
+	"pod add serves a pod in-pod: shuntd opens its proxy sockets inside the pod's\n"
+	"network namespace (PATH: /run/netns/NAME or /proc/PID/ns/net), so the pod's\n"
+	"steered requests reach their upstream from the pod's own address; pod del\n"
+	"stops that and closes the pod's connections (new ones fail open until the\n"
+	"pod is served again). NAME is yours to choose, e.g. NAMESPACE/POD.\n"
 	"reload reads shuntd's --config file again (as SIGHUP does) and says what is in\n"
 	"force, or what is wrong with the file.\n"
 	"\n"
@@ -88,6 +96,8 @@ static const char usage_text[] =
 				 "           --to 10.244.1.9:5432 --ttl 8h\n"
 				 "  shuntctl override wait --pod-uid \"$POD_UID\" --agent "
 				 "\"$HOST_IP\" --timeout 2m\n"
+				 "  shuntctl pod add default/web-7d4f --netns "
+				 "/proc/4242/ns/net\n"
 				 "  shuntctl status\n"
 				 "  shuntctl reload\n";
 
@@ -583,6 +593,49 @@ static int override_cmd(const char *path, int argc, char **argv)
 	return send_request(path, &r);
 }
 
+static int pod_cmd(const char *path, int argc, char **argv)
+{
+	struct ctl_request r = {};
+	const char *fmt, *netns = NULL;
+	int ret;
+
+	if (argc < 1)
+		return usage("pod: add, del or list?");
+	if (!strcmp(argv[0], "list")) {
+		ret = parse_output(argc - 1, argv + 1, &fmt);
+		if (ret)
+			return ret;
+		r.op = CTL_OP_POD_LIST;
+		r.json = !strcmp(fmt, "json");
+		return send_request(path, &r);
+	}
+	if (strcmp(argv[0], "add") && strcmp(argv[0], "del"))
+		return usage("pod: unknown command '%s'", argv[0]);
+	r.op = strcmp(argv[0], "add") ? CTL_OP_POD_DEL : CTL_OP_POD_ADD;
+	if (argc < 2 || argv[1][0] == '-')
+		return usage("pod %s: the pod's NAME comes first", argv[0]);
+	if (strlen(argv[1]) >= sizeof(r.pod_name))
+		return usage("pod %s: NAME '%s' is longer than %zu bytes", argv[0], argv[1],
+			     sizeof(r.pod_name) - 1);
+	strcpy(r.pod_name, argv[1]);
+	for (int i = 2; i < argc; i++) {
+		if (r.op == CTL_OP_POD_ADD && !strcmp(argv[i], "--netns") && i + 1 < argc)
+			netns = argv[++i];
+		else if (r.op == CTL_OP_POD_ADD && !strncmp(argv[i], "--netns=", 8))
+			netns = argv[i] + 8;
+		else
+			return usage("pod %s: unexpected argument '%s'", argv[0], argv[i]);
+	}
+	if (r.op == CTL_OP_POD_ADD) {
+		if (!netns)
+			return usage("pod add: --netns PATH is required");
+		if (netns[0] != '/' || strlen(netns) >= sizeof(r.netns))
+			return usage("--netns: '%s' is not an absolute path", netns);
+		strcpy(r.netns, netns);
+	}
+	return send_request(path, &r);
+}
+
 int main(int argc, char **argv)
 {
 	const char *path = CTL_DEFAULT_PATH, *fmt;
@@ -611,6 +664,8 @@ int main(int argc, char **argv)
 		return route_cmd(path, argc - i - 1, argv + i + 1);
 	if (!strcmp(argv[i], "override"))
 		return override_cmd(path, argc - i - 1, argv + i + 1);
+	if (!strcmp(argv[i], "pod"))
+		return pod_cmd(path, argc - i - 1, argv + i + 1);
 	if (!strcmp(argv[i], "status")) {
 		err = parse_output(argc - i - 1, argv + i + 1, &fmt);
 		if (err)

@@ -102,6 +102,9 @@ static const char usage_text[] =
 	"                          probes, on 127.0.0.1 (default off)\n"
 	"  --log-format FMT        text (default) or json: one object per line with\n"
 	"                          ts, level, msg\n"
+	"  --inpod-port N          pods served in-pod (shuntctl pod add) get shunt's\n"
+	"                          listeners on 127.0.0.1 and ::1 at this port, in\n"
+	"                          their own network namespace (default 15001)\n"
 	"  --workers N             the proxy's event loops, each pinned to its share of\n"
 	"                          the CPUs the agent may run on; a connection is\n"
 	"                          served on the CPU it was made on (default: one per\n"
@@ -207,6 +210,7 @@ enum {
 	OPT_CONTROL_GROUP,
 	OPT_SANDBOX_CIDR,
 	OPT_MAX_NS_ROUTES,
+	OPT_INPOD_PORT,
 };
 
 static const struct option long_opts[] = {
@@ -238,6 +242,7 @@ static const struct option long_opts[] = {
 	{"http2", required_argument, NULL, OPT_HTTP2},
 	{"workers", required_argument, NULL, OPT_WORKERS},
 	{"poll", required_argument, NULL, OPT_POLL},
+	{"inpod-port", required_argument, NULL, OPT_INPOD_PORT},
 	{"reset-maps", no_argument, NULL, OPT_RESET_MAPS},
 	{"kubernetes", no_argument, NULL, OPT_KUBERNETES},
 	{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
@@ -373,6 +378,7 @@ static void args_defaults(struct agent *a)
 	po->head_timeout_ms = 10000;
 	po->idle_timeout_ms = 60000;
 	po->http2 = true;
+	po->inpod_port = 15001;
 	po->poll_us = DEFAULT_POLL_US;
 	po->connect_timeout_ms = 2000;
 	po->tunnel_timeout_ms = 3600 * 1000;
@@ -465,6 +471,11 @@ static int opt_proxy(struct agent *a, struct arg_state *st, int opt)
 		if (strcmp(optarg, "on") && strcmp(optarg, "off"))
 			return usage_error("--http2: '%s' is neither on nor off", optarg);
 		po->http2 = !strcmp(optarg, "on");
+		break;
+	case OPT_INPOD_PORT:
+		if (parse_u64(optarg, 65535, &v) || !v)
+			return usage_error("--inpod-port: '%s' is not a port (1-65535)", optarg);
+		po->inpod_port = (uint16_t)v;
 		break;
 	case OPT_WORKERS:
 		if (parse_u64(optarg, SHUNT_MAX_WORKERS, &v) || !v)

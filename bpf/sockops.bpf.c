@@ -14,6 +14,11 @@
  * dead code the verifier never looks at. */
 const volatile __u8 record_src = 0;
 
+/* Set by the agent when the kernel has bpf_get_netns_cookie for sockops:
+ * only then does it serve pods in-pod (their connections are filed by
+ * netns, below). */
+const volatile __u8 netns_known = 0;
+
 static __always_inline void on_active_established(struct bpf_sock_ops *skops)
 {
 	struct shunt_orig *orig;
@@ -47,6 +52,17 @@ static __always_inline void on_active_established(struct bpf_sock_ops *skops)
 			client.family = SHUNT_FAMILY_V6;
 			addr_set_words(&client, ip6, 4);
 		}
+	}
+	/* To the pod's own listener: its 127.0.0.1 is every pod's. */
+	if (orig->flags & SHUNT_ORIG_INPOD) {
+		struct shunt_pod_conn_key k = {.client = client};
+
+		if (netns_known) {
+			k.netns = bpf_get_netns_cookie(skops);
+			bpf_map_update_elem(&shunt_pod_conns, &k, orig, BPF_ANY);
+			stat_inc(SHUNT_STAT_ESTABLISHED);
+		}
+		return;
 	}
 	/* The pod first: the proxy looks shunt_conns up first, and by then
 	 * this must be there too. */

@@ -15,6 +15,8 @@ PKGS=(
 	linux-perf strace
 	# HTTP/2 and gRPC tests: real clients and servers (tests/e2e/test_h2.py)
 	nghttp2-client nghttp2-server python3-grpcio
+	# in-pod mode: a packet filter in an upstream pod (tests/e2e/test_inpod.py)
+	iptables
 	postgresql postgresql-client
 	clang-format cppcheck binutils
 	# make test-image: a debootstrap'ed base, the image built and run by

@@ -96,6 +96,7 @@ const char *const shunt_stat_names[SHUNT_STAT_MAX] = {
 	[SHUNT_STAT_OVERRIDDEN] = "overridden",
 	[SHUNT_STAT_CONN_LIMIT] = "conn_limit",
 	[SHUNT_STAT_POD_LIMIT] = "pod_limit",
+	[SHUNT_STAT_INPOD] = "inpod",
 };
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
@@ -286,6 +287,7 @@ static int load_objects(struct shunt_bpf *b, const struct bpf_object_open_opts *
 		err = OPEN_SIZED(b, sockops, shunt_sockops, opts);
 	if (!err) {
 		b->sockops->rodata->record_src = b->record_src;
+		b->sockops->rodata->netns_known = b->netns_known;
 		err = LOAD(b, sockops, shunt_sockops);
 	}
 	return err;
@@ -377,8 +379,9 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 		return err;
 	}
 
+	b->netns_known = sockops_has_netns_cookie();
 	if (want_src) {
-		b->record_src = sockops_has_netns_cookie();
+		b->record_src = b->netns_known;
 		if (!b->record_src)
 			pr_warn("this kernel's sockops programs cannot tell a connection's network "
 				"namespace (bpf_get_netns_cookie, Linux 5.15): the per-pod caps "
@@ -399,6 +402,9 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 	b->stats_fd = bpf_map__fd(b->sock_addr->maps.shunt_stats);
 	b->conn_src_fd = bpf_map__fd(b->sock_addr->maps.shunt_conn_src);
 	b->pod_limit_fd = bpf_map__fd(b->sock_addr->maps.shunt_pod_limit);
+	b->inpod_fd = bpf_map__fd(b->sock_addr->maps.shunt_inpod);
+	b->pod_socks_fd = bpf_map__fd(b->sock_addr->maps.shunt_pod_socks);
+	b->pod_conns_fd = bpf_map__fd(b->sock_addr->maps.shunt_pod_conns);
 
 	for (int i = 0; i < SHUNT_NR_PROGS && !err; i++)
 		err = attach(b, i);
@@ -507,6 +513,8 @@ int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[SHUNT_NR_MAPS]
 		b->sock_addr->maps.shunt_conns,	    b->sock_addr->maps.shunt_listeners,
 		b->sock_addr->maps.shunt_config,    b->sock_addr->maps.shunt_stats,
 		b->sock_addr->maps.shunt_conn_src,  b->sock_addr->maps.shunt_pod_limit,
+		b->sock_addr->maps.shunt_inpod,	    b->sock_addr->maps.shunt_pod_socks,
+		b->sock_addr->maps.shunt_pod_conns,
 	};
 
 	for (int i = 0; i < SHUNT_NR_MAPS; i++) {

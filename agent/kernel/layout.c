@@ -99,6 +99,9 @@ static const struct {
 	{"shunt_listeners", SHUNT_LAYOUT_LISTENERS, LAYOUT_TRANSIENT},
 	{"shunt_config", SHUNT_LAYOUT_CONFIG, LAYOUT_TRANSIENT},
 	{"shunt_stats", SHUNT_LAYOUT_STATS, LAYOUT_TRANSIENT},
+	{"shunt_inpod", SHUNT_LAYOUT_INPOD, LAYOUT_TRANSIENT},
+	{"shunt_pod_socks", SHUNT_LAYOUT_POD_SOCKS, LAYOUT_TRANSIENT},
+	{"shunt_pod_conns", SHUNT_LAYOUT_POD_CONNS, LAYOUT_TRANSIENT},
 };
 
 void layout_of_name(const char *name, uint32_t *version, enum layout_class *cls)

@@ -365,6 +365,87 @@ static void cmd_override_list(struct ctl_conn *cc, const struct ctl_request *r)
 	free(o);
 }
 
+static void cmd_pod_add(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	char msg[512];
+
+	if (workers_inpod_add(cc->a->workers, r->pod_name, r->netns, msg, sizeof(msg))) {
+		fail(cc, CTL_EXIT_FAILED, "pod add %s: %s", r->pod_name, msg);
+		return;
+	}
+	buf_printf(&cc->out,
+		   "ok\npod %s served in-pod: its connections to steered services go to "
+		   "shunt's listeners in %s, and leave from the pod's own address\n",
+		   r->pod_name, r->netns);
+}
+
+static void cmd_pod_del(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	char msg[512];
+
+	if (workers_inpod_del(cc->a->workers, r->pod_name, msg, sizeof(msg))) {
+		fail(cc, CTL_EXIT_FAILED, "pod del: %s", msg);
+		return;
+	}
+	buf_printf(&cc->out, "ok\npod %s no longer served in-pod; its connections were closed\n",
+		   r->pod_name);
+}
+
+static void cmd_pod_list(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	size_t n = workers_inpod_count(cc->a->workers);
+	struct inpod_info *pods = calloc(n ? n : 1, sizeof(*pods));
+	char l4[ADDR_STR_LEN], l6[ADDR_STR_LEN];
+
+	if (!pods) {
+		fail(cc, CTL_EXIT_FAILED, "out of memory");
+		return;
+	}
+	n = (size_t)workers_inpod_list(cc->a->workers, pods, (int)n);
+	buf_printf(&cc->out, "ok\n%s", r->json ? "[" : "");
+	if (!r->json)
+		buf_printf(&cc->out, "%-32s %-20s %-18s %-18s %6s %8s %s\n", "POD", "NETNS_COOKIE",
+			   "LISTEN4", "LISTEN6", "CONNS", "ACCEPTED", "NETNS");
+	for (size_t i = 0; i < n; i++) {
+		const struct inpod_info *p = &pods[i];
+
+		if (p->listen[0].family)
+			format_addr_port(&p->listen[0], l4, sizeof(l4));
+		else
+			strcpy(l4, "-");
+		if (p->listen[1].family)
+			format_addr_port(&p->listen[1], l6, sizeof(l6));
+		else
+			strcpy(l6, "-");
+		if (!r->json) {
+			buf_printf(&cc->out, "%-32s %-20llu %-18s %-18s %6llu %8llu %s\n", p->name,
+				   (unsigned long long)p->netns, l4, l6,
+				   (unsigned long long)p->conns, (unsigned long long)p->accepted,
+				   p->netns_path);
+			continue;
+		}
+		buf_printf(&cc->out, "%s{\"name\":", i ? "," : "");
+		json_str(&cc->out, p->name);
+		buf_printf(&cc->out, ",\"netns\":");
+		json_str(&cc->out, p->netns_path);
+		buf_printf(&cc->out, ",\"netns_cookie\":%llu,\"slot\":%u,\"listen\":[",
+			   (unsigned long long)p->netns, p->slot);
+		if (p->listen[0].family)
+			json_str(&cc->out, l4);
+		if (p->listen[1].family) {
+			buf_printf(&cc->out, "%s", p->listen[0].family ? "," : "");
+			json_str(&cc->out, l6);
+		}
+		buf_printf(&cc->out,
+			   "],\"conns\":%llu,\"accepted\":%llu,\"upstream_destinations\":%zu}",
+			   (unsigned long long)p->conns, (unsigned long long)p->accepted,
+			   p->upstream_dsts);
+	}
+	if (r->json)
+		buf_printf(&cc->out, "]\n");
+	free(pods);
+}
+
 /* Read-only: for `shuntctl override wait` without --agent. */
 static void cmd_override_ready(struct ctl_conn *cc, const struct ctl_request *r)
 {
@@ -1175,6 +1256,15 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 		break;
 	case CTL_OP_RELOAD:
 		cmd_reload(cc);
+		break;
+	case CTL_OP_POD_ADD:
+		cmd_pod_add(cc, &r);
+		break;
+	case CTL_OP_POD_DEL:
+		cmd_pod_del(cc, &r);
+		break;
+	case CTL_OP_POD_LIST:
+		cmd_pod_list(cc, &r);
 		break;
 	}
 	/* A route this request changed is in force for the workers before

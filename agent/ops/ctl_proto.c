@@ -157,6 +157,36 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 			return err_printf(err, errlen, CTL_EXIT_USAGE, "reload: expected no field");
 		return 0;
 	}
+	if (!strcmp(f[0], "pod-list")) {
+		req->op = CTL_OP_POD_LIST;
+		return parse_format(f, n, f[0], &req->json, err, errlen);
+	}
+	if (!strcmp(f[0], "pod-add") || !strcmp(f[0], "pod-del")) {
+		req->op = f[0][4] == 'a' ? CTL_OP_POD_ADD : CTL_OP_POD_DEL;
+		if (n != (req->op == CTL_OP_POD_ADD ? 3 : 2))
+			return err_printf(err, errlen, CTL_EXIT_USAGE,
+					  "%s: expected %d field(s), got %d", f[0],
+					  req->op == CTL_OP_POD_ADD ? 2 : 1, n - 1);
+		if (strlen(f[1]) >= sizeof(req->pod_name) ||
+		    strspn(f[1],
+			   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") !=
+			    strlen(f[1]))
+			return err_printf(err, errlen, CTL_EXIT_FAILED,
+					  "pod name '%s': want up to %zu of A-Z a-z 0-9 . _ / - "
+					  "(e.g. NAMESPACE/POD)",
+					  shown(f[1], q, sizeof(q)), sizeof(req->pod_name) - 1);
+		memcpy(req->pod_name, f[1], strlen(f[1]) + 1);
+		if (req->op == CTL_OP_POD_DEL)
+			return 0;
+		if (f[2][0] != '/' || strlen(f[2]) >= sizeof(req->netns))
+			return err_printf(err, errlen, CTL_EXIT_FAILED,
+					  "--netns: '%s' is not an absolute path (up to %zu bytes) "
+					  "of a network namespace, e.g. /run/netns/NAME or "
+					  "/proc/PID/ns/net",
+					  shown(f[2], q, sizeof(q)), sizeof(req->netns) - 1);
+		memcpy(req->netns, f[2], strlen(f[2]) + 1);
+		return 0;
+	}
 	if (!strcmp(f[0], "override-list")) {
 		req->op = CTL_OP_OVERRIDE_LIST;
 		return parse_format(f, n, f[0], &req->json, err, errlen);
@@ -234,12 +264,20 @@ int ctl_format_request(const struct ctl_request *req, char *buf, size_t len)
 		n = snprintf(buf, len, "override-del\t%s\t%s\n", req->from,
 			     format_addr_port(&req->dst, s, sizeof(s)));
 		break;
+	case CTL_OP_POD_ADD:
+		n = snprintf(buf, len, "pod-add\t%s\t%s\n", req->pod_name, req->netns);
+		break;
+	case CTL_OP_POD_DEL:
+		n = snprintf(buf, len, "pod-del\t%s\n", req->pod_name);
+		break;
 	case CTL_OP_ROUTE_LIST:
 	case CTL_OP_STATUS:
 	case CTL_OP_OVERRIDE_LIST:
+	case CTL_OP_POD_LIST:
 		n = snprintf(buf, len, "%s\t%s\n",
 			     req->op == CTL_OP_STATUS	    ? "status"
 			     : req->op == CTL_OP_ROUTE_LIST ? "route-list"
+			     : req->op == CTL_OP_POD_LIST   ? "pod-list"
 							    : "override-list",
 			     req->json ? "json" : "text");
 		break;
@@ -272,6 +310,12 @@ const char *ctl_op_name(enum ctl_op op)
 		return "takeover";
 	case CTL_OP_RELOAD:
 		return "reload";
+	case CTL_OP_POD_ADD:
+		return "pod add";
+	case CTL_OP_POD_DEL:
+		return "pod del";
+	case CTL_OP_POD_LIST:
+		return "pod list";
 	}
 	return "?";
 }
@@ -282,6 +326,7 @@ bool ctl_op_privileged(enum ctl_op op)
 	case CTL_OP_ROUTE_LIST:
 	case CTL_OP_STATUS:
 	case CTL_OP_OVERRIDE_LIST:
+	case CTL_OP_POD_LIST:
 	case CTL_OP_OVERRIDE_READY: /* a question about the kernel's state */
 		return false;
 	default:

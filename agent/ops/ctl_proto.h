@@ -18,6 +18,11 @@
  *                 "pending: ..."; an error when the agent does not follow
  *                 a cluster. Changes nothing.)
  *   reload        (read --config again, as SIGHUP does)
+ *   pod-add   NAME NETNS_PATH  (serve the pod in-pod: the proxy's sockets
+ *                 in its network namespace; NAME: [A-Za-z0-9._/-], e.g.
+ *                 NAMESPACE/POD)
+ *   pod-del   NAME
+ *   pod-list  FORMAT(text|json)
  * (FROM as in source.h: netns:PATH, pid:PID, cgroup:PATH.) No field is empty; no byte is NUL, CR or LF. Response: a first line
  * "ok" or "error N" (N = the exit code shuntctl should use), then the text
  * to print (stdout for ok, stderr for error). The server closes the
@@ -62,7 +67,13 @@ enum ctl_op {
 	CTL_OP_TAKEOVER,
 	CTL_OP_OVERRIDE_READY,
 	CTL_OP_RELOAD,
+	CTL_OP_POD_ADD,
+	CTL_OP_POD_DEL,
+	CTL_OP_POD_LIST,
 };
+
+#define CTL_POD_NAME_LEN   64  /* NUL included */
+#define CTL_NETNS_PATH_LEN 256 /* NUL included */
 
 struct ctl_request {
 	enum ctl_op op;
@@ -74,6 +85,8 @@ struct ctl_request {
 	struct shunt_addr dst;		    /* override-add, -del */
 	char from[SHUNT_OVERRIDE_FROM_LEN]; /* override-add, -del; syntax checked */
 	char pod_uid[K8S_UID_LEN + 1];	    /* override-ready; validated */
+	char pod_name[CTL_POD_NAME_LEN];    /* pod-add, pod-del; validated */
+	char netns[CTL_NETNS_PATH_LEN];	    /* pod-add: an absolute path */
 };
 
 /* Parse one request line of len bytes, without its LF. Returns 0, or the

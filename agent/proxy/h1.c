@@ -166,7 +166,7 @@ static int h2c_take(struct conn *c, const struct http_header *h, size_t n)
 	dsts[0] = &rd.dst;
 	dsts[1] = &c->orig;
 	for (int i = 0; i < 2; i++) {
-		switch (h2up_speaks(p, dsts[i])) {
+		switch (h2up_speaks(p, conn_pool(c), dsts[i])) {
 		case POOL_H2_YES:
 			continue;
 		case POOL_H2_NO:

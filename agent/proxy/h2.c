@@ -682,9 +682,10 @@ static void h2s_route(struct h2s *s)
 		h2s_no_upstream(s, EDST_REFUSED);
 	} else if (!h2s_hold(s)) {
 		h2s_no_upstream(s, EPOD_UPSTREAM_LIMIT);
-	} else if (h2up_speaks(p, &s->dst) == POOL_H2_NO && !(s->to_sandbox && s->fallback)) {
+	} else if (h2up_speaks(p, conn_pool(s->cc->c), &s->dst) == POOL_H2_NO &&
+		   !(s->to_sandbox && s->fallback)) {
 		h2s_unreachable(s, -EPROTONOSUPPORT); /* a session to it just showed that */
-	} else if (h2up_speaks(p, &s->dst) == POOL_H2_NO) {
+	} else if (h2up_speaks(p, conn_pool(s->cc->c), &s->dst) == POOL_H2_NO) {
 		h2s_fall_back(s, "it does not speak HTTP/2");
 		if (!h2up_submit(p, s))
 			h2s_no_upstream(s, errno);

@@ -192,9 +192,11 @@ void h2up_detach(struct h2s *s, uint32_t rst_code);
 void h2up_close(struct h2up *u, int err);
 /* More of s's request is here (or its end): wake its upstream stream. */
 void h2up_kick(struct h2s *s);
-void h2up_close_all(struct proxy *p);
-/* Does dst speak HTTP/2, as far as shunt knows (POOL_H2_*)? */
-int h2up_speaks(struct proxy *p, const struct shunt_addr *dst);
+/* Close every session (root NULL), or those of one pool. */
+void h2up_close_all(struct proxy *p, const struct pool *root);
+/* Does dst speak HTTP/2, as far as shunt knows (POOL_H2_*) from the
+ * sessions of pool root? */
+int h2up_speaks(struct proxy *p, struct pool *root, const struct shunt_addr *dst);
 /* Find out: c waits (state C_H2WAIT) for a session to dst to show its
  * SETTINGS or fail, then h1_h2c_resume(c). false: no session could be
  * opened (errno), c does not wait. */

@@ -62,9 +62,9 @@ static void wake_waiters(struct h2up *u, bool failed)
 	}
 }
 
-int h2up_speaks(struct proxy *p, const struct shunt_addr *dst)
+int h2up_speaks(struct proxy *p, struct pool *root, const struct shunt_addr *dst)
 {
-	struct pool_dst *pl = pool_dst_get(&p->pool, dst, false);
+	struct pool_dst *pl = pool_dst_get(root, dst, false);
 
 	if (!pl || pl->h2_until <= p->loop->now_ms)
 		return POOL_H2_UNKNOWN;
@@ -488,9 +488,10 @@ static int up_session(struct h2up *u)
 	return 0;
 }
 
-static struct h2up *up_new(struct proxy *p, const struct shunt_addr *dst, bool sandbox)
+static struct h2up *up_new(struct proxy *p, struct pool *root, const struct shunt_addr *dst,
+			   bool sandbox)
 {
-	struct pool_dst *pl = pool_dst_get(&p->pool, dst, true);
+	struct pool_dst *pl = pool_dst_get(root, dst, true);
 	struct h2up *u;
 	bool counted;
 	int fd, err;
@@ -514,7 +515,7 @@ static struct h2up *up_new(struct proxy *p, const struct shunt_addr *dst, bool s
 		errno = ENOMEM;
 		goto fail_session;
 	}
-	fd = upstream_dial(p, dst, &u->conn_err);
+	fd = upstream_dial(p, root, dst, &u->conn_err);
 	if (fd < 0)
 		goto fail_session;
 	u->io.wr = u->conn_err != 0; /* reported by up_connected, like a late failure */
@@ -559,7 +560,8 @@ fail:
 bool h2up_submit(struct proxy *p, struct h2s *s)
 {
 	nghttp2_data_provider prov = {.source.ptr = s, .read_callback = req_read};
-	struct pool_dst *pl = pool_dst_get(&p->pool, &s->dst, false);
+	struct pool *root = conn_pool(s->cc->c);
+	struct pool_dst *pl = pool_dst_get(root, &s->dst, false);
 	struct h2up *u = NULL;
 	nghttp2_nv *nv;
 	int32_t id;
@@ -572,7 +574,7 @@ bool h2up_submit(struct proxy *p, struct h2s *s)
 				break;
 			}
 	if (!u)
-		u = up_new(p, &s->dst, s->to_sandbox);
+		u = up_new(p, root, &s->dst, s->to_sandbox);
 	if (!u)
 		return false;
 	if (!u->counted && s->to_sandbox && p->o.max_upstream_per_dst) {
@@ -612,10 +614,11 @@ bool h2up_submit(struct proxy *p, struct h2s *s)
 	return true;
 }
 
-void h2up_close_all(struct proxy *p)
+void h2up_close_all(struct proxy *p, const struct pool *root)
 {
 	for (struct h2up *u = p->h2_all; u; u = u->all_next)
-		h2up_close(u, -ECONNRESET);
+		if (!root || u->pool->root == root)
+			h2up_close(u, -ECONNRESET);
 }
 
 void h2up_reap(struct proxy *p)
@@ -638,7 +641,7 @@ void h2up_reap(struct proxy *p)
 
 bool h2up_probe(struct proxy *p, const struct shunt_addr *dst, struct conn *c)
 {
-	struct pool_dst *pl = pool_dst_get(&p->pool, dst, false);
+	struct pool_dst *pl = pool_dst_get(conn_pool(c), dst, false);
 	struct h2up *u = NULL;
 
 	/* A session to dst that has not shown its SETTINGS yet, or a new one
@@ -648,7 +651,7 @@ bool h2up_probe(struct proxy *p, const struct shunt_addr *dst, struct conn *c)
 			if (!up_of_link(l)->settings)
 				u = up_of_link(l);
 	if (!u) {
-		u = up_new(p, dst, false);
+		u = up_new(p, conn_pool(c), dst, false);
 		if (!u)
 			return false;
 		loop_timer_in(p->loop, &u->idle, POOL_IDLE_MS);

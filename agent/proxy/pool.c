@@ -35,6 +35,7 @@ struct pool_dst *pool_dst_get(struct pool *pl, const struct shunt_addr *dst, boo
 	if (!d)
 		return NULL;
 	d->dst = k;
+	d->root = pl;
 	ring_init(&d->idle);
 	ring_init(&d->mux);
 	if (hmap_put(&pl->by_dst, &d->dst, sizeof(d->dst), d, NULL)) {

@@ -28,8 +28,11 @@ struct pool_link {
 	uint64_t since; /* loop time it went idle */
 };
 
+struct pool;
+
 struct pool_dst {
 	struct shunt_addr dst; /* normalised: the hash key */
+	struct pool *root;     /* the pool it is in */
 	struct pool_link idle; /* ring head; next is the most recently used */
 	size_t n_idle;
 	size_t open;	      /* every connection to dst, in any state */
@@ -44,6 +47,11 @@ struct pool_dst {
 
 struct pool {
 	struct hmap by_dst; /* normalised struct shunt_addr -> struct pool_dst */
+	/* Where its connections are made: the agent's own network
+	 * namespace, or (in_pod) the namespace nsfd of a pod served in-pod,
+	 * which has a pool of its own. */
+	bool in_pod;
+	int nsfd;
 };
 
 /* The entry of dst, created when asked; NULL when absent (or out of

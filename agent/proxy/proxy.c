@@ -69,6 +69,7 @@ int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loo
 	p->resp_settings.on_headers_complete = on_resp_headers;
 	p->resp_settings.on_message_complete = on_resp_complete;
 
+	inpod_init(p);
 	for (int i = 0; i < o->n_listen && !err; i++)
 		err = listen_on(p, &o->listen[i]);
 	/* What is left was another worker's of an agent with more of them. */
@@ -106,6 +107,7 @@ void proxy_drain(struct proxy *p, uint64_t timeout_ms, bool handed_over)
 					       -1);
 		p->listen_close_at = p->loop->now_ms + LISTEN_GRACE_MS;
 	}
+	inpod_drain(p, !handed_over);
 	pool_sweep(&p->pool, p->loop->now_ms, POOL_IDLE_MS, true, up_close_idle);
 	/* A response whose head already went out cannot say "close" any
 	 * more: that client is told on its next one. */
@@ -127,14 +129,16 @@ void proxy_stop(struct proxy *p)
 	if (!p)
 		return;
 	close_listeners(p); /* a closed socket leaves the sockmap: fail open */
+	inpod_stop_all(p, !p->draining);
 	while (p->clients)
 		client_close(p->clients);
-	h2up_close_all(p);
+	h2up_close_all(p, NULL);
 	p->h2_dirty = NULL; /* every session is closed: nothing to write */
 	pool_sweep(&p->pool, p->loop->now_ms, POOL_IDLE_MS, true, up_close_idle);
 	proxy_reap(p);
 	pool_free(&p->pool);
 	proxy_reap(p);
+	inpod_fini(p);
 	if (p->spare_fd >= 0)
 		close(p->spare_fd);
 	while (p->n_spare)
@@ -172,6 +176,8 @@ void proxy_tick(struct proxy *p)
 		p->pool_sweep_next = now + POOL_SWEEP_MS;
 		pool_sweep(&p->pool, now, POOL_IDLE_MS, false, up_close_idle);
 	}
+	if (p->inpods_gone)
+		inpod_reap(p);
 	h2_flush_dirty(p);
 }
 
@@ -182,6 +188,8 @@ void proxy_reap(struct proxy *p)
 		struct conn *c = p->dead_clients;
 
 		p->dead_clients = c->next;
+		if (c->inpod)
+			c->inpod->conns--;
 		free(c->h2);
 		free(c);
 	}

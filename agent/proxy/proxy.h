@@ -45,6 +45,7 @@ struct proxy_opts {
 	size_t max_upstream_per_pod; /* ... held by one pod's requests; beyond: 503; 0 = no cap */
 	bool access_log;	     /* a line per request to a steered service */
 	bool http2;		     /* route HTTP/2 per stream (else tunnel it) */
+	uint16_t inpod_port;	     /* in-pod listeners: 127.0.0.1 and ::1, this port */
 	struct rk_config rk;
 	int workers;	  /* event loops; 0: one per CPU the agent may run on */
 	uint32_t poll_us; /* adaptive polling window (core/loop.h); 0: off */
@@ -140,5 +141,27 @@ void workers_reqstats(struct workers *w, struct reqstats *out);
 /* Whether the reuseport program steers connections by CPU (else: the
  * kernel's hash), and how: "cpu", "cpu+migrate", "hash". */
 const char *workers_steering(const struct workers *w);
+
+/* In-pod mode (inpod.c): pods whose proxy sockets live in their own
+ * network namespace. Worker 0 serves them; these run on its thread (the
+ * control socket's). */
+struct inpod_info {
+	char name[64];
+	char netns_path[256];
+	uint64_t netns;
+	uint32_t slot;
+	struct shunt_addr listen[2]; /* family 0: none */
+	uint64_t conns, accepted;
+	size_t upstream_dsts; /* destinations it has upstream connections to */
+};
+
+/* Serve pod name (its network namespace file: netns_path) in-pod: 0, or
+ * -errno with msg saying why. */
+int workers_inpod_add(struct workers *w, const char *name, const char *netns_path, char *msg,
+		      size_t msglen);
+int workers_inpod_del(struct workers *w, const char *name, char *msg, size_t msglen);
+/* The pods served in-pod, at most max; returns how many. */
+int workers_inpod_list(struct workers *w, struct inpod_info *out, int max);
+size_t workers_inpod_count(struct workers *w);
 
 #endif /* SHUNT_PROXY_H */

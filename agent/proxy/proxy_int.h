@@ -127,6 +127,7 @@ struct conn {
 	enum client_state state;
 	struct shunt_addr peer, orig;
 	struct pod *pod;	  /* where it connected from; NULL: not tracked */
+	struct inpod *inpod;	  /* served in-pod: the pod's own listener took it */
 	struct buf in;		  /* request bytes from the client */
 	uint32_t parsed;	  /* request parser position in in */
 	uint32_t sent;		  /* bytes up to here went to the upstream */
@@ -165,6 +166,33 @@ struct pod_hold {
 	struct hold_key k;
 	size_t held;
 	size_t h2_streams; /* HTTP/2 streams: H2_UP_MAX_STREAMS count as one */
+};
+
+/* A pod served in-pod (inpod.c): the proxy's sockets for it, listeners
+ * and upstream connections, live in its network namespace. Worker 0
+ * serves every such pod. Removed, it waits (gone) until its connections
+ * are freed. */
+#define INPOD_NAME_LEN 64
+
+struct inpod_listener {
+	struct ev_handler h;
+	struct inpod *pod;
+	int fd; /* -1: none of this family */
+};
+
+struct inpod {
+	struct inpod *next;
+	struct proxy *p;
+	char name[INPOD_NAME_LEN];
+	char netns_path[256];
+	uint64_t netns; /* netns cookie */
+	uint32_t slot;	/* in shunt_pod_socks: 2 * slot (IPv4), + 1 (IPv6) */
+	struct inpod_listener l[2];
+	struct shunt_addr listen[2];
+	struct pool pool; /* nsfd: the namespace, open while the pod is */
+	size_t conns;	  /* client connections, until freed */
+	uint64_t accepted, requests;
+	bool gone;
 };
 
 struct listener {
@@ -216,7 +244,15 @@ struct proxy {
 	struct conn *clients;
 	struct conn *dead_clients;
 	struct upstream *dead_ups;
-	struct pool pool;	  /* upstream connections by destination */
+	struct pool pool; /* upstream connections by destination */
+	/* In-pod (worker 0 only): the pods served, those removed but not yet
+	 * freed, the slots of shunt_pod_socks in use, and the agent's own
+	 * network namespace to come back to after making a socket in a
+	 * pod's. */
+	struct inpod *inpods, *inpods_gone;
+	size_t n_inpods;
+	uint64_t inpod_slots[SHUNT_MAX_INPOD / 64];
+	int host_nsfd;
 	struct http_header *hdrs; /* scratch for one head at a time */
 	int spare_fd;		  /* given up to refuse a connection at EMFILE */
 	/* Input buffers of BUF_INITIAL that exchanges let go of: an idle
@@ -307,13 +343,40 @@ uint32_t drain_inject(struct conn *c);
 /* A non-blocking socket connecting to dst (p->dial's when set), or -1 and
  * errno; a connect() that failed at once leaves its errno in *conn_err,
  * reported later like a failure on the way. */
-int upstream_dial(struct proxy *p, const struct shunt_addr *dst, int *conn_err);
+int upstream_dial(struct proxy *p, const struct pool *root, const struct shunt_addr *dst,
+		  int *conn_err);
 void up_close(struct upstream *u);
 void up_close_idle(struct pool_link *l);
 void up_release(struct upstream *u);
 bool attach_upstream(struct conn *c, bool fresh);
 void no_upstream(struct conn *c, int err);
 void upstream_failed(struct conn *c, int err);
+
+/* inpod.c */
+int proxy_inpod_add(struct proxy *p, const char *name, const char *netns_path, char *msg,
+		    size_t msglen);
+int proxy_inpod_del(struct proxy *p, const char *name, char *msg, size_t msglen);
+int proxy_inpod_list(struct proxy *p, struct inpod_info *out, int max);
+size_t proxy_inpod_count(const struct proxy *p);
+/* The pool c's upstream connections come from: its pod's, in-pod. */
+static inline struct pool *conn_pool(struct conn *c)
+{
+	return c->inpod ? &c->inpod->pool : &c->p->pool;
+}
+/* A non-blocking TCP socket of family made in the network namespace
+ * nsfd, or -1 and errno. */
+int inpod_socket(struct proxy *p, int nsfd, int family);
+/* The proxy's part of starting and stopping (worker 0). */
+int inpod_init(struct proxy *p);
+/* Draining: the pods' listeners close (and, forget, their shunt_inpod
+ * entries go: not when a successor took over, whose they are now); their
+ * connections finish. */
+void inpod_drain(struct proxy *p, bool forget);
+/* Every pod goes, its connections closed. */
+void inpod_stop_all(struct proxy *p, bool forget);
+void inpod_fini(struct proxy *p);
+/* Forget removed pods whose connections are all freed. */
+void inpod_reap(struct proxy *p);
 
 /* tunnel.c */
 void start_tunnel(struct conn *c);

@@ -134,7 +134,8 @@ static void up_event(struct ev_handler *h, uint32_t events)
 		client_pump(u->owner);
 }
 
-int upstream_dial(struct proxy *p, const struct shunt_addr *dst, int *conn_err)
+int upstream_dial(struct proxy *p, const struct pool *root, const struct shunt_addr *dst,
+		  int *conn_err)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = addr_to_sockaddr(dst, &ss);
@@ -149,7 +150,12 @@ int upstream_dial(struct proxy *p, const struct shunt_addr *dst, int *conn_err)
 		}
 		return fd;
 	}
-	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	/* In-pod: made in the pod's network namespace, the connection
+	 * leaves from the pod's address. */
+	if (root->in_pod)
+		fd = inpod_socket(p, root->nsfd, ss.ss_family);
+	else
+		fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
 	/* The mark keeps our own connect() out of cgroup/connect's reach. */
@@ -164,9 +170,10 @@ int upstream_dial(struct proxy *p, const struct shunt_addr *dst, int *conn_err)
 /* limited: dst is a sandbox, which --max-upstream-conns protects. A request
  * without a route goes where the application was going anyway: no upstream
  * limit applies to it (the connection limits bound those). */
-static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst, bool limited)
+static struct upstream *up_new(struct proxy *p, struct pool *root, const struct shunt_addr *dst,
+			       bool limited)
 {
-	struct pool_dst *pl = pool_dst_get(&p->pool, dst, true);
+	struct pool_dst *pl = pool_dst_get(root, dst, true);
 	struct upstream *u;
 	int fd, conn_err;
 
@@ -185,7 +192,7 @@ static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst, bo
 	limited = limited && p->o.max_upstream_per_dst;
 	if (limited && !dst_take(p, dst))
 		return NULL;
-	fd = upstream_dial(p, dst, &conn_err);
+	fd = upstream_dial(p, root, dst, &conn_err);
 	u = fd < 0 ? NULL : calloc(1, sizeof(*u));
 	if (!u) {
 		if (fd >= 0)
@@ -219,10 +226,10 @@ static struct upstream *up_new(struct proxy *p, const struct shunt_addr *dst, bo
 }
 
 /* A pooled connection if one is idle, else a new one. */
-static struct upstream *up_get(struct proxy *p, const struct shunt_addr *dst, bool fresh,
-			       bool limited)
+static struct upstream *up_get(struct proxy *p, struct pool *root, const struct shunt_addr *dst,
+			       bool fresh, bool limited)
 {
-	struct pool_dst *pl = fresh ? NULL : pool_dst_get(&p->pool, dst, false);
+	struct pool_dst *pl = fresh ? NULL : pool_dst_get(root, dst, false);
 	struct pool_link *l;
 	struct upstream *u;
 
@@ -259,7 +266,7 @@ static struct upstream *up_get(struct proxy *p, const struct shunt_addr *dst, bo
 		p->st.upstream_reused++;
 		return u;
 	}
-	return up_new(p, dst, limited);
+	return up_new(p, root, dst, limited);
 }
 
 /* Get a connection to c->s.dst for the current request: pooled unless
@@ -278,7 +285,7 @@ bool attach_upstream(struct conn *c, bool fresh)
 			return false;
 		}
 	}
-	u = up_get(p, &c->s.dst, fresh, c->s.to_sandbox);
+	u = up_get(p, conn_pool(c), &c->s.dst, fresh, c->s.to_sandbox);
 	if (!u) {
 		if (h) {
 			int err = errno;

@@ -428,3 +428,24 @@ const char *workers_steering(const struct workers *ws)
 	return ws->rp.migrate ? "by CPU (reuseport program; a closing listener hands its queue on)"
 			      : "by CPU (reuseport program)";
 }
+
+int workers_inpod_add(struct workers *ws, const char *name, const char *netns_path, char *msg,
+		      size_t msglen)
+{
+	return proxy_inpod_add(ws->w[0].p, name, netns_path, msg, msglen);
+}
+
+int workers_inpod_del(struct workers *ws, const char *name, char *msg, size_t msglen)
+{
+	return proxy_inpod_del(ws->w[0].p, name, msg, msglen);
+}
+
+int workers_inpod_list(struct workers *ws, struct inpod_info *out, int max)
+{
+	return proxy_inpod_list(ws->w[0].p, out, max);
+}
+
+size_t workers_inpod_count(struct workers *ws)
+{
+	return proxy_inpod_count(ws->w[0].p);
+}

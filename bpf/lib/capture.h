@@ -7,11 +7,12 @@
 #include "addr.h"
 #include "orig.h"
 
-/* Is there a live proxy listener in this slot? The sockmap drops a socket
- * as soon as it closes, so this is false from the moment the agent dies. */
-static __always_inline int listener_alive(__u32 slot)
+/* Is there a live listener in this slot of map (shunt_listeners or
+ * shunt_pod_socks)? A sockmap drops a socket as soon as it closes, so
+ * this is false from the moment the agent dies. */
+static __always_inline int listener_alive(void *map, __u32 slot)
 {
-	struct bpf_sock *sk = bpf_map_lookup_elem(&shunt_listeners, &slot);
+	struct bpf_sock *sk = bpf_map_lookup_elem(map, &slot);
 
 	if (!sk)
 		return 0;
@@ -61,7 +62,11 @@ static __always_inline const struct shunt_addr *capture(struct bpf_sock_addr *ct
 	const struct shunt_override *o;
 	struct shunt_config *cfg;
 	const struct shunt_addr *proxy;
+	const struct shunt_inpod *pod;
 	struct bpf_sock *sk;
+	__u32 flags = 0;
+	__u64 netns;
+	int alive;
 
 	stat_inc(SHUNT_STAT_CONNECT);
 	/* The common case, and the only cost for services nobody steers. */
@@ -91,8 +96,22 @@ static __always_inline const struct shunt_addr *capture(struct bpf_sock_addr *ct
 	}
 	if (!svc->routes)
 		return NULL;
-	proxy = slot == SHUNT_LISTENER_V4 ? &cfg->proxy4 : &cfg->proxy6;
-	if (!proxy->family || !listener_alive(slot)) {
+	/* A pod served in-pod goes to its own listener, inside its network
+	 * namespace: the proxy's upstream connection then leaves from the
+	 * pod's address, as the application's would have. */
+	netns = bpf_get_netns_cookie(ctx);
+	pod = bpf_map_lookup_elem(&shunt_inpod, &netns);
+	if (pod) {
+		__u32 v6 = slot == SHUNT_LISTENER_V6;
+
+		proxy = v6 ? &pod->listen6 : &pod->listen4;
+		alive = proxy->family && listener_alive(&shunt_pod_socks, 2 * pod->slot + v6);
+		flags = SHUNT_ORIG_INPOD;
+	} else {
+		proxy = slot == SHUNT_LISTENER_V4 ? &cfg->proxy4 : &cfg->proxy6;
+		alive = proxy->family && listener_alive(&shunt_listeners, slot);
+	}
+	if (!alive) {
 		stat_inc(SHUNT_STAT_FAIL_OPEN);
 		return NULL;
 	}
@@ -102,19 +121,17 @@ static __always_inline const struct shunt_addr *capture(struct bpf_sock_addr *ct
 		stat_inc(SHUNT_STAT_CONN_LIMIT);
 		return NULL;
 	}
-	if (cfg->flags & SHUNT_CFG_POD_LIMIT) {
-		__u64 netns = bpf_get_netns_cookie(ctx);
-
-		if (bpf_map_lookup_elem(&shunt_pod_limit, &netns)) {
-			stat_inc(SHUNT_STAT_POD_LIMIT);
-			return NULL;
-		}
+	if ((cfg->flags & SHUNT_CFG_POD_LIMIT) && bpf_map_lookup_elem(&shunt_pod_limit, &netns)) {
+		stat_inc(SHUNT_STAT_POD_LIMIT);
+		return NULL;
 	}
 	/* Without the record the proxy could not find the original
 	 * destination: better uncaptured than broken. */
-	if (orig_record(ctx, dst, 0))
+	if (orig_record(ctx, dst, flags))
 		return NULL;
 	stat_inc(SHUNT_STAT_CAPTURED);
+	if (pod)
+		stat_inc(SHUNT_STAT_INPOD);
 	return proxy;
 }
 

@@ -93,6 +93,36 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } shunt_listeners SEC(".maps");
 
+/* Pods served in-pod: netns cookie -> their listeners (struct
+ * shunt_inpod). Read by connect4/6 for steered services only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SHUNT_MAX_INPOD);
+	__type(key, __u64);
+	__type(value, struct shunt_inpod);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shunt_inpod SEC(".maps");
+
+/* The in-pod listeners, two slots per pod (shunt_inpod.slot): like
+ * shunt_listeners, a slot empties when its socket closes. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKMAP);
+	__uint(max_entries, 2 * SHUNT_MAX_INPOD);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shunt_pod_socks SEC(".maps");
+
+/* A connection to an in-pod listener (netns, client address:port) ->
+ * original destination; the proxy takes it at accept(). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SHUNT_MAX_CONN_SRC);
+	__type(key, struct shunt_pod_conn_key);
+	__type(value, struct shunt_orig);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shunt_pod_conns SEC(".maps");
+
 /* Runtime settings written by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

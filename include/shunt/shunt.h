@@ -55,6 +55,12 @@
 #ifndef SHUNT_MAX_PODS
 #define SHUNT_MAX_PODS 4096U
 #endif
+/* Pods served in-pod (the proxy's sockets inside the pod's network
+ * namespace): shunt_inpod entries, and half the slots of
+ * shunt_pod_socks (one IPv4 and one IPv6 listener each). */
+#ifndef SHUNT_MAX_INPOD
+#define SHUNT_MAX_INPOD 1024U
+#endif
 /* The proxy's event loops (--workers), and the CPUs the reuseport program
  * maps to them (bpf/reuseport.bpf.c). */
 #define SHUNT_MAX_WORKERS 64U
@@ -113,6 +119,9 @@ enum shunt_orig_flags {
 	/* Sent elsewhere by an override, not to the proxy: nothing to
 	 * re-key at establishment. */
 	SHUNT_ORIG_OVERRIDE = 1U << 0,
+	/* Sent to the pod's own in-pod listener: filed at establishment in
+	 * shunt_pod_conns (by netns and address), not shunt_conns. */
+	SHUNT_ORIG_INPOD = 1U << 1,
 };
 
 /* shunt_orig value (keyed by the client socket's cookie) and shunt_conns
@@ -130,6 +139,28 @@ struct shunt_orig {
  * layout agents of the previous version read during a takeover. */
 struct shunt_conn_src {
 	__u64 netns; /* netns cookie (bpf_get_netns_cookie, SO_NETNS_COOKIE) */
+};
+
+/* shunt_inpod value (keyed by a pod's netns cookie, __u64): the pod is
+ * served in-pod. Its connections to steered services go to its own
+ * listeners, inside its network namespace, in shunt_pod_socks at
+ * 2 * slot (IPv4) and 2 * slot + 1 (IPv6); an empty slot means no live
+ * listener there: fail open. Written only by the agent serving the pods,
+ * which empties the map when it starts. */
+struct shunt_inpod {
+	struct shunt_addr listen4; /* family 0: no IPv4 listener */
+	struct shunt_addr listen6; /* family 0: no IPv6 listener */
+	__u32 slot;
+	__u32 flags; /* none yet: 0 */
+};
+
+/* shunt_pod_conns key: a connection to an in-pod listener, as that
+ * listener's accept() sees it (addresses repeat from pod to pod: every pod
+ * has its own 127.0.0.1). The value is the connection's struct shunt_orig. */
+struct shunt_pod_conn_key {
+	__u64 netns;
+	struct shunt_addr client;
+	__u32 zero; /* the tail padding, spelled out: keys are bytes */
 };
 
 /* shunt_pod_limit value (keyed by a netns cookie, __u64): this pod holds
@@ -206,6 +237,7 @@ enum shunt_stat {
 	SHUNT_STAT_OVERRIDDEN,	  /* connect() sent elsewhere by an override */
 	SHUNT_STAT_CONN_LIMIT,	  /* steered, left alone: proxy at --max-conns */
 	SHUNT_STAT_POD_LIMIT,	  /* steered, left alone: pod at its cap */
+	SHUNT_STAT_INPOD,	  /* captured to the pod's own listener */
 	SHUNT_STAT_MAX,		  /* <= SHUNT_STAT_SLOTS */
 };
 
@@ -228,6 +260,9 @@ enum shunt_layout_version {
 	SHUNT_LAYOUT_LISTENERS = 1,
 	SHUNT_LAYOUT_CONFIG = 1,
 	SHUNT_LAYOUT_STATS = 1,
+	SHUNT_LAYOUT_INPOD = 1,
+	SHUNT_LAYOUT_POD_SOCKS = 1,
+	SHUNT_LAYOUT_POD_CONNS = 1,
 };
 
 /* Slots of shunt_abi: one per pinned map, with room for more. */
@@ -257,6 +292,8 @@ _Static_assert(sizeof(struct shunt_override_key) == 40, "shunt_override_key ABI"
 _Static_assert(sizeof(struct shunt_override) == 168, "shunt_override ABI");
 _Static_assert(sizeof(struct shunt_conn_src) == 8, "shunt_conn_src ABI");
 _Static_assert(sizeof(struct shunt_pod_limit) == 16, "shunt_pod_limit ABI");
+_Static_assert(sizeof(struct shunt_inpod) == 48, "shunt_inpod ABI");
+_Static_assert(sizeof(struct shunt_pod_conn_key) == 32, "shunt_pod_conn_key ABI");
 _Static_assert(SHUNT_STAT_MAX <= SHUNT_STAT_SLOTS, "shunt_stats slots");
 _Static_assert(sizeof(struct shunt_abi_map) == 40, "shunt_abi_map ABI");
 #endif

@@ -469,7 +469,7 @@ static void teardown(void)
 		pump(1);
 	while (P->clients)
 		client_close(P->clients);
-	h2up_close_all(P);
+	h2up_close_all(P, NULL);
 	h2_flush_dirty(P);
 	proxy_reap(P);
 	pool_sweep(&P->pool, loop.now_ms, 0, true, up_close_idle);
