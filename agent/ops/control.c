@@ -679,6 +679,28 @@ static void status_proxy(struct ctl_conn *cc, bool json)
 	buf_printf(&cc->out, json ? "}" : "\n");
 }
 
+/* The capture modes in use: node (the listeners above) and in-pod. */
+static void status_capture(struct ctl_conn *cc, bool json, const struct proxy_stats *ps)
+{
+	unsigned long long node = ps->active - ps->inpod_active;
+
+	if (json) {
+		buf_printf(&cc->out,
+			   ",\"capture\":{\"node\":{\"active\":%llu,\"accepted\":%llu},"
+			   "\"inpod\":{\"pods\":%llu,\"active\":%llu,\"accepted\":%llu,"
+			   "\"port\":%u}}",
+			   node, (unsigned long long)(ps->accepted - ps->inpod_accepted),
+			   (unsigned long long)ps->inpod_pods, (unsigned long long)ps->inpod_active,
+			   (unsigned long long)ps->inpod_accepted, cc->a->popts.inpod_port);
+		return;
+	}
+	buf_printf(&cc->out,
+		   "capture:   node: %llu open; in-pod: %llu pod(s), %llu open, %llu accepted "
+		   "(shuntctl pod list)\n",
+		   node, (unsigned long long)ps->inpod_pods, (unsigned long long)ps->inpod_active,
+		   (unsigned long long)ps->inpod_accepted);
+}
+
 /* The proxy's workers: how connections reach them, what each holds. */
 static void status_workers(struct ctl_conn *cc, bool json, const struct proxy_stats *per, int n)
 {
@@ -960,6 +982,9 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 		{"h2_sessions", ps->h2_sessions},
 		{"polls", ps->polls},
 		{"poll_hits", ps->poll_hits},
+		{"inpod_pods", ps->inpod_pods},
+		{"inpod_active", ps->inpod_active},
+		{"inpod_accepted", ps->inpod_accepted},
 	};
 	size_t npc = sizeof(pc) / sizeof(pc[0]);
 
@@ -972,6 +997,7 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 			   a->cgroup, a->pin_dir, a->control_path, route_table_count(a->store.t),
 			   a->store.novr);
 		status_proxy(cc, false);
+		status_capture(cc, false, ps);
 		status_workers(cc, false, per, nw);
 		buf_printf(&cc->out, "\nprograms:\n");
 		for (int i = 0; i < np; i++)
@@ -1004,6 +1030,7 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 	buf_printf(&cc->out, ",\"routes\":%zu,\"overrides\":%zu", route_table_count(a->store.t),
 		   a->store.novr);
 	status_proxy(cc, true);
+	status_capture(cc, true, ps);
 	status_workers(cc, true, per, nw);
 	buf_printf(&cc->out, ",\"programs\":[");
 	for (int i = 0; i < np; i++)

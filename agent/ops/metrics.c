@@ -153,6 +153,18 @@ static void render_proxy(struct buf *o, const struct proxy_stats *ps)
 		 ps->polls},
 		{"shunt_proxy_poll_hits_total", "counter",
 		 "Polls that found an event without sleeping.", ps->poll_hits},
+		{"shunt_inpod_pods", "gauge",
+		 "Pods served in-pod now: shunt's sockets for them live in their own network "
+		 "namespace.",
+		 ps->inpod_pods},
+		{"shunt_inpod_connections_open", "gauge",
+		 "Captured connections of pods served in-pod open now (also in "
+		 "shunt_connections_open).",
+		 ps->inpod_active},
+		{"shunt_inpod_connections_accepted_total", "counter",
+		 "Captured connections accepted on in-pod listeners (also in "
+		 "shunt_connections_accepted_total).",
+		 ps->inpod_accepted},
 		{"shunt_upstream_connects_total", "counter",
 		 "New connections to upstreams (sandboxes and baselines).", ps->upstream_connects},
 		{"shunt_upstream_reuses_total", "counter",

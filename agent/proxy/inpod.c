@@ -130,6 +130,8 @@ static void inpod_accept(struct ev_handler *h, uint32_t events)
 		c->inpod = pod;
 		pod->conns++;
 		pod->accepted++;
+		p->st.inpod_active++;
+		p->st.inpod_accepted++;
 		if (p->sh->track_pods)
 			pod_attach(c, pod->netns);
 		conn_begin(c);
@@ -327,7 +329,7 @@ int proxy_inpod_add(struct proxy *p, const char *name, const char *netns_path, c
 	}
 	pod->next = p->inpods;
 	p->inpods = pod;
-	p->n_inpods++;
+	p->st.inpod_pods = ++p->n_inpods;
 	pr_info("in-pod: serving pod '%s' (%s, netns cookie %llu) from its own namespace", name,
 		netns_path, (unsigned long long)pod->netns);
 	return 0;
@@ -360,7 +362,7 @@ static void inpod_remove(struct proxy *p, struct inpod *pod, bool forget)
 	for (pp = &p->inpods; *pp != pod; pp = &(*pp)->next)
 		;
 	*pp = pod->next;
-	p->n_inpods--;
+	p->st.inpod_pods = --p->n_inpods;
 	pod->gone = true;
 	pod->next = p->inpods_gone;
 	p->inpods_gone = pod;

@@ -188,8 +188,10 @@ void proxy_reap(struct proxy *p)
 		struct conn *c = p->dead_clients;
 
 		p->dead_clients = c->next;
-		if (c->inpod)
+		if (c->inpod) {
 			c->inpod->conns--;
+			p->st.inpod_active--;
+		}
 		free(c->h2);
 		free(c);
 	}

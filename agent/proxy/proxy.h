@@ -88,6 +88,9 @@ struct proxy_stats {
 	uint64_t h2_sessions;	    /* HTTP/2 upstream sessions open now */
 	uint64_t polls;		    /* waits that polled before sleeping (core/loop.h) */
 	uint64_t poll_hits;	    /* ... and found an event without sleeping */
+	uint64_t inpod_pods;	    /* pods served in-pod now */
+	uint64_t inpod_active;	    /* client connections of those pods open now */
+	uint64_t inpod_accepted;    /* ... accepted (also in accepted) */
 };
 
 struct proxy;

@@ -76,6 +76,12 @@ class InPod(NodeTestCase):
         socks = live_slots(n, "shunt_pod_socks")
         self.assertEqual(len(socks), 2, socks)
         self.assertGreaterEqual(self.kernel()["inpod"], 4)
+        cap = n.status()["capture"]
+        self.assertEqual(cap["inpod"]["pods"], 1, cap)
+        self.assertGreaterEqual(cap["inpod"]["accepted"], 4, cap)
+        self.assertEqual(cap["inpod"]["port"], INPOD_PORT, cap)
+        text = n.ctl_ok("status").stdout
+        self.assertIn("in-pod: 1 pod(s)", text)
 
     def test_node_mode_pod_still_shows_the_node(self):
         """A pod that is not registered is served as before, from the node."""

@@ -31,12 +31,13 @@ static void check_message(const char *err)
 
 static void check_request(const struct ctl_request *r)
 {
-	FUZZ_CHECK(r->op >= CTL_OP_ROUTE_ADD && r->op <= CTL_OP_RELOAD, "op %d", r->op);
+	FUZZ_CHECK(r->op >= CTL_OP_ROUTE_ADD && r->op <= CTL_OP_POD_LIST, "op %d", r->op);
 	/* Only the listings are open to every caller of the socket: an op
 	 * that changes anything and is not classified so is a hole. */
 	FUZZ_CHECK(ctl_op_privileged(r->op) ==
 			   !(r->op == CTL_OP_ROUTE_LIST || r->op == CTL_OP_STATUS ||
-			     r->op == CTL_OP_OVERRIDE_LIST || r->op == CTL_OP_OVERRIDE_READY),
+			     r->op == CTL_OP_OVERRIDE_LIST || r->op == CTL_OP_OVERRIDE_READY ||
+			     r->op == CTL_OP_POD_LIST),
 		   "op %s classified wrongly", ctl_op_name(r->op));
 	FUZZ_CHECK(strcmp(ctl_op_name(r->op), "?"), "op %d has no name", r->op);
 	if (r->op == CTL_OP_RELOAD || r->op == CTL_OP_TAKEOVER) {
@@ -44,6 +45,22 @@ static void check_request(const struct ctl_request *r)
 		struct ctl_request bare = {.op = r->op};
 
 		FUZZ_CHECK(!memcmp(r, &bare, sizeof(bare)), "%s with fields", ctl_op_name(r->op));
+	}
+	if (r->op == CTL_OP_POD_ADD || r->op == CTL_OP_POD_DEL) {
+		size_t n = strnlen(r->pod_name, sizeof(r->pod_name));
+
+		FUZZ_CHECK(n > 0 && n < sizeof(r->pod_name), "pod name length %zu", n);
+		for (size_t i = 0; i < n; i++)
+			FUZZ_CHECK(strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					  "0123456789._/-",
+					  r->pod_name[i]),
+				   "pod name byte %#x", (unsigned char)r->pod_name[i]);
+		if (r->op == CTL_OP_POD_ADD)
+			FUZZ_CHECK(r->netns[0] == '/' && memchr(r->netns, '\0', sizeof(r->netns)),
+				   "netns '%.20s'", r->netns);
+		else
+			FUZZ_CHECK(!r->netns[0], "pod del with a netns");
+		return;
 	}
 	if (r->op == CTL_OP_OVERRIDE_READY) {
 		FUZZ_CHECK(k8s_uid_valid(r->pod_uid, strnlen(r->pod_uid, sizeof(r->pod_uid))),
