@@ -906,60 +906,176 @@ static int takeover_ask(struct agent *a)
 	return fd;
 }
 
-/* The listening sockets the running agent sent (two per worker at most). */
-static void takeover_keep_fds(struct agent *a, struct msghdr *mh)
-{
-	for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm; cm = CMSG_NXTHDR(mh, cm)) {
-		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
-			continue;
-		for (size_t i = 0; CMSG_LEN((i + 1) * sizeof(int)) <= cm->cmsg_len; i++) {
-			int got;
+/* What a takeover answer carries: its text and every descriptor, in the
+ * order sent. */
+struct handover {
+	char *text;
+	size_t len, cap;
+	int *fds;
+	size_t nfds, fcap;
+};
 
-			memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
-			if (a->popts.n_inherited < (int)(2 * SHUNT_MAX_WORKERS))
-				a->popts.inherited[a->popts.n_inherited++] = got;
-			else
-				close(got);
+static void handover_free(struct handover *h, size_t keep_from)
+{
+	for (size_t i = keep_from; i < h->nfds; i++)
+		close(h->fds[i]);
+	free(h->text);
+	free(h->fds);
+}
+
+/* Read the answer to its end (the running agent closes the connection
+ * after it): 0, or -errno. */
+static int handover_read(int fd, struct handover *h)
+{
+	for (;;) {
+		union {
+			char buf[CMSG_SPACE(sizeof(int) * 253)];
+			struct cmsghdr align;
+		} u;
+		char chunk[4096];
+		struct iovec iov = {.iov_base = chunk, .iov_len = sizeof(chunk)};
+		struct msghdr mh = {.msg_iov = &iov,
+				    .msg_iovlen = 1,
+				    .msg_control = u.buf,
+				    .msg_controllen = sizeof(u.buf)};
+		ssize_t n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0)
+			return h->len ? 0 : -errno; /* what came is what there is */
+		for (struct cmsghdr *cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+			if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+				continue;
+			for (size_t i = 0; CMSG_LEN((i + 1) * sizeof(int)) <= cm->cmsg_len; i++) {
+				int got;
+
+				memcpy(&got, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+				if (h->nfds == h->fcap) {
+					size_t cap = h->fcap ? 2 * h->fcap : 64;
+					int *f = realloc(h->fds, cap * sizeof(*f));
+
+					if (!f) {
+						close(got);
+						continue;
+					}
+					h->fds = f;
+					h->fcap = cap;
+				}
+				h->fds[h->nfds++] = got;
+			}
 		}
+		if (n == 0)
+			return 0;
+		if (h->len + (size_t)n + 1 > h->cap) {
+			size_t cap = h->cap ? 2 * h->cap : 8192;
+			char *t;
+
+			while (cap < h->len + (size_t)n + 1)
+				cap *= 2;
+			if (cap > (4U << 20) || !(t = realloc(h->text, cap)))
+				return -ENOMEM;
+			h->text = t;
+			h->cap = cap;
+		}
+		memcpy(h->text + h->len, chunk, (size_t)n);
+		h->len += (size_t)n;
+		h->text[h->len] = '\0';
 	}
+}
+
+/* The pods in the answer ("pod NAME PATH MASK" lines after "ok"): their
+ * descriptors are the last ones sent, after the listeners. Returns how
+ * many descriptors they take, having filled a->popts.pods; on anything
+ * unexpected, none (the pods fail open until added again). */
+static size_t handover_pods(struct agent *a, struct handover *h)
+{
+	size_t want = 0, n = 0;
+	char *save = NULL, *line;
+
+	for (char *p = strstr(h->text, "\npod\t"); p; p = strstr(p + 1, "\npod\t"))
+		n++;
+	if (!n)
+		return 0;
+	a->popts.pods = calloc(n, sizeof(*a->popts.pods));
+	if (!a->popts.pods)
+		return 0;
+	n = 0;
+	for (line = strtok_r(h->text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		struct inpod_handover *p = &a->popts.pods[n];
+		char *f[4], *s2 = NULL;
+		int k = 0;
+
+		if (strncmp(line, "pod\t", 4))
+			continue;
+		for (char *t = strtok_r(line, "\t", &s2); t && k < 4; t = strtok_r(NULL, "\t", &s2))
+			f[k++] = t;
+		if (k != 4 || strlen(f[1]) >= sizeof(p->name) ||
+		    strlen(f[2]) >= sizeof(p->netns_path) || strlen(f[3]) != 1 || f[3][0] < '0' ||
+		    f[3][0] > '3')
+			goto bad;
+		strcpy(p->name, f[1]);
+		strcpy(p->netns_path, f[2]);
+		p->lfd[0] = f[3][0] & 1 ? 1 : -1; /* descriptors assigned below */
+		p->lfd[1] = f[3][0] & 2 ? 1 : -1;
+		want += 1 + (p->lfd[0] >= 0) + (p->lfd[1] >= 0);
+		n++;
+	}
+	if (want > h->nfds)
+		goto bad;
+	for (size_t i = 0, at = h->nfds - want; i < n; i++) {
+		struct inpod_handover *p = &a->popts.pods[i];
+
+		p->nsfd = h->fds[at++];
+		for (int f = 0; f < 2; f++)
+			if (p->lfd[f] >= 0)
+				p->lfd[f] = h->fds[at++];
+	}
+	a->popts.n_pods = (int)n;
+	return want;
+bad:
+	pr_warn("takeover: the pods served in-pod came garbled: they fail open until added "
+		"again");
+	free(a->popts.pods);
+	a->popts.pods = NULL;
+	return 0;
 }
 
 static int takeover(struct agent *a)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 2 * SHUNT_MAX_WORKERS)];
-		struct cmsghdr align;
-	} u;
-	char line[512];
-	struct iovec iov = {.iov_base = line, .iov_len = sizeof(line) - 1};
-	struct msghdr mh = {.msg_iov = &iov,
-			    .msg_iovlen = 1,
-			    .msg_control = u.buf,
-			    .msg_controllen = sizeof(u.buf)};
-	ssize_t n;
-	int fd = takeover_ask(a);
+	struct handover h = {};
+	size_t pod_fds, listeners;
+	int err, fd = takeover_ask(a);
 
 	if (fd < 0)
 		return -1;
-	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+	err = handover_read(fd, &h);
 	close(fd);
-	if (n <= 0) {
+	if (err || !h.len) {
 		pr_err("takeover: no answer from the running agent on %s: %s", a->control_path,
-		       n ? strerror(errno) : "closed");
+		       err ? strerror(-err) : "closed");
+		handover_free(&h, 0);
 		return -1;
 	}
-	takeover_keep_fds(a, &mh);
-	line[n] = '\0';
-	if (strncmp(line, "ok\n", 3)) {
-		for (int i = 0; i < a->popts.n_inherited; i++)
-			close(a->popts.inherited[i]);
-		a->popts.n_inherited = 0;
-		line[strcspn(line, "\0")] = '\0';
-		pr_err("takeover: the running agent refused: %s",
-		       strchr(line, '\n') ? strchr(line, '\n') + 1 : line);
+	if (strncmp(h.text, "ok\n", 3)) {
+		char *msg = strchr(h.text, '\n');
+
+		pr_err("takeover: the running agent refused: %s", msg ? msg + 1 : h.text);
+		handover_free(&h, 0);
 		return -1;
 	}
+	pod_fds = handover_pods(a, &h);
+	listeners = h.nfds - pod_fds;
+	for (size_t i = 0; i < listeners; i++)
+		if (a->popts.n_inherited < (int)(2 * SHUNT_MAX_WORKERS))
+			a->popts.inherited[a->popts.n_inherited++] = h.fds[i];
+		else
+			close(h.fds[i]);
+	h.nfds = 0; /* every descriptor has its owner now */
+	handover_free(&h, 0);
 	pr_info("took over %d listener(s) from the running agent", a->popts.n_inherited);
+	if (a->popts.n_pods)
+		pr_info("took over %d in-pod pod(s) from the running agent", a->popts.n_pods);
 	return 0;
 }
 
@@ -1201,6 +1317,9 @@ int main(int argc, char **argv)
 	}
 	if (workers_start(&a.workers, &a.popts, &a.loop, &a.bpf, &a.view))
 		goto cleanup_view;
+	free(a.popts.pods); /* worker 0 took their descriptors */
+	a.popts.pods = NULL;
+	a.popts.n_pods = 0;
 	if (control_start(&a, a.control_path))
 		goto cleanup_proxy;
 	if (a.metrics_addr.family && metrics_start(&a, &a.metrics_addr))

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -460,6 +461,89 @@ static void cmd_override_ready(struct ctl_conn *cc, const struct ctl_request *r)
 
 /* A new agent asks for the listening sockets: send them with the answer
  * and let the main loop start draining. */
+#define HANDOVER_PODS_PER_MSG 64 /* 3 descriptors each: under SCM_MAX_FD (253) */
+
+/* All of buf on fd (non-blocking), the descriptors with its first byte;
+ * waits up to a second at a time for room. 0 or -1. */
+static int send_all(int fd, const char *buf, size_t len, const int *fds, size_t nfds)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(int) * 3 * HANDOVER_PODS_PER_MSG)];
+		struct cmsghdr align;
+	} u = {};
+	size_t off = 0;
+
+	while (off < len) {
+		struct iovec iov = {.iov_base = (void *)(buf + off), .iov_len = len - off};
+		struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+		struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+		ssize_t n;
+
+		if (!off && nfds) {
+			struct cmsghdr *cm;
+
+			mh.msg_control = u.buf;
+			mh.msg_controllen = CMSG_SPACE(sizeof(int) * nfds);
+			cm = CMSG_FIRSTHDR(&mh);
+			cm->cmsg_level = SOL_SOCKET;
+			cm->cmsg_type = SCM_RIGHTS;
+			cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+			memcpy(CMSG_DATA(cm), fds, sizeof(int) * nfds);
+		}
+		n = sendmsg(fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n > 0) {
+			off += (size_t)n;
+			continue;
+		}
+		if (n < 0 && errno != EAGAIN && errno != EINTR)
+			return -1;
+		if (poll(&pfd, 1, 1000) <= 0)
+			return -1;
+	}
+	return 0;
+}
+
+/* After the listeners, the pods served in-pod: lines "pod NAME PATH MASK"
+ * (TAB-separated; MASK 1: an IPv4 listener follows, 2: an IPv6 one) with,
+ * per pod, its namespace and those listeners, in messages of at most
+ * HANDOVER_PODS_PER_MSG pods. An agent from before in-pod mode reads only
+ * "ok" and closes what it does not know. Returns the pods sent. */
+static int takeover_pods(struct ctl_conn *cc)
+{
+	size_t n = workers_inpod_count(cc->a->workers);
+	struct inpod_handover *h = n ? calloc(n, sizeof(*h)) : NULL;
+	int sent = 0;
+
+	if (!h)
+		return 0;
+	n = (size_t)workers_inpod_handover(cc->a->workers, h, (int)n);
+	for (size_t i = 0; i < n; i += HANDOVER_PODS_PER_MSG) {
+		char text[HANDOVER_PODS_PER_MSG * 340];
+		int fds[3 * HANDOVER_PODS_PER_MSG];
+		size_t len = 0, nfds = 0, k;
+
+		for (k = i; k < n && k < i + HANDOVER_PODS_PER_MSG; k++) {
+			unsigned mask = (h[k].lfd[0] >= 0 ? 1U : 0U) | (h[k].lfd[1] >= 0 ? 2U : 0U);
+
+			len += (size_t)snprintf(text + len, sizeof(text) - len, "pod\t%s\t%s\t%u\n",
+						h[k].name, h[k].netns_path, mask);
+			fds[nfds++] = h[k].nsfd;
+			for (int f = 0; f < 2; f++)
+				if (h[k].lfd[f] >= 0)
+					fds[nfds++] = h[k].lfd[f];
+		}
+		if (send_all(cc->c.fd, text, len, fds, nfds)) {
+			pr_warn("takeover: handing over in-pod pods failed: %s; those not handed "
+				"over fail open until added again",
+				strerror(errno));
+			break;
+		}
+		sent += (int)(k - i);
+	}
+	free(h);
+	return sent;
+}
+
 static void cmd_takeover(struct ctl_conn *cc)
 {
 	struct agent *a = cc->a;
@@ -473,7 +557,7 @@ static void cmd_takeover(struct ctl_conn *cc)
 	struct ucred cred = {};
 	socklen_t cl = sizeof(cred);
 	struct cmsghdr *cm;
-	int fds[2 * SHUNT_MAX_WORKERS], n;
+	int fds[2 * SHUNT_MAX_WORKERS], n, np;
 
 	if (a->draining || a->handed_over) {
 		fail(cc, CTL_EXIT_FAILED,
@@ -495,7 +579,10 @@ static void cmd_takeover(struct ctl_conn *cc)
 			strerror(errno));
 		return;
 	}
+	np = takeover_pods(cc);
 	getsockopt(cc->c.fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
+	if (np)
+		pr_info("handed %d in-pod pod(s) over with their listeners", np);
 	if (cred.pid)
 		pr_info("handed %d listener(s) over to pid %d; draining", n, (int)cred.pid);
 	else

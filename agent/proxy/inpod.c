@@ -214,46 +214,54 @@ static void inpod_free(struct inpod *pod)
 	free(pod);
 }
 
-int proxy_inpod_add(struct proxy *p, const char *name, const char *netns_path, char *msg,
-		    size_t msglen)
+/* The address a pod's listener handed over is bound to, made
+ * non-blocking: 0, or -errno. */
+static int adopt_listener(int fd, struct shunt_addr *a)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl) ||
+	    addr_from_sockaddr((struct sockaddr *)&ss, a))
+		return -EINVAL;
+	if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK))
+		return -errno;
+	return 0;
+}
+
+/* Serve pod name, whose network namespace is nsfd (taken: closed on
+ * failure): on listeners there that lfd hands over (a takeover; -1: none
+ * of that family), or on new ones (lfd NULL). 0, or -errno with msg. */
+static int inpod_start(struct proxy *p, const char *name, const char *netns_path, int nsfd,
+		       const int *lfd, char *msg, size_t msglen)
 {
 	struct shunt_inpod v = {};
 	struct inpod *pod;
 	socklen_t len = sizeof(uint64_t);
 	int fd, err;
 
-	if (p->host_nsfd < 0 || !p->sh->bpf->netns_known) {
-		snprintf(msg, msglen, "this agent cannot serve pods in-pod: %s",
-			 p->host_nsfd < 0 ? "it cannot open its own network namespace"
-					  : "the kernel's sockops programs cannot tell a "
-					    "connection's network namespace (Linux 5.15)");
-		return -EOPNOTSUPP;
-	}
-	if (!name[0] || strlen(name) >= INPOD_NAME_LEN) {
-		snprintf(msg, msglen, "a pod name is 1 to %d bytes", INPOD_NAME_LEN - 1);
-		return -EINVAL;
-	}
-	if (inpod_find(p, name)) {
-		snprintf(msg, msglen, "pod '%s' is served in-pod already", name);
-		return -EEXIST;
-	}
 	pod = calloc(1, sizeof(*pod));
-	if (!pod)
+	if (!pod) {
+		close(nsfd);
+		for (int i = 0; lfd && i < 2; i++)
+			if (lfd[i] >= 0)
+				close(lfd[i]);
+		snprintf(msg, msglen, "out of memory");
 		return -ENOMEM;
+	}
 	pod->p = p;
 	snprintf(pod->name, sizeof(pod->name), "%s", name);
 	snprintf(pod->netns_path, sizeof(pod->netns_path), "%s", netns_path);
-	pod->l[0].fd = pod->l[1].fd = -1;
 	pod->pool.in_pod = true;
-	pod->pool.nsfd = open(netns_path, O_RDONLY | O_CLOEXEC);
-	if (pod->pool.nsfd < 0) {
-		err = -errno;
-		snprintf(msg, msglen, "open %s: %s", netns_path, strerror(-err));
-		goto fail;
+	pod->pool.nsfd = nsfd;
+	for (int i = 0; i < 2; i++) {
+		pod->l[i].fd = lfd ? lfd[i] : -1;
+		pod->l[i].pod = pod;
+		pod->l[i].h.fn = inpod_accept;
 	}
 	/* The namespace's identity, as the kernel programs see it: from a
 	 * socket made in it. */
-	fd = inpod_socket(p, pod->pool.nsfd, AF_UNIX);
+	fd = inpod_socket(p, nsfd, AF_UNIX);
 	if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &pod->netns, &len)) {
 		err = -errno;
 		snprintf(msg, msglen, "%s: the network namespace's cookie: %s", netns_path,
@@ -273,6 +281,15 @@ int proxy_inpod_add(struct proxy *p, const char *name, const char *netns_path, c
 	for (int i = 0; i < 2; i++) {
 		struct shunt_addr *a = &pod->listen[i];
 
+		if (lfd) {
+			if (pod->l[i].fd >= 0 && adopt_listener(pod->l[i].fd, a)) {
+				err = -EINVAL;
+				snprintf(msg, msglen,
+					 "a handed-over listener is not a bound socket");
+				goto fail;
+			}
+			continue;
+		}
 		a->family = i ? SHUNT_FAMILY_V6 : SHUNT_FAMILY_V4;
 		a->port = p->o.inpod_port;
 		if (i)
@@ -281,7 +298,7 @@ int proxy_inpod_add(struct proxy *p, const char *name, const char *netns_path, c
 			a->addr[0] = 127;
 			a->addr[3] = 1;
 		}
-		fd = listen_in(p, pod->pool.nsfd, a, msg, msglen);
+		fd = listen_in(p, nsfd, a, msg, msglen);
 		if (fd < 0) {
 			/* A pod without IPv6 (or its loopback address): IPv4
 			 * only, its IPv6 connections fail open. */
@@ -293,8 +310,6 @@ int proxy_inpod_add(struct proxy *p, const char *name, const char *netns_path, c
 			goto fail;
 		}
 		pod->l[i].fd = fd;
-		pod->l[i].pod = pod;
-		pod->l[i].h.fn = inpod_accept;
 	}
 	err = slot_take(p, &pod->slot);
 	if (err) {
@@ -330,8 +345,12 @@ int proxy_inpod_add(struct proxy *p, const char *name, const char *netns_path, c
 	pod->next = p->inpods;
 	p->inpods = pod;
 	p->st.inpod_pods = ++p->n_inpods;
-	pr_info("in-pod: serving pod '%s' (%s, netns cookie %llu) from its own namespace", name,
-		netns_path, (unsigned long long)pod->netns);
+	/* A handed-over backlog has no new edge. */
+	for (int i = 0; lfd && i < 2; i++)
+		if (pod->l[i].fd >= 0)
+			inpod_accept(&pod->l[i].h, EPOLLIN);
+	pr_info("in-pod: serving pod '%s' (%s, netns cookie %llu) from its own namespace%s", name,
+		netns_path, (unsigned long long)pod->netns, lfd ? ", taken over" : "");
 	return 0;
 
 fail_slot:
@@ -339,6 +358,76 @@ fail_slot:
 fail:
 	inpod_free(pod);
 	return err;
+}
+
+int proxy_inpod_add(struct proxy *p, const char *name, const char *netns_path, char *msg,
+		    size_t msglen)
+{
+	int nsfd;
+
+	if (p->host_nsfd < 0 || !p->sh->bpf->netns_known) {
+		snprintf(msg, msglen, "this agent cannot serve pods in-pod: %s",
+			 p->host_nsfd < 0 ? "it cannot open its own network namespace"
+					  : "the kernel's sockops programs cannot tell a "
+					    "connection's network namespace (Linux 5.15)");
+		return -EOPNOTSUPP;
+	}
+	if (!name[0] || strlen(name) >= INPOD_NAME_LEN) {
+		snprintf(msg, msglen, "a pod name is 1 to %d bytes", INPOD_NAME_LEN - 1);
+		return -EINVAL;
+	}
+	if (inpod_find(p, name)) {
+		snprintf(msg, msglen, "pod '%s' is served in-pod already", name);
+		return -EEXIST;
+	}
+	nsfd = open(netns_path, O_RDONLY | O_CLOEXEC);
+	if (nsfd < 0) {
+		int err = -errno;
+
+		snprintf(msg, msglen, "open %s: %s", netns_path, strerror(-err));
+		return err;
+	}
+	return inpod_start(p, name, netns_path, nsfd, NULL, msg, msglen);
+}
+
+/* The pods an agent before us handed over (proxy_start, worker 0). */
+void inpod_adopt(struct proxy *p, struct inpod_handover *h, int n)
+{
+	char msg[512];
+
+	for (int i = 0; i < n; i++) {
+		if (h[i].nsfd < 0)
+			continue;
+		if (p->host_nsfd < 0 || !p->sh->bpf->netns_known || inpod_find(p, h[i].name)) {
+			pr_warn("in-pod: cannot serve pod '%s' handed over: its connections fail "
+				"open until it is added again",
+				h[i].name);
+			close(h[i].nsfd);
+			for (int k = 0; k < 2; k++)
+				if (h[i].lfd[k] >= 0)
+					close(h[i].lfd[k]);
+		} else if (inpod_start(p, h[i].name, h[i].netns_path, h[i].nsfd, h[i].lfd, msg,
+				       sizeof(msg))) {
+			pr_warn("in-pod: pod '%s' handed over: %s; its connections fail open until "
+				"it is added again",
+				h[i].name, msg);
+		}
+		h[i].nsfd = h[i].lfd[0] = h[i].lfd[1] = -1;
+	}
+}
+
+int proxy_inpod_handover(struct proxy *p, struct inpod_handover *out, int max)
+{
+	int n = 0;
+
+	for (struct inpod *pod = p->inpods; pod && n < max; pod = pod->next, n++) {
+		snprintf(out[n].name, sizeof(out[n].name), "%s", pod->name);
+		snprintf(out[n].netns_path, sizeof(out[n].netns_path), "%s", pod->netns_path);
+		out[n].nsfd = pod->pool.nsfd;
+		out[n].lfd[0] = pod->l[0].fd;
+		out[n].lfd[1] = pod->l[1].fd;
+	}
+	return n;
 }
 
 /* pod stops being served: new connections fail open (no shunt_inpod

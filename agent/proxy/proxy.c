@@ -72,6 +72,8 @@ int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loo
 	inpod_init(p);
 	for (int i = 0; i < o->n_listen && !err; i++)
 		err = listen_on(p, &o->listen[i]);
+	if (!err && !id && o->n_pods)
+		inpod_adopt(p, o->pods, o->n_pods);
 	/* What is left was another worker's of an agent with more of them. */
 	for (int i = 0; i < p->o.n_inherited && !err; i++)
 		if (p->o.inherited[i] >= 0)

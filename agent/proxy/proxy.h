@@ -28,6 +28,15 @@
 struct shunt_bpf;
 struct reqstats;
 
+/* A pod served in-pod, as a takeover hands it over: its name, its network
+ * namespace and its listeners there (-1: none of that family). */
+struct inpod_handover {
+	char name[64];
+	char netns_path[256];
+	int nsfd;
+	int lfd[2];
+};
+
 struct proxy_opts {
 	struct shunt_addr listen[2]; /* at most one IPv4 and one IPv6 */
 	int n_listen;
@@ -54,6 +63,10 @@ struct proxy_opts {
 	 * instead of binding a new socket. */
 	int inherited[2 * SHUNT_MAX_WORKERS];
 	int n_inherited;
+	/* Pods served in-pod by the agent before this one: worker 0 serves
+	 * them on, with their listeners (it takes the descriptors). */
+	struct inpod_handover *pods;
+	int n_pods;
 };
 
 struct proxy_stats {
@@ -166,5 +179,8 @@ int workers_inpod_del(struct workers *w, const char *name, char *msg, size_t msg
 /* The pods served in-pod, at most max; returns how many. */
 int workers_inpod_list(struct workers *w, struct inpod_info *out, int max);
 size_t workers_inpod_count(struct workers *w);
+/* The pods served in-pod with their descriptors (still ours), for a
+ * successor; at most max. */
+int workers_inpod_handover(struct workers *w, struct inpod_handover *out, int max);
 
 #endif /* SHUNT_PROXY_H */

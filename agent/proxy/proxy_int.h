@@ -358,6 +358,7 @@ int proxy_inpod_add(struct proxy *p, const char *name, const char *netns_path, c
 int proxy_inpod_del(struct proxy *p, const char *name, char *msg, size_t msglen);
 int proxy_inpod_list(struct proxy *p, struct inpod_info *out, int max);
 size_t proxy_inpod_count(const struct proxy *p);
+int proxy_inpod_handover(struct proxy *p, struct inpod_handover *out, int max);
 /* The pool c's upstream connections come from: its pod's, in-pod. */
 static inline struct pool *conn_pool(struct conn *c)
 {
@@ -375,6 +376,7 @@ void inpod_drain(struct proxy *p, bool forget);
 /* Every pod goes, its connections closed. */
 void inpod_stop_all(struct proxy *p, bool forget);
 void inpod_fini(struct proxy *p);
+void inpod_adopt(struct proxy *p, struct inpod_handover *h, int n);
 /* Forget removed pods whose connections are all freed. */
 void inpod_reap(struct proxy *p);
 

@@ -259,6 +259,10 @@ int workers_start(struct workers **out, const struct proxy_opts *o, struct loop 
 				err = -errno;
 		}
 		deal_inherited(o, ws->n, i, &mine);
+		if (i) {
+			mine.pods = NULL; /* worker 0 serves every in-pod pod */
+			mine.n_pods = 0;
+		}
 		if (!err)
 			err = proxy_start(&w->p, &mine, w->loop, &ws->sh, i);
 		if (!err) {
@@ -448,4 +452,9 @@ int workers_inpod_list(struct workers *ws, struct inpod_info *out, int max)
 size_t workers_inpod_count(struct workers *ws)
 {
 	return proxy_inpod_count(ws->w[0].p);
+}
+
+int workers_inpod_handover(struct workers *ws, struct inpod_handover *out, int max)
+{
+	return proxy_inpod_handover(ws->w[0].p, out, max);
 }

@@ -19,6 +19,7 @@ import node as N
 from base import SVC4, SVC6, TO4, TO6, NodeTestCase
 from httpmsg import key_header
 import test_h2
+import test_restarts
 from test_h2 import H2_PORT, KEY as H2_KEY, svc
 
 KEY = [key_header("dev-a")]
@@ -219,3 +220,44 @@ class InPodH2(NodeTestCase):
         for pod in ("sbx", "base"):
             self.assertFalse({N.NODE4, N.NODE6} & self.peers_of(pod, H2_PORT), "a session from the node")
         self.assertEqual(self.node.ctl_json("pod", "list")[0]["upstream_destinations"], 4)
+
+
+class InPodTakeover(test_restarts.Load, NodeTestCase):
+    """A takeover hands the in-pod pods over with their listeners: under
+    keyed and unkeyed load from the pod, nothing fails or goes astray, and
+    the new agent serves the pod in-pod, from the pod's address."""
+
+    def test_takeover_keeps_the_pod_in_pod(self):
+        n = self.node
+        n.ctl_ok("pod", "add", "test/client", "--netns", n.netns_path("client"))
+        self.route(SVC4, "dev-a", TO4)
+        cookie = self.pods_of(n)[0]["netns_cookie"]
+        old = n.shuntd
+        load = self.start_load()
+        self.wait_load_running()
+        new = n.shuntd_spawn(["--drain-timeout", "5s"])
+        off = n.shuntd_log_start = new.log_offset
+        n.shuntd = new
+        self.wait_log("ready: cgroup", off)
+        self.assertEqual(old.wait(8), 0, "the old agent did not drain and exit cleanly")
+        out = N._read_from(n.shuntd_log, off)
+        self.assertIn("took over 1 in-pod pod(s) from the running agent", out)
+        self.assertIn("handed 1 in-pod pod(s) over with their listeners", out)
+        self.assertIn("serving pod 'test/client'", out)
+        st = self.load_result(load, 20)
+        self.report("in-pod takeover", st)
+        self.assertGreater(st["requests"], 200, "too little load to mean anything: %r" % st)
+        self.assertEqual(st["failures"], {}, "requests failed across the takeover: %r" % st)
+        self.assertEqual(st["misroutes"], 0, "requests misrouted across the takeover: %r" % st)
+        pods = self.pods_of(n)
+        self.assertEqual([(p["name"], p["netns_cookie"]) for p in pods], [("test/client", cookie)])
+        self.assertGreater(n.status()["capture"]["inpod"]["accepted"], 0, "the new agent served nothing in-pod")
+        self.assertEqual([e["key"] for e in n.map_dump("shunt_inpod")], [cookie])
+        r = self.get(N.BASE4, "/after", KEY)
+        self.assertPod(r, "sandbox")
+        self.assertEqual(peer_ip(r), N.CLIENT4)
+        n.ctl_ok("pod", "del", "test/client")
+
+    @staticmethod
+    def pods_of(n):
+        return n.ctl_json("pod", "list")
