@@ -43,6 +43,10 @@ shunt-w1-poll-key (--workers 1 --poll on) and shunt-wN-nopoll-key
 (--workers N --poll off, N = the CPUs here). They need a shuntd whose
 --help lists --workers and --poll; with another the run says "variants
 skipped: this shuntd has no --workers" and goes on without them.
+In-pod rows (issue 14; when --help lists --inpod-port): shunt-inpod-nokey
+and shunt-inpod-key go through the default shuntd with the client pod
+served in-pod (shuntctl pod add): the upstream must see the client pod's
+address, not the node's; the issue 13 targets are reported for them too.
   1. One keep-alive connection per row: latclient.c (compiled on the fly;
      --client python for the http.client twin, whose own ~40 us per request
      would swamp a ~20 us direct round trip), 5000 requests after 500 warmup,
@@ -169,8 +173,9 @@ class Agent:
     """A shuntd the rows can go through: a build's binaries ("new": --build,
     "base": --baseline) started with extra flags (none: its defaults)."""
 
-    def __init__(self, name, build, args=()):
+    def __init__(self, name, build, args=(), inpod=False):
         self.name, self.build, self.args = name, build, list(args)
+        self.inpod = inpod  # the client pod is served in-pod (shuntctl pod add)
         self.threads = 0  # the most threads seen in it during a run
 
     def flags(self):
@@ -215,6 +220,15 @@ class Row:
         return ns / n / 1000.0 if n and self.via != "direct" else None
 
 
+def peer_note(row):
+    """What a row's expected peer means, for an error."""
+    if row.via == "direct":
+        return "captured by shunt"
+    if row.peer == N.CLIENT4:
+        return "in-pod: the upstream connection was not made in the pod"
+    return "not through the proxy"
+
+
 def direct_row(host, port, pod):
     """A row straight to a pod (never captured): the reference of the rows that reach that pod."""
     return Row("direct-" + pod, host, port, False, pod, N.CLIENT4, "direct-" + pod, "direct")
@@ -233,13 +247,27 @@ def peer_rows(via, proxy, port):
     return [proxied_row("%s-%s" % (via, k), N.NODE4, port, k == "key", via, proxy) for k in ("nokey", "key")]
 
 
+def inpod_rows():
+    """Through shunt in-pod: the same route, the client pod served in-pod,
+    so the upstream sees the client pod's own address."""
+    out = []
+    for k in ("nokey", "key"):
+        r = proxied_row("shunt-inpod-" + k, N.BASE4, SVC_PORT, k == "key", "shunt", agent="inpod")
+        r.peer = N.CLIENT4
+        out.append(r)
+    return out
+
+
 def make_rows(compare=False, variants=()):
-    """The HTTP/1.1 rows; variants: names of the extra agents, one keyed row each."""
+    """The HTTP/1.1 rows; variants: names of the extra agents, one keyed
+    row each ("inpod": both, see inpod_rows)."""
     base = [proxied_row("base:shunt-" + k, N.BASE4, SVC_PORT, k == "key", "shunt", agent="base")
             for k in ("nokey", "key")] if compare else []
     return ([direct_row(N.BASE4, DIRECT_PORT, "baseline")]
             + [proxied_row("shunt-" + k, N.BASE4, SVC_PORT, k == "key", "shunt") for k in ("nokey", "key")]
-            + [proxied_row("shunt-%s-key" % v, N.BASE4, SVC_PORT, True, "shunt", agent=v) for v in variants]
+            + [proxied_row("shunt-%s-key" % v, N.BASE4, SVC_PORT, True, "shunt", agent=v)
+               for v in variants if v != "inpod"]
+            + (inpod_rows() if "inpod" in variants else [])
             + base + [direct_row(N.SBX4, SVC_PORT, "sandbox")]
             + peer_rows("nginx", "nginx", PEER_PORT) + peer_rows("haproxy", "haproxy", HAP_PORT))
 
@@ -646,6 +674,8 @@ class Bench:
         ncpu = len(self.all_cpus)
         for name, args in variant_agents(ncpu):
             self.agents[name] = Agent(name, "new", args)
+        if "--inpod-port" in p.stdout + p.stderr:
+            self.agents["inpod"] = Agent("inpod", "new", inpod=True)
         return "variants: %d CPUs here, so the default is --workers %d --poll on" % (ncpu, ncpu)
 
     # ---- setup ---------------------------------------------------------------------
@@ -764,6 +794,8 @@ class Bench:
         self.node.shuntd_start(extra=ag.args)
         for service, to in self.routes:
             self.node.route_add(service, KEY, to)
+        if ag.inpod:
+            self.node.ctl_ok("pod", "add", "bench/client", "--netns", self.node.netns_path("client"))
         self.agent = agent
         self.shuntd_pid = self.find_shuntd()
         self.switches += 1
@@ -867,7 +899,7 @@ class Bench:
         if res["peer"] != row.peer:
             raise BenchError("%s: upstream saw the client as %r, expected %r (%s)" % (
                 row.name, res["peer"], row.peer,
-                "captured by shunt" if row.peer == N.CLIENT4 else "not through the proxy"))
+                peer_note(row)))
         served = self.check_counts(row, up0, self.upstream_counts(), sh0, self.shunt_counts(), n + warmup,
                                    "latency run")
         if mode:
@@ -1111,7 +1143,7 @@ class Bench:
         if peer != row.peer:
             raise BenchError("%s (%s): upstream saw the client as %r, expected %r (%s)" % (
                 row.name, what, peer, row.peer,
-                "captured by shunt" if row.peer == N.CLIENT4 else "not through the proxy"))
+                peer_note(row)))
 
     def h2load_once(self, row):
         """h2load for one row: {"lat_us": [...], "rps", "requests"}; every count checked."""
@@ -1306,7 +1338,8 @@ class Bench:
         P("          shuntd: %d open fds, %d active client connections, %s thread(s)"
           % (s["fds"], s["active"], s["threads"]))
         P()
-        P("Targets of issue 13 for the default agent (reported; they do not change the exit status)")
+        P("Targets of issue 13 for the default agent, and (issue 14) the same for it in-pod (reported; they do\n"
+          "not change the exit status)")
         res = []
 
         def target(ok, text):
@@ -1315,8 +1348,9 @@ class Bench:
             P("  %s  %s" % ("skip" if ok is None else "PASS" if ok else "FAIL", text))
 
         pinned = "pinned" in self.rows[0].lat
-        pairs = [(self.by_name["shunt-" + k], self.by_name["nginx-" + k], self.by_name["haproxy-" + k])
-                 for k in ("nokey", "key")]
+        modes = ["shunt-"] + (["shunt-inpod-"] if "shunt-inpod-key" in self.by_name else [])
+        pairs = [(self.by_name[m + k], self.by_name["nginx-" + k], self.by_name["haproxy-" + k])
+                 for m in modes for k in ("nokey", "key")]
         for r, _, _ in pairs:
             ref = self.by_name[r.ref]
             free_add = us(r.lat["free"]["p50_ns"] - ref.lat["free"]["p50_ns"])
@@ -1566,7 +1600,7 @@ def main():
     ap.add_argument("--idle", type=int, default=1000, help="idle keep-alive connections for RSS (default 1000)")
     ap.add_argument("--upstream-workers", default="auto", help="nginx workers of each upstream pod (default auto)")
     ap.add_argument("--no-variants", dest="variants", action="store_false",
-                    help="skip the rows of the shuntd variants (--workers 1/N, --poll off/on)")
+                    help="skip the rows of the shuntd variants (--workers 1/N, --poll off/on, in-pod)")
     ap.add_argument("--baseline", metavar="OTHER_BUILD",
                     help="also measure OTHER_BUILD's shuntd (rows base:*) in the same run: before/after")
     ap.add_argument("--no-h2", dest="h2", action="store_false",
