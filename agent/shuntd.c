@@ -913,6 +913,10 @@ struct handover {
 	size_t len, cap;
 	int *fds;
 	size_t nfds, fcap;
+	size_t first_nfds; /* of the first read: the listeners (a read stops
+			    * after the bytes that carried descriptors) */
+	size_t reads;
+	bool lost; /* a descriptor could not be kept: the order is unknown */
 };
 
 static void handover_free(struct handover *h, size_t keep_from)
@@ -957,6 +961,7 @@ static int handover_read(int fd, struct handover *h)
 
 					if (!f) {
 						close(got);
+						h->lost = true;
 						continue;
 					}
 					h->fds = f;
@@ -965,6 +970,8 @@ static int handover_read(int fd, struct handover *h)
 				h->fds[h->nfds++] = got;
 			}
 		}
+		if (!h->reads++)
+			h->first_nfds = h->nfds;
 		if (n == 0)
 			return 0;
 		if (h->len + (size_t)n + 1 > h->cap) {
@@ -985,9 +992,11 @@ static int handover_read(int fd, struct handover *h)
 }
 
 /* The pods in the answer ("pod NAME PATH MASK" lines after "ok"): their
- * descriptors are the last ones sent, after the listeners. Returns how
- * many descriptors they take, having filled a->popts.pods; on anything
- * unexpected, none (the pods fail open until added again). */
+ * descriptors are all those after the first read's (the listeners), and
+ * must be exactly as many as the lines announce. Returns how many
+ * descriptors they take, having filled a->popts.pods; on anything
+ * unexpected (an answer cut short, say), none: the caller closes them and
+ * the pods fail open until added again. */
 static size_t handover_pods(struct agent *a, struct handover *h)
 {
 	size_t want = 0, n = 0;
@@ -1021,9 +1030,9 @@ static size_t handover_pods(struct agent *a, struct handover *h)
 		want += 1 + (p->lfd[0] >= 0) + (p->lfd[1] >= 0);
 		n++;
 	}
-	if (want > h->nfds)
+	if (h->lost || want != h->nfds - h->first_nfds)
 		goto bad;
-	for (size_t i = 0, at = h->nfds - want; i < n; i++) {
+	for (size_t i = 0, at = h->first_nfds; i < n; i++) {
 		struct inpod_handover *p = &a->popts.pods[i];
 
 		p->nsfd = h->fds[at++];
@@ -1034,11 +1043,11 @@ static size_t handover_pods(struct agent *a, struct handover *h)
 	a->popts.n_pods = (int)n;
 	return want;
 bad:
-	pr_warn("takeover: the pods served in-pod came garbled: they fail open until added "
-		"again");
+	pr_warn("takeover: the pods served in-pod came garbled or cut short: they fail open "
+		"until added again");
 	free(a->popts.pods);
 	a->popts.pods = NULL;
-	return 0;
+	return (size_t)-1;
 }
 
 static int takeover(struct agent *a)
@@ -1065,7 +1074,13 @@ static int takeover(struct agent *a)
 		return -1;
 	}
 	pod_fds = handover_pods(a, &h);
-	listeners = h.nfds - pod_fds;
+	/* With pods, the first read's descriptors are the listeners and the
+	 * rest the pods' (taken, or closed when garbled); without, all are
+	 * listeners (listen_adopt() closes what is not). */
+	listeners = pod_fds ? h.first_nfds : h.nfds;
+	if (pod_fds == (size_t)-1)
+		for (size_t i = h.first_nfds; i < h.nfds; i++)
+			close(h.fds[i]);
 	for (size_t i = 0; i < listeners; i++)
 		if (a->popts.n_inherited < (int)(2 * SHUNT_MAX_WORKERS))
 			a->popts.inherited[a->popts.n_inherited++] = h.fds[i];

@@ -199,6 +199,8 @@ void client_close(struct conn *c)
 	p->dead_clients = c;
 	if (c->pod)
 		pod_detach(c);
+	if (c->inpod)
+		p->st.inpod_active--;
 	conn_count_down(p);
 }
 

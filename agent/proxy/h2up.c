@@ -616,8 +616,10 @@ bool h2up_submit(struct proxy *p, struct h2s *s)
 
 void h2up_close_all(struct proxy *p, const struct pool *root)
 {
+	/* A closed session waits on the list for h2up_reap, its pool entry
+	 * possibly freed already: never look at it again. */
 	for (struct h2up *u = p->h2_all; u; u = u->all_next)
-		if (!root || u->pool->root == root)
+		if (!u->io.dead && (!root || u->pool->root == root))
 			h2up_close(u, -ECONNRESET);
 }
 

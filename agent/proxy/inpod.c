@@ -28,7 +28,9 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <linux/nsfs.h>
 #include <bpf/bpf.h>
 
 #include "core/log.h"
@@ -77,6 +79,15 @@ int inpod_init(struct proxy *p)
 	if (p->host_nsfd < 0)
 		pr_warn("in-pod: open /proc/thread-self/ns/net: %s: pods cannot be served in-pod",
 			strerror(errno));
+	else {
+		socklen_t len = sizeof(p->host_netns);
+		int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd >= 0 && getsockopt(fd, SOL_SOCKET, SO_NETNS_COOKIE, &p->host_netns, &len))
+			p->host_netns = 0;
+		if (fd >= 0)
+			close(fd);
+	}
 	/* Entries of an agent before us name slots that are ours now. */
 	while (!bpf_map_get_next_key(p->sh->bpf->inpod_fd, NULL, &key)) {
 		if (bpf_map_delete_elem(p->sh->bpf->inpod_fd, &key))
@@ -177,6 +188,8 @@ static struct inpod *inpod_find(struct proxy *p, const char *name)
 	return NULL;
 }
 
+static void pod_listeners_expire(struct proxy *p, struct inpod *pod, bool now);
+
 static int slot_take(struct proxy *p, uint32_t *slot)
 {
 	for (uint32_t i = 0; i < SHUNT_MAX_INPOD; i++)
@@ -271,6 +284,14 @@ static int inpod_start(struct proxy *p, const char *name, const char *netns_path
 		goto fail;
 	}
 	close(fd);
+	if (pod->netns == p->host_netns) {
+		snprintf(msg, msglen,
+			 "%s is the agent's own network namespace (hostNetwork pods are served "
+			 "in node mode)",
+			 netns_path);
+		err = -EINVAL;
+		goto fail;
+	}
 	for (struct inpod *o = p->inpods; o; o = o->next)
 		if (o->netns == pod->netns) {
 			snprintf(msg, msglen, "%s is pod '%s''s network namespace, served already",
@@ -278,6 +299,11 @@ static int inpod_start(struct proxy *p, const char *name, const char *netns_path
 			err = -EEXIST;
 			goto fail;
 		}
+	/* The same pod removed a moment ago: its listeners in their grace
+	 * hold the port; close them now. */
+	for (struct inpod *g = p->inpods_gone; g && !lfd; g = g->next)
+		if (g->netns == pod->netns)
+			pod_listeners_expire(p, g, true);
 	for (int i = 0; i < 2; i++) {
 		struct shunt_addr *a = &pod->listen[i];
 
@@ -380,12 +406,19 @@ int proxy_inpod_add(struct proxy *p, const char *name, const char *netns_path, c
 		snprintf(msg, msglen, "pod '%s' is served in-pod already", name);
 		return -EEXIST;
 	}
-	nsfd = open(netns_path, O_RDONLY | O_CLOEXEC);
+	/* Never blocks (a FIFO) nor becomes a terminal; and must be a
+	 * network namespace. */
+	nsfd = open(netns_path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
 	if (nsfd < 0) {
 		int err = -errno;
 
 		snprintf(msg, msglen, "open %s: %s", netns_path, strerror(-err));
 		return err;
+	}
+	if (ioctl(nsfd, NS_GET_NSTYPE) != CLONE_NEWNET) {
+		snprintf(msg, msglen, "%s is not a network namespace", netns_path);
+		close(nsfd);
+		return -EINVAL;
 	}
 	return inpod_start(p, name, netns_path, nsfd, NULL, msg, msglen);
 }
@@ -430,16 +463,43 @@ int proxy_inpod_handover(struct proxy *p, struct inpod_handover *out, int max)
 	return n;
 }
 
+/* pod's listeners close after LISTEN_GRACE_MS (its shunt_inpod entry is
+ * gone: what reaches them now was captured just before). */
+static void listeners_close_soon(struct proxy *p, struct inpod *pod)
+{
+	if ((pod->l[0].fd >= 0 || pod->l[1].fd >= 0) && !pod->close_at) {
+		pod->close_at = p->loop->now_ms + LISTEN_GRACE_MS;
+		p->inpods_closing++;
+	}
+}
+
+static void pod_listeners_expire(struct proxy *p, struct inpod *pod, bool now)
+{
+	if (!pod->close_at || (!now && p->loop->now_ms < pod->close_at))
+		return;
+	for (int i = 0; i < 2; i++)
+		if (pod->l[i].fd >= 0)
+			inpod_accept(&pod->l[i].h, EPOLLIN); /* since the last edge */
+	listeners_close(pod);
+	pod->close_at = 0;
+	p->inpods_closing--;
+}
+
 /* pod stops being served: new connections fail open (no shunt_inpod
- * entry), its listeners close, its connections and upstreams close. It is
- * freed once nothing refers to it (inpod_reap). */
-static void inpod_remove(struct proxy *p, struct inpod *pod, bool forget)
+ * entry), its listeners close (after a grace: grace), its connections and
+ * upstreams close. It is freed once nothing refers to it (inpod_reap). */
+static void inpod_remove(struct proxy *p, struct inpod *pod, bool forget, bool grace)
 {
 	struct inpod **pp;
 
 	if (forget)
 		bpf_map_delete_elem(p->sh->bpf->inpod_fd, &pod->netns);
-	listeners_close(pod);
+	if (grace)
+		listeners_close_soon(p, pod);
+	else {
+		pod_listeners_expire(p, pod, true);
+		listeners_close(pod);
+	}
 	for (struct conn *c = p->clients, *next; c; c = next) {
 		next = c->next;
 		if (c->inpod == pod)
@@ -465,7 +525,7 @@ int proxy_inpod_del(struct proxy *p, const char *name, char *msg, size_t msglen)
 		snprintf(msg, msglen, "pod '%s' is not served in-pod", name);
 		return -ENOENT;
 	}
-	inpod_remove(p, pod, true);
+	inpod_remove(p, pod, true, true);
 	pr_info("in-pod: pod '%s' no longer served", name);
 	return 0;
 }
@@ -499,25 +559,36 @@ size_t proxy_inpod_count(const struct proxy *p)
 void inpod_drain(struct proxy *p, bool forget)
 {
 	for (struct inpod *pod = p->inpods; pod; pod = pod->next) {
-		if (forget)
+		if (forget) {
 			bpf_map_delete_elem(p->sh->bpf->inpod_fd, &pod->netns);
-		listeners_close(pod);
+			listeners_close_soon(p, pod);
+		} else {
+			listeners_close(pod); /* the successor's now */
+		}
 	}
 }
 
 void inpod_stop_all(struct proxy *p, bool forget)
 {
 	while (p->inpods)
-		inpod_remove(p, p->inpods, forget);
+		inpod_remove(p, p->inpods, forget, false);
+	for (struct inpod *pod = p->inpods_gone; pod; pod = pod->next)
+		pod_listeners_expire(p, pod, true);
 }
 
 void inpod_reap(struct proxy *p)
 {
+	if (p->inpods_closing) {
+		for (struct inpod *pod = p->inpods; pod; pod = pod->next)
+			pod_listeners_expire(p, pod, false);
+		for (struct inpod *pod = p->inpods_gone; pod; pod = pod->next)
+			pod_listeners_expire(p, pod, false);
+	}
 	for (struct inpod **pp = &p->inpods_gone; *pp;) {
 		struct inpod *pod = *pp;
 
 		pool_sweep(&pod->pool, p->loop->now_ms, 0, true, up_close_idle);
-		if (pod->conns || pod->pool.by_dst.n) {
+		if (pod->conns || pod->pool.by_dst.n || pod->close_at) {
 			pp = &pod->next;
 			continue;
 		}
@@ -538,4 +609,10 @@ void inpod_fini(struct proxy *p)
 	if (p->host_nsfd >= 0)
 		close(p->host_nsfd);
 	p->host_nsfd = -1;
+}
+
+void inpod_pools_sweep(struct proxy *p, bool close_all)
+{
+	for (struct inpod *pod = p->inpods; pod; pod = pod->next)
+		pool_sweep(&pod->pool, p->loop->now_ms, POOL_IDLE_MS, close_all, up_close_idle);
 }

@@ -111,6 +111,7 @@ void proxy_drain(struct proxy *p, uint64_t timeout_ms, bool handed_over)
 	}
 	inpod_drain(p, !handed_over);
 	pool_sweep(&p->pool, p->loop->now_ms, POOL_IDLE_MS, true, up_close_idle);
+	inpod_pools_sweep(p, true);
 	/* A response whose head already went out cannot say "close" any
 	 * more: that client is told on its next one. */
 	for (struct conn *c = p->clients; c; c = c->next)
@@ -177,8 +178,9 @@ void proxy_tick(struct proxy *p)
 	if (now >= p->pool_sweep_next) {
 		p->pool_sweep_next = now + POOL_SWEEP_MS;
 		pool_sweep(&p->pool, now, POOL_IDLE_MS, false, up_close_idle);
+		inpod_pools_sweep(p, false);
 	}
-	if (p->inpods_gone)
+	if (p->inpods_gone || p->inpods_closing)
 		inpod_reap(p);
 	h2_flush_dirty(p);
 }
@@ -190,10 +192,8 @@ void proxy_reap(struct proxy *p)
 		struct conn *c = p->dead_clients;
 
 		p->dead_clients = c->next;
-		if (c->inpod) {
+		if (c->inpod)
 			c->inpod->conns--;
-			p->st.inpod_active--;
-		}
 		free(c->h2);
 		free(c);
 	}

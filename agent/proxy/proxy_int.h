@@ -192,6 +192,9 @@ struct inpod {
 	struct pool pool; /* nsfd: the namespace, open while the pod is */
 	size_t conns;	  /* client connections, until freed */
 	uint64_t accepted, requests;
+	/* 0, or when its listeners close: a connect() captured just before
+	 * its entry went is still accepted (LISTEN_GRACE_MS). */
+	uint64_t close_at;
 	bool gone;
 };
 
@@ -251,8 +254,10 @@ struct proxy {
 	 * pod's. */
 	struct inpod *inpods, *inpods_gone;
 	size_t n_inpods;
+	size_t inpods_closing; /* pods with close_at set */
 	uint64_t inpod_slots[SHUNT_MAX_INPOD / 64];
 	int host_nsfd;
+	uint64_t host_netns;	  /* its cookie: never served in-pod */
 	struct http_header *hdrs; /* scratch for one head at a time */
 	int spare_fd;		  /* given up to refuse a connection at EMFILE */
 	/* Input buffers of BUF_INITIAL that exchanges let go of: an idle
@@ -377,7 +382,10 @@ void inpod_drain(struct proxy *p, bool forget);
 void inpod_stop_all(struct proxy *p, bool forget);
 void inpod_fini(struct proxy *p);
 void inpod_adopt(struct proxy *p, struct inpod_handover *h, int n);
-/* Forget removed pods whose connections are all freed. */
+/* The pods' pools, as pool_sweep() does p's own. */
+void inpod_pools_sweep(struct proxy *p, bool close_all);
+/* Forget removed pods whose connections are all freed; close listeners
+ * whose grace is over. */
 void inpod_reap(struct proxy *p);
 
 /* tunnel.c */

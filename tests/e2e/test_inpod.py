@@ -128,9 +128,16 @@ class InPod(NodeTestCase):
         n.ctl_ok("pod", "del", "test/client")
         self.assertEqual(self.pods(), [])
         self.assertEqual(n.map_dump("shunt_inpod"), [])
-        self.assertEqual(live_slots(n, "shunt_pod_socks"), [])
-        listening = N.run(n.nsenter("client") + ["ss", "-Hltn", "sport = :%d" % INPOD_PORT]).stdout.strip()
+        # The listeners take what was captured just before, then go.
+        deadline = time.monotonic() + 3
+        while True:
+            listening = N.run(n.nsenter("client") + ["ss", "-Hltn", "sport = :%d" % INPOD_PORT]).stdout.strip()
+            socks = live_slots(n, "shunt_pod_socks")
+            if (listening, socks) == ("", []) or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
         self.assertEqual(listening, "", "a listener stayed in the pod")
+        self.assertEqual(socks, [])
         self.expect_closed(c, "the pod's connection after pod del")
         # Node mode again: captured to the node's listener.
         r = self.get(N.BASE4, "/after", KEY)
@@ -154,6 +161,12 @@ class InPod(NodeTestCase):
         self.assertIn("No such file", p.stderr)
         p = n.ctl("pod", "add", "bad name", "--netns", n.netns_path("base"))
         self.assertEqual(p.returncode, 1, p.stderr)
+        p = n.ctl("pod", "add", "test/node", "--netns", n.netns_path("node"))
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("the agent's own network namespace", p.stderr)
+        p = n.ctl("pod", "add", "test/file", "--netns", "/etc/hostname")
+        self.assertEqual(p.returncode, 1)
+        self.assertIn("is not a network namespace", p.stderr)
         p = n.ctl("pod", "del", "test/none")
         self.assertEqual(p.returncode, 1)
         self.assertIn("not served", p.stderr)
