@@ -462,13 +462,16 @@ static void cmd_override_ready(struct ctl_conn *cc, const struct ctl_request *r)
 /* A new agent asks for the listening sockets: send them with the answer
  * and let the main loop start draining. */
 #define HANDOVER_PODS_PER_MSG 64 /* 3 descriptors each: under SCM_MAX_FD (253) */
+#define HANDOVER_MAX_FDS                                                                           \
+	(3 * HANDOVER_PODS_PER_MSG > 2 * SHUNT_MAX_WORKERS ? 3 * HANDOVER_PODS_PER_MSG             \
+							   : 2 * SHUNT_MAX_WORKERS)
 
 /* All of buf on fd (non-blocking), the descriptors with its first byte;
  * waits up to a second at a time for room. 0 or -1. */
 static int send_all(int fd, const char *buf, size_t len, const int *fds, size_t nfds)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(int) * 3 * HANDOVER_PODS_PER_MSG)];
+		char buf[CMSG_SPACE(sizeof(int) * HANDOVER_MAX_FDS)];
 		struct cmsghdr align;
 	} u = {};
 	size_t off = 0;
@@ -547,16 +550,8 @@ static int takeover_pods(struct ctl_conn *cc)
 static void cmd_takeover(struct ctl_conn *cc)
 {
 	struct agent *a = cc->a;
-	static const char ok[] = "ok\n";
-	union {
-		char buf[CMSG_SPACE(sizeof(int) * 2 * SHUNT_MAX_WORKERS)];
-		struct cmsghdr align;
-	} u = {};
-	struct iovec iov = {.iov_base = (void *)ok, .iov_len = sizeof(ok) - 1};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	struct ucred cred = {};
 	socklen_t cl = sizeof(cred);
-	struct cmsghdr *cm;
 	int fds[2 * SHUNT_MAX_WORKERS], n, np;
 
 	if (a->draining || a->handed_over) {
@@ -565,16 +560,7 @@ static void cmd_takeover(struct ctl_conn *cc)
 		return;
 	}
 	n = workers_listener_fds(a->workers, fds, 2 * SHUNT_MAX_WORKERS);
-	if (n > 0) {
-		mh.msg_control = u.buf;
-		mh.msg_controllen = CMSG_SPACE(sizeof(int) * (size_t)n);
-		cm = CMSG_FIRSTHDR(&mh);
-		cm->cmsg_level = SOL_SOCKET;
-		cm->cmsg_type = SCM_RIGHTS;
-		cm->cmsg_len = CMSG_LEN(sizeof(int) * (size_t)n);
-		memcpy(CMSG_DATA(cm), fds, sizeof(int) * (size_t)n);
-	}
-	if (sendmsg(cc->c.fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)iov.iov_len) {
+	if (send_all(cc->c.fd, "ok\n", 3, fds, n > 0 ? (size_t)n : 0)) {
 		pr_warn("takeover: sending the listeners failed: %s; not draining",
 			strerror(errno));
 		return;

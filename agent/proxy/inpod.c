@@ -96,57 +96,52 @@ int inpod_init(struct proxy *p)
 	return 0;
 }
 
+/* A connection accepted on one of pod's listeners: served if the kernel
+ * filed it (captured), closed otherwise. */
+static void inpod_take(struct proxy *p, int fd, void *ctx)
+{
+	struct inpod *pod = ctx;
+	struct shunt_pod_conn_key k = {.netns = pod->netns};
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	struct shunt_orig orig;
+	char a[ADDR_STR_LEN];
+	struct conn *c = conn_new(p, fd);
+
+	if (!c)
+		return;
+	if (getpeername(fd, (struct sockaddr *)&ss, &sl) ||
+	    addr_from_sockaddr((struct sockaddr *)&ss, &c->peer)) {
+		client_close(c);
+		return;
+	}
+	k.client = c->peer;
+	if (map_take(p, p->sh->bpf->pod_conns_fd, &k, &orig)) {
+		/* Not captured by us (something in the pod dialled the port
+		 * itself): nothing to relay it to. */
+		p->st.unknown++;
+		pr_debug("in-pod %s: connection from %s was not captured: closing", pod->name,
+			 format_addr_port(&c->peer, a, sizeof(a)));
+		client_close(c);
+		return;
+	}
+	c->orig = orig.dst;
+	c->inpod = pod;
+	pod->conns++;
+	pod->accepted++;
+	p->st.inpod_active++;
+	p->st.inpod_accepted++;
+	if (p->sh->track_pods)
+		pod_attach(c, pod->netns);
+	conn_begin(c);
+}
+
 static void inpod_accept(struct ev_handler *h, uint32_t events)
 {
 	struct inpod_listener *l = (struct inpod_listener *)h;
-	struct inpod *pod = l->pod;
-	struct proxy *p = pod->p;
 
 	(void)events;
-	for (;;) {
-		struct sockaddr_storage ss;
-		socklen_t sl = sizeof(ss);
-		struct shunt_pod_conn_key k = {.netns = pod->netns};
-		struct shunt_orig orig;
-		char a[ADDR_STR_LEN];
-		struct conn *c;
-		int fd = accept4(l->fd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-
-		if (fd < 0) {
-			if (errno == EINTR || errno == ECONNABORTED)
-				continue;
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				pr_warn("in-pod %s: accept: %s", pod->name, strerror(errno));
-			return;
-		}
-		c = conn_new(p, fd);
-		if (!c)
-			continue;
-		if (addr_from_sockaddr((struct sockaddr *)&ss, &c->peer)) {
-			client_close(c);
-			continue;
-		}
-		k.client = c->peer;
-		if (bpf_map_lookup_elem(p->sh->bpf->pod_conns_fd, &k, &orig)) {
-			/* Not captured by us (something in the pod dialled
-			 * the port itself): nothing to relay it to. */
-			p->st.unknown++;
-			pr_debug("in-pod %s: connection from %s was not captured: closing",
-				 pod->name, format_addr_port(&c->peer, a, sizeof(a)));
-			client_close(c);
-			continue;
-		}
-		bpf_map_delete_elem(p->sh->bpf->pod_conns_fd, &k);
-		c->orig = orig.dst;
-		c->inpod = pod;
-		pod->conns++;
-		pod->accepted++;
-		p->st.inpod_active++;
-		p->st.inpod_accepted++;
-		if (p->sh->track_pods)
-			pod_attach(c, pod->netns);
-		conn_begin(c);
-	}
+	accept_backlog(l->pod->p, l->fd, inpod_take, l->pod);
 }
 
 /* A listener in the pod's namespace on a (the pod's loopback): the fd,
@@ -370,7 +365,7 @@ static int inpod_start(struct proxy *p, const char *name, const char *netns_path
 	}
 	pod->next = p->inpods;
 	p->inpods = pod;
-	p->st.inpod_pods = ++p->n_inpods;
+	p->st.inpod_pods++;
 	/* A handed-over backlog has no new edge. */
 	for (int i = 0; lfd && i < 2; i++)
 		if (pod->l[i].fd >= 0)
@@ -511,7 +506,7 @@ static void inpod_remove(struct proxy *p, struct inpod *pod, bool forget, bool g
 	for (pp = &p->inpods; *pp != pod; pp = &(*pp)->next)
 		;
 	*pp = pod->next;
-	p->st.inpod_pods = --p->n_inpods;
+	p->st.inpod_pods--;
 	pod->gone = true;
 	pod->next = p->inpods_gone;
 	p->inpods_gone = pod;
@@ -553,7 +548,7 @@ int proxy_inpod_list(struct proxy *p, struct inpod_info *out, int max)
 
 size_t proxy_inpod_count(const struct proxy *p)
 {
-	return p->n_inpods;
+	return (size_t)p->st.inpod_pods;
 }
 
 void inpod_drain(struct proxy *p, bool forget)

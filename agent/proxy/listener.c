@@ -34,9 +34,7 @@
 #include "core/util.h"
 #include "proxy/proxy_int.h"
 
-/* Read and remove a connection's record: one system call where the kernel
- * can (LOOKUP_AND_DELETE on hash maps, 5.14), two where it cannot. */
-static int map_take(struct proxy *p, int fd, const void *key, void *val)
+int map_take(struct proxy *p, int fd, const void *key, void *val)
 {
 	if (!p->no_take) {
 		if (!bpf_map_lookup_and_delete_elem(fd, key, val))
@@ -117,36 +115,36 @@ bool conn_begin(struct conn *c)
 	return true;
 }
 
-static void accept_one(struct proxy *p, int fd)
+static void accept_one(struct proxy *p, int fd, void *ctx)
 {
 	struct conn *c = conn_new(p, fd);
 
+	(void)ctx;
 	if (c && take_capture_record(p, c))
 		conn_begin(c);
 }
 
-static void listener_event(struct ev_handler *h, uint32_t events)
+void accept_backlog(struct proxy *p, int lfd, void (*take)(struct proxy *p, int fd, void *ctx),
+		    void *ctx)
 {
-	struct listener *l = (struct listener *)h;
-
 	/* Edge-triggered: drain the whole backlog, or the connections left
 	 * in it wait for the next one to arrive. */
 	for (;;) {
-		int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
 			if (errno == EINTR || errno == ECONNABORTED)
 				continue;
-			if ((errno == EMFILE || errno == ENFILE) && l->p->spare_fd >= 0) {
+			if ((errno == EMFILE || errno == ENFILE) && p->spare_fd >= 0) {
 				/* Out of descriptors: refuse the oldest waiting
 				 * connection with a close instead of leaving the
 				 * backlog to stall until the next edge. */
-				close(l->p->spare_fd);
-				fd = accept4(l->fd, NULL, NULL, SOCK_CLOEXEC);
+				close(p->spare_fd);
+				fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
 				if (fd >= 0)
 					close(fd);
-				l->p->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-				l->p->st.refused++;
+				p->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+				p->st.refused++;
 				pr_warn("out of file descriptors: refused a connection");
 				if (fd >= 0)
 					continue;
@@ -156,8 +154,16 @@ static void listener_event(struct ev_handler *h, uint32_t events)
 				pr_warn("accept: %s", strerror(errno));
 			return;
 		}
-		accept_one(l->p, fd);
+		take(p, fd, ctx);
 	}
+}
+
+static void listener_event(struct ev_handler *h, uint32_t events)
+{
+	struct listener *l = (struct listener *)h;
+
+	(void)events;
+	accept_backlog(l->p, l->fd, accept_one, NULL);
 }
 
 /* The address a listening socket is bound to; 0 or -1. */

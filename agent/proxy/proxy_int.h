@@ -252,9 +252,8 @@ struct proxy {
 	 * freed, the slots of shunt_pod_socks in use, and the agent's own
 	 * network namespace to come back to after making a socket in a
 	 * pod's. */
-	struct inpod *inpods, *inpods_gone;
-	size_t n_inpods;
-	size_t inpods_closing; /* pods with close_at set */
+	struct inpod *inpods, *inpods_gone; /* how many served: st.inpod_pods */
+	size_t inpods_closing;		    /* pods with close_at set */
 	uint64_t inpod_slots[SHUNT_MAX_INPOD / 64];
 	int host_nsfd;
 	uint64_t host_netns;	  /* its cookie: never served in-pod */
@@ -426,6 +425,13 @@ void listeners_expire(struct proxy *p);
 /* A client connection on fd (closed on failure), then served: conn_begin
  * once its peer and original destination are known. */
 struct conn *conn_new(struct proxy *p, int fd);
+/* Accept every connection waiting on listening socket lfd, each handed to
+ * take (with ctx); out of descriptors, the oldest is refused. */
+void accept_backlog(struct proxy *p, int lfd, void (*take)(struct proxy *p, int fd, void *ctx),
+		    void *ctx);
+/* Read and remove a connection's record: one system call where the kernel
+ * can (LOOKUP_AND_DELETE on hash maps, 5.14), two where it cannot. */
+int map_take(struct proxy *p, int fd, const void *key, void *val);
 bool conn_begin(struct conn *c);
 void close_listeners(struct proxy *p);
 

@@ -150,26 +150,20 @@ class InPod(NodeTestCase):
 
     def test_refusals(self):
         n = self.node
-        p = n.ctl("pod", "add", "test/client", "--netns", n.netns_path("client"))
-        self.assertEqual(p.returncode, 1)
-        self.assertIn("already", p.stderr)
-        p = n.ctl("pod", "add", "test/other", "--netns", n.netns_path("client"))
-        self.assertEqual(p.returncode, 1)
-        self.assertIn("served already", p.stderr)
-        p = n.ctl("pod", "add", "test/none", "--netns", "/run/netns/shunt-no-such-netns")
-        self.assertEqual(p.returncode, 1)
-        self.assertIn("No such file", p.stderr)
-        p = n.ctl("pod", "add", "bad name", "--netns", n.netns_path("base"))
-        self.assertEqual(p.returncode, 1, p.stderr)
-        p = n.ctl("pod", "add", "test/node", "--netns", n.netns_path("node"))
-        self.assertEqual(p.returncode, 1)
-        self.assertIn("the agent's own network namespace", p.stderr)
-        p = n.ctl("pod", "add", "test/file", "--netns", "/etc/hostname")
-        self.assertEqual(p.returncode, 1)
-        self.assertIn("is not a network namespace", p.stderr)
-        p = n.ctl("pod", "del", "test/none")
-        self.assertEqual(p.returncode, 1)
-        self.assertIn("not served", p.stderr)
+        refused = [  # (shuntctl arguments, what the refusal says; None: anything)
+            (("add", "test/client", "--netns", n.netns_path("client")), "already"),
+            (("add", "test/other", "--netns", n.netns_path("client")), "served already"),
+            (("add", "test/none", "--netns", "/run/netns/shunt-no-such-netns"), "No such file"),
+            (("add", "bad name", "--netns", n.netns_path("base")), None),
+            (("add", "test/node", "--netns", n.netns_path("node")), "the agent's own network namespace"),
+            (("add", "test/file", "--netns", "/etc/hostname"), "is not a network namespace"),
+            (("del", "test/none"), "not served"),
+        ]
+        for args, says in refused:
+            p = n.ctl("pod", *args)
+            self.assertEqual(p.returncode, 1, (args, p.stderr))
+            if says is not None:
+                self.assertIn(says, p.stderr)
         # Something of the app's own on the port: a clear refusal.
         srv = n.pod_spawn("sbx", ["python3", "-c",
                                   "import socket,time; s=socket.socket(); "
@@ -245,15 +239,9 @@ class InPodTakeover(test_restarts.Load, NodeTestCase):
         n.ctl_ok("pod", "add", "test/client", "--netns", n.netns_path("client"))
         self.route(SVC4, "dev-a", TO4)
         cookie = self.pods_of(n)[0]["netns_cookie"]
-        old = n.shuntd
         load = self.start_load()
         self.wait_load_running()
-        new = n.shuntd_spawn(["--drain-timeout", "5s"])
-        off = n.shuntd_log_start = new.log_offset
-        n.shuntd = new
-        self.wait_log("ready: cgroup", off)
-        self.assertEqual(old.wait(8), 0, "the old agent did not drain and exit cleanly")
-        out = N._read_from(n.shuntd_log, off)
+        _, _, out = self.take_over()
         self.assertIn("took over 1 in-pod pod(s) from the running agent", out)
         self.assertIn("handed 1 in-pod pod(s) over with their listeners", out)
         self.assertIn("serving pod 'test/client'", out)

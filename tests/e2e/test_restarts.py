@@ -70,6 +70,19 @@ class Load:
             case, st["requests"], sum(st["failures"].values()), st["misroutes"], st["connections"],
             st["failures"]))
 
+    def take_over(self):
+        """A second shuntd takes over from the running one, which must drain
+        and exit cleanly: (the old agent, the new one, the log since the new
+        one started)."""
+        n = self.node
+        old = n.shuntd
+        new = n.shuntd_spawn(["--drain-timeout", "5s"])
+        off = n.shuntd_log_start = new.log_offset
+        n.shuntd = new
+        self.wait_log("ready: cgroup", off)
+        self.assertEqual(old.wait(8), 0, "the old agent did not drain and exit cleanly")
+        return old, new, N._read_from(n.shuntd_log, off)
+
     def wait_log(self, text, since, timeout=10):
         deadline = time.monotonic() + timeout
         while text not in N._read_from(self.node.shuntd_log, since):
@@ -81,15 +94,9 @@ class Restarts(Load, NodeTestCase):
     def test_a_takeover_loses_nothing(self):
         n = self.node
         self.route(SVC4, "dev-a", TO4)
-        old = n.shuntd
         load = self.start_load()
         self.wait_load_running()
-        new = n.shuntd_spawn(["--drain-timeout", "5s"])
-        off = n.shuntd_log_start = new.log_offset
-        n.shuntd = new
-        self.wait_log("ready: cgroup", off)
-        self.assertEqual(old.wait(8), 0, "the old agent did not drain and exit cleanly")
-        out = N._read_from(n.shuntd_log, off)
+        old, new, out = self.take_over()
         # Every worker's listener of each family (one per CPU here).
         socks = N.listener_socks()
         self.assertIn("took over %d listener(s)" % socks, out)
