@@ -254,6 +254,41 @@ static struct h2s *stream_of(nghttp2_session *ng, int32_t id)
 	return id > 0 ? nghttp2_session_get_stream_user_data(ng, id) : NULL;
 }
 
+/* The peer's first SETTINGS allow fewer streams than were submitted before
+ * they came. nghttp2 holds the ones it has not opened until enough of the
+ * others end: forever, behind a long upload. Those go elsewhere, as if
+ * refused (never processed, RFC 9113 section 8.7), the highest ids first. A
+ * stream nghttp2 will not let go of (its user data cannot be cleared)
+ * stays: no callback may reach it once it is carried by another session. */
+static void shed_unopened(struct h2up *u)
+{
+	nghttp2_session *ng = u->io.ng;
+	uint32_t max =
+		nghttp2_session_get_remote_settings(ng, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+
+	for (;;) {
+		struct h2s *last = NULL;
+		uint32_t n = 0;
+
+		for (struct h2s *s = u->streams; s; s = s->unext) {
+			n++;
+			if (!nghttp2_session_find_stream(ng, s->up_id) &&
+			    (!last || s->up_id > last->up_id))
+				last = s;
+		}
+		if (!last || n <= max ||
+		    nghttp2_session_set_stream_user_data(ng, last->up_id, NULL))
+			return;
+		pr_debug("h2 upstream: stream %d was submitted before the peer's SETTINGS "
+			 "(max %u streams): sent on another session",
+			 last->up_id, max);
+		nghttp2_submit_rst_stream(ng, NGHTTP2_FLAG_NONE, last->up_id,
+					  NGHTTP2_REFUSED_STREAM);
+		unlink_stream(u, last);
+		h2s_upstream_closed(last, NGHTTP2_REFUSED_STREAM, true);
+	}
+}
+
 static int on_header(nghttp2_session *ng, const nghttp2_frame *f, const uint8_t *name, size_t nl,
 		     const uint8_t *value, size_t vl, uint8_t flags, void *user)
 {
@@ -293,6 +328,7 @@ static int on_frame_recv(nghttp2_session *ng, const nghttp2_frame *f, void *user
 			if (!u->settings) {
 				u->settings = true;
 				learned(u, true);
+				shed_unopened(u);
 			}
 		}
 		mux_add(u);
