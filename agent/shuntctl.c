@@ -40,7 +40,7 @@ static const char usage_text[] =
 	"  override del --from SOURCE --dst IP:PORT\n"
 	"  override list [-o json]\n"
 	"  override wait --pod-uid UID [--agent IP[:PORT]] [--timeout DURATION]\n"
-	"  pod add NAME --netns PATH\n"
+	"  pod add NAME --netns PATH | --tc IFNAME\n"
 	"  pod del NAME\n"
 	"  pod list [-o json]\n"
 	"  status [-o json]\n"
@@ -57,6 +57,10 @@ static const char usage_text[] =
 	"steered requests reach their upstream from the pod's own address; pod del\n"
 	"stops that and closes the pod's connections (new ones fail open until the\n"
 	"pod is served again). NAME is yours to choose, e.g. NAMESPACE/POD.\n"
+	"pod add --tc captures a pod with TC instead, for pods whose connect() the\n"
+	"cgroup hooks cannot see (VM-isolated pods): a TC program on the pod's host-side\n"
+	"interface IFNAME hands its new connections to steered services to shunt; pod\n"
+	"del takes the program off.\n"
 	"reload reads shuntd's --config file again (as SIGHUP does) and says what is in\n"
 	"force, or what is wrong with the file.\n"
 	"\n"
@@ -596,7 +600,7 @@ static int override_cmd(const char *path, int argc, char **argv)
 static int pod_cmd(const char *path, int argc, char **argv)
 {
 	struct ctl_request r = {};
-	const char *fmt, *netns = NULL;
+	const char *fmt, *netns = NULL, *tc = NULL;
 	int ret;
 
 	if (argc < 1)
@@ -623,12 +627,24 @@ static int pod_cmd(const char *path, int argc, char **argv)
 			netns = argv[++i];
 		else if (r.op == CTL_OP_POD_ADD && !strncmp(argv[i], "--netns=", 8))
 			netns = argv[i] + 8;
+		else if (r.op == CTL_OP_POD_ADD && !strcmp(argv[i], "--tc") && i + 1 < argc)
+			tc = argv[++i];
+		else if (r.op == CTL_OP_POD_ADD && !strncmp(argv[i], "--tc=", 5))
+			tc = argv[i] + 5;
 		else
 			return usage("pod %s: unexpected argument '%s'", argv[0], argv[i]);
 	}
-	if (r.op == CTL_OP_POD_ADD) {
+	if (r.op == CTL_OP_POD_ADD && tc) {
+		if (netns)
+			return usage("pod add: --netns (in-pod) or --tc (TC capture), not both");
+		if (!tc[0] || strlen(tc) >= sizeof(r.ifname))
+			return usage("--tc: '%s' is not an interface name", tc);
+		r.op = CTL_OP_POD_ADD_TC;
+		strcpy(r.ifname, tc);
+	} else if (r.op == CTL_OP_POD_ADD) {
 		if (!netns)
-			return usage("pod add: --netns PATH is required");
+			return usage("pod add: --netns PATH (in-pod) or --tc IFNAME (TC capture) "
+				     "is required");
 		if (netns[0] != '/' || strlen(netns) >= sizeof(r.netns))
 			return usage("--netns: '%s' is not an absolute path", netns);
 		strcpy(r.netns, netns);

@@ -19,6 +19,7 @@
 #include <sys/un.h>
 
 #include "agent.h"
+#include "kernel/tc.h"
 #include "state/config.h"
 #include "ops/ctl_proto.h"
 #include "core/log.h"
@@ -105,6 +106,10 @@ static const char usage_text[] =
 	"  --inpod-port N          pods served in-pod (shuntctl pod add) get shunt's\n"
 	"                          listeners on 127.0.0.1 and ::1 at this port, in\n"
 	"                          their own network namespace (default 15001)\n"
+	"  --tc-mark N             TC capture (shuntctl pod add --tc): the packet mark,\n"
+	"                          routing table and rule priority that deliver the\n"
+	"                          packets it hands to shunt to this host (default\n"
+	"                          0x5348 = 21320; must differ from --mark)\n"
 	"  --workers N             the proxy's event loops, each pinned to its share of\n"
 	"                          the CPUs the agent may run on; a connection is\n"
 	"                          served on the CPU it was made on (default: one per\n"
@@ -211,6 +216,7 @@ enum {
 	OPT_SANDBOX_CIDR,
 	OPT_MAX_NS_ROUTES,
 	OPT_INPOD_PORT,
+	OPT_TC_MARK,
 };
 
 static const struct option long_opts[] = {
@@ -243,6 +249,7 @@ static const struct option long_opts[] = {
 	{"workers", required_argument, NULL, OPT_WORKERS},
 	{"poll", required_argument, NULL, OPT_POLL},
 	{"inpod-port", required_argument, NULL, OPT_INPOD_PORT},
+	{"tc-mark", required_argument, NULL, OPT_TC_MARK},
 	{"reset-maps", no_argument, NULL, OPT_RESET_MAPS},
 	{"kubernetes", no_argument, NULL, OPT_KUBERNETES},
 	{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
@@ -379,6 +386,7 @@ static void args_defaults(struct agent *a)
 	po->idle_timeout_ms = 60000;
 	po->http2 = true;
 	po->inpod_port = 15001;
+	po->tc_lfd[0] = po->tc_lfd[1] = -1;
 	po->poll_us = DEFAULT_POLL_US;
 	po->connect_timeout_ms = 2000;
 	po->tunnel_timeout_ms = 3600 * 1000;
@@ -589,6 +597,15 @@ static int opt_agent(struct agent *a, struct arg_state *st, int opt)
 	case OPT_DRAIN_TIMEOUT:
 		if (opt_duration_ms("drain-timeout", optarg, &a->drain_timeout_ms))
 			return 2;
+		break;
+	case OPT_TC_MARK:
+		/* Also a table id and a rule priority: not 0, and not the
+		 * reserved tables 253-255. */
+		if (parse_u64(optarg, 0x7fffffff, &v) || !v || (v >= 253 && v <= 255))
+			return usage_error("--tc-mark: '%s' is not a number from 1 to 2^31-1 "
+					   "(and not 253-255, the kernel's tables)",
+					   optarg);
+		a->bpf.tc_mark = (uint32_t)v;
 		break;
 	case OPT_MARK:
 		if (parse_u64(optarg, UINT32_MAX, &v) || !v)
@@ -1050,6 +1067,59 @@ bad:
 	return (size_t)-1;
 }
 
+/* A handed-over TC listener (transparent, on loopback): 0 for IPv4, 1
+ * for IPv6; -1 for anything else (a node listener). */
+static int tc_listener_family(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int on = 0;
+	socklen_t ol = sizeof(on);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl))
+		return -1;
+	if (ss.ss_family == AF_INET && !getsockopt(fd, SOL_IP, 19 /* IP_TRANSPARENT */, &on, &ol) &&
+	    on)
+		return 0;
+	if (ss.ss_family == AF_INET6 &&
+	    !getsockopt(fd, SOL_IPV6, 75 /* IPV6_TRANSPARENT */, &on, &ol) && on)
+		return 1;
+	return -1;
+}
+
+/* The pods the agent before us captured with TC ("tcpod NAME IFNAME"
+ * lines): worker 0 attaches its own program to them. */
+static void handover_tcpods(struct agent *a, const struct handover *h)
+{
+	const char *p = h->text;
+	size_t n = 0;
+
+	for (const char *q = strstr(p, "\ntcpod\t"); q; q = strstr(q + 1, "\ntcpod\t"))
+		n++;
+	if (!n)
+		return;
+	a->popts.tcpods = calloc(n, sizeof(*a->popts.tcpods));
+	if (!a->popts.tcpods)
+		return;
+	for (const char *q = strstr(p, "\ntcpod\t"); q; q = strstr(q + 1, "\ntcpod\t")) {
+		struct tcpod_handover *t = &a->popts.tcpods[a->popts.n_tcpods];
+		const char *name = q + 7, *tab = strchr(name, '\t'), *end;
+
+		if (!tab)
+			break;
+		end = strchr(tab + 1, '\n');
+		if (!end)
+			end = tab + 1 + strlen(tab + 1);
+		if ((size_t)(tab - name) >= sizeof(t->name) ||
+		    (size_t)(end - tab - 1) >= sizeof(t->ifname) || tab == name || end == tab + 1)
+			continue;
+		memcpy(t->name, name, (size_t)(tab - name));
+		memcpy(t->ifname, tab + 1, (size_t)(end - tab - 1));
+		a->popts.n_tcpods++;
+	}
+	a->popts.tc_handed = a->popts.n_tcpods > 0;
+}
+
 static int takeover(struct agent *a)
 {
 	struct handover h = {};
@@ -1073,6 +1143,7 @@ static int takeover(struct agent *a)
 		handover_free(&h, 0);
 		return -1;
 	}
+	handover_tcpods(a, &h); /* first: handover_pods cuts the text up */
 	pod_fds = handover_pods(a, &h);
 	/* With pods, the first read's descriptors are the listeners and the
 	 * rest the pods' (taken, or closed when garbled); without, all are
@@ -1082,7 +1153,14 @@ static int takeover(struct agent *a)
 		for (size_t i = h.first_nfds; i < h.nfds; i++)
 			close(h.fds[i]);
 	for (size_t i = 0; i < listeners; i++)
-		if (a->popts.n_inherited < (int)(2 * SHUNT_MAX_WORKERS))
+		if (tc_listener_family(h.fds[i]) >= 0) {
+			int f = tc_listener_family(h.fds[i]);
+
+			if (a->popts.tc_lfd[f] >= 0)
+				close(a->popts.tc_lfd[f]);
+			a->popts.tc_lfd[f] = h.fds[i];
+			a->popts.tc_handed = true;
+		} else if (a->popts.n_inherited < (int)(2 * SHUNT_MAX_WORKERS))
 			a->popts.inherited[a->popts.n_inherited++] = h.fds[i];
 		else
 			close(h.fds[i]);
@@ -1091,6 +1169,9 @@ static int takeover(struct agent *a)
 	pr_info("took over %d listener(s) from the running agent", a->popts.n_inherited);
 	if (a->popts.n_pods)
 		pr_info("took over %d in-pod pod(s) from the running agent", a->popts.n_pods);
+	if (a->popts.n_tcpods)
+		pr_info("took over %d pod(s) captured with TC from the running agent",
+			a->popts.n_tcpods);
 	return 0;
 }
 
@@ -1283,6 +1364,12 @@ int main(int argc, char **argv)
 	if (err)
 		return err;
 	a.popts.mark = mark;
+	if (!a.bpf.tc_mark)
+		a.bpf.tc_mark = SHUNT_DEFAULT_TC_MARK;
+	if (a.bpf.tc_mark == mark) {
+		fprintf(stderr, "shuntd: --tc-mark and --mark must differ (both are 0x%x)\n", mark);
+		return 2;
+	}
 	for (int i = 0; i < a.popts.n_listen; i++)
 		a.popts.listen[i].port = port;
 	a.started_unix = (uint64_t)time(NULL);
@@ -1372,6 +1459,8 @@ cleanup_view:
 cleanup_store:
 	store_free(&a.store);
 cleanup_bpf:
+	if (a.detach_on_exit && a.bpf.tc_routed)
+		tc_route_teardown(a.bpf.tc_mark);
 	shunt_bpf_close(&a.bpf, a.detach_on_exit);
 cleanup_loop:
 	dstguard_close(&a.guard);

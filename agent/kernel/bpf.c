@@ -15,6 +15,7 @@
 
 #include "sock_addr.skel.h"
 #include "sockops.skel.h"
+#include "tc.skel.h"
 #include "kernel/bpf.h"
 #include "core/log.h"
 #include "kernel/source.h"
@@ -97,13 +98,27 @@ const char *const shunt_stat_names[SHUNT_STAT_MAX] = {
 	[SHUNT_STAT_CONN_LIMIT] = "conn_limit",
 	[SHUNT_STAT_POD_LIMIT] = "pod_limit",
 	[SHUNT_STAT_INPOD] = "inpod",
+	[SHUNT_STAT_TC] = "tc",
+	[SHUNT_STAT_TC_FAIL_OPEN] = "tc_fail_open",
 };
+
+/* Set around libbpf calls whose failures are expected and handled (a
+ * netlink query on an interface without a clsact qdisc): their warnings
+ * go to debug. Per thread. */
+static _Thread_local bool libbpf_quiet;
+
+void shunt_bpf_quiet(bool on)
+{
+	libbpf_quiet = on;
+}
 
 static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list ap)
 {
 	char *msg;
 	int n;
 
+	if (libbpf_quiet && level == LIBBPF_WARN)
+		level = LIBBPF_DEBUG;
 	if (level == LIBBPF_DEBUG && !libbpf_debug)
 		return 0;
 	/* libbpf's warnings carry the verifier log: always worth showing,
@@ -260,6 +275,25 @@ static int attach(struct shunt_bpf *b, int idx)
 		__err;                                                                             \
 	})
 
+/* The TC program (TC capture), loaded now and attached per pod. Without
+ * it (bpf_sk_assign is Linux 5.7) the agent runs on, and says why pods
+ * cannot use TC capture. */
+static void load_tc(struct shunt_bpf *b, const struct bpf_object_open_opts *opts)
+{
+	int err = OPEN_SIZED(b, tc, shunt_tc, opts);
+
+	if (!err) {
+		b->tc->rodata->tc_mark = b->tc_mark;
+		err = shunt_tc__load(b->tc);
+	}
+	if (!err)
+		return;
+	pr_warn("the TC program did not load (%s): pods cannot use TC capture",
+		strerror(err < 0 ? -err : err));
+	shunt_tc__destroy(b->tc);
+	b->tc = NULL;
+}
+
 /*
  * The first object creates and pins the maps; the others reuse them. Pins
  * of another layout (an agent of another version left them) are dealt
@@ -290,6 +324,8 @@ static int load_objects(struct shunt_bpf *b, const struct bpf_object_open_opts *
 		b->sockops->rodata->netns_known = b->netns_known;
 		err = LOAD(b, sockops, shunt_sockops);
 	}
+	if (!err)
+		load_tc(b, opts);
 	return err;
 }
 
@@ -354,10 +390,12 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 		   uint32_t max_routes, bool want_src, bool reset_maps)
 {
 	struct bpf_object_open_opts opts = {.sz = sizeof(opts), .pin_root_path = pin_dir};
+	uint32_t tc_mark = b->tc_mark; /* the one field set before */
 	char msg[256];
 	int err;
 
 	memset(b, 0, sizeof(*b));
+	b->tc_mark = tc_mark ? tc_mark : SHUNT_DEFAULT_TC_MARK;
 	b->cgroup_fd = -1;
 	snprintf(b->pin_dir, sizeof(b->pin_dir), "%s", pin_dir);
 	snprintf(b->cgroup, sizeof(b->cgroup), "%s", cgroup);
@@ -405,6 +443,7 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 	b->inpod_fd = bpf_map__fd(b->sock_addr->maps.shunt_inpod);
 	b->pod_socks_fd = bpf_map__fd(b->sock_addr->maps.shunt_pod_socks);
 	b->pod_conns_fd = bpf_map__fd(b->sock_addr->maps.shunt_pod_conns);
+	b->tc_socks_fd = bpf_map__fd(b->sock_addr->maps.shunt_tc_socks);
 
 	for (int i = 0; i < SHUNT_NR_PROGS && !err; i++)
 		err = attach(b, i);
@@ -430,6 +469,8 @@ void shunt_bpf_close(struct shunt_bpf *b, bool detach)
 	}
 	shunt_sock_addr__destroy(b->sock_addr);
 	shunt_sockops__destroy(b->sockops);
+	shunt_tc__destroy(b->tc);
+	b->tc = NULL;
 	b->sock_addr = NULL;
 	b->sockops = NULL;
 	if (b->cgroup_fd >= 0)
@@ -514,7 +555,7 @@ int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[SHUNT_NR_MAPS]
 		b->sock_addr->maps.shunt_config,    b->sock_addr->maps.shunt_stats,
 		b->sock_addr->maps.shunt_conn_src,  b->sock_addr->maps.shunt_pod_limit,
 		b->sock_addr->maps.shunt_inpod,	    b->sock_addr->maps.shunt_pod_socks,
-		b->sock_addr->maps.shunt_pod_conns,
+		b->sock_addr->maps.shunt_pod_conns, b->sock_addr->maps.shunt_tc_socks,
 	};
 
 	for (int i = 0; i < SHUNT_NR_MAPS; i++) {
@@ -659,4 +700,9 @@ int shunt_bpf_is_successor_prog(struct shunt_bpf *b, int prog_fd, uint32_t *id)
 	if (bpf_obj_get_info_by_fd(shunt_bpf_connect4_fd(b), &own, &len))
 		return -errno;
 	return link.prog_id == given.id && given.id != own.id;
+}
+
+int shunt_bpf_tc_prog_fd(struct shunt_bpf *b)
+{
+	return b->tc ? bpf_program__fd(b->tc->progs.shunt_tc_ingress) : -1;
 }

@@ -9,14 +9,16 @@
 
 struct shunt_sock_addr;
 struct shunt_sockops;
+struct shunt_tc;
 struct bpf_link;
 
 #define SHUNT_NR_PROGS 5
-#define SHUNT_NR_MAPS  13
+#define SHUNT_NR_MAPS  14
 
 struct shunt_bpf {
 	struct shunt_sock_addr *sock_addr; /* connect4|6, getpeername4|6 */
 	struct shunt_sockops *sockops;
+	struct shunt_tc *tc; /* TC capture's program; NULL: not on this kernel */
 	struct bpf_link *links[SHUNT_NR_PROGS];
 	int cgroup_fd;
 	uint64_t cgroup_id;
@@ -26,13 +28,22 @@ struct shunt_bpf {
 	char cgroup[256];
 	/* fds of the shared (pinned) maps */
 	int services_fd, routes_fd, overrides_fd, orig_fd, conns_fd, listeners_fd, config_fd,
-		stats_fd, conn_src_fd, pod_limit_fd, inpod_fd, pod_socks_fd, pod_conns_fd;
+		stats_fd, conn_src_fd, pod_limit_fd, inpod_fd, pod_socks_fd, pod_conns_fd,
+		tc_socks_fd;
 	/* sockops files each connection's netns in shunt_conn_src. */
 	bool record_src;
 	/* sockops can tell a connection's netns (Linux 5.15): pods can be
 	 * served in-pod. */
 	bool netns_known;
+	/* skb->mark (and routing table) of TC capture; set before open. */
+	uint32_t tc_mark;
+	/* Its policy route is in place (worker 0 set it up for a TC pod):
+	 * removed at a clean stop. */
+	bool tc_routed;
 };
+
+/* The TC program's descriptor, or -1 when it did not load. */
+int shunt_bpf_tc_prog_fd(struct shunt_bpf *b);
 
 /* Make sure a bpffs is mounted for pin_dir (mounting one at /sys/fs/bpf
  * when pin_dir lives there and nothing is mounted), create pin_dir, load
@@ -111,6 +122,10 @@ int shunt_bpf_is_successor_prog(struct shunt_bpf *b, int prog_fd, uint32_t *id);
 int shunt_bpf_listener_present(struct shunt_bpf *b, enum shunt_listener_slot slot);
 
 extern const char *const shunt_stat_names[SHUNT_STAT_MAX];
+
+/* libbpf's warnings become debug lines while on (this thread): for calls
+ * whose failure is expected and handled. */
+void shunt_bpf_quiet(bool on);
 
 /* libbpf's own debug output (loader and verifier details): -vv. */
 extern int libbpf_debug;

@@ -380,16 +380,68 @@ static void cmd_pod_add(struct ctl_conn *cc, const struct ctl_request *r)
 		   r->pod_name, r->netns);
 }
 
+static void cmd_pod_add_tc(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	char msg[512];
+
+	if (workers_tc_add(cc->a->workers, r->pod_name, r->ifname, msg, sizeof(msg))) {
+		fail(cc, CTL_EXIT_FAILED, "pod add %s --tc %s: %s", r->pod_name, r->ifname, msg);
+		return;
+	}
+	buf_printf(&cc->out,
+		   "ok\npod %s captured with TC on %s: its new connections to steered services "
+		   "go to shunt's TC listener\n",
+		   r->pod_name, r->ifname);
+}
+
 static void cmd_pod_del(struct ctl_conn *cc, const struct ctl_request *r)
 {
 	char msg[512];
 
+	if (!workers_tc_del(cc->a->workers, r->pod_name, msg, sizeof(msg))) {
+		buf_printf(&cc->out,
+			   "ok\npod %s no longer captured with TC; its new connections go where "
+			   "they are addressed\n",
+			   r->pod_name);
+		return;
+	}
 	if (workers_inpod_del(cc->a->workers, r->pod_name, msg, sizeof(msg))) {
-		fail(cc, CTL_EXIT_FAILED, "pod del: %s", msg);
+		fail(cc, CTL_EXIT_FAILED,
+		     "pod del: pod '%s' is not served (neither in-pod nor captured with TC)",
+		     r->pod_name);
 		return;
 	}
 	buf_printf(&cc->out, "ok\npod %s no longer served in-pod; its connections were closed\n",
 		   r->pod_name);
+}
+
+/* The pods captured with TC, after the in-pod ones in pod list. */
+static void pod_list_tc(struct ctl_conn *cc, const struct ctl_request *r, bool first)
+{
+	size_t n = workers_tc_count(cc->a->workers);
+	struct tcpod_info *t = calloc(n ? n : 1, sizeof(*t));
+
+	if (!t)
+		return;
+	n = (size_t)workers_tc_list(cc->a->workers, t, (int)n);
+	if (!r->json && n)
+		buf_printf(&cc->out, "\n%-32s %-16s %-8s %s\n", "POD (TC)", "INTERFACE", "IFINDEX",
+			   "ATTACHED");
+	for (size_t i = 0; i < n; i++) {
+		if (!r->json) {
+			buf_printf(&cc->out, "%-32s %-16s %-8d %s\n", t[i].name, t[i].ifname,
+				   t[i].ifindex, t[i].kind);
+			continue;
+		}
+		buf_printf(&cc->out, "%s{\"name\":", first && !i ? "" : ",");
+		json_str(&cc->out, t[i].name);
+		buf_printf(&cc->out, ",\"mode\":\"tc\",\"interface\":");
+		json_str(&cc->out, t[i].ifname);
+		buf_printf(&cc->out,
+			   ",\"ifindex\":%d,\"attached\":\"%s\",\"link_id\":%u,\"prog_id\":%u}",
+			   t[i].ifindex, t[i].kind, t[i].link_id, t[i].prog_id);
+	}
+	free(t);
 }
 
 static void cmd_pod_list(struct ctl_conn *cc, const struct ctl_request *r)
@@ -427,7 +479,7 @@ static void cmd_pod_list(struct ctl_conn *cc, const struct ctl_request *r)
 		}
 		buf_printf(&cc->out, "%s{\"name\":", i ? "," : "");
 		json_str(&cc->out, p->name);
-		buf_printf(&cc->out, ",\"netns\":");
+		buf_printf(&cc->out, ",\"mode\":\"in-pod\",\"netns\":");
 		json_str(&cc->out, p->netns_path);
 		buf_printf(&cc->out, ",\"netns_cookie\":%llu,\"slot\":%u,\"listen\":[",
 			   (unsigned long long)p->netns, p->slot);
@@ -442,6 +494,7 @@ static void cmd_pod_list(struct ctl_conn *cc, const struct ctl_request *r)
 			   (unsigned long long)p->conns, (unsigned long long)p->accepted,
 			   p->upstream_dsts);
 	}
+	pod_list_tc(cc, r, n == 0);
 	if (r->json)
 		buf_printf(&cc->out, "]\n");
 	free(pods);
@@ -547,12 +600,34 @@ static int takeover_pods(struct ctl_conn *cc)
 	return sent;
 }
 
+/* After the in-pod pods, the pods captured with TC: lines "tcpod NAME
+ * IFNAME", no descriptors (the successor attaches its own program). */
+static void takeover_tcpods(struct ctl_conn *cc)
+{
+	size_t n = workers_tc_count(cc->a->workers);
+	struct tcpod_handover *h = n ? calloc(n, sizeof(*h)) : NULL;
+	struct buf b = {0};
+	int tl[2];
+
+	if (!h)
+		return;
+	n = (size_t)workers_tc_handover(cc->a->workers, h, (int)n, tl);
+	for (size_t i = 0; i < n; i++)
+		buf_printf(&b, "tcpod\t%s\t%s\n", h[i].name, h[i].ifname);
+	if (b.end > b.start && send_all(cc->c.fd, b.data + b.start, b.end - b.start, NULL, 0))
+		pr_warn("takeover: handing over the pods captured with TC failed: %s; they "
+			"pass uncaptured until added again",
+			strerror(errno));
+	buf_free(&b);
+	free(h);
+}
+
 static void cmd_takeover(struct ctl_conn *cc)
 {
 	struct agent *a = cc->a;
 	struct ucred cred = {};
 	socklen_t cl = sizeof(cred);
-	int fds[2 * SHUNT_MAX_WORKERS], n, np;
+	int fds[2 * SHUNT_MAX_WORKERS + 2], n, np;
 
 	if (a->draining || a->handed_over) {
 		fail(cc, CTL_EXIT_FAILED,
@@ -560,12 +635,24 @@ static void cmd_takeover(struct ctl_conn *cc)
 		return;
 	}
 	n = workers_listener_fds(a->workers, fds, 2 * SHUNT_MAX_WORKERS);
+	/* The TC listeners go with the node's: an agent that does not know
+	 * them closes them as listeners of no address of its own. */
+	if (n >= 0) {
+		struct tcpod_handover none;
+		int tl[2];
+
+		workers_tc_handover(a->workers, &none, 0, tl);
+		for (int i = 0; i < 2; i++)
+			if (tl[i] >= 0)
+				fds[n++] = tl[i];
+	}
 	if (send_all(cc->c.fd, "ok\n", 3, fds, n > 0 ? (size_t)n : 0)) {
 		pr_warn("takeover: sending the listeners failed: %s; not draining",
 			strerror(errno));
 		return;
 	}
 	np = takeover_pods(cc);
+	takeover_tcpods(cc);
 	getsockopt(cc->c.fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
 	if (np)
 		pr_info("handed %d in-pod pod(s) over with their listeners", np);
@@ -755,23 +842,31 @@ static void status_proxy(struct ctl_conn *cc, bool json)
 /* The capture modes in use: node (the listeners above) and in-pod. */
 static void status_capture(struct ctl_conn *cc, bool json, const struct proxy_stats *ps)
 {
-	unsigned long long node = ps->active - ps->inpod_active;
+	unsigned long long node = ps->active - ps->inpod_active - ps->tc_active;
+	unsigned long long node_acc = ps->accepted - ps->inpod_accepted - ps->tc_accepted;
 
 	if (json) {
 		buf_printf(&cc->out,
 			   ",\"capture\":{\"node\":{\"active\":%llu,\"accepted\":%llu},"
 			   "\"inpod\":{\"pods\":%llu,\"active\":%llu,\"accepted\":%llu,"
-			   "\"port\":%u}}",
-			   node, (unsigned long long)(ps->accepted - ps->inpod_accepted),
-			   (unsigned long long)ps->inpod_pods, (unsigned long long)ps->inpod_active,
-			   (unsigned long long)ps->inpod_accepted, cc->a->popts.inpod_port);
+			   "\"port\":%u},\"tc\":{\"pods\":%llu,\"active\":%llu,"
+			   "\"accepted\":%llu,\"available\":%s,\"mark\":%u}}",
+			   node, node_acc, (unsigned long long)ps->inpod_pods,
+			   (unsigned long long)ps->inpod_active,
+			   (unsigned long long)ps->inpod_accepted, cc->a->popts.inpod_port,
+			   (unsigned long long)ps->tc_pods, (unsigned long long)ps->tc_active,
+			   (unsigned long long)ps->tc_accepted,
+			   shunt_bpf_tc_prog_fd(&cc->a->bpf) >= 0 ? "true" : "false",
+			   cc->a->bpf.tc_mark);
 		return;
 	}
 	buf_printf(&cc->out,
-		   "capture:   node: %llu open; in-pod: %llu pod(s), %llu open, %llu accepted "
-		   "(shuntctl pod list)\n",
+		   "capture:   node: %llu open; in-pod: %llu pod(s), %llu open, %llu accepted; "
+		   "TC: %llu pod(s), %llu open, %llu accepted%s (shuntctl pod list)\n",
 		   node, (unsigned long long)ps->inpod_pods, (unsigned long long)ps->inpod_active,
-		   (unsigned long long)ps->inpod_accepted);
+		   (unsigned long long)ps->inpod_accepted, (unsigned long long)ps->tc_pods,
+		   (unsigned long long)ps->tc_active, (unsigned long long)ps->tc_accepted,
+		   shunt_bpf_tc_prog_fd(&cc->a->bpf) >= 0 ? "" : " (not on this kernel)");
 }
 
 /* The proxy's workers: how connections reach them, what each holds. */
@@ -1058,6 +1153,9 @@ static void cmd_status(struct ctl_conn *cc, const struct ctl_request *r)
 		{"inpod_pods", ps->inpod_pods},
 		{"inpod_active", ps->inpod_active},
 		{"inpod_accepted", ps->inpod_accepted},
+		{"tc_pods", ps->tc_pods},
+		{"tc_active", ps->tc_active},
+		{"tc_accepted", ps->tc_accepted},
 	};
 	size_t npc = sizeof(pc) / sizeof(pc[0]);
 
@@ -1359,6 +1457,9 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 		break;
 	case CTL_OP_POD_ADD:
 		cmd_pod_add(cc, &r);
+		break;
+	case CTL_OP_POD_ADD_TC:
+		cmd_pod_add_tc(cc, &r);
 		break;
 	case CTL_OP_POD_DEL:
 		cmd_pod_del(cc, &r);

@@ -161,12 +161,14 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 		req->op = CTL_OP_POD_LIST;
 		return parse_format(f, n, f[0], &req->json, err, errlen);
 	}
-	if (!strcmp(f[0], "pod-add") || !strcmp(f[0], "pod-del")) {
-		req->op = f[0][4] == 'a' ? CTL_OP_POD_ADD : CTL_OP_POD_DEL;
-		if (n != (req->op == CTL_OP_POD_ADD ? 3 : 2))
+	if (!strcmp(f[0], "pod-add") || !strcmp(f[0], "pod-del") || !strcmp(f[0], "pod-add-tc")) {
+		req->op = f[0][4] == 'd' ? CTL_OP_POD_DEL
+			  : f[0][7]	 ? CTL_OP_POD_ADD_TC
+					 : CTL_OP_POD_ADD;
+		if (n != (req->op == CTL_OP_POD_DEL ? 2 : 3))
 			return err_printf(err, errlen, CTL_EXIT_USAGE,
 					  "%s: expected %d field(s), got %d", f[0],
-					  req->op == CTL_OP_POD_ADD ? 2 : 1, n - 1);
+					  req->op == CTL_OP_POD_DEL ? 1 : 2, n - 1);
 		if (strlen(f[1]) >= sizeof(req->pod_name) ||
 		    strspn(f[1],
 			   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") !=
@@ -178,6 +180,18 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 		memcpy(req->pod_name, f[1], strlen(f[1]) + 1);
 		if (req->op == CTL_OP_POD_DEL)
 			return 0;
+		if (req->op == CTL_OP_POD_ADD_TC) {
+			if (strlen(f[2]) >= sizeof(req->ifname) ||
+			    strspn(f[2], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+					 "0123456789._@-") != strlen(f[2]))
+				return err_printf(err, errlen, CTL_EXIT_FAILED,
+						  "--tc: '%s' is not an interface name (up to %zu "
+						  "of A-Z a-z 0-9 . _ @ -)",
+						  shown(f[2], q, sizeof(q)),
+						  sizeof(req->ifname) - 1);
+			memcpy(req->ifname, f[2], strlen(f[2]) + 1);
+			return 0;
+		}
 		if (f[2][0] != '/' || strlen(f[2]) >= sizeof(req->netns))
 			return err_printf(err, errlen, CTL_EXIT_FAILED,
 					  "--netns: '%s' is not an absolute path (up to %zu bytes) "
@@ -270,6 +284,9 @@ int ctl_format_request(const struct ctl_request *req, char *buf, size_t len)
 	case CTL_OP_POD_DEL:
 		n = snprintf(buf, len, "pod-del\t%s\n", req->pod_name);
 		break;
+	case CTL_OP_POD_ADD_TC:
+		n = snprintf(buf, len, "pod-add-tc\t%s\t%s\n", req->pod_name, req->ifname);
+		break;
 	case CTL_OP_ROUTE_LIST:
 	case CTL_OP_STATUS:
 	case CTL_OP_OVERRIDE_LIST:
@@ -316,6 +333,8 @@ const char *ctl_op_name(enum ctl_op op)
 		return "pod del";
 	case CTL_OP_POD_LIST:
 		return "pod list";
+	case CTL_OP_POD_ADD_TC:
+		return "pod add --tc";
 	}
 	return "?";
 }

@@ -21,7 +21,9 @@
  *   pod-add   NAME NETNS_PATH  (serve the pod in-pod: the proxy's sockets
  *                 in its network namespace; NAME: [A-Za-z0-9._/-], e.g.
  *                 NAMESPACE/POD)
- *   pod-del   NAME
+ *   pod-add-tc NAME IFNAME  (capture the pod with TC: the TC program on
+ *                 its host-side interface IFNAME; [A-Za-z0-9._@-], < 16)
+ *   pod-del   NAME  (either mode)
  *   pod-list  FORMAT(text|json)
  * (FROM as in source.h: netns:PATH, pid:PID, cgroup:PATH.) No field is empty; no byte is NUL, CR or LF. Response: a first line
  * "ok" or "error N" (N = the exit code shuntctl should use), then the text
@@ -70,10 +72,12 @@ enum ctl_op {
 	CTL_OP_POD_ADD,
 	CTL_OP_POD_DEL,
 	CTL_OP_POD_LIST,
+	CTL_OP_POD_ADD_TC,
 };
 
 #define CTL_POD_NAME_LEN   64  /* NUL included */
 #define CTL_NETNS_PATH_LEN 256 /* NUL included */
+#define CTL_IFNAME_LEN	   16  /* IFNAMSIZ, NUL included */
 
 struct ctl_request {
 	enum ctl_op op;
@@ -87,6 +91,7 @@ struct ctl_request {
 	char pod_uid[K8S_UID_LEN + 1];	    /* override-ready; validated */
 	char pod_name[CTL_POD_NAME_LEN];    /* pod-add, pod-del; validated */
 	char netns[CTL_NETNS_PATH_LEN];	    /* pod-add: an absolute path */
+	char ifname[CTL_IFNAME_LEN];	    /* pod-add-tc; validated */
 };
 
 /* Parse one request line of len bytes, without its LF. Returns 0, or the

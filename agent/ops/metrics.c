@@ -165,6 +165,17 @@ static void render_proxy(struct buf *o, const struct proxy_stats *ps)
 		 "Captured connections accepted on in-pod listeners (also in "
 		 "shunt_connections_accepted_total).",
 		 ps->inpod_accepted},
+		{"shunt_tc_pods", "gauge",
+		 "Pods captured with TC now: the TC program on their host-side interface hands "
+		 "their connections to steered services to shunt.",
+		 ps->tc_pods},
+		{"shunt_tc_connections_open", "gauge",
+		 "Connections captured with TC open now (also in shunt_connections_open).",
+		 ps->tc_active},
+		{"shunt_tc_connections_accepted_total", "counter",
+		 "Connections captured with TC accepted (also in "
+		 "shunt_connections_accepted_total).",
+		 ps->tc_accepted},
 		{"shunt_upstream_connects_total", "counter",
 		 "New connections to upstreams (sandboxes and baselines).", ps->upstream_connects},
 		{"shunt_upstream_reuses_total", "counter",

@@ -201,6 +201,8 @@ void client_close(struct conn *c)
 		pod_detach(c);
 	if (c->inpod)
 		p->st.inpod_active--;
+	if (c->tc)
+		p->st.tc_active--;
 	conn_count_down(p);
 }
 

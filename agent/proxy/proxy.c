@@ -70,10 +70,13 @@ int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loo
 	p->resp_settings.on_message_complete = on_resp_complete;
 
 	inpod_init(p);
+	tcpod_init(p);
 	for (int i = 0; i < o->n_listen && !err; i++)
 		err = listen_on(p, &o->listen[i]);
 	if (!err && !id && o->n_pods)
 		inpod_adopt(p, o->pods, o->n_pods);
+	if (!err && !id && o->tc_handed)
+		tcpod_adopt(p, o->tcpods, o->n_tcpods, o->tc_lfd);
 	/* What is left was another worker's of an agent with more of them. */
 	for (int i = 0; i < p->o.n_inherited && !err; i++)
 		if (p->o.inherited[i] >= 0)
@@ -110,6 +113,8 @@ void proxy_drain(struct proxy *p, uint64_t timeout_ms, bool handed_over)
 		p->listen_close_at = p->loop->now_ms + LISTEN_GRACE_MS;
 	}
 	inpod_drain(p, !handed_over);
+	if (!p->id)
+		tcpod_drain(p, handed_over);
 	pool_sweep(&p->pool, p->loop->now_ms, POOL_IDLE_MS, true, up_close_idle);
 	inpod_pools_sweep(p, true);
 	/* A response whose head already went out cannot say "close" any
@@ -133,6 +138,8 @@ void proxy_stop(struct proxy *p)
 		return;
 	close_listeners(p); /* a closed socket leaves the sockmap: fail open */
 	inpod_stop_all(p, !p->draining);
+	if (!p->id)
+		tcpod_stop_all(p);
 	while (p->clients)
 		client_close(p->clients);
 	h2up_close_all(p, NULL);

@@ -37,6 +37,12 @@ struct inpod_handover {
 	int lfd[2];
 };
 
+/* A pod captured with TC, as a takeover hands it over. */
+struct tcpod_handover {
+	char name[64];
+	char ifname[16];
+};
+
 struct proxy_opts {
 	struct shunt_addr listen[2]; /* at most one IPv4 and one IPv6 */
 	int n_listen;
@@ -67,6 +73,12 @@ struct proxy_opts {
 	 * them on, with their listeners (it takes the descriptors). */
 	struct inpod_handover *pods;
 	int n_pods;
+	/* Pods captured with TC by the agent before this one, and its TC
+	 * listeners (-1: none; only with tc_handed): worker 0 takes them on. */
+	struct tcpod_handover *tcpods;
+	int n_tcpods;
+	bool tc_handed;
+	int tc_lfd[2];
 };
 
 struct proxy_stats {
@@ -104,6 +116,9 @@ struct proxy_stats {
 	uint64_t inpod_pods;	    /* pods served in-pod now */
 	uint64_t inpod_active;	    /* client connections of those pods open now */
 	uint64_t inpod_accepted;    /* ... accepted (also in accepted) */
+	uint64_t tc_pods;	    /* pods captured with TC now */
+	uint64_t tc_active;	    /* client connections TC captured, open now */
+	uint64_t tc_accepted;	    /* ... accepted (also in accepted) */
 };
 
 struct proxy;
@@ -182,5 +197,24 @@ size_t workers_inpod_count(struct workers *w);
 /* The pods served in-pod with their descriptors (still ours), for a
  * successor; at most max. */
 int workers_inpod_handover(struct workers *w, struct inpod_handover *out, int max);
+
+/* TC capture (tcpod.c): pods whose packets the TC program on their
+ * host-side interface hands to the proxy. Worker 0's, like in-pod. */
+struct tcpod_info {
+	char name[64];
+	char ifname[16];
+	int ifindex;
+	const char *kind; /* "tcx" or "clsact" */
+	uint32_t link_id; /* tcx: the link's id; 0: a clsact filter */
+	uint32_t prog_id;
+};
+
+int workers_tc_add(struct workers *w, const char *name, const char *ifname, char *msg,
+		   size_t msglen);
+int workers_tc_del(struct workers *w, const char *name, char *msg, size_t msglen);
+int workers_tc_list(struct workers *w, struct tcpod_info *out, int max);
+size_t workers_tc_count(struct workers *w);
+/* For a successor: the pods (at most max) and the listeners (lfd). */
+int workers_tc_handover(struct workers *w, struct tcpod_handover *out, int max, int lfd[2]);
 
 #endif /* SHUNT_PROXY_H */

@@ -27,6 +27,7 @@
 #include "core/buf.h"
 #include "core/hmap.h"
 #include "core/loop.h"
+#include "kernel/tc.h"
 #include "core/timer.h"
 #include "proxy/http.h"
 #include "proxy/pool.h"
@@ -128,6 +129,7 @@ struct conn {
 	struct shunt_addr peer, orig;
 	struct pod *pod;	  /* where it connected from; NULL: not tracked */
 	struct inpod *inpod;	  /* served in-pod: the pod's own listener took it */
+	bool tc;		  /* TC capture's listener took it */
 	struct buf in;		  /* request bytes from the client */
 	uint32_t parsed;	  /* request parser position in in */
 	uint32_t sent;		  /* bytes up to here went to the upstream */
@@ -178,6 +180,20 @@ struct inpod_listener {
 	struct ev_handler h;
 	struct inpod *pod;
 	int fd; /* -1: none of this family */
+};
+
+/* A pod captured with TC (tcpod.c): the TC program on its host-side
+ * interface. */
+struct tcpod {
+	struct tcpod *next;
+	char name[INPOD_NAME_LEN];
+	struct tc_attachment at;
+};
+
+struct tc_listener {
+	struct ev_handler h;
+	struct proxy *p;
+	int fd; /* -1: none */
 };
 
 struct inpod {
@@ -256,7 +272,11 @@ struct proxy {
 	size_t inpods_closing;		    /* pods with close_at set */
 	uint64_t inpod_slots[SHUNT_MAX_INPOD / 64];
 	int host_nsfd;
-	uint64_t host_netns;	  /* its cookie: never served in-pod */
+	uint64_t host_netns; /* its cookie: never served in-pod */
+	/* TC capture (worker 0 only): the pods, and the transparent
+	 * listeners (IPv4, IPv6) the TC program hands their SYNs to. */
+	struct tcpod *tcpods;
+	struct tc_listener tc_l[2];
 	struct http_header *hdrs; /* scratch for one head at a time */
 	int spare_fd;		  /* given up to refuse a connection at EMFILE */
 	/* Input buffers of BUF_INITIAL that exchanges let go of: an idle
@@ -355,6 +375,18 @@ void up_release(struct upstream *u);
 bool attach_upstream(struct conn *c, bool fresh);
 void no_upstream(struct conn *c, int err);
 void upstream_failed(struct conn *c, int err);
+
+/* tcpod.c (worker 0) */
+int tcpod_init(struct proxy *p);
+int proxy_tc_add(struct proxy *p, const char *name, const char *ifname, char *msg, size_t msglen);
+int proxy_tc_del(struct proxy *p, const char *name, char *msg, size_t msglen);
+int proxy_tc_list(struct proxy *p, struct tcpod_info *out, int max);
+int proxy_tc_handover(struct proxy *p, struct tcpod_handover *out, int max, int lfd[2]);
+void tcpod_adopt(struct proxy *p, const struct tcpod_handover *h, int n, const int lfd[2]);
+/* Draining: new SYNs pass (or, handed over, the listeners are the
+ * successor's now). */
+void tcpod_drain(struct proxy *p, bool handed_over);
+void tcpod_stop_all(struct proxy *p);
 
 /* inpod.c */
 int proxy_inpod_add(struct proxy *p, const char *name, const char *netns_path, char *msg,

@@ -458,3 +458,29 @@ int workers_inpod_handover(struct workers *ws, struct inpod_handover *out, int m
 {
 	return proxy_inpod_handover(ws->w[0].p, out, max);
 }
+
+int workers_tc_add(struct workers *ws, const char *name, const char *ifname, char *msg,
+		   size_t msglen)
+{
+	return proxy_tc_add(ws->w[0].p, name, ifname, msg, msglen);
+}
+
+int workers_tc_del(struct workers *ws, const char *name, char *msg, size_t msglen)
+{
+	return proxy_tc_del(ws->w[0].p, name, msg, msglen);
+}
+
+int workers_tc_list(struct workers *ws, struct tcpod_info *out, int max)
+{
+	return proxy_tc_list(ws->w[0].p, out, max);
+}
+
+size_t workers_tc_count(struct workers *ws)
+{
+	return (size_t)ws->w[0].p->st.tc_pods;
+}
+
+int workers_tc_handover(struct workers *ws, struct tcpod_handover *out, int max, int lfd[2])
+{
+	return proxy_tc_handover(ws->w[0].p, out, max, lfd);
+}

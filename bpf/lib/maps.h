@@ -123,6 +123,16 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } shunt_pod_conns SEC(".maps");
 
+/* The proxy's transparent listeners for TC capture (enum shunt_tc_slot):
+ * the TC program hands a steered pod's SYN to one. Empty: fail open. */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKMAP);
+	__uint(max_entries, SHUNT_TC_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shunt_tc_socks SEC(".maps");
+
 /* Runtime settings written by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -225,6 +225,20 @@ enum shunt_listener_slot {
 	SHUNT_LISTENER_MAX,
 };
 
+/* Slots of shunt_tc_socks (a SOCKMAP holding the proxy's transparent
+ * listeners for TC capture). Empty: TC-captured pods fail open. */
+enum shunt_tc_slot {
+	SHUNT_TC_V4 = 0,
+	SHUNT_TC_V6 = 1,
+	SHUNT_TC_MAX,
+};
+
+/* skb->mark the TC program puts on the packets it hands to the proxy, and
+ * the routing table (and rule priority) that delivers them locally. */
+#ifndef SHUNT_DEFAULT_TC_MARK
+#define SHUNT_DEFAULT_TC_MARK 0x5348U /* "SH" */
+#endif
+
 /* Indexes of shunt_stats, a per-CPU array of __u64. */
 enum shunt_stat {
 	SHUNT_STAT_CONNECT = 0,	  /* connect() seen by the hooks */
@@ -238,6 +252,8 @@ enum shunt_stat {
 	SHUNT_STAT_CONN_LIMIT,	  /* steered, left alone: proxy at --max-conns */
 	SHUNT_STAT_POD_LIMIT,	  /* steered, left alone: pod at its cap */
 	SHUNT_STAT_INPOD,	  /* captured to the pod's own listener */
+	SHUNT_STAT_TC,		  /* TC: a pod's SYN given to the TC listener */
+	SHUNT_STAT_TC_FAIL_OPEN,  /* TC: steered SYN, no live TC listener: passed */
 	SHUNT_STAT_MAX,		  /* <= SHUNT_STAT_SLOTS */
 };
 
@@ -263,6 +279,7 @@ enum shunt_layout_version {
 	SHUNT_LAYOUT_INPOD = 1,
 	SHUNT_LAYOUT_POD_SOCKS = 1,
 	SHUNT_LAYOUT_POD_CONNS = 1,
+	SHUNT_LAYOUT_TC_SOCKS = 1,
 };
 
 /* Slots of shunt_abi: one per pinned map, with room for more. */

@@ -246,12 +246,13 @@ class PodClient:
     """Drives clientpod.py, a worker living in a pod's netns (the client
     pod's unless told) and the test cgroup."""
 
-    def __init__(self, node, pod="client"):
+    def __init__(self, node, pod="client", in_cgroup=True):
         self.node = node
         self.errlog = os.path.join(node.tmp, "client.stderr" if pod == "client" else "client-%s.stderr" % pod)
-        cmd = "echo $$ > %s && exec nsenter --net=%s %s -B -u %s" % (
-            shlex.quote(os.path.join(node.cg, "cgroup.procs")), shlex.quote(node.netns_path(pod)),
-            PYTHON, shlex.quote(os.path.join(E2E_DIR, "clientpod.py")))
+        cmd = "exec nsenter --net=%s %s -B -u %s" % (
+            shlex.quote(node.netns_path(pod)), PYTHON, shlex.quote(os.path.join(E2E_DIR, "clientpod.py")))
+        if in_cgroup:
+            cmd = "echo $$ > %s && %s" % (shlex.quote(os.path.join(node.cg, "cgroup.procs")), cmd)
         self.proc = node.spawn(["sh", "-c", cmd], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                stderr=open(self.errlog, "ab"))
         self.buf = b""
@@ -578,12 +579,52 @@ class Node:
             self._wait_addresses((name,))
         return self.pod(name)
 
-    def pod_client(self, name):
+    def pod_client(self, name, in_cgroup=True):
         """A client worker (PodClient, like node.client) in pod name, in the
-        test cgroup whatever the pod's default: its connect()s are captured.
-        close() stops it with the pod's other processes."""
+        test cgroup whatever the pod's default (its connect()s are
+        captured), or, in_cgroup=False, outside it (the cgroup hooks never
+        see it: a VM-isolated pod). close() stops it with the pod's other
+        processes."""
         self.pod(name)
-        return PodClient(self, name)
+        return PodClient(self, name, in_cgroup=in_cgroup)
+
+    def add_routed_pod(self, name, v4, v6=None):
+        """A pod plugged the way routed CNIs (Calico, kindnet's ptp) plug
+        theirs, not on the bridge: eth0 with v4/32 (and v6/128), default
+        route via the node; on the node a /32 (/128) route to it through its
+        host end <id>-r<N> (pod(name)["host_if"]), and proxy ARP/NDP on the
+        bridge so the bridge's pods reach it. Its traffic to them is routed
+        by the node, so a TC program on host_if sees it. Its processes are
+        outside the test cgroup. Addresses as for add_pod."""
+        if self.closed or self.ns("node") not in self.created["netns"]:
+            raise HarnessError("add_routed_pod(%r): node not started" % (name,))
+        if not isinstance(name, str) or not POD_NAME_RE.match(name) or name == "node" or name in self.pods:
+            raise HarnessError("add_routed_pod: bad or taken pod name %r" % (name,))
+        for addr, net in ((v4, NET4_CIDR), (v6, NET6_CIDR)):
+            if addr is not None and ipaddress.ip_address(addr) not in net:
+                raise HarnessError("add_routed_pod(%r): %s is outside %s" % (name, addr, net))
+        host_if = "%s-r%d" % (self.id, sum(1 for p in self.pods.values() if p.get("host_if")))
+        self.pods[name] = {"ns": self.ns(name), "netns": self.netns_path(name), "v4": v4, "v6": v6,
+                           "in_cgroup": False, "host_if": host_if}
+        self._add_netns(name)
+        node, pod, br = self.ns("node"), self.ns(name), self.id + "-br"
+        run(["ip", "-n", node, "link", "add", host_if, "type", "veth", "peer", "name", "eth0", "netns", pod])
+        run(["ip", "-n", node, "link", "set", host_if, "up"])
+        run(["ip", "-n", pod, "link", "set", "eth0", "up"])
+        run(["ip", "-n", pod, "addr", "add", v4 + "/32", "dev", "eth0"])
+        run(["ip", "-n", pod, "route", "add", "default", "via", NODE4, "dev", "eth0", "onlink"])
+        run(["ip", "-n", node, "route", "add", v4 + "/32", "dev", host_if])
+        sysctls = ["net/ipv4/ip_forward", "net/ipv4/conf/%s/proxy_arp" % br]
+        if v6:
+            run(["ip", "-n", node, "addr", "add", "fe80::1/64", "dev", host_if, "nodad"])
+            run(["ip", "-n", pod, "addr", "add", v6 + "/128", "dev", "eth0", "nodad"])
+            run(["ip", "-n", pod, "-6", "route", "add", "default", "via", "fe80::1", "dev", "eth0"])
+            run(["ip", "-n", node, "-6", "route", "add", v6 + "/128", "dev", host_if])
+            run(["ip", "-n", node, "-6", "neigh", "add", "proxy", v6, "dev", br])
+            sysctls += ["net/ipv6/conf/all/forwarding", "net/ipv6/conf/%s/proxy_ndp" % br]
+        run(self.nsenter("node") + ["sh", "-c", "; ".join("echo 1 > /proc/sys/" + k for k in sysctls)])
+        self._wait_addresses((name,))
+        return self.pod(name)
 
     def pod(self, name):
         try:

@@ -32,17 +32,18 @@ WORKERS = 6
 class Load:
     """restartload.py in the client pod, for restart tests (a mixin)."""
 
-    def start_load(self, seconds=60, cpus=None):
+    def start_load(self, seconds=60, cpus=None, pod="client", in_cgroup=True):
         """Load until load_result() (seconds is only a cap); cpus: the CPUs
-        (a set) it runs on, else wherever the scheduler puts it."""
+        (a set) it runs on, else wherever the scheduler puts it; from pod,
+        in the test cgroup or (in_cgroup=False) not."""
         n = self.node
         stop_file = os.path.join(n.tmp, "load-stop-%d" % time.monotonic_ns())
         pin = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
-        cmd = "echo $$ > %s && exec %s" % (
-            shlex.quote(os.path.join(n.cg, "cgroup.procs")),
-            shlex.join(pin + n.nsenter("client") + [N.PYTHON, os.path.join(E2E, "restartload.py"), N.BASE4,
-                                              str(N.HTTP_PORT), str(seconds), str(WORKERS), json.dumps(KEYS),
-                                              stop_file]))
+        cmd = "exec " + shlex.join(pin + n.nsenter(pod) + [N.PYTHON, os.path.join(E2E, "restartload.py"), N.BASE4,
+                                                         str(N.HTTP_PORT), str(seconds), str(WORKERS),
+                                                         json.dumps(KEYS), stop_file])
+        if in_cgroup:
+            cmd = "echo $$ > %s && %s" % (shlex.quote(os.path.join(n.cg, "cgroup.procs")), cmd)
         p = n.spawn(["sh", "-c", cmd], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         p.stop_file = stop_file
         return p

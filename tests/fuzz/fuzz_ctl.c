@@ -31,7 +31,7 @@ static void check_message(const char *err)
 
 static void check_request(const struct ctl_request *r)
 {
-	FUZZ_CHECK(r->op >= CTL_OP_ROUTE_ADD && r->op <= CTL_OP_POD_LIST, "op %d", r->op);
+	FUZZ_CHECK(r->op >= CTL_OP_ROUTE_ADD && r->op <= CTL_OP_POD_ADD_TC, "op %d", r->op);
 	/* Only the listings are open to every caller of the socket: an op
 	 * that changes anything and is not classified so is a hole. */
 	FUZZ_CHECK(ctl_op_privileged(r->op) ==
@@ -46,7 +46,7 @@ static void check_request(const struct ctl_request *r)
 
 		FUZZ_CHECK(!memcmp(r, &bare, sizeof(bare)), "%s with fields", ctl_op_name(r->op));
 	}
-	if (r->op == CTL_OP_POD_ADD || r->op == CTL_OP_POD_DEL) {
+	if (r->op == CTL_OP_POD_ADD || r->op == CTL_OP_POD_DEL || r->op == CTL_OP_POD_ADD_TC) {
 		size_t n = strnlen(r->pod_name, sizeof(r->pod_name));
 
 		FUZZ_CHECK(n > 0 && n < sizeof(r->pod_name), "pod name length %zu", n);
@@ -59,7 +59,16 @@ static void check_request(const struct ctl_request *r)
 			FUZZ_CHECK(r->netns[0] == '/' && memchr(r->netns, '\0', sizeof(r->netns)),
 				   "netns '%.20s'", r->netns);
 		else
-			FUZZ_CHECK(!r->netns[0], "pod del with a netns");
+			FUZZ_CHECK(!r->netns[0], "%s with a netns", ctl_op_name(r->op));
+		if (r->op == CTL_OP_POD_ADD_TC) {
+			size_t k = strnlen(r->ifname, sizeof(r->ifname));
+
+			FUZZ_CHECK(k > 0 && k < sizeof(r->ifname), "ifname length %zu", k);
+			FUZZ_CHECK(!strchr(r->ifname, '/') && !strchr(r->ifname, ' '),
+				   "ifname '%s'", r->ifname);
+		} else {
+			FUZZ_CHECK(!r->ifname[0], "%s with an interface", ctl_op_name(r->op));
+		}
 		return;
 	}
 	if (r->op == CTL_OP_OVERRIDE_READY) {

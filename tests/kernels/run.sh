@@ -53,7 +53,7 @@ QUICK_PATTERNS=(test_capture.Capture. test_steering.Steering. test_failure.Failu
 	test_agent_config.AgentInCgroup. test_agent_config.FreshMachineBpffs.
 	test_fairness. test_control. test_socketlb. test_nodesafety.
 	test_k8s.K8s.test_sandboxoverride test_k8s.K8s.test_new_pod_that_waits
-	test_workers.WorkersKernel. test_inpod.InPod.)
+	test_workers.WorkersKernel. test_inpod.InPod. test_tc.)
 # Loaded in stage 1 if the kernel builds them as modules (dependencies
 # first, as modules.dep says); the rest are loaded on demand in stage 2.
 INITRAMFS_MODULES=(virtio_pci 9pnet_virtio 9p overlay)
