@@ -47,6 +47,10 @@ In-pod rows (issue 14; when --help lists --inpod-port): shunt-inpod-nokey
 and shunt-inpod-key go through the default shuntd with the client pod
 served in-pod (shuntctl pod add): the upstream must see the client pod's
 address, not the node's; the issue 13 targets are reported for them too.
+TC rows (when --help lists --tc-mark): shunt-tc-nokey and shunt-tc-key
+run their client in a routed pod "vm" (10.211.0.60, a /32 route to its veth, not on
+the bridge) outside the test cgroup, captured with TC (shuntctl pod add
+--tc): the cgroup hooks never see it; the upstream sees the node.
   1. One keep-alive connection per row: latclient.c (compiled on the fly;
      --client python for the http.client twin, whose own ~40 us per request
      would swamp a ~20 us direct round trip), 5000 requests after 500 warmup,
@@ -149,6 +153,7 @@ TARGET_CPU = 0.7  # (d) CPU per request (wrk runs) at most this times the nginx 
 TARGET_RPS = 1.2  # (e) wrk req/s at least this times the nginx peer's
 # (b) free-scheduled p50 at or below both peers' (nginx, HAProxy)
 PIN_CPU = 0  # the CPU of the pinned single-connection test
+VM4 = N.NET4 + ".60"  # the routed pod of the TC rows
 TARGET_RSS_MIB = 32.0
 
 # HTTP/2 (issue 11): servers started for that section only, so the rows above run as before.
@@ -173,9 +178,10 @@ class Agent:
     """A shuntd the rows can go through: a build's binaries ("new": --build,
     "base": --baseline) started with extra flags (none: its defaults)."""
 
-    def __init__(self, name, build, args=(), inpod=False):
+    def __init__(self, name, build, args=(), inpod=False, tc=False):
         self.name, self.build, self.args = name, build, list(args)
         self.inpod = inpod  # the client pod is served in-pod (shuntctl pod add)
+        self.tc = tc  # the routed pod "vm" is captured with TC (shuntctl pod add --tc)
         self.threads = 0  # the most threads seen in it during a run
 
     def flags(self):
@@ -213,6 +219,7 @@ class Row:
         self.h2 = None  # HTTP/2 section: {"p50_us", "p99_us", "rps"} over the rounds
         self.cpu = {}  # "free", "pinned", "wrk", "h2" -> [the proxy's on-CPU ns, requests served] summed over runs
         self.placement = []  # free-scheduled latency rounds: (client, proxy, upstream) CPU at the end of each
+        self.client = "client"  # the pod the client runs in ("vm": the routed pod, outside the cgroup)
 
     def cpu_us(self, kind):
         """The proxy's on-CPU microseconds per request over the runs of one kind; None for direct rows."""
@@ -258,16 +265,29 @@ def inpod_rows():
     return out
 
 
+def tc_rows():
+    """Through shunt with TC capture: the client in the routed pod "vm",
+    outside the cgroup, its SYNs handed to shunt by the TC program on its
+    host-side interface; the upstream sees the node (as in node mode)."""
+    out = []
+    for k in ("nokey", "key"):
+        r = proxied_row("shunt-tc-" + k, N.BASE4, SVC_PORT, k == "key", "shunt", agent="tc")
+        r.client = "vm"
+        out.append(r)
+    return out
+
+
 def make_rows(compare=False, variants=()):
     """The HTTP/1.1 rows; variants: names of the extra agents, one keyed
-    row each ("inpod": both, see inpod_rows)."""
+    row each ("inpod", "tc": both, see inpod_rows, tc_rows)."""
     base = [proxied_row("base:shunt-" + k, N.BASE4, SVC_PORT, k == "key", "shunt", agent="base")
             for k in ("nokey", "key")] if compare else []
     return ([direct_row(N.BASE4, DIRECT_PORT, "baseline")]
             + [proxied_row("shunt-" + k, N.BASE4, SVC_PORT, k == "key", "shunt") for k in ("nokey", "key")]
             + [proxied_row("shunt-%s-key" % v, N.BASE4, SVC_PORT, True, "shunt", agent=v)
-               for v in variants if v != "inpod"]
+               for v in variants if v not in ("inpod", "tc")]
             + (inpod_rows() if "inpod" in variants else [])
+            + (tc_rows() if "tc" in variants else [])
             + base + [direct_row(N.SBX4, SVC_PORT, "sandbox")]
             + peer_rows("nginx", "nginx", PEER_PORT) + peer_rows("haproxy", "haproxy", HAP_PORT))
 
@@ -676,6 +696,8 @@ class Bench:
             self.agents[name] = Agent(name, "new", args)
         if "--inpod-port" in p.stdout + p.stderr:
             self.agents["inpod"] = Agent("inpod", "new", inpod=True)
+        if "--tc-mark" in p.stdout + p.stderr:
+            self.agents["tc"] = Agent("tc", "new", tc=True)
         return "variants: %d CPUs here, so the default is --workers %d --poll on" % (ncpu, ncpu)
 
     # ---- setup ---------------------------------------------------------------------
@@ -696,6 +718,8 @@ class Bench:
         self.build_id = self.build_ids["new"]
         self.log("node %s: starting topology, test cgroup and shuntd" % self.node.id)
         self.node.start()
+        if "tc" in self.agents:
+            self.node.add_routed_pod("vm", VM4)
         if self.a.client == "c":
             self.latclient = [os.path.join(self.tmp, "latclient")]
             N.run(["cc", "-O2", "-D_GNU_SOURCE", "-Wall", "-Wextra", "-Werror", "-o", self.latclient[0],
@@ -796,6 +820,8 @@ class Bench:
             self.node.route_add(service, KEY, to)
         if ag.inpod:
             self.node.ctl_ok("pod", "add", "bench/client", "--netns", self.node.netns_path("client"))
+        if ag.tc:
+            self.node.ctl_ok("pod", "add", "bench/vm", "--tc", self.node.pod("vm")["host_if"])
         self.agent = agent
         self.shuntd_pid = self.find_shuntd()
         self.switches += 1
@@ -828,8 +854,10 @@ class Bench:
             raise BenchError("shuntctl status -o json has no proxy counters: %r" % st)
         return px
 
-    def client_run(self, argv, timeout):
+    def client_run(self, argv, timeout, row=None):
         try:
+            if row is not None and row.client != "client":
+                return self.node.pod_run(row.client, argv, in_cgroup=False, timeout=timeout)
             return self.node.client_cmd(argv, timeout=timeout)
         except AssertionError as e:
             raise BenchError(str(e))
@@ -889,7 +917,7 @@ class Bench:
         up0, sh0 = self.upstream_counts(), self.shunt_counts()
         pids, up_pids = self.proxy_pids(row), [self.nginx[row.pod][0].pid]
         t0, u0 = task_stats(pids), task_stats(up_pids)
-        rc, out, err = self.client_run(argv, timeout=120)
+        rc, out, err = self.client_run(argv, timeout=120, row=row)
         t1, u1 = task_stats(pids), task_stats(up_pids)
         if rc != 0:
             raise BenchError("%s: latency client failed (rc %d): %s%s" % (row.name, rc, err.strip(), out.strip()))
@@ -986,13 +1014,14 @@ class Bench:
     def load(self, row):
         self.use_agent(row.agent)
         if self.a.wrk_warmup > 0:
-            rc, out, err = self.client_run(self.wrk_argv(row, self.a.wrk_warmup), timeout=self.a.wrk_warmup + 30)
+            rc, out, err = self.client_run(self.wrk_argv(row, self.a.wrk_warmup), timeout=self.a.wrk_warmup + 30,
+                                           row=row)
             if rc != 0:
                 raise BenchError("%s: wrk warmup failed (rc %d): %s%s" % (row.name, rc, out, err))
         up0, sh0 = self.upstream_counts(), self.shunt_counts()
         pids = self.proxy_pids(row)
         t0 = task_stats(pids)
-        rc, out, err = self.client_run(self.wrk_argv(row, self.a.duration), timeout=self.a.duration + 30)
+        rc, out, err = self.client_run(self.wrk_argv(row, self.a.duration), timeout=self.a.duration + 30, row=row)
         t1 = task_stats(pids)
         if rc != 0:
             raise BenchError("%s: wrk failed (rc %d): %s%s" % (row.name, rc, out, err))
@@ -1348,7 +1377,8 @@ class Bench:
             P("  %s  %s" % ("skip" if ok is None else "PASS" if ok else "FAIL", text))
 
         pinned = "pinned" in self.rows[0].lat
-        modes = ["shunt-"] + (["shunt-inpod-"] if "shunt-inpod-key" in self.by_name else [])
+        modes = (["shunt-"] + (["shunt-inpod-"] if "shunt-inpod-key" in self.by_name else [])
+                 + (["shunt-tc-"] if "shunt-tc-key" in self.by_name else []))
         pairs = [(self.by_name[m + k], self.by_name["nginx-" + k], self.by_name["haproxy-" + k])
                  for m in modes for k in ("nokey", "key")]
         for r, _, _ in pairs:
