@@ -1109,7 +1109,7 @@ static void handover_tcpods(struct agent *a, const struct handover *h)
 			break;
 		end = strchr(tab + 1, '\n');
 		if (!end)
-			end = tab + 1 + strlen(tab + 1);
+			break; /* cut short: not a whole line */
 		if ((size_t)(tab - name) >= sizeof(t->name) ||
 		    (size_t)(end - tab - 1) >= sizeof(t->ifname) || tab == name || end == tab + 1)
 			continue;

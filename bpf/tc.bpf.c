@@ -26,9 +26,12 @@
 #define IP_OFFSET      0x1FFF
 #define TC_ACT_UNSPEC  (-1) /* tcx: TCX_NEXT, the next program decides */
 #define TC_ACT_OK      0
+#define TCP_FLAG_FIN   0x01
 #define TCP_FLAG_SYN   0x02
+#define TCP_FLAG_RST   0x04
 #define TCP_FLAG_ACK   0x10
 #define TCP_FLAGS_BYTE 13 /* offset of the flags byte in the TCP header */
+#define HEADS_MAX      94 /* Ethernet, IPv4 with options, TCP without */
 
 /* Set by the agent before loading (--tc-mark). */
 const volatile __u32 tc_mark = SHUNT_DEFAULT_TC_MARK;
@@ -46,54 +49,101 @@ static __always_inline int give(struct __sk_buff *skb, struct bpf_sock *sk)
 	return TC_ACT_OK;
 }
 
+/* The packet's headers, for bpf_tcp_check_syncookie. */
+struct heads {
+	void *ip, *th;
+	__u32 ip_len;
+};
+
+/* A packet other than a SYN: one of a connection the proxy holds (its
+ * SYN was handed over: shunt_tc_conns has it, whether or not the service
+ * still has routes), or nothing of ours. */
+static __always_inline int follow(struct __sk_buff *skb, struct bpf_sock_tuple *t, __u32 tlen,
+				  const struct shunt_tc_conn_key *ck, const struct shunt_addr *dst,
+				  __u8 flags, __u32 slot, struct heads *h)
+{
+	__u32 *ifx = bpf_map_lookup_elem(&shunt_tc_conns, ck);
+	struct bpf_sock *sk;
+
+	/* An entry the LRU let go: the proxy's socket still says it. */
+	if (!ifx && !bpf_map_lookup_elem(&shunt_services, dst))
+		return TC_ACT_UNSPEC;
+	sk = (struct bpf_sock *)bpf_skc_lookup_tcp(skb, t, tlen, BPF_F_CURRENT_NETNS, 0);
+	if (sk) {
+		/* A listener here is the node's own (0.0.0.0:port), not ours. */
+		if (sk->state != BPF_TCP_LISTEN)
+			return give(skb, sk);
+		bpf_sk_release(sk);
+	}
+	if (!ifx)
+		return TC_ACT_UNSPEC;
+	/* Ours, but no socket has this 4-tuple: the node DNATs the service
+	 * (the proxy's socket has the backend's address; conntrack gives it
+	 * the same translation), or the handshake ends with a SYN cookie. */
+	if ((flags & (TCP_FLAG_SYN | TCP_FLAG_ACK | TCP_FLAG_FIN | TCP_FLAG_RST)) == TCP_FLAG_ACK) {
+		sk = bpf_map_lookup_elem(&shunt_tc_socks, &slot);
+		if (sk) {
+			if (!bpf_tcp_check_syncookie(sk, h->ip, h->ip_len, h->th,
+						     sizeof(struct tcphdr)))
+				return give(skb, sk);
+			bpf_sk_release(sk);
+		}
+	}
+	skb->mark = tc_mark;
+	return TC_ACT_OK;
+}
+
 static __always_inline int steer(struct __sk_buff *skb, struct bpf_sock_tuple *t, __u32 tlen,
-				 const struct shunt_addr *dst, __u8 flags, __u32 slot)
+				 const struct shunt_tc_conn_key *ck, const struct shunt_addr *dst,
+				 __u8 flags, __u32 slot, struct heads *h)
 {
 	const struct shunt_service *svc;
 	struct shunt_config *cfg;
 	struct bpf_sock *sk;
-	int syn = (flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+	__u32 ifindex;
+
+	if ((flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) != TCP_FLAG_SYN)
+		return follow(skb, t, tlen, ck, dst, flags, slot, h);
 
 	svc = bpf_map_lookup_elem(&shunt_services, dst);
 	if (!svc || !svc->routes)
 		return TC_ACT_UNSPEC;
-
-	/* A connection the proxy holds: its accepted socket is bound to the
-	 * service's address. A listener found here is the node's own (say
-	 * 0.0.0.0:port), never ours; a TIME_WAIT socket gives way to a new
-	 * SYN, as the stack would to a listener. */
+	/* A retransmitted SYN belongs to its request socket; one onto a
+	 * TIME_WAIT socket starts a new connection. */
 	sk = (struct bpf_sock *)bpf_skc_lookup_tcp(skb, t, tlen, BPF_F_CURRENT_NETNS, 0);
 	if (sk) {
-		if (sk->state != BPF_TCP_LISTEN && !(syn && sk->state == BPF_TCP_TIME_WAIT))
+		if (sk->state != BPF_TCP_LISTEN && sk->state != BPF_TCP_TIME_WAIT)
 			return give(skb, sk);
 		bpf_sk_release(sk);
 	}
-	if (!syn)
-		return TC_ACT_UNSPEC; /* not ours: where it was going */
-
 	cfg = config_get();
 	if (cfg && (cfg->flags & SHUNT_CFG_CONN_LIMIT)) {
 		stat_inc(SHUNT_STAT_CONN_LIMIT);
-		return TC_ACT_UNSPEC;
+		goto pass;
 	}
 	sk = bpf_map_lookup_elem(&shunt_tc_socks, &slot);
-	if (!sk) {
+	if (!sk || give(skb, sk) != TC_ACT_OK) {
 		stat_inc(SHUNT_STAT_TC_FAIL_OPEN);
-		return TC_ACT_UNSPEC;
+		goto pass;
 	}
-	if (give(skb, sk) != TC_ACT_OK) {
-		stat_inc(SHUNT_STAT_TC_FAIL_OPEN);
-		return TC_ACT_UNSPEC;
-	}
+	ifindex = skb->ingress_ifindex;
+	bpf_map_update_elem(&shunt_tc_conns, ck, &ifindex, BPF_ANY);
 	stat_inc(SHUNT_STAT_TC);
 	return TC_ACT_OK;
+pass:
+	/* Not ours: an entry left from an earlier connection of this
+	 * 4-tuple must not claim its packets. */
+	bpf_map_delete_elem(&shunt_tc_conns, ck);
+	return TC_ACT_UNSPEC;
 }
 
 static __always_inline int ingress4(struct __sk_buff *skb, void *data, void *data_end)
 {
 	struct iphdr *ip = data + ETH_HLEN;
+	struct shunt_tc_conn_key ck = {};
 	struct bpf_sock_tuple t = {};
 	struct shunt_addr dst = {};
+	struct heads h;
 	struct tcphdr *th;
 	__u32 ihl;
 
@@ -111,17 +161,28 @@ static __always_inline int ingress4(struct __sk_buff *skb, void *data, void *dat
 	t.ipv4.daddr = ip->daddr;
 	t.ipv4.sport = th->source;
 	t.ipv4.dport = th->dest;
+	ck.family = SHUNT_FAMILY_V4;
+	__builtin_memcpy(ck.saddr, &ip->saddr, 4);
+	__builtin_memcpy(ck.daddr, &ip->daddr, 4);
+	ck.sport = th->source;
+	ck.dport = th->dest;
 	dst.family = SHUNT_FAMILY_V4;
 	__builtin_memcpy(dst.addr, &ip->daddr, 4);
 	dst.port = bpf_ntohs(th->dest);
-	return steer(skb, &t, sizeof(t.ipv4), &dst, ((__u8 *)th)[TCP_FLAGS_BYTE], SHUNT_TC_V4);
+	h.ip = ip;
+	h.ip_len = sizeof(*ip);
+	h.th = th;
+	return steer(skb, &t, sizeof(t.ipv4), &ck, &dst, ((__u8 *)th)[TCP_FLAGS_BYTE], SHUNT_TC_V4,
+		     &h);
 }
 
 static __always_inline int ingress6(struct __sk_buff *skb, void *data, void *data_end)
 {
 	struct ipv6hdr *ip6 = data + ETH_HLEN;
+	struct shunt_tc_conn_key ck = {};
 	struct bpf_sock_tuple t = {};
 	struct shunt_addr dst = {};
+	struct heads h;
 	struct tcphdr *th;
 
 	/* TCP right after the fixed header; extension headers pass. */
@@ -134,10 +195,19 @@ static __always_inline int ingress6(struct __sk_buff *skb, void *data, void *dat
 	__builtin_memcpy(t.ipv6.daddr, &ip6->daddr, 16);
 	t.ipv6.sport = th->source;
 	t.ipv6.dport = th->dest;
+	ck.family = SHUNT_FAMILY_V6;
+	__builtin_memcpy(ck.saddr, &ip6->saddr, 16);
+	__builtin_memcpy(ck.daddr, &ip6->daddr, 16);
+	ck.sport = th->source;
+	ck.dport = th->dest;
 	dst.family = SHUNT_FAMILY_V6;
 	__builtin_memcpy(dst.addr, &ip6->daddr, 16);
 	dst.port = bpf_ntohs(th->dest);
-	return steer(skb, &t, sizeof(t.ipv6), &dst, ((__u8 *)th)[TCP_FLAGS_BYTE], SHUNT_TC_V6);
+	h.ip = ip6;
+	h.ip_len = sizeof(*ip6);
+	h.th = th;
+	return steer(skb, &t, sizeof(t.ipv6), &ck, &dst, ((__u8 *)th)[TCP_FLAGS_BYTE], SHUNT_TC_V6,
+		     &h);
 }
 
 SEC("tc")
@@ -145,7 +215,16 @@ int shunt_tc_ingress(struct __sk_buff *skb)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
+	struct ethhdr *eth;
+
+	/* The headers in the linear part, so that no packet of a connection
+	 * of ours is passed for want of them. */
+	if (data + HEADS_MAX > data_end && skb->len > (__u32)(data_end - data)) {
+		bpf_skb_pull_data(skb, skb->len < HEADS_MAX ? skb->len : HEADS_MAX);
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+	}
+	eth = data;
 
 	if ((void *)(eth + 1) > data_end)
 		return TC_ACT_UNSPEC;

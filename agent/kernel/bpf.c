@@ -444,6 +444,7 @@ int shunt_bpf_open(struct shunt_bpf *b, const char *pin_dir, const char *cgroup,
 	b->pod_socks_fd = bpf_map__fd(b->sock_addr->maps.shunt_pod_socks);
 	b->pod_conns_fd = bpf_map__fd(b->sock_addr->maps.shunt_pod_conns);
 	b->tc_socks_fd = bpf_map__fd(b->sock_addr->maps.shunt_tc_socks);
+	b->tc_conns_fd = bpf_map__fd(b->sock_addr->maps.shunt_tc_conns);
 
 	for (int i = 0; i < SHUNT_NR_PROGS && !err; i++)
 		err = attach(b, i);
@@ -556,6 +557,7 @@ int shunt_bpf_maps(struct shunt_bpf *b, struct shunt_map_info out[SHUNT_NR_MAPS]
 		b->sock_addr->maps.shunt_conn_src,  b->sock_addr->maps.shunt_pod_limit,
 		b->sock_addr->maps.shunt_inpod,	    b->sock_addr->maps.shunt_pod_socks,
 		b->sock_addr->maps.shunt_pod_conns, b->sock_addr->maps.shunt_tc_socks,
+		b->sock_addr->maps.shunt_tc_conns,
 	};
 
 	for (int i = 0; i < SHUNT_NR_MAPS; i++) {

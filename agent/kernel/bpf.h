@@ -13,7 +13,7 @@ struct shunt_tc;
 struct bpf_link;
 
 #define SHUNT_NR_PROGS 5
-#define SHUNT_NR_MAPS  14
+#define SHUNT_NR_MAPS  15
 
 struct shunt_bpf {
 	struct shunt_sock_addr *sock_addr; /* connect4|6, getpeername4|6 */
@@ -29,7 +29,7 @@ struct shunt_bpf {
 	/* fds of the shared (pinned) maps */
 	int services_fd, routes_fd, overrides_fd, orig_fd, conns_fd, listeners_fd, config_fd,
 		stats_fd, conn_src_fd, pod_limit_fd, inpod_fd, pod_socks_fd, pod_conns_fd,
-		tc_socks_fd;
+		tc_socks_fd, tc_conns_fd;
 	/* sockops files each connection's netns in shunt_conn_src. */
 	bool record_src;
 	/* sockops can tell a connection's netns (Linux 5.15): pods can be

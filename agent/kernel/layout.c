@@ -103,6 +103,7 @@ static const struct {
 	{"shunt_pod_socks", SHUNT_LAYOUT_POD_SOCKS, LAYOUT_TRANSIENT},
 	{"shunt_pod_conns", SHUNT_LAYOUT_POD_CONNS, LAYOUT_TRANSIENT},
 	{"shunt_tc_socks", SHUNT_LAYOUT_TC_SOCKS, LAYOUT_TRANSIENT},
+	{"shunt_tc_conns", SHUNT_LAYOUT_TC_CONNS, LAYOUT_TRANSIENT},
 };
 
 void layout_of_name(const char *name, uint32_t *version, enum layout_class *cls)

@@ -22,6 +22,7 @@
 /* Linux 6.6's tcx attach point; the uapi headers this builds with may
  * predate it. */
 #define SHUNT_BPF_TCX_INGRESS 46
+#define SHUNT_BPF_F_BEFORE    (1U << 3)
 
 const char *tc_attach_kind(const struct tc_attachment *a)
 {
@@ -40,6 +41,10 @@ int tc_attach(int prog_fd, const char *ifname, struct tc_attachment *a, char *ms
 {
 	struct bpf_tc_hook hook = {.sz = sizeof(hook), .attach_point = BPF_TC_INGRESS};
 	struct bpf_tc_opts opts = {.sz = sizeof(opts)};
+	/* First on the interface (BPF_F_BEFORE, no anchor): a CNI program
+	 * that ends the chain would otherwise never let shunt see a packet;
+	 * shunt passes on (TCX_NEXT) all it does not take. */
+	struct bpf_link_create_opts lopts = {.sz = sizeof(lopts), .flags = SHUNT_BPF_F_BEFORE};
 	int fd, err;
 
 	memset(a, 0, sizeof(*a));
@@ -61,7 +66,7 @@ int tc_attach(int prog_fd, const char *ifname, struct tc_attachment *a, char *ms
 	 * goes with the agent (kill -9 included), and other programs on
 	 * the interface (a CNI's) keep theirs. */
 	fd = bpf_link_create(prog_fd, a->ifindex, (enum bpf_attach_type)SHUNT_BPF_TCX_INGRESS,
-			     NULL);
+			     &lopts);
 	if (fd >= 0) {
 		struct bpf_link_info info = {};
 		__u32 len = sizeof(info);
@@ -219,7 +224,7 @@ static void put_u32(struct rtnl_req *r, unsigned short type, uint32_t v)
 	r->h.nlmsg_len = NLMSG_ALIGN(r->h.nlmsg_len) + RTA_ALIGN(ra->rta_len);
 }
 
-/* "ip [-6] rule add|del fwmark MARK lookup MARK pref MARK" */
+/* "ip [-6] rule add|del fwmark MARK lookup MARK pref SHUNT_TC_RULE_PREF" */
 static int rule(int family, uint32_t mark, bool add)
 {
 	struct rtnl_req r = {};
@@ -233,7 +238,7 @@ static int rule(int family, uint32_t mark, bool add)
 	put_u32(&r, FRA_FWMARK, mark);
 	put_u32(&r, FRA_FWMASK, 0xffffffffU);
 	put_u32(&r, FRA_TABLE, mark);
-	put_u32(&r, FRA_PRIORITY, mark);
+	put_u32(&r, FRA_PRIORITY, SHUNT_TC_RULE_PREF);
 	return rtnl_call(&r.h);
 }
 
@@ -265,22 +270,26 @@ int tc_route_setup(uint32_t mark, char *msg, size_t msglen)
 
 	for (int i = 0; i < 2; i++) {
 		err = local_route(fams[i], mark, true);
+		/* A node without IPv6 (or with it disabled: EACCES on lo)
+		 * still gets IPv4. */
+		if (i && (err == -EAFNOSUPPORT || err == -EOPNOTSUPP || err == -EACCES))
+			return 0;
 		if (err && err != -EEXIST) {
-			/* A node without IPv6 still gets IPv4. */
-			if (i && (err == -EAFNOSUPPORT || err == -EOPNOTSUPP))
-				return 0;
 			snprintf(msg, msglen, "local route in table %u (IPv%d): %s", mark,
 				 i ? 6 : 4, strerror(-err));
-			return err;
+			goto undo;
 		}
 		err = rule(fams[i], mark, true);
 		if (err && err != -EEXIST) {
 			snprintf(msg, msglen, "rule fwmark 0x%x lookup %u (IPv%d): %s", mark, mark,
 				 i ? 6 : 4, strerror(-err));
-			return err;
+			goto undo;
 		}
 	}
 	return 0;
+undo:
+	tc_route_teardown(mark);
+	return err;
 }
 
 void tc_route_teardown(uint32_t mark)

@@ -15,6 +15,8 @@
 /* clsact filters shunt adds: this handle, this priority (tc filter show). */
 #define SHUNT_TC_HANDLE	  0x5348U
 #define SHUNT_TC_PRIORITY 1U
+/* The priority (pref) of the policy rule: before the main table's. */
+#define SHUNT_TC_RULE_PREF 21320U
 
 struct tc_attachment {
 	char ifname[IF_NAMESIZE];
@@ -42,8 +44,9 @@ int tc_sweep_stale(void);
 const char *tc_attach_kind(const struct tc_attachment *a);
 
 /* The policy route for mark, both families: "ip rule add fwmark MARK
- * lookup MARK pref MARK" and "ip route add local default dev lo table
- * MARK". Present already is fine. 0, or -errno with msg. */
+ * lookup MARK pref SHUNT_TC_RULE_PREF" and "ip route add local default
+ * dev lo table MARK". Present already is fine; a node without IPv6 gets
+ * IPv4 only. 0, or -errno with msg (nothing left half done). */
 int tc_route_setup(uint32_t mark, char *msg, size_t msglen);
 
 /* Remove what tc_route_setup added (a clean stop, nothing handed over). */

@@ -201,8 +201,10 @@ void client_close(struct conn *c)
 		pod_detach(c);
 	if (c->inpod)
 		p->st.inpod_active--;
-	if (c->tc)
+	if (c->tc) {
+		tc_conn_forget(c);
 		p->st.tc_active--;
+	}
 	conn_count_down(p);
 }
 

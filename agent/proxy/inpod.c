@@ -401,6 +401,12 @@ int proxy_inpod_add(struct proxy *p, const char *name, const char *netns_path, c
 		snprintf(msg, msglen, "pod '%s' is served in-pod already", name);
 		return -EEXIST;
 	}
+	for (struct tcpod *t = p->tcpods; t; t = t->next)
+		if (!strcmp(t->name, name)) {
+			snprintf(msg, msglen, "pod '%s' is captured with TC: one mode per pod",
+				 name);
+			return -EEXIST;
+		}
 	/* Never blocks (a FIFO) nor becomes a terminal; and must be a
 	 * network namespace. */
 	nsfd = open(netns_path, O_RDONLY | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);

@@ -130,6 +130,7 @@ struct conn {
 	struct pod *pod;	  /* where it connected from; NULL: not tracked */
 	struct inpod *inpod;	  /* served in-pod: the pod's own listener took it */
 	bool tc;		  /* TC capture's listener took it */
+	struct tcpod *tcpod;	  /* ... from this pod (NULL: not known) */
 	struct buf in;		  /* request bytes from the client */
 	uint32_t parsed;	  /* request parser position in in */
 	uint32_t sent;		  /* bytes up to here went to the upstream */
@@ -387,6 +388,8 @@ void tcpod_adopt(struct proxy *p, const struct tcpod_handover *h, int n, const i
  * successor's now). */
 void tcpod_drain(struct proxy *p, bool handed_over);
 void tcpod_stop_all(struct proxy *p);
+/* A TC connection closes: its shunt_tc_conns entry goes. */
+void tc_conn_forget(struct conn *c);
 
 /* inpod.c */
 int proxy_inpod_add(struct proxy *p, const char *name, const char *netns_path, char *msg,

@@ -57,14 +57,59 @@ static bool is_loopback(const struct shunt_addr *a)
 	return !memcmp(a->addr, lo6, sizeof(lo6));
 }
 
-/* A connection the TC program handed to a listener: its local address is
- * where the pod was going. One that reached the listener's own (loopback)
- * address was dialled on the node itself: closed. */
+/* shunt_tc_conns' key of c: the connection as the pod's packets spell it. */
+static void tc_conn_key(const struct conn *c, struct shunt_tc_conn_key *k)
+{
+	size_t n = c->peer.family == SHUNT_FAMILY_V4 ? 4 : 16;
+
+	memset(k, 0, sizeof(*k));
+	k->family = c->peer.family;
+	memcpy(k->saddr, c->peer.addr, n);
+	memcpy(k->daddr, c->orig.addr, n);
+	k->sport = htons(c->peer.port);
+	k->dport = htons(c->orig.port);
+}
+
+void tc_conn_forget(struct conn *c)
+{
+	struct shunt_tc_conn_key k;
+
+	tc_conn_key(c, &k);
+	bpf_map_delete_elem(c->p->sh->bpf->tc_conns_fd, &k);
+	c->tcpod = NULL;
+}
+
+/* Where the pod was going: the address before the node's DNAT, if any
+ * (conntrack keeps it: SO_ORIGINAL_DST), else the accepted socket's local
+ * address. 0 or -1. */
+static int tc_orig(int fd, struct shunt_addr *orig)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = sizeof(ss);
+	int v6;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &sl))
+		return -1;
+	v6 = ss.ss_family == AF_INET6;
+	sl = sizeof(ss);
+	if (getsockopt(fd, v6 ? SOL_IPV6 : SOL_IP, 80 /* SO_ORIGINAL_DST, IP6T_ */, &ss, &sl)) {
+		sl = sizeof(ss);
+		if (getsockname(fd, (struct sockaddr *)&ss, &sl))
+			return -1;
+	}
+	return addr_from_sockaddr((struct sockaddr *)&ss, orig) ? -1 : 0;
+}
+
+/* A connection the TC program handed to a listener. One that reached the
+ * listener's own (loopback) address was dialled on the node itself:
+ * closed. */
 static void tc_take(struct proxy *p, int fd, void *ctx)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
+	struct shunt_tc_conn_key k;
 	char a[ADDR_STR_LEN];
+	uint32_t ifindex;
 	struct conn *c = conn_new(p, fd);
 
 	(void)ctx;
@@ -75,9 +120,7 @@ static void tc_take(struct proxy *p, int fd, void *ctx)
 		client_close(c);
 		return;
 	}
-	sl = sizeof(ss);
-	if (getsockname(fd, (struct sockaddr *)&ss, &sl) ||
-	    addr_from_sockaddr((struct sockaddr *)&ss, &c->orig) || is_loopback(&c->orig)) {
+	if (tc_orig(fd, &c->orig) || is_loopback(&c->orig)) {
 		p->st.unknown++;
 		pr_debug("TC listener: connection from %s was not handed over by the TC "
 			 "program: closing",
@@ -88,6 +131,12 @@ static void tc_take(struct proxy *p, int fd, void *ctx)
 	c->tc = true;
 	p->st.tc_active++;
 	p->st.tc_accepted++;
+	/* Which pod: the interface its SYN came in on. */
+	tc_conn_key(c, &k);
+	if (!bpf_map_lookup_elem(p->sh->bpf->tc_conns_fd, &k, &ifindex))
+		for (struct tcpod *t = p->tcpods; t; t = t->next)
+			if (t->at.ifindex == (int)ifindex)
+				c->tcpod = t;
 	conn_begin(c);
 }
 
@@ -214,6 +263,8 @@ int tcpod_init(struct proxy *p)
 	return 0;
 }
 
+static void tc_quiesce(struct proxy *p);
+
 static int tcpod_start(struct proxy *p, const char *name, const char *ifname, char *msg,
 		       size_t msglen)
 {
@@ -247,8 +298,10 @@ static int tcpod_start(struct proxy *p, const char *name, const char *ifname, ch
 			return -EEXIST;
 		}
 	err = tc_ready(p, msg, msglen);
-	if (err)
+	if (err) {
+		tc_quiesce(p);
 		return err;
+	}
 	t = calloc(1, sizeof(*t));
 	if (!t) {
 		snprintf(msg, msglen, "out of memory");
@@ -258,6 +311,7 @@ static int tcpod_start(struct proxy *p, const char *name, const char *ifname, ch
 	err = tc_attach(prog, ifname, &t->at, msg, msglen);
 	if (err) {
 		free(t);
+		tc_quiesce(p); /* the listeners, if no pod is left to use them */
 		return err;
 	}
 	t->next = p->tcpods;
@@ -282,6 +336,13 @@ static void tcpod_remove(struct proxy *p, struct tcpod *t)
 	struct tcpod **pp;
 
 	tc_detach(&t->at);
+	/* Its packets are no longer handed over: what it had open here is
+	 * cut off. */
+	for (struct conn *c = p->clients, *next; c; c = next) {
+		next = c->next;
+		if (c->tc && c->tcpod == t)
+			client_close(c);
+	}
 	for (pp = &p->tcpods; *pp != t; pp = &(*pp)->next)
 		;
 	*pp = t->next;

@@ -133,6 +133,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } shunt_tc_socks SEC(".maps");
 
+/* Connections the TC program handed to the proxy (their SYN went to a TC
+ * listener) -> the ifindex of the pod interface they came in on. Later
+ * packets whose socket the 4-tuple does not find (the node DNATs the
+ * service: the proxy's socket has the backend's address) are still
+ * delivered here; the proxy reads the interface at accept() (which pod)
+ * and deletes the entry at close. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SHUNT_MAX_CONNS);
+	__type(key, struct shunt_tc_conn_key);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} shunt_tc_conns SEC(".maps");
+
 /* Runtime settings written by the agent. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);

@@ -233,6 +233,17 @@ enum shunt_tc_slot {
 	SHUNT_TC_MAX,
 };
 
+/* shunt_tc_conns key: a connection the TC program handed to the proxy, as
+ * the pod's packets spell it (before any DNAT on the node): addresses in
+ * network order, ports in network order, family SHUNT_FAMILY_V4|V6. */
+struct shunt_tc_conn_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u16 sport;
+	__u16 dport;
+	__u32 family;
+};
+
 /* skb->mark the TC program puts on the packets it hands to the proxy, and
  * the routing table (and rule priority) that delivers them locally. */
 #ifndef SHUNT_DEFAULT_TC_MARK
@@ -280,6 +291,7 @@ enum shunt_layout_version {
 	SHUNT_LAYOUT_POD_SOCKS = 1,
 	SHUNT_LAYOUT_POD_CONNS = 1,
 	SHUNT_LAYOUT_TC_SOCKS = 1,
+	SHUNT_LAYOUT_TC_CONNS = 1,
 };
 
 /* Slots of shunt_abi: one per pinned map, with room for more. */
@@ -311,6 +323,7 @@ _Static_assert(sizeof(struct shunt_conn_src) == 8, "shunt_conn_src ABI");
 _Static_assert(sizeof(struct shunt_pod_limit) == 16, "shunt_pod_limit ABI");
 _Static_assert(sizeof(struct shunt_inpod) == 48, "shunt_inpod ABI");
 _Static_assert(sizeof(struct shunt_pod_conn_key) == 32, "shunt_pod_conn_key ABI");
+_Static_assert(sizeof(struct shunt_tc_conn_key) == 40, "shunt_tc_conn_key ABI");
 _Static_assert(SHUNT_STAT_MAX <= SHUNT_STAT_SLOTS, "shunt_stats slots");
 _Static_assert(sizeof(struct shunt_abi_map) == 40, "shunt_abi_map ABI");
 #endif

@@ -11,6 +11,7 @@ with its pins kept or removed, captures the pod again once it is told."""
 
 import json
 import os
+import shutil
 import signal
 import time
 
@@ -23,7 +24,9 @@ from test_h2 import H2_PORT, KEY as H2_KEY, svc
 
 KEY = [key_header("dev-a")]
 VM4, VM6 = N.NET4 + ".60", N.NET6 + "60"
+VM2_4 = N.NET4 + ".61"
 POD = "test/vm"
+VIP4 = "10.96.7.7"  # a ClusterIP the node DNATs to the baseline, as kube-proxy would
 
 
 def peer_ip(resp):
@@ -54,6 +57,7 @@ class TcBase(NodeTestCase):
     @classmethod
     def prepare_node(cls, node):
         node.add_routed_pod("vm", VM4, VM6)
+        node.add_routed_pod("vm2", VM2_4)
 
     def setUp(self):
         super().setUp()
@@ -75,6 +79,11 @@ class TcBase(NodeTestCase):
             ids = [p["link_id"] for p in self.node.ctl_json("pod", "list") if p.get("mode") == "tc" and p["link_id"]]
         self.link_ids = set(getattr(self, "link_ids", set())) | set(ids)
         return tc_attached(self.node, self.host_if, self.link_ids)
+
+    def node_sh(self, cmd):
+        rc, out, err = self.node.pod_run("node", ["sh", "-c", cmd])
+        self.assertEqual(rc, 0, "%s: %s" % (cmd, err))
+        return out
 
     def tc_status(self):
         return self.node.status()["capture"]["tc"]
@@ -106,6 +115,9 @@ class Tc(TcBase):
         pods = n.ctl_json("pod", "list")
         tc = [p for p in pods if p.get("mode") == "tc"]
         self.assertEqual([(p["name"], p["interface"]) for p in tc], [(POD, self.host_if)], pods)
+        # tcx where the kernel has it (6.6), a clsact filter before.
+        release = tuple(int(x) for x in os.uname().release.split("-")[0].split(".")[:2])
+        self.assertEqual(tc[0]["attached"], "tcx" if release >= (6, 6) else "clsact", tc)
         self.assertEqual(len(self.attached()), 1, self.attached())
         self.assertEqual(sorted(live_slots(n, "shunt_tc_socks")), [0, 1])
 
@@ -194,6 +206,101 @@ class Tc(TcBase):
         self.route(SVC4, "dev-a", TO4)
         n.ctl_ok("pod", "add", POD, "--tc", self.host_if)
         self.assertPod(self.vget(N.BASE4, "/again", KEY), "sandbox")
+
+    def test_other_pods_connections_survive_a_pod_del(self):
+        n = self.node
+        self.route(SVC4, "dev-a", TO4)
+        self.add()
+        vm2 = n.pod_client("vm2", in_cgroup=False)
+        self.addCleanup(vm2.close)
+        n.ctl_ok("pod", "add", "test/vm2", "--tc", n.pod("vm2")["host_if"])
+        self.addCleanup(n.ctl, "pod", "del", "test/vm2")
+        mine, other = self.vm.http_client(N.BASE4, N.HTTP_PORT), vm2.http_client(N.BASE4, N.HTTP_PORT)
+        self.addCleanup(mine.close)
+        self.addCleanup(other.close)
+        self.assertPod(mine.request("GET", "/a", headers=KEY), "sandbox")
+        self.assertPod(other.request("GET", "/b", headers=KEY), "sandbox")
+        n.ctl_ok("pod", "del", POD)
+        # The deleted pod's connection is closed by shunt (its packets are
+        # no longer handed over); the other pod's goes on.
+        r = mine.pod.rpc("hc_request", id=mine.id, method="GET", path="/c", headers=KEY, timeout=3)
+        self.assertFalse(r.get("ok") and r.get("status") == 200, "the deleted pod's connection still served: %r" % r)
+        self.assertPod(other.request("GET", "/d", headers=KEY), "sandbox")
+        self.assertEqual(self.tc_status()["active"], 1, self.tc_status())
+
+    def test_failed_add_leaves_nothing(self):
+        n = self.node
+        p = n.ctl("pod", "add", "test/nope", "--tc", "nosuch0")
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertEqual(live_slots(n, "shunt_tc_socks"), [])
+        self.assertEqual(self.tc_status()["pods"], 0)
+
+    def test_dnat_of_the_service_on_the_node(self):
+        """kube-proxy's iptables mode DNATs a ClusterIP after the TC hook:
+        the proxy's socket gets the backend's address; shunt still routes by
+        the address the pod dialled (SO_ORIGINAL_DST) and keeps the
+        connection's later packets (shunt_tc_conns)."""
+        n = self.node
+        if not shutil.which("iptables"):
+            self.fail("iptables is not installed (scripts/deps.sh installs it)")
+        rules = [["-t", "nat", chain, "-d", VIP4, "-p", "tcp", "--dport", str(N.HTTP_PORT), "-j", "DNAT",
+                  "--to-destination", N.hostport(N.BASE4, N.HTTP_PORT)] for chain in ("PREROUTING", "OUTPUT")]
+        for r in rules:
+            self.node_sh("iptables -w -A " + " ".join(r[2:3]) + " " + " ".join(r[:2] + r[3:]))
+            self.addCleanup(n.pod_run, "node", ["sh", "-c", "iptables -w -D " + " ".join(r[2:3]) + " " +
+                                                 " ".join(r[:2] + r[3:])])
+        # A node has a route for the service range (the proxy dials the
+        # ClusterIP, OUTPUT DNATs it).
+        self.node_sh("ip route add %s/32 dev %s-br" % (VIP4, n.id))
+        self.addCleanup(n.pod_run, "node", ["ip", "route", "del", VIP4 + "/32"])
+        vip = N.hostport(VIP4, N.HTTP_PORT)
+        self.assertPod(self.vget(VIP4, "/direct", KEY), "baseline", "the DNAT works without shunt")
+        self.route(vip, "dev-a", TO4)
+        self.add()
+        c = self.vm.http_client(VIP4, N.HTTP_PORT)
+        self.addCleanup(c.close)
+        for i in range(4):
+            keyed = i % 2 == 0
+            r = c.request("GET", "/vip%d" % i, headers=KEY if keyed else ())
+            self.assertPod(r, "sandbox" if keyed else "baseline", "request %d through the DNAT" % i)
+        self.assertGreaterEqual(self.tc_status()["accepted"], 1)
+
+    def test_syn_cookies(self):
+        n = self.node
+        self.route(SVC4, "dev-a", TO4)
+        self.add()
+        old = self.node_sh("cat /proc/sys/net/ipv4/tcp_syncookies").strip()
+        self.node_sh("echo 2 > /proc/sys/net/ipv4/tcp_syncookies")  # a cookie for every SYN
+        self.addCleanup(self.node_sh, "echo %s > /proc/sys/net/ipv4/tcp_syncookies" % old)
+        for i in range(3):
+            self.assertPod(self.vget(N.BASE4, "/cookie%d" % i, KEY), "sandbox")
+        self.assertGreaterEqual(self.tc_status()["accepted"], 3)
+        self.assertEqual(n.status()["proxy"]["unknown"], 0)
+
+    def test_a_connection_outlives_its_route_and_a_routing_change(self):
+        n = self.node
+        self.route(SVC4, "dev-a", TO4)
+        self.add()
+        c = self.vm.http_client(N.BASE4, N.HTTP_PORT)
+        self.addCleanup(c.close)
+        self.assertPod(c.request("GET", "/1", headers=KEY), "sandbox")
+        n.route_del(SVC4, "dev-a")
+        self.node_sh("ip route add 192.0.2.0/24 dev lo")  # any change: cached routes go
+        self.addCleanup(n.pod_run, "node", ["ip", "route", "del", "192.0.2.0/24", "dev", "lo"])
+        self.assertPod(c.request("GET", "/2", headers=KEY), "baseline", "no route now: the same connection goes on")
+
+    def test_a_mark_above_the_main_rule(self):
+        n = self.node
+        n.shuntd_stop()
+        n.shuntd_start(extra=["--tc-mark", "40000"])
+        self.route(SVC4, "dev-a", TO4)
+        self.add()
+        self.assertPod(self.vget(N.BASE4, "/m", KEY), "sandbox")
+        rules = self.node_sh("ip rule show")
+        self.assertIn("lookup 40000", rules)
+        n.shuntd_stop()
+        self.assertNotIn("lookup 40000", self.node_sh("ip rule show"), "a clean stop removes the rule")
+        n.shuntd_start()
 
 
 class TcH2(TcBase):
