@@ -25,6 +25,7 @@ struct agent {
 	struct store store;
 	struct dstguard guard;	 /* where the proxy may never connect */
 	struct workers *workers; /* the proxy */
+	bool pod_capture_auto;	 /* --pod-capture auto: decided once loaded */
 	struct view view;	 /* the routes, as the workers read them */
 	struct proxy_opts popts;
 	struct control *ctl;

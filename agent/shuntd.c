@@ -15,10 +15,12 @@
 #include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <sys/un.h>
 
 #include "agent.h"
+#include "ops/caller.h"
 #include "kernel/tc.h"
 #include "state/config.h"
 #include "ops/ctl_proto.h"
@@ -131,6 +133,11 @@ static const char usage_text[] =
 	"  --k8s-api URL           the API server; overrides either (http:// for tests)\n"
 	"  --k8s-token-file FILE   bearer token file, re-read when it changes\n"
 	"  --k8s-ca-file FILE      CA bundle for the API server's certificate\n"
+	"  --pod-capture MODE      how this node's pods are captured unless their\n"
+	"                          annotation shunt.dev/capture (node, in-pod, tc)\n"
+	"                          says: node (default), in-pod, or auto (in-pod\n"
+	"                          where the agent can: CAP_SYS_ADMIN, the host's\n"
+	"                          PIDs, Linux 5.15; node otherwise)\n"
 	"  --node-name NAME        this node (SandboxOverrides act on its pods only);\n"
 	"                          default $NODE_NAME, else the host name\n"
 	"  --sandbox-cidr CIDR     SandboxRoutes may name sandbox.addresses inside\n"
@@ -217,6 +224,7 @@ enum {
 	OPT_MAX_NS_ROUTES,
 	OPT_INPOD_PORT,
 	OPT_TC_MARK,
+	OPT_POD_CAPTURE,
 };
 
 static const struct option long_opts[] = {
@@ -250,6 +258,7 @@ static const struct option long_opts[] = {
 	{"poll", required_argument, NULL, OPT_POLL},
 	{"inpod-port", required_argument, NULL, OPT_INPOD_PORT},
 	{"tc-mark", required_argument, NULL, OPT_TC_MARK},
+	{"pod-capture", required_argument, NULL, OPT_POD_CAPTURE},
 	{"reset-maps", no_argument, NULL, OPT_RESET_MAPS},
 	{"kubernetes", no_argument, NULL, OPT_KUBERNETES},
 	{"kubeconfig", required_argument, NULL, OPT_KUBECONFIG},
@@ -597,6 +606,17 @@ static int opt_agent(struct agent *a, struct arg_state *st, int opt)
 	case OPT_DRAIN_TIMEOUT:
 		if (opt_duration_ms("drain-timeout", optarg, &a->drain_timeout_ms))
 			return 2;
+		break;
+	case OPT_POD_CAPTURE:
+		if (!strcmp(optarg, "node"))
+			a->kopts.pod_capture = K8S_CAPTURE_NODE;
+		else if (!strcmp(optarg, "in-pod"))
+			a->kopts.pod_capture = K8S_CAPTURE_INPOD;
+		else if (!strcmp(optarg, "auto"))
+			a->pod_capture_auto = true;
+		else
+			return usage_error("--pod-capture: '%s' is not node, in-pod or auto",
+					   optarg);
 		break;
 	case OPT_TC_MARK:
 		/* Also a table id and a rule priority: not 0, and not the
@@ -1067,6 +1087,39 @@ bad:
 	return (size_t)-1;
 }
 
+/* --pod-capture auto: in-pod where this agent can serve pods so (it can
+ * setns: CAP_SYS_ADMIN; the kernel files connections by netns; it sees
+ * the host's PIDs, which lead to the pods' namespaces), node otherwise. */
+static uint8_t pod_capture_auto(struct agent *a)
+{
+	char status[4096] = "";
+	uint64_t capeff = 0;
+	FILE *f = fopen("/proc/self/status", "re");
+	const char *why = NULL;
+	struct stat st;
+
+	if (f) {
+		size_t n = fread(status, 1, sizeof(status) - 1, f);
+
+		status[n] = '\0';
+		fclose(f);
+	}
+	if (caller_parse_capeff(status, &capeff) || !(capeff & (1ULL << 21)))
+		why = "no CAP_SYS_ADMIN (setns into the pods' namespaces)";
+	else if (!a->bpf.netns_known)
+		why = "this kernel's sockops cannot tell a connection's netns (Linux 5.15)";
+	/* The host's PID namespace has a fixed inode (PROC_PID_INIT_INO). */
+	else if (stat("/proc/self/ns/pid", &st) || st.st_ino != 0xEFFFFFFCU)
+		why = "the host's PIDs are not visible (hostPID)";
+	if (why) {
+		pr_info("--pod-capture auto: node mode: %s", why);
+		return K8S_CAPTURE_NODE;
+	}
+	pr_info("--pod-capture auto: this node's pods are served in-pod (annotation "
+		"shunt.dev/capture: node keeps one in node mode)");
+	return K8S_CAPTURE_INPOD;
+}
+
 /* A handed-over TC listener (transparent, on loopback): 0 for IPv4, 1
  * for IPv6; -1 for anything else (a node listener). */
 static int tc_listener_family(int fd)
@@ -1437,6 +1490,8 @@ int main(int argc, char **argv)
 		goto cleanup_metrics;
 	}
 
+	if (a.pod_capture_auto)
+		a.kopts.pod_capture = pod_capture_auto(&a);
 	if (k8s_wanted(&a.kopts) && k8s_start(&a, &a.kopts))
 		goto cleanup_signal;
 

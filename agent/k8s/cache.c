@@ -388,6 +388,7 @@ static bool pod_addr_same(const struct k8s_pod *a, const struct k8s_pod *b)
 static bool pod_same(const struct k8s_pod *a, const struct k8s_pod *b)
 {
 	if (a->ready != b->ready || !pod_addr_same(a, b) || a->local != b->local ||
+	    a->capture != b->capture || a->host_network != b->host_network ||
 	    a->nlabels != b->nlabels || !a->uid != !b->uid || (a->uid && strcmp(a->uid, b->uid)))
 		return false;
 	for (size_t i = 0; i < a->nlabels; i++)
@@ -570,6 +571,10 @@ int k8s_cache_put(struct k8s_cache *c, enum k8s_kind kind, void *obj)
 	bool same_pod = kind == K8S_POD && old && pod_same(old, obj);
 	int err = 0;
 
+	if (kind == K8S_POD && !same_pod &&
+	    (((struct k8s_pod *)obj)->local || (old && ((struct k8s_pod *)old)->local)))
+		c->local_pods_gen++;
+
 	if (old) {
 		err = unhook(c, kind, old);
 		if (kind == K8S_POD && !same_pod)
@@ -634,6 +639,8 @@ int k8s_cache_del(struct k8s_cache *c, enum k8s_kind kind, const char *id)
 		return -ENOENT;
 	err = unhook(c, kind, old);
 	if (kind == K8S_POD) {
+		if (((struct k8s_pod *)old)->local)
+			c->local_pods_gen++;
 		err = err ? err : mark_pod_users(c, old);
 		err = err ? err : pod_slices_changed(c, meta_of(old)->id);
 	}

@@ -96,8 +96,9 @@ struct k8s_cache {
 	struct hmap dirty;	      /* SandboxRoute ids to translate again */
 	struct hmap ns_dirty;	      /* namespaces whose quota to settle again */
 	bool all_dirty;
-	size_t nroutes;		/* desired routes (with an owner) */
-	uint64_t next_deadline; /* earliest ttl deadline still ahead, 0 none */
+	uint64_t local_pods_gen; /* changes with this node's pods (capture modes) */
+	size_t nroutes;		 /* desired routes (with an owner) */
+	uint64_t next_deadline;	 /* earliest ttl deadline still ahead, 0 none */
 
 	/* Settings; set before the first put. */
 	const struct addr_prefix *sandbox_cidrs; /* sandbox.addresses allowed here */

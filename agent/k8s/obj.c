@@ -752,6 +752,26 @@ static int pod_decode(struct json_object *obj, const struct k8s_decode_opts *o, 
 		if (type && !strcmp(type, "Ready"))
 			cond_ready = status && !strcmp(status, "True");
 	}
+	{
+		struct json_object *ann = k8s_jget(k8s_jget(obj, "metadata"), "annotations");
+		struct json_object *hn = k8s_jget(k8s_jget(obj, "spec"), "hostNetwork");
+		const char *cap = jstring(k8s_jget(ann, K8S_CAPTURE_ANNOTATION), 0, 32);
+
+		p->host_network = hn && json_object_is_type(hn, json_type_boolean) &&
+				  json_object_get_boolean(hn);
+		/* A bad value must not lose the pod (its addresses, its
+		 * overrides): it is served as if it had none. */
+		if (!k8s_jget(ann, K8S_CAPTURE_ANNOTATION))
+			p->capture = K8S_CAPTURE_DEFAULT;
+		else if (cap && !strcmp(cap, "node"))
+			p->capture = K8S_CAPTURE_NODE;
+		else if (cap && !strcmp(cap, "in-pod"))
+			p->capture = K8S_CAPTURE_INPOD;
+		else if (cap && !strcmp(cap, "tc"))
+			p->capture = K8S_CAPTURE_TC;
+		else
+			p->capture = K8S_CAPTURE_INVALID;
+	}
 	p->ready = phase && !strcmp(phase, "Running") && cond_ready;
 	p->ended = phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"));
 	if (jarray(ips, K8S_MAX_POD_IPS, &n))

@@ -133,6 +133,19 @@ struct k8s_slice {
 	size_t ninvalid;
 };
 
+/* How a pod of this node asks to be captured: its annotation
+ * shunt.dev/capture ("node", "in-pod", "tc"); DEFAULT without one (the
+ * agent's --pod-capture decides); INVALID for any other value (served as
+ * DEFAULT, and reported). */
+#define K8S_CAPTURE_ANNOTATION "shunt.dev/capture"
+enum k8s_capture {
+	K8S_CAPTURE_DEFAULT = 0,
+	K8S_CAPTURE_NODE,
+	K8S_CAPTURE_INPOD,
+	K8S_CAPTURE_TC,
+	K8S_CAPTURE_INVALID,
+};
+
 /* A Pod as far as the translation needs it: the few fields below, and
  * only the labels whose keys some selector uses (k8s_decode_opts). */
 struct k8s_pod {
@@ -145,6 +158,8 @@ struct k8s_pod {
 	bool ended; /* Succeeded or Failed: its cgroup is gone, its IP free */
 	uint8_t nips;
 	struct shunt_addr ips[K8S_MAX_POD_IPS];
+	uint8_t capture;   /* enum k8s_capture */
+	bool host_network; /* spec.hostNetwork: the node's namespace, never in-pod or TC */
 };
 
 /* A metav1.LabelSelector. */

@@ -39,7 +39,10 @@
 #include "agent.h"
 #include "k8s/watch.h"
 #include "k8s/cache.h"
+#include "k8s/capture.h"
 #include "k8s/cgroup.h"
+#include "kernel/tc.h"
+#include "proxy/proxy.h"
 #include "k8s/wait.h"
 #include "k8s/client.h"
 #include "core/buf.h"
@@ -133,8 +136,9 @@ struct k8s {
 	pthread_mutex_t mu;
 	struct k8s_batch *head, **tail;
 	struct k8s_status st;
-	struct k8s_wait *wait; /* this node's pods, for k8s_overrides_ready() */
-	int stop;	       /* atomic */
+	struct k8s_wait *wait;		  /* this node's pods, for k8s_overrides_ready() */
+	struct k8s_capture_set *cap_next; /* capture modes to apply (main thread takes it) */
+	int stop;			  /* atomic */
 
 	/* Watcher thread only. */
 	CURLM *multi;
@@ -163,9 +167,26 @@ struct k8s {
 	uint64_t pods_relist_refill_ms;	 /* the next token comes then */
 	struct hmap reported;		 /* problems logged: "why kind id other" -> what was said */
 
+	/* Capture modes (watcher): the last snapshot handed over, the pods'
+	 * generation it saw, a pod waiting for its processes. */
+	struct k8s_capture_set *cap_last;
+	uint64_t cap_gen, cap_due_ms;
+	bool cap_pending;
+	uint8_t cap_default;
+
 	/* Main thread: what the store would not take, key -> struct k8s_fail. */
 	struct hmap failed_routes, failed_ovr;
+	/* Main thread: the pods registered from the cluster (in-pod, TC). */
+	struct k8s_capture_pod *regs;
+	size_t nregs;
+	size_t cap_failed; /* registrations that failed in the last pass */
 };
+
+/* The capture snapshot is handed over again this often even unchanged, so
+ * that a registration that failed (an interface not up yet) is retried;
+ * an in-pod pod waiting for its first process is looked for sooner. */
+#define K8S_CAPTURE_RESYNC_MS  30000
+#define K8S_CAPTURE_PENDING_MS 1000
 
 struct k8s_fail {
 	char *owner; /* "ns/name" of the object */
@@ -1032,6 +1053,54 @@ static void publish(struct k8s *k)
 		pr_warn("k8s: eventfd: %s", strerror(errno));
 }
 
+/* This node's pods' capture modes, when they may have changed: handed
+ * to the main thread (which registers them) when they did, and every
+ * K8S_CAPTURE_RESYNC_MS anyway. */
+static void publish_capture(struct k8s *k)
+{
+	uint64_t now = monotonic_ms(), one = 1;
+	struct k8s_capture_set *cap, *old;
+	bool pending;
+
+	if (!k->synced_all)
+		return;
+	if (k->cache.local_pods_gen == k->cap_gen && now < k->cap_due_ms)
+		return;
+	if (k8s_capture_build(&k->cache, &k->cg, k->cap_default, &cap, &pending)) {
+		k->cap_due_ms = now + K8S_CAPTURE_PENDING_MS;
+		return;
+	}
+	k->cap_gen = k->cache.local_pods_gen;
+	k->cap_pending = pending;
+	if (k8s_capture_same(cap, k->cap_last) && now < k->cap_due_ms) {
+		k8s_capture_free(cap);
+		k->cap_due_ms = pending ? now + K8S_CAPTURE_PENDING_MS : k->cap_due_ms;
+		return;
+	}
+	k->cap_due_ms = now + (pending ? K8S_CAPTURE_PENDING_MS : K8S_CAPTURE_RESYNC_MS);
+	k8s_capture_free(k->cap_last);
+	k->cap_last = cap;
+	/* The main thread gets a copy of its own. */
+	cap = calloc(1, sizeof(*cap));
+	if (cap)
+		cap->p = calloc(k->cap_last->n ? k->cap_last->n : 1, sizeof(*cap->p));
+	if (!cap || !cap->p) {
+		k8s_capture_free(cap);
+		k8s_capture_free(k->cap_last);
+		k->cap_last = NULL;
+		return;
+	}
+	cap->n = k->cap_last->n;
+	memcpy(cap->p, k->cap_last->p, cap->n * sizeof(*cap->p));
+	pthread_mutex_lock(&k->mu);
+	old = k->cap_next;
+	k->cap_next = cap;
+	pthread_mutex_unlock(&k->mu);
+	k8s_capture_free(old);
+	if (write(k->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		pr_warn("k8s: eventfd: %s", strerror(errno));
+}
+
 static void publish_status(struct k8s *k)
 {
 	pthread_mutex_lock(&k->mu);
@@ -1096,6 +1165,7 @@ static void *k8s_thread(void *arg)
 		if (relist_in >= 0 && relist_in < timeout)
 			timeout = relist_in;
 		publish(k);
+		publish_capture(k);
 		publish_status(k);
 		publish_wait(k);
 		if (k->cache.next_deadline) {
@@ -1110,6 +1180,13 @@ static void *k8s_thread(void *arg)
 		if (k->cache.ovr_unresolved) {
 			uint64_t t = monotonic_ms();
 			long until = k->ovr_retry_ms > t ? (long)(k->ovr_retry_ms - t) : 0;
+
+			if (until < timeout)
+				timeout = until;
+		}
+		if (k->synced_all) {
+			uint64_t t = monotonic_ms();
+			long until = k->cap_due_ms > t ? (long)(k->cap_due_ms - t) : 0;
 
 			if (until < timeout)
 				timeout = until;
@@ -1405,19 +1482,106 @@ static void apply_batch(struct k8s *k, const struct k8s_batch *b)
 	apply_overrides(k, b);
 }
 
+/* Register one pod as the cluster asks: 0, or -errno having said why. */
+static int capture_add(struct k8s *k, const struct k8s_capture_pod *cp)
+{
+	char msg[512], ifname[IF_NAMESIZE] = "";
+	int err;
+
+	if (cp->mode == K8S_CAPTURE_INPOD) {
+		err = workers_inpod_add(k->a->workers, cp->name, cp->netns, msg, sizeof(msg));
+	} else {
+		err = tc_route_iface(&cp->ip, ifname, msg, sizeof(msg));
+		if (!err && tc_iface_is_bridge(ifname)) {
+			/* Every pod on it would be captured, and a bridged
+			 * frame never reaches the IP layer anyway. */
+			snprintf(msg, sizeof(msg),
+				 "the node reaches it through the bridge %s: TC capture needs a "
+				 "routed pod interface (Calico, Cilium, ptp)",
+				 ifname);
+			err = -EINVAL;
+		}
+		if (!err)
+			err = workers_tc_add(k->a->workers, cp->name, ifname, msg, sizeof(msg));
+	}
+	/* Handed over by the agent before us, or registered by hand. */
+	if (err == -EEXIST)
+		return 0;
+	if (err)
+		pr_warn("k8s: pod %s (%s): %s; it is captured in node mode meanwhile", cp->name,
+			cp->mode == K8S_CAPTURE_INPOD ? "in-pod" : "tc", msg);
+	else
+		pr_info("k8s: pod %s captured %s%s", cp->name,
+			cp->mode == K8S_CAPTURE_INPOD ? "in-pod" : "with TC on ", ifname);
+	return err;
+}
+
+static void capture_del(struct k8s *k, const struct k8s_capture_pod *cp)
+{
+	char msg[512];
+	int err = cp->mode == K8S_CAPTURE_INPOD
+			  ? workers_inpod_del(k->a->workers, cp->name, msg, sizeof(msg))
+			  : workers_tc_del(k->a->workers, cp->name, msg, sizeof(msg));
+
+	if (!err)
+		pr_info("k8s: pod %s no longer captured %s", cp->name,
+			cp->mode == K8S_CAPTURE_INPOD ? "in-pod" : "with TC");
+}
+
+static const struct k8s_capture_pod *cap_find(const struct k8s_capture_pod *v, size_t n,
+					      const struct k8s_capture_pod *want)
+{
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(v[i].name, want->name) && v[i].mode == want->mode)
+			return &v[i];
+	return NULL;
+}
+
+/* Make the registrations the cluster's: those no longer wanted go, those
+ * wanted and missing are made (a failure is tried again with the next
+ * snapshot). */
+static void apply_capture(struct k8s *k, const struct k8s_capture_set *cap)
+{
+	struct k8s_capture_pod *regs = calloc(cap->n ? cap->n : 1, sizeof(*regs));
+	size_t n = 0;
+
+	if (!regs)
+		return;
+	for (size_t i = 0; i < k->nregs; i++)
+		if (!cap_find(cap->p, cap->n, &k->regs[i]))
+			capture_del(k, &k->regs[i]);
+	k->cap_failed = 0;
+	for (size_t i = 0; i < cap->n; i++) {
+		if (cap_find(k->regs, k->nregs, &cap->p[i]) || !capture_add(k, &cap->p[i]))
+			regs[n++] = cap->p[i];
+		else
+			k->cap_failed++;
+	}
+	free(k->regs);
+	k->regs = regs;
+	k->nregs = n;
+}
+
 static void on_batches(struct ev_handler *h, uint32_t events)
 {
 	struct k8s *k = (struct k8s *)h;
 	struct k8s_batch *b, *next;
+	struct k8s_capture_set *cap;
 	uint64_t cnt;
 
 	if (read(k->efd, &cnt, sizeof(cnt)) < 0 && errno != EAGAIN)
 		return;
+
 	pthread_mutex_lock(&k->mu);
 	b = k->head;
 	k->head = NULL;
 	k->tail = &k->head;
+	cap = k->cap_next;
+	k->cap_next = NULL;
 	pthread_mutex_unlock(&k->mu);
+	if (cap && !k->a->handed_over && !k->a->draining)
+		apply_capture(k, cap);
+	k8s_capture_free(cap);
 	for (; b; b = next) {
 		next = b->next;
 		/* After a takeover the successor owns the routes. */
@@ -1471,6 +1635,9 @@ static void k8s_free(struct k8s *k)
 	hmap_free(&k->reported);
 	fails_clear(&k->failed_routes);
 	fails_clear(&k->failed_ovr);
+	k8s_capture_free(k->cap_next);
+	k8s_capture_free(k->cap_last);
+	free(k->regs);
 	free(k->node);
 	k8s_client_free(&k->cl);
 	if (k->efd >= 0)
@@ -1510,6 +1677,7 @@ int k8s_start(struct agent *a, const struct k8s_opts *o)
 	k->cache.n_sandbox_cidrs = o->n_sandbox_cidrs;
 	k->cache.max_ns_routes = o->max_routes_per_ns;
 	k->st.max_routes_per_ns = o->max_routes_per_ns;
+	k->cap_default = o->pod_capture ? o->pod_capture : K8S_CAPTURE_NODE;
 	k->dopts.label_keys = &k->pod_keys;
 	k->dopts.node = k->node;
 	ret = k8s_client_init(&k->cl, &o->where, "shuntd");
@@ -1637,6 +1805,13 @@ void k8s_get_status(const struct agent *a, struct k8s_status *st)
 	 * a SandboxOverride may share it, so the kinds are summed apart. */
 	st->routes_not_installed = k->failed_routes.n;
 	st->overrides_not_installed = k->failed_ovr.n;
+	for (size_t r = 0; r < k->nregs; r++) {
+		if (k->regs[r].mode == K8S_CAPTURE_INPOD)
+			st->pods_inpod++;
+		else
+			st->pods_tc++;
+	}
+	st->pods_capture_failed = k->cap_failed;
 	for (int pass = 0; pass < 2; pass++) {
 		fails_summarise(pass ? &k->failed_ovr : &k->failed_routes, pass ? K8S_SBO : K8S_SBR,
 				&by_owner);

@@ -32,6 +32,9 @@ struct k8s_opts {
 	struct addr_prefix sandbox_cidrs[K8S_MAX_SANDBOX_CIDRS];
 	size_t n_sandbox_cidrs;
 	size_t max_routes_per_ns; /* --max-routes-per-namespace */
+	/* --pod-capture: how this node's pods without a shunt.dev/capture
+	 * annotation are captured (K8S_CAPTURE_NODE or K8S_CAPTURE_INPOD). */
+	uint8_t pod_capture;
 };
 
 /* Is Kubernetes mode asked for? */
@@ -79,6 +82,8 @@ struct k8s_status {
 	 * take (table full, a destination it refuses), per object. */
 	struct k8s_status_list not_installed;
 	size_t routes_not_installed, overrides_not_installed;
+	/* This node's pods the agent registered for in-pod / TC capture. */
+	size_t pods_inpod, pods_tc, pods_capture_failed;
 };
 
 /* Resolve the connection settings and start the watcher. 0, or -errno

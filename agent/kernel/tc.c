@@ -10,10 +10,12 @@
 #include <unistd.h>
 #include <sys/socket.h>
 #include <linux/fib_rules.h>
+#include <linux/if_link.h>
 #include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <shunt/shunt.h>
 
 #include "core/log.h"
 #include "kernel/bpf.h"
@@ -261,6 +263,130 @@ static int local_route(int family, uint32_t mark, bool add)
 	put_u32(&r, RTA_TABLE, mark);
 	put_u32(&r, RTA_OIF, lo);
 	return rtnl_call(&r.h);
+}
+
+int tc_route_iface(const struct shunt_addr *ip, char *ifname, char *msg, size_t msglen)
+{
+	struct {
+		struct nlmsghdr h;
+		struct rtmsg rt;
+		char attrs[32];
+	} req = {};
+	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+	size_t alen = ip->family == SHUNT_FAMILY_V4 ? 4 : 16;
+	struct rtattr *ra;
+	char ans[4096];
+	int fd, oif = 0, err = -ENOENT;
+	ssize_t n;
+
+	req.h.nlmsg_len = NLMSG_LENGTH(sizeof(req.rt));
+	req.h.nlmsg_type = RTM_GETROUTE;
+	req.h.nlmsg_flags = NLM_F_REQUEST;
+	req.h.nlmsg_seq = 1;
+	req.rt.rtm_family = ip->family == SHUNT_FAMILY_V4 ? AF_INET : AF_INET6;
+	req.rt.rtm_dst_len = (unsigned char)(8 * alen);
+	ra = (struct rtattr *)((char *)&req + NLMSG_ALIGN(req.h.nlmsg_len));
+	ra->rta_type = RTA_DST;
+	ra->rta_len = (unsigned short)RTA_LENGTH(alen);
+	memcpy(RTA_DATA(ra), ip->addr, alen);
+	req.h.nlmsg_len = NLMSG_ALIGN(req.h.nlmsg_len) + RTA_ALIGN(ra->rta_len);
+
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (fd < 0 || sendto(fd, &req, req.h.nlmsg_len, 0, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		goto sys;
+	do
+		n = recv(fd, ans, sizeof(ans), 0);
+	while (n < 0 && errno == EINTR);
+	if (n < 0)
+		goto sys;
+	for (struct nlmsghdr *h = (struct nlmsghdr *)ans; NLMSG_OK(h, (size_t)n);
+	     h = NLMSG_NEXT(h, n)) {
+		struct rtmsg *rt = NLMSG_DATA(h);
+		size_t left;
+
+		if (h->nlmsg_type == NLMSG_ERROR &&
+		    h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct nlmsgerr))) {
+			err = ((struct nlmsgerr *)NLMSG_DATA(h))->error;
+			break;
+		}
+		if (h->nlmsg_type != RTM_NEWROUTE || h->nlmsg_len < NLMSG_LENGTH(sizeof(*rt)))
+			continue;
+		left = h->nlmsg_len - NLMSG_LENGTH(sizeof(*rt));
+		for (struct rtattr *a = RTM_RTA(rt); RTA_OK(a, left); a = RTA_NEXT(a, left))
+			if (a->rta_type == RTA_OIF && RTA_PAYLOAD(a) >= sizeof(int))
+				memcpy(&oif, RTA_DATA(a), sizeof(int));
+		if (rt->rtm_type == RTN_LOCAL) {
+			snprintf(msg, msglen, "the address is this node's own");
+			close(fd);
+			return -EINVAL;
+		}
+		break;
+	}
+	close(fd);
+	if (oif <= 0 || !if_indextoname((unsigned int)oif, ifname)) {
+		snprintf(msg, msglen, "no route to the pod's address%s%s", err ? ": " : "",
+			 err ? strerror(-err) : "");
+		return err ? err : -ENOENT;
+	}
+	return 0;
+sys:
+	err = -errno;
+	if (fd >= 0)
+		close(fd);
+	snprintf(msg, msglen, "route lookup: %s", strerror(-err));
+	return err;
+}
+
+bool tc_iface_is_bridge(const char *ifname)
+{
+	struct {
+		struct nlmsghdr h;
+		struct ifinfomsg ifi;
+	} req = {};
+	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
+	char ans[8192];
+	bool bridge = false;
+	ssize_t n;
+	int fd;
+
+	req.h.nlmsg_len = NLMSG_LENGTH(sizeof(req.ifi));
+	req.h.nlmsg_type = RTM_GETLINK;
+	req.h.nlmsg_flags = NLM_F_REQUEST;
+	req.ifi.ifi_family = AF_UNSPEC;
+	req.ifi.ifi_index = (int)if_nametoindex(ifname);
+	if (!req.ifi.ifi_index)
+		return false;
+	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+	if (fd < 0)
+		return false;
+	if (sendto(fd, &req, req.h.nlmsg_len, 0, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return false;
+	}
+	do
+		n = recv(fd, ans, sizeof(ans), 0);
+	while (n < 0 && errno == EINTR);
+	close(fd);
+	for (struct nlmsghdr *h = (struct nlmsghdr *)ans; n > 0 && NLMSG_OK(h, (size_t)n);
+	     h = NLMSG_NEXT(h, n)) {
+		struct ifinfomsg *ifi = NLMSG_DATA(h);
+		size_t left;
+
+		if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(*ifi)))
+			continue;
+		left = h->nlmsg_len - NLMSG_LENGTH(sizeof(*ifi));
+		for (struct rtattr *a = IFLA_RTA(ifi); RTA_OK(a, left); a = RTA_NEXT(a, left)) {
+			size_t l2 = RTA_PAYLOAD(a);
+
+			if (a->rta_type != IFLA_LINKINFO)
+				continue;
+			for (struct rtattr *b = RTA_DATA(a); RTA_OK(b, l2); b = RTA_NEXT(b, l2))
+				if (b->rta_type == IFLA_INFO_KIND && RTA_PAYLOAD(b) >= 6 &&
+				    !memcmp(RTA_DATA(b), "bridge", 6))
+					bridge = true;
+		}
+	}
+	return bridge;
 }
 
 int tc_route_setup(uint32_t mark, char *msg, size_t msglen)

@@ -49,6 +49,15 @@ const char *tc_attach_kind(const struct tc_attachment *a);
  * IPv4 only. 0, or -errno with msg (nothing left half done). */
 int tc_route_setup(uint32_t mark, char *msg, size_t msglen);
 
+struct shunt_addr;
+
+/* The interface the node routes ip through (a routed pod's host-side
+ * veth): its name in ifname (IF_NAMESIZE). 0, or -errno with msg. */
+int tc_route_iface(const struct shunt_addr *ip, char *ifname, char *msg, size_t msglen);
+
+/* Is ifname a bridge (rtnetlink's link kind)? */
+bool tc_iface_is_bridge(const char *ifname);
+
 /* Remove what tc_route_setup added (a clean stop, nothing handed over). */
 void tc_route_teardown(uint32_t mark);
 

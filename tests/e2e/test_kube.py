@@ -456,3 +456,68 @@ class KubeStandInShuntd(KubeBase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertEqual(json.loads(p.stdout)["pod"], bname)
         self.kube.check()
+
+
+class KubeCapture(KubeBase):
+    """Issue 14 in Kubernetes: shuntd registers this node's pods for in-pod
+    or TC capture as they come and go: annotation shunt.dev/capture (node,
+    in-pod, tc), else --pod-capture (auto here: in-pod, since the agent has
+    CAP_SYS_ADMIN and sees the host's PIDs). A pod served in-pod reaches
+    the sandbox from its own address; a deleted pod's registration goes."""
+    k8s_agent = True
+
+    @classmethod
+    def prepare_node(cls, node):
+        super().prepare_node(node)
+        node.shuntd_args += ["--pod-capture", "auto"]
+
+    def caller(self, name, capture=None):
+        labels = {"app": name}
+        dep = deployment(self.ns, name, labels, "busybox:1")
+        dep["spec"]["template"]["spec"]["containers"][0].pop("ports")
+        if capture:
+            dep["spec"]["template"]["metadata"]["annotations"] = {"shunt.dev/capture": capture}
+        self.api.create(dep)
+        (pod,) = self.kube.wait_pods(self.ns, labels, 1)
+        return pod["metadata"]["name"]
+
+    def registered(self):
+        return {p["name"]: p.get("mode") for p in self.node.ctl_json("pod", "list")}
+
+    def curl(self, pod, url, key=None):
+        argv = ["curl", "-sS", "--max-time", "5", "-o", "/dev/null", "-D", "-", url]
+        if key:
+            argv[1:1] = ["-H", "%s: %s" % key_header(key)]
+        p = N.run(self.kube.pod_argv(self.ns, pod, argv), check=False)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        hs = dict(ln.split(": ", 1) for ln in p.stdout.splitlines()[1:] if ": " in ln)
+        return hs.get("X-Pod"), hs.get("X-Peer", "").rsplit(":", 1)[0].strip("[]")
+
+    def test_pods_registered_by_annotation_and_default(self):
+        key = "kt-" + secrets.token_hex(2)
+        st = self.node.status()["kubernetes"]
+        self.assertEqual(st["pod_capture"], "in-pod", st)
+        _, _, (cip4, _) = self.web(replicas=1)
+        self.api.create(deployment(self.ns, "web-feat", {"app": "web-feat"}, "echo:v2"))
+        (sbx,) = self.kube.wait_pods(self.ns, {"app": "web-feat"}, 1)
+        self.api.create(F.sandboxroute(self.ns, "feat", "web", [key], N.HTTP_PORT, selector={"app": "web-feat"}))
+        self.kube.wait(lambda: any(r.get("source") == "k8s" for r in self.node.routes()), 10, "the k8s route")
+        plain = self.caller("caller")  # no annotation: --pod-capture auto -> in-pod
+        kept = self.caller("kept", "node")
+        vm = self.caller("vm", "tc")
+        ids = {n: "%s/%s" % (self.ns, n) for n in (plain, kept, vm)}
+        self.kube.wait(lambda: self.registered().get(ids[plain]) == "in-pod", 15, "the caller registered in-pod")
+        self.kube.wait(lambda: self.node.status()["kubernetes"]["pods_capture_failed"] >= 1, 15,
+                       "the tc-annotated pod refused")
+        regs = self.registered()
+        self.assertNotIn(ids[kept], regs, "annotation node: not registered")
+        self.assertNotIn(ids[vm], regs, "tc on a bridged pod: refused")
+        self.assertIn("TC capture needs a routed pod interface", N._read_from(self.node.shuntd_log))
+        me = self.kube.sandbox(self.ns, plain)["v4"]
+        self.assertEqual(self.curl(plain, "http://%s/" % cip4, key), ("v2-" + sbx["metadata"]["name"], me),
+                         "keyed, in-pod: the sandbox sees the caller pod")
+        who, peer = self.curl(kept, "http://%s/" % cip4, key)
+        self.assertEqual((who, peer), ("v2-" + sbx["metadata"]["name"], N.NODE4), "node mode: the node dials")
+        # The pod goes: so does its registration (listeners, netns, map entry).
+        self.api.delete("deployments", self.ns, "caller")
+        self.kube.wait(lambda: ids[plain] not in self.registered(), 20, "the deleted pod's registration to go")

@@ -1679,3 +1679,43 @@ Test(hmap, put_get_del_iterate)
 	cr_assert_null(hmap_sget(&m, "nope"));
 	hmap_free(&m);
 }
+
+/* shunt.dev/capture and spec.hostNetwork (issue 14): read, and a bad value
+ * loses nothing of the pod. */
+Test(pods, capture_annotation)
+{
+	static const struct {
+		const char *ann;
+		uint8_t want;
+	} cases[] = {
+		{"", K8S_CAPTURE_DEFAULT},
+		{"\"annotations\":{\"shunt.dev/capture\":\"node\"},", K8S_CAPTURE_NODE},
+		{"\"annotations\":{\"shunt.dev/capture\":\"in-pod\"},", K8S_CAPTURE_INPOD},
+		{"\"annotations\":{\"shunt.dev/capture\":\"tc\"},", K8S_CAPTURE_TC},
+		{"\"annotations\":{\"shunt.dev/capture\":\"TC\"},", K8S_CAPTURE_INVALID},
+		{"\"annotations\":{\"shunt.dev/capture\":7},", K8S_CAPTURE_INVALID},
+		{"\"annotations\":{\"other\":\"x\"},", K8S_CAPTURE_DEFAULT},
+	};
+	char buf[512];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct json_object *o;
+		struct k8s_pod *p;
+		void *v;
+
+		snprintf(buf, sizeof(buf),
+			 "{\"metadata\":{\"name\":\"a\",\"namespace\":\"n\",%s\"uid\":\"u\"},"
+			 "\"spec\":{\"hostNetwork\":%s},"
+			 "\"status\":{\"phase\":\"Running\",\"podIP\":\"10.244.1.1\"}}",
+			 cases[i].ann, i % 2 ? "true" : "false");
+		o = json_tokener_parse(buf);
+		cr_assert_not_null(o, "%s", buf);
+		cr_assert_eq(k8s_decode(K8S_POD, o, &v, err, sizeof(err)), 0, "%s: %s", buf, err);
+		json_object_put(o);
+		p = v;
+		cr_assert_eq(p->capture, cases[i].want, "%s", buf);
+		cr_assert_eq(p->host_network, i % 2 == 1, "%s", buf);
+		cr_assert_eq(p->nips, 1, "the pod's address kept: %s", buf);
+		k8s_obj_free(K8S_POD, p);
+	}
+}

@@ -1,0 +1,139 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Capture modes of this node's pods (k8s/capture.h): which pods want
+ * in-pod or TC capture, worked out on the watcher thread from the pods'
+ * annotations and the agent's default, with what the main thread needs to
+ * register each (a network namespace path; an address to find the
+ * host-side interface by).
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/log.h"
+#include "k8s/cache.h"
+#include "k8s/capture.h"
+#include "k8s/cgroup.h"
+
+/* A process of the pod (in dir, or one or two levels below: the
+ * containers' cgroups), as this agent's PID namespace numbers it: its
+ * network namespace path in out. false: none visible (no process yet, or
+ * the agent does not see the host's PIDs: no hostPID). */
+static bool netns_in(const char *dir, int depth, char *out, size_t len)
+{
+	char path[512];
+	FILE *f;
+	long pid;
+	DIR *d;
+	struct dirent *e;
+	bool found = false;
+
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	f = fopen(path, "re");
+	if (f) {
+		while (!found && fscanf(f, "%ld", &pid) == 1) {
+			if (pid <= 0)
+				continue; /* outside our PID namespace */
+			snprintf(out, len, "/proc/%ld/ns/net", pid);
+			found = !access(out, F_OK);
+		}
+		fclose(f);
+	}
+	if (found || depth >= 2)
+		return found;
+	d = opendir(dir);
+	if (!d)
+		return false;
+	while (!found && (e = readdir(d))) {
+		if (e->d_type != DT_DIR || e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		found = netns_in(path, depth + 1, out, len);
+	}
+	closedir(d);
+	return found;
+}
+
+static int cap_cmp(const void *pa, const void *pb)
+{
+	const struct k8s_capture_pod *a = pa, *b = pb;
+
+	return strcmp(a->name, b->name);
+}
+
+int k8s_capture_build(const struct k8s_cache *c, struct k8s_cgroups *cg, uint8_t dflt,
+		      struct k8s_capture_set **out, bool *pending)
+{
+	struct k8s_capture_set *cap = calloc(1, sizeof(*cap));
+	const struct hmap *pods = &c->objs[K8S_POD];
+	struct hmap_entry *e;
+	size_t i, max = 0;
+
+	*pending = false;
+	if (!cap)
+		return -ENOMEM;
+	for (e = hmap_first(pods, &i); e; e = hmap_next(pods, e, &i))
+		max++;
+	cap->p = calloc(max ? max : 1, sizeof(*cap->p));
+	if (!cap->p) {
+		free(cap);
+		return -ENOMEM;
+	}
+	for (e = hmap_first(pods, &i); e; e = hmap_next(pods, e, &i)) {
+		const struct k8s_pod *p = e->val;
+		struct k8s_capture_pod *cp = &cap->p[cap->n];
+		uint8_t mode = p->capture;
+		const char *dir;
+
+		if (!p->local || !p->uid || p->ended || p->host_network || !p->nips)
+			continue;
+		if (mode == K8S_CAPTURE_DEFAULT || mode == K8S_CAPTURE_INVALID)
+			mode = dflt;
+		if (mode != K8S_CAPTURE_INPOD && mode != K8S_CAPTURE_TC)
+			continue;
+		if (strlen(p->m.id) >= sizeof(cp->name))
+			continue; /* longer than a pod registration's name */
+		memset(cp, 0, sizeof(*cp));
+		snprintf(cp->name, sizeof(cp->name), "%s", p->m.id);
+		cp->mode = mode;
+		cp->ip = p->ips[0];
+		if (mode == K8S_CAPTURE_INPOD) {
+			dir = k8s_cgroups_path(cg, p->uid);
+			if (!dir) {
+				k8s_cgroups_rescan(cg);
+				dir = k8s_cgroups_path(cg, p->uid);
+			}
+			if (!dir || !netns_in(dir, 0, cp->netns, sizeof(cp->netns))) {
+				*pending = true; /* no process seen yet: again soon */
+				continue;
+			}
+		}
+		cap->n++;
+	}
+	qsort(cap->p, cap->n, sizeof(*cap->p), cap_cmp);
+	*out = cap;
+	return 0;
+}
+
+bool k8s_capture_same(const struct k8s_capture_set *a, const struct k8s_capture_set *b)
+{
+	if (!a || !b || a->n != b->n)
+		return false;
+	for (size_t i = 0; i < a->n; i++)
+		if (strcmp(a->p[i].name, b->p[i].name) || a->p[i].mode != b->p[i].mode ||
+		    (a->p[i].mode == K8S_CAPTURE_TC &&
+		     memcmp(&a->p[i].ip, &b->p[i].ip, sizeof(a->p[i].ip))))
+			return false;
+	return true;
+}
+
+void k8s_capture_free(struct k8s_capture_set *c)
+{
+	if (!c)
+		return;
+	free(c->p);
+	free(c);
+}
