@@ -136,8 +136,9 @@ static const char usage_text[] =
 	"  --pod-capture MODE      how this node's pods are captured unless their\n"
 	"                          annotation shunt.dev/capture (node, in-pod, tc)\n"
 	"                          says: node (default), in-pod, or auto (in-pod\n"
-	"                          where the agent can: CAP_SYS_ADMIN, the host's\n"
-	"                          PIDs, Linux 5.15; node otherwise)\n"
+	"                          where the agent can: CAP_SYS_ADMIN and\n"
+	"                          CAP_SYS_PTRACE, the host's PIDs, Linux 5.15;\n"
+	"                          node otherwise)\n"
 	"  --node-name NAME        this node (SandboxOverrides act on its pods only);\n"
 	"                          default $NODE_NAME, else the host name\n"
 	"  --sandbox-cidr CIDR     SandboxRoutes may name sandbox.addresses inside\n"
@@ -1088,8 +1089,9 @@ bad:
 }
 
 /* --pod-capture auto: in-pod where this agent can serve pods so (it can
- * setns: CAP_SYS_ADMIN; the kernel files connections by netns; it sees
- * the host's PIDs, which lead to the pods' namespaces), node otherwise. */
+ * setns: CAP_SYS_ADMIN; open the namespaces of processes of other users:
+ * CAP_SYS_PTRACE; the kernel files connections by netns; it sees the
+ * host's PIDs, which lead to the pods' namespaces), node otherwise. */
 static uint8_t pod_capture_auto(struct agent *a)
 {
 	char status[4096] = "";
@@ -1106,6 +1108,8 @@ static uint8_t pod_capture_auto(struct agent *a)
 	}
 	if (caller_parse_capeff(status, &capeff) || !(capeff & (1ULL << 21)))
 		why = "no CAP_SYS_ADMIN (setns into the pods' namespaces)";
+	else if (!(capeff & (1ULL << 19)))
+		why = "no CAP_SYS_PTRACE (open other users' /proc/PID/ns/net)";
 	else if (!a->bpf.netns_known)
 		why = "this kernel's sockops cannot tell a connection's netns (Linux 5.15)";
 	/* The host's PID namespace has a fixed inode (PROC_PID_INIT_INO). */

@@ -388,7 +388,7 @@ static bool pod_addr_same(const struct k8s_pod *a, const struct k8s_pod *b)
 static bool pod_same(const struct k8s_pod *a, const struct k8s_pod *b)
 {
 	if (a->ready != b->ready || !pod_addr_same(a, b) || a->local != b->local ||
-	    a->capture != b->capture || a->host_network != b->host_network ||
+	    (a->local && (a->capture != b->capture || a->host_network != b->host_network)) ||
 	    a->nlabels != b->nlabels || !a->uid != !b->uid || (a->uid && strcmp(a->uid, b->uid)))
 		return false;
 	for (size_t i = 0; i < a->nlabels; i++)
@@ -669,8 +669,10 @@ int k8s_cache_replace(struct k8s_cache *c, enum k8s_kind kind, struct hmap *fres
 		groups_free(&c->slices_by_svc);
 		groups_free(&c->slices_by_pod);
 	}
-	if (kind == K8S_POD)
+	if (kind == K8S_POD) {
 		groups_free(&c->pods_by_ns);
+		c->local_pods_gen++; /* pods may have come or gone unseen */
+	}
 	if (kind == K8S_SBR)
 		groups_free(&c->sbrs_by_ns);
 	for (e = hmap_first(fresh, &i); e; e = hmap_next(fresh, e, &i)) {

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "core/log.h"
 #include "k8s/cache.h"
@@ -22,13 +23,14 @@
  * containers' cgroups), as this agent's PID namespace numbers it: its
  * network namespace path in out. false: none visible (no process yet, or
  * the agent does not see the host's PIDs: no hostPID). */
-static bool netns_in(const char *dir, int depth, char *out, size_t len)
+static bool netns_in(const char *dir, int depth, char *out, size_t len, uint64_t *ino)
 {
 	char path[512];
 	FILE *f;
 	long pid;
 	DIR *d;
 	struct dirent *e;
+	struct stat st;
 	bool found = false;
 
 	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
@@ -38,7 +40,8 @@ static bool netns_in(const char *dir, int depth, char *out, size_t len)
 			if (pid <= 0)
 				continue; /* outside our PID namespace */
 			snprintf(out, len, "/proc/%ld/ns/net", pid);
-			found = !access(out, F_OK);
+			found = !stat(out, &st);
+			*ino = found ? (uint64_t)st.st_ino : 0;
 		}
 		fclose(f);
 	}
@@ -51,7 +54,7 @@ static bool netns_in(const char *dir, int depth, char *out, size_t len)
 		if (e->d_type != DT_DIR || e->d_name[0] == '.')
 			continue;
 		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-		found = netns_in(path, depth + 1, out, len);
+		found = netns_in(path, depth + 1, out, len, ino);
 	}
 	closedir(d);
 	return found;
@@ -65,14 +68,15 @@ static int cap_cmp(const void *pa, const void *pb)
 }
 
 int k8s_capture_build(const struct k8s_cache *c, struct k8s_cgroups *cg, uint8_t dflt,
-		      struct k8s_capture_set **out, bool *pending)
+		      struct k8s_capture_set **out, size_t *pending)
 {
 	struct k8s_capture_set *cap = calloc(1, sizeof(*cap));
 	const struct hmap *pods = &c->objs[K8S_POD];
 	struct hmap_entry *e;
 	size_t i, max = 0;
+	bool rescanned = false;
 
-	*pending = false;
+	*pending = 0;
 	if (!cap)
 		return -ENOMEM;
 	for (e = hmap_first(pods, &i); e; e = hmap_next(pods, e, &i))
@@ -102,12 +106,14 @@ int k8s_capture_build(const struct k8s_cache *c, struct k8s_cgroups *cg, uint8_t
 		cp->ip = p->ips[0];
 		if (mode == K8S_CAPTURE_INPOD) {
 			dir = k8s_cgroups_path(cg, p->uid);
-			if (!dir) {
+			if (!dir && !rescanned) { /* once per build */
+				rescanned = true;
 				k8s_cgroups_rescan(cg);
 				dir = k8s_cgroups_path(cg, p->uid);
 			}
-			if (!dir || !netns_in(dir, 0, cp->netns, sizeof(cp->netns))) {
-				*pending = true; /* no process seen yet: again soon */
+			if (!dir ||
+			    !netns_in(dir, 0, cp->netns, sizeof(cp->netns), &cp->netns_ino)) {
+				(*pending)++; /* no process seen yet: again soon */
 				continue;
 			}
 		}
@@ -118,14 +124,21 @@ int k8s_capture_build(const struct k8s_cache *c, struct k8s_cgroups *cg, uint8_t
 	return 0;
 }
 
+bool k8s_capture_pod_same(const struct k8s_capture_pod *a, const struct k8s_capture_pod *b)
+{
+	if (strcmp(a->name, b->name) || a->mode != b->mode)
+		return false;
+	if (a->mode == K8S_CAPTURE_INPOD)
+		return a->netns_ino == b->netns_ino;
+	return !memcmp(&a->ip, &b->ip, sizeof(a->ip));
+}
+
 bool k8s_capture_same(const struct k8s_capture_set *a, const struct k8s_capture_set *b)
 {
 	if (!a || !b || a->n != b->n)
 		return false;
 	for (size_t i = 0; i < a->n; i++)
-		if (strcmp(a->p[i].name, b->p[i].name) || a->p[i].mode != b->p[i].mode ||
-		    (a->p[i].mode == K8S_CAPTURE_TC &&
-		     memcmp(&a->p[i].ip, &b->p[i].ip, sizeof(a->p[i].ip))))
+		if (!k8s_capture_pod_same(&a->p[i], &b->p[i]))
 			return false;
 	return true;
 }

@@ -22,6 +22,7 @@ struct k8s_capture_pod {
 	char name[64];	      /* "namespace/name": the registration's name */
 	uint8_t mode;	      /* K8S_CAPTURE_INPOD or K8S_CAPTURE_TC */
 	char netns[48];	      /* in-pod: /proc/PID/ns/net of one of its processes */
+	uint64_t netns_ino;   /* in-pod: that namespace's inode, its identity */
 	struct shunt_addr ip; /* its first address: TC finds its interface by it */
 };
 
@@ -32,12 +33,16 @@ struct k8s_capture_set {
 
 /* The snapshot for this node's pods in c (dflt: the mode of a pod without
  * the annotation, K8S_CAPTURE_NODE or K8S_CAPTURE_INPOD). An in-pod pod
- * none of whose processes can be seen yet is left out, with *pending set
- * (build again a little later). 0 or -ENOMEM. Watcher thread. */
+ * none of whose processes can be seen yet is left out and counted in
+ * *pending (build again a little later). 0 or -ENOMEM. Watcher thread. */
 int k8s_capture_build(const struct k8s_cache *c, struct k8s_cgroups *cg, uint8_t dflt,
-		      struct k8s_capture_set **out, bool *pending);
+		      struct k8s_capture_set **out, size_t *pending);
 
-/* The same registrations? (Netns paths may differ: a pod's process.) */
+/* The same registration: name, mode and identity (the netns inode; the
+ * address for TC), not the path (any process of the pod). */
+bool k8s_capture_pod_same(const struct k8s_capture_pod *a, const struct k8s_capture_pod *b);
+
+/* The same registrations? */
 bool k8s_capture_same(const struct k8s_capture_set *a, const struct k8s_capture_set *b);
 void k8s_capture_free(struct k8s_capture_set *c);
 

@@ -170,8 +170,8 @@ struct k8s {
 	/* Capture modes (watcher): the last snapshot handed over, the pods'
 	 * generation it saw, a pod waiting for its processes. */
 	struct k8s_capture_set *cap_last;
-	uint64_t cap_gen, cap_due_ms;
-	bool cap_pending;
+	uint64_t cap_gen, cap_retry_ms, cap_resync_ms;
+	size_t cap_pending;
 	uint8_t cap_default;
 
 	/* Main thread: what the store would not take, key -> struct k8s_fail. */
@@ -180,6 +180,7 @@ struct k8s {
 	struct k8s_capture_pod *regs;
 	size_t nregs;
 	size_t cap_failed; /* registrations that failed in the last pass */
+	bool cap_seeded;   /* regs holds what a predecessor handed over */
 };
 
 /* The capture snapshot is handed over again this often even unchanged, so
@@ -1060,24 +1061,30 @@ static void publish_capture(struct k8s *k)
 {
 	uint64_t now = monotonic_ms(), one = 1;
 	struct k8s_capture_set *cap, *old;
-	bool pending;
+	bool resync, retry;
+	size_t pending;
 
 	if (!k->synced_all)
 		return;
-	if (k->cache.local_pods_gen == k->cap_gen && now < k->cap_due_ms)
+	resync = now >= k->cap_resync_ms;
+	retry = k->cap_pending && now >= k->cap_retry_ms;
+	if (k->cache.local_pods_gen == k->cap_gen && !resync && !retry)
 		return;
 	if (k8s_capture_build(&k->cache, &k->cg, k->cap_default, &cap, &pending)) {
-		k->cap_due_ms = now + K8S_CAPTURE_PENDING_MS;
+		k->cap_pending = 1;
+		k->cap_retry_ms = now + K8S_CAPTURE_PENDING_MS;
 		return;
 	}
 	k->cap_gen = k->cache.local_pods_gen;
 	k->cap_pending = pending;
-	if (k8s_capture_same(cap, k->cap_last) && now < k->cap_due_ms) {
+	if (pending)
+		k->cap_retry_ms = now + K8S_CAPTURE_PENDING_MS;
+	/* Unchanged: nothing to hand over until the resync is due. */
+	if (!resync && k8s_capture_same(cap, k->cap_last)) {
 		k8s_capture_free(cap);
-		k->cap_due_ms = pending ? now + K8S_CAPTURE_PENDING_MS : k->cap_due_ms;
 		return;
 	}
-	k->cap_due_ms = now + (pending ? K8S_CAPTURE_PENDING_MS : K8S_CAPTURE_RESYNC_MS);
+	k->cap_resync_ms = now + K8S_CAPTURE_RESYNC_MS;
 	k8s_capture_free(k->cap_last);
 	k->cap_last = cap;
 	/* The main thread gets a copy of its own. */
@@ -1114,6 +1121,7 @@ static void publish_status(struct k8s *k)
 	k->st.overrides = k->cache.ovr_want.n;
 	k->st.overrides_unresolved = k->cache.ovr_unresolved;
 	k->st.cgroup_watches = k8s_cgroups_nwatches(&k->cg);
+	k->st.pods_capture_pending = k->cap_pending;
 	snprintf(k->st.node, sizeof(k->st.node), "%s", k->node);
 	snprintf(k->st.last_error, sizeof(k->st.last_error), "%s", k->last_error);
 	pthread_mutex_unlock(&k->mu);
@@ -1185,9 +1193,12 @@ static void *k8s_thread(void *arg)
 				timeout = until;
 		}
 		if (k->synced_all) {
-			uint64_t t = monotonic_ms();
-			long until = k->cap_due_ms > t ? (long)(k->cap_due_ms - t) : 0;
+			uint64_t t = monotonic_ms(), at = k->cap_resync_ms;
+			long until;
 
+			if (k->cap_pending && k->cap_retry_ms < at)
+				at = k->cap_retry_ms;
+			until = at > t ? (long)(at - t) : 0;
 			if (until < timeout)
 				timeout = until;
 		}
@@ -1482,31 +1493,93 @@ static void apply_batch(struct k8s *k, const struct k8s_batch *b)
 	apply_overrides(k, b);
 }
 
+static void capture_del(struct k8s *k, const struct k8s_capture_pod *cp);
+
+/* Is pod cp registered already, as cp says (the same network namespace;
+ * the same interface, ifname)? 1 yes, 0 no (another one), -1 not at all. */
+static int registered_as(struct k8s *k, const struct k8s_capture_pod *cp, const char *ifname)
+{
+	int ret = -1;
+
+	if (cp->mode == K8S_CAPTURE_INPOD) {
+		size_t n = workers_inpod_count(k->a->workers);
+		struct inpod_info *v = calloc(n ? n : 1, sizeof(*v));
+
+		if (!v)
+			return -1;
+		n = (size_t)workers_inpod_list(k->a->workers, v, (int)n);
+		for (size_t i = 0; i < n; i++)
+			if (!strcmp(v[i].name, cp->name))
+				ret = v[i].netns_ino == cp->netns_ino;
+		free(v);
+	} else {
+		size_t n = workers_tc_count(k->a->workers);
+		struct tcpod_info *v = calloc(n ? n : 1, sizeof(*v));
+
+		if (!v)
+			return -1;
+		n = (size_t)workers_tc_list(k->a->workers, v, (int)n);
+		for (size_t i = 0; i < n; i++)
+			if (!strcmp(v[i].name, cp->name))
+				ret = !strcmp(v[i].ifname, ifname);
+		free(v);
+	}
+	return ret;
+}
+
+/* The host-side interface of a TC pod: the one the node routes its
+ * address through, directly, and not a bridge. 0, or -errno with msg. */
+static int tc_iface_of(const struct k8s_capture_pod *cp, char *ifname, char *msg, size_t len)
+{
+	int err = tc_route_iface(&cp->ip, ifname, msg, len), br;
+
+	if (err)
+		return err;
+	br = tc_iface_is_bridge(ifname);
+	if (br) {
+		/* Every pod on it would be captured, and a bridged frame
+		 * never reaches the IP layer anyway. */
+		snprintf(msg, len,
+			 br > 0 ? "the node reaches it through the bridge %s: TC capture needs a "
+				  "routed pod interface (Calico, Cilium, ptp)"
+				: "cannot tell whether %s is a bridge",
+			 ifname);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 /* Register one pod as the cluster asks: 0, or -errno having said why. */
 static int capture_add(struct k8s *k, const struct k8s_capture_pod *cp)
 {
 	char msg[512], ifname[IF_NAMESIZE] = "";
-	int err;
+	struct stat st;
+	int err = 0, fd, same;
 
 	if (cp->mode == K8S_CAPTURE_INPOD) {
-		err = workers_inpod_add(k->a->workers, cp->name, cp->netns, msg, sizeof(msg));
-	} else {
-		err = tc_route_iface(&cp->ip, ifname, msg, sizeof(msg));
-		if (!err && tc_iface_is_bridge(ifname)) {
-			/* Every pod on it would be captured, and a bridged
-			 * frame never reaches the IP layer anyway. */
-			snprintf(msg, sizeof(msg),
-				 "the node reaches it through the bridge %s: TC capture needs a "
-				 "routed pod interface (Calico, Cilium, ptp)",
-				 ifname);
-			err = -EINVAL;
+		/* The process seen may have gone, and its PID be another's. */
+		fd = open(cp->netns, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+		if (fd < 0 || fstat(fd, &st) || (uint64_t)st.st_ino != cp->netns_ino) {
+			snprintf(msg, sizeof(msg), "%s is no longer its network namespace",
+				 cp->netns);
+			err = -ESTALE;
 		}
-		if (!err)
-			err = workers_tc_add(k->a->workers, cp->name, ifname, msg, sizeof(msg));
+		if (fd >= 0)
+			close(fd);
+	} else {
+		err = tc_iface_of(cp, ifname, msg, sizeof(msg));
 	}
-	/* Handed over by the agent before us, or registered by hand. */
-	if (err == -EEXIST)
+	/* Registered already (handed over by the agent before us, or by
+	 * hand): kept if it is this very pod, replaced if not. */
+	same = err ? -1 : registered_as(k, cp, ifname);
+	if (same == 1)
 		return 0;
+	if (same == 0)
+		capture_del(k, cp);
+	if (!err && cp->mode == K8S_CAPTURE_INPOD)
+		err = workers_inpod_add(k->a->workers, cp->name, cp->netns, msg, sizeof(msg));
+	else if (!err)
+		err = workers_tc_add(k->a->workers, cp->name, ifname, msg, sizeof(msg));
 	if (err)
 		pr_warn("k8s: pod %s (%s): %s; it is captured in node mode meanwhile", cp->name,
 			cp->mode == K8S_CAPTURE_INPOD ? "in-pod" : "tc", msg);
@@ -1532,9 +1605,32 @@ static const struct k8s_capture_pod *cap_find(const struct k8s_capture_pod *v, s
 					      const struct k8s_capture_pod *want)
 {
 	for (size_t i = 0; i < n; i++)
-		if (!strcmp(v[i].name, want->name) && v[i].mode == want->mode)
+		if (k8s_capture_pod_same(&v[i], want))
 			return &v[i];
 	return NULL;
+}
+
+/* The first time: the pods the agent before us handed over are ours to
+ * unregister when the cluster no longer wants them (their identity is
+ * unknown here: a snapshot entry replaces them, see capture_add). */
+static void capture_seed(struct k8s *k)
+{
+	const struct proxy_opts *o = &k->a->popts;
+	size_t n = 0;
+
+	k->cap_seeded = true;
+	k->regs = calloc((size_t)(o->n_pods + o->n_tcpods) + 1, sizeof(*k->regs));
+	if (!k->regs)
+		return;
+	for (int i = 0; i < o->n_pods && o->pods; i++) {
+		snprintf(k->regs[n].name, sizeof(k->regs[n].name), "%s", o->pods[i].name);
+		k->regs[n++].mode = K8S_CAPTURE_INPOD;
+	}
+	for (int i = 0; i < o->n_tcpods && o->tcpods; i++) {
+		snprintf(k->regs[n].name, sizeof(k->regs[n].name), "%s", o->tcpods[i].name);
+		k->regs[n++].mode = K8S_CAPTURE_TC;
+	}
+	k->nregs = n;
 }
 
 /* Make the registrations the cluster's: those no longer wanted go, those
@@ -1547,9 +1643,19 @@ static void apply_capture(struct k8s *k, const struct k8s_capture_set *cap)
 
 	if (!regs)
 		return;
-	for (size_t i = 0; i < k->nregs; i++)
-		if (!cap_find(cap->p, cap->n, &k->regs[i]))
+	if (!k->cap_seeded)
+		capture_seed(k);
+	for (size_t i = 0; i < k->nregs; i++) {
+		bool wanted = false;
+
+		/* Still wanted under its name and mode (maybe as another
+		 * namespace or address: capture_add replaces it then). */
+		for (size_t j = 0; j < cap->n && !wanted; j++)
+			wanted = !strcmp(cap->p[j].name, k->regs[i].name) &&
+				 cap->p[j].mode == k->regs[i].mode;
+		if (!wanted)
 			capture_del(k, &k->regs[i]);
+	}
 	k->cap_failed = 0;
 	for (size_t i = 0; i < cap->n; i++) {
 		if (cap_find(k->regs, k->nregs, &cap->p[i]) || !capture_add(k, &cap->p[i]))

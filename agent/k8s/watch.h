@@ -84,6 +84,7 @@ struct k8s_status {
 	size_t routes_not_installed, overrides_not_installed;
 	/* This node's pods the agent registered for in-pod / TC capture. */
 	size_t pods_inpod, pods_tc, pods_capture_failed;
+	size_t pods_capture_pending; /* in-pod pods none of whose processes is seen yet */
 };
 
 /* Resolve the connection settings and start the watcher. 0, or -errno

@@ -277,6 +277,7 @@ int tc_route_iface(const struct shunt_addr *ip, char *ifname, char *msg, size_t 
 	struct rtattr *ra;
 	char ans[4096];
 	int fd, oif = 0, err = -ENOENT;
+	bool via = false;
 	ssize_t n;
 
 	req.h.nlmsg_len = NLMSG_LENGTH(sizeof(req.rt));
@@ -315,8 +316,13 @@ int tc_route_iface(const struct shunt_addr *ip, char *ifname, char *msg, size_t 
 		for (struct rtattr *a = RTM_RTA(rt); RTA_OK(a, left); a = RTA_NEXT(a, left))
 			if (a->rta_type == RTA_OIF && RTA_PAYLOAD(a) >= sizeof(int))
 				memcpy(&oif, RTA_DATA(a), sizeof(int));
-		if (rt->rtm_type == RTN_LOCAL) {
-			snprintf(msg, msglen, "the address is this node's own");
+			else if (a->rta_type == RTA_GATEWAY)
+				via = true;
+		if (rt->rtm_type == RTN_LOCAL || via) {
+			snprintf(
+				msg, msglen,
+				via ? "the node reaches it through a gateway, not its own interface"
+				    : "the address is this node's own");
 			close(fd);
 			return -EINVAL;
 		}
@@ -337,7 +343,7 @@ sys:
 	return err;
 }
 
-bool tc_iface_is_bridge(const char *ifname)
+int tc_iface_is_bridge(const char *ifname)
 {
 	struct {
 		struct nlmsghdr h;
@@ -345,7 +351,7 @@ bool tc_iface_is_bridge(const char *ifname)
 	} req = {};
 	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
 	char ans[8192];
-	bool bridge = false;
+	int bridge = -1;
 	ssize_t n;
 	int fd;
 
@@ -355,13 +361,13 @@ bool tc_iface_is_bridge(const char *ifname)
 	req.ifi.ifi_family = AF_UNSPEC;
 	req.ifi.ifi_index = (int)if_nametoindex(ifname);
 	if (!req.ifi.ifi_index)
-		return false;
+		return -1;
 	fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
 	if (fd < 0)
-		return false;
+		return -1;
 	if (sendto(fd, &req, req.h.nlmsg_len, 0, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
 		close(fd);
-		return false;
+		return -1;
 	}
 	do
 		n = recv(fd, ans, sizeof(ans), 0);
@@ -374,6 +380,7 @@ bool tc_iface_is_bridge(const char *ifname)
 
 		if (h->nlmsg_type != RTM_NEWLINK || h->nlmsg_len < NLMSG_LENGTH(sizeof(*ifi)))
 			continue;
+		bridge = 0;
 		left = h->nlmsg_len - NLMSG_LENGTH(sizeof(*ifi));
 		for (struct rtattr *a = IFLA_RTA(ifi); RTA_OK(a, left); a = RTA_NEXT(a, left)) {
 			size_t l2 = RTA_PAYLOAD(a);
@@ -381,9 +388,9 @@ bool tc_iface_is_bridge(const char *ifname)
 			if (a->rta_type != IFLA_LINKINFO)
 				continue;
 			for (struct rtattr *b = RTA_DATA(a); RTA_OK(b, l2); b = RTA_NEXT(b, l2))
-				if (b->rta_type == IFLA_INFO_KIND && RTA_PAYLOAD(b) >= 6 &&
-				    !memcmp(RTA_DATA(b), "bridge", 6))
-					bridge = true;
+				if (b->rta_type == IFLA_INFO_KIND && RTA_PAYLOAD(b) >= 7 &&
+				    !memcmp(RTA_DATA(b), "bridge", 7))
+					bridge = 1;
 		}
 	}
 	return bridge;

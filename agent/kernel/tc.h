@@ -51,12 +51,13 @@ int tc_route_setup(uint32_t mark, char *msg, size_t msglen);
 
 struct shunt_addr;
 
-/* The interface the node routes ip through (a routed pod's host-side
- * veth): its name in ifname (IF_NAMESIZE). 0, or -errno with msg. */
+/* The interface the node routes ip through directly (a routed pod's
+ * host-side veth; a route through a gateway is refused): its name in
+ * ifname (IF_NAMESIZE). 0, or -errno with msg. */
 int tc_route_iface(const struct shunt_addr *ip, char *ifname, char *msg, size_t msglen);
 
-/* Is ifname a bridge (rtnetlink's link kind)? */
-bool tc_iface_is_bridge(const char *ifname);
+/* Is ifname a bridge (rtnetlink's link kind)? 1, 0, or -1: cannot tell. */
+int tc_iface_is_bridge(const char *ifname);
 
 /* Remove what tc_route_setup added (a clean stop, nothing handed over). */
 void tc_route_teardown(uint32_t mark);

@@ -30,6 +30,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <linux/nsfs.h>
 #include <bpf/bpf.h>
 
@@ -537,11 +538,14 @@ int proxy_inpod_list(struct proxy *p, struct inpod_info *out, int max)
 
 	for (struct inpod *pod = p->inpods; pod && n < max; pod = pod->next, n++) {
 		struct inpod_info *i = &out[n];
+		struct stat st;
 
 		memset(i, 0, sizeof(*i));
 		snprintf(i->name, sizeof(i->name), "%s", pod->name);
 		snprintf(i->netns_path, sizeof(i->netns_path), "%s", pod->netns_path);
 		i->netns = pod->netns;
+		if (!fstat(pod->pool.nsfd, &st))
+			i->netns_ino = (uint64_t)st.st_ino;
 		i->slot = pod->slot;
 		i->listen[0] = pod->listen[0];
 		i->listen[1] = pod->listen[1];

@@ -180,6 +180,7 @@ struct inpod_info {
 	char name[64];
 	char netns_path[256];
 	uint64_t netns;
+	uint64_t netns_ino; /* the namespace file's inode */
 	uint32_t slot;
 	struct shunt_addr listen[2]; /* family 0: none */
 	uint64_t conns, accepted;

@@ -512,12 +512,39 @@ class KubeCapture(KubeBase):
         regs = self.registered()
         self.assertNotIn(ids[kept], regs, "annotation node: not registered")
         self.assertNotIn(ids[vm], regs, "tc on a bridged pod: refused")
-        self.assertIn("TC capture needs a routed pod interface", N._read_from(self.node.shuntd_log))
+        self.assertIn("k8s: pod %s (tc): the node reaches it through the bridge" % ids[vm],
+                      N._read_from(self.node.shuntd_log))
+        self.assertIn("pods_capture_pending", self.node.status()["kubernetes"])
         me = self.kube.sandbox(self.ns, plain)["v4"]
         self.assertEqual(self.curl(plain, "http://%s/" % cip4, key), ("v2-" + sbx["metadata"]["name"], me),
                          "keyed, in-pod: the sandbox sees the caller pod")
         who, peer = self.curl(kept, "http://%s/" % cip4, key)
         self.assertEqual((who, peer), ("v2-" + sbx["metadata"]["name"], N.NODE4), "node mode: the node dials")
-        # The pod goes: so does its registration (listeners, netns, map entry).
+        # The pod goes: so does its registration (and its map entry).
+        cookie = [p for p in self.node.ctl_json("pod", "list") if p["name"] == ids[plain]][0]["netns_cookie"]
+        self.assertIn(cookie, [e["key"] for e in self.node.map_dump("shunt_inpod")])
         self.api.delete("deployments", self.ns, "caller")
         self.kube.wait(lambda: ids[plain] not in self.registered(), 20, "the deleted pod's registration to go")
+        self.assertNotIn(cookie, [e["key"] for e in self.node.map_dump("shunt_inpod")])
+
+    def test_a_pod_recreated_under_its_name_is_registered_anew(self):
+        labels = {"app": "db"}
+        self.api.create({"apiVersion": "apps/v1", "kind": "StatefulSet",
+                         "metadata": {"name": "db", "namespace": self.ns},
+                         "spec": {"replicas": 1, "serviceName": "db", "selector": {"matchLabels": labels},
+                                  "template": {"metadata": {"labels": labels},
+                                               "spec": {"containers": [{"name": "db", "image": "busybox:1"}]}}}})
+        (pod,) = self.kube.wait_pods(self.ns, labels, 1)
+        name = "%s/db-0" % self.ns
+
+        def cookie():
+            got = [p["netns_cookie"] for p in self.node.ctl_json("pod", "list") if p["name"] == name]
+            return got[0] if got else None
+        first = self.kube.wait(cookie, 15, "db-0 registered in-pod")
+        uid = pod["metadata"]["uid"]
+        self.api.delete("pods", self.ns, "db-0")
+        self.kube.wait(lambda: any(p["metadata"]["uid"] != uid for p in self.kube.wait_pods(self.ns, labels, 1)),
+                       20, "db-0 recreated")
+        self.kube.wait(lambda: cookie() not in (None, first), 20, "db-0 registered with its new namespace")
+        self.assertEqual([e["key"] for e in self.node.map_dump("shunt_inpod") if e["key"] == first], [],
+                         "the old namespace's entry is gone")
