@@ -1524,6 +1524,9 @@ cleanup_bpf:
 cleanup_loop:
 	dstguard_close(&a.guard);
 	loop_close(&a.loop);
+	/* What a predecessor handed over (the descriptors are the workers'). */
+	free(a.popts.pods);
+	free(a.popts.tcpods);
 	if (!ret && a.handed_over)
 		pr_info("stopped; the new agent runs the programs and the maps");
 	else if (!ret)
