@@ -648,6 +648,44 @@ class Agent(unittest.TestCase):
         self.assertEqual(missing, [], "add them to the runtime stage of deploy/Dockerfile")
 
 
+class InPodOverlay(unittest.TestCase):
+    """deploy/inpod/: the agent of deploy/ plus what in-pod capture needs
+    (docs/operations.md). Its patches applied here as kustomize would
+    (JSON 6902: replace, add, add at /-)."""
+
+    def patched(self):
+        k = load_docs(os.path.join(DEPLOY, "inpod", "kustomization.yaml"))[0]
+        self.assertEqual(k["resources"], [".."])
+        (p,) = k["patches"]
+        self.assertEqual(p["target"], {"kind": "DaemonSet", "name": "shuntd"})
+        ds = json.loads(json.dumps(find("DaemonSet", "shuntd")))
+        for op in yaml.safe_load(p["patch"]):
+            *parents, last = op["path"].strip("/").split("/")
+            node = ds
+            for part in parents:
+                node = node[int(part)] if isinstance(node, list) else node[part]
+            if op["op"] == "add" and last == "-":
+                node.append(op["value"])
+            elif op["op"] in ("add", "replace"):
+                if op["op"] == "replace":
+                    self.assertIn(last, node, "replace of a missing %s" % op["path"])
+                node[last] = op["value"]
+            else:
+                self.fail("unexpected op %r" % op)
+        return ds
+
+    def test_grants_what_in_pod_needs_and_stays_valid(self):
+        ds = self.patched()
+        spec = ds["spec"]["template"]["spec"]
+        sc = spec["containers"][0]["securityContext"]
+        self.assertIs(spec["hostPID"], True)
+        self.assertEqual(sorted(sc["capabilities"]["add"]), ["BPF", "NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"])
+        # The API server refuses CAP_SYS_ADMIN with allowPrivilegeEscalation false.
+        self.assertIs(sc["allowPrivilegeEscalation"], True)
+        self.assertIn("--pod-capture=auto", spec["containers"][0]["args"])
+        self.assertEqual(k8s_errors(ds), [])
+
+
 class Image(unittest.TestCase):
     def test_bases_default_to_debians_images(self):
         # make test-image builds from a debootstrap'ed base (BASE_IMAGE,
