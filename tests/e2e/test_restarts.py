@@ -80,7 +80,7 @@ class Load:
         new = n.shuntd_spawn(["--drain-timeout", "5s"])
         off = n.shuntd_log_start = new.log_offset
         n.shuntd = new
-        self.wait_log("ready: cgroup", off)
+        self.wait_log("ready: cgroup", off, timeout=30)  # loading takes seconds under TCG
         self.assertEqual(old.wait(8), 0, "the old agent did not drain and exit cleanly")
         return old, new, N._read_from(n.shuntd_log, off)
 

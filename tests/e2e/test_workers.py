@@ -310,7 +310,9 @@ class WorkersKernel(Load, WorkersCase):
         new = n.shuntd_spawn(["--workers", str(workers)])
         off = n.shuntd_log_start = new.log_offset
         n.shuntd = new
-        self.wait_log("ready: cgroup", off)
+        # The new agent loads and verifies its programs first: seconds
+        # under TCG (the kernel matrix), where 10 s was seen to run out.
+        self.wait_log("ready: cgroup", off, timeout=30)
         self.assertEqual(old.wait(8), 0, "the old agent did not drain and exit cleanly")
         out = N._read_from(n.shuntd_log, off)
         self.assertIn("took over %d listener(s)" % (2 * before), out)
