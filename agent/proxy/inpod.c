@@ -103,16 +103,13 @@ static void inpod_take(struct proxy *p, int fd, void *ctx)
 {
 	struct inpod *pod = ctx;
 	struct shunt_pod_conn_key k = {.netns = pod->netns};
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 	struct shunt_orig orig;
 	char a[ADDR_STR_LEN];
 	struct conn *c = conn_new(p, fd);
 
 	if (!c)
 		return;
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) ||
-	    addr_from_sockaddr((struct sockaddr *)&ss, &c->peer)) {
+	if (conn_peer(c)) {
 		client_close(c);
 		return;
 	}

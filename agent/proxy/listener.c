@@ -53,17 +53,23 @@ int map_take(struct proxy *p, int fd, const void *key, void *val)
  * sockops program filed it under the client's address before the
  * handshake completed, so it is there by the time accept() returns.
  * false: not captured by shunt (c is closed). */
-static bool take_capture_record(struct proxy *p, struct conn *c)
+int conn_peer(struct conn *c)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = sizeof(ss);
+
+	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl))
+		return -1;
+	return addr_from_sockaddr((struct sockaddr *)&ss, &c->peer) ? -1 : 0;
+}
+
+static bool take_capture_record(struct proxy *p, struct conn *c)
+{
 	struct shunt_orig orig;
 	struct shunt_conn_src src;
 	char a[ADDR_STR_LEN];
 
-	if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) ||
-	    addr_from_sockaddr((struct sockaddr *)&ss, &c->peer) ||
-	    map_take(p, p->sh->bpf->conns_fd, &c->peer, &orig)) {
+	if (conn_peer(c) || map_take(p, p->sh->bpf->conns_fd, &c->peer, &orig)) {
 		p->st.unknown++;
 		pr_debug("connection from %s was not captured by shunt: closing",
 			 format_addr_port(&c->peer, a, sizeof(a)));

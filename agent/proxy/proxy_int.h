@@ -460,6 +460,8 @@ void listeners_expire(struct proxy *p);
 /* A client connection on fd (closed on failure), then served: conn_begin
  * once its peer and original destination are known. */
 struct conn *conn_new(struct proxy *p, int fd);
+/* c->peer from its socket (accept()'s peer address): 0 or -1. */
+int conn_peer(struct conn *c);
 /* Accept every connection waiting on listening socket lfd, each handed to
  * take (with ctx); out of descriptors, the oldest is refused. */
 void accept_backlog(struct proxy *p, int lfd, void (*take)(struct proxy *p, int fd, void *ctx),

@@ -30,6 +30,7 @@
 #include "core/util.h"
 #include "kernel/bpf.h"
 #include "kernel/tc.h"
+#include "state/dstguard.h"
 #include "proxy/proxy.h"
 #include "proxy/proxy_int.h"
 
@@ -46,15 +47,6 @@ static struct tcpod *tcpod_find(struct proxy *p, const char *name)
 		if (!strcmp(t->name, name))
 			return t;
 	return NULL;
-}
-
-static bool is_loopback(const struct shunt_addr *a)
-{
-	static const uint8_t lo6[16] = {[15] = 1};
-
-	if (a->family == SHUNT_FAMILY_V4)
-		return a->addr[0] == 127;
-	return !memcmp(a->addr, lo6, sizeof(lo6));
 }
 
 /* shunt_tc_conns' key of c: the connection as the pod's packets spell it. */
@@ -105,8 +97,6 @@ static int tc_orig(int fd, struct shunt_addr *orig)
  * closed. */
 static void tc_take(struct proxy *p, int fd, void *ctx)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl = sizeof(ss);
 	struct shunt_tc_conn_key k;
 	char a[ADDR_STR_LEN];
 	uint32_t ifindex;
@@ -115,12 +105,11 @@ static void tc_take(struct proxy *p, int fd, void *ctx)
 	(void)ctx;
 	if (!c)
 		return;
-	if (getpeername(fd, (struct sockaddr *)&ss, &sl) ||
-	    addr_from_sockaddr((struct sockaddr *)&ss, &c->peer)) {
+	if (conn_peer(c)) {
 		client_close(c);
 		return;
 	}
-	if (tc_orig(fd, &c->orig) || is_loopback(&c->orig)) {
+	if (tc_orig(fd, &c->orig) || dst_classify(&c->orig) == DST_LOOPBACK) {
 		p->st.unknown++;
 		pr_debug("TC listener: connection from %s was not handed over by the TC "
 			 "program: closing",
