@@ -40,7 +40,7 @@ LDFLAGS += $(SAN_FLAGS)
 BPF_CFLAGS := -g -O2 -Wall -Werror -target bpf -D__BPF__ -D__TARGET_ARCH_$(ARCH) \
 	-Ivmlinux/$(ARCH) -Iinclude -Ibpf
 
-BPF_PROGS := sock_addr sockops reuseport tc
+BPF_PROGS := sock_addr sockops reuseport tc infer
 BPF_OBJS := $(patsubst %,$(OUTPUT)/bpf/%.bpf.o,$(BPF_PROGS))
 SKELS := $(patsubst %,$(OUTPUT)/%.skel.h,$(BPF_PROGS))
 

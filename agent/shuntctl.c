@@ -42,6 +42,7 @@ static const char usage_text[] =
 	"  override wait --pod-uid UID [--agent IP[:PORT]] [--timeout DURATION]\n"
 	"  pod add NAME --netns PATH | --tc IFNAME\n"
 	"  pod del NAME\n"
+	"  pod infer NAME off|shadow|on [--port PORT[,PORT...]]\n"
 	"  pod list [-o json]\n"
 	"  status [-o json]\n"
 	"  reload\n"
@@ -61,6 +62,12 @@ static const char usage_text[] =
 	"cgroup hooks cannot see (VM-isolated pods): a TC program on the pod's host-side\n"
 	"interface IFNAME hands its new connections to steered services to shunt; pod\n"
 	"del takes the program off.\n"
+	"pod infer (a pod served in-pod) reads the pod's inbound HTTP requests on\n"
+	"--port (its serving ports, up to 8) and, for an outbound request the app sent\n"
+	"without a routing key, infers the key of the inbound request it serves, when\n"
+	"that cannot be wrong as far as shunt sees. shadow counts what it would do\n"
+	"(pod list); on adds the key as its own baggage line, marked shunt-inferred.\n"
+	"off stops reading the pod's inbound connections.\n"
 	"reload reads shuntd's --config file again (as SIGHUP does) and says what is in\n"
 	"force, or what is wrong with the file.\n"
 	"\n"
@@ -102,6 +109,7 @@ static const char usage_text[] =
 				 "\"$HOST_IP\" --timeout 2m\n"
 				 "  shuntctl pod add default/web-7d4f --netns "
 				 "/proc/4242/ns/net\n"
+				 "  shuntctl pod infer default/web-7d4f shadow --port 8080\n"
 				 "  shuntctl status\n"
 				 "  shuntctl reload\n";
 
@@ -597,6 +605,41 @@ static int override_cmd(const char *path, int argc, char **argv)
 	return send_request(path, &r);
 }
 
+/* pod infer NAME off|shadow|on [--port PORT[,PORT...]]: the line's
+ * fields are checked by ctl_parse_request, as shuntd will. */
+static int pod_infer_cmd(const char *path, int argc, char **argv)
+{
+	struct ctl_request r = {};
+	const char *ports = NULL;
+	char line[CTL_MAX_REQUEST], err[256];
+	int rc;
+
+	if (argc < 3 || argv[1][0] == '-')
+		return usage("pod infer: NAME and off, shadow or on come first");
+	for (int i = 3; i < argc; i++) {
+		if (!strcmp(argv[i], "--port") && i + 1 < argc)
+			ports = argv[++i];
+		else if (!strncmp(argv[i], "--port=", 7))
+			ports = argv[i] + 7;
+		else
+			return usage("pod infer: unexpected argument '%s'", argv[i]);
+	}
+	if (strcmp(argv[2], "off") && !ports)
+		return usage("pod infer %s: --port is required (the ports the app serves HTTP on)",
+			     argv[2]);
+	if (snprintf(line, sizeof(line), "pod-infer\t%s\t%s\t%s", argv[1], argv[2],
+		     ports ? ports : "-") >= (int)sizeof(line) ||
+	    strpbrk(argv[1], "\t\n") || strpbrk(argv[2], "\t\n") ||
+	    (ports && strpbrk(ports, "\t\n")))
+		return usage("pod infer: bad argument");
+	rc = ctl_parse_request(line, strlen(line), &r, err, sizeof(err));
+	if (rc) {
+		fprintf(stderr, "shuntctl: %s\n", err);
+		return rc;
+	}
+	return send_request(path, &r);
+}
+
 static int pod_cmd(const char *path, int argc, char **argv)
 {
 	struct ctl_request r = {};
@@ -604,7 +647,7 @@ static int pod_cmd(const char *path, int argc, char **argv)
 	int ret;
 
 	if (argc < 1)
-		return usage("pod: add, del or list?");
+		return usage("pod: add, del, infer or list?");
 	if (!strcmp(argv[0], "list")) {
 		ret = parse_output(argc - 1, argv + 1, &fmt);
 		if (ret)
@@ -613,6 +656,8 @@ static int pod_cmd(const char *path, int argc, char **argv)
 		r.json = !strcmp(fmt, "json");
 		return send_request(path, &r);
 	}
+	if (!strcmp(argv[0], "infer"))
+		return pod_infer_cmd(path, argc, argv);
 	if (strcmp(argv[0], "add") && strcmp(argv[0], "del"))
 		return usage("pod: unknown command '%s'", argv[0]);
 	r.op = strcmp(argv[0], "add") ? CTL_OP_POD_DEL : CTL_OP_POD_ADD;

@@ -16,6 +16,7 @@
 #include "sock_addr.skel.h"
 #include "sockops.skel.h"
 #include "tc.skel.h"
+#include "infer.skel.h"
 #include "kernel/bpf.h"
 #include "core/log.h"
 #include "kernel/source.h"
@@ -294,6 +295,18 @@ static void load_tc(struct shunt_bpf *b, const struct bpf_object_open_opts *opts
 	b->tc = NULL;
 }
 
+/* Inferred propagation's sk_lookup program, loaded now and attached per
+ * pod. Its maps are its own (not pinned). Without it (sk_lookup's
+ * ingress_ifindex is Linux 5.17) pods cannot have inference on. */
+static void load_infer(struct shunt_bpf *b)
+{
+	b->infer = shunt_infer__open_and_load();
+	if (!b->infer)
+		pr_warn("the sk_lookup program did not load (%s): pods cannot use inferred "
+			"propagation",
+			strerror(errno));
+}
+
 /*
  * The first object creates and pins the maps; the others reuse them. Pins
  * of another layout (an agent of another version left them) are dealt
@@ -326,6 +339,8 @@ static int load_objects(struct shunt_bpf *b, const struct bpf_object_open_opts *
 	}
 	if (!err)
 		load_tc(b, opts);
+	if (!err)
+		load_infer(b);
 	return err;
 }
 
@@ -472,6 +487,8 @@ void shunt_bpf_close(struct shunt_bpf *b, bool detach)
 	shunt_sockops__destroy(b->sockops);
 	shunt_tc__destroy(b->tc);
 	b->tc = NULL;
+	shunt_infer__destroy(b->infer);
+	b->infer = NULL;
 	b->sock_addr = NULL;
 	b->sockops = NULL;
 	if (b->cgroup_fd >= 0)
@@ -707,4 +724,16 @@ int shunt_bpf_is_successor_prog(struct shunt_bpf *b, int prog_fd, uint32_t *id)
 int shunt_bpf_tc_prog_fd(struct shunt_bpf *b)
 {
 	return b->tc ? bpf_program__fd(b->tc->progs.shunt_tc_ingress) : -1;
+}
+
+int shunt_bpf_infer(struct shunt_bpf *b, struct shunt_infer_kern *out)
+{
+	if (!b->infer)
+		return -EOPNOTSUPP;
+	out->prog_fd = bpf_program__fd(b->infer->progs.shunt_infer_lookup);
+	out->ports_fd = bpf_map__fd(b->infer->maps.shunt_infer_ports);
+	out->socks_fd = bpf_map__fd(b->infer->maps.shunt_infer_socks);
+	out->heartbeat_ns = &b->infer->bss->heartbeat_ns;
+	out->stats = b->infer->bss->stats;
+	return 0;
 }

@@ -10,6 +10,7 @@
 struct shunt_sock_addr;
 struct shunt_sockops;
 struct shunt_tc;
+struct shunt_infer;
 struct bpf_link;
 
 #define SHUNT_NR_PROGS 5
@@ -18,7 +19,8 @@ struct bpf_link;
 struct shunt_bpf {
 	struct shunt_sock_addr *sock_addr; /* connect4|6, getpeername4|6 */
 	struct shunt_sockops *sockops;
-	struct shunt_tc *tc; /* TC capture's program; NULL: not on this kernel */
+	struct shunt_tc *tc;	   /* TC capture's program; NULL: not on this kernel */
+	struct shunt_infer *infer; /* inferred propagation's; NULL: not on this kernel */
 	struct bpf_link *links[SHUNT_NR_PROGS];
 	int cgroup_fd;
 	uint64_t cgroup_id;
@@ -41,6 +43,17 @@ struct shunt_bpf {
 	 * removed at a clean stop. */
 	bool tc_routed;
 };
+
+/* Inferred propagation's sk_lookup program and its own maps
+ * (bpf/infer.bpf.c). The heartbeat and the counters are its memory,
+ * mapped: written and read without a system call. */
+struct shunt_infer_kern {
+	int prog_fd, ports_fd, socks_fd;
+	volatile __u64 *heartbeat_ns;
+	__u64 *stats; /* SHUNT_INFER_STAT_MAX */
+};
+/* 0, or -EOPNOTSUPP when the program did not load. */
+int shunt_bpf_infer(struct shunt_bpf *b, struct shunt_infer_kern *out);
 
 /* The TC program's descriptor, or -1 when it did not load. */
 int shunt_bpf_tc_prog_fd(struct shunt_bpf *b);

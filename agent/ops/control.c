@@ -415,6 +415,76 @@ static void cmd_pod_del(struct ctl_conn *cc, const struct ctl_request *r)
 		   r->pod_name);
 }
 
+static void cmd_pod_infer(struct ctl_conn *cc, const struct ctl_request *r)
+{
+	static const char *const said[] = {
+		[CTL_INFER_OFF] = "off: its inbound connections reach the app directly again",
+		[CTL_INFER_SHADOW] = "in shadow mode: keys are inferred and counted, never added "
+				     "(pod list shows what it would have done)",
+		[CTL_INFER_ON] = "on: its outbound requests without a key get the key inferred "
+				 "for them, marked " INFER_BAGGAGE_PROPERTY,
+	};
+	char msg[512];
+
+	if (workers_infer_set(cc->a->workers, r->pod_name, (enum infer_mode)r->infer_mode,
+			      r->infer_ports, r->n_infer_ports, msg, sizeof(msg))) {
+		fail(cc, CTL_EXIT_FAILED, "pod infer %s: %s", r->pod_name, msg);
+		return;
+	}
+	buf_printf(&cc->out, "ok\npod %s: inference %s\n", r->pod_name, said[r->infer_mode]);
+}
+
+/* A pod's inference in pod list: one line of text, or a JSON object
+ * ("inference": null when never set). */
+static void pod_infer_out(struct ctl_conn *cc, const struct inpod_info *p, bool json)
+{
+	const struct infer_stats *st = &p->infer.st;
+
+	if (!p->infer.n_ports && p->infer.mode == INFER_OFF) {
+		if (json)
+			buf_printf(&cc->out, ",\"inference\":null");
+		return;
+	}
+	if (!json) {
+		buf_printf(&cc->out,
+			   "  inference: %s%s%s%s, %llu inbound (%llu keyed), %llu calls without a "
+			   "key: %llu decided, %llu injected, %llu ambiguous, %llu with nothing in "
+			   "flight\n",
+			   infer_mode_names[p->infer.mode],
+			   p->infer.switched_off ? " (switched itself off: " : "",
+			   p->infer.switched_off ? p->infer.why : "",
+			   p->infer.switched_off ? ")" : "", (unsigned long long)st->inbound,
+			   (unsigned long long)st->inbound_keyed, (unsigned long long)st->calls,
+			   (unsigned long long)st->outcome[INFER_DECIDED],
+			   (unsigned long long)st->injected,
+			   (unsigned long long)st->outcome[INFER_AMBIGUOUS],
+			   (unsigned long long)st->outcome[INFER_IDLE]);
+		return;
+	}
+	buf_printf(&cc->out,
+		   ",\"inference\":{\"mode\":\"%s\",\"attached\":%s,\"switched_off\":%s,"
+		   "\"why\":",
+		   infer_mode_names[p->infer.mode], p->infer.attached ? "true" : "false",
+		   p->infer.switched_off ? "true" : "false");
+	json_str(&cc->out, p->infer.why);
+	buf_printf(&cc->out, ",\"ports\":[");
+	for (int k = 0; k < p->infer.n_ports; k++)
+		buf_printf(&cc->out, "%s%u", k ? "," : "", p->infer.ports[k]);
+	buf_printf(&cc->out,
+		   "],\"accepted\":%llu,\"in_flight\":%zu,\"paths\":%zu,\"idle_paths\":%zu,"
+		   "\"inbound\":%llu,\"inbound_keyed\":%llu,\"keyed_calls\":%llu,\"calls\":%llu,"
+		   "\"injected\":%llu,\"inject_failed\":%llu,\"switched_off_count\":%llu",
+		   (unsigned long long)p->infer.accepted, p->infer.in_flight, p->infer.paths,
+		   p->infer.idle_paths, (unsigned long long)st->inbound,
+		   (unsigned long long)st->inbound_keyed, (unsigned long long)st->keyed_calls,
+		   (unsigned long long)st->calls, (unsigned long long)st->injected,
+		   (unsigned long long)st->inject_failed, (unsigned long long)st->switched_off);
+	for (int o = 0; o < INFER_OUTCOME_MAX; o++)
+		buf_printf(&cc->out, ",\"%s\":%llu", infer_outcome_names[o],
+			   (unsigned long long)st->outcome[o]);
+	buf_printf(&cc->out, "}");
+}
+
 /* The pods captured with TC, after the in-pod ones in pod list. */
 static void pod_list_tc(struct ctl_conn *cc, const struct ctl_request *r, bool first)
 {
@@ -475,6 +545,7 @@ static void cmd_pod_list(struct ctl_conn *cc, const struct ctl_request *r)
 				   (unsigned long long)p->netns, l4, l6,
 				   (unsigned long long)p->conns, (unsigned long long)p->accepted,
 				   p->netns_path);
+			pod_infer_out(cc, p, false);
 			continue;
 		}
 		buf_printf(&cc->out, "%s{\"name\":", i ? "," : "");
@@ -490,9 +561,11 @@ static void cmd_pod_list(struct ctl_conn *cc, const struct ctl_request *r)
 			json_str(&cc->out, l6);
 		}
 		buf_printf(&cc->out,
-			   "],\"conns\":%llu,\"accepted\":%llu,\"upstream_destinations\":%zu}",
+			   "],\"conns\":%llu,\"accepted\":%llu,\"upstream_destinations\":%zu",
 			   (unsigned long long)p->conns, (unsigned long long)p->accepted,
 			   p->upstream_dsts);
+		pod_infer_out(cc, p, true);
+		buf_printf(&cc->out, "}");
 	}
 	pod_list_tc(cc, r, n == 0);
 	if (r->json)
@@ -1471,6 +1544,9 @@ static void handle_request(struct ctl_conn *cc, size_t len)
 		break;
 	case CTL_OP_POD_ADD_TC:
 		cmd_pod_add_tc(cc, &r);
+		break;
+	case CTL_OP_POD_INFER:
+		cmd_pod_infer(cc, &r);
 		break;
 	case CTL_OP_POD_DEL:
 		cmd_pod_del(cc, &r);

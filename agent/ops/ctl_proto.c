@@ -51,6 +51,68 @@ static int parse_service_key(char **f, struct ctl_request *req, char *err, size_
 	return 0;
 }
 
+static int parse_pod_name(const char *f, struct ctl_request *req, char *err, size_t errlen)
+{
+	char q[72];
+
+	if (strlen(f) >= sizeof(req->pod_name) ||
+	    strspn(f, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") !=
+		    strlen(f))
+		return err_printf(err, errlen, CTL_EXIT_FAILED,
+				  "pod name '%s': want up to %zu of A-Z a-z 0-9 . _ / - "
+				  "(e.g. NAMESPACE/POD)",
+				  shown(f, q, sizeof(q)), sizeof(req->pod_name) - 1);
+	memcpy(req->pod_name, f, strlen(f) + 1);
+	return 0;
+}
+
+/* pod-infer's MODE (off|shadow|on) and PORTS ("-", or up to
+ * CTL_INFER_MAX_PORTS ports, comma-separated, none twice). */
+static int parse_infer(const char *mode, const char *ports, struct ctl_request *req, char *err,
+		       size_t errlen)
+{
+	char q[72];
+	const char *s = ports;
+
+	if (!strcmp(mode, "off"))
+		req->infer_mode = CTL_INFER_OFF;
+	else if (!strcmp(mode, "shadow"))
+		req->infer_mode = CTL_INFER_SHADOW;
+	else if (!strcmp(mode, "on"))
+		req->infer_mode = CTL_INFER_ON;
+	else
+		return err_printf(err, errlen, CTL_EXIT_FAILED,
+				  "pod infer: mode '%s' is not off, shadow or on",
+				  shown(mode, q, sizeof(q)));
+	req->n_infer_ports = 0;
+	if (!strcmp(ports, "-"))
+		return 0;
+	for (;;) {
+		char num[8];
+		size_t len = strcspn(s, ",");
+		uint64_t v;
+
+		if (!len || len >= sizeof(num) || req->n_infer_ports == CTL_INFER_MAX_PORTS)
+			break;
+		memcpy(num, s, len);
+		num[len] = '\0';
+		if (parse_u64(num, 65535, &v) || !v)
+			break;
+		for (int i = 0; i < req->n_infer_ports; i++)
+			if (req->infer_ports[i] == v)
+				v = 0;
+		if (!v)
+			break;
+		req->infer_ports[req->n_infer_ports++] = (uint16_t)v;
+		if (!s[len])
+			return 0;
+		s += len + 1;
+	}
+	return err_printf(err, errlen, CTL_EXIT_FAILED,
+			  "--port: '%s' is not up to %d distinct ports 1-65535, comma-separated",
+			  shown(ports, q, sizeof(q)), CTL_INFER_MAX_PORTS);
+}
+
 /* override-add FROM DST TO TTL, override-del FROM DST */
 static int parse_override(char **f, int n, struct ctl_request *req, char *err, size_t errlen)
 {
@@ -161,6 +223,14 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 		req->op = CTL_OP_POD_LIST;
 		return parse_format(f, n, f[0], &req->json, err, errlen);
 	}
+	if (!strcmp(f[0], "pod-infer")) {
+		req->op = CTL_OP_POD_INFER;
+		if (n != 4)
+			return err_printf(err, errlen, CTL_EXIT_USAGE,
+					  "pod-infer: expected 3 fields, got %d", n - 1);
+		ret = parse_pod_name(f[1], req, err, errlen);
+		return ret ? ret : parse_infer(f[2], f[3], req, err, errlen);
+	}
 	if (!strcmp(f[0], "pod-add") || !strcmp(f[0], "pod-del") || !strcmp(f[0], "pod-add-tc")) {
 		req->op = f[0][4] == 'd' ? CTL_OP_POD_DEL
 			  : f[0][7]	 ? CTL_OP_POD_ADD_TC
@@ -169,17 +239,9 @@ int ctl_parse_request(const char *line, size_t len, struct ctl_request *req, cha
 			return err_printf(err, errlen, CTL_EXIT_USAGE,
 					  "%s: expected %d field(s), got %d", f[0],
 					  req->op == CTL_OP_POD_DEL ? 1 : 2, n - 1);
-		if (strlen(f[1]) >= sizeof(req->pod_name) ||
-		    strspn(f[1],
-			   "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._/-") !=
-			    strlen(f[1]))
-			return err_printf(err, errlen, CTL_EXIT_FAILED,
-					  "pod name '%s': want up to %zu of A-Z a-z 0-9 . _ / - "
-					  "(e.g. NAMESPACE/POD)",
-					  shown(f[1], q, sizeof(q)), sizeof(req->pod_name) - 1);
-		memcpy(req->pod_name, f[1], strlen(f[1]) + 1);
-		if (req->op == CTL_OP_POD_DEL)
-			return 0;
+		ret = parse_pod_name(f[1], req, err, errlen);
+		if (ret || req->op == CTL_OP_POD_DEL)
+			return ret;
 		if (req->op == CTL_OP_POD_ADD_TC) {
 			if (strlen(f[2]) >= sizeof(req->ifname) ||
 			    strspn(f[2], "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -287,6 +349,20 @@ int ctl_format_request(const struct ctl_request *req, char *buf, size_t len)
 	case CTL_OP_POD_ADD_TC:
 		n = snprintf(buf, len, "pod-add-tc\t%s\t%s\n", req->pod_name, req->ifname);
 		break;
+	case CTL_OP_POD_INFER: {
+		static const char *const modes[] = {"off", "shadow", "on"};
+		char ports[CTL_INFER_MAX_PORTS * 6 + 1] = "-";
+		size_t o = 0;
+
+		if (req->infer_mode > CTL_INFER_ON)
+			return -1;
+		for (int i = 0; i < req->n_infer_ports && i < CTL_INFER_MAX_PORTS; i++)
+			o += (size_t)snprintf(ports + o, sizeof(ports) - o, "%s%u", i ? "," : "",
+					      req->infer_ports[i]);
+		n = snprintf(buf, len, "pod-infer\t%s\t%s\t%s\n", req->pod_name,
+			     modes[req->infer_mode], ports);
+		break;
+	}
 	case CTL_OP_ROUTE_LIST:
 	case CTL_OP_STATUS:
 	case CTL_OP_OVERRIDE_LIST:
@@ -335,6 +411,8 @@ const char *ctl_op_name(enum ctl_op op)
 		return "pod list";
 	case CTL_OP_POD_ADD_TC:
 		return "pod add --tc";
+	case CTL_OP_POD_INFER:
+		return "pod infer";
 	}
 	return "?";
 }

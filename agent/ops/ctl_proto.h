@@ -24,6 +24,9 @@
  *   pod-add-tc NAME IFNAME  (capture the pod with TC: the TC program on
  *                 its host-side interface IFNAME; [A-Za-z0-9._@-], < 16)
  *   pod-del   NAME  (either mode)
+ *   pod-infer NAME MODE(off|shadow|on) PORTS  (inferred propagation for a
+ *                 pod served in-pod; PORTS: its inbound HTTP ports,
+ *                 comma-separated, or "-")
  *   pod-list  FORMAT(text|json)
  * (FROM as in source.h: netns:PATH, pid:PID, cgroup:PATH.) No field is empty; no byte is NUL, CR or LF. Response: a first line
  * "ok" or "error N" (N = the exit code shuntctl should use), then the text
@@ -73,7 +76,12 @@ enum ctl_op {
 	CTL_OP_POD_DEL,
 	CTL_OP_POD_LIST,
 	CTL_OP_POD_ADD_TC,
+	CTL_OP_POD_INFER,
 };
+
+/* pod-infer's modes (as enum infer_mode). */
+enum ctl_infer_mode { CTL_INFER_OFF, CTL_INFER_SHADOW, CTL_INFER_ON };
+#define CTL_INFER_MAX_PORTS 8
 
 #define CTL_POD_NAME_LEN   64  /* NUL included */
 #define CTL_NETNS_PATH_LEN 256 /* NUL included */
@@ -81,17 +89,20 @@ enum ctl_op {
 
 struct ctl_request {
 	enum ctl_op op;
-	bool json;			    /* route-list, status */
-	bool fallback_baseline;		    /* route-add */
-	struct shunt_addr service, to;	    /* route-*; to: override-add too */
-	char key[SHUNT_ROUTE_KEY_LEN];	    /* NUL-terminated, validated */
-	uint64_t ttl_sec;		    /* 0 = none */
-	struct shunt_addr dst;		    /* override-add, -del */
-	char from[SHUNT_OVERRIDE_FROM_LEN]; /* override-add, -del; syntax checked */
-	char pod_uid[K8S_UID_LEN + 1];	    /* override-ready; validated */
-	char pod_name[CTL_POD_NAME_LEN];    /* pod-add, pod-del; validated */
-	char netns[CTL_NETNS_PATH_LEN];	    /* pod-add: an absolute path */
-	char ifname[CTL_IFNAME_LEN];	    /* pod-add-tc; validated */
+	bool json;				   /* route-list, status */
+	bool fallback_baseline;			   /* route-add */
+	struct shunt_addr service, to;		   /* route-*; to: override-add too */
+	char key[SHUNT_ROUTE_KEY_LEN];		   /* NUL-terminated, validated */
+	uint64_t ttl_sec;			   /* 0 = none */
+	struct shunt_addr dst;			   /* override-add, -del */
+	char from[SHUNT_OVERRIDE_FROM_LEN];	   /* override-add, -del; syntax checked */
+	char pod_uid[K8S_UID_LEN + 1];		   /* override-ready; validated */
+	char pod_name[CTL_POD_NAME_LEN];	   /* pod-add, pod-del; validated */
+	char netns[CTL_NETNS_PATH_LEN];		   /* pod-add: an absolute path */
+	char ifname[CTL_IFNAME_LEN];		   /* pod-add-tc; validated */
+	uint8_t infer_mode;			   /* pod-infer: enum ctl_infer_mode */
+	uint16_t infer_ports[CTL_INFER_MAX_PORTS]; /* pod-infer: distinct, not 0 */
+	int n_infer_ports;
 };
 
 /* Parse one request line of len bytes, without its LF. Returns 0, or the

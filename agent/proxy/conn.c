@@ -111,6 +111,7 @@ void client_timer_fired(struct timer *t)
 
 void client_reset_request(struct conn *c)
 {
+	infer_in_end(&c->s.inf, rs_now_ns());
 	c->s.head_done = c->s.req_done = c->s.resp_done = c->s.resp_started = false;
 	c->s.is_head = c->s.is_connect = c->s.want_upgrade = c->s.idempotent = false;
 	c->s.no_retry = c->s.up_connected = c->s.to_sandbox = c->s.fallback = false;
@@ -175,6 +176,7 @@ void client_close(struct conn *c)
 
 	if (c->dead)
 		return;
+	infer_in_end(&c->s.inf, rs_now_ns());
 	req_end_now(c);
 	if (c->h2_wait)
 		h2up_unwait(c, false);

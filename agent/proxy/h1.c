@@ -52,6 +52,8 @@ int on_resp_headers(llhttp_t *ll)
 	if (!c)
 		return -1;
 	c->s.resp_started = true;
+	if (ll->status_code >= 200 || ll->status_code == 101)
+		infer_in_end(&c->s.inf, rs_now_ns()); /* no longer in flight */
 	/* Switching protocols, or a CONNECT tunnel established: the rest is
 	 * opaque. A 101 nobody asked for switches all the same; the
 	 * connection is never reused after it. */
@@ -182,6 +184,21 @@ static int h2c_take(struct conn *c, const struct http_header *h, size_t n)
 	return 1;
 }
 
+/* An inbound request of a pod with inference on goes where it was going
+ * (the app, over the pod's loopback), whatever its key says; its key and
+ * lifetime are noted. */
+static void inbound_route(struct conn *c, const struct route_input *in, struct route_decision *rd)
+{
+	int klen = rk_extract(in->rk, in->hdrs, in->n_hdrs, c->s.key, sizeof(c->s.key));
+
+	if (klen <= 0)
+		c->s.key[0] = '\0';
+	memset(rd, 0, sizeof(*rd));
+	rd->dst = c->orig;
+	rd->reason = klen < 0 ? ROUTE_BAD_KEY : klen ? ROUTE_NO_ROUTE : ROUTE_NO_KEY;
+	infer_inbound_begin(c);
+}
+
 /* Decide where the request whose head is in[req_start, req_start+head_len)
  * goes, and get a connection there. */
 static void route_request(struct conn *c)
@@ -202,7 +219,7 @@ static void route_request(struct conn *c)
 		client_error(c, st, "shunt: %s", hr.reason);
 		return;
 	}
-	if (c->s.req.upgrade && p->o.http2) {
+	if (c->s.req.upgrade && p->o.http2 && !c->inbound) {
 		const struct http_header *settings = NULL;
 		int h2c = h2c_asked(p->hdrs, hr.n_headers, &settings);
 
@@ -238,18 +255,32 @@ static void route_request(struct conn *c)
 	in.t = p->snap->t;
 	in.guard = &p->snap->guard;
 	in.now_unix = 0;
-	route_decide(&in, &rd, c->s.key, sizeof(c->s.key));
+	if (c->inbound) {
+		inbound_route(c, &in, &rd);
+	} else {
+		route_decide(&in, &rd, c->s.key, sizeof(c->s.key));
+		if (c->inpod && c->inpod->infer &&
+		    infer_outbound(c, rd.reason == ROUTE_NO_KEY, hr.n_headers)) {
+			/* A baggage line was added: the head moved, and routes
+			 * by the key it now carries. */
+			head = c->in.data + c->s.req_start;
+			http_head_check(head, c->s.head_len, p->hdrs, p->o.max_headers, &hr);
+			in.n_hdrs = hr.n_headers;
+			route_decide(&in, &rd, c->s.key, sizeof(c->s.key));
+		}
+	}
 	if (rd.reason == ROUTE_BAD_KEY) {
 		p->st.bad_keys++;
 		p->rs.parse_errors[HTTP_ERR_ROUTING_KEY]++;
 	}
-	p->st.requests++;
+	if (!c->inbound)
+		p->st.requests++;
 	c->s.dst = rd.dst;
 	c->s.to_sandbox = rd.to_sandbox;
 	c->s.fallback = rd.fallback;
 	if (rd.to_sandbox)
 		p->st.to_sandbox++;
-	else
+	else if (!c->inbound)
 		p->st.to_baseline++;
 	c->s.obs.routed = true;
 	c->s.obs.req_bytes = c->s.head_len;
@@ -323,11 +354,17 @@ static bool head_start(struct conn *c)
 	if (c->parsed == c->s.req_start && c->in.end - c->s.req_start == 1 &&
 	    c->in.data[c->s.req_start] == '\r' && !c->eof)
 		return false; /* a CR whose LF is still on its way */
-	if (c->first && c->p->o.http2) {
+	if (c->first && (c->p->o.http2 || c->inbound)) {
 		const char *b = c->in.data + c->s.req_start;
 		size_t have = c->in.end - c->s.req_start;
 
 		if (!memcmp(b, H2_PREFACE, have < H2_PREFACE_LEN ? have : H2_PREFACE_LEN)) {
+			if (have >= H2_PREFACE_LEN && c->inbound) {
+				/* To the app as it is: inbound HTTP/2 is not
+				 * read (its requests are not tracked). */
+				start_tunnel(c);
+				return false;
+			}
 			if (have >= H2_PREFACE_LEN) {
 				h2_start(c); /* the client knows we speak HTTP/2 */
 				return false;

@@ -664,6 +664,12 @@ static void h2s_route(struct h2s *s)
 	in.guard = &p->snap->guard;
 	in.now_unix = 0;
 	route_decide(&in, &rd, s->key, sizeof(s->key));
+	if (s->cc->c->inpod && s->cc->c->inpod->infer &&
+	    infer_outbound_h2(s->cc->c, rd.reason == ROUTE_NO_KEY, &s->reqh)) {
+		/* The header block gained a baggage field: route by it. */
+		in.n_hdrs = h2_hb_headers(&s->reqh, p->hdrs, p->o.max_headers);
+		route_decide(&in, &rd, s->key, sizeof(s->key));
+	}
 	if (rd.reason == ROUTE_BAD_KEY) {
 		p->st.bad_keys++;
 		p->rs.parse_errors[HTTP_ERR_ROUTING_KEY]++;

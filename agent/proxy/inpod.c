@@ -144,8 +144,7 @@ static void inpod_accept(struct ev_handler *h, uint32_t events)
 
 /* A listener in the pod's namespace on a (the pod's loopback): the fd,
  * or -errno (msg says what failed). */
-static int listen_in(struct proxy *p, int nsfd, const struct shunt_addr *a, char *msg,
-		     size_t msglen)
+int inpod_listen(struct proxy *p, int nsfd, const struct shunt_addr *a, char *msg, size_t msglen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl = addr_to_sockaddr(a, &ss);
@@ -173,7 +172,7 @@ static int listen_in(struct proxy *p, int nsfd, const struct shunt_addr *a, char
 	return fd;
 }
 
-static struct inpod *inpod_find(struct proxy *p, const char *name)
+struct inpod *inpod_find(struct proxy *p, const char *name)
 {
 	for (struct inpod *pod = p->inpods; pod; pod = pod->next)
 		if (!strcmp(pod->name, name))
@@ -213,6 +212,7 @@ static void listeners_close(struct inpod *pod)
 
 static void inpod_free(struct inpod *pod)
 {
+	inpod_infer_free(pod);
 	listeners_close(pod);
 	pool_free(&pod->pool);
 	if (pod->pool.nsfd >= 0)
@@ -317,7 +317,7 @@ static int inpod_start(struct proxy *p, const char *name, const char *netns_path
 			a->addr[0] = 127;
 			a->addr[3] = 1;
 		}
-		fd = listen_in(p, nsfd, a, msg, msglen);
+		fd = inpod_listen(p, nsfd, a, msg, msglen);
 		if (fd < 0) {
 			/* A pod without IPv6 (or its loopback address): IPv4
 			 * only, its IPv6 connections fail open. */
@@ -493,6 +493,7 @@ static void inpod_remove(struct proxy *p, struct inpod *pod, bool forget, bool g
 
 	if (forget)
 		bpf_map_delete_elem(p->sh->bpf->inpod_fd, &pod->netns);
+	inpod_infer_stop(p, pod);
 	if (grace)
 		listeners_close_soon(p, pod);
 	else {
@@ -549,6 +550,7 @@ int proxy_inpod_list(struct proxy *p, struct inpod_info *out, int max)
 		i->conns = pod->conns;
 		i->accepted = pod->accepted;
 		i->upstream_dsts = pod->pool.by_dst.n;
+		inpod_infer_info(pod, i);
 	}
 	return n;
 }
@@ -561,6 +563,7 @@ size_t proxy_inpod_count(const struct proxy *p)
 void inpod_drain(struct proxy *p, bool forget)
 {
 	for (struct inpod *pod = p->inpods; pod; pod = pod->next) {
+		inpod_infer_stop(p, pod);
 		if (forget) {
 			bpf_map_delete_elem(p->sh->bpf->inpod_fd, &pod->netns);
 			listeners_close_soon(p, pod);

@@ -70,6 +70,7 @@ int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loo
 	p->resp_settings.on_message_complete = on_resp_complete;
 
 	inpod_init(p);
+	infer_init(p);
 	tcpod_init(p);
 	for (int i = 0; i < o->n_listen && !err; i++)
 		err = listen_on(p, &o->listen[i]);

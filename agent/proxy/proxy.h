@@ -23,6 +23,7 @@
 #include <shunt/shunt.h>
 
 #include "core/loop.h"
+#include "proxy/infer.h"
 #include "proxy/routekey.h"
 
 struct shunt_bpf;
@@ -185,7 +186,28 @@ struct inpod_info {
 	struct shunt_addr listen[2]; /* family 0: none */
 	uint64_t conns, accepted;
 	size_t upstream_dsts; /* destinations it has upstream connections to */
+	/* Inferred propagation (mode INFER_OFF and no ports: never set). */
+	struct {
+		enum infer_mode mode;
+		bool attached;	   /* the sk_lookup link is on the pod's namespace */
+		bool switched_off; /* by itself: why */
+		char why[160];
+		uint16_t ports[8];
+		int n_ports;
+		uint64_t accepted; /* inbound connections */
+		size_t in_flight, paths, idle_paths;
+		struct infer_stats st;
+	} infer;
 };
+
+/* Inferred propagation for pod name (served in-pod): mode, and the
+ * inbound ports whose connections are read (1 to 8, unless off). 0, or
+ * -errno with msg. */
+int workers_infer_set(struct workers *w, const char *name, enum infer_mode mode,
+		      const uint16_t *ports, int n_ports, char *msg, size_t msglen);
+/* The sk_lookup program's counters (enum shunt_infer_stat); false when
+ * it did not load. */
+bool workers_infer_kernel_stats(struct workers *w, uint64_t out[SHUNT_INFER_STAT_MAX]);
 
 /* Serve pod name (its network namespace file: netns_path) in-pod: 0, or
  * -errno with msg saying why. */

@@ -30,6 +30,7 @@
 #include "kernel/tc.h"
 #include "core/timer.h"
 #include "proxy/http.h"
+#include "proxy/infer.h"
 #include "proxy/pool.h"
 #include "proxy/proxy.h"
 #include "proxy/reqstats.h"
@@ -114,6 +115,7 @@ struct stream {
 	struct shunt_addr dst; /* the routing decision */
 	char key[SHUNT_ROUTE_KEY_LEN];
 	struct req_obs obs;
+	struct infer_in inf; /* an inbound request of a pod with inference on */
 };
 
 /* A client connection: its socket and buffers, where it was going (the
@@ -130,6 +132,7 @@ struct conn {
 	struct pod *pod;	  /* where it connected from; NULL: not tracked */
 	struct inpod *inpod;	  /* served in-pod: the pod's own listener took it */
 	bool tc;		  /* TC capture's listener took it */
+	bool inbound;		  /* to inpod's app: its inference listener took it */
 	struct tcpod *tcpod;	  /* ... from this pod (NULL: not known) */
 	struct buf in;		  /* request bytes from the client */
 	uint32_t parsed;	  /* request parser position in in */
@@ -197,6 +200,22 @@ struct tc_listener {
 	int fd; /* -1: none */
 };
 
+/* Inferred propagation for one in-pod pod (inferpod.c): its inbound
+ * listeners, the sk_lookup link that feeds them, the keys it filed. */
+#define INFER_MAX_PORTS 8
+#define INFER_MAX_ADDRS 8
+
+struct inpod_infer {
+	struct infer_pod rule;
+	struct inpod_listener l[2]; /* 127.0.0.1:0, [::1]:0 in the pod */
+	int link_fd;		    /* sk_lookup on the pod's namespace; -1: none */
+	uint16_t ports[INFER_MAX_PORTS];
+	int n_ports;
+	struct shunt_infer_port_key keys[INFER_MAX_PORTS * INFER_MAX_ADDRS];
+	int n_keys;
+	uint64_t accepted; /* inbound connections */
+};
+
 struct inpod {
 	struct inpod *next;
 	struct proxy *p;
@@ -213,6 +232,7 @@ struct inpod {
 	 * its entry went is still accepted (LISTEN_GRACE_MS). */
 	uint64_t close_at;
 	bool gone;
+	struct inpod_infer *infer; /* NULL: inference never set */
 };
 
 struct listener {
@@ -278,6 +298,10 @@ struct proxy {
 	 * listeners (IPv4, IPv6) the TC program hands their SYNs to. */
 	struct tcpod *tcpods;
 	struct tc_listener tc_l[2];
+	/* Inferred propagation (worker 0): pods with it set, and the
+	 * heartbeat the sk_lookup program checks. */
+	size_t infer_pods;
+	struct timer infer_beat;
 	struct http_header *hdrs; /* scratch for one head at a time */
 	int spare_fd;		  /* given up to refuse a connection at EMFILE */
 	/* Input buffers of BUF_INITIAL that exchanges let go of: an idle
@@ -391,7 +415,33 @@ void tcpod_stop_all(struct proxy *p);
 /* A TC connection closes: its shunt_tc_conns entry goes. */
 void tc_conn_forget(struct conn *c);
 
+/* inferpod.c (worker 0) */
+void infer_init(struct proxy *p);
+bool proxy_infer_kernel_stats(struct proxy *p, uint64_t out[SHUNT_INFER_STAT_MAX]);
+/* pod's inference, for pod list and the metrics. */
+void inpod_infer_info(const struct inpod *pod, struct inpod_info *out);
+int proxy_infer_set(struct proxy *p, const char *name, enum infer_mode mode, const uint16_t *ports,
+		    int n_ports, char *msg, size_t msglen);
+/* The pod goes (or the agent drains): its listeners and link go, new
+ * connections reach the app directly; what is open finishes. */
+void inpod_infer_stop(struct proxy *p, struct inpod *pod);
+void inpod_infer_free(struct inpod *pod);
+/* An inbound request (c->inbound) was routed: to the app, noted. */
+void infer_inbound_begin(struct conn *c);
+/* An outbound request of an in-pod pod with inference set, parsed (its
+ * head has n_headers lines); no_key: it carries no routing key. true: a
+ * key was inferred and its baggage line added to the head in c->in:
+ * check and route the head again. */
+bool infer_outbound(struct conn *c, bool no_key, size_t n_headers);
+/* The same for an HTTP/2 stream of c: the line is added to reqh. */
+struct h2hb;
+bool infer_outbound_h2(struct conn *c, bool no_key, struct h2hb *reqh);
+
 /* inpod.c */
+/* A listener in the pod's namespace on a: the fd, or -errno (msg says
+ * what failed). */
+int inpod_listen(struct proxy *p, int nsfd, const struct shunt_addr *a, char *msg, size_t msglen);
+struct inpod *inpod_find(struct proxy *p, const char *name);
 int proxy_inpod_add(struct proxy *p, const char *name, const char *netns_path, char *msg,
 		    size_t msglen);
 int proxy_inpod_del(struct proxy *p, const char *name, char *msg, size_t msglen);

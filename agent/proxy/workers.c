@@ -459,6 +459,17 @@ int workers_inpod_handover(struct workers *ws, struct inpod_handover *out, int m
 	return proxy_inpod_handover(ws->w[0].p, out, max);
 }
 
+int workers_infer_set(struct workers *ws, const char *name, enum infer_mode mode,
+		      const uint16_t *ports, int n_ports, char *msg, size_t msglen)
+{
+	return proxy_infer_set(ws->w[0].p, name, mode, ports, n_ports, msg, msglen);
+}
+
+bool workers_infer_kernel_stats(struct workers *ws, uint64_t out[SHUNT_INFER_STAT_MAX])
+{
+	return proxy_infer_kernel_stats(ws->w[0].p, out);
+}
+
 int workers_tc_add(struct workers *ws, const char *name, const char *ifname, char *msg,
 		   size_t msglen)
 {

@@ -244,6 +244,31 @@ struct shunt_tc_conn_key {
 	__u32 family;
 };
 
+/* shunt_infer_ports key (inferred propagation): an address of a pod with
+ * inference on and one of its ports whose inbound connections the
+ * sk_lookup program hands to the agent. Address in network order, port in
+ * host order (as struct bpf_sk_lookup has them), family
+ * SHUNT_FAMILY_V4|V6. The value is the shunt_infer_socks slot. */
+struct shunt_infer_port_key {
+	__u8 addr[16];
+	__u16 port;
+	__u8 family;
+	__u8 pad;
+};
+
+/* The sk_lookup program's counters (its .bss, read by the agent). */
+enum shunt_infer_stat {
+	SHUNT_INFER_TAKEN,     /* a connection handed to the agent */
+	SHUNT_INFER_STALE,     /* the agent's heartbeat is stale: passed (hung agent) */
+	SHUNT_INFER_NO_SOCKET, /* no live listener in its slot: passed */
+	SHUNT_INFER_STAT_MAX,
+};
+
+/* The agent refreshes the heartbeat every SHUNT_INFER_BEAT_MS; older than
+ * SHUNT_INFER_STALE_MS, the program lets connections pass. */
+#define SHUNT_INFER_BEAT_MS  100U
+#define SHUNT_INFER_STALE_MS 1000U
+
 /* skb->mark the TC program puts on the packets it hands to the proxy, and
  * the routing table (and rule priority) that delivers them locally. */
 #ifndef SHUNT_DEFAULT_TC_MARK
@@ -324,6 +349,7 @@ _Static_assert(sizeof(struct shunt_pod_limit) == 16, "shunt_pod_limit ABI");
 _Static_assert(sizeof(struct shunt_inpod) == 48, "shunt_inpod ABI");
 _Static_assert(sizeof(struct shunt_pod_conn_key) == 32, "shunt_pod_conn_key ABI");
 _Static_assert(sizeof(struct shunt_tc_conn_key) == 40, "shunt_tc_conn_key ABI");
+_Static_assert(sizeof(struct shunt_infer_port_key) == 20, "shunt_infer_port_key ABI");
 _Static_assert(SHUNT_STAT_MAX <= SHUNT_STAT_SLOTS, "shunt_stats slots");
 _Static_assert(sizeof(struct shunt_abi_map) == 40, "shunt_abi_map ABI");
 #endif

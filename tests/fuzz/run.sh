@@ -64,7 +64,7 @@ declare -A SRCS=(
 	[fuzz_metrics]="agent/ops/metrics_req.c"
 	[fuzz_json]="agent/core/json.c agent/core/buf.c"
 	[fuzz_k8s]="agent/k8s/obj.c agent/k8s/cache.c agent/core/hmap.c agent/state/routes.c agent/core/hash.c agent/core/util.c agent/proxy/routekey.c"
-	[fuzz_h2]="agent/proxy/h2.c agent/proxy/h2up.c agent/proxy/conn.c agent/proxy/h1.c agent/proxy/upstream.c agent/proxy/tunnel.c agent/proxy/limits.c agent/proxy/listener.c agent/proxy/proxy.c agent/proxy/pool.c agent/proxy/inpod.c agent/proxy/tcpod.c agent/proxy/route.c agent/proxy/routekey.c agent/proxy/reqstats.c agent/proxy/http.c agent/core/loop.c agent/core/timer.c agent/core/buf.c agent/core/hash.c agent/core/hmap.c agent/core/log.c agent/core/util.c agent/core/json.c agent/state/routes.c agent/state/dstguard.c tests/fuzz/stub_bpf.c"
+	[fuzz_h2]="agent/proxy/h2.c agent/proxy/h2up.c agent/proxy/conn.c agent/proxy/h1.c agent/proxy/upstream.c agent/proxy/tunnel.c agent/proxy/limits.c agent/proxy/listener.c agent/proxy/proxy.c agent/proxy/pool.c agent/proxy/inpod.c agent/proxy/tcpod.c agent/proxy/inferpod.c agent/proxy/infer.c agent/proxy/route.c agent/proxy/routekey.c agent/proxy/reqstats.c agent/proxy/http.c agent/core/loop.c agent/core/timer.c agent/core/buf.c agent/core/hash.c agent/core/hmap.c agent/core/log.c agent/core/util.c agent/core/json.c agent/state/routes.c agent/state/dstguard.c tests/fuzz/stub_bpf.c"
 )
 # Libraries a harness links (the Kubernetes decoders read JSON with json-c).
 declare -A LIBS=(

@@ -3,6 +3,8 @@
  * fuzz_h2 runs the proxy without a kernel: the two calls into shunt's BPF
  * loader it links must never happen there (no limits, no drain).
  */
+#include <errno.h>
+
 #include "fuzz.h"
 #include "kernel/bpf.h"
 #include "kernel/tc.h"
@@ -25,6 +27,13 @@ int shunt_bpf_tc_prog_fd(struct shunt_bpf *b)
 {
 	(void)b;
 	return -1;
+}
+
+int shunt_bpf_infer(struct shunt_bpf *b, struct shunt_infer_kern *out)
+{
+	(void)b;
+	(void)out;
+	return -EOPNOTSUPP;
 }
 
 int tc_sweep_stale(void)

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
 /* Unit tests for agent/ops/ctl_proto.c: the control-socket request line. */
+#include <stdio.h>
 #include <string.h>
 
 #include <criterion/criterion.h>
@@ -175,6 +176,31 @@ Test(ctl, override_ready)
 		"36 lowercase hex digits and dashes, 8-4-4-4-12)");
 }
 
+Test(ctl, pod_infer)
+{
+	cr_assert_eq(parse("pod-infer\tns/web-1\tshadow\t8080,1,65535"), 0, "%s", err);
+	cr_assert_eq(req.op, CTL_OP_POD_INFER);
+	cr_assert_str_eq(req.pod_name, "ns/web-1");
+	cr_assert_eq(req.infer_mode, CTL_INFER_SHADOW);
+	cr_assert_eq(req.n_infer_ports, 3);
+	cr_assert_eq(req.infer_ports[0], 8080);
+	cr_assert_eq(req.infer_ports[2], 65535);
+	REFUSED("pod-infer\tns/web-1\ton", CTL_EXIT_USAGE, "pod-infer: expected 3 fields, got 2");
+	REFUSED("pod-infer\tns/web-1\tmaybe\t80", CTL_EXIT_FAILED,
+		"pod infer: mode 'maybe' is not off, shadow or on");
+	REFUSED("pod-infer\tns web\ton\t80", CTL_EXIT_FAILED,
+		"pod name 'ns web': want up to 63 of A-Z a-z 0-9 . _ / - (e.g. NAMESPACE/POD)");
+	for (size_t i = 0; i < 6; i++) {
+		static const char *const bad[] = {"0",	 "65536", "80,80",
+						  "80,", ",80",	  "1,2,3,4,5,6,7,8,9"};
+		char line[128];
+
+		snprintf(line, sizeof(line), "pod-infer\tp\ton\t%s", bad[i]);
+		cr_assert_eq(parse(line), CTL_EXIT_FAILED, "%s", line);
+		cr_assert(strstr(err, "is not up to 8 distinct ports"), "%s", err);
+	}
+}
+
 Test(ctl, round_trip)
 {
 	const char *lines[] = {
@@ -190,6 +216,8 @@ Test(ctl, round_trip)
 		"override-ready\t0b5c8a52-1f3e-4c7d-9a1b-2c3d4e5f6a7b\n",
 		"takeover\n",
 		"reload\n",
+		"pod-infer\tns/web-1\ton\t8080,9090\n",
+		"pod-infer\tns/web-1\toff\t-\n",
 	};
 	char buf[CTL_MAX_REQUEST];
 	struct ctl_request first;

@@ -1,0 +1,267 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * Inferred propagation: the rule and its refusals (see infer.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/hash.h"
+#include "core/log.h"
+#include "proxy/infer.h"
+
+const char *const infer_outcome_names[INFER_OUTCOME_MAX] = {
+	[INFER_DECIDED] = "decided",
+	[INFER_IDLE] = "nothing_in_flight",
+	[INFER_AMBIGUOUS] = "ambiguous",
+	[INFER_REFUSED_IDLE_PATH] = "idle_path",
+	[INFER_REFUSED_RECENT_END] = "recent_end",
+	[INFER_REFUSED_FINISHING] = "finishing",
+	[INFER_REFUSED_LEARNING] = "learning",
+	[INFER_REFUSED_TABLE_FULL] = "table_full",
+	[INFER_REFUSED_OFF] = "switched_off",
+};
+
+const char *const infer_mode_names[3] = {"off", "shadow", "on"};
+
+/* A path table key: destination and normalised path, compared as bytes
+ * (only the used part of path is hashed). */
+struct infer_path_key {
+	struct shunt_addr dst;
+	char path[INFER_PATH_MAX];
+};
+
+struct infer_path {
+	uint32_t busy; /* calls seen with a request in flight */
+	bool idle;     /* seen called with nothing in flight (L) */
+};
+
+bool infer_path_idle(const void *path)
+{
+	return ((const struct infer_path *)path)->idle;
+}
+
+static size_t path_key_len(const struct infer_path_key *k, size_t plen)
+{
+	return offsetof(struct infer_path_key, path) + plen;
+}
+
+void infer_pod_init(struct infer_pod *ip, enum infer_mode mode)
+{
+	memset(ip, 0, sizeof(*ip));
+	ip->mode = mode;
+	ip->guard_ns = INFER_GUARD_NS;
+	ip->min_busy = INFER_MIN_BUSY;
+	ip->seed = hash_random_seed();
+}
+
+void infer_pod_free(struct infer_pod *ip)
+{
+	size_t i;
+
+	while (ip->in_flight)
+		infer_in_end(ip->in_flight, 0);
+	for (struct hmap_entry *e = hmap_first(&ip->paths, &i); e; e = hmap_next(&ip->paths, e, &i))
+		free(e->val);
+	hmap_free(&ip->paths);
+}
+
+void infer_pod_set_mode(struct infer_pod *ip, enum infer_mode mode)
+{
+	ip->mode = mode;
+	ip->off = false;
+	ip->why[0] = '\0';
+	ip->win_calls = ip->win_multi = ip->win_coincide = 0;
+}
+
+void infer_in_begin(struct infer_pod *ip, struct infer_in *e, const char *key)
+{
+	if (e->pod)
+		infer_in_end(e, 0);
+	e->pod = ip;
+	e->keyed = key && key[0];
+	snprintf(e->key, sizeof(e->key), "%s", e->keyed ? key : "");
+	e->prev = NULL;
+	e->next = ip->in_flight;
+	if (e->next)
+		e->next->prev = e;
+	ip->in_flight = e;
+	ip->n_in++;
+	ip->n_in_keyed += e->keyed;
+	ip->st.inbound++;
+	ip->st.inbound_keyed += e->keyed;
+}
+
+void infer_in_end(struct infer_in *e, uint64_t now_ns)
+{
+	struct infer_pod *ip = e->pod;
+
+	if (!ip)
+		return;
+	if (e->prev)
+		e->prev->next = e->next;
+	else
+		ip->in_flight = e->next;
+	if (e->next)
+		e->next->prev = e->prev;
+	ip->n_in--;
+	ip->n_in_keyed -= e->keyed;
+	if (now_ns > ip->last_end_ns)
+		ip->last_end_ns = now_ns;
+	e->pod = NULL;
+	e->prev = e->next = NULL;
+}
+
+static bool is_hexish(char ch)
+{
+	return (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f') || (ch >= 'A' && ch <= 'F') ||
+	       ch == '-';
+}
+
+/* Does seg look like an identifier (a row id, a UUID, a hash)? */
+static bool seg_is_id(const char *seg, size_t n)
+{
+	bool digits = n > 0, hex = n >= 16;
+
+	for (size_t i = 0; i < n && (digits || hex); i++) {
+		digits = digits && seg[i] >= '0' && seg[i] <= '9';
+		hex = hex && is_hexish(seg[i]);
+	}
+	return digits || hex;
+}
+
+size_t infer_path_norm(const char *target, size_t tlen, char *out, size_t outsz)
+{
+	size_t i = 0, o = 0;
+
+	/* absolute-form: scheme://authority/path */
+	for (size_t k = 0; k + 2 < tlen && target[k] != '/'; k++)
+		if (target[k] == ':' && target[k + 1] == '/' && target[k + 2] == '/') {
+			i = k + 3;
+			while (i < tlen && target[i] != '/' && target[i] != '?')
+				i++;
+			break;
+		}
+	while (i < tlen && target[i] != '?' && target[i] != '#') {
+		size_t s = i, n;
+
+		while (i < tlen && target[i] != '/' && target[i] != '?' && target[i] != '#')
+			i++;
+		n = i - s;
+		if (seg_is_id(target + s, n)) {
+			if (o + 1 < outsz)
+				out[o++] = '*';
+		} else {
+			for (size_t k = 0; k < n && o + 1 < outsz; k++)
+				out[o++] = target[s + k];
+		}
+		if (i < tlen && target[i] == '/') {
+			if (o + 1 < outsz)
+				out[o++] = '/';
+			i++;
+		}
+	}
+	if (outsz)
+		out[o] = '\0';
+	return o;
+}
+
+static struct infer_path *path_get(struct infer_pod *ip, const struct shunt_addr *dst,
+				   const char *target, size_t tlen, bool *full)
+{
+	struct infer_path_key k;
+	struct infer_path *pe;
+	size_t plen, klen;
+
+	memset(&k, 0, sizeof(k));
+	k.dst = *dst;
+	plen = infer_path_norm(target, tlen, k.path, sizeof(k.path));
+	klen = path_key_len(&k, plen);
+	pe = hmap_get(&ip->paths, &k, klen);
+	*full = false;
+	if (pe)
+		return pe;
+	if (ip->paths.n >= INFER_MAX_PATHS) {
+		*full = true;
+		return NULL;
+	}
+	pe = calloc(1, sizeof(*pe));
+	if (!pe || hmap_put(&ip->paths, &k, klen, pe, NULL)) {
+		free(pe);
+		*full = true;
+		return NULL;
+	}
+	return pe;
+}
+
+/* The safety window (see INFER_WINDOW): one more call with something in
+ * flight; switches inference off when the window says so. */
+static void window_count(struct infer_pod *ip, bool multi, bool coincide)
+{
+	ip->win_calls++;
+	ip->win_multi += multi;
+	ip->win_coincide += coincide;
+	if (ip->win_calls < INFER_WINDOW)
+		return;
+	if (ip->win_multi * 2 > ip->win_calls)
+		snprintf(ip->why, sizeof(ip->why),
+			 "concurrency usually above one: %u of the last %u calls were made with "
+			 "more than one inbound request in flight",
+			 ip->win_multi, ip->win_calls);
+	else if (ip->win_coincide * 4 > ip->win_calls)
+		snprintf(ip->why, sizeof(ip->why),
+			 "background calls coincide with keyed requests: %u of the last %u calls "
+			 "went to paths also called with nothing in flight",
+			 ip->win_coincide, ip->win_calls);
+	if (ip->why[0] && !ip->off) {
+		ip->off = true;
+		ip->st.switched_off++;
+	}
+	ip->win_calls = ip->win_multi = ip->win_coincide = 0;
+}
+
+static enum infer_outcome count(struct infer_pod *ip, enum infer_outcome o)
+{
+	ip->st.outcome[o]++;
+	return o;
+}
+
+enum infer_outcome infer_decide(struct infer_pod *ip, uint64_t now_ns, const struct shunt_addr *dst,
+				const char *target, size_t tlen, char *key_out)
+{
+	const struct infer_in *first = ip->in_flight;
+	struct infer_path *pe;
+	bool full;
+
+	ip->st.calls++;
+	if (ip->off)
+		return count(ip, INFER_REFUSED_OFF);
+	pe = path_get(ip, dst, target, tlen, &full);
+	if (!pe)
+		return count(ip, INFER_REFUSED_TABLE_FULL);
+	if (!ip->n_in) {
+		pe->idle = true;
+		return count(ip, INFER_IDLE);
+	}
+	window_count(ip, ip->n_in > 1, pe->idle && ip->n_in_keyed);
+	if (ip->off)
+		return count(ip, INFER_REFUSED_OFF);
+	pe->busy++;
+	/* R: every request in flight carries one key. */
+	if (ip->n_in_keyed != ip->n_in)
+		return count(ip, INFER_AMBIGUOUS);
+	for (const struct infer_in *e = first->next; e; e = e->next)
+		if (strcmp(e->key, first->key))
+			return count(ip, INFER_AMBIGUOUS);
+	if (pe->idle)
+		return count(ip, INFER_REFUSED_IDLE_PATH);
+	if (ip->last_end_ns && now_ns - ip->last_end_ns < ip->guard_ns)
+		return count(ip, INFER_REFUSED_RECENT_END);
+	for (const struct infer_in *e = first; e && ip->finishing; e = e->next)
+		if (ip->finishing(e))
+			return count(ip, INFER_REFUSED_FINISHING);
+	if (pe->busy <= ip->min_busy)
+		return count(ip, INFER_REFUSED_LEARNING);
+	memcpy(key_out, first->key, SHUNT_ROUTE_KEY_LEN);
+	return count(ip, INFER_DECIDED);
+}

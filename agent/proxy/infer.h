@@ -1,0 +1,148 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * Inferred propagation: the routing key of an outbound request a pod's
+ * app sent without one, taken from the inbound requests the pod is
+ * serving at that moment, when (and only when) that cannot be wrong as
+ * far as shunt can see.
+ *
+ * The rule (R), and the refusals that make it safe:
+ *   R  an outbound request without a key inherits K when every inbound
+ *      request in flight in the pod carries K;
+ *   G  nothing when an inbound request ended (its response began) less
+ *      than guard_ns ago, or the app has written a response shunt has
+ *      not read yet: a call made right after answering is not part of
+ *      the answered request, and may overlap the next one;
+ *   L  never for an outbound path that has been seen called with no
+ *      inbound request in flight: a timer's or a queue's call, which
+ *      would inherit whatever request happens to be in flight;
+ *   W  never for a path seen fewer than min_busy times, all of them with
+ *      a request in flight (a background path's first calls may all
+ *      coincide with traffic; each one more that does divides the chance
+ *      of mistaking it).
+ * An inbound request is "in flight" from its head until its response
+ * begins, not until it ends: calls an app makes while streaming a body
+ * out are lost to inference, never attributed.
+ *
+ * A pod's inference switches itself off when its traffic makes the rule
+ * weak: most calls made with more than one inbound request in flight, or
+ * calls to idle-called paths coinciding with keyed requests (see
+ * infer_decide). It stays off until it is set again.
+ *
+ * Everything here runs on the one worker that serves the pod; no locks.
+ * Times are CLOCK_MONOTONIC nanoseconds passed in (tests choose them).
+ */
+#ifndef SHUNT_INFER_H
+#define SHUNT_INFER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <shunt/shunt.h>
+
+#include "core/hmap.h"
+
+enum infer_mode {
+	INFER_OFF,    /* nothing tracked */
+	INFER_SHADOW, /* decide and count, never inject */
+	INFER_ON,     /* inject what was decided */
+};
+
+/* What became of an outbound request without a key. */
+enum infer_outcome {
+	INFER_DECIDED,	 /* a key: injected (on) or would have been (shadow) */
+	INFER_IDLE,	 /* nothing in flight: its path is idle-called from now on (L) */
+	INFER_AMBIGUOUS, /* in-flight requests without a key, or with different keys */
+	INFER_REFUSED_IDLE_PATH,
+	INFER_REFUSED_RECENT_END, /* G: a response began less than guard_ns ago */
+	INFER_REFUSED_FINISHING,  /* G: a response the app wrote waits to be read */
+	INFER_REFUSED_LEARNING,	  /* W */
+	INFER_REFUSED_TABLE_FULL, /* no room to remember the path */
+	INFER_REFUSED_OFF,	  /* switched itself off (unsafe) */
+	INFER_OUTCOME_MAX,
+};
+
+extern const char *const infer_outcome_names[INFER_OUTCOME_MAX];
+extern const char *const infer_mode_names[3];
+
+/* The property that marks an inferred key in the baggage line shunt adds:
+ *   baggage: sd-routing-key=dev-a;shunt-inferred
+ * A sandbox may refuse such requests (for mutating methods, say). */
+#define INFER_BAGGAGE_PROPERTY "shunt-inferred"
+
+#define INFER_GUARD_NS	(2 * 1000 * 1000ULL) /* G */
+#define INFER_MIN_BUSY	3		     /* W */
+#define INFER_MAX_PATHS 4096		     /* per pod */
+#define INFER_PATH_MAX	256		     /* longer paths are cut (merged: safer) */
+/* The safety window: over the last INFER_WINDOW outbound calls without a
+ * key made with something in flight, inference switches off when more
+ * than half had more than one inbound request in flight, or more than a
+ * quarter were idle-called paths coinciding with keyed requests. */
+#define INFER_WINDOW 256
+
+/* An inbound request, while it is tracked (embedded in the stream). */
+struct infer_in {
+	struct infer_in *prev, *next;
+	struct infer_pod *pod; /* NULL: not tracked (or no longer) */
+	bool keyed;
+	char key[SHUNT_ROUTE_KEY_LEN];
+};
+
+struct infer_stats {
+	uint64_t inbound, inbound_keyed; /* requests tracked */
+	uint64_t keyed_calls;		 /* outbound with the app's own key: untouched */
+	uint64_t calls;			 /* outbound without a key */
+	uint64_t outcome[INFER_OUTCOME_MAX];
+	uint64_t injected;
+	uint64_t inject_failed; /* decided, on, but the head had no room */
+	uint64_t switched_off;
+};
+
+struct infer_pod {
+	enum infer_mode mode;
+	bool off;      /* switched itself off: why says why */
+	char why[160]; /* "" while on */
+	uint64_t guard_ns;
+	uint32_t min_busy;
+	struct infer_in *in_flight;
+	size_t n_in, n_in_keyed;
+	uint64_t last_end_ns; /* the last response that began; 0: none */
+	struct hmap paths;    /* struct infer_path_key -> struct infer_path */
+	uint64_t seed;
+	/* Has the app written bytes of e's response shunt has not read?
+	 * NULL: never. */
+	bool (*finishing)(const struct infer_in *e);
+	uint32_t win_calls, win_multi, win_coincide;
+	struct infer_stats st;
+};
+
+void infer_pod_init(struct infer_pod *ip, enum infer_mode mode);
+/* Untracks every request in flight (their streams keep their infer_in,
+ * now inert) and frees the paths. */
+void infer_pod_free(struct infer_pod *ip);
+/* A new mode: on or shadow clears a switch-off and its window (the paths
+ * learnt are kept). */
+void infer_pod_set_mode(struct infer_pod *ip, enum infer_mode mode);
+
+/* Inbound request e begins: key (NUL-terminated) is its routing key, or
+ * NULL without one (or with an unusable one). */
+void infer_in_begin(struct infer_pod *ip, struct infer_in *e, const char *key);
+/* Its response began, or it ended without one: no longer in flight.
+ * Idempotent; e may never have begun (zeroed). */
+void infer_in_end(struct infer_in *e, uint64_t now_ns);
+
+/* An outbound request without a key, to dst with request target
+ * target[0..tlen): the outcome, with the key in key_out
+ * (SHUNT_ROUTE_KEY_LEN) when INFER_DECIDED. Counts it. */
+enum infer_outcome infer_decide(struct infer_pod *ip, uint64_t now_ns, const struct shunt_addr *dst,
+				const char *target, size_t tlen, char *key_out);
+
+/* Is a path table entry (struct infer_pod.paths' value) idle-called? */
+bool infer_path_idle(const void *path);
+
+/* The path part of a request target, normalised for the path table: no
+ * query or fragment, an absolute-form's scheme and authority dropped,
+ * segments that look like identifiers (all digits, or 16 or more hex
+ * digits and dashes) replaced by "*". Returns its length (<= outsz-1). */
+size_t infer_path_norm(const char *target, size_t tlen, char *out, size_t outsz);
+
+#endif /* SHUNT_INFER_H */

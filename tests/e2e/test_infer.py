@@ -1,0 +1,227 @@
+# SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+"""Inferred propagation (issue 15). A chain of real HTTP services
+(tests/e2e/inferapp.py):
+
+    load (client pod) -> front (propagates baggage) -> middle (does NOT)
+        -> sink: baseline in pod base, the sandbox in pod sbx
+
+The middle makes two calls per request while serving it, a background
+call on a timer and, after some responses, a fire-and-forget call. Its
+pod is served in-pod with inference set; the route sends dev-a's calls to
+the sink to the sandbox. Ground truth comes from the apps' own logs
+(request ids), never from shunt's counters: a call that carries a key it
+should not (a background or post-response call with any key, a request's
+call with another request's key) is a wrong injection, and there must be
+none, at any rate. Recall per rate is printed (the closing note quotes it).
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import node as N
+from base import NodeTestCase
+
+sys.path.insert(0, N.E2E_DIR)
+import inferapp  # noqa: E402
+
+MID4 = N.NET4 + ".41"
+FRONT4 = N.NET4 + ".42"
+SINK_PORT = 8081
+MID_PORT = 8082
+FRONT_PORT = 8083
+POD = "test/mid"
+
+
+class Infer(NodeTestCase):
+    @classmethod
+    def prepare_node(cls, node):
+        node.add_pod("mid", MID4, in_cgroup=True)
+        node.add_pod("front", FRONT4)
+
+    def setUp(self):
+        super().setUp()
+        n = self.node
+        self.tmp = os.path.join(n.tmp, "infer-%s" % self._testMethodName)
+        os.makedirs(self.tmp, exist_ok=True)
+        self.procs = []
+        self.sinks = {}
+        for pod, where in (("base", "baseline"), ("sbx", "sandbox")):
+            log = self.app(pod, "sink", "--port", str(SINK_PORT), "--name", where)
+            self.sinks[log] = where
+        self.mid_log = self.app("mid", "middle", "--port", str(MID_PORT), "--name", "mid",
+                                "--next", "%s:%d" % (N.BASE4, SINK_PORT), "--bg-ms", "40",
+                                "--post-prob", "0.4", "--work-ms", "6", in_cgroup=True)
+        self.app("front", "front", "--port", str(FRONT_PORT), "--name", "front",
+                 "--next", "%s:%d" % (MID4, MID_PORT))
+        for pod, port in (("base", SINK_PORT), ("sbx", SINK_PORT), ("mid", MID_PORT), ("front", FRONT_PORT)):
+            n.wait_listen(pod, port)
+        self.route("%s:%d" % (N.BASE4, SINK_PORT), "dev-a", "%s:%d" % (N.SBX4, SINK_PORT))
+        n.ctl_ok("pod", "add", POD, "--netns", n.netns_path("mid"))
+        self.addCleanup(n.ctl, "pod", "del", POD)
+        self.loads = []
+
+    def tearDown(self):
+        for p in self.procs:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        super().tearDown()
+
+    def app(self, pod, role, *args, in_cgroup=False):
+        name = "%s-%s" % (role, pod)
+        log = os.path.join(self.tmp, name + ".log")
+        argv = [N.PYTHON, "-B", "-u", os.path.join(N.E2E_DIR, "inferapp.py"), "--role", role, "--log", log] + list(args)
+        with open(os.path.join(self.tmp, name + ".stderr"), "ab") as errf:
+            self.procs.append(self.node.pod_spawn(pod, argv, in_cgroup, stdout=subprocess.DEVNULL, stderr=errf))
+        return log
+
+    def load(self, rate, duration, keys="dev-a,dev-b,-", seed=1):
+        log = os.path.join(self.tmp, "load-%g-%d.log" % (rate, len(self.loads)))
+        argv = [N.PYTHON, "-B", os.path.join(N.E2E_DIR, "inferapp.py"), "--role", "load",
+                "--target", "%s:%d" % (FRONT4, FRONT_PORT), "--rate", str(rate), "--duration", str(duration),
+                "--keys", keys, "--log", log, "--seed", str(seed + len(self.loads))]
+        rc, out, err = self.node.pod_run("client", argv, in_cgroup=False, timeout=duration + 60)
+        self.assertEqual(rc, 0, err)
+        summary = json.loads(out.strip().splitlines()[-1])
+        self.loads.append(log)
+        return summary, log
+
+    def infer(self, mode, *ports):
+        args = ["pod", "infer", POD, mode]
+        if ports:
+            args += ["--port", ",".join(str(p) for p in ports)]
+        return self.node.ctl_ok(*args)
+
+    def stats(self):
+        pods = [p for p in self.node.ctl_json("pod", "list") if p["name"] == POD]
+        self.assertEqual(len(pods), 1, pods)
+        return pods[0]["inference"]
+
+    def truth(self, loads=None, since=None):
+        """Ground truth over loads (default: all so far), from what the
+        sinks logged after since (sink_marks())."""
+        sinks = self.sinks
+        if since is not None:
+            sinks = {}
+            for log, where in self.sinks.items():
+                part = "%s.%d" % (log, since[log])
+                with open(log, "rb") as f, open(part, "wb") as out:
+                    f.seek(since[log])
+                    out.write(f.read())
+                sinks[part] = where
+        return inferapp.analyze(loads or self.loads, sinks, {"dev-a"})
+
+    def sink_marks(self):
+        return {log: os.path.getsize(log) for log in self.sinks}
+
+    def assertNoWrong(self, t, what):
+        self.assertEqual(t["wrong"], 0, "%s: wrong keys: %s" % (what, json.dumps(t["wrong_details"], indent=1)))
+        self.assertEqual(t["unknown_rid"], 0, what)
+        self.assertEqual(t["misplaced"], 0, what)
+
+    def test_without_inference_the_key_is_lost(self):
+        """The reproduction: the middle drops the key, so dev-a's calls two
+        hops down reach the baseline."""
+        s, log = self.load(20, 3)
+        self.assertEqual(s["failed"], 0, s)
+        t = self.truth()
+        self.assertGreater(t["should_key"], 10, t)
+        self.assertEqual(t["carried_correct"], 0, t)
+        self.assertEqual(t["missed"], t["should_key"], t)
+
+    def test_shadow_decides_and_injects_nothing(self):
+        self.infer("shadow", MID_PORT)
+        s, _ = self.load(20, 4)
+        self.assertEqual(s["failed"], 0, s)
+        t = self.truth()
+        self.assertNoWrong(t, "shadow")
+        self.assertEqual(t["carried_correct"], 0, "shadow mode injected: %r" % (t,))
+        self.assertEqual(t["inferred_marked"], 0, t)
+        st = self.stats()
+        self.assertEqual(st["mode"], "shadow", st)
+        self.assertTrue(st["attached"], st)
+        self.assertGreater(st["inbound_keyed"], 10, st)
+        self.assertGreater(st["decided"], 0, st)
+        self.assertEqual(st["injected"], 0, st)
+        self.assertGreater(st["nothing_in_flight"], 0, "the background calls: %r" % (st,))
+        self.assertGreater(st["idle_paths"], 0, st)
+
+    def test_on_reaches_the_sandbox_and_is_never_wrong(self):
+        """Shadow first (the paths are learnt), then on, at several rates:
+        0 wrong injections in every run; recall printed per rate."""
+        self.infer("shadow", MID_PORT)
+        self.load(20, 3)
+        self.infer("on", MID_PORT)
+        rows = []
+        for rate, dur in ((5, 6), (20, 5), (100, 4)):
+            since = self.sink_marks()
+            s, log = self.load(rate, dur)
+            self.assertEqual(s["failed"], 0, "rate %s: %r" % (rate, s))
+            time.sleep(0.3)  # the last post-response calls
+            t = self.truth(self.loads, since)
+            self.assertNoWrong(t, "rate %s" % rate)
+            rows.append((rate, t))
+        st = self.stats()
+        self.assertGreater(st["injected"], 0, st)
+        sys.stderr.write("\n  inference recall (rate/s: calls that should carry a key, carried, recall, wrong):\n")
+        for rate, t in rows:
+            sys.stderr.write("   %5s: %5d %5d %6.1f%% %d\n" % (rate, t["should_key"], t["carried_correct"],
+                                                            100.0 * (t["recall"] or 0), t["wrong"]))
+        low = rows[0][1]
+        self.assertGreater(low["carried_correct"], 0, "nothing reached the sandbox at 5/s: %r" % (low,))
+        self.assertEqual(low["inferred_marked"], low["carried_correct"], "every inferred key is marked")
+        self.assertGreaterEqual(low["recall"], 0.5, low)
+
+    def test_agent_killed_traffic_flows(self):
+        self.infer("on", MID_PORT)
+        s, _ = self.load(20, 2)
+        self.assertEqual(s["failed"], 0, s)
+        n = self.node
+        n.expected_exit = True
+        n.shuntd.send_signal(signal.SIGKILL)
+        n.shuntd.wait(5)
+        s, _ = self.load(20, 2, keys="dev-a,-")
+        self.assertEqual(s["failed"], 0, "killed agent: %r" % (s,))
+        n.shuntd_start()
+
+    def test_agent_hung_inbound_fails_open(self):
+        """SIGSTOP: the heartbeat goes stale, the pod's inbound
+        connections reach the app directly. (The route goes first: a hung
+        agent still holds connections to steered services, as in every
+        mode.)"""
+        n = self.node
+        self.infer("on", MID_PORT)
+        s, _ = self.load(20, 2)
+        self.assertEqual(s["failed"], 0, s)
+        n.ctl_ok("route", "del", "--service", "%s:%d" % (N.BASE4, SINK_PORT), "--key", "dev-a")
+        n.shuntd.send_signal(signal.SIGSTOP)
+        try:
+            time.sleep(1.5)
+            s, _ = self.load(20, 2, keys="dev-a,-")
+        finally:
+            n.shuntd.send_signal(signal.SIGCONT)
+        self.assertEqual(s["failed"], 0, "hung agent: %r" % (s,))
+
+    def test_refusals(self):
+        n = self.node
+        r = n.ctl("pod", "infer", "test/nobody", "on", "--port", str(MID_PORT))
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("not served in-pod", r.stderr)
+        r = n.ctl("pod", "infer", POD, "on")
+        self.assertEqual(r.returncode, 2)
+        self.infer("on", MID_PORT)
+        self.infer("off")
+        st = self.stats()
+        self.assertEqual(st["mode"], "off", st)
+        self.assertFalse(st["attached"], st)
+        s, _ = self.load(10, 1)
+        self.assertEqual(s["failed"], 0, s)
+        self.assertEqual(self.stats()["accepted"], st["accepted"], "off: nothing handed over")
