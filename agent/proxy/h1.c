@@ -359,9 +359,9 @@ static bool head_start(struct conn *c)
 		size_t have = c->in.end - c->s.req_start;
 
 		if (!memcmp(b, H2_PREFACE, have < H2_PREFACE_LEN ? have : H2_PREFACE_LEN)) {
-			if (have >= H2_PREFACE_LEN && c->inbound) {
-				/* To the app as it is: inbound HTTP/2 is not
-				 * read (its requests are not tracked). */
+			if (have >= H2_PREFACE_LEN && c->inbound && !c->p->o.http2) {
+				/* To the app as it is: without HTTP/2 (--no-http2)
+				 * inbound streams are not read, nor tracked. */
 				start_tunnel(c);
 				return false;
 			}

@@ -304,6 +304,7 @@ void h2s_free_if_done(struct h2s *s)
 
 	if (s->id || s->up)
 		return;
+	infer_in_end(&s->inf, rs_now_ns());
 	h2s_unhold(s);
 	stream_record(s);
 	if (s->cprev)
@@ -433,6 +434,7 @@ static void h2s_error(struct h2s *s, int status, const char *fmt, ...)
 		p->st.bad_requests++;
 	s->status = status;
 	s->ours = s->answered = s->resp_sent = s->resp_final = true;
+	infer_in_end(&s->inf, rs_now_ns());
 	if (s->grpc) {
 		const char *code = status == 502 || status == 503 || status == 504 ? "14" : "13";
 		nghttp2_nv nv[] = {NV(":status", "200"), NV("content-type", "application/grpc"),
@@ -601,6 +603,8 @@ void h2s_respond(struct h2s *s)
 	const char *v = h2_hb_get(&s->resph, ":status", &vl);
 	int st = v && vl == 3 ? atoi(v) : 0, r;
 
+	if (st >= 200)
+		infer_in_end(&s->inf, rs_now_ns()); /* no longer in flight */
 	if (!s->id)
 		return;
 	if (st >= 100 && st < 200) {
@@ -663,6 +667,19 @@ static void h2s_route(struct h2s *s)
 	in.t = p->snap->t;
 	in.guard = &p->snap->guard;
 	in.now_unix = 0;
+	if (s->cc->c->inbound) {
+		/* To the app, whatever its key: noted for inference. */
+		int klen = rk_extract(in.rk, in.hdrs, in.n_hdrs, s->key, sizeof(s->key));
+
+		if (klen <= 0)
+			s->key[0] = '\0';
+		s->dst = s->cc->c->orig;
+		s->routed = true;
+		infer_inbound_begin_h2(s->cc->c, &s->inf, s->key);
+		if (!h2up_submit(p, s))
+			h2s_no_upstream(s, errno);
+		return;
+	}
 	route_decide(&in, &rd, s->key, sizeof(s->key));
 	if (s->cc->c->inpod && s->cc->c->inpod->infer &&
 	    infer_outbound_h2(s->cc->c, rd.reason == ROUTE_NO_KEY, &s->reqh)) {

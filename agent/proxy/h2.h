@@ -34,6 +34,7 @@
 #include "core/buf.h"
 #include "core/loop.h"
 #include "core/timer.h"
+#include "proxy/infer.h"
 #include "proxy/pool.h"
 #include "proxy/routekey.h"
 
@@ -140,6 +141,7 @@ struct h2s {
 	bool ours;	     /* ... and it was shunt's own answer */
 	bool up_failed;	     /* the upstream failed it after its response began */
 	uint32_t close_code; /* how it closed on the client connection */
+	struct infer_in inf; /* an inbound request of a pod with inference on */
 };
 
 /* h2.c: client connections */

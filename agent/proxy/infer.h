@@ -83,6 +83,7 @@ extern const char *const infer_mode_names[3];
 struct infer_in {
 	struct infer_in *prev, *next;
 	struct infer_pod *pod; /* NULL: not tracked (or no longer) */
+	bool h2;	       /* in a struct h2s (else a struct stream) */
 	bool keyed;
 	char key[SHUNT_ROUTE_KEY_LEN];
 };

@@ -67,11 +67,22 @@ void infer_init(struct proxy *p)
  * the request is ending: a call the app makes now may follow it. */
 static bool inbound_finishing(const struct infer_in *e)
 {
-	const struct conn *c =
-		(const struct conn *)((const char *)e - offsetof(struct conn, s.inf));
-	int n = 0;
+	int fd = -1, n = 0;
 
-	return c->s.up && c->s.up->fd >= 0 && !ioctl(c->s.up->fd, FIONREAD, &n) && n > 0;
+	if (e->h2) {
+		/* The session to the app carries other streams too: any byte
+		 * unread counts (refusing more, never less). */
+		const struct h2s *s =
+			(const struct h2s *)((const char *)e - offsetof(struct h2s, inf));
+
+		fd = s->up ? s->up->io.fd : -1;
+	} else {
+		const struct conn *c =
+			(const struct conn *)((const char *)e - offsetof(struct conn, s.inf));
+
+		fd = c->s.up ? c->s.up->fd : -1;
+	}
+	return fd >= 0 && !ioctl(fd, FIONREAD, &n) && n > 0;
 }
 
 /* A connection the program handed to one of pod's inbound listeners: its
@@ -348,6 +359,16 @@ void infer_inbound_begin(struct conn *c)
 
 	if (pi && pi->rule.mode != INFER_OFF)
 		infer_in_begin(&pi->rule, &c->s.inf, c->s.key[0] ? c->s.key : NULL);
+}
+
+void infer_inbound_begin_h2(struct conn *c, struct infer_in *e, const char *key)
+{
+	struct inpod_infer *pi = c->inpod ? c->inpod->infer : NULL;
+
+	if (pi && pi->rule.mode != INFER_OFF) {
+		infer_in_begin(&pi->rule, e, key[0] ? key : NULL);
+		e->h2 = true;
+	}
 }
 
 /* The baggage value that carries an inferred key, in a header line of

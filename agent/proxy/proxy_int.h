@@ -428,6 +428,8 @@ void inpod_infer_stop(struct proxy *p, struct inpod *pod);
 void inpod_infer_free(struct inpod *pod);
 /* An inbound request (c->inbound) was routed: to the app, noted. */
 void infer_inbound_begin(struct conn *c);
+/* The same for a stream of c (HTTP/2) with key ("" without one). */
+void infer_inbound_begin_h2(struct conn *c, struct infer_in *e, const char *key);
 /* An outbound request of an in-pod pod with inference set, parsed (its
  * head has n_headers lines); no_key: it carries no routing key. true: a
  * key was inferred and its baggage line added to the head in c->in:

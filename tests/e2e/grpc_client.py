@@ -12,6 +12,7 @@ reads the report.
   grpc_client.py TARGET KEY deadline     a call past its deadline, then one that is not
   grpc_client.py TARGET KEY cancel       a server stream cancelled half-way, then a call
   grpc_client.py TARGET KEY slow MS N    N slow calls at once (for drain tests)
+  grpc_client.py TARGET KEY relay N      N Relay calls one after the other, odd ones keyed
 """
 import json
 import sys
@@ -112,6 +113,16 @@ def main():
                 record("slow", k, f.result().decode())
             except grpc.RpcError as e:
                 record("slow", k, err=code(e))
+    elif mode == "relay":
+        relay = ch.unary_unary("/shunt.Test/Relay")
+        for i in range(int(args[0])):
+            k = i % 2 == 1
+            try:
+                got = json.loads(relay(b"r%d" % i, metadata=keyed if k else None, timeout=10))
+                record("relay", k, got["pod"], down=got["down"])
+            except grpc.RpcError as e:
+                record("relay", k, err=code(e))
+            time.sleep(0.02)
     else:
         sys.exit("grpc_client: unknown mode " + mode)
     ch.close()

@@ -10,6 +10,9 @@ which pod gave it and the routing header it saw. Messages are raw bytes
   shunt.Test/Echo     bidirectional: each message back, prefixed "pod:"
   shunt.Test/Big      unary: a message of the size asked for (bytes of 'x')
   shunt.Test/Slow     unary: answers after the asked number of milliseconds
+  shunt.Test/Relay    unary (with --next): calls Who there WITHOUT passing on
+                      the caller's metadata (an app that does not propagate),
+                      answers {"pod", "baggage", "down": Who's answer}
 
 --max-age-ms: the server sends GOAWAY on each connection that old.
 """
@@ -28,6 +31,7 @@ def main():
     ap.add_argument("--name", required=True)
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--ready", required=True, help="file created once listening")
+    ap.add_argument("--next", help="HOST:PORT whose Who Relay calls")
     ap.add_argument("--max-age-ms", type=int, default=0,
                     help="send GOAWAY on every connection this old (in-flight calls finish)")
     a = ap.parse_args()
@@ -64,7 +68,17 @@ def main():
         time.sleep(int(req) / 1000.0)
         return name
 
+    down = grpc.insecure_channel(a.next, options=[("grpc.enable_http_proxy", 0)]) if a.next else None
+
+    def relay(req, ctx):
+        try:
+            got = json.loads(down.unary_unary("/shunt.Test/Who")(req, timeout=10))
+        except grpc.RpcError as e:
+            got = {"error": "%s: %s" % (e.code().name, e.details())}
+        return json.dumps({"pod": a.name, "baggage": md(ctx).get("baggage", ""), "down": got}).encode()
+
     handlers = {
+        "Relay": grpc.unary_unary_rpc_method_handler(relay),
         "Who": grpc.unary_unary_rpc_method_handler(who),
         "Stream": grpc.unary_stream_rpc_method_handler(stream),
         "Collect": grpc.stream_unary_rpc_method_handler(collect),

@@ -33,6 +33,7 @@ FRONT4 = N.NET4 + ".42"
 SINK_PORT = 8081
 MID_PORT = 8082
 FRONT_PORT = 8083
+GRPC_PORT = 8084
 POD = "test/mid"
 
 
@@ -225,3 +226,42 @@ class Infer(NodeTestCase):
         s, _ = self.load(10, 1)
         self.assertEqual(s["failed"], 0, s)
         self.assertEqual(self.stats()["accepted"], st["accepted"], "off: nothing handed over")
+
+    def test_grpc_per_stream(self):
+        """HTTP/2 both ways: gRPC into the middle (its calls tracked per
+        stream) and from it (its downstream calls, one multiplexed
+        connection, get the key per stream). A keyed call's downstream
+        call lands in the sandbox with the key marked inferred; an unkeyed
+        one's never carries a key."""
+        n = self.node
+        for pod, name in (("base", "baseline"), ("sbx", "sandbox")):
+            self.procs.append(n.pod_spawn(pod, [N.PYTHON, "-B", os.path.join(N.E2E_DIR, "grpc_server.py"), "--name",
+                                                name, "--port", str(GRPC_PORT), "--ready",
+                                                os.path.join(self.tmp, name + ".grpc")], False))
+        self.procs.append(n.pod_spawn("mid", [N.PYTHON, "-B", os.path.join(N.E2E_DIR, "grpc_server.py"), "--name",
+                                              "mid", "--port", str(GRPC_PORT), "--ready",
+                                              os.path.join(self.tmp, "mid.grpc"), "--next",
+                                              "%s:%d" % (N.BASE4, GRPC_PORT)], True))
+        for pod in ("base", "sbx", "mid"):
+            n.wait_listen(pod, GRPC_PORT)
+        self.route("%s:%d" % (N.BASE4, GRPC_PORT), "dev-a", "%s:%d" % (N.SBX4, GRPC_PORT))
+        self.infer("on", MID_PORT, GRPC_PORT)
+        rc, out, err = n.pod_run("client", [N.PYTHON, "-B", os.path.join(N.E2E_DIR, "grpc_client.py"),
+                                            "%s:%d" % (MID4, GRPC_PORT), "dev-a", "relay", "40"],
+                                 in_cgroup=False, timeout=60)
+        self.assertEqual(rc, 0, err)
+        calls = json.loads(out)["calls"]
+        self.assertEqual([c for c in calls if c["err"]], [], calls)
+        for c in calls:
+            if not c["keyed"]:
+                self.assertEqual(c["down"]["pod"], "baseline", c)
+                self.assertEqual(c["down"]["baggage"], "", "an unkeyed call got a key: %r" % (c,))
+            elif c["down"]["pod"] == "sandbox":
+                self.assertEqual(c["down"]["baggage"], "sd-routing-key=dev-a;shunt-inferred", c)
+            else:
+                self.assertEqual(c["down"]["baggage"], "", c)
+        landed = [c for c in calls if c["keyed"] and c["down"]["pod"] == "sandbox"]
+        self.assertGreaterEqual(len(landed), 10, calls)
+        st = self.stats()
+        self.assertGreaterEqual(st["inbound_keyed"], 20, st)
+        self.assertEqual(st["ports"], [MID_PORT, GRPC_PORT], st)
