@@ -374,6 +374,31 @@ int parse_u64(const char *s, uint64_t max, uint64_t *out)
 	return 0;
 }
 
+int parse_port_list(const char *s, uint16_t *out, int max)
+{
+	int n = 0;
+
+	for (;;) {
+		char num[8];
+		size_t len = strcspn(s, ",");
+		uint64_t v;
+
+		if (!len || len >= sizeof(num) || n == max)
+			return -EINVAL;
+		memcpy(num, s, len);
+		num[len] = '\0';
+		if (parse_u64(num, 65535, &v) || !v)
+			return -EINVAL;
+		for (int i = 0; i < n; i++)
+			if (out[i] == v)
+				return -EINVAL;
+		out[n++] = (uint16_t)v;
+		if (!s[len])
+			return n;
+		s += len + 1;
+	}
+}
+
 uint64_t deadline_after(uint64_t ttl_sec)
 {
 	struct timespec ts;

@@ -50,6 +50,10 @@ char *format_duration(uint64_t sec, char *buf, size_t len);
  * Returns 0, -EINVAL or -ERANGE. */
 int parse_u64(const char *s, uint64_t max, uint64_t *out);
 
+/* A list of distinct TCP ports 1-65535, comma-separated, no spaces, at
+ * most max: how many (into out), or -EINVAL. */
+int parse_port_list(const char *s, uint16_t *out, int max);
+
 /* The unix second at which ttl_sec seconds from now have fully passed
  * (rounded up, so that a TTL never ends early: expiry is checked as
  * "deadline <= now" in whole seconds). */

@@ -105,6 +105,9 @@ int k8s_capture_build(const struct k8s_cache *c, struct k8s_cgroups *cg, uint8_t
 		cp->mode = mode;
 		cp->ip = p->ips[0];
 		if (mode == K8S_CAPTURE_INPOD) {
+			cp->infer = p->infer;
+			cp->n_infer_ports = p->n_infer_ports;
+			memcpy(cp->infer_ports, p->infer_ports, sizeof(cp->infer_ports));
 			dir = k8s_cgroups_path(cg, p->uid);
 			if (!dir && !rescanned) { /* once per build */
 				rescanned = true;
@@ -133,12 +136,19 @@ bool k8s_capture_pod_same(const struct k8s_capture_pod *a, const struct k8s_capt
 	return !memcmp(&a->ip, &b->ip, sizeof(a->ip));
 }
 
+bool k8s_capture_infer_same(const struct k8s_capture_pod *a, const struct k8s_capture_pod *b)
+{
+	return a->infer == b->infer && a->n_infer_ports == b->n_infer_ports &&
+	       !memcmp(a->infer_ports, b->infer_ports, sizeof(a->infer_ports));
+}
+
 bool k8s_capture_same(const struct k8s_capture_set *a, const struct k8s_capture_set *b)
 {
 	if (!a || !b || a->n != b->n)
 		return false;
 	for (size_t i = 0; i < a->n; i++)
-		if (!k8s_capture_pod_same(&a->p[i], &b->p[i]))
+		if (!k8s_capture_pod_same(&a->p[i], &b->p[i]) ||
+		    !k8s_capture_infer_same(&a->p[i], &b->p[i]))
 			return false;
 	return true;
 }

@@ -24,6 +24,12 @@ struct k8s_capture_pod {
 	char netns[48];	      /* in-pod: /proc/PID/ns/net of one of its processes */
 	uint64_t netns_ino;   /* in-pod: that namespace's inode, its identity */
 	struct shunt_addr ip; /* its first address: TC finds its interface by it */
+	/* In-pod: inferred propagation as its annotations ask (k8s_pod). */
+	uint8_t infer;
+	int8_t n_infer_ports;
+	uint16_t infer_ports[8];
+	/* Main thread: the inference set for it matches the above. */
+	bool infer_applied;
 };
 
 struct k8s_capture_set {
@@ -42,7 +48,10 @@ int k8s_capture_build(const struct k8s_cache *c, struct k8s_cgroups *cg, uint8_t
  * address for TC), not the path (any process of the pod). */
 bool k8s_capture_pod_same(const struct k8s_capture_pod *a, const struct k8s_capture_pod *b);
 
-/* The same registrations? */
+/* The same inference settings? */
+bool k8s_capture_infer_same(const struct k8s_capture_pod *a, const struct k8s_capture_pod *b);
+
+/* The same registrations, with the same inference settings? */
 bool k8s_capture_same(const struct k8s_capture_set *a, const struct k8s_capture_set *b);
 void k8s_capture_free(struct k8s_capture_set *c);
 

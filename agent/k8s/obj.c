@@ -710,6 +710,61 @@ static int slice_decode(struct json_object *obj, struct k8s_slice *sl, char *err
 	return 0;
 }
 
+/* shunt.dev/infer and its ports (k8s_pod.infer). A bad value turns
+ * inference off for the pod, nothing more. */
+static void infer_decode(struct k8s_pod *p, struct json_object *ann, struct json_object *spec)
+{
+	const char *v = jstring(k8s_jget(ann, K8S_INFER_ANNOTATION), 0, 16);
+	const char *ports = jstring(k8s_jget(ann, K8S_INFER_PORTS_ANNOTATION), 0, 64);
+	struct json_object *cs = k8s_jget(spec, "containers");
+	size_t nc = 0;
+
+	if (!k8s_jget(ann, K8S_INFER_ANNOTATION) || (v && !strcmp(v, "off")))
+		p->infer = K8S_INFER_OFF;
+	else if (v && !strcmp(v, "shadow"))
+		p->infer = K8S_INFER_SHADOW;
+	else if (v && !strcmp(v, "on"))
+		p->infer = K8S_INFER_ON;
+	else
+		p->infer = K8S_INFER_INVALID;
+	p->n_infer_ports = 0;
+	if (p->infer == K8S_INFER_OFF || p->infer == K8S_INFER_INVALID)
+		return;
+	if (k8s_jget(ann, K8S_INFER_PORTS_ANNOTATION)) {
+		int n = ports ? parse_port_list(ports, p->infer_ports, K8S_INFER_MAX_PORTS) : -1;
+
+		p->n_infer_ports = (int8_t)(n > 0 ? n : -1);
+		return;
+	}
+	if (jarray(cs, 256, &nc))
+		return;
+	for (size_t i = 0; i < nc; i++) {
+		struct json_object *ps = k8s_jget(json_object_array_get_idx(cs, i), "ports");
+		size_t np = 0;
+
+		if (jarray(ps, 256, &np))
+			continue;
+		for (size_t j = 0; j < np && p->n_infer_ports < K8S_INFER_MAX_PORTS; j++) {
+			struct json_object *pe = json_object_array_get_idx(ps, j);
+			struct json_object *cp = k8s_jget(pe, "containerPort");
+			const char *proto = jstring(k8s_jget(pe, "protocol"), 0, 8);
+			int64_t port;
+			bool dup = false;
+
+			if (!cp || !json_object_is_type(cp, json_type_int) ||
+			    (proto && strcmp(proto, "TCP")))
+				continue;
+			port = json_object_get_int64(cp);
+			if (port < 1 || port > 65535)
+				continue;
+			for (int k = 0; k < p->n_infer_ports; k++)
+				dup = dup || p->infer_ports[k] == port;
+			if (!dup)
+				p->infer_ports[p->n_infer_ports++] = (uint16_t)port;
+		}
+	}
+}
+
 static int pod_decode(struct json_object *obj, const struct k8s_decode_opts *o, struct k8s_pod *p,
 		      char *err, size_t errlen)
 {
@@ -771,6 +826,7 @@ static int pod_decode(struct json_object *obj, const struct k8s_decode_opts *o, 
 			p->capture = K8S_CAPTURE_TC;
 		else
 			p->capture = K8S_CAPTURE_INVALID;
+		infer_decode(p, ann, k8s_jget(obj, "spec"));
 	}
 	p->ready = phase && !strcmp(phase, "Running") && cond_ready;
 	p->ended = phase && (!strcmp(phase, "Succeeded") || !strcmp(phase, "Failed"));

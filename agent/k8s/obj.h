@@ -146,6 +146,20 @@ enum k8s_capture {
 	K8S_CAPTURE_INVALID,
 };
 
+/* Inferred propagation for an in-pod pod: shunt.dev/infer ("off",
+ * "shadow", "on"; anything else is INVALID, served as off and reported),
+ * on the ports shunt.dev/infer-ports lists ("8080,9090"), else the TCP
+ * containerPorts its containers declare. */
+#define K8S_INFER_ANNOTATION	   "shunt.dev/infer"
+#define K8S_INFER_PORTS_ANNOTATION "shunt.dev/infer-ports"
+#define K8S_INFER_MAX_PORTS	   8
+enum k8s_infer {
+	K8S_INFER_OFF = 0, /* as enum infer_mode */
+	K8S_INFER_SHADOW,
+	K8S_INFER_ON,
+	K8S_INFER_INVALID,
+};
+
 /* A Pod as far as the translation needs it: the few fields below, and
  * only the labels whose keys some selector uses (k8s_decode_opts). */
 struct k8s_pod {
@@ -158,7 +172,10 @@ struct k8s_pod {
 	bool ended; /* Succeeded or Failed: its cgroup is gone, its IP free */
 	uint8_t nips;
 	struct shunt_addr ips[K8S_MAX_POD_IPS];
-	uint8_t capture;   /* enum k8s_capture */
+	uint8_t capture;      /* enum k8s_capture */
+	uint8_t infer;	      /* enum k8s_infer */
+	int8_t n_infer_ports; /* -1: shunt.dev/infer-ports is not a port list */
+	uint16_t infer_ports[K8S_INFER_MAX_PORTS];
 	bool host_network; /* spec.hostNetwork: the node's namespace, never in-pod or TC */
 };
 

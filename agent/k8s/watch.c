@@ -179,8 +179,9 @@ struct k8s {
 	/* Main thread: the pods registered from the cluster (in-pod, TC). */
 	struct k8s_capture_pod *regs;
 	size_t nregs;
-	size_t cap_failed; /* registrations that failed in the last pass */
-	bool cap_seeded;   /* regs holds what a predecessor handed over */
+	size_t cap_failed;   /* registrations that failed in the last pass */
+	size_t infer_failed; /* ... inference settings (shunt.dev/infer) */
+	bool cap_seeded;     /* regs holds what a predecessor handed over */
 };
 
 /* The capture snapshot is handed over again this often even unchanged, so
@@ -1633,6 +1634,48 @@ static void capture_seed(struct k8s *k)
 	k->nregs = n;
 }
 
+/* Inference for a pod registered in-pod, as its annotations ask (had: its
+ * registration before this snapshot, or NULL). Sets cp->infer_applied
+ * unless it failed (tried again with the next snapshot). */
+static void infer_apply(struct k8s *k, struct k8s_capture_pod *cp,
+			const struct k8s_capture_pod *had)
+{
+	enum infer_mode mode =
+		cp->infer == K8S_INFER_INVALID ? INFER_OFF : (enum infer_mode)cp->infer;
+	char msg[512];
+
+	if (cp->mode != K8S_CAPTURE_INPOD)
+		return;
+	if (had && had->infer_applied && k8s_capture_infer_same(had, cp)) {
+		cp->infer_applied = true;
+		return;
+	}
+	if (cp->infer == K8S_INFER_INVALID)
+		pr_warn("k8s: pod %s: annotation " K8S_INFER_ANNOTATION
+			" is not off, shadow or on: inference off",
+			cp->name);
+	if (mode != INFER_OFF && cp->n_infer_ports <= 0) {
+		pr_warn("k8s: pod %s: inference needs its HTTP ports: " K8S_INFER_PORTS_ANNOTATION
+			" %s",
+			cp->name,
+			cp->n_infer_ports < 0 ? "is not a list of ports like 8080,9090"
+					      : "is absent and no container declares a TCP port");
+		mode = INFER_OFF;
+	}
+	/* Off, and never set otherwise: nothing to undo. */
+	if (mode == INFER_OFF && (!had || !had->infer_applied || had->infer == K8S_INFER_OFF)) {
+		cp->infer_applied = true;
+		return;
+	}
+	if (workers_infer_set(k->a->workers, cp->name, mode, cp->infer_ports,
+			      mode == INFER_OFF ? 0 : cp->n_infer_ports, msg, sizeof(msg))) {
+		pr_warn("k8s: pod %s: inference %s: %s", cp->name, infer_mode_names[mode], msg);
+		k->infer_failed++;
+		return;
+	}
+	cp->infer_applied = true;
+}
+
 /* Make the registrations the cluster's: those no longer wanted go, those
  * wanted and missing are made (a failure is tried again with the next
  * snapshot). */
@@ -1656,12 +1699,16 @@ static void apply_capture(struct k8s *k, const struct k8s_capture_set *cap)
 		if (!wanted)
 			capture_del(k, &k->regs[i]);
 	}
-	k->cap_failed = 0;
+	k->cap_failed = k->infer_failed = 0;
 	for (size_t i = 0; i < cap->n; i++) {
-		if (cap_find(k->regs, k->nregs, &cap->p[i]) || !capture_add(k, &cap->p[i]))
-			regs[n++] = cap->p[i];
-		else
+		const struct k8s_capture_pod *had = cap_find(k->regs, k->nregs, &cap->p[i]);
+
+		if (had || !capture_add(k, &cap->p[i])) {
+			regs[n] = cap->p[i];
+			infer_apply(k, &regs[n++], had);
+		} else {
 			k->cap_failed++;
+		}
 	}
 	free(k->regs);
 	k->regs = regs;
@@ -1918,6 +1965,7 @@ void k8s_get_status(const struct agent *a, struct k8s_status *st)
 			st->pods_tc++;
 	}
 	st->pods_capture_failed = k->cap_failed;
+	st->pods_infer_failed = k->infer_failed;
 	for (int pass = 0; pass < 2; pass++) {
 		fails_summarise(pass ? &k->failed_ovr : &k->failed_routes, pass ? K8S_SBO : K8S_SBR,
 				&by_owner);

@@ -85,6 +85,7 @@ struct k8s_status {
 	/* This node's pods the agent registered for in-pod / TC capture. */
 	size_t pods_inpod, pods_tc, pods_capture_failed;
 	size_t pods_capture_pending; /* in-pod pods none of whose processes is seen yet */
+	size_t pods_infer_failed;    /* in-pod pods whose shunt.dev/infer could not be set */
 };
 
 /* Resolve the connection settings and start the watcher. 0, or -errno

@@ -825,10 +825,9 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 				   k8s_kind_names[i], st.objects[i], st.rv[i][0] ? st.rv[i] : "-");
 		buf_printf(&cc->out,
 			   "  pods captured      %zu in-pod, %zu with TC (%zu failed, %zu waiting "
-			   "for a "
-			   "process; default %s)\n",
+			   "for a process, %zu whose inference failed; default %s)\n",
 			   st.pods_inpod, st.pods_tc, st.pods_capture_failed,
-			   st.pods_capture_pending,
+			   st.pods_capture_pending, st.pods_infer_failed,
 			   cc->a->kopts.pod_capture == K8S_CAPTURE_INPOD ? "in-pod" : "node");
 		buf_printf(&cc->out, "  last error         %s\n",
 			   st.last_error[0] ? st.last_error : "-");
@@ -854,9 +853,10 @@ static void status_k8s(struct ctl_conn *cc, bool json)
 		   ",\"routes\":%zu,\"overrides\":%zu,\"overrides_unresolved\":%zu,"
 		   "\"cgroup_watches\":%zu,\"pods_inpod\":%zu,\"pods_tc\":%zu,"
 		   "\"pods_capture_failed\":%zu,\"pods_capture_pending\":%zu,"
-		   "\"pod_capture\":\"%s\",\"node\":",
+		   "\"pods_infer_failed\":%zu,\"pod_capture\":\"%s\",\"node\":",
 		   st.routes, st.overrides, st.overrides_unresolved, st.cgroup_watches,
 		   st.pods_inpod, st.pods_tc, st.pods_capture_failed, st.pods_capture_pending,
+		   st.pods_infer_failed,
 		   cc->a->kopts.pod_capture == K8S_CAPTURE_INPOD ? "in-pod" : "node");
 	json_str(&cc->out, st.node);
 	buf_printf(&cc->out, ",\"last_error\":");

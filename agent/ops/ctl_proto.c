@@ -72,7 +72,7 @@ static int parse_infer(const char *mode, const char *ports, struct ctl_request *
 		       size_t errlen)
 {
 	char q[72];
-	const char *s = ports;
+	int n;
 
 	if (!strcmp(mode, "off"))
 		req->infer_mode = CTL_INFER_OFF;
@@ -87,26 +87,10 @@ static int parse_infer(const char *mode, const char *ports, struct ctl_request *
 	req->n_infer_ports = 0;
 	if (!strcmp(ports, "-"))
 		return 0;
-	for (;;) {
-		char num[8];
-		size_t len = strcspn(s, ",");
-		uint64_t v;
-
-		if (!len || len >= sizeof(num) || req->n_infer_ports == CTL_INFER_MAX_PORTS)
-			break;
-		memcpy(num, s, len);
-		num[len] = '\0';
-		if (parse_u64(num, 65535, &v) || !v)
-			break;
-		for (int i = 0; i < req->n_infer_ports; i++)
-			if (req->infer_ports[i] == v)
-				v = 0;
-		if (!v)
-			break;
-		req->infer_ports[req->n_infer_ports++] = (uint16_t)v;
-		if (!s[len])
-			return 0;
-		s += len + 1;
+	n = parse_port_list(ports, req->infer_ports, CTL_INFER_MAX_PORTS);
+	if (n > 0) {
+		req->n_infer_ports = n;
+		return 0;
 	}
 	return err_printf(err, errlen, CTL_EXIT_FAILED,
 			  "--port: '%s' is not up to %d distinct ports 1-65535, comma-separated",

@@ -527,6 +527,36 @@ class KubeCapture(KubeBase):
         self.kube.wait(lambda: ids[plain] not in self.registered(), 20, "the deleted pod's registration to go")
         self.assertNotIn(cookie, [e["key"] for e in self.node.map_dump("shunt_inpod")])
 
+    def test_inference_from_annotations(self):
+        """shunt.dev/infer on an in-pod pod: set with the ports its
+        containers declare (or shunt.dev/infer-ports); a bad value is
+        reported and served as off; the pod's own inbound requests reach
+        it through shunt's listener in its namespace."""
+        labels = {"app": "mid"}
+        dep = deployment(self.ns, "mid", labels, "echo:v1")
+        dep["spec"]["template"]["metadata"]["annotations"] = {"shunt.dev/infer": "shadow"}
+        self.api.create(dep)
+        (pod,) = self.kube.wait_pods(self.ns, labels, 1)
+        name = "%s/%s" % (self.ns, pod["metadata"]["name"])
+
+        def inference():
+            got = [p.get("inference") for p in self.node.ctl_json("pod", "list") if p["name"] == name]
+            return got[0] if got else None
+
+        self.kube.wait(lambda: (inference() or {}).get("attached"), 15, "inference set from the annotation")
+        inf = inference()
+        self.assertEqual((inf["mode"], inf["ports"]), ("shadow", [N.HTTP_PORT]), inf)
+        ip = self.kube.sandbox(self.ns, pod["metadata"]["name"])["v4"]
+        caller = self.caller("caller2", "node")
+        for _ in range(3):
+            self.curl(caller, "http://%s:%d/" % (ip, N.HTTP_PORT), "dev-a")
+        self.assertGreaterEqual(inference()["inbound_keyed"], 3, inference())
+        # A bad value: reported, off; the pod stays registered.
+        self.api.patch("deployments", self.ns, "mid",
+                       {"spec": {"template": {"metadata": {"annotations": {"shunt.dev/infer": "always"}}}}})
+        self.kube.wait(lambda: "annotation shunt.dev/infer is not off, shadow or on"
+                       in N._read_from(self.node.shuntd_log), 20, "the bad value reported")
+
     def test_a_pod_recreated_under_its_name_is_registered_anew(self):
         labels = {"app": "db"}
         self.api.create({"apiVersion": "apps/v1", "kind": "StatefulSet",

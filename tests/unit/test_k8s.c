@@ -1719,3 +1719,54 @@ Test(pods, capture_annotation)
 		k8s_obj_free(K8S_POD, p);
 	}
 }
+
+Test(pods, infer_annotation)
+{
+	static const char containers[] =
+		"\"containers\":[{\"name\":\"a\",\"ports\":[{\"containerPort\":8080},"
+		"{\"containerPort\":53,\"protocol\":\"UDP\"},{\"containerPort\":9090,"
+		"\"protocol\":\"TCP\"},{\"containerPort\":8080}]},{\"name\":\"b\"}]";
+	static const struct {
+		const char *ann;
+		uint8_t want;
+		int n;
+		uint16_t first;
+	} cases[] = {
+		{"", K8S_INFER_OFF, 0, 0},
+		{"\"annotations\":{\"shunt.dev/infer\":\"off\"},", K8S_INFER_OFF, 0, 0},
+		/* No ports given: the containers' TCP ports, once each. */
+		{"\"annotations\":{\"shunt.dev/infer\":\"shadow\"},", K8S_INFER_SHADOW, 2, 8080},
+		{"\"annotations\":{\"shunt.dev/infer\":\"on\",\"shunt.dev/"
+		 "infer-ports\":\"7000,7001\"},",
+		 K8S_INFER_ON, 2, 7000},
+		{"\"annotations\":{\"shunt.dev/infer\":\"on\",\"shunt.dev/"
+		 "infer-ports\":\"7000,x\"},",
+		 K8S_INFER_ON, -1, 0},
+		{"\"annotations\":{\"shunt.dev/infer\":\"ON\"},", K8S_INFER_INVALID, 0, 0},
+		{"\"annotations\":{\"shunt.dev/infer\":1},", K8S_INFER_INVALID, 0, 0},
+	};
+	char buf[1024];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct json_object *o;
+		struct k8s_pod *p;
+		void *v;
+
+		snprintf(buf, sizeof(buf),
+			 "{\"metadata\":{\"name\":\"a\",\"namespace\":\"n\",%s\"uid\":\"u\"},"
+			 "\"spec\":{%s},"
+			 "\"status\":{\"phase\":\"Running\",\"podIP\":\"10.244.1.1\"}}",
+			 cases[i].ann, containers);
+		o = json_tokener_parse(buf);
+		cr_assert_not_null(o, "%s", buf);
+		cr_assert_eq(k8s_decode(K8S_POD, o, &v, err, sizeof(err)), 0, "%s: %s", buf, err);
+		json_object_put(o);
+		p = v;
+		cr_assert_eq(p->infer, cases[i].want, "%s", buf);
+		cr_assert_eq(p->n_infer_ports, cases[i].n, "%s: %d", buf, p->n_infer_ports);
+		if (cases[i].n > 0)
+			cr_assert_eq(p->infer_ports[0], cases[i].first, "%s", buf);
+		cr_assert_eq(p->nips, 1, "the pod's address kept: %s", buf);
+		k8s_obj_free(K8S_POD, p);
+	}
+}
