@@ -108,6 +108,11 @@ static const char usage_text[] =
 	"  --inpod-port N          pods served in-pod (shuntctl pod add) get shunt's\n"
 	"                          listeners on 127.0.0.1 and ::1 at this port, in\n"
 	"                          their own network namespace (default 15001)\n"
+	"  --infer-learn-idle DUR  inferred propagation (shuntctl pod infer): a key is\n"
+	"                          inferred for a path only once the pod has been idle\n"
+	"                          this long in all since the path was first called,\n"
+	"                          time for a background path to show itself\n"
+	"                          (default 30s)\n"
 	"  --tc-mark N             TC capture (shuntctl pod add --tc): the packet mark,\n"
 	"                          routing table and rule priority that deliver the\n"
 	"                          packets it hands to shunt to this host (default\n"
@@ -224,6 +229,7 @@ enum {
 	OPT_SANDBOX_CIDR,
 	OPT_MAX_NS_ROUTES,
 	OPT_INPOD_PORT,
+	OPT_INFER_LEARN_IDLE,
 	OPT_TC_MARK,
 	OPT_POD_CAPTURE,
 };
@@ -258,6 +264,7 @@ static const struct option long_opts[] = {
 	{"workers", required_argument, NULL, OPT_WORKERS},
 	{"poll", required_argument, NULL, OPT_POLL},
 	{"inpod-port", required_argument, NULL, OPT_INPOD_PORT},
+	{"infer-learn-idle", required_argument, NULL, OPT_INFER_LEARN_IDLE},
 	{"tc-mark", required_argument, NULL, OPT_TC_MARK},
 	{"pod-capture", required_argument, NULL, OPT_POD_CAPTURE},
 	{"reset-maps", no_argument, NULL, OPT_RESET_MAPS},
@@ -396,6 +403,7 @@ static void args_defaults(struct agent *a)
 	po->idle_timeout_ms = 60000;
 	po->http2 = true;
 	po->inpod_port = 15001;
+	po->infer_learn_idle_ms = INFER_LEARN_IDLE_NS / 1000000ULL;
 	po->tc_lfd[0] = po->tc_lfd[1] = -1;
 	po->poll_us = DEFAULT_POLL_US;
 	po->connect_timeout_ms = 2000;
@@ -494,6 +502,10 @@ static int opt_proxy(struct agent *a, struct arg_state *st, int opt)
 		if (parse_u64(optarg, 65535, &v) || !v)
 			return usage_error("--inpod-port: '%s' is not a port (1-65535)", optarg);
 		po->inpod_port = (uint16_t)v;
+		break;
+	case OPT_INFER_LEARN_IDLE:
+		if (opt_duration_ms("infer-learn-idle", optarg, &po->infer_learn_idle_ms))
+			return 2;
 		break;
 	case OPT_WORKERS:
 		if (parse_u64(optarg, SHUNT_MAX_WORKERS, &v) || !v)

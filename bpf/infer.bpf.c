@@ -26,9 +26,11 @@
 volatile __u64 heartbeat_ns;
 __u64 stats[SHUNT_INFER_STAT_MAX];
 
+/* Up to 8 ports x 8 addresses a pod: allocated as used. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, 8 * SHUNT_MAX_INPOD);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 64 * SHUNT_MAX_INPOD);
 	__type(key, struct shunt_infer_port_key);
 	__type(value, __u32);
 } shunt_infer_ports SEC(".maps");
@@ -75,7 +77,8 @@ int shunt_infer_lookup(struct bpf_sk_lookup *ctx)
 	slot = bpf_map_lookup_elem(&shunt_infer_ports, &k);
 	if (!slot)
 		return SK_PASS;
-	if (bpf_ktime_get_ns() - heartbeat_ns > SHUNT_INFER_STALE_MS * 1000000ULL) {
+	/* Signed: a beat written after the clock was read is fresh. */
+	if ((__s64)(bpf_ktime_get_ns() - heartbeat_ns) > (__s64)SHUNT_INFER_STALE_MS * 1000000LL) {
 		__sync_fetch_and_add(&stats[SHUNT_INFER_STALE], 1);
 		return SK_PASS;
 	}

@@ -471,11 +471,13 @@ static void pod_infer_out(struct ctl_conn *cc, const struct inpod_info *p, bool 
 	for (int k = 0; k < p->infer.n_ports; k++)
 		buf_printf(&cc->out, "%s%u", k ? "," : "", p->infer.ports[k]);
 	buf_printf(&cc->out,
-		   "],\"accepted\":%llu,\"in_flight\":%zu,\"paths\":%zu,\"idle_paths\":%zu,"
+		   "],\"accepted\":%llu,\"in_flight\":%zu,\"untracked_connections\":%zu,"
+		   "\"idle_ms\":%llu,\"learn_idle_ms\":%llu,\"paths\":%zu,\"idle_paths\":%zu,"
 		   "\"inbound\":%llu,\"inbound_keyed\":%llu,\"keyed_calls\":%llu,\"calls\":%llu,"
 		   "\"injected\":%llu,\"inject_failed\":%llu,\"switched_off_count\":%llu",
-		   (unsigned long long)p->infer.accepted, p->infer.in_flight, p->infer.paths,
-		   p->infer.idle_paths, (unsigned long long)st->inbound,
+		   (unsigned long long)p->infer.accepted, p->infer.in_flight, p->infer.untracked,
+		   (unsigned long long)p->infer.idle_ms, (unsigned long long)p->infer.learn_idle_ms,
+		   p->infer.paths, p->infer.idle_paths, (unsigned long long)st->inbound,
 		   (unsigned long long)st->inbound_keyed, (unsigned long long)st->keyed_calls,
 		   (unsigned long long)st->calls, (unsigned long long)st->injected,
 		   (unsigned long long)st->inject_failed, (unsigned long long)st->switched_off);

@@ -115,7 +115,7 @@ void client_reset_request(struct conn *c)
 	c->s.head_done = c->s.req_done = c->s.resp_done = c->s.resp_started = false;
 	c->s.is_head = c->s.is_connect = c->s.want_upgrade = c->s.idempotent = false;
 	c->s.no_retry = c->s.up_connected = c->s.to_sandbox = c->s.fallback = false;
-	c->s.h2c_no = false;
+	c->s.h2c_no = c->s.pipelined = false;
 	c->s.close_state = CLOSE_UNDECIDED;
 	c->s.attempts = 0;
 	c->s.body = BODY_NONE;
@@ -148,6 +148,8 @@ void req_end(struct conn *c, enum rs_dest d, enum rs_outcome o, int status)
 		return;
 	dur = rs_now_ns() - c->s.obs.t0_ns;
 	c->s.obs.t0_ns = 0;
+	if (c->inbound)
+		return; /* relayed to the pod's app: not a request to a service */
 	if (d == RS_DEST_ERROR)
 		c->s.obs.resp_bytes = c->out.start;
 	reqstats_record(&p->rs, &c->orig, RS_HTTP1, d, o, dur);
@@ -255,6 +257,7 @@ void client_error(struct conn *c, int status, const char *fmt, ...)
 	else
 		c->p->st.bad_requests++;
 	c->s.obs.status = status;
+	infer_in_end(&c->s.inf, rs_now_ns()); /* answered: no longer in flight */
 	if (!c->s.obs.t0_ns)
 		c->s.obs.t0_ns = rs_now_ns();
 	if (c->state == C_HEAD)

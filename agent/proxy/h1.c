@@ -58,8 +58,10 @@ int on_resp_headers(llhttp_t *ll)
 	 * opaque. A 101 nobody asked for switches all the same; the
 	 * connection is never reused after it. */
 	if (ll->status_code == 101 ||
-	    (c->s.is_connect && ll->status_code >= 200 && ll->status_code < 300))
+	    (c->s.is_connect && ll->status_code >= 200 && ll->status_code < 300)) {
+		infer_inbound_tunnel(c);
 		return 2;
+	}
 	if (c->s.is_head && ll->status_code >= 200)
 		return 1; /* a response to HEAD has no body, whatever it says */
 	return 0;
@@ -464,6 +466,9 @@ void finish_exchange(struct conn *c)
 		return;
 	}
 	client_reset_request(c);
+	/* The next request is here already: it was sent before this
+	 * response came (pipelined), at a moment nobody knows. */
+	c->s.pipelined = c->inpod && c->inpod->infer && !c->inbound && infer_pipelined(c);
 }
 
 /* Room in u->in for more response bytes: what reached the client goes.

@@ -16,8 +16,11 @@ const char *const infer_outcome_names[INFER_OUTCOME_MAX] = {
 	[INFER_AMBIGUOUS] = "ambiguous",
 	[INFER_REFUSED_IDLE_PATH] = "idle_path",
 	[INFER_REFUSED_RECENT_END] = "recent_end",
+	[INFER_REFUSED_RECENT_BEGIN] = "recent_begin",
 	[INFER_REFUSED_FINISHING] = "finishing",
 	[INFER_REFUSED_LEARNING] = "learning",
+	[INFER_REFUSED_UNTRACKED] = "untracked",
+	[INFER_REFUSED_PIPELINED] = "pipelined",
 	[INFER_REFUSED_TABLE_FULL] = "table_full",
 	[INFER_REFUSED_OFF] = "switched_off",
 };
@@ -32,8 +35,9 @@ struct infer_path_key {
 };
 
 struct infer_path {
-	uint32_t busy; /* calls seen with a request in flight */
-	bool idle;     /* seen called with nothing in flight (L) */
+	uint32_t busy;	     /* calls seen with a request in flight */
+	bool idle;	     /* seen called with nothing in flight (L) */
+	uint64_t idle_at_ns; /* the pod's idle time when it was first called (W) */
 };
 
 bool infer_path_idle(const void *path)
@@ -46,13 +50,22 @@ static size_t path_key_len(const struct infer_path_key *k, size_t plen)
 	return offsetof(struct infer_path_key, path) + plen;
 }
 
-void infer_pod_init(struct infer_pod *ip, enum infer_mode mode)
+void infer_pod_init(struct infer_pod *ip, enum infer_mode mode, uint64_t now_ns)
 {
 	memset(ip, 0, sizeof(*ip));
 	ip->mode = mode;
 	ip->guard_ns = INFER_GUARD_NS;
+	ip->begin_guard_ns = INFER_BEGIN_GUARD_NS;
 	ip->min_busy = INFER_MIN_BUSY;
+	ip->learn_idle_ns = INFER_LEARN_IDLE_NS;
+	ip->idle_since_ns = now_ns;
 	ip->seed = hash_random_seed();
+}
+
+uint64_t infer_idle_ns(const struct infer_pod *ip, uint64_t now_ns)
+{
+	return ip->idle_total_ns +
+	       (!ip->n_in && now_ns > ip->idle_since_ns ? now_ns - ip->idle_since_ns : 0);
 }
 
 void infer_pod_free(struct infer_pod *ip)
@@ -68,16 +81,23 @@ void infer_pod_free(struct infer_pod *ip)
 
 void infer_pod_set_mode(struct infer_pod *ip, enum infer_mode mode)
 {
+	if (mode == ip->mode)
+		return; /* the same again: a switch-off stands */
 	ip->mode = mode;
 	ip->off = false;
 	ip->why[0] = '\0';
 	ip->win_calls = ip->win_multi = ip->win_coincide = 0;
 }
 
-void infer_in_begin(struct infer_pod *ip, struct infer_in *e, const char *key)
+void infer_in_begin(struct infer_pod *ip, struct infer_in *e, const char *key, uint64_t now_ns)
 {
 	if (e->pod)
-		infer_in_end(e, 0);
+		infer_in_end(e, now_ns);
+	if (!ip->n_in)
+		ip->idle_total_ns = infer_idle_ns(ip, now_ns);
+	if (now_ns > ip->last_begin_ns)
+		ip->last_begin_ns = now_ns;
+	e->begin_ns = now_ns;
 	e->pod = ip;
 	e->keyed = key && key[0];
 	snprintf(e->key, sizeof(e->key), "%s", e->keyed ? key : "");
@@ -108,6 +128,8 @@ void infer_in_end(struct infer_in *e, uint64_t now_ns)
 	ip->n_in_keyed -= e->keyed;
 	if (now_ns > ip->last_end_ns)
 		ip->last_end_ns = now_ns;
+	if (!ip->n_in)
+		ip->idle_since_ns = ip->last_end_ns;
 	e->pod = NULL;
 	e->prev = e->next = NULL;
 }
@@ -166,8 +188,9 @@ size_t infer_path_norm(const char *target, size_t tlen, char *out, size_t outsz)
 	return o;
 }
 
-static struct infer_path *path_get(struct infer_pod *ip, const struct shunt_addr *dst,
-				   const char *target, size_t tlen, bool *full)
+static struct infer_path *path_get(struct infer_pod *ip, uint64_t now_ns,
+				   const struct shunt_addr *dst, const char *target, size_t tlen,
+				   bool *full)
 {
 	struct infer_path_key k;
 	struct infer_path *pe;
@@ -191,6 +214,7 @@ static struct infer_path *path_get(struct infer_pod *ip, const struct shunt_addr
 		*full = true;
 		return NULL;
 	}
+	pe->idle_at_ns = infer_idle_ns(ip, now_ns);
 	return pe;
 }
 
@@ -227,7 +251,7 @@ static enum infer_outcome count(struct infer_pod *ip, enum infer_outcome o)
 }
 
 enum infer_outcome infer_decide(struct infer_pod *ip, uint64_t now_ns, const struct shunt_addr *dst,
-				const char *target, size_t tlen, char *key_out)
+				const char *target, size_t tlen, bool pipelined, char *key_out)
 {
 	const struct infer_in *first = ip->in_flight;
 	struct infer_path *pe;
@@ -236,7 +260,7 @@ enum infer_outcome infer_decide(struct infer_pod *ip, uint64_t now_ns, const str
 	ip->st.calls++;
 	if (ip->off)
 		return count(ip, INFER_REFUSED_OFF);
-	pe = path_get(ip, dst, target, tlen, &full);
+	pe = path_get(ip, now_ns, dst, target, tlen, &full);
 	if (!pe)
 		return count(ip, INFER_REFUSED_TABLE_FULL);
 	if (!ip->n_in) {
@@ -255,12 +279,19 @@ enum infer_outcome infer_decide(struct infer_pod *ip, uint64_t now_ns, const str
 			return count(ip, INFER_AMBIGUOUS);
 	if (pe->idle)
 		return count(ip, INFER_REFUSED_IDLE_PATH);
+	if (ip->untracked)
+		return count(ip, INFER_REFUSED_UNTRACKED);
+	if (pipelined)
+		return count(ip, INFER_REFUSED_PIPELINED);
 	if (ip->last_end_ns && now_ns - ip->last_end_ns < ip->guard_ns)
 		return count(ip, INFER_REFUSED_RECENT_END);
+	if (now_ns - ip->last_begin_ns < ip->begin_guard_ns)
+		return count(ip, INFER_REFUSED_RECENT_BEGIN);
 	for (const struct infer_in *e = first; e && ip->finishing; e = e->next)
 		if (ip->finishing(e))
 			return count(ip, INFER_REFUSED_FINISHING);
-	if (pe->busy <= ip->min_busy)
+	if (pe->busy <= ip->min_busy ||
+	    infer_idle_ns(ip, now_ns) - pe->idle_at_ns < ip->learn_idle_ns)
 		return count(ip, INFER_REFUSED_LEARNING);
 	memcpy(key_out, first->key, SHUNT_ROUTE_KEY_LEN);
 	return count(ip, INFER_DECIDED);

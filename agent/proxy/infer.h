@@ -8,17 +8,27 @@
  * The rule (R), and the refusals that make it safe:
  *   R  an outbound request without a key inherits K when every inbound
  *      request in flight in the pod carries K;
- *   G  nothing when an inbound request ended (its response began) less
- *      than guard_ns ago, or the app has written a response shunt has
- *      not read yet: a call made right after answering is not part of
- *      the answered request, and may overlap the next one;
+ *   G  nothing when an inbound request began or ended (its response
+ *      began) less than guard_ns ago, or the app has written a response
+ *      shunt has not read yet: a call made right after answering is not
+ *      part of the answered request, and may overlap the next one; and
+ *      the order in which shunt reads the pod's sockets within a few
+ *      microseconds is not the order in which the app wrote them;
  *   L  never for an outbound path that has been seen called with no
  *      inbound request in flight: a timer's or a queue's call, which
  *      would inherit whatever request happens to be in flight;
- *   W  never for a path seen fewer than min_busy times, all of them with
- *      a request in flight (a background path's first calls may all
- *      coincide with traffic; each one more that does divides the chance
- *      of mistaking it).
+ *   W  never for a path before it has been seen min_busy times, all with
+ *      a request in flight, AND the pod has been idle (nothing in
+ *      flight) for learn_idle_ns in all since its first call: a timer's
+ *      or a post-response path gets that long to show itself idle (a pod
+ *      that is never idle never gets a key inferred);
+ *   U  nothing while the pod serves work shunt does not see: inbound
+ *      connections to its ports that did not come through shunt (open
+ *      before inference began, or while the agent was stalled), and
+ *      inbound tunnels (upgrades, HTTP/2 unread) are in flight without a
+ *      key for as long as they last;
+ *   P  nothing for a request that waited behind another on its
+ *      connection (pipelined): when the app sent it is unknown.
  * An inbound request is "in flight" from its head until its response
  * begins, not until it ends: calls an app makes while streaming a body
  * out are lost to inference, never attributed.
@@ -26,7 +36,8 @@
  * A pod's inference switches itself off when its traffic makes the rule
  * weak: most calls made with more than one inbound request in flight, or
  * calls to idle-called paths coinciding with keyed requests (see
- * infer_decide). It stays off until it is set again.
+ * infer_decide). It stays off until its mode is changed (setting the
+ * same mode again does not undo it).
  *
  * Everything here runs on the one worker that serves the pod; no locks.
  * Times are CLOCK_MONOTONIC nanoseconds passed in (tests choose them).
@@ -53,11 +64,14 @@ enum infer_outcome {
 	INFER_IDLE,	 /* nothing in flight: its path is idle-called from now on (L) */
 	INFER_AMBIGUOUS, /* in-flight requests without a key, or with different keys */
 	INFER_REFUSED_IDLE_PATH,
-	INFER_REFUSED_RECENT_END, /* G: a response began less than guard_ns ago */
-	INFER_REFUSED_FINISHING,  /* G: a response the app wrote waits to be read */
-	INFER_REFUSED_LEARNING,	  /* W */
-	INFER_REFUSED_TABLE_FULL, /* no room to remember the path */
-	INFER_REFUSED_OFF,	  /* switched itself off (unsafe) */
+	INFER_REFUSED_RECENT_END,   /* G: a response began less than guard_ns ago */
+	INFER_REFUSED_RECENT_BEGIN, /* G: a request began less than guard_ns ago */
+	INFER_REFUSED_FINISHING,    /* G: a response the app wrote waits to be read */
+	INFER_REFUSED_LEARNING,	    /* W */
+	INFER_REFUSED_UNTRACKED,    /* U */
+	INFER_REFUSED_PIPELINED,    /* P */
+	INFER_REFUSED_TABLE_FULL,   /* no room to remember the path */
+	INFER_REFUSED_OFF,	    /* switched itself off (unsafe) */
 	INFER_OUTCOME_MAX,
 };
 
@@ -69,10 +83,15 @@ extern const char *const infer_mode_names[3];
  * A sandbox may refuse such requests (for mutating methods, say). */
 #define INFER_BAGGAGE_PROPERTY "shunt-inferred"
 
-#define INFER_GUARD_NS	(2 * 1000 * 1000ULL) /* G */
-#define INFER_MIN_BUSY	3		     /* W */
-#define INFER_MAX_PATHS 4096		     /* per pod */
-#define INFER_PATH_MAX	256		     /* longer paths are cut (merged: safer) */
+#define INFER_GUARD_NS (2 * 1000 * 1000ULL) /* G, after an end */
+/* G, after a begin: longer than the proxy takes to read what the pod's
+ * sockets hold (the order it reads them in is not the order they were
+ * written in), shorter than an app takes to read a request and call out. */
+#define INFER_BEGIN_GUARD_NS (500 * 1000ULL)
+#define INFER_MIN_BUSY	     3				  /* W */
+#define INFER_LEARN_IDLE_NS  (30 * 1000 * 1000 * 1000ULL) /* W, default */
+#define INFER_MAX_PATHS	     4096			  /* per pod */
+#define INFER_PATH_MAX	     256			  /* longer paths are cut (merged: safer) */
 /* The safety window: over the last INFER_WINDOW outbound calls without a
  * key made with something in flight, inference switches off when more
  * than half had more than one inbound request in flight, or more than a
@@ -85,6 +104,7 @@ struct infer_in {
 	struct infer_pod *pod; /* NULL: not tracked (or no longer) */
 	bool h2;	       /* in a struct h2s (else a struct stream) */
 	bool keyed;
+	uint64_t begin_ns;
 	char key[SHUNT_ROUTE_KEY_LEN];
 };
 
@@ -102,12 +122,18 @@ struct infer_pod {
 	enum infer_mode mode;
 	bool off;      /* switched itself off: why says why */
 	char why[160]; /* "" while on */
-	uint64_t guard_ns;
+	uint64_t guard_ns, begin_guard_ns;
 	uint32_t min_busy;
+	uint64_t learn_idle_ns;
 	struct infer_in *in_flight;
 	size_t n_in, n_in_keyed;
-	uint64_t last_end_ns; /* the last response that began; 0: none */
-	struct hmap paths;    /* struct infer_path_key -> struct infer_path */
+	uint64_t last_end_ns;	/* the last response that began; 0: none */
+	uint64_t last_begin_ns; /* the last request that began; 0: none */
+	/* Time with nothing in flight: idle_total_ns up to idle_since_ns,
+	 * and since then while n_in is 0. */
+	uint64_t idle_total_ns, idle_since_ns;
+	size_t untracked;  /* U: inbound connections that bypass shunt (set by its owner) */
+	struct hmap paths; /* struct infer_path_key -> struct infer_path */
 	uint64_t seed;
 	/* Has the app written bytes of e's response shunt has not read?
 	 * NULL: never. */
@@ -116,26 +142,32 @@ struct infer_pod {
 	struct infer_stats st;
 };
 
-void infer_pod_init(struct infer_pod *ip, enum infer_mode mode);
+/* now_ns: when the pod's idle time starts counting. */
+void infer_pod_init(struct infer_pod *ip, enum infer_mode mode, uint64_t now_ns);
 /* Untracks every request in flight (their streams keep their infer_in,
  * now inert) and frees the paths. */
 void infer_pod_free(struct infer_pod *ip);
-/* A new mode: on or shadow clears a switch-off and its window (the paths
- * learnt are kept). */
+/* A new mode: another mode than the current one clears a switch-off and
+ * its window (the paths learnt are kept). */
 void infer_pod_set_mode(struct infer_pod *ip, enum infer_mode mode);
 
 /* Inbound request e begins: key (NUL-terminated) is its routing key, or
- * NULL without one (or with an unusable one). */
-void infer_in_begin(struct infer_pod *ip, struct infer_in *e, const char *key);
+ * NULL without one (or with an unusable one, or work that is not a
+ * request: a tunnel). */
+void infer_in_begin(struct infer_pod *ip, struct infer_in *e, const char *key, uint64_t now_ns);
 /* Its response began, or it ended without one: no longer in flight.
  * Idempotent; e may never have begun (zeroed). */
 void infer_in_end(struct infer_in *e, uint64_t now_ns);
 
 /* An outbound request without a key, to dst with request target
- * target[0..tlen): the outcome, with the key in key_out
- * (SHUNT_ROUTE_KEY_LEN) when INFER_DECIDED. Counts it. */
+ * target[0..tlen); pipelined: it waited behind another on its connection.
+ * The outcome, with the key in key_out (SHUNT_ROUTE_KEY_LEN) when
+ * INFER_DECIDED. Counts it. */
 enum infer_outcome infer_decide(struct infer_pod *ip, uint64_t now_ns, const struct shunt_addr *dst,
-				const char *target, size_t tlen, char *key_out);
+				const char *target, size_t tlen, bool pipelined, char *key_out);
+
+/* Idle time so far (for status). */
+uint64_t infer_idle_ns(const struct infer_pod *ip, uint64_t now_ns);
 
 /* Is a path table entry (struct infer_pod.paths' value) idle-called? */
 bool infer_path_idle(const void *path);

@@ -31,6 +31,7 @@
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <bpf/bpf.h>
 
 #include "core/log.h"
@@ -49,11 +50,102 @@ static void beat(struct proxy *p)
 		*k.heartbeat_ns = rs_now_ns();
 }
 
+static bool ours(const uint64_t *inodes, size_t n, uint64_t ino)
+{
+	for (size_t i = 0; i < n; i++)
+		if (inodes[i] == ino)
+			return true;
+	return false;
+}
+
+/* Count f's (/proc/net/tcp or tcp6 of the pod) established connections
+ * to one of pi's ports that are not ours (inodes) and not from the pod
+ * to itself (our relays, as the app's end shows them). */
+static size_t untracked_in(FILE *f, const struct inpod_infer *pi, const uint64_t *inodes,
+			   size_t n_inodes)
+{
+	char line[512], la[40], ra[40];
+	unsigned lport, rport, st;
+	unsigned long long ino;
+	size_t n = 0;
+
+	while (fgets(line, sizeof(line), f)) {
+		bool listed = false;
+
+		if (sscanf(line,
+			   " %*u: %39[0-9A-Fa-f]:%x %39[0-9A-Fa-f]:%x %x %*s %*s %*s %*s %*s %llu",
+			   la, &lport, ra, &rport, &st, &ino) != 6 ||
+		    st != 0x01 /* TCP_ESTABLISHED */ || !strcmp(la, ra))
+			continue;
+		for (int i = 0; i < pi->n_ports; i++)
+			listed = listed || pi->ports[i] == lport;
+		if (listed && !ours(inodes, n_inodes, ino))
+			n++;
+	}
+	return n;
+}
+
+/* U: the pod's inbound connections that bypass shunt (open before its
+ * listeners, or let through while the agent was stalled), read from the
+ * pod's /proc/net/tcp{,6}. Unknown counts as one. */
+static void untracked_scan(struct proxy *p, struct inpod *pod)
+{
+	struct inpod_infer *pi = pod->infer;
+	static const char *const files[] = {"/proc/thread-self/net/tcp",
+					    "/proc/thread-self/net/tcp6"};
+	FILE *f[2] = {NULL, NULL};
+	uint64_t *inodes;
+	size_t n = 0, cap = pod->conns + 1, found = 0;
+	struct stat sb;
+
+	inodes = calloc(cap, sizeof(*inodes));
+	for (struct conn *c = p->clients; c && inodes; c = c->next)
+		if (c->inbound && c->inpod == pod && n < cap && !fstat(c->fd, &sb))
+			inodes[n++] = (uint64_t)sb.st_ino;
+	/* The files show the namespace they were opened in. */
+	if (inodes && !setns(pod->pool.nsfd, CLONE_NEWNET)) {
+		for (int i = 0; i < 2; i++)
+			f[i] = fopen(files[i], "re");
+		if (setns(p->host_nsfd, CLONE_NEWNET)) {
+			pr_err("inference: cannot return to the agent's network namespace: %s",
+			       strerror(errno));
+			abort(); /* as inpod_socket() */
+		}
+	}
+	for (int i = 0; i < 2; i++)
+		if (f[i]) {
+			found += untracked_in(f[i], pi, inodes, n);
+			fclose(f[i]);
+		}
+	if (!f[0])
+		found = 1; /* cannot tell: assume the worst */
+	if (found != pi->rule.untracked && (found || pi->rule.untracked))
+		pr_info("inference: pod '%s': %zu inbound connection(s) do not pass through "
+			"shunt%s",
+			pod->name, found, found ? ": no key is inferred until they close" : "");
+	pi->rule.untracked = found;
+	free(inodes);
+}
+
+/* Every SHUNT_INFER_BEAT_MS: the heartbeat; every second, and at once
+ * after the program let connections pass (a stalled agent), the scan. */
 static void beat_fired(struct timer *t)
 {
 	struct proxy *p = (struct proxy *)((char *)t - offsetof(struct proxy, infer_beat));
+	struct shunt_infer_kern k;
+	bool stale = false;
 
 	beat(p);
+	if (!shunt_bpf_infer(p->sh->bpf, &k)) {
+		stale = k.stats[SHUNT_INFER_STALE] != p->infer_stale_seen;
+		p->infer_stale_seen = k.stats[SHUNT_INFER_STALE];
+	}
+	if (stale || ++p->infer_beats * SHUNT_INFER_BEAT_MS >= 1000) {
+		p->infer_beats = 0;
+		for (struct inpod *pod = p->inpods; pod; pod = pod->next)
+			if (pod->infer && pod->infer->link_fd >= 0)
+				untracked_scan(p, pod);
+	}
 	if (p->infer_pods)
 		loop_timer_in(p->loop, t, SHUNT_INFER_BEAT_MS);
 }
@@ -80,6 +172,10 @@ static bool inbound_finishing(const struct infer_in *e)
 		const struct conn *c =
 			(const struct conn *)((const char *)e - offsetof(struct conn, s.inf));
 
+		/* Some of a response came (an interim one, or part of a
+		 * head): in doubt, ending. */
+		if (c->s.resp_started)
+			return true;
 		fd = c->s.up ? c->s.up->fd : -1;
 	}
 	return fd >= 0 && !ioctl(fd, FIONREAD, &n) && n > 0;
@@ -175,9 +271,14 @@ void inpod_infer_stop(struct proxy *p, struct inpod *pod)
 	if (!pi)
 		return;
 	pi->rule.mode = INFER_OFF;
-	if (!shunt_bpf_infer(p->sh->bpf, &k))
-		for (int i = 0; i < pi->n_keys; i++)
+	/* Only entries still ours: an address of a pod gone may be another
+	 * pod's now, its entry filed since. */
+	for (int i = 0; i < pi->n_keys && !shunt_bpf_infer(p->sh->bpf, &k); i++) {
+		uint32_t slot, mine = 2 * pod->slot + (pi->keys[i].family == SHUNT_FAMILY_V6);
+
+		if (!bpf_map_lookup_elem(k.ports_fd, &pi->keys[i], &slot) && slot == mine)
 			bpf_map_delete_elem(k.ports_fd, &pi->keys[i]);
+	}
 	pi->n_keys = 0;
 	if (pi->link_fd >= 0) {
 		close(pi->link_fd);
@@ -273,6 +374,7 @@ static int infer_start(struct proxy *p, struct inpod *pod, const struct shunt_in
 	}
 	if (!p->infer_pods++)
 		loop_timer_in(p->loop, &p->infer_beat, SHUNT_INFER_BEAT_MS);
+	untracked_scan(p, pod); /* what was open before */
 	return 0;
 }
 
@@ -334,7 +436,8 @@ int proxy_infer_set(struct proxy *p, const char *name, enum infer_mode mode, con
 			snprintf(msg, msglen, "out of memory");
 			return -ENOMEM;
 		}
-		infer_pod_init(&pi->rule, INFER_OFF);
+		infer_pod_init(&pi->rule, INFER_OFF, rs_now_ns());
+		pi->rule.learn_idle_ns = p->o.infer_learn_idle_ms * 1000000ULL;
 		pi->rule.finishing = inbound_finishing;
 		pi->l[0].fd = pi->l[1].fd = pi->link_fd = -1;
 		pod->infer = pi;
@@ -353,22 +456,39 @@ int proxy_infer_set(struct proxy *p, const char *name, enum infer_mode mode, con
 	return 0;
 }
 
+/* Every inbound request is tracked, whatever the mode: when inference
+ * turns on, what is in flight is known. */
 void infer_inbound_begin(struct conn *c)
 {
 	struct inpod_infer *pi = c->inpod ? c->inpod->infer : NULL;
 
-	if (pi && pi->rule.mode != INFER_OFF)
-		infer_in_begin(&pi->rule, &c->s.inf, c->s.key[0] ? c->s.key : NULL);
+	if (pi)
+		infer_in_begin(&pi->rule, &c->s.inf, c->s.key[0] ? c->s.key : NULL, rs_now_ns());
 }
 
 void infer_inbound_begin_h2(struct conn *c, struct infer_in *e, const char *key)
 {
 	struct inpod_infer *pi = c->inpod ? c->inpod->infer : NULL;
 
-	if (pi && pi->rule.mode != INFER_OFF) {
-		infer_in_begin(&pi->rule, e, key[0] ? key : NULL);
+	if (pi) {
+		infer_in_begin(&pi->rule, e, key[0] ? key : NULL, rs_now_ns());
 		e->h2 = true;
 	}
+}
+
+void infer_inbound_tunnel(struct conn *c)
+{
+	struct inpod_infer *pi = c->inbound && c->inpod ? c->inpod->infer : NULL;
+
+	if (pi)
+		infer_in_begin(&pi->rule, &c->s.inf, NULL, rs_now_ns());
+}
+
+bool infer_pipelined(struct conn *c)
+{
+	int n = 0;
+
+	return c->in.end > c->sent || (!ioctl(c->fd, FIONREAD, &n) && n > 0);
 }
 
 /* The baggage value that carries an inferred key, in a header line of
@@ -396,8 +516,8 @@ static size_t inferred_value(const struct rk_config *rk, const char *key, char *
 /* An outbound request of c (in-pod, inference set), HTTP/1 or a stream:
  * the rule's verdict. true: inference is on and value[0..*vlen) is the
  * baggage value to add. */
-static bool outbound_decide(struct conn *c, bool no_key, const char *target, size_t tlen,
-			    char *value, size_t valsz, size_t *vlen)
+static bool outbound_decide(struct conn *c, bool no_key, bool pipelined, const char *target,
+			    size_t tlen, char *value, size_t valsz, size_t *vlen)
 {
 	struct inpod_infer *pi = c->inpod->infer;
 	char key[SHUNT_ROUTE_KEY_LEN];
@@ -408,7 +528,8 @@ static bool outbound_decide(struct conn *c, bool no_key, const char *target, siz
 		pi->rule.st.keyed_calls++;
 		return false;
 	}
-	if (infer_decide(&pi->rule, rs_now_ns(), &c->orig, target, tlen, key) != INFER_DECIDED ||
+	if (infer_decide(&pi->rule, rs_now_ns(), &c->orig, target, tlen, pipelined, key) !=
+		    INFER_DECIDED ||
 	    pi->rule.mode != INFER_ON)
 		return false;
 	*vlen = inferred_value(&c->p->o.rk, key, value, valsz);
@@ -452,8 +573,8 @@ bool infer_outbound(struct conn *c, bool no_key, size_t n_headers)
 	/* The request target: between the request line's two spaces. */
 	t = memchr(head, ' ', c->s.head_len);
 	te = t ? memchr(t + 1, ' ', c->s.head_len - (size_t)(t + 1 - head)) : NULL;
-	if (!te ||
-	    !outbound_decide(c, no_key, t + 1, (size_t)(te - t - 1), value, sizeof(value), &vlen))
+	if (!te || !outbound_decide(c, no_key, c->s.pipelined, t + 1, (size_t)(te - t - 1), value,
+				    sizeof(value), &vlen))
 		return false;
 	n = snprintf(line, sizeof(line), "%s: %s\r\n", rk->baggage_header, value);
 	if (n <= 0 || (size_t)n >= sizeof(line) || n_headers >= c->p->o.max_headers ||
@@ -471,10 +592,10 @@ bool infer_outbound_h2(struct conn *c, bool no_key, struct h2hb *reqh)
 	char value[INFER_VALUE_MAX], name[RK_NAME_MAX];
 	const char *path;
 	uint32_t plen;
-	size_t vlen, nl = strlen(rk->baggage_header);
+	size_t vlen, nl = strnlen(rk->baggage_header, sizeof(rk->baggage_header) - 1);
 
 	path = h2_hb_get(reqh, ":path", &plen);
-	if (!path || !outbound_decide(c, no_key, path, plen, value, sizeof(value), &vlen))
+	if (!path || !outbound_decide(c, no_key, false, path, plen, value, sizeof(value), &vlen))
 		return false;
 	/* HTTP/2 field names are lowercase. */
 	for (size_t i = 0; i <= nl; i++)
@@ -517,6 +638,9 @@ void inpod_infer_info(const struct inpod *pod, struct inpod_info *out)
 	out->infer.n_ports = pi->n_ports;
 	out->infer.accepted = pi->accepted;
 	out->infer.in_flight = pi->rule.n_in;
+	out->infer.untracked = pi->rule.untracked;
+	out->infer.idle_ms = infer_idle_ns(&pi->rule, rs_now_ns()) / 1000000ULL;
+	out->infer.learn_idle_ms = pi->rule.learn_idle_ns / 1000000ULL;
 	out->infer.paths = pi->rule.paths.n;
 	for (struct hmap_entry *e = hmap_first(&pi->rule.paths, &i); e;
 	     e = hmap_next(&pi->rule.paths, e, &i))

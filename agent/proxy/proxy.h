@@ -62,6 +62,8 @@ struct proxy_opts {
 	bool access_log;	     /* a line per request to a steered service */
 	bool http2;		     /* route HTTP/2 per stream (else tunnel it) */
 	uint16_t inpod_port;	     /* in-pod listeners: 127.0.0.1 and ::1, this port */
+	uint64_t
+		infer_learn_idle_ms; /* inference's W: idle time a path waits (--infer-learn-idle) */
 	struct rk_config rk;
 	int workers;	  /* event loops; 0: one per CPU the agent may run on */
 	uint32_t poll_us; /* adaptive polling window (core/loop.h); 0: off */
@@ -196,6 +198,8 @@ struct inpod_info {
 		int n_ports;
 		uint64_t accepted; /* inbound connections */
 		size_t in_flight, paths, idle_paths;
+		size_t untracked;		 /* inbound connections that bypass shunt */
+		uint64_t idle_ms, learn_idle_ms; /* the pod's idle time; W's */
 		struct infer_stats st;
 	} infer;
 };

@@ -101,7 +101,8 @@ struct stream {
 	bool no_retry;	   /* bytes of this request were dropped: cannot resend */
 	bool up_connected; /* the current attempt's connect() completed */
 	bool to_sandbox, fallback;
-	bool h2c_no; /* Upgrade: h2c not taken: go on over HTTP/1.1 */
+	bool h2c_no;	/* Upgrade: h2c not taken: go on over HTTP/1.1 */
+	bool pipelined; /* its bytes were there before the exchange before it ended */
 	/* Draining: "Connection: close" went into this response (the client
 	 * will not reuse the connection), or cannot (its head went out
 	 * before the drain began). */
@@ -302,8 +303,10 @@ struct proxy {
 	 * heartbeat the sk_lookup program checks. */
 	size_t infer_pods;
 	struct timer infer_beat;
-	struct http_header *hdrs; /* scratch for one head at a time */
-	int spare_fd;		  /* given up to refuse a connection at EMFILE */
+	uint32_t infer_beats;	   /* since the last scan for untracked connections */
+	uint64_t infer_stale_seen; /* the program's SHUNT_INFER_STALE, last read */
+	struct http_header *hdrs;  /* scratch for one head at a time */
+	int spare_fd;		   /* given up to refuse a connection at EMFILE */
 	/* Input buffers of BUF_INITIAL that exchanges let go of: an idle
 	 * keep-alive connection holds none, the next exchange of any
 	 * connection takes one back without calling the allocator. */
@@ -430,6 +433,13 @@ void inpod_infer_free(struct inpod *pod);
 void infer_inbound_begin(struct conn *c);
 /* The same for a stream of c (HTTP/2) with key ("" without one). */
 void infer_inbound_begin_h2(struct conn *c, struct infer_in *e, const char *key);
+/* An inbound connection became a tunnel (not HTTP, an upgrade): work the
+ * pod does that shunt cannot read, in flight without a key until it
+ * closes. */
+void infer_inbound_tunnel(struct conn *c);
+/* Are bytes of c's next request there already (in its buffer or its
+ * socket)? */
+bool infer_pipelined(struct conn *c);
 /* An outbound request of an in-pod pod with inference set, parsed (its
  * head has n_headers lines); no_key: it carries no routing key. true: a
  * key was inferred and its baggage line added to the head in c->in:

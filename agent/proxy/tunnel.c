@@ -40,6 +40,7 @@ void start_tunnel(struct conn *c)
 
 	c->state = C_TUNNEL;
 	c->s.dst = c->orig;
+	infer_inbound_tunnel(c);
 	c->p->st.tunnels++;
 	if (attach_upstream(c, true))
 		return;

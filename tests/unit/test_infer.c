@@ -24,7 +24,7 @@ static enum infer_outcome call(struct infer_pod *ip, uint64_t now, const char *t
 	struct shunt_addr d = dst();
 
 	key[0] = '\0';
-	return infer_decide(ip, now, &d, target, strlen(target), key);
+	return infer_decide(ip, now, &d, target, strlen(target), false, key);
 }
 
 /* One keyed request in flight while path is called n times (W): the last
@@ -35,7 +35,7 @@ static enum infer_outcome warm(struct infer_pod *ip, struct infer_in *e, const c
 	enum infer_outcome o = INFER_IDLE;
 
 	for (int i = 0; i < n; i++) {
-		infer_in_begin(ip, e, k);
+		infer_in_begin(ip, e, k, *t);
 		*t += MS(10);
 		o = call(ip, *t, path, key);
 		*t += MS(1);
@@ -51,10 +51,11 @@ Test(infer, rule_r_after_learning)
 	char key[SHUNT_ROUTE_KEY_LEN];
 	uint64_t t = MS(1000);
 
-	infer_pod_init(&ip, INFER_ON);
+	infer_pod_init(&ip, INFER_ON, 0);
+	ip.learn_idle_ns = 0;
 	cr_assert_eq(warm(&ip, &e, "dev-a", "/down", INFER_MIN_BUSY, &t, key),
 		     INFER_REFUSED_LEARNING);
-	infer_in_begin(&ip, &e, "dev-a");
+	infer_in_begin(&ip, &e, "dev-a", t);
 	t += MS(10);
 	cr_assert_eq(call(&ip, t, "/down?i=1", key), INFER_DECIDED);
 	cr_assert_str_eq(key, "dev-a");
@@ -71,7 +72,8 @@ Test(infer, refusal_l_idle_path_never_again)
 	char key[SHUNT_ROUTE_KEY_LEN];
 	uint64_t t = MS(1000);
 
-	infer_pod_init(&ip, INFER_ON);
+	infer_pod_init(&ip, INFER_ON, 0);
+	ip.learn_idle_ns = 0;
 	cr_assert_eq(call(&ip, t, "/bg", key), INFER_IDLE);
 	cr_assert_eq(warm(&ip, &e, "dev-a", "/bg", 10, &t, key), INFER_REFUSED_IDLE_PATH);
 	cr_assert_eq(ip.st.outcome[INFER_DECIDED], 0);
@@ -87,11 +89,12 @@ Test(infer, refusal_g_recent_end_and_finishing)
 	char key[SHUNT_ROUTE_KEY_LEN];
 	uint64_t t = MS(1000);
 
-	infer_pod_init(&ip, INFER_ON);
+	infer_pod_init(&ip, INFER_ON, 0);
+	ip.learn_idle_ns = 0;
 	warm(&ip, &a, "dev-a", "/down", INFER_MIN_BUSY, &t, key);
 	/* a's response began 1 ms before b's call: refused. */
-	infer_in_begin(&ip, &a, "dev-b");
-	infer_in_begin(&ip, &b, "dev-a");
+	infer_in_begin(&ip, &a, "dev-b", t);
+	infer_in_begin(&ip, &b, "dev-a", t);
 	t += MS(5);
 	infer_in_end(&a, t);
 	cr_assert_eq(call(&ip, t + MS(1), "/down", key), INFER_REFUSED_RECENT_END);
@@ -114,10 +117,11 @@ Test(infer, refusal_g_finishing)
 	char key[SHUNT_ROUTE_KEY_LEN];
 	uint64_t t = MS(1000);
 
-	infer_pod_init(&ip, INFER_ON);
+	infer_pod_init(&ip, INFER_ON, 0);
+	ip.learn_idle_ns = 0;
 	warm(&ip, &a, "dev-a", "/down", INFER_MIN_BUSY, &t, key);
 	ip.finishing = always_finishing;
-	infer_in_begin(&ip, &a, "dev-a");
+	infer_in_begin(&ip, &a, "dev-a", t);
 	cr_assert_eq(call(&ip, t + MS(10), "/down", key), INFER_REFUSED_FINISHING);
 	infer_pod_free(&ip);
 	cr_assert_null(a.pod, "freeing the pod untracks what is in flight");
@@ -130,21 +134,22 @@ Test(infer, ambiguous_mixed_or_unkeyed)
 	char key[SHUNT_ROUTE_KEY_LEN];
 	uint64_t t = MS(1000);
 
-	infer_pod_init(&ip, INFER_ON);
+	infer_pod_init(&ip, INFER_ON, 0);
+	ip.learn_idle_ns = 0;
 	warm(&ip, &a, "dev-a", "/down", INFER_MIN_BUSY, &t, key);
-	infer_in_begin(&ip, &a, "dev-a");
-	infer_in_begin(&ip, &b, "dev-b");
+	infer_in_begin(&ip, &a, "dev-a", t);
+	infer_in_begin(&ip, &b, "dev-b", t);
 	t += MS(10);
 	cr_assert_eq(call(&ip, t, "/down", key), INFER_AMBIGUOUS);
 	infer_in_end(&b, t);
-	infer_in_begin(&ip, &b, NULL);
+	infer_in_begin(&ip, &b, NULL, t);
 	t += MS(10);
 	cr_assert_eq(call(&ip, t, "/down", key), INFER_AMBIGUOUS);
 	infer_in_end(&b, t);
 	t += MS(10);
 	cr_assert_eq(call(&ip, t, "/down", key), INFER_DECIDED);
 	/* The same key twice is no ambiguity. */
-	infer_in_begin(&ip, &b, "dev-a");
+	infer_in_begin(&ip, &b, "dev-a", t);
 	t += MS(10);
 	cr_assert_eq(call(&ip, t, "/down", key), INFER_DECIDED);
 	cr_assert_eq(ip.n_in, 2);
@@ -163,9 +168,10 @@ Test(infer, switches_off_when_concurrency_is_usually_above_one)
 	char key[SHUNT_ROUTE_KEY_LEN];
 	uint64_t t = MS(1000);
 
-	infer_pod_init(&ip, INFER_SHADOW);
-	infer_in_begin(&ip, &a, "dev-a");
-	infer_in_begin(&ip, &b, "dev-a");
+	infer_pod_init(&ip, INFER_SHADOW, 0);
+	ip.learn_idle_ns = 0;
+	infer_in_begin(&ip, &a, "dev-a", t);
+	infer_in_begin(&ip, &b, "dev-a", t);
 	for (int i = 0; i < INFER_WINDOW - 1; i++)
 		call(&ip, t += MS(10), "/down", key);
 	cr_assert_not(ip.off);
@@ -174,6 +180,8 @@ Test(infer, switches_off_when_concurrency_is_usually_above_one)
 	cr_assert(strstr(ip.why, "concurrency"), "%s", ip.why);
 	cr_assert_eq(ip.st.switched_off, 1);
 	cr_assert_eq(call(&ip, t += MS(10), "/down", key), INFER_REFUSED_OFF);
+	infer_pod_set_mode(&ip, INFER_SHADOW);
+	cr_assert(ip.off, "the same mode again does not undo a switch-off");
 	infer_pod_set_mode(&ip, INFER_ON);
 	cr_assert_not(ip.off);
 	cr_assert_eq(call(&ip, t += MS(10), "/down", key), INFER_DECIDED);
@@ -187,9 +195,10 @@ Test(infer, switches_off_when_background_calls_coincide)
 	char key[SHUNT_ROUTE_KEY_LEN];
 	uint64_t t = MS(1000);
 
-	infer_pod_init(&ip, INFER_ON);
+	infer_pod_init(&ip, INFER_ON, 0);
+	ip.learn_idle_ns = 0;
 	call(&ip, t, "/bg", key);
-	infer_in_begin(&ip, &a, "dev-a");
+	infer_in_begin(&ip, &a, "dev-a", t);
 	for (int i = 0; i < INFER_WINDOW; i++)
 		call(&ip, t += MS(10), i % 2 ? "/bg" : "/down", key);
 	cr_assert(ip.off);
@@ -219,4 +228,67 @@ Test(infer, path_norm)
 	/* Cut, not overflowed. */
 	cr_assert_eq(infer_path_norm("/abcdefgh", 9, out, 4), 3);
 	cr_assert_str_eq(out, "/ab");
+}
+
+Test(infer, refusals_recent_begin_pipelined_untracked)
+{
+	struct infer_pod ip;
+	struct infer_in a = {}, b = {};
+	char key[SHUNT_ROUTE_KEY_LEN];
+	struct shunt_addr d = dst();
+	uint64_t t = MS(1000);
+
+	infer_pod_init(&ip, INFER_ON, 0);
+	ip.learn_idle_ns = 0;
+	warm(&ip, &a, "dev-a", "/down", INFER_MIN_BUSY, &t, key);
+	infer_in_begin(&ip, &a, "dev-a", t);
+	t += MS(10);
+	infer_in_begin(&ip, &b, "dev-a", t); /* read just before the call: maybe after it */
+	cr_assert_eq(call(&ip, t + MS(1) / 4, "/down", key), INFER_REFUSED_RECENT_BEGIN);
+	t += MS(10);
+	cr_assert_eq(infer_decide(&ip, t, &d, "/down", 5, true, key), INFER_REFUSED_PIPELINED);
+	ip.untracked = 1;
+	cr_assert_eq(call(&ip, t, "/down", key), INFER_REFUSED_UNTRACKED);
+	ip.untracked = 0;
+	cr_assert_eq(call(&ip, t, "/down", key), INFER_DECIDED);
+	/* A tunnel (keyless, for as long as it lasts) makes it ambiguous. */
+	infer_in_end(&b, t);
+	infer_in_begin(&ip, &b, NULL, t);
+	cr_assert_eq(call(&ip, t + MS(10), "/down", key), INFER_AMBIGUOUS);
+	infer_pod_free(&ip);
+}
+
+Test(infer, learning_needs_idle_time)
+{
+	struct infer_pod ip;
+	struct infer_in a = {}, b = {};
+	char key[SHUNT_ROUTE_KEY_LEN];
+	uint64_t t = MS(1000);
+
+	infer_pod_init(&ip, INFER_ON, t);
+	ip.learn_idle_ns = MS(500);
+	/* Never idle: requests overlap back to back; a path called with
+	 * each is never eligible, whatever its count. */
+	infer_in_begin(&ip, &a, "dev-a", t);
+	for (int i = 0; i < 100; i++) {
+		t += MS(10);
+		infer_in_begin(&ip, &b, "dev-a", t);
+		t += MS(5);
+		cr_assert_eq(call(&ip, t, "/post", key), INFER_REFUSED_LEARNING, "call %d", i);
+		t += MS(5);
+		infer_in_end(&b, t);
+	}
+	cr_assert_lt(infer_idle_ns(&ip, t), MS(1));
+	infer_in_end(&a, t);
+	/* Idle for 600 ms: the path has had its chance to show itself. */
+	t += MS(600);
+	cr_assert_geq(infer_idle_ns(&ip, t), MS(600));
+	infer_in_begin(&ip, &a, "dev-a", t);
+	t += MS(10);
+	cr_assert_eq(call(&ip, t, "/post", key), INFER_DECIDED);
+	/* A path first called now waits its own idle time, however often
+	 * it is called meanwhile. */
+	for (int i = 0; i < 10; i++)
+		cr_assert_eq(call(&ip, t += MS(10), "/new", key), INFER_REFUSED_LEARNING);
+	infer_pod_free(&ip);
 }
