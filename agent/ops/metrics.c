@@ -289,6 +289,85 @@ static void render_k8s(struct buf *o, const struct k8s_status *k)
 	    k->endpoint_addrs_ignored);
 }
 
+/* name{pod="...",label="value"} v */
+static void pod_sample(struct buf *o, const char *name, const char *pod, const char *label,
+		       const char *value, uint64_t v)
+{
+	buf_printf(o, "%s{pod=\"", name);
+	metrics_label_value(o, pod);
+	if (label)
+		buf_printf(o, "\",%s=\"%s", label, value);
+	buf_printf(o, "\"} %llu\n", (unsigned long long)v);
+}
+
+static bool infer_set(const struct inpod_info *p)
+{
+	return p->infer.n_ports || p->infer.mode != INFER_OFF;
+}
+
+/* Inferred propagation, per pod that has it set (docs/operations.md,
+ * "Reading inference's metrics"). */
+static void render_infer(struct buf *o, const struct metrics_snapshot *s)
+{
+	static const char *const events[SHUNT_INFER_STAT_MAX] = {"taken", "stale", "no_socket"};
+	const struct inpod_info *p;
+	size_t i;
+
+	family(o, "shunt_infer_mode", "gauge",
+	       "1 for the pod's inference mode (off, shadow, on); switched_off=\"true\" when it "
+	       "switched itself off as unsafe.");
+	for (i = 0, p = s->pods; i < s->n_pods; i++, p++)
+		if (infer_set(p)) {
+			buf_printf(o, "shunt_infer_mode{pod=\"");
+			metrics_label_value(o, p->name);
+			buf_printf(o, "\",mode=\"%s\",switched_off=\"%s\"} 1\n",
+				   infer_mode_names[p->infer.mode],
+				   p->infer.switched_off ? "true" : "false");
+		}
+	family(o, "shunt_infer_inbound_requests_total", "counter",
+	       "Inbound requests of the pod shunt read, with and without a routing key.");
+	for (i = 0, p = s->pods; i < s->n_pods; i++, p++)
+		if (infer_set(p)) {
+			pod_sample(o, "shunt_infer_inbound_requests_total", p->name, "keyed",
+				   "true", p->infer.st.inbound_keyed);
+			pod_sample(o, "shunt_infer_inbound_requests_total", p->name, "keyed",
+				   "false", p->infer.st.inbound - p->infer.st.inbound_keyed);
+		}
+	family(o, "shunt_infer_calls_total", "counter",
+	       "Outbound requests the pod sent without a key, by what inference made of them: "
+	       "decided (a key: injected when on), nothing_in_flight, ambiguous, or the refusal.");
+	for (i = 0, p = s->pods; i < s->n_pods; i++, p++)
+		for (int k = 0; infer_set(p) && k < INFER_OUTCOME_MAX; k++)
+			pod_sample(o, "shunt_infer_calls_total", p->name, "outcome",
+				   infer_outcome_names[k], p->infer.st.outcome[k]);
+	family(o, "shunt_infer_injected_total", "counter",
+	       "Outbound requests that got an inferred key (mode on).");
+	for (i = 0, p = s->pods; i < s->n_pods; i++, p++)
+		if (infer_set(p))
+			pod_sample(o, "shunt_infer_injected_total", p->name, NULL, NULL,
+				   p->infer.st.injected);
+	family(o, "shunt_infer_keyed_calls_total", "counter",
+	       "Outbound requests that carried the app's own key (left as they are).");
+	for (i = 0, p = s->pods; i < s->n_pods; i++, p++)
+		if (infer_set(p))
+			pod_sample(o, "shunt_infer_keyed_calls_total", p->name, NULL, NULL,
+				   p->infer.st.keyed_calls);
+	family(o, "shunt_infer_untracked_connections", "gauge",
+	       "Inbound connections to the pod's ports that bypass shunt: while there are any, "
+	       "no key is inferred.");
+	for (i = 0, p = s->pods; i < s->n_pods; i++, p++)
+		if (infer_set(p))
+			pod_sample(o, "shunt_infer_untracked_connections", p->name, NULL, NULL,
+				   p->infer.untracked);
+	if (!s->infer_kernel)
+		return;
+	family(o, "shunt_infer_kernel_total", "counter",
+	       "The sk_lookup program: connections handed to shunt (taken), let through because "
+	       "the agent's heartbeat was stale (stale), or with no listener (no_socket).");
+	for (int k = 0; k < SHUNT_INFER_STAT_MAX; k++)
+		labelled(o, "shunt_infer_kernel_total", "event", events[k], s->infer_kernel[k]);
+}
+
 int metrics_render(const struct metrics_snapshot *s, struct buf *o)
 {
 	char name[96];
@@ -326,6 +405,8 @@ int metrics_render(const struct metrics_snapshot *s, struct buf *o)
 
 	if (s->k8s)
 		render_k8s(o, s->k8s);
+	if (s->pods || s->infer_kernel)
+		render_infer(o, s);
 	if (s->kernel) {
 		for (int i = 0; i < SHUNT_STAT_MAX; i++) {
 			snprintf(name, sizeof(name), "shunt_kernel_%s_total", shunt_stat_names[i]);
@@ -499,7 +580,8 @@ static const char *not_ready(struct agent *a)
 /* ps and rq hold what s->proxy and s->req point to; rq is the caller's to
  * free. */
 static void collect(struct metrics *m, struct metrics_snapshot *s, uint64_t *ks,
-		    struct proxy_stats *ps, struct reqstats *rq)
+		    struct proxy_stats *ps, struct reqstats *rq, struct inpod_info **pods,
+		    uint64_t *iks)
 {
 	struct agent *a = m->a;
 	struct shunt_map_info maps[METRICS_MAX_MAPS];
@@ -514,6 +596,13 @@ static void collect(struct metrics *m, struct metrics_snapshot *s, uint64_t *ks,
 		workers_reqstats(a->workers, rq);
 		s->proxy = ps;
 		s->req = rq;
+		s->n_pods = workers_inpod_count(a->workers);
+		*pods = s->n_pods ? calloc(s->n_pods, sizeof(**pods)) : NULL;
+		s->n_pods =
+			*pods ? (size_t)workers_inpod_list(a->workers, *pods, (int)s->n_pods) : 0;
+		s->pods = *pods;
+		if (workers_infer_kernel_stats(a->workers, iks))
+			s->infer_kernel = iks;
 	}
 	s->routes = route_table_count(a->store.t);
 	s->overrides = a->store.novr;
@@ -591,7 +680,8 @@ static void answer(struct metrics_conn *mc, int status, const struct metrics_req
 	switch (r->target) {
 	case METRICS_T_METRICS: {
 		struct metrics_snapshot s;
-		uint64_t ks[SHUNT_STAT_MAX];
+		uint64_t ks[SHUNT_STAT_MAX], iks[SHUNT_INFER_STAT_MAX];
+		struct inpod_info *pods = NULL;
 		struct buf body = {};
 		struct metrics_listener *l = mc->l;
 		struct proxy_stats ps;
@@ -609,9 +699,10 @@ static void answer(struct metrics_conn *mc, int status, const struct metrics_req
 			respond(mc, 429, r, TEXT_PLAIN, slow, sizeof(slow) - 1);
 			break;
 		}
-		collect(mc->l->m, &s, ks, &ps, &rq);
+		collect(mc->l->m, &s, ks, &ps, &rq, &pods, iks);
 		err = metrics_render(&s, &body);
 		reqstats_free(&rq);
+		free(pods);
 		if (err)
 			respond(mc, 500, r, TEXT_PLAIN, "out of memory\n", 14);
 		else

@@ -87,6 +87,10 @@ struct metrics_snapshot {
 	size_t n_maps;
 	const uint64_t *kernel;	      /* SHUNT_STAT_MAX counters; NULL when unreadable */
 	const struct k8s_status *k8s; /* NULL: not following a cluster */
+	/* Pods served in-pod (those with inference set are rendered). */
+	const struct inpod_info *pods;
+	size_t n_pods;
+	const uint64_t *infer_kernel; /* SHUNT_INFER_STAT_MAX; NULL: not loaded */
 };
 
 /* The exposition of s, appended to out. Returns 0 or -ENOMEM. */

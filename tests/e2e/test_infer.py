@@ -34,6 +34,7 @@ SINK_PORT = 8081
 MID_PORT = 8082
 FRONT_PORT = 8083
 GRPC_PORT = 8084
+METRICS_PORT = 9478
 POD = "test/mid"
 
 
@@ -48,7 +49,7 @@ class InferChain(NodeTestCase):
     def prepare_node(cls, node):
         node.add_pod("mid", MID4, in_cgroup=True)
         node.add_pod("front", FRONT4)
-        node.shuntd_args += ["--infer-learn-idle", LEARN_IDLE]
+        node.shuntd_args += ["--infer-learn-idle", LEARN_IDLE, "--metrics-addr", N.hostport(N.NODE4, METRICS_PORT)]
 
     def setUp(self):
         super().setUp()
@@ -112,6 +113,11 @@ class InferChain(NodeTestCase):
         self.assertEqual(len(pods), 1, pods)
         return pods[0]["inference"]
 
+    def metrics_text(self):
+        """/metrics, from the node (where --metrics-addr listens)."""
+        url = "http://%s/metrics" % N.hostport(N.NODE4, METRICS_PORT)
+        return N.run(self.node.nsenter("node") + ["curl", "-sSf", "--noproxy", "*", "--max-time", "5", url]).stdout
+
     def truth(self, loads=None, since=None):
         """Ground truth over loads (default: all so far), from what the
         sinks logged after since (sink_marks())."""
@@ -162,6 +168,16 @@ class Infer(InferChain):
         self.assertEqual(st["injected"], 0, st)
         self.assertGreater(st["nothing_in_flight"], 0, "the background calls: %r" % (st,))
         self.assertGreater(st["idle_paths"], 0, st)
+        # The same numbers on /metrics, per pod.
+        m = self.metrics_text()
+        pod = 'pod="%s"' % POD
+        self.assertIn('shunt_infer_mode{%s,mode="shadow",switched_off="false"} 1' % pod, m)
+        self.assertIn('shunt_infer_calls_total{%s,outcome="decided"} %d' % (pod, st["decided"]), m)
+        self.assertIn('shunt_infer_injected_total{%s} 0' % pod, m)
+        self.assertIn('shunt_infer_inbound_requests_total{%s,keyed="true"} %d' % (pod, st["inbound_keyed"]), m)
+        taken = [ln for ln in m.splitlines() if ln.startswith('shunt_infer_kernel_total{event="taken"}')]
+        self.assertEqual(len(taken), 1, m)
+        self.assertGreaterEqual(int(taken[0].split()[-1]), st["accepted"])
 
     def test_on_reaches_the_sandbox_and_is_never_wrong(self):
         """Shadow first (the paths are learnt), then on, at several rates:
