@@ -1189,6 +1189,43 @@ static void handover_tcpods(struct agent *a, const struct handover *h)
 	a->popts.tc_handed = a->popts.n_tcpods > 0;
 }
 
+/* The inference the agent before us had set ("infer NAME MODE PORTS"
+ * lines): worker 0 sets it again on the pods it took over. */
+static void handover_infers(struct agent *a, const struct handover *h)
+{
+	size_t n = 0;
+
+	for (const char *q = strstr(h->text, "\ninfer\t"); q; q = strstr(q + 1, "\ninfer\t"))
+		n++;
+	if (!n)
+		return;
+	a->popts.infers = calloc(n, sizeof(*a->popts.infers));
+	for (const char *q = strstr(h->text, "\ninfer\t"); q && a->popts.infers;
+	     q = strstr(q + 1, "\ninfer\t")) {
+		struct infer_handover *t = &a->popts.infers[a->popts.n_infers];
+		char line[256], *f[4], *save = NULL;
+		const char *end = strchr(q + 1, '\n');
+		int nf = 0, np;
+
+		if (!end || (size_t)(end - q - 1) >= sizeof(line))
+			continue; /* cut short, or not ours */
+		memcpy(line, q + 1, (size_t)(end - q - 1));
+		line[end - q - 1] = '\0';
+		for (char *tok = strtok_r(line, "\t", &save); tok && nf < 4;
+		     tok = strtok_r(NULL, "\t", &save))
+			f[nf++] = tok;
+		if (nf != 4 || strlen(f[1]) >= sizeof(t->name))
+			continue;
+		np = parse_port_list(f[3], t->ports, 8);
+		if (np <= 0 || (strcmp(f[2], "shadow") && strcmp(f[2], "on")))
+			continue;
+		snprintf(t->name, sizeof(t->name), "%s", f[1]);
+		t->mode = !strcmp(f[2], "on") ? INFER_ON : INFER_SHADOW;
+		t->n_ports = np;
+		a->popts.n_infers++;
+	}
+}
+
 static int takeover(struct agent *a)
 {
 	struct handover h = {};
@@ -1213,6 +1250,7 @@ static int takeover(struct agent *a)
 		return -1;
 	}
 	handover_tcpods(a, &h); /* first: handover_pods cuts the text up */
+	handover_infers(a, &h);
 	pod_fds = handover_pods(a, &h);
 	/* With pods, the first read's descriptors are the listeners and the
 	 * rest the pods' (taken, or closed when garbled); without, all are
@@ -1539,6 +1577,7 @@ cleanup_loop:
 	/* What a predecessor handed over (the descriptors are the workers'). */
 	free(a.popts.pods);
 	free(a.popts.tcpods);
+	free(a.popts.infers);
 	if (!ret && a.handed_over)
 		pr_info("stopped; the new agent runs the programs and the maps");
 	else if (!ret)

@@ -697,6 +697,31 @@ static void takeover_tcpods(struct ctl_conn *cc)
 	free(h);
 }
 
+/* After the TC pods, the in-pod pods' inference: lines "infer NAME MODE
+ * PORTS" (ports comma-separated), no descriptors (the successor attaches
+ * its own program and listeners). */
+static void takeover_infers(struct ctl_conn *cc)
+{
+	size_t n = workers_inpod_count(cc->a->workers);
+	struct infer_handover *h = n ? calloc(n, sizeof(*h)) : NULL;
+	struct buf b = {0};
+
+	if (!h)
+		return;
+	n = (size_t)workers_infer_handover(cc->a->workers, h, (int)n);
+	for (size_t i = 0; i < n; i++) {
+		buf_printf(&b, "infer\t%s\t%s\t", h[i].name, infer_mode_names[h[i].mode]);
+		for (int k = 0; k < h[i].n_ports; k++)
+			buf_printf(&b, "%s%u", k ? "," : "", h[i].ports[k]);
+		buf_printf(&b, "\n");
+	}
+	if (b.end > b.start && send_all(cc->c.fd, b.data + b.start, b.end - b.start, NULL, 0))
+		pr_warn("takeover: handing over the pods' inference failed: %s; set it again",
+			strerror(errno));
+	buf_free(&b);
+	free(h);
+}
+
 static void cmd_takeover(struct ctl_conn *cc)
 {
 	struct agent *a = cc->a;
@@ -728,6 +753,7 @@ static void cmd_takeover(struct ctl_conn *cc)
 	}
 	np = takeover_pods(cc);
 	takeover_tcpods(cc);
+	takeover_infers(cc);
 	getsockopt(cc->c.fd, SOL_SOCKET, SO_PEERCRED, &cred, &cl);
 	if (np)
 		pr_info("handed %d in-pod pod(s) over with their listeners", np);

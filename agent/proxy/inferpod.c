@@ -647,3 +647,32 @@ void inpod_infer_info(const struct inpod *pod, struct inpod_info *out)
 		out->infer.idle_paths += infer_path_idle(e->val);
 	out->infer.st = pi->rule.st;
 }
+
+int proxy_infer_handover(struct proxy *p, struct infer_handover *out, int max)
+{
+	int n = 0;
+
+	for (struct inpod *pod = p->inpods; pod && n < max; pod = pod->next) {
+		const struct inpod_infer *pi = pod->infer;
+
+		if (!pi || pi->rule.mode == INFER_OFF || pi->link_fd < 0)
+			continue;
+		snprintf(out[n].name, sizeof(out[n].name), "%s", pod->name);
+		out[n].mode = (uint8_t)pi->rule.mode;
+		out[n].n_ports = pi->n_ports;
+		memcpy(out[n].ports, pi->ports, sizeof(out[n].ports));
+		n++;
+	}
+	return n;
+}
+
+void infer_adopt(struct proxy *p, const struct infer_handover *h, int n)
+{
+	char msg[512];
+
+	for (int i = 0; i < n; i++)
+		if (proxy_infer_set(p, h[i].name, (enum infer_mode)h[i].mode, h[i].ports,
+				    h[i].n_ports, msg, sizeof(msg)))
+			pr_warn("inference: pod '%s' handed over: %s; set it again", h[i].name,
+				msg);
+}

@@ -76,6 +76,8 @@ int proxy_start(struct proxy **out, const struct proxy_opts *o, struct loop *loo
 		err = listen_on(p, &o->listen[i]);
 	if (!err && !id && o->n_pods)
 		inpod_adopt(p, o->pods, o->n_pods);
+	if (!err && !id && o->n_infers)
+		infer_adopt(p, o->infers, o->n_infers);
 	if (!err && !id && o->tc_handed)
 		tcpod_adopt(p, o->tcpods, o->n_tcpods, o->tc_lfd);
 	/* What is left was another worker's of an agent with more of them. */

@@ -38,6 +38,15 @@ struct inpod_handover {
 	int lfd[2];
 };
 
+/* A pod's inference setting, as a takeover hands it over (the pod itself
+ * comes as an inpod_handover). */
+struct infer_handover {
+	char name[64];
+	uint8_t mode; /* enum infer_mode */
+	uint16_t ports[8];
+	int n_ports;
+};
+
 /* A pod captured with TC, as a takeover hands it over. */
 struct tcpod_handover {
 	char name[64];
@@ -82,6 +91,10 @@ struct proxy_opts {
 	int n_tcpods;
 	bool tc_handed;
 	int tc_lfd[2];
+	/* Inference the agent before this one had set for its in-pod pods:
+	 * worker 0 sets it again once it serves them. */
+	struct infer_handover *infers;
+	int n_infers;
 };
 
 struct proxy_stats {
@@ -209,6 +222,9 @@ struct inpod_info {
  * -errno with msg. */
 int workers_infer_set(struct workers *w, const char *name, enum infer_mode mode,
 		      const uint16_t *ports, int n_ports, char *msg, size_t msglen);
+/* The pods' inference settings, for a successor (mode off: left out); at
+ * most max. */
+int workers_infer_handover(struct workers *w, struct infer_handover *out, int max);
 /* The sk_lookup program's counters (enum shunt_infer_stat); false when
  * it did not load. */
 bool workers_infer_kernel_stats(struct workers *w, uint64_t out[SHUNT_INFER_STAT_MAX]);

@@ -420,6 +420,9 @@ void tc_conn_forget(struct conn *c);
 
 /* inferpod.c (worker 0) */
 void infer_init(struct proxy *p);
+int proxy_infer_handover(struct proxy *p, struct infer_handover *out, int max);
+/* Inference the agent before us had set (after inpod_adopt). */
+void infer_adopt(struct proxy *p, const struct infer_handover *h, int n);
 bool proxy_infer_kernel_stats(struct proxy *p, uint64_t out[SHUNT_INFER_STAT_MAX]);
 /* pod's inference, for pod list and the metrics. */
 void inpod_infer_info(const struct inpod *pod, struct inpod_info *out);

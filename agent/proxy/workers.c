@@ -465,6 +465,11 @@ int workers_infer_set(struct workers *ws, const char *name, enum infer_mode mode
 	return proxy_infer_set(ws->w[0].p, name, mode, ports, n_ports, msg, msglen);
 }
 
+int workers_infer_handover(struct workers *ws, struct infer_handover *out, int max)
+{
+	return proxy_infer_handover(ws->w[0].p, out, max);
+}
+
 bool workers_infer_kernel_stats(struct workers *ws, uint64_t out[SHUNT_INFER_STAT_MAX])
 {
 	return proxy_infer_kernel_stats(ws->w[0].p, out);

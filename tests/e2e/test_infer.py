@@ -292,6 +292,37 @@ class Infer(InferChain):
         self.assertEqual(st["ports"], [MID_PORT, GRPC_PORT], st)
 
 
+class InferTakeover(InferChain):
+    """A takeover hands each pod's inference over: the new agent sets it
+    again (its own program and listeners), the chain's requests keep
+    succeeding, and no key is wrong across it."""
+
+    def test_takeover_keeps_inference(self):
+        n = self.node
+        self.infer("on", MID_PORT)
+        log = os.path.join(self.tmp, "load-takeover.log")
+        argv = [N.PYTHON, "-B", os.path.join(N.E2E_DIR, "inferapp.py"), "--role", "load",
+                "--target", "%s:%d" % (FRONT4, FRONT_PORT), "--rate", "20", "--duration", "6",
+                "--keys", "dev-a,dev-b,-", "--log", log, "--seed", "77"]
+        load = n.pod_spawn("client", argv, False, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(2)
+        old = n.shuntd
+        new = n.shuntd_spawn(["--drain-timeout", "5s"])
+        n.shuntd = new
+        out, err = load.communicate(timeout=60)
+        self.assertEqual(load.returncode, 0, err)
+        self.assertEqual(old.wait(10), 0, "the old agent did not drain and exit cleanly")
+        summary = json.loads(out.decode().strip().splitlines()[-1])
+        self.assertEqual(summary["failed"], 0, summary)
+        self.loads.append(log)
+        self.assertNoWrong(self.truth(), "takeover")
+        text = N._read_from(n.shuntd_log, new.log_offset)
+        self.assertIn("inference: on for pod '%s'" % POD, text)
+        st = self.stats()
+        self.assertEqual((st["mode"], st["attached"], st["ports"]), ("on", True, [MID_PORT]), st)
+        self.assertGreater(st["inbound"], 0, "the new agent read nothing: %r" % (st,))
+
+
 class InferHostile(InferChain):
     """The load shapes a review found a naive rule wrong under
     (infer_hostile.py), inference turned on with no shadow phase first:
