@@ -51,6 +51,15 @@ TC rows (when --help lists --tc-mark): shunt-tc-nokey and shunt-tc-key
 run their client in a routed pod "vm" (10.211.0.60, a /32 route to its veth, not on
 the bridge) outside the test cgroup, captured with TC (shuntctl pod add
 --tc): the cgroup hooks never see it; the upstream sees the node.
+Inference relay rows (when shuntctl --help lists "pod infer"):
+infer-relay-nokey and infer-relay-key call the baseline pod's never-routed
+:8181 directly, as direct-baseline does, through the default shuntd with the
+baseline pod served in-pod and `pod infer ... shadow --port 8181` (undone,
+pod infer off and pod del, before any other row runs): the pod's sk_lookup
+program hands each inbound connection to shunt, which relays it over the
+pod's loopback (never steered), so the upstream sees the pod's own address
+and the pod's inference.inbound (pod list) counts every request; the cost of
+that one extra pass is the ratio to direct-baseline (no targets).
   1. One keep-alive connection per row: latclient.c (compiled on the fly;
      --client python for the http.client twin, whose own ~40 us per request
      would swamp a ~20 us direct round trip), 5000 requests after 500 warmup,
@@ -154,6 +163,7 @@ TARGET_RPS = 1.2  # (e) wrk req/s at least this times the nginx peer's
 # (b) free-scheduled p50 at or below both peers' (nginx, HAProxy)
 PIN_CPU = 0  # the CPU of the pinned single-connection test
 VM4 = N.NET4 + ".60"  # the routed pod of the TC rows
+INFER_POD = "bench/base"  # the baseline pod, in-pod with inference on DIRECT_PORT (the "infer" agent only)
 TARGET_RSS_MIB = 32.0
 
 # HTTP/2 (issue 11): servers started for that section only, so the rows above run as before.
@@ -178,10 +188,11 @@ class Agent:
     """A shuntd the rows can go through: a build's binaries ("new": --build,
     "base": --baseline) started with extra flags (none: its defaults)."""
 
-    def __init__(self, name, build, args=(), inpod=False, tc=False):
+    def __init__(self, name, build, args=(), inpod=False, tc=False, infer=False):
         self.name, self.build, self.args = name, build, list(args)
         self.inpod = inpod  # the client pod is served in-pod (shuntctl pod add)
         self.tc = tc  # the routed pod "vm" is captured with TC (shuntctl pod add --tc)
+        self.infer = infer  # the baseline pod in-pod, inference in shadow mode on DIRECT_PORT (INFER_POD)
         self.threads = 0  # the most threads seen in it during a run
 
     def flags(self):
@@ -233,6 +244,8 @@ def peer_note(row):
         return "captured by shunt"
     if row.peer == N.CLIENT4:
         return "in-pod: the upstream connection was not made in the pod"
+    if row.via == "infer":
+        return "inference: the connection was not relayed in the pod"
     return "not through the proxy"
 
 
@@ -277,17 +290,29 @@ def tc_rows():
     return out
 
 
+def infer_rows():
+    """Straight to the baseline pod's never-routed port (direct-baseline's
+    host and port, no route), while the "infer" agent relays the pod's
+    inbound connections there: sk_lookup hands each to shunt in the pod,
+    which dials the app over the pod's loopback, so the upstream sees the
+    pod's own address. The key is never used to steer (compared with
+    direct-baseline too)."""
+    return [Row("infer-relay-" + k, N.BASE4, DIRECT_PORT, k == "key", "baseline", N.BASE4, "direct-baseline",
+                "infer", agent="infer") for k in ("nokey", "key")]
+
+
 def make_rows(compare=False, variants=()):
     """The HTTP/1.1 rows; variants: names of the extra agents, one keyed
-    row each ("inpod", "tc": both, see inpod_rows, tc_rows)."""
+    row each ("inpod", "tc", "infer": both, see inpod_rows, tc_rows, infer_rows)."""
     base = [proxied_row("base:shunt-" + k, N.BASE4, SVC_PORT, k == "key", "shunt", agent="base")
             for k in ("nokey", "key")] if compare else []
     return ([direct_row(N.BASE4, DIRECT_PORT, "baseline")]
             + [proxied_row("shunt-" + k, N.BASE4, SVC_PORT, k == "key", "shunt") for k in ("nokey", "key")]
             + [proxied_row("shunt-%s-key" % v, N.BASE4, SVC_PORT, True, "shunt", agent=v)
-               for v in variants if v not in ("inpod", "tc")]
+               for v in variants if v not in ("inpod", "tc", "infer")]
             + (inpod_rows() if "inpod" in variants else [])
             + (tc_rows() if "tc" in variants else [])
+            + (infer_rows() if "infer" in variants else [])
             + base + [direct_row(N.SBX4, SVC_PORT, "sandbox")]
             + peer_rows("nginx", "nginx", PEER_PORT) + peer_rows("haproxy", "haproxy", HAP_PORT))
 
@@ -698,6 +723,9 @@ class Bench:
             self.agents["inpod"] = Agent("inpod", "new", inpod=True)
         if "--tc-mark" in p.stdout + p.stderr:
             self.agents["tc"] = Agent("tc", "new", tc=True)
+        p = N.run([os.path.join(self.a.build, "shuntctl"), "--help"], check=False)
+        if "pod infer" in p.stdout + p.stderr:
+            self.agents["infer"] = Agent("infer", "new", infer=True)
         return "variants: %d CPUs here, so the default is --workers %d --poll on" % (ncpu, ncpu)
 
     # ---- setup ---------------------------------------------------------------------
@@ -808,6 +836,9 @@ class Bench:
         build, its flags), add the routes again."""
         if agent == self.agent:
             return
+        if self.agents[self.agent].infer:  # the baseline pod's inbound reaches its app directly again
+            self.node.ctl_ok("pod", "infer", INFER_POD, "off")
+            self.node.ctl_ok("pod", "del", INFER_POD)
         rc = self.node.shuntd_stop()
         if rc != 0:
             raise BenchError("shuntd (%s) exited with %s on SIGTERM" % (self.agent, rc))
@@ -822,6 +853,9 @@ class Bench:
             self.node.ctl_ok("pod", "add", "bench/client", "--netns", self.node.netns_path("client"))
         if ag.tc:
             self.node.ctl_ok("pod", "add", "bench/vm", "--tc", self.node.pod("vm")["host_if"])
+        if ag.infer:
+            self.node.ctl_ok("pod", "add", INFER_POD, "--netns", self.node.netns_path("base"))
+            self.node.ctl_ok("pod", "infer", INFER_POD, "shadow", "--port", str(DIRECT_PORT))
         self.agent = agent
         self.shuntd_pid = self.find_shuntd()
         self.switches += 1
@@ -852,7 +886,19 @@ class Bench:
         px = st.get("proxy") or st.get("proxy_counters") or {}
         if not isinstance(px, dict) or "accepted" not in px:
             raise BenchError("shuntctl status -o json has no proxy counters: %r" % st)
+        if self.agents[self.agent].infer:
+            inf = self.inference()
+            px = dict(px, infer_accepted=inf["accepted"], infer_inbound=inf["inbound"],
+                      infer_inbound_keyed=inf["inbound_keyed"])
         return px
+
+    def inference(self):
+        """INFER_POD's inference counters (shuntctl pod list -o json)."""
+        pods = [p for p in self.node.ctl_json("pod", "list") if p.get("name") == INFER_POD]
+        if len(pods) != 1 or not pods[0].get("inference") or pods[0]["inference"].get("mode") != "shadow":
+            raise BenchError("shuntctl pod list -o json: %s is not in-pod with inference in shadow mode: %r"
+                             % (INFER_POD, pods))
+        return pods[0]["inference"]
 
     def client_run(self, argv, timeout, row=None):
         try:
@@ -886,6 +932,20 @@ class Bench:
             if sh1[wrong] - sh0[wrong]:
                 raise BenchError("%s %s: MISROUTED: shuntd counted %d %s"
                                  % (row.name, what, sh1[wrong] - sh0[wrong], wrong))
+        elif row.via == "infer":  # relayed in the pod: counted for the pod, never as proxy requests
+            inb = sh1["infer_inbound"] - sh0["infer_inbound"]
+            keyed = sh1["infer_inbound_keyed"] - sh0["infer_inbound_keyed"]
+            taken = sh1["infer_accepted"] - sh0["infer_accepted"]
+            if req or acc != taken:
+                raise BenchError("%s %s: shuntd accepted %d connections (%d of them %s's inbound) and counted %d "
+                                 "proxy requests: only relayed inbound connections expected"
+                                 % (row.name, what, acc, taken, INFER_POD, req))
+            if inb < completed:
+                raise BenchError("%s %s: shuntd relayed %d inbound requests of %s, the client completed %d"
+                                 % (row.name, what, inb, INFER_POD, completed))
+            if keyed != (inb if row.keyed else 0):
+                raise BenchError("%s %s: shuntd saw %d of the %d inbound requests keyed, the client sent %s"
+                                 % (row.name, what, keyed, inb, "all" if row.keyed else "none"))
         elif acc or req:
             raise BenchError("%s %s: shuntd captured %d connections / %d requests of a row that must bypass it"
                              % (row.name, what, acc, req))
@@ -895,14 +955,14 @@ class Bench:
         """The processes whose threads do the row's proxying (none for a direct row)."""
         if row.via == "direct":
             return []
-        return [self.shuntd_pid] if row.via == "shunt" else [self.peers[row.proxy].pid]
+        return [self.shuntd_pid] if row.via in ("shunt", "infer") else [self.peers[row.proxy].pid]
 
     def account(self, row, kind, s0, s1, served):
         """Add one run's proxy CPU time (samples s0, s1 of task_stats) and the requests it served."""
         c = row.cpu.setdefault(kind, [0, 0])
         c[0] += cpu_delta(s0, s1)
         c[1] += served
-        if row.via == "shunt":
+        if row.via in ("shunt", "infer"):
             ag = self.agents[row.agent]
             ag.threads = max(ag.threads, len(s0), len(s1))
 
@@ -1299,7 +1359,10 @@ class Bench:
         P("          in the node netns, captured via cgroup/connect4; rows shunt-nokey, shunt-key: %s"
           % self.agent_text("new"))
         for name, ag in self.agents.items():
-            if name not in ("new", "base"):
+            if ag.infer:
+                P("          rows infer-relay-*: %s; %s in-pod (the baseline pod), pod infer shadow --port %d"
+                  % (self.agent_text(name), INFER_POD, DIRECT_PORT))
+            elif name not in ("new", "base"):
                 P("          row shunt-%s-key: %s" % (name, self.agent_text(name)))
         P("          " + self.variants_note)
         if a.baseline:
@@ -1328,6 +1391,8 @@ class Bench:
         if share > 0.05 or self.busy_before > 0.10:
             P("          WARNING: the machine was not idle; every number below is disturbed by that load")
         P("ratios    *-nokey rows against direct-baseline, *-key rows against direct-sandbox")
+        if "infer-relay-nokey" in self.by_name:
+            P("          but infer-relay-* (direct-baseline's port, relayed in the pod) against direct-baseline")
         P()
         P("Single keep-alive connection per row and round (%s): %d requests per row after %d warmup,"
           % (client, a.requests, a.warmup))
@@ -1630,7 +1695,8 @@ def main():
     ap.add_argument("--idle", type=int, default=1000, help="idle keep-alive connections for RSS (default 1000)")
     ap.add_argument("--upstream-workers", default="auto", help="nginx workers of each upstream pod (default auto)")
     ap.add_argument("--no-variants", dest="variants", action="store_false",
-                    help="skip the rows of the shuntd variants (--workers 1/N, --poll off/on, in-pod)")
+                    help="skip the rows of the shuntd variants (--workers 1/N, --poll off/on, in-pod, TC, "
+                         "inference relay)")
     ap.add_argument("--baseline", metavar="OTHER_BUILD",
                     help="also measure OTHER_BUILD's shuntd (rows base:*) in the same run: before/after")
     ap.add_argument("--no-h2", dest="h2", action="store_false",

@@ -2,7 +2,8 @@
 """Load shapes that defeat a naive inference rule (test_infer.InferHostile),
 found by a review of the first version; each writes a ground-truth log
 like inferapp.py's load role ({"rid", "key"} per request) and waits for
-the file TRIGGER (the test turns inference on first):
+the file TRIGGER (the test turns inference on first; 'preexisting'
+creates TRIGGER.ready once its connection is open):
 
   preexisting  a keep-alive connection opened BEFORE inference began (it
                never passes through shunt) carries keyless requests that
@@ -73,6 +74,7 @@ def main():
     if mode == "preexisting":
         old = http.client.HTTPConnection(host, port, timeout=10)
         d.send(old, "w-0", None)
+        open(trigger + ".ready", "w").close()  # open: inference may begin
         wait_for(trigger)
         time.sleep(0.2)
         for i in range(20):

@@ -337,7 +337,11 @@ class InferHostile(InferChain):
         with open(os.path.join(self.tmp, "hostile.stderr"), "ab") as errf:
             p = self.node.pod_spawn("client", argv, False, stdout=subprocess.DEVNULL, stderr=errf)
         self.procs.append(p)
-        time.sleep(1.0)
+        deadline = time.monotonic() + 30
+        while mode == "preexisting" and not os.path.exists(go + ".ready"):
+            self.assertIsNone(p.poll(), "infer_hostile.py exited early")
+            self.assertLess(time.monotonic(), deadline, "the connection was never opened")
+            time.sleep(0.05)
         self.infer("on", MID_PORT)
         open(go, "w").close()
         self.assertEqual(p.wait(60), 0, "infer_hostile.py %s failed" % mode)
