@@ -7,9 +7,10 @@
  * it to the app over loopback.
  *
  * Passes untouched:
- *  - whatever arrives on loopback or from the pod's own address: the
- *    agent's own relay connections (or they would come back to the
- *    agent), and the pod's calls to itself;
+ *  - whatever comes from a loopback address or from the pod's own
+ *    address: the agent's own relay connections (from 127.77.0.1, or
+ *    they would come back to the agent), and the pod's calls to itself
+ *    (the agent's scan counts those as work it does not see);
  *  - everything while the agent's heartbeat is stale: a hung agent must
  *    not hold the pod's traffic (a dead one's link and sockets go with
  *    it, and the program with them);
@@ -58,7 +59,9 @@ int shunt_infer_lookup(struct bpf_sk_lookup *ctx)
 	if (ctx->family == AF_INET) {
 		__u32 l = ctx->local_ip4;
 
-		if (ctx->remote_ip4 == l)
+		/* From a loopback address (shunt's relays leave from
+		 * 127.77.0.1; the pod's own loopback calls), or from itself. */
+		if (ctx->remote_ip4 == l || (bpf_ntohl(ctx->remote_ip4) >> 24) == 127)
 			return SK_PASS;
 		k.family = SHUNT_FAMILY_V4;
 		__builtin_memcpy(k.addr, &l, 4);
@@ -66,9 +69,11 @@ int shunt_infer_lookup(struct bpf_sk_lookup *ctx)
 		__u32 w[4] = {ctx->local_ip6[0], ctx->local_ip6[1], ctx->local_ip6[2],
 			      ctx->local_ip6[3]};
 
-		if (ctx->remote_ip6[0] == w[0] && ctx->remote_ip6[1] == w[1] &&
-		    ctx->remote_ip6[2] == w[2] && ctx->remote_ip6[3] == w[3])
-			return SK_PASS;
+		if ((ctx->remote_ip6[0] == w[0] && ctx->remote_ip6[1] == w[1] &&
+		     ctx->remote_ip6[2] == w[2] && ctx->remote_ip6[3] == w[3]) ||
+		    (!ctx->remote_ip6[0] && !ctx->remote_ip6[1] && !ctx->remote_ip6[2] &&
+		     ctx->remote_ip6[3] == bpf_htonl(1)))
+			return SK_PASS; /* from itself, or from ::1 */
 		k.family = SHUNT_FAMILY_V6;
 		__builtin_memcpy(k.addr, w, 16);
 	} else {

@@ -115,7 +115,7 @@ void client_reset_request(struct conn *c)
 	c->s.head_done = c->s.req_done = c->s.resp_done = c->s.resp_started = false;
 	c->s.is_head = c->s.is_connect = c->s.want_upgrade = c->s.idempotent = false;
 	c->s.no_retry = c->s.up_connected = c->s.to_sandbox = c->s.fallback = false;
-	c->s.h2c_no = c->s.pipelined = false;
+	c->s.h2c_no = c->s.pipelined = c->s.inf_tunnel = false;
 	c->s.close_state = CLOSE_UNDECIDED;
 	c->s.attempts = 0;
 	c->s.body = BODY_NONE;
@@ -178,7 +178,12 @@ void client_close(struct conn *c)
 
 	if (c->dead)
 		return;
-	infer_in_end(&c->s.inf, rs_now_ns());
+	/* Still in flight: the app may go on with it, unseen (a tunnel ends
+	 * with its connection). */
+	if (c->s.inf_tunnel)
+		infer_in_end(&c->s.inf, rs_now_ns());
+	else
+		infer_in_abort(&c->s.inf, rs_now_ns());
 	req_end_now(c);
 	if (c->h2_wait)
 		h2up_unwait(c, false);
@@ -257,7 +262,7 @@ void client_error(struct conn *c, int status, const char *fmt, ...)
 	else
 		c->p->st.bad_requests++;
 	c->s.obs.status = status;
-	infer_in_end(&c->s.inf, rs_now_ns()); /* answered: no longer in flight */
+	infer_in_abort(&c->s.inf, rs_now_ns()); /* shunt answered: the app may go on */
 	if (!c->s.obs.t0_ns)
 		c->s.obs.t0_ns = rs_now_ns();
 	if (c->state == C_HEAD)

@@ -52,8 +52,8 @@ int on_resp_headers(llhttp_t *ll)
 	if (!c)
 		return -1;
 	c->s.resp_started = true;
-	if (ll->status_code >= 200 || ll->status_code == 101)
-		infer_in_end(&c->s.inf, rs_now_ns()); /* no longer in flight */
+	if (ll->status_code >= 200)
+		infer_in_unkey(&c->s.inf); /* answering: in flight without its key */
 	/* Switching protocols, or a CONNECT tunnel established: the rest is
 	 * opaque. A 101 nobody asked for switches all the same; the
 	 * connection is never reused after it. */
@@ -75,6 +75,7 @@ int on_resp_complete(llhttp_t *ll)
 		return -1;
 	if (ll->status_code >= 100 && ll->status_code < 200 && ll->status_code != 101)
 		return 0; /* interim (100 Continue, 103): the final one follows */
+	infer_in_end(&c->s.inf, rs_now_ns()); /* answered */
 	c->s.resp_done = true;
 	return HPE_PAUSED;
 }

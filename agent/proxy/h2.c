@@ -304,7 +304,7 @@ void h2s_free_if_done(struct h2s *s)
 
 	if (s->id || s->up)
 		return;
-	infer_in_end(&s->inf, rs_now_ns());
+	infer_in_abort(&s->inf, rs_now_ns()); /* still in flight: the app may go on */
 	h2s_unhold(s);
 	stream_record(s);
 	if (s->cprev)
@@ -434,7 +434,7 @@ static void h2s_error(struct h2s *s, int status, const char *fmt, ...)
 		p->st.bad_requests++;
 	s->status = status;
 	s->ours = s->answered = s->resp_sent = s->resp_final = true;
-	infer_in_end(&s->inf, rs_now_ns());
+	infer_in_abort(&s->inf, rs_now_ns()); /* shunt answered: the app may go on */
 	if (s->grpc) {
 		const char *code = status == 502 || status == 503 || status == 504 ? "14" : "13";
 		nghttp2_nv nv[] = {NV(":status", "200"), NV("content-type", "application/grpc"),
@@ -603,8 +603,10 @@ void h2s_respond(struct h2s *s)
 	const char *v = h2_hb_get(&s->resph, ":status", &vl);
 	int st = v && vl == 3 ? atoi(v) : 0, r;
 
-	if (st >= 200)
-		infer_in_end(&s->inf, rs_now_ns()); /* no longer in flight */
+	if (st >= 200 && s->resp_end)
+		infer_in_end(&s->inf, rs_now_ns()); /* answered, no body */
+	else if (st >= 200)
+		infer_in_unkey(&s->inf); /* answering: in flight without its key */
 	if (!s->id)
 		return;
 	if (st >= 100 && st < 200) {
@@ -640,8 +642,10 @@ void h2s_resp_data(struct h2s *s, const uint8_t *d, size_t len, bool end)
 	}
 	if (!s->id && len && s->up && s->up_id)
 		nghttp2_session_consume_stream(s->up->io.ng, s->up_id, len); /* nobody to read it */
-	if (end)
+	if (end) {
 		s->resp_end = true;
+		infer_in_end(&s->inf, rs_now_ns()); /* answered */
+	}
 	if (s->resp_sent)
 		kick_client(s);
 }

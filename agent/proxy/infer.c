@@ -21,6 +21,7 @@ const char *const infer_outcome_names[INFER_OUTCOME_MAX] = {
 	[INFER_REFUSED_LEARNING] = "learning",
 	[INFER_REFUSED_UNTRACKED] = "untracked",
 	[INFER_REFUSED_PIPELINED] = "pipelined",
+	[INFER_REFUSED_ABORTED] = "aborted",
 	[INFER_REFUSED_TABLE_FULL] = "table_full",
 	[INFER_REFUSED_OFF] = "switched_off",
 };
@@ -132,6 +133,37 @@ void infer_in_end(struct infer_in *e, uint64_t now_ns)
 		ip->idle_since_ns = ip->last_end_ns;
 	e->pod = NULL;
 	e->prev = e->next = NULL;
+}
+
+void infer_in_unkey(struct infer_in *e)
+{
+	if (!e->pod || !e->keyed)
+		return;
+	e->keyed = false;
+	e->key[0] = '\0';
+	e->pod->n_in_keyed--;
+}
+
+void infer_in_abort(struct infer_in *e, uint64_t now_ns)
+{
+	struct infer_pod *ip = e->pod;
+
+	if (!ip)
+		return;
+	infer_in_end(e, now_ns);
+	if (now_ns + ip->learn_idle_ns > ip->hold_until_ns)
+		ip->hold_until_ns = now_ns + ip->learn_idle_ns;
+}
+
+void infer_pod_relearn(struct infer_pod *ip, uint64_t now_ns)
+{
+	size_t i;
+
+	for (struct hmap_entry *e = hmap_first(&ip->paths, &i); e; e = hmap_next(&ip->paths, e, &i))
+		free(e->val);
+	hmap_free(&ip->paths);
+	ip->idle_total_ns = 0;
+	ip->idle_since_ns = now_ns;
 }
 
 static bool is_hexish(char ch)
@@ -281,6 +313,8 @@ enum infer_outcome infer_decide(struct infer_pod *ip, uint64_t now_ns, const str
 		return count(ip, INFER_REFUSED_IDLE_PATH);
 	if (ip->untracked)
 		return count(ip, INFER_REFUSED_UNTRACKED);
+	if (now_ns < ip->hold_until_ns)
+		return count(ip, INFER_REFUSED_ABORTED);
 	if (pipelined)
 		return count(ip, INFER_REFUSED_PIPELINED);
 	if (ip->last_end_ns && now_ns - ip->last_end_ns < ip->guard_ns)
@@ -293,6 +327,12 @@ enum infer_outcome infer_decide(struct infer_pod *ip, uint64_t now_ns, const str
 	if (pe->busy <= ip->min_busy ||
 	    infer_idle_ns(ip, now_ns) - pe->idle_at_ns < ip->learn_idle_ns)
 		return count(ip, INFER_REFUSED_LEARNING);
+	/* Short-lived work that bypasses shunt (a port not listed, a call
+	 * over loopback) lasts less than the periodic look: look now. */
+	if (ip->rescan)
+		ip->rescan(ip);
+	if (ip->untracked)
+		return count(ip, INFER_REFUSED_UNTRACKED);
 	memcpy(key_out, first->key, SHUNT_ROUTE_KEY_LEN);
 	return count(ip, INFER_DECIDED);
 }

@@ -28,10 +28,13 @@
  *      inbound tunnels (upgrades, HTTP/2 unread) are in flight without a
  *      key for as long as they last;
  *   P  nothing for a request that waited behind another on its
- *      connection (pipelined): when the app sent it is unknown.
- * An inbound request is "in flight" from its head until its response
- * begins, not until it ends: calls an app makes while streaming a body
- * out are lost to inference, never attributed.
+ *      connection (pipelined): when the app sent it is unknown;
+ *   A  nothing for learn_idle_ns after an inbound request ended without
+ *      its response (the client reset it, a gRPC deadline, shunt's own
+ *      answer): the app's handler may still run, unseen.
+ * An inbound request is "in flight" with its key from its head until its
+ * response begins, then without a key until the response ends: a call
+ * made while a body streams out belongs to no key.
  *
  * A pod's inference switches itself off when its traffic makes the rule
  * weak: most calls made with more than one inbound request in flight, or
@@ -70,8 +73,9 @@ enum infer_outcome {
 	INFER_REFUSED_LEARNING,	    /* W */
 	INFER_REFUSED_UNTRACKED,    /* U */
 	INFER_REFUSED_PIPELINED,    /* P */
-	INFER_REFUSED_TABLE_FULL,   /* no room to remember the path */
-	INFER_REFUSED_OFF,	    /* switched itself off (unsafe) */
+	INFER_REFUSED_ABORTED, /* A: a request ended without its response, its handler may run on */
+	INFER_REFUSED_TABLE_FULL, /* no room to remember the path */
+	INFER_REFUSED_OFF,	  /* switched itself off (unsafe) */
 	INFER_OUTCOME_MAX,
 };
 
@@ -82,6 +86,10 @@ extern const char *const infer_mode_names[3];
  *   baggage: sd-routing-key=dev-a;shunt-inferred
  * A sandbox may refuse such requests (for mutating methods, say). */
 #define INFER_BAGGAGE_PROPERTY "shunt-inferred"
+
+/* The source of shunt's relays to a pod's app over IPv4 (a loopback
+ * address no one else uses): the app sees its callers as this. */
+#define INFER_RELAY_SRC4 "127.77.0.1"
 
 #define INFER_GUARD_NS (2 * 1000 * 1000ULL) /* G, after an end */
 /* G, after a begin: longer than the proxy takes to read what the pod's
@@ -132,12 +140,16 @@ struct infer_pod {
 	/* Time with nothing in flight: idle_total_ns up to idle_since_ns,
 	 * and since then while n_in is 0. */
 	uint64_t idle_total_ns, idle_since_ns;
-	size_t untracked;  /* U: inbound connections that bypass shunt (set by its owner) */
-	struct hmap paths; /* struct infer_path_key -> struct infer_path */
+	size_t untracked;	/* U: inbound connections that bypass shunt (set by its owner) */
+	uint64_t hold_until_ns; /* A: nothing before this */
+	struct hmap paths;	/* struct infer_path_key -> struct infer_path */
 	uint64_t seed;
 	/* Has the app written bytes of e's response shunt has not read?
 	 * NULL: never. */
 	bool (*finishing)(const struct infer_in *e);
+	/* Called last, before a key is decided: does work that bypasses
+	 * shunt run in the pod now (sets untracked)? NULL: untracked as set. */
+	void (*rescan)(struct infer_pod *ip);
 	uint32_t win_calls, win_multi, win_coincide;
 	struct infer_stats st;
 };
@@ -155,9 +167,19 @@ void infer_pod_set_mode(struct infer_pod *ip, enum infer_mode mode);
  * NULL without one (or with an unusable one, or work that is not a
  * request: a tunnel). */
 void infer_in_begin(struct infer_pod *ip, struct infer_in *e, const char *key, uint64_t now_ns);
-/* Its response began, or it ended without one: no longer in flight.
- * Idempotent; e may never have begun (zeroed). */
+/* Its response ended: no longer in flight. Idempotent; e may never have
+ * begun (zeroed). */
 void infer_in_end(struct infer_in *e, uint64_t now_ns);
+/* Its response began: in flight on, without a key (a call made while the
+ * body streams out belongs to no key). */
+void infer_in_unkey(struct infer_in *e);
+/* It ended without its response (the client left, a deadline, shunt
+ * answered): the app's handler may run on, unseen, so nothing is inferred
+ * for learn_idle_ns (A). */
+void infer_in_abort(struct infer_in *e, uint64_t now_ns);
+/* Forget what was learnt (the paths, the idle time): inference was not
+ * watching the pod for a while. */
+void infer_pod_relearn(struct infer_pod *ip, uint64_t now_ns);
 
 /* An outbound request without a key, to dst with request target
  * target[0..tlen); pipelined: it waited behind another on its connection.

@@ -26,6 +26,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 #include <net/if.h>
 #include <sys/epoll.h>
@@ -58,49 +59,132 @@ static bool ours(const uint64_t *inodes, size_t n, uint64_t ino)
 	return false;
 }
 
-/* Count f's (/proc/net/tcp or tcp6 of the pod) established connections
- * to one of pi's ports that are not ours (inodes) and not from the pod
- * to itself (our relays, as the app's end shows them). */
-static size_t untracked_in(FILE *f, const struct inpod_infer *pi, const uint64_t *inodes,
-			   size_t n_inodes)
-{
-	char line[512], la[40], ra[40];
-	unsigned lport, rport, st;
+static int pod_addrs(struct proxy *p, int nsfd, struct shunt_addr *out, int max);
+
+/* How /proc/net/tcp{,6} show 127.77.0.1 (INFER_RELAY_SRC4) and ::1:
+ * each 32-bit word in host order (little-endian here). */
+#define RELAY_SRC4_PROC "01004D7F"
+#define LOOPBACK6_PROC	"00000000000000000000000001000000"
+#define V4MAPPED_PROC	"0000000000000000FFFF0000" /* ::ffff:0:0/96, then the IPv4 word */
+
+struct tcp_line {
+	char la[40], ra[40];
+	unsigned lport, rport, st, rxq;
 	unsigned long long ino;
-	size_t n = 0;
+};
 
-	while (fgets(line, sizeof(line), f)) {
-		bool listed = false;
-
-		if (sscanf(line,
-			   " %*u: %39[0-9A-Fa-f]:%x %39[0-9A-Fa-f]:%x %x %*s %*s %*s %*s %*s %llu",
-			   la, &lport, ra, &rport, &st, &ino) != 6 ||
-		    st != 0x01 /* TCP_ESTABLISHED */ || !strcmp(la, ra))
-			continue;
-		for (int i = 0; i < pi->n_ports; i++)
-			listed = listed || pi->ports[i] == lport;
-		if (listed && !ours(inodes, n_inodes, ino))
-			n++;
-	}
-	return n;
+/* "sl local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout inode";
+ * a listener's rx_queue is its accept queue's length. */
+static bool tcp_line_parse(const char *line, struct tcp_line *t)
+{
+	return sscanf(line,
+		      " %*u: %39[0-9A-Fa-f]:%x %39[0-9A-Fa-f]:%x %x %*x:%x %*s %*s %*s %*s %llu",
+		      t->la, &t->lport, t->ra, &t->rport, &t->st, &t->rxq, &t->ino) == 7;
 }
 
-/* U: the pod's inbound connections that bypass shunt (open before its
- * listeners, or let through while the agent was stalled), read from the
- * pod's /proc/net/tcp{,6}. Unknown counts as one. */
+/* The app's end of one of our relays: from 127.77.0.1 (IPv4), or from the
+ * pod's own IPv6 address to itself. */
+static bool relay_end(const struct tcp_line *t)
+{
+	if (strlen(t->ra) == 8)
+		return !strcmp(t->ra, RELAY_SRC4_PROC);
+	/* An IPv4 relay accepted by a dual-stack socket shows v4-mapped. */
+	if (!strncasecmp(t->ra, V4MAPPED_PROC, 24))
+		return !strcmp(t->ra + 24, RELAY_SRC4_PROC);
+	return !strcmp(t->la, t->ra) && strcmp(t->la, LOOPBACK6_PROC);
+}
+
+/* Connections accepted by a listening socket of the pod (any port, any
+ * address: loopback and the pod's own too), established or half-closed,
+ * that are neither ours (inodes) nor the app's end of our relays. Our
+ * listeners (lino: the in-pod ones, whose port no app serves, then the
+ * inference ones) do not count; the connections waiting in the inference
+ * listeners' accept queues (handed over, not accepted yet) are ours. */
+static size_t untracked_count(FILE *f[2], const uint64_t *inodes, size_t n_inodes,
+			      const uint64_t lino[4])
+{
+	uint8_t *listening = calloc(65536 / 8, 1);
+	char line[512];
+	struct tcp_line t;
+	size_t n = 0, queued = 0;
+
+	if (!listening)
+		return 1;
+	for (int i = 0; i < 2; i++)
+		while (f[i] && fgets(line, sizeof(line), f[i])) {
+			if (!tcp_line_parse(line, &t) || t.st != 0x0A /* LISTEN */ ||
+			    t.lport >= 65536)
+				continue;
+			if (t.ino == lino[0] || t.ino == lino[1])
+				continue;
+			if (t.ino == lino[2] || t.ino == lino[3]) {
+				queued += t.rxq;
+				continue;
+			}
+			listening[t.lport / 8] |= (uint8_t)(1U << (t.lport % 8));
+		}
+	for (int i = 0; i < 2; i++) {
+		if (!f[i])
+			continue;
+		rewind(f[i]);
+		while (fgets(line, sizeof(line), f[i]))
+			if (tcp_line_parse(line, &t) &&
+			    (t.st == 0x01 /* ESTABLISHED */ || t.st == 0x08 /* CLOSE_WAIT */) &&
+			    t.lport < 65536 && (listening[t.lport / 8] & (1U << (t.lport % 8))) &&
+			    !relay_end(&t) && !ours(inodes, n_inodes, t.ino))
+				n++;
+	}
+	free(listening);
+	return n > queued ? n - queued : 0;
+}
+
+/* Addresses of the pod now that its ports map does not cover (added since
+ * inference began, or beyond INFER_MAX_ADDRS). */
+static size_t uncovered_addrs(struct proxy *p, struct inpod *pod)
+{
+	const struct inpod_infer *pi = pod->infer;
+	struct shunt_addr now[INFER_MAX_ADDRS];
+	int n = pod_addrs(p, pod->pool.nsfd, now, INFER_MAX_ADDRS);
+	size_t missing = n == INFER_MAX_ADDRS ? 1 : 0; /* maybe more */
+
+	if (n < 0)
+		return 1;
+	for (int a = 0; a < n; a++) {
+		bool found = false;
+
+		for (int k = 0; k < pi->n_keys && !found; k++)
+			found = pi->keys[k].family == now[a].family &&
+				!memcmp(pi->keys[k].addr, now[a].addr, sizeof(now[a].addr));
+		missing += !found;
+	}
+	return missing;
+}
+
+/* U: work the pod takes in that bypasses shunt: connections accepted by
+ * any of its listening sockets (open before inference began, let through
+ * while the agent was stalled, to a port not listed, from the pod itself
+ * or over loopback), read from the pod's /proc/net/tcp{,6}, and addresses
+ * the program does not cover. Unknown counts as one. */
 static void untracked_scan(struct proxy *p, struct inpod *pod)
 {
 	struct inpod_infer *pi = pod->infer;
 	static const char *const files[] = {"/proc/thread-self/net/tcp",
 					    "/proc/thread-self/net/tcp6"};
 	FILE *f[2] = {NULL, NULL};
-	uint64_t *inodes;
+	uint64_t *inodes, lino[4];
 	size_t n = 0, cap = pod->conns + 1, found = 0;
 	struct stat sb;
 
+	/* Ours: every connection the pod's listeners of shunt accepted, and
+	 * those listeners. */
+	for (int i = 0; i < 2; i++) {
+		lino[i] = pod->l[i].fd >= 0 && !fstat(pod->l[i].fd, &sb) ? (uint64_t)sb.st_ino : 0;
+		lino[2 + i] =
+			pi->l[i].fd >= 0 && !fstat(pi->l[i].fd, &sb) ? (uint64_t)sb.st_ino : 0;
+	}
 	inodes = calloc(cap, sizeof(*inodes));
 	for (struct conn *c = p->clients; c && inodes; c = c->next)
-		if (c->inbound && c->inpod == pod && n < cap && !fstat(c->fd, &sb))
+		if (c->inpod == pod && n < cap && !fstat(c->fd, &sb))
 			inodes[n++] = (uint64_t)sb.st_ino;
 	/* The files show the namespace they were opened in. */
 	if (inodes && !setns(pod->pool.nsfd, CLONE_NEWNET)) {
@@ -112,19 +196,40 @@ static void untracked_scan(struct proxy *p, struct inpod *pod)
 			abort(); /* as inpod_socket() */
 		}
 	}
+	found = f[0] ? untracked_count(f, inodes, n, lino) : 1; /* cannot tell: the worst */
 	for (int i = 0; i < 2; i++)
-		if (f[i]) {
-			found += untracked_in(f[i], pi, inodes, n);
+		if (f[i])
 			fclose(f[i]);
-		}
-	if (!f[0])
-		found = 1; /* cannot tell: assume the worst */
+	found += uncovered_addrs(p, pod);
 	if (found != pi->rule.untracked && (found || pi->rule.untracked))
-		pr_info("inference: pod '%s': %zu inbound connection(s) do not pass through "
+		pr_info("inference: pod '%s': %zu inbound connection(s) or address(es) bypass "
 			"shunt%s",
-			pod->name, found, found ? ": no key is inferred until they close" : "");
+			pod->name, found, found ? ": no key is inferred until they are gone" : "");
 	pi->rule.untracked = found;
 	free(inodes);
+}
+
+static void rescan(struct infer_pod *ip)
+{
+	struct inpod_infer *pi =
+		(struct inpod_infer *)((char *)ip - offsetof(struct inpod_infer, rule));
+
+	untracked_scan(pi->pod->p, pi->pod);
+}
+
+/* The program let connections through since the last look (a stalled
+ * agent: its I/O is handled before its timers): look for them now. */
+static void stale_check(struct proxy *p)
+{
+	struct shunt_infer_kern k;
+
+	if (shunt_bpf_infer(p->sh->bpf, &k) || k.stats[SHUNT_INFER_STALE] == p->infer_stale_seen)
+		return;
+	p->infer_stale_seen = k.stats[SHUNT_INFER_STALE];
+	p->infer_beats = 0;
+	for (struct inpod *o = p->inpods; o; o = o->next)
+		if (o->infer && o->infer->link_fd >= 0)
+			untracked_scan(p, o);
 }
 
 /* Every SHUNT_INFER_BEAT_MS: the heartbeat; every second, and at once
@@ -362,6 +467,8 @@ static int infer_start(struct proxy *p, struct inpod *pod, const struct shunt_in
 			}
 			pi->n_keys++;
 		}
+	/* What was learnt before no longer holds: the pod was not watched. */
+	infer_pod_relearn(&pi->rule, rs_now_ns());
 	/* Fresh before the first connection is handed over. */
 	beat(p);
 	pi->link_fd = bpf_link_create(k->prog_fd, pod->pool.nsfd, BPF_SK_LOOKUP, NULL);
@@ -439,6 +546,8 @@ int proxy_infer_set(struct proxy *p, const char *name, enum infer_mode mode, con
 		infer_pod_init(&pi->rule, INFER_OFF, rs_now_ns());
 		pi->rule.learn_idle_ns = p->o.infer_learn_idle_ms * 1000000ULL;
 		pi->rule.finishing = inbound_finishing;
+		pi->rule.rescan = rescan;
+		pi->pod = pod;
 		pi->l[0].fd = pi->l[1].fd = pi->link_fd = -1;
 		pod->infer = pi;
 	}
@@ -480,8 +589,10 @@ void infer_inbound_tunnel(struct conn *c)
 {
 	struct inpod_infer *pi = c->inbound && c->inpod ? c->inpod->infer : NULL;
 
-	if (pi)
+	if (pi) {
 		infer_in_begin(&pi->rule, &c->s.inf, NULL, rs_now_ns());
+		c->s.inf_tunnel = true;
+	}
 }
 
 bool infer_pipelined(struct conn *c)
@@ -528,6 +639,7 @@ static bool outbound_decide(struct conn *c, bool no_key, bool pipelined, const c
 		pi->rule.st.keyed_calls++;
 		return false;
 	}
+	stale_check(c->p);
 	if (infer_decide(&pi->rule, rs_now_ns(), &c->orig, target, tlen, pipelined, key) !=
 		    INFER_DECIDED ||
 	    pi->rule.mode != INFER_ON)
@@ -675,4 +787,20 @@ void infer_adopt(struct proxy *p, const struct infer_handover *h, int n)
 				    h[i].n_ports, msg, sizeof(msg)))
 			pr_warn("inference: pod '%s' handed over: %s; set it again", h[i].name,
 				msg);
+}
+
+bool infer_relay_dst(const struct pool *root, const struct shunt_addr *dst)
+{
+	const struct inpod *pod =
+		(const struct inpod *)((const char *)root - offsetof(struct inpod, pool));
+	const struct inpod_infer *pi;
+
+	if (!root->in_pod || dst->family != SHUNT_FAMILY_V4)
+		return false;
+	pi = pod->infer;
+	for (int k = 0; pi && k < pi->n_keys; k++)
+		if (pi->keys[k].family == SHUNT_FAMILY_V4 &&
+		    !memcmp(pi->keys[k].addr, dst->addr, 4))
+			return true;
+	return false;
 }

@@ -101,8 +101,9 @@ struct stream {
 	bool no_retry;	   /* bytes of this request were dropped: cannot resend */
 	bool up_connected; /* the current attempt's connect() completed */
 	bool to_sandbox, fallback;
-	bool h2c_no;	/* Upgrade: h2c not taken: go on over HTTP/1.1 */
-	bool pipelined; /* its bytes were there before the exchange before it ended */
+	bool h2c_no;	 /* Upgrade: h2c not taken: go on over HTTP/1.1 */
+	bool pipelined;	 /* its bytes were there before the exchange before it ended */
+	bool inf_tunnel; /* inf is an inbound tunnel's (ends with the connection) */
 	/* Draining: "Connection: close" went into this response (the client
 	 * will not reuse the connection), or cannot (its head went out
 	 * before the drain began). */
@@ -208,6 +209,7 @@ struct tc_listener {
 
 struct inpod_infer {
 	struct infer_pod rule;
+	struct inpod *pod;
 	struct inpod_listener l[2]; /* 127.0.0.1:0, [::1]:0 in the pod */
 	int link_fd;		    /* sk_lookup on the pod's namespace; -1: none */
 	uint16_t ports[INFER_MAX_PORTS];
@@ -443,6 +445,10 @@ void infer_inbound_tunnel(struct conn *c);
 /* Are bytes of c's next request there already (in its buffer or its
  * socket)? */
 bool infer_pipelined(struct conn *c);
+/* Is dst, dialled from root (a pod's in-pod pool), one of the pod's own
+ * IPv4 addresses, i.e. a relay to its app? Those leave from
+ * INFER_RELAY_SRC4, so the pod's sockets tell them apart. */
+bool infer_relay_dst(const struct pool *root, const struct shunt_addr *dst);
 /* An outbound request of an in-pod pod with inference set, parsed (its
  * head has n_headers lines); no_key: it carries no routing key. true: a
  * key was inferred and its baggage line added to the head in c->in:

@@ -158,6 +158,13 @@ int upstream_dial(struct proxy *p, const struct pool *root, const struct shunt_a
 		fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
+	if (root->in_pod && infer_relay_dst(root, dst)) {
+		struct sockaddr_in src = {.sin_family = AF_INET};
+
+		inet_pton(AF_INET, INFER_RELAY_SRC4, &src.sin_addr);
+		if (bind(fd, (struct sockaddr *)&src, sizeof(src)))
+			pr_debug("bind the relay to %s: %s", INFER_RELAY_SRC4, strerror(errno));
+	}
 	/* The mark keeps our own connect() out of cgroup/connect's reach. */
 	if (setsockopt(fd, SOL_SOCKET, SO_MARK, &p->o.mark, sizeof(p->o.mark)))
 		pr_debug("SO_MARK on upstream socket: %s", strerror(errno));

@@ -13,9 +13,13 @@ reads the report.
   grpc_client.py TARGET KEY cancel       a server stream cancelled half-way, then a call
   grpc_client.py TARGET KEY slow MS N    N slow calls at once (for drain tests)
   grpc_client.py TARGET KEY relay N      N Relay calls one after the other, odd ones keyed
+  grpc_client.py TARGET KEY late         5 keyed RelayLate calls at once (learning), 2.5 s,
+                                         then 5 times: u-i unkeyed with a 50 ms deadline
+                                         (RST_STREAM), a-i keyed 20 ms later
 """
 import json
 import sys
+import threading
 import time
 
 import grpc
@@ -123,6 +127,30 @@ def main():
             except grpc.RpcError as e:
                 record("relay", k, err=code(e))
             time.sleep(0.02)
+    elif mode == "late":
+        late = ch.unary_unary("/shunt.Test/RelayLate")
+
+        def go(rid, ms, md, timeout):
+            try:
+                late(("%s:%d" % (rid, ms)).encode(), metadata=md, timeout=timeout)
+                record("late", md is not None, rid)
+            except grpc.RpcError as e:
+                record("late", md is not None, rid, err=code(e))
+
+        def together(calls):
+            ts = []
+            for delay, args in calls:
+                time.sleep(delay)
+                ts.append(threading.Thread(target=go, args=args))
+                ts[-1].start()
+            for t in ts:
+                t.join()
+
+        together([(0.01, ("l-%d" % i, 200, keyed, 10)) for i in range(5)])
+        time.sleep(2.5)
+        for i in range(5):
+            together([(0, ("u-%d" % i, 300, None, 0.05)), (0.02, ("a-%d" % i, 400, keyed, 10))])
+            time.sleep(0.3)
     else:
         sys.exit("grpc_client: unknown mode " + mode)
     ch.close()

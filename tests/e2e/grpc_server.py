@@ -13,6 +13,10 @@ which pod gave it and the routing header it saw. Messages are raw bytes
   shunt.Test/Relay    unary (with --next): calls Who there WITHOUT passing on
                       the caller's metadata (an app that does not propagate),
                       answers {"pod", "baggage", "down": Who's answer}
+  shunt.Test/RelayLate unary, request "RID:MS": sleeps MS ms, then as Relay,
+                      whatever became of the caller (a handler goes on past
+                      the client's deadline), and logs {"rid", "down"} to
+                      --relay-log
 
 --max-age-ms: the server sends GOAWAY on each connection that old.
 """
@@ -20,6 +24,7 @@ import argparse
 import json
 import signal
 import sys
+import threading
 import time
 from concurrent import futures
 
@@ -32,6 +37,7 @@ def main():
     ap.add_argument("--port", type=int, required=True)
     ap.add_argument("--ready", required=True, help="file created once listening")
     ap.add_argument("--next", help="HOST:PORT whose Who Relay calls")
+    ap.add_argument("--relay-log", help="RelayLate's log (JSON lines)")
     ap.add_argument("--max-age-ms", type=int, default=0,
                     help="send GOAWAY on every connection this old (in-flight calls finish)")
     a = ap.parse_args()
@@ -77,8 +83,24 @@ def main():
             got = {"error": "%s: %s" % (e.code().name, e.details())}
         return json.dumps({"pod": a.name, "baggage": md(ctx).get("baggage", ""), "down": got}).encode()
 
+    relay_log = open(a.relay_log, "a") if a.relay_log else None
+    log_lock = threading.Lock()
+
+    def relay_late(req, ctx):
+        rid, ms = req.decode().split(":")
+        time.sleep(int(ms) / 1000.0)
+        try:
+            got = json.loads(down.unary_unary("/shunt.Test/Who")(rid.encode(), timeout=10))
+        except grpc.RpcError as e:
+            got = {"error": e.code().name}
+        with log_lock:
+            relay_log.write(json.dumps({"rid": rid, "down": got}) + "\n")
+            relay_log.flush()
+        return b"{}"
+
     handlers = {
         "Relay": grpc.unary_unary_rpc_method_handler(relay),
+        "RelayLate": grpc.unary_unary_rpc_method_handler(relay_late),
         "Who": grpc.unary_unary_rpc_method_handler(who),
         "Stream": grpc.unary_stream_rpc_method_handler(stream),
         "Collect": grpc.stream_unary_rpc_method_handler(collect),

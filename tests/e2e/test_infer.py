@@ -39,6 +39,10 @@ POD = "test/mid"
 
 
 LEARN_IDLE = "2s"  # --infer-learn-idle: short, for tests that take seconds
+# Rates (requests/s) and seconds of the recall runs; SHUNT_INFER_RATES
+# ("1:30,5:30,20:30,100:20,300:10") makes a longer measurement of it.
+RATES = [tuple(float(x) for x in r.split(":")) for r in
+         os.environ.get("SHUNT_INFER_RATES", "5:6,20:5,100:4").split(",")]
 
 
 class InferChain(NodeTestCase):
@@ -113,6 +117,18 @@ class InferChain(NodeTestCase):
         self.assertEqual(len(pods), 1, pods)
         return pods[0]["inference"]
 
+    def paced(self, pod, host, port, key, prefix, n, every, start, abort=None):
+        log = os.path.join(self.tmp, "paced-%s.log" % prefix)
+        argv = [N.PYTHON, "-B", os.path.join(N.E2E_DIR, "infer_paced.py"), host, str(port), log, key, prefix,
+                str(n), str(every), "%.3f" % start]
+        if abort is not None:
+            argv.append(str(abort))
+        with open(os.path.join(self.tmp, "paced.stderr"), "ab") as errf:
+            p = self.node.pod_spawn(pod, argv, False, stdout=subprocess.DEVNULL, stderr=errf)
+        self.procs.append(p)
+        self.loads.append(log)
+        return p
+
     def metrics_text(self):
         """/metrics, from the node (where --metrics-addr listens)."""
         url = "http://%s/metrics" % N.hostport(N.NODE4, METRICS_PORT)
@@ -186,7 +202,7 @@ class Infer(InferChain):
         self.load(20, 3)
         self.infer("on", MID_PORT)
         rows = []
-        for rate, dur in ((5, 6), (20, 5), (100, 4)):
+        for rate, dur in RATES:
             since = self.sink_marks()
             s, log = self.load(rate, dur)
             self.assertEqual(s["failed"], 0, "rate %s: %r" % (rate, s))
@@ -196,11 +212,12 @@ class Infer(InferChain):
             rows.append((rate, t))
         st = self.stats()
         self.assertGreater(st["injected"], 0, st)
-        sys.stderr.write("\n  inference recall (rate/s: calls that should carry a key, carried, recall, wrong):\n")
+        sys.stderr.write("\n  inference recall (rate/s: outbound calls, calls that should carry a key, "
+                         "carried, recall, wrong):\n")
         for rate, t in rows:
-            sys.stderr.write("   %5s: %5d %5d %6.1f%% %d\n" % (rate, t["should_key"], t["carried_correct"],
-                                                            100.0 * (t["recall"] or 0), t["wrong"]))
-        low = rows[0][1]
+            sys.stderr.write("   %5g: %6d %6d %6d %6.1f%% %d\n" % (rate, t["calls"], t["should_key"], t["carried_correct"],
+                                                             100.0 * (t["recall"] or 0), t["wrong"]))
+        low = rows[0][1]  # the lowest rate first
         self.assertGreater(low["carried_correct"], 0, "nothing reached the sandbox at 5/s: %r" % (low,))
         self.assertEqual(low["inferred_marked"], low["carried_correct"], "every inferred key is marked")
         self.assertGreaterEqual(low["recall"], 0.5, low)
@@ -374,3 +391,106 @@ class InferHostile(InferChain):
         self.mid_log = self.app("mid", "middle", "--port", str(MID_PORT), "--name", "mid2",
                                 "--next", "%s:%d" % (N.BASE4, SINK_PORT), *args, in_cgroup=True)
         self.node.wait_listen("mid", MID_PORT)
+
+
+class InferPaced(InferChain):
+    """Paced loads (infer_paced.py) against a middle that makes one call
+    200 ms into each request: u-i without a key at t, a-i with dev-a at
+    t+30 ms, so u-i's call is made while a-i is in flight. Each test is a
+    way a second review got a wrong key out of the previous version."""
+    MID_ARGS = ("--work-ms", "200", "--calls", "1", "--post-prob", "0", "--bg-ms", "0")
+
+    def learn(self):
+        """/down learnt: dev-a requests one at a time, then the pod idle
+        for longer than --infer-learn-idle."""
+        self.infer("on", MID_PORT)
+        p = self.paced("client", MID4, MID_PORT, "dev-a", "l", 6, 0.3, time.time() + 0.5)
+        self.assertEqual(p.wait(30), 0)
+        time.sleep(2.5)
+
+    def attack(self, upod, uhost, uport, abort=None):
+        self.learn()
+        t0 = time.time() + 0.5
+        u = self.paced(upod, uhost, uport, "-", "u", 10, 0.6, t0, abort)
+        a = self.paced("client", MID4, MID_PORT, "dev-a", "a", 10, 0.6, t0 + 0.03)
+        self.assertEqual(u.wait(60), 0)
+        self.assertEqual(a.wait(60), 0)
+        time.sleep(0.5)
+        t = self.truth()
+        self.assertNoWrong(t, self._testMethodName)
+        self.assertEqual(t["per_kind"]["request"]["calls"], 26, t)  # every call was made
+        return t
+
+    def test_a_client_reset_leaves_the_handler_running(self):
+        """u-i is reset 10 ms in: the app's handler goes on, unseen (A)."""
+        self.attack("client", MID4, MID_PORT, abort=0.01)
+        self.assertGreater(self.stats()["aborted"], 0)
+
+    def test_loopback_and_self_calls_are_work_shunt_does_not_see(self):
+        """u-i comes from inside the pod to 127.0.0.1 (a sidecar, the app
+        itself): counted as untracked while it lasts (U)."""
+        self.attack("mid", "127.0.0.1", MID_PORT)
+        self.assertGreater(self.stats()["untracked"], 0)
+
+    def test_a_port_not_listed(self):
+        """The app also serves a port not in --port (U)."""
+        self.app("mid", "middle", "--port", str(MID_PORT + 10), "--name", "mid-b",
+                 "--next", "%s:%d" % (N.BASE4, SINK_PORT), *self.MID_ARGS, in_cgroup=True)
+        self.node.wait_listen("mid", MID_PORT + 10)
+        self.attack("client", MID4, MID_PORT + 10)
+        self.assertGreater(self.stats()["untracked"], 0)
+
+    def test_grpc_deadline_leaves_the_handler_running(self):
+        """gRPC u-i gives up after 50 ms (RST_STREAM); its handler calls
+        out 300 ms in, while a-i (dev-a) is in flight (A)."""
+        n = self.node
+        for pod, name in (("base", "baseline"), ("sbx", "sandbox")):
+            self.procs.append(n.pod_spawn(pod, [N.PYTHON, "-B", os.path.join(N.E2E_DIR, "grpc_server.py"), "--name",
+                                                name, "--port", str(GRPC_PORT), "--ready",
+                                                os.path.join(self.tmp, name + ".grpc")], False))
+        log = os.path.join(self.tmp, "relay-late.log")
+        self.procs.append(n.pod_spawn("mid", [N.PYTHON, "-B", os.path.join(N.E2E_DIR, "grpc_server.py"), "--name",
+                                              "mid", "--port", str(GRPC_PORT), "--ready",
+                                              os.path.join(self.tmp, "mid.grpc"), "--next",
+                                              "%s:%d" % (N.BASE4, GRPC_PORT), "--relay-log", log], True))
+        for pod in ("base", "sbx", "mid"):
+            n.wait_listen(pod, GRPC_PORT)
+        self.route("%s:%d" % (N.BASE4, GRPC_PORT), "dev-a", "%s:%d" % (N.SBX4, GRPC_PORT))
+        self.infer("on", GRPC_PORT)
+        rc, out, err = n.pod_run("client", [N.PYTHON, "-B", os.path.join(N.E2E_DIR, "grpc_client.py"),
+                                            "%s:%d" % (MID4, GRPC_PORT), "dev-a", "late"], in_cgroup=False, timeout=60)
+        self.assertEqual(rc, 0, err)
+        time.sleep(0.5)
+        with open(log) as f:
+            evs = [json.loads(ln) for ln in f]
+        u = [e for e in evs if e["rid"].startswith("u-")]
+        self.assertEqual(len(u), 5, evs)
+        self.assertEqual([e for e in u if e["down"].get("baggage")], [], "an abandoned call got a key")
+        self.assertGreater(self.stats()["aborted"], 0)
+
+
+class InferOffOn(InferChain):
+    """A pod that is never idle (dev-a every 15 ms, 30 ms of work, a call
+    5 ms after each answer): W keeps its post-response path undecided --
+    also when inference is off for a while in between (the idle time of a
+    pod nobody watched does not count)."""
+    MID_ARGS = ("--work-ms", "30", "--post-prob", "1", "--post-delay-ms", "5", "--bg-ms", "0")
+
+    def phase(self, tag, off_after=None):
+        t0 = time.time() + 1.0
+        p = self.paced("client", MID4, MID_PORT, "dev-a", tag, 70, 0.015, t0)
+        if off_after is not None:
+            time.sleep(max(0.0, t0 + off_after - time.time()))
+            self.infer("off")
+        self.assertEqual(p.wait(60), 0)
+
+    def test_off_then_on_learns_again(self):
+        self.infer("on", MID_PORT)
+        self.phase("p1", off_after=0.8)
+        time.sleep(3)
+        self.infer("on", MID_PORT)
+        self.phase("p2")
+        t = self.truth()
+        self.assertNoWrong(t, "off, then on")
+        self.assertGreater(t["per_kind"]["post"]["calls"], 50, t)
+        self.assertEqual(t["per_kind"]["post"]["keyed"], 0, t)
