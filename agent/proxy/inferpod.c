@@ -69,17 +69,15 @@ static int pod_addrs(struct proxy *p, int nsfd, struct shunt_addr *out, int max)
 
 struct tcp_line {
 	char la[40], ra[40];
-	unsigned lport, rport, st, rxq;
+	unsigned lport, rport, st;
 	unsigned long long ino;
 };
 
-/* "sl local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout inode";
- * a listener's rx_queue is its accept queue's length. */
+/* "sl local rem st tx_queue:rx_queue tr:when retrnsmt uid timeout inode" */
 static bool tcp_line_parse(const char *line, struct tcp_line *t)
 {
-	return sscanf(line,
-		      " %*u: %39[0-9A-Fa-f]:%x %39[0-9A-Fa-f]:%x %x %*x:%x %*s %*s %*s %*s %llu",
-		      t->la, &t->lport, t->ra, &t->rport, &t->st, &t->rxq, &t->ino) == 7;
+	return sscanf(line, " %*u: %39[0-9A-Fa-f]:%x %39[0-9A-Fa-f]:%x %x %*s %*s %*s %*s %*s %llu",
+		      t->la, &t->lport, t->ra, &t->rport, &t->st, &t->ino) == 6;
 }
 
 /* The app's end of one of our relays: from 127.77.0.1 (IPv4), or from the
@@ -98,15 +96,15 @@ static bool relay_end(const struct tcp_line *t)
  * address: loopback and the pod's own too), established or half-closed,
  * that are neither ours (inodes) nor the app's end of our relays. Our
  * listeners (lino: the in-pod ones, whose port no app serves, then the
- * inference ones) do not count; the connections waiting in the inference
- * listeners' accept queues (handed over, not accepted yet) are ours. */
+ * inference ones) do not count. A connection not accepted yet (inode 0:
+ * in an accept queue, ours or the app's) carries no work yet. */
 static size_t untracked_count(FILE *f[2], const uint64_t *inodes, size_t n_inodes,
 			      const uint64_t lino[4])
 {
 	uint8_t *listening = calloc(65536 / 8, 1);
 	char line[512];
 	struct tcp_line t;
-	size_t n = 0, queued = 0;
+	size_t n = 0;
 
 	if (!listening)
 		return 1;
@@ -115,12 +113,9 @@ static size_t untracked_count(FILE *f[2], const uint64_t *inodes, size_t n_inode
 			if (!tcp_line_parse(line, &t) || t.st != 0x0A /* LISTEN */ ||
 			    t.lport >= 65536)
 				continue;
-			if (t.ino == lino[0] || t.ino == lino[1])
+			if (t.ino == lino[0] || t.ino == lino[1] || t.ino == lino[2] ||
+			    t.ino == lino[3])
 				continue;
-			if (t.ino == lino[2] || t.ino == lino[3]) {
-				queued += t.rxq;
-				continue;
-			}
 			listening[t.lport / 8] |= (uint8_t)(1U << (t.lport % 8));
 		}
 	for (int i = 0; i < 2; i++) {
@@ -131,11 +126,11 @@ static size_t untracked_count(FILE *f[2], const uint64_t *inodes, size_t n_inode
 			if (tcp_line_parse(line, &t) &&
 			    (t.st == 0x01 /* ESTABLISHED */ || t.st == 0x08 /* CLOSE_WAIT */) &&
 			    t.lport < 65536 && (listening[t.lport / 8] & (1U << (t.lport % 8))) &&
-			    !relay_end(&t) && !ours(inodes, n_inodes, t.ino))
+			    t.ino && !relay_end(&t) && !ours(inodes, n_inodes, t.ino))
 				n++;
 	}
 	free(listening);
-	return n > queued ? n - queued : 0;
+	return n;
 }
 
 /* Addresses of the pod now that its ports map does not cover (added since

@@ -212,6 +212,7 @@ class Infer(InferChain):
             rows.append((rate, t))
         st = self.stats()
         self.assertGreater(st["injected"], 0, st)
+        sys.stderr.write("\n  pod list's inference after the runs: %s" % json.dumps(st))
         sys.stderr.write("\n  inference recall (rate/s: outbound calls, calls that should carry a key, "
                          "carried, recall, wrong):\n")
         for rate, t in rows:
