@@ -57,7 +57,7 @@ infer-relay-nokey and infer-relay-key call the baseline pod's never-routed
 baseline pod served in-pod and `pod infer ... shadow --port 8181` (undone,
 pod infer off and pod del, before any other row runs): the pod's sk_lookup
 program hands each inbound connection to shunt, which relays it over the
-pod's loopback (never steered), so the upstream sees the pod's own address
+pod's loopback (never steered), from 127.77.0.1, which the upstream sees
 and the pod's inference.inbound (pod list) counts every request; the cost of
 that one extra pass is the ratio to direct-baseline (no targets).
   1. One keep-alive connection per row: latclient.c (compiled on the fly;
@@ -163,6 +163,7 @@ TARGET_RPS = 1.2  # (e) wrk req/s at least this times the nginx peer's
 # (b) free-scheduled p50 at or below both peers' (nginx, HAProxy)
 PIN_CPU = 0  # the CPU of the pinned single-connection test
 VM4 = N.NET4 + ".60"  # the routed pod of the TC rows
+INFER_RELAY_SRC = "127.77.0.1"  # where shunt's relays to a pod's app leave from (INFER_RELAY_SRC4)
 INFER_POD = "bench/base"  # the baseline pod, in-pod with inference on DIRECT_PORT (the "infer" agent only)
 TARGET_RSS_MIB = 32.0
 
@@ -294,10 +295,10 @@ def infer_rows():
     """Straight to the baseline pod's never-routed port (direct-baseline's
     host and port, no route), while the "infer" agent relays the pod's
     inbound connections there: sk_lookup hands each to shunt in the pod,
-    which dials the app over the pod's loopback, so the upstream sees the
-    pod's own address. The key is never used to steer (compared with
-    direct-baseline too)."""
-    return [Row("infer-relay-" + k, N.BASE4, DIRECT_PORT, k == "key", "baseline", N.BASE4, "direct-baseline",
+    which dials the app over the pod's loopback from 127.77.0.1, the
+    address the upstream sees. The key is never used to steer (compared
+    with direct-baseline too)."""
+    return [Row("infer-relay-" + k, N.BASE4, DIRECT_PORT, k == "key", "baseline", INFER_RELAY_SRC, "direct-baseline",
                 "infer", agent="infer") for k in ("nokey", "key")]
 
 
