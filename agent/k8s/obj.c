@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "k8s/obj.h"
@@ -748,11 +749,16 @@ static void infer_decode(struct k8s_pod *p, struct json_object *ann, struct json
 			struct json_object *pe = json_object_array_get_idx(ps, j);
 			struct json_object *cp = k8s_jget(pe, "containerPort");
 			const char *proto = jstring(k8s_jget(pe, "protocol"), 0, 8);
+			const char *name = jstring(k8s_jget(pe, "name"), 0, 16);
 			int64_t port;
 			bool dup = false;
 
+			/* Named for HTTP or gRPC only (the convention Istio reads
+			 * a port's protocol from): a port that speaks something
+			 * else, first maybe, must not be relayed as HTTP. */
 			if (!cp || !json_object_is_type(cp, json_type_int) ||
-			    (proto && strcmp(proto, "TCP")))
+			    (proto && strcmp(proto, "TCP")) || !name ||
+			    (strncasecmp(name, "http", 4) && strncasecmp(name, "grpc", 4)))
 				continue;
 			port = json_object_get_int64(cp);
 			if (port < 1 || port > 65535)

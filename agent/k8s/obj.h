@@ -149,7 +149,8 @@ enum k8s_capture {
 /* Inferred propagation for an in-pod pod: shunt.dev/infer ("off",
  * "shadow", "on"; anything else is INVALID, served as off and reported),
  * on the ports shunt.dev/infer-ports lists ("8080,9090"), else the TCP
- * containerPorts its containers declare. */
+ * containerPorts its containers declare with a name starting "http" or
+ * "grpc" (http, http2, grpc-web: Istio's convention). */
 #define K8S_INFER_ANNOTATION	   "shunt.dev/infer"
 #define K8S_INFER_PORTS_ANNOTATION "shunt.dev/infer-ports"
 #define K8S_INFER_MAX_PORTS	   8

@@ -438,6 +438,7 @@ void h1_h2c_resume(struct conn *c)
 	if (c->dead || c->state != C_H2WAIT)
 		return;
 	c->state = C_HEAD;
+	c->s.pipelined = true; /* read a while ago: when it was sent is unknown */
 	route_request(c);
 	if (c->state == C_REQUEST)
 		frame_body(c);

@@ -6,7 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/hash.h"
 #include "core/log.h"
 #include "proxy/infer.h"
 
@@ -60,7 +59,6 @@ void infer_pod_init(struct infer_pod *ip, enum infer_mode mode, uint64_t now_ns)
 	ip->min_busy = INFER_MIN_BUSY;
 	ip->learn_idle_ns = INFER_LEARN_IDLE_NS;
 	ip->idle_since_ns = now_ns;
-	ip->seed = hash_random_seed();
 }
 
 uint64_t infer_idle_ns(const struct infer_pod *ip, uint64_t now_ns)
@@ -69,21 +67,29 @@ uint64_t infer_idle_ns(const struct infer_pod *ip, uint64_t now_ns)
 	       (!ip->n_in && now_ns > ip->idle_since_ns ? now_ns - ip->idle_since_ns : 0);
 }
 
-void infer_pod_free(struct infer_pod *ip)
+static void paths_free(struct infer_pod *ip)
 {
 	size_t i;
 
-	while (ip->in_flight)
-		infer_in_end(ip->in_flight, 0);
 	for (struct hmap_entry *e = hmap_first(&ip->paths, &i); e; e = hmap_next(&ip->paths, e, &i))
 		free(e->val);
 	hmap_free(&ip->paths);
 }
 
-void infer_pod_set_mode(struct infer_pod *ip, enum infer_mode mode)
+void infer_pod_free(struct infer_pod *ip)
+{
+	while (ip->in_flight)
+		infer_in_end(ip->in_flight, 0);
+	paths_free(ip);
+}
+
+void infer_pod_set_mode(struct infer_pod *ip, enum infer_mode mode, uint64_t now_ns)
 {
 	if (mode == ip->mode)
 		return; /* the same again: a switch-off stands */
+	/* What was learnt under traffic that made it unsafe: learn anew. */
+	if (ip->off)
+		infer_pod_relearn(ip, now_ns);
 	ip->mode = mode;
 	ip->off = false;
 	ip->why[0] = '\0';
@@ -144,6 +150,12 @@ void infer_in_unkey(struct infer_in *e)
 	e->pod->n_in_keyed--;
 }
 
+void infer_hold(struct infer_pod *ip, uint64_t now_ns)
+{
+	if (now_ns + ip->learn_idle_ns > ip->hold_until_ns)
+		ip->hold_until_ns = now_ns + ip->learn_idle_ns;
+}
+
 void infer_in_abort(struct infer_in *e, uint64_t now_ns)
 {
 	struct infer_pod *ip = e->pod;
@@ -151,17 +163,12 @@ void infer_in_abort(struct infer_in *e, uint64_t now_ns)
 	if (!ip)
 		return;
 	infer_in_end(e, now_ns);
-	if (now_ns + ip->learn_idle_ns > ip->hold_until_ns)
-		ip->hold_until_ns = now_ns + ip->learn_idle_ns;
+	infer_hold(ip, now_ns);
 }
 
 void infer_pod_relearn(struct infer_pod *ip, uint64_t now_ns)
 {
-	size_t i;
-
-	for (struct hmap_entry *e = hmap_first(&ip->paths, &i); e; e = hmap_next(&ip->paths, e, &i))
-		free(e->val);
-	hmap_free(&ip->paths);
+	paths_free(ip);
 	ip->idle_total_ns = 0;
 	ip->idle_since_ns = now_ns;
 }
@@ -290,15 +297,16 @@ enum infer_outcome infer_decide(struct infer_pod *ip, uint64_t now_ns, const str
 	bool full;
 
 	ip->st.calls++;
+	pe = path_get(ip, now_ns, dst, target, tlen, &full);
+	/* L learns also while switched off. */
+	if (pe && !ip->n_in) {
+		pe->idle = true;
+		return count(ip, ip->off ? INFER_REFUSED_OFF : INFER_IDLE);
+	}
 	if (ip->off)
 		return count(ip, INFER_REFUSED_OFF);
-	pe = path_get(ip, now_ns, dst, target, tlen, &full);
 	if (!pe)
 		return count(ip, INFER_REFUSED_TABLE_FULL);
-	if (!ip->n_in) {
-		pe->idle = true;
-		return count(ip, INFER_IDLE);
-	}
 	window_count(ip, ip->n_in > 1, pe->idle && ip->n_in_keyed);
 	if (ip->off)
 		return count(ip, INFER_REFUSED_OFF);

@@ -143,7 +143,6 @@ struct infer_pod {
 	size_t untracked;	/* U: inbound connections that bypass shunt (set by its owner) */
 	uint64_t hold_until_ns; /* A: nothing before this */
 	struct hmap paths;	/* struct infer_path_key -> struct infer_path */
-	uint64_t seed;
 	/* Has the app written bytes of e's response shunt has not read?
 	 * NULL: never. */
 	bool (*finishing)(const struct infer_in *e);
@@ -161,7 +160,7 @@ void infer_pod_init(struct infer_pod *ip, enum infer_mode mode, uint64_t now_ns)
 void infer_pod_free(struct infer_pod *ip);
 /* A new mode: another mode than the current one clears a switch-off and
  * its window (the paths learnt are kept). */
-void infer_pod_set_mode(struct infer_pod *ip, enum infer_mode mode);
+void infer_pod_set_mode(struct infer_pod *ip, enum infer_mode mode, uint64_t now_ns);
 
 /* Inbound request e begins: key (NUL-terminated) is its routing key, or
  * NULL without one (or with an unusable one, or work that is not a
@@ -177,6 +176,8 @@ void infer_in_unkey(struct infer_in *e);
  * answered): the app's handler may run on, unseen, so nothing is inferred
  * for learn_idle_ns (A). */
 void infer_in_abort(struct infer_in *e, uint64_t now_ns);
+/* Work shunt did not see may run on (A): nothing for learn_idle_ns. */
+void infer_hold(struct infer_pod *ip, uint64_t now_ns);
 /* Forget what was learnt (the paths, the idle time): inference was not
  * watching the pod for a while. */
 void infer_pod_relearn(struct infer_pod *ip, uint64_t now_ns);

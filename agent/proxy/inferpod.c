@@ -196,6 +196,10 @@ static void untracked_scan(struct proxy *p, struct inpod *pod)
 		if (f[i])
 			fclose(f[i]);
 	found += uncovered_addrs(p, pod);
+	/* Work that bypassed shunt ended (or its connection did): its handler
+	 * may go on, unseen, as after an abort (A). */
+	if (found < pi->rule.untracked)
+		infer_hold(&pi->rule, rs_now_ns());
 	if (found != pi->rule.untracked && (found || pi->rule.untracked))
 		pr_info("inference: pod '%s': %zu inbound connection(s) or address(es) bypass "
 			"shunt%s",
@@ -221,6 +225,10 @@ static void stale_check(struct proxy *p)
 	if (shunt_bpf_infer(p->sh->bpf, &k) || k.stats[SHUNT_INFER_STALE] == p->infer_stale_seen)
 		return;
 	p->infer_stale_seen = k.stats[SHUNT_INFER_STALE];
+	/* Connections let through, maybe come and gone: as after an abort. */
+	for (struct inpod *o = p->inpods; o; o = o->next)
+		if (o->infer && o->infer->link_fd >= 0)
+			infer_hold(&o->infer->rule, rs_now_ns());
 	p->infer_beats = 0;
 	for (struct inpod *o = p->inpods; o; o = o->next)
 		if (o->infer && o->infer->link_fd >= 0)
@@ -236,11 +244,11 @@ static void beat_fired(struct timer *t)
 	bool stale = false;
 
 	beat(p);
-	if (!shunt_bpf_infer(p->sh->bpf, &k)) {
+	if (!shunt_bpf_infer(p->sh->bpf, &k))
 		stale = k.stats[SHUNT_INFER_STALE] != p->infer_stale_seen;
-		p->infer_stale_seen = k.stats[SHUNT_INFER_STALE];
-	}
-	if (stale || ++p->infer_beats * SHUNT_INFER_BEAT_MS >= 1000) {
+	if (stale)
+		stale_check(p); /* the hold and the scan */
+	else if (++p->infer_beats * SHUNT_INFER_BEAT_MS >= 1000) {
 		p->infer_beats = 0;
 		for (struct inpod *pod = p->inpods; pod; pod = pod->next)
 			if (pod->infer && pod->infer->link_fd >= 0)
@@ -528,7 +536,7 @@ int proxy_infer_set(struct proxy *p, const char *name, enum infer_mode mode, con
 	}
 	pi = pod->infer;
 	if (pi && pi->link_fd >= 0 && same_ports(pi, ports, n_ports)) {
-		infer_pod_set_mode(&pi->rule, mode);
+		infer_pod_set_mode(&pi->rule, mode, rs_now_ns());
 		pr_info("inference: %s for pod '%s'", infer_mode_names[mode], name);
 		return 0;
 	}
@@ -554,7 +562,7 @@ int proxy_infer_set(struct proxy *p, const char *name, enum infer_mode mode, con
 		inpod_infer_stop(p, pod);
 		return err;
 	}
-	infer_pod_set_mode(&pi->rule, mode);
+	infer_pod_set_mode(&pi->rule, mode, rs_now_ns());
 	pr_info("inference: %s for pod '%s' (%d key(s) in shunt_infer_ports)",
 		infer_mode_names[mode], name, pi->n_keys);
 	return 0;
@@ -794,7 +802,7 @@ bool infer_relay_dst(const struct pool *root, const struct shunt_addr *dst)
 		return false;
 	pi = pod->infer;
 	for (int k = 0; pi && k < pi->n_keys; k++)
-		if (pi->keys[k].family == SHUNT_FAMILY_V4 &&
+		if (pi->keys[k].family == SHUNT_FAMILY_V4 && pi->keys[k].port == dst->port &&
 		    !memcmp(pi->keys[k].addr, dst->addr, 4))
 			return true;
 	return false;

@@ -131,7 +131,10 @@ static void inpod_take(struct proxy *p, int fd, void *ctx)
 	p->st.inpod_accepted++;
 	if (p->sh->track_pods)
 		pod_attach(c, pod->netns);
-	conn_begin(c);
+	/* With inference, its request is read now, not a loop turn later:
+	 * the rule's guards count from when it is read. */
+	if (conn_begin(c) && pod->infer && pod->infer->link_fd >= 0)
+		client_event(&c->h, EPOLLIN | EPOLLOUT);
 }
 
 static void inpod_accept(struct ev_handler *h, uint32_t events)

@@ -180,11 +180,34 @@ Test(infer, switches_off_when_concurrency_is_usually_above_one)
 	cr_assert(strstr(ip.why, "concurrency"), "%s", ip.why);
 	cr_assert_eq(ip.st.switched_off, 1);
 	cr_assert_eq(call(&ip, t += MS(10), "/down", key), INFER_REFUSED_OFF);
-	infer_pod_set_mode(&ip, INFER_SHADOW);
+	infer_pod_set_mode(&ip, INFER_SHADOW, t);
 	cr_assert(ip.off, "the same mode again does not undo a switch-off");
-	infer_pod_set_mode(&ip, INFER_ON);
+	infer_pod_set_mode(&ip, INFER_ON, t);
 	cr_assert_not(ip.off);
+	cr_assert_eq(ip.paths.n, 0, "what was learnt under unsafe traffic is forgotten");
+	for (int i = 0; i < INFER_MIN_BUSY; i++)
+		cr_assert_eq(call(&ip, t += MS(10), "/down", key), INFER_REFUSED_LEARNING);
 	cr_assert_eq(call(&ip, t += MS(10), "/down", key), INFER_DECIDED);
+	infer_pod_free(&ip);
+}
+
+Test(infer, l_learns_while_switched_off)
+{
+	struct infer_pod ip;
+	struct infer_in a = {};
+	char key[SHUNT_ROUTE_KEY_LEN];
+	uint64_t t = MS(1000);
+
+	infer_pod_init(&ip, INFER_ON, 0);
+	ip.learn_idle_ns = 0;
+	ip.off = true;
+	cr_assert_eq(call(&ip, t, "/timer", key), INFER_REFUSED_OFF);
+	ip.off = false;
+	for (int i = 0; i < 10; i++) {
+		infer_in_begin(&ip, &a, "dev-a", t += MS(10));
+		cr_assert_eq(call(&ip, t += MS(10), "/timer", key), INFER_REFUSED_IDLE_PATH);
+		infer_in_end(&a, t += MS(10));
+	}
 	infer_pod_free(&ip);
 }
 

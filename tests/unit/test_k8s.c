@@ -1723,9 +1723,13 @@ Test(pods, capture_annotation)
 Test(pods, infer_annotation)
 {
 	static const char containers[] =
-		"\"containers\":[{\"name\":\"a\",\"ports\":[{\"containerPort\":8080},"
-		"{\"containerPort\":53,\"protocol\":\"UDP\"},{\"containerPort\":9090,"
-		"\"protocol\":\"TCP\"},{\"containerPort\":8080}]},{\"name\":\"b\"}]";
+		"\"containers\":[{\"name\":\"a\",\"ports\":[{\"name\":\"http\",\"containerPort\":"
+		"8080},"
+		"{\"name\":\"http-dns\",\"containerPort\":53,\"protocol\":\"UDP\"},{\"name\":"
+		"\"grpc-api\",\"containerPort\":9090,\"protocol\":\"TCP\"},{\"name\":\"http-"
+		"again\","
+		"\"containerPort\":8080},{\"name\":\"mysql\",\"containerPort\":3306},"
+		"{\"containerPort\":8443}]},{\"name\":\"b\"}]";
 	static const struct {
 		const char *ann;
 		uint8_t want;
@@ -1734,7 +1738,8 @@ Test(pods, infer_annotation)
 	} cases[] = {
 		{"", K8S_INFER_OFF, 0, 0},
 		{"\"annotations\":{\"shunt.dev/infer\":\"off\"},", K8S_INFER_OFF, 0, 0},
-		/* No ports given: the containers' TCP ports, once each. */
+		/* No ports given: the containers' TCP ports named http* or
+		 * grpc*, once each (not mysql, not an unnamed one). */
 		{"\"annotations\":{\"shunt.dev/infer\":\"shadow\"},", K8S_INFER_SHADOW, 2, 8080},
 		{"\"annotations\":{\"shunt.dev/infer\":\"on\",\"shunt.dev/"
 		 "infer-ports\":\"7000,7001\"},",
